@@ -1,0 +1,120 @@
+#include "app/events.h"
+
+#include "app/json_codec.h"
+
+namespace ccm::app {
+
+using nlohmann::json;
+using namespace ccm::domain;
+
+namespace {
+
+json InstanceCommon(const LabletInstance& i, std::optional<InstanceState> previous, Timestamp at) {
+  return {{"instance_id", i.id.value},
+          {"definition_id", i.definition_id.value},
+          {"definition_version", i.definition_version},
+          {"previous_state", previous ? json(ToString(*previous)) : json(nullptr)},
+          {"new_state", ToString(i.state)},
+          {"worker_id", i.worker_id ? json(i.worker_id->value) : json(nullptr)},
+          {"timestamp", FormatRfc3339(at)}};
+}
+
+}  // namespace
+
+OutboxEvent EventFactory::Make(std::string_view type, const std::string& subject, Timestamp time, json data) {
+  OutboxEvent e;
+  e.id = ids_.NewId();
+  e.subject = subject;
+  e.type = std::string(type);
+  e.time = time;
+  e.json = json{{"specversion", "1.0"},
+                {"id", e.id},
+                {"source", source_},
+                {"type", e.type},
+                {"subject", subject},
+                {"time", FormatRfc3339(time)},
+                {"datacontenttype", "application/json"},
+                {"data", std::move(data)}}
+               .dump();
+  return e;
+}
+
+OutboxEvent EventFactory::InstanceCreated(const LabletInstance& i) {
+  json data = InstanceCommon(i, std::nullopt, i.created_at);
+  data["owner_id"] = i.owner_id;
+  data["reservation_id"] = i.reservation_id ? json(*i.reservation_id) : json(nullptr);
+  data["timeslot_start"] = FormatRfc3339(i.timeslot_start);
+  data["timeslot_end"] = FormatRfc3339(i.timeslot_end);
+  data["created_at"] = FormatRfc3339(i.created_at);
+  return Make(EventTypeOnEntering(InstanceState::kPending), i.id.value, i.created_at, std::move(data));
+}
+
+OutboxEvent EventFactory::InstanceMoved(const LabletInstance& i, const InstanceChange& change, const Worker* worker,
+                                        const LabletDefinition* def, const json& extra) {
+  json data = InstanceCommon(i, change.from, change.at);
+  switch (change.to) {
+    case InstanceState::kScheduled:
+      data["allocated_ports"] = ToJson(i.allocated_ports);
+      break;
+    case InstanceState::kInstantiating:
+      data["allocated_ports"] = ToJson(i.allocated_ports);
+      data["lab_yaml_hash"] = def ? json(def->lab_yaml_hash) : json(nullptr);
+      break;
+    case InstanceState::kRunning:
+      data["worker_hostname"] = worker ? json(worker->hostname) : json(nullptr);
+      data["cml_lab_id"] = i.cml_lab_id ? json(*i.cml_lab_id) : json(nullptr);
+      data["allocated_ports"] = ToJson(i.allocated_ports);
+      data["started_at"] = OptionalTime(i.started_at);
+      data["pod_assigned"] = i.pod_assigned;
+      break;
+    case InstanceState::kCollecting:
+      data["triggered_by"] = change.actor;
+      data["collection_reason"] = "manual";
+      break;
+    case InstanceState::kGrading:
+      data["collection_id"] = i.collection ? json(i.collection->collection_id) : json(nullptr);
+      break;
+    case InstanceState::kTerminated: {
+      data["final_state"] = ToString(change.from);
+      data["grading_score"] = i.grading_score ? ToJson(*i.grading_score) : json(nullptr);
+      long minutes = 0;
+      if (i.started_at && i.terminated_at)
+        minutes = std::chrono::duration_cast<std::chrono::minutes>(*i.terminated_at - *i.started_at).count();
+      data["duration_minutes"] = minutes;
+      break;
+    }
+    default:
+      break;
+  }
+  data["reason"] = change.reason;
+  for (const auto& [k, v] : extra.items()) data[k] = v;
+  return Make(EventTypeOnEntering(change.to), i.id.value, change.at, std::move(data));
+}
+
+OutboxEvent EventFactory::WorkerMoved(const Worker& w, const WorkerChange& change, const json& extra) {
+  json data = {{"worker_id", w.id.value},
+               {"name", w.name},
+               {"previous_state", ToString(change.from)},
+               {"new_state", ToString(change.to)},
+               {"reason", change.reason},
+               {"timestamp", FormatRfc3339(change.at)}};
+  if (change.to == WorkerState::kDraining) data["running_instances_count"] = w.ActiveInstances();
+  for (const auto& [k, v] : extra.items()) data[k] = v;
+  return Make(EventTypeOnEntering(change.to), w.id.value, change.at, std::move(data));
+}
+
+std::vector<OutboxEvent> EventFactory::WorkerCreated(const Worker& w) {
+  std::vector<OutboxEvent> out;
+  json data = {{"worker_id", w.id.value},
+               {"name", w.name},
+               {"previous_state", nullptr},
+               {"new_state", "PENDING"},
+               {"hostname", w.hostname},
+               {"license_type", ToString(w.license_type)},
+               {"timestamp", FormatRfc3339(w.created_at)}};
+  out.push_back(Make(EventTypeOnEntering(WorkerState::kPending), w.id.value, w.created_at, std::move(data)));
+  for (const auto& change : w.state_history) out.push_back(WorkerMoved(w, change));
+  return out;
+}
+
+}  // namespace ccm::app

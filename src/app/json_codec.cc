@@ -1,0 +1,280 @@
+#include "app/json_codec.h"
+
+namespace ccm::app {
+
+using nlohmann::json;
+using namespace ccm::domain;
+
+namespace {
+
+template <typename T>
+json Opt(const std::optional<T>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+json ResourcesJson(const Resources& r) {
+  return {{"cpu_cores", r.cpu_cores}, {"memory_gb", r.memory_gb}, {"storage_gb", r.storage_gb}};
+}
+
+Resources ResourcesFrom(const json& j) {
+  return {j.at("cpu_cores").get<double>(), j.at("memory_gb").get<double>(), j.at("storage_gb").get<double>()};
+}
+
+template <typename State>
+json HistoryJson(const std::vector<StateChange<State>>& history) {
+  json out = json::array();
+  for (const auto& c : history)
+    out.push_back({{"from", ToString(c.from)},
+                   {"to", ToString(c.to)},
+                   {"at", FormatRfc3339(c.at)},
+                   {"reason", c.reason},
+                   {"actor", c.actor}});
+  return out;
+}
+
+Timestamp TimeFrom(const json& j) {
+  auto t = ParseRfc3339(j.get<std::string>());
+  if (!t) throw std::runtime_error("bad timestamp " + j.get<std::string>());
+  return *t;
+}
+
+std::optional<Timestamp> OptTimeFrom(const json& j, const char* key) {
+  if (!j.contains(key) || j.at(key).is_null()) return std::nullopt;
+  return TimeFrom(j.at(key));
+}
+
+std::optional<std::string> OptString(const json& j, const char* key) {
+  if (!j.contains(key) || j.at(key).is_null()) return std::nullopt;
+  return j.at(key).get<std::string>();
+}
+
+template <typename State, typename Parse>
+std::vector<StateChange<State>> HistoryFrom(const json& j, Parse parse) {
+  std::vector<StateChange<State>> out;
+  for (const auto& c : j) {
+    auto from = parse(c.at("from").get<std::string>());
+    auto to = parse(c.at("to").get<std::string>());
+    if (!from || !to) throw std::runtime_error("bad state in history");
+    out.push_back({*from, *to, TimeFrom(c.at("at")), c.at("reason").get<std::string>(),
+                   c.at("actor").get<std::string>()});
+  }
+  return out;
+}
+
+PortMap PortsFrom(const json& j) {
+  PortMap ports;
+  for (const auto& [name, port] : j.items()) ports[name] = port.get<int>();
+  return ports;
+}
+
+template <typename F>
+auto Guard(const char* what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return Error::Internal(std::string("stored ") + what + " does not read back: " + e.what());
+  }
+}
+
+}  // namespace
+
+json OptionalTime(const std::optional<Timestamp>& t) { return t ? json(FormatRfc3339(*t)) : json(nullptr); }
+
+json ToJson(const PortMap& ports) {
+  json out = json::object();
+  for (const auto& [name, port] : ports) out[name] = port;
+  return out;
+}
+
+json ToJson(const LabletDefinition& d) {
+  json affinity = json::array();
+  for (auto l : d.license_affinity) affinity.push_back(ToString(l));
+  json ports = json::array();
+  for (const auto& p : d.port_template) ports.push_back({{"name", p.name}, {"protocol", p.protocol}});
+  json resources = ResourcesJson(d.resource_requirements);
+  resources["nested_virt"] = d.nested_virt;
+  return {{"id", d.id.value},
+          {"name", d.name},
+          {"version", d.version},
+          {"lab_yaml", d.lab_yaml},
+          {"lab_yaml_hash", d.lab_yaml_hash},
+          {"resource_requirements", std::move(resources)},
+          {"license_affinity", std::move(affinity)},
+          {"node_count", d.node_count},
+          {"port_template", std::move(ports)},
+          {"max_duration_minutes", d.max_duration_minutes},
+          {"grading_rules_uri", Opt(d.grading_rules_uri)},
+          {"created_by", d.created_by},
+          {"created_at", FormatRfc3339(d.created_at)},
+          {"deleted", d.deleted}};
+}
+
+json ToJson(const GradingScore& s) {
+  json breakdown = json::array();
+  for (const auto& c : s.breakdown)
+    breakdown.push_back({{"criterion", c.criterion}, {"points", c.points}, {"max", c.max}});
+  return {{"total", s.total}, {"max", s.max}, {"passed", Opt(s.passed)}, {"breakdown", std::move(breakdown)}};
+}
+
+json ToJson(const LabletInstance& i) {
+  json assessment = nullptr;
+  if (i.assessment) assessment = {{"session_id", i.assessment->session_id}, {"part_id", i.assessment->part_id}};
+  json collection = nullptr;
+  if (i.collection)
+    collection = {{"collection_id", i.collection->collection_id}, {"artifacts_uri", i.collection->artifacts_uri}};
+  return {{"id", i.id.value},
+          {"definition_id", i.definition_id.value},
+          {"definition_version", i.definition_version},
+          {"owner_id", i.owner_id},
+          {"reservation_id", Opt(i.reservation_id)},
+          {"assessment", std::move(assessment)},
+          {"timeslot_start", FormatRfc3339(i.timeslot_start)},
+          {"timeslot_end", FormatRfc3339(i.timeslot_end)},
+          {"state", ToString(i.state)},
+          {"state_history", HistoryJson(i.state_history)},
+          {"worker_id", i.worker_id ? json(i.worker_id->value) : json(nullptr)},
+          {"allocated_ports", ToJson(i.allocated_ports)},
+          {"cml_lab_id", Opt(i.cml_lab_id)},
+          {"collection", std::move(collection)},
+          {"grading_score", i.grading_score ? ToJson(*i.grading_score) : json(nullptr)},
+          {"pod_assigned", i.pod_assigned},
+          {"termination_requested", i.termination_requested},
+          {"created_at", FormatRfc3339(i.created_at)},
+          {"scheduled_at", OptionalTime(i.scheduled_at)},
+          {"started_at", OptionalTime(i.started_at)},
+          {"terminated_at", OptionalTime(i.terminated_at)},
+          {"version", i.version}};
+}
+
+json ToJson(const Worker& w) {
+  const Reservation allocated = w.Allocated();
+  json capacity = ResourcesJson(w.capacity);
+  capacity["max_nodes"] = w.max_nodes;
+  json used = ResourcesJson(allocated.resources);
+  used["nodes"] = allocated.nodes;
+  json reservations = json::object();
+  for (const auto& [id, r] : w.reservations) {
+    json rj = ResourcesJson(r.resources);
+    rj["nodes"] = r.nodes;
+    reservations[id] = std::move(rj);
+  }
+  json allocations = json::object();
+  for (const auto& [id, ports] : w.port_allocations) allocations[id] = ToJson(ports);
+  return {{"id", w.id.value},
+          {"name", w.name},
+          {"template_name", w.template_name},
+          {"hostname", w.hostname},
+          {"public_ip", w.public_ip},
+          {"private_ip", w.private_ip},
+          {"cml_url", w.cml_url},
+          {"license_type", ToString(w.license_type)},
+          {"state", ToString(w.state)},
+          {"state_history", HistoryJson(w.state_history)},
+          {"capacity", std::move(capacity)},
+          {"allocated", std::move(used)},
+          {"port_range", {{"start", w.port_range_start}, {"end", w.port_range_end}}},
+          {"reservations", std::move(reservations)},
+          {"port_allocations", std::move(allocations)},
+          {"created_at", FormatRfc3339(w.created_at)},
+          {"version", w.version}};
+}
+
+Result<LabletDefinition> DefinitionFromJson(const json& j) {
+  return Guard("definition", [&]() -> Result<LabletDefinition> {
+    LabletDefinition d;
+    d.id = {j.at("id").get<std::string>()};
+    d.name = j.at("name").get<std::string>();
+    d.version = j.at("version").get<std::string>();
+    d.lab_yaml = j.at("lab_yaml").get<std::string>();
+    d.lab_yaml_hash = j.at("lab_yaml_hash").get<std::string>();
+    d.resource_requirements = ResourcesFrom(j.at("resource_requirements"));
+    d.nested_virt = j.at("resource_requirements").at("nested_virt").get<bool>();
+    for (const auto& l : j.at("license_affinity")) {
+      auto t = ParseLicenseType(l.get<std::string>());
+      if (!t) throw std::runtime_error("bad licence");
+      d.license_affinity.push_back(*t);
+    }
+    d.node_count = j.at("node_count").get<int>();
+    for (const auto& p : j.at("port_template"))
+      d.port_template.push_back({p.at("name").get<std::string>(), p.at("protocol").get<std::string>()});
+    d.max_duration_minutes = j.at("max_duration_minutes").get<int>();
+    d.grading_rules_uri = OptString(j, "grading_rules_uri");
+    d.created_by = j.at("created_by").get<std::string>();
+    d.created_at = TimeFrom(j.at("created_at"));
+    d.deleted = j.value("deleted", false);
+    return d;
+  });
+}
+
+Result<LabletInstance> InstanceFromJson(const json& j) {
+  return Guard("instance", [&]() -> Result<LabletInstance> {
+    LabletInstance i;
+    i.id = {j.at("id").get<std::string>()};
+    i.definition_id = {j.at("definition_id").get<std::string>()};
+    i.definition_version = j.at("definition_version").get<std::string>();
+    i.owner_id = j.at("owner_id").get<std::string>();
+    i.reservation_id = OptString(j, "reservation_id");
+    if (const auto& a = j.at("assessment"); !a.is_null())
+      i.assessment = AssessmentRef{a.at("session_id").get<std::string>(), a.at("part_id").get<std::string>()};
+    i.timeslot_start = TimeFrom(j.at("timeslot_start"));
+    i.timeslot_end = TimeFrom(j.at("timeslot_end"));
+    auto state = ParseInstanceState(j.at("state").get<std::string>());
+    if (!state) throw std::runtime_error("bad state");
+    i.state = *state;
+    i.state_history = HistoryFrom<InstanceState>(j.at("state_history"), ParseInstanceState);
+    if (auto w = OptString(j, "worker_id")) i.worker_id = WorkerId{*w};
+    i.allocated_ports = PortsFrom(j.at("allocated_ports"));
+    i.cml_lab_id = OptString(j, "cml_lab_id");
+    if (const auto& c = j.at("collection"); !c.is_null())
+      i.collection = CollectionRef{c.at("collection_id").get<std::string>(), c.at("artifacts_uri").get<std::string>()};
+    if (const auto& s = j.at("grading_score"); !s.is_null()) {
+      GradingScore score;
+      score.total = s.at("total").get<double>();
+      score.max = s.at("max").get<double>();
+      if (!s.at("passed").is_null()) score.passed = s.at("passed").get<bool>();
+      for (const auto& c : s.at("breakdown"))
+        score.breakdown.push_back(
+            {c.at("criterion").get<std::string>(), c.at("points").get<double>(), c.at("max").get<double>()});
+      i.grading_score = std::move(score);
+    }
+    i.pod_assigned = j.at("pod_assigned").get<bool>();
+    i.termination_requested = j.value("termination_requested", false);
+    i.created_at = TimeFrom(j.at("created_at"));
+    i.scheduled_at = OptTimeFrom(j, "scheduled_at");
+    i.started_at = OptTimeFrom(j, "started_at");
+    i.terminated_at = OptTimeFrom(j, "terminated_at");
+    i.version = j.at("version").get<std::int64_t>();
+    return i;
+  });
+}
+
+Result<Worker> WorkerFromJson(const json& j) {
+  return Guard("worker", [&]() -> Result<Worker> {
+    Worker w;
+    w.id = {j.at("id").get<std::string>()};
+    w.name = j.at("name").get<std::string>();
+    w.template_name = j.at("template_name").get<std::string>();
+    w.hostname = j.at("hostname").get<std::string>();
+    w.public_ip = j.at("public_ip").get<std::string>();
+    w.private_ip = j.at("private_ip").get<std::string>();
+    w.cml_url = j.at("cml_url").get<std::string>();
+    auto licence = ParseLicenseType(j.at("license_type").get<std::string>());
+    auto state = ParseWorkerState(j.at("state").get<std::string>());
+    if (!licence || !state) throw std::runtime_error("bad licence or state");
+    w.license_type = *licence;
+    w.state = *state;
+    w.state_history = HistoryFrom<WorkerState>(j.at("state_history"), ParseWorkerState);
+    w.capacity = ResourcesFrom(j.at("capacity"));
+    w.max_nodes = j.at("capacity").at("max_nodes").get<int>();
+    w.port_range_start = j.at("port_range").at("start").get<int>();
+    w.port_range_end = j.at("port_range").at("end").get<int>();
+    for (const auto& [id, r] : j.at("reservations").items())
+      w.reservations[id] = Reservation{ResourcesFrom(r), r.at("nodes").get<int>()};
+    for (const auto& [id, ports] : j.at("port_allocations").items()) w.port_allocations[id] = PortsFrom(ports);
+    w.created_at = TimeFrom(j.at("created_at"));
+    w.version = j.at("version").get<std::int64_t>();
+    return w;
+  });
+}
+
+}  // namespace ccm::app

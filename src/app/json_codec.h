@@ -1,0 +1,29 @@
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "domain/definition.h"
+#include "domain/instance.h"
+#include "domain/result.h"
+#include "domain/worker.h"
+
+namespace ccm::app {
+
+// The JSON shape of each aggregate: what the API returns and what the store keeps. Derived
+// fields (a worker's `allocated`) are written but ignored when read back.
+nlohmann::json ToJson(const domain::LabletDefinition& d);
+nlohmann::json ToJson(const domain::LabletInstance& i);
+nlohmann::json ToJson(const domain::Worker& w);
+nlohmann::json ToJson(const domain::GradingScore& s);
+nlohmann::json ToJson(const domain::PortMap& ports);
+
+// Reads back what ToJson wrote. Errors: internal (stored data that does not read back is a
+// bug or corruption, never user input).
+Result<domain::LabletDefinition> DefinitionFromJson(const nlohmann::json& j);
+Result<domain::LabletInstance> InstanceFromJson(const nlohmann::json& j);
+Result<domain::Worker> WorkerFromJson(const nlohmann::json& j);
+
+// null for an absent optional.
+nlohmann::json OptionalTime(const std::optional<Timestamp>& t);
+
+}  // namespace ccm::app

@@ -1,0 +1,135 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "domain/definition.h"
+#include "domain/instance.h"
+#include "domain/result.h"
+#include "domain/worker.h"
+
+namespace ccm::app {
+
+// The current time. Production reads the system clock; tests advance a fake one.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual Timestamp Now() = 0;
+};
+
+// New ids for aggregates and events. Thread-safe.
+class IdGenerator {
+ public:
+  virtual ~IdGenerator() = default;
+  virtual std::string NewId() = 0;
+};
+
+// Keyset paging: `after` is the last id of the previous page ("" for the first page).
+struct Page {
+  int limit = 50;
+  std::string after;
+};
+inline constexpr int kMaxPageLimit = 500;
+
+template <typename T>
+struct PageOf {
+  std::vector<T> items;
+  std::string next;  // pass as Page::after for the next page; empty on the last page
+};
+
+struct DefinitionFilter {
+  std::optional<std::string> name;
+  bool include_deleted = false;
+};
+
+struct InstanceFilter {
+  std::optional<domain::InstanceState> state;
+  std::optional<std::string> worker_id;
+  std::optional<std::string> owner_id;
+};
+
+// One CloudEvent waiting in the outbox, already encoded in the JSON event format.
+struct OutboxEvent {
+  std::string id;
+  std::string subject;
+  std::string type;
+  Timestamp time;
+  std::string json;  // the whole structured-mode CloudEvent
+};
+
+// The key of a consumed event, kept until `expires_at` so that a redelivery changes nothing.
+struct ProcessedKey {
+  std::string source;
+  std::string id;
+  Timestamp processed_at;
+  Timestamp expires_at;  // a key expired before `processed_at` of a new one counts as absent
+};
+
+// Everything one use case writes, committed together or not at all.
+struct Changes {
+  // New definition versions; (id, version) must not exist yet, and a name belongs to one id.
+  std::vector<domain::LabletDefinition> new_definitions;
+  // Definitions to soft-delete (every version).
+  std::vector<domain::DefinitionId> deleted_definitions;
+  // Instances and workers to write. Each one's `version` is the version it was read at
+  // (0 for a new one); the stored version becomes version + 1.
+  std::vector<domain::LabletInstance> instances;
+  std::vector<domain::Worker> workers;
+  std::vector<OutboxEvent> events;
+  std::vector<ProcessedKey> processed;
+
+  bool empty() const {
+    return new_definitions.empty() && deleted_definitions.empty() && instances.empty() && workers.empty() &&
+           events.empty() && processed.empty();
+  }
+};
+
+// Field named by a Commit conflict that a retry after a fresh read may cure.
+inline constexpr const char* kStaleVersionField = "version";
+// Field named by a Commit conflict on a processed-event key: the event was already applied.
+inline constexpr const char* kDuplicateEventField = "dedup";
+
+// Durable state, outbox and dedup records. Implementations are thread-safe; reads see every
+// commit that returned before they started.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // The given version, or the latest one (semver precedence) when `version` is empty.
+  // Errors: not_found.
+  virtual Result<domain::LabletDefinition> GetDefinition(const domain::DefinitionId& id,
+                                                         const std::optional<std::string>& version) = 0;
+  // The latest version of each definition, ordered by id.
+  virtual Result<PageOf<domain::LabletDefinition>> ListDefinitions(const DefinitionFilter& filter,
+                                                                   const Page& page) = 0;
+  // Every version, oldest first by semver. Errors: not_found when there is none.
+  virtual Result<std::vector<domain::LabletDefinition>> ListDefinitionVersions(const domain::DefinitionId& id) = 0;
+  // The id that carries `name`, if any.
+  virtual Result<std::optional<domain::DefinitionId>> FindDefinitionByName(const std::string& name) = 0;
+
+  // Errors: not_found.
+  virtual Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) = 0;
+  // Ordered by id (ids are time-ordered, so this is creation order).
+  virtual Result<PageOf<domain::LabletInstance>> ListInstances(const InstanceFilter& filter, const Page& page) = 0;
+
+  // Errors: not_found.
+  virtual Result<domain::Worker> GetWorker(const domain::WorkerId& id) = 0;
+  virtual Result<PageOf<domain::Worker>> ListWorkers(const Page& page) = 0;
+
+  // Writes `changes` atomically and durably: when it returns success the change survives a
+  // crash. Errors: conflict with field "version" when an aggregate's version is stale (or it
+  // exists and version was 0); conflict with field "dedup" when a processed key exists;
+  // conflict with field "version"/"name" for a definition version that exists or a name
+  // taken by another id; unavailable when the store cannot be written. On error nothing of
+  // `changes` is written.
+  virtual Status Commit(const Changes& changes) = 0;
+
+  // Whether (source, id) was processed and its key has not expired at `now`.
+  virtual Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) = 0;
+
+  // Succeeds when the store can be read.
+  virtual Status Ping() = 0;
+};
+
+}  // namespace ccm::app

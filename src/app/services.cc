@@ -1,0 +1,262 @@
+#include "app/services.h"
+
+#include <openssl/evp.h>
+
+#include "app/json_codec.h"
+
+#include <algorithm>
+
+namespace ccm::app {
+
+using namespace ccm::domain;
+
+namespace {
+
+Error Stale(std::string_view what, const std::string& id, std::int64_t expected, std::int64_t actual) {
+  return Error::Conflict(std::string(what) + " " + id + " is at version " + std::to_string(actual) +
+                             ", not the expected " + std::to_string(expected),
+                         kStaleVersionField);
+}
+
+}  // namespace
+
+std::string Sha256Tagged(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(text.data(), text.size(), digest, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "sha256:";
+  for (unsigned int i = 0; i < len; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 0xf];
+  }
+  return out;
+}
+
+// ---- definitions ---------------------------------------------------------------------------
+
+Result<LabletDefinition> DefinitionService::Create(DefinitionDraft draft) {
+  auto existing = d_.store.FindDefinitionByName(draft.name);
+  if (!existing) return existing.error();
+  DefinitionId id = existing->value_or(DefinitionId{d_.ids.NewId()});
+  std::string hash = Sha256Tagged(draft.lab_yaml);
+  auto def = NewDefinition(std::move(draft), std::move(id), std::move(hash), d_.clock.Now());
+  if (!def) return def;
+  Changes changes;
+  changes.new_definitions.push_back(*def);
+  if (auto s = d_.store.Commit(changes); !s) return s.error();
+  return def;
+}
+
+Result<LabletDefinition> DefinitionService::Get(const DefinitionId& id, const std::optional<std::string>& version) {
+  return d_.store.GetDefinition(id, version);
+}
+
+Result<PageOf<LabletDefinition>> DefinitionService::List(const DefinitionFilter& filter, const Page& page) {
+  return d_.store.ListDefinitions(filter, page);
+}
+
+Result<std::vector<LabletDefinition>> DefinitionService::Versions(const DefinitionId& id) {
+  return d_.store.ListDefinitionVersions(id);
+}
+
+Result<LabletDefinition> DefinitionService::Delete(const DefinitionId& id) {
+  auto def = d_.store.GetDefinition(id, std::nullopt);
+  if (!def || def->deleted) return def;
+  Changes changes;
+  changes.deleted_definitions.push_back(id);
+  if (auto s = d_.store.Commit(changes); !s) return s.error();
+  def->deleted = true;
+  return def;
+}
+
+// ---- instances -----------------------------------------------------------------------------
+
+Result<LabletInstance> InstanceService::Create(const InstanceDraft& draft, const std::string& actor) {
+  if (draft.definition_id.empty()) return Error::InvalidArgument("definition_id is required", "definition_id");
+  auto def = d_.store.GetDefinition(draft.definition_id, draft.definition_version);
+  if (!def) {
+    Error e = def.error();
+    if (e.code == ErrorCode::kNotFound) e.field = draft.definition_version ? "definition_version" : "definition_id";
+    return e;
+  }
+  auto instance = NewInstance(draft, *def, InstanceId{d_.ids.NewId()}, d_.clock.Now(), actor);
+  if (!instance) return instance;
+  Changes changes;
+  changes.instances.push_back(*instance);
+  changes.events.push_back(d_.events.InstanceCreated(*instance));
+  if (auto s = d_.store.Commit(changes); !s) return s.error();
+  instance->version = 1;
+  return instance;
+}
+
+Result<LabletInstance> InstanceService::Get(const InstanceId& id) { return d_.store.GetInstance(id); }
+
+Result<PageOf<LabletInstance>> InstanceService::List(const InstanceFilter& filter, const Page& page) {
+  return d_.store.ListInstances(filter, page);
+}
+
+Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, InstanceState to,
+                                                   const std::string& reason, const std::string& actor) {
+  std::optional<Worker> worker;
+  if (instance.worker_id) {
+    auto w = d_.store.GetWorker(*instance.worker_id);
+    if (!w) return w.error();
+    worker = std::move(w.value());
+  }
+  std::optional<LabletDefinition> def;
+  if (to == InstanceState::kInstantiating) {
+    auto got = d_.store.GetDefinition(instance.definition_id, instance.definition_version);
+    if (!got) return got.error();
+    def = std::move(got.value());
+  }
+  const Worker* before = worker ? &*worker : nullptr;
+  const auto held_before = before ? std::make_pair(before->reservations.count(instance.id.value),
+                                                   before->port_allocations.count(instance.id.value))
+                                  : std::make_pair(size_t{0}, size_t{0});
+  auto change = MoveInstance(instance, worker ? &*worker : nullptr, to, d_.clock.Now(), reason, actor);
+  if (!change) return change.error();
+
+  Changes changes;
+  changes.events.push_back(d_.events.InstanceMoved(instance, *change, worker ? &*worker : nullptr,
+                                                   def ? &*def : nullptr));
+  changes.instances.push_back(instance);
+  // The worker is written only when the move gave something back, so that moves of
+  // instances on one worker do not contend on its version for nothing.
+  if (worker && std::make_pair(worker->reservations.count(instance.id.value),
+                               worker->port_allocations.count(instance.id.value)) != held_before)
+    changes.workers.push_back(*worker);
+  if (auto s = d_.store.Commit(changes); !s) return s.error();
+  ++instance.version;
+  return instance;
+}
+
+Result<LabletInstance> InstanceService::RequestTermination(const InstanceId& id, const std::string& actor) {
+  return RetryStale([&]() -> Result<LabletInstance> {
+    auto instance = d_.store.GetInstance(id);
+    if (!instance || instance->state == InstanceState::kTerminated) return instance;
+    const bool already_requested = instance->termination_requested;
+    instance->termination_requested = true;
+    switch (instance->state) {
+      case InstanceState::kPending:
+      case InstanceState::kScheduled:
+      case InstanceState::kInstantiating:
+      case InstanceState::kRunning:
+      case InstanceState::kCollecting:
+      case InstanceState::kGrading:
+        return CommitMove(std::move(instance.value()), *NextStepToTermination(instance->state),
+                          "termination requested", actor);
+      default:
+        break;
+    }
+    // STOPPING, STOPPED, ARCHIVED: already on the way; the stopper finishes the path. Only
+    // the request is recorded.
+    if (already_requested) return instance;
+    Changes changes;
+    changes.instances.push_back(*instance);
+    if (auto s = d_.store.Commit(changes); !s) return s.error();
+    ++instance->version;
+    return instance;
+  });
+}
+
+Result<LabletInstance> InstanceService::Schedule(const InstanceId& id, const WorkerId& worker_id,
+                                                 const std::string& actor) {
+  if (worker_id.empty()) return Error::InvalidArgument("worker_id is required", "worker_id");
+  return RetryStale([&]() -> Result<LabletInstance> {
+    auto instance = d_.store.GetInstance(id);
+    if (!instance) return instance;
+    auto worker = d_.store.GetWorker(worker_id);
+    if (!worker) return Error{worker.error().code, worker.error().message, "worker_id"};
+    auto def = d_.store.GetDefinition(instance->definition_id, instance->definition_version);
+    if (!def) return def.error();
+    auto change = ScheduleInstance(*instance, *worker, *def, d_.clock.Now(), actor);
+    if (!change) return change.error();
+    Changes changes;
+    changes.events.push_back(d_.events.InstanceMoved(*instance, *change, &*worker, &*def));
+    changes.instances.push_back(*instance);
+    changes.workers.push_back(*worker);
+    if (auto s = d_.store.Commit(changes); !s) return s.error();
+    ++instance->version;
+    return instance;
+  });
+}
+
+Result<LabletInstance> InstanceService::Transition(const InstanceId& id, InstanceState to, const std::string& reason,
+                                                   const std::string& actor,
+                                                   std::optional<std::int64_t> expected_version) {
+  if (to == InstanceState::kScheduled)
+    return Error::InvalidArgument("moving to SCHEDULED needs a worker: use the schedule call", "to");
+  auto attempt = [&]() -> Result<LabletInstance> {
+    auto instance = d_.store.GetInstance(id);
+    if (!instance) return instance;
+    if (expected_version && *expected_version != instance->version)
+      return Stale("instance", id.value, *expected_version, instance->version);
+    return CommitMove(std::move(instance.value()), to, reason, actor);
+  };
+  return expected_version ? attempt() : RetryStale(attempt);
+}
+
+// ---- workers -------------------------------------------------------------------------------
+
+Result<Worker> WorkerService::Register(WorkerDraft draft, const std::string& actor) {
+  auto worker = NewWorker(std::move(draft), WorkerId{d_.ids.NewId()}, d_.clock.Now(), actor);
+  if (!worker) return worker;
+  Changes changes;
+  changes.workers.push_back(*worker);
+  changes.events = d_.events.WorkerCreated(*worker);
+  if (auto s = d_.store.Commit(changes); !s) return s.error();
+  worker->version = 1;
+  return worker;
+}
+
+Result<Worker> WorkerService::Get(const WorkerId& id) { return d_.store.GetWorker(id); }
+
+Result<PageOf<Worker>> WorkerService::List(const Page& page) { return d_.store.ListWorkers(page); }
+
+Result<std::vector<LabletInstance>> WorkerService::Instances(const WorkerId& id) {
+  auto worker = d_.store.GetWorker(id);
+  if (!worker) return worker.error();
+  std::vector<LabletInstance> out;
+  for (const auto& [instance_id, _] : worker->reservations) {
+    auto i = d_.store.GetInstance(InstanceId{instance_id});
+    if (i) out.push_back(std::move(i.value()));
+  }
+  for (const auto& [instance_id, _] : worker->port_allocations) {
+    if (worker->reservations.count(instance_id)) continue;
+    auto i = d_.store.GetInstance(InstanceId{instance_id});
+    if (i) out.push_back(std::move(i.value()));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return out;
+}
+
+Result<Worker> WorkerService::Transition(const WorkerId& id, WorkerState to, const std::string& reason,
+                                         const std::string& actor, std::optional<std::int64_t> expected_version) {
+  auto attempt = [&]() -> Result<Worker> {
+    auto worker = d_.store.GetWorker(id);
+    if (!worker) return worker;
+    if (expected_version && *expected_version != worker->version)
+      return Stale("worker", id.value, *expected_version, worker->version);
+    auto change = worker->MoveTo(to, d_.clock.Now(), reason, actor);
+    if (!change) return change.error();
+    nlohmann::json extra = nlohmann::json::object();
+    if (to == WorkerState::kDraining) {
+      auto active = Instances(id);
+      if (!active) return active.error();
+      std::optional<Timestamp> last_end;
+      for (const auto& i : *active)
+        if (!last_end || i.timeslot_end > *last_end) last_end = i.timeslot_end;
+      extra["estimated_drain_completion"] = OptionalTime(last_end ? last_end : std::optional(change->at));
+    }
+    Changes changes;
+    changes.workers.push_back(*worker);
+    changes.events.push_back(d_.events.WorkerMoved(*worker, *change, extra));
+    if (auto s = d_.store.Commit(changes); !s) return s.error();
+    ++worker->version;
+    return worker;
+  };
+  return expected_version ? attempt() : RetryStale(attempt);
+}
+
+}  // namespace ccm::app

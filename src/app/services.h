@@ -1,0 +1,104 @@
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "app/events.h"
+#include "app/ports.h"
+#include "domain/lifecycle.h"
+
+namespace ccm::app {
+
+// What every use case needs. Not owned; each must outlive the services.
+struct Deps {
+  Store& store;
+  Clock& clock;
+  IdGenerator& ids;
+  EventFactory& events;
+};
+
+// Runs `attempt` again (up to a few times) while it fails with a stale-version conflict, so
+// that two writers racing on one aggregate both succeed in turn instead of one failing.
+// Every other result is returned at once.
+template <typename F>
+auto RetryStale(F&& attempt) -> decltype(attempt()) {
+  constexpr int kAttempts = 8;
+  for (int i = 1;; ++i) {
+    auto r = attempt();
+    if (r || i == kAttempts || r.error().code != ErrorCode::kConflict || r.error().field != kStaleVersionField)
+      return r;
+  }
+}
+
+// Use cases of lablet definitions.
+class DefinitionService {
+ public:
+  explicit DefinitionService(Deps deps) : d_(deps) {}
+  // Creates a version. A name that exists gets the existing id. Errors: invalid_argument
+  // (field named), conflict when the version exists.
+  Result<domain::LabletDefinition> Create(domain::DefinitionDraft draft);
+  Result<domain::LabletDefinition> Get(const domain::DefinitionId& id, const std::optional<std::string>& version);
+  Result<PageOf<domain::LabletDefinition>> List(const DefinitionFilter& filter, const Page& page);
+  Result<std::vector<domain::LabletDefinition>> Versions(const domain::DefinitionId& id);
+  // Soft delete: every version stays readable, none takes new instances. Idempotent.
+  // Errors: not_found.
+  Result<domain::LabletDefinition> Delete(const domain::DefinitionId& id);
+
+ private:
+  Deps d_;
+};
+
+// Use cases of lablet instances.
+class InstanceService {
+ public:
+  explicit InstanceService(Deps deps) : d_(deps) {}
+  // -> PENDING, with its event. Errors: not_found (definition, field definition_id),
+  // invalid_argument, failed_precondition (deleted definition).
+  Result<domain::LabletInstance> Create(const domain::InstanceDraft& draft, const std::string& actor);
+  Result<domain::LabletInstance> Get(const domain::InstanceId& id);
+  Result<PageOf<domain::LabletInstance>> List(const InstanceFilter& filter, const Page& page);
+  // Starts termination by the legal path: PENDING, SCHEDULED, INSTANTIATING -> TERMINATED
+  // now (releasing what they hold); RUNNING, COLLECTING, GRADING -> STOPPING now; the rest
+  // is left to the stopper. Idempotent on a TERMINATED instance. Errors: not_found.
+  Result<domain::LabletInstance> RequestTermination(const domain::InstanceId& id, const std::string& actor);
+  // PENDING -> SCHEDULED on `worker_id`, allocating ports and capacity atomically.
+  // Errors: not_found (instance, or worker with field worker_id), conflict (not PENDING),
+  // failed_precondition (worker not RUNNING, licence, capacity, nodes or ports short).
+  Result<domain::LabletInstance> Schedule(const domain::InstanceId& id, const domain::WorkerId& worker_id,
+                                          const std::string& actor);
+  // Any legal move but to SCHEDULED (which needs a worker: Schedule). With
+  // `expected_version`, a stale read is a conflict instead of a retry. Errors: not_found,
+  // conflict (illegal move or stale version), invalid_argument.
+  Result<domain::LabletInstance> Transition(const domain::InstanceId& id, domain::InstanceState to,
+                                            const std::string& reason, const std::string& actor,
+                                            std::optional<std::int64_t> expected_version);
+
+ private:
+  // Moves `instance` (read at its version) to `to` and commits it with its worker and event.
+  Result<domain::LabletInstance> CommitMove(domain::LabletInstance instance, domain::InstanceState to,
+                                            const std::string& reason, const std::string& actor);
+  Deps d_;
+};
+
+// Use cases of workers.
+class WorkerService {
+ public:
+  explicit WorkerService(Deps deps) : d_(deps) {}
+  Result<domain::Worker> Register(domain::WorkerDraft draft, const std::string& actor);
+  Result<domain::Worker> Get(const domain::WorkerId& id);
+  Result<PageOf<domain::Worker>> List(const Page& page);
+  // The instances that hold capacity or ports on the worker. Errors: not_found.
+  Result<std::vector<domain::LabletInstance>> Instances(const domain::WorkerId& id);
+  // Errors: not_found, conflict (illegal move, stale version), failed_precondition (stopping
+  // a worker that still has instances).
+  Result<domain::Worker> Transition(const domain::WorkerId& id, domain::WorkerState to, const std::string& reason,
+                                    const std::string& actor, std::optional<std::int64_t> expected_version);
+
+ private:
+  Deps d_;
+};
+
+// "sha256:<64 hex digits>" of `text`.
+std::string Sha256Tagged(std::string_view text);
+
+}  // namespace ccm::app

@@ -1,0 +1,96 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "domain/result.h"
+#include "domain/states.h"
+#include "domain/types.h"
+
+namespace ccm::domain {
+
+// Where the Grading Engine expects this instance's pod.
+struct AssessmentRef {
+  std::string session_id;
+  std::string part_id;
+  bool operator==(const AssessmentRef&) const = default;
+};
+
+// What the Assessment Platform collected.
+struct CollectionRef {
+  std::string collection_id;
+  std::string artifacts_uri;
+  bool operator==(const CollectionRef&) const = default;
+};
+
+// One graded criterion.
+struct CriterionScore {
+  std::string criterion;
+  double points = 0;
+  double max = 0;
+  bool operator==(const CriterionScore&) const = default;
+};
+
+// The normalized grading result.
+struct GradingScore {
+  double total = 0;
+  double max = 0;
+  std::optional<bool> passed;
+  std::vector<CriterionScore> breakdown;
+  bool operator==(const GradingScore&) const = default;
+};
+// 0 <= total <= max, max > 0, 0 <= points <= max for each criterion. Errors: invalid_argument
+// naming the offending field ("score.total", "score.breakdown[2].points").
+Status Validate(const GradingScore& score);
+
+using InstanceChange = StateChange<InstanceState>;
+
+// "instance is RUNNING and cannot move to PENDING; allowed: COLLECTING, STOPPING".
+std::string IllegalInstanceMove(InstanceState from, InstanceState to);
+std::string IllegalWorkerMove(WorkerState from, WorkerState to);
+
+// One lab topology instantiated for one candidate and one timeslot.
+struct LabletInstance {
+  InstanceId id;
+  DefinitionId definition_id;
+  std::string definition_version;  // pinned at creation
+  std::string owner_id;
+  std::optional<std::string> reservation_id;
+  std::optional<AssessmentRef> assessment;
+  Timestamp timeslot_start;
+  Timestamp timeslot_end;
+  InstanceState state = InstanceState::kPending;
+  std::vector<InstanceChange> state_history;
+  std::optional<WorkerId> worker_id;
+  PortMap allocated_ports;
+  std::optional<std::string> cml_lab_id;
+  std::optional<CollectionRef> collection;
+  std::optional<GradingScore> grading_score;
+  bool pod_assigned = false;
+  bool termination_requested = false;  // DELETE was called; the lifecycle ends in TERMINATED
+  Timestamp created_at;
+  std::optional<Timestamp> scheduled_at;
+  std::optional<Timestamp> started_at;
+  std::optional<Timestamp> terminated_at;
+  std::int64_t version = 0;  // optimistic concurrency: bumped by the store on every write
+
+  // Moves to `to` if the state machine allows it, appending to state_history and setting
+  // the matching timestamp. Errors: conflict naming the current state and the allowed moves.
+  // Does not touch the worker: see MoveInstance in lifecycle.h.
+  Result<InstanceChange> MoveTo(InstanceState to, Timestamp at, std::string reason, std::string actor);
+};
+
+// What a caller supplies to create an instance.
+struct InstanceDraft {
+  DefinitionId definition_id;
+  std::optional<std::string> definition_version;  // latest when absent
+  std::string owner_id;
+  std::optional<std::string> reservation_id;
+  std::optional<AssessmentRef> assessment;
+  Timestamp timeslot_start;
+  Timestamp timeslot_end;
+};
+
+}  // namespace ccm::domain

@@ -1,0 +1,164 @@
+#include "domain/worker.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "domain/definition.h"
+#include "domain/instance.h"
+
+namespace ccm::domain {
+
+
+namespace {
+
+std::string Num(double v) {
+  std::string s = std::to_string(v);
+  s.erase(s.find_last_not_of('0') + 1);
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+int Worker::EffectiveMaxNodes() const {
+  return license_type == LicenseType::kPersonal ? std::min(max_nodes, kPersonalMaxNodes) : max_nodes;
+}
+
+Reservation Worker::Allocated() const {
+  Reservation sum;
+  for (const auto& [_, r] : reservations) {
+    sum.resources.cpu_cores += r.resources.cpu_cores;
+    sum.resources.memory_gb += r.resources.memory_gb;
+    sum.resources.storage_gb += r.resources.storage_gb;
+    sum.nodes += r.nodes;
+  }
+  return sum;
+}
+
+int Worker::ActiveInstances() const {
+  int n = static_cast<int>(reservations.size());
+  for (const auto& [id, _] : port_allocations)
+    if (!reservations.count(id)) ++n;
+  return n;
+}
+
+int Worker::FreePorts() const {
+  int used = 0;
+  for (const auto& [_, ports] : port_allocations) used += static_cast<int>(ports.size());
+  return (port_range_end - port_range_start + 1) - used;
+}
+
+Status Worker::CheckFits(const LabletDefinition& def) const {
+  if (state != WorkerState::kRunning)
+    return Error::FailedPrecondition("worker " + id.value + " is " + std::string(ToString(state)) +
+                                     " and takes no new instances");
+  if (std::find(def.license_affinity.begin(), def.license_affinity.end(), license_type) == def.license_affinity.end())
+    return Error::FailedPrecondition("worker licence " + std::string(ToString(license_type)) +
+                                     " is not in the definition's license_affinity");
+  const Reservation used = Allocated();
+  const Resources& need = def.resource_requirements;
+  // A small tolerance keeps sums of fractional cores from failing on rounding.
+  constexpr double kEps = 1e-9;
+  if (used.resources.cpu_cores + need.cpu_cores > capacity.cpu_cores + kEps)
+    return Error::FailedPrecondition("not enough cpu: " + Num(capacity.cpu_cores - used.resources.cpu_cores) +
+                                     " cores free, " + Num(need.cpu_cores) + " needed");
+  if (used.resources.memory_gb + need.memory_gb > capacity.memory_gb + kEps)
+    return Error::FailedPrecondition("not enough memory: " + Num(capacity.memory_gb - used.resources.memory_gb) +
+                                     " GB free, " + Num(need.memory_gb) + " needed");
+  if (used.resources.storage_gb + need.storage_gb > capacity.storage_gb + kEps)
+    return Error::FailedPrecondition("not enough storage: " + Num(capacity.storage_gb - used.resources.storage_gb) +
+                                     " GB free, " + Num(need.storage_gb) + " needed");
+  if (used.nodes + def.node_count > EffectiveMaxNodes())
+    return Error::FailedPrecondition("node limit: " + std::to_string(EffectiveMaxNodes() - used.nodes) +
+                                     " nodes free, " + std::to_string(def.node_count) + " needed");
+  if (FreePorts() < static_cast<int>(def.port_template.size()))
+    return Error::FailedPrecondition("ports exhausted: " + std::to_string(FreePorts()) + " free in " +
+                                     std::to_string(port_range_start) + "-" + std::to_string(port_range_end) + ", " +
+                                     std::to_string(def.port_template.size()) + " needed");
+  return {};
+}
+
+Result<PortMap> Worker::Allocate(const InstanceId& instance, const LabletDefinition& def) {
+  if (reservations.count(instance.value) || port_allocations.count(instance.value))
+    return Error::Conflict("instance " + instance.value + " already holds an allocation on worker " + id.value);
+  if (auto fits = CheckFits(def); !fits) return fits.error();
+
+  std::vector<bool> used(static_cast<size_t>(port_range_end - port_range_start + 1), false);
+  for (const auto& [_, ports] : port_allocations)
+    for (const auto& [__, port] : ports)
+      if (port >= port_range_start && port <= port_range_end) used[static_cast<size_t>(port - port_range_start)] = true;
+
+  PortMap ports;
+  size_t next = 0;
+  for (const PortSpec& spec : def.port_template) {
+    while (next < used.size() && used[next]) ++next;
+    // CheckFits counted the free ports, so this cannot run out.
+    ports[spec.name] = port_range_start + static_cast<int>(next);
+    used[next] = true;
+  }
+  reservations[instance.value] = Reservation{def.resource_requirements, def.node_count};
+  if (!ports.empty()) port_allocations[instance.value] = ports;
+  return ports;
+}
+
+void Worker::ReleaseCapacity(const InstanceId& instance) { reservations.erase(instance.value); }
+void Worker::ReleasePorts(const InstanceId& instance) { port_allocations.erase(instance.value); }
+
+Result<WorkerChange> Worker::MoveTo(WorkerState to, Timestamp at, std::string reason, std::string actor) {
+  if (!IsLegalMove(state, to)) return Error::Conflict(IllegalWorkerMove(state, to), "state");
+  if (to == WorkerState::kStopping && ActiveInstances() > 0)
+    return Error::FailedPrecondition("worker " + id.value + " still has " + std::to_string(ActiveInstances()) +
+                                         " active instances",
+                                     "state");
+  WorkerChange change{state, to, at, std::move(reason), std::move(actor)};
+  state = to;
+  state_history.push_back(change);
+  return change;
+}
+
+Result<Worker> NewWorker(WorkerDraft d, WorkerId id, Timestamp now, std::string actor) {
+  if (d.name.empty() || d.name.size() > 128)
+    return Error::InvalidArgument("name must be 1-128 characters", "name");
+  if (d.hostname.empty()) return Error::InvalidArgument("hostname must not be empty", "hostname");
+  if (d.cml_url.rfind("http://", 0) != 0 && d.cml_url.rfind("https://", 0) != 0)
+    return Error::InvalidArgument("cml_url must be an http:// or https:// URL", "cml_url");
+  if (!std::isfinite(d.capacity.cpu_cores) || d.capacity.cpu_cores <= 0)
+    return Error::InvalidArgument("cpu_cores must be greater than 0", "capacity.cpu_cores");
+  if (!std::isfinite(d.capacity.memory_gb) || d.capacity.memory_gb <= 0)
+    return Error::InvalidArgument("memory_gb must be greater than 0", "capacity.memory_gb");
+  if (!std::isfinite(d.capacity.storage_gb) || d.capacity.storage_gb < 0)
+    return Error::InvalidArgument("storage_gb must be 0 or more", "capacity.storage_gb");
+  if (d.max_nodes < 1) return Error::InvalidArgument("max_nodes must be at least 1", "capacity.max_nodes");
+  if (d.port_range_start < 1 || d.port_range_start > 65535)
+    return Error::InvalidArgument("port range start must be 1-65535", "port_range.start");
+  if (d.port_range_end < d.port_range_start || d.port_range_end > 65535)
+    return Error::InvalidArgument("port range end must be between its start and 65535", "port_range.end");
+  if (d.initial_state != WorkerState::kPending && d.initial_state != WorkerState::kRunning)
+    return Error::InvalidArgument("a new worker starts PENDING or RUNNING", "state");
+
+  Worker w;
+  w.id = std::move(id);
+  w.name = std::move(d.name);
+  w.template_name = std::move(d.template_name);
+  w.hostname = std::move(d.hostname);
+  w.public_ip = std::move(d.public_ip);
+  w.private_ip = std::move(d.private_ip);
+  w.cml_url = std::move(d.cml_url);
+  w.license_type = d.license_type;
+  w.capacity = d.capacity;
+  w.max_nodes = d.max_nodes;
+  w.port_range_start = d.port_range_start;
+  w.port_range_end = d.port_range_end;
+  w.created_at = now;
+  if (d.initial_state == WorkerState::kRunning) {
+    // A host that is already up went through the same states, recorded at once.
+    for (WorkerState s : {WorkerState::kProvisioning, WorkerState::kRunning}) {
+      auto moved = w.MoveTo(s, now, "registered as running", actor);
+      if (!moved) return moved.error();
+    }
+  }
+  return w;
+}
+
+}  // namespace ccm::domain

@@ -1,0 +1,96 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "domain/result.h"
+#include "domain/states.h"
+#include "domain/types.h"
+
+namespace ccm::domain {
+
+struct LabletDefinition;
+
+// What an instance holds on its worker while it is active.
+struct Reservation {
+  Resources resources;
+  int nodes = 0;
+  bool operator==(const Reservation&) const = default;
+};
+
+using WorkerChange = StateChange<WorkerState>;
+
+inline constexpr int kDefaultPortRangeStart = 2000;
+inline constexpr int kDefaultPortRangeEnd = 9999;
+
+// A CML host. Capacity and ports are accounted per instance, so that releasing an instance
+// gives back exactly what it took.
+struct Worker {
+  WorkerId id;
+  std::string name;
+  std::string template_name;
+  std::string hostname;
+  std::string public_ip;
+  std::string private_ip;
+  std::string cml_url;
+  LicenseType license_type = LicenseType::kEnterprise;
+  WorkerState state = WorkerState::kPending;
+  std::vector<WorkerChange> state_history;
+  Resources capacity;  // declared
+  int max_nodes = 0;   // declared; a PERSONAL licence caps it at 20
+  int port_range_start = kDefaultPortRangeStart;
+  int port_range_end = kDefaultPortRangeEnd;  // inclusive
+  std::map<std::string, Reservation> reservations;  // instance id -> capacity it holds
+  std::map<std::string, PortMap> port_allocations;  // instance id -> its ports
+  Timestamp created_at;
+  std::int64_t version = 0;
+
+  // The node limit in force: max_nodes, capped at 20 under a PERSONAL licence.
+  int EffectiveMaxNodes() const;
+  // The sum of all reservations.
+  Reservation Allocated() const;
+  // Instances that hold capacity or ports here.
+  int ActiveInstances() const;
+  int FreePorts() const;
+
+  // Whether an instance of `def` fits: RUNNING, licence in the affinity, cpu, memory,
+  // storage, nodes and ports. Errors: failed_precondition saying which one is short.
+  Status CheckFits(const LabletDefinition& def) const;
+  // Reserves capacity and the lowest free ports for `instance`, one per entry of the port
+  // template. Errors: those of CheckFits; conflict if `instance` already holds an allocation.
+  Result<PortMap> Allocate(const InstanceId& instance, const LabletDefinition& def);
+  // Give back what `instance` holds; doing it twice is harmless.
+  void ReleaseCapacity(const InstanceId& instance);
+  void ReleasePorts(const InstanceId& instance);
+
+  // Moves to `to` if the state machine allows it. DRAINING -> STOPPING (and RUNNING ->
+  // STOPPING) needs no active instance. Errors: conflict naming the current state and the
+  // allowed moves; failed_precondition when instances are still active.
+  Result<WorkerChange> MoveTo(WorkerState to, Timestamp at, std::string reason, std::string actor);
+};
+
+// What a caller supplies to register a worker.
+struct WorkerDraft {
+  std::string name;
+  std::string template_name;
+  std::string hostname;
+  std::string public_ip;
+  std::string private_ip;
+  std::string cml_url;
+  LicenseType license_type = LicenseType::kEnterprise;
+  Resources capacity;
+  int max_nodes = 0;
+  int port_range_start = kDefaultPortRangeStart;
+  int port_range_end = kDefaultPortRangeEnd;
+  // The state a registered worker starts in: PENDING for one still to be provisioned, or
+  // RUNNING for a host that is already up.
+  WorkerState initial_state = WorkerState::kPending;
+};
+
+// Validates the draft. Errors: invalid_argument naming the field.
+Result<Worker> NewWorker(WorkerDraft draft, WorkerId id, Timestamp now, std::string actor);
+
+}  // namespace ccm::domain

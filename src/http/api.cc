@@ -1,0 +1,373 @@
+#include "http/api.h"
+
+#include <charconv>
+
+#include "app/json_codec.h"
+#include "http/problem.h"
+#include "http/request_body.h"
+
+namespace ccm::http {
+
+using nlohmann::json;
+using namespace ccm::domain;
+
+namespace {
+
+Response Json(int status, const json& body) {
+  Response r;
+  r.status = status;
+  r.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  return r;
+}
+
+Response Fail(const Error& e, const Request& req) {
+  if (e.field == kContentTypeField)
+    return ProblemResponse(415, "Unsupported Media Type", e.message, req.path, e.field);
+  return ErrorResponse(e, req.path);
+}
+
+template <typename T>
+Response Reply(const Result<T>& r, const Request& req, int status = 200) {
+  if (!r) return Fail(r.error(), req);
+  return Json(status, app::ToJson(*r));
+}
+
+template <typename T>
+json PageJson(const app::PageOf<T>& page) {
+  json items = json::array();
+  for (const auto& item : page.items) items.push_back(app::ToJson(item));
+  return {{"items", std::move(items)}, {"next", page.next.empty() ? json(nullptr) : json(page.next)}};
+}
+
+// Who made the request. Until inbound authentication names a subject, every caller is the
+// API itself.
+std::string ActorOf(const Request&) { return "api"; }
+
+// Reads ?limit= and ?after=. Errors: invalid_argument naming "limit".
+Result<app::Page> PageOf(const Request& req) {
+  app::Page page;
+  if (auto it = req.query.find("limit"); it != req.query.end()) {
+    int n = 0;
+    const auto& s = it->second;
+    const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (ec != std::errc() || p != s.data() + s.size() || n < 1 || n > app::kMaxPageLimit)
+      return Error::InvalidArgument("limit must be an integer from 1 to " + std::to_string(app::kMaxPageLimit),
+                                    "limit");
+    page.limit = n;
+  }
+  if (auto it = req.query.find("after"); it != req.query.end()) page.after = it->second;
+  return page;
+}
+
+Status OnlyQuery(const Request& req, std::initializer_list<std::string_view> allowed) {
+  for (const auto& [key, _] : req.query)
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+      return Error::InvalidArgument("query parameter " + key + " is not known", key);
+  return {};
+}
+
+std::optional<std::string> Query(const Request& req, const char* key) {
+  auto it = req.query.find(key);
+  return it == req.query.end() ? std::nullopt : std::optional(it->second);
+}
+
+Resources ReadResources(FieldReader& r) {
+  return {r.Number("cpu_cores"), r.Number("memory_gb"), r.OptNumber("storage_gb").value_or(0)};
+}
+
+// ---- definitions ---------------------------------------------------------------------------
+
+Result<DefinitionDraft> ReadDefinitionDraft(const json& body) {
+  FieldReader r(body);
+  r.Only({"name", "version", "lab_yaml", "resource_requirements", "license_affinity", "max_duration_minutes",
+          "grading_rules_uri", "created_by"});
+  DefinitionDraft d;
+  d.name = r.String("name");
+  d.version = r.String("version");
+  d.lab_yaml = r.String("lab_yaml");
+  if (const json* res = r.Object("resource_requirements", true)) {
+    FieldReader rr(*res, "resource_requirements");
+    rr.Only({"cpu_cores", "memory_gb", "storage_gb", "nested_virt"});
+    d.resource_requirements = ReadResources(rr);
+    d.nested_virt = rr.Bool("nested_virt", false);
+    r.Merge(rr);
+  }
+  if (const json* aff = r.Array("license_affinity", true)) {
+    for (size_t i = 0; i < aff->size(); ++i) {
+      const json& v = (*aff)[i];
+      auto t = v.is_string() ? ParseLicenseType(v.get<std::string>()) : std::nullopt;
+      if (!t) {
+        r.Fail("license_affinity[" + std::to_string(i) + "]", "must be PERSONAL, ENTERPRISE or EVALUATION");
+        break;
+      }
+      if (std::find(d.license_affinity.begin(), d.license_affinity.end(), *t) == d.license_affinity.end())
+        d.license_affinity.push_back(*t);
+    }
+  }
+  d.max_duration_minutes = static_cast<int>(r.Int("max_duration_minutes", 1, kMaxDurationMinutes));
+  d.grading_rules_uri = r.OptString("grading_rules_uri");
+  d.created_by = r.String("created_by");
+  if (!r.ok()) return r.error();
+  return d;
+}
+
+void AddDefinitionRoutes(Router& router, app::DefinitionService& defs) {
+  router.Add("POST", "/api/v1/definitions", [&defs](Request& req) {
+    auto body = ParseJsonObject(req);
+    if (!body) return Fail(body.error(), req);
+    auto draft = ReadDefinitionDraft(*body);
+    if (!draft) return Fail(draft.error(), req);
+    auto created = defs.Create(std::move(draft.value()));
+    Response resp = Reply(created, req, 201);
+    if (created) resp.headers["Location"] = "/api/v1/definitions/" + created->id.value + "?version=" + created->version;
+    return resp;
+  });
+  router.Add("GET", "/api/v1/definitions", [&defs](Request& req) {
+    if (auto s = OnlyQuery(req, {"name", "include_deleted", "limit", "after"}); !s) return Fail(s.error(), req);
+    auto page = PageOf(req);
+    if (!page) return Fail(page.error(), req);
+    app::DefinitionFilter filter;
+    filter.name = Query(req, "name");
+    if (auto v = Query(req, "include_deleted")) {
+      if (*v != "true" && *v != "false")
+        return Fail(Error::InvalidArgument("include_deleted must be true or false", "include_deleted"), req);
+      filter.include_deleted = *v == "true";
+    }
+    auto list = defs.List(filter, *page);
+    if (!list) return Fail(list.error(), req);
+    return Json(200, PageJson(*list));
+  });
+  router.Add("GET", "/api/v1/definitions/{id}", [&defs](Request& req) {
+    if (auto s = OnlyQuery(req, {"version"}); !s) return Fail(s.error(), req);
+    return Reply(defs.Get(DefinitionId{req.params["id"]}, Query(req, "version")), req);
+  });
+  router.Add("GET", "/api/v1/definitions/{id}/versions", [&defs](Request& req) {
+    auto versions = defs.Versions(DefinitionId{req.params["id"]});
+    if (!versions) return Fail(versions.error(), req);
+    json items = json::array();
+    for (const auto& d : *versions) items.push_back(app::ToJson(d));
+    return Json(200, {{"items", std::move(items)}});
+  });
+  router.Add("DELETE", "/api/v1/definitions/{id}", [&defs](Request& req) {
+    return Reply(defs.Delete(DefinitionId{req.params["id"]}), req);
+  });
+}
+
+// ---- instances -----------------------------------------------------------------------------
+
+Result<InstanceDraft> ReadInstanceDraft(const json& body) {
+  FieldReader r(body);
+  r.Only({"definition_id", "definition_version", "owner_id", "reservation_id", "assessment", "timeslot_start",
+          "timeslot_end"});
+  InstanceDraft d;
+  d.definition_id = DefinitionId{r.String("definition_id")};
+  d.definition_version = r.OptString("definition_version");
+  d.owner_id = r.String("owner_id");
+  d.reservation_id = r.OptString("reservation_id");
+  if (const json* a = r.Object("assessment", false)) {
+    FieldReader ar(*a, "assessment");
+    ar.Only({"session_id", "part_id"});
+    d.assessment = AssessmentRef{ar.String("session_id"), ar.String("part_id")};
+    r.Merge(ar);
+  }
+  d.timeslot_start = r.Time("timeslot_start");
+  d.timeslot_end = r.Time("timeslot_end");
+  if (!r.ok()) return r.error();
+  return d;
+}
+
+struct MoveRequest {
+  std::string to;
+  std::string reason;
+  std::optional<std::int64_t> expected_version;
+};
+
+Result<MoveRequest> ReadMove(const Request& req) {
+  auto body = ParseJsonObject(req);
+  if (!body) return body.error();
+  FieldReader r(*body);
+  r.Only({"to", "reason", "expected_version"});
+  MoveRequest m{r.String("to"), r.OptString("reason").value_or(""), r.OptInt("expected_version", 1, INT64_MAX)};
+  if (!r.ok()) return r.error();
+  return m;
+}
+
+void AddInstanceRoutes(Router& router, app::InstanceService& instances) {
+  router.Add("POST", "/api/v1/instances", [&instances](Request& req) {
+    auto body = ParseJsonObject(req);
+    if (!body) return Fail(body.error(), req);
+    auto draft = ReadInstanceDraft(*body);
+    if (!draft) return Fail(draft.error(), req);
+    auto created = instances.Create(*draft, ActorOf(req));
+    Response resp = Reply(created, req, 201);
+    if (created) resp.headers["Location"] = "/api/v1/instances/" + created->id.value;
+    return resp;
+  });
+  router.Add("GET", "/api/v1/instances", [&instances](Request& req) {
+    if (auto s = OnlyQuery(req, {"state", "worker_id", "owner_id", "limit", "after"}); !s) return Fail(s.error(), req);
+    auto page = PageOf(req);
+    if (!page) return Fail(page.error(), req);
+    app::InstanceFilter filter;
+    if (auto s = Query(req, "state")) {
+      filter.state = ParseInstanceState(*s);
+      if (!filter.state)
+        return Fail(Error::InvalidArgument("state must be an instance state such as RUNNING", "state"), req);
+    }
+    filter.worker_id = Query(req, "worker_id");
+    filter.owner_id = Query(req, "owner_id");
+    auto list = instances.List(filter, *page);
+    if (!list) return Fail(list.error(), req);
+    return Json(200, PageJson(*list));
+  });
+  router.Add("GET", "/api/v1/instances/{id}", [&instances](Request& req) {
+    return Reply(instances.Get(InstanceId{req.params["id"]}), req);
+  });
+  router.Add("DELETE", "/api/v1/instances/{id}", [&instances](Request& req) {
+    return Reply(instances.RequestTermination(InstanceId{req.params["id"]}, ActorOf(req)), req, 202);
+  });
+  router.Add("POST", "/api/internal/instances/{id}/schedule", [&instances](Request& req) {
+    auto body = ParseJsonObject(req);
+    if (!body) return Fail(body.error(), req);
+    FieldReader r(*body);
+    r.Only({"worker_id"});
+    const std::string worker = r.String("worker_id");
+    if (!r.ok()) return Fail(r.error(), req);
+    return Reply(instances.Schedule(InstanceId{req.params["id"]}, WorkerId{worker}, ActorOf(req)), req);
+  });
+  router.Add("POST", "/api/internal/instances/{id}/transition", [&instances](Request& req) {
+    auto move = ReadMove(req);
+    if (!move) return Fail(move.error(), req);
+    const auto to = ParseInstanceState(move->to);
+    if (!to) return Fail(Error::InvalidArgument("to must be an instance state such as STOPPING", "to"), req);
+    return Reply(instances.Transition(InstanceId{req.params["id"]}, *to, move->reason, ActorOf(req),
+                                      move->expected_version),
+                 req);
+  });
+}
+
+// ---- workers -------------------------------------------------------------------------------
+
+Result<WorkerDraft> ReadWorkerDraft(const json& body) {
+  FieldReader r(body);
+  r.Only({"name", "template_name", "hostname", "public_ip", "private_ip", "cml_url", "license_type", "capacity",
+          "port_range", "state"});
+  WorkerDraft d;
+  d.name = r.String("name");
+  d.template_name = r.OptString("template_name").value_or("");
+  d.hostname = r.String("hostname");
+  d.public_ip = r.OptString("public_ip").value_or("");
+  d.private_ip = r.OptString("private_ip").value_or("");
+  d.cml_url = r.String("cml_url");
+  const std::string licence = r.String("license_type");
+  if (r.ok()) {
+    if (auto t = ParseLicenseType(licence)) d.license_type = *t;
+    else r.Fail("license_type", "must be PERSONAL, ENTERPRISE or EVALUATION");
+  }
+  if (const json* c = r.Object("capacity", true)) {
+    FieldReader cr(*c, "capacity");
+    cr.Only({"cpu_cores", "memory_gb", "storage_gb", "max_nodes"});
+    d.capacity = ReadResources(cr);
+    d.max_nodes = static_cast<int>(cr.Int("max_nodes", 1, 100000));
+    r.Merge(cr);
+  }
+  if (const json* p = r.Object("port_range", false)) {
+    FieldReader pr(*p, "port_range");
+    pr.Only({"start", "end"});
+    d.port_range_start = static_cast<int>(pr.Int("start", 1, 65535));
+    d.port_range_end = static_cast<int>(pr.Int("end", 1, 65535));
+    r.Merge(pr);
+  }
+  if (auto s = r.OptString("state")) {
+    auto st = ParseWorkerState(*s);
+    if (!st || (*st != WorkerState::kPending && *st != WorkerState::kRunning)) r.Fail("state", "must be PENDING or RUNNING");
+    else d.initial_state = *st;
+  }
+  if (!r.ok()) return r.error();
+  return d;
+}
+
+void AddWorkerRoutes(Router& router, app::WorkerService& workers) {
+  router.Add("POST", "/api/v1/workers", [&workers](Request& req) {
+    auto body = ParseJsonObject(req);
+    if (!body) return Fail(body.error(), req);
+    auto draft = ReadWorkerDraft(*body);
+    if (!draft) return Fail(draft.error(), req);
+    auto created = workers.Register(std::move(draft.value()), ActorOf(req));
+    Response resp = Reply(created, req, 201);
+    if (created) resp.headers["Location"] = "/api/v1/workers/" + created->id.value;
+    return resp;
+  });
+  router.Add("GET", "/api/v1/workers", [&workers](Request& req) {
+    if (auto s = OnlyQuery(req, {"limit", "after"}); !s) return Fail(s.error(), req);
+    auto page = PageOf(req);
+    if (!page) return Fail(page.error(), req);
+    auto list = workers.List(*page);
+    if (!list) return Fail(list.error(), req);
+    return Json(200, PageJson(*list));
+  });
+  router.Add("GET", "/api/v1/workers/{id}", [&workers](Request& req) {
+    return Reply(workers.Get(WorkerId{req.params["id"]}), req);
+  });
+  router.Add("GET", "/api/v1/workers/{id}/capacity", [&workers](Request& req) {
+    auto w = workers.Get(WorkerId{req.params["id"]});
+    if (!w) return Fail(w.error(), req);
+    const json full = app::ToJson(*w);
+    const Reservation used = w->Allocated();
+    json free = {{"cpu_cores", w->capacity.cpu_cores - used.resources.cpu_cores},
+                 {"memory_gb", w->capacity.memory_gb - used.resources.memory_gb},
+                 {"storage_gb", w->capacity.storage_gb - used.resources.storage_gb},
+                 {"nodes", w->EffectiveMaxNodes() - used.nodes}};
+    return Json(200, {{"worker_id", w->id.value},
+                      {"license_type", ToString(w->license_type)},
+                      {"capacity", full["capacity"]},
+                      {"effective_max_nodes", w->EffectiveMaxNodes()},
+                      {"allocated", full["allocated"]},
+                      {"free", std::move(free)},
+                      {"active_instances", w->ActiveInstances()}});
+  });
+  router.Add("GET", "/api/v1/workers/{id}/ports", [&workers](Request& req) {
+    auto w = workers.Get(WorkerId{req.params["id"]});
+    if (!w) return Fail(w.error(), req);
+    const json full = app::ToJson(*w);
+    return Json(200, {{"worker_id", w->id.value},
+                      {"port_range", full["port_range"]},
+                      {"allocations", full["port_allocations"]},
+                      {"free_ports", w->FreePorts()}});
+  });
+  router.Add("GET", "/api/v1/workers/{id}/instances", [&workers](Request& req) {
+    auto list = workers.Instances(WorkerId{req.params["id"]});
+    if (!list) return Fail(list.error(), req);
+    json items = json::array();
+    for (const auto& i : *list) items.push_back(app::ToJson(i));
+    return Json(200, {{"items", std::move(items)}});
+  });
+  router.Add("POST", "/api/internal/workers/{id}/transition", [&workers](Request& req) {
+    auto move = ReadMove(req);
+    if (!move) return Fail(move.error(), req);
+    const auto to = ParseWorkerState(move->to);
+    if (!to) return Fail(Error::InvalidArgument("to must be a worker state such as DRAINING", "to"), req);
+    return Reply(workers.Transition(WorkerId{req.params["id"]}, *to, move->reason, ActorOf(req),
+                                    move->expected_version),
+                 req);
+  });
+}
+
+}  // namespace
+
+void AddApiRoutes(Router& router, ApiServices s) {
+  router.Add("GET", "/health/live", [](Request&) { return Json(200, {{"status", "ok"}}); });
+  router.Add("GET", "/health/ready", [&store = s.store](Request& req) {
+    if (auto ok = store.Ping(); !ok) return ErrorResponse(Error::Unavailable(ok.error().message), req.path);
+    return Json(200, {{"status", "ok"}, {"store", "ok"}});
+  });
+  router.Add("GET", "/openapi.json", [](Request&) {
+    Response r;
+    r.body = OpenApiDocument();
+    return r;
+  });
+  AddDefinitionRoutes(router, s.definitions);
+  AddInstanceRoutes(router, s.instances);
+  AddWorkerRoutes(router, s.workers);
+}
+
+}  // namespace ccm::http

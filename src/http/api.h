@@ -1,0 +1,22 @@
+#pragma once
+
+#include "app/services.h"
+#include "http/router.h"
+
+namespace ccm::http {
+
+// The services the REST API exposes. Not owned.
+struct ApiServices {
+  app::DefinitionService& definitions;
+  app::InstanceService& instances;
+  app::WorkerService& workers;
+  app::Store& store;  // readiness only
+};
+
+// Adds every route of the REST API (/api/v1, /api/internal, /health, /openapi.json).
+void AddApiRoutes(Router& router, ApiServices services);
+
+// The OpenAPI 3.1 document of those routes (src/http/openapi.json, built in).
+const std::string& OpenApiDocument();
+
+}  // namespace ccm::http

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+
+namespace ccm::http {
+
+// A request as handlers see it, independent of the HTTP library.
+struct Request {
+  std::string method;                          // "GET", "POST", ...
+  std::string path;                            // without the query, percent-decoded
+  std::map<std::string, std::string> query;    // decoded query parameters (last one wins)
+  std::map<std::string, std::string> headers;  // names in lower case
+  std::map<std::string, std::string> params;   // path parameters filled in by the router
+  std::string body;
+
+  // The header's value, or "" when absent. `name` in lower case.
+  std::string_view Header(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::map<std::string, std::string> headers;
+  std::string body;
+};
+
+// Decodes %XX escapes (and '+' as space when `plus_as_space`). Malformed escapes are kept.
+std::string PercentDecode(std::string_view in, bool plus_as_space);
+
+// Splits "a=1&b=x%20y" into decoded pairs.
+std::map<std::string, std::string> ParseQuery(std::string_view query);
+
+}  // namespace ccm::http

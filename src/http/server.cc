@@ -1,0 +1,206 @@
+// Asio in Boost 1.74 uses std::exchange in awaitable.hpp without including <utility>.
+#include <utility>
+
+#include "http/server.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/version.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <cctype>
+#include <thread>
+#include <vector>
+
+#include "http/problem.h"
+
+namespace ccm::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+
+namespace {
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view View(beast::string_view s) { return {s.data(), s.size()}; }
+
+Request ToRequest(bhttp::request<bhttp::string_body>&& req) {
+  Request r;
+  r.method = std::string(View(req.method_string()));
+  const std::string_view target = View(req.target());
+  const size_t q = target.find('?');
+  r.path = PercentDecode(target.substr(0, q), false);
+  if (q != std::string_view::npos) r.query = ParseQuery(target.substr(q + 1));
+  for (const auto& field : req) r.headers[Lower(View(field.name_string()))] = std::string(View(field.value()));
+  r.body = std::move(req.body());
+  return r;
+}
+
+bhttp::response<bhttp::string_body> ToBeast(Response&& resp, unsigned version, bool keep_alive) {
+  bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(resp.status), version};
+  out.set(bhttp::field::server, "ccm");
+  if (!resp.body.empty() || resp.status != 204) out.set(bhttp::field::content_type, resp.content_type);
+  for (const auto& [k, v] : resp.headers) out.set(k, v);
+  out.body() = std::move(resp.body);
+  out.keep_alive(keep_alive);
+  out.prepare_payload();
+  return out;
+}
+
+}  // namespace
+
+class Server::Impl {
+ public:
+  Impl(ServerOptions options, HandlerFn handler)
+      : options_(std::move(options)),
+        handler_(std::move(handler)),
+        ioc_(options_.io_threads),
+        pool_(static_cast<std::size_t>(std::max(1, options_.handler_threads))),
+        acceptor_(ioc_) {}
+
+  ~Impl() { Stop(); }
+
+  Status Start() {
+    beast::error_code ec;
+    const auto address = asio::ip::make_address(options_.address, ec);
+    if (ec) return Error::InvalidArgument("bad listen address " + options_.address + ": " + ec.message());
+    const tcp::endpoint endpoint{address, options_.port};
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      return Error::Unavailable("cannot listen on " + options_.address + ":" + std::to_string(options_.port) + ": " +
+                                ec.message());
+    port_ = acceptor_.local_endpoint().port();
+    asio::co_spawn(ioc_, Accept(), asio::detached);
+    for (int i = 0; i < std::max(1, options_.io_threads); ++i) threads_.emplace_back([this] { ioc_.run(); });
+    return {};
+  }
+
+  void Stop() {
+    if (stopped_.exchange(true)) return;
+    asio::post(ioc_, [this] {
+      beast::error_code ec;
+      acceptor_.close(ec);
+    });
+    ioc_.stop();
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+    pool_.join();
+  }
+
+  std::uint16_t port() const { return port_; }
+
+ private:
+  awaitable<void> Accept() {
+    for (;;) {
+      beast::error_code ec;
+      tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        if (!acceptor_.is_open()) co_return;
+        continue;  // a failed accept (e.g. out of descriptors) must not stop the server
+      }
+      socket.set_option(tcp::no_delay(true), ec);
+      asio::co_spawn(ioc_, Serve(beast::tcp_stream(std::move(socket))), asio::detached);
+    }
+  }
+
+  awaitable<void> Serve(beast::tcp_stream stream) {
+    beast::flat_buffer buffer;
+    for (;;) {
+      bhttp::request_parser<bhttp::string_body> parser;
+      parser.body_limit(options_.body_limit);
+      parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
+      beast::error_code ec;
+      // The idle timeout covers the wait for the first byte; the read timeout the rest.
+      stream.expires_after(buffer.size() > 0 ? options_.read_timeout : options_.idle_timeout);
+      co_await bhttp::async_read_header(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+      if (!ec) {
+        stream.expires_after(options_.read_timeout);
+        co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+      }
+      if (ec == bhttp::error::body_limit) {
+        co_await Reply(stream, ProblemResponse(413, "Payload Too Large",
+                                               "request body is over the limit of " +
+                                                   std::to_string(options_.body_limit) + " bytes",
+                                               "", "body"),
+                       11, false);
+        break;
+      }
+      if (ec == bhttp::error::header_limit) {
+        co_await Reply(stream, ProblemResponse(431, "Request Header Fields Too Large",
+                                               "request header block is over the limit of " +
+                                                   std::to_string(options_.header_limit) + " bytes",
+                                               "", "headers"),
+                       11, false);
+        break;
+      }
+      if (ec) break;  // closed, timed out, or not HTTP
+
+      auto req = parser.release();
+      const bool keep_alive = req.keep_alive();
+      const unsigned version = req.version();
+      Request request = ToRequest(std::move(req));
+      // Handlers may block on the store; they run on the pool, and this coroutine resumes
+      // on the I/O threads when the response is ready.
+      Response response = co_await asio::co_spawn(
+          pool_,
+          [this, &request]() -> awaitable<Response> {
+            try {
+              co_return handler_(request);
+            } catch (const std::exception& e) {
+              spdlog::error("handler threw on {} {}: {}", request.method, request.path, e.what());
+              co_return ProblemResponse(500, "Internal error", "the request could not be handled", request.path, "");
+            }
+          },
+          use_awaitable);
+      if (!co_await Reply(stream, std::move(response), version, keep_alive) || !keep_alive) break;
+    }
+    beast::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  awaitable<bool> Reply(beast::tcp_stream& stream, Response response, unsigned version, bool keep_alive) {
+    auto out = ToBeast(std::move(response), version, keep_alive);
+    beast::error_code ec;
+    stream.expires_after(options_.read_timeout);
+    co_await bhttp::async_write(stream, out, asio::redirect_error(use_awaitable, ec));
+    co_return !ec;
+  }
+
+  ServerOptions options_;
+  HandlerFn handler_;
+  asio::io_context ioc_;
+  asio::thread_pool pool_;
+  tcp::acceptor acceptor_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stopped_{false};
+  std::uint16_t port_ = 0;
+};
+
+Server::Server(ServerOptions options, HandlerFn handler)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
+Server::~Server() = default;
+Status Server::Start() { return impl_->Start(); }
+void Server::Stop() { impl_->Stop(); }
+std::uint16_t Server::port() const { return impl_->port(); }
+
+}  // namespace ccm::http

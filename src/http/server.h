@@ -1,0 +1,50 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "domain/result.h"
+#include "http/message.h"
+
+namespace ccm::http {
+
+struct ServerOptions {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 8080;  // 0 picks a free port (tests)
+  int io_threads = 2;         // network I/O
+  int handler_threads = 32;   // run handlers, which may wait on a store commit
+  std::size_t body_limit = 1 << 20;       // larger bodies get 413
+  std::size_t header_limit = 16 * 1024;   // larger header blocks get 431
+  std::chrono::seconds read_timeout{30};  // to read one request once it starts
+  std::chrono::seconds idle_timeout{60};  // between requests on a keep-alive connection
+};
+
+// An HTTP/1.1 server (Boost.Beast, C++20 coroutines) with keep-alive. Requests are read on
+// the I/O threads and handled on a bounded pool of handler threads, so that a handler that
+// waits (for a group commit, say) holds neither an I/O thread nor a thread per connection.
+// Bodies over the limit are refused with 413 before the handler runs.
+class Server {
+ public:
+  using HandlerFn = std::function<Response(Request&)>;
+
+  Server(ServerOptions options, HandlerFn handler);
+  ~Server();  // stops
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and starts serving. Errors: unavailable when the address cannot be bound.
+  Status Start();
+  // Stops accepting, closes connections and joins every thread. Idempotent.
+  void Stop();
+  // The bound port (useful with port 0), valid after Start.
+  std::uint16_t port() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ccm::http

@@ -1,0 +1,96 @@
+#include "main/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <fstream>
+
+extern char** environ;
+
+namespace ccm::main {
+
+namespace {
+
+const char* const kKnown[] = {"CCM_LISTEN", "CCM_STORE", "CLOUDEVENTS_SOURCE", "CCM_HTTP_THREADS", "CCM_LOG_LEVEL"};
+
+Result<int> ParseInt(const std::string& key, const std::string& v, int min, int max) {
+  int n = 0;
+  const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || p != v.data() + v.size() || n < min || n > max)
+    return Error::InvalidArgument(key + " must be an integer from " + std::to_string(min) + " to " +
+                                      std::to_string(max) + ", not '" + v + "'",
+                                  key);
+  return n;
+}
+
+Status Apply(Config& c, const std::string& key, const std::string& v) {
+  if (key == "CCM_LISTEN") {
+    const auto colon = v.rfind(':');
+    if (colon == std::string::npos || colon == 0)
+      return Error::InvalidArgument("CCM_LISTEN must be host:port, not '" + v + "'", key);
+    auto port = ParseInt(key, v.substr(colon + 1), 0, 65535);
+    if (!port) return port.error();
+    c.listen_host = v.substr(0, colon);
+    c.listen_port = *port;
+  } else if (key == "CCM_STORE") {
+    if (v.rfind("sqlite:", 0) != 0 || v.size() == 7)
+      return Error::InvalidArgument("CCM_STORE must be sqlite:PATH, not '" + v + "'", key);
+    c.store = v;
+  } else if (key == "CLOUDEVENTS_SOURCE") {
+    if (v.empty()) return Error::InvalidArgument("CLOUDEVENTS_SOURCE must not be empty", key);
+    c.cloudevents_source = v;
+  } else if (key == "CCM_HTTP_THREADS") {
+    auto n = ParseInt(key, v, 1, 1024);
+    if (!n) return n.error();
+    c.http_threads = *n;
+  } else if (key == "CCM_LOG_LEVEL") {
+    if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error")
+      return Error::InvalidArgument("CCM_LOG_LEVEL must be trace, debug, info, warn or error", key);
+    c.log_level = v;
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string Config::SqlitePath() const { return store.substr(7); }
+
+Result<Config> LoadConfig(const std::optional<std::string>& yaml_file, const std::map<std::string, std::string>& env) {
+  Config c;
+  if (yaml_file) {
+    YAML::Node root;
+    try {
+      root = YAML::LoadFile(*yaml_file);
+    } catch (const YAML::Exception& e) {
+      return Error::InvalidArgument("cannot read config " + *yaml_file + ": " + e.what(), "config");
+    }
+    if (root && !root.IsNull()) {
+      if (!root.IsMap()) return Error::InvalidArgument("config " + *yaml_file + " must be a mapping", "config");
+      for (const auto& kv : root) {
+        const std::string key = kv.first.as<std::string>();
+        if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown))
+          return Error::InvalidArgument("config " + *yaml_file + ": unknown setting " + key, key);
+        if (!kv.second.IsScalar())
+          return Error::InvalidArgument("config " + *yaml_file + ": " + key + " must be a scalar", key);
+        if (auto s = Apply(c, key, kv.second.Scalar()); !s) return s.error();
+      }
+    }
+  }
+  for (const char* key : kKnown) {
+    if (auto it = env.find(key); it != env.end())
+      if (auto s = Apply(c, key, it->second); !s) return s.error();
+  }
+  return c;
+}
+
+std::map<std::string, std::string> ProcessEnvironment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view kv(*e);
+    const auto eq = kv.find('=');
+    if (eq != std::string_view::npos) env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return env;
+}
+
+}  // namespace ccm::main

@@ -1,0 +1,34 @@
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "domain/result.h"
+
+namespace ccm::main {
+
+// Settings of `ccm serve`. Each has a default, so `ccm serve` alone starts. Read from a YAML
+// file (--config), then from the environment, which wins.
+struct Config {
+  std::string listen_host = "127.0.0.1";  // CCM_LISTEN host:port
+  int listen_port = 8080;
+  std::string store = "sqlite:ccm.db";    // CCM_STORE: sqlite:PATH
+  std::string cloudevents_source = "ccm"; // CLOUDEVENTS_SOURCE
+  int http_threads = 32;                  // CCM_HTTP_THREADS: handler pool size
+  std::string log_level = "info";         // CCM_LOG_LEVEL: trace, debug, info, warn, error
+
+  // The SQLite path of `store`.
+  std::string SqlitePath() const;
+};
+
+// Builds the configuration: defaults, then `yaml_file` (if given; keys are the setting
+// names, as in the environment), then `env`. Errors: invalid_argument naming the setting
+// and the rule, or the file that cannot be read.
+Result<Config> LoadConfig(const std::optional<std::string>& yaml_file,
+                          const std::map<std::string, std::string>& env);
+
+// The process environment as a map.
+std::map<std::string, std::string> ProcessEnvironment();
+
+}  // namespace ccm::main

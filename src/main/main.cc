@@ -1,0 +1,85 @@
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <fstream>
+#include <iostream>
+
+#include "app/services.h"
+#include "app/system.h"
+#include "http/api.h"
+#include "http/server.h"
+#include "main/config.h"
+#include "store/sqlite/sqlite_store.h"
+
+namespace {
+
+using namespace ccm;
+
+int Serve(const std::optional<std::string>& config_file, const std::optional<std::string>& ready_file) {
+  auto config = main::LoadConfig(config_file, main::ProcessEnvironment());
+  if (!config) {
+    std::cerr << "ccm: bad configuration: " << config.error().message << "\n";
+    return 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(config->log_level));
+
+  // Block the stop signals before any thread starts, so that only sigwait below sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto store = store::SqliteStore::Open({config->SqlitePath()});
+  if (!store) {
+    std::cerr << "ccm: cannot open the store " << config->store << ": " << store.error().message << "\n";
+    return 1;
+  }
+  app::SystemClock clock;
+  app::UuidV7Generator ids;
+  app::EventFactory events(ids, config->cloudevents_source);
+  app::Deps deps{**store, clock, ids, events};
+  app::DefinitionService definitions(deps);
+  app::InstanceService instances(deps);
+  app::WorkerService workers(deps);
+
+  http::Router router;
+  http::AddApiRoutes(router, {definitions, instances, workers, **store});
+  http::ServerOptions options;
+  options.address = config->listen_host;
+  options.port = static_cast<std::uint16_t>(config->listen_port);
+  options.handler_threads = config->http_threads;
+  http::Server server(options, [&router](http::Request& r) { return router.Dispatch(r); });
+  if (auto s = server.Start(); !s) {
+    std::cerr << "ccm: " << s.error().message << "\n";
+    return 1;
+  }
+  const std::string where = config->listen_host + ":" + std::to_string(server.port());
+  spdlog::info("ccm serving on http://{} with store {}", where, config->store);
+  if (ready_file) std::ofstream(*ready_file) << where << "\n";
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("ccm stopping on signal {}", sig);
+  server.Stop();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{"ccm: control plane for lablets on CML workers"};
+  cli.require_subcommand(1);
+  std::optional<std::string> config_file, ready_file;
+  auto* serve = cli.add_subcommand("serve", "Run the API, the store and the background work in one process");
+  serve->add_option("--config", config_file, "YAML file of settings (the environment wins over it)");
+  serve->add_option("--ready-file", ready_file, "Write host:port here once listening");
+  cli.add_subcommand("version", "Print the version");
+  CLI11_PARSE(cli, argc, argv);
+  if (cli.got_subcommand("version")) {
+    std::cout << "ccm 0.1.0\n";
+    return 0;
+  }
+  return Serve(config_file, ready_file);
+}

@@ -1,0 +1,608 @@
+#include "store/sqlite/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "app/json_codec.h"
+
+namespace ccm::store {
+
+using namespace ccm::domain;
+using app::Changes;
+using nlohmann::json;
+
+namespace {
+
+// Schema migrations, applied in order; PRAGMA user_version records how many have run.
+// Never edit one that has shipped: add the next.
+const std::vector<const char*>& Migrations() {
+  static const std::vector<const char*> kMigrations = {
+      R"sql(
+      CREATE TABLE definitions (
+        id TEXT NOT NULL,
+        version TEXT NOT NULL,
+        name TEXT NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        body TEXT NOT NULL,
+        PRIMARY KEY (id, version)
+      ) WITHOUT ROWID;
+      CREATE INDEX definitions_by_name ON definitions (name, id);
+      CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        worker_id TEXT,
+        owner_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        body TEXT NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX instances_by_state ON instances (state, id);
+      CREATE INDEX instances_by_worker ON instances (worker_id, id);
+      CREATE INDEX instances_by_owner ON instances (owner_id, id);
+      CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        body TEXT NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        subject TEXT NOT NULL,
+        type TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        event TEXT NOT NULL
+      );
+      CREATE INDEX outbox_by_subject ON outbox (subject, seq);
+      CREATE TABLE processed_events (
+        source TEXT NOT NULL,
+        id TEXT NOT NULL,
+        processed_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        PRIMARY KEY (source, id)
+      ) WITHOUT ROWID;
+      CREATE INDEX processed_events_by_expiry ON processed_events (expires_ms);
+      )sql",
+  };
+  return kMigrations;
+}
+
+Error SqlError(sqlite3* db, std::string_view what) {
+  const int code = sqlite3_extended_errcode(db);
+  std::string msg = std::string(what) + ": " + sqlite3_errmsg(db);
+  switch (code & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+      return Error::Unavailable("store: " + msg);
+    default:
+      return Error::Internal("store: " + msg);
+  }
+}
+
+}  // namespace
+
+// A statement borrowed from a connection's cache; reset and unbound when it goes out of scope.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, sqlite3_stmt* s) : db_(db), s_(s) {}
+  ~Stmt() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& Bind(int i, std::string_view v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Bind(int i, std::int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& BindNull(int i) {
+    sqlite3_bind_null(s_, i);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE, or an error code.
+  int Step() { return sqlite3_step(s_); }
+  std::string_view Text(int col) {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
+    return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(s_, col))) : std::string_view{};
+  }
+  std::int64_t Int(int col) { return sqlite3_column_int64(s_, col); }
+  sqlite3* db() const { return db_; }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* s_;
+};
+
+class SqliteStore::Connection {
+ public:
+  explicit Connection(sqlite3* db) : db_(db) {}
+  ~Connection() {
+    for (auto& [_, s] : cache_) sqlite3_finalize(s);
+    sqlite3_close_v2(db_);
+  }
+  sqlite3* db() const { return db_; }
+
+  // A cached prepared statement for `sql`. Errors: internal for SQL that does not prepare.
+  Result<std::unique_ptr<Stmt>> Prepare(const std::string& sql) {
+    auto it = cache_.find(sql);
+    if (it == cache_.end()) {
+      sqlite3_stmt* s = nullptr;
+      if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK)
+        return SqlError(db_, "prepare");
+      it = cache_.emplace(sql, s).first;
+    }
+    return std::make_unique<Stmt>(db_, it->second);
+  }
+
+  Status Exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      Error e = SqlError(db_, sql);
+      sqlite3_free(err);
+      return e;
+    }
+    return {};
+  }
+
+ private:
+  sqlite3* db_;
+  std::unordered_map<std::string, sqlite3_stmt*> cache_;
+};
+
+struct SqliteStore::Writer {
+  const Changes* changes;
+  Status status;
+  bool done = false;
+  std::condition_variable cv;
+};
+
+// A reader connection held for the length of one read.
+class SqliteStore::ReadLease {
+ public:
+  ReadLease(SqliteStore& store, Connection* conn) : store_(store), conn_(conn) {}
+  ~ReadLease() {
+    {
+      std::lock_guard lock(store_.read_mu_);
+      store_.idle_readers_.push_back(conn_);
+    }
+    store_.read_cv_.notify_one();
+  }
+  ReadLease(const ReadLease&) = delete;
+  ReadLease& operator=(const ReadLease&) = delete;
+  Connection* operator->() const { return conn_; }
+
+ private:
+  SqliteStore& store_;
+  Connection* conn_;
+};
+
+namespace {
+
+Result<std::unique_ptr<SqliteStore::Connection>> OpenConnection(const std::string& path, bool writer) {
+  sqlite3* db = nullptr;
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+  if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
+    Error e = Error::Unavailable("store: cannot open " + path + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+    sqlite3_close_v2(db);
+    return e;
+  }
+  auto conn = std::make_unique<SqliteStore::Connection>(db);
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_extended_result_codes(db, 1);
+  // FULL: the WAL is synced at every commit, so a returned commit survives a power cut.
+  const char* pragmas = writer ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                               : "PRAGMA query_only=ON;";
+  if (auto s = conn->Exec(pragmas); !s) return s.error();
+  return conn;
+}
+
+template <typename T, typename Parse>
+Result<T> ReadBody(Stmt& stmt, int col, Parse parse) {
+  json j = json::parse(stmt.Text(col), nullptr, false);
+  if (j.is_discarded()) return Error::Internal("store: a stored body is not JSON");
+  return parse(j);
+}
+
+std::string InstanceBody(const LabletInstance& i, std::int64_t version) {
+  json j = app::ToJson(i);
+  j["version"] = version;
+  return j.dump();
+}
+
+std::string WorkerBody(const Worker& w, std::int64_t version) {
+  json j = app::ToJson(w);
+  j["version"] = version;
+  return j.dump();
+}
+
+Error Stale(std::string_view what, const std::string& id, std::int64_t expected) {
+  return Error::Conflict(std::string(what) + " " + id + " changed since it was read at version " +
+                             std::to_string(expected),
+                         app::kStaleVersionField);
+}
+
+}  // namespace
+
+SqliteStore::SqliteStore(Options options) : options_(std::move(options)) {}
+SqliteStore::~SqliteStore() = default;
+
+int SqliteStore::SchemaVersion() { return static_cast<int>(Migrations().size()); }
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const Options& options) {
+  std::unique_ptr<SqliteStore> store(new SqliteStore(options));
+  if (auto s = store->Init(); !s) return s.error();
+  return store;
+}
+
+Status SqliteStore::Init() {
+  auto w = OpenConnection(options_.path, true);
+  if (!w) return w.error();
+  writer_conn_ = std::move(w.value());
+
+  auto version_stmt = writer_conn_->Prepare("PRAGMA user_version");
+  if (!version_stmt) return version_stmt.error();
+  int current = 0;
+  if ((*version_stmt)->Step() == SQLITE_ROW) current = static_cast<int>((*version_stmt)->Int(0));
+  version_stmt->reset();
+  const auto& migrations = Migrations();
+  if (current > static_cast<int>(migrations.size()))
+    return Error::Internal("store: " + options_.path + " has schema version " + std::to_string(current) +
+                           ", newer than this build's " + std::to_string(migrations.size()));
+  for (int v = current; v < static_cast<int>(migrations.size()); ++v) {
+    const std::string sql = std::string("BEGIN IMMEDIATE;") + migrations[v] + "PRAGMA user_version=" +
+                            std::to_string(v + 1) + ";COMMIT;";
+    if (auto s = writer_conn_->Exec(sql.c_str()); !s) {
+      (void)writer_conn_->Exec("ROLLBACK");
+      return s.error();
+    }
+  }
+
+  for (int i = 0; i < std::max(1, options_.read_connections); ++i) {
+    auto r = OpenConnection(options_.path, false);
+    if (!r) return r.error();
+    idle_readers_.push_back(r->get());
+    readers_.push_back(std::move(r.value()));
+  }
+  return {};
+}
+
+SqliteStore::ReadLease SqliteStore::Lease() {
+  std::unique_lock lock(read_mu_);
+  read_cv_.wait(lock, [&] { return !idle_readers_.empty(); });
+  Connection* c = idle_readers_.back();
+  idle_readers_.pop_back();
+  return ReadLease(*this, c);
+}
+
+// ---- reads ---------------------------------------------------------------------------------
+
+namespace {
+
+Result<std::vector<LabletDefinition>> ReadVersions(SqliteStore::Connection& c, const std::string& id) {
+  auto stmt = c.Prepare("SELECT body, deleted FROM definitions WHERE id = ?1");
+  if (!stmt) return stmt.error();
+  (*stmt)->Bind(1, id);
+  std::vector<LabletDefinition> out;
+  int rc;
+  while ((rc = (*stmt)->Step()) == SQLITE_ROW) {
+    auto d = ReadBody<LabletDefinition>(**stmt, 0, app::DefinitionFromJson);
+    if (!d) return d.error();
+    d->deleted = (*stmt)->Int(1) != 0;
+    out.push_back(std::move(d.value()));
+  }
+  if (rc != SQLITE_DONE) return SqlError(c.db(), "read definitions");
+  std::sort(out.begin(), out.end(), [](const LabletDefinition& a, const LabletDefinition& b) {
+    return Compare(*ParseSemVer(a.version), *ParseSemVer(b.version)) < 0;
+  });
+  return out;
+}
+
+}  // namespace
+
+Result<LabletDefinition> SqliteStore::GetDefinition(const DefinitionId& id, const std::optional<std::string>& version) {
+  auto c = Lease();
+  auto versions = ReadVersions(*c.operator->(), id.value);
+  if (!versions) return versions.error();
+  if (versions->empty()) return Error::NotFound("definition " + id.value + " not found");
+  if (!version) return versions->back();
+  for (auto& d : *versions)
+    if (d.version == *version) return d;
+  return Error::NotFound("definition " + id.value + " has no version " + *version);
+}
+
+Result<std::vector<LabletDefinition>> SqliteStore::ListDefinitionVersions(const DefinitionId& id) {
+  auto c = Lease();
+  auto versions = ReadVersions(*c.operator->(), id.value);
+  if (versions && versions->empty()) return Error::NotFound("definition " + id.value + " not found");
+  return versions;
+}
+
+Result<std::optional<DefinitionId>> SqliteStore::FindDefinitionByName(const std::string& name) {
+  auto c = Lease();
+  auto stmt = c->Prepare("SELECT id FROM definitions WHERE name = ?1 LIMIT 1");
+  if (!stmt) return stmt.error();
+  (*stmt)->Bind(1, name);
+  const int rc = (*stmt)->Step();
+  if (rc == SQLITE_ROW) return std::optional<DefinitionId>(DefinitionId{std::string((*stmt)->Text(0))});
+  if (rc != SQLITE_DONE) return SqlError(c->db(), "find definition");
+  return std::optional<DefinitionId>{};
+}
+
+Result<app::PageOf<LabletDefinition>> SqliteStore::ListDefinitions(const app::DefinitionFilter& filter,
+                                                                   const app::Page& page) {
+  auto c = Lease();
+  std::string sql = "SELECT DISTINCT id FROM definitions WHERE id > ?1";
+  if (filter.name) sql += " AND name = ?2";
+  if (!filter.include_deleted) sql += " AND deleted = 0";
+  sql += " ORDER BY id LIMIT ?3";
+  auto stmt = c->Prepare(sql);
+  if (!stmt) return stmt.error();
+  (*stmt)->Bind(1, page.after).Bind(3, static_cast<std::int64_t>(page.limit) + 1);
+  if (filter.name) (*stmt)->Bind(2, *filter.name);
+  std::vector<std::string> ids;
+  int rc;
+  while ((rc = (*stmt)->Step()) == SQLITE_ROW) ids.emplace_back((*stmt)->Text(0));
+  if (rc != SQLITE_DONE) return SqlError(c->db(), "list definitions");
+  stmt->reset();
+  app::PageOf<LabletDefinition> out;
+  for (size_t i = 0; i < ids.size() && static_cast<int>(i) < page.limit; ++i) {
+    auto versions = ReadVersions(*c.operator->(), ids[i]);
+    if (!versions) return versions.error();
+    if (!versions->empty()) out.items.push_back(std::move(versions->back()));
+  }
+  if (static_cast<int>(ids.size()) > page.limit) out.next = out.items.back().id.value;
+  return out;
+}
+
+Result<LabletInstance> SqliteStore::GetInstance(const InstanceId& id) {
+  auto c = Lease();
+  auto stmt = c->Prepare("SELECT body FROM instances WHERE id = ?1");
+  if (!stmt) return stmt.error();
+  (*stmt)->Bind(1, id.value);
+  const int rc = (*stmt)->Step();
+  if (rc == SQLITE_ROW) return ReadBody<LabletInstance>(**stmt, 0, app::InstanceFromJson);
+  if (rc != SQLITE_DONE) return SqlError(c->db(), "read instance");
+  return Error::NotFound("instance " + id.value + " not found");
+}
+
+Result<app::PageOf<LabletInstance>> SqliteStore::ListInstances(const app::InstanceFilter& filter,
+                                                               const app::Page& page) {
+  auto c = Lease();
+  std::string sql = "SELECT body FROM instances WHERE id > ?1";
+  if (filter.state) sql += " AND state = ?2";
+  if (filter.worker_id) sql += " AND worker_id = ?3";
+  if (filter.owner_id) sql += " AND owner_id = ?4";
+  sql += " ORDER BY id LIMIT ?5";
+  auto stmt = c->Prepare(sql);
+  if (!stmt) return stmt.error();
+  (*stmt)->Bind(1, page.after).Bind(5, static_cast<std::int64_t>(page.limit) + 1);
+  if (filter.state) (*stmt)->Bind(2, ToString(*filter.state));
+  if (filter.worker_id) (*stmt)->Bind(3, *filter.worker_id);
+  if (filter.owner_id) (*stmt)->Bind(4, *filter.owner_id);
+  app::PageOf<LabletInstance> out;
+  int rc;
+  while ((rc = (*stmt)->Step()) == SQLITE_ROW) {
+    if (static_cast<int>(out.items.size()) == page.limit) {
+      out.next = out.items.back().id.value;
+      break;
+    }
+    auto i = ReadBody<LabletInstance>(**stmt, 0, app::InstanceFromJson);
+    if (!i) return i.error();
+    out.items.push_back(std::move(i.value()));
+  }
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return SqlError(c->db(), "list instances");
+  return out;
+}
+
+Result<Worker> SqliteStore::GetWorker(const WorkerId& id) {
+  auto c = Lease();
+  auto stmt = c->Prepare("SELECT body FROM workers WHERE id = ?1");
+  if (!stmt) return stmt.error();
+  (*stmt)->Bind(1, id.value);
+  const int rc = (*stmt)->Step();
+  if (rc == SQLITE_ROW) return ReadBody<Worker>(**stmt, 0, app::WorkerFromJson);
+  if (rc != SQLITE_DONE) return SqlError(c->db(), "read worker");
+  return Error::NotFound("worker " + id.value + " not found");
+}
+
+Result<app::PageOf<Worker>> SqliteStore::ListWorkers(const app::Page& page) {
+  auto c = Lease();
+  auto stmt = c->Prepare("SELECT body FROM workers WHERE id > ?1 ORDER BY id LIMIT ?2");
+  if (!stmt) return stmt.error();
+  (*stmt)->Bind(1, page.after).Bind(2, static_cast<std::int64_t>(page.limit) + 1);
+  app::PageOf<Worker> out;
+  int rc;
+  while ((rc = (*stmt)->Step()) == SQLITE_ROW) {
+    if (static_cast<int>(out.items.size()) == page.limit) {
+      out.next = out.items.back().id.value;
+      break;
+    }
+    auto w = ReadBody<Worker>(**stmt, 0, app::WorkerFromJson);
+    if (!w) return w.error();
+    out.items.push_back(std::move(w.value()));
+  }
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return SqlError(c->db(), "list workers");
+  return out;
+}
+
+Result<bool> SqliteStore::IsProcessed(const std::string& source, const std::string& id, Timestamp now) {
+  auto c = Lease();
+  auto stmt = c->Prepare("SELECT 1 FROM processed_events WHERE source = ?1 AND id = ?2 AND expires_ms > ?3");
+  if (!stmt) return stmt.error();
+  (*stmt)->Bind(1, source).Bind(2, id).Bind(3, ToUnixMillis(now));
+  const int rc = (*stmt)->Step();
+  if (rc == SQLITE_ROW) return true;
+  if (rc != SQLITE_DONE) return SqlError(c->db(), "read processed events");
+  return false;
+}
+
+Status SqliteStore::Ping() {
+  auto c = Lease();
+  auto stmt = c->Prepare("SELECT count(*) FROM workers WHERE 0");
+  if (!stmt) return stmt.error();
+  if ((*stmt)->Step() != SQLITE_ROW) return SqlError(c->db(), "ping");
+  return {};
+}
+
+SqliteStore::CommitStats SqliteStore::Stats() {
+  std::lock_guard lock(write_mu_);
+  return stats_;
+}
+
+// ---- writes --------------------------------------------------------------------------------
+
+Status SqliteStore::Commit(const Changes& changes) {
+  if (changes.empty()) return {};
+  Writer w;
+  w.changes = &changes;
+  std::unique_lock lock(write_mu_);
+  writers_.push_back(&w);
+  w.cv.wait(lock, [&] { return w.done || writers_.front() == &w; });
+  if (w.done) return w.status;
+
+  // This writer leads: it commits its own changes and those of every writer queued behind
+  // it, in one transaction and one fsync.
+  std::vector<Writer*> batch;
+  for (Writer* q : writers_) {
+    if (static_cast<int>(batch.size()) == options_.max_batch) break;
+    batch.push_back(q);
+  }
+  lock.unlock();
+  ApplyBatch(batch);
+  lock.lock();
+  ++stats_.transactions;
+  stats_.commits += batch.size();
+  for (Writer* q : batch) {
+    writers_.pop_front();
+    q->done = true;
+    if (q != &w) q->cv.notify_one();
+  }
+  if (!writers_.empty()) writers_.front()->cv.notify_one();
+  return w.status;
+}
+
+void SqliteStore::ApplyBatch(const std::vector<Writer*>& batch) {
+  Connection& c = *writer_conn_;
+  if (auto s = c.Exec("BEGIN IMMEDIATE"); !s) {
+    for (Writer* w : batch) w->status = s.error();
+    return;
+  }
+  for (Writer* w : batch) {
+    // Each commit in its own savepoint: one that fails is undone alone.
+    if (auto s = c.Exec("SAVEPOINT one"); !s) {
+      w->status = s.error();
+      continue;
+    }
+    w->status = ApplyOne(*w->changes);
+    if (!w->status) (void)c.Exec("ROLLBACK TO one");
+    (void)c.Exec("RELEASE one");
+  }
+  if (auto s = c.Exec("COMMIT"); !s) {
+    (void)c.Exec("ROLLBACK");
+    for (Writer* w : batch)
+      if (w->status) w->status = s.error();
+  }
+}
+
+Status SqliteStore::ApplyOne(const Changes& ch) {
+  Connection& c = *writer_conn_;
+  auto done = [&](Stmt& s, std::string_view what) -> Status {
+    if (s.Step() != SQLITE_DONE) return SqlError(c.db(), what);
+    return {};
+  };
+
+  for (const auto& d : ch.new_definitions) {
+    auto owner = c.Prepare("SELECT id FROM definitions WHERE name = ?1 AND id <> ?2 LIMIT 1");
+    if (!owner) return owner.error();
+    (*owner)->Bind(1, d.name).Bind(2, d.id.value);
+    if ((*owner)->Step() == SQLITE_ROW)
+      return Error::Conflict("name " + d.name + " belongs to definition " + std::string((*owner)->Text(0)), "name");
+    owner->reset();
+    auto exists = c.Prepare("SELECT 1 FROM definitions WHERE id = ?1 AND version = ?2");
+    if (!exists) return exists.error();
+    (*exists)->Bind(1, d.id.value).Bind(2, d.version);
+    if ((*exists)->Step() == SQLITE_ROW)
+      return Error::Conflict("definition " + d.name + " already has version " + d.version, "version");
+    exists->reset();
+    auto ins = c.Prepare("INSERT INTO definitions (id, version, name, deleted, body) VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!ins) return ins.error();
+    (*ins)->Bind(1, d.id.value).Bind(2, d.version).Bind(3, d.name).Bind(4, std::int64_t{d.deleted}).Bind(
+        5, app::ToJson(d).dump());
+    if (auto s = done(**ins, "insert definition"); !s) return s;
+  }
+  for (const auto& id : ch.deleted_definitions) {
+    auto upd = c.Prepare("UPDATE definitions SET deleted = 1 WHERE id = ?1");
+    if (!upd) return upd.error();
+    (*upd)->Bind(1, id.value);
+    if (auto s = done(**upd, "delete definition"); !s) return s;
+    if (sqlite3_changes(c.db()) == 0) return Error::NotFound("definition " + id.value + " not found");
+  }
+  for (const auto& i : ch.instances) {
+    const std::int64_t next = i.version + 1;
+    const std::string body = InstanceBody(i, next);
+    const std::string state(ToString(i.state));
+    if (i.version == 0) {
+      auto ins = c.Prepare(
+          "INSERT INTO instances (id, state, worker_id, owner_id, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5) "
+          "ON CONFLICT (id) DO NOTHING");
+      if (!ins) return ins.error();
+      (*ins)->Bind(1, i.id.value).Bind(2, state).Bind(4, i.owner_id).Bind(5, body);
+      if (i.worker_id) (*ins)->Bind(3, i.worker_id->value); else (*ins)->BindNull(3);
+      if (auto s = done(**ins, "insert instance"); !s) return s;
+    } else {
+      auto upd = c.Prepare(
+          "UPDATE instances SET state = ?2, worker_id = ?3, version = ?5, body = ?6 WHERE id = ?1 AND version = ?4");
+      if (!upd) return upd.error();
+      (*upd)->Bind(1, i.id.value).Bind(2, state).Bind(4, i.version).Bind(5, next).Bind(6, body);
+      if (i.worker_id) (*upd)->Bind(3, i.worker_id->value); else (*upd)->BindNull(3);
+      if (auto s = done(**upd, "update instance"); !s) return s;
+    }
+    if (sqlite3_changes(c.db()) == 0) return Stale("instance", i.id.value, i.version);
+  }
+  for (const auto& w : ch.workers) {
+    const std::int64_t next = w.version + 1;
+    const std::string body = WorkerBody(w, next);
+    if (w.version == 0) {
+      auto ins = c.Prepare("INSERT INTO workers (id, version, body) VALUES (?1, 1, ?2) ON CONFLICT (id) DO NOTHING");
+      if (!ins) return ins.error();
+      (*ins)->Bind(1, w.id.value).Bind(2, body);
+      if (auto s = done(**ins, "insert worker"); !s) return s;
+    } else {
+      auto upd = c.Prepare("UPDATE workers SET version = ?3, body = ?4 WHERE id = ?1 AND version = ?2");
+      if (!upd) return upd.error();
+      (*upd)->Bind(1, w.id.value).Bind(2, w.version).Bind(3, next).Bind(4, body);
+      if (auto s = done(**upd, "update worker"); !s) return s;
+    }
+    if (sqlite3_changes(c.db()) == 0) return Stale("worker", w.id.value, w.version);
+  }
+  for (const auto& e : ch.events) {
+    auto ins = c.Prepare("INSERT INTO outbox (id, subject, type, time_ms, event) VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!ins) return ins.error();
+    (*ins)->Bind(1, e.id).Bind(2, e.subject).Bind(3, e.type).Bind(4, ToUnixMillis(e.time)).Bind(5, e.json);
+    if (auto s = done(**ins, "insert outbox event"); !s) return s;
+  }
+  for (const auto& k : ch.processed) {
+    // An expired key is taken over; a live one means the event was already applied.
+    auto ins = c.Prepare(
+        "INSERT INTO processed_events (source, id, processed_ms, expires_ms) VALUES (?1, ?2, ?3, ?4) "
+        "ON CONFLICT (source, id) DO UPDATE SET processed_ms = excluded.processed_ms, expires_ms = "
+        "excluded.expires_ms WHERE processed_events.expires_ms <= excluded.processed_ms");
+    if (!ins) return ins.error();
+    (*ins)->Bind(1, k.source).Bind(2, k.id).Bind(3, ToUnixMillis(k.processed_at)).Bind(4, ToUnixMillis(k.expires_at));
+    if (auto s = done(**ins, "insert processed event"); !s) return s;
+    if (sqlite3_changes(c.db()) == 0)
+      return Error::Conflict("event (" + k.source + ", " + k.id + ") was already processed", app::kDuplicateEventField);
+  }
+  return {};
+}
+
+}  // namespace ccm::store

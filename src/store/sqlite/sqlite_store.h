@@ -1,0 +1,85 @@
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "app/ports.h"
+
+struct sqlite3;
+
+namespace ccm::store {
+
+// The embedded Store: one SQLite file in WAL mode, synchronous=FULL, so that a commit that
+// returned survives a crash or power cut. Concurrent commits share one transaction and one
+// fsync (group commit: the first waiting writer commits for all queued behind it). Reads
+// use a pool of connections and never wait for a writer. Thread-safe.
+class SqliteStore final : public app::Store {
+ public:
+  struct Options {
+    std::string path;       // the database file; created with its schema when absent
+    int read_connections = 4;
+    int max_batch = 256;    // most commits folded into one transaction
+  };
+
+  // Opens (and migrates) the database. Errors: unavailable when the file cannot be opened,
+  // internal when its schema is newer than this build knows.
+  static Result<std::unique_ptr<SqliteStore>> Open(const Options& options);
+  ~SqliteStore() override;
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  // The schema version this build writes.
+  static int SchemaVersion();
+
+  Result<domain::LabletDefinition> GetDefinition(const domain::DefinitionId& id,
+                                                 const std::optional<std::string>& version) override;
+  Result<app::PageOf<domain::LabletDefinition>> ListDefinitions(const app::DefinitionFilter& filter,
+                                                                const app::Page& page) override;
+  Result<std::vector<domain::LabletDefinition>> ListDefinitionVersions(const domain::DefinitionId& id) override;
+  Result<std::optional<domain::DefinitionId>> FindDefinitionByName(const std::string& name) override;
+  Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) override;
+  Result<app::PageOf<domain::LabletInstance>> ListInstances(const app::InstanceFilter& filter,
+                                                            const app::Page& page) override;
+  Result<domain::Worker> GetWorker(const domain::WorkerId& id) override;
+  Result<app::PageOf<domain::Worker>> ListWorkers(const app::Page& page) override;
+  Status Commit(const app::Changes& changes) override;
+  Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) override;
+  Status Ping() override;
+
+  // How many transactions (fsyncs) have carried how many commits: for tests and metrics.
+  struct CommitStats {
+    std::uint64_t transactions = 0;
+    std::uint64_t commits = 0;
+  };
+  CommitStats Stats();
+
+  class Connection;  // a sqlite3 handle with its cached statements
+
+ private:
+  struct Writer;
+  class ReadLease;
+
+  explicit SqliteStore(Options options);
+  Status Init();
+  void ApplyBatch(const std::vector<Writer*>& batch);
+  Status ApplyOne(const app::Changes& changes);
+  ReadLease Lease();
+
+  Options options_;
+  std::unique_ptr<Connection> writer_conn_;
+
+  std::mutex write_mu_;
+  std::deque<Writer*> writers_;
+  CommitStats stats_;
+
+  std::mutex read_mu_;
+  std::condition_variable read_cv_;
+  std::vector<std::unique_ptr<Connection>> readers_;
+  std::vector<Connection*> idle_readers_;
+};
+
+}  // namespace ccm::store
