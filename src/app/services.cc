@@ -5,6 +5,8 @@
 #include "app/json_codec.h"
 
 #include <algorithm>
+#include <random>
+#include <thread>
 
 namespace ccm::app {
 
@@ -19,6 +21,12 @@ Error Stale(std::string_view what, const std::string& id, std::int64_t expected,
 }
 
 }  // namespace
+
+void BackOffAfterConflict(int attempt) {
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  const int cap_us = 100 << std::min(attempt, 6);
+  std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, cap_us)(rng)));
+}
 
 std::string Sha256Tagged(std::string_view text) {
   unsigned char digest[EVP_MAX_MD_SIZE];

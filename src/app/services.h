@@ -17,16 +17,21 @@ struct Deps {
   EventFactory& events;
 };
 
-// Runs `attempt` again (up to a few times) while it fails with a stale-version conflict, so
-// that two writers racing on one aggregate both succeed in turn instead of one failing.
-// Every other result is returned at once.
+// Waits a random time below 100 us * 2^min(attempt, 6) (full jitter), so that writers
+// that lost a race on one aggregate do not meet again at once.
+void BackOffAfterConflict(int attempt);
+
+// Runs `attempt` again while it fails with a stale-version conflict (up to 32 times, with
+// jittered backoff), so that writers racing on one aggregate (a worker being scheduled
+// onto) all succeed in turn instead of failing. Every other result is returned at once.
 template <typename F>
 auto RetryStale(F&& attempt) -> decltype(attempt()) {
-  constexpr int kAttempts = 8;
+  constexpr int kAttempts = 32;
   for (int i = 1;; ++i) {
     auto r = attempt();
     if (r || i == kAttempts || r.error().code != ErrorCode::kConflict || r.error().field != kStaleVersionField)
       return r;
+    BackOffAfterConflict(i);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -16,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <future>
 #include <cctype>
 #include <thread>
 #include <vector>
@@ -73,7 +75,8 @@ class Server::Impl {
         handler_(std::move(handler)),
         ioc_(options_.io_threads),
         pool_(static_cast<std::size_t>(std::max(1, options_.handler_threads))),
-        acceptor_(ioc_) {}
+        strand_(asio::make_strand(ioc_)),
+        acceptor_(strand_) {}
 
   ~Impl() { Stop(); }
 
@@ -90,17 +93,21 @@ class Server::Impl {
       return Error::Unavailable("cannot listen on " + options_.address + ":" + std::to_string(options_.port) + ": " +
                                 ec.message());
     port_ = acceptor_.local_endpoint().port();
-    asio::co_spawn(ioc_, Accept(), asio::detached);
+    // The acceptor lives on a strand: Stop closes it there, never while an accept starts.
+    asio::co_spawn(strand_, Accept(), asio::detached);
     for (int i = 0; i < std::max(1, options_.io_threads); ++i) threads_.emplace_back([this] { ioc_.run(); });
     return {};
   }
 
   void Stop() {
     if (stopped_.exchange(true)) return;
-    asio::post(ioc_, [this] {
+    std::promise<void> closed;
+    asio::post(strand_, [this, &closed] {
       beast::error_code ec;
       acceptor_.close(ec);
+      closed.set_value();
     });
+    if (!threads_.empty()) closed.get_future().wait();
     ioc_.stop();
     for (auto& t : threads_)
       if (t.joinable()) t.join();
@@ -113,13 +120,16 @@ class Server::Impl {
   awaitable<void> Accept() {
     for (;;) {
       beast::error_code ec;
-      tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
+      // Each connection gets its own strand, so that its timer and its reads never run at once.
+      tcp::socket socket =
+          co_await acceptor_.async_accept(asio::make_strand(ioc_), asio::redirect_error(use_awaitable, ec));
       if (ec) {
         if (!acceptor_.is_open()) co_return;
         continue;  // a failed accept (e.g. out of descriptors) must not stop the server
       }
       socket.set_option(tcp::no_delay(true), ec);
-      asio::co_spawn(ioc_, Serve(beast::tcp_stream(std::move(socket))), asio::detached);
+      auto executor = socket.get_executor();
+      asio::co_spawn(executor, Serve(beast::tcp_stream(std::move(socket))), asio::detached);
     }
   }
 
@@ -143,7 +153,8 @@ class Server::Impl {
                                                    std::to_string(options_.body_limit) + " bytes",
                                                "", "body"),
                        11, false);
-        break;
+        co_await DrainAndClose(stream);
+        co_return;
       }
       if (ec == bhttp::error::header_limit) {
         co_await Reply(stream, ProblemResponse(431, "Request Header Fields Too Large",
@@ -151,7 +162,8 @@ class Server::Impl {
                                                    std::to_string(options_.header_limit) + " bytes",
                                                "", "headers"),
                        11, false);
-        break;
+        co_await DrainAndClose(stream);
+        co_return;
       }
       if (ec) break;  // closed, timed out, or not HTTP
 
@@ -178,6 +190,22 @@ class Server::Impl {
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
+  // After refusing a request early, reads and drops what the client is still sending (for a
+  // short while, up to a bound) before closing: closing at once would reset the connection
+  // and the client would lose the response it has not read yet.
+  awaitable<void> DrainAndClose(beast::tcp_stream& stream) {
+    beast::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    std::vector<char> sink(64 * 1024);
+    std::size_t drained = 0;
+    constexpr std::size_t kMaxDrain = 64 << 20;
+    stream.expires_after(std::chrono::seconds(2));
+    while (!ec && drained < kMaxDrain) {
+      drained += co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(use_awaitable, ec));
+    }
+    stream.socket().close(ec);
+  }
+
   awaitable<bool> Reply(beast::tcp_stream& stream, Response response, unsigned version, bool keep_alive) {
     auto out = ToBeast(std::move(response), version, keep_alive);
     beast::error_code ec;
@@ -190,6 +218,7 @@ class Server::Impl {
   HandlerFn handler_;
   asio::io_context ioc_;
   asio::thread_pool pool_;
+  asio::strand<asio::io_context::executor_type> strand_;
   tcp::acceptor acceptor_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopped_{false};

@@ -1,0 +1,442 @@
+// The REST API over real HTTP on loopback, against a real SQLite file.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <set>
+
+#include "support/http_client.h"
+#include "support/stack.h"
+
+namespace ccm {
+namespace {
+
+using nlohmann::json;
+using testing::HttpClient;
+using testing::HttpResult;
+
+json DefinitionBody(const std::string& name = "devasc-2-5-1", const std::string& version = "1.0.0") {
+  return {{"name", name},
+          {"version", version},
+          {"lab_yaml", testing::ReadTestData("sample_lab_template.yaml")},
+          {"resource_requirements", {{"cpu_cores", 4}, {"memory_gb", 8}, {"storage_gb", 20}}},
+          {"license_affinity", {"ENTERPRISE", "PERSONAL"}},
+          {"max_duration_minutes", 120},
+          {"created_by", "alice"}};
+}
+
+json WorkerBody(const std::string& name = "w1") {
+  return {{"name", name},
+          {"hostname", name + ".example"},
+          {"public_ip", "203.0.113.5"},
+          {"cml_url", "https://" + name + ".example"},
+          {"license_type", "ENTERPRISE"},
+          {"capacity", {{"cpu_cores", 32}, {"memory_gb", 128}, {"storage_gb", 500}, {"max_nodes", 40}}},
+          {"state", "RUNNING"}};
+}
+
+json InstanceBody(const std::string& definition_id) {
+  return {{"definition_id", definition_id},
+          {"owner_id", "candidate-1"},
+          {"assessment", {{"session_id", "s-1"}, {"part_id", "p-1"}}},
+          {"timeslot_start", "2026-12-01T09:00:00Z"},
+          {"timeslot_end", "2026-12-01T10:00:00Z"}};
+}
+
+class Api : public ::testing::Test {
+ protected:
+  Api() : http_(stack_.BaseUrl()) {}
+
+  json Created(const std::string& path, const json& body) {
+    HttpResult r = http_.PostJson(path, body);
+    EXPECT_EQ(r.status, 201) << path << ": " << r.body;
+    return r.Json();
+  }
+
+  // Every row of every table, so a test can prove that a refused request wrote nothing.
+  std::string Snapshot() {
+    sqlite3* db = nullptr;
+    sqlite3_open_v2(stack_.DbPath().c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    std::string out;
+    for (const char* sql : {"SELECT id, version, body FROM instances ORDER BY id",
+                            "SELECT id, version, body FROM workers ORDER BY id",
+                            "SELECT id, version, deleted FROM definitions ORDER BY id, version",
+                            "SELECT seq, id FROM outbox ORDER BY seq", "SELECT source, id FROM processed_events"}) {
+      sqlite3_stmt* s = nullptr;
+      sqlite3_prepare_v2(db, sql, -1, &s, nullptr);
+      while (sqlite3_step(s) == SQLITE_ROW)
+        for (int c = 0; c < sqlite3_column_count(s); ++c) {
+          const auto* t = sqlite3_column_text(s, c);
+          out += t ? reinterpret_cast<const char*>(t) : "NULL";
+          out += '|';
+        }
+      sqlite3_finalize(s);
+      out += '\n';
+    }
+    sqlite3_close(db);
+    return out;
+  }
+
+  int OutboxCount(const std::string& type) {
+    sqlite3* db = nullptr;
+    sqlite3_open_v2(stack_.DbPath().c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db, "SELECT count(*) FROM outbox WHERE type = ?1", -1, &s, nullptr);
+    sqlite3_bind_text(s, 1, type.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_step(s);
+    const int n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+  }
+
+  testing::Stack stack_;
+  HttpClient http_;
+};
+
+TEST_F(Api, HealthAndOpenApi) {
+  EXPECT_EQ(http_.Get("/health/live").status, 200);
+  HttpResult ready = http_.Get("/health/ready");
+  EXPECT_EQ(ready.status, 200);
+  EXPECT_EQ(ready.Json()["store"], "ok");
+  HttpResult doc = http_.Get("/openapi.json");
+  ASSERT_EQ(doc.status, 200);
+  EXPECT_EQ(doc.Json()["openapi"], "3.1.0");
+}
+
+TEST_F(Api, EveryRouteIsInTheOpenApiDocumentAndEveryDocumentedOperationIsRouted) {
+  const json doc = json::parse(http::OpenApiDocument());
+  std::set<std::pair<std::string, std::string>> routed, documented;
+  for (const auto& r : stack_.router.routes()) {
+    std::string method = r.method;
+    std::transform(method.begin(), method.end(), method.begin(), ::tolower);
+    routed.insert({r.pattern, method});
+  }
+  for (const auto& [path, ops] : doc["paths"].items())
+    for (const auto& [method, _] : ops.items()) documented.insert({path, method});
+  for (const auto& r : routed) EXPECT_TRUE(documented.count(r)) << r.second << " " << r.first << " is not documented";
+  for (const auto& d : documented) EXPECT_TRUE(routed.count(d)) << d.second << " " << d.first << " is not routed";
+}
+
+TEST_F(Api, DefinitionLifecycle) {
+  json v1 = Created("/api/v1/definitions", DefinitionBody());
+  const std::string id = v1["id"];
+  EXPECT_EQ(v1["node_count"], 2);
+  EXPECT_EQ(v1["port_template"].size(), 3u);
+  EXPECT_EQ(v1["lab_yaml_hash"].get<std::string>().rfind("sha256:", 0), 0u);
+  EXPECT_EQ(v1["lab_yaml_hash"].get<std::string>().size(), 7u + 64u);
+
+  json v2 = Created("/api/v1/definitions", DefinitionBody("devasc-2-5-1", "1.1.0"));
+  EXPECT_EQ(v2["id"], id);  // same name, same id
+  EXPECT_EQ(http_.Get("/api/v1/definitions/" + id).Json()["version"], "1.1.0");
+  EXPECT_EQ(http_.Get("/api/v1/definitions/" + id + "?version=1.0.0").Json()["version"], "1.0.0");
+  json versions = http_.Get("/api/v1/definitions/" + id + "/versions").Json();
+  ASSERT_EQ(versions["items"].size(), 2u);
+  EXPECT_EQ(versions["items"][0]["version"], "1.0.0");
+
+  Created("/api/v1/definitions", DefinitionBody("other", "0.1.0"));
+  json page = http_.Get("/api/v1/definitions?limit=1").Json();
+  ASSERT_EQ(page["items"].size(), 1u);
+  ASSERT_TRUE(page["next"].is_string());
+  json page2 = http_.Get("/api/v1/definitions?limit=1&after=" + page["next"].get<std::string>()).Json();
+  ASSERT_EQ(page2["items"].size(), 1u);
+  EXPECT_TRUE(page2["next"].is_null());
+  EXPECT_NE(page["items"][0]["id"], page2["items"][0]["id"]);
+  EXPECT_EQ(http_.Get("/api/v1/definitions?name=other").Json()["items"].size(), 1u);
+
+  HttpResult dup = http_.PostJson("/api/v1/definitions", DefinitionBody());
+  EXPECT_EQ(dup.status, 409);
+  EXPECT_EQ(dup.Json()["field"], "version");
+
+  HttpResult del = http_.Delete("/api/v1/definitions/" + id);
+  ASSERT_EQ(del.status, 200);
+  EXPECT_TRUE(del.Json()["deleted"].get<bool>());
+  EXPECT_EQ(http_.Get("/api/v1/definitions").Json()["items"].size(), 1u);
+  EXPECT_EQ(http_.Get("/api/v1/definitions?include_deleted=true").Json()["items"].size(), 2u);
+  HttpResult refused = http_.PostJson("/api/v1/instances", InstanceBody(id));
+  EXPECT_EQ(refused.status, 409);
+  EXPECT_EQ(refused.Json()["field"], "definition_id");
+}
+
+TEST_F(Api, InstanceAndWorkerLifecycleWithEvents) {
+  const std::string def = Created("/api/v1/definitions", DefinitionBody())["id"];
+  json worker = Created("/api/v1/workers", WorkerBody());
+  const std::string wid = worker["id"];
+  EXPECT_EQ(worker["state"], "RUNNING");
+  EXPECT_EQ(OutboxCount("ccm.worker.running"), 1);
+
+  HttpResult created = http_.PostJson("/api/v1/instances", InstanceBody(def));
+  ASSERT_EQ(created.status, 201);
+  json inst = created.Json();
+  const std::string iid = inst["id"];
+  EXPECT_EQ(created.headers["location"], "/api/v1/instances/" + iid);
+  EXPECT_EQ(inst["state"], "PENDING");
+  EXPECT_EQ(inst["definition_version"], "1.0.0");
+  EXPECT_EQ(OutboxCount("ccm.lablet.instance.pending"), 1);
+
+  json scheduled = http_.PostJson("/api/internal/instances/" + iid + "/schedule", {{"worker_id", wid}}).Json();
+  EXPECT_EQ(scheduled["state"], "SCHEDULED");
+  EXPECT_EQ(scheduled["allocated_ports"], json({{"serial_1", 2000}, {"serial_2", 2001}, {"vnc_1", 2002}}));
+  json ports = http_.Get("/api/v1/workers/" + wid + "/ports").Json();
+  EXPECT_EQ(ports["allocations"][iid], scheduled["allocated_ports"]);
+  EXPECT_EQ(ports["free_ports"], 8000 - 3);
+  json capacity = http_.Get("/api/v1/workers/" + wid + "/capacity").Json();
+  EXPECT_EQ(capacity["allocated"]["cpu_cores"], 4.0);
+  EXPECT_EQ(capacity["free"]["nodes"], 38);
+  EXPECT_EQ(http_.Get("/api/v1/workers/" + wid + "/instances").Json()["items"][0]["id"], iid);
+  EXPECT_EQ(http_.Get("/api/v1/instances?worker_id=" + wid).Json()["items"].size(), 1u);
+  EXPECT_EQ(http_.Get("/api/v1/instances?state=PENDING").Json()["items"].size(), 0u);
+
+  for (const char* to : {"INSTANTIATING", "RUNNING"}) {
+    HttpResult r = http_.PostJson("/api/internal/instances/" + iid + "/transition", {{"to", to}, {"reason", "test"}});
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  // A stale expected_version is refused; the illegal move names the allowed ones.
+  HttpResult stale =
+      http_.PostJson("/api/internal/instances/" + iid + "/transition", {{"to", "STOPPING"}, {"expected_version", 2}});
+  EXPECT_EQ(stale.status, 409);
+  EXPECT_EQ(stale.Json()["field"], "version");
+  HttpResult illegal = http_.PostJson("/api/internal/instances/" + iid + "/transition", {{"to", "PENDING"}});
+  EXPECT_EQ(illegal.status, 409);
+  EXPECT_EQ(illegal.Json()["detail"], "instance is RUNNING and cannot move to PENDING; allowed: COLLECTING, STOPPING");
+
+  // DELETE from RUNNING: to STOPPING now, the rest by the stopper.
+  HttpResult del = http_.Delete("/api/v1/instances/" + iid);
+  ASSERT_EQ(del.status, 202);
+  EXPECT_EQ(del.Json()["state"], "STOPPING");
+  EXPECT_TRUE(del.Json()["termination_requested"].get<bool>());
+  for (const char* to : {"STOPPED", "ARCHIVED"})
+    ASSERT_EQ(http_.PostJson("/api/internal/instances/" + iid + "/transition", {{"to", to}}).status, 200);
+  EXPECT_EQ(http_.Get("/api/v1/workers/" + wid + "/capacity").Json()["allocated"]["cpu_cores"], 0.0);
+  EXPECT_EQ(http_.Get("/api/v1/workers/" + wid + "/ports").Json()["free_ports"], 8000 - 3);
+  ASSERT_EQ(http_.PostJson("/api/internal/instances/" + iid + "/transition", {{"to", "TERMINATED"}}).status, 200);
+  EXPECT_EQ(http_.Get("/api/v1/workers/" + wid + "/ports").Json()["free_ports"], 8000);
+
+  json final = http_.Get("/api/v1/instances/" + iid).Json();
+  EXPECT_EQ(final["state"], "TERMINATED");
+  std::vector<std::string> path;
+  for (const auto& h : final["state_history"]) path.push_back(h["to"]);
+  EXPECT_EQ(path, (std::vector<std::string>{"SCHEDULED", "INSTANTIATING", "RUNNING", "STOPPING", "STOPPED", "ARCHIVED",
+                                            "TERMINATED"}));
+  // One event per state entered.
+  for (const char* type : {"ccm.lablet.instance.scheduled", "ccm.lablet.instance.provisioning.started",
+                           "ccm.lablet.instance.running", "ccm.lablet.instance.stopping",
+                           "ccm.lablet.instance.stopped", "ccm.lablet.instance.archived",
+                           "ccm.lablet.instance.terminated"})
+    EXPECT_EQ(OutboxCount(type), 1) << type;
+  // Deleting again is harmless.
+  EXPECT_EQ(http_.Delete("/api/v1/instances/" + iid).status, 202);
+  EXPECT_EQ(OutboxCount("ccm.lablet.instance.terminated"), 1);
+
+  // Worker moves, and the drain rule.
+  HttpResult drain = http_.PostJson("/api/internal/workers/" + wid + "/transition", {{"to", "DRAINING"}});
+  ASSERT_EQ(drain.status, 200);
+  EXPECT_EQ(drain.Json()["state"], "DRAINING");
+  EXPECT_EQ(OutboxCount("ccm.worker.draining"), 1);
+}
+
+TEST_F(Api, DeleteFromPendingTerminatesAtOnce) {
+  const std::string def = Created("/api/v1/definitions", DefinitionBody())["id"];
+  const std::string iid = Created("/api/v1/instances", InstanceBody(def))["id"];
+  HttpResult del = http_.Delete("/api/v1/instances/" + iid);
+  ASSERT_EQ(del.status, 202);
+  EXPECT_EQ(del.Json()["state"], "TERMINATED");
+  EXPECT_EQ(OutboxCount("ccm.lablet.instance.terminated"), 1);
+}
+
+// Each refused request: its status, a problem+json body naming the field, and no write.
+struct BadRequest {
+  std::string name;
+  std::string method;
+  std::string path;  // {def}, {inst}, {worker} are replaced by real ids
+  std::string body;
+  std::string content_type;
+  int status;
+  std::string field;  // "" when the problem names none
+};
+
+TEST_F(Api, BadInputIsRefusedWithProblemJsonAndWritesNothing) {
+  const std::string def = Created("/api/v1/definitions", DefinitionBody())["id"];
+  const std::string wid = Created("/api/v1/workers", WorkerBody())["id"];
+  const std::string iid = Created("/api/v1/instances", InstanceBody(def))["id"];
+  const std::string full_wid = Created("/api/v1/workers", [] {
+    json w = WorkerBody("tiny");
+    w["capacity"]["cpu_cores"] = 1;
+    return w;
+  }())["id"];
+
+  auto with = [](json base, const std::string& key, json value) {
+    if (value.is_null()) base.erase(key);
+    else base[key] = std::move(value);
+    return base.dump();
+  };
+  auto nested = [](json base, const std::string& obj, const std::string& key, json value) {
+    base[obj][key] = std::move(value);
+    return base.dump();
+  };
+  const json d = DefinitionBody("new-name", "1.0.0");
+  const json w = WorkerBody("w-new");
+  const json i = InstanceBody(def);
+  const std::string json_type = "application/json";
+
+  const std::vector<BadRequest> cases = {
+      // definitions
+      {"def: not json", "POST", "/api/v1/definitions", "{nope", json_type, 400, "body"},
+      {"def: array body", "POST", "/api/v1/definitions", "[]", json_type, 400, "body"},
+      {"def: text/plain", "POST", "/api/v1/definitions", d.dump(), "text/plain", 415, "content-type"},
+      {"def: no content type", "POST", "/api/v1/definitions", d.dump(), "", 415, "content-type"},
+      {"def: missing name", "POST", "/api/v1/definitions", with(d, "name", nullptr), json_type, 400, "name"},
+      {"def: bad name", "POST", "/api/v1/definitions", with(d, "name", "a b"), json_type, 400, "name"},
+      {"def: name not string", "POST", "/api/v1/definitions", with(d, "name", 7), json_type, 400, "name"},
+      {"def: bad version", "POST", "/api/v1/definitions", with(d, "version", "one"), json_type, 400, "version"},
+      {"def: bad yaml", "POST", "/api/v1/definitions", with(d, "lab_yaml", "nodes: ["), json_type, 400, "lab_yaml"},
+      {"def: not a topology", "POST", "/api/v1/definitions", with(d, "lab_yaml", "a: 1"), json_type, 400, "lab_yaml"},
+      {"def: zero cpu", "POST", "/api/v1/definitions", nested(d, "resource_requirements", "cpu_cores", 0), json_type,
+       400, "resource_requirements.cpu_cores"},
+      {"def: cpu string", "POST", "/api/v1/definitions", nested(d, "resource_requirements", "cpu_cores", "4"),
+       json_type, 400, "resource_requirements.cpu_cores"},
+      {"def: unknown resource", "POST", "/api/v1/definitions", nested(d, "resource_requirements", "gpus", 1),
+       json_type, 400, "resource_requirements.gpus"},
+      {"def: empty affinity", "POST", "/api/v1/definitions", with(d, "license_affinity", json::array()), json_type,
+       400, "license_affinity"},
+      {"def: bad licence", "POST", "/api/v1/definitions", with(d, "license_affinity", {"FREE"}), json_type, 400,
+       "license_affinity[0]"},
+      {"def: duration 0", "POST", "/api/v1/definitions", with(d, "max_duration_minutes", 0), json_type, 400,
+       "max_duration_minutes"},
+      {"def: duration float", "POST", "/api/v1/definitions", with(d, "max_duration_minutes", 1.5), json_type, 400,
+       "max_duration_minutes"},
+      {"def: unknown field", "POST", "/api/v1/definitions", with(d, "colour", "red"), json_type, 400, "colour"},
+      {"def: duplicate version", "POST", "/api/v1/definitions", DefinitionBody().dump(), json_type, 409, "version"},
+      {"def list: limit 0", "GET", "/api/v1/definitions?limit=0", "", "", 400, "limit"},
+      {"def list: limit 501", "GET", "/api/v1/definitions?limit=501", "", "", 400, "limit"},
+      {"def list: limit text", "GET", "/api/v1/definitions?limit=ten", "", "", 400, "limit"},
+      {"def list: bad flag", "GET", "/api/v1/definitions?include_deleted=yes", "", "", 400, "include_deleted"},
+      {"def list: unknown param", "GET", "/api/v1/definitions?sort=name", "", "", 400, "sort"},
+      {"def get: unknown", "GET", "/api/v1/definitions/nope", "", "", 404, ""},
+      {"def get: unknown version", "GET", "/api/v1/definitions/{def}?version=9.9.9", "", "", 404, ""},
+      {"def versions: unknown", "GET", "/api/v1/definitions/nope/versions", "", "", 404, ""},
+      {"def delete: unknown", "DELETE", "/api/v1/definitions/nope", "", "", 404, ""},
+      // instances
+      {"inst: not json", "POST", "/api/v1/instances", "{", json_type, 400, "body"},
+      {"inst: form type", "POST", "/api/v1/instances", i.dump(), "application/x-www-form-urlencoded", 415,
+       "content-type"},
+      {"inst: missing definition", "POST", "/api/v1/instances", with(i, "definition_id", nullptr), json_type, 400,
+       "definition_id"},
+      {"inst: unknown definition", "POST", "/api/v1/instances", with(i, "definition_id", "nope"), json_type, 404,
+       "definition_id"},
+      {"inst: unknown version", "POST", "/api/v1/instances", with(i, "definition_version", "9.0.0"), json_type, 404,
+       "definition_version"},
+      {"inst: empty owner", "POST", "/api/v1/instances", with(i, "owner_id", ""), json_type, 400, "owner_id"},
+      {"inst: bad time", "POST", "/api/v1/instances", with(i, "timeslot_start", "tomorrow"), json_type, 400,
+       "timeslot_start"},
+      {"inst: end before start", "POST", "/api/v1/instances", with(i, "timeslot_end", "2026-12-01T08:00:00Z"),
+       json_type, 400, "timeslot_end"},
+      {"inst: too long", "POST", "/api/v1/instances", with(i, "timeslot_end", "2026-12-01T12:00:00Z"), json_type, 400,
+       "timeslot_end"},
+      {"inst: assessment not object", "POST", "/api/v1/instances", with(i, "assessment", "s-1"), json_type, 400,
+       "assessment"},
+      {"inst: assessment no part", "POST", "/api/v1/instances", with(i, "assessment", {{"session_id", "s"}}),
+       json_type, 400, "assessment.part_id"},
+      {"inst: unknown field", "POST", "/api/v1/instances", with(i, "state", "RUNNING"), json_type, 400, "state"},
+      {"inst list: bad state", "GET", "/api/v1/instances?state=running", "", "", 400, "state"},
+      {"inst list: bad limit", "GET", "/api/v1/instances?limit=-1", "", "", 400, "limit"},
+      {"inst list: unknown param", "GET", "/api/v1/instances?owner=x", "", "", 400, "owner"},
+      {"inst get: unknown", "GET", "/api/v1/instances/nope", "", "", 404, ""},
+      {"inst delete: unknown", "DELETE", "/api/v1/instances/nope", "", "", 404, ""},
+      // workers
+      {"worker: not json", "POST", "/api/v1/workers", "nope", json_type, 400, "body"},
+      {"worker: xml", "POST", "/api/v1/workers", w.dump(), "application/xml", 415, "content-type"},
+      {"worker: missing hostname", "POST", "/api/v1/workers", with(w, "hostname", nullptr), json_type, 400,
+       "hostname"},
+      {"worker: bad url", "POST", "/api/v1/workers", with(w, "cml_url", "w1"), json_type, 400, "cml_url"},
+      {"worker: bad licence", "POST", "/api/v1/workers", with(w, "license_type", "GOLD"), json_type, 400,
+       "license_type"},
+      {"worker: no capacity", "POST", "/api/v1/workers", with(w, "capacity", nullptr), json_type, 400, "capacity"},
+      {"worker: max_nodes 0", "POST", "/api/v1/workers", nested(w, "capacity", "max_nodes", 0), json_type, 400,
+       "capacity.max_nodes"},
+      {"worker: bad port range", "POST", "/api/v1/workers", with(w, "port_range", {{"start", 9000}, {"end", 8000}}),
+       json_type, 400, "port_range.end"},
+      {"worker: port 70000", "POST", "/api/v1/workers", with(w, "port_range", {{"start", 2000}, {"end", 70000}}),
+       json_type, 400, "port_range.end"},
+      {"worker: bad state", "POST", "/api/v1/workers", with(w, "state", "DRAINING"), json_type, 400, "state"},
+      {"worker: unknown field", "POST", "/api/v1/workers", with(w, "region", "eu"), json_type, 400, "region"},
+      {"worker list: bad limit", "GET", "/api/v1/workers?limit=x", "", "", 400, "limit"},
+      {"worker get: unknown", "GET", "/api/v1/workers/nope", "", "", 404, ""},
+      {"worker capacity: unknown", "GET", "/api/v1/workers/nope/capacity", "", "", 404, ""},
+      {"worker ports: unknown", "GET", "/api/v1/workers/nope/ports", "", "", 404, ""},
+      {"worker instances: unknown", "GET", "/api/v1/workers/nope/instances", "", "", 404, ""},
+      // internal
+      {"schedule: no worker_id", "POST", "/api/internal/instances/{inst}/schedule", "{}", json_type, 400, "worker_id"},
+      {"schedule: text", "POST", "/api/internal/instances/{inst}/schedule", "{}", "text/plain", 415, "content-type"},
+      {"schedule: unknown worker", "POST", "/api/internal/instances/{inst}/schedule", R"({"worker_id":"nope"})",
+       json_type, 404, "worker_id"},
+      {"schedule: unknown instance", "POST", "/api/internal/instances/nope/schedule",
+       json({{"worker_id", wid}}).dump(), json_type, 404, ""},
+      {"schedule: worker too small", "POST", "/api/internal/instances/{inst}/schedule",
+       json({{"worker_id", full_wid}}).dump(), json_type, 409, ""},
+      {"transition: no to", "POST", "/api/internal/instances/{inst}/transition", "{}", json_type, 400, "to"},
+      {"transition: bad to", "POST", "/api/internal/instances/{inst}/transition", R"({"to":"FLYING"})", json_type, 400,
+       "to"},
+      {"transition: to scheduled", "POST", "/api/internal/instances/{inst}/transition", R"({"to":"SCHEDULED"})",
+       json_type, 400, "to"},
+      {"transition: illegal", "POST", "/api/internal/instances/{inst}/transition", R"({"to":"RUNNING"})", json_type,
+       409, "state"},
+      {"transition: stale", "POST", "/api/internal/instances/{inst}/transition",
+       R"({"to":"TERMINATED","expected_version":7})", json_type, 409, "version"},
+      {"transition: version 0", "POST", "/api/internal/instances/{inst}/transition",
+       R"({"to":"TERMINATED","expected_version":0})", json_type, 400, "expected_version"},
+      {"transition: unknown", "POST", "/api/internal/instances/nope/transition", R"({"to":"TERMINATED"})", json_type,
+       404, ""},
+      {"worker transition: bad to", "POST", "/api/internal/workers/{worker}/transition", R"({"to":"GONE"})",
+       json_type, 400, "to"},
+      {"worker transition: illegal", "POST", "/api/internal/workers/{worker}/transition", R"({"to":"PENDING"})",
+       json_type, 409, "state"},
+      {"worker transition: unknown", "POST", "/api/internal/workers/nope/transition", R"({"to":"DRAINING"})",
+       json_type, 404, ""},
+      {"worker transition: not json", "POST", "/api/internal/workers/{worker}/transition", "x", json_type, 400,
+       "body"},
+      // routing
+      {"unknown route", "GET", "/api/v1/nothing", "", "", 404, ""},
+      {"wrong method", "PUT", "/api/v1/instances/{inst}", "{}", json_type, 405, ""},
+  };
+
+  for (BadRequest c : cases) {
+    for (auto [token, value] : {std::pair{"{def}", def}, {"{inst}", iid}, {"{worker}", wid}})
+      if (auto at = c.path.find(token); at != std::string::npos) c.path.replace(at, std::string(token).size(), value);
+    const std::string before = Snapshot();
+    std::map<std::string, std::string> headers;
+    if (!c.content_type.empty()) headers["Content-Type"] = c.content_type;
+    HttpResult r = http_.Send(c.method, c.path, c.body, headers);
+    EXPECT_EQ(r.status, c.status) << c.name << ": " << r.body;
+    EXPECT_EQ(r.ContentType(), "application/problem+json") << c.name;
+    const json problem = r.Json();
+    ASSERT_TRUE(problem.is_object()) << c.name << ": " << r.body;
+    EXPECT_EQ(problem["status"], c.status) << c.name;
+    EXPECT_FALSE(problem.value("detail", "").empty()) << c.name;
+    EXPECT_FALSE(problem.value("type", "").empty()) << c.name;
+    if (!c.field.empty()) {
+      EXPECT_EQ(problem.value("field", ""), c.field) << c.name << ": " << r.body;
+    }
+    EXPECT_EQ(Snapshot(), before) << c.name << " wrote something";
+  }
+}
+
+TEST_F(Api, BodyOverOneMebibyteIs413AndWritesNothing) {
+  const std::string before = Snapshot();
+  json big = DefinitionBody("big", "1.0.0");
+  big["lab_yaml"] = std::string(2 << 20, 'x');
+  HttpResult r = http_.PostJson("/api/v1/definitions", big);
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(r.ContentType(), "application/problem+json");
+  EXPECT_EQ(r.Json()["status"], 413);
+  EXPECT_EQ(Snapshot(), before);
+  // The server is still there for the next client.
+  HttpClient other(stack_.BaseUrl());
+  EXPECT_EQ(other.Get("/health/live").status, 200);
+}
+
+TEST_F(Api, KeepAliveServesManyRequestsOnOneConnection) {
+  for (int n = 0; n < 50; ++n) ASSERT_EQ(http_.Get("/health/live").status, 200);
+}
+
+}  // namespace
+}  // namespace ccm

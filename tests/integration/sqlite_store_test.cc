@@ -1,0 +1,353 @@
+// The Store contract, run against every implementation (the SQLite one here; the etcd one
+// joins with its own factory), plus what only SQLite promises (durability across reopen,
+// group commit, migrations).
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <functional>
+#include <thread>
+
+#include "app/ports.h"
+#include "store/sqlite/sqlite_store.h"
+#include "support/fixtures.h"
+#include "support/temp_dir.h"
+
+namespace ccm {
+namespace {
+
+using namespace ccm::domain;
+using app::Changes;
+using testing::MakeDefinition;
+using testing::MakeInstance;
+using testing::MakeWorker;
+
+app::OutboxEvent Event(const std::string& id, const std::string& subject) {
+  return {id, subject, "ccm.test", FromUnixMillis(5), "{\"id\":\"" + id + "\"}"};
+}
+
+// A store under test and how to get it back after a restart.
+struct StoreUnderTest {
+  std::unique_ptr<app::Store> store;
+  std::function<std::unique_ptr<app::Store>()> reopen;
+};
+using StoreFactory = std::function<StoreUnderTest(const std::string& dir)>;
+
+// The implementations under test, by name.
+StoreFactory FactoryFor(const std::string& name);
+
+class StoreContract : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    auto made = FactoryFor(GetParam())(dir_.path());
+    store_ = std::move(made.store);
+    reopen_ = made.reopen;
+  }
+  app::Store& store() { return *store_; }
+
+  testing::TempDir dir_;
+  std::unique_ptr<app::Store> store_;
+  std::function<std::unique_ptr<app::Store>()> reopen_;
+};
+
+TEST_P(StoreContract, CommitsAndReadsBackEveryAggregate) {
+  Changes c;
+  c.new_definitions = {MakeDefinition("def-1", "lab-a", "1.0.0"), MakeDefinition("def-1", "lab-a", "1.10.0"),
+                       MakeDefinition("def-1", "lab-a", "1.2.0")};
+  c.workers = {MakeWorker("w1")};
+  c.instances = {MakeInstance("i1")};
+  c.events = {Event("e1", "i1")};
+  ASSERT_TRUE(store().Commit(c));
+
+  auto latest = store().GetDefinition({"def-1"}, std::nullopt);
+  ASSERT_TRUE(latest);
+  EXPECT_EQ(latest->version, "1.10.0");  // semver, not string order
+  EXPECT_EQ(store().GetDefinition({"def-1"}, "1.2.0")->version, "1.2.0");
+  EXPECT_EQ(store().GetDefinition({"def-1"}, "9.9.9").error().code, ErrorCode::kNotFound);
+  auto versions = store().ListDefinitionVersions({"def-1"});
+  ASSERT_TRUE(versions);
+  ASSERT_EQ(versions->size(), 3u);
+  EXPECT_EQ((*versions)[1].version, "1.2.0");
+  EXPECT_EQ(store().FindDefinitionByName("lab-a")->value_or(DefinitionId{}).value, "def-1");
+  EXPECT_FALSE(store().FindDefinitionByName("lab-b")->has_value());
+
+  auto i = store().GetInstance({"i1"});
+  ASSERT_TRUE(i);
+  EXPECT_EQ(i->version, 1);
+  EXPECT_EQ(i->owner_id, "owner-1");
+  EXPECT_EQ(store().GetWorker({"w1"})->version, 1);
+  EXPECT_EQ(store().GetInstance({"nope"}).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store().GetWorker({"nope"}).error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreContract, StaleVersionIsAConflictAndChangesNothing) {
+  Changes create;
+  create.instances = {MakeInstance("i1")};
+  ASSERT_TRUE(store().Commit(create));
+
+  LabletInstance read = *store().GetInstance({"i1"});
+  LabletInstance first = read, second = read;
+  first.owner_id = "first";
+  second.owner_id = "second";
+  Changes c1, c2;
+  c1.instances = {first};
+  c2.instances = {second};
+  ASSERT_TRUE(store().Commit(c1));
+  auto stale = store().Commit(c2);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(stale.error().field, app::kStaleVersionField);
+  auto now = store().GetInstance({"i1"});
+  EXPECT_EQ(now->owner_id, "first");
+  EXPECT_EQ(now->version, 2);
+
+  // Creating what exists is stale too.
+  auto again = store().Commit(create);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().field, app::kStaleVersionField);
+}
+
+TEST_P(StoreContract, AFailedCommitLeavesNothingBehind) {
+  Changes create;
+  create.workers = {MakeWorker("w1")};
+  ASSERT_TRUE(store().Commit(create));
+
+  // A new instance, an outbox event and a dedup key, with a stale worker: all or nothing.
+  Changes c;
+  c.instances = {MakeInstance("i-new")};
+  c.workers = {MakeWorker("w1")};  // version 0: stale
+  c.events = {Event("e-new", "i-new")};
+  c.processed = {{"platform", "evt-1", FromUnixMillis(0), FromUnixMillis(1000)}};
+  ASSERT_FALSE(store().Commit(c));
+  EXPECT_EQ(store().GetInstance({"i-new"}).error().code, ErrorCode::kNotFound);
+  EXPECT_FALSE(*store().IsProcessed("platform", "evt-1", FromUnixMillis(0)));
+  auto list = store().ListInstances({}, {});
+  EXPECT_TRUE(list->items.empty());
+}
+
+TEST_P(StoreContract, DefinitionVersionsAndNamesAreUnique) {
+  Changes c;
+  c.new_definitions = {MakeDefinition("def-1", "lab-a", "1.0.0")};
+  ASSERT_TRUE(store().Commit(c));
+  auto dup = store().Commit(c);
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(dup.error().field, "version");
+  Changes other;
+  other.new_definitions = {MakeDefinition("def-2", "lab-a", "2.0.0")};
+  auto name = store().Commit(other);
+  ASSERT_FALSE(name);
+  EXPECT_EQ(name.error().field, "name");
+}
+
+TEST_P(StoreContract, SoftDeleteHidesFromListButKeepsReadable) {
+  Changes c;
+  c.new_definitions = {MakeDefinition("def-1", "lab-a", "1.0.0"), MakeDefinition("def-2", "lab-b", "1.0.0")};
+  ASSERT_TRUE(store().Commit(c));
+  Changes del;
+  del.deleted_definitions = {{"def-1"}};
+  ASSERT_TRUE(store().Commit(del));
+  EXPECT_TRUE(store().GetDefinition({"def-1"}, std::nullopt)->deleted);
+  auto visible = store().ListDefinitions({}, {});
+  ASSERT_EQ(visible->items.size(), 1u);
+  EXPECT_EQ(visible->items[0].id.value, "def-2");
+  app::DefinitionFilter all;
+  all.include_deleted = true;
+  EXPECT_EQ(store().ListDefinitions(all, {})->items.size(), 2u);
+  app::DefinitionFilter by_name;
+  by_name.name = "lab-b";
+  EXPECT_EQ(store().ListDefinitions(by_name, {})->items.size(), 1u);
+  Changes missing;
+  missing.deleted_definitions = {{"def-9"}};
+  EXPECT_EQ(store().Commit(missing).error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreContract, ListsFilterAndPage) {
+  Changes c;
+  for (int n = 0; n < 7; ++n) {
+    LabletInstance i = MakeInstance("i" + std::to_string(n), n % 2 ? "odd" : "even");
+    if (n < 3) {
+      i.state = InstanceState::kScheduled;
+      i.worker_id = WorkerId{"w1"};
+    }
+    c.instances.push_back(i);
+  }
+  ASSERT_TRUE(store().Commit(c));
+  app::Page page{3, ""};
+  std::vector<std::string> seen;
+  for (;;) {
+    auto p = store().ListInstances({}, page);
+    ASSERT_TRUE(p);
+    for (auto& i : p->items) seen.push_back(i.id.value);
+    if (p->next.empty()) break;
+    EXPECT_EQ(p->items.size(), 3u);
+    page.after = p->next;
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"i0", "i1", "i2", "i3", "i4", "i5", "i6"}));
+  app::InstanceFilter f;
+  f.state = InstanceState::kScheduled;
+  EXPECT_EQ(store().ListInstances(f, {})->items.size(), 3u);
+  f.owner_id = "odd";
+  EXPECT_EQ(store().ListInstances(f, {})->items.size(), 1u);  // i1
+  app::InstanceFilter by_worker;
+  by_worker.worker_id = "w1";
+  EXPECT_EQ(store().ListInstances(by_worker, {})->items.size(), 3u);
+}
+
+TEST_P(StoreContract, ProcessedKeysRefuseALiveDuplicateAndExpire) {
+  Changes c;
+  c.processed = {{"platform", "evt-1", FromUnixMillis(0), FromUnixMillis(1000)}};
+  ASSERT_TRUE(store().Commit(c));
+  EXPECT_TRUE(*store().IsProcessed("platform", "evt-1", FromUnixMillis(500)));
+  EXPECT_FALSE(*store().IsProcessed("other", "evt-1", FromUnixMillis(500)));  // the key is (source, id)
+  auto dup = store().Commit(c);
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().field, app::kDuplicateEventField);
+  EXPECT_FALSE(*store().IsProcessed("platform", "evt-1", FromUnixMillis(1000)));
+  Changes later;
+  later.processed = {{"platform", "evt-1", FromUnixMillis(1000), FromUnixMillis(2000)}};
+  EXPECT_TRUE(store().Commit(later));  // an expired key is taken over
+}
+
+TEST_P(StoreContract, CommittedChangesSurviveARestart) {
+  Changes c;
+  c.instances = {MakeInstance("i1")};
+  c.processed = {{"platform", "evt-1", FromUnixMillis(0), FromUnixMillis(100000)}};
+  ASSERT_TRUE(store().Commit(c));
+  store_.reset();
+  store_ = reopen_();
+  ASSERT_TRUE(store_);
+  EXPECT_EQ(store().GetInstance({"i1"})->version, 1);
+  EXPECT_TRUE(*store().IsProcessed("platform", "evt-1", FromUnixMillis(1)));
+}
+
+TEST_P(StoreContract, ConcurrentWritersOnOneAggregateNeverLoseAnUpdate) {
+  Changes create;
+  create.workers = {MakeWorker("w1")};
+  ASSERT_TRUE(store().Commit(create));
+  constexpr int kThreads = 8, kEach = 25;
+  std::atomic<int> conflicts{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int n = 0; n < kEach; ++n) {
+        for (;;) {
+          Worker w = *store().GetWorker({"w1"});
+          w.reservations["t" + std::to_string(t) + "-" + std::to_string(n)] = Reservation{{1, 1, 0}, 1};
+          Changes c;
+          c.workers = {w};
+          auto s = store().Commit(c);
+          if (s) break;
+          ASSERT_EQ(s.error().field, app::kStaleVersionField);
+          ++conflicts;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto w = store().GetWorker({"w1"});
+  EXPECT_EQ(w->reservations.size(), static_cast<size_t>(kThreads * kEach));
+  EXPECT_EQ(w->version, 1 + kThreads * kEach);
+}
+
+StoreFactory FactoryFor(const std::string& name) {
+  if (name == "sqlite")
+    return [](const std::string& dir) {
+      const std::string path = dir + "/ccm.db";
+      auto open = [path]() -> std::unique_ptr<app::Store> {
+        auto s = store::SqliteStore::Open({path});
+        EXPECT_TRUE(s) << s.error().message;
+        return s ? std::move(s.value()) : nullptr;
+      };
+      return StoreUnderTest{open(), open};
+    };
+  throw std::invalid_argument("no store named " + name);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StoreContract, ::testing::Values("sqlite"),
+                         [](const auto& info) { return info.param; });
+
+// ---- SQLite only ---------------------------------------------------------------------------
+
+TEST(SqliteStore, ConcurrentCommitsShareTransactions) {
+  testing::TempDir dir;
+  auto store = store::SqliteStore::Open({dir.File("ccm.db")});
+  ASSERT_TRUE(store);
+  constexpr int kThreads = 16, kEach = 40;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int n = 0; n < kEach; ++n) {
+        Changes c;
+        c.instances = {MakeInstance("i-" + std::to_string(t) + "-" + std::to_string(n))};
+        c.events = {Event("e-" + std::to_string(t) + "-" + std::to_string(n), "s")};
+        ASSERT_TRUE((*store)->Commit(c));
+      }
+    });
+  for (auto& t : threads) t.join();
+  const auto stats = (*store)->Stats();
+  EXPECT_EQ(stats.commits, static_cast<std::uint64_t>(kThreads * kEach));
+  // Group commit: 16 writers at once must share fsyncs, not take one each.
+  EXPECT_LT(stats.transactions, stats.commits);
+  EXPECT_EQ((*store)->ListInstances({}, {app::kMaxPageLimit, ""})->items.size(), static_cast<size_t>(app::kMaxPageLimit));
+}
+
+TEST(SqliteStore, FailedCommitInABatchDoesNotUndoItsNeighbours) {
+  testing::TempDir dir;
+  auto store = store::SqliteStore::Open({dir.File("ccm.db")});
+  ASSERT_TRUE(store);
+  Changes dup;
+  dup.instances = {MakeInstance("taken")};
+  ASSERT_TRUE((*store)->Commit(dup));
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0}, refused{0};
+  for (int t = 0; t < 16; ++t)
+    threads.emplace_back([&, t] {
+      Changes c;
+      c.instances = {MakeInstance(t % 4 == 0 ? "taken" : "fresh-" + std::to_string(t))};
+      ((*store)->Commit(c) ? ok : refused)++;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 12);
+  EXPECT_EQ(refused.load(), 4);
+  EXPECT_EQ((*store)->ListInstances({}, {})->items.size(), 13u);
+}
+
+TEST(SqliteStore, WritesWalWithFullSyncAndRecordsTheSchemaVersion) {
+  testing::TempDir dir;
+  ASSERT_TRUE(store::SqliteStore::Open({dir.File("ccm.db")}));
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.File("ccm.db").c_str(), &db), SQLITE_OK);
+  auto scalar = [&](const char* sql) {
+    sqlite3_stmt* s = nullptr;
+    sqlite3_prepare_v2(db, sql, -1, &s, nullptr);
+    sqlite3_step(s);
+    std::string v = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    return v;
+  };
+  EXPECT_EQ(scalar("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(scalar("PRAGMA user_version"), std::to_string(store::SqliteStore::SchemaVersion()));
+  EXPECT_EQ(scalar("SELECT count(*) FROM sqlite_master WHERE name IN ('outbox', 'processed_events')"), "2");
+  sqlite3_close(db);
+}
+
+TEST(SqliteStore, RefusesADatabaseFromANewerBuild) {
+  testing::TempDir dir;
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.File("ccm.db").c_str(), &db), SQLITE_OK);
+  sqlite3_exec(db, "PRAGMA user_version=999", nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  auto store = store::SqliteStore::Open({dir.File("ccm.db")});
+  ASSERT_FALSE(store);
+  EXPECT_NE(store.error().message.find("newer"), std::string::npos);
+}
+
+TEST(SqliteStore, UnwritablePathIsUnavailable) {
+  auto store = store::SqliteStore::Open({"/nonexistent-dir/ccm.db"});
+  ASSERT_FALSE(store);
+  EXPECT_EQ(store.error().code, ErrorCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace ccm

@@ -1,0 +1,55 @@
+#pragma once
+
+#include <string>
+
+#include "domain/lifecycle.h"
+
+namespace ccm::testing {
+
+// Domain objects valid as they come, for tests that need one and do not care about details.
+inline domain::LabletDefinition MakeDefinition(const std::string& id, const std::string& name,
+                                               const std::string& version, int ports = 2) {
+  domain::LabletDefinition d;
+  d.id = {id};
+  d.name = name;
+  d.version = version;
+  d.lab_yaml = "nodes: [{id: n0, label: r1}]\n";
+  d.lab_yaml_hash = "sha256:00";
+  d.resource_requirements = {1, 2, 0};
+  d.license_affinity = {domain::LicenseType::kEnterprise};
+  d.node_count = 1;
+  for (int i = 0; i < ports; ++i) d.port_template.push_back({"serial_" + std::to_string(i + 1), "serial"});
+  d.max_duration_minutes = 120;
+  d.created_by = "test";
+  d.created_at = FromUnixMillis(1000);
+  return d;
+}
+
+inline domain::Worker MakeWorker(const std::string& id, domain::WorkerState state = domain::WorkerState::kRunning) {
+  domain::Worker w;
+  w.id = {id};
+  w.name = id;
+  w.hostname = id + ".example";
+  w.cml_url = "http://" + id + ".example";
+  w.license_type = domain::LicenseType::kEnterprise;
+  w.state = state;
+  w.capacity = {64, 256, 1000};
+  w.max_nodes = 200;
+  w.created_at = FromUnixMillis(1000);
+  return w;
+}
+
+inline domain::LabletInstance MakeInstance(const std::string& id, const std::string& owner = "owner-1",
+                                           const std::string& definition_id = "def-1") {
+  domain::LabletInstance i;
+  i.id = {id};
+  i.definition_id = {definition_id};
+  i.definition_version = "1.0.0";
+  i.owner_id = owner;
+  i.timeslot_start = FromUnixMillis(1'000'000);
+  i.timeslot_end = FromUnixMillis(4'600'000);
+  i.created_at = FromUnixMillis(1000);
+  return i;
+}
+
+}  // namespace ccm::testing

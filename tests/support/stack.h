@@ -1,0 +1,51 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "app/services.h"
+#include "app/system.h"
+#include "http/api.h"
+#include "http/server.h"
+#include "store/sqlite/sqlite_store.h"
+#include "support/temp_dir.h"
+
+namespace ccm::testing {
+
+// The whole service in-process: a SQLite file in a temporary folder, the use cases and the
+// HTTP server on a free loopback port.
+struct Stack {
+  TempDir dir;
+  std::unique_ptr<store::SqliteStore> store;
+  app::SystemClock clock;
+  app::UuidV7Generator ids;
+  std::unique_ptr<app::EventFactory> events;
+  std::unique_ptr<app::DefinitionService> definitions;
+  std::unique_ptr<app::InstanceService> instances;
+  std::unique_ptr<app::WorkerService> workers;
+  http::Router router;
+  std::unique_ptr<http::Server> server;
+
+  Stack() {
+    auto s = store::SqliteStore::Open({dir.File("ccm.db")});
+    if (!s) throw std::runtime_error(s.error().message);
+    store = std::move(s.value());
+    events = std::make_unique<app::EventFactory>(ids, "ccm-test");
+    app::Deps deps{*store, clock, ids, *events};
+    definitions = std::make_unique<app::DefinitionService>(deps);
+    instances = std::make_unique<app::InstanceService>(deps);
+    workers = std::make_unique<app::WorkerService>(deps);
+    http::AddApiRoutes(router, {*definitions, *instances, *workers, *store});
+    http::ServerOptions options;
+    options.port = 0;
+    options.handler_threads = 8;
+    server = std::make_unique<http::Server>(options, [this](http::Request& r) { return router.Dispatch(r); });
+    if (auto started = server->Start(); !started) throw std::runtime_error(started.error().message);
+  }
+  ~Stack() { server->Stop(); }
+
+  std::string BaseUrl() const { return "http://127.0.0.1:" + std::to_string(server->port()); }
+  std::string DbPath() const { return dir.File("ccm.db"); }
+};
+
+}  // namespace ccm::testing

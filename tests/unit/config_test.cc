@@ -1,0 +1,52 @@
+#include "main/config.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "support/temp_dir.h"
+
+namespace ccm::main {
+namespace {
+
+TEST(Config, DefaultsAloneAreEnough) {
+  auto c = LoadConfig(std::nullopt, {});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->listen_host, "127.0.0.1");
+  EXPECT_EQ(c->listen_port, 8080);
+  EXPECT_EQ(c->SqlitePath(), "ccm.db");
+  EXPECT_EQ(c->cloudevents_source, "ccm");
+}
+
+TEST(Config, EnvironmentWinsOverTheFile) {
+  ccm::testing::TempDir dir;
+  std::ofstream(dir.File("ccm.yaml")) << "CCM_LISTEN: 0.0.0.0:9000\nCCM_STORE: sqlite:/var/lib/ccm.db\n";
+  auto c = LoadConfig(dir.File("ccm.yaml"), {{"CCM_LISTEN", "127.0.0.1:0"}, {"UNRELATED", "x"}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->listen_port, 0);
+  EXPECT_EQ(c->listen_host, "127.0.0.1");
+  EXPECT_EQ(c->SqlitePath(), "/var/lib/ccm.db");
+}
+
+TEST(Config, BadValuesNameTheSetting) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"CCM_LISTEN", "8080"}, {"CCM_LISTEN", "h:99999"}, {"CCM_STORE", "postgres://x"},
+      {"CCM_STORE", "sqlite:"}, {"CCM_HTTP_THREADS", "0"}, {"CCM_LOG_LEVEL", "loud"}, {"CLOUDEVENTS_SOURCE", ""}};
+  for (const auto& [key, value] : cases) {
+    auto c = LoadConfig(std::nullopt, {{key, value}});
+    ASSERT_FALSE(c) << key << "=" << value;
+    EXPECT_EQ(c.error().field, key);
+  }
+}
+
+TEST(Config, FileErrors) {
+  ccm::testing::TempDir dir;
+  EXPECT_FALSE(LoadConfig(dir.File("missing.yaml"), {}));
+  std::ofstream(dir.File("typo.yaml")) << "CCM_LISTN: 1.2.3.4:1\n";
+  auto typo = LoadConfig(dir.File("typo.yaml"), {});
+  ASSERT_FALSE(typo);
+  EXPECT_NE(typo.error().message.find("unknown setting CCM_LISTN"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ccm::main

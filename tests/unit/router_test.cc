@@ -1,0 +1,58 @@
+#include "http/router.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "http/message.h"
+
+namespace ccm::http {
+namespace {
+
+Router MakeRouter() {
+  Router r;
+  r.Add("GET", "/api/v1/things/{id}", [](Request& req) {
+    Response resp;
+    resp.body = "get " + req.params["id"];
+    return resp;
+  });
+  r.Add("DELETE", "/api/v1/things/{id}", [](Request& req) {
+    Response resp;
+    resp.body = "delete " + req.params["id"];
+    return resp;
+  });
+  r.Add("GET", "/api/v1/things/{id}/parts", [](Request&) { return Response{}; });
+  return r;
+}
+
+TEST(Router, MatchesMethodAndPathAndFillsParams) {
+  Router r = MakeRouter();
+  Request req{"DELETE", "/api/v1/things/abc", {}, {}, {}, ""};
+  EXPECT_EQ(r.Dispatch(req).body, "delete abc");
+  Request get{"GET", "/api/v1/things/x-1/", {}, {}, {}, ""};
+  EXPECT_EQ(r.Dispatch(get).body, "get x-1");
+}
+
+TEST(Router, UnknownPathIs404AndWrongMethodIs405WithAllow) {
+  Router r = MakeRouter();
+  Request missing{"GET", "/api/v1/nothing", {}, {}, {}, ""};
+  auto resp = r.Dispatch(missing);
+  EXPECT_EQ(resp.status, 404);
+  EXPECT_EQ(resp.content_type, "application/problem+json");
+  Request post{"POST", "/api/v1/things/abc", {}, {}, {}, ""};
+  resp = r.Dispatch(post);
+  EXPECT_EQ(resp.status, 405);
+  EXPECT_EQ(resp.headers["Allow"], "GET, DELETE");
+  EXPECT_EQ(nlohmann::json::parse(resp.body)["status"], 405);
+}
+
+TEST(Message, QueryAndPercentDecoding) {
+  auto q = ParseQuery("a=1&b=x%20y+z&c&d=%zz");
+  EXPECT_EQ(q["a"], "1");
+  EXPECT_EQ(q["b"], "x y z");
+  EXPECT_EQ(q["c"], "");
+  EXPECT_EQ(q["d"], "%zz");
+  EXPECT_EQ(PercentDecode("/a%2Fb+c", false), "/a/b+c");
+}
+
+}  // namespace
+}  // namespace ccm::http

@@ -1,0 +1,29 @@
+#include "domain/time.h"
+
+#include <gtest/gtest.h>
+
+namespace ccm {
+namespace {
+
+TEST(Rfc3339, FormatsUtcWithMillis) {
+  EXPECT_EQ(FormatRfc3339(FromUnixMillis(0)), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatRfc3339(FromUnixMillis(1795743983123)), "2026-11-27T01:46:23.123Z");
+}
+
+TEST(Rfc3339, ParsesWhatItFormatsAndOffsets) {
+  EXPECT_EQ(ParseRfc3339("2026-11-27T01:46:23.123Z"), FromUnixMillis(1795743983123));
+  EXPECT_EQ(ParseRfc3339("2026-11-27T01:46:23Z"), FromUnixMillis(1795743983000));
+  EXPECT_EQ(ParseRfc3339("2026-11-27T02:46:23+01:00"), FromUnixMillis(1795743983000));
+  EXPECT_EQ(ParseRfc3339("2026-11-26T20:46:23.5-05:00"), FromUnixMillis(1795743983500));
+  EXPECT_EQ(ParseRfc3339("2026-11-27t01:46:23.123456z"), FromUnixMillis(1795743983123));
+}
+
+TEST(Rfc3339, RefusesEverythingElse) {
+  for (const char* bad : {"", "2026-11-27", "2026-11-27 01:46:23Z", "2026-11-27T01:46:23", "2026-13-01T00:00:00Z",
+                          "2026-02-30T00:00:00Z", "2026-11-27T24:00:00Z", "2026-11-27T01:46:23.Z",
+                          "2026-11-27T01:46:23+0100", "2026-11-27T01:46:23Zjunk", "yesterday"})
+    EXPECT_FALSE(ParseRfc3339(bad)) << bad;
+}
+
+}  // namespace
+}  // namespace ccm

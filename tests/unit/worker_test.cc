@@ -1,0 +1,164 @@
+#include "domain/worker.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "domain/definition.h"
+
+namespace ccm::domain {
+namespace {
+
+LabletDefinition Def(int ports, int nodes = 2, Resources r = {4, 8, 10}) {
+  LabletDefinition d;
+  d.id = {"def"};
+  d.version = "1.0.0";
+  d.resource_requirements = r;
+  d.license_affinity = {LicenseType::kEnterprise, LicenseType::kPersonal};
+  d.node_count = nodes;
+  for (int i = 0; i < ports; ++i) d.port_template.push_back({"serial_" + std::to_string(i + 1), "serial"});
+  return d;
+}
+
+Worker RunningWorker(LicenseType licence = LicenseType::kEnterprise, int max_nodes = 100) {
+  WorkerDraft d;
+  d.name = "w1";
+  d.hostname = "w1.example";
+  d.cml_url = "https://w1.example";
+  d.license_type = licence;
+  d.capacity = {32, 128, 500};
+  d.max_nodes = max_nodes;
+  d.initial_state = WorkerState::kRunning;
+  auto w = NewWorker(d, {"w1"}, FromUnixMillis(0), "test");
+  EXPECT_TRUE(w);
+  return *w;
+}
+
+TEST(Worker, AllocatesTheLowestFreePortsAndReusesReleasedOnes) {
+  Worker w = RunningWorker();
+  auto a = w.Allocate({"a"}, Def(3));
+  auto b = w.Allocate({"b"}, Def(2));
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(*a, (PortMap{{"serial_1", 2000}, {"serial_2", 2001}, {"serial_3", 2002}}));
+  EXPECT_EQ(*b, (PortMap{{"serial_1", 2003}, {"serial_2", 2004}}));
+  w.ReleasePorts({"a"});
+  auto c = w.Allocate({"c"}, Def(4));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(*c, (PortMap{{"serial_1", 2000}, {"serial_2", 2001}, {"serial_3", 2002}, {"serial_4", 2005}}));
+}
+
+TEST(Worker, NeverHandsOutAPortTwiceUntilExhaustedThenSaysSo) {
+  Worker w = RunningWorker();
+  w.port_range_start = 3000;
+  w.port_range_end = 3009;  // 10 ports
+  w.capacity = {1000, 1000, 1000};
+  std::set<int> seen;
+  for (int i = 0; i < 5; ++i) {
+    auto p = w.Allocate({"i" + std::to_string(i)}, Def(2, 1, {1, 1, 0}));
+    ASSERT_TRUE(p) << p.error().message;
+    for (const auto& [_, port] : *p) EXPECT_TRUE(seen.insert(port).second) << port;
+  }
+  auto full = w.Allocate({"last"}, Def(1, 1, {1, 1, 0}));
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(full.error().message.find("ports exhausted: 0 free in 3000-3009"), std::string::npos)
+      << full.error().message;
+  EXPECT_FALSE(w.reservations.count("last"));
+}
+
+TEST(Worker, ChecksEachResourceAndNamesTheShortOne) {
+  Worker w = RunningWorker();
+  ASSERT_TRUE(w.Allocate({"a"}, Def(0, 2, {30, 8, 10})));
+  auto cpu = w.CheckFits(Def(0, 2, {4, 8, 10}));
+  ASSERT_FALSE(cpu);
+  EXPECT_NE(cpu.error().message.find("not enough cpu: 2 cores free, 4 needed"), std::string::npos)
+      << cpu.error().message;
+  EXPECT_NE(w.CheckFits(Def(0, 2, {1, 200, 0})).error().message.find("memory"), std::string::npos);
+  EXPECT_NE(w.CheckFits(Def(0, 2, {1, 1, 600})).error().message.find("storage"), std::string::npos);
+  EXPECT_NE(w.CheckFits(Def(0, 99, {1, 1, 0})).error().message.find("node limit"), std::string::npos);
+  EXPECT_TRUE(w.CheckFits(Def(0, 2, {2, 8, 10})));
+}
+
+TEST(Worker, PersonalLicenceCapsNodesAtTwenty) {
+  Worker w = RunningWorker(LicenseType::kPersonal, 100);
+  EXPECT_EQ(w.EffectiveMaxNodes(), 20);
+  ASSERT_TRUE(w.Allocate({"a"}, Def(0, 15, {1, 1, 0})));
+  auto over = w.Allocate({"b"}, Def(0, 6, {1, 1, 0}));
+  ASSERT_FALSE(over);
+  EXPECT_NE(over.error().message.find("node limit: 5 nodes free, 6 needed"), std::string::npos);
+  EXPECT_TRUE(w.Allocate({"c"}, Def(0, 5, {1, 1, 0})));
+}
+
+TEST(Worker, RefusesWhenNotRunningOrLicenceNotInAffinity) {
+  Worker w = RunningWorker(LicenseType::kEvaluation);
+  auto licence = w.CheckFits(Def(1));
+  ASSERT_FALSE(licence);
+  EXPECT_NE(licence.error().message.find("EVALUATION"), std::string::npos);
+  Worker d = RunningWorker();
+  ASSERT_TRUE(d.MoveTo(WorkerState::kDraining, FromUnixMillis(1), "scale down", "test"));
+  auto draining = d.CheckFits(Def(1));
+  ASSERT_FALSE(draining);
+  EXPECT_NE(draining.error().message.find("DRAINING"), std::string::npos);
+}
+
+TEST(Worker, ReleasingGivesBackExactlyWhatWasTaken) {
+  Worker w = RunningWorker();
+  ASSERT_TRUE(w.Allocate({"a"}, Def(2, 3, {4, 8, 10})));
+  ASSERT_TRUE(w.Allocate({"b"}, Def(1, 2, {2, 4, 5})));
+  EXPECT_EQ(w.Allocated(), (Reservation{{6, 12, 15}, 5}));
+  w.ReleaseCapacity({"a"});
+  EXPECT_EQ(w.Allocated(), (Reservation{{2, 4, 5}, 2}));
+  EXPECT_EQ(w.ActiveInstances(), 2);  // a still holds ports
+  w.ReleasePorts({"a"});
+  w.ReleasePorts({"a"});  // twice is harmless
+  EXPECT_EQ(w.ActiveInstances(), 1);
+  EXPECT_EQ(w.FreePorts(), 8000 - 1);
+  EXPECT_FALSE(w.Allocate({"b"}, Def(1)));  // b holds an allocation already
+}
+
+TEST(Worker, StopsOnlyWithoutActiveInstances) {
+  Worker w = RunningWorker();
+  ASSERT_TRUE(w.Allocate({"a"}, Def(1)));
+  ASSERT_TRUE(w.MoveTo(WorkerState::kDraining, FromUnixMillis(1), "drain", "test"));
+  auto busy = w.MoveTo(WorkerState::kStopping, FromUnixMillis(2), "stop", "test");
+  ASSERT_FALSE(busy);
+  EXPECT_EQ(busy.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(w.state, WorkerState::kDraining);
+  w.ReleaseCapacity({"a"});
+  w.ReleasePorts({"a"});
+  ASSERT_TRUE(w.MoveTo(WorkerState::kStopping, FromUnixMillis(3), "stop", "test"));
+  auto illegal = w.MoveTo(WorkerState::kRunning, FromUnixMillis(4), "", "test");
+  ASSERT_FALSE(illegal);
+  EXPECT_EQ(illegal.error().message, "worker is STOPPING and cannot move to RUNNING; allowed: STOPPED");
+  EXPECT_EQ(w.state_history.size(), 4u);  // PROVISIONING, RUNNING, DRAINING, STOPPING
+}
+
+TEST(NewWorker, NamesTheBadField) {
+  const std::pair<void (*)(WorkerDraft&), const char*> cases[] = {
+      {[](WorkerDraft& d) { d.name = ""; }, "name"},
+      {[](WorkerDraft& d) { d.hostname = ""; }, "hostname"},
+      {[](WorkerDraft& d) { d.cml_url = "ftp://x"; }, "cml_url"},
+      {[](WorkerDraft& d) { d.capacity.cpu_cores = 0; }, "capacity.cpu_cores"},
+      {[](WorkerDraft& d) { d.capacity.memory_gb = 0; }, "capacity.memory_gb"},
+      {[](WorkerDraft& d) { d.capacity.storage_gb = -1; }, "capacity.storage_gb"},
+      {[](WorkerDraft& d) { d.max_nodes = 0; }, "capacity.max_nodes"},
+      {[](WorkerDraft& d) { d.port_range_start = 0; }, "port_range.start"},
+      {[](WorkerDraft& d) { d.port_range_end = 1000; }, "port_range.end"},
+      {[](WorkerDraft& d) { d.initial_state = WorkerState::kDraining; }, "state"},
+  };
+  for (const auto& [mutate, field] : cases) {
+    WorkerDraft d;
+    d.name = "w";
+    d.hostname = "h";
+    d.cml_url = "http://h";
+    d.capacity = {1, 1, 1};
+    d.max_nodes = 1;
+    mutate(d);
+    auto w = NewWorker(d, {"w"}, FromUnixMillis(0), "t");
+    ASSERT_FALSE(w) << field;
+    EXPECT_EQ(w.error().field, field);
+  }
+}
+
+}  // namespace
+}  // namespace ccm::domain
