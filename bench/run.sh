@@ -19,55 +19,51 @@ cleanup() {
 }
 trap cleanup EXIT
 
-CCM_STORE="sqlite:$work/ccm.db" CCM_LISTEN=127.0.0.1:0 CCM_LOG_LEVEL=warn CCM_HTTP_THREADS=${CCM_HTTP_THREADS:-64} \
-  "$root/$build/src/main/ccm" serve --ready-file "$work/ready" &
-pid=$!
-for _ in $(seq 1 100); do [ -s "$work/ready" ] && break; sleep 0.05; done
-base="http://$(cat "$work/ready")"
-post() { curl -sS --fail-with-body -X POST "$base$1" -H 'Content-Type: application/json' -d "$2"; }
-id_of() { python3 -c "import json,sys; print(json.load(sys.stdin)['id'])"; }
-
-export CCM_WORKER_ID=$(post /api/v1/workers '{"name":"bench","hostname":"bench","cml_url":"http://bench",
-  "license_type":"ENTERPRISE","capacity":{"cpu_cores":100000,"memory_gb":100000,"storage_gb":0,"max_nodes":1000000},
-  "state":"RUNNING"}' | id_of)
-export CCM_DEFINITION_ID=$(post /api/v1/definitions '{"name":"bench","version":"1.0.0",
-  "lab_yaml":"nodes:\n  - id: n0\n    label: r1\n","resource_requirements":{"cpu_cores":0.01,"memory_gb":0.01},
-  "license_affinity":["ENTERPRISE"],"max_duration_minutes":120,"created_by":"bench"}' | id_of)
-
-ids() {  # writes every instance id to $1
-  python3 - "$base" > "$1" <<'PY'
-import json, sys, urllib.request
-base, after = sys.argv[1], ""
-while True:
-    page = json.load(urllib.request.urlopen(f"{base}/api/v1/instances?limit=500&after={after}"))
-    for i in page["items"]: print(i["id"])
-    if not page["next"]: break
-    after = page["next"]
-PY
+start_ccm() {
+  CCM_STORE="sqlite:$work/ccm.db" CCM_LISTEN=127.0.0.1:0 CCM_LOG_LEVEL=warn CCM_HTTP_THREADS=${CCM_HTTP_THREADS:-64} \
+    "$root/$build/src/main/ccm" serve --ready-file "$work/ready" &
+  pid=$!
+  for _ in $(seq 1 100); do [ -s "$work/ready" ] && break; sleep 0.05; done
+  base="http://$(cat "$work/ready")"
+}
+stop_ccm() { kill "$pid"; wait "$pid" || true; pid=""; rm -f "$work/ready"; }
+seed() {  # seed N W [--running]: N instances and W workers in a fresh store
+  rm -f "$work"/ccm.db*
+  "$root/$build/bench/ccm_bench_seed" --db "$work/ccm.db" --instances "$1" --ids "$work/ids.txt" \
+    --workers "$2" --worker-ids "$work/workers.txt" ${3:-}
 }
 
-create() {  # creates $1 more instances
-  CCM_CREATE_EACH=$(( $1 / 2 )) wrk -t2 -c"$connections" -d600s -s "$root/bench/create.lua" "$base" > "$work/create.txt"
-  grep -E "Requests/sec|Non-2xx" "$work/create.txt" || true
+transitions() {  # transitions RUNNING(0|1)
+  CCM_RUNNING=$1 CCM_IDS_FILE="$work/ids.txt" CCM_WORKER_IDS_FILE="$work/workers.txt" CCM_THREADS=2 \
+    wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/transitions.lua" "$base"
 }
+echo "== durable transitions, steady state: $connections connections, ${seconds}s"
+echo "   (6400 RUNNING instances on 64 workers, each cycling STOPPING, STOPPED, RUNNING)"
+seed 6400 64 --running
+start_ccm
+transitions 1
+stop_ccm
 
-echo "== durable transitions: $connections connections, ${seconds}s"
-create 6400
-ids "$work/ids.txt"
-CCM_IDS_FILE="$work/ids.txt" CCM_THREADS=2 wrk -t2 -c"$connections" -d"${seconds}s" --latency \
-  -s "$root/bench/transitions.lua" "$base" | tee "$work/transitions.txt"
+echo; echo "== durable transitions from PENDING: $connections connections, ${seconds}s"
+echo "   (6400 PENDING instances; each scheduled on one of 64 workers, then INSTANTIATING, RUNNING, ...)"
+seed 6400 64
+start_ccm
+transitions 0
+stop_ccm
 
-echo; echo "== GET latency with $instances instances stored"
-create $(( instances - 6400 ))
-ids "$work/ids.txt"
-echo "stored: $(wc -l < "$work/ids.txt") instances"
-CCM_IDS_FILE="$work/ids.txt" wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/get.lua" "$base" \
-  | tee "$work/get.txt"
-CCM_IDS_FILE="$work/ids.txt" wrk -t1 -c1 -d"${seconds}s" --latency -s "$root/bench/get.lua" "$base" \
-  | tee "$work/get1.txt"
-echo; echo "== memory"
+echo; echo "== GET /api/v1/instances/{id} with $instances instances stored"
+seed "$instances" 1
+start_ccm
+echo "ccm right after start: $(grep VmRSS /proc/$pid/status)"
+CCM_IDS_FILE="$work/ids.txt" wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/get.lua" "$base"
+echo "-- one connection:"
+CCM_IDS_FILE="$work/ids.txt" wrk -t1 -c1 -d"${seconds}s" --latency -s "$root/bench/get.lua" "$base"
+echo "-- listing pages of 50:"
+wrk -t2 -c"$connections" -d"${seconds}s" --latency "$base/api/v1/instances?limit=50"
+echo; echo "== memory of ccm after the GET runs"
 grep -E "VmRSS|VmHWM" /proc/$pid/status
-ls -la "$work"/ccm.db* | awk '{print $5, $9}'
+du -h "$work"/ccm.db*
+stop_ccm
 
 echo; echo "== micro-benchmarks"
 "$root/$build/bench/ccm_micro_bench" --benchmark_min_time=0.2

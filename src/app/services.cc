@@ -106,8 +106,13 @@ Result<PageOf<LabletInstance>> InstanceService::List(const InstanceFilter& filte
 
 Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, InstanceState to,
                                                    const std::string& reason, const std::string& actor) {
+  const InstanceState from = instance.state;
+  // The worker is read only when the move gives something back to it, or when the event
+  // names it; it is written only in the first case, so that moves of the instances on one
+  // worker do not contend on its version for nothing.
+  const bool releases = (HoldsCapacity(from) && !HoldsCapacity(to)) || (HoldsPorts(from) && !HoldsPorts(to));
   std::optional<Worker> worker;
-  if (instance.worker_id) {
+  if (instance.worker_id && (releases || to == InstanceState::kRunning)) {
     auto w = d_.store.GetWorker(*instance.worker_id);
     if (!w) return w.error();
     worker = std::move(w.value());
@@ -118,22 +123,14 @@ Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, Inst
     if (!got) return got.error();
     def = std::move(got.value());
   }
-  const Worker* before = worker ? &*worker : nullptr;
-  const auto held_before = before ? std::make_pair(before->reservations.count(instance.id.value),
-                                                   before->port_allocations.count(instance.id.value))
-                                  : std::make_pair(size_t{0}, size_t{0});
-  auto change = MoveInstance(instance, worker ? &*worker : nullptr, to, d_.clock.Now(), reason, actor);
+  Worker* w = worker ? &*worker : nullptr;
+  auto change = MoveInstance(instance, releases ? w : nullptr, to, d_.clock.Now(), reason, actor);
   if (!change) return change.error();
 
   Changes changes;
-  changes.events.push_back(d_.events.InstanceMoved(instance, *change, worker ? &*worker : nullptr,
-                                                   def ? &*def : nullptr));
+  changes.events.push_back(d_.events.InstanceMoved(instance, *change, w, def ? &*def : nullptr));
   changes.instances.push_back(instance);
-  // The worker is written only when the move gave something back, so that moves of
-  // instances on one worker do not contend on its version for nothing.
-  if (worker && std::make_pair(worker->reservations.count(instance.id.value),
-                               worker->port_allocations.count(instance.id.value)) != held_before)
-    changes.workers.push_back(*worker);
+  if (releases && w) changes.workers.push_back(*w);
   if (auto s = d_.store.Commit(changes); !s) return s.error();
   ++instance.version;
   return instance;

@@ -171,23 +171,33 @@ class Server::Impl {
       const bool keep_alive = req.keep_alive();
       const unsigned version = req.version();
       Request request = ToRequest(std::move(req));
-      // Handlers may block on the store; they run on the pool, and this coroutine resumes
-      // on the I/O threads when the response is ready.
-      Response response = co_await asio::co_spawn(
-          pool_,
-          [this, &request]() -> awaitable<Response> {
-            try {
-              co_return handler_(request);
-            } catch (const std::exception& e) {
-              spdlog::error("handler threw on {} {}: {}", request.method, request.path, e.what());
-              co_return ProblemResponse(500, "Internal error", "the request could not be handled", request.path, "");
-            }
-          },
-          use_awaitable);
+      // Reads never wait on a commit: they run here, on the I/O thread. Writes may wait for
+      // a group commit's fsync; they run on the handler pool, and this coroutine resumes on
+      // the I/O threads when the response is ready.
+      Response response;
+      if (request.method == "GET" || request.method == "HEAD") {
+        response = Handle(request);
+      } else {
+        response = co_await asio::co_spawn(
+            pool_, [this, &request]() -> awaitable<Response> { co_return Handle(request); }, use_awaitable);
+      }
+      if (response.status >= 500)
+        spdlog::warn("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
+      else if (response.status >= 400)
+        spdlog::debug("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
       if (!co_await Reply(stream, std::move(response), version, keep_alive) || !keep_alive) break;
     }
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  Response Handle(Request& request) {
+    try {
+      return handler_(request);
+    } catch (const std::exception& e) {
+      spdlog::error("handler threw on {} {}: {}", request.method, request.path, e.what());
+      return ProblemResponse(500, "Internal error", "the request could not be handled", request.path, "");
+    }
   }
 
   // After refusing a request early, reads and drops what the client is still sending (for a

@@ -23,9 +23,10 @@ struct ServerOptions {
 };
 
 // An HTTP/1.1 server (Boost.Beast, C++20 coroutines) with keep-alive. Requests are read on
-// the I/O threads and handled on a bounded pool of handler threads, so that a handler that
-// waits (for a group commit, say) holds neither an I/O thread nor a thread per connection.
-// Bodies over the limit are refused with 413 before the handler runs.
+// the I/O threads. GET and HEAD are handled there (reads do not wait); other methods run on
+// a bounded pool of handler threads, so that a handler that waits for a group commit holds
+// neither an I/O thread nor a thread per connection. Bodies over the limit are refused with
+// 413 before the handler runs. The handler must be thread-safe.
 class Server {
  public:
   using HandlerFn = std::function<Response(Request&)>;

@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "app/ports.h"
@@ -16,13 +17,15 @@ namespace ccm::store {
 // The embedded Store: one SQLite file in WAL mode, synchronous=FULL, so that a commit that
 // returned survives a crash or power cut. Concurrent commits share one transaction and one
 // fsync (group commit: the first waiting writer commits for all queued behind it). Reads
-// use a pool of connections and never wait for a writer. Thread-safe.
+// use a pool of connections and never wait for a writer. The WAL is checkpointed by a
+// background thread, not by the committing writer. Thread-safe.
 class SqliteStore final : public app::Store {
  public:
   struct Options {
     std::string path;       // the database file; created with its schema when absent
     int read_connections = 4;
     int max_batch = 256;    // most commits folded into one transaction
+    int checkpoint_pages = 1000;  // WAL size (pages) that wakes the checkpointer
   };
 
   // Opens (and migrates) the database. Errors: unavailable when the file cannot be opened,
@@ -60,13 +63,16 @@ class SqliteStore final : public app::Store {
   class Connection;  // a sqlite3 handle with its cached statements
 
  private:
+  struct Encoded;
   struct Writer;
   class ReadLease;
 
   explicit SqliteStore(Options options);
   Status Init();
   void ApplyBatch(const std::vector<Writer*>& batch);
-  Status ApplyOne(const app::Changes& changes);
+  Status ApplyOne(const app::Changes& changes, const Encoded& encoded);
+  void RunCheckpointer();
+  static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
   ReadLease Lease();
 
   Options options_;
@@ -80,6 +86,13 @@ class SqliteStore final : public app::Store {
   std::condition_variable read_cv_;
   std::vector<std::unique_ptr<Connection>> readers_;
   std::vector<Connection*> idle_readers_;
+
+  std::unique_ptr<Connection> checkpoint_conn_;
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_wanted_ = false;
+  bool stopping_ = false;
+  std::thread checkpointer_;
 };
 
 }  // namespace ccm::store
