@@ -11,22 +11,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 seconds=${CCM_BENCH_SECONDS:-20}
 instances=${CCM_BENCH_INSTANCES:-100000}
 connections=${CCM_BENCH_CONNECTIONS:-64}
-work=$(mktemp -d)
-pid=""
-cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-start_ccm() {
-  CCM_STORE="sqlite:$work/ccm.db" CCM_LISTEN=127.0.0.1:0 CCM_LOG_LEVEL=warn CCM_HTTP_THREADS=${CCM_HTTP_THREADS:-64} \
-    "$root/$build/src/main/ccm" serve --ready-file "$work/ready" &
-  pid=$!
-  for _ in $(seq 1 100); do [ -s "$work/ready" ] && break; sleep 0.05; done
-  base="http://$(cat "$work/ready")"
-}
-stop_ccm() { kill "$pid"; wait "$pid" || true; pid=""; rm -f "$work/ready"; }
+threads=${CCM_HTTP_THREADS:-64}
+source "$root/scripts/ccm-lib.sh"
 seed() {  # seed N W [--running]: N instances and W workers in a fresh store
   rm -f "$work"/ccm.db*
   "$root/$build/bench/ccm_bench_seed" --db "$work/ccm.db" --instances "$1" --ids "$work/ids.txt" \
@@ -40,22 +26,24 @@ transitions() {  # transitions RUNNING(0|1)
 echo "== durable transitions, steady state: $connections connections, ${seconds}s"
 echo "   (6400 RUNNING instances on 64 workers, each cycling STOPPING, STOPPED, RUNNING)"
 seed 6400 64 --running
-start_ccm
+start_ccm CCM_HTTP_THREADS="$threads"
 transitions 1
 stop_ccm
 
 echo; echo "== durable transitions from PENDING: $connections connections, ${seconds}s"
 echo "   (6400 PENDING instances; each scheduled on one of 64 workers, then INSTANTIATING, RUNNING, ...)"
 seed 6400 64
-start_ccm
+start_ccm CCM_HTTP_THREADS="$threads"
 transitions 0
 stop_ccm
 
 echo; echo "== GET /api/v1/instances/{id} with $instances instances stored"
 seed "$instances" 1
-start_ccm
+start_ccm CCM_HTTP_THREADS="$threads"
 echo "ccm right after start: $(grep VmRSS /proc/$pid/status)"
 CCM_IDS_FILE="$work/ids.txt" wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/get.lua" "$base"
+echo "-- 8 connections:"
+CCM_IDS_FILE="$work/ids.txt" wrk -t2 -c8 -d"${seconds}s" --latency -s "$root/bench/get.lua" "$base"
 echo "-- one connection:"
 CCM_IDS_FILE="$work/ids.txt" wrk -t1 -c1 -d"${seconds}s" --latency -s "$root/bench/get.lua" "$base"
 echo "-- listing pages of 50:"

@@ -5,21 +5,9 @@
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
-ccm="$root/$build/src/main/ccm"
-work=$(mktemp -d)
-pid=""
-cleanup() {
-  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$root/scripts/ccm-lib.sh"
 
-CCM_STORE="sqlite:$work/ccm.db" CCM_LISTEN=127.0.0.1:0 CCM_LOG_LEVEL=warn \
-  "$ccm" serve --ready-file "$work/ready" &
-pid=$!
-for _ in $(seq 1 100); do [ -s "$work/ready" ] && break; sleep 0.05; done
-[ -s "$work/ready" ] || { echo "ccm did not start" >&2; exit 1; }
-base="http://$(cat "$work/ready")"
+start_ccm
 echo "ccm is serving on $base"
 
 call() {  # METHOD PATH [JSON]: prints the answer, fails on an HTTP error

@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "support/fixtures.h"
 #include "support/stack.h"
 
 namespace ccm {
@@ -26,15 +27,9 @@ TEST(ConcurrentScheduling, NoPortIsHandedOutTwiceAndExhaustionIsClear) {
   auto def = stack.definitions->Create(dd);
   ASSERT_TRUE(def) << def.error().message;
 
-  WorkerDraft wd;
-  wd.name = "w1";
-  wd.hostname = "w1";
-  wd.cml_url = "http://w1";
-  wd.capacity = {1000, 1000, 0};
-  wd.max_nodes = 1000;
+  WorkerDraft wd = testing::MakeWorkerDraft("w1", {1000, 1000, 0}, 1000);
   wd.port_range_start = 5000;
   wd.port_range_end = 5059;  // 60 ports: room for exactly 20 instances of 3 ports
-  wd.initial_state = WorkerState::kRunning;
   auto worker = stack.workers->Register(wd, "test");
   ASSERT_TRUE(worker);
 

@@ -39,6 +39,19 @@ inline domain::Worker MakeWorker(const std::string& id, domain::WorkerState stat
   return w;
 }
 
+// A valid draft of a RUNNING worker named `name` with the given capacity.
+inline domain::WorkerDraft MakeWorkerDraft(const std::string& name, domain::Resources capacity = {32, 128, 500},
+                                           int max_nodes = 100) {
+  domain::WorkerDraft d;
+  d.name = name;
+  d.hostname = name + ".example";
+  d.cml_url = "https://" + name + ".example";
+  d.capacity = capacity;
+  d.max_nodes = max_nodes;
+  d.initial_state = domain::WorkerState::kRunning;
+  return d;
+}
+
 inline domain::LabletInstance MakeInstance(const std::string& id, const std::string& owner = "owner-1",
                                            const std::string& definition_id = "def-1") {
   domain::LabletInstance i;

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "domain/lifecycle.h"
+#include "support/fixtures.h"
 
 namespace ccm::domain {
 namespace {
@@ -23,14 +24,7 @@ Fixture Make() {
   f.def.node_count = 2;
   f.def.port_template = {{"serial_1", "serial"}, {"vnc_1", "vnc"}};
   f.def.max_duration_minutes = 120;
-  WorkerDraft wd;
-  wd.name = "w1";
-  wd.hostname = "w1";
-  wd.cml_url = "http://w1";
-  wd.capacity = {16, 64, 100};
-  wd.max_nodes = 50;
-  wd.initial_state = WorkerState::kRunning;
-  f.worker = *NewWorker(wd, {"w1"}, FromUnixMillis(0), "t");
+  f.worker = *NewWorker(ccm::testing::MakeWorkerDraft("w1", {16, 64, 100}, 50), {"w1"}, FromUnixMillis(0), "t");
   InstanceDraft d;
   d.definition_id = f.def.id;
   d.owner_id = "candidate-7";

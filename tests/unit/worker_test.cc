@@ -5,6 +5,7 @@
 #include <set>
 
 #include "domain/definition.h"
+#include "support/fixtures.h"
 
 namespace ccm::domain {
 namespace {
@@ -21,14 +22,8 @@ LabletDefinition Def(int ports, int nodes = 2, Resources r = {4, 8, 10}) {
 }
 
 Worker RunningWorker(LicenseType licence = LicenseType::kEnterprise, int max_nodes = 100) {
-  WorkerDraft d;
-  d.name = "w1";
-  d.hostname = "w1.example";
-  d.cml_url = "https://w1.example";
+  WorkerDraft d = ccm::testing::MakeWorkerDraft("w1", {32, 128, 500}, max_nodes);
   d.license_type = licence;
-  d.capacity = {32, 128, 500};
-  d.max_nodes = max_nodes;
-  d.initial_state = WorkerState::kRunning;
   auto w = NewWorker(d, {"w1"}, FromUnixMillis(0), "test");
   EXPECT_TRUE(w);
   return *w;
@@ -147,12 +142,7 @@ TEST(NewWorker, NamesTheBadField) {
       {[](WorkerDraft& d) { d.initial_state = WorkerState::kDraining; }, "state"},
   };
   for (const auto& [mutate, field] : cases) {
-    WorkerDraft d;
-    d.name = "w";
-    d.hostname = "h";
-    d.cml_url = "http://h";
-    d.capacity = {1, 1, 1};
-    d.max_nodes = 1;
+    WorkerDraft d = ccm::testing::MakeWorkerDraft("w", {1, 1, 1}, 1);
     mutate(d);
     auto w = NewWorker(d, {"w"}, FromUnixMillis(0), "t");
     ASSERT_FALSE(w) << field;
