@@ -4,7 +4,12 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <csignal>
+#include <sstream>
 #include <functional>
 #include <thread>
 
@@ -347,6 +352,70 @@ TEST(SqliteStore, UnwritablePathIsUnavailable) {
   auto store = store::SqliteStore::Open({"/nonexistent-dir/ccm.db"});
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().code, ErrorCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace ccm
+
+namespace ccm {
+namespace {
+
+// A process that commits and is killed with SIGKILL loses nothing it was told was committed.
+TEST(SqliteStoreCrash, EveryAcknowledgedCommitSurvivesKillNine) {
+  testing::TempDir dir;
+  const std::string path = dir.File("ccm.db");
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(pipe_fds[0]);
+    auto store = store::SqliteStore::Open({path});
+    if (!store) _exit(2);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t)
+      threads.emplace_back([&, t] {
+        for (int n = 0;; ++n) {
+          Changes c;
+          const std::string id = "i-" + std::to_string(t) + "-" + std::to_string(n);
+          c.instances = {MakeInstance(id)};
+          c.events = {Event("e-" + id, id)};
+          if (!(*store)->Commit(c)) _exit(3);
+          const std::string line = id + "\n";
+          // One write per line; lines are short, so each write is atomic on a pipe.
+          if (write(pipe_fds[1], line.data(), line.size()) < 0) _exit(4);
+        }
+      });
+    for (auto& t : threads) t.join();
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  // Let it commit for a while, then kill it without warning.
+  std::string acknowledged;
+  char buf[4096];
+  while (acknowledged.size() < 60000) {
+    const ssize_t got = read(pipe_fds[0], buf, sizeof buf);
+    ASSERT_GT(got, 0) << "the committing process died on its own";
+    acknowledged.append(buf, static_cast<size_t>(got));
+  }
+  kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  // What was written to the pipe before the kill may still be unread: read it all.
+  for (ssize_t got; (got = read(pipe_fds[0], buf, sizeof buf)) > 0;) acknowledged.append(buf, static_cast<size_t>(got));
+  close(pipe_fds[0]);
+
+  auto store = store::SqliteStore::Open({path});
+  ASSERT_TRUE(store) << store.error().message;
+  size_t checked = 0;
+  std::istringstream lines(acknowledged);
+  for (std::string id; std::getline(lines, id);) {
+    if (id.empty() || lines.eof()) break;  // the last line may be cut short
+    ASSERT_TRUE((*store)->GetInstance({id})) << id << " was acknowledged but is gone";
+    ++checked;
+  }
+  EXPECT_GT(checked, 1000u);
 }
 
 }  // namespace
