@@ -1,6 +1,7 @@
 #include "app/events.h"
 
 #include "app/json_codec.h"
+#include "cloudevents/json_format.h"
 
 namespace ccm::app {
 
@@ -27,15 +28,15 @@ OutboxEvent EventFactory::Make(std::string_view type, const std::string& subject
   e.subject = subject;
   e.type = std::string(type);
   e.time = time;
-  e.json = json{{"specversion", "1.0"},
-                {"id", e.id},
-                {"source", source_},
-                {"type", e.type},
-                {"subject", subject},
-                {"time", FormatRfc3339(time)},
-                {"datacontenttype", "application/json"},
-                {"data", std::move(data)}}
-               .dump();
+  cloudevents::CloudEvent ce;
+  ce.id = e.id;
+  ce.source = source_;
+  ce.type = e.type;
+  ce.subject = subject;
+  ce.time = FormatRfc3339(time);
+  ce.datacontenttype = "application/json";
+  ce.data = std::move(data);
+  e.json = cloudevents::ToJsonString(ce);
   return e;
 }
 

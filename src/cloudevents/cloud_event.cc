@@ -1,0 +1,83 @@
+#include "cloudevents/cloud_event.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "domain/time.h"
+
+namespace ccm::cloudevents {
+
+namespace {
+
+bool IsHex(char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
+
+// RFC 3986 URI-reference, checked for what can be checked without a full grammar: no
+// control characters, no spaces, well-formed percent escapes.
+bool ValidUriReference(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c <= 0x20 || c == 0x7f || c == '"' || c == '<' || c == '>' || c == '\\' || c == '^' || c == '`' ||
+        c == '{' || c == '|' || c == '}')
+      return false;
+    if (c == '%' && (i + 2 >= s.size() || !IsHex(s[i + 1]) || !IsHex(s[i + 2]))) return false;
+  }
+  return true;
+}
+
+// An absolute URI: a scheme (a letter, then letters, digits, '+', '-', '.') and ':'.
+bool ValidAbsoluteUri(std::string_view s) {
+  const size_t colon = s.find(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  if (!std::isalpha(static_cast<unsigned char>(s[0]))) return false;
+  for (size_t i = 1; i < colon; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (!std::isalnum(c) && c != '+' && c != '-' && c != '.') return false;
+  }
+  return ValidUriReference(s);
+}
+
+}  // namespace
+
+bool ValidAttributeName(std::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+  });
+}
+
+bool IsJsonMediaType(std::string_view media_type) {
+  std::string m(media_type.substr(0, media_type.find(';')));
+  m.erase(m.find_last_not_of(" \t") + 1);
+  std::transform(m.begin(), m.end(), m.begin(), [](unsigned char c) { return std::tolower(c); });
+  return m == "application/json" || m == "text/json" || (m.size() > 5 && m.ends_with("+json"));
+}
+
+Status Validate(const CloudEvent& e) {
+  auto required = [](const std::string& v, const char* name) -> Status {
+    if (v.empty()) return Error::InvalidArgument(std::string(name) + " is required and must not be empty", name);
+    return {};
+  };
+  if (auto s = required(e.specversion, "specversion"); !s) return s;
+  if (e.specversion != "1.0")
+    return Error::InvalidArgument("specversion must be \"1.0\", not \"" + e.specversion + "\"", "specversion");
+  if (auto s = required(e.id, "id"); !s) return s;
+  if (auto s = required(e.source, "source"); !s) return s;
+  if (auto s = required(e.type, "type"); !s) return s;
+  if (!ValidUriReference(e.source)) return Error::InvalidArgument("source must be a URI-reference", "source");
+  if (e.subject && e.subject->empty()) return Error::InvalidArgument("subject must not be empty when present", "subject");
+  if (e.time && !ParseRfc3339(*e.time))
+    return Error::InvalidArgument("time must be an RFC 3339 timestamp", "time");
+  if (e.datacontenttype && e.datacontenttype->empty())
+    return Error::InvalidArgument("datacontenttype must not be empty when present", "datacontenttype");
+  if (e.dataschema && !ValidAbsoluteUri(*e.dataschema))
+    return Error::InvalidArgument("dataschema must be an absolute URI", "dataschema");
+  for (const auto& [name, value] : e.extensions) {
+    if (!ValidAttributeName(name))
+      return Error::InvalidArgument("attribute name '" + name + "' must be lower-case letters and digits only", name);
+    if (!value.is_string() && !value.is_boolean() && !value.is_number_integer())
+      return Error::InvalidArgument("extension " + name + " must be a string, an integer or a boolean", name);
+  }
+  if (e.data && e.data_base64) return Error::InvalidArgument("data and data_base64 must not both be present", "data");
+  return {};
+}
+
+}  // namespace ccm::cloudevents

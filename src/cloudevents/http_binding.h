@@ -1,0 +1,60 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cloudevents/cloud_event.h"
+
+namespace ccm::cloudevents {
+
+// How an event travels in an HTTP message (CloudEvents HTTP Protocol Binding 1.0.2).
+enum class Mode {
+  kStructured,  // body is the JSON event, Content-Type application/cloudevents+json
+  kBinary,      // body is the data, attributes in ce- headers
+  kBatch,       // body is a JSON array of events, application/cloudevents-batch+json
+};
+
+inline constexpr std::string_view kStructuredType = "application/cloudevents+json";
+inline constexpr std::string_view kBatchType = "application/cloudevents-batch+json";
+
+// An HTTP message as the binding sees it: header names in lower case.
+struct HttpMessage {
+  std::map<std::string, std::string> headers;
+  std::string body;
+};
+
+HttpMessage EncodeStructured(const CloudEvent& event);
+HttpMessage EncodeBinary(const CloudEvent& event);
+HttpMessage EncodeBatch(const std::vector<CloudEvent>& events);
+
+// One element of a decoded message: an event, or why that element is not one.
+struct DecodedEvent {
+  std::optional<CloudEvent> event;
+  std::optional<Error> error;
+};
+
+// What a request body holds.
+struct Decoded {
+  Mode mode = Mode::kStructured;
+  std::vector<DecodedEvent> events;  // one for structured and binary; one per element in a batch
+};
+
+// Field named by an error about the Content-Type (answered 415 by receivers).
+inline constexpr const char* kContentTypeField = "content-type";
+
+// Decodes a request in whichever mode its headers say: structured by Content-Type
+// application/cloudevents+json, batch by application/cloudevents-batch+json, binary when a
+// ce-specversion header is present. Errors: invalid_argument with field "content-type" for a
+// media type no mode accepts (415), or naming the broken rule for a message that is not a
+// CloudEvent (400). In a batch, each element is decoded on its own.
+Result<Decoded> Decode(const std::map<std::string, std::string>& headers, std::string_view body);
+
+// Percent-encodes a header value as the binding requires: bytes outside printable ASCII,
+// space, '"' and '%'.
+std::string PercentEncodeHeader(std::string_view value);
+// The reverse. Errors: invalid_argument for a malformed escape or bytes that are not UTF-8.
+Result<std::string> PercentDecodeHeader(std::string_view value);
+
+}  // namespace ccm::cloudevents

@@ -1,0 +1,26 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cloudevents/cloud_event.h"
+
+namespace ccm::cloudevents {
+
+// The JSON event format (CloudEvents JSON Format 1.0).
+nlohmann::json ToJson(const CloudEvent& event);
+std::string ToJsonString(const CloudEvent& event);
+
+// Reads one event from a JSON object and validates it. Errors: invalid_argument naming the
+// attribute and the rule (a context attribute that is not a string, an upper-case name,
+// both data and data_base64, ...).
+Result<CloudEvent> FromJson(const nlohmann::json& object);
+// Parses `text` as one event. Errors: those of FromJson, and "not JSON" / "not an object".
+Result<CloudEvent> ParseEvent(std::string_view text);
+// Parses a batch: a JSON array of event objects. Errors: "not JSON" / "not an array"; an
+// element that is not a valid event is reported by index through ParseBatchEach instead.
+Result<std::vector<nlohmann::json>> ParseBatchArray(std::string_view text);
+std::string ToBatchJsonString(const std::vector<CloudEvent>& events);
+
+}  // namespace ccm::cloudevents
