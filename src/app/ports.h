@@ -66,6 +66,51 @@ struct ProcessedKey {
   Timestamp expires_at;  // a key expired before `processed_at` of a new one counts as absent
 };
 
+// Where an outbox event is in its delivery.
+enum class DeliveryState {
+  kPending,    // waiting to be sent (or to be retried)
+  kDelivered,  // the sink accepted it
+  kDead,       // given up on: a final refusal, or too many attempts; an operator may replay it
+};
+std::string_view ToString(DeliveryState s);
+std::optional<DeliveryState> ParseDeliveryState(std::string_view name);
+
+// An outbox event with its delivery bookkeeping.
+struct OutboxRecord {
+  std::int64_t seq = 0;  // commit order; per subject, delivery follows it
+  OutboxEvent event;
+  DeliveryState state = DeliveryState::kPending;
+  int attempts = 0;
+  Timestamp next_attempt_at;
+  std::optional<Timestamp> delivered_at;
+  std::optional<Timestamp> dead_at;
+  std::string last_error;
+};
+
+// A change to one outbox event's delivery bookkeeping.
+struct DeliveryUpdate {
+  std::int64_t seq = 0;
+  DeliveryState state = DeliveryState::kPending;  // kPending with attempts 0 replays a dead event
+  int attempts = 0;
+  Timestamp at;               // delivered_at, dead_at, or the next attempt when pending
+  std::string error;          // why the last attempt failed
+};
+
+struct EventFilter {
+  std::optional<std::string> subject;
+  std::optional<std::string> type;
+  std::optional<Timestamp> since;  // event time, inclusive
+  std::optional<Timestamp> until;  // event time, exclusive
+  std::optional<DeliveryState> state;
+};
+
+// Counts over the whole outbox.
+struct OutboxStats {
+  std::int64_t published = 0;  // events ever written (the highest seq)
+  std::int64_t pending = 0;
+  std::int64_t dead = 0;
+};
+
 // Everything one use case writes, committed together or not at all.
 struct Changes {
   // New definition versions; (id, version) must not exist yet, and a name belongs to one id.
@@ -78,10 +123,11 @@ struct Changes {
   std::vector<domain::Worker> workers;
   std::vector<OutboxEvent> events;
   std::vector<ProcessedKey> processed;
+  std::vector<DeliveryUpdate> deliveries;
 
   bool empty() const {
     return new_definitions.empty() && deleted_definitions.empty() && instances.empty() && workers.empty() &&
-           events.empty() && processed.empty();
+           events.empty() && processed.empty() && deliveries.empty();
   }
 };
 
@@ -121,12 +167,22 @@ class Store {
   // crash. Errors: conflict with field "version" when an aggregate's version is stale (or it
   // exists and version was 0); conflict with field "dedup" when a processed key exists;
   // conflict with field "version"/"name" for a definition version that exists or a name
-  // taken by another id; unavailable when the store cannot be written. On error nothing of
-  // `changes` is written.
+  // taken by another id; not_found for a delivery update of an unknown seq; unavailable when
+  // the store cannot be written. On error nothing of `changes` is written.
   virtual Status Commit(const Changes& changes) = 0;
 
   // Whether (source, id) was processed and its key has not expired at `now`.
   virtual Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) = 0;
+
+  // Pending events due at `now`, in seq order, at most `limit`. For each subject only the
+  // events before its first one still waiting out a backoff are returned, so that a subject
+  // is never delivered out of order.
+  virtual Result<std::vector<OutboxRecord>> DueEvents(Timestamp now, int limit) = 0;
+  // Outbox events matching `filter`, in seq order; Page::after is a seq.
+  virtual Result<PageOf<OutboxRecord>> ListEvents(const EventFilter& filter, const Page& page) = 0;
+  // Errors: not_found.
+  virtual Result<OutboxRecord> GetEvent(const std::string& event_id) = 0;
+  virtual Result<OutboxStats> GetOutboxStats() = 0;
 
   // Succeeds when the store can be read.
   virtual Status Ping() = 0;

@@ -4,6 +4,22 @@
 
 namespace ccm::app {
 
+std::string_view ToString(DeliveryState s) {
+  switch (s) {
+    case DeliveryState::kPending: return "pending";
+    case DeliveryState::kDelivered: return "delivered";
+    case DeliveryState::kDead: return "dead";
+  }
+  return "pending";
+}
+
+std::optional<DeliveryState> ParseDeliveryState(std::string_view name) {
+  if (name == "pending") return DeliveryState::kPending;
+  if (name == "delivered") return DeliveryState::kDelivered;
+  if (name == "dead") return DeliveryState::kDead;
+  return std::nullopt;
+}
+
 Timestamp SystemClock::Now() {
   return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
 }

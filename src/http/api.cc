@@ -352,6 +352,93 @@ void AddWorkerRoutes(Router& router, app::WorkerService& workers) {
   });
 }
 
+// ---- events ----------------------------------------------------------------------------
+
+json RecordJson(const app::OutboxRecord& r) {
+  json event = json::parse(r.event.json, nullptr, false);
+  return {{"seq", r.seq},
+          {"id", r.event.id},
+          {"subject", r.event.subject},
+          {"type", r.event.type},
+          {"time", FormatRfc3339(r.event.time)},
+          {"state", app::ToString(r.state)},
+          {"attempts", r.attempts},
+          {"next_attempt_at", r.state == app::DeliveryState::kPending ? json(FormatRfc3339(r.next_attempt_at)) : json(nullptr)},
+          {"delivered_at", app::OptionalTime(r.delivered_at)},
+          {"dead_at", app::OptionalTime(r.dead_at)},
+          {"last_error", r.last_error},
+          {"event", std::move(event)}};
+}
+
+Response RecordsPage(const Result<app::PageOf<app::OutboxRecord>>& page, const Request& req) {
+  if (!page) return Fail(page.error(), req);
+  json items = json::array();
+  for (const auto& r : page->items) items.push_back(RecordJson(r));
+  return Json(200, {{"items", std::move(items)}, {"next", page->next.empty() ? json(nullptr) : json(page->next)}});
+}
+
+Result<std::optional<Timestamp>> QueryTime(const Request& req, const char* key) {
+  auto v = Query(req, key);
+  if (!v) return std::optional<Timestamp>{};
+  auto t = ParseRfc3339(*v);
+  if (!t) return Error::InvalidArgument(std::string(key) + " must be an RFC 3339 date-time", key);
+  return std::optional<Timestamp>(*t);
+}
+
+void AddEventRoutes(Router& router, app::EventService& events) {
+  router.Add("GET", "/api/v1/events", [&events](Request& req) {
+    if (auto s = OnlyQuery(req, {"subject", "type", "since", "until", "state", "limit", "after"}); !s)
+      return Fail(s.error(), req);
+    auto page = PageOf(req);
+    if (!page) return Fail(page.error(), req);
+    app::EventFilter filter;
+    filter.subject = Query(req, "subject");
+    filter.type = Query(req, "type");
+    auto since = QueryTime(req, "since");
+    if (!since) return Fail(since.error(), req);
+    auto until = QueryTime(req, "until");
+    if (!until) return Fail(until.error(), req);
+    filter.since = *since;
+    filter.until = *until;
+    if (auto st = Query(req, "state")) {
+      filter.state = app::ParseDeliveryState(*st);
+      if (!filter.state)
+        return Fail(Error::InvalidArgument("state must be pending, delivered or dead", "state"), req);
+    }
+    if (!page->after.empty() && page->after.find_first_not_of("0123456789") != std::string::npos)
+      return Fail(Error::InvalidArgument("after must be the next value of a previous page", "after"), req);
+    return RecordsPage(events.List(filter, *page), req);
+  });
+  router.Add("GET", "/api/v1/events/dead-letters", [&events](Request& req) {
+    if (auto s = OnlyQuery(req, {"limit", "after"}); !s) return Fail(s.error(), req);
+    auto page = PageOf(req);
+    if (!page) return Fail(page.error(), req);
+    if (!page->after.empty() && page->after.find_first_not_of("0123456789") != std::string::npos)
+      return Fail(Error::InvalidArgument("after must be the next value of a previous page", "after"), req);
+    app::EventFilter dead;
+    dead.state = app::DeliveryState::kDead;
+    return RecordsPage(events.List(dead, *page), req);
+  });
+  router.Add("POST", "/api/v1/events/dead-letters/{id}/replay", [&events](Request& req) {
+    auto r = events.Replay(req.params["id"]);
+    if (!r) return Fail(r.error(), req);
+    return Json(200, RecordJson(*r));
+  });
+  router.Add("POST", "/api/v1/events/dead-letters/replay", [&events](Request& req) {
+    auto n = events.ReplayAll();
+    if (!n) return Fail(n.error(), req);
+    return Json(200, {{"replayed", *n}});
+  });
+  router.Add("GET", "/metrics", [&events](Request& req) {
+    auto text = events.Metrics();
+    if (!text) return Fail(text.error(), req);
+    Response r;
+    r.content_type = "text/plain; version=0.0.4";
+    r.body = std::move(text.value());
+    return r;
+  });
+}
+
 }  // namespace
 
 void AddApiRoutes(Router& router, ApiServices s) {
@@ -368,6 +455,7 @@ void AddApiRoutes(Router& router, ApiServices s) {
   AddDefinitionRoutes(router, s.definitions);
   AddInstanceRoutes(router, s.instances);
   AddWorkerRoutes(router, s.workers);
+  AddEventRoutes(router, s.events);
 }
 
 }  // namespace ccm::http

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "app/event_service.h"
 #include "app/services.h"
 #include "http/router.h"
 
@@ -11,6 +12,7 @@ struct ApiServices {
   app::InstanceService& instances;
   app::WorkerService& workers;
   app::Store& store;  // readiness only
+  app::EventService& events;
 };
 
 // Adds every route of the REST API (/api/v1, /api/internal, /health, /openapi.json).

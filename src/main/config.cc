@@ -11,7 +11,9 @@ namespace ccm::main {
 
 namespace {
 
-const char* const kKnown[] = {"CCM_LISTEN", "CCM_STORE", "CLOUDEVENTS_SOURCE", "CCM_HTTP_THREADS", "CCM_LOG_LEVEL"};
+const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUDEVENTS_SOURCE",
+                              "CCM_HTTP_THREADS",     "CCM_LOG_LEVEL",    "CLOUDEVENTS_SINK_URL",
+                              "CLOUDEVENTS_MODE",     "CCM_OUTBOX_MAX_ATTEMPTS"};
 
 Result<int> ParseInt(const std::string& key, const std::string& v, int min, int max) {
   int n = 0;
@@ -43,6 +45,18 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     auto n = ParseInt(key, v, 1, 1024);
     if (!n) return n.error();
     c.http_threads = *n;
+  } else if (key == "CLOUDEVENTS_SINK_URL") {
+    if (!v.empty() && v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0)
+      return Error::InvalidArgument("CLOUDEVENTS_SINK_URL must be an http:// or https:// URL", key);
+    c.sink_url = v;
+  } else if (key == "CLOUDEVENTS_MODE") {
+    if (v != "structured" && v != "binary" && v != "batch")
+      return Error::InvalidArgument("CLOUDEVENTS_MODE must be structured, binary or batch", key);
+    c.cloudevents_mode = v;
+  } else if (key == "CCM_OUTBOX_MAX_ATTEMPTS") {
+    auto n = ParseInt(key, v, 1, 1000);
+    if (!n) return n.error();
+    c.outbox_max_attempts = *n;
   } else if (key == "CCM_LOG_LEVEL") {
     if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error")
       return Error::InvalidArgument("CCM_LOG_LEVEL must be trace, debug, info, warn or error", key);

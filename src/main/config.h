@@ -17,6 +17,9 @@ struct Config {
   std::string cloudevents_source = "ccm"; // CLOUDEVENTS_SOURCE
   int http_threads = 32;                  // CCM_HTTP_THREADS: handler pool size
   std::string log_level = "info";         // CCM_LOG_LEVEL: trace, debug, info, warn, error
+  std::string sink_url;                   // CLOUDEVENTS_SINK_URL: empty keeps events for audit only
+  std::string cloudevents_mode = "structured";  // CLOUDEVENTS_MODE: structured, binary, batch
+  int outbox_max_attempts = 12;           // CCM_OUTBOX_MAX_ATTEMPTS: then dead-lettered
 
   // The SQLite path of `store`.
   std::string SqlitePath() const;

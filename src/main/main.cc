@@ -5,7 +5,10 @@
 #include <fstream>
 #include <iostream>
 
+#include "app/dispatcher.h"
+#include "app/event_service.h"
 #include "app/services.h"
+#include "clients/http_event_sink.h"
 #include "app/system.h"
 #include "http/api.h"
 #include "http/server.h"
@@ -31,12 +34,20 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  auto store = store::SqliteStore::Open({config->SqlitePath()});
+  // The dispatcher exists only with a sink; without one, events are kept for audit.
+  app::SystemClock clock;
+  app::DispatchMetrics dispatch_metrics;
+  std::unique_ptr<clients::HttpEventSink> sink;
+  std::unique_ptr<app::Dispatcher> dispatcher;
+  store::SqliteStore::Options store_options{config->SqlitePath()};
+  store_options.on_events_committed = [&dispatcher] {
+    if (dispatcher) dispatcher->Wake();
+  };
+  auto store = store::SqliteStore::Open(store_options);
   if (!store) {
     std::cerr << "ccm: cannot open the store " << config->store << ": " << store.error().message << "\n";
     return 1;
   }
-  app::SystemClock clock;
   app::UuidV7Generator ids;
   app::EventFactory events(ids, config->cloudevents_source);
   app::Deps deps{**store, clock, ids, events};
@@ -44,8 +55,27 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   app::InstanceService instances(deps);
   app::WorkerService workers(deps);
 
+  if (!config->sink_url.empty()) {
+    clients::HttpEventSinkOptions sink_options;
+    sink_options.url = config->sink_url;
+    sink_options.mode = config->cloudevents_mode == "binary" ? cloudevents::Mode::kBinary
+                        : config->cloudevents_mode == "batch" ? cloudevents::Mode::kBatch
+                                                               : cloudevents::Mode::kStructured;
+    sink = std::make_unique<clients::HttpEventSink>(sink_options);
+    app::DispatcherOptions dispatch_options;
+    dispatch_options.max_attempts = config->outbox_max_attempts;
+    dispatcher = std::make_unique<app::Dispatcher>(**store, *sink, clock, dispatch_options, dispatch_metrics);
+    dispatcher->Start();
+    spdlog::info("delivering CloudEvents to {} in {} mode", config->sink_url, config->cloudevents_mode);
+  } else {
+    spdlog::info("no CLOUDEVENTS_SINK_URL: events are kept in the outbox for audit and not sent");
+  }
+  app::EventService events_service(**store, clock, dispatcher ? &dispatch_metrics : nullptr, [&dispatcher] {
+    if (dispatcher) dispatcher->Wake();
+  });
+
   http::Router router;
-  http::AddApiRoutes(router, {definitions, instances, workers, **store});
+  http::AddApiRoutes(router, {definitions, instances, workers, **store, events_service});
   http::ServerOptions options;
   options.address = config->listen_host;
   options.port = static_cast<std::uint16_t>(config->listen_port);
@@ -63,6 +93,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   sigwait(&stop_signals, &sig);
   spdlog::info("ccm stopping on signal {}", sig);
   server.Stop();
+  if (dispatcher) dispatcher->Stop();
   return 0;
 }
 

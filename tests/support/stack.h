@@ -23,6 +23,7 @@ struct Stack {
   std::unique_ptr<app::DefinitionService> definitions;
   std::unique_ptr<app::InstanceService> instances;
   std::unique_ptr<app::WorkerService> workers;
+  std::unique_ptr<app::EventService> event_service;
   http::Router router;
   std::unique_ptr<http::Server> server;
 
@@ -35,7 +36,8 @@ struct Stack {
     definitions = std::make_unique<app::DefinitionService>(deps);
     instances = std::make_unique<app::InstanceService>(deps);
     workers = std::make_unique<app::WorkerService>(deps);
-    http::AddApiRoutes(router, {*definitions, *instances, *workers, *store});
+    event_service = std::make_unique<app::EventService>(*store, clock, nullptr, nullptr);
+    http::AddApiRoutes(router, {*definitions, *instances, *workers, *store, *event_service});
     http::ServerOptions options;
     options.port = 0;
     options.handler_threads = 8;

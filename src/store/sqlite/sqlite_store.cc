@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <set>
 #include <unordered_map>
 
 #include "app/json_codec.h"
@@ -63,6 +64,17 @@ const std::vector<const char*>& Migrations() {
         PRIMARY KEY (source, id)
       ) WITHOUT ROWID;
       CREATE INDEX processed_events_by_expiry ON processed_events (expires_ms);
+      )sql",
+      // 2: delivery bookkeeping of the outbox.
+      R"sql(
+      ALTER TABLE outbox ADD COLUMN state TEXT NOT NULL DEFAULT 'pending';
+      ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE outbox ADD COLUMN next_attempt_ms INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE outbox ADD COLUMN delivered_ms INTEGER;
+      ALTER TABLE outbox ADD COLUMN dead_ms INTEGER;
+      ALTER TABLE outbox ADD COLUMN last_error TEXT NOT NULL DEFAULT '';
+      CREATE INDEX outbox_by_state ON outbox (state, seq);
+      CREATE INDEX outbox_by_time ON outbox (time_ms, seq);
       )sql",
   };
   return kMigrations;
@@ -497,6 +509,110 @@ Result<bool> SqliteStore::IsProcessed(const std::string& source, const std::stri
   return false;
 }
 
+namespace {
+
+constexpr const char* kOutboxColumns =
+    "seq, id, subject, type, time_ms, event, state, attempts, next_attempt_ms, delivered_ms, dead_ms, last_error";
+
+app::OutboxRecord ReadRecord(Stmt& s) {
+  app::OutboxRecord r;
+  r.seq = s.Int(0);
+  r.event = {std::string(s.Text(1)), std::string(s.Text(2)), std::string(s.Text(3)), FromUnixMillis(s.Int(4)),
+             std::string(s.Text(5))};
+  r.state = app::ParseDeliveryState(s.Text(6)).value_or(app::DeliveryState::kPending);
+  r.attempts = static_cast<int>(s.Int(7));
+  r.next_attempt_at = FromUnixMillis(s.Int(8));
+  if (!s.Text(9).empty()) r.delivered_at = FromUnixMillis(s.Int(9));
+  if (!s.Text(10).empty()) r.dead_at = FromUnixMillis(s.Int(10));
+  r.last_error = std::string(s.Text(11));
+  return r;
+}
+
+}  // namespace
+
+Result<std::vector<app::OutboxRecord>> SqliteStore::DueEvents(Timestamp now, int limit) {
+  auto c = Lease();
+  // Scan pending events in order; a subject whose oldest pending event is still backing off
+  // is blocked for the rest of the scan. The scan is bounded so that a long backlog of
+  // blocked subjects cannot make one round unbounded.
+  auto stmt = c->Prepare(std::string("SELECT ") + kOutboxColumns +
+                         " FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT ?1");
+  if (!stmt) return stmt.error();
+  (*stmt)->Bind(1, static_cast<std::int64_t>(limit) * 4 + 64);
+  std::vector<app::OutboxRecord> out;
+  std::set<std::string> blocked;
+  int rc;
+  while (static_cast<int>(out.size()) < limit && (rc = (*stmt)->Step()) == SQLITE_ROW) {
+    const std::string subject((*stmt)->Text(2));
+    if (blocked.count(subject)) continue;
+    if ((*stmt)->Int(8) > ToUnixMillis(now)) {
+      blocked.insert(subject);
+      continue;
+    }
+    out.push_back(ReadRecord(**stmt));
+  }
+  return out;
+}
+
+Result<app::PageOf<app::OutboxRecord>> SqliteStore::ListEvents(const app::EventFilter& f, const app::Page& page) {
+  auto c = Lease();
+  std::int64_t after = 0;
+  if (!page.after.empty()) {
+    try {
+      after = std::stoll(page.after);
+    } catch (const std::exception&) {
+      return Error::InvalidArgument("after must be the next value of a previous page", "after");
+    }
+  }
+  std::string sql = std::string("SELECT ") + kOutboxColumns + " FROM outbox WHERE seq > ?1";
+  if (f.subject) sql += " AND subject = ?2";
+  if (f.type) sql += " AND type = ?3";
+  if (f.since) sql += " AND time_ms >= ?4";
+  if (f.until) sql += " AND time_ms < ?5";
+  if (f.state) sql += " AND state = ?6";
+  sql += " ORDER BY seq LIMIT ?7";
+  auto stmt = c->Prepare(sql);
+  if (!stmt) return stmt.error();
+  (*stmt)->Bind(1, after).Bind(7, static_cast<std::int64_t>(page.limit) + 1);
+  if (f.subject) (*stmt)->Bind(2, *f.subject);
+  if (f.type) (*stmt)->Bind(3, *f.type);
+  if (f.since) (*stmt)->Bind(4, ToUnixMillis(*f.since));
+  if (f.until) (*stmt)->Bind(5, ToUnixMillis(*f.until));
+  if (f.state) (*stmt)->Bind(6, app::ToString(*f.state));
+  app::PageOf<app::OutboxRecord> out;
+  int rc;
+  while ((rc = (*stmt)->Step()) == SQLITE_ROW) {
+    if (static_cast<int>(out.items.size()) == page.limit) {
+      out.next = std::to_string(out.items.back().seq);
+      break;
+    }
+    out.items.push_back(ReadRecord(**stmt));
+  }
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return SqlError(c->db(), "list events");
+  return out;
+}
+
+Result<app::OutboxRecord> SqliteStore::GetEvent(const std::string& event_id) {
+  auto c = Lease();
+  auto stmt = c->Prepare(std::string("SELECT ") + kOutboxColumns + " FROM outbox WHERE id = ?1");
+  if (!stmt) return stmt.error();
+  (*stmt)->Bind(1, event_id);
+  const int rc = (*stmt)->Step();
+  if (rc == SQLITE_ROW) return ReadRecord(**stmt);
+  if (rc != SQLITE_DONE) return SqlError(c->db(), "read event");
+  return Error::NotFound("event " + event_id + " not found");
+}
+
+Result<app::OutboxStats> SqliteStore::GetOutboxStats() {
+  auto c = Lease();
+  auto stmt = c->Prepare(
+      "SELECT (SELECT coalesce(max(seq), 0) FROM outbox), "
+      "(SELECT count(*) FROM outbox WHERE state = 'pending'), (SELECT count(*) FROM outbox WHERE state = 'dead')");
+  if (!stmt) return stmt.error();
+  if ((*stmt)->Step() != SQLITE_ROW) return SqlError(c->db(), "outbox stats");
+  return app::OutboxStats{(*stmt)->Int(0), (*stmt)->Int(1), (*stmt)->Int(2)};
+}
+
 Status SqliteStore::Ping() {
   auto c = Lease();
   auto stmt = c->Prepare("SELECT count(*) FROM workers WHERE 0");
@@ -538,6 +654,9 @@ Status SqliteStore::Commit(const Changes& changes) {
   }
   lock.unlock();
   ApplyBatch(batch);
+  // Read before the followers are released: their changes die with them.
+  bool wrote_events = false;
+  for (Writer* q : batch) wrote_events |= q->status.has_value() && !q->changes->events.empty();
   lock.lock();
   ++stats_.transactions;
   stats_.commits += batch.size();
@@ -547,6 +666,8 @@ Status SqliteStore::Commit(const Changes& changes) {
     if (q != &w) q->cv.notify_one();
   }
   if (!writers_.empty()) writers_.front()->cv.notify_one();
+  lock.unlock();
+  if (wrote_events && options_.on_events_committed) options_.on_events_committed();
   return w.status;
 }
 
@@ -658,6 +779,17 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
     if (!ins) return ins.error();
     (*ins)->Bind(1, e.id).Bind(2, e.subject).Bind(3, e.type).Bind(4, ToUnixMillis(e.time)).Bind(5, e.json);
     if (auto s = done(**ins, "insert outbox event"); !s) return s;
+  }
+  for (const auto& d : ch.deliveries) {
+    auto upd = c.Prepare(
+        "UPDATE outbox SET state = ?2, attempts = ?3, "
+        "next_attempt_ms = CASE WHEN ?2 = 'pending' THEN ?4 ELSE next_attempt_ms END, "
+        "delivered_ms = CASE WHEN ?2 = 'delivered' THEN ?4 ELSE delivered_ms END, "
+        "dead_ms = CASE WHEN ?2 = 'dead' THEN ?4 ELSE NULL END, last_error = ?5 WHERE seq = ?1");
+    if (!upd) return upd.error();
+    (*upd)->Bind(1, d.seq).Bind(2, app::ToString(d.state)).Bind(3, std::int64_t{d.attempts}).Bind(4, ToUnixMillis(d.at)).Bind(5, d.error);
+    if (auto st = done(**upd, "update delivery"); !st) return st;
+    if (sqlite3_changes(c.db()) == 0) return Error::NotFound("outbox event " + std::to_string(d.seq) + " not found");
   }
   for (const auto& k : ch.processed) {
     // An expired key is taken over; a live one means the event was already applied.

@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,10 +23,14 @@ namespace ccm::store {
 class SqliteStore final : public app::Store {
  public:
   struct Options {
+    Options(std::string p = {}) : path(std::move(p)) {}  // NOLINT: Open({path}) reads well
     std::string path;       // the database file; created with its schema when absent
     int read_connections = 4;
     int max_batch = 256;    // most commits folded into one transaction
     int checkpoint_pages = 1000;  // WAL size (pages) that wakes the checkpointer
+    // Called after a transaction that wrote outbox events has committed (on the committing
+    // thread, after its waiters are released); must not block. Wakes the dispatcher.
+    std::function<void()> on_events_committed;
   };
 
   // Opens (and migrates) the database. Errors: unavailable when the file cannot be opened,
@@ -51,6 +56,10 @@ class SqliteStore final : public app::Store {
   Result<app::PageOf<domain::Worker>> ListWorkers(const app::Page& page) override;
   Status Commit(const app::Changes& changes) override;
   Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) override;
+  Result<std::vector<app::OutboxRecord>> DueEvents(Timestamp now, int limit) override;
+  Result<app::PageOf<app::OutboxRecord>> ListEvents(const app::EventFilter& filter, const app::Page& page) override;
+  Result<app::OutboxRecord> GetEvent(const std::string& event_id) override;
+  Result<app::OutboxStats> GetOutboxStats() override;
   Status Ping() override;
 
   // How many transactions (fsyncs) have carried how many commits: for tests and metrics.

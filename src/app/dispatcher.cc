@@ -1,0 +1,191 @@
+#include "app/dispatcher.h"
+
+#include <algorithm>
+#include <set>
+
+namespace ccm::app {
+
+using namespace std::chrono;
+
+std::string_view ToString(CircuitBreaker::State s) {
+  switch (s) {
+    case CircuitBreaker::State::kClosed: return "closed";
+    case CircuitBreaker::State::kOpen: return "open";
+    case CircuitBreaker::State::kHalfOpen: return "half_open";
+  }
+  return "closed";
+}
+
+bool CircuitBreaker::Allow(Timestamp now) {
+  switch (state_) {
+    case State::kClosed:
+      return true;
+    case State::kOpen:
+      if (now < open_until_) return false;
+      state_ = State::kHalfOpen;
+      probe_out_ = false;
+      [[fallthrough]];
+    case State::kHalfOpen:
+      if (probe_out_) return false;
+      probe_out_ = true;
+      return true;
+  }
+  return true;
+}
+
+void CircuitBreaker::OnSuccess() {
+  state_ = State::kClosed;
+  failures_ = 0;
+  probe_out_ = false;
+}
+
+void CircuitBreaker::OnFailure(Timestamp now) {
+  ++failures_;
+  if (state_ == State::kHalfOpen || failures_ >= threshold_) {
+    state_ = State::kOpen;
+    open_until_ = now + cooldown_;
+    probe_out_ = false;
+  }
+}
+
+void DispatchMetrics::ObserveLatency(milliseconds latency) {
+  const double seconds = std::max<double>(0, static_cast<double>(latency.count()) / 1000.0);
+  for (size_t i = 0; i < std::size(kBuckets); ++i)
+    if (seconds <= kBuckets[i]) latency_counts[i]++;
+  latency_count++;
+  latency_sum_us += static_cast<std::uint64_t>(seconds * 1e6);
+}
+
+Dispatcher::Dispatcher(Store& store, EventSink& sink, Clock& clock, DispatcherOptions options,
+                       DispatchMetrics& metrics)
+    : store_(store),
+      sink_(sink),
+      clock_(clock),
+      options_(options),
+      metrics_(metrics),
+      breaker_(options.breaker_threshold, options.breaker_cooldown) {}
+
+Dispatcher::~Dispatcher() { Stop(); }
+
+milliseconds Dispatcher::Backoff(int attempts) {
+  // Full jitter: uniform in [0, min(cap, base * 2^(attempts-1))].
+  const int shift = std::min(attempts - 1, 30);
+  const auto ceiling = std::min<std::int64_t>(options_.max_backoff.count(), options_.base_backoff.count() << shift);
+  return milliseconds(std::uniform_int_distribution<std::int64_t>(0, std::max<std::int64_t>(ceiling, 1))(rng_));
+}
+
+DeliveryUpdate Dispatcher::Failed(const OutboxRecord& r, const DeliveryOutcome& o, Timestamp now) {
+  DeliveryUpdate u;
+  u.seq = r.seq;
+  u.attempts = r.attempts + 1;
+  u.error = o.status ? "HTTP " + std::to_string(o.status) + (o.error.empty() ? "" : ": " + o.error) : o.error;
+  const bool too_old = now - r.event.time > options_.max_age;
+  if (o.kind == DeliveryOutcome::kFinal || u.attempts >= options_.max_attempts || too_old) {
+    u.state = DeliveryState::kDead;
+    u.at = now;
+    if (o.kind != DeliveryOutcome::kFinal)
+      u.error += too_old ? " (older than the age limit)" : " (attempt limit reached)";
+    metrics_.dead_lettered++;
+  } else {
+    u.state = DeliveryState::kPending;
+    milliseconds wait = Backoff(u.attempts);
+    if (o.retry_after) wait = std::max(wait, *o.retry_after);
+    u.at = now + wait;
+    metrics_.retried++;
+  }
+  return u;
+}
+
+Result<int> Dispatcher::RunOnce() {
+  const Timestamp now = clock_.Now();
+  if (!breaker_.Allow(now)) {
+    metrics_.breaker_state = static_cast<int>(breaker_.state());
+    return 0;
+  }
+  const bool probing = breaker_.state() == CircuitBreaker::State::kHalfOpen;
+  auto due = store_.DueEvents(now, probing ? 1 : options_.round_size);
+  if (!due) return due.error();
+  if (due->empty()) {
+    if (probing) breaker_.OnSuccess();  // nothing to probe with: try again normally
+    return 0;
+  }
+
+  Changes changes;
+  int delivered = 0;
+  std::set<std::string> failed_subjects;
+  const size_t batch = static_cast<size_t>(std::max(1, sink_.MaxBatch()));
+  std::vector<OutboxEvent> events;
+  for (size_t start = 0; start < due->size();) {
+    // The next group: events whose subject has not failed in this round, up to the batch.
+    std::vector<const OutboxRecord*> group;
+    size_t next = start;
+    for (; next < due->size() && group.size() < batch; ++next)
+      if (!failed_subjects.count((*due)[next].event.subject)) group.push_back(&(*due)[next]);
+    start = next;
+    if (group.empty()) continue;
+    events.clear();
+    for (const auto* r : group) events.push_back(r->event);
+    const DeliveryOutcome outcome = sink_.Send(events);
+    const Timestamp at = clock_.Now();
+    if (outcome.kind == DeliveryOutcome::kDelivered) {
+      breaker_.OnSuccess();
+      for (const auto* r : group) {
+        changes.deliveries.push_back({r->seq, DeliveryState::kDelivered, r->attempts + 1, at, ""});
+        metrics_.ObserveLatency(duration_cast<milliseconds>(at - r->event.time));
+      }
+      delivered += static_cast<int>(group.size());
+      metrics_.delivered += group.size();
+    } else {
+      for (const auto* r : group) {
+        changes.deliveries.push_back(Failed(*r, outcome, at));
+        // A final refusal dead-letters the event and lets its subject go on; a retry holds
+        // the subject back so that it stays in order.
+        if (outcome.kind == DeliveryOutcome::kRetry) failed_subjects.insert(r->event.subject);
+      }
+      if (outcome.kind == DeliveryOutcome::kRetry) {
+        breaker_.OnFailure(at);
+        if (breaker_.state() != CircuitBreaker::State::kClosed) break;  // stop hammering
+      }
+    }
+  }
+  metrics_.breaker_state = static_cast<int>(breaker_.state());
+  if (auto s = store_.Commit(changes); !s) return s.error();
+  return delivered;
+}
+
+void Dispatcher::Start() {
+  std::lock_guard lock(mu_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      lock.unlock();
+      auto r = RunOnce();
+      const bool busy = r && *r > 0;
+      lock.lock();
+      if (busy) continue;
+      cv_.wait_for(lock, options_.idle_poll, [&] { return stop_ || woken_; });
+      woken_ = false;
+    }
+  });
+}
+
+void Dispatcher::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Dispatcher::Wake() {
+  {
+    std::lock_guard lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_all();
+}
+
+}  // namespace ccm::app

@@ -1,0 +1,74 @@
+#include "app/event_service.h"
+
+#include <sstream>
+
+namespace ccm::app {
+
+Result<PageOf<OutboxRecord>> EventService::List(const EventFilter& filter, const Page& page) {
+  return store_.ListEvents(filter, page);
+}
+
+Result<OutboxRecord> EventService::Replay(const std::string& event_id) {
+  auto record = store_.GetEvent(event_id);
+  if (!record) return record;
+  if (record->state != DeliveryState::kDead)
+    return Error::FailedPrecondition("event " + event_id + " is " + std::string(ToString(record->state)) +
+                                     ", not dead: only dead letters are replayed");
+  Changes changes;
+  changes.deliveries.push_back({record->seq, DeliveryState::kPending, 0, clock_.Now(), "replayed"});
+  if (auto s = store_.Commit(changes); !s) return s.error();
+  if (wake_) wake_();
+  return store_.GetEvent(event_id);
+}
+
+Result<int> EventService::ReplayAll() {
+  EventFilter dead;
+  dead.state = DeliveryState::kDead;
+  int replayed = 0;
+  Page page{kMaxPageLimit, ""};
+  // Replayed events leave the dead state, so each pass starts from the beginning.
+  for (;;) {
+    auto batch = store_.ListEvents(dead, page);
+    if (!batch) return batch.error();
+    if (batch->items.empty()) break;
+    Changes changes;
+    for (const auto& r : batch->items) changes.deliveries.push_back({r.seq, DeliveryState::kPending, 0, clock_.Now(), "replayed"});
+    if (auto s = store_.Commit(changes); !s) return s.error();
+    replayed += static_cast<int>(batch->items.size());
+  }
+  if (replayed && wake_) wake_();
+  return replayed;
+}
+
+Result<std::string> EventService::Metrics() {
+  auto stats = store_.GetOutboxStats();
+  if (!stats) return stats.error();
+  std::ostringstream out;
+  auto metric = [&out](const char* name, const char* type, const char* help, auto value) {
+    out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n' << name << ' ' << value << '\n';
+  };
+  metric("ccm_events_published_total", "counter", "CloudEvents written to the outbox.", stats->published);
+  metric("ccm_outbox_depth", "gauge", "Outbox events waiting to be delivered.", stats->pending);
+  metric("ccm_events_dead_letters", "gauge", "Outbox events in the dead-letter list.", stats->dead);
+  if (metrics_) {
+    metric("ccm_events_delivered_total", "counter", "Events the sink accepted.", metrics_->delivered.load());
+    metric("ccm_events_retried_total", "counter", "Failed delivery attempts that will be retried.",
+           metrics_->retried.load());
+    metric("ccm_events_dead_lettered_total", "counter", "Events moved to the dead-letter list.",
+           metrics_->dead_lettered.load());
+    metric("ccm_sink_breaker_state", "gauge", "Circuit breaker of the sink: 0 closed, 1 open, 2 half-open.",
+           metrics_->breaker_state.load());
+    out << "# HELP ccm_event_delivery_latency_seconds From an event's time to the sink's acknowledgement.\n"
+        << "# TYPE ccm_event_delivery_latency_seconds histogram\n";
+    for (size_t i = 0; i < std::size(DispatchMetrics::kBuckets); ++i)
+      out << "ccm_event_delivery_latency_seconds_bucket{le=\"" << DispatchMetrics::kBuckets[i] << "\"} "
+          << metrics_->latency_counts[i].load() << '\n';
+    out << "ccm_event_delivery_latency_seconds_bucket{le=\"+Inf\"} " << metrics_->latency_count.load() << '\n'
+        << "ccm_event_delivery_latency_seconds_sum " << static_cast<double>(metrics_->latency_sum_us.load()) / 1e6
+        << '\n'
+        << "ccm_event_delivery_latency_seconds_count " << metrics_->latency_count.load() << '\n';
+  }
+  return out.str();
+}
+
+}  // namespace ccm::app

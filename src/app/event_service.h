@@ -1,0 +1,36 @@
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "app/dispatcher.h"
+#include "app/ports.h"
+
+namespace ccm::app {
+
+// What operators do with the outbox: read the audit log, list dead letters, replay them,
+// and read the delivery metrics. Thread-safe.
+class EventService {
+ public:
+  // `metrics` may be null when no dispatcher runs (no sink set).
+  EventService(Store& store, Clock& clock, const DispatchMetrics* metrics, std::function<void()> wake_dispatcher)
+      : store_(store), clock_(clock), metrics_(metrics), wake_(std::move(wake_dispatcher)) {}
+
+  Result<PageOf<OutboxRecord>> List(const EventFilter& filter, const Page& page);
+  // Puts a dead event back in the queue with a fresh attempt count. Errors: not_found;
+  // failed_precondition when the event is not dead.
+  Result<OutboxRecord> Replay(const std::string& event_id);
+  // Replays every dead event; returns how many.
+  Result<int> ReplayAll();
+  // The Prometheus text exposition of the outbox and delivery metrics.
+  Result<std::string> Metrics();
+
+ private:
+  Store& store_;
+  Clock& clock_;
+  const DispatchMetrics* metrics_;
+  std::function<void()> wake_;
+};
+
+}  // namespace ccm::app

@@ -1,0 +1,43 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "app/dispatcher.h"
+#include "cloudevents/http_binding.h"
+
+namespace ccm::clients {
+
+struct HttpEventSinkOptions {
+  std::string url;  // CLOUDEVENTS_SINK_URL
+  cloudevents::Mode mode = cloudevents::Mode::kStructured;
+  int batch_size = 500;  // events per request in batch mode
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds total_timeout{5000};
+};
+
+// The EventSink over HTTP (libcurl), one keep-alive connection. Structured mode posts the
+// stored JSON event as it is; binary mode moves the attributes to ce- headers; batch mode
+// posts a JSON array. Classifies answers: 2xx delivered; connection errors, timeouts, 408,
+// 429 and 5xx retried (Retry-After read in seconds or as an HTTP date); other 4xx final.
+// Thread-safe (one request at a time).
+class HttpEventSink final : public app::EventSink {
+ public:
+  explicit HttpEventSink(HttpEventSinkOptions options);
+  ~HttpEventSink() override;
+  int MaxBatch() const override;
+  app::DeliveryOutcome Send(std::span<const app::OutboxEvent> events) override;
+
+ private:
+  HttpEventSinkOptions options_;
+  std::mutex mu_;
+  void* curl_;
+};
+
+// Parses a Retry-After value: delay-seconds or an IMF-fixdate, relative to `now`.
+std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view value,
+                                                         std::chrono::system_clock::time_point now);
+
+}  // namespace ccm::clients
