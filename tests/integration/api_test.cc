@@ -394,13 +394,25 @@ TEST_F(Api, BadInputIsRefusedWithProblemJsonAndWritesNothing) {
        json_type, 404, ""},
       {"worker transition: not json", "POST", "/api/internal/workers/{worker}/transition", "x", json_type, 400,
        "body"},
+      // events
+      {"events: bad since", "GET", "/api/v1/events?since=yesterday", "", "", 400, "since"},
+      {"events: bad until", "GET", "/api/v1/events?until=2026-13-01T00:00:00Z", "", "", 400, "until"},
+      {"events: bad state", "GET", "/api/v1/events?state=lost", "", "", 400, "state"},
+      {"events: bad after", "GET", "/api/v1/events?after=abc", "", "", 400, "after"},
+      {"events: bad limit", "GET", "/api/v1/events?limit=0", "", "", 400, "limit"},
+      {"events: unknown param", "GET", "/api/v1/events?kind=x", "", "", 400, "kind"},
+      {"dead letters: bad limit", "GET", "/api/v1/events/dead-letters?limit=x", "", "", 400, "limit"},
+      {"dead letters: bad after", "GET", "/api/v1/events/dead-letters?after=x", "", "", 400, "after"},
+      {"replay: unknown event", "POST", "/api/v1/events/dead-letters/nope/replay", "", "", 404, ""},
+      {"replay: not dead", "POST", "/api/v1/events/dead-letters/{event}/replay", "", "", 409, ""},
       // routing
       {"unknown route", "GET", "/api/v1/nothing", "", "", 404, ""},
       {"wrong method", "PUT", "/api/v1/instances/{inst}", "{}", json_type, 405, ""},
   };
 
+  const std::string event_id = http_.Get("/api/v1/events?limit=1").Json()["items"][0]["id"];
   for (BadRequest c : cases) {
-    for (auto [token, value] : {std::pair{"{def}", def}, {"{inst}", iid}, {"{worker}", wid}})
+    for (auto [token, value] : {std::pair{"{def}", def}, {"{inst}", iid}, {"{worker}", wid}, {"{event}", event_id}})
       if (auto at = c.path.find(token); at != std::string::npos) c.path.replace(at, std::string(token).size(), value);
     const std::string before = Snapshot();
     std::map<std::string, std::string> headers;
@@ -432,6 +444,54 @@ TEST_F(Api, BodyOverOneMebibyteIs413AndWritesNothing) {
   // The server is still there for the next client.
   HttpClient other(stack_.BaseUrl());
   EXPECT_EQ(other.Get("/health/live").status, 200);
+}
+
+TEST_F(Api, EventsAuditDeadLettersReplayAndMetrics) {
+  const std::string def = Created("/api/v1/definitions", DefinitionBody())["id"];
+  const std::string wid = Created("/api/v1/workers", WorkerBody())["id"];
+  const std::string iid = Created("/api/v1/instances", InstanceBody(def))["id"];
+  ASSERT_EQ(http_.PostJson("/api/internal/instances/" + iid + "/schedule", {{"worker_id", wid}}).status, 200);
+
+  json mine = http_.Get("/api/v1/events?subject=" + iid).Json();
+  ASSERT_EQ(mine["items"].size(), 2u);
+  EXPECT_EQ(mine["items"][0]["type"], "ccm.lablet.instance.pending");
+  EXPECT_EQ(mine["items"][1]["type"], "ccm.lablet.instance.scheduled");
+  EXPECT_EQ(mine["items"][1]["state"], "pending");
+  EXPECT_EQ(mine["items"][1]["event"]["data"]["allocated_ports"]["vnc_1"], 2002);
+  EXPECT_LT(mine["items"][0]["seq"].get<int>(), mine["items"][1]["seq"].get<int>());
+  EXPECT_EQ(http_.Get("/api/v1/events?type=ccm.worker.running").Json()["items"].size(), 1u);
+  EXPECT_EQ(http_.Get("/api/v1/events?since=2099-01-01T00:00:00Z").Json()["items"].size(), 0u);
+  json first = http_.Get("/api/v1/events?limit=2").Json();
+  ASSERT_TRUE(first["next"].is_string());
+  json second = http_.Get("/api/v1/events?limit=2&after=" + first["next"].get<std::string>()).Json();
+  EXPECT_GT(second["items"][0]["seq"].get<int>(), first["items"][1]["seq"].get<int>());
+
+  // Make two dead letters as the dispatcher would, then replay one and then all.
+  app::Changes dead;
+  for (const auto& item : mine["items"])
+    dead.deliveries.push_back({item["seq"].get<std::int64_t>(), app::DeliveryState::kDead, 12,
+                               stack_.clock.Now(), "HTTP 500 (attempt limit reached)"});
+  ASSERT_TRUE(stack_.store->Commit(dead));
+  json letters = http_.Get("/api/v1/events/dead-letters").Json();
+  ASSERT_EQ(letters["items"].size(), 2u);
+  EXPECT_EQ(letters["items"][0]["last_error"], "HTTP 500 (attempt limit reached)");
+  const std::string first_id = letters["items"][0]["id"];
+  HttpResult one = http_.Post("/api/v1/events/dead-letters/" + first_id + "/replay", "", "");
+  ASSERT_EQ(one.status, 200) << one.body;
+  EXPECT_EQ(one.Json()["state"], "pending");
+  EXPECT_EQ(one.Json()["attempts"], 0);
+  HttpResult all = http_.Post("/api/v1/events/dead-letters/replay", "", "");
+  ASSERT_EQ(all.status, 200);
+  EXPECT_EQ(all.Json()["replayed"], 1);
+  EXPECT_EQ(http_.Get("/api/v1/events/dead-letters").Json()["items"].size(), 0u);
+
+  HttpResult metrics = http_.Get("/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_EQ(metrics.ContentType().rfind("text/plain", 0), 0u);
+  EXPECT_NE(metrics.body.find("# TYPE ccm_events_published_total counter"), std::string::npos);
+  const json all_events = http_.Get("/api/v1/events?limit=500").Json();
+  EXPECT_NE(metrics.body.find("ccm_outbox_depth " + std::to_string(all_events["items"].size())), std::string::npos)
+      << metrics.body;
 }
 
 TEST_F(Api, KeepAliveServesManyRequestsOnOneConnection) {

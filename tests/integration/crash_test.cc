@@ -1,0 +1,73 @@
+// kill -9 ccm while its outbox holds undelivered events; start it again: every event
+// arrives (duplicates allowed, losses not).
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <thread>
+
+#include "support/http_client.h"
+#include "support/process.h"
+#include "support/temp_dir.h"
+#include "support/test_sink.h"
+
+namespace ccm {
+namespace {
+
+using nlohmann::json;
+
+std::set<std::string> OutboxIds(const std::string& db_path) {
+  std::set<std::string> ids;
+  sqlite3* db = nullptr;
+  sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(db, "SELECT id FROM outbox", -1, &s, nullptr);
+  while (sqlite3_step(s) == SQLITE_ROW) ids.insert(reinterpret_cast<const char*>(sqlite3_column_text(s, 0)));
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return ids;
+}
+
+TEST(Crash, KillNineWithUndeliveredEventsLosesNone) {
+  testing::TempDir dir;
+  const std::uint16_t sink_port = testing::FreePort();
+  const std::map<std::string, std::string> env = {
+      {"CCM_STORE", "sqlite:" + dir.File("ccm.db")},
+      {"CLOUDEVENTS_SINK_URL", "http://127.0.0.1:" + std::to_string(sink_port) + "/events"},
+      {"CLOUDEVENTS_MODE", "structured"}};
+
+  {
+    // The sink is down: every event stays in the outbox.
+    testing::CcmProcess ccm(dir.path(), env);
+    testing::HttpClient http(ccm.BaseUrl());
+    json worker = {{"name", "w1"}, {"hostname", "w1"}, {"cml_url", "http://w1"}, {"license_type", "ENTERPRISE"},
+                   {"capacity", {{"cpu_cores", 64}, {"memory_gb", 256}, {"max_nodes", 100}}}, {"state", "RUNNING"}};
+    ASSERT_EQ(http.PostJson("/api/v1/workers", worker).status, 201);
+    json def = {{"name", "lab"}, {"version", "1.0.0"}, {"lab_yaml", "nodes: [{id: n0, label: r1}]"},
+                {"resource_requirements", {{"cpu_cores", 1}, {"memory_gb", 1}}},
+                {"license_affinity", {"ENTERPRISE"}}, {"max_duration_minutes", 60}, {"created_by", "test"}};
+    const std::string def_id = http.PostJson("/api/v1/definitions", def).Json()["id"];
+    for (int n = 0; n < 40; ++n) {
+      json inst = {{"definition_id", def_id}, {"owner_id", "c" + std::to_string(n)},
+                   {"timeslot_start", "2026-12-01T09:00:00Z"}, {"timeslot_end", "2026-12-01T10:00:00Z"}};
+      const std::string id = http.PostJson("/api/v1/instances", inst).Json()["id"];
+      if (n % 2) {
+        ASSERT_EQ(http.Delete("/api/v1/instances/" + id).status, 202);
+      }
+    }
+    ccm.Kill(SIGKILL);
+  }
+  const auto expected = OutboxIds(dir.File("ccm.db"));
+  ASSERT_EQ(expected.size(), 3u + 40u + 20u);  // worker pending/provisioning/running, 40 pending, 20 terminated
+
+  testing::TestSink sink(sink_port);
+  testing::CcmProcess again(dir.path(), env);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (sink.Distinct() < expected.size() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(sink.Ids(), expected);
+  again.Kill(SIGTERM);
+  sink.Stop();
+}
+
+}  // namespace
+}  // namespace ccm
