@@ -14,6 +14,12 @@ packages=(
   curl python3 wrk
 )
 
+# The interop tests read ccm's events with the official CloudEvents JavaScript SDK: Node.js
+# and npm come from Debian when the machine has none.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
