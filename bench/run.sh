@@ -4,6 +4,7 @@
 #   1. durable transitions per second, 64 keep-alive connections;
 #   2. GET /api/v1/instances/{id} latency with CCM_BENCH_INSTANCES (default 100000) stored;
 #   3. resident memory of ccm after that;
+#   4. what publishing adds to a durable change, and delivery rates in each mode;
 # then the Google Benchmark micro-benchmarks.
 set -euo pipefail
 build=${1:-build}
@@ -52,6 +53,9 @@ echo; echo "== memory of ccm after the GET runs"
 grep -E "VmRSS|VmHWM" /proc/$pid/status
 du -h "$work"/ccm.db*
 stop_ccm
+
+echo; echo "== publishing overhead and delivery to a local sink"
+"$root/$build/bench/ccm_delivery_bench"
 
 echo; echo "== micro-benchmarks"
 "$root/$build/bench/ccm_micro_bench" --benchmark_min_time=0.2
