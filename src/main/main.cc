@@ -13,6 +13,7 @@
 #include "http/api.h"
 #include "http/server.h"
 #include "main/config.h"
+#include "main/events_cli.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace {
@@ -107,6 +108,7 @@ int main(int argc, char** argv) {
   serve->add_option("--config", config_file, "YAML file of settings (the environment wins over it)");
   serve->add_option("--ready-file", ready_file, "Write host:port here once listening");
   cli.add_subcommand("version", "Print the version");
+  main::AddEventsCommands(cli);
   CLI11_PARSE(cli, argc, argv);
   if (cli.got_subcommand("version")) {
     std::cout << "ccm 0.1.0\n";

@@ -71,3 +71,56 @@ TEST(Crash, KillNineWithUndeliveredEventsLosesNone) {
 
 }  // namespace
 }  // namespace ccm
+
+namespace ccm {
+namespace {
+
+// Runs `ccm ARGS`, returns its exit code and standard output.
+std::pair<int, std::string> RunCcm(const std::string& args) {
+  std::string out;
+  FILE* p = popen((std::string(CCM_BINARY) + " " + args + " 2>&1").c_str(), "r");
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int status = pclose(p);
+  return {WEXITSTATUS(status), out};
+}
+
+TEST(EventsCli, ListsDeadLettersAndReplays) {
+  testing::TempDir dir;
+  // A sink that refuses everything for good: the events die at once.
+  testing::TestSink sink(testing::FreePort(), std::vector<testing::TestSink::Step>(100, {400, ""}));
+  testing::CcmProcess ccm(dir.path(), {{"CCM_STORE", "sqlite:" + dir.File("ccm.db")},
+                                       {"CLOUDEVENTS_SINK_URL", "http://127.0.0.1:" + std::to_string(sink.port())}});
+  testing::HttpClient http(ccm.BaseUrl());
+  json worker = {{"name", "w1"}, {"hostname", "w1"}, {"cml_url", "http://w1"}, {"license_type", "ENTERPRISE"},
+                 {"capacity", {{"cpu_cores", 4}, {"memory_gb", 4}, {"max_nodes", 4}}}};
+  const std::string wid = http.PostJson("/api/v1/workers", worker).Json()["id"];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (http.Get("/api/v1/events/dead-letters").Json()["items"].size() < 1 &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+
+  const std::string url = " --url " + ccm.BaseUrl();
+  auto [list_rc, listed] = RunCcm("events list" + url + " --subject " + wid);
+  EXPECT_EQ(list_rc, 0) << listed;
+  EXPECT_NE(listed.find("ccm.worker.pending"), std::string::npos) << listed;
+  EXPECT_NE(listed.find("\tdead\t1\t"), std::string::npos) << listed;
+  EXPECT_NE(listed.find("HTTP 400"), std::string::npos) << listed;
+
+  auto [dead_rc, dead] = RunCcm("events dead-letters" + url);
+  EXPECT_EQ(dead_rc, 0);
+  const std::string event_id = dead.substr(dead.find('\t') + 1, 36);
+  auto [replay_rc, replayed] = RunCcm("events replay " + event_id + url);
+  EXPECT_EQ(replay_rc, 0) << replayed;
+  EXPECT_EQ(replayed, "replayed " + event_id + "\n");
+  auto [missing_rc, missing] = RunCcm("events replay nope" + url);
+  EXPECT_EQ(missing_rc, 1);
+  EXPECT_NE(missing.find("not found"), std::string::npos);
+  auto [bad_rc, bad] = RunCcm("events list --state bogus" + url);
+  EXPECT_EQ(bad_rc, 1);
+  EXPECT_NE(bad.find("state must be pending, delivered or dead"), std::string::npos) << bad;
+  sink.Stop();
+}
+
+}  // namespace
+}  // namespace ccm

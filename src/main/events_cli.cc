@@ -1,0 +1,116 @@
+#include "main/events_cli.h"
+
+#include <curl/curl.h>
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+
+namespace ccm::main {
+
+namespace {
+
+struct Options {
+  std::string url = "http://127.0.0.1:8080";
+  std::string subject, type, state, since, until;
+  int limit = 50;
+  bool all = false;
+  std::string id;
+};
+
+size_t Append(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+std::string Escape(CURL* c, const std::string& v) {
+  char* e = curl_easy_escape(c, v.c_str(), static_cast<int>(v.size()));
+  std::string out = e ? e : "";
+  curl_free(e);
+  return out;
+}
+
+// Sends the request and prints the answer; exit code 0 on 2xx, 1 otherwise.
+int Call(const std::string& method, const std::string& url, const std::function<void(const nlohmann::json&)>& print) {
+  CURL* c = curl_easy_init();
+  std::string body;
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+  if (method == "POST") curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Append);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+  const CURLcode rc = curl_easy_perform(c);
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(c);
+  if (rc != CURLE_OK) {
+    std::cerr << "ccm events: " << url << ": " << curl_easy_strerror(rc) << "\n";
+    return 1;
+  }
+  const auto j = nlohmann::json::parse(body, nullptr, false);
+  if (status < 200 || status >= 300 || j.is_discarded()) {
+    std::cerr << "ccm events: HTTP " << status << ": " << (j.is_object() ? j.value("detail", body) : body) << "\n";
+    return 1;
+  }
+  print(j);
+  return 0;
+}
+
+void PrintRecords(const nlohmann::json& page) {
+  for (const auto& r : page["items"])
+    std::cout << r["seq"] << '\t' << r["id"].get<std::string>() << '\t' << r["state"].get<std::string>() << '\t'
+              << r["attempts"] << '\t' << r["type"].get<std::string>() << '\t' << r["subject"].get<std::string>()
+              << '\t' << r["last_error"].get<std::string>() << '\n';
+  if (page["next"].is_string()) std::cout << "# more: --after " << page["next"].get<std::string>() << '\n';
+}
+
+}  // namespace
+
+void AddEventsCommands(CLI::App& cli) {
+  auto options = std::make_shared<Options>();
+  auto* events = cli.add_subcommand("events", "Read and replay a running ccm's outbox");
+  events->require_subcommand(1);
+  events->add_option("--url", options->url, "Base URL of ccm")->capture_default_str();
+
+  auto* list = events->add_subcommand("list", "Published events: seq, id, state, attempts, type, subject, error");
+  list->fallthrough();  // --url may come after the verb
+  list->add_option("--subject", options->subject, "Instance or worker id");
+  list->add_option("--type", options->type, "Event type");
+  list->add_option("--state", options->state, "pending, delivered or dead");
+  list->add_option("--since", options->since, "RFC 3339, inclusive");
+  list->add_option("--until", options->until, "RFC 3339, exclusive");
+  list->add_option("--limit", options->limit, "Page size")->check(CLI::Range(1, 500));
+  list->callback([options] {
+    CURL* c = curl_easy_init();
+    std::string url = options->url + "/api/v1/events?limit=" + std::to_string(options->limit);
+    for (const auto& [key, value] : {std::pair{"subject", options->subject}, {"type", options->type},
+                                     {"state", options->state}, {"since", options->since}, {"until", options->until}})
+      if (!value.empty()) url += std::string("&") + key + "=" + Escape(c, value);
+    curl_easy_cleanup(c);
+    throw CLI::RuntimeError(Call("GET", url, PrintRecords));
+  });
+
+  auto* dead = events->add_subcommand("dead-letters", "Events given up on");
+  dead->fallthrough();
+  dead->add_option("--limit", options->limit, "Page size")->check(CLI::Range(1, 500));
+  dead->callback([options] {
+    throw CLI::RuntimeError(
+        Call("GET", options->url + "/api/v1/events/dead-letters?limit=" + std::to_string(options->limit), PrintRecords));
+  });
+
+  auto* replay = events->add_subcommand("replay", "Put a dead event (or, with --all, every one) back in the queue");
+  replay->fallthrough();
+  replay->add_option("id", options->id, "Event id");
+  replay->add_flag("--all", options->all, "Replay every dead letter");
+  replay->callback([options] {
+    if (options->all == !options->id.empty()) throw CLI::ValidationError("replay", "give an event id or --all");
+    if (options->all)
+      throw CLI::RuntimeError(Call("POST", options->url + "/api/v1/events/dead-letters/replay",
+                                   [](const nlohmann::json& j) { std::cout << "replayed " << j["replayed"] << "\n"; }));
+    throw CLI::RuntimeError(
+        Call("POST", options->url + "/api/v1/events/dead-letters/" + options->id + "/replay",
+             [](const nlohmann::json& j) { std::cout << "replayed " << j["id"].get<std::string>() << "\n"; }));
+  });
+}
+
+}  // namespace ccm::main
