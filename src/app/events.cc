@@ -104,6 +104,28 @@ OutboxEvent EventFactory::WorkerMoved(const Worker& w, const WorkerChange& chang
   return Make(EventTypeOnEntering(change.to), w.id.value, change.at, std::move(data));
 }
 
+std::string_view EventType(ScalingDecision d) {
+  switch (d) {
+    case ScalingDecision::kUpRequested: return "ccm.scaling.up.requested";
+    case ScalingDecision::kUpCompleted: return "ccm.scaling.up.completed";
+    case ScalingDecision::kDownRequested: return "ccm.scaling.down.requested";
+    case ScalingDecision::kDownCompleted: return "ccm.scaling.down.completed";
+  }
+  return "ccm.scaling.up.requested";
+}
+
+OutboxEvent EventFactory::GradingCompleted(const LabletInstance& i, Timestamp at, double grading_duration_seconds) {
+  json data = InstanceCommon(i, i.state, at);
+  data["score"] = i.grading_score ? ToJson(*i.grading_score) : json(nullptr);
+  data["grading_duration_seconds"] = grading_duration_seconds;
+  return Make(kGradingCompletedEventType, i.id.value, at, std::move(data));
+}
+
+OutboxEvent EventFactory::Scaling(ScalingDecision decision, const std::string& subject, Timestamp at, json data) {
+  data["timestamp"] = FormatRfc3339(at);
+  return Make(EventType(decision), subject, at, std::move(data));
+}
+
 std::vector<OutboxEvent> EventFactory::WorkerCreated(const Worker& w) {
   std::vector<OutboxEvent> out;
   json data = {{"worker_id", w.id.value},

@@ -7,6 +7,15 @@
 
 namespace ccm::app {
 
+// The four scaling decisions and their event types.
+enum class ScalingDecision {
+  kUpRequested,    // ccm.scaling.up.requested: pending instances fit no worker
+  kUpCompleted,    // ccm.scaling.up.completed: the requested worker is RUNNING
+  kDownRequested,  // ccm.scaling.down.requested: an idle worker is to be drained
+  kDownCompleted,  // ccm.scaling.down.completed: the drained worker is STOPPED
+};
+std::string_view EventType(ScalingDecision d);
+
 // Builds the outbox rows that report state changes: one CloudEvent per state entered, with
 // the data fields SYSTEM.md lists per type. This is the one place that maps a move to its
 // event; use cases never build events by hand. Thread-safe if the IdGenerator is.
@@ -26,6 +35,12 @@ class EventFactory {
   std::vector<OutboxEvent> WorkerCreated(const domain::Worker& worker);
   OutboxEvent WorkerMoved(const domain::Worker& worker, const domain::WorkerChange& change,
                           const nlohmann::json& extra = nlohmann::json::object());
+  // `ccm.lablet.instance.grading.completed`, written with the score just before the move to
+  // STOPPING.
+  OutboxEvent GradingCompleted(const domain::LabletInstance& instance, Timestamp at, double grading_duration_seconds);
+  // A scaling decision about `subject` (a worker id, or the template name before a worker
+  // exists); `data` carries the decision's fields (template, reason, ...).
+  OutboxEvent Scaling(ScalingDecision decision, const std::string& subject, Timestamp at, nlohmann::json data);
 
   const std::string& source() const { return source_; }
 

@@ -1,0 +1,157 @@
+// The data of every event type, as SYSTEM.md lists it, built by the one event factory.
+#include "app/events.h"
+
+#include <gtest/gtest.h>
+
+#include "app/system.h"
+#include "cloudevents/json_format.h"
+#include "support/fixtures.h"
+
+namespace ccm::app {
+namespace {
+
+using namespace ccm::domain;
+using nlohmann::json;
+
+class CountingIds : public IdGenerator {
+ public:
+  std::string NewId() override { return "evt-" + std::to_string(++n_); }
+
+ private:
+  int n_ = 0;
+};
+
+class Events : public ::testing::Test {
+ protected:
+  Events() {
+    def_ = ccm::testing::MakeDefinition("def-1", "lab", "1.0.0");
+    worker_ = ccm::testing::MakeWorker("w1");
+    instance_ = ccm::testing::MakeInstance("i1");
+    instance_.reservation_id = "r-9";
+  }
+
+  // The event, checked as a valid CloudEvent with the common fields.
+  json Check(const OutboxEvent& e, const std::string& type) {
+    auto ce = cloudevents::ParseEvent(e.json);
+    EXPECT_TRUE(ce) << e.json;
+    EXPECT_EQ(ce->type, type);
+    EXPECT_EQ(e.type, type);
+    EXPECT_EQ(ce->source, "ccm-test");
+    EXPECT_EQ(ce->datacontenttype, "application/json");
+    EXPECT_EQ(*ce->subject, e.subject);
+    return *ce->data;
+  }
+
+  json Move(InstanceState to, const json& extra = json::object()) {
+    auto change = MoveInstance(instance_, &worker_, to, FromUnixMillis(5000), "because", "tester");
+    EXPECT_TRUE(change) << ToString(to);
+    json data = Check(factory_.InstanceMoved(instance_, *change, &worker_, &def_, extra),
+                      std::string(EventTypeOnEntering(to)));
+    for (const char* key : {"instance_id", "definition_id", "definition_version", "previous_state", "new_state",
+                            "worker_id", "timestamp"})
+      EXPECT_TRUE(data.contains(key)) << ToString(to) << " lacks " << key;
+    EXPECT_EQ(data["previous_state"], ToString(change->from));
+    EXPECT_EQ(data["new_state"], ToString(to));
+    return data;
+  }
+
+  CountingIds ids_;
+  EventFactory factory_{ids_, "ccm-test"};
+  LabletDefinition def_;
+  Worker worker_;
+  LabletInstance instance_;
+};
+
+TEST_F(Events, EveryInstanceStateHasItsTypeAndData) {
+  json pending = Check(factory_.InstanceCreated(instance_), "ccm.lablet.instance.pending");
+  EXPECT_TRUE(pending["previous_state"].is_null());
+  for (const char* key : {"owner_id", "reservation_id", "timeslot_start", "timeslot_end", "created_at"})
+    EXPECT_TRUE(pending.contains(key)) << key;
+  EXPECT_EQ(pending["reservation_id"], "r-9");
+
+  ASSERT_TRUE(ScheduleInstance(instance_, worker_, def_, FromUnixMillis(4000), "scheduler"));
+  json scheduled = Check(factory_.InstanceMoved(instance_, instance_.state_history.back(), &worker_, &def_),
+                         "ccm.lablet.instance.scheduled");
+  EXPECT_EQ(scheduled["allocated_ports"], json({{"serial_1", 2000}, {"serial_2", 2001}}));
+  EXPECT_EQ(scheduled["worker_id"], "w1");
+
+  json provisioning = Move(InstanceState::kInstantiating);
+  EXPECT_EQ(provisioning["lab_yaml_hash"], "sha256:00");
+  EXPECT_EQ(provisioning["allocated_ports"].size(), 2u);
+
+  instance_.cml_lab_id = "lab-77";
+  json running = Move(InstanceState::kRunning);
+  EXPECT_EQ(running["worker_hostname"], "w1.example");
+  EXPECT_EQ(running["cml_lab_id"], "lab-77");
+  EXPECT_EQ(running["pod_assigned"], false);
+  EXPECT_TRUE(running["started_at"].is_string());
+
+  json collecting = Move(InstanceState::kCollecting, {{"collection_reason", "timeslot_end"}});
+  EXPECT_EQ(collecting["triggered_by"], "tester");
+  EXPECT_EQ(collecting["collection_reason"], "timeslot_end");
+
+  instance_.collection = CollectionRef{"col-1", "s3://bucket/col-1"};
+  EXPECT_EQ(Move(InstanceState::kGrading)["collection_id"], "col-1");
+
+  instance_.grading_score = GradingScore{8, 10, true, {{"ping", 8, 10}}};
+  json graded = Check(factory_.GradingCompleted(instance_, FromUnixMillis(6000), 12.5),
+                      "ccm.lablet.instance.grading.completed");
+  EXPECT_EQ(graded["score"]["total"], 8.0);
+  EXPECT_EQ(graded["grading_duration_seconds"], 12.5);
+
+  Move(InstanceState::kStopping);
+  Move(InstanceState::kStopped);
+  Move(InstanceState::kArchived);
+  json terminated = Move(InstanceState::kTerminated);
+  EXPECT_EQ(terminated["final_state"], "ARCHIVED");
+  EXPECT_EQ(terminated["grading_score"]["max"], 10.0);
+  EXPECT_EQ(terminated["duration_minutes"], 0);
+}
+
+TEST_F(Events, WorkerStatesAndDrainingData) {
+  WorkerDraft d = ccm::testing::MakeWorkerDraft("w2");
+  auto w = NewWorker(d, {"w2"}, FromUnixMillis(0), "api");
+  ASSERT_TRUE(w);
+  auto created = factory_.WorkerCreated(*w);
+  ASSERT_EQ(created.size(), 3u);
+  Check(created[0], "ccm.worker.pending");
+  Check(created[1], "ccm.worker.provisioning.started");
+  Check(created[2], "ccm.worker.running");
+  for (WorkerState to : {WorkerState::kDraining, WorkerState::kStopping, WorkerState::kStopped, WorkerState::kTerminated}) {
+    auto change = w->MoveTo(to, FromUnixMillis(10), "scale down", "scaler");
+    ASSERT_TRUE(change) << ToString(to);
+    json extra = to == WorkerState::kDraining ? json{{"estimated_drain_completion", "2026-12-01T10:00:00.000Z"}}
+                                              : json::object();
+    json data = Check(factory_.WorkerMoved(*w, *change, extra), std::string(EventTypeOnEntering(to)));
+    EXPECT_EQ(data["worker_id"], "w2");
+    EXPECT_EQ(data["reason"], "scale down");
+    if (to == WorkerState::kDraining) {
+      EXPECT_EQ(data["running_instances_count"], 0);
+      EXPECT_EQ(data["estimated_drain_completion"], "2026-12-01T10:00:00.000Z");
+    }
+  }
+}
+
+TEST_F(Events, ScalingDecisions) {
+  const std::pair<ScalingDecision, const char*> all[] = {
+      {ScalingDecision::kUpRequested, "ccm.scaling.up.requested"},
+      {ScalingDecision::kUpCompleted, "ccm.scaling.up.completed"},
+      {ScalingDecision::kDownRequested, "ccm.scaling.down.requested"},
+      {ScalingDecision::kDownCompleted, "ccm.scaling.down.completed"}};
+  for (const auto& [decision, type] : all) {
+    json data = Check(factory_.Scaling(decision, "cml-template-m5", FromUnixMillis(0),
+                                       {{"template", "cml-template-m5"}, {"reason", "3 pending instances fit no worker"}}),
+                      type);
+    EXPECT_EQ(data["template"], "cml-template-m5");
+    EXPECT_TRUE(data.contains("timestamp"));
+  }
+}
+
+TEST_F(Events, EachEventHasItsOwnId) {
+  auto a = factory_.InstanceCreated(instance_);
+  auto b = factory_.InstanceCreated(instance_);
+  EXPECT_NE(a.id, b.id);
+}
+
+}  // namespace
+}  // namespace ccm::app
