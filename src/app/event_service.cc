@@ -68,6 +68,16 @@ Result<std::string> EventService::Metrics() {
         << '\n'
         << "ccm_event_delivery_latency_seconds_count " << metrics_->latency_count.load() << '\n';
   }
+  if (received_) {
+    out << "# HELP ccm_events_received_total Consumed CloudEvents by outcome.\n"
+        << "# TYPE ccm_events_received_total counter\n";
+    for (const auto& [outcome, n] : {std::pair{"applied", received_->applied.load()},
+                                     {"duplicate", received_->duplicate.load()},
+                                     {"ignored", received_->ignored.load()},
+                                     {"stale", received_->stale.load()},
+                                     {"rejected", received_->rejected.load()}})
+      out << "ccm_events_received_total{outcome=\"" << outcome << "\"} " << n << '\n';
+  }
   return out.str();
 }
 

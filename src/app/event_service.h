@@ -6,6 +6,7 @@
 
 #include "app/dispatcher.h"
 #include "app/ports.h"
+#include "app/receiver.h"
 
 namespace ccm::app {
 
@@ -13,9 +14,11 @@ namespace ccm::app {
 // and read the delivery metrics. Thread-safe.
 class EventService {
  public:
-  // `metrics` may be null when no dispatcher runs (no sink set).
-  EventService(Store& store, Clock& clock, const DispatchMetrics* metrics, std::function<void()> wake_dispatcher)
-      : store_(store), clock_(clock), metrics_(metrics), wake_(std::move(wake_dispatcher)) {}
+  // `metrics` may be null when no dispatcher runs (no sink set); `received` when nothing
+  // consumes events.
+  EventService(Store& store, Clock& clock, const DispatchMetrics* metrics, std::function<void()> wake_dispatcher,
+               const ReceiveMetrics* received = nullptr)
+      : store_(store), clock_(clock), metrics_(metrics), received_(received), wake_(std::move(wake_dispatcher)) {}
 
   Result<PageOf<OutboxRecord>> List(const EventFilter& filter, const Page& page);
   // Puts a dead event back in the queue with a fresh attempt count. Errors: not_found;
@@ -30,6 +33,7 @@ class EventService {
   Store& store_;
   Clock& clock_;
   const DispatchMetrics* metrics_;
+  const ReceiveMetrics* received_;
   std::function<void()> wake_;
 };
 

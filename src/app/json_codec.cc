@@ -138,6 +138,13 @@ json ToJson(const LabletInstance& i) {
           {"collection", std::move(collection)},
           {"grading_score", i.grading_score ? ToJson(*i.grading_score) : json(nullptr)},
           {"pod_assigned", i.pod_assigned},
+          {"last_failure", i.last_failure ? json{{"stage", i.last_failure->stage},
+                                                 {"error_code", i.last_failure->error_code},
+                                                 {"error_message", i.last_failure->error_message},
+                                                 {"retry_possible", i.last_failure->retry_possible},
+                                                 {"at", FormatRfc3339(i.last_failure->at)}}
+                                          : json(nullptr)},
+          {"collection_attempts", i.collection_attempts},
           {"termination_requested", i.termination_requested},
           {"created_at", FormatRfc3339(i.created_at)},
           {"scheduled_at", OptionalTime(i.scheduled_at)},
@@ -238,6 +245,13 @@ Result<LabletInstance> InstanceFromJson(const json& j) {
       i.grading_score = std::move(score);
     }
     i.pod_assigned = j.at("pod_assigned").get<bool>();
+    if (j.contains("last_failure") && !j.at("last_failure").is_null()) {
+      const auto& f = j.at("last_failure");
+      i.last_failure = FailureRecord{f.at("stage").get<std::string>(), f.at("error_code").get<std::string>(),
+                                     f.at("error_message").get<std::string>(), f.at("retry_possible").get<bool>(),
+                                     TimeFrom(f.at("at"))};
+    }
+    i.collection_attempts = j.value("collection_attempts", 0);
     i.termination_requested = j.value("termination_requested", false);
     i.created_at = TimeFrom(j.at("created_at"));
     i.scheduled_at = OptTimeFrom(j, "scheduled_at");

@@ -47,6 +47,16 @@ Status Validate(const GradingScore& score);
 
 using InstanceChange = StateChange<InstanceState>;
 
+// A failure the Assessment Platform or the Grading Engine reported for an instance.
+struct FailureRecord {
+  std::string stage;  // "collection" or "grading"
+  std::string error_code;
+  std::string error_message;
+  bool retry_possible = false;
+  Timestamp at;
+  bool operator==(const FailureRecord&) const = default;
+};
+
 // "instance is RUNNING and cannot move to PENDING; allowed: COLLECTING, STOPPING".
 std::string IllegalInstanceMove(InstanceState from, InstanceState to);
 std::string IllegalWorkerMove(WorkerState from, WorkerState to);
@@ -69,6 +79,8 @@ struct LabletInstance {
   std::optional<CollectionRef> collection;
   std::optional<GradingScore> grading_score;
   bool pod_assigned = false;
+  std::optional<FailureRecord> last_failure;  // the latest collection or grading failure
+  int collection_attempts = 0;                // collections requested so far
   bool termination_requested = false;  // DELETE was called; the lifecycle ends in TERMINATED
   Timestamp created_at;
   std::optional<Timestamp> scheduled_at;

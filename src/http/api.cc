@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "app/json_codec.h"
+#include "cloudevents/http_binding.h"
 #include "http/problem.h"
 #include "http/request_body.h"
 
@@ -385,6 +386,88 @@ Result<std::optional<Timestamp>> QueryTime(const Request& req, const char* key) 
   return std::optional<Timestamp>(*t);
 }
 
+const char* OutcomeName(app::EventReceiver::Outcome o) {
+  switch (o) {
+    case app::EventReceiver::Outcome::kApplied: return "applied";
+    case app::EventReceiver::Outcome::kDuplicate: return "duplicate";
+    case app::EventReceiver::Outcome::kIgnored: return "ignored";
+    case app::EventReceiver::Outcome::kStale: return "stale";
+  }
+  return "applied";
+}
+
+// Errors of a consumed event: bad data and unknown instances are 422, illegal moves 409.
+int ReceiveStatus(const Error& e) {
+  switch (e.code) {
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kNotFound: return 422;
+    case ErrorCode::kConflict:
+    case ErrorCode::kFailedPrecondition: return 409;
+    default: return StatusFor(e.code);
+  }
+}
+
+const char* ReceiveTitle(int status) {
+  switch (status) {
+    case 400: return "Not a valid CloudEvent";
+    case 409: return "Illegal move";
+    case 422: return "Unprocessable event";
+    case 503: return "Service unavailable";
+    default: return "Internal error";
+  }
+}
+
+// One event's outcome: {id, status, outcome} or {id, status, title, detail, field}.
+json ReceiveOne(app::EventReceiver& receiver, const cloudevents::DecodedEvent& d) {
+  if (!d.event) return {{"status", 400}, {"title", ReceiveTitle(400)}, {"detail", d.error->message}, {"field", d.error->field}};
+  auto r = receiver.Receive(*d.event);
+  if (r) return {{"id", d.event->id}, {"status", 202}, {"outcome", OutcomeName(*r)}};
+  const int status = ReceiveStatus(r.error());
+  json out = {{"id", d.event->id}, {"status", status}, {"title", ReceiveTitle(status)}, {"detail", r.error().message}};
+  if (!r.error().field.empty()) out["field"] = r.error().field;
+  return out;
+}
+
+void AddReceiverRoutes(Router& router, app::EventReceiver& receiver) {
+  router.Add("POST", "/api/v1/events", [&receiver](Request& req) {
+    auto decoded = cloudevents::Decode(req.headers, req.body);
+    if (!decoded) {
+      if (decoded.error().field == cloudevents::kContentTypeField)
+        return ProblemResponse(415, "Unsupported Media Type", decoded.error().message, req.path, decoded.error().field);
+      return ProblemResponse(400, ReceiveTitle(400), decoded.error().message, req.path, decoded.error().field);
+    }
+    if (decoded->mode != cloudevents::Mode::kBatch) {
+      const json one = ReceiveOne(receiver, decoded->events.front());
+      const int status = one["status"];
+      if (status == 202) return Json(202, one);
+      return ProblemResponse(status, one["title"], one["detail"], req.path, one.value("field", ""));
+    }
+    json results = json::array();
+    bool all_accepted = true;
+    for (const auto& d : decoded->events) {
+      results.push_back(ReceiveOne(receiver, d));
+      all_accepted &= results.back()["status"] == 202;
+    }
+    // 207: the outcome of each event is in `results`, in the order of the batch.
+    return Json(all_accepted ? 202 : 207, {{"results", std::move(results)}});
+  });
+  router.Add("POST", "/api/internal/instances/{id}/grading-result", [&receiver](Request& req) {
+    auto body = ParseJsonObject(req);
+    if (!body) return Fail(body.error(), req);
+    for (const auto& [key, _] : body->items())
+      if (key != "score" && key != "passed")
+        return Fail(Error::InvalidArgument(key + " is not a known field", key), req);
+    auto score = app::ParseGradingScore(*body);
+    if (!score) {
+      Error e = score.error();
+      if (e.field.rfind("data.", 0) == 0) e.field = e.field.substr(5);
+      e.message = e.message.rfind("data.", 0) == 0 ? e.message.substr(5) : e.message;
+      return Fail(e, req);
+    }
+    return Reply(receiver.RecordGradingResult(InstanceId{req.params["id"]}, *score, ActorOf(req)), req);
+  });
+}
+
 void AddEventRoutes(Router& router, app::EventService& events) {
   router.Add("GET", "/api/v1/events", [&events](Request& req) {
     if (auto s = OnlyQuery(req, {"subject", "type", "since", "until", "state", "limit", "after"}); !s)
@@ -456,6 +539,7 @@ void AddApiRoutes(Router& router, ApiServices s) {
   AddInstanceRoutes(router, s.instances);
   AddWorkerRoutes(router, s.workers);
   AddEventRoutes(router, s.events);
+  AddReceiverRoutes(router, s.receiver);
 }
 
 }  // namespace ccm::http

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "app/event_service.h"
+#include "app/receiver.h"
 #include "app/services.h"
 #include "http/router.h"
 
@@ -13,6 +14,7 @@ struct ApiServices {
   app::WorkerService& workers;
   app::Store& store;  // readiness only
   app::EventService& events;
+  app::EventReceiver& receiver;
 };
 
 // Adds every route of the REST API (/api/v1, /api/internal, /health, /openapi.json).

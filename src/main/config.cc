@@ -13,7 +13,7 @@ namespace {
 
 const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUDEVENTS_SOURCE",
                               "CCM_HTTP_THREADS",     "CCM_LOG_LEVEL",    "CLOUDEVENTS_SINK_URL",
-                              "CLOUDEVENTS_MODE",     "CCM_OUTBOX_MAX_ATTEMPTS"};
+                              "CLOUDEVENTS_MODE",     "CCM_OUTBOX_MAX_ATTEMPTS", "EVENT_DEDUP_TTL_HOURS"};
 
 Result<int> ParseInt(const std::string& key, const std::string& v, int min, int max) {
   int n = 0;
@@ -57,6 +57,10 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     auto n = ParseInt(key, v, 1, 1000);
     if (!n) return n.error();
     c.outbox_max_attempts = *n;
+  } else if (key == "EVENT_DEDUP_TTL_HOURS") {
+    auto n = ParseInt(key, v, 1, 24 * 365);
+    if (!n) return n.error();
+    c.event_dedup_ttl_hours = *n;
   } else if (key == "CCM_LOG_LEVEL") {
     if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error")
       return Error::InvalidArgument("CCM_LOG_LEVEL must be trace, debug, info, warn or error", key);

@@ -71,12 +71,19 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   } else {
     spdlog::info("no CLOUDEVENTS_SINK_URL: events are kept in the outbox for audit and not sent");
   }
-  app::EventService events_service(**store, clock, dispatcher ? &dispatch_metrics : nullptr, [&dispatcher] {
-    if (dispatcher) dispatcher->Wake();
-  });
+  app::ReceiveMetrics receive_metrics;
+  app::EventReceiver::Options receive_options;
+  receive_options.dedup_ttl = std::chrono::hours(config->event_dedup_ttl_hours);
+  app::EventReceiver receiver(deps, receive_options, receive_metrics);
+  app::EventService events_service(
+      **store, clock, dispatcher ? &dispatch_metrics : nullptr,
+      [&dispatcher] {
+        if (dispatcher) dispatcher->Wake();
+      },
+      &receive_metrics);
 
   http::Router router;
-  http::AddApiRoutes(router, {definitions, instances, workers, **store, events_service});
+  http::AddApiRoutes(router, {definitions, instances, workers, **store, events_service, receiver});
   http::ServerOptions options;
   options.address = config->listen_host;
   options.port = static_cast<std::uint16_t>(config->listen_port);

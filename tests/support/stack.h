@@ -24,6 +24,8 @@ struct Stack {
   std::unique_ptr<app::InstanceService> instances;
   std::unique_ptr<app::WorkerService> workers;
   std::unique_ptr<app::EventService> event_service;
+  app::ReceiveMetrics receive_metrics;
+  std::unique_ptr<app::EventReceiver> receiver;
   http::Router router;
   std::unique_ptr<http::Server> server;
 
@@ -36,8 +38,9 @@ struct Stack {
     definitions = std::make_unique<app::DefinitionService>(deps);
     instances = std::make_unique<app::InstanceService>(deps);
     workers = std::make_unique<app::WorkerService>(deps);
-    event_service = std::make_unique<app::EventService>(*store, clock, nullptr, nullptr);
-    http::AddApiRoutes(router, {*definitions, *instances, *workers, *store, *event_service});
+    receiver = std::make_unique<app::EventReceiver>(deps, app::EventReceiver::Options{}, receive_metrics);
+    event_service = std::make_unique<app::EventService>(*store, clock, nullptr, nullptr, &receive_metrics);
+    http::AddApiRoutes(router, {*definitions, *instances, *workers, *store, *event_service, *receiver});
     http::ServerOptions options;
     options.port = 0;
     options.handler_threads = 8;

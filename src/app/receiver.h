@@ -1,0 +1,77 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "app/events.h"
+#include "app/services.h"
+#include "cloudevents/cloud_event.h"
+
+namespace ccm::app {
+
+// Reads a score in either shape the platform sends: {total, max, breakdown [{criterion,
+// points, max}], passed?} or the older {total_points_earned, total_points_possible,
+// check_results [{check_name, points_earned, points_possible}]}; `passed` may also sit
+// beside the score in `data`. Validates it (domain::Validate). Errors: invalid_argument
+// whose field is the path in the event ("data.score.total").
+Result<domain::GradingScore> ParseGradingScore(const nlohmann::json& data);
+
+// Counters of consumed events, for /metrics. Thread-safe.
+struct ReceiveMetrics {
+  std::atomic<std::uint64_t> applied{0};
+  std::atomic<std::uint64_t> duplicate{0};
+  std::atomic<std::uint64_t> ignored{0};
+  std::atomic<std::uint64_t> stale{0};
+  std::atomic<std::uint64_t> rejected{0};
+};
+
+// Applies the events the Assessment Platform sends. Each event is processed synchronously and
+// durably: the change it causes, the events ccm publishes about it and its dedup key
+// (source, id) are one commit, so a redelivery (even after a restart) changes nothing.
+// Thread-safe.
+class EventReceiver {
+ public:
+  struct Options {
+    std::chrono::hours dedup_ttl{24};  // EVENT_DEDUP_TTL_HOURS
+    int max_collection_attempts = 3;   // a retryable collection failure is retried up to this
+  };
+  enum class Outcome {
+    kApplied,    // the event changed the instance
+    kDuplicate,  // (source, id) was processed before: nothing changed
+    kIgnored,    // no handler for the type: nothing changed, nothing recorded
+    kStale,      // the instance is already past what the event reports: only its key recorded
+  };
+
+  EventReceiver(Deps deps, Options options, ReceiveMetrics& metrics)
+      : d_(deps), options_(options), metrics_(metrics) {}
+
+  // Errors: invalid_argument (data invalid, field named) and not_found (unknown instance),
+  // both answered 422; conflict when the instance's state does not allow the move (409);
+  // unavailable.
+  Result<Outcome> Receive(const cloudevents::CloudEvent& event);
+
+  // The operator's path to the same result as assessment.grading.completed. Errors:
+  // not_found, conflict (not GRADING), invalid_argument (bad score).
+  Result<domain::LabletInstance> RecordGradingResult(const domain::InstanceId& id, const domain::GradingScore& score,
+                                                     const std::string& actor);
+
+ private:
+  using Handler = Result<Outcome> (EventReceiver::*)(domain::LabletInstance&, const nlohmann::json&,
+                                                     const std::string& actor, Changes&);
+  Result<Outcome> CollectionCompleted(domain::LabletInstance&, const nlohmann::json&, const std::string&, Changes&);
+  Result<Outcome> GradingCompleted(domain::LabletInstance&, const nlohmann::json&, const std::string&, Changes&);
+  Result<Outcome> CollectionFailed(domain::LabletInstance&, const nlohmann::json&, const std::string&, Changes&);
+  Result<Outcome> GradingFailed(domain::LabletInstance&, const nlohmann::json&, const std::string&, Changes&);
+  // Moves the instance and queues its event (and its worker when the move releases).
+  Status Move(domain::LabletInstance& i, domain::InstanceState to, const std::string& reason, const std::string& actor,
+              Changes& changes);
+  Status RecordScore(domain::LabletInstance& i, const domain::GradingScore& score, const std::string& actor,
+                     Changes& changes);
+
+  Deps d_;
+  Options options_;
+  ReceiveMetrics& metrics_;
+};
+
+}  // namespace ccm::app
