@@ -124,10 +124,12 @@ struct Changes {
   std::vector<OutboxEvent> events;
   std::vector<ProcessedKey> processed;
   std::vector<DeliveryUpdate> deliveries;
+  // Removes the processed-event keys that expired at or before this time.
+  std::optional<Timestamp> sweep_keys_expired_by;
 
   bool empty() const {
     return new_definitions.empty() && deleted_definitions.empty() && instances.empty() && workers.empty() &&
-           events.empty() && processed.empty() && deliveries.empty();
+           events.empty() && processed.empty() && deliveries.empty() && !sweep_keys_expired_by;
   }
 };
 

@@ -277,4 +277,33 @@ Result<LabletInstance> EventReceiver::RecordGradingResult(const InstanceId& id, 
   });
 }
 
+Status KeySweeper::SweepOnce() {
+  Changes changes;
+  changes.sweep_keys_expired_by = clock_.Now();
+  return store_.Commit(changes);
+}
+
+void KeySweeper::Start() {
+  std::lock_guard lock(mu_);
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, interval_, [&] { return stop_; })) {
+      lock.unlock();
+      (void)SweepOnce();  // a failed sweep is tried again at the next interval
+      lock.lock();
+    }
+  });
+}
+
+void KeySweeper::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
 }  // namespace ccm::app

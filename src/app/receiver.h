@@ -2,6 +2,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "app/events.h"
@@ -72,6 +75,28 @@ class EventReceiver {
   Deps d_;
   Options options_;
   ReceiveMetrics& metrics_;
+};
+
+// Removes expired dedup keys every `interval` on a background thread, so that the keys of
+// EVENT_DEDUP_TTL_HOURS do not pile up. Thread-safe.
+class KeySweeper {
+ public:
+  KeySweeper(Store& store, Clock& clock, std::chrono::milliseconds interval)
+      : store_(store), clock_(clock), interval_(interval) {}
+  ~KeySweeper() { Stop(); }
+  // One sweep now. Errors: those of the store.
+  Status SweepOnce();
+  void Start();
+  void Stop();
+
+ private:
+  Store& store_;
+  Clock& clock_;
+  std::chrono::milliseconds interval_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
 };
 
 }  // namespace ccm::app

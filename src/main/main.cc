@@ -75,6 +75,8 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   app::EventReceiver::Options receive_options;
   receive_options.dedup_ttl = std::chrono::hours(config->event_dedup_ttl_hours);
   app::EventReceiver receiver(deps, receive_options, receive_metrics);
+  app::KeySweeper key_sweeper(**store, clock, std::chrono::minutes(10));
+  key_sweeper.Start();
   app::EventService events_service(
       **store, clock, dispatcher ? &dispatch_metrics : nullptr,
       [&dispatcher] {
@@ -102,6 +104,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   spdlog::info("ccm stopping on signal {}", sig);
   server.Stop();
   if (dispatcher) dispatcher->Stop();
+  key_sweeper.Stop();
   return 0;
 }
 

@@ -14,6 +14,9 @@
 #include <thread>
 
 #include "app/ports.h"
+#include "app/receiver.h"
+#include "app/system.h"
+#include "support/db_snapshot.h"
 #include "store/sqlite/sqlite_store.h"
 #include "support/fixtures.h"
 #include "support/temp_dir.h"
@@ -416,6 +419,60 @@ TEST(SqliteStoreCrash, EveryAcknowledgedCommitSurvivesKillNine) {
     ++checked;
   }
   EXPECT_GT(checked, 1000u);
+}
+
+}  // namespace
+}  // namespace ccm
+
+namespace ccm {
+namespace {
+
+TEST(DedupKeys, ExpiredKeysAreSweptAndLiveOnesKept) {
+  testing::TempDir dir;
+  auto store = std::move(store::SqliteStore::Open({dir.File("ccm.db")}).value());
+  app::Changes c;
+  c.processed = {{"p", "old", FromUnixMillis(0), FromUnixMillis(1000)},
+                 {"p", "new", FromUnixMillis(0), FromUnixMillis(5000)}};
+  ASSERT_TRUE(store->Commit(c));
+  app::FakeClock clock(FromUnixMillis(2000));
+  app::KeySweeper sweeper(*store, clock, std::chrono::hours(1));
+  ASSERT_TRUE(sweeper.SweepOnce());
+  EXPECT_EQ(testing::DbSnapshot(dir.File("ccm.db")).find("p|old|"), std::string::npos);
+  EXPECT_NE(testing::DbSnapshot(dir.File("ccm.db")).find("p|new|"), std::string::npos);
+  EXPECT_TRUE(*store->IsProcessed("p", "new", clock.Now()));
+}
+
+// A duplicate is refused after a restart: the keys are in the file, not in memory.
+TEST(DedupKeys, ADuplicateAfterARestartChangesNothing) {
+  testing::TempDir dir;
+  const std::string path = dir.File("ccm.db");
+  app::FakeClock clock(FromUnixMillis(1'800'000'000'000));
+  app::UuidV7Generator ids;
+  app::EventFactory events(ids, "ccm");
+  app::ReceiveMetrics metrics;
+  cloudevents::CloudEvent e;
+  e.id = "evt-1";
+  e.source = "assessment";
+  e.type = "assessment.collection.completed";
+  {
+    auto store = std::move(store::SqliteStore::Open({path}).value());
+    domain::LabletInstance i = MakeInstance("i1");
+    i.state = domain::InstanceState::kCollecting;
+    app::Changes create;
+    create.instances = {i};
+    ASSERT_TRUE(store->Commit(create));
+    app::EventReceiver receiver({*store, clock, ids, events}, {}, metrics);
+    e.data = nlohmann::json{{"instance_id", "i1"}, {"collection_id", "c"}, {"artifacts_uri", "s3://x"}};
+    EXPECT_EQ(*receiver.Receive(e), app::EventReceiver::Outcome::kApplied);
+  }
+  auto store = std::move(store::SqliteStore::Open({path}).value());
+  const std::string before = testing::DbSnapshot(path);
+  app::EventReceiver receiver({*store, clock, ids, events}, {}, metrics);
+  EXPECT_EQ(*receiver.Receive(e), app::EventReceiver::Outcome::kDuplicate);
+  EXPECT_EQ(testing::DbSnapshot(path), before);
+  // Once the key has expired, the same id is new again.
+  clock.Advance(std::chrono::hours(25));
+  EXPECT_EQ(*receiver.Receive(e), app::EventReceiver::Outcome::kStale);
 }
 
 }  // namespace

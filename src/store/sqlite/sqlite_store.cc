@@ -791,6 +791,12 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
     if (auto st = done(**upd, "update delivery"); !st) return st;
     if (sqlite3_changes(c.db()) == 0) return Error::NotFound("outbox event " + std::to_string(d.seq) + " not found");
   }
+  if (ch.sweep_keys_expired_by) {
+    auto del = c.Prepare("DELETE FROM processed_events WHERE expires_ms <= ?1");
+    if (!del) return del.error();
+    (*del)->Bind(1, ToUnixMillis(*ch.sweep_keys_expired_by));
+    if (auto st = done(**del, "sweep processed events"); !st) return st;
+  }
   for (const auto& k : ch.processed) {
     // An expired key is taken over; a live one means the event was already applied.
     auto ins = c.Prepare(
