@@ -2,7 +2,8 @@
 # Load figures for docs/benchmarks.md: starts `ccm serve` on a fresh SQLite file and drives
 # it with wrk over loopback. Bounded: each wrk run lasts CCM_BENCH_SECONDS (default 20).
 #   1. durable transitions per second, 64 keep-alive connections;
-#   2. GET /api/v1/instances/{id} latency with CCM_BENCH_INSTANCES (default 100000) stored;
+#   2. accepted CloudEvents per second on POST /api/v1/events;
+#   3. GET /api/v1/instances/{id} latency with CCM_BENCH_INSTANCES (default 100000) stored;
 #   3. resident memory of ccm after that;
 #   4. what publishing adds to a durable change, and delivery rates in each mode;
 # then the Google Benchmark micro-benchmarks.
@@ -36,6 +37,14 @@ echo "   (6400 PENDING instances; each scheduled on one of 64 workers, then INST
 seed 6400 64
 start_ccm CCM_HTTP_THREADS="$threads"
 transitions 0
+stop_ccm
+
+echo; echo "== accepted CloudEvents: structured, unique ids, each committed with its dedup key"
+echo "   (assessment.collection.completed for 6400 STOPPED instances: stale no-ops)"
+seed 6400 64 --stopped
+start_ccm CCM_HTTP_THREADS="$threads"
+CCM_IDS_FILE="$work/ids.txt" wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/events.lua" "$base"
+curl -s "$base/metrics" | grep 'ccm_events_received_total'
 stop_ccm
 
 echo; echo "== GET /api/v1/instances/{id} with $instances instances stored"

@@ -18,13 +18,14 @@ int main(int argc, char** argv) {
   CLI::App cli{"Seed a ccm SQLite store for benchmarks"};
   std::string db, ids_file, worker_ids_file;
   int count = 1000, worker_count = 1;
-  bool running = false;
+  bool running = false, stopped = false;
   cli.add_option("--db", db, "SQLite file")->required();
   cli.add_option("--ids", ids_file, "Where to write the instance ids")->required();
   cli.add_option("--instances", count, "How many instances");
   cli.add_option("--worker-ids", worker_ids_file, "Where to write the worker ids")->required();
   cli.add_option("--workers", worker_count, "How many workers");
   cli.add_flag("--running", running, "Schedule each instance (round robin on the workers) and move it to RUNNING");
+  cli.add_flag("--stopped", stopped, "As --running, then on to STOPPED");
   CLI11_PARSE(cli, argc, argv);
 
   auto store = store::SqliteStore::Open({db});
@@ -86,10 +87,12 @@ int main(int argc, char** argv) {
         d.timeslot_start = clock.Now();
         d.timeslot_end = d.timeslot_start + std::chrono::minutes(60);
         auto i = instances.Create(d, "bench");
-        if (i && running) {
+        if (i && (running || stopped)) {
           i = instances.Schedule(i->id, worker_list[static_cast<size_t>(n) % worker_list.size()], "bench");
           if (i) i = instances.Transition(i->id, domain::InstanceState::kInstantiating, "bench", "bench", {});
           if (i) i = instances.Transition(i->id, domain::InstanceState::kRunning, "bench", "bench", {});
+          for (auto to : {domain::InstanceState::kStopping, domain::InstanceState::kStopped})
+            if (i && stopped) i = instances.Transition(i->id, to, "bench", "bench", {});
         }
         std::lock_guard lock(mu);
         if (!i) {
