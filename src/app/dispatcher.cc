@@ -63,7 +63,12 @@ Dispatcher::Dispatcher(Store& store, EventSink& sink, Clock& clock, DispatcherOp
       clock_(clock),
       options_(options),
       metrics_(metrics),
-      breaker_(options.breaker_threshold, options.breaker_cooldown) {}
+      breaker_(options.breaker_threshold, options.breaker_cooldown),
+      loop_([this] {
+        auto delivered = RunOnce();
+        return delivered && *delivered > 0;
+      },
+            options.idle_poll) {}
 
 Dispatcher::~Dispatcher() { Stop(); }
 
@@ -153,39 +158,8 @@ Result<int> Dispatcher::RunOnce() {
   return delivered;
 }
 
-void Dispatcher::Start() {
-  std::lock_guard lock(mu_);
-  if (thread_.joinable()) return;
-  stop_ = false;
-  thread_ = std::thread([this] {
-    std::unique_lock lock(mu_);
-    while (!stop_) {
-      lock.unlock();
-      auto r = RunOnce();
-      const bool busy = r && *r > 0;
-      lock.lock();
-      if (busy) continue;
-      cv_.wait_for(lock, options_.idle_poll, [&] { return stop_ || woken_; });
-      woken_ = false;
-    }
-  });
-}
-
-void Dispatcher::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void Dispatcher::Wake() {
-  {
-    std::lock_guard lock(mu_);
-    woken_ = true;
-  }
-  cv_.notify_all();
-}
+void Dispatcher::Start() { loop_.Start(); }
+void Dispatcher::Stop() { loop_.Stop(); }
+void Dispatcher::Wake() { loop_.Wake(); }
 
 }  // namespace ccm::app

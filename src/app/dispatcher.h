@@ -2,15 +2,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <span>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "app/background_loop.h"
 #include "app/ports.h"
 
 namespace ccm::app {
@@ -117,11 +115,7 @@ class Dispatcher {
   CircuitBreaker breaker_;
   std::mt19937_64 rng_{std::random_device{}()};
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  bool woken_ = false;
-  std::thread thread_;
+  BackgroundLoop loop_;
 };
 
 }  // namespace ccm::app

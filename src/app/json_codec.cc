@@ -144,7 +144,7 @@ json ToJson(const LabletInstance& i) {
                                                  {"retry_possible", i.last_failure->retry_possible},
                                                  {"at", FormatRfc3339(i.last_failure->at)}}
                                           : json(nullptr)},
-          {"collection_attempts", i.collection_attempts},
+          {"collection_failures", i.collection_failures},
           {"termination_requested", i.termination_requested},
           {"created_at", FormatRfc3339(i.created_at)},
           {"scheduled_at", OptionalTime(i.scheduled_at)},
@@ -251,7 +251,7 @@ Result<LabletInstance> InstanceFromJson(const json& j) {
                                      f.at("error_message").get<std::string>(), f.at("retry_possible").get<bool>(),
                                      TimeFrom(f.at("at"))};
     }
-    i.collection_attempts = j.value("collection_attempts", 0);
+    i.collection_failures = j.value("collection_failures", 0);
     i.termination_requested = j.value("termination_requested", false);
     i.created_at = TimeFrom(j.at("created_at"));
     i.scheduled_at = OptTimeFrom(j, "scheduled_at");

@@ -30,6 +30,21 @@ Result<std::string> Text(const json& obj, const char* key, const std::string& pa
   return it->get<std::string>();
 }
 
+struct ReportedFailure {
+  std::string code;
+  std::string message;
+};
+
+// error_code (required) and error_message (optional) of a failure event.
+Result<ReportedFailure> ReadFailure(const json& data) {
+  auto code = Text(data, "error_code", "data.error_code");
+  if (!code) return code.error();
+  auto m = data.find("error_message");
+  if (m != data.end() && !m->is_null() && !m->is_string())
+    return Error::InvalidArgument("data.error_message must be a string", "data.error_message");
+  return ReportedFailure{*code, m != data.end() && m->is_string() ? m->get<std::string>() : ""};
+}
+
 Error WrongState(const LabletInstance& i, std::string_view event, std::string_view needs) {
   return Error::Conflict("instance " + i.id.value + " is " + std::string(ToString(i.state)) + "; " +
                              std::string(event) + " needs " + std::string(needs),
@@ -161,42 +176,40 @@ Result<EventReceiver::Outcome> EventReceiver::GradingCompleted(LabletInstance& i
 
 Result<EventReceiver::Outcome> EventReceiver::CollectionFailed(LabletInstance& i, const json& data,
                                                                 const std::string& actor, Changes& changes) {
-  auto code = Text(data, "error_code", "data.error_code");
-  if (!code) return code.error();
-  const std::string message = data.contains("error_message") && data["error_message"].is_string()
-                                  ? data["error_message"].get<std::string>()
-                                  : "";
+  auto failure = ReadFailure(data);
+  if (!failure) return failure.error();
   auto retry = data.find("retry_possible");
   if (retry != data.end() && !retry->is_boolean())
     return Error::InvalidArgument("data.retry_possible must be true or false", "data.retry_possible");
   const bool retry_possible = retry != data.end() && retry->get<bool>();
   if (Past(i.state, InstanceState::kCollecting)) return Outcome::kStale;
   if (i.state != InstanceState::kCollecting) return WrongState(i, "assessment.collection.failed", "COLLECTING");
-  i.last_failure = FailureRecord{"collection", *code, message, retry_possible, d_.clock.Now()};
-  if (retry_possible && i.collection_attempts < options_.max_collection_attempts) {
-    // Stays COLLECTING: the collection is requested again (with backoff) by its reconciler.
+  i.last_failure = FailureRecord{"collection", failure->code, failure->message, retry_possible, d_.clock.Now()};
+  ++i.collection_failures;
+  if (retry_possible && i.collection_failures <= options_.max_collection_failures) {
+    // Stays COLLECTING, with the failure on the instance, for the collection to be requested
+    // again; a failure past the bound stops the instance.
     changes.instances.push_back(i);
     return Outcome::kApplied;
   }
-  if (auto s = Move(i, InstanceState::kStopping, "collection failed: " + *code, actor, changes); !s) return s.error();
+  if (auto s = Move(i, InstanceState::kStopping, "collection failed: " + failure->code, actor, changes); !s)
+    return s.error();
   return Outcome::kApplied;
 }
 
 Result<EventReceiver::Outcome> EventReceiver::GradingFailed(LabletInstance& i, const json& data,
                                                              const std::string& actor, Changes& changes) {
-  auto code = Text(data, "error_code", "data.error_code");
-  if (!code) return code.error();
-  const std::string message = data.contains("error_message") && data["error_message"].is_string()
-                                  ? data["error_message"].get<std::string>()
-                                  : "";
+  auto failure = ReadFailure(data);
+  if (!failure) return failure.error();
   if (Past(i.state, InstanceState::kGrading)) return Outcome::kStale;
   if (i.state == InstanceState::kCollecting) {
     if (auto s = Move(i, InstanceState::kGrading, "grading reported before collection", actor, changes); !s)
       return s.error();
   }
   if (i.state != InstanceState::kGrading) return WrongState(i, "assessment.grading.failed", "COLLECTING or GRADING");
-  i.last_failure = FailureRecord{"grading", *code, message, false, d_.clock.Now()};
-  if (auto s = Move(i, InstanceState::kStopping, "grading failed: " + *code, actor, changes); !s) return s.error();
+  i.last_failure = FailureRecord{"grading", failure->code, failure->message, false, d_.clock.Now()};
+  if (auto s = Move(i, InstanceState::kStopping, "grading failed: " + failure->code, actor, changes); !s)
+    return s.error();
   return Outcome::kApplied;
 }
 
@@ -281,29 +294,6 @@ Status KeySweeper::SweepOnce() {
   Changes changes;
   changes.sweep_keys_expired_by = clock_.Now();
   return store_.Commit(changes);
-}
-
-void KeySweeper::Start() {
-  std::lock_guard lock(mu_);
-  if (thread_.joinable()) return;
-  stop_ = false;
-  thread_ = std::thread([this] {
-    std::unique_lock lock(mu_);
-    while (!cv_.wait_for(lock, interval_, [&] { return stop_; })) {
-      lock.unlock();
-      (void)SweepOnce();  // a failed sweep is tried again at the next interval
-      lock.lock();
-    }
-  });
-}
-
-void KeySweeper::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
 }
 
 }  // namespace ccm::app

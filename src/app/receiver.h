@@ -2,11 +2,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
 #include <nlohmann/json.hpp>
 
+#include "app/background_loop.h"
 #include "app/events.h"
 #include "app/services.h"
 #include "cloudevents/cloud_event.h"
@@ -37,7 +35,7 @@ class EventReceiver {
  public:
   struct Options {
     std::chrono::hours dedup_ttl{24};  // EVENT_DEDUP_TTL_HOURS
-    int max_collection_attempts = 3;   // a retryable collection failure is retried up to this
+    int max_collection_failures = 3;   // retryable failures tolerated; the next one stops the instance
   };
   enum class Outcome {
     kApplied,    // the event changed the instance
@@ -82,21 +80,20 @@ class EventReceiver {
 class KeySweeper {
  public:
   KeySweeper(Store& store, Clock& clock, std::chrono::milliseconds interval)
-      : store_(store), clock_(clock), interval_(interval) {}
-  ~KeySweeper() { Stop(); }
+      : store_(store), clock_(clock), loop_([this] {
+          (void)SweepOnce();  // a failed sweep is tried again at the next interval
+          return false;
+        },
+                                            interval) {}
   // One sweep now. Errors: those of the store.
   Status SweepOnce();
-  void Start();
-  void Stop();
+  void Start() { loop_.Start(); }
+  void Stop() { loop_.Stop(); }
 
  private:
   Store& store_;
   Clock& clock_;
-  std::chrono::milliseconds interval_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
+  BackgroundLoop loop_;
 };
 
 }  // namespace ccm::app

@@ -80,7 +80,7 @@ struct LabletInstance {
   std::optional<GradingScore> grading_score;
   bool pod_assigned = false;
   std::optional<FailureRecord> last_failure;  // the latest collection or grading failure
-  int collection_attempts = 0;                // collections requested so far
+  int collection_failures = 0;                 // collection failures reported so far
   bool termination_requested = false;  // DELETE was called; the lifecycle ends in TERMINATED
   Timestamp created_at;
   std::optional<Timestamp> scheduled_at;

@@ -137,6 +137,15 @@ TEST_F(Receiver, FailuresAreRecorded) {
   EXPECT_EQ(i["state"], "COLLECTING");
   EXPECT_EQ(i["last_failure"]["error_code"], "WORKER_UNREACHABLE");
   EXPECT_EQ(i["last_failure"]["retry_possible"], true);
+  EXPECT_EQ(i["collection_failures"], 1);
+  // Retryable failures are bounded: the fourth one stops the instance.
+  for (const char* id : {"f-1b", "f-1c", "f-1d"})
+    ASSERT_EQ(Send(Event(id, "assessment.collection.failed",
+                         {{"instance_id", retry}, {"error_code", "WORKER_UNREACHABLE"}, {"retry_possible", true}}))
+                  .status,
+              202);
+  EXPECT_EQ(Get(retry)["state"], "STOPPING");
+  EXPECT_EQ(Get(retry)["collection_failures"], 4);
 
   const std::string final_failure = InstanceIn("COLLECTING");
   ASSERT_EQ(Send(Event("f-2", "assessment.collection.failed",
