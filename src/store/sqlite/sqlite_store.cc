@@ -256,38 +256,24 @@ Error Stale(std::string_view what, const std::string& id, std::int64_t expected)
 
 SqliteStore::SqliteStore(Options options) : options_(std::move(options)) {}
 SqliteStore::~SqliteStore() {
-  {
-    std::lock_guard lock(checkpoint_mu_);
-    stopping_ = true;
-  }
-  checkpoint_cv_.notify_one();
-  if (checkpointer_.joinable()) checkpointer_.join();
+  if (writer_conn_) sqlite3_wal_hook(writer_conn_->db(), nullptr, nullptr);
+  if (checkpointer_) checkpointer_->Stop();
 }
 
 int SqliteStore::OnWalCommit(void* self, sqlite3*, const char*, int pages) {
   auto* store = static_cast<SqliteStore*>(self);
-  if (pages >= store->options_.checkpoint_pages) {
-    {
-      std::lock_guard lock(store->checkpoint_mu_);
-      store->checkpoint_wanted_ = true;
-    }
-    store->checkpoint_cv_.notify_one();
-  }
+  if (pages >= store->options_.checkpoint_pages && !store->checkpoint_wanted_.exchange(true))
+    store->checkpointer_->Wake();
   return SQLITE_OK;
 }
 
-void SqliteStore::RunCheckpointer() {
-  std::unique_lock lock(checkpoint_mu_);
-  for (;;) {
-    checkpoint_cv_.wait(lock, [&] { return checkpoint_wanted_ || stopping_; });
-    if (stopping_) return;
-    checkpoint_wanted_ = false;
-    lock.unlock();
+bool SqliteStore::Checkpoint() {
+  if (checkpoint_wanted_.exchange(false)) {
     // PASSIVE copies what it can without blocking the writer or any reader; frames still
     // in use wait for the next round.
     sqlite3_wal_checkpoint_v2(checkpoint_conn_->db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-    lock.lock();
   }
+  return false;
 }
 
 int SqliteStore::SchemaVersion() { return static_cast<int>(Migrations().size()); }
@@ -327,8 +313,9 @@ Status SqliteStore::Init() {
   if (!checkpoint) return checkpoint.error();
   checkpoint_conn_ = std::move(checkpoint.value());
   sqlite3_wal_autocheckpoint(checkpoint_conn_->db(), 0);
+  checkpointer_ = std::make_unique<app::BackgroundLoop>([this] { return Checkpoint(); }, std::chrono::seconds(1));
+  checkpointer_->Start();
   sqlite3_wal_hook(writer_conn_->db(), &SqliteStore::OnWalCommit, this);
-  checkpointer_ = std::thread([this] { RunCheckpointer(); });
 
   for (int i = 0; i < std::max(1, options_.read_connections); ++i) {
     auto r = OpenConnection(options_.path, false);

@@ -1,14 +1,15 @@
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "app/background_loop.h"
 #include "app/ports.h"
 
 struct sqlite3;
@@ -80,7 +81,7 @@ class SqliteStore final : public app::Store {
   Status Init();
   void ApplyBatch(const std::vector<Writer*>& batch);
   Status ApplyOne(const app::Changes& changes, const Encoded& encoded);
-  void RunCheckpointer();
+  bool Checkpoint();
   static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
   ReadLease Lease();
 
@@ -97,11 +98,8 @@ class SqliteStore final : public app::Store {
   std::vector<Connection*> idle_readers_;
 
   std::unique_ptr<Connection> checkpoint_conn_;
-  std::mutex checkpoint_mu_;
-  std::condition_variable checkpoint_cv_;
-  bool checkpoint_wanted_ = false;
-  bool stopping_ = false;
-  std::thread checkpointer_;
+  std::atomic<bool> checkpoint_wanted_{false};
+  std::unique_ptr<app::BackgroundLoop> checkpointer_;
 };
 
 }  // namespace ccm::store
