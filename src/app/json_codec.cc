@@ -145,6 +145,10 @@ json ToJson(const LabletInstance& i) {
                                                  {"at", FormatRfc3339(i.last_failure->at)}}
                                           : json(nullptr)},
           {"collection_failures", i.collection_failures},
+          {"collection_due_at", OptionalTime(i.collection_due_at)},
+          {"collection_request_failures", i.collection_request_failures},
+          {"collection_request_error", i.collection_request_error},
+          {"collection_requested_at", OptionalTime(i.collection_requested_at)},
           {"termination_requested", i.termination_requested},
           {"created_at", FormatRfc3339(i.created_at)},
           {"scheduled_at", OptionalTime(i.scheduled_at)},
@@ -252,6 +256,10 @@ Result<LabletInstance> InstanceFromJson(const json& j) {
                                      TimeFrom(f.at("at"))};
     }
     i.collection_failures = j.value("collection_failures", 0);
+    i.collection_due_at = OptTimeFrom(j, "collection_due_at");
+    i.collection_request_failures = j.value("collection_request_failures", 0);
+    i.collection_request_error = j.value("collection_request_error", "");
+    i.collection_requested_at = OptTimeFrom(j, "collection_requested_at");
     i.termination_requested = j.value("termination_requested", false);
     i.created_at = TimeFrom(j.at("created_at"));
     i.scheduled_at = OptTimeFrom(j, "scheduled_at");

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "app/collection.h"
+
 namespace ccm::app {
 
 using namespace ccm::domain;
@@ -187,8 +189,9 @@ Result<EventReceiver::Outcome> EventReceiver::CollectionFailed(LabletInstance& i
   i.last_failure = FailureRecord{"collection", failure->code, failure->message, retry_possible, d_.clock.Now()};
   ++i.collection_failures;
   if (retry_possible && i.collection_failures <= options_.max_collection_failures) {
-    // Stays COLLECTING, with the failure on the instance, for the collection to be requested
-    // again; a failure past the bound stops the instance.
+    // Stays COLLECTING, with the failure on the instance; the collection reconciler requests
+    // it again after a backoff. A failure past the bound stops the instance.
+    i.collection_due_at = d_.clock.Now() + CollectionBackoff(i.collection_failures);
     changes.instances.push_back(i);
     return Outcome::kApplied;
   }

@@ -1,7 +1,5 @@
 #include "clients/http_event_sink.h"
 
-#include <curl/curl.h>
-
 #include <cctype>
 #include <charconv>
 #include <ctime>
@@ -9,29 +7,6 @@
 #include "cloudevents/json_format.h"
 
 namespace ccm::clients {
-
-namespace {
-
-size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
-
-size_t OnHeader(char* data, size_t size, size_t n, void* out) {
-  std::string_view line(data, size * n);
-  constexpr std::string_view kName = "retry-after:";
-  if (line.size() > kName.size()) {
-    bool match = true;
-    for (size_t i = 0; i < kName.size(); ++i)
-      if (std::tolower(static_cast<unsigned char>(line[i])) != kName[i]) match = false;
-    if (match) {
-      std::string value(line.substr(kName.size()));
-      value.erase(0, value.find_first_not_of(" \t"));
-      value.erase(value.find_last_not_of(" \t\r\n") + 1);
-      *static_cast<std::string*>(out) = value;
-    }
-  }
-  return size * n;
-}
-
-}  // namespace
 
 std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view v, std::chrono::system_clock::time_point now) {
   if (v.empty()) return std::nullopt;
@@ -45,8 +20,8 @@ std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view v, std
   return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(at - now));
 }
 
-HttpEventSink::HttpEventSink(HttpEventSinkOptions options) : options_(std::move(options)), curl_(curl_easy_init()) {}
-HttpEventSink::~HttpEventSink() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
+HttpEventSink::HttpEventSink(HttpEventSinkOptions options) : options_(std::move(options)) {}
+HttpEventSink::~HttpEventSink() = default;
 
 int HttpEventSink::MaxBatch() const { return options_.mode == cloudevents::Mode::kBatch ? options_.batch_size : 1; }
 
@@ -74,39 +49,17 @@ app::DeliveryOutcome HttpEventSink::Send(std::span<const app::OutboxEvent> event
   }
 
   std::lock_guard lock(mu_);
-  CURL* c = static_cast<CURL*>(curl_);
-  curl_easy_reset(c);
-  curl_easy_setopt(c, CURLOPT_URL, options_.url.c_str());
-  curl_easy_setopt(c, CURLOPT_POST, 1L);
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, message.body.data());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(message.body.size()));
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.total_timeout.count()));
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-  curl_slist* headers = curl_slist_append(nullptr, "Expect:");
-  for (const auto& [k, v] : message.headers) {
-    std::string line;
-    line.append(k).append(": ").append(v);
-    headers = curl_slist_append(headers, line.c_str());
-  }
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Discard);
-  std::string retry_after;
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &retry_after);
-  const CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(headers);
-  if (rc != CURLE_OK) return {app::DeliveryOutcome::kRetry, 0, curl_easy_strerror(rc), {}};
-  long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  const HttpAnswer answer =
+      poster_.Post(options_.url, message.headers, message.body, options_.connect_timeout, options_.total_timeout);
+  if (!answer.transport_error.empty()) return {app::DeliveryOutcome::kRetry, 0, answer.transport_error, {}};
+  const long status = answer.status;
   app::DeliveryOutcome out;
   out.status = static_cast<int>(status);
   if (status >= 200 && status < 300) {
     out.kind = app::DeliveryOutcome::kDelivered;
   } else if (status == 408 || status == 429 || status >= 500) {
     out.kind = app::DeliveryOutcome::kRetry;
-    out.retry_after = ParseRetryAfter(retry_after, std::chrono::system_clock::now());
+    out.retry_after = ParseRetryAfter(answer.retry_after, std::chrono::system_clock::now());
   } else {
     out.kind = app::DeliveryOutcome::kFinal;
   }

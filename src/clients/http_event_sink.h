@@ -7,6 +7,7 @@
 
 #include "app/dispatcher.h"
 #include "cloudevents/http_binding.h"
+#include "clients/http_post.h"
 
 namespace ccm::clients {
 
@@ -33,7 +34,7 @@ class HttpEventSink final : public app::EventSink {
  private:
   HttpEventSinkOptions options_;
   std::mutex mu_;
-  void* curl_;
+  HttpPoster poster_;
 };
 
 // Parses a Retry-After value: delay-seconds or an IMF-fixdate, relative to `now`.

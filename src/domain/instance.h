@@ -81,6 +81,12 @@ struct LabletInstance {
   bool pod_assigned = false;
   std::optional<FailureRecord> last_failure;  // the latest collection or grading failure
   int collection_failures = 0;                 // collection failures reported so far
+  // While set, the collection is to be requested from the Assessment Platform at or after
+  // this time (on entering COLLECTING, after a failed request, after a retryable failure).
+  std::optional<Timestamp> collection_due_at;
+  int collection_request_failures = 0;    // failed requests in a row (for backoff)
+  std::string collection_request_error;   // why the last request failed; empty once one succeeds
+  std::optional<Timestamp> collection_requested_at;  // when the platform last accepted a request
   bool termination_requested = false;  // DELETE was called; the lifecycle ends in TERMINATED
   Timestamp created_at;
   std::optional<Timestamp> scheduled_at;

@@ -428,6 +428,22 @@ json ReceiveOne(app::EventReceiver& receiver, const cloudevents::DecodedEvent& d
   return out;
 }
 
+void AddCollectionRoutes(Router& router, app::CollectionService& collection) {
+  router.Add("POST", "/api/v1/instances/{id}/collect", [&collection](Request& req) {
+    auto body = ParseJsonObject(req);
+    if (!body) return Fail(body.error(), req);
+    FieldReader r(*body);
+    r.Only({"triggered_by", "reason"});
+    const std::string triggered_by = r.OptString("triggered_by").value_or(ActorOf(req));
+    const std::string reason_name = r.OptString("reason").value_or("manual");
+    if (!r.ok()) return Fail(r.error(), req);
+    const auto reason = app::ParseCollectionReason(reason_name);
+    if (!reason)
+      return Fail(Error::InvalidArgument("reason must be manual, timeslot_end or assessment_request", "reason"), req);
+    return Reply(collection.Collect(InstanceId{req.params["id"]}, triggered_by, *reason), req, 202);
+  });
+}
+
 void AddReceiverRoutes(Router& router, app::EventReceiver& receiver) {
   router.Add("POST", "/api/v1/events", [&receiver](Request& req) {
     auto decoded = cloudevents::Decode(req.headers, req.body);
@@ -540,6 +556,7 @@ void AddApiRoutes(Router& router, ApiServices s) {
   AddWorkerRoutes(router, s.workers);
   AddEventRoutes(router, s.events);
   AddReceiverRoutes(router, s.receiver);
+  AddCollectionRoutes(router, s.collection);
 }
 
 }  // namespace ccm::http

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "app/collection.h"
 #include "app/event_service.h"
 #include "app/receiver.h"
 #include "app/services.h"
@@ -15,6 +16,7 @@ struct ApiServices {
   app::Store& store;  // readiness only
   app::EventService& events;
   app::EventReceiver& receiver;
+  app::CollectionService& collection;
 };
 
 // Adds every route of the REST API (/api/v1, /api/internal, /health, /openapi.json).

@@ -13,7 +13,8 @@ namespace {
 
 const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUDEVENTS_SOURCE",
                               "CCM_HTTP_THREADS",     "CCM_LOG_LEVEL",    "CLOUDEVENTS_SINK_URL",
-                              "CLOUDEVENTS_MODE",     "CCM_OUTBOX_MAX_ATTEMPTS", "EVENT_DEDUP_TTL_HOURS"};
+                              "CLOUDEVENTS_MODE",     "CCM_OUTBOX_MAX_ATTEMPTS", "EVENT_DEDUP_TTL_HOURS",
+                              "ASSESSMENT_PLATFORM_URL"};
 
 Result<int> ParseInt(const std::string& key, const std::string& v, int min, int max) {
   int n = 0;
@@ -57,6 +58,11 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     auto n = ParseInt(key, v, 1, 1000);
     if (!n) return n.error();
     c.outbox_max_attempts = *n;
+  } else if (key == "ASSESSMENT_PLATFORM_URL") {
+    if (!v.empty() && v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0)
+      return Error::InvalidArgument("ASSESSMENT_PLATFORM_URL must be an http:// or https:// URL", key);
+    c.assessment_platform_url = v;
+    while (!c.assessment_platform_url.empty() && c.assessment_platform_url.back() == '/') c.assessment_platform_url.pop_back();
   } else if (key == "EVENT_DEDUP_TTL_HOURS") {
     auto n = ParseInt(key, v, 1, 24 * 365);
     if (!n) return n.error();

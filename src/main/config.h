@@ -20,6 +20,7 @@ struct Config {
   std::string sink_url;                   // CLOUDEVENTS_SINK_URL: empty keeps events for audit only
   std::string cloudevents_mode = "structured";  // CLOUDEVENTS_MODE: structured, binary, batch
   int outbox_max_attempts = 12;           // CCM_OUTBOX_MAX_ATTEMPTS: then dead-lettered
+  std::string assessment_platform_url;    // ASSESSMENT_PLATFORM_URL
   int event_dedup_ttl_hours = 24;         // EVENT_DEDUP_TTL_HOURS: how long consumed event keys are kept
 
   // The SQLite path of `store`.

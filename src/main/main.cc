@@ -5,9 +5,11 @@
 #include <fstream>
 #include <iostream>
 
+#include "app/collection.h"
 #include "app/dispatcher.h"
 #include "app/event_service.h"
 #include "app/services.h"
+#include "clients/assessment_platform_client.h"
 #include "clients/http_event_sink.h"
 #include "app/system.h"
 #include "http/api.h"
@@ -77,6 +79,11 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   app::EventReceiver receiver(deps, receive_options, receive_metrics);
   app::KeySweeper key_sweeper(**store, clock, std::chrono::minutes(10));
   key_sweeper.Start();
+  clients::AssessmentPlatformOptions platform_options;
+  platform_options.base_url = config->assessment_platform_url;
+  clients::AssessmentPlatformClient platform(platform_options, clock);
+  app::CollectionService collection(deps, platform, {});
+  collection.Start();
   app::EventService events_service(
       **store, clock, dispatcher ? &dispatch_metrics : nullptr,
       [&dispatcher] {
@@ -85,7 +92,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
       &receive_metrics);
 
   http::Router router;
-  http::AddApiRoutes(router, {definitions, instances, workers, **store, events_service, receiver});
+  http::AddApiRoutes(router, {definitions, instances, workers, **store, events_service, receiver, collection});
   http::ServerOptions options;
   options.address = config->listen_host;
   options.port = static_cast<std::uint16_t>(config->listen_port);
@@ -105,6 +112,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   server.Stop();
   if (dispatcher) dispatcher->Stop();
   key_sweeper.Stop();
+  collection.Stop();
   return 0;
 }
 

@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "app/collection.h"
 #include "app/services.h"
 #include "app/system.h"
 #include "http/api.h"
@@ -11,6 +12,13 @@
 #include "support/temp_dir.h"
 
 namespace ccm::testing {
+
+// An Assessment Platform that never answers.
+struct Unreachable : app::AssessmentPlatform {
+  Status TriggerCollection(const app::CollectionRequest&) override {
+    return Error::Unavailable("assessment platform POST /api/v1/collections: Couldn't connect to server");
+  }
+};
 
 // The whole service in-process: a SQLite file in a temporary folder, the use cases and the
 // HTTP server on a free loopback port.
@@ -26,10 +34,15 @@ struct Stack {
   std::unique_ptr<app::EventService> event_service;
   app::ReceiveMetrics receive_metrics;
   std::unique_ptr<app::EventReceiver> receiver;
+  std::unique_ptr<app::AssessmentPlatform> platform;
+  std::unique_ptr<app::CollectionService> collection;
   http::Router router;
   std::unique_ptr<http::Server> server;
 
-  Stack() {
+  // `platform` stands for the Assessment Platform; null gives one that is never reachable.
+  explicit Stack(std::unique_ptr<app::AssessmentPlatform> assessment_platform = nullptr,
+                 app::CollectionService::Options collection_options = {})
+      : platform(std::move(assessment_platform)) {
     auto s = store::SqliteStore::Open({dir.File("ccm.db")});
     if (!s) throw std::runtime_error(s.error().message);
     store = std::move(s.value());
@@ -40,7 +53,9 @@ struct Stack {
     workers = std::make_unique<app::WorkerService>(deps);
     receiver = std::make_unique<app::EventReceiver>(deps, app::EventReceiver::Options{}, receive_metrics);
     event_service = std::make_unique<app::EventService>(*store, clock, nullptr, nullptr, &receive_metrics);
-    http::AddApiRoutes(router, {*definitions, *instances, *workers, *store, *event_service, *receiver});
+    if (!platform) platform = std::make_unique<Unreachable>();
+    collection = std::make_unique<app::CollectionService>(deps, *platform, collection_options);
+    http::AddApiRoutes(router, {*definitions, *instances, *workers, *store, *event_service, *receiver, *collection});
     http::ServerOptions options;
     options.port = 0;
     options.handler_threads = 8;

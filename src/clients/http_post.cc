@@ -1,0 +1,73 @@
+#include "clients/http_post.h"
+
+#include <curl/curl.h>
+
+#include <cctype>
+
+namespace ccm::clients {
+
+namespace {
+
+size_t OnBody(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+size_t OnHeader(char* data, size_t size, size_t n, void* out) {
+  std::string_view line(data, size * n);
+  constexpr std::string_view kName = "retry-after:";
+  if (line.size() > kName.size()) {
+    bool match = true;
+    for (size_t i = 0; i < kName.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(line[i])) != kName[i]) match = false;
+    if (match) {
+      std::string value(line.substr(kName.size()));
+      value.erase(0, value.find_first_not_of(" \t"));
+      value.erase(value.find_last_not_of(" \t\r\n") + 1);
+      *static_cast<std::string*>(out) = value;
+    }
+  }
+  return size * n;
+}
+
+}  // namespace
+
+HttpPoster::HttpPoster() : curl_(curl_easy_init()) {}
+HttpPoster::~HttpPoster() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
+
+HttpAnswer HttpPoster::Post(const std::string& url, const std::map<std::string, std::string>& headers,
+                            const std::string& body, std::chrono::milliseconds connect_timeout,
+                            std::chrono::milliseconds total_timeout) {
+  CURL* c = static_cast<CURL*>(curl_);
+  curl_easy_reset(c);
+  HttpAnswer answer;
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_POST, 1L);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_timeout.count()));
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(total_timeout.count()));
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+  curl_slist* list = curl_slist_append(nullptr, "Expect:");
+  for (const auto& [k, v] : headers) {
+    std::string line;
+    line.append(k).append(": ").append(v);
+    list = curl_slist_append(list, line.c_str());
+  }
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer.body);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &answer.retry_after);
+  const CURLcode rc = curl_easy_perform(c);
+  curl_slist_free_all(list);
+  if (rc != CURLE_OK) {
+    answer.transport_error = curl_easy_strerror(rc);
+    return answer;
+  }
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &answer.status);
+  return answer;
+}
+
+}  // namespace ccm::clients

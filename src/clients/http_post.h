@@ -1,0 +1,32 @@
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+
+namespace ccm::clients {
+
+// What came back from one POST.
+struct HttpAnswer {
+  std::string transport_error;  // libcurl's message when no HTTP answer came back
+  long status = 0;
+  std::string body;
+  std::string retry_after;      // the Retry-After header, if any
+};
+
+// One keep-alive libcurl handle for POSTs. Not thread-safe: one request at a time.
+class HttpPoster {
+ public:
+  HttpPoster();
+  ~HttpPoster();
+  HttpPoster(const HttpPoster&) = delete;
+  HttpPoster& operator=(const HttpPoster&) = delete;
+
+  HttpAnswer Post(const std::string& url, const std::map<std::string, std::string>& headers, const std::string& body,
+                  std::chrono::milliseconds connect_timeout, std::chrono::milliseconds total_timeout);
+
+ private:
+  void* curl_;
+};
+
+}  // namespace ccm::clients

@@ -1,0 +1,186 @@
+// Collection over real HTTP: ccm's API, its Assessment Platform client, and a fake platform
+// on loopback that can be down, failing, then up.
+#include <gtest/gtest.h>
+
+#include <mutex>
+
+#include "clients/assessment_platform_client.h"
+#include "support/db_snapshot.h"
+#include "support/http_client.h"
+#include "support/stack.h"
+
+namespace ccm {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using testing::HttpResult;
+
+// The Assessment Platform's collection endpoint: answers `failures` 503s, then 202, and
+// records the bodies it accepted.
+class FakePlatform {
+ public:
+  FakePlatform() {
+    http::ServerOptions o;
+    o.port = 0;
+    o.handler_threads = 2;
+    server_ = std::make_unique<http::Server>(o, [this](http::Request& r) {
+      http::Response resp;
+      std::lock_guard lock(mu_);
+      if (r.path != "/api/v1/collections") {
+        resp.status = 404;
+      } else if (failures_ > 0) {
+        --failures_;
+        resp.status = 503;
+      } else {
+        accepted_.push_back(json::parse(r.body));
+        resp.status = 202;
+        resp.body = R"({"collection_id":"col-1"})";
+      }
+      return resp;
+    });
+    if (!server_->Start()) throw std::runtime_error("fake platform did not start");
+  }
+  std::string Url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
+  void FailNext(int n) {
+    std::lock_guard lock(mu_);
+    failures_ = n;
+  }
+  std::vector<json> Accepted() {
+    std::lock_guard lock(mu_);
+    return accepted_;
+  }
+
+ private:
+  std::mutex mu_;
+  int failures_ = 0;
+  std::vector<json> accepted_;
+  std::unique_ptr<http::Server> server_;
+};
+
+class Collection : public ::testing::Test {
+ protected:
+  Collection()
+      : clock_(),
+        stack_(std::make_unique<clients::AssessmentPlatformClient>(
+                   clients::AssessmentPlatformOptions{platform_.Url(), 500ms, 1000ms, 2, 5ms, 100, 10ms}, clock_),
+               app::CollectionService::Options{20ms, 200ms, 1000ms}),
+        http_(stack_.BaseUrl()) {
+    json def = {{"name", "lab"}, {"version", "1.0.0"}, {"lab_yaml", "nodes: [{id: n0, label: r1}]"},
+                {"resource_requirements", {{"cpu_cores", 1}, {"memory_gb", 1}}},
+                {"license_affinity", {"ENTERPRISE"}}, {"max_duration_minutes", 120}, {"created_by", "test"}};
+    def_ = http_.PostJson("/api/v1/definitions", def).Json()["id"];
+    json worker = {{"name", "w1"}, {"hostname", "w1.example"}, {"cml_url", "http://w1"}, {"license_type", "ENTERPRISE"},
+                   {"capacity", {{"cpu_cores", 64}, {"memory_gb", 256}, {"max_nodes", 100}}}, {"state", "RUNNING"}};
+    worker_ = http_.PostJson("/api/v1/workers", worker).Json()["id"];
+  }
+
+  std::string Running() {
+    json body = {{"definition_id", def_}, {"owner_id", "c"}, {"timeslot_start", "2026-12-01T09:00:00Z"},
+                 {"timeslot_end", "2026-12-01T10:00:00Z"}};
+    const std::string id = http_.PostJson("/api/v1/instances", body).Json()["id"];
+    http_.PostJson("/api/internal/instances/" + id + "/schedule", {{"worker_id", worker_}});
+    for (const char* to : {"INSTANTIATING", "RUNNING"})
+      http_.PostJson("/api/internal/instances/" + id + "/transition", {{"to", to}});
+    return id;
+  }
+  json Get(const std::string& id) { return http_.Get("/api/v1/instances/" + id).Json(); }
+
+  FakePlatform platform_;
+  app::SystemClock clock_;
+  testing::Stack stack_;
+  testing::HttpClient http_;
+  std::string def_, worker_;
+};
+
+TEST_F(Collection, HappyPath) {
+  const std::string id = Running();
+  HttpResult r = http_.PostJson("/api/v1/instances/" + id + "/collect", {{"triggered_by", "proctor-7"}, {"reason", "manual"}});
+  ASSERT_EQ(r.status, 202) << r.body;
+  EXPECT_EQ(r.Json()["state"], "COLLECTING");
+  EXPECT_TRUE(r.Json()["collection_requested_at"].is_string());
+  EXPECT_TRUE(r.Json()["collection_due_at"].is_null());
+  ASSERT_EQ(platform_.Accepted().size(), 1u);
+  EXPECT_EQ(platform_.Accepted()[0]["instance_id"], id);
+  EXPECT_EQ(platform_.Accepted()[0]["worker_hostname"], "w1.example");
+  json started = http_.Get("/api/v1/events?type=ccm.lablet.instance.collecting.started").Json()["items"][0]["event"];
+  EXPECT_EQ(started["data"]["triggered_by"], "proctor-7");
+  EXPECT_EQ(started["data"]["collection_reason"], "manual");
+}
+
+TEST_F(Collection, PlatformDownThenUp) {
+  const std::string id = Running();
+  platform_.FailNext(1000);
+  HttpResult r = http_.PostJson("/api/v1/instances/" + id + "/collect", json::object());
+  ASSERT_EQ(r.status, 202) << r.body;
+  json i = Get(id);
+  EXPECT_EQ(i["state"], "COLLECTING");
+  EXPECT_EQ(i["collection_request_failures"], 1);
+  EXPECT_NE(i["collection_request_error"].get<std::string>().find("HTTP 503"), std::string::npos)
+      << i["collection_request_error"];
+  EXPECT_NE(i["collection_request_error"].get<std::string>().find("assessment platform POST /api/v1/collections"),
+            std::string::npos);
+  std::this_thread::sleep_for(30ms);
+  EXPECT_EQ(stack_.collection->ReconcileOnce(), 1);
+  EXPECT_EQ(Get(id)["collection_request_failures"], 2);
+  platform_.FailNext(0);
+  std::this_thread::sleep_for(60ms);  // the second backoff: 40 ms
+  EXPECT_EQ(stack_.collection->ReconcileOnce(), 1);
+  i = Get(id);
+  EXPECT_EQ(i["collection_request_failures"], 0);
+  EXPECT_EQ(i["collection_request_error"], "");
+  EXPECT_EQ(platform_.Accepted().size(), 1u);
+  EXPECT_EQ(stack_.collection->ReconcileOnce(), 0);  // nothing due any more
+}
+
+TEST_F(Collection, ARetryableFailureIsRequestedAgainAfterABackoff) {
+  const std::string id = Running();
+  ASSERT_EQ(http_.PostJson("/api/v1/instances/" + id + "/collect", json::object()).status, 202);
+  json failed = {{"specversion", "1.0"}, {"id", "f-1"}, {"source", "ap"}, {"type", "assessment.collection.failed"},
+                 {"data", {{"instance_id", id}, {"error_code", "BUSY"}, {"retry_possible", true}}}};
+  ASSERT_EQ(http_.Post("/api/v1/events", failed.dump(), "application/cloudevents+json").status, 202);
+  EXPECT_TRUE(Get(id)["collection_due_at"].is_string());
+  EXPECT_EQ(stack_.collection->ReconcileOnce(), 0);  // backing off (1 s after the first failure)
+  EXPECT_EQ(platform_.Accepted().size(), 1u);
+  std::this_thread::sleep_for(1100ms);
+  EXPECT_EQ(stack_.collection->ReconcileOnce(), 1);
+  EXPECT_EQ(platform_.Accepted().size(), 2u);
+  EXPECT_EQ(Get(id)["state"], "COLLECTING");
+  EXPECT_TRUE(Get(id)["collection_due_at"].is_null());
+}
+
+TEST_F(Collection, BadInput) {
+  const std::string id = Running();
+  const std::string pending =
+      http_.PostJson("/api/v1/instances", {{"definition_id", def_}, {"owner_id", "c"},
+                                          {"timeslot_start", "2026-12-01T09:00:00Z"},
+                                          {"timeslot_end", "2026-12-01T10:00:00Z"}})
+          .Json()["id"];
+  struct Case {
+    std::string path, body, type;
+    int status;
+    std::string field;
+  } cases[] = {
+      {"/api/v1/instances/nope/collect", "{}", "application/json", 404, ""},
+      {"/api/v1/instances/" + pending + "/collect", "{}", "application/json", 409, "state"},
+      {"/api/v1/instances/" + id + "/collect", R"({"reason":"bored"})", "application/json", 400, "reason"},
+      {"/api/v1/instances/" + id + "/collect", R"({"why":"x"})", "application/json", 400, "why"},
+      {"/api/v1/instances/" + id + "/collect", R"({"triggered_by":""})", "application/json", 400, "triggered_by"},
+      {"/api/v1/instances/" + id + "/collect", "{", "application/json", 400, "body"},
+      {"/api/v1/instances/" + id + "/collect", "{}", "text/plain", 415, "content-type"},
+  };
+  for (const auto& c : cases) {
+    const std::string before = testing::DbSnapshot(stack_.DbPath());
+    HttpResult r = http_.Post(c.path, c.body, c.type);
+    EXPECT_EQ(r.status, c.status) << c.path << " " << c.body << ": " << r.body;
+    EXPECT_EQ(r.ContentType(), "application/problem+json");
+    if (!c.field.empty()) {
+      EXPECT_EQ(r.Json().value("field", ""), c.field) << r.body;
+    }
+    EXPECT_EQ(testing::DbSnapshot(stack_.DbPath()), before) << c.body;
+  }
+  EXPECT_TRUE(platform_.Accepted().empty());
+}
+
+}  // namespace
+}  // namespace ccm
