@@ -232,6 +232,13 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
     metrics_.rejected++;
     return e;
   };
+  // A redelivery is recognized by its key alone, before its data is looked at.
+  auto seen_before = d_.store.IsProcessed(event.source, event.id, d_.clock.Now());
+  if (!seen_before) return fail(seen_before.error());
+  if (*seen_before) {
+    metrics_.duplicate++;
+    return Outcome::kDuplicate;
+  }
   if (!event.data || !event.data->is_object()) return fail(Error::InvalidArgument("data must be a JSON object", "data"));
   const json& data = *event.data;
   std::string instance_id;

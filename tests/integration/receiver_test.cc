@@ -72,6 +72,10 @@ TEST_F(Receiver, CollectionThenGradingMovesToStoppingWithTheScore) {
   EXPECT_EQ(i["state"], "GRADING");
   EXPECT_EQ(i["collection"]["artifacts_uri"], "s3://b/col-1");
   EXPECT_EQ(Count("ccm.lablet.instance.grading.started"), 1);
+  // A redelivery is known by (source, id) alone, whatever its data.
+  HttpResult again = Send(Event("c-1", "assessment.collection.completed", json::object()));
+  ASSERT_EQ(again.status, 202) << again.body;
+  EXPECT_EQ(again.Json()["outcome"], "duplicate");
 
   r = Send(Event("g-1", "assessment.grading.completed", {{"instance_id", id}, {"score", Score()}, {"passed", true}}));
   ASSERT_EQ(r.status, 202) << r.body;

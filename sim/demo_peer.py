@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""The outside world for `make demo`, on one loopback port: a CloudEvents sink that prints
+each event it receives (POST /events, any mode) and an Assessment Platform that accepts
+collection requests (POST /api/v1/collections). Usage: demo_peer.py PORT_FILE"""
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def say(line):
+    # One write per line, so that lines of this process and ccm's never interleave.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+class Peer(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body=b""):
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        if body:
+            self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/api/v1/collections":
+            request = json.loads(body)
+            say(f"  [platform] collection requested for {request['instance_id']} on {request['worker_hostname']}")
+            return self.reply(202, json.dumps({"collection_id": "col-" + request["instance_id"][-6:]}).encode())
+        ctype = self.headers.get("Content-Type", "")
+        events = json.loads(body) if ctype.startswith("application/cloudevents") else []
+        if isinstance(events, dict):
+            events = [events]
+        for e in events:
+            data = e.get("data", {})
+            state = f"{data.get('previous_state')} -> {data.get('new_state')}" if "new_state" in data else ""
+            say(f"  [sink] {e['type']:<44} {e['subject'][-12:]}  {state}")
+        self.reply(202)
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Peer)
+with open(sys.argv[1], "w") as f:
+    f.write(str(server.server_address[1]))
+server.serve_forever()
