@@ -10,6 +10,7 @@
 #include "app/json_codec.h"
 #include "domain/lab_yaml.h"
 #include "domain/lifecycle.h"
+#include "domain/pod.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace ccm {
@@ -46,6 +47,26 @@ void BM_RewriteSampleLab(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(RewriteLab(yaml, ports));
 }
 BENCHMARK(BM_RewriteSampleLab);
+
+void BM_BuildPodSample(benchmark::State& state) {
+  const LabInfo lab = *ParseLab(SampleTemplate());
+  const PortMap ports{{"serial_1", 5041}, {"serial_2", 5042}, {"vnc_1", 5044}};
+  for (auto _ : state) benchmark::DoNotOptimize(BuildPod(lab, ports, "203.0.113.10", "instance", "ccm"));
+}
+BENCHMARK(BM_BuildPodSample);
+
+void BM_BuildPod500Nodes(benchmark::State& state) {
+  LabInfo lab;
+  PortMap ports;
+  for (int i = 0; i < 500; ++i) {
+    const std::string n = std::to_string(i);
+    lab.nodes.push_back({"n" + n, "router-" + n, {"serial:${PORT_SERIAL_" + n + "}", "vnc:${PORT_VNC_" + n + "}"}});
+    ports["serial_" + n] = 2000 + 2 * i;
+    ports["vnc_" + n] = 2001 + 2 * i;
+  }
+  for (auto _ : state) benchmark::DoNotOptimize(BuildPod(lab, ports, "203.0.113.10", "instance", "ccm"));
+}
+BENCHMARK(BM_BuildPod500Nodes);
 
 LabletInstance RunningInstance() {
   LabletInstance i;

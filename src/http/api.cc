@@ -557,6 +557,11 @@ void AddApiRoutes(Router& router, ApiServices s) {
   AddEventRoutes(router, s.events);
   AddReceiverRoutes(router, s.receiver);
   AddCollectionRoutes(router, s.collection);
+  router.Add("GET", "/api/v1/instances/{id}/pod", [&pods = s.pods](Request& req) {
+    auto pod = pods.ForInstance(InstanceId{req.params["id"]});
+    if (!pod) return Fail(pod.error(), req);
+    return Json(200, app::ToJson(*pod));
+  });
 }
 
 }  // namespace ccm::http

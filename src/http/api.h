@@ -2,6 +2,7 @@
 
 #include "app/collection.h"
 #include "app/event_service.h"
+#include "app/pods.h"
 #include "app/receiver.h"
 #include "app/services.h"
 #include "http/router.h"
@@ -17,6 +18,7 @@ struct ApiServices {
   app::EventService& events;
   app::EventReceiver& receiver;
   app::CollectionService& collection;
+  app::PodService& pods;
 };
 
 // Adds every route of the REST API (/api/v1, /api/internal, /health, /openapi.json).

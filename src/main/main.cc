@@ -83,6 +83,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   platform_options.base_url = config->assessment_platform_url;
   clients::AssessmentPlatformClient platform(platform_options, clock);
   app::CollectionService collection(deps, platform, {});
+  app::PodService pods(**store, "ccm");
   collection.Start();
   app::EventService events_service(
       **store, clock, dispatcher ? &dispatch_metrics : nullptr,
@@ -92,7 +93,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
       &receive_metrics);
 
   http::Router router;
-  http::AddApiRoutes(router, {definitions, instances, workers, **store, events_service, receiver, collection});
+  http::AddApiRoutes(router, {definitions, instances, workers, **store, events_service, receiver, collection, pods});
   http::ServerOptions options;
   options.address = config->listen_host;
   options.port = static_cast<std::uint16_t>(config->listen_port);

@@ -298,6 +298,24 @@ TEST_F(Receiver, OperatorGradingResult) {
   EXPECT_EQ(Count("ccm.lablet.instance.grading.completed"), 1);
 }
 
+TEST_F(Receiver, PodOfAnInstance) {
+  EXPECT_EQ(http_.Get("/api/v1/instances/nope/pod").status, 404);
+  json body = {{"definition_id", def_}, {"owner_id", "c"}, {"timeslot_start", "2026-12-01T09:00:00Z"},
+               {"timeslot_end", "2026-12-01T10:00:00Z"}};
+  const std::string pending = http_.PostJson("/api/v1/instances", body).Json()["id"];
+  HttpResult early = http_.Get("/api/v1/instances/" + pending + "/pod");
+  EXPECT_EQ(early.status, 409);
+  EXPECT_EQ(early.ContentType(), "application/problem+json");
+  const std::string id = InstanceIn("RUNNING");
+  HttpResult pod = http_.Get("/api/v1/instances/" + id + "/pod");
+  ASSERT_EQ(pod.status, 200) << pod.body;
+  json j = pod.Json();
+  EXPECT_EQ(j["id"], id);
+  ASSERT_EQ(j["devices"].size(), 2u);
+  EXPECT_EQ(j["devices"][1]["interfaces"][1], json({{"name", "vnc_1"}, {"protocol", "vnc"}, {"host", "w1.example"},
+                                                    {"port", Get(id)["allocated_ports"]["vnc_1"]}}));
+}
+
 TEST_F(Receiver, ADuplicateStormAppliesOnce) {
   const std::string id = InstanceIn("COLLECTING");
   const std::string body = Event("storm-1", "assessment.collection.completed",

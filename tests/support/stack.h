@@ -36,6 +36,7 @@ struct Stack {
   std::unique_ptr<app::EventReceiver> receiver;
   std::unique_ptr<app::AssessmentPlatform> platform;
   std::unique_ptr<app::CollectionService> collection;
+  std::unique_ptr<app::PodService> pods;
   http::Router router;
   std::unique_ptr<http::Server> server;
 
@@ -55,7 +56,9 @@ struct Stack {
     event_service = std::make_unique<app::EventService>(*store, clock, nullptr, nullptr, &receive_metrics);
     if (!platform) platform = std::make_unique<Unreachable>();
     collection = std::make_unique<app::CollectionService>(deps, *platform, collection_options);
-    http::AddApiRoutes(router, {*definitions, *instances, *workers, *store, *event_service, *receiver, *collection});
+    pods = std::make_unique<app::PodService>(*store, "ccm");
+    http::AddApiRoutes(router,
+                       {*definitions, *instances, *workers, *store, *event_service, *receiver, *collection, *pods});
     http::ServerOptions options;
     options.port = 0;
     options.handler_threads = 8;

@@ -1,0 +1,78 @@
+#include "support/json_schema.h"
+
+#include <cstdint>
+
+namespace ccm::testing {
+
+using nlohmann::json;
+
+namespace {
+
+bool HasType(const json& v, const std::string& type) {
+  if (type == "object") return v.is_object();
+  if (type == "array") return v.is_array();
+  if (type == "string") return v.is_string();
+  if (type == "integer") return v.is_number_integer();
+  if (type == "number") return v.is_number();
+  if (type == "boolean") return v.is_boolean();
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::string> ValidateSchema(const json& doc, const json& schema, const json& v, const std::string& path) {
+  std::vector<std::string> errors;
+  auto fail = [&](const std::string& m) { errors.push_back(path + ": " + m); };
+  if (schema.contains("$ref")) {
+    const std::string ref = schema["$ref"];
+    const std::string prefix = "#/components/schemas/";
+    if (ref.rfind(prefix, 0) != 0) {
+      fail("unsupported $ref " + ref);
+      return errors;
+    }
+    return ValidateSchema(doc, doc["components"]["schemas"][ref.substr(prefix.size())], v, path);
+  }
+  if (v.is_null()) {
+    if (!schema.value("nullable", false) && schema.contains("type")) fail("null is not allowed");
+    return errors;
+  }
+  if (schema.contains("type") && !HasType(v, schema["type"])) {
+    fail("must be of type " + schema["type"].get<std::string>());
+    return errors;
+  }
+  if (schema.value("format", "") == "int32" && v.is_number_integer()) {
+    const auto n = v.get<std::int64_t>();
+    if (n < INT32_MIN || n > INT32_MAX) fail("out of int32 range");
+  }
+  if (v.is_string() && schema.contains("minLength") && v.get<std::string>().size() < schema["minLength"].get<size_t>())
+    fail("shorter than minLength " + std::to_string(schema["minLength"].get<int>()));
+  if (v.is_array()) {
+    if (schema.contains("minItems") && v.size() < schema["minItems"].get<size_t>())
+      fail("fewer than minItems " + std::to_string(schema["minItems"].get<int>()));
+    if (schema.contains("items"))
+      for (size_t i = 0; i < v.size(); ++i) {
+        auto e = ValidateSchema(doc, schema["items"], v[i], path + "[" + std::to_string(i) + "]");
+        errors.insert(errors.end(), e.begin(), e.end());
+      }
+  }
+  if (v.is_object()) {
+    for (const auto& r : schema.value("required", json::array()))
+      if (!v.contains(r.get<std::string>())) fail("missing required " + r.get<std::string>());
+    const json properties = schema.value("properties", json::object());
+    const json additional = schema.contains("additionalProperties") ? schema["additionalProperties"] : json(true);
+    for (const auto& [key, value] : v.items()) {
+      if (properties.contains(key)) {
+        auto e = ValidateSchema(doc, properties[key], value, path + "." + key);
+        errors.insert(errors.end(), e.begin(), e.end());
+      } else if (additional.is_boolean()) {
+        if (!additional.get<bool>()) fail("additional property " + key + " is not allowed");
+      } else {
+        auto e = ValidateSchema(doc, additional, value, path + "." + key);
+        errors.insert(errors.end(), e.begin(), e.end());
+      }
+    }
+  }
+  return errors;
+}
+
+}  // namespace ccm::testing
