@@ -26,6 +26,14 @@ Result<int> ParseInt(const std::string& key, const std::string& v, int min, int 
   return n;
 }
 
+// An optional http(s) URL, without trailing slashes. Errors: invalid_argument naming `key`.
+Result<std::string> ParseUrl(const std::string& key, std::string v) {
+  if (!v.empty() && v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0)
+    return Error::InvalidArgument(key + " must be an http:// or https:// URL", key);
+  while (!v.empty() && v.back() == '/') v.pop_back();
+  return v;
+}
+
 Status Apply(Config& c, const std::string& key, const std::string& v) {
   if (key == "CCM_LISTEN") {
     const auto colon = v.rfind(':');
@@ -47,8 +55,8 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     if (!n) return n.error();
     c.http_threads = *n;
   } else if (key == "CLOUDEVENTS_SINK_URL") {
-    if (!v.empty() && v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0)
-      return Error::InvalidArgument("CLOUDEVENTS_SINK_URL must be an http:// or https:// URL", key);
+    // Kept as given: the sink's own path matters, trailing slash included.
+    if (auto url = ParseUrl(key, v); !url) return url.error();
     c.sink_url = v;
   } else if (key == "CLOUDEVENTS_MODE") {
     if (v != "structured" && v != "binary" && v != "batch")
@@ -59,10 +67,9 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     if (!n) return n.error();
     c.outbox_max_attempts = *n;
   } else if (key == "ASSESSMENT_PLATFORM_URL") {
-    if (!v.empty() && v.rfind("http://", 0) != 0 && v.rfind("https://", 0) != 0)
-      return Error::InvalidArgument("ASSESSMENT_PLATFORM_URL must be an http:// or https:// URL", key);
-    c.assessment_platform_url = v;
-    while (!c.assessment_platform_url.empty() && c.assessment_platform_url.back() == '/') c.assessment_platform_url.pop_back();
+    auto url = ParseUrl(key, v);
+    if (!url) return url.error();
+    c.assessment_platform_url = *url;
   } else if (key == "EVENT_DEDUP_TTL_HOURS") {
     auto n = ParseInt(key, v, 1, 24 * 365);
     if (!n) return n.error();

@@ -7,6 +7,7 @@
 #include "clients/assessment_platform_client.h"
 #include "support/db_snapshot.h"
 #include "support/http_client.h"
+#include "support/lab_seed.h"
 #include "support/stack.h"
 
 namespace ccm {
@@ -66,13 +67,9 @@ class Collection : public ::testing::Test {
                    clients::AssessmentPlatformOptions{platform_.Url(), 500ms, 1000ms, 2, 5ms, 100, 10ms}, clock_),
                app::CollectionService::Options{20ms, 200ms, 1000ms}),
         http_(stack_.BaseUrl()) {
-    json def = {{"name", "lab"}, {"version", "1.0.0"}, {"lab_yaml", "nodes: [{id: n0, label: r1}]"},
-                {"resource_requirements", {{"cpu_cores", 1}, {"memory_gb", 1}}},
-                {"license_affinity", {"ENTERPRISE"}}, {"max_duration_minutes", 120}, {"created_by", "test"}};
-    def_ = http_.PostJson("/api/v1/definitions", def).Json()["id"];
-    json worker = {{"name", "w1"}, {"hostname", "w1.example"}, {"cml_url", "http://w1"}, {"license_type", "ENTERPRISE"},
-                   {"capacity", {{"cpu_cores", 64}, {"memory_gb", 256}, {"max_nodes", 100}}}, {"state", "RUNNING"}};
-    worker_ = http_.PostJson("/api/v1/workers", worker).Json()["id"];
+    const auto seed = testing::SeedLab(http_, "nodes: [{id: n0, label: r1}]");
+    def_ = seed.definition_id;
+    worker_ = seed.worker_id;
   }
 
   std::string Running() {

@@ -7,6 +7,7 @@
 
 #include "support/db_snapshot.h"
 #include "support/http_client.h"
+#include "support/lab_seed.h"
 #include "support/stack.h"
 
 namespace ccm {
@@ -30,13 +31,9 @@ json Score(double total = 8, double max = 10) {
 class Receiver : public ::testing::Test {
  protected:
   Receiver() : http_(stack_.BaseUrl()) {
-    json def = {{"name", "lab"}, {"version", "1.0.0"}, {"lab_yaml", testing::ReadTestData("sample_lab_template.yaml")},
-                {"resource_requirements", {{"cpu_cores", 1}, {"memory_gb", 1}}},
-                {"license_affinity", {"ENTERPRISE"}}, {"max_duration_minutes", 120}, {"created_by", "test"}};
-    def_ = http_.PostJson("/api/v1/definitions", def).Json()["id"];
-    json worker = {{"name", "w1"}, {"hostname", "w1.example"}, {"cml_url", "http://w1"}, {"license_type", "ENTERPRISE"},
-                   {"capacity", {{"cpu_cores", 64}, {"memory_gb", 256}, {"max_nodes", 100}}}, {"state", "RUNNING"}};
-    worker_ = http_.PostJson("/api/v1/workers", worker).Json()["id"];
+    const auto seed = testing::SeedLab(http_, testing::ReadTestData("sample_lab_template.yaml"));
+    def_ = seed.definition_id;
+    worker_ = seed.worker_id;
   }
 
   // A new instance moved to `state` through the API.

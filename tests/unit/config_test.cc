@@ -31,12 +31,26 @@ TEST(Config, EnvironmentWinsOverTheFile) {
 TEST(Config, BadValuesNameTheSetting) {
   const std::pair<std::string, std::string> cases[] = {
       {"CCM_LISTEN", "8080"}, {"CCM_LISTEN", "h:99999"}, {"CCM_STORE", "postgres://x"},
-      {"CCM_STORE", "sqlite:"}, {"CCM_HTTP_THREADS", "0"}, {"CCM_LOG_LEVEL", "loud"}, {"CLOUDEVENTS_SOURCE", ""}};
+      {"CCM_STORE", "sqlite:"}, {"CCM_HTTP_THREADS", "0"}, {"CCM_LOG_LEVEL", "loud"}, {"CLOUDEVENTS_SOURCE", ""},
+      {"CLOUDEVENTS_SINK_URL", "ftp://sink"}, {"CLOUDEVENTS_MODE", "avro"}, {"CCM_OUTBOX_MAX_ATTEMPTS", "0"},
+      {"EVENT_DEDUP_TTL_HOURS", "0"}, {"ASSESSMENT_PLATFORM_URL", "platform:8080"}};
   for (const auto& [key, value] : cases) {
     auto c = LoadConfig(std::nullopt, {{key, value}});
     ASSERT_FALSE(c) << key << "=" << value;
     EXPECT_EQ(c.error().field, key);
   }
+}
+
+TEST(Config, EventAndPlatformSettings) {
+  auto c = LoadConfig(std::nullopt, {{"CLOUDEVENTS_SINK_URL", "http://sink:8080/events/"},
+                                     {"CLOUDEVENTS_MODE", "batch"},
+                                     {"EVENT_DEDUP_TTL_HOURS", "48"},
+                                     {"ASSESSMENT_PLATFORM_URL", "https://platform.example/"}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->sink_url, "http://sink:8080/events/");
+  EXPECT_EQ(c->cloudevents_mode, "batch");
+  EXPECT_EQ(c->event_dedup_ttl_hours, 48);
+  EXPECT_EQ(c->assessment_platform_url, "https://platform.example");
 }
 
 TEST(Config, FileErrors) {
