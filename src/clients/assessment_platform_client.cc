@@ -5,8 +5,12 @@
 
 namespace ccm::clients {
 
-AssessmentPlatformClient::AssessmentPlatformClient(AssessmentPlatformOptions options, app::Clock& clock)
-    : options_(std::move(options)), clock_(clock), breaker_(options_.breaker_threshold, options_.breaker_cooldown) {}
+AssessmentPlatformClient::AssessmentPlatformClient(AssessmentPlatformOptions options, app::Clock& clock,
+                                                   OidcTokenProvider* tokens)
+    : options_(std::move(options)),
+      clock_(clock),
+      tokens_(tokens),
+      breaker_(options_.breaker_threshold, options_.breaker_cooldown) {}
 
 Status AssessmentPlatformClient::TriggerCollection(const app::CollectionRequest& request) {
   const std::string call = "assessment platform POST /api/v1/collections";
@@ -18,11 +22,26 @@ Status AssessmentPlatformClient::TriggerCollection(const app::CollectionRequest&
   std::lock_guard lock(mu_);
   std::string last;
   auto wait = options_.retry_backoff;
+  bool refreshed = false;
   for (int attempt = 1; attempt <= options_.attempts; ++attempt) {
     if (!breaker_.Allow(clock_.Now())) return Error::Unavailable(call + ": circuit open after repeated failures");
-    const HttpAnswer a = poster_.Post(options_.base_url + "/api/v1/collections",
-                                      {{"content-type", "application/json"}, {"accept", "application/json"}}, body,
+    std::map<std::string, std::string> headers = {{"content-type", "application/json"}, {"accept", "application/json"}};
+    std::string token;
+    if (tokens_) {
+      auto t = tokens_->Token();
+      if (!t) return Error::Unavailable(call + ": no token: " + t.error().message);
+      token = *t;
+      headers["authorization"] = "Bearer " + token;
+    }
+    const HttpAnswer a = poster_.Post(options_.base_url + "/api/v1/collections", headers, body,
                                       options_.connect_timeout, options_.total_timeout);
+    if (tokens_ && a.transport_error.empty() && a.status == 401 && !refreshed) {
+      // The token was refused (revoked, or expired early): one refresh, one retry.
+      tokens_->Invalidate(token);
+      refreshed = true;
+      --attempt;
+      continue;
+    }
     if (a.transport_error.empty() && a.status >= 200 && a.status < 300) {
       breaker_.OnSuccess();
       return {};

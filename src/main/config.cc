@@ -14,7 +14,8 @@ namespace {
 const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUDEVENTS_SOURCE",
                               "CCM_HTTP_THREADS",     "CCM_LOG_LEVEL",    "CLOUDEVENTS_SINK_URL",
                               "CLOUDEVENTS_MODE",     "CCM_OUTBOX_MAX_ATTEMPTS", "EVENT_DEDUP_TTL_HOURS",
-                              "ASSESSMENT_PLATFORM_URL"};
+                              "ASSESSMENT_PLATFORM_URL", "OIDC_TOKEN_URL", "OIDC_CLIENT_ID",
+                              "OIDC_CLIENT_SECRET"};
 
 Result<int> ParseInt(const std::string& key, const std::string& v, int min, int max) {
   int n = 0;
@@ -70,6 +71,13 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     auto url = ParseUrl(key, v);
     if (!url) return url.error();
     c.assessment_platform_url = *url;
+  } else if (key == "OIDC_TOKEN_URL") {
+    if (auto url = ParseUrl(key, v); !url) return url.error();
+    c.oidc_token_url = v;
+  } else if (key == "OIDC_CLIENT_ID") {
+    c.oidc_client_id = v;
+  } else if (key == "OIDC_CLIENT_SECRET") {
+    c.oidc_client_secret = v;
   } else if (key == "EVENT_DEDUP_TTL_HOURS") {
     auto n = ParseInt(key, v, 1, 24 * 365);
     if (!n) return n.error();
@@ -111,6 +119,8 @@ Result<Config> LoadConfig(const std::optional<std::string>& yaml_file, const std
     if (auto it = env.find(key); it != env.end())
       if (auto s = Apply(c, key, it->second); !s) return s.error();
   }
+  if (!c.oidc_token_url.empty() && c.oidc_client_id.empty())
+    return Error::InvalidArgument("OIDC_CLIENT_ID is required with OIDC_TOKEN_URL", "OIDC_CLIENT_ID");
   return c;
 }
 

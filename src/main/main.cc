@@ -11,6 +11,7 @@
 #include "app/services.h"
 #include "clients/assessment_platform_client.h"
 #include "clients/http_event_sink.h"
+#include "clients/oidc_token_provider.h"
 #include "app/system.h"
 #include "http/api.h"
 #include "http/server.h"
@@ -81,7 +82,11 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   key_sweeper.Start();
   clients::AssessmentPlatformOptions platform_options;
   platform_options.base_url = config->assessment_platform_url;
-  clients::AssessmentPlatformClient platform(platform_options, clock);
+  std::unique_ptr<clients::OidcTokenProvider> tokens;
+  if (!config->oidc_token_url.empty())
+    tokens = std::make_unique<clients::OidcTokenProvider>(
+        clients::OidcOptions{config->oidc_token_url, config->oidc_client_id, config->oidc_client_secret}, clock);
+  clients::AssessmentPlatformClient platform(platform_options, clock, tokens.get());
   app::CollectionService collection(deps, platform, {});
   app::PodService pods(**store, "ccm");
   collection.Start();

@@ -33,7 +33,7 @@ TEST(Config, BadValuesNameTheSetting) {
       {"CCM_LISTEN", "8080"}, {"CCM_LISTEN", "h:99999"}, {"CCM_STORE", "postgres://x"},
       {"CCM_STORE", "sqlite:"}, {"CCM_HTTP_THREADS", "0"}, {"CCM_LOG_LEVEL", "loud"}, {"CLOUDEVENTS_SOURCE", ""},
       {"CLOUDEVENTS_SINK_URL", "ftp://sink"}, {"CLOUDEVENTS_MODE", "avro"}, {"CCM_OUTBOX_MAX_ATTEMPTS", "0"},
-      {"EVENT_DEDUP_TTL_HOURS", "0"}, {"ASSESSMENT_PLATFORM_URL", "platform:8080"}};
+      {"EVENT_DEDUP_TTL_HOURS", "0"}, {"ASSESSMENT_PLATFORM_URL", "platform:8080"}, {"OIDC_TOKEN_URL", "kc/token"}};
   for (const auto& [key, value] : cases) {
     auto c = LoadConfig(std::nullopt, {{key, value}});
     ASSERT_FALSE(c) << key << "=" << value;
@@ -51,6 +51,13 @@ TEST(Config, EventAndPlatformSettings) {
   EXPECT_EQ(c->cloudevents_mode, "batch");
   EXPECT_EQ(c->event_dedup_ttl_hours, 48);
   EXPECT_EQ(c->assessment_platform_url, "https://platform.example");
+}
+
+TEST(Config, OidcNeedsAClientId) {
+  auto c = LoadConfig(std::nullopt, {{"OIDC_TOKEN_URL", "http://kc/token"}, {"OIDC_CLIENT_SECRET", "s3cret"}});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().field, "OIDC_CLIENT_ID");
+  EXPECT_EQ(c.error().message.find("s3cret"), std::string::npos);
 }
 
 TEST(Config, FileErrors) {
