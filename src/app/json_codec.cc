@@ -138,6 +138,7 @@ json ToJson(const LabletInstance& i) {
           {"collection", std::move(collection)},
           {"grading_score", i.grading_score ? ToJson(*i.grading_score) : json(nullptr)},
           {"pod_assigned", i.pod_assigned},
+          {"pod_error", i.pod_error},
           {"last_failure", i.last_failure ? json{{"stage", i.last_failure->stage},
                                                  {"error_code", i.last_failure->error_code},
                                                  {"error_message", i.last_failure->error_message},
@@ -249,6 +250,7 @@ Result<LabletInstance> InstanceFromJson(const json& j) {
       i.grading_score = std::move(score);
     }
     i.pod_assigned = j.at("pod_assigned").get<bool>();
+    i.pod_error = j.value("pod_error", "");
     if (j.contains("last_failure") && !j.at("last_failure").is_null()) {
       const auto& f = j.at("last_failure");
       i.last_failure = FailureRecord{f.at("stage").get<std::string>(), f.at("error_code").get<std::string>(),

@@ -155,6 +155,15 @@ class AssessmentPlatform {
   virtual Status TriggerCollection(const CollectionRequest& request) = 0;
 };
 
+// The Grading Engine (GRADING_ENGINE_URL). Thread-safe.
+class GradingEngine {
+ public:
+  virtual ~GradingEngine() = default;
+  // POST /api/v1/sessions/{session_id}/parts/{part_id}/pod with the pod (JSON) as the body.
+  // Errors: unavailable, invalid_argument (refused, e.g. a pod that does not validate).
+  virtual Status AssignPod(const std::string& session_id, const std::string& part_id, const std::string& pod_json) = 0;
+};
+
 // Durable state, outbox and dedup records. Implementations are thread-safe; reads see every
 // commit that returned before they started.
 class Store {

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include "app/json_codec.h"
+#include "app/pods.h"
 
 #include <algorithm>
 #include <random>
@@ -124,6 +125,8 @@ Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, Inst
     def = std::move(got.value());
   }
   Worker* w = worker ? &*worker : nullptr;
+  if (to == InstanceState::kRunning && instance.assessment && pods_ && engine_ && IsLegalMove(instance.state, to))
+    instance.pod_assigned = AssignPod(instance);
   auto change = MoveInstance(instance, releases ? w : nullptr, to, d_.clock.Now(), reason, actor);
   if (!change) return change.error();
 
@@ -134,6 +137,15 @@ Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, Inst
   if (auto s = d_.store.Commit(changes); !s) return s.error();
   ++instance.version;
   return instance;
+}
+
+bool InstanceService::AssignPod(LabletInstance& instance) {
+  auto pod = pods_->ForInstance(instance.id);
+  Status assigned = pod ? engine_->AssignPod(instance.assessment->session_id, instance.assessment->part_id,
+                                             ToJson(*pod).dump())
+                        : Status(pod.error());
+  instance.pod_error = assigned ? "" : assigned.error().message;
+  return assigned.has_value();
 }
 
 Result<LabletInstance> InstanceService::RequestTermination(const InstanceId& id, const std::string& actor) {

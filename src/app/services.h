@@ -53,10 +53,18 @@ class DefinitionService {
   Deps d_;
 };
 
+class PodService;
+
 // Use cases of lablet instances.
 class InstanceService {
  public:
   explicit InstanceService(Deps deps) : d_(deps) {}
+  // From now on, an instance with assessment ids that moves to RUNNING first has its pod
+  // assigned on the Grading Engine; its `running` event says whether that worked. Not owned.
+  void EnablePodAssignment(PodService& pods, GradingEngine& engine) {
+    pods_ = &pods;
+    engine_ = &engine;
+  }
   // -> PENDING, with its event. Errors: not_found (definition, field definition_id),
   // invalid_argument, failed_precondition (deleted definition).
   Result<domain::LabletInstance> Create(const domain::InstanceDraft& draft, const std::string& actor);
@@ -82,7 +90,12 @@ class InstanceService {
   // Moves `instance` (read at its version) to `to` and commits it with its worker and event.
   Result<domain::LabletInstance> CommitMove(domain::LabletInstance instance, domain::InstanceState to,
                                             const std::string& reason, const std::string& actor);
+  // Assigns the instance's pod on the Grading Engine; false, with the reason in pod_error,
+  // when it cannot.
+  bool AssignPod(domain::LabletInstance& instance);
   Deps d_;
+  PodService* pods_ = nullptr;
+  GradingEngine* engine_ = nullptr;
 };
 
 // Use cases of workers.

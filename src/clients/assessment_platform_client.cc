@@ -1,64 +1,33 @@
 #include "clients/assessment_platform_client.h"
 
+#include <curl/curl.h>
+
 #include <nlohmann/json.hpp>
-#include <thread>
 
 namespace ccm::clients {
 
-AssessmentPlatformClient::AssessmentPlatformClient(AssessmentPlatformOptions options, app::Clock& clock,
-                                                   OidcTokenProvider* tokens)
-    : options_(std::move(options)),
-      clock_(clock),
-      tokens_(tokens),
-      breaker_(options_.breaker_threshold, options_.breaker_cooldown) {}
+namespace {
+
+std::string PathSegment(const std::string& v) {
+  char* e = curl_easy_escape(nullptr, v.c_str(), static_cast<int>(v.size()));
+  std::string out = e ? e : "";
+  curl_free(e);
+  return out;
+}
+
+}  // namespace
 
 Status AssessmentPlatformClient::TriggerCollection(const app::CollectionRequest& request) {
-  const std::string call = "assessment platform POST /api/v1/collections";
-  if (options_.base_url.empty()) return Error::Unavailable(call + ": ASSESSMENT_PLATFORM_URL is not set");
-  const std::string body = nlohmann::json{{"instance_id", request.instance_id},
-                                          {"cml_lab_id", request.cml_lab_id},
-                                          {"worker_hostname", request.worker_hostname}}
-                               .dump();
-  std::lock_guard lock(mu_);
-  std::string last;
-  auto wait = options_.retry_backoff;
-  bool refreshed = false;
-  for (int attempt = 1; attempt <= options_.attempts; ++attempt) {
-    if (!breaker_.Allow(clock_.Now())) return Error::Unavailable(call + ": circuit open after repeated failures");
-    std::map<std::string, std::string> headers = {{"content-type", "application/json"}, {"accept", "application/json"}};
-    std::string token;
-    if (tokens_) {
-      auto t = tokens_->Token();
-      if (!t) return Error::Unavailable(call + ": no token: " + t.error().message);
-      token = *t;
-      headers["authorization"] = "Bearer " + token;
-    }
-    const HttpAnswer a = poster_.Post(options_.base_url + "/api/v1/collections", headers, body,
-                                      options_.connect_timeout, options_.total_timeout);
-    if (tokens_ && a.transport_error.empty() && a.status == 401 && !refreshed) {
-      // The token was refused (revoked, or expired early): one refresh, one retry.
-      tokens_->Invalidate(token);
-      refreshed = true;
-      --attempt;
-      continue;
-    }
-    if (a.transport_error.empty() && a.status >= 200 && a.status < 300) {
-      breaker_.OnSuccess();
-      return {};
-    }
-    const bool retryable = !a.transport_error.empty() || a.status == 408 || a.status == 429 || a.status >= 500;
-    last = a.transport_error.empty() ? "HTTP " + std::to_string(a.status) : a.transport_error;
-    if (!retryable) {
-      breaker_.OnSuccess();  // the platform answered: it is up
-      return Error::InvalidArgument(call + ": " + last + (a.body.empty() ? "" : ": " + a.body.substr(0, 200)));
-    }
-    breaker_.OnFailure(clock_.Now());
-    if (attempt < options_.attempts) {
-      std::this_thread::sleep_for(wait);
-      wait *= 2;
-    }
-  }
-  return Error::Unavailable(call + ": " + last + " after " + std::to_string(options_.attempts) + " attempts");
+  return caller_.Post("/api/v1/collections", nlohmann::json{{"instance_id", request.instance_id},
+                                                             {"cml_lab_id", request.cml_lab_id},
+                                                             {"worker_hostname", request.worker_hostname}}
+                                                 .dump());
+}
+
+Status GradingEngineClient::AssignPod(const std::string& session_id, const std::string& part_id,
+                                      const std::string& pod_json) {
+  return caller_.Post("/api/v1/sessions/" + PathSegment(session_id) + "/parts/" + PathSegment(part_id) + "/pod",
+                      pod_json);
 }
 
 }  // namespace ccm::clients

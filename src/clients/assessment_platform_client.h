@@ -1,44 +1,32 @@
 #pragma once
 
-#include <chrono>
-#include <mutex>
-#include <string>
-
-#include "app/dispatcher.h"
 #include "app/ports.h"
-#include "clients/http_post.h"
-#include "clients/oidc_token_provider.h"
+#include "clients/authorized_caller.h"
 
 namespace ccm::clients {
 
-struct AssessmentPlatformOptions {
-  std::string base_url;  // ASSESSMENT_PLATFORM_URL
-  std::chrono::milliseconds connect_timeout{2000};
-  std::chrono::milliseconds total_timeout{5000};
-  int attempts = 3;                               // per call, on connection errors, 408, 429, 5xx
-  std::chrono::milliseconds retry_backoff{200};  // doubled after each failed attempt
-  int breaker_threshold = 5;
-  std::chrono::milliseconds breaker_cooldown{10'000};
-};
-
-// The Assessment Platform over HTTP (libcurl). Retries a call a few times on connection
-// errors, 408, 429 and 5xx; behind a circuit breaker, so a platform that keeps failing is
-// not hammered (calls fail at once while it is open). Errors name the remote, the call and
-// the status. With a token provider, each call carries a bearer token; a 401 forces one
-// refresh and one retry. Thread-safe (one request at a time).
+// The Assessment Platform (ASSESSMENT_PLATFORM_URL) over HTTP.
 class AssessmentPlatformClient final : public app::AssessmentPlatform {
  public:
   // `tokens` may be null (no outbound authentication); not owned.
-  AssessmentPlatformClient(AssessmentPlatformOptions options, app::Clock& clock, OidcTokenProvider* tokens = nullptr);
+  AssessmentPlatformClient(RemoteOptions options, app::Clock& clock, OidcTokenProvider* tokens = nullptr)
+      : caller_("assessment platform", std::move(options), clock, tokens) {}
   Status TriggerCollection(const app::CollectionRequest& request) override;
 
  private:
-  AssessmentPlatformOptions options_;
-  app::Clock& clock_;
-  OidcTokenProvider* tokens_;
-  std::mutex mu_;
-  HttpPoster poster_;
-  app::CircuitBreaker breaker_;
+  AuthorizedCaller caller_;
+};
+
+// The Grading Engine (GRADING_ENGINE_URL) over HTTP: the pod itself is the body, as its API
+// wants (no wrapper).
+class GradingEngineClient final : public app::GradingEngine {
+ public:
+  GradingEngineClient(RemoteOptions options, app::Clock& clock, OidcTokenProvider* tokens = nullptr)
+      : caller_("grading engine", std::move(options), clock, tokens) {}
+  Status AssignPod(const std::string& session_id, const std::string& part_id, const std::string& pod_json) override;
+
+ private:
+  AuthorizedCaller caller_;
 };
 
 }  // namespace ccm::clients

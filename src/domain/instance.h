@@ -79,6 +79,7 @@ struct LabletInstance {
   std::optional<CollectionRef> collection;
   std::optional<GradingScore> grading_score;
   bool pod_assigned = false;
+  std::string pod_error;  // why the pod could not be assigned; empty otherwise
   std::optional<FailureRecord> last_failure;  // the latest collection or grading failure
   int collection_failures = 0;                 // collection failures reported so far
   // While set, the collection is to be requested from the Assessment Platform at or after

@@ -14,7 +14,7 @@ namespace {
 const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUDEVENTS_SOURCE",
                               "CCM_HTTP_THREADS",     "CCM_LOG_LEVEL",    "CLOUDEVENTS_SINK_URL",
                               "CLOUDEVENTS_MODE",     "CCM_OUTBOX_MAX_ATTEMPTS", "EVENT_DEDUP_TTL_HOURS",
-                              "ASSESSMENT_PLATFORM_URL", "OIDC_TOKEN_URL", "OIDC_CLIENT_ID",
+                              "ASSESSMENT_PLATFORM_URL", "GRADING_ENGINE_URL", "OIDC_TOKEN_URL", "OIDC_CLIENT_ID",
                               "OIDC_CLIENT_SECRET"};
 
 Result<int> ParseInt(const std::string& key, const std::string& v, int min, int max) {
@@ -71,6 +71,10 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     auto url = ParseUrl(key, v);
     if (!url) return url.error();
     c.assessment_platform_url = *url;
+  } else if (key == "GRADING_ENGINE_URL") {
+    auto url = ParseUrl(key, v);
+    if (!url) return url.error();
+    c.grading_engine_url = *url;
   } else if (key == "OIDC_TOKEN_URL") {
     if (auto url = ParseUrl(key, v); !url) return url.error();
     c.oidc_token_url = v;

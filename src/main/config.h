@@ -21,6 +21,7 @@ struct Config {
   std::string cloudevents_mode = "structured";  // CLOUDEVENTS_MODE: structured, binary, batch
   int outbox_max_attempts = 12;           // CCM_OUTBOX_MAX_ATTEMPTS: then dead-lettered
   std::string assessment_platform_url;    // ASSESSMENT_PLATFORM_URL
+  std::string grading_engine_url;         // GRADING_ENGINE_URL: empty assigns no pods
   std::string oidc_token_url;             // OIDC_TOKEN_URL: empty sends no bearer token
   std::string oidc_client_id;             // OIDC_CLIENT_ID
   std::string oidc_client_secret;         // OIDC_CLIENT_SECRET (never logged)

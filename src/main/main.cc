@@ -80,7 +80,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   app::EventReceiver receiver(deps, receive_options, receive_metrics);
   app::KeySweeper key_sweeper(**store, clock, std::chrono::minutes(10));
   key_sweeper.Start();
-  clients::AssessmentPlatformOptions platform_options;
+  clients::RemoteOptions platform_options;
   platform_options.base_url = config->assessment_platform_url;
   std::unique_ptr<clients::OidcTokenProvider> tokens;
   if (!config->oidc_token_url.empty())
@@ -89,6 +89,10 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   clients::AssessmentPlatformClient platform(platform_options, clock, tokens.get());
   app::CollectionService collection(deps, platform, {});
   app::PodService pods(**store, "ccm");
+  clients::RemoteOptions engine_options;
+  engine_options.base_url = config->grading_engine_url;
+  clients::GradingEngineClient engine(engine_options, clock, tokens.get());
+  if (!config->grading_engine_url.empty()) instances.EnablePodAssignment(pods, engine);
   collection.Start();
   app::EventService events_service(
       **store, clock, dispatcher ? &dispatch_metrics : nullptr,

@@ -64,7 +64,7 @@ class Collection : public ::testing::Test {
   Collection()
       : clock_(),
         stack_(std::make_unique<clients::AssessmentPlatformClient>(
-                   clients::AssessmentPlatformOptions{platform_.Url(), 500ms, 1000ms, 2, 5ms, 100, 10ms}, clock_),
+                   clients::RemoteOptions{platform_.Url(), 500ms, 1000ms, 2, 5ms, 100, 10ms}, clock_),
                app::CollectionService::Options{20ms, 200ms, 1000ms}),
         http_(stack_.BaseUrl()) {
     const auto seed = testing::SeedLab(http_, "nodes: [{id: n0, label: r1}]");

@@ -138,7 +138,7 @@ TEST(Oidc, A401ForcesOneRefreshAndOneRetryAndExpiryMidRunFetchesANewToken) {
   GuardedPlatform platform;
   app::FakeClock clock(FromUnixMillis(1'800'000'000'000));
   clients::OidcTokenProvider tokens(Options(endpoint.Url()), clock);
-  clients::AssessmentPlatformClient client({platform.Url(), 500ms, 1000ms, 2, 5ms, 100, 10ms}, clock, &tokens);
+  clients::AssessmentPlatformClient client(clients::RemoteOptions{platform.Url(), 500ms, 1000ms, 2, 5ms, 100, 10ms}, clock, &tokens);
   const app::CollectionRequest request{"i-1", "lab-1", "w1.example"};
 
   platform.Accept("tok-2");  // tok-1 will be refused once: revoked

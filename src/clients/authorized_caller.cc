@@ -1,0 +1,60 @@
+#include "clients/authorized_caller.h"
+
+#include <thread>
+
+namespace ccm::clients {
+
+AuthorizedCaller::AuthorizedCaller(std::string remote, RemoteOptions options, app::Clock& clock,
+                                   OidcTokenProvider* tokens)
+    : remote_(std::move(remote)),
+      options_(std::move(options)),
+      clock_(clock),
+      tokens_(tokens),
+      breaker_(options_.breaker_threshold, options_.breaker_cooldown) {}
+
+Status AuthorizedCaller::Post(const std::string& path, const std::string& body) {
+  const std::string call = remote_ + " POST " + path;
+  if (options_.base_url.empty()) return Error::Unavailable(call + ": no URL is set for the " + remote_);
+  std::lock_guard lock(mu_);
+  std::string last;
+  auto wait = options_.retry_backoff;
+  bool refreshed = false;
+  for (int attempt = 1; attempt <= options_.attempts; ++attempt) {
+    if (!breaker_.Allow(clock_.Now())) return Error::Unavailable(call + ": circuit open after repeated failures");
+    std::map<std::string, std::string> headers = {{"content-type", "application/json"}, {"accept", "application/json"}};
+    std::string token;
+    if (tokens_) {
+      auto t = tokens_->Token();
+      if (!t) return Error::Unavailable(call + ": no token: " + t.error().message);
+      token = *t;
+      headers["authorization"] = "Bearer " + token;
+    }
+    const HttpAnswer a =
+        poster_.Post(options_.base_url + path, headers, body, options_.connect_timeout, options_.total_timeout);
+    if (tokens_ && a.transport_error.empty() && a.status == 401 && !refreshed) {
+      // The token was refused (revoked, or expired early): one refresh, one retry.
+      tokens_->Invalidate(token);
+      refreshed = true;
+      --attempt;
+      continue;
+    }
+    if (a.transport_error.empty() && a.status >= 200 && a.status < 300) {
+      breaker_.OnSuccess();
+      return {};
+    }
+    const bool retryable = !a.transport_error.empty() || a.status == 408 || a.status == 429 || a.status >= 500;
+    last = a.transport_error.empty() ? "HTTP " + std::to_string(a.status) : a.transport_error;
+    if (!retryable) {
+      breaker_.OnSuccess();  // the remote answered: it is up
+      return Error::InvalidArgument(call + ": " + last + (a.body.empty() ? "" : ": " + a.body.substr(0, 200)));
+    }
+    breaker_.OnFailure(clock_.Now());
+    if (attempt < options_.attempts) {
+      std::this_thread::sleep_for(wait);
+      wait *= 2;
+    }
+  }
+  return Error::Unavailable(call + ": " + last + " after " + std::to_string(options_.attempts) + " attempts");
+}
+
+}  // namespace ccm::clients

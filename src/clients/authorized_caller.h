@@ -1,0 +1,45 @@
+#pragma once
+
+#include <chrono>
+#include <mutex>
+#include <string>
+
+#include "app/dispatcher.h"
+#include "clients/http_post.h"
+#include "clients/oidc_token_provider.h"
+
+namespace ccm::clients {
+
+struct RemoteOptions {
+  std::string base_url;
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds total_timeout{5000};
+  int attempts = 3;                               // per call, on connection errors, 408, 429, 5xx
+  std::chrono::milliseconds retry_backoff{200};  // doubled after each failed attempt
+  int breaker_threshold = 5;
+  std::chrono::milliseconds breaker_cooldown{10'000};
+};
+
+// JSON POSTs to one remote: a few retries on connection errors, 408, 429 and 5xx, a circuit
+// breaker (calls fail at once while it is open), a bearer token when a provider is given (a
+// 401 forces one refresh and one retry). Errors name the remote, the call and the status.
+// Thread-safe (one request at a time).
+class AuthorizedCaller {
+ public:
+  // `tokens` may be null; not owned.
+  AuthorizedCaller(std::string remote, RemoteOptions options, app::Clock& clock, OidcTokenProvider* tokens);
+  // POSTs `body` to base_url + `path`. Errors: unavailable (not set, unreachable, failing,
+  // circuit open, no token); invalid_argument when the remote refuses the request for good.
+  Status Post(const std::string& path, const std::string& body);
+
+ private:
+  std::string remote_;
+  RemoteOptions options_;
+  app::Clock& clock_;
+  OidcTokenProvider* tokens_;
+  std::mutex mu_;
+  HttpPoster poster_;
+  app::CircuitBreaker breaker_;
+};
+
+}  // namespace ccm::clients
