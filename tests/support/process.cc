@@ -8,25 +8,25 @@
 #include <fstream>
 #include <stdexcept>
 #include <thread>
-#include <vector>
 
 namespace ccm::testing {
 
-CcmProcess::CcmProcess(const std::string& work_dir, const std::map<std::string, std::string>& env) {
-  const std::string ready = work_dir + "/ready";
-  std::filesystem::remove(ready);
+ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+                           const std::string& ready_file) {
+  std::filesystem::remove(ready_file);
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
     for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    setenv("CCM_LISTEN", "127.0.0.1:0", 0);
-    setenv("CCM_LOG_LEVEL", "warn", 0);
-    execl(CCM_BINARY, CCM_BINARY, "serve", "--ready-file", ready.c_str(), static_cast<char*>(nullptr));
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
     _exit(127);
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline) {
-    std::ifstream in(ready);
+    std::ifstream in(ready_file);
     std::string address;
     if (in >> address && !address.empty()) {
       base_url_ = "http://" + address;
@@ -35,22 +35,33 @@ CcmProcess::CcmProcess(const std::string& work_dir, const std::map<std::string, 
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      throw std::runtime_error("ccm exited at start-up");
+      throw std::runtime_error(argv[0] + " exited at start-up");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   Kill();
-  throw std::runtime_error("ccm did not start in 10 s");
+  throw std::runtime_error(argv[0] + " did not start in 10 s");
 }
 
-CcmProcess::~CcmProcess() { Kill(); }
+ChildProcess::~ChildProcess() { Kill(); }
 
-void CcmProcess::Kill(int signal) {
+void ChildProcess::Kill(int signal) {
   if (pid_ <= 0) return;
   ::kill(pid_, signal);
   int status = 0;
   waitpid(pid_, &status, 0);
   pid_ = -1;
 }
+
+namespace {
+std::map<std::string, std::string> WithDefaults(std::map<std::string, std::string> env) {
+  env.emplace("CCM_LISTEN", "127.0.0.1:0");
+  env.emplace("CCM_LOG_LEVEL", "warn");
+  return env;
+}
+}  // namespace
+
+CcmProcess::CcmProcess(const std::string& work_dir, const std::map<std::string, std::string>& env)
+    : ChildProcess({CCM_BINARY, "serve", "--ready-file", work_dir + "/ready"}, WithDefaults(env), work_dir + "/ready") {}
 
 }  // namespace ccm::testing

@@ -3,19 +3,21 @@
 #include <csignal>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace ccm::testing {
 
-// `ccm serve` as a child process, for tests that kill it. The path of the binary comes from
-// the build (CCM_BINARY).
-class CcmProcess {
+// A child process that writes host:port to a ready file once it listens (ccm and the
+// simulators do), for tests that start, stop or kill it.
+class ChildProcess {
  public:
-  // Starts `ccm serve` with these environment settings added and waits until it listens.
-  // Throws when it does not start within 10 s.
-  CcmProcess(const std::string& work_dir, const std::map<std::string, std::string>& env);
-  ~CcmProcess();  // SIGKILL if still running
-  CcmProcess(const CcmProcess&) = delete;
-  CcmProcess& operator=(const CcmProcess&) = delete;
+  // Starts `argv` with `env` added and waits for `ready_file`. Throws when it does not
+  // start within 10 s.
+  ChildProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+               const std::string& ready_file);
+  ~ChildProcess();  // SIGKILL if still running
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
 
   std::string BaseUrl() const { return base_url_; }
   // Sends `signal` and waits for the process to end.
@@ -24,6 +26,12 @@ class CcmProcess {
  private:
   int pid_ = -1;
   std::string base_url_;
+};
+
+// `ccm serve` (the binary of this build, CCM_BINARY) with these settings added.
+class CcmProcess : public ChildProcess {
+ public:
+  CcmProcess(const std::string& work_dir, const std::map<std::string, std::string>& env);
 };
 
 }  // namespace ccm::testing

@@ -1,0 +1,181 @@
+// assessment-sim: the Assessment Platform and the Grading Engine, as ccm sees them.
+//   POST /api/v1/collections                       accepts a collection, then sends
+//        assessment.collection.completed and assessment.grading.completed to ccm's
+//        /api/v1/events as real CloudEvents after --delay-ms each
+//   POST /api/v1/sessions/{s}/parts/{p}/pod        accepts a pod that validates against the
+//        Grading Engine's Pod schema; 400 with the first violation otherwise
+//   GET  /sim/state                                what it received, for tests
+// Failures can be injected: 503 for the first --fail-collections requests, slow answers, a
+// collection.failed instead of the results, every event sent twice, a bearer token required.
+#include <CLI/CLI.hpp>
+#include <curl/curl.h>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "http/server.h"
+#include "support/json_schema.h"
+
+namespace {
+
+using nlohmann::json;
+
+struct Settings {
+  std::string events_url;
+  int delay_ms = 200;
+  int fail_collections = 0;
+  bool collection_fails = false;
+  bool send_twice = false;
+  bool require_bearer = false;
+  int slow_ms = 0;
+  double score_total = 8, score_max = 10;
+};
+
+void Send(const std::string& url, const json& event) {
+  CURL* c = curl_easy_init();
+  const std::string body = event.dump();
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/cloudevents+json");
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, +[](char*, size_t s, size_t n, void*) { return s * n; });
+  curl_easy_perform(c);
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(c);
+}
+
+json Event(const std::string& id, const std::string& type, json data) {
+  return {{"specversion", "1.0"}, {"id", id}, {"source", "/assessment-sim"}, {"type", type},
+          {"datacontenttype", "application/json"}, {"data", std::move(data)}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{"assessment-sim: Assessment Platform and Grading Engine"};
+  Settings s;
+  std::string ready_file, schema_file;
+  cli.add_option("--ready-file", ready_file, "Write host:port here once listening")->required();
+  cli.add_option("--events-url", s.events_url, "ccm's POST /api/v1/events URL")->required();
+  cli.add_option("--grading-schema", schema_file, "The Grading Engine OpenAPI document")->required();
+  cli.add_option("--delay-ms", s.delay_ms, "Wait before each result event")->capture_default_str();
+  cli.add_option("--fail-collections", s.fail_collections, "Answer 503 to this many collection requests");
+  cli.add_flag("--collection-fails", s.collection_fails, "Send assessment.collection.failed instead of results");
+  cli.add_flag("--send-twice", s.send_twice, "Send every event twice (same id)");
+  cli.add_flag("--require-bearer", s.require_bearer, "Refuse requests without a bearer token (401)");
+  cli.add_option("--slow-ms", s.slow_ms, "Wait this long before every answer");
+  cli.add_option("--score", s.score_total, "Total points awarded (of 10)");
+  CLI11_PARSE(cli, argc, argv);
+
+  std::ifstream in(schema_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  const json spec = json::parse(text.str(), nullptr, false);
+  if (spec.is_discarded()) {
+    std::cerr << "assessment-sim: cannot read " << schema_file << "\n";
+    return 2;
+  }
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+  std::mutex mu;
+  json state = {{"collections", json::array()}, {"pods", json::array()}, {"refused", 0}};
+  std::atomic<int> failures_left{s.fail_collections};
+  std::atomic<int> sequence{0};
+
+  auto results = [s, &sequence](json request, std::string collection_id) {
+    auto send = [&](const json& e) {
+      Send(s.events_url, e);
+      if (s.send_twice) Send(s.events_url, e);
+    };
+    const std::string instance = request["instance_id"];
+    const int n = ++sequence;
+    std::this_thread::sleep_for(std::chrono::milliseconds(s.delay_ms));
+    if (s.collection_fails) {
+      send(Event("failed-" + std::to_string(n), "assessment.collection.failed",
+                 {{"instance_id", instance}, {"error_code", "DEVICE_UNREACHABLE"}, {"error_message", "no console"},
+                  {"retry_possible", false}}));
+      return;
+    }
+    send(Event("collected-" + std::to_string(n), "assessment.collection.completed",
+               {{"instance_id", instance}, {"collection_id", collection_id},
+                {"artifacts_uri", "s3://assessment-sim/" + collection_id}}));
+    std::this_thread::sleep_for(std::chrono::milliseconds(s.delay_ms));
+    send(Event("graded-" + std::to_string(n), "assessment.grading.completed",
+               {{"instance_id", instance},
+                {"score", {{"total", s.score_total}, {"max", s.score_max},
+                           {"breakdown", {{{"criterion", "lab tasks"}, {"points", s.score_total}, {"max", s.score_max}}}}}},
+                {"passed", s.score_total >= s.score_max * 0.7}}));
+  };
+
+  ccm::http::ServerOptions options;
+  options.port = 0;
+  options.handler_threads = 4;
+  ccm::http::Server server(options, [&](ccm::http::Request& r) {
+    ccm::http::Response resp;
+    if (s.slow_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(s.slow_ms));
+    if (r.method == "GET" && r.path == "/sim/state") {
+      std::lock_guard lock(mu);
+      resp.body = state.dump();
+      return resp;
+    }
+    if (s.require_bearer && std::string(r.Header("authorization")).rfind("Bearer ", 0) != 0) {
+      resp.status = 401;
+      return resp;
+    }
+    const json body = json::parse(r.body, nullptr, false);
+    if (r.method == "POST" && r.path == "/api/v1/collections") {
+      if (failures_left.fetch_sub(1) > 0) {
+        resp.status = 503;
+        return resp;
+      }
+      if (!body.is_object() || !body.contains("instance_id")) {
+        resp.status = 400;
+        return resp;
+      }
+      const std::string collection_id = "col-" + std::to_string(sequence.load() + 1);
+      {
+        std::lock_guard lock(mu);
+        state["collections"].push_back(body);
+      }
+      std::thread(results, body, collection_id).detach();
+      resp.status = 202;
+      resp.body = json{{"collection_id", collection_id}}.dump();
+      return resp;
+    }
+    if (r.method == "POST" && r.path.rfind("/api/v1/sessions/", 0) == 0 && r.path.ends_with("/pod")) {
+      const auto errors = ccm::testing::ValidateSchema(spec, spec["components"]["schemas"]["Pod"], body);
+      std::lock_guard lock(mu);
+      if (!errors.empty()) {
+        state["refused"] = state["refused"].get<int>() + 1;
+        resp.status = 400;
+        resp.body = json{{"error", errors.front()}}.dump();
+        return resp;
+      }
+      state["pods"].push_back({{"path", r.path}, {"pod", body}});
+      return resp;
+    }
+    resp.status = 404;
+    return resp;
+  });
+  if (auto st = server.Start(); !st) {
+    std::cerr << "assessment-sim: " << st.error().message << "\n";
+    return 1;
+  }
+  std::ofstream(ready_file) << "127.0.0.1:" << server.port() << "\n";
+  int sig = 0;
+  sigwait(&stop, &sig);
+  server.Stop();
+  return 0;
+}
