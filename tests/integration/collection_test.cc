@@ -6,6 +6,7 @@
 
 #include "clients/assessment_platform_client.h"
 #include "support/db_snapshot.h"
+#include "support/fake_server.h"
 #include "support/http_client.h"
 #include "support/lab_seed.h"
 #include "support/stack.h"
@@ -21,11 +22,8 @@ using testing::HttpResult;
 // records the bodies it accepted.
 class FakePlatform {
  public:
-  FakePlatform() {
-    http::ServerOptions o;
-    o.port = 0;
-    o.handler_threads = 2;
-    server_ = std::make_unique<http::Server>(o, [this](http::Request& r) {
+  FakePlatform()
+      : server_([this](http::Request& r) {
       http::Response resp;
       std::lock_guard lock(mu_);
       if (r.path != "/api/v1/collections") {
@@ -39,10 +37,8 @@ class FakePlatform {
         resp.body = R"({"collection_id":"col-1"})";
       }
       return resp;
-    });
-    if (!server_->Start()) throw std::runtime_error("fake platform did not start");
-  }
-  std::string Url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
+    }) {}
+  std::string Url() const { return server_.Url(); }
   void FailNext(int n) {
     std::lock_guard lock(mu_);
     failures_ = n;
@@ -56,7 +52,7 @@ class FakePlatform {
   std::mutex mu_;
   int failures_ = 0;
   std::vector<json> accepted_;
-  std::unique_ptr<http::Server> server_;
+  testing::FakeServer server_;
 };
 
 class Collection : public ::testing::Test {

@@ -11,6 +11,7 @@
 #include "clients/assessment_platform_client.h"
 #include "clients/oidc_token_provider.h"
 #include "http/server.h"
+#include "support/fake_server.h"
 
 namespace ccm {
 namespace {
@@ -21,11 +22,7 @@ using namespace std::chrono_literals;
 class TokenEndpoint {
  public:
   explicit TokenEndpoint(int lifetime_seconds, std::chrono::milliseconds delay = 0ms)
-      : lifetime_(lifetime_seconds), delay_(delay) {
-    http::ServerOptions o;
-    o.port = 0;
-    o.handler_threads = 4;
-    server_ = std::make_unique<http::Server>(o, [this](http::Request& r) {
+      : lifetime_(lifetime_seconds), delay_(delay), server_([this](http::Request& r) {
       std::this_thread::sleep_for(delay_);
       http::Response resp;
       if (r.body.find("grant_type=client_credentials") == std::string::npos ||
@@ -37,17 +34,15 @@ class TokenEndpoint {
       resp.body = R"({"access_token":"tok-)" + std::to_string(n) + R"(","token_type":"Bearer","expires_in":)" +
                   std::to_string(lifetime_) + "}";
       return resp;
-    });
-    if (!server_->Start()) throw std::runtime_error("token endpoint did not start");
-  }
-  std::string Url() const { return "http://127.0.0.1:" + std::to_string(server_->port()) + "/token"; }
+    }) {}
+  std::string Url() const { return server_.Url() + "/token"; }
   int issued() const { return issued_; }
 
  private:
   int lifetime_;
   std::chrono::milliseconds delay_;
   std::atomic<int> issued_{0};
-  std::unique_ptr<http::Server> server_;
+  testing::FakeServer server_;
 };
 
 clients::OidcOptions Options(const std::string& url, const std::string& secret = "s3cret") {
@@ -103,20 +98,15 @@ TEST(Oidc, ARefusedSecretIsAnErrorThatDoesNotShowIt) {
 // The platform accepts only the newest token it has been told about.
 class GuardedPlatform {
  public:
-  GuardedPlatform() {
-    http::ServerOptions o;
-    o.port = 0;
-    o.handler_threads = 2;
-    server_ = std::make_unique<http::Server>(o, [this](http::Request& r) {
+  GuardedPlatform()
+      : server_([this](http::Request& r) {
       http::Response resp;
       std::lock_guard lock(mu_);
       seen_.push_back(std::string(r.Header("authorization")));
       resp.status = r.Header("authorization") == "Bearer " + accepted_ ? 202 : 401;
       return resp;
-    });
-    if (!server_->Start()) throw std::runtime_error("platform did not start");
-  }
-  std::string Url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
+    }) {}
+  std::string Url() const { return server_.Url(); }
   void Accept(const std::string& token) {
     std::lock_guard lock(mu_);
     accepted_ = token;
@@ -130,7 +120,7 @@ class GuardedPlatform {
   std::mutex mu_;
   std::string accepted_;
   std::vector<std::string> seen_;
-  std::unique_ptr<http::Server> server_;
+  testing::FakeServer server_;
 };
 
 TEST(Oidc, A401ForcesOneRefreshAndOneRetryAndExpiryMidRunFetchesANewToken) {

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "clients/assessment_platform_client.h"
+#include "support/fake_server.h"
 #include "support/http_client.h"
 #include "support/json_schema.h"
 #include "support/lab_seed.h"
@@ -20,11 +21,8 @@ using nlohmann::json;
 // components.schemas.Pod (or when told to refuse), 200 otherwise.
 class FakeGradingEngine {
  public:
-  FakeGradingEngine() : spec_(json::parse(testing::ReadTestData("grading-engine.openapi.json"))) {
-    http::ServerOptions o;
-    o.port = 0;
-    o.handler_threads = 2;
-    server_ = std::make_unique<http::Server>(o, [this](http::Request& r) {
+  FakeGradingEngine()
+      : spec_(json::parse(testing::ReadTestData("grading-engine.openapi.json"))), server_([this](http::Request& r) {
       http::Response resp;
       std::lock_guard lock(mu_);
       const json pod = json::parse(r.body, nullptr, false);
@@ -36,10 +34,8 @@ class FakeGradingEngine {
       }
       assigned_.push_back({r.path, pod});
       return resp;
-    });
-    if (!server_->Start()) throw std::runtime_error("fake grading engine did not start");
-  }
-  std::string Url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
+    }) {}
+  std::string Url() const { return server_.Url(); }
   void Refuse(bool refuse) {
     std::lock_guard lock(mu_);
     refuse_ = refuse;
@@ -54,7 +50,7 @@ class FakeGradingEngine {
   std::mutex mu_;
   bool refuse_ = false;
   std::vector<std::pair<std::string, json>> assigned_;
-  std::unique_ptr<http::Server> server_;
+  testing::FakeServer server_;
 };
 
 class PodAssignment : public ::testing::Test {

@@ -10,6 +10,7 @@
 
 #include "cloudevents/http_binding.h"
 #include "http/server.h"
+#include "support/fake_server.h"
 
 namespace ccm::testing {
 
@@ -24,15 +25,10 @@ class TestSink {
     std::chrono::milliseconds delay{0};
   };
 
-  explicit TestSink(std::uint16_t port, std::vector<Step> script = {}) : script_(std::move(script)) {
-    http::ServerOptions o;
-    o.port = port;
-    o.handler_threads = 4;
-    server_ = std::make_unique<http::Server>(o, [this](http::Request& r) { return Handle(r); });
-    if (auto s = server_->Start(); !s) throw std::runtime_error(s.error().message);
-  }
-  std::uint16_t port() const { return server_->port(); }
-  void Stop() { server_->Stop(); }
+  explicit TestSink(std::uint16_t port, std::vector<Step> script = {})
+      : script_(std::move(script)), server_([this](http::Request& r) { return Handle(r); }, port) {}
+  std::uint16_t port() const { return server_.port(); }
+  void Stop() { server_.Stop(); }
 
   // Event ids in the order they first arrived, by subject.
   std::map<std::string, std::vector<std::string>> FirstArrivals() {
@@ -78,7 +74,7 @@ class TestSink {
   size_t next_ = 0;
   std::set<std::string> seen_;
   std::map<std::string, std::vector<std::string>> first_;
-  std::unique_ptr<http::Server> server_;
+  FakeServer server_;
 };
 
 inline std::uint16_t FreePort() {
