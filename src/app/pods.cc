@@ -40,12 +40,16 @@ Result<Pod> PodService::ForInstance(const InstanceId& id) {
                                      ": a pod exists from SCHEDULED until it is terminated");
   auto worker = store_.GetWorker(*instance->worker_id);
   if (!worker) return worker.error();
-  auto def = store_.GetDefinition(instance->definition_id, instance->definition_version);
+  return ForInstance(*instance, *worker);
+}
+
+Result<Pod> PodService::ForInstance(const LabletInstance& instance, const Worker& worker) {
+  auto def = store_.GetDefinition(instance.definition_id, instance.definition_version);
   if (!def) return def.error();
   auto lab = Lab(*def);
   if (!lab) return lab.error();
-  const std::string& host = !worker->public_ip.empty() ? worker->public_ip : worker->hostname;
-  return BuildPod(**lab, instance->allocated_ports, host, instance->id.value, collector_);
+  const std::string& host = !worker.public_ip.empty() ? worker.public_ip : worker.hostname;
+  return BuildPod(**lab, instance.allocated_ports, host, instance.id.value, collector_);
 }
 
 }  // namespace ccm::app

@@ -23,6 +23,8 @@ class PodService {
   // public address (public_ip, else hostname). Errors: not_found; failed_precondition before
   // the instance has a worker or after it is terminated; those of domain::BuildPod.
   Result<domain::Pod> ForInstance(const domain::InstanceId& id);
+  // The same, from an instance and its worker already read.
+  Result<domain::Pod> ForInstance(const domain::LabletInstance& instance, const domain::Worker& worker);
 
  private:
   Result<std::shared_ptr<const domain::LabInfo>> Lab(const domain::LabletDefinition& def);

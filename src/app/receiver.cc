@@ -249,10 +249,8 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
 
   const std::string actor = "event:" + event.source;
   auto result = RetryStale([&]() -> Result<Outcome> {
+    // A concurrent delivery of the same event is caught by the key's uniqueness at commit.
     const Timestamp now = d_.clock.Now();
-    auto seen = d_.store.IsProcessed(event.source, event.id, now);
-    if (!seen) return seen.error();
-    if (*seen) return Outcome::kDuplicate;
     auto instance = d_.store.GetInstance(InstanceId{instance_id});
     if (!instance) {
       Error e = instance.error();

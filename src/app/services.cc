@@ -126,7 +126,7 @@ Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, Inst
   }
   Worker* w = worker ? &*worker : nullptr;
   if (to == InstanceState::kRunning && instance.assessment && pods_ && engine_ && IsLegalMove(instance.state, to))
-    instance.pod_assigned = AssignPod(instance);
+    instance.pod_assigned = AssignPod(instance, w);
   auto change = MoveInstance(instance, releases ? w : nullptr, to, d_.clock.Now(), reason, actor);
   if (!change) return change.error();
 
@@ -139,8 +139,8 @@ Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, Inst
   return instance;
 }
 
-bool InstanceService::AssignPod(LabletInstance& instance) {
-  auto pod = pods_->ForInstance(instance.id);
+bool InstanceService::AssignPod(LabletInstance& instance, const Worker* worker) {
+  auto pod = worker ? pods_->ForInstance(instance, *worker) : pods_->ForInstance(instance.id);
   Status assigned = pod ? engine_->AssignPod(instance.assessment->session_id, instance.assessment->part_id,
                                              ToJson(*pod).dump())
                         : Status(pod.error());

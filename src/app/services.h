@@ -92,7 +92,8 @@ class InstanceService {
                                             const std::string& reason, const std::string& actor);
   // Assigns the instance's pod on the Grading Engine; false, with the reason in pod_error,
   // when it cannot.
-  bool AssignPod(domain::LabletInstance& instance);
+  // `worker` is the instance's worker when the caller has read it already.
+  bool AssignPod(domain::LabletInstance& instance, const domain::Worker* worker);
   Deps d_;
   PodService* pods_ = nullptr;
   GradingEngine* engine_ = nullptr;

@@ -32,6 +32,13 @@ size_t OnHeader(char* data, size_t size, size_t n, void* out) {
 
 }  // namespace
 
+std::string UrlEscape(const std::string& v) {
+  char* e = curl_easy_escape(nullptr, v.c_str(), static_cast<int>(v.size()));
+  std::string out = e ? e : "";
+  curl_free(e);
+  return out;
+}
+
 HttpPoster::HttpPoster() : curl_(curl_easy_init()) {}
 HttpPoster::~HttpPoster() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 

@@ -6,6 +6,9 @@
 
 namespace ccm::clients {
 
+// Percent-encodes `v` for a URL path segment or a form value (libcurl's escaping).
+std::string UrlEscape(const std::string& v);
+
 // What came back from one POST.
 struct HttpAnswer {
   std::string transport_error;  // libcurl's message when no HTTP answer came back

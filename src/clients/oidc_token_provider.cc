@@ -1,21 +1,8 @@
 #include "clients/oidc_token_provider.h"
 
-#include <curl/curl.h>
-
 #include <nlohmann/json.hpp>
 
 namespace ccm::clients {
-
-namespace {
-
-std::string FormEscape(const std::string& v) {
-  char* e = curl_easy_escape(nullptr, v.c_str(), static_cast<int>(v.size()));
-  std::string out = e ? e : "";
-  curl_free(e);
-  return out;
-}
-
-}  // namespace
 
 int OidcTokenProvider::fetches() const {
   std::lock_guard lock(mu_);
@@ -24,8 +11,8 @@ int OidcTokenProvider::fetches() const {
 
 Result<std::pair<std::string, Timestamp>> OidcTokenProvider::Fetch() {
   const std::string where = "token endpoint " + options_.token_url;
-  const std::string body = "grant_type=client_credentials&client_id=" + FormEscape(options_.client_id) +
-                           "&client_secret=" + FormEscape(options_.client_secret);
+  const std::string body = "grant_type=client_credentials&client_id=" + UrlEscape(options_.client_id) +
+                           "&client_secret=" + UrlEscape(options_.client_secret);
   const Timestamp asked = clock_.Now();
   const HttpAnswer a = poster_.Post(options_.token_url, {{"content-type", "application/x-www-form-urlencoded"}}, body,
                                     options_.connect_timeout, options_.total_timeout);

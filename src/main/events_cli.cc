@@ -5,6 +5,8 @@
 
 #include <iostream>
 
+#include "clients/http_post.h"
+
 namespace ccm::main {
 
 namespace {
@@ -20,13 +22,6 @@ struct Options {
 size_t Append(char* data, size_t size, size_t n, void* out) {
   static_cast<std::string*>(out)->append(data, size * n);
   return size * n;
-}
-
-std::string Escape(CURL* c, const std::string& v) {
-  char* e = curl_easy_escape(c, v.c_str(), static_cast<int>(v.size()));
-  std::string out = e ? e : "";
-  curl_free(e);
-  return out;
 }
 
 // Sends the request and prints the answer; exit code 0 on 2xx, 1 otherwise.
@@ -81,12 +76,10 @@ void AddEventsCommands(CLI::App& cli) {
   list->add_option("--until", options->until, "RFC 3339, exclusive");
   list->add_option("--limit", options->limit, "Page size")->check(CLI::Range(1, 500));
   list->callback([options] {
-    CURL* c = curl_easy_init();
     std::string url = options->url + "/api/v1/events?limit=" + std::to_string(options->limit);
     for (const auto& [key, value] : {std::pair{"subject", options->subject}, {"type", options->type},
                                      {"state", options->state}, {"since", options->since}, {"until", options->until}})
-      if (!value.empty()) url += std::string("&") + key + "=" + Escape(c, value);
-    curl_easy_cleanup(c);
+      if (!value.empty()) url += std::string("&") + key + "=" + clients::UrlEscape(value);
     throw CLI::RuntimeError(Call("GET", url, PrintRecords));
   });
 
