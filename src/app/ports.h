@@ -164,6 +164,62 @@ class GradingEngine {
   virtual Status AssignPod(const std::string& session_id, const std::string& part_id, const std::string& pod_json) = 0;
 };
 
+// The overall state of a lab on a CML worker (CML's `States`).
+enum class CmlLabState {
+  kDefinedOnCore,  // imported, or wiped: nothing runs, nothing persists
+  kStopped,        // stopped, node disks kept
+  kStarted,        // running
+};
+
+// The REST API of the CML workers (CML 2.9, base path /api/v0 under the worker's cml_url).
+// Every call names the worker by its cml_url. Thread-safe.
+// Errors of every call: unavailable when the worker cannot be reached or fails (5xx, 408,
+// 429); not_found when the lab does not exist; invalid_argument when CML refuses the request.
+class CmlWorkers {
+ public:
+  virtual ~CmlWorkers() = default;
+  // POST /import with the lab (CML YAML, converted to CML's JSON topology); the new lab id.
+  virtual Result<std::string> ImportLab(const std::string& cml_url, const std::string& lab_yaml,
+                                        const std::string& title) = 0;
+  // PUT /labs/{id}/start.
+  virtual Status StartLab(const std::string& cml_url, const std::string& lab_id) = 0;
+  // GET /labs/{id}/state.
+  virtual Result<CmlLabState> LabState(const std::string& cml_url, const std::string& lab_id) = 0;
+  // PUT /labs/{id}/stop.
+  virtual Status StopLab(const std::string& cml_url, const std::string& lab_id) = 0;
+  // PUT /labs/{id}/wipe: the node disks are erased (the lab must be stopped).
+  virtual Status WipeLab(const std::string& cml_url, const std::string& lab_id) = 0;
+  // DELETE /labs/{id}.
+  virtual Status DeleteLab(const std::string& cml_url, const std::string& lab_id) = 0;
+};
+
+// What a cloud provider reports about a worker it runs for ccm.
+struct CloudWorker {
+  std::string id;     // the provider's id
+  bool ready = false;  // up, with CML answering
+  std::string hostname;
+  std::string public_ip;
+  std::string private_ip;
+  std::string cml_url;
+  domain::LicenseType license_type = domain::LicenseType::kEnterprise;
+  domain::Resources capacity;
+  int max_nodes = 0;
+};
+
+// Where new workers come from and where idle ones go. Thread-safe.
+// Errors of every call: unavailable when the provider cannot be reached or fails;
+// invalid_argument when it refuses (an unknown template); not_found for an unknown id.
+class CloudProvider {
+ public:
+  virtual ~CloudProvider() = default;
+  // Starts a worker from `template_name`; it is not ready yet. The same `client_token` gives
+  // the same worker, so that a launch retried after a crash starts no second machine.
+  virtual Result<CloudWorker> Launch(const std::string& template_name, const std::string& client_token) = 0;
+  virtual Result<CloudWorker> Describe(const std::string& id) = 0;
+  // Stops the worker and gives its machine back.
+  virtual Status Release(const std::string& id) = 0;
+};
+
 // Durable state, outbox and dedup records. Implementations are thread-safe; reads see every
 // commit that returned before they started.
 class Store {

@@ -42,16 +42,23 @@ std::string UrlEscape(const std::string& v) {
 HttpPoster::HttpPoster() : curl_(curl_easy_init()) {}
 HttpPoster::~HttpPoster() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 
-HttpAnswer HttpPoster::Post(const std::string& url, const std::map<std::string, std::string>& headers,
-                            const std::string& body, std::chrono::milliseconds connect_timeout,
-                            std::chrono::milliseconds total_timeout) {
+HttpAnswer HttpPoster::Send(const std::string& method, const std::string& url,
+                            const std::map<std::string, std::string>& headers, const std::string& body,
+                            std::chrono::milliseconds connect_timeout, std::chrono::milliseconds total_timeout) {
   CURL* c = static_cast<CURL*>(curl_);
   curl_easy_reset(c);
   HttpAnswer answer;
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_POST, 1L);
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  if (method == "GET") {
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  } else {
+    if (!body.empty() || method == "POST" || method == "PUT") {
+      curl_easy_setopt(c, CURLOPT_POST, 1L);
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    }
+    if (method != "POST") curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+  }
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_timeout.count()));
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(total_timeout.count()));
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);

@@ -17,7 +17,7 @@ struct HttpAnswer {
   std::string retry_after;      // the Retry-After header, if any
 };
 
-// One keep-alive libcurl handle for POSTs. Not thread-safe: one request at a time.
+// One keep-alive libcurl handle. Not thread-safe: one request at a time.
 class HttpPoster {
  public:
   HttpPoster();
@@ -26,7 +26,13 @@ class HttpPoster {
   HttpPoster& operator=(const HttpPoster&) = delete;
 
   HttpAnswer Post(const std::string& url, const std::map<std::string, std::string>& headers, const std::string& body,
-                  std::chrono::milliseconds connect_timeout, std::chrono::milliseconds total_timeout);
+                  std::chrono::milliseconds connect_timeout, std::chrono::milliseconds total_timeout) {
+    return Send("POST", url, headers, body, connect_timeout, total_timeout);
+  }
+  // Any method; `body` is sent when it is not empty (or the method is POST or PUT).
+  HttpAnswer Send(const std::string& method, const std::string& url, const std::map<std::string, std::string>& headers,
+                  const std::string& body, std::chrono::milliseconds connect_timeout,
+                  std::chrono::milliseconds total_timeout);
 
  private:
   void* curl_;

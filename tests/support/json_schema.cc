@@ -1,6 +1,8 @@
 #include "support/json_schema.h"
 
 #include <cstdint>
+#include <algorithm>
+#include <regex>
 
 namespace ccm::testing {
 
@@ -15,6 +17,7 @@ bool HasType(const json& v, const std::string& type) {
   if (type == "integer") return v.is_number_integer();
   if (type == "number") return v.is_number();
   if (type == "boolean") return v.is_boolean();
+  if (type == "null") return v.is_null();
   return true;
 }
 
@@ -32,8 +35,41 @@ std::vector<std::string> ValidateSchema(const json& doc, const json& schema, con
     }
     return ValidateSchema(doc, doc["components"]["schemas"][ref.substr(prefix.size())], v, path);
   }
+  if (schema.contains("anyOf") || schema.contains("oneOf")) {
+    const bool one = schema.contains("oneOf");
+    const json& options = one ? schema["oneOf"] : schema["anyOf"];
+    // A discriminator names the one option to check.
+    if (one && schema.contains("discriminator") && v.is_object()) {
+      const json& d = schema["discriminator"];
+      const std::string tag = v.value(d.value("propertyName", ""), "");
+      const json mapping = d.value("mapping", json::object());
+      if (!mapping.contains(tag)) {
+        fail("unknown " + d.value("propertyName", "") + " '" + tag + "'");
+        return errors;
+      }
+      return ValidateSchema(doc, json{{"$ref", mapping[tag]}}, v, path);
+    }
+    int matched = 0;
+    std::vector<std::string> first;
+    for (const auto& option : options) {
+      auto e = ValidateSchema(doc, option, v, path);
+      if (e.empty()) ++matched;
+      else if (first.empty()) first = e;
+    }
+    if (matched == 0) {
+      fail("matches none of the " + std::string(one ? "oneOf" : "anyOf") + " options" +
+           (first.empty() ? "" : " (first: " + first.front() + ")"));
+      return errors;
+    }
+    if (one && matched > 1) fail("matches more than one oneOf option");
+  }
+  if (schema.contains("enum") &&
+      std::find(schema["enum"].begin(), schema["enum"].end(), v) == schema["enum"].end())
+    fail("not one of " + schema["enum"].dump());
+  if (schema.contains("const") && schema["const"] != v) fail("must be " + schema["const"].dump());
   if (v.is_null()) {
-    if (!schema.value("nullable", false) && schema.contains("type")) fail("null is not allowed");
+    if (!schema.value("nullable", false) && schema.contains("type") && schema["type"] != "null")
+      fail("null is not allowed");
     return errors;
   }
   if (schema.contains("type") && !HasType(v, schema["type"])) {
@@ -46,6 +82,17 @@ std::vector<std::string> ValidateSchema(const json& doc, const json& schema, con
   }
   if (v.is_string() && schema.contains("minLength") && v.get<std::string>().size() < schema["minLength"].get<size_t>())
     fail("shorter than minLength " + std::to_string(schema["minLength"].get<int>()));
+  if (v.is_string() && schema.contains("maxLength") && v.get<std::string>().size() > schema["maxLength"].get<size_t>())
+    fail("longer than maxLength " + std::to_string(schema["maxLength"].get<int>()));
+  if (v.is_string() && schema.contains("pattern")) {
+    // ECMAScript regexes, as JSON Schema's; a pattern matches anywhere in the string.
+    const std::regex pattern(schema["pattern"].get<std::string>(), std::regex::ECMAScript);
+    if (!std::regex_search(v.get<std::string>(), pattern)) fail("does not match " + schema["pattern"].get<std::string>());
+  }
+  if (v.is_number() && schema.contains("minimum") && v.get<double>() < schema["minimum"].get<double>())
+    fail("below minimum " + schema["minimum"].dump());
+  if (v.is_number() && schema.contains("maximum") && v.get<double>() > schema["maximum"].get<double>())
+    fail("above maximum " + schema["maximum"].dump());
   if (v.is_array()) {
     if (schema.contains("minItems") && v.size() < schema["minItems"].get<size_t>())
       fail("fewer than minItems " + std::to_string(schema["minItems"].get<int>()));

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <chrono>
+#include <mutex>
+#include <string>
+
+#include "app/ports.h"
+#include "clients/http_post.h"
+
+namespace ccm::clients {
+
+// A cloud provider behind a small HTTP API (CLOUD_PROVIDER_URL); the only one here is
+// sim/cml-sim's:
+//   POST   /v1/workers {template, client_token} -> 201 worker (the same one for a token seen)
+//   GET    /v1/workers/{id}         -> 200 worker
+//   DELETE /v1/workers/{id}         -> 204
+// where a worker is {id, state: provisioning | running | released, hostname, public_ip,
+// private_ip, cml_url, license_type, capacity {cpu_cores, memory_gb, storage_gb}, max_nodes}.
+// Thread-safe (one request at a time).
+class CloudProviderClient final : public app::CloudProvider {
+ public:
+  explicit CloudProviderClient(std::string base_url) : base_url_(std::move(base_url)) {}
+  Result<app::CloudWorker> Launch(const std::string& template_name, const std::string& client_token) override;
+  Result<app::CloudWorker> Describe(const std::string& id) override;
+  Status Release(const std::string& id) override;
+
+ private:
+  Result<std::string> Call(const std::string& method, const std::string& path, const std::string& body);
+
+  std::string base_url_;
+  std::mutex mu_;
+  HttpPoster http_;
+};
+
+}  // namespace ccm::clients

@@ -1,0 +1,168 @@
+#include "clients/cml_client.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <regex>
+
+namespace ccm::clients {
+
+using nlohmann::json;
+
+namespace {
+
+json Scalar(const YAML::Node& n) {
+  const std::string& v = n.Scalar();
+  if (n.Tag() != "?") return v;  // quoted, or explicitly tagged: a string
+  static const std::regex kInt("[-+]?[0-9]+");
+  static const std::regex kFloat("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
+  if (v.empty() || v == "~" || v == "null" || v == "Null" || v == "NULL") return nullptr;
+  if (v == "true" || v == "True" || v == "TRUE") return true;
+  if (v == "false" || v == "False" || v == "FALSE") return false;
+  if (std::regex_match(v, kInt)) {
+    try {
+      return std::stoll(v);
+    } catch (const std::out_of_range&) {
+      return v;
+    }
+  }
+  if (std::regex_match(v, kFloat)) return std::stod(v);
+  return v;
+}
+
+json ToJson(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: {
+      json out = json::object();
+      for (const auto& kv : n) out[kv.first.as<std::string>()] = ToJson(kv.second);
+      return out;
+    }
+    case YAML::NodeType::Sequence: {
+      json out = json::array();
+      for (const auto& e : n) out.push_back(ToJson(e));
+      return out;
+    }
+    case YAML::NodeType::Scalar:
+      return Scalar(n);
+    default:
+      return nullptr;
+  }
+}
+
+std::string Text(const HttpAnswer& a) {
+  if (!a.transport_error.empty()) return a.transport_error;
+  std::string out = "HTTP " + std::to_string(a.status);
+  if (!a.body.empty()) out.append(": ").append(a.body.substr(0, 200));
+  return out;
+}
+
+}  // namespace
+
+Result<json> LabYamlToTopology(std::string_view lab_yaml) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(lab_yaml));
+  } catch (const YAML::Exception& e) {
+    return Error::InvalidArgument(std::string("lab_yaml is not YAML: ") + e.what(), "lab_yaml");
+  }
+  if (!root.IsMap()) return Error::InvalidArgument("lab_yaml must be a mapping", "lab_yaml");
+  return ToJson(root);
+}
+
+CmlClient::Worker& CmlClient::WorkerFor(const std::string& cml_url) {
+  std::lock_guard lock(mu_);
+  auto& w = workers_[cml_url];
+  if (!w) w = std::make_unique<Worker>();
+  return *w;
+}
+
+Status CmlClient::Authenticate(const std::string& cml_url, Worker& w) {
+  const std::string call = "CML " + cml_url + " POST /api/v0/authenticate";
+  const HttpAnswer a = w.http.Post(cml_url + "/api/v0/authenticate", {{"content-type", "application/json"}},
+                                   json{{"username", options_.username}, {"password", options_.password}}.dump(),
+                                   options_.connect_timeout, options_.total_timeout);
+  if (!a.transport_error.empty() || a.status != 200) {
+    // The body of a refusal may echo what was sent; only the status is reported.
+    return Error::Unavailable(call + ": " + (a.transport_error.empty() ? "HTTP " + std::to_string(a.status) : a.transport_error));
+  }
+  const json token = json::parse(a.body, nullptr, false);
+  if (!token.is_string() || token.get<std::string>().empty())
+    return Error::Unavailable(call + ": the answer is not a token");
+  w.token = token.get<std::string>();
+  return {};
+}
+
+Result<std::string> CmlClient::Call(const std::string& cml_url, const std::string& method, const std::string& path,
+                                    const std::string& body) {
+  const std::string call = "CML " + cml_url + " " + method + " /api/v0" + path;
+  Worker& w = WorkerFor(cml_url);
+  std::lock_guard lock(w.mu);
+  HttpAnswer a;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (w.token.empty())
+      if (auto s = Authenticate(cml_url, w); !s) return s.error();
+    std::map<std::string, std::string> headers = {{"authorization", "Bearer " + w.token},
+                                                  {"accept", "application/json"}};
+    if (!body.empty()) headers["content-type"] = "application/json";
+    a = w.http.Send(method, cml_url + "/api/v0" + path, headers, body, options_.connect_timeout,
+                    options_.total_timeout);
+    if (a.transport_error.empty() && a.status == 401) {
+      w.token.clear();  // expired or revoked: authenticate again, once
+      continue;
+    }
+    break;
+  }
+  if (a.transport_error.empty() && a.status >= 200 && a.status < 300) return a.body;
+  if (!a.transport_error.empty() || a.status == 401 || a.status == 408 || a.status == 429 || a.status >= 500)
+    return Error::Unavailable(call + ": " + Text(a));
+  if (a.status == 404) return Error::NotFound(call + ": " + Text(a));
+  return Error::InvalidArgument(call + ": " + Text(a));
+}
+
+Result<std::string> CmlClient::ImportLab(const std::string& cml_url, const std::string& lab_yaml,
+                                         const std::string& title) {
+  auto topology = LabYamlToTopology(lab_yaml);
+  if (!topology) return topology.error();
+  auto body = Call(cml_url, "POST", "/import?title=" + UrlEscape(title), topology->dump());
+  if (!body) return body.error();
+  const json answer = json::parse(*body, nullptr, false);
+  if (!answer.is_object() || !answer.contains("id") || !answer["id"].is_string())
+    return Error::Unavailable("CML " + cml_url + " POST /api/v0/import: the answer has no lab id");
+  return answer["id"].get<std::string>();
+}
+
+Status CmlClient::StartLab(const std::string& cml_url, const std::string& lab_id) {
+  auto r = Call(cml_url, "PUT", "/labs/" + UrlEscape(lab_id) + "/start", "");
+  if (!r) return r.error();
+  return {};
+}
+
+Result<app::CmlLabState> CmlClient::LabState(const std::string& cml_url, const std::string& lab_id) {
+  auto body = Call(cml_url, "GET", "/labs/" + UrlEscape(lab_id) + "/state", "");
+  if (!body) return body.error();
+  const json state = json::parse(*body, nullptr, false);
+  if (state == "STARTED") return app::CmlLabState::kStarted;
+  if (state == "STOPPED") return app::CmlLabState::kStopped;
+  if (state == "DEFINED_ON_CORE") return app::CmlLabState::kDefinedOnCore;
+  return Error::Unavailable("CML " + cml_url + " GET /api/v0/labs/" + lab_id + "/state: unknown state " +
+                            body->substr(0, 40));
+}
+
+Status CmlClient::StopLab(const std::string& cml_url, const std::string& lab_id) {
+  auto r = Call(cml_url, "PUT", "/labs/" + UrlEscape(lab_id) + "/stop", "");
+  if (!r) return r.error();
+  return {};
+}
+
+Status CmlClient::WipeLab(const std::string& cml_url, const std::string& lab_id) {
+  auto r = Call(cml_url, "PUT", "/labs/" + UrlEscape(lab_id) + "/wipe", "");
+  if (!r) return r.error();
+  return {};
+}
+
+Status CmlClient::DeleteLab(const std::string& cml_url, const std::string& lab_id) {
+  auto r = Call(cml_url, "DELETE", "/labs/" + UrlEscape(lab_id), "");
+  if (!r) return r.error();
+  return {};
+}
+
+}  // namespace ccm::clients

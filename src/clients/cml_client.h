@@ -1,0 +1,61 @@
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "app/ports.h"
+#include "clients/http_post.h"
+
+namespace ccm::clients {
+
+// A CML lab in YAML as CML's JSON topology (the body of POST /import). Plain scalars become
+// integers, floats, booleans or null as YAML 1.2's core schema reads them; quoted scalars
+// stay strings. Errors: invalid_argument when the YAML does not parse or is not a mapping.
+Result<nlohmann::json> LabYamlToTopology(std::string_view lab_yaml);
+
+struct CmlOptions {
+  std::string username;
+  std::string password;
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds total_timeout{30000};
+};
+
+// The CML workers over HTTP. Each worker gets its own keep-alive connection and its own
+// token (POST /api/v0/authenticate), fetched on first use; a 401 fetches a new one and
+// retries once. One attempt per call otherwise: the reconcilers retry with backoff. Errors
+// name the worker, the call and the status, never the password or the token. Thread-safe.
+class CmlClient final : public app::CmlWorkers {
+ public:
+  explicit CmlClient(CmlOptions options) : options_(std::move(options)) {}
+
+  Result<std::string> ImportLab(const std::string& cml_url, const std::string& lab_yaml,
+                                const std::string& title) override;
+  Status StartLab(const std::string& cml_url, const std::string& lab_id) override;
+  Result<app::CmlLabState> LabState(const std::string& cml_url, const std::string& lab_id) override;
+  Status StopLab(const std::string& cml_url, const std::string& lab_id) override;
+  Status WipeLab(const std::string& cml_url, const std::string& lab_id) override;
+  Status DeleteLab(const std::string& cml_url, const std::string& lab_id) override;
+
+ private:
+  struct Worker {
+    std::mutex mu;
+    HttpPoster http;
+    std::string token;
+  };
+  Worker& WorkerFor(const std::string& cml_url);
+  // One call with the worker's token; the 2xx answer's body.
+  Result<std::string> Call(const std::string& cml_url, const std::string& method, const std::string& path,
+                           const std::string& body);
+  // POST /authenticate. Called with the worker's lock held.
+  Status Authenticate(const std::string& cml_url, Worker& w);
+
+  CmlOptions options_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Worker>> workers_;
+};
+
+}  // namespace ccm::clients

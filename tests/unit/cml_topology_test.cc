@@ -1,0 +1,70 @@
+// The lab YAML as CML's JSON topology: YAML 1.2 core-schema typing of plain scalars, quoted
+// scalars kept as strings, and the sample lab valid against CML's own Topology schema.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "clients/cml_client.h"
+#include "domain/lab_yaml.h"
+#include "support/json_schema.h"
+#include "support/temp_dir.h"
+
+namespace ccm {
+namespace {
+
+using nlohmann::json;
+
+TEST(CmlTopology, PlainScalarsAreTypedAndQuotedOnesStayStrings) {
+  auto t = clients::LabYamlToTopology(
+      "a: 12\nb: -3.5\nc: true\nd: null\ne: ~\nf: '12'\ng: \"true\"\nh: 1e3\ni: 0x1F\nj: text\nk: ''\nl:\n");
+  ASSERT_TRUE(t) << t.error().message;
+  EXPECT_EQ((*t)["a"], 12);
+  EXPECT_EQ((*t)["b"], -3.5);
+  EXPECT_EQ((*t)["c"], true);
+  EXPECT_TRUE((*t)["d"].is_null());
+  EXPECT_TRUE((*t)["e"].is_null());
+  EXPECT_EQ((*t)["f"], "12");
+  EXPECT_EQ((*t)["g"], "true");
+  EXPECT_EQ((*t)["h"], 1000.0);
+  EXPECT_EQ((*t)["i"], "0x1F");  // not a decimal: kept as written
+  EXPECT_EQ((*t)["j"], "text");
+  EXPECT_EQ((*t)["k"], "");
+  EXPECT_TRUE((*t)["l"].is_null());
+}
+
+TEST(CmlTopology, RefusesWhatIsNotAMapping) {
+  auto list = clients::LabYamlToTopology("- a\n- b\n");
+  ASSERT_FALSE(list);
+  EXPECT_EQ(list.error().field, "lab_yaml");
+  EXPECT_FALSE(clients::LabYamlToTopology("a: [1, 2"));
+}
+
+TEST(CmlTopology, TheRewrittenSampleLabIsAValidCmlTopology) {
+  std::ifstream in(std::string(CCM_TEST_DATA) + "/cml-2.9.openapi.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  const json spec = json::parse(text.str());
+  const json& schema = spec["components"]["schemas"]["Topology"];
+  auto lab = domain::RewriteLab(testing::ReadTestData("sample_lab_template.yaml"),
+                                {{"serial_1", 2000}, {"serial_2", 2001}, {"vnc_1", 2002}});
+  ASSERT_TRUE(lab);
+  auto topology = clients::LabYamlToTopology(*lab);
+  ASSERT_TRUE(topology);
+  EXPECT_EQ(testing::ValidateSchema(spec, schema, *topology), std::vector<std::string>{});
+  EXPECT_NE(topology->dump().find("serial:2000"), std::string::npos);
+
+  // The checker is not lenient: a node without its id, or x as text, is refused.
+  json broken = *topology;
+  broken["nodes"][0].erase("id");
+  EXPECT_FALSE(testing::ValidateSchema(spec, schema, broken).empty());
+  broken = *topology;
+  broken["nodes"][0]["x"] = "left";
+  EXPECT_FALSE(testing::ValidateSchema(spec, schema, broken).empty());
+  broken = *topology;
+  broken["annotations"][0]["type"] = "circle";
+  EXPECT_FALSE(testing::ValidateSchema(spec, schema, broken).empty());
+}
+
+}  // namespace
+}  // namespace ccm
