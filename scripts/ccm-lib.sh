@@ -1,5 +1,6 @@
-# Shared by scripts/demo.sh and bench/run.sh: run `ccm serve` on a free loopback port with
-# its SQLite file in a temporary folder, and stop it (and remove the folder) on exit.
+# Used by bench/run.sh: run `ccm serve` on a free loopback port with its SQLite file in a
+# temporary folder, and stop it (and remove the folder) on exit. The reconcilers are off: the
+# load figures are those of the API and the store alone.
 # Needs $root (the repository) and $build (the build folder, relative to $root).
 work=$(mktemp -d)
 pid=""
@@ -11,7 +12,7 @@ trap cleanup EXIT
 
 # start_ccm [VAR=value ...]: starts ccm with those extra settings; sets $pid and $base.
 start_ccm() {
-  env CCM_STORE="sqlite:$work/ccm.db" CCM_LISTEN=127.0.0.1:0 CCM_LOG_LEVEL=warn "$@" \
+  env CCM_STORE="sqlite:$work/ccm.db" CCM_LISTEN=127.0.0.1:0 CCM_LOG_LEVEL=warn CCM_RECONCILERS=false "$@" \
     "$root/$build/src/main/ccm" serve --ready-file "$work/ready" &
   pid=$!
   for _ in $(seq 1 100); do [ -s "$work/ready" ] && break; sleep 0.05; done

@@ -151,6 +151,9 @@ json ToJson(const LabletInstance& i) {
           {"collection_request_error", i.collection_request_error},
           {"collection_requested_at", OptionalTime(i.collection_requested_at)},
           {"termination_requested", i.termination_requested},
+          {"cml_failures", i.cml_failures},
+          {"cml_error", i.cml_error},
+          {"cml_retry_at", OptionalTime(i.cml_retry_at)},
           {"created_at", FormatRfc3339(i.created_at)},
           {"scheduled_at", OptionalTime(i.scheduled_at)},
           {"started_at", OptionalTime(i.started_at)},
@@ -188,6 +191,10 @@ json ToJson(const Worker& w) {
           {"reservations", std::move(reservations)},
           {"port_allocations", std::move(allocations)},
           {"created_at", FormatRfc3339(w.created_at)},
+          {"cloud_id", w.cloud_id},
+          {"idle_since", OptionalTime(w.idle_since)},
+          {"scaled_up", w.scaled_up},
+          {"scale_down", w.scale_down},
           {"version", w.version}};
 }
 
@@ -263,6 +270,9 @@ Result<LabletInstance> InstanceFromJson(const json& j) {
     i.collection_request_error = j.value("collection_request_error", "");
     i.collection_requested_at = OptTimeFrom(j, "collection_requested_at");
     i.termination_requested = j.value("termination_requested", false);
+    i.cml_failures = j.value("cml_failures", 0);
+    i.cml_error = j.value("cml_error", "");
+    i.cml_retry_at = OptTimeFrom(j, "cml_retry_at");
     i.created_at = TimeFrom(j.at("created_at"));
     i.scheduled_at = OptTimeFrom(j, "scheduled_at");
     i.started_at = OptTimeFrom(j, "started_at");
@@ -296,6 +306,10 @@ Result<Worker> WorkerFromJson(const json& j) {
       w.reservations[id] = Reservation{ResourcesFrom(r), r.at("nodes").get<int>()};
     for (const auto& [id, ports] : j.at("port_allocations").items()) w.port_allocations[id] = PortsFrom(ports);
     w.created_at = TimeFrom(j.at("created_at"));
+    w.cloud_id = j.value("cloud_id", "");
+    w.idle_since = OptTimeFrom(j, "idle_since");
+    w.scaled_up = j.value("scaled_up", false);
+    w.scale_down = j.value("scale_down", false);
     w.version = j.at("version").get<std::int64_t>();
     return w;
   });

@@ -214,6 +214,20 @@ Result<LabletInstance> InstanceService::Transition(const InstanceId& id, Instanc
   return expected_version ? attempt() : RetryStale(attempt);
 }
 
+Result<LabletInstance> InstanceService::Record(const InstanceId& id,
+                                               const std::function<Status(LabletInstance&)>& edit) {
+  return RetryStale([&]() -> Result<LabletInstance> {
+    auto instance = d_.store.GetInstance(id);
+    if (!instance) return instance;
+    if (auto s = edit(*instance); !s) return s.error();
+    Changes changes;
+    changes.instances.push_back(*instance);
+    if (auto s = d_.store.Commit(changes); !s) return s.error();
+    ++instance->version;
+    return instance;
+  });
+}
+
 // ---- workers -------------------------------------------------------------------------------
 
 Result<Worker> WorkerService::Register(WorkerDraft draft, const std::string& actor) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -85,6 +86,11 @@ class InstanceService {
   Result<domain::LabletInstance> Transition(const domain::InstanceId& id, domain::InstanceState to,
                                             const std::string& reason, const std::string& actor,
                                             std::optional<std::int64_t> expected_version);
+  // Writes what `edit` changes on the instance (bookkeeping, not a state change: no event),
+  // re-reading and re-editing after a stale version. `edit` may refuse with an error, which
+  // is returned and writes nothing. Errors: not_found, those of `edit`.
+  Result<domain::LabletInstance> Record(const domain::InstanceId& id,
+                                        const std::function<Status(domain::LabletInstance&)>& edit);
 
  private:
   // Moves `instance` (read at its version) to `to` and commits it with its worker and event.

@@ -89,6 +89,11 @@ struct LabletInstance {
   std::string collection_request_error;   // why the last request failed; empty once one succeeds
   std::optional<Timestamp> collection_requested_at;  // when the platform last accepted a request
   bool termination_requested = false;  // DELETE was called; the lifecycle ends in TERMINATED
+  // Failed steps on CML (import, start, stop, wipe, delete) in a row, why the last one failed,
+  // and when the next attempt is due; reset by each state change.
+  int cml_failures = 0;
+  std::string cml_error;
+  std::optional<Timestamp> cml_retry_at;
   Timestamp created_at;
   std::optional<Timestamp> scheduled_at;
   std::optional<Timestamp> started_at;

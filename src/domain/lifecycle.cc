@@ -58,9 +58,13 @@ Result<InstanceChange> MoveInstance(LabletInstance& instance, Worker* worker, In
                                     std::string reason, std::string actor) {
   auto change = instance.MoveTo(to, now, std::move(reason), std::move(actor));
   if (!change) return change;
+  instance.cml_failures = 0;
+  instance.cml_error.clear();
+  instance.cml_retry_at.reset();
   if (worker) {
     if (!HoldsCapacity(to)) worker->ReleaseCapacity(instance.id);
     if (!HoldsPorts(to)) worker->ReleasePorts(instance.id);
+    if (worker->ActiveInstances() == 0) worker->idle_since = now;
   }
   return change;
 }

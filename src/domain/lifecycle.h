@@ -19,8 +19,9 @@ Result<InstanceChange> ScheduleInstance(LabletInstance& instance, Worker& worker
                                         Timestamp now, std::string actor);
 
 // Any legal move of `instance`, releasing on `worker` what the new state no longer holds
-// (capacity on ARCHIVED or TERMINATED, ports on TERMINATED). `worker` is null when the
-// instance has none. Errors: those of MoveTo.
+// (capacity on ARCHIVED or TERMINATED, ports on TERMINATED; the worker is idle from `now`
+// when nothing is left on it), and clearing the instance's CML failure count. `worker` is null
+// when the instance has none. Errors: those of MoveTo.
 Result<InstanceChange> MoveInstance(LabletInstance& instance, Worker* worker, InstanceState to, Timestamp now,
                                     std::string reason, std::string actor);
 

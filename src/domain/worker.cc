@@ -114,7 +114,34 @@ Result<WorkerChange> Worker::MoveTo(WorkerState to, Timestamp at, std::string re
   WorkerChange change{state, to, at, std::move(reason), std::move(actor)};
   state = to;
   state_history.push_back(change);
+  if (to == WorkerState::kRunning && ActiveInstances() == 0) idle_since = at;
   return change;
+}
+
+Worker RequestedWorker(WorkerId id, std::string template_name, Timestamp now) {
+  Worker w;
+  w.name = "scaled-" + id.value;
+  w.id = std::move(id);
+  w.template_name = std::move(template_name);
+  w.created_at = now;
+  w.scaled_up = true;
+  return w;
+}
+
+Status Worker::Provisioned(const WorkerDraft& d) {
+  if (d.hostname.empty()) return Error::InvalidArgument("hostname must not be empty", "hostname");
+  if (d.cml_url.rfind("http://", 0) != 0 && d.cml_url.rfind("https://", 0) != 0)
+    return Error::InvalidArgument("cml_url must be an http:// or https:// URL", "cml_url");
+  if (d.capacity.cpu_cores <= 0 || d.capacity.memory_gb <= 0 || d.max_nodes < 1)
+    return Error::InvalidArgument("capacity must be greater than 0", "capacity");
+  hostname = d.hostname;
+  public_ip = d.public_ip;
+  private_ip = d.private_ip;
+  cml_url = d.cml_url;
+  license_type = d.license_type;
+  capacity = d.capacity;
+  max_nodes = d.max_nodes;
+  return {};
 }
 
 Result<Worker> NewWorker(WorkerDraft d, WorkerId id, Timestamp now, std::string actor) {

@@ -13,6 +13,7 @@
 namespace ccm::domain {
 
 struct LabletDefinition;
+struct WorkerDraft;
 
 // What an instance holds on its worker while it is active.
 struct Reservation {
@@ -46,6 +47,13 @@ struct Worker {
   std::map<std::string, Reservation> reservations;  // instance id -> capacity it holds
   std::map<std::string, PortMap> port_allocations;  // instance id -> its ports
   Timestamp created_at;
+  // The cloud provider's id of a worker ccm launched (scaling up); empty for one registered.
+  std::string cloud_id;
+  // When the last instance gave back what it held here (or when the worker became RUNNING, if
+  // later): an idle worker is drained after a grace period from this time.
+  std::optional<Timestamp> idle_since;
+  bool scaled_up = false;   // asked for by the scaler
+  bool scale_down = false;  // drained by the scaler, to be released once STOPPED
   std::int64_t version = 0;
 
   // The node limit in force: max_nodes, capped at 20 under a PERSONAL licence.
@@ -69,7 +77,13 @@ struct Worker {
   // Moves to `to` if the state machine allows it. DRAINING -> STOPPING (and RUNNING ->
   // STOPPING) needs no active instance. Errors: conflict naming the current state and the
   // allowed moves; failed_precondition when instances are still active.
+  // Moving to RUNNING with nothing on the worker makes it idle from `at`.
   Result<WorkerChange> MoveTo(WorkerState to, Timestamp at, std::string reason, std::string actor);
+
+  // Takes the address, licence and capacity of a machine a cloud provider started for this
+  // worker (the draft's name, template, ports and state are not used). Errors:
+  // invalid_argument naming the field.
+  Status Provisioned(const WorkerDraft& d);
 };
 
 // What a caller supplies to register a worker.
@@ -89,6 +103,10 @@ struct WorkerDraft {
   // RUNNING for a host that is already up.
   WorkerState initial_state = WorkerState::kPending;
 };
+
+// A PENDING worker the scaler asks for: only its template is known until a cloud provider
+// starts a machine for it (Worker::Provisioned).
+Worker RequestedWorker(WorkerId id, std::string template_name, Timestamp now);
 
 // Validates the draft. Errors: invalid_argument naming the field.
 Result<Worker> NewWorker(WorkerDraft draft, WorkerId id, Timestamp now, std::string actor);

@@ -15,7 +15,30 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "CCM_HTTP_THREADS",     "CCM_LOG_LEVEL",    "CLOUDEVENTS_SINK_URL",
                               "CLOUDEVENTS_MODE",     "CCM_OUTBOX_MAX_ATTEMPTS", "EVENT_DEDUP_TTL_HOURS",
                               "ASSESSMENT_PLATFORM_URL", "GRADING_ENGINE_URL", "OIDC_TOKEN_URL", "OIDC_CLIENT_ID",
-                              "OIDC_CLIENT_SECRET"};
+                              "OIDC_CLIENT_SECRET", "CML_USERNAME", "CML_PASSWORD", "CLOUD_PROVIDER_URL",
+                              "SCALE_UP_TEMPLATE", "SCALE_DOWN_GRACE_MINUTES", "ARCHIVE_RETENTION_MINUTES",
+                              "RECONCILE_INTERVAL_MS", "SCHEDULE_AHEAD_MINUTES", "INSTANTIATION_LEAD_SECONDS",
+                              "INSTANTIATION_TIMEOUT_SECONDS", "CML_MAX_FAILURES", "CCM_RECONCILERS"};
+
+// The integer settings: name, field, smallest and largest value.
+struct IntSetting {
+  const char* key;
+  int Config::*field;
+  int min;
+  int max;
+};
+const IntSetting kInts[] = {
+    {"CCM_HTTP_THREADS", &Config::http_threads, 1, 1024},
+    {"CCM_OUTBOX_MAX_ATTEMPTS", &Config::outbox_max_attempts, 1, 1000},
+    {"EVENT_DEDUP_TTL_HOURS", &Config::event_dedup_ttl_hours, 1, 24 * 365},
+    {"SCALE_DOWN_GRACE_MINUTES", &Config::scale_down_grace_minutes, 0, 7 * 24 * 60},
+    {"ARCHIVE_RETENTION_MINUTES", &Config::archive_retention_minutes, 0, 365 * 24 * 60},
+    {"RECONCILE_INTERVAL_MS", &Config::reconcile_interval_ms, 10, 3'600'000},
+    {"SCHEDULE_AHEAD_MINUTES", &Config::schedule_ahead_minutes, 0, 365 * 24 * 60},
+    {"INSTANTIATION_LEAD_SECONDS", &Config::instantiation_lead_seconds, 0, 24 * 3600},
+    {"INSTANTIATION_TIMEOUT_SECONDS", &Config::instantiation_timeout_seconds, 10, 24 * 3600},
+    {"CML_MAX_FAILURES", &Config::cml_max_failures, 1, 100},
+};
 
 Result<int> ParseInt(const std::string& key, const std::string& v, int min, int max) {
   int n = 0;
@@ -36,6 +59,13 @@ Result<std::string> ParseUrl(const std::string& key, std::string v) {
 }
 
 Status Apply(Config& c, const std::string& key, const std::string& v) {
+  for (const auto& setting : kInts) {
+    if (key != setting.key) continue;
+    auto n = ParseInt(key, v, setting.min, setting.max);
+    if (!n) return n.error();
+    c.*setting.field = *n;
+    return {};
+  }
   if (key == "CCM_LISTEN") {
     const auto colon = v.rfind(':');
     if (colon == std::string::npos || colon == 0)
@@ -51,10 +81,6 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
   } else if (key == "CLOUDEVENTS_SOURCE") {
     if (v.empty()) return Error::InvalidArgument("CLOUDEVENTS_SOURCE must not be empty", key);
     c.cloudevents_source = v;
-  } else if (key == "CCM_HTTP_THREADS") {
-    auto n = ParseInt(key, v, 1, 1024);
-    if (!n) return n.error();
-    c.http_threads = *n;
   } else if (key == "CLOUDEVENTS_SINK_URL") {
     // Kept as given: the sink's own path matters, trailing slash included.
     if (auto url = ParseUrl(key, v); !url) return url.error();
@@ -63,10 +89,6 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     if (v != "structured" && v != "binary" && v != "batch")
       return Error::InvalidArgument("CLOUDEVENTS_MODE must be structured, binary or batch", key);
     c.cloudevents_mode = v;
-  } else if (key == "CCM_OUTBOX_MAX_ATTEMPTS") {
-    auto n = ParseInt(key, v, 1, 1000);
-    if (!n) return n.error();
-    c.outbox_max_attempts = *n;
   } else if (key == "ASSESSMENT_PLATFORM_URL") {
     auto url = ParseUrl(key, v);
     if (!url) return url.error();
@@ -82,10 +104,21 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     c.oidc_client_id = v;
   } else if (key == "OIDC_CLIENT_SECRET") {
     c.oidc_client_secret = v;
-  } else if (key == "EVENT_DEDUP_TTL_HOURS") {
-    auto n = ParseInt(key, v, 1, 24 * 365);
-    if (!n) return n.error();
-    c.event_dedup_ttl_hours = *n;
+  } else if (key == "CCM_RECONCILERS") {
+    if (v != "true" && v != "false") return Error::InvalidArgument("CCM_RECONCILERS must be true or false", key);
+    c.reconcilers = v == "true";
+  } else if (key == "CML_USERNAME") {
+    if (v.empty()) return Error::InvalidArgument("CML_USERNAME must not be empty", key);
+    c.cml_username = v;
+  } else if (key == "CML_PASSWORD") {
+    c.cml_password = v;
+  } else if (key == "CLOUD_PROVIDER_URL") {
+    auto url = ParseUrl(key, v);
+    if (!url) return url.error();
+    c.cloud_provider_url = *url;
+  } else if (key == "SCALE_UP_TEMPLATE") {
+    if (v.empty()) return Error::InvalidArgument("SCALE_UP_TEMPLATE must not be empty", key);
+    c.scale_up_template = v;
   } else if (key == "CCM_LOG_LEVEL") {
     if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error")
       return Error::InvalidArgument("CCM_LOG_LEVEL must be trace, debug, info, warn or error", key);

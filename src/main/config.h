@@ -26,6 +26,18 @@ struct Config {
   std::string oidc_client_id;             // OIDC_CLIENT_ID
   std::string oidc_client_secret;         // OIDC_CLIENT_SECRET (never logged)
   int event_dedup_ttl_hours = 24;         // EVENT_DEDUP_TTL_HOURS: how long consumed event keys are kept
+  std::string cml_username = "admin";     // CML_USERNAME: the account on every CML worker
+  std::string cml_password;               // CML_PASSWORD (never logged)
+  std::string cloud_provider_url;         // CLOUD_PROVIDER_URL: empty scales nothing
+  std::string scale_up_template = "cml-enterprise";  // SCALE_UP_TEMPLATE: what the scaler asks for
+  int scale_down_grace_minutes = 30;      // SCALE_DOWN_GRACE_MINUTES: idle time before a launched worker drains
+  int archive_retention_minutes = 60;     // ARCHIVE_RETENTION_MINUTES: ARCHIVED -> TERMINATED after (0: at once)
+  bool reconcilers = true;                // CCM_RECONCILERS: false serves the API and events endpoint only
+  int reconcile_interval_ms = 1000;       // RECONCILE_INTERVAL_MS: sweep period of each reconciler
+  int schedule_ahead_minutes = 60;        // SCHEDULE_AHEAD_MINUTES: scheduled once the timeslot starts within
+  int instantiation_lead_seconds = 300;   // INSTANTIATION_LEAD_SECONDS: lab started this long before the timeslot
+  int instantiation_timeout_seconds = 900;  // INSTANTIATION_TIMEOUT_SECONDS: then the instantiation failed
+  int cml_max_failures = 3;               // CML_MAX_FAILURES: failed CML steps before an instantiation gives up
 
   // The SQLite path of `store`.
   std::string SqlitePath() const;

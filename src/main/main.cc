@@ -1,6 +1,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <csignal>
 #include <fstream>
 #include <iostream>
@@ -8,8 +9,11 @@
 #include "app/collection.h"
 #include "app/dispatcher.h"
 #include "app/event_service.h"
+#include "app/reconcilers.h"
 #include "app/services.h"
 #include "clients/assessment_platform_client.h"
+#include "clients/cloud_provider_client.h"
+#include "clients/cml_client.h"
 #include "clients/http_event_sink.h"
 #include "clients/oidc_token_provider.h"
 #include "app/system.h"
@@ -43,9 +47,13 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   app::DispatchMetrics dispatch_metrics;
   std::unique_ptr<clients::HttpEventSink> sink;
   std::unique_ptr<app::Dispatcher> dispatcher;
+  std::atomic<app::Reconcilers*> reconcilers{nullptr};
   store::SqliteStore::Options store_options{config->SqlitePath()};
-  store_options.on_events_committed = [&dispatcher] {
+  // Every commit carries events (a state change has one): the dispatcher has work, and the
+  // reconcilers may have.
+  store_options.on_events_committed = [&dispatcher, &reconcilers] {
     if (dispatcher) dispatcher->Wake();
+    if (auto* r = reconcilers.load()) r->Wake();
   };
   auto store = store::SqliteStore::Open(store_options);
   if (!store) {
@@ -94,6 +102,29 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   clients::GradingEngineClient engine(engine_options, clock, tokens.get());
   if (!config->grading_engine_url.empty()) instances.EnablePodAssignment(pods, engine);
   collection.Start();
+
+  clients::CmlClient cml({config->cml_username, config->cml_password});
+  std::unique_ptr<clients::CloudProviderClient> cloud;
+  if (!config->cloud_provider_url.empty())
+    cloud = std::make_unique<clients::CloudProviderClient>(config->cloud_provider_url);
+  app::ReconcilerOptions reconcile_options;
+  reconcile_options.interval = std::chrono::milliseconds(config->reconcile_interval_ms);
+  reconcile_options.schedule_ahead = std::chrono::minutes(config->schedule_ahead_minutes);
+  reconcile_options.instantiation_lead = std::chrono::seconds(config->instantiation_lead_seconds);
+  reconcile_options.instantiation_timeout = std::chrono::seconds(config->instantiation_timeout_seconds);
+  reconcile_options.cml_max_failures = config->cml_max_failures;
+  reconcile_options.archive_retention = std::chrono::minutes(config->archive_retention_minutes);
+  reconcile_options.scale_up_template = config->scale_up_template;
+  reconcile_options.scale_down_grace = std::chrono::minutes(config->scale_down_grace_minutes);
+  app::Reconcilers lifecycle(deps, instances, collection, cml, cloud.get(), reconcile_options);
+  if (config->reconcilers) {
+    reconcilers = &lifecycle;
+    lifecycle.Start();
+    if (!cloud) spdlog::info("no CLOUD_PROVIDER_URL: workers are not scaled");
+  } else {
+    spdlog::warn("CCM_RECONCILERS=false: nothing is scheduled, started, stopped or scaled by this process");
+  }
+
   app::EventService events_service(
       **store, clock, dispatcher ? &dispatch_metrics : nullptr,
       [&dispatcher] {
@@ -120,6 +151,8 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   sigwait(&stop_signals, &sig);
   spdlog::info("ccm stopping on signal {}", sig);
   server.Stop();
+  reconcilers = nullptr;
+  lifecycle.Stop();
   if (dispatcher) dispatcher->Stop();
   key_sweeper.Stop();
   collection.Stop();

@@ -33,7 +33,8 @@ TEST(Crash, KillNineWithUndeliveredEventsLosesNone) {
   const std::map<std::string, std::string> env = {
       {"CCM_STORE", "sqlite:" + dir.File("ccm.db")},
       {"CLOUDEVENTS_SINK_URL", "http://127.0.0.1:" + std::to_string(sink_port) + "/events"},
-      {"CLOUDEVENTS_MODE", "structured"}};
+      {"CLOUDEVENTS_MODE", "structured"},
+      {"CCM_RECONCILERS", "false"}};  // only what the test does is written
 
   {
     // The sink is down: every event stays in the outbox.
@@ -90,6 +91,7 @@ TEST(EventsCli, ListsDeadLettersAndReplays) {
   // A sink that refuses everything for good: the events die at once.
   testing::TestSink sink(testing::FreePort(), std::vector<testing::TestSink::Step>(100, {400, ""}));
   testing::CcmProcess ccm(dir.path(), {{"CCM_STORE", "sqlite:" + dir.File("ccm.db")},
+                                       {"CCM_RECONCILERS", "false"},
                                        {"CLOUDEVENTS_SINK_URL", "http://127.0.0.1:" + std::to_string(sink.port())}});
   testing::HttpClient http(ccm.BaseUrl());
   json worker = {{"name", "w1"}, {"hostname", "w1"}, {"cml_url", "http://w1"}, {"license_type", "ENTERPRISE"},

@@ -1,12 +1,14 @@
-// ccm against its simulators over real HTTP: oidc-sim for tokens, assessment-sim as the
+// ccm against its simulators over real HTTP, driven by its own reconcilers: oidc-sim for
+// tokens, cml-sim as the CML worker (and the cloud provider), assessment-sim as the
 // Assessment Platform and the Grading Engine (which refuses pods that do not validate and
-// sends every result twice).
+// sends every result twice), and a CloudEvents sink.
 #include <gtest/gtest.h>
 
+#include <set>
 #include <thread>
 
+#include "domain/time.h"
 #include "support/http_client.h"
-#include "support/lab_seed.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 #include "support/test_sink.h"
@@ -15,65 +17,309 @@ namespace ccm {
 namespace {
 
 using nlohmann::json;
+using Clock = std::chrono::steady_clock;
 
-TEST(Simulators, CollectionAndGradingEndToEnd) {
+std::string Rfc3339(std::chrono::system_clock::time_point t) {
+  return FormatRfc3339(FromUnixMillis(
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count()));
+}
+
+// Polls `check` until it holds or `timeout` passes; returns whether it held.
+template <typename F>
+bool Eventually(F check, std::chrono::seconds timeout = std::chrono::seconds(20)) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (check()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return check();
+}
+
+std::vector<std::string> Column(const json& items, const std::string& key) {
+  std::vector<std::string> out;
+  for (const auto& i : items) out.push_back(i[key]);
+  return out;
+}
+
+// cml-sim, and ccm on a free port with the given settings added.
+struct World {
   testing::TempDir dir;
+  std::unique_ptr<testing::ChildProcess> cml;
+  std::unique_ptr<testing::CcmProcess> ccm;
+  std::unique_ptr<testing::HttpClient> http;
+
+  // With `cloud`, cml-sim is also ccm's cloud provider.
+  World(std::vector<std::string> cml_args, std::map<std::string, std::string> env, bool cloud = false) {
+    std::vector<std::string> argv = {CML_SIM_BINARY, "--ready-file", dir.File("cml.ready"), "--cml-schema",
+                                     std::string(CCM_TEST_DATA) + "/cml-2.9.openapi.json", "--start-delay-ms", "200"};
+    argv.insert(argv.end(), cml_args.begin(), cml_args.end());
+    cml = std::make_unique<testing::ChildProcess>(argv, std::map<std::string, std::string>{}, dir.File("cml.ready"));
+    env.emplace("CCM_STORE", "sqlite:" + dir.File("ccm.db"));
+    env.emplace("CML_PASSWORD", "cml-secret");
+    env.emplace("RECONCILE_INTERVAL_MS", "100");
+    env.emplace("INSTANTIATION_LEAD_SECONDS", "0");
+    if (cloud) env.emplace("CLOUD_PROVIDER_URL", cml->BaseUrl());
+    ccm = std::make_unique<testing::CcmProcess>(dir.path(), env);
+    http = std::make_unique<testing::HttpClient>(ccm->BaseUrl());
+  }
+
+  std::string AddWorker(const std::string& name, int cpu_cores) {
+    json w = {{"name", name},
+              {"hostname", name + ".lab"},
+              {"public_ip", "203.0.113.10"},
+              {"cml_url", cml->BaseUrl()},
+              {"license_type", "ENTERPRISE"},
+              {"capacity", {{"cpu_cores", cpu_cores}, {"memory_gb", 256}, {"storage_gb", 500}, {"max_nodes", 40}}},
+              {"state", "RUNNING"}};
+    return http->PostJson("/api/v1/workers", w).Json()["id"];
+  }
+  std::string AddDefinition() {
+    json d = {{"name", "devasc-lab"},
+              {"version", "1.0.0"},
+              {"lab_yaml", testing::ReadTestData("sample_lab_template.yaml")},
+              {"resource_requirements", {{"cpu_cores", 4}, {"memory_gb", 8}, {"storage_gb", 20}}},
+              {"license_affinity", {"ENTERPRISE"}},
+              {"max_duration_minutes", 120},
+              {"created_by", "test"}};
+    return http->PostJson("/api/v1/definitions", d).Json()["id"];
+  }
+  // An instance whose timeslot runs from `start` to `end` from now.
+  std::string AddInstance(const std::string& definition, int n, std::chrono::seconds start, std::chrono::seconds end,
+                          bool assessment = true) {
+    const auto now = std::chrono::system_clock::now();
+    json body = {{"definition_id", definition},
+                 {"owner_id", "candidate-" + std::to_string(n)},
+                 {"timeslot_start", Rfc3339(now + start)},
+                 {"timeslot_end", Rfc3339(now + end)}};
+    if (assessment)
+      body["assessment"] = {{"session_id", "session-" + std::to_string(n)}, {"part_id", "part-1"}};
+    auto r = http->PostJson("/api/v1/instances", body);
+    EXPECT_EQ(r.status, 201) << r.body;
+    return r.Json()["id"];
+  }
+  json Instance(const std::string& id) { return http->Get("/api/v1/instances/" + id).Json(); }
+  bool InState(const std::string& id, const std::string& state) { return Instance(id)["state"] == state; }
+  json Events(const std::string& subject) {
+    return http->Get("/api/v1/events?limit=500&subject=" + subject).Json()["items"];
+  }
+  json Labs() { return testing::HttpClient(cml->BaseUrl()).Get("/sim/labs").Json(); }
+};
+
+// Task 4.12: the whole lifecycle of several instances, by the real flows.
+TEST(EndToEnd, EveryInstanceGoesFromPendingToTerminatedByTheRealFlows) {
+  testing::TempDir side;
+  testing::TestSink sink(0);
   const std::string ccm_address = "127.0.0.1:" + std::to_string(testing::FreePort());
-  testing::ChildProcess oidc({OIDC_SIM_BINARY, "--ready-file", dir.File("oidc.ready"), "--lifetime", "2"}, {},
-                             dir.File("oidc.ready"));
-  testing::ChildProcess platform({ASSESSMENT_SIM_BINARY, "--ready-file", dir.File("sim.ready"), "--events-url",
+  testing::ChildProcess oidc({OIDC_SIM_BINARY, "--ready-file", side.File("oidc.ready"), "--lifetime", "2"}, {},
+                             side.File("oidc.ready"));
+  testing::ChildProcess platform({ASSESSMENT_SIM_BINARY, "--ready-file", side.File("sim.ready"), "--events-url",
                                   "http://" + ccm_address + "/api/v1/events", "--grading-schema",
                                   std::string(CCM_TEST_DATA) + "/grading-engine.openapi.json", "--delay-ms", "100",
                                   "--fail-collections", "2", "--send-twice", "--require-bearer"},
-                                 {}, dir.File("sim.ready"));
-  testing::CcmProcess ccm(dir.path(), {{"CCM_STORE", "sqlite:" + dir.File("ccm.db")},
-                                       {"CCM_LISTEN", ccm_address},
-                                       {"ASSESSMENT_PLATFORM_URL", platform.BaseUrl()},
-                                       {"GRADING_ENGINE_URL", platform.BaseUrl()},
-                                       {"OIDC_TOKEN_URL", oidc.BaseUrl() + "/token"},
-                                       {"OIDC_CLIENT_ID", "ccm"},
-                                       {"OIDC_CLIENT_SECRET", "ccm-secret"}});
-  testing::HttpClient http(ccm.BaseUrl());
-  const auto seed = testing::SeedLab(http, testing::ReadTestData("sample_lab_template.yaml"));
-  json body = {{"definition_id", seed.definition_id}, {"owner_id", "candidate-1"},
-               {"assessment", {{"session_id", "session-9"}, {"part_id", "part-1"}}},
-               {"timeslot_start", "2026-12-01T09:00:00Z"}, {"timeslot_end", "2026-12-01T10:00:00Z"}};
-  const std::string id = http.PostJson("/api/v1/instances", body).Json()["id"];
-  http.PostJson("/api/internal/instances/" + id + "/schedule", {{"worker_id", seed.worker_id}});
-  http.PostJson("/api/internal/instances/" + id + "/transition", {{"to", "INSTANTIATING"}});
-  json running = http.PostJson("/api/internal/instances/" + id + "/transition", {{"to", "RUNNING"}}).Json();
-  ASSERT_EQ(running["state"], "RUNNING") << running;
-  EXPECT_TRUE(running["pod_assigned"].get<bool>()) << running["pod_error"];
+                                 {}, side.File("sim.ready"));
+  // CML tokens live half a second: ccm authenticates again when one expires.
+  World world({"--token-ttl-ms", "500"},
+              {{"CCM_LISTEN", ccm_address},
+               {"CLOUDEVENTS_SINK_URL", "http://127.0.0.1:" + std::to_string(sink.port()) + "/events"},
+               {"ASSESSMENT_PLATFORM_URL", platform.BaseUrl()},
+               {"GRADING_ENGINE_URL", platform.BaseUrl()},
+               {"OIDC_TOKEN_URL", oidc.BaseUrl() + "/token"},
+               {"OIDC_CLIENT_ID", "ccm"},
+               {"OIDC_CLIENT_SECRET", "ccm-secret"},
+               {"ARCHIVE_RETENTION_MINUTES", "0"}});
+  const std::string worker = world.AddWorker("cml-worker-1", 32);
+  const std::string definition = world.AddDefinition();
+  // Three collected through the API; the fourth when its timeslot ends, three seconds in.
+  std::vector<std::string> ids;
+  for (int n = 1; n <= 3; ++n) ids.push_back(world.AddInstance(definition, n, std::chrono::seconds(0), std::chrono::seconds(3600)));
+  ids.push_back(world.AddInstance(definition, 4, std::chrono::seconds(-60), std::chrono::seconds(3)));
 
-  // The platform answers 503 twice; the client's third attempt gets through.
-  testing::HttpResult collect = http.PostJson("/api/v1/instances/" + id + "/collect", {{"triggered_by", "proctor"}});
-  ASSERT_EQ(collect.status, 202) << collect.body;
-  json i;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-  do {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    i = http.Get("/api/v1/instances/" + id).Json();
-  } while (i["state"] != "STOPPING" && std::chrono::steady_clock::now() < deadline);
-  ASSERT_EQ(i["state"], "STOPPING") << i;
-  EXPECT_EQ(i["grading_score"]["total"], 8.0);
-  EXPECT_EQ(i["collection"]["collection_id"], "col-1");
+  for (const auto& id : ids)
+    ASSERT_TRUE(Eventually([&] { return world.InState(id, "RUNNING") || world.InState(id, "COLLECTING"); }))
+        << world.Instance(id);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // past a CML token's life
+  for (int n = 0; n < 3; ++n) {
+    auto r = world.http->PostJson("/api/v1/instances/" + ids[n] + "/collect", {{"triggered_by", "proctor"}});
+    ASSERT_EQ(r.status, 202) << r.body;
+  }
+  for (const auto& id : ids)
+    ASSERT_TRUE(Eventually([&] { return world.InState(id, "TERMINATED"); }, std::chrono::seconds(30)))
+        << world.Instance(id);
 
-  // Every result arrives twice and is applied once (the second copy of the last one may
-  // still be on its way when the instance is already STOPPING).
-  std::string metrics;
-  do {
-    metrics = http.Get("/metrics").body;
-    if (metrics.find("ccm_events_received_total{outcome=\"duplicate\"} 2") != std::string::npos) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  } while (std::chrono::steady_clock::now() < deadline);
-  EXPECT_NE(metrics.find("ccm_events_received_total{outcome=\"applied\"} 2"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find("ccm_events_received_total{outcome=\"duplicate\"} 2"), std::string::npos) << metrics;
-  testing::HttpClient sim(platform.BaseUrl());
-  json state = sim.Get("/sim/state").Json();
-  EXPECT_EQ(state["collections"].size(), 1u);
-  ASSERT_EQ(state["pods"].size(), 1u);
-  EXPECT_EQ(state["pods"][0]["path"], "/api/v1/sessions/session-9/parts/part-1/pod");
+  // Every state in order, per instance.
+  const std::vector<std::string> states = {"SCHEDULED", "INSTANTIATING", "RUNNING",  "COLLECTING", "GRADING",
+                                           "STOPPING",  "STOPPED",       "ARCHIVED", "TERMINATED"};
+  const std::vector<std::string> types = {
+      "ccm.lablet.instance.pending",          "ccm.lablet.instance.scheduled",
+      "ccm.lablet.instance.provisioning.started", "ccm.lablet.instance.running",
+      "ccm.lablet.instance.collecting.started", "ccm.lablet.instance.grading.started",
+      "ccm.lablet.instance.grading.completed", "ccm.lablet.instance.stopping",
+      "ccm.lablet.instance.stopped",          "ccm.lablet.instance.archived",
+      "ccm.lablet.instance.terminated"};
+  ASSERT_TRUE(Eventually([&] { return world.http->Get("/metrics").body.find("ccm_outbox_depth 0\n") != std::string::npos; }));
+  std::set<std::string> lab_ids;
+  for (size_t n = 0; n < ids.size(); ++n) {
+    const json i = world.Instance(ids[n]);
+    EXPECT_EQ(Column(i["state_history"], "to"), states) << i;
+    EXPECT_EQ(i["grading_score"]["total"], 8.0);
+    EXPECT_TRUE(i["pod_assigned"].get<bool>()) << i["pod_error"];
+    ASSERT_TRUE(i["cml_lab_id"].is_string());
+    lab_ids.insert(i["cml_lab_id"].get<std::string>());
+
+    // Every event in order, of the right type and data; the sink got them in that order.
+    const json events = world.Events(ids[n]);
+    ASSERT_EQ(Column(events, "type"), types);
+    EXPECT_EQ(sink.FirstArrivals()[ids[n]], Column(events, "id"));
+    auto data = [&](size_t k) { return json::parse(events[k]["event"].dump())["data"]; };
+    EXPECT_EQ(data(1)["worker_id"], worker);
+    EXPECT_EQ(data(1)["allocated_ports"], i["allocated_ports"]);
+    EXPECT_EQ(data(3)["cml_lab_id"], i["cml_lab_id"]);
+    EXPECT_EQ(data(3)["worker_hostname"], "cml-worker-1.lab");
+    EXPECT_EQ(data(3)["pod_assigned"], true);
+    EXPECT_EQ(data(4)["collection_reason"], n < 3 ? "manual" : "timeslot_end");
+    EXPECT_EQ(data(6)["score"]["total"], 8.0);
+    EXPECT_EQ(data(10)["final_state"], "ARCHIVED");  // the state it ended from
+    for (const auto& e : events) EXPECT_EQ(e["state"], "delivered") << e;
+  }
+
+  // The CML labs: imported with the instance's ports, then stopped, wiped and deleted.
+  const json labs = world.Labs();
+  ASSERT_EQ(labs.size(), ids.size());
+  for (const auto& lab : labs) {
+    EXPECT_TRUE(lab_ids.count(lab["id"].get<std::string>())) << lab["id"];
+    EXPECT_TRUE(lab["deleted"].get<bool>());
+    EXPECT_GE(lab["stops"].get<int>(), 1);
+    EXPECT_GE(lab["wipes"].get<int>(), 1);
+    EXPECT_EQ(lab["topology"].dump().find("${PORT_"), std::string::npos);
+  }
+  const json first = world.Instance(ids[0]);
+  const json first_lab = labs[0]["id"] == first["cml_lab_id"] ? labs[0] : labs[1];
+  EXPECT_NE(first_lab["topology"].dump().find("serial:" + std::to_string(first["allocated_ports"]["serial_1"].get<int>())),
+            std::string::npos);
+  const json sims = testing::HttpClient(world.cml->BaseUrl()).Get("/sim/workers").Json();
+  EXPECT_GE(sims["authentications"].get<int>(), 2);  // the expired token was replaced
+
+  // Ports and capacity given back.
+  const json w = world.http->Get("/api/v1/workers/" + worker).Json();
+  EXPECT_TRUE(w["reservations"].empty()) << w;
+  EXPECT_TRUE(w["port_allocations"].empty()) << w;
+  EXPECT_EQ(w["allocated"]["cpu_cores"], 0.0);
+
+  // Pods valid (assessment-sim refuses any other) and one per instance; results sent twice,
+  // applied once.
+  const json state = testing::HttpClient(platform.BaseUrl()).Get("/sim/state").Json();
   EXPECT_EQ(state["refused"], 0);
+  std::set<std::string> pod_paths;
+  for (const auto& p : state["pods"]) pod_paths.insert(p["path"].get<std::string>());
+  EXPECT_EQ(pod_paths.size(), ids.size());
+  EXPECT_TRUE(pod_paths.count("/api/v1/sessions/session-1/parts/part-1/pod"));
+  EXPECT_EQ(state["collections"].size(), ids.size());
+  std::string metrics;
+  Eventually([&] {
+    metrics = world.http->Get("/metrics").body;
+    return metrics.find("ccm_events_received_total{outcome=\"duplicate\"} 8") != std::string::npos;
+  });
+  EXPECT_NE(metrics.find("ccm_events_received_total{outcome=\"applied\"} 8"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("ccm_events_received_total{outcome=\"duplicate\"} 8"), std::string::npos) << metrics;
+}
+
+TEST(Lifecycle, FailedImportsAreRetriedUntilTheLabRuns) {
+  World world({"--fail-imports", "2"}, {{"CCM_LISTEN", "127.0.0.1:0"}});
+  world.AddWorker("w1", 32);
+  const std::string id = world.AddInstance(world.AddDefinition(), 1, std::chrono::seconds(0), std::chrono::seconds(3600), false);
+  ASSERT_TRUE(Eventually([&] { return world.InState(id, "RUNNING"); })) << world.Instance(id);
+  const json i = world.Instance(id);
+  EXPECT_EQ(i["cml_failures"], 0);  // cleared by the move
+  EXPECT_EQ(world.Labs().size(), 1u);
+}
+
+TEST(Lifecycle, AnInstantiationThatKeepsFailingEndsTerminatedWithNothingLeft) {
+  World world({"--fail-starts", "1000"}, {{"CCM_LISTEN", "127.0.0.1:0"}, {"CML_MAX_FAILURES", "2"}});
+  const std::string worker = world.AddWorker("w1", 32);
+  const std::string id = world.AddInstance(world.AddDefinition(), 1, std::chrono::seconds(0), std::chrono::seconds(3600), false);
+  ASSERT_TRUE(Eventually([&] { return world.InState(id, "TERMINATED"); })) << world.Instance(id);
+  const json i = world.Instance(id);
+  EXPECT_EQ(Column(i["state_history"], "to"), (std::vector<std::string>{"SCHEDULED", "INSTANTIATING", "TERMINATED"}));
+  const std::string reason = i["state_history"][2]["reason"];
+  EXPECT_EQ(reason.rfind("instantiation failed: CML", 0), 0u) << reason;
+  EXPECT_NE(reason.find("HTTP 500"), std::string::npos) << reason;
+  const json w = world.http->Get("/api/v1/workers/" + worker).Json();
+  EXPECT_TRUE(w["reservations"].empty()) << w;
+  EXPECT_TRUE(w["port_allocations"].empty()) << w;
+  const json labs = world.Labs();
+  ASSERT_EQ(labs.size(), 1u);
+  EXPECT_TRUE(labs[0]["deleted"].get<bool>());  // the half-made lab is not left behind
+}
+
+TEST(Lifecycle, DeleteOfARunningInstanceRetriesAFailingStopThenWipesAndDeletes) {
+  World world({"--fail-stops", "2"}, {{"CCM_LISTEN", "127.0.0.1:0"}});
+  world.AddWorker("w1", 32);
+  const std::string id = world.AddInstance(world.AddDefinition(), 1, std::chrono::seconds(0), std::chrono::seconds(3600), false);
+  ASSERT_TRUE(Eventually([&] { return world.InState(id, "RUNNING"); })) << world.Instance(id);
+  auto del = world.http->Delete("/api/v1/instances/" + id);
+  ASSERT_EQ(del.status, 202) << del.body;
+  // The first stop fails: the error shows on the instance while it waits to try again.
+  ASSERT_TRUE(Eventually([&] { return world.Instance(id)["cml_error"].get<std::string>().find("HTTP 500") != std::string::npos; }))
+      << world.Instance(id);
+  ASSERT_TRUE(Eventually([&] { return world.InState(id, "TERMINATED"); })) << world.Instance(id);
+  const json i = world.Instance(id);
+  EXPECT_EQ(Column(i["state_history"], "to"),
+            (std::vector<std::string>{"SCHEDULED", "INSTANTIATING", "RUNNING", "STOPPING", "STOPPED", "ARCHIVED", "TERMINATED"}));
+  const json labs = world.Labs();
+  ASSERT_EQ(labs.size(), 1u);
+  EXPECT_TRUE(labs[0]["deleted"].get<bool>());
+  EXPECT_GE(labs[0]["wipes"].get<int>(), 1);
+}
+
+TEST(Lifecycle, AnArchivedInstanceIsKeptForTheRetention) {
+  World world({}, {{"CCM_LISTEN", "127.0.0.1:0"}, {"ARCHIVE_RETENTION_MINUTES", "60"}});
+  world.AddWorker("w1", 32);
+  const std::string id = world.AddInstance(world.AddDefinition(), 1, std::chrono::seconds(0), std::chrono::seconds(3600), false);
+  ASSERT_TRUE(Eventually([&] { return world.InState(id, "RUNNING"); }));
+  world.http->PostJson("/api/internal/instances/" + id + "/transition", {{"to", "STOPPING"}});
+  ASSERT_TRUE(Eventually([&] { return world.InState(id, "ARCHIVED"); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_TRUE(world.InState(id, "ARCHIVED"));
+  EXPECT_FALSE(world.Labs()[0]["deleted"].get<bool>());  // kept, stopped, until the retention ends
+  // DELETE ends it at once.
+  world.http->Delete("/api/v1/instances/" + id);
+  ASSERT_TRUE(Eventually([&] { return world.InState(id, "TERMINATED"); }));
+  EXPECT_TRUE(world.Labs()[0]["deleted"].get<bool>());
+}
+
+TEST(Scaling, OneShortageAsksForOneWorkerAndAnIdleLaunchedWorkerIsReleased) {
+  // No worker registered: the first one comes from the cloud provider.
+  World world({"--provision-delay-ms", "300"},
+              {{"CCM_LISTEN", "127.0.0.1:0"}, {"SCALE_DOWN_GRACE_MINUTES", "0"}, {"ARCHIVE_RETENTION_MINUTES", "0"}},
+              /*cloud=*/true);
+  const std::string definition = world.AddDefinition();
+  const std::string a = world.AddInstance(definition, 1, std::chrono::seconds(0), std::chrono::seconds(3600), false);
+  const std::string b = world.AddInstance(definition, 2, std::chrono::seconds(0), std::chrono::seconds(3600), false);
+  ASSERT_TRUE(Eventually([&] { return world.InState(a, "RUNNING") && world.InState(b, "RUNNING"); }))
+      << world.Instance(a) << world.Instance(b);
+  const json workers = world.http->Get("/api/v1/workers").Json()["items"];
+  ASSERT_EQ(workers.size(), 1u) << workers;  // one shortage, one worker, both placed on it
+  const std::string worker = workers[0]["id"];
+  EXPECT_TRUE(workers[0]["scaled_up"].get<bool>());
+  EXPECT_EQ(world.Instance(a)["worker_id"], worker);
+  EXPECT_EQ(world.Instance(b)["worker_id"], worker);
+
+  world.http->Delete("/api/v1/instances/" + a);
+  world.http->Delete("/api/v1/instances/" + b);
+  ASSERT_TRUE(Eventually([&] { return world.http->Get("/api/v1/workers/" + worker).Json()["state"] == "STOPPED"; }))
+      << world.http->Get("/api/v1/workers/" + worker).body;
+  const json w = world.http->Get("/api/v1/workers/" + worker).Json();
+  EXPECT_EQ(Column(w["state_history"], "to"),
+            (std::vector<std::string>{"PROVISIONING", "RUNNING", "DRAINING", "STOPPING", "STOPPED"}));
+  EXPECT_EQ(Column(world.Events(worker), "type"),
+            (std::vector<std::string>{"ccm.worker.pending", "ccm.scaling.up.requested",
+                                      "ccm.worker.provisioning.started", "ccm.worker.running",
+                                      "ccm.scaling.up.completed", "ccm.scaling.down.requested", "ccm.worker.draining",
+                                      "ccm.worker.stopping", "ccm.worker.stopped", "ccm.scaling.down.completed"}));
+  const json cloud = testing::HttpClient(world.cml->BaseUrl()).Get("/sim/workers").Json()["workers"];
+  ASSERT_EQ(cloud.size(), 1u);
+  EXPECT_EQ(cloud[0]["state"], "released");
+  EXPECT_EQ(cloud[0]["id"], w["cloud_id"]);
 }
 
 }  // namespace

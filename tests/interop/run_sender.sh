@@ -11,7 +11,7 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; 
 trap cleanup EXIT
 cp "$here/sender.mjs" "$modules/../sender.mjs"
 
-CCM_STORE="sqlite:$work/ccm.db" CCM_LISTEN=127.0.0.1:0 CCM_LOG_LEVEL=warn "$ccm" serve --ready-file "$work/ready" &
+CCM_STORE="sqlite:$work/ccm.db" CCM_LISTEN=127.0.0.1:0 CCM_LOG_LEVEL=warn CCM_RECONCILERS=false "$ccm" serve --ready-file "$work/ready" &
 pid=$!
 for _ in $(seq 1 100); do [ -s "$work/ready" ] && break; sleep 0.05; done
 base="http://$(cat "$work/ready")"
@@ -32,6 +32,9 @@ node "$modules/../sender.mjs" "$base/api/v1/events" binary assessment.collection
   "{\"instance_id\":\"$inst\",\"collection_id\":\"col-1\",\"artifacts_uri\":\"s3://bucket/col-1\"}"
 node "$modules/../sender.mjs" "$base/api/v1/events" structured assessment.grading.completed sdk-2 \
   "{\"instance_id\":\"$inst\",\"score\":{\"total\":9,\"max\":10,\"breakdown\":[]},\"passed\":true}"
-state=$(curl -sS "$base/api/v1/instances/$inst" | field "['state']")
-[ "$state" = STOPPING ] || { echo "instance is $state, not STOPPING" >&2; exit 1; }
-echo "ccm accepted and applied both SDK-encoded events (binary, structured): instance is $state"
+# Both applied: COLLECTING -> GRADING -> STOPPING with the score (the stopper may have taken
+# the instance further since).
+path=$(curl -sS "$base/api/v1/instances/$inst" |
+  python3 -c "import json,sys; i=json.load(sys.stdin); print(' '.join(h['to'] for h in i['state_history'][3:6]), i['grading_score']['total'])")
+[ "$path" = "COLLECTING GRADING STOPPING 9.0" ] || { echo "instance went $path, not COLLECTING GRADING STOPPING 9.0" >&2; exit 1; }
+echo "ccm accepted and applied both SDK-encoded events (binary, structured): $path"

@@ -33,7 +33,10 @@ TEST(Config, BadValuesNameTheSetting) {
       {"CCM_LISTEN", "8080"}, {"CCM_LISTEN", "h:99999"}, {"CCM_STORE", "postgres://x"},
       {"CCM_STORE", "sqlite:"}, {"CCM_HTTP_THREADS", "0"}, {"CCM_LOG_LEVEL", "loud"}, {"CLOUDEVENTS_SOURCE", ""},
       {"CLOUDEVENTS_SINK_URL", "ftp://sink"}, {"CLOUDEVENTS_MODE", "avro"}, {"CCM_OUTBOX_MAX_ATTEMPTS", "0"},
-      {"EVENT_DEDUP_TTL_HOURS", "0"}, {"ASSESSMENT_PLATFORM_URL", "platform:8080"}, {"OIDC_TOKEN_URL", "kc/token"}};
+      {"EVENT_DEDUP_TTL_HOURS", "0"}, {"ASSESSMENT_PLATFORM_URL", "platform:8080"}, {"OIDC_TOKEN_URL", "kc/token"},
+      {"CML_USERNAME", ""}, {"CLOUD_PROVIDER_URL", "cloud"}, {"SCALE_UP_TEMPLATE", ""},
+      {"ARCHIVE_RETENTION_MINUTES", "-1"}, {"RECONCILE_INTERVAL_MS", "5"}, {"CML_MAX_FAILURES", "0"},
+      {"INSTANTIATION_TIMEOUT_SECONDS", "ten"}, {"SCHEDULE_AHEAD_MINUTES", "1.5"}, {"CCM_RECONCILERS", "off"}};
   for (const auto& [key, value] : cases) {
     auto c = LoadConfig(std::nullopt, {{key, value}});
     ASSERT_FALSE(c) << key << "=" << value;
@@ -51,6 +54,31 @@ TEST(Config, EventAndPlatformSettings) {
   EXPECT_EQ(c->cloudevents_mode, "batch");
   EXPECT_EQ(c->event_dedup_ttl_hours, 48);
   EXPECT_EQ(c->assessment_platform_url, "https://platform.example");
+}
+
+TEST(Config, LifecycleSettings) {
+  auto defaults = LoadConfig(std::nullopt, {});
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->archive_retention_minutes, 60);
+  EXPECT_EQ(defaults->cloud_provider_url, "");
+  auto c = LoadConfig(std::nullopt, {{"ARCHIVE_RETENTION_MINUTES", "0"},
+                                     {"RECONCILE_INTERVAL_MS", "250"},
+                                     {"INSTANTIATION_LEAD_SECONDS", "30"},
+                                     {"CML_USERNAME", "ops"},
+                                     {"CML_PASSWORD", "pw"},
+                                     {"CLOUD_PROVIDER_URL", "http://cloud:9000/"},
+                                     {"SCALE_DOWN_GRACE_MINUTES", "5"},
+                                     {"CCM_RECONCILERS", "false"}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->archive_retention_minutes, 0);
+  EXPECT_EQ(c->reconcile_interval_ms, 250);
+  EXPECT_EQ(c->instantiation_lead_seconds, 30);
+  EXPECT_EQ(c->cml_username, "ops");
+  EXPECT_EQ(c->cml_password, "pw");
+  EXPECT_EQ(c->cloud_provider_url, "http://cloud:9000");
+  EXPECT_EQ(c->scale_down_grace_minutes, 5);
+  EXPECT_FALSE(c->reconcilers);
+  EXPECT_TRUE(defaults->reconcilers);
 }
 
 TEST(Config, OidcNeedsAClientId) {

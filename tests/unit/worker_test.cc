@@ -5,6 +5,7 @@
 #include <set>
 
 #include "domain/definition.h"
+#include "domain/lifecycle.h"
 #include "support/fixtures.h"
 
 namespace ccm::domain {
@@ -148,6 +149,49 @@ TEST(NewWorker, NamesTheBadField) {
     ASSERT_FALSE(w) << field;
     EXPECT_EQ(w.error().field, field);
   }
+}
+
+TEST(Worker, IsIdleFromWhenItsLastInstanceGivesEverythingBack) {
+  Worker w = RunningWorker();
+  EXPECT_EQ(w.idle_since, FromUnixMillis(0));  // registered RUNNING with nothing on it
+  LabletInstance a, b;
+  a.id = {"a"};
+  b.id = {"b"};
+  a.state = b.state = InstanceState::kRunning;
+  ASSERT_TRUE(w.Allocate(a.id, Def(1)));
+  ASSERT_TRUE(w.Allocate(b.id, Def(1)));
+  a.worker_id = b.worker_id = w.id;
+  ASSERT_TRUE(MoveInstance(a, &w, InstanceState::kStopping, FromUnixMillis(5), "", "t"));
+  ASSERT_TRUE(MoveInstance(a, &w, InstanceState::kStopped, FromUnixMillis(6), "", "t"));
+  ASSERT_TRUE(MoveInstance(a, &w, InstanceState::kArchived, FromUnixMillis(7), "", "t"));
+  ASSERT_TRUE(MoveInstance(a, &w, InstanceState::kTerminated, FromUnixMillis(8), "", "t"));
+  EXPECT_EQ(w.idle_since, FromUnixMillis(0));  // b still holds its share
+  ASSERT_TRUE(MoveInstance(b, &w, InstanceState::kStopping, FromUnixMillis(9), "", "t"));
+  ASSERT_TRUE(MoveInstance(b, &w, InstanceState::kStopped, FromUnixMillis(10), "", "t"));
+  ASSERT_TRUE(MoveInstance(b, &w, InstanceState::kArchived, FromUnixMillis(11), "", "t"));
+  EXPECT_EQ(w.idle_since, FromUnixMillis(0));  // ARCHIVED keeps its ports
+  ASSERT_TRUE(MoveInstance(b, &w, InstanceState::kTerminated, FromUnixMillis(12), "", "t"));
+  EXPECT_EQ(w.idle_since, FromUnixMillis(12));
+  EXPECT_EQ(w.ActiveInstances(), 0);
+}
+
+TEST(Worker, ARequestedWorkerTakesTheMachineItIsGiven) {
+  Worker w = RequestedWorker({"w9"}, "cml-enterprise", FromUnixMillis(0));
+  EXPECT_TRUE(w.scaled_up);
+  EXPECT_EQ(w.state, WorkerState::kPending);
+  EXPECT_EQ(w.template_name, "cml-enterprise");
+  WorkerDraft machine = ccm::testing::MakeWorkerDraft("cloud-1", {16, 64, 100}, 40);
+  machine.cml_url = "ftp://cloud-1";
+  auto bad = w.Provisioned(machine);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().field, "cml_url");
+  EXPECT_TRUE(w.cml_url.empty());  // nothing taken from a refused machine
+  machine.cml_url = "https://cloud-1";
+  ASSERT_TRUE(w.Provisioned(machine));
+  EXPECT_EQ(w.hostname, "cloud-1.example");
+  EXPECT_EQ(w.capacity.cpu_cores, 16);
+  EXPECT_EQ(w.max_nodes, 40);
+  EXPECT_EQ(w.name, "scaled-w9");
 }
 
 }  // namespace

@@ -1,0 +1,448 @@
+#include "app/reconcilers.h"
+
+#include <algorithm>
+#include <spdlog/spdlog.h>
+
+#include "domain/lab_yaml.h"
+
+namespace ccm::app {
+
+using namespace ccm::domain;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kScheduler = "scheduler";
+constexpr const char* kInstantiator = "instantiator";
+constexpr const char* kStopper = "stopper";
+constexpr const char* kScaler = "scaler";
+
+// How full a worker is: the largest share of cpu, memory or nodes already reserved.
+double Fullness(const Worker& w) {
+  const Reservation used = w.Allocated();
+  double share = w.capacity.cpu_cores > 0 ? used.resources.cpu_cores / w.capacity.cpu_cores : 1;
+  share = std::max(share, w.capacity.memory_gb > 0 ? used.resources.memory_gb / w.capacity.memory_gb : 1);
+  const int nodes = w.EffectiveMaxNodes();
+  return std::max(share, nodes > 0 ? static_cast<double>(used.nodes) / nodes : 1);
+}
+
+// When the instance entered its current state.
+Timestamp EnteredAt(const LabletInstance& i) {
+  return i.state_history.empty() ? i.created_at : i.state_history.back().at;
+}
+
+WorkerDraft DraftOf(const CloudWorker& c) {
+  WorkerDraft d;
+  d.hostname = c.hostname;
+  d.public_ip = c.public_ip;
+  d.private_ip = c.private_ip;
+  d.cml_url = c.cml_url;
+  d.license_type = c.license_type;
+  d.capacity = c.capacity;
+  d.max_nodes = c.max_nodes;
+  return d;
+}
+
+}  // namespace
+
+Reconcilers::Reconcilers(Deps deps, InstanceService& instances, CollectionService& collection, CmlWorkers& cml,
+                         CloudProvider* cloud, ReconcilerOptions options)
+    : d_(deps), instances_(instances), collection_(collection), cml_(cml), cloud_(cloud), options_(options) {
+  auto loop = [this](int (Reconcilers::*sweep)()) {
+    loops_.push_back(std::make_unique<BackgroundLoop>(
+        [this, sweep] {
+          (this->*sweep)();
+          return false;
+        },
+        options_.interval));
+  };
+  loop(&Reconcilers::ScheduleOnce);
+  loop(&Reconcilers::InstantiateOnce);
+  loop(&Reconcilers::StopOnce);
+  loop(&Reconcilers::ScaleOnce);
+}
+
+Reconcilers::~Reconcilers() { Stop(); }
+
+void Reconcilers::Start() {
+  for (auto& l : loops_) l->Start();
+}
+void Reconcilers::Stop() {
+  for (auto& l : loops_) l->Stop();
+}
+void Reconcilers::Wake() {
+  for (auto& l : loops_) l->Wake();
+}
+
+std::vector<LabletInstance> Reconcilers::InState(InstanceState s) {
+  std::vector<LabletInstance> out;
+  InstanceFilter filter;
+  filter.state = s;
+  Page page{kMaxPageLimit, ""};
+  for (;;) {
+    auto got = d_.store.ListInstances(filter, page);
+    if (!got) {
+      spdlog::warn("reconcilers: cannot list {} instances: {}", ToString(s), got.error().message);
+      break;
+    }
+    for (auto& i : got->items) out.push_back(std::move(i));
+    if (got->next.empty()) break;
+    page.after = got->next;
+  }
+  return out;
+}
+
+std::vector<Worker> Reconcilers::AllWorkers() {
+  std::vector<Worker> out;
+  Page page{kMaxPageLimit, ""};
+  for (;;) {
+    auto got = d_.store.ListWorkers(page);
+    if (!got) {
+      spdlog::warn("reconcilers: cannot list workers: {}", got.error().message);
+      break;
+    }
+    for (auto& w : got->items) out.push_back(std::move(w));
+    if (got->next.empty()) break;
+    page.after = got->next;
+  }
+  return out;
+}
+
+// ---- scheduler -----------------------------------------------------------------------------
+
+std::vector<LabletInstance> Reconcilers::DuePending(Timestamp now) {
+  auto pending = InState(InstanceState::kPending);
+  std::erase_if(pending, [&](const LabletInstance& i) { return i.timeslot_start - options_.schedule_ahead > now; });
+  std::sort(pending.begin(), pending.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.timeslot_start, a.id) < std::tie(b.timeslot_start, b.id);
+  });
+  return pending;
+}
+
+const LabletDefinition* Reconcilers::DefinitionOf(const LabletInstance& i, DefinitionCache& cache) {
+  auto key = std::make_pair(i.definition_id.value, i.definition_version);
+  if (auto it = cache.find(key); it != cache.end()) return &it->second;
+  auto def = d_.store.GetDefinition(i.definition_id, i.definition_version);
+  if (!def) return nullptr;
+  return &cache.emplace(key, std::move(def.value())).first->second;
+}
+
+Worker* Reconcilers::BestFit(std::vector<Worker>& workers, const LabletDefinition& def) {
+  Worker* best = nullptr;
+  for (auto& w : workers)
+    if (w.CheckFits(def) && (!best || Fullness(w) > Fullness(*best))) best = &w;
+  return best;
+}
+
+int Reconcilers::ScheduleOnce() {
+  const auto pending = DuePending(d_.clock.Now());
+  if (pending.empty()) return 0;
+  auto workers = AllWorkers();
+  DefinitionCache defs;
+  int scheduled = 0;
+  bool shortage = false;
+  for (const auto& i : pending) {
+    const LabletDefinition* def = DefinitionOf(i, defs);
+    if (!def) continue;
+    Worker* best = BestFit(workers, *def);
+    if (!best) {
+      shortage = true;
+      continue;
+    }
+    auto done = instances_.Schedule(i.id, best->id, kScheduler);
+    if (done) ++scheduled;
+    else if (done.error().code != ErrorCode::kConflict)  // a conflict: it moved meanwhile
+      spdlog::info("scheduler: instance {} not scheduled on worker {}: {}", i.id.value, best->id.value,
+                   done.error().message);
+    // What the worker holds now, for the next decision.
+    if (auto fresh = d_.store.GetWorker(best->id)) *best = std::move(fresh.value());
+  }
+  if (shortage && cloud_) loops_[3]->Wake();
+  return scheduled;
+}
+
+Reconcilers::Demand Reconcilers::MeasureDemand() {
+  const auto pending = DuePending(d_.clock.Now());
+  Demand demand;
+  demand.due = static_cast<int>(pending.size());
+  if (pending.empty()) return demand;
+  auto workers = AllWorkers();
+  DefinitionCache defs;
+  for (const auto& i : pending)
+    if (const LabletDefinition* def = DefinitionOf(i, defs); def && !BestFit(workers, *def)) ++demand.unplaceable;
+  return demand;
+}
+
+// ---- instantiator --------------------------------------------------------------------------
+
+int Reconcilers::InstantiateOnce() {
+  const Timestamp now = d_.clock.Now();
+  int steps = 0;
+  for (const auto& i : InState(InstanceState::kScheduled)) {
+    if (i.timeslot_start - options_.instantiation_lead > now) continue;
+    auto moved = instances_.Transition(i.id, InstanceState::kInstantiating,
+                                       "timeslot starts at " + FormatRfc3339(i.timeslot_start), kInstantiator,
+                                       std::nullopt);
+    if (moved) {
+      ++steps;
+      if (Instantiate(*moved, now)) ++steps;
+    }
+  }
+  for (const auto& i : InState(InstanceState::kInstantiating))
+    if (Instantiate(i, now)) ++steps;
+  std::lock_guard lock(poll_mu_);
+  std::erase_if(next_poll_, [&](const auto& e) { return e.second + std::chrono::minutes(10) < now; });
+  return steps;
+}
+
+bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
+  if (i.cml_retry_at && *i.cml_retry_at > now) return false;
+  {
+    std::lock_guard lock(poll_mu_);
+    if (auto it = next_poll_.find(i.id.value); it != next_poll_.end() && it->second > now) return false;
+    next_poll_[i.id.value] = now + options_.cml_poll;
+  }
+  if (!i.worker_id) return false;
+  auto worker = d_.store.GetWorker(*i.worker_id);
+  if (!worker) return false;
+  if (now - EnteredAt(i) > options_.instantiation_timeout) {
+    RecordCmlFailure(i, Error::Unavailable("the lab did not start within the instantiation timeout"), now);
+    return true;
+  }
+  if (!i.cml_lab_id) {
+    auto def = d_.store.GetDefinition(i.definition_id, i.definition_version);
+    if (!def) return false;
+    auto lab = RewriteLab(def->lab_yaml, i.allocated_ports);
+    if (!lab) {
+      RecordCmlFailure(i, lab.error(), now);
+      return true;
+    }
+    auto lab_id = cml_.ImportLab(worker->cml_url, *lab, "lablet " + i.id.value);
+    if (!lab_id) {
+      RecordCmlFailure(i, lab_id.error(), now);
+      return true;
+    }
+    // The lab id is durable before anything else happens to the lab, so that no lab is lost.
+    auto recorded = instances_.Record(i.id, [&](LabletInstance& current) -> Status {
+      if (current.state != InstanceState::kInstantiating || current.cml_lab_id)
+        return Error::Conflict("instance moved while its lab was imported", "state");
+      current.cml_lab_id = *lab_id;
+      return {};
+    });
+    if (!recorded) {
+      spdlog::warn("instantiator: instance {}: imported lab {} not recorded ({}); removing it", i.id.value,
+                   *lab_id, recorded.error().message);
+      (void)RemoveLab(*worker, *lab_id);
+      return true;
+    }
+    if (auto s = cml_.StartLab(worker->cml_url, *lab_id); !s) RecordCmlFailure(*recorded, s.error(), now);
+    return true;
+  }
+  auto state = cml_.LabState(worker->cml_url, *i.cml_lab_id);
+  if (!state) {
+    RecordCmlFailure(i, state.error(), now);
+    return true;
+  }
+  if (*state != CmlLabState::kStarted) {
+    if (auto s = cml_.StartLab(worker->cml_url, *i.cml_lab_id); !s) RecordCmlFailure(i, s.error(), now);
+    return false;
+  }
+  auto running = instances_.Transition(i.id, InstanceState::kRunning, "lab " + *i.cml_lab_id + " started on CML",
+                                       kInstantiator, std::nullopt);
+  if (!running && running.error().code != ErrorCode::kConflict)
+    spdlog::warn("instantiator: instance {} not moved to RUNNING: {}", i.id.value, running.error().message);
+  return running.has_value();
+}
+
+void Reconcilers::RecordCmlFailure(const LabletInstance& i, const Error& e, Timestamp now) {
+  const bool instantiating = i.state == InstanceState::kInstantiating;
+  const bool give_up = instantiating && (i.cml_failures + 1 >= options_.cml_max_failures ||
+                                         now - EnteredAt(i) > options_.instantiation_timeout);
+  spdlog::warn("{}: instance {}: {}{}", instantiating ? kInstantiator : kStopper, i.id.value, e.message,
+               give_up ? "; giving up" : "");
+  if (give_up) {
+    // Nothing of the failed lab stays on the worker; then everything is given back.
+    if (i.cml_lab_id && i.worker_id)
+      if (auto w = d_.store.GetWorker(*i.worker_id))
+        if (auto removed = RemoveLab(*w, *i.cml_lab_id); !removed)
+          spdlog::warn("instantiator: lab {} of instance {} not removed: {}", *i.cml_lab_id, i.id.value,
+                       removed.error().message);
+    (void)instances_.Transition(i.id, InstanceState::kTerminated, "instantiation failed: " + e.message, kInstantiator,
+                                std::nullopt);
+    return;
+  }
+  (void)instances_.Record(i.id, [&](LabletInstance& current) -> Status {
+    if (current.state != i.state) return Error::Conflict("instance moved", "state");
+    ++current.cml_failures;
+    current.cml_error = e.message;
+    current.cml_retry_at = now + CollectionBackoff(current.cml_failures, options_.cml_backoff, options_.cml_max_backoff);
+    return {};
+  });
+}
+
+Status Reconcilers::RemoveLab(const Worker& worker, const std::string& lab_id) {
+  auto gone = [](const Status& s) { return !s && s.error().code == ErrorCode::kNotFound; };
+  Status s = cml_.StopLab(worker.cml_url, lab_id);
+  if (gone(s)) return {};
+  if (!s) return s;
+  s = cml_.WipeLab(worker.cml_url, lab_id);
+  if (gone(s)) return {};
+  if (!s) return s;
+  s = cml_.DeleteLab(worker.cml_url, lab_id);
+  if (gone(s)) return {};
+  return s;
+}
+
+// ---- stopper -------------------------------------------------------------------------------
+
+int Reconcilers::StopOnce() {
+  const Timestamp now = d_.clock.Now();
+  int steps = 0;
+  for (const auto& i : InState(InstanceState::kRunning)) {
+    if (i.timeslot_end > now) continue;
+    if (collection_.Collect(i.id, kStopper, CollectionReason::kTimeslotEnd)) ++steps;
+  }
+  for (const auto& i : InState(InstanceState::kStopping))
+    if (StopInstance(i, now)) ++steps;
+  for (const auto& i : InState(InstanceState::kStopped))
+    if (instances_.Transition(i.id, InstanceState::kArchived, "archived", kStopper, std::nullopt)) ++steps;
+  for (const auto& i : InState(InstanceState::kArchived))
+    if (TerminateArchived(i, now)) ++steps;
+  return steps;
+}
+
+bool Reconcilers::StopInstance(const LabletInstance& i, Timestamp now) {
+  if (i.cml_retry_at && *i.cml_retry_at > now) return false;
+  std::string reason = "no lab to stop";
+  if (i.cml_lab_id && i.worker_id) {
+    auto worker = d_.store.GetWorker(*i.worker_id);
+    if (!worker) return false;
+    Status s = cml_.StopLab(worker->cml_url, *i.cml_lab_id);
+    if (!s && s.error().code != ErrorCode::kNotFound) {
+      RecordCmlFailure(i, s.error(), now);
+      return false;
+    }
+    reason = "lab " + *i.cml_lab_id + " stopped on CML";
+  }
+  if (!instances_.Transition(i.id, InstanceState::kStopped, reason, kStopper, std::nullopt)) return false;
+  (void)instances_.Transition(i.id, InstanceState::kArchived, "archived", kStopper, std::nullopt);
+  return true;
+}
+
+bool Reconcilers::TerminateArchived(const LabletInstance& i, Timestamp now) {
+  if (!i.termination_requested && EnteredAt(i) + options_.archive_retention > now) return false;
+  if (i.cml_retry_at && *i.cml_retry_at > now) return false;
+  std::string reason = i.termination_requested ? "termination requested" : "archive retention over";
+  if (i.cml_lab_id && i.worker_id) {
+    auto worker = d_.store.GetWorker(*i.worker_id);
+    if (!worker) return false;
+    if (auto s = RemoveLab(*worker, *i.cml_lab_id); !s) {
+      RecordCmlFailure(i, s.error(), now);
+      return false;
+    }
+    reason += "; lab " + *i.cml_lab_id + " wiped and deleted";
+  }
+  return instances_.Transition(i.id, InstanceState::kTerminated, reason, kStopper, std::nullopt).has_value();
+}
+
+// ---- scaler --------------------------------------------------------------------------------
+
+Status Reconcilers::CommitWorker(const Worker& w, std::vector<OutboxEvent> events) {
+  Changes changes;
+  changes.workers.push_back(w);
+  changes.events = std::move(events);
+  return d_.store.Commit(changes);
+}
+
+int Reconcilers::ScaleOnce() {
+  const Timestamp now = d_.clock.Now();
+  int steps = 0;
+  // Measured afresh, not taken from the scheduler's last sweep: a worker that has just become
+  // RUNNING is counted, so that one shortage asks once; and no worker is drained while due
+  // instances wait to be placed.
+  const Demand demand = cloud_ ? MeasureDemand() : Demand{};
+  const int shortage = demand.unplaceable;
+  bool asked = false;  // a requested worker is on its way
+  for (Worker w : AllWorkers()) {
+    const bool launching = w.state == WorkerState::kPending || w.state == WorkerState::kProvisioning;
+    if (w.scaled_up && launching) asked = true;
+    Status done;
+    if (cloud_ && w.scaled_up && w.state == WorkerState::kPending) {
+      // Launched with the worker's id as the token: a retry after a crash finds the same machine.
+      auto machine = cloud_->Launch(w.template_name, w.id.value);
+      if (!machine) {
+        spdlog::warn("scaler: worker {} not launched: {}", w.id.value, machine.error().message);
+        continue;
+      }
+      if (auto s = w.Provisioned(DraftOf(*machine)); !s) {
+        spdlog::warn("scaler: worker {}: the provider's machine is unusable: {}", w.id.value, s.error().message);
+        continue;
+      }
+      w.cloud_id = machine->id;
+      auto change = w.MoveTo(WorkerState::kProvisioning, now, "launched from template " + w.template_name, kScaler);
+      if (!change) continue;
+      done = CommitWorker(w, {d_.events.WorkerMoved(w, *change)});
+    } else if (cloud_ && w.state == WorkerState::kProvisioning && !w.cloud_id.empty()) {
+      auto machine = cloud_->Describe(w.cloud_id);
+      if (!machine || !machine->ready) continue;
+      if (auto s = w.Provisioned(DraftOf(*machine)); !s) continue;
+      auto change = w.MoveTo(WorkerState::kRunning, now, "the provider reports it ready", kScaler);
+      if (!change) continue;
+      std::vector<OutboxEvent> events{d_.events.WorkerMoved(w, *change)};
+      if (w.scaled_up)
+        events.push_back(d_.events.Scaling(ScalingDecision::kUpCompleted, w.id.value, now,
+                                           {{"worker_id", w.id.value}, {"template", w.template_name},
+                                            {"hostname", w.hostname}}));
+      done = CommitWorker(w, std::move(events));
+    } else if (cloud_ && w.state == WorkerState::kRunning && !w.cloud_id.empty() && w.ActiveInstances() == 0 &&
+               demand.due == 0 && w.idle_since && *w.idle_since + options_.scale_down_grace <= now) {
+      auto change = w.MoveTo(WorkerState::kDraining, now, "idle since " + FormatRfc3339(*w.idle_since), kScaler);
+      if (!change) continue;
+      w.scale_down = true;
+      done = CommitWorker(
+          w, {d_.events.Scaling(ScalingDecision::kDownRequested, w.id.value, now,
+                                {{"worker_id", w.id.value}, {"reason", change->reason}}),
+              d_.events.WorkerMoved(w, *change,
+                                    {{"running_instances_count", 0}, {"estimated_drain_completion", FormatRfc3339(now)}})});
+    } else if (w.state == WorkerState::kDraining && w.ActiveInstances() == 0) {
+      auto change = w.MoveTo(WorkerState::kStopping, now, "drained", kScaler);
+      if (!change) continue;
+      done = CommitWorker(w, {d_.events.WorkerMoved(w, *change)});
+    } else if (w.state == WorkerState::kStopping) {
+      if (cloud_ && !w.cloud_id.empty()) {
+        if (auto s = cloud_->Release(w.cloud_id); !s && s.error().code != ErrorCode::kNotFound) {
+          spdlog::warn("scaler: worker {} not released: {}", w.id.value, s.error().message);
+          continue;
+        }
+      }
+      auto change = w.MoveTo(WorkerState::kStopped, now, w.cloud_id.empty() ? "stopped" : "released", kScaler);
+      if (!change) continue;
+      std::vector<OutboxEvent> events{d_.events.WorkerMoved(w, *change)};
+      if (w.scale_down)
+        events.push_back(d_.events.Scaling(ScalingDecision::kDownCompleted, w.id.value, now, {{"worker_id", w.id.value}}));
+      done = CommitWorker(w, std::move(events));
+    } else {
+      continue;
+    }
+    if (done) ++steps;
+  }
+  if (cloud_ && shortage > 0 && !asked) {
+    // One request per shortage: the next one waits until this worker is RUNNING.
+    Worker w = RequestedWorker(WorkerId{d_.ids.NewId()}, options_.scale_up_template, now);
+    std::vector<OutboxEvent> events = d_.events.WorkerCreated(w);
+    events.push_back(d_.events.Scaling(
+        ScalingDecision::kUpRequested, w.id.value, now,
+        {{"template", options_.scale_up_template},
+         {"reason", std::to_string(shortage) + " pending instances fit no running worker"},
+         {"pending_instances", shortage},
+         {"worker_id", w.id.value}}));
+    if (CommitWorker(w, std::move(events))) {
+      spdlog::info("scaler: asked for a worker from template {} ({} pending instances fit nowhere)",
+                   options_.scale_up_template, shortage);
+      ++steps;
+    }
+  }
+  return steps;
+}
+
+}  // namespace ccm::app
