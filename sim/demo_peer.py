@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
-"""The outside world for `make demo`, on one loopback port: a CloudEvents sink that prints
-each event it receives (POST /events, any mode) and an Assessment Platform that accepts
-collection requests (POST /api/v1/collections). Usage: demo_peer.py PORT_FILE"""
+"""The CloudEvents sink of `make demo`: prints each event it receives (POST /events, any
+mode) as one line, on a loopback port it writes to PORT_FILE. Usage: demo_peer.py PORT_FILE"""
 import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,18 +28,17 @@ class Peer(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.path == "/api/v1/collections":
-            request = json.loads(body)
-            say(f"  [platform] collection requested for {request['instance_id']} on {request['worker_hostname']}")
-            return self.reply(202, json.dumps({"collection_id": "col-" + request["instance_id"][-6:]}).encode())
         ctype = self.headers.get("Content-Type", "")
         events = json.loads(body) if ctype.startswith("application/cloudevents") else []
         if isinstance(events, dict):
             events = [events]
         for e in events:
             data = e.get("data", {})
-            state = f"{data.get('previous_state')} -> {data.get('new_state')}" if "new_state" in data else ""
-            say(f"  [sink] {e['type']:<44} {e['subject'][-12:]}  {state}")
+            if "new_state" in data:
+                detail = f"{data.get('previous_state') or '':>13} -> {data.get('new_state')}"
+            else:
+                detail = data.get("reason") or data.get("template") or ""
+            say(f"  [sink] {e['type']:<46} {e['subject'][-8:]}  {detail}")
         self.reply(202)
 
 
