@@ -4,6 +4,7 @@ all over loopback HTTP: oidc-sim (tokens), cml-sim (a CML worker, and a cloud pr
 launches more), assessment-sim (the Assessment Platform and the Grading Engine, which sends
 every result twice) and a sink that prints each CloudEvent as it arrives.
 
+Authentication is on: the demo, the platform and ccm itself get their tokens from oidc-sim.
 Registers a worker with room for four lablets and the sample definition, then creates five
 instances with assessment ids. The reconcilers schedule them, import and start their labs
 on CML (the fifth fits nowhere: the scaler launches a second worker for it), and assign
@@ -56,9 +57,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+TOKEN = {}  # the demo operator's bearer token for ccm
+
+
 def call(base, method, path, body=None):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(base + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if TOKEN.get("ccm") and base == TOKEN["base"]:
+        headers["Authorization"] = "Bearer " + TOKEN["ccm"]
+    req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             text = r.read()
@@ -89,8 +96,12 @@ def main():
     work = tempfile.mkdtemp(prefix="ccm-demo-")
     f = lambda name: os.path.join(work, name)
     sims = os.path.join(BUILD, "sim")
-    oidc = start("oidc-sim", [f"{sims}/oidc-sim", "--ready-file", f("oidc"), "--client-id", "ccm",
-                              "--client-secret", "ccm-secret"], ready=f("oidc"))
+    # The issuer: ccm's own client (outbound calls), the demo's operator and the platform's
+    # service account, each with its roles.
+    oidc = start("oidc-sim", [f"{sims}/oidc-sim", "--ready-file", f("oidc"), "--issuer", "http://oidc-sim",
+                              "--client-id", "ccm", "--client-secret", "ccm-secret",
+                              "--client", "demo:demo-secret:ccm.admin",
+                              "--client", "assessment-platform:ap-secret:ccm.events.publish"], ready=f("oidc"))
     cml = start("cml-sim", [f"{sims}/cml-sim", "--ready-file", f("cml"), "--cml-schema",
                             f"{DATA}/cml-2.9.openapi.json", "--password", "cml-secret", "--start-delay-ms", "400",
                             "--provision-delay-ms", "800"], ready=f("cml"))
@@ -102,16 +113,28 @@ def main():
     platform = start("assessment-sim", [f"{sims}/assessment-sim", "--ready-file", f("platform"), "--events-url",
                                         f"http://{ccm_address}/api/v1/events", "--grading-schema",
                                         f"{DATA}/grading-engine.openapi.json", "--delay-ms", "150",
-                                        "--send-twice", "--require-bearer"], ready=f("platform"))
+                                        "--send-twice", "--require-bearer", "--token-url", f"{oidc}/token",
+                                        "--client-id", "assessment-platform", "--client-secret", "ap-secret"],
+                     ready=f("platform"))
     base = start("ccm", [f"{BUILD}/src/main/ccm", "serve", "--ready-file", f("ccm")], env={
         "CCM_LISTEN": ccm_address, "CCM_STORE": f"sqlite:{work}/ccm.db", "CCM_LOG_LEVEL": "warn",
         "CLOUDEVENTS_SINK_URL": sink, "ASSESSMENT_PLATFORM_URL": platform, "GRADING_ENGINE_URL": platform,
         "OIDC_TOKEN_URL": f"{oidc}/token", "OIDC_CLIENT_ID": "ccm", "OIDC_CLIENT_SECRET": "ccm-secret",
         "CML_USERNAME": "admin", "CML_PASSWORD": "cml-secret", "CLOUD_PROVIDER_URL": cml,
         "ARCHIVE_RETENTION_MINUTES": "0", "SCALE_DOWN_GRACE_MINUTES": "0", "RECONCILE_INTERVAL_MS": "200",
-        "INSTANTIATION_LEAD_SECONDS": "0"}, ready=f("ccm"))
-    say(f"ccm on {base}; CML and the cloud provider on {cml}; platform and grading engine on {platform}; "
-        f"tokens from {oidc}; events to {sink}")
+        "INSTANTIATION_LEAD_SECONDS": "0", "AUTH_JWKS_URL": f"{oidc}/jwks", "AUTH_ISSUER": "http://oidc-sim"},
+        ready=f("ccm"))
+    TOKEN["base"] = base
+    TOKEN["ccm"] = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"{oidc}/token", data=b"grant_type=client_credentials&client_id=demo&client_secret=demo-secret",
+        method="POST")).read())["access_token"]
+    say(f"ccm on {base} (bearer tokens required); CML and the cloud provider on {cml}; platform and grading "
+        f"engine on {platform}; tokens from {oidc}; events to {sink}")
+    unauthenticated = urllib.request.Request(base + "/api/v1/instances")
+    try:
+        urllib.request.urlopen(unauthenticated)
+    except urllib.error.HTTPError as e:
+        say(f"without a token: HTTP {e.code} {json.loads(e.read())['detail']}")
 
     say("\n== a worker with room for four lablets, and the sample definition")
     worker = call(base, "POST", "/api/v1/workers", {
@@ -192,7 +215,8 @@ def main():
 
 
 def metrics(base):
-    with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+    req = urllib.request.Request(base + "/metrics", headers={"Authorization": "Bearer " + TOKEN["ccm"]})
+    with urllib.request.urlopen(req, timeout=5) as r:
         return r.read().decode()
 
 

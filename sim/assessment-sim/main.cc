@@ -7,6 +7,7 @@
 //   GET  /sim/state                                what it received, for tests
 // Failures can be injected: 503 for the first --fail-collections requests, slow answers, a
 // collection.failed instead of the results, every event sent twice, a bearer token required.
+// With --token-url, events go to ccm with a client-credentials bearer token (renewed on a 401).
 #include <CLI/CLI.hpp>
 #include <curl/curl.h>
 
@@ -35,20 +36,62 @@ struct Settings {
   bool require_bearer = false;
   int slow_ms = 0;
   double score_total = 8, score_max = 10;
+  std::string token_url, client_id, client_secret;
 };
 
-void Send(const std::string& url, const json& event) {
+size_t Collect(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+// A POST; the status (0 when nothing answered) and the body.
+std::pair<long, std::string> Post(const std::string& url, const std::string& body, const std::string& content_type,
+                                  const std::string& bearer) {
   CURL* c = curl_easy_init();
-  const std::string body = event.dump();
-  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/cloudevents+json");
+  std::string answer;
+  curl_slist* headers = curl_slist_append(nullptr, ("Content-Type: " + content_type).c_str());
+  if (!bearer.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + bearer).c_str());
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, +[](char*, size_t s, size_t n, void*) { return s * n; });
-  curl_easy_perform(c);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Collect);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);
+  long status = 0;
+  if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   curl_slist_free_all(headers);
   curl_easy_cleanup(c);
+  return {status, answer};
+}
+
+// The platform's own token for ccm, by client credentials; cached until refused.
+class Tokens {
+ public:
+  explicit Tokens(const Settings& s) : s_(s) {}
+  std::string Get(bool renew) {
+    if (s_.token_url.empty()) return "";
+    std::lock_guard lock(mu_);
+    if (token_.empty() || renew) {
+      auto [status, body] = Post(s_.token_url,
+                                 "grant_type=client_credentials&client_id=" + s_.client_id +
+                                     "&client_secret=" + s_.client_secret,
+                                 "application/x-www-form-urlencoded", "");
+      const json answer = json::parse(body, nullptr, false);
+      token_ = status == 200 && answer.is_object() ? answer.value("access_token", "") : "";
+    }
+    return token_;
+  }
+
+ private:
+  const Settings& s_;
+  std::mutex mu_;
+  std::string token_;
+};
+
+void Send(const std::string& url, const json& event, Tokens& tokens) {
+  const std::string body = event.dump();
+  auto [status, _] = Post(url, body, "application/cloudevents+json", tokens.Get(false));
+  if (status == 401) Post(url, body, "application/cloudevents+json", tokens.Get(true));
 }
 
 json Event(const std::string& id, const std::string& type, json data) {
@@ -72,6 +115,9 @@ int main(int argc, char** argv) {
   cli.add_flag("--require-bearer", s.require_bearer, "Refuse requests without a bearer token (401)");
   cli.add_option("--slow-ms", s.slow_ms, "Wait this long before every answer");
   cli.add_option("--score", s.score_total, "Total points awarded (of 10)");
+  cli.add_option("--token-url", s.token_url, "Token endpoint for a bearer token to ccm (client credentials)");
+  cli.add_option("--client-id", s.client_id, "Client id at --token-url");
+  cli.add_option("--client-secret", s.client_secret, "Client secret at --token-url");
   CLI11_PARSE(cli, argc, argv);
 
   std::ifstream in(schema_file);
@@ -94,10 +140,11 @@ int main(int argc, char** argv) {
   std::atomic<int> failures_left{s.fail_collections};
   std::atomic<int> sequence{0};
 
-  auto results = [s, &sequence](json request, std::string collection_id) {
+  Tokens tokens(s);
+  auto results = [&s, &sequence, &tokens](json request, std::string collection_id) {
     auto send = [&](const json& e) {
-      Send(s.events_url, e);
-      if (s.send_twice) Send(s.events_url, e);
+      Send(s.events_url, e, tokens);
+      if (s.send_twice) Send(s.events_url, e, tokens);
     };
     const std::string instance = request["instance_id"];
     const int n = ++sequence;

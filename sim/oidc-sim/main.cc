@@ -1,9 +1,13 @@
 // oidc-sim: an OAuth 2.0 client-credentials token endpoint (as Keycloak's) that issues RS256
 // JWTs with `exp`, and the JWKS to check them. Short lifetimes are configurable to test
-// refresh.
+// refresh. Clients are --client-id/--client-secret, plus any number of
+// --client ID:SECRET:ROLE,ROLE whose tokens carry those roles in realm_access.roles.
 //   POST /token  (grant_type=client_credentials, client_id, client_secret)
 //   GET  /jwks   ({"keys": [{kty, kid, use, alg, n, e}]})
 #include <CLI/CLI.hpp>
+
+#include <map>
+#include <sstream>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 #include <openssl/bn.h>
@@ -67,7 +71,29 @@ int main(int argc, char** argv) {
   cli.add_option("--lifetime", lifetime, "Token lifetime in seconds")->capture_default_str();
   cli.add_option("--issuer", issuer)->capture_default_str();
   cli.add_option("--audience", audience)->capture_default_str();
+  std::vector<std::string> client_specs;
+  cli.add_option("--client", client_specs, "ID:SECRET[:ROLE,ROLE...] (repeatable)");
   CLI11_PARSE(cli, argc, argv);
+  struct Client {
+    std::string secret;
+    std::vector<std::string> roles;
+  };
+  std::map<std::string, Client> clients = {{client_id, {client_secret, {}}}};
+  for (const auto& spec : client_specs) {
+    const auto c1 = spec.find(':');
+    const auto c2 = c1 == std::string::npos ? c1 : spec.find(':', c1 + 1);
+    if (c1 == std::string::npos) {
+      std::cerr << "oidc-sim: --client wants ID:SECRET[:ROLES], not " << spec << "\n";
+      return 2;
+    }
+    Client c{spec.substr(c1 + 1, c2 == std::string::npos ? std::string::npos : c2 - c1 - 1), {}};
+    if (c2 != std::string::npos) {
+      std::stringstream roles(spec.substr(c2 + 1));
+      for (std::string r; std::getline(roles, r, ',');)
+        if (!r.empty()) c.roles.push_back(r);
+    }
+    clients[spec.substr(0, c1)] = c;
+  }
 
   EVP_PKEY* key = EVP_RSA_gen(2048);
   const std::string kid = "oidc-sim-1";
@@ -102,16 +128,18 @@ int main(int argc, char** argv) {
       resp.body = R"({"error":"unsupported_grant_type"})";
       return resp;
     }
-    if (get("client_id") != client_id || get("client_secret") != client_secret) {
+    const auto client = clients.find(get("client_id"));
+    if (client == clients.end() || get("client_secret") != client->second.secret) {
       resp.status = 401;
       resp.body = R"({"error":"invalid_client"})";
       return resp;
     }
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     const std::string header = Base64Url(nlohmann::json{{"alg", "RS256"}, {"typ", "JWT"}, {"kid", kid}}.dump());
-    const std::string claims = Base64Url(nlohmann::json{{"iss", issuer}, {"aud", audience}, {"sub", client_id},
-                                                        {"azp", client_id}, {"iat", now}, {"nbf", now},
-                                                        {"exp", now + lifetime}, {"jti", std::to_string(++issued)}}
+    const std::string claims = Base64Url(nlohmann::json{{"iss", issuer}, {"aud", audience}, {"sub", client->first},
+                                                        {"azp", client->first}, {"iat", now}, {"nbf", now},
+                                                        {"exp", now + lifetime}, {"jti", std::to_string(++issued)},
+                                                        {"realm_access", {{"roles", client->second.roles}}}}
                                              .dump());
     const std::string token = header + "." + claims + "." + Sign(key, header + "." + claims);
     resp.body = nlohmann::json{{"access_token", token}, {"token_type", "Bearer"}, {"expires_in", lifetime}}.dump();

@@ -16,6 +16,8 @@ enum class ErrorCode {
   kFailedPrecondition,  // the object exists but is not in a state that allows the call
   kUnavailable,         // a dependency did not answer; the same call may succeed later
   kInternal,            // a bug or a broken invariant
+  kUnauthenticated,     // no valid credentials came with the call
+  kPermissionDenied,    // valid credentials without the right to make the call
 };
 
 const char* ToString(ErrorCode code);
@@ -37,6 +39,10 @@ struct Error {
   }
   static Error Unavailable(std::string message) { return {ErrorCode::kUnavailable, std::move(message), {}}; }
   static Error Internal(std::string message) { return {ErrorCode::kInternal, std::move(message), {}}; }
+  static Error Unauthenticated(std::string message) { return {ErrorCode::kUnauthenticated, std::move(message), {}}; }
+  static Error PermissionDenied(std::string message) {
+    return {ErrorCode::kPermissionDenied, std::move(message), {}};
+  }
 };
 
 // Wraps an Error so that Result<T> can be built from it unambiguously, like std::unexpected.

@@ -42,7 +42,7 @@ json PageJson(const app::PageOf<T>& page) {
 
 // Who made the request. Until inbound authentication names a subject, every caller is the
 // API itself.
-std::string ActorOf(const Request&) { return "api"; }
+std::string ActorOf(const Request& req) { return req.subject.empty() ? "api" : req.subject; }
 
 // Reads ?limit= and ?after=. Errors: invalid_argument naming "limit".
 Result<app::Page> PageOf(const Request& req) {

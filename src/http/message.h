@@ -14,6 +14,7 @@ struct Request {
   std::map<std::string, std::string> headers;  // names in lower case
   std::map<std::string, std::string> params;   // path parameters filled in by the router
   std::string body;
+  std::string subject;  // who the verified bearer token names; empty without authentication
 
   // The header's value, or "" when absent. `name` in lower case.
   std::string_view Header(std::string_view name) const;

@@ -12,6 +12,8 @@ int StatusFor(ErrorCode code) {
     case ErrorCode::kFailedPrecondition: return 409;
     case ErrorCode::kUnavailable: return 503;
     case ErrorCode::kInternal: return 500;
+    case ErrorCode::kUnauthenticated: return 401;
+    case ErrorCode::kPermissionDenied: return 403;
   }
   return 500;
 }
@@ -26,6 +28,8 @@ const char* TitleFor(ErrorCode code) {
     case ErrorCode::kFailedPrecondition: return "Precondition failed";
     case ErrorCode::kUnavailable: return "Service unavailable";
     case ErrorCode::kInternal: return "Internal error";
+    case ErrorCode::kUnauthenticated: return "Unauthorized";
+    case ErrorCode::kPermissionDenied: return "Forbidden";
   }
   return "Internal error";
 }
@@ -33,6 +37,8 @@ const char* TitleFor(ErrorCode code) {
 std::string TypeFor(int status) {
   switch (status) {
     case 400: return "urn:ccm:problem:invalid-argument";
+    case 401: return "urn:ccm:problem:unauthenticated";
+    case 403: return "urn:ccm:problem:forbidden";
     case 404: return "urn:ccm:problem:not-found";
     case 405: return "urn:ccm:problem:method-not-allowed";
     case 409: return "urn:ccm:problem:conflict";

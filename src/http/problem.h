@@ -8,7 +8,8 @@
 namespace ccm::http {
 
 // The one mapping from error codes to HTTP status: invalid_argument 400, not_found 404,
-// conflict and failed_precondition 409, unavailable 503, internal 500.
+// conflict and failed_precondition 409, unavailable 503, internal 500, unauthenticated 401,
+// permission_denied 403.
 int StatusFor(ErrorCode code);
 
 // An RFC 9457 problem+json response: type, title, status, detail, instance, and the

@@ -2,6 +2,8 @@
 
 #include "http/problem.h"
 
+#include <cctype>
+
 namespace ccm::http {
 
 namespace {
@@ -37,6 +39,44 @@ bool Match(const Router::Route& route, const std::vector<std::string_view>& part
 
 }  // namespace
 
+std::optional<auth::Role> RequiredRole(const std::string& method, const std::string& pattern) {
+  auto starts = [&](std::string_view prefix) { return pattern.rfind(prefix, 0) == 0; };
+  if (starts("/health/") || pattern == "/openapi.json" || starts("/schemas/")) return std::nullopt;
+  if (method == "POST" && pattern == "/api/v1/events") return auth::Role::kEventsPublish;
+  if (starts("/api/internal/") || pattern.find("/replay") != std::string::npos) return auth::Role::kAdmin;
+  if (method == "GET" || method == "HEAD") return auth::Role::kViewer;
+  return auth::Role::kOperator;
+}
+
+std::optional<Response> Router::Refuse(Request& request, const Route& route) const {
+  const auto role = RequiredRole(route.method, route.pattern);
+  if (!role) return std::nullopt;
+  auto unauthorized = [&](const std::string& detail, const std::string& challenge) {
+    Response r = ProblemResponse(401, "Unauthorized", detail, request.path, "authorization");
+    r.headers["WWW-Authenticate"] = challenge;
+    return r;
+  };
+  const std::string_view header = request.Header("authorization");
+  constexpr std::string_view kScheme = "bearer ";
+  std::string scheme(header.substr(0, std::min(header.size(), kScheme.size())));
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (scheme != kScheme || header.size() == kScheme.size())
+    return unauthorized("a bearer token is required", "Bearer realm=\"ccm\"");
+  auto principal = authenticate_(header.substr(kScheme.size()));
+  if (!principal) {
+    if (principal.error().code == ErrorCode::kUnauthenticated)
+      return unauthorized(principal.error().message, "Bearer realm=\"ccm\", error=\"invalid_token\"");
+    return ErrorResponse(principal.error(), request.path);
+  }
+  if (!principal->Has(*role))
+    return ProblemResponse(403, "Forbidden",
+                           principal->subject + " lacks the role " + std::string(auth::ToString(*role)) + " for " +
+                               route.method + " " + route.pattern,
+                           request.path, "authorization");
+  request.subject = principal->subject;
+  return std::nullopt;
+}
+
 void Router::Add(std::string method, std::string pattern, Handler handler) {
   Route r{std::move(method), std::move(pattern), {}, std::move(handler)};
   for (auto s : Split(r.pattern)) r.segments.emplace_back(s);
@@ -49,6 +89,8 @@ Response Router::Dispatch(Request& request) const {
   for (const Route& r : routes_) {
     if (!Match(r, parts, nullptr)) continue;
     if (r.method == request.method) {
+      if (authenticate_)
+        if (auto refused = Refuse(request, r)) return *refused;
       Match(r, parts, &request.params);
       return r.handler(request);
     }

@@ -1,14 +1,23 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "auth/jwt.h"
 #include "http/message.h"
 
 namespace ccm::http {
 
 using Handler = std::function<Response(Request&)>;
+// Checks a bearer token. Errors: unauthenticated (401), unavailable (503: no keys to check it).
+using Authenticator = std::function<Result<auth::Principal>(std::string_view token)>;
+
+// The role a route needs, or nullopt for the public ones (/health/*, /openapi.json,
+// /schemas/*). POST /api/v1/events needs ccm.events.publish; /api/internal/* and replays
+// ccm.admin; /metrics and other reads ccm.viewer; other writes ccm.operator.
+std::optional<auth::Role> RequiredRole(const std::string& method, const std::string& pattern);
 
 // Maps (method, path pattern) to a handler. Patterns are literal segments and `{name}`
 // segments, which match one non-empty segment and land in Request::params. Thread-safe
@@ -23,13 +32,21 @@ class Router {
   };
 
   void Add(std::string method, std::string pattern, Handler handler);
+  // From now on every route but the public ones needs a bearer token that `authenticate`
+  // accepts and that grants the route's role (RequiredRole): 401 without one, 403 without the
+  // role, both problem+json, before the handler runs. Not thread-safe: call before serving.
+  void RequireAuthentication(Authenticator authenticate) { authenticate_ = std::move(authenticate); }
   // Runs the matching handler: 404 problem when no pattern matches the path, 405 (with
-  // Allow) when one does but not for this method.
+  // Allow) when one does but not for this method; 401 or 403 when authentication refuses.
   Response Dispatch(Request& request) const;
   const std::vector<Route>& routes() const { return routes_; }
 
  private:
+  // Authenticates `request` for `route`: nullopt when it may go on (its subject set).
+  std::optional<Response> Refuse(Request& request, const Route& route) const;
+
   std::vector<Route> routes_;
+  Authenticator authenticate_;
 };
 
 }  // namespace ccm::http

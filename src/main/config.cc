@@ -18,7 +18,8 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "OIDC_CLIENT_SECRET", "CML_USERNAME", "CML_PASSWORD", "CLOUD_PROVIDER_URL",
                               "SCALE_UP_TEMPLATE", "SCALE_DOWN_GRACE_MINUTES", "ARCHIVE_RETENTION_MINUTES",
                               "RECONCILE_INTERVAL_MS", "SCHEDULE_AHEAD_MINUTES", "INSTANTIATION_LEAD_SECONDS",
-                              "INSTANTIATION_TIMEOUT_SECONDS", "CML_MAX_FAILURES", "CCM_RECONCILERS"};
+                              "INSTANTIATION_TIMEOUT_SECONDS", "CML_MAX_FAILURES", "CCM_RECONCILERS", "AUTH_JWKS_URL", "AUTH_ISSUER",
+                              "AUTH_AUDIENCE", "AUTH_CLOCK_SKEW_SECONDS"};
 
 // The integer settings: name, field, smallest and largest value.
 struct IntSetting {
@@ -38,6 +39,7 @@ const IntSetting kInts[] = {
     {"INSTANTIATION_LEAD_SECONDS", &Config::instantiation_lead_seconds, 0, 24 * 3600},
     {"INSTANTIATION_TIMEOUT_SECONDS", &Config::instantiation_timeout_seconds, 10, 24 * 3600},
     {"CML_MAX_FAILURES", &Config::cml_max_failures, 1, 100},
+    {"AUTH_CLOCK_SKEW_SECONDS", &Config::auth_clock_skew_seconds, 0, 600},
 };
 
 Result<int> ParseInt(const std::string& key, const std::string& v, int min, int max) {
@@ -104,6 +106,14 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     c.oidc_client_id = v;
   } else if (key == "OIDC_CLIENT_SECRET") {
     c.oidc_client_secret = v;
+  } else if (key == "AUTH_JWKS_URL") {
+    if (auto url = ParseUrl(key, v); !url) return url.error();
+    c.auth_jwks_url = v;
+  } else if (key == "AUTH_ISSUER") {
+    c.auth_issuer = v;
+  } else if (key == "AUTH_AUDIENCE") {
+    if (v.empty()) return Error::InvalidArgument("AUTH_AUDIENCE must not be empty", key);
+    c.auth_audience = v;
   } else if (key == "CCM_RECONCILERS") {
     if (v != "true" && v != "false") return Error::InvalidArgument("CCM_RECONCILERS must be true or false", key);
     c.reconcilers = v == "true";
@@ -156,6 +166,8 @@ Result<Config> LoadConfig(const std::optional<std::string>& yaml_file, const std
     if (auto it = env.find(key); it != env.end())
       if (auto s = Apply(c, key, it->second); !s) return s.error();
   }
+  if (!c.auth_jwks_url.empty() && c.auth_issuer.empty())
+    return Error::InvalidArgument("AUTH_ISSUER is required with AUTH_JWKS_URL", "AUTH_ISSUER");
   if (!c.oidc_token_url.empty() && c.oidc_client_id.empty())
     return Error::InvalidArgument("OIDC_CLIENT_ID is required with OIDC_TOKEN_URL", "OIDC_CLIENT_ID");
   return c;

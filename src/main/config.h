@@ -25,6 +25,10 @@ struct Config {
   std::string oidc_token_url;             // OIDC_TOKEN_URL: empty sends no bearer token
   std::string oidc_client_id;             // OIDC_CLIENT_ID
   std::string oidc_client_secret;         // OIDC_CLIENT_SECRET (never logged)
+  std::string auth_jwks_url;              // AUTH_JWKS_URL: the issuer's keys for inbound bearer tokens
+  std::string auth_issuer;                // AUTH_ISSUER: the `iss` inbound tokens must carry
+  std::string auth_audience = "ccm";      // AUTH_AUDIENCE: the `aud` inbound tokens must hold
+  int auth_clock_skew_seconds = 60;       // AUTH_CLOCK_SKEW_SECONDS: tolerance on exp and nbf
   int event_dedup_ttl_hours = 24;         // EVENT_DEDUP_TTL_HOURS: how long consumed event keys are kept
   std::string cml_username = "admin";     // CML_USERNAME: the account on every CML worker
   std::string cml_password;               // CML_PASSWORD (never logged)

@@ -17,6 +17,7 @@ struct Options {
   int limit = 50;
   bool all = false;
   std::string id;
+  std::string token;  // a bearer token (--token, or CCM_TOKEN)
 };
 
 size_t Append(char* data, size_t size, size_t n, void* out) {
@@ -25,9 +26,13 @@ size_t Append(char* data, size_t size, size_t n, void* out) {
 }
 
 // Sends the request and prints the answer; exit code 0 on 2xx, 1 otherwise.
-int Call(const std::string& method, const std::string& url, const std::function<void(const nlohmann::json&)>& print) {
+int Call(const std::string& method, const std::string& url, const std::string& token,
+         const std::function<void(const nlohmann::json&)>& print) {
   CURL* c = curl_easy_init();
   std::string body;
+  curl_slist* headers = nullptr;
+  if (!token.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + token).c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
   if (method == "POST") curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
@@ -38,6 +43,7 @@ int Call(const std::string& method, const std::string& url, const std::function<
   long status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_cleanup(c);
+  curl_slist_free_all(headers);
   if (rc != CURLE_OK) {
     std::cerr << "ccm events: " << url << ": " << curl_easy_strerror(rc) << "\n";
     return 1;
@@ -66,6 +72,8 @@ void AddEventsCommands(CLI::App& cli) {
   auto* events = cli.add_subcommand("events", "Read and replay a running ccm's outbox");
   events->require_subcommand(1);
   events->add_option("--url", options->url, "Base URL of ccm")->capture_default_str();
+  events->add_option("--token", options->token, "Bearer token (ccm.viewer to read, ccm.admin to replay)")
+      ->envname("CCM_TOKEN");
 
   auto* list = events->add_subcommand("list", "Published events: seq, id, state, attempts, type, subject, error");
   list->fallthrough();  // --url may come after the verb
@@ -80,7 +88,7 @@ void AddEventsCommands(CLI::App& cli) {
     for (const auto& [key, value] : {std::pair{"subject", options->subject}, {"type", options->type},
                                      {"state", options->state}, {"since", options->since}, {"until", options->until}})
       if (!value.empty()) url += std::string("&") + key + "=" + clients::UrlEscape(value);
-    throw CLI::RuntimeError(Call("GET", url, PrintRecords));
+    throw CLI::RuntimeError(Call("GET", url, options->token, PrintRecords));
   });
 
   auto* dead = events->add_subcommand("dead-letters", "Events given up on");
@@ -88,7 +96,8 @@ void AddEventsCommands(CLI::App& cli) {
   dead->add_option("--limit", options->limit, "Page size")->check(CLI::Range(1, 500));
   dead->callback([options] {
     throw CLI::RuntimeError(
-        Call("GET", options->url + "/api/v1/events/dead-letters?limit=" + std::to_string(options->limit), PrintRecords));
+        Call("GET", options->url + "/api/v1/events/dead-letters?limit=" + std::to_string(options->limit),
+             options->token, PrintRecords));
   });
 
   auto* replay = events->add_subcommand("replay", "Put a dead event (or, with --all, every one) back in the queue");
@@ -98,10 +107,10 @@ void AddEventsCommands(CLI::App& cli) {
   replay->callback([options] {
     if (options->all == !options->id.empty()) throw CLI::ValidationError("replay", "give an event id or --all");
     if (options->all)
-      throw CLI::RuntimeError(Call("POST", options->url + "/api/v1/events/dead-letters/replay",
+      throw CLI::RuntimeError(Call("POST", options->url + "/api/v1/events/dead-letters/replay", options->token,
                                    [](const nlohmann::json& j) { std::cout << "replayed " << j["replayed"] << "\n"; }));
     throw CLI::RuntimeError(
-        Call("POST", options->url + "/api/v1/events/dead-letters/" + options->id + "/replay",
+        Call("POST", options->url + "/api/v1/events/dead-letters/" + options->id + "/replay", options->token,
              [](const nlohmann::json& j) { std::cout << "replayed " << j["id"].get<std::string>() << "\n"; }));
   });
 }

@@ -14,6 +14,7 @@
 #include "clients/assessment_platform_client.h"
 #include "clients/cloud_provider_client.h"
 #include "clients/cml_client.h"
+#include "clients/jwks_key_set.h"
 #include "clients/http_event_sink.h"
 #include "clients/oidc_token_provider.h"
 #include "app/system.h"
@@ -27,7 +28,8 @@ namespace {
 
 using namespace ccm;
 
-int Serve(const std::optional<std::string>& config_file, const std::optional<std::string>& ready_file) {
+int Serve(const std::optional<std::string>& config_file, const std::optional<std::string>& ready_file,
+          bool insecure_no_auth) {
   auto config = main::LoadConfig(config_file, main::ProcessEnvironment());
   if (!config) {
     std::cerr << "ccm: bad configuration: " << config.error().message << "\n";
@@ -133,6 +135,24 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
       &receive_metrics);
 
   http::Router router;
+  std::unique_ptr<clients::JwksKeySet> jwks;
+  const auth::Expectations expect{config->auth_issuer, config->auth_audience,
+                                  std::chrono::seconds(config->auth_clock_skew_seconds)};
+  if (insecure_no_auth) {
+    spdlog::warn("AUTHENTICATION IS OFF (--insecure-no-auth): anyone who reaches {}:{} can read, change and "
+                 "delete everything. For local use only.",
+                 config->listen_host, config->listen_port);
+    std::cerr << "ccm: WARNING: authentication is off (--insecure-no-auth); never run it like this in production\n";
+  } else {
+    if (!config->auth_jwks_url.empty()) jwks = std::make_unique<clients::JwksKeySet>(config->auth_jwks_url, clock);
+    else
+      spdlog::warn("authentication is on and no AUTH_JWKS_URL is set: every request but the health probes is "
+                   "refused (401); set AUTH_JWKS_URL and AUTH_ISSUER, or run with --insecure-no-auth locally");
+    router.RequireAuthentication([&jwks, &expect, &clock](std::string_view token) -> Result<auth::Principal> {
+      if (!jwks) return Error::Unauthenticated("no token can be checked: AUTH_JWKS_URL is not set");
+      return auth::Verify(token, *jwks, expect, clock.Now());
+    });
+  }
   http::AddApiRoutes(router, {definitions, instances, workers, **store, events_service, receiver, collection, pods});
   http::ServerOptions options;
   options.address = config->listen_host;
@@ -165,9 +185,12 @@ int main(int argc, char** argv) {
   CLI::App cli{"ccm: control plane for lablets on CML workers"};
   cli.require_subcommand(1);
   std::optional<std::string> config_file, ready_file;
+  bool insecure_no_auth = false;
   auto* serve = cli.add_subcommand("serve", "Run the API, the store and the background work in one process");
   serve->add_option("--config", config_file, "YAML file of settings (the environment wins over it)");
   serve->add_option("--ready-file", ready_file, "Write host:port here once listening");
+  serve->add_flag("--insecure-no-auth", insecure_no_auth,
+                  "Accept requests without a bearer token (local use only; says so loudly)");
   cli.add_subcommand("version", "Print the version");
   main::AddEventsCommands(cli);
   CLI11_PARSE(cli, argc, argv);
@@ -175,5 +198,5 @@ int main(int argc, char** argv) {
     std::cout << "ccm 0.1.0\n";
     return 0;
   }
-  return Serve(config_file, ready_file);
+  return Serve(config_file, ready_file, insecure_no_auth);
 }

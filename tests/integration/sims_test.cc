@@ -59,7 +59,8 @@ struct World {
     env.emplace("RECONCILE_INTERVAL_MS", "100");
     env.emplace("INSTANTIATION_LEAD_SECONDS", "0");
     if (cloud) env.emplace("CLOUD_PROVIDER_URL", cml->BaseUrl());
-    ccm = std::make_unique<testing::CcmProcess>(dir.path(), env);
+    // Authentication is on when an issuer is given (the test sets its token on `http`).
+    ccm = std::make_unique<testing::CcmProcess>(dir.path(), env, env.count("AUTH_JWKS_URL") > 0);
     http = std::make_unique<testing::HttpClient>(ccm->BaseUrl());
   }
 
@@ -110,12 +111,17 @@ TEST(EndToEnd, EveryInstanceGoesFromPendingToTerminatedByTheRealFlows) {
   testing::TempDir side;
   testing::TestSink sink(0);
   const std::string ccm_address = "127.0.0.1:" + std::to_string(testing::FreePort());
-  testing::ChildProcess oidc({OIDC_SIM_BINARY, "--ready-file", side.File("oidc.ready"), "--lifetime", "2"}, {},
-                             side.File("oidc.ready"));
+  // Tokens live 2 s, so ccm's outbound token is renewed during the test; inbound, ccm accepts
+  // a token up to AUTH_CLOCK_SKEW_SECONDS (60) past its expiry, which covers the test's own.
+  testing::ChildProcess oidc({OIDC_SIM_BINARY, "--ready-file", side.File("oidc.ready"), "--lifetime", "2",
+                              "--issuer", "http://oidc-sim", "--client", "tester:t-secret:ccm.admin",
+                              "--client", "platform:p-secret:ccm.events.publish"},
+                             {}, side.File("oidc.ready"));
   testing::ChildProcess platform({ASSESSMENT_SIM_BINARY, "--ready-file", side.File("sim.ready"), "--events-url",
                                   "http://" + ccm_address + "/api/v1/events", "--grading-schema",
                                   std::string(CCM_TEST_DATA) + "/grading-engine.openapi.json", "--delay-ms", "100",
-                                  "--fail-collections", "2", "--send-twice", "--require-bearer"},
+                                  "--fail-collections", "2", "--send-twice", "--require-bearer", "--token-url",
+                                  oidc.BaseUrl() + "/token", "--client-id", "platform", "--client-secret", "p-secret"},
                                  {}, side.File("sim.ready"));
   // CML tokens live half a second: ccm authenticates again when one expires.
   World world({"--token-ttl-ms", "500"},
@@ -126,7 +132,13 @@ TEST(EndToEnd, EveryInstanceGoesFromPendingToTerminatedByTheRealFlows) {
                {"OIDC_TOKEN_URL", oidc.BaseUrl() + "/token"},
                {"OIDC_CLIENT_ID", "ccm"},
                {"OIDC_CLIENT_SECRET", "ccm-secret"},
+               {"AUTH_JWKS_URL", oidc.BaseUrl() + "/jwks"},
+               {"AUTH_ISSUER", "http://oidc-sim"},
                {"ARCHIVE_RETENTION_MINUTES", "0"}});
+  world.http->SetBearer(testing::HttpClient(oidc.BaseUrl())
+                            .Post("/token", "grant_type=client_credentials&client_id=tester&client_secret=t-secret",
+                                  "application/x-www-form-urlencoded")
+                            .Json()["access_token"]);
   const std::string worker = world.AddWorker("cml-worker-1", 32);
   const std::string definition = world.AddDefinition();
   // Three collected through the API; the fourth when its timeslot ends, three seconds in.

@@ -64,6 +64,8 @@ HttpResult HttpClient::Send(const std::string& method, const std::string& path, 
     if (k == "Content-Type") has_type = true;
   }
   if (!has_type) list = curl_slist_append(list, "Content-Type:");
+  if (!bearer_.empty() && !headers.count("Authorization"))
+    list = curl_slist_append(list, ("Authorization: Bearer " + bearer_).c_str());
   list = curl_slist_append(list, "Expect:");
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);

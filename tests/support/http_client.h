@@ -36,9 +36,12 @@ class HttpClient {
   // Any method, any headers ("Name: value").
   HttpResult Send(const std::string& method, const std::string& path, const std::string& body,
                   const std::map<std::string, std::string>& headers);
+  // Sends "Authorization: Bearer <token>" with every request that sets no Authorization.
+  void SetBearer(std::string token) { bearer_ = std::move(token); }
 
  private:
   std::string base_;
+  std::string bearer_;
   void* curl_;
 };
 

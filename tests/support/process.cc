@@ -61,7 +61,15 @@ std::map<std::string, std::string> WithDefaults(std::map<std::string, std::strin
 }
 }  // namespace
 
-CcmProcess::CcmProcess(const std::string& work_dir, const std::map<std::string, std::string>& env)
-    : ChildProcess({CCM_BINARY, "serve", "--ready-file", work_dir + "/ready"}, WithDefaults(env), work_dir + "/ready") {}
+namespace {
+std::vector<std::string> CcmArgs(const std::string& work_dir, bool authenticated) {
+  std::vector<std::string> argv = {CCM_BINARY, "serve", "--ready-file", work_dir + "/ready"};
+  if (!authenticated) argv.push_back("--insecure-no-auth");
+  return argv;
+}
+}  // namespace
+
+CcmProcess::CcmProcess(const std::string& work_dir, const std::map<std::string, std::string>& env, bool authenticated)
+    : ChildProcess(CcmArgs(work_dir, authenticated), WithDefaults(env), work_dir + "/ready") {}
 
 }  // namespace ccm::testing

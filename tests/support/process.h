@@ -28,10 +28,11 @@ class ChildProcess {
   std::string base_url_;
 };
 
-// `ccm serve` (the binary of this build, CCM_BINARY) with these settings added.
+// `ccm serve` (the binary of this build, CCM_BINARY) with these settings added. Without
+// `authenticated`, it runs with --insecure-no-auth (for tests about something else).
 class CcmProcess : public ChildProcess {
  public:
-  CcmProcess(const std::string& work_dir, const std::map<std::string, std::string>& env);
+  CcmProcess(const std::string& work_dir, const std::map<std::string, std::string>& env, bool authenticated = false);
 };
 
 }  // namespace ccm::testing

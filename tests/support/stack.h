@@ -41,8 +41,9 @@ struct Stack {
   std::unique_ptr<http::Server> server;
 
   // `platform` stands for the Assessment Platform; null gives one that is never reachable.
+  // With `authenticate`, every route but the public ones needs a bearer token it accepts.
   explicit Stack(std::unique_ptr<app::AssessmentPlatform> assessment_platform = nullptr,
-                 app::CollectionService::Options collection_options = {})
+                 app::CollectionService::Options collection_options = {}, http::Authenticator authenticate = nullptr)
       : platform(std::move(assessment_platform)) {
     auto s = store::SqliteStore::Open({dir.File("ccm.db")});
     if (!s) throw std::runtime_error(s.error().message);
@@ -59,6 +60,7 @@ struct Stack {
     pods = std::make_unique<app::PodService>(*store, "ccm");
     http::AddApiRoutes(router,
                        {*definitions, *instances, *workers, *store, *event_service, *receiver, *collection, *pods});
+    if (authenticate) router.RequireAuthentication(std::move(authenticate));
     http::ServerOptions options;
     options.port = 0;
     options.handler_threads = 8;

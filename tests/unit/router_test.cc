@@ -26,19 +26,19 @@ Router MakeRouter() {
 
 TEST(Router, MatchesMethodAndPathAndFillsParams) {
   Router r = MakeRouter();
-  Request req{"DELETE", "/api/v1/things/abc", {}, {}, {}, ""};
+  Request req{"DELETE", "/api/v1/things/abc", {}, {}, {}, "", ""};
   EXPECT_EQ(r.Dispatch(req).body, "delete abc");
-  Request get{"GET", "/api/v1/things/x-1/", {}, {}, {}, ""};
+  Request get{"GET", "/api/v1/things/x-1/", {}, {}, {}, "", ""};
   EXPECT_EQ(r.Dispatch(get).body, "get x-1");
 }
 
 TEST(Router, UnknownPathIs404AndWrongMethodIs405WithAllow) {
   Router r = MakeRouter();
-  Request missing{"GET", "/api/v1/nothing", {}, {}, {}, ""};
+  Request missing{"GET", "/api/v1/nothing", {}, {}, {}, "", ""};
   auto resp = r.Dispatch(missing);
   EXPECT_EQ(resp.status, 404);
   EXPECT_EQ(resp.content_type, "application/problem+json");
-  Request post{"POST", "/api/v1/things/abc", {}, {}, {}, ""};
+  Request post{"POST", "/api/v1/things/abc", {}, {}, {}, "", ""};
   resp = r.Dispatch(post);
   EXPECT_EQ(resp.status, 405);
   EXPECT_EQ(resp.headers["Allow"], "GET, DELETE");
