@@ -46,7 +46,8 @@ Status AuthorizedCaller::Post(const std::string& path, const std::string& body) 
     last = a.transport_error.empty() ? "HTTP " + std::to_string(a.status) : a.transport_error;
     if (!retryable) {
       breaker_.OnSuccess();  // the remote answered: it is up
-      return Error::InvalidArgument(call + ": " + last + (a.body.empty() ? "" : ": " + a.body.substr(0, 200)));
+      return Error::InvalidArgument(
+          call + ": " + last + (a.body.empty() ? "" : ": " + Redact(a.body.substr(0, 200), {token})));
     }
     breaker_.OnFailure(clock_.Now());
     if (attempt < options_.attempts) {

@@ -48,10 +48,11 @@ json ToJson(const YAML::Node& n) {
   }
 }
 
-std::string Text(const HttpAnswer& a) {
+// The status and the start of the body, with the token and the password taken out.
+std::string Text(const HttpAnswer& a, std::string_view token, std::string_view password) {
   if (!a.transport_error.empty()) return a.transport_error;
   std::string out = "HTTP " + std::to_string(a.status);
-  if (!a.body.empty()) out.append(": ").append(a.body.substr(0, 200));
+  if (!a.body.empty()) out.append(": ").append(Redact(a.body, {token, password}).substr(0, 200));
   return out;
 }
 
@@ -97,12 +98,14 @@ Result<std::string> CmlClient::Call(const std::string& cml_url, const std::strin
   Worker& w = WorkerFor(cml_url);
   std::lock_guard lock(w.mu);
   HttpAnswer a;
+  std::string token;
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (w.token.empty())
       if (auto s = Authenticate(cml_url, w); !s) return s.error();
     std::map<std::string, std::string> headers = {{"authorization", "Bearer " + w.token},
                                                   {"accept", "application/json"}};
     if (!body.empty()) headers["content-type"] = "application/json";
+    token = w.token;
     a = w.http.Send(method, cml_url + "/api/v0" + path, headers, body, options_.connect_timeout,
                     options_.total_timeout);
     if (a.transport_error.empty() && a.status == 401) {
@@ -113,9 +116,9 @@ Result<std::string> CmlClient::Call(const std::string& cml_url, const std::strin
   }
   if (a.transport_error.empty() && a.status >= 200 && a.status < 300) return a.body;
   if (!a.transport_error.empty() || a.status == 401 || a.status == 408 || a.status == 429 || a.status >= 500)
-    return Error::Unavailable(call + ": " + Text(a));
-  if (a.status == 404) return Error::NotFound(call + ": " + Text(a));
-  return Error::InvalidArgument(call + ": " + Text(a));
+    return Error::Unavailable(call + ": " + Text(a, token, options_.password));
+  if (a.status == 404) return Error::NotFound(call + ": " + Text(a, token, options_.password));
+  return Error::InvalidArgument(call + ": " + Text(a, token, options_.password));
 }
 
 Result<std::string> CmlClient::ImportLab(const std::string& cml_url, const std::string& lab_yaml,

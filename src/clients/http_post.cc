@@ -39,6 +39,15 @@ std::string UrlEscape(const std::string& v) {
   return out;
 }
 
+std::string Redact(std::string text, std::initializer_list<std::string_view> secrets) {
+  for (std::string_view secret : secrets) {
+    if (secret.empty()) continue;
+    for (auto pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos))
+      text.replace(pos, secret.size(), "[redacted]");
+  }
+  return text;
+}
+
 HttpPoster::HttpPoster() : curl_(curl_easy_init()) {}
 HttpPoster::~HttpPoster() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
 

@@ -1,13 +1,19 @@
 #pragma once
 
 #include <chrono>
+#include <initializer_list>
 #include <map>
+#include <string_view>
 #include <string>
 
 namespace ccm::clients {
 
 // Percent-encodes `v` for a URL path segment or a form value (libcurl's escaping).
 std::string UrlEscape(const std::string& v);
+
+// `text` with every occurrence of each non-empty secret replaced by "[redacted]": for error
+// messages that quote what a remote answered, in case it echoes a token or a password.
+std::string Redact(std::string text, std::initializer_list<std::string_view> secrets);
 
 // What came back from one POST.
 struct HttpAnswer {

@@ -129,11 +129,34 @@ class Server::Impl {
       }
       socket.set_option(tcp::no_delay(true), ec);
       auto executor = socket.get_executor();
+      if (open_connections_.fetch_add(1) >= options_.max_connections) {
+        asio::co_spawn(executor, Refuse(beast::tcp_stream(std::move(socket))), asio::detached);
+        continue;
+      }
       asio::co_spawn(executor, Serve(beast::tcp_stream(std::move(socket))), asio::detached);
     }
   }
 
+  // Counts a connection out when its coroutine ends, however it ends.
+  struct ConnectionSlot {
+    std::atomic<std::size_t>& open;
+    ~ConnectionSlot() { --open; }
+  };
+
+  // Over the connection limit: one 503 and close.
+  awaitable<void> Refuse(beast::tcp_stream stream) {
+    ConnectionSlot slot{open_connections_};
+    Response busy = ProblemResponse(503, "Service Unavailable",
+                                    "too many open connections (limit " + std::to_string(options_.max_connections) +
+                                        "); try again",
+                                    "", "");
+    busy.headers["Retry-After"] = "1";
+    co_await Reply(stream, std::move(busy), 11, false);
+    co_await DrainAndClose(stream);
+  }
+
   awaitable<void> Serve(beast::tcp_stream stream) {
+    ConnectionSlot slot{open_connections_};
     beast::flat_buffer buffer;
     for (;;) {
       bhttp::request_parser<bhttp::string_body> parser;
@@ -144,6 +167,16 @@ class Server::Impl {
       stream.expires_after(buffer.size() > 0 ? options_.read_timeout : options_.idle_timeout);
       co_await bhttp::async_read_header(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
       if (!ec) {
+        const auto& fields = parser.get().base();
+        if (static_cast<std::size_t>(std::distance(fields.begin(), fields.end())) > options_.max_header_count) {
+          co_await Reply(stream, ProblemResponse(431, "Request Header Fields Too Large",
+                                                 "more than " + std::to_string(options_.max_header_count) +
+                                                     " header fields",
+                                                 "", "headers"),
+                         11, false);
+          co_await DrainAndClose(stream);
+          co_return;
+        }
         stream.expires_after(options_.read_timeout);
         co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
       }
@@ -232,6 +265,7 @@ class Server::Impl {
   tcp::acceptor acceptor_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stopped_{false};
+  std::atomic<std::size_t> open_connections_{0};
   std::uint16_t port_ = 0;
 };
 

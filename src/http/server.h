@@ -18,15 +18,20 @@ struct ServerOptions {
   int handler_threads = 32;   // run handlers, which may wait on a store commit
   std::size_t body_limit = 1 << 20;       // larger bodies get 413
   std::size_t header_limit = 16 * 1024;   // larger header blocks get 431
-  std::chrono::seconds read_timeout{30};  // to read one request once it starts
-  std::chrono::seconds idle_timeout{60};  // between requests on a keep-alive connection
+  std::size_t max_header_count = 100;     // more header fields get 431
+  std::chrono::milliseconds read_timeout{30'000};  // to read one request once it starts, or write one answer
+  std::chrono::milliseconds idle_timeout{60'000};  // for the first byte of a request on an open connection
+  std::size_t max_connections = 10'000;   // more get 503 (Retry-After: 1) and are closed
 };
 
 // An HTTP/1.1 server (Boost.Beast, C++20 coroutines) with keep-alive. Requests are read on
 // the I/O threads. GET and HEAD are handled there (reads do not wait); other methods run on
 // a bounded pool of handler threads, so that a handler that waits for a group commit holds
 // neither an I/O thread nor a thread per connection. Bodies over the limit are refused with
-// 413 before the handler runs. The handler must be thread-safe.
+// 413, header blocks too large or with too many fields with 431, before the handler runs; a
+// connection that stays silent past the idle timeout, or takes longer than the read timeout
+// to send a request, is closed; connections past the maximum get 503. The handler must be
+// thread-safe.
 class Server {
  public:
   using HandlerFn = std::function<Response(Request&)>;

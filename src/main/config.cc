@@ -19,7 +19,8 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "SCALE_UP_TEMPLATE", "SCALE_DOWN_GRACE_MINUTES", "ARCHIVE_RETENTION_MINUTES",
                               "RECONCILE_INTERVAL_MS", "SCHEDULE_AHEAD_MINUTES", "INSTANTIATION_LEAD_SECONDS",
                               "INSTANTIATION_TIMEOUT_SECONDS", "CML_MAX_FAILURES", "CCM_RECONCILERS", "AUTH_JWKS_URL", "AUTH_ISSUER",
-                              "AUTH_AUDIENCE", "AUTH_CLOCK_SKEW_SECONDS"};
+                              "AUTH_AUDIENCE", "AUTH_CLOCK_SKEW_SECONDS", "CCM_MAX_BODY_BYTES",
+                              "CCM_MAX_CONNECTIONS", "CCM_REQUEST_TIMEOUT_MS", "CCM_IDLE_TIMEOUT_MS"};
 
 // The integer settings: name, field, smallest and largest value.
 struct IntSetting {
@@ -40,6 +41,10 @@ const IntSetting kInts[] = {
     {"INSTANTIATION_TIMEOUT_SECONDS", &Config::instantiation_timeout_seconds, 10, 24 * 3600},
     {"CML_MAX_FAILURES", &Config::cml_max_failures, 1, 100},
     {"AUTH_CLOCK_SKEW_SECONDS", &Config::auth_clock_skew_seconds, 0, 600},
+    {"CCM_MAX_BODY_BYTES", &Config::max_body_bytes, 1024, 64 << 20},
+    {"CCM_MAX_CONNECTIONS", &Config::max_connections, 1, 1'000'000},
+    {"CCM_REQUEST_TIMEOUT_MS", &Config::request_timeout_ms, 100, 3'600'000},
+    {"CCM_IDLE_TIMEOUT_MS", &Config::idle_timeout_ms, 100, 3'600'000},
 };
 
 Result<int> ParseInt(const std::string& key, const std::string& v, int min, int max) {

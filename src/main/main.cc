@@ -158,6 +158,10 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   options.address = config->listen_host;
   options.port = static_cast<std::uint16_t>(config->listen_port);
   options.handler_threads = config->http_threads;
+  options.body_limit = static_cast<std::size_t>(config->max_body_bytes);
+  options.max_connections = static_cast<std::size_t>(config->max_connections);
+  options.read_timeout = std::chrono::milliseconds(config->request_timeout_ms);
+  options.idle_timeout = std::chrono::milliseconds(config->idle_timeout_ms);
   http::Server server(options, [&router](http::Request& r) { return router.Dispatch(r); });
   if (auto s = server.Start(); !s) {
     std::cerr << "ccm: " << s.error().message << "\n";

@@ -1,5 +1,6 @@
 #include "support/process.h"
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,11 +13,16 @@
 namespace ccm::testing {
 
 ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
-                           const std::string& ready_file) {
+                           const std::string& ready_file, const std::string& output_file) {
   std::filesystem::remove(ready_file);
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
+    if (!output_file.empty()) {
+      const int fd = open(output_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
     for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -69,7 +75,8 @@ std::vector<std::string> CcmArgs(const std::string& work_dir, bool authenticated
 }
 }  // namespace
 
-CcmProcess::CcmProcess(const std::string& work_dir, const std::map<std::string, std::string>& env, bool authenticated)
-    : ChildProcess(CcmArgs(work_dir, authenticated), WithDefaults(env), work_dir + "/ready") {}
+CcmProcess::CcmProcess(const std::string& work_dir, const std::map<std::string, std::string>& env, bool authenticated,
+                       const std::string& output_file)
+    : ChildProcess(CcmArgs(work_dir, authenticated), WithDefaults(env), work_dir + "/ready", output_file) {}
 
 }  // namespace ccm::testing

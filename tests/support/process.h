@@ -12,9 +12,9 @@ namespace ccm::testing {
 class ChildProcess {
  public:
   // Starts `argv` with `env` added and waits for `ready_file`. Throws when it does not
-  // start within 10 s.
+  // start within 10 s. With `output_file`, its stdout and stderr go there.
   ChildProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
-               const std::string& ready_file);
+               const std::string& ready_file, const std::string& output_file = "");
   ~ChildProcess();  // SIGKILL if still running
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
@@ -32,7 +32,8 @@ class ChildProcess {
 // `authenticated`, it runs with --insecure-no-auth (for tests about something else).
 class CcmProcess : public ChildProcess {
  public:
-  CcmProcess(const std::string& work_dir, const std::map<std::string, std::string>& env, bool authenticated = false);
+  CcmProcess(const std::string& work_dir, const std::map<std::string, std::string>& env, bool authenticated = false,
+             const std::string& output_file = "");
 };
 
 }  // namespace ccm::testing

@@ -1,0 +1,164 @@
+// The server's limits, each tested over a real loopback socket: body size, header size and
+// count, the idle and request timeouts (a slow or silent client cannot hold a connection),
+// and the maximum number of connections.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "http/server.h"
+#include "support/http_client.h"
+
+namespace ccm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A raw client socket, for what a well-behaved HTTP client would not do.
+class RawSocket {
+ public:
+  explicit RawSocket(std::uint16_t port) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ADD_FAILURE() << "connect failed";
+  }
+  ~RawSocket() { close(fd_); }
+  bool Send(const std::string& s) { return send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size()); }
+  // Everything until the server closes, or "" plus timed_out after `wait`.
+  std::string ReadUntilClosed(std::chrono::milliseconds wait, bool* timed_out = nullptr) {
+    std::string out;
+    const auto deadline = Clock::now() + wait;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      pollfd p{fd_, POLLIN, 0};
+      if (left <= 0 || poll(&p, 1, static_cast<int>(left)) <= 0) {
+        if (timed_out) *timed_out = true;
+        return out;
+      }
+      char buf[4096];
+      const ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return out;
+      out.append(buf, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  int fd_;
+};
+
+class Limits : public ::testing::Test {
+ protected:
+  void Start(http::ServerOptions o) {
+    o.port = 0;
+    o.handler_threads = 2;
+    server_ = std::make_unique<http::Server>(o, [](http::Request& r) {
+      http::Response resp;
+      resp.body = "{\"bytes\":" + std::to_string(r.body.size()) + "}";
+      return resp;
+    });
+    ASSERT_TRUE(server_->Start());
+  }
+  std::uint16_t port() const { return server_->port(); }
+  std::unique_ptr<http::Server> server_;
+};
+
+TEST_F(Limits, ABodyOverTheLimitIs413) {
+  http::ServerOptions o;
+  o.body_limit = 1000;
+  Start(o);
+  testing::HttpClient http("http://127.0.0.1:" + std::to_string(port()));
+  EXPECT_EQ(http.Post("/x", std::string(1000, 'a')).status, 200);
+  auto big = http.Post("/x", std::string(1001, 'a'));
+  EXPECT_EQ(big.status, 413);
+  EXPECT_EQ(big.Json()["field"], "body");
+}
+
+TEST_F(Limits, TooLargeOrTooManyHeadersAre431) {
+  http::ServerOptions o;
+  o.header_limit = 2048;
+  o.max_header_count = 20;
+  Start(o);
+  testing::HttpClient http("http://127.0.0.1:" + std::to_string(port()));
+  auto large = http.Send("GET", "/x", "", {{"X-Big", std::string(4000, 'b')}});
+  EXPECT_EQ(large.status, 431);
+  std::map<std::string, std::string> many;
+  for (int i = 0; i < 30; ++i) many["X-H" + std::to_string(i)] = "v";
+  auto counted = http.Send("GET", "/x", "", many);
+  EXPECT_EQ(counted.status, 431);
+  EXPECT_NE(counted.Json()["detail"].get<std::string>().find("more than 20 header fields"), std::string::npos);
+  many.erase(many.begin(), std::next(many.begin(), 15));
+  EXPECT_EQ(http.Send("GET", "/x", "", many).status, 200);
+}
+
+TEST_F(Limits, ASilentConnectionIsClosedAfterTheIdleTimeout) {
+  http::ServerOptions o;
+  o.idle_timeout = std::chrono::milliseconds(300);
+  Start(o);
+  RawSocket silent(port());
+  bool timed_out = false;
+  EXPECT_EQ(silent.ReadUntilClosed(std::chrono::seconds(10), &timed_out), "");
+  EXPECT_FALSE(timed_out) << "the server kept a silent connection open";
+}
+
+TEST_F(Limits, ASlowClientCannotHoldAConnection) {
+  http::ServerOptions o;
+  o.idle_timeout = std::chrono::milliseconds(300);
+  o.read_timeout = std::chrono::milliseconds(300);
+  Start(o);
+  // The header, then a body that never comes in full, a byte now and then.
+  RawSocket slow(port());
+  ASSERT_TRUE(slow.Send("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"));
+  const auto start = Clock::now();
+  bool closed = false;
+  while (Clock::now() - start < std::chrono::seconds(10)) {
+    if (!slow.Send("a")) {
+      closed = true;
+      break;
+    }
+    bool timed_out = false;
+    slow.ReadUntilClosed(std::chrono::milliseconds(100), &timed_out);
+    if (!timed_out) {
+      closed = true;
+      break;
+    }
+  }
+  EXPECT_TRUE(closed) << "a client trickling its body kept the connection";
+}
+
+TEST_F(Limits, ConnectionsPastTheMaximumGet503UntilOneCloses) {
+  http::ServerOptions o;
+  o.max_connections = 2;
+  Start(o);
+  auto a = std::make_unique<RawSocket>(port());
+  RawSocket b(port());
+  ASSERT_TRUE(a->Send("GET /x HTTP/1.1\r\nHost: a\r\n\r\n"));  // both are served and kept open
+  ASSERT_TRUE(b.Send("GET /x HTTP/1.1\r\nHost: a\r\n\r\n"));
+  bool timed_out = false;
+  a->ReadUntilClosed(std::chrono::milliseconds(200), &timed_out);
+  ASSERT_TRUE(timed_out);
+  RawSocket third(port());
+  const std::string refused = third.ReadUntilClosed(std::chrono::seconds(5));
+  EXPECT_EQ(refused.rfind("HTTP/1.1 503", 0), 0u) << refused;
+  EXPECT_NE(refused.find("Retry-After: 1"), std::string::npos);
+  EXPECT_NE(refused.find("too many open connections"), std::string::npos);
+  a.reset();
+  // The slot is given back: a new connection is served.
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  long status = 0;
+  while (status != 200 && Clock::now() < deadline) {
+    testing::HttpClient http("http://127.0.0.1:" + std::to_string(port()));
+    status = http.Get("/x").status;
+    if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(status, 200);
+}
+
+}  // namespace
+}  // namespace ccm
