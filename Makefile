@@ -3,7 +3,7 @@
 BUILD ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCCM_WERROR=ON
 
-.PHONY: all deps configure build test demo bench clean
+.PHONY: all deps configure build test demo bench fuzz test-sanitize clean
 
 all: build
 
@@ -25,5 +25,19 @@ demo: build
 bench: build
 	bash bench/run.sh $(BUILD)
 
+# libFuzzer targets (clang, with ASan and UBSan) for FUZZ_SECONDS each; see fuzz/run.sh.
+fuzz:
+	bash scripts/install-deps.sh fuzz
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCCM_FUZZ=ON
+	cmake --build build-fuzz
+	bash fuzz/run.sh build-fuzz
+
+# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer (g++).
+test-sanitize: deps
+	cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCCM_WERROR=ON -DCCM_SANITIZE=ON
+	cmake --build build-sanitize
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir build-sanitize --output-on-failure -j2 --timeout 600
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-fuzz build-sanitize

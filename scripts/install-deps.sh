@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages that ccm's build, tests, benchmarks and demo need.
+# Installs the Debian 12 packages that ccm's build, tests, benchmarks and demo need; with
+# `fuzz`, also clang and its libFuzzer runtime (`make fuzz`); with `coverage`, gcovr.
 # Idempotent: packages already present are left alone, and `apt-get update` runs at most
 # once, only when something is missing.
 set -euo pipefail
@@ -13,6 +14,14 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   curl python3 wrk
 )
+
+for extra in "$@"; do
+  case "$extra" in
+    fuzz) packages+=(clang libclang-rt-14-dev) ;;
+    coverage) packages+=(gcovr) ;;
+    *) echo "install-deps: unknown group $extra (fuzz, coverage)" >&2; exit 2 ;;
+  esac
+done
 
 # The interop tests read ccm's events with the official CloudEvents JavaScript SDK: Node.js
 # and npm come from Debian when the machine has none.

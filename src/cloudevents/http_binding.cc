@@ -141,7 +141,10 @@ HttpMessage EncodeBinary(const CloudEvent& e) {
   if (e.time) put("time", *e.time);
   if (e.dataschema) put("dataschema", *e.dataschema);
   for (const auto& [k, v] : e.extensions) put(k, v.is_string() ? v.get<std::string>() : v.dump());
-  const std::string type = e.datacontenttype.value_or(e.data ? "application/json" : "");
+  // Without a datacontenttype, JSON data is application/json and binary data an octet stream
+  // (a receiver would otherwise take the bytes for JSON).
+  const std::string type =
+      e.datacontenttype.value_or(e.data ? "application/json" : e.data_base64 ? "application/octet-stream" : "");
   if (!type.empty()) m.headers["content-type"] = type;
   if (e.data) {
     m.body = (e.data->is_string() && !IsJsonMediaType(type)) ? e.data->get<std::string>()

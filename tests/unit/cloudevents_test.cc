@@ -109,6 +109,22 @@ TEST(CloudEventHttp, BinaryDataByContentType) {
   EXPECT_EQ(*bytes->events[0].event->data_base64, "AAE=");
 }
 
+// Found by fuzzing (fuzz/corpus/cloudevents_decode/batch): binary data without a
+// datacontenttype went out in binary mode with no Content-Type, and came back refused as JSON.
+TEST(CloudEventHttp, BinaryDataWithoutAContentTypeTravelsAsAnOctetStream) {
+  CloudEvent e;
+  e.id = "e3";
+  e.source = "/p";
+  e.type = "t";
+  e.data_base64 = "aGk=";
+  const HttpMessage m = EncodeBinary(e);
+  EXPECT_EQ(m.headers.at("content-type"), "application/octet-stream");
+  auto back = Decode(m.headers, m.body);
+  ASSERT_TRUE(back) << back.error().message;
+  ASSERT_TRUE(back->events[0].event) << back->events[0].error->message;
+  EXPECT_EQ(back->events[0].event->data_base64, "aGk=");
+}
+
 struct Refusal {
   const char* name;
   std::map<std::string, std::string> headers;
