@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <regex>
+#include <stdexcept>
 
 namespace ccm::clients {
 
@@ -33,7 +34,11 @@ json ToJson(const YAML::Node& n) {
   switch (n.Type()) {
     case YAML::NodeType::Map: {
       json out = json::object();
-      for (const auto& kv : n) out[kv.first.as<std::string>()] = ToJson(kv.second);
+      for (const auto& kv : n) {
+        // JSON keys are strings; YAML allows any node as a key ("? [a, b]: c").
+        if (!kv.first.IsScalar()) throw std::invalid_argument("lab_yaml has a mapping key that is not a scalar");
+        out[kv.first.Scalar()] = ToJson(kv.second);
+      }
       return out;
     }
     case YAML::NodeType::Sequence: {
@@ -66,7 +71,11 @@ Result<json> LabYamlToTopology(std::string_view lab_yaml) {
     return Error::InvalidArgument(std::string("lab_yaml is not YAML: ") + e.what(), "lab_yaml");
   }
   if (!root.IsMap()) return Error::InvalidArgument("lab_yaml must be a mapping", "lab_yaml");
-  return ToJson(root);
+  try {
+    return ToJson(root);
+  } catch (const std::exception& e) {  // found by fuzzing: a non-scalar key used to escape as a throw
+    return Error::InvalidArgument(e.what(), "lab_yaml");
+  }
 }
 
 CmlClient::Worker& CmlClient::WorkerFor(const std::string& cml_url) {

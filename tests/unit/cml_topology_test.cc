@@ -40,6 +40,15 @@ TEST(CmlTopology, RefusesWhatIsNotAMapping) {
   EXPECT_FALSE(clients::LabYamlToTopology("a: [1, 2"));
 }
 
+// Found by fuzzing (fuzz/corpus/lab_yaml/crash-non-scalar-key): a mapping used as a key made
+// the conversion throw out of the instantiator.
+TEST(CmlTopology, RefusesANonScalarKeyInsteadOfThrowing) {
+  auto t = clients::LabYamlToTopology("nodes: []\n? [a, b]\n: c\n");
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().field, "lab_yaml");
+  EXPECT_NE(t.error().message.find("not a scalar"), std::string::npos);
+}
+
 TEST(CmlTopology, TheRewrittenSampleLabIsAValidCmlTopology) {
   std::ifstream in(std::string(CCM_TEST_DATA) + "/cml-2.9.openapi.json");
   std::stringstream text;
