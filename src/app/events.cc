@@ -35,6 +35,12 @@ OutboxEvent EventFactory::Make(std::string_view type, const std::string& subject
   ce.subject = subject;
   ce.time = FormatRfc3339(time);
   ce.datacontenttype = "application/json";
+  std::string base;
+  {
+    std::lock_guard lock(mu_);
+    base = schema_base_;
+  }
+  if (!base.empty()) ce.dataschema = base + "/schemas/" + e.type + ".v1.json";
   ce.data = std::move(data);
   e.json = cloudevents::ToJsonString(ce);
   return e;

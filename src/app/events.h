@@ -1,6 +1,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <mutex>
 #include <string>
 
 #include "app/ports.h"
@@ -21,7 +22,10 @@ std::string_view EventType(ScalingDecision d);
 // event; use cases never build events by hand. Thread-safe if the IdGenerator is.
 class EventFactory {
  public:
-  EventFactory(IdGenerator& ids, std::string source) : ids_(ids), source_(std::move(source)) {}
+  // With `schema_base` (an absolute URL, e.g. ccm's own), each event's dataschema is
+  // `{schema_base}/schemas/{type}.v1.json`, the JSON Schema of its data that ccm serves.
+  EventFactory(IdGenerator& ids, std::string source, std::string schema_base = "")
+      : ids_(ids), source_(std::move(source)), schema_base_(std::move(schema_base)) {}
 
   // `ccm.lablet.instance.pending` for a new instance.
   OutboxEvent InstanceCreated(const domain::LabletInstance& instance);
@@ -43,12 +47,19 @@ class EventFactory {
   OutboxEvent Scaling(ScalingDecision decision, const std::string& subject, Timestamp at, nlohmann::json data);
 
   const std::string& source() const { return source_; }
+  // Replaces the base of the dataschema URIs (when ccm's address is known only once it listens).
+  void SetSchemaBase(std::string base) {
+    std::lock_guard lock(mu_);
+    schema_base_ = std::move(base);
+  }
 
  private:
   OutboxEvent Make(std::string_view type, const std::string& subject, Timestamp time, nlohmann::json data);
 
   IdGenerator& ids_;
   std::string source_;
+  std::mutex mu_;
+  std::string schema_base_;  // guarded by mu_
 };
 
 }  // namespace ccm::app

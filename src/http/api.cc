@@ -546,6 +546,21 @@ void AddApiRoutes(Router& router, ApiServices s) {
     if (auto ok = store.Ping(); !ok) return ErrorResponse(Error::Unavailable(ok.error().message), req.path);
     return Json(200, {{"status", "ok"}, {"store", "ok"}});
   });
+  router.Add("GET", "/schemas", [](Request&) {
+    json names = json::array();
+    for (const auto& [name, _] : EventSchemas()) names.push_back("/schemas/" + name);
+    return Json(200, {{"schemas", names}});
+  });
+  router.Add("GET", "/schemas/{file}", [](Request& req) {
+    const auto& schemas = EventSchemas();
+    auto it = schemas.find(req.params["file"]);
+    if (it == schemas.end())
+      return ProblemResponse(404, "Not Found", "no schema " + req.params["file"], req.path, "file");
+    Response r;
+    r.content_type = "application/schema+json";
+    r.body = it->second;
+    return r;
+  });
   router.Add("GET", "/openapi.json", [](Request&) {
     Response r;
     r.body = OpenApiDocument();

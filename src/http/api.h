@@ -1,5 +1,8 @@
 #pragma once
 
+#include <map>
+#include <string>
+
 #include "app/collection.h"
 #include "app/event_service.h"
 #include "app/pods.h"
@@ -26,5 +29,8 @@ void AddApiRoutes(Router& router, ApiServices services);
 
 // The OpenAPI 3.1 document of those routes (src/http/openapi.json, built in).
 const std::string& OpenApiDocument();
+// The JSON Schemas of the events' data (docs/schemas/*.json, built in), by file name; served at
+// GET /schemas/{file} and named by each published event's dataschema.
+const std::map<std::string, std::string>& EventSchemas();
 
 }  // namespace ccm::http

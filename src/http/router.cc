@@ -41,7 +41,8 @@ bool Match(const Router::Route& route, const std::vector<std::string_view>& part
 
 std::optional<auth::Role> RequiredRole(const std::string& method, const std::string& pattern) {
   auto starts = [&](std::string_view prefix) { return pattern.rfind(prefix, 0) == 0; };
-  if (starts("/health/") || pattern == "/openapi.json" || starts("/schemas/")) return std::nullopt;
+  if (starts("/health/") || pattern == "/openapi.json" || pattern == "/schemas" || starts("/schemas/"))
+    return std::nullopt;
   if (method == "POST" && pattern == "/api/v1/events") return auth::Role::kEventsPublish;
   if (starts("/api/internal/") || pattern.find("/replay") != std::string::npos) return auth::Role::kAdmin;
   if (method == "GET" || method == "HEAD") return auth::Role::kViewer;

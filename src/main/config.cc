@@ -20,7 +20,8 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "RECONCILE_INTERVAL_MS", "SCHEDULE_AHEAD_MINUTES", "INSTANTIATION_LEAD_SECONDS",
                               "INSTANTIATION_TIMEOUT_SECONDS", "CML_MAX_FAILURES", "CCM_RECONCILERS", "AUTH_JWKS_URL", "AUTH_ISSUER",
                               "AUTH_AUDIENCE", "AUTH_CLOCK_SKEW_SECONDS", "CCM_MAX_BODY_BYTES",
-                              "CCM_MAX_CONNECTIONS", "CCM_REQUEST_TIMEOUT_MS", "CCM_IDLE_TIMEOUT_MS"};
+                              "CCM_MAX_CONNECTIONS", "CCM_REQUEST_TIMEOUT_MS", "CCM_IDLE_TIMEOUT_MS",
+                              "CCM_PUBLIC_URL"};
 
 // The integer settings: name, field, smallest and largest value.
 struct IntSetting {
@@ -119,6 +120,10 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
   } else if (key == "AUTH_AUDIENCE") {
     if (v.empty()) return Error::InvalidArgument("AUTH_AUDIENCE must not be empty", key);
     c.auth_audience = v;
+  } else if (key == "CCM_PUBLIC_URL") {
+    auto url = ParseUrl(key, v);
+    if (!url) return url.error();
+    c.public_url = *url;
   } else if (key == "CCM_RECONCILERS") {
     if (v != "true" && v != "false") return Error::InvalidArgument("CCM_RECONCILERS must be true or false", key);
     c.reconcilers = v == "true";

@@ -15,6 +15,7 @@ struct Config {
   int listen_port = 8080;
   std::string store = "sqlite:ccm.db";    // CCM_STORE: sqlite:PATH
   std::string cloudevents_source = "ccm"; // CLOUDEVENTS_SOURCE
+  std::string public_url;                 // CCM_PUBLIC_URL: how others reach ccm (dataschema URIs); empty: http://CCM_LISTEN
   int http_threads = 32;                  // CCM_HTTP_THREADS: handler pool size
   int max_body_bytes = 1 << 20;           // CCM_MAX_BODY_BYTES: larger request bodies get 413
   int max_connections = 10'000;           // CCM_MAX_CONNECTIONS: more get 503 and are closed

@@ -63,7 +63,12 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     return 1;
   }
   app::UuidV7Generator ids;
-  app::EventFactory events(ids, config->cloudevents_source);
+  // The events' dataschema URIs point at ccm's own /schemas/; with port 0 the address is known
+  // once listening (set below).
+  std::string public_url = config->public_url;
+  if (public_url.empty() && config->listen_port != 0)
+    public_url = "http://" + config->listen_host + ":" + std::to_string(config->listen_port);
+  app::EventFactory events(ids, config->cloudevents_source, public_url);
   app::Deps deps{**store, clock, ids, events};
   app::DefinitionService definitions(deps);
   app::InstanceService instances(deps);
@@ -168,6 +173,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     return 1;
   }
   const std::string where = config->listen_host + ":" + std::to_string(server.port());
+  if (public_url.empty()) events.SetSchemaBase("http://" + where);
   spdlog::info("ccm serving on http://{} with store {}", where, config->store);
   if (ready_file) std::ofstream(*ready_file) << where << "\n";
 

@@ -9,6 +9,7 @@
 
 #include "domain/time.h"
 #include "support/http_client.h"
+#include "support/json_schema.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
 #include "support/test_sink.h"
@@ -39,6 +40,34 @@ std::vector<std::string> Column(const json& items, const std::string& key) {
   std::vector<std::string> out;
   for (const auto& i : items) out.push_back(i[key]);
   return out;
+}
+
+// Every event ccm published names, as dataschema, the schema ccm serves for its type, and its
+// data validates against it. Returns how many events were checked.
+int ExpectEveryEventMatchesItsSchema(testing::HttpClient& http, const std::string& base_url) {
+  int checked = 0;
+  std::string after;
+  std::map<std::string, json> schemas;
+  for (;;) {
+    const json page = http.Get("/api/v1/events?limit=500&after=" + after).Json();
+    for (const auto& record : page["items"]) {
+      const json event = record["event"];
+      const std::string type = event["type"];
+      EXPECT_EQ(event.value("dataschema", ""), base_url + "/schemas/" + type + ".v1.json") << type;
+      if (!schemas.count(type)) {
+        auto got = http.Get("/schemas/" + type + ".v1.json");
+        EXPECT_EQ(got.status, 200) << type << " has no schema";
+        EXPECT_EQ(got.ContentType(), "application/schema+json");
+        schemas[type] = got.Json();
+      }
+      const auto errors = testing::ValidateSchema(schemas[type], schemas[type], event["data"]);
+      EXPECT_TRUE(errors.empty()) << type << ": " << errors.front() << "\n" << event["data"];
+      ++checked;
+    }
+    if (!page["next"].is_string() || page["next"].get<std::string>().empty()) break;
+    after = page["next"];
+  }
+  return checked;
 }
 
 // cml-sim, and ccm on a free port with the given settings added.
@@ -211,6 +240,9 @@ TEST(EndToEnd, EveryInstanceGoesFromPendingToTerminatedByTheRealFlows) {
   const json sims = testing::HttpClient(world.cml->BaseUrl()).Get("/sim/workers").Json();
   EXPECT_GE(sims["authentications"].get<int>(), 2);  // the expired token was replaced
 
+  // The data of every event matches the schema its dataschema names.
+  EXPECT_GE(ExpectEveryEventMatchesItsSchema(*world.http, "http://" + ccm_address), 4 * 11 + 3);
+
   // Ports and capacity given back.
   const json w = world.http->Get("/api/v1/workers/" + worker).Json();
   EXPECT_TRUE(w["reservations"].empty()) << w;
@@ -328,6 +360,8 @@ TEST(Scaling, OneShortageAsksForOneWorkerAndAnIdleLaunchedWorkerIsReleased) {
                                       "ccm.worker.provisioning.started", "ccm.worker.running",
                                       "ccm.scaling.up.completed", "ccm.scaling.down.requested", "ccm.worker.draining",
                                       "ccm.worker.stopping", "ccm.worker.stopped", "ccm.scaling.down.completed"}));
+  // The worker's 10, and 8 for each instance (pending ... running, then DELETE: stopping ... terminated).
+  EXPECT_EQ(ExpectEveryEventMatchesItsSchema(*world.http, world.ccm->BaseUrl()), 10 + 2 * 8);
   const json cloud = testing::HttpClient(world.cml->BaseUrl()).Get("/sim/workers").Json()["workers"];
   ASSERT_EQ(cloud.size(), 1u);
   EXPECT_EQ(cloud[0]["state"], "released");

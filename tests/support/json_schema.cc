@@ -10,6 +10,16 @@ using nlohmann::json;
 
 namespace {
 
+bool HasType(const json& v, const std::string& type);
+
+// `type` may be one name or a list of names (JSON Schema 2020-12).
+bool HasAnyType(const json& v, const json& type) {
+  if (type.is_string()) return HasType(v, type.get<std::string>());
+  for (const auto& t : type)
+    if (HasType(v, t.get<std::string>())) return true;
+  return false;
+}
+
 bool HasType(const json& v, const std::string& type) {
   if (type == "object") return v.is_object();
   if (type == "array") return v.is_array();
@@ -68,12 +78,12 @@ std::vector<std::string> ValidateSchema(const json& doc, const json& schema, con
     fail("not one of " + schema["enum"].dump());
   if (schema.contains("const") && schema["const"] != v) fail("must be " + schema["const"].dump());
   if (v.is_null()) {
-    if (!schema.value("nullable", false) && schema.contains("type") && schema["type"] != "null")
+    if (!schema.value("nullable", false) && schema.contains("type") && !HasAnyType(v, schema["type"]))
       fail("null is not allowed");
     return errors;
   }
-  if (schema.contains("type") && !HasType(v, schema["type"])) {
-    fail("must be of type " + schema["type"].get<std::string>());
+  if (schema.contains("type") && !HasAnyType(v, schema["type"])) {
+    fail("must be of type " + schema["type"].dump());
     return errors;
   }
   if (schema.value("format", "") == "int32" && v.is_number_integer()) {
@@ -93,6 +103,9 @@ std::vector<std::string> ValidateSchema(const json& doc, const json& schema, con
     fail("below minimum " + schema["minimum"].dump());
   if (v.is_number() && schema.contains("maximum") && v.get<double>() > schema["maximum"].get<double>())
     fail("above maximum " + schema["maximum"].dump());
+  if (v.is_number() && schema.contains("exclusiveMinimum") &&
+      v.get<double>() <= schema["exclusiveMinimum"].get<double>())
+    fail("not above exclusiveMinimum " + schema["exclusiveMinimum"].dump());
   if (v.is_array()) {
     if (schema.contains("minItems") && v.size() < schema["minItems"].get<size_t>())
       fail("fewer than minItems " + std::to_string(schema["minItems"].get<int>()));

@@ -1,6 +1,7 @@
 #include "support/process.h"
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::map<
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test killed on timeout leaves no process behind
     if (!output_file.empty()) {
       const int fd = open(output_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       dup2(fd, 1);
@@ -49,7 +51,22 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::map<
   throw std::runtime_error(argv[0] + " did not start in 10 s");
 }
 
-ChildProcess::~ChildProcess() { Kill(); }
+ChildProcess::~ChildProcess() {
+  // SIGTERM first, so that the process ends as it does in production (and writes its coverage
+  // data in a coverage build); SIGKILL if it has not ended within 5 s.
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  int status = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  Kill(SIGKILL);
+}
 
 void ChildProcess::Kill(int signal) {
   if (pid_ <= 0) return;

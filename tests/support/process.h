@@ -15,7 +15,7 @@ class ChildProcess {
   // start within 10 s. With `output_file`, its stdout and stderr go there.
   ChildProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                const std::string& ready_file, const std::string& output_file = "");
-  ~ChildProcess();  // SIGKILL if still running
+  ~ChildProcess();  // SIGTERM if still running, then SIGKILL after 5 s
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
 
