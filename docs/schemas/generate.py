@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Writes the JSON Schemas (2020-12) of the data of every CloudEvent ccm publishes and consumes,
-one file per type and version, into this folder: docs/schemas/<type>.v1.json. The files are
-committed; a test checks they are what this script writes, and another validates the data of
-every event ccm sends against them. A change of shape is a new version (a new file, a new
-dataschema URI), never an edit of v1.
+"""Writes the JSON Schemas of the data of every CloudEvent ccm publishes and consumes, one file
+per type and version, into this folder (docs/schemas/<type>.v1.json), and the AsyncAPI 3
+document that catalogues them (docs/asyncapi.yaml). The files are committed; a test checks
+they are what this script writes, another validates the data of every event ccm sends
+against them, another validates the AsyncAPI document with the AsyncAPI parser. A change of
+shape is a new version (a new file, a new dataschema URI), never an edit of v1. The schemas
+keep to what JSON Schema draft 07 and 2020-12 share, so AsyncAPI tools read them as they are.
 
 Usage: generate.py [--check]"""
 import json
@@ -148,7 +150,6 @@ CONSUMED = [
 def documents():
     for event_type, description, schema in PUBLISHED + CONSUMED:
         yield f"{event_type}.v1.json", {
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"/schemas/{event_type}.v1.json",
             "title": f"data of {event_type}",
             "description": description,
@@ -156,11 +157,144 @@ def documents():
         }
 
 
+def yaml_scalar(v):
+    if v is None:
+        return "null"
+    if v is True or v is False:
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    return json.dumps(v)  # a double-quoted YAML string
+
+
+def to_yaml(v, indent=0):
+    """A small YAML emitter for dicts, lists and scalars (the document is ours: no anchors)."""
+    pad = "  " * indent
+    lines = []
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if isinstance(x, (dict, list)) and x:
+                lines.append(f"{pad}{k}:")
+                lines.extend(to_yaml(x, indent + 1))
+            else:
+                lines.append(f"{pad}{k}: {yaml_scalar(x) if not isinstance(x, (dict, list)) else ('{}' if isinstance(x, dict) else '[]')}")
+    else:
+        for x in v:
+            if isinstance(x, (dict, list)) and x:
+                sub = to_yaml(x, indent + 1)
+                lines.append(f"{pad}- {sub[0].strip()}")
+                lines.extend(sub[1:])
+            else:
+                lines.append(f"{pad}- {yaml_scalar(x)}")
+    return lines
+
+
+def message_key(event_type):
+    parts = event_type.replace("ccm.lablet.", "").replace("ccm.", "").replace("assessment.", "assessment_").split(".")
+    return parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
+
+
+CE_HEADERS = {
+    "type": "object",
+    "description": "CloudEvents 1.0 attributes as HTTP headers (binary mode). In structured mode (the default, "
+                   "application/cloudevents+json) and batch mode (application/cloudevents-batch+json) the same "
+                   "attributes are members of the JSON event and the data is its `data` member.",
+    "required": ["ce-specversion", "ce-id", "ce-source", "ce-type"],
+    "properties": {
+        "ce-specversion": {"const": "1.0"},
+        "ce-id": {"type": "string", "description": "unique per source; (source, id) is the dedup key"},
+        "ce-source": {"type": "string", "description": "ccm: CLOUDEVENTS_SOURCE (default `ccm`)"},
+        "ce-type": {"type": "string"},
+        "ce-subject": {"type": "string", "description": "the instance or worker id; order holds per subject"},
+        "ce-time": {"type": "string", "format": "date-time"},
+        "ce-dataschema": {"type": "string", "format": "uri",
+                          "description": "{CCM_PUBLIC_URL}/schemas/{type}.v1.json"},
+        "content-type": {"const": "application/json"},
+    },
+}
+
+
+def asyncapi():
+    published = {message_key(t): t for t, _, _ in PUBLISHED}
+    consumed = {message_key(t): t for t, _, _ in CONSUMED}
+    descriptions = {t: d for t, d, _ in PUBLISHED + CONSUMED}
+    messages = {}
+    for key, event_type in list(published.items()) + list(consumed.items()):
+        messages[key] = {
+            "name": event_type,
+            "title": event_type,
+            "summary": descriptions[event_type],
+            "contentType": "application/json",
+            "headers": {"$ref": "#/components/schemas/CloudEventHeaders"},
+            "payload": {"$ref": f"./schemas/{event_type}.v1.json"},
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "ccm lablet events",
+            "version": "1.0.0",
+            "description": "The CloudEvents 1.0 that ccm publishes about lablet instances, workers and scaling, "
+                           "and the ones it consumes from the Assessment Platform. HTTP binding, JSON format. "
+                           "See docs/events.md and docs/assessment-integration.md.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "sink": {"host": "sink.example.com", "protocol": "http",
+                     "description": "CLOUDEVENTS_SINK_URL: where ccm delivers its outbox (at least once, in order "
+                                    "per subject)."},
+            "ccm": {"host": "ccm.example.com", "protocol": "http",
+                    "description": "ccm itself; POST /api/v1/events needs a bearer token with ccm.events.publish.",
+                    "security": [{"$ref": "#/components/securitySchemes/bearer"}]},
+        },
+        "channels": {
+            "lifecycle": {
+                "address": "/",
+                "title": "Published lifecycle events",
+                "description": "Every state an instance or a worker enters, and every scaling decision, POSTed to "
+                               "the sink: structured by default, binary or batch by CLOUDEVENTS_MODE. 2xx is "
+                               "delivered; connection errors, 408, 429 and 5xx are retried; other 4xx are final.",
+                "servers": [{"$ref": "#/servers/sink"}],
+                "messages": {k: {"$ref": f"#/components/messages/{k}"} for k in published},
+            },
+            "assessment": {
+                "address": "/api/v1/events",
+                "title": "Consumed assessment events",
+                "description": "Events of the Assessment Platform and the Grading Engine. 202 applied or duplicate, "
+                               "400 not a CloudEvent, 409 illegal move, 413 too large, 415 unsupported media type, "
+                               "422 invalid data or unknown instance; 207 for a batch with a refusal.",
+                "servers": [{"$ref": "#/servers/ccm"}],
+                "messages": {k: {"$ref": f"#/components/messages/{k}"} for k in consumed},
+            },
+        },
+        "operations": {
+            "publishLifecycle": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/lifecycle"},
+                "summary": "ccm publishes lifecycle events.",
+                "messages": [{"$ref": f"#/channels/lifecycle/messages/{k}"} for k in published],
+            },
+            "receiveAssessment": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/assessment"},
+                "summary": "ccm consumes assessment events.",
+                "messages": [{"$ref": f"#/channels/assessment/messages/{k}"} for k in consumed],
+            },
+        },
+        "components": {
+            "schemas": {"CloudEventHeaders": CE_HEADERS},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "messages": messages,
+        },
+    }
+
+
 def main():
     check = "--check" in sys.argv
     stale = []
-    for name, doc in documents():
-        text = json.dumps(doc, indent=2) + "\n"
+    outputs = [(name, json.dumps(doc, indent=2) + "\n") for name, doc in documents()]
+    outputs.append(("../asyncapi.yaml", "# Written by docs/schemas/generate.py; do not edit by hand.\n" +
+                    "\n".join(to_yaml(asyncapi())) + "\n"))
+    for name, text in outputs:
         path = os.path.join(HERE, name)
         if check:
             if not os.path.exists(path) or open(path).read() != text:

@@ -257,14 +257,20 @@ TEST(EndToEnd, EveryInstanceGoesFromPendingToTerminatedByTheRealFlows) {
   for (const auto& p : state["pods"]) pod_paths.insert(p["path"].get<std::string>());
   EXPECT_EQ(pod_paths.size(), ids.size());
   EXPECT_TRUE(pod_paths.count("/api/v1/sessions/session-1/parts/part-1/pod"));
-  EXPECT_EQ(state["collections"].size(), ids.size());
-  std::string metrics;
-  Eventually([&] {
-    metrics = world.http->Get("/metrics").body;
-    return metrics.find("ccm_events_received_total{outcome=\"duplicate\"} 8") != std::string::npos;
-  });
-  EXPECT_NE(metrics.find("ccm_events_received_total{outcome=\"applied\"} 8"), std::string::npos) << metrics;
-  EXPECT_NE(metrics.find("ccm_events_received_total{outcome=\"duplicate\"} 8"), std::string::npos) << metrics;
+  // One collection per instance; a slow platform may see a request twice (a client timeout
+  // after the platform took it), which ccm's dedup and stale rules absorb.
+  std::set<std::string> collected;
+  for (const auto& c : state["collections"]) collected.insert(c["instance_id"].get<std::string>());
+  EXPECT_EQ(collected, std::set<std::string>(ids.begin(), ids.end()));
+  auto received = [&](const std::string& outcome) {
+    const std::string metrics = world.http->Get("/metrics").body;
+    const std::string key = "ccm_events_received_total{outcome=\"" + outcome + "\"} ";
+    const auto at = metrics.find(key);
+    return at == std::string::npos ? -1 : std::stoi(metrics.substr(at + key.size()));
+  };
+  Eventually([&] { return received("duplicate") >= 8; });
+  EXPECT_EQ(received("applied"), 8);  // two results per instance, each applied once
+  EXPECT_GE(received("duplicate"), 8);  // every result was sent twice
 }
 
 TEST(Lifecycle, FailedImportsAreRetriedUntilTheLabRuns) {
