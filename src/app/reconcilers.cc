@@ -205,6 +205,17 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
   if (!i.worker_id) return false;
   auto worker = d_.store.GetWorker(*i.worker_id);
   if (!worker) return false;
+  if (i.termination_requested && i.cml_lab_id) {
+    // DELETE while the lab was starting: the lab goes first, then the instance.
+    if (auto s = RemoveLab(*worker, *i.cml_lab_id); !s) {
+      RecordCmlFailure(i, s.error(), now);
+      return true;
+    }
+    return instances_
+        .Transition(i.id, InstanceState::kTerminated,
+                    "termination requested; lab " + *i.cml_lab_id + " wiped and deleted", kInstantiator, std::nullopt)
+        .has_value();
+  }
   if (now - EnteredAt(i) > options_.instantiation_timeout) {
     RecordCmlFailure(i, Error::Unavailable("the lab did not start within the instantiation timeout"), now);
     return true;

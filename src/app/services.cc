@@ -154,7 +154,10 @@ Result<LabletInstance> InstanceService::RequestTermination(const InstanceId& id,
     if (!instance || instance->state == InstanceState::kTerminated) return instance;
     const bool already_requested = instance->termination_requested;
     instance->termination_requested = true;
-    switch (instance->state) {
+    // An instance whose lab is already on CML is ended by the instantiator, which removes the
+    // lab first (so nothing of it stays on the worker); only the request is recorded here.
+    const bool lab_on_cml = instance->state == InstanceState::kInstantiating && instance->cml_lab_id;
+    switch (lab_on_cml ? InstanceState::kStopping : instance->state) {
       case InstanceState::kPending:
       case InstanceState::kScheduled:
       case InstanceState::kInstantiating:
@@ -166,8 +169,8 @@ Result<LabletInstance> InstanceService::RequestTermination(const InstanceId& id,
       default:
         break;
     }
-    // STOPPING, STOPPED, ARCHIVED: already on the way; the stopper finishes the path. Only
-    // the request is recorded.
+    // STOPPING, STOPPED, ARCHIVED (and INSTANTIATING with a lab): already on the way; the
+    // stopper (or the instantiator) finishes the path. Only the request is recorded.
     if (already_requested) return instance;
     Changes changes;
     changes.instances.push_back(*instance);

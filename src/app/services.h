@@ -73,7 +73,9 @@ class InstanceService {
   Result<PageOf<domain::LabletInstance>> List(const InstanceFilter& filter, const Page& page);
   // Starts termination by the legal path: PENDING, SCHEDULED, INSTANTIATING -> TERMINATED
   // now (releasing what they hold); RUNNING, COLLECTING, GRADING -> STOPPING now; the rest
-  // is left to the stopper. Idempotent on a TERMINATED instance. Errors: not_found.
+  // is left to the stopper, and an INSTANTIATING instance whose lab is on CML already to the
+  // instantiator (which removes the lab, then terminates it). Idempotent on a TERMINATED
+  // instance. Errors: not_found.
   Result<domain::LabletInstance> RequestTermination(const domain::InstanceId& id, const std::string& actor);
   // PENDING -> SCHEDULED on `worker_id`, allocating ports and capacity atomically.
   // Errors: not_found (instance, or worker with field worker_id), conflict (not PENDING),

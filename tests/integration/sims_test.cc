@@ -4,6 +4,7 @@
 // sends every result twice), and a CloudEvents sink.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <thread>
 
@@ -80,7 +81,9 @@ struct World {
   // With `cloud`, cml-sim is also ccm's cloud provider.
   World(std::vector<std::string> cml_args, std::map<std::string, std::string> env, bool cloud = false) {
     std::vector<std::string> argv = {CML_SIM_BINARY, "--ready-file", dir.File("cml.ready"), "--cml-schema",
-                                     std::string(CCM_TEST_DATA) + "/cml-2.9.openapi.json", "--start-delay-ms", "200"};
+                                     std::string(CCM_TEST_DATA) + "/cml-2.9.openapi.json"};
+    if (std::find(cml_args.begin(), cml_args.end(), "--start-delay-ms") == cml_args.end())
+      cml_args.insert(cml_args.end(), {"--start-delay-ms", "200"});
     argv.insert(argv.end(), cml_args.begin(), cml_args.end());
     cml = std::make_unique<testing::ChildProcess>(argv, std::map<std::string, std::string>{}, dir.File("cml.ready"));
     env.emplace("CCM_STORE", "sqlite:" + dir.File("ccm.db"));
@@ -319,6 +322,27 @@ TEST(Lifecycle, DeleteOfARunningInstanceRetriesAFailingStopThenWipesAndDeletes) 
   ASSERT_EQ(labs.size(), 1u);
   EXPECT_TRUE(labs[0]["deleted"].get<bool>());
   EXPECT_GE(labs[0]["wipes"].get<int>(), 1);
+}
+
+TEST(Lifecycle, DeleteWhileTheLabStartsRemovesTheLabBeforeTerminating) {
+  World world({"--start-delay-ms", "600000"}, {{"CCM_LISTEN", "127.0.0.1:0"}});  // never STARTED here
+  const std::string worker = world.AddWorker("w1", 32);
+  const std::string id = world.AddInstance(world.AddDefinition(), 1, std::chrono::seconds(0), std::chrono::seconds(3600), false);
+  ASSERT_TRUE(Eventually([&] { return world.Instance(id)["cml_lab_id"].is_string(); })) << world.Instance(id);
+  ASSERT_EQ(world.Instance(id)["state"], "INSTANTIATING");
+  auto del = world.http->Delete("/api/v1/instances/" + id);
+  ASSERT_EQ(del.status, 202) << del.body;
+  ASSERT_TRUE(Eventually([&] { return world.InState(id, "TERMINATED"); })) << world.Instance(id);
+  const json i = world.Instance(id);
+  EXPECT_EQ(Column(i["state_history"], "to"), (std::vector<std::string>{"SCHEDULED", "INSTANTIATING", "TERMINATED"}));
+  EXPECT_NE(i["state_history"][2]["reason"].get<std::string>().find("wiped and deleted"), std::string::npos);
+  const json labs = world.Labs();
+  ASSERT_EQ(labs.size(), 1u);
+  EXPECT_TRUE(labs[0]["deleted"].get<bool>());
+  EXPECT_GE(labs[0]["wipes"].get<int>(), 1);
+  const json w = world.http->Get("/api/v1/workers/" + worker).Json();
+  EXPECT_TRUE(w["reservations"].empty()) << w;
+  EXPECT_TRUE(w["port_allocations"].empty()) << w;
 }
 
 TEST(Lifecycle, AnArchivedInstanceIsKeptForTheRetention) {
