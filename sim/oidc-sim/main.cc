@@ -20,24 +20,16 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "auth/jwt.h"
 #include "http/message.h"
 #include "http/server.h"
 
 namespace {
 
 std::string Base64Url(const unsigned char* data, size_t n) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  for (size_t i = 0; i < n; i += 3) {
-    const unsigned v = (data[i] << 16) | (i + 1 < n ? data[i + 1] << 8 : 0) | (i + 2 < n ? data[i + 2] : 0);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    if (i + 1 < n) out += kAlphabet[(v >> 6) & 63];
-    if (i + 2 < n) out += kAlphabet[v & 63];
-  }
-  return out;
+  return ccm::auth::Base64UrlEncode(std::string_view(reinterpret_cast<const char*>(data), n));
 }
-std::string Base64Url(const std::string& s) { return Base64Url(reinterpret_cast<const unsigned char*>(s.data()), s.size()); }
+std::string Base64Url(const std::string& s) { return ccm::auth::Base64UrlEncode(s); }
 
 std::string BigNum(EVP_PKEY* key, const char* name) {
   BIGNUM* bn = nullptr;

@@ -52,21 +52,21 @@ TEST(Secrets, NeitherLogsNorErrorsHoldThemWhenCmlEchoesThem) {
   });
   testing::TempDir dir;
   const std::string log = dir.File("ccm.log");
+  const std::map<std::string, std::string> env = {{"CCM_STORE", "sqlite:" + dir.File("ccm.db")},
+                                                  {"CCM_LOG_LEVEL", "debug"},
+                                                  {"CML_PASSWORD", kPassword},
+                                                  {"CML_MAX_FAILURES", "2"},
+                                                  {"RECONCILE_INTERVAL_MS", "50"},
+                                                  {"INSTANTIATION_LEAD_SECONDS", "0"},
+                                                  {"OIDC_CLIENT_SECRET", "oidc-S3cr3t"}};
   {
-    testing::CcmProcess ccm(dir.path(),
-                            {{"CCM_STORE", "sqlite:" + dir.File("ccm.db")},
-                             {"CCM_LOG_LEVEL", "debug"},
-                             {"CML_PASSWORD", kPassword},
-                             {"CML_MAX_FAILURES", "2"},
-                             {"RECONCILE_INTERVAL_MS", "50"},
-                             {"INSTANTIATION_LEAD_SECONDS", "0"},
-                             {"OIDC_TOKEN_URL", cml.Url() + "/token"},
-                             {"OIDC_CLIENT_ID", "ccm"},
-                             {"OIDC_CLIENT_SECRET", "oidc-S3cr3t"},
-                             {"ASSESSMENT_PLATFORM_URL", cml.Url()},
-                             {"AUTH_JWKS_URL", cml.Url() + "/jwks"},
-                             {"AUTH_ISSUER", "https://issuer.test"}},
-                            /*authenticated=*/true, log);
+    auto with_auth = env;
+    with_auth.insert({{"OIDC_TOKEN_URL", cml.Url() + "/token"},
+                      {"OIDC_CLIENT_ID", "ccm"},
+                      {"ASSESSMENT_PLATFORM_URL", cml.Url()},
+                      {"AUTH_JWKS_URL", cml.Url() + "/jwks"},
+                      {"AUTH_ISSUER", "https://issuer.test"}});
+    testing::CcmProcess ccm(dir.path(), with_auth, /*authenticated=*/true, log);
     testing::HttpClient http(ccm.BaseUrl());
     http.SetBearer(kInbound);
     auto refused = http.Get("/api/v1/instances");
@@ -76,15 +76,7 @@ TEST(Secrets, NeitherLogsNorErrorsHoldThemWhenCmlEchoesThem) {
   }
   {
     // The same process without inbound authentication, to drive an instance into CML.
-    testing::CcmProcess ccm(dir.path(),
-                            {{"CCM_STORE", "sqlite:" + dir.File("ccm.db")},
-                             {"CCM_LOG_LEVEL", "debug"},
-                             {"CML_PASSWORD", kPassword},
-                             {"CML_MAX_FAILURES", "2"},
-                             {"RECONCILE_INTERVAL_MS", "50"},
-                             {"INSTANTIATION_LEAD_SECONDS", "0"},
-                             {"OIDC_CLIENT_SECRET", "oidc-S3cr3t"}},
-                            false, dir.File("ccm2.log"));
+    testing::CcmProcess ccm(dir.path(), env, false, dir.File("ccm2.log"));
     testing::HttpClient http(ccm.BaseUrl());
     json worker = {{"name", "w1"}, {"hostname", "w1"}, {"cml_url", cml.Url()}, {"license_type", "ENTERPRISE"},
                    {"capacity", {{"cpu_cores", 8}, {"memory_gb", 8}, {"max_nodes", 10}}}, {"state", "RUNNING"}};
