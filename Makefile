@@ -2,13 +2,22 @@
 # real ccm; `make test` runs every test. Both install what they need first.
 BUILD ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCCM_WERROR=ON
+DEPS_GROUPS ?=
+# `make test COVERAGE=1` (or `make coverage`): the same suite, once, built with coverage
+# instrumentation, then the table of coverage per component; a component under its target
+# fails the run (scripts/coverage.py).
+ifeq ($(COVERAGE),1)
+BUILD := build-coverage
+CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=Debug -DCCM_WERROR=ON -DCCM_COVERAGE=ON
+DEPS_GROUPS := coverage
+endif
 
-.PHONY: all deps configure build test demo bench fuzz test-sanitize clean
+.PHONY: all deps configure build test coverage demo bench fuzz test-sanitize clean
 
 all: build
 
 deps:
-	bash scripts/install-deps.sh
+	bash scripts/install-deps.sh $(DEPS_GROUPS)
 
 configure: deps
 	cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS)
@@ -17,7 +26,16 @@ build: configure
 	cmake --build $(BUILD)
 
 test: build
+ifeq ($(COVERAGE),1)
+	find $(BUILD) -name '*.gcda' -delete
+endif
 	ctest --test-dir $(BUILD) --output-on-failure -j2 --timeout 300
+ifeq ($(COVERAGE),1)
+	python3 scripts/coverage.py $(BUILD)
+endif
+
+coverage:
+	$(MAKE) test COVERAGE=1
 
 demo: build
 	bash scripts/demo.sh $(BUILD)
@@ -40,4 +58,4 @@ test-sanitize: deps
 	  ctest --test-dir build-sanitize --output-on-failure -j2 --timeout 600
 
 clean:
-	rm -rf $(BUILD) build-fuzz build-sanitize
+	rm -rf build build-coverage build-fuzz build-sanitize
