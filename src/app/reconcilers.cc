@@ -16,6 +16,8 @@ constexpr const char* kScheduler = "scheduler";
 constexpr const char* kInstantiator = "instantiator";
 constexpr const char* kStopper = "stopper";
 constexpr const char* kScaler = "scaler";
+// The loops, in the order the constructor starts them.
+enum Loop : size_t { kScheduleLoop, kInstantiateLoop, kStopLoop, kScaleLoop };
 
 // How full a worker is: the largest share of cpu, memory or nodes already reserved.
 double Fullness(const Worker& w) {
@@ -157,7 +159,7 @@ int Reconcilers::ScheduleOnce() {
     // What the worker holds now, for the next decision.
     if (auto fresh = d_.store.GetWorker(best->id)) *best = std::move(fresh.value());
   }
-  if (shortage && cloud_) loops_[3]->Wake();
+  if (shortage && cloud_) loops_[kScaleLoop]->Wake();
   return scheduled;
 }
 

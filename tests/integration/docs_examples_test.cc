@@ -82,10 +82,11 @@ TEST_F(DocsExamples, EveryExampleOfTheIntegrationGuideHolds) {
       auto r = http_.Post("/api/v1/events", Replace(e.text, "INSTANCE_ID", id),
                           batch ? "application/cloudevents-batch+json" : "application/cloudevents+json");
       EXPECT_EQ(r.status, 202) << r.body;
+      const json answer = r.Json();  // kept: a loop over a temporary's member would outlive it
       if (batch)
-        for (const auto& result : r.Json()["results"]) EXPECT_EQ(result["outcome"], "applied") << r.body;
+        for (const auto& result : answer["results"]) EXPECT_EQ(result["outcome"], "applied") << r.body;
       else
-        EXPECT_EQ(r.Json()["outcome"], "applied") << r.body;
+        EXPECT_EQ(answer["outcome"], "applied") << r.body;
       EXPECT_NE(http_.Get("/api/v1/instances/" + id).Json()["state"], e.state);  // it moved on
       ++consumed;
     } else if (e.kind == "published-example") {
