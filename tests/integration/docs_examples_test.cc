@@ -4,7 +4,9 @@
 // validates against the Grading Engine's Pod schema.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <regex>
 #include <sstream>
 
@@ -108,6 +110,24 @@ TEST_F(DocsExamples, EveryExampleOfTheIntegrationGuideHolds) {
   EXPECT_GE(consumed, 6);
   EXPECT_GE(published, 2);
   EXPECT_EQ(pods, 1);
+}
+
+TEST_F(DocsExamples, CcmServesEverySchemaOfDocsSchemasAndRefusesOthers) {
+  const json index = http_.Get("/schemas").Json();
+  std::set<std::string> served;
+  for (const auto& url : index["schemas"]) served.insert(url.get<std::string>());
+  std::set<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(CCM_SOURCE_DIR) + "/docs/schemas"))
+    if (entry.path().extension() == ".json") files.insert("/schemas/" + entry.path().filename().string());
+  EXPECT_EQ(served, files);
+  auto one = http_.Get("/schemas/ccm.lablet.instance.running.v1.json");
+  EXPECT_EQ(one.status, 200);
+  EXPECT_EQ(one.Json(), json::parse(ReadFile(std::string(CCM_SOURCE_DIR) +
+                                             "/docs/schemas/ccm.lablet.instance.running.v1.json")));
+  auto missing = http_.Get("/schemas/ccm.lablet.instance.running.v9.json");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(missing.ContentType(), "application/problem+json");
+  EXPECT_EQ(missing.Json()["field"], "file");
 }
 
 }  // namespace
