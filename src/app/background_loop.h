@@ -9,10 +9,14 @@
 namespace ccm::app {
 
 // Runs `work` on a thread of its own until Stop: again at once while it reports it had work
-// (returns true), otherwise after `idle` or when woken. Thread-safe.
+// (returns true), otherwise after `idle` or when woken, but never sooner than `min_gap` after
+// the last run, so that a stream of wakes (one per commit under load) costs at most one run
+// per `min_gap`. Thread-safe.
 class BackgroundLoop {
  public:
-  BackgroundLoop(std::function<bool()> work, std::chrono::milliseconds idle) : work_(std::move(work)), idle_(idle) {}
+  BackgroundLoop(std::function<bool()> work, std::chrono::milliseconds idle,
+                 std::chrono::milliseconds min_gap = std::chrono::milliseconds(0))
+      : work_(std::move(work)), idle_(idle), min_gap_(min_gap) {}
   ~BackgroundLoop() { Stop(); }
   BackgroundLoop(const BackgroundLoop&) = delete;
   BackgroundLoop& operator=(const BackgroundLoop&) = delete;
@@ -28,6 +32,8 @@ class BackgroundLoop {
         const bool busy = work_();
         lock.lock();
         if (busy) continue;
+        // Wakes that come during the gap are kept (woken_) and served right after it.
+        if (min_gap_.count() > 0) cv_.wait_for(lock, min_gap_, [&] { return stop_; });
         cv_.wait_for(lock, idle_, [&] { return stop_ || woken_; });
         woken_ = false;
       }
@@ -54,6 +60,7 @@ class BackgroundLoop {
  private:
   std::function<bool()> work_;
   std::chrono::milliseconds idle_;
+  std::chrono::milliseconds min_gap_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;

@@ -56,7 +56,7 @@ Reconcilers::Reconcilers(Deps deps, InstanceService& instances, CollectionServic
           (this->*sweep)();
           return false;
         },
-        options_.interval));
+        options_.interval, std::min(options_.interval, std::chrono::milliseconds(100))));
   };
   loop(&Reconcilers::ScheduleOnce);
   loop(&Reconcilers::InstantiateOnce);

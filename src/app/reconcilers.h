@@ -48,7 +48,8 @@ struct ReconcilerOptions {
 // - scaler: workers asked for when pending instances fit nowhere, idle launched workers
 //   drained and released; DRAINING -> STOPPING -> STOPPED for every worker.
 // Each loop runs on its own thread, every `interval` and whenever Wake is called (on every
-// commit). Each step re-reads what it changes and commits with the version it read, so the
+// commit), but at most once per 100 ms (or per `interval`, if shorter): each sweep lists the
+// instances of its states, and under load commits come by the thousand per second. Each step re-reads what it changes and commits with the version it read, so the
 // loops, the API and the events endpoint may act on one instance at once. Thread-safe.
 class Reconcilers {
  public:
