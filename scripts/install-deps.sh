@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages that ccm's build, tests, benchmarks and demo need; with
 # `fuzz`, also clang and its libFuzzer runtime (`make fuzz`); with `coverage`, gcovr.
 # Idempotent: packages already present are left alone, and `apt-get update` runs at most
-# once, only when something is missing.
+# once, only when something is missing. etcd-server is the etcd the tests of the etcd store
+# start on loopback ports.
 set -euo pipefail
 
 packages=(
@@ -13,6 +14,7 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   curl python3 wrk
+  etcd-server
 )
 
 for extra in "$@"; do

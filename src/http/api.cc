@@ -542,9 +542,10 @@ void AddEventRoutes(Router& router, app::EventService& events) {
 
 void AddApiRoutes(Router& router, ApiServices s) {
   router.Add("GET", "/health/live", [](Request&) { return Json(200, {{"status", "ok"}}); });
-  router.Add("GET", "/health/ready", [&store = s.store](Request& req) {
+  router.Add("GET", "/health/ready", [&store = s.store, leading = s.leading](Request& req) {
     if (auto ok = store.Ping(); !ok) return ErrorResponse(Error::Unavailable(ok.error().message), req.path);
-    return Json(200, {{"status", "ok"}, {"store", "ok"}});
+    // Every replica serves; `leader` says which one runs the background work.
+    return Json(200, {{"status", "ok"}, {"store", "ok"}, {"leader", leading ? leading() : true}});
   });
   router.Add("GET", "/schemas", [](Request&) {
     json names = json::array();

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <functional>
+
 #include <map>
 #include <string>
 
@@ -22,6 +24,8 @@ struct ApiServices {
   app::EventReceiver& receiver;
   app::CollectionService& collection;
   app::PodService& pods;
+  // Whether this replica runs the background work (leader election); none: always.
+  std::function<bool()> leading = {};
 };
 
 // Adds every route of the REST API (/api/v1, /api/internal, /health, /openapi.json).

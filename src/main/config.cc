@@ -46,6 +46,7 @@ const IntSetting kInts[] = {
     {"CCM_MAX_CONNECTIONS", &Config::max_connections, 1, 1'000'000},
     {"CCM_REQUEST_TIMEOUT_MS", &Config::request_timeout_ms, 100, 3'600'000},
     {"CCM_IDLE_TIMEOUT_MS", &Config::idle_timeout_ms, 100, 3'600'000},
+    {"CCM_LEADER_TTL_SECONDS", &Config::leader_ttl_seconds, 2, 600},
 };
 
 Result<int> ParseInt(const std::string& key, const std::string& v, int min, int max) {
@@ -83,9 +84,24 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     c.listen_host = v.substr(0, colon);
     c.listen_port = *port;
   } else if (key == "CCM_STORE") {
-    if (v.rfind("sqlite:", 0) != 0 || v.size() == 7)
-      return Error::InvalidArgument("CCM_STORE must be sqlite:PATH, not '" + v + "'", key);
+    const std::string rule = "CCM_STORE must be sqlite:PATH or etcd:http://HOST:PORT[,http://HOST:PORT...], not '";
+    if (v.rfind("sqlite:", 0) == 0) {
+      if (v.size() == 7) return Error::InvalidArgument(rule + v + "'", key);
+    } else if (v.rfind("etcd:", 0) == 0) {
+      Config probe;
+      probe.store = v;
+      const auto endpoints = probe.EtcdEndpoints();
+      if (endpoints.empty()) return Error::InvalidArgument(rule + v + "'", key);
+      for (const auto& e : endpoints)
+        if (e.rfind("http://", 0) != 0 || e.size() == 7) return Error::InvalidArgument(rule + v + "'", key);
+    } else {
+      return Error::InvalidArgument(rule + v + "'", key);
+    }
     c.store = v;
+  } else if (key == "CCM_ETCD_PREFIX") {
+    if (v.size() < 2 || v[0] != '/' || v.back() == '/')
+      return Error::InvalidArgument("CCM_ETCD_PREFIX must start with / and not end with one, like /ccm", key);
+    c.etcd_prefix = v;
   } else if (key == "CLOUDEVENTS_SOURCE") {
     if (v.empty()) return Error::InvalidArgument("CLOUDEVENTS_SOURCE must not be empty", key);
     c.cloudevents_source = v;
@@ -149,7 +165,22 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
 
 }  // namespace
 
-std::string Config::SqlitePath() const { return store.substr(7); }
+std::string Config::SqlitePath() const { return store.rfind("sqlite:", 0) == 0 ? store.substr(7) : std::string(); }
+
+std::vector<std::string> Config::EtcdEndpoints() const {
+  std::vector<std::string> out;
+  if (store.rfind("etcd:", 0) != 0) return out;
+  std::string rest = store.substr(5);
+  for (size_t from = 0; from <= rest.size();) {
+    const size_t comma = std::min(rest.find(',', from), rest.size());
+    std::string e = rest.substr(from, comma - from);
+    while (!e.empty() && e.back() == '/') e.pop_back();
+    if (e.empty()) return {};
+    out.push_back(e);
+    from = comma + 1;
+  }
+  return out;
+}
 
 Result<Config> LoadConfig(const std::optional<std::string>& yaml_file, const std::map<std::string, std::string>& env) {
   Config c;

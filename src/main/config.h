@@ -3,6 +3,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "domain/result.h"
 
@@ -13,7 +14,9 @@ namespace ccm::main {
 struct Config {
   std::string listen_host = "127.0.0.1";  // CCM_LISTEN host:port
   int listen_port = 8080;
-  std::string store = "sqlite:ccm.db";    // CCM_STORE: sqlite:PATH
+  std::string store = "sqlite:ccm.db";    // CCM_STORE: sqlite:PATH, or etcd:http://HOST:PORT[,http://HOST:PORT...]
+  std::string etcd_prefix = "/ccm";       // CCM_ETCD_PREFIX: where ccm's keys live in etcd
+  int leader_ttl_seconds = 10;            // CCM_LEADER_TTL_SECONDS: the leader lease (etcd store); failover within 2x
   std::string cloudevents_source = "ccm"; // CLOUDEVENTS_SOURCE
   std::string public_url;                 // CCM_PUBLIC_URL: how others reach ccm (dataschema URIs); empty: http://CCM_LISTEN
   int http_threads = 32;                  // CCM_HTTP_THREADS: handler pool size
@@ -48,8 +51,10 @@ struct Config {
   int instantiation_timeout_seconds = 900;  // INSTANTIATION_TIMEOUT_SECONDS: then the instantiation failed
   int cml_max_failures = 3;               // CML_MAX_FAILURES: failed CML steps before an instantiation gives up
 
-  // The SQLite path of `store`.
+  // The SQLite path of `store`, empty for etcd.
   std::string SqlitePath() const;
+  // The etcd members of `store`, empty for SQLite.
+  std::vector<std::string> EtcdEndpoints() const;
 };
 
 // Builds the configuration: defaults, then `yaml_file` (if given; keys are the setting

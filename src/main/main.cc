@@ -6,6 +6,8 @@
 #include <fstream>
 #include <iostream>
 
+#include <unistd.h>
+
 #include "app/collection.h"
 #include "app/dispatcher.h"
 #include "app/event_service.h"
@@ -22,6 +24,8 @@
 #include "http/server.h"
 #include "main/config.h"
 #include "main/events_cli.h"
+#include "store/etcd/etcd_store.h"
+#include "store/etcd/leader_election.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace {
@@ -50,18 +54,48 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   std::unique_ptr<clients::HttpEventSink> sink;
   std::unique_ptr<app::Dispatcher> dispatcher;
   std::atomic<app::Reconcilers*> reconcilers{nullptr};
-  store::SqliteStore::Options store_options{config->SqlitePath()};
   // Every commit carries events (a state change has one): the dispatcher has work, and the
   // reconcilers may have.
-  store_options.on_events_committed = [&dispatcher, &reconcilers] {
+  auto wake = [&dispatcher, &reconcilers] {
     if (dispatcher) dispatcher->Wake();
     if (auto* r = reconcilers.load()) r->Wake();
   };
-  auto store = store::SqliteStore::Open(store_options);
-  if (!store) {
-    std::cerr << "ccm: cannot open the store " << config->store << ": " << store.error().message << "\n";
-    return 1;
+  std::unique_ptr<store::SqliteStore> sqlite;
+  std::unique_ptr<store::EtcdStore> etcd;
+  app::Store* store = nullptr;
+  if (const auto endpoints = config->EtcdEndpoints(); !endpoints.empty()) {
+    store::EtcdStore::Options options;
+    options.client.endpoints = endpoints;
+    options.prefix = config->etcd_prefix;
+    options.on_events_committed = wake;
+    auto opened = store::EtcdStore::Open(options);
+    if (!opened) {
+      std::cerr << "ccm: cannot reach the store " << config->store << ": " << opened.error().message << "\n";
+      return 1;
+    }
+    etcd = std::move(opened.value());
+    store = etcd.get();
+  } else {
+    store::SqliteStore::Options options{config->SqlitePath()};
+    options.on_events_committed = wake;
+    auto opened = store::SqliteStore::Open(options);
+    if (!opened) {
+      std::cerr << "ccm: cannot open the store " << config->store << ": " << opened.error().message << "\n";
+      return 1;
+    }
+    sqlite = std::move(opened.value());
+    store = sqlite.get();
   }
+  // On etcd, one replica leads: it alone runs the background work, and its commits are
+  // fenced by its term. On SQLite the one process leads for ever.
+  std::unique_ptr<store::LeaderElection> election;
+  std::unique_ptr<store::FencedStore> fenced;
+  if (etcd)
+    fenced = std::make_unique<store::FencedStore>(*etcd, [&election]() -> std::optional<store::EtcdStore::Fence> {
+      return election ? election->Fence() : std::nullopt;
+    });
+  app::Store& leader_store = fenced ? static_cast<app::Store&>(*fenced) : *store;
+
   app::UuidV7Generator ids;
   // The events' dataschema URIs point at ccm's own /schemas/; with port 0 the address is known
   // once listening (set below).
@@ -69,9 +103,11 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   if (public_url.empty() && config->listen_port != 0)
     public_url = "http://" + config->listen_host + ":" + std::to_string(config->listen_port);
   app::EventFactory events(ids, config->cloudevents_source, public_url);
-  app::Deps deps{**store, clock, ids, events};
+  app::Deps deps{*store, clock, ids, events};
+  app::Deps leader_deps{leader_store, clock, ids, events};
   app::DefinitionService definitions(deps);
   app::InstanceService instances(deps);
+  app::InstanceService leader_instances(leader_deps);
   app::WorkerService workers(deps);
 
   if (!config->sink_url.empty()) {
@@ -83,8 +119,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     sink = std::make_unique<clients::HttpEventSink>(sink_options);
     app::DispatcherOptions dispatch_options;
     dispatch_options.max_attempts = config->outbox_max_attempts;
-    dispatcher = std::make_unique<app::Dispatcher>(**store, *sink, clock, dispatch_options, dispatch_metrics);
-    dispatcher->Start();
+    dispatcher = std::make_unique<app::Dispatcher>(leader_store, *sink, clock, dispatch_options, dispatch_metrics);
     spdlog::info("delivering CloudEvents to {} in {} mode", config->sink_url, config->cloudevents_mode);
   } else {
     spdlog::info("no CLOUDEVENTS_SINK_URL: events are kept in the outbox for audit and not sent");
@@ -93,8 +128,8 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   app::EventReceiver::Options receive_options;
   receive_options.dedup_ttl = std::chrono::hours(config->event_dedup_ttl_hours);
   app::EventReceiver receiver(deps, receive_options, receive_metrics);
-  app::KeySweeper key_sweeper(**store, clock, std::chrono::minutes(10));
-  key_sweeper.Start();
+  // etcd drops dedup keys with their hourly leases; SQLite needs the sweeper.
+  app::KeySweeper key_sweeper(leader_store, clock, std::chrono::minutes(10));
   clients::RemoteOptions platform_options;
   platform_options.base_url = config->assessment_platform_url;
   std::unique_ptr<clients::OidcTokenProvider> tokens;
@@ -103,12 +138,15 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
         clients::OidcOptions{config->oidc_token_url, config->oidc_client_id, config->oidc_client_secret}, clock);
   clients::AssessmentPlatformClient platform(platform_options, clock, tokens.get());
   app::CollectionService collection(deps, platform, {});
-  app::PodService pods(**store, "ccm");
+  app::CollectionService leader_collection(leader_deps, platform, {});
+  app::PodService pods(*store, "ccm");
   clients::RemoteOptions engine_options;
   engine_options.base_url = config->grading_engine_url;
   clients::GradingEngineClient engine(engine_options, clock, tokens.get());
-  if (!config->grading_engine_url.empty()) instances.EnablePodAssignment(pods, engine);
-  collection.Start();
+  if (!config->grading_engine_url.empty()) {
+    instances.EnablePodAssignment(pods, engine);
+    leader_instances.EnablePodAssignment(pods, engine);
+  }
 
   clients::CmlClient cml({config->cml_username, config->cml_password});
   std::unique_ptr<clients::CloudProviderClient> cloud;
@@ -123,17 +161,32 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   reconcile_options.archive_retention = std::chrono::minutes(config->archive_retention_minutes);
   reconcile_options.scale_up_template = config->scale_up_template;
   reconcile_options.scale_down_grace = std::chrono::minutes(config->scale_down_grace_minutes);
-  app::Reconcilers lifecycle(deps, instances, collection, cml, cloud.get(), reconcile_options);
+  app::Reconcilers lifecycle(leader_deps, leader_instances, leader_collection, cml, cloud.get(), reconcile_options);
   if (config->reconcilers) {
-    reconcilers = &lifecycle;
-    lifecycle.Start();
     if (!cloud) spdlog::info("no CLOUD_PROVIDER_URL: workers are not scaled");
   } else {
     spdlog::warn("CCM_RECONCILERS=false: nothing is scheduled, started, stopped or scaled by this process");
   }
+  // The leader's work: delivery, collection requests, the reconcilers and the key sweep.
+  auto start_work = [&] {
+    if (dispatcher) dispatcher->Start();
+    leader_collection.Start();
+    if (sqlite) key_sweeper.Start();
+    if (config->reconcilers) {
+      reconcilers = &lifecycle;
+      lifecycle.Start();
+    }
+  };
+  auto stop_work = [&] {
+    reconcilers = nullptr;
+    lifecycle.Stop();
+    if (dispatcher) dispatcher->Stop();
+    leader_collection.Stop();
+    key_sweeper.Stop();
+  };
 
   app::EventService events_service(
-      **store, clock, dispatcher ? &dispatch_metrics : nullptr,
+      *store, clock, dispatcher ? &dispatch_metrics : nullptr,
       [&dispatcher] {
         if (dispatcher) dispatcher->Wake();
       },
@@ -158,7 +211,8 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
       return auth::Verify(token, *jwks, expect, clock.Now());
     });
   }
-  http::AddApiRoutes(router, {definitions, instances, workers, **store, events_service, receiver, collection, pods});
+  http::AddApiRoutes(router, {definitions, instances, workers, *store, events_service, receiver, collection, pods,
+                              [&election] { return !election || election->IsLeader(); }});
   http::ServerOptions options;
   options.address = config->listen_host;
   options.port = static_cast<std::uint16_t>(config->listen_port);
@@ -175,17 +229,32 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   const std::string where = config->listen_host + ":" + std::to_string(server.port());
   if (public_url.empty()) events.SetSchemaBase("http://" + where);
   spdlog::info("ccm serving on http://{} with store {}", where, config->store);
+  std::unique_ptr<store::etcd::Watch> watch;
+  if (etcd) {
+    // Every replica serves; the one holding the leader key works. Changes made through the
+    // other replicas reach the leader's loops through the watch (the periodic sweeps remain).
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    store::LeaderElection::Options election_options{etcd->prefix() + "/controller/leader",
+                                                    std::string(host) + " http://" + where + " pid " +
+                                                        std::to_string(getpid()),
+                                                    std::chrono::seconds(config->leader_ttl_seconds)};
+    election = std::make_unique<store::LeaderElection>(etcd->client(), election_options, start_work, stop_work);
+    watch = std::make_unique<store::etcd::Watch>(etcd->client().options(), etcd->prefix() + "/", wake);
+    watch->Start();
+    election->Start();
+  } else {
+    start_work();
+  }
   if (ready_file) std::ofstream(*ready_file) << where << "\n";
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("ccm stopping on signal {}", sig);
   server.Stop();
-  reconcilers = nullptr;
-  lifecycle.Stop();
-  if (dispatcher) dispatcher->Stop();
-  key_sweeper.Stop();
-  collection.Stop();
+  if (election) election->Stop();  // resigns: another replica takes over at its next try
+  if (watch) watch->Stop();
+  stop_work();
   return 0;
 }
 

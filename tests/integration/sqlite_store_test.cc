@@ -1,6 +1,5 @@
-// The Store contract, run against every implementation (the SQLite one here; the etcd one
-// joins with its own factory), plus what only SQLite promises (durability across reopen,
-// group commit, migrations).
+// The Store contract, run against every implementation (SQLite, and etcd on a real server
+// started by the test), plus what only SQLite promises (group commit, migrations, kill -9).
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
@@ -17,7 +16,9 @@
 #include "app/receiver.h"
 #include "app/system.h"
 #include "support/db_snapshot.h"
+#include "store/etcd/etcd_store.h"
 #include "store/sqlite/sqlite_store.h"
+#include "support/etcd_cluster.h"
 #include "support/fixtures.h"
 #include "support/temp_dir.h"
 
@@ -258,6 +259,111 @@ TEST_P(StoreContract, ConcurrentWritersOnOneAggregateNeverLoseAnUpdate) {
   EXPECT_EQ(w->version, 1 + kThreads * kEach);
 }
 
+
+TEST_P(StoreContract, OutboxKeepsCommitOrderAndDeliveryBookkeeping) {
+  Changes c;
+  c.events = {Event("e1", "a"), Event("e2", "b"), Event("e3", "a")};
+  ASSERT_TRUE(store().Commit(c));
+  Changes more;
+  more.events = {Event("e4", "b")};
+  ASSERT_TRUE(store().Commit(more));
+  auto due = store().DueEvents(FromUnixMillis(10), 10);
+  ASSERT_TRUE(due);
+  std::vector<std::string> ids;
+  for (const auto& r : *due) ids.push_back(r.event.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"e1", "e2", "e3", "e4"}));
+  EXPECT_EQ((*due)[3].seq, 4);
+  EXPECT_EQ((*due)[0].event.json, "{\"id\":\"e1\"}");
+
+  // e1 delivered, e2 backing off until t=100 (which holds back e4, same subject), e3 dead.
+  Changes d;
+  d.deliveries = {{(*due)[0].seq, app::DeliveryState::kDelivered, 1, FromUnixMillis(20), ""},
+                  {(*due)[1].seq, app::DeliveryState::kPending, 1, FromUnixMillis(100), "503"},
+                  {(*due)[2].seq, app::DeliveryState::kDead, 3, FromUnixMillis(30), "refused"}};
+  ASSERT_TRUE(store().Commit(d));
+  EXPECT_TRUE(store().DueEvents(FromUnixMillis(50), 10)->empty());
+  auto later = store().DueEvents(FromUnixMillis(100), 10);
+  ASSERT_EQ(later->size(), 2u);
+  EXPECT_EQ((*later)[0].event.id, "e2");
+  EXPECT_EQ((*later)[0].attempts, 1);
+  EXPECT_EQ((*later)[0].last_error, "503");
+
+  auto e1 = store().GetEvent("e1");
+  ASSERT_TRUE(e1);
+  EXPECT_EQ(e1->state, app::DeliveryState::kDelivered);
+  EXPECT_EQ(e1->delivered_at, FromUnixMillis(20));
+  auto e3 = store().GetEvent("e3");
+  EXPECT_EQ(e3->state, app::DeliveryState::kDead);
+  EXPECT_EQ(e3->dead_at, FromUnixMillis(30));
+  EXPECT_EQ(store().GetEvent("e9").error().code, ErrorCode::kNotFound);
+  auto stats = store().GetOutboxStats();
+  EXPECT_EQ(stats->published, 4);
+  EXPECT_EQ(stats->pending, 2);
+  EXPECT_EQ(stats->dead, 1);
+
+  app::EventFilter by_subject;
+  by_subject.subject = "b";
+  auto b = store().ListEvents(by_subject, {1, ""});
+  ASSERT_EQ(b->items.size(), 1u);
+  EXPECT_EQ(b->items[0].event.id, "e2");
+  auto b2 = store().ListEvents(by_subject, {1, b->next});
+  ASSERT_EQ(b2->items.size(), 1u);
+  EXPECT_EQ(b2->items[0].event.id, "e4");
+  EXPECT_TRUE(b2->next.empty());
+  app::EventFilter dead;
+  dead.state = app::DeliveryState::kDead;
+  EXPECT_EQ(store().ListEvents(dead, {})->items.size(), 1u);
+
+  // Replaying the dead event makes it pending again; an unknown seq changes nothing.
+  Changes replay;
+  replay.deliveries = {{(*due)[2].seq, app::DeliveryState::kPending, 0, FromUnixMillis(0), ""}};
+  ASSERT_TRUE(store().Commit(replay));
+  EXPECT_EQ(store().GetOutboxStats()->dead, 0);
+  Changes unknown;
+  unknown.deliveries = {{99, app::DeliveryState::kDelivered, 1, FromUnixMillis(0), ""}};
+  EXPECT_EQ(store().Commit(unknown).error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreContract, ConcurrentCommitsNeverShareASeq) {
+  constexpr int kThreads = 6, kEach = 15;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int n = 0; n < kEach; ++n) {
+        Changes c;
+        c.events = {Event("e-" + std::to_string(t) + "-" + std::to_string(n), "s" + std::to_string(t))};
+        ASSERT_TRUE(store().Commit(c));
+      }
+    });
+  for (auto& t : threads) t.join();
+  auto all = store().ListEvents({}, {app::kMaxPageLimit, ""});
+  ASSERT_EQ(all->items.size(), static_cast<size_t>(kThreads * kEach));
+  for (size_t n = 0; n < all->items.size(); ++n) EXPECT_EQ(all->items[n].seq, static_cast<std::int64_t>(n + 1));
+}
+
+TEST_P(StoreContract, AWorkersPortsAreAllocatedOnceAndGivenBack) {
+  Changes create;
+  create.workers = {MakeWorker("w1")};
+  ASSERT_TRUE(store().Commit(create));
+  Worker w = *store().GetWorker({"w1"});
+  w.port_allocations["i1"] = {{"serial", 2000}, {"vnc", 2001}};
+  Changes take;
+  take.workers = {w};
+  ASSERT_TRUE(store().Commit(take));
+  Worker again = *store().GetWorker({"w1"});
+  EXPECT_EQ(again.port_allocations.at("i1").at("vnc"), 2001);
+  again.port_allocations.erase("i1");
+  again.port_allocations["i2"] = {{"serial", 2001}};
+  Changes swap;
+  swap.workers = {again};
+  ASSERT_TRUE(store().Commit(swap));
+  EXPECT_EQ(store().GetWorker({"w1"})->port_allocations.size(), 1u);
+  // The copy read at version 1 is stale: it cannot hand out 2000 and 2001 again.
+  auto stale = store().Commit(take);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().field, app::kStaleVersionField);
+}
+
 StoreFactory FactoryFor(const std::string& name) {
   if (name == "sqlite")
     return [](const std::string& dir) {
@@ -269,10 +375,27 @@ StoreFactory FactoryFor(const std::string& name) {
       };
       return StoreUnderTest{open(), open};
     };
+  if (name == "etcd")
+    return [](const std::string&) {
+      // One etcd server for the whole suite; each test writes under a prefix of its own.
+      static testing::TempDir etcd_dir;
+      static testing::EtcdCluster cluster(etcd_dir.path());
+      static int tests = 0;
+      const std::string prefix = "/contract-" + std::to_string(getpid()) + "-" + std::to_string(++tests);
+      auto open = [prefix]() -> std::unique_ptr<app::Store> {
+        store::EtcdStore::Options options;
+        options.client.endpoints = cluster.ClientUrls();
+        options.prefix = prefix;
+        auto s = store::EtcdStore::Open(options);
+        EXPECT_TRUE(s) << s.error().message;
+        return s ? std::move(s.value()) : nullptr;
+      };
+      return StoreUnderTest{open(), open};
+    };
   throw std::invalid_argument("no store named " + name);
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, StoreContract, ::testing::Values("sqlite"),
+INSTANTIATE_TEST_SUITE_P(Stores, StoreContract, ::testing::Values("sqlite", "etcd"),
                          [](const auto& info) { return info.param; });
 
 // ---- SQLite only ---------------------------------------------------------------------------

@@ -1,0 +1,298 @@
+#include "store/etcd/etcd_client.h"
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+
+namespace ccm::store::etcd {
+
+using nlohmann::json;
+
+namespace {
+
+std::string Encode(const std::string& bytes) {
+  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+std::string Decode(const std::string& text) {
+  if (text.empty()) return {};
+  std::string out(3 * (text.size() / 4) + 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
+  if (n < 0) return {};
+  size_t len = static_cast<size_t>(n);
+  // EVP_DecodeBlock counts the padding as zero bytes.
+  if (text.size() >= 1 && text[text.size() - 1] == '=') --len;
+  if (text.size() >= 2 && text[text.size() - 2] == '=') --len;
+  out.resize(len);
+  return out;
+}
+
+// The gateway writes int64 fields as strings and leaves out those that are zero.
+std::int64_t Int(const json& j, const char* field) {
+  auto it = j.find(field);
+  if (it == j.end()) return 0;
+  if (it->is_string()) return std::stoll(it->get<std::string>());
+  if (it->is_number()) return it->get<std::int64_t>();
+  return 0;
+}
+
+RangeResult ReadRange(const json& j) {
+  RangeResult r;
+  if (auto h = j.find("header"); h != j.end()) r.revision = Int(*h, "revision");
+  r.more = j.value("more", false);
+  r.count = Int(j, "count");
+  if (auto kvs = j.find("kvs"); kvs != j.end())
+    for (const auto& kv : *kvs)
+      r.kvs.push_back({Decode(kv.value("key", "")), Decode(kv.value("value", "")), Int(kv, "create_revision"),
+                       Int(kv, "mod_revision"), Int(kv, "version"), Int(kv, "lease")});
+  return r;
+}
+
+size_t Append(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+}  // namespace
+
+std::string PrefixEnd(const std::string& prefix) {
+  std::string end = prefix;
+  while (!end.empty()) {
+    if (static_cast<unsigned char>(end.back()) < 0xff) {
+      end.back() = static_cast<char>(end.back() + 1);
+      return end;
+    }
+    end.pop_back();
+  }
+  return std::string(1, '\0');  // every key
+}
+
+json PutOp(const std::string& key, const std::string& value, std::int64_t lease) {
+  json put = {{"key", Encode(key)}, {"value", Encode(value)}};
+  if (lease != 0) put["lease"] = std::to_string(lease);
+  return {{"request_put", put}};
+}
+
+json DeleteOp(const std::string& key) { return {{"request_delete_range", {{"key", Encode(key)}}}}; }
+
+json GetOp(const std::string& key, const std::string& range_end, std::int64_t limit) {
+  json get = {{"key", Encode(key)}};
+  if (!range_end.empty()) get["range_end"] = Encode(range_end);
+  if (limit > 0) get["limit"] = std::to_string(limit);
+  return {{"request_range", get}};
+}
+
+json ModRevisionIs(const std::string& key, std::int64_t revision) {
+  return {{"key", Encode(key)}, {"target", "MOD"}, {"result", "EQUAL"}, {"mod_revision", std::to_string(revision)}};
+}
+
+json CreateRevisionIs(const std::string& key, std::int64_t revision) {
+  return {{"key", Encode(key)},
+          {"target", "CREATE"},
+          {"result", "EQUAL"},
+          {"create_revision", std::to_string(revision)}};
+}
+
+struct Client::Handle {
+  CURL* curl = curl_easy_init();
+  ~Handle() { curl_easy_cleanup(curl); }
+};
+
+Client::Client(ClientOptions options) : options_(std::move(options)) {}
+Client::~Client() = default;
+
+std::unique_ptr<Client::Handle> Client::Borrow() {
+  {
+    std::lock_guard lock(mu_);
+    if (!idle_.empty()) {
+      auto h = std::move(idle_.back());
+      idle_.pop_back();
+      return h;
+    }
+  }
+  return std::make_unique<Handle>();
+}
+
+void Client::Return(std::unique_ptr<Handle> h) {
+  std::lock_guard lock(mu_);
+  idle_.push_back(std::move(h));
+}
+
+Result<json> Client::Call(const std::string& path, const json& body) {
+  if (options_.endpoints.empty()) return Error::Unavailable("etcd: no endpoints");
+  auto handle = Borrow();
+  CURL* c = handle->curl;
+  const std::string payload = body.dump();
+  std::string last_error;
+  const size_t n = options_.endpoints.size();
+  const size_t first = preferred_.load();
+  for (size_t attempt = 0; attempt < n; ++attempt) {
+    const size_t at = (first + attempt) % n;
+    const std::string url = options_.endpoints[at] + path;
+    std::string answer;
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload.c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &Append);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    const CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK) {
+      last_error = options_.endpoints[at] + ": " + curl_easy_strerror(rc);
+      continue;
+    }
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    json j = json::parse(answer, nullptr, false);
+    if (status == 200 && !j.is_discarded()) {
+      if (at != first) preferred_.store(at);
+      Return(std::move(handle));
+      return j;
+    }
+    std::string message = j.is_object() ? j.value("message", j.value("error", answer)) : answer;
+    const int code = j.is_object() ? j.value("code", 0) : 0;
+    last_error = options_.endpoints[at] + " answered " + std::to_string(status) + ": " + message;
+    // 14 unavailable (no leader, stopping), 4 deadline exceeded: another member may serve.
+    if (status >= 500 && (code == 14 || code == 4 || code == 0)) continue;
+    Return(std::move(handle));
+    return Error::Internal("etcd: " + last_error);
+  }
+  Return(std::move(handle));
+  return Error::Unavailable("etcd: no member answered " + path + " (last: " + last_error + ")");
+}
+
+Result<RangeResult> Client::Range(const std::string& key, const std::string& range_end, std::int64_t limit,
+                                  bool count_only) {
+  json body = GetOp(key, range_end, limit)["request_range"];
+  if (count_only) body["count_only"] = true;
+  auto j = Call("/v3/kv/range", body);
+  if (!j) return j.error();
+  return ReadRange(*j);
+}
+
+Result<TxnResult> Client::Txn(const json& compare, const json& success, const json& failure) {
+  auto j = Call("/v3/kv/txn", {{"compare", compare}, {"success", success}, {"failure", failure}});
+  if (!j) return j.error();
+  TxnResult t;
+  t.succeeded = j->value("succeeded", false);
+  if (auto h = j->find("header"); h != j->end()) t.revision = Int(*h, "revision");
+  if (auto rs = j->find("responses"); rs != j->end())
+    for (const auto& r : *rs) {
+      auto range = r.find("response_range");
+      t.ranges.push_back(range != r.end() ? ReadRange(*range) : RangeResult{});
+    }
+  return t;
+}
+
+Result<std::int64_t> Client::GrantLease(std::chrono::seconds ttl) {
+  auto j = Call("/v3/lease/grant", {{"TTL", std::to_string(ttl.count())}});
+  if (!j) return j.error();
+  const std::int64_t id = Int(*j, "ID");
+  if (id == 0) return Error::Internal("etcd: lease grant returned no id: " + j->value("error", j->dump()));
+  return id;
+}
+
+Result<std::int64_t> Client::KeepAlive(std::int64_t lease) {
+  auto j = Call("/v3/lease/keepalive", {{"ID", std::to_string(lease)}});
+  if (!j) return j.error();
+  auto result = j->find("result");
+  if (result == j->end()) return Error::Unavailable("etcd: keepalive had no result: " + j->dump());
+  return Int(*result, "TTL");
+}
+
+Status Client::Revoke(std::int64_t lease) {
+  auto j = Call("/v3/lease/revoke", {{"ID", std::to_string(lease)}});
+  if (!j) return j.error();
+  return {};
+}
+
+// ---- watch ---------------------------------------------------------------------------------
+
+Watch::Watch(ClientOptions options, std::string prefix, std::function<void()> on_change)
+    : options_(std::move(options)), prefix_(std::move(prefix)), on_change_(std::move(on_change)) {}
+
+Watch::~Watch() { Stop(); }
+
+void Watch::Start() {
+  if (thread_.joinable()) return;
+  stop_ = false;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Watch::Stop() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+namespace {
+
+struct Stream {
+  Watch* watch;
+  std::atomic<bool>* stop;
+  std::string buffer;
+  std::function<void()> on_line;  // called for each complete line in `line`
+  std::string line;
+};
+
+size_t OnStreamData(char* data, size_t size, size_t n, void* p) {
+  auto* s = static_cast<Stream*>(p);
+  s->buffer.append(data, size * n);
+  for (size_t nl; (nl = s->buffer.find('\n')) != std::string::npos;) {
+    s->line = s->buffer.substr(0, nl);
+    s->buffer.erase(0, nl + 1);
+    s->on_line();
+  }
+  return size * n;
+}
+
+int OnStreamProgress(void* p, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<Stream*>(p)->stop->load() ? 1 : 0;
+}
+
+}  // namespace
+
+void Watch::Run() {
+  CURL* c = curl_easy_init();
+  const json request = {{"create_request", {{"key", Encode(prefix_)}, {"range_end", Encode(PrefixEnd(prefix_))}}}};
+  const std::string payload = request.dump();
+  size_t at = 0;
+  while (!stop_) {
+    Stream s{this, &stop_, {}, {}, {}};
+    s.on_line = [this, &s] {
+      json j = json::parse(s.line, nullptr, false);
+      if (j.is_discarded()) return;
+      const json& result = j.contains("result") ? j["result"] : j;
+      // After (re)creating the stream, changes may have been missed: report one as well.
+      if (result.value("created", false) || result.contains("events")) {
+        ++batches_;
+        on_change_();
+      }
+    };
+    const std::string url = options_.endpoints[at % options_.endpoints.size()] + "/v3/watch";
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload.c_str());
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnStreamData);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &OnStreamProgress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &s);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_perform(c);  // returns when the stream breaks or Stop aborts it
+    if (stop_) break;
+    ++at;  // try the next member
+    for (int i = 0; i < 5 && !stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  curl_easy_cleanup(c);
+}
+
+}  // namespace ccm::store::etcd

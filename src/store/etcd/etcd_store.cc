@@ -1,0 +1,648 @@
+#include "store/etcd/etcd_store.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "app/json_codec.h"
+
+namespace ccm::store {
+
+using namespace ccm::domain;
+using app::Changes;
+using etcd::KeyValue;
+using nlohmann::json;
+
+namespace {
+
+// A path segment of a key: '/' and '%' escaped, so that (source, id) pairs cannot collide.
+std::string KeyPart(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (c == '%') out += "%25";
+    else if (c == '/') out += "%2F";
+    else out += c;
+  }
+  return out;
+}
+
+// Outbox sequence numbers as fixed-width keys, so that key order is commit order.
+std::string SeqPart(std::int64_t seq) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%020lld", static_cast<long long>(seq));
+  return buf;
+}
+
+Result<json> ParseValue(const KeyValue& kv) {
+  json j = json::parse(kv.value, nullptr, false);
+  if (j.is_discarded()) return Error::Internal("store: the value of " + kv.key + " is not JSON");
+  return j;
+}
+
+template <typename T, typename Parse>
+Result<T> ParseAs(const KeyValue& kv, Parse parse) {
+  auto j = ParseValue(kv);
+  if (!j) return j.error();
+  return parse(*j);
+}
+
+json RecordToJson(const app::OutboxRecord& r) {
+  return {{"seq", r.seq},
+          {"id", r.event.id},
+          {"subject", r.event.subject},
+          {"type", r.event.type},
+          {"time_ms", ToUnixMillis(r.event.time)},
+          {"event", r.event.json},
+          {"state", std::string(app::ToString(r.state))},
+          {"attempts", r.attempts},
+          {"next_attempt_ms", ToUnixMillis(r.next_attempt_at)},
+          {"delivered_ms", r.delivered_at ? json(ToUnixMillis(*r.delivered_at)) : json()},
+          {"dead_ms", r.dead_at ? json(ToUnixMillis(*r.dead_at)) : json()},
+          {"last_error", r.last_error}};
+}
+
+Result<app::OutboxRecord> RecordFromJson(const json& j) {
+  try {
+    app::OutboxRecord r;
+    r.seq = j.at("seq").get<std::int64_t>();
+    r.event = {j.at("id").get<std::string>(), j.at("subject").get<std::string>(), j.at("type").get<std::string>(),
+               FromUnixMillis(j.at("time_ms").get<std::int64_t>()), j.at("event").get<std::string>()};
+    r.state = app::ParseDeliveryState(j.at("state").get<std::string>()).value_or(app::DeliveryState::kPending);
+    r.attempts = j.at("attempts").get<int>();
+    r.next_attempt_at = FromUnixMillis(j.at("next_attempt_ms").get<std::int64_t>());
+    if (!j.at("delivered_ms").is_null()) r.delivered_at = FromUnixMillis(j.at("delivered_ms").get<std::int64_t>());
+    if (!j.at("dead_ms").is_null()) r.dead_at = FromUnixMillis(j.at("dead_ms").get<std::int64_t>());
+    r.last_error = j.at("last_error").get<std::string>();
+    return r;
+  } catch (const json::exception& e) {
+    return Error::Internal(std::string("store: an outbox record does not read back: ") + e.what());
+  }
+}
+
+Error Stale(std::string_view what, const std::string& id, std::int64_t expected) {
+  return Error::Conflict(std::string(what) + " " + id + " changed since it was read at version " +
+                             std::to_string(expected),
+                         app::kStaleVersionField);
+}
+
+// Port -> the instance holding it, over every allocation of a worker.
+std::map<int, std::string> PortHolders(const Worker& w) {
+  std::map<int, std::string> out;
+  for (const auto& [instance, ports] : w.port_allocations)
+    for (const auto& [_, port] : ports) out[port] = instance;
+  return out;
+}
+
+constexpr int kMaxCommitAttempts = 200;
+constexpr int kReadChunk = 200;
+constexpr size_t kOpsPerRead = 100;  // below etcd's default --max-txn-ops (128)
+
+}  // namespace
+
+EtcdStore::EtcdStore(Options options) : options_(std::move(options)), client_(options_.client) {}
+
+EtcdStore::~EtcdStore() {
+  std::lock_guard lock(lease_mu_);
+  // Dedup leases are left to expire: their keys must outlive this process.
+  bucket_leases_.clear();
+}
+
+Result<std::unique_ptr<EtcdStore>> EtcdStore::Open(Options options) {
+  if (options.client.endpoints.empty()) return Error::InvalidArgument("store: no etcd endpoints", "CCM_STORE");
+  while (!options.prefix.empty() && options.prefix.back() == '/') options.prefix.pop_back();
+  std::unique_ptr<EtcdStore> store(new EtcdStore(std::move(options)));
+  if (auto s = store->Ping(); !s) return s.error();
+  return store;
+}
+
+Status EtcdStore::Ping() {
+  auto r = client_.Range(Key("outbox/seq"), {}, 0, true);
+  if (!r) return r.error();
+  return {};
+}
+
+Result<std::vector<KeyValue>> EtcdStore::GetMany(const std::vector<std::string>& keys) {
+  std::vector<KeyValue> out;
+  out.reserve(keys.size());
+  for (size_t from = 0; from < keys.size(); from += kOpsPerRead) {
+    json ops = json::array();
+    for (size_t n = from; n < std::min(keys.size(), from + kOpsPerRead); ++n) ops.push_back(etcd::GetOp(keys[n]));
+    auto t = client_.Txn(json::array(), ops);
+    if (!t) return t.error();
+    for (size_t n = 0; n < t->ranges.size(); ++n) {
+      if (t->ranges[n].kvs.empty()) out.push_back({keys[from + n], {}, 0, 0, 0, 0});
+      else out.push_back(t->ranges[n].kvs.front());
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// Visits the keys in [from, end) in key order, `chunk` at a time, until `visit` says stop.
+Status Scan(etcd::Client& client, std::string from, const std::string& end,
+            const std::function<Result<bool>(const KeyValue&)>& visit) {
+  for (;;) {
+    auto r = client.Range(from, end, kReadChunk);
+    if (!r) return r.error();
+    for (const auto& kv : r->kvs) {
+      auto go_on = visit(kv);
+      if (!go_on) return go_on.error();
+      if (!*go_on) return {};
+    }
+    if (!r->more || r->kvs.empty()) return {};
+    from = r->kvs.back().key + '\0';
+  }
+}
+
+}  // namespace
+
+// ---- reads ---------------------------------------------------------------------------------
+
+Result<std::vector<LabletDefinition>> ReadVersions(etcd::Client& client, const std::string& prefix) {
+  auto r = client.Range(prefix, etcd::PrefixEnd(prefix));
+  if (!r) return r.error();
+  std::vector<LabletDefinition> out;
+  for (const auto& kv : r->kvs) {
+    auto d = ParseAs<LabletDefinition>(kv, app::DefinitionFromJson);
+    if (!d) return d.error();
+    out.push_back(std::move(d.value()));
+  }
+  std::sort(out.begin(), out.end(), [](const LabletDefinition& a, const LabletDefinition& b) {
+    return Compare(*ParseSemVer(a.version), *ParseSemVer(b.version)) < 0;
+  });
+  return out;
+}
+
+Result<LabletDefinition> EtcdStore::GetDefinition(const DefinitionId& id, const std::optional<std::string>& version) {
+  auto versions = ReadVersions(client_, Key("definitions/" + KeyPart(id.value) + "/"));
+  if (!versions) return versions.error();
+  if (versions->empty()) return Error::NotFound("definition " + id.value + " not found");
+  if (!version) return versions->back();
+  for (auto& d : *versions)
+    if (d.version == *version) return d;
+  return Error::NotFound("definition " + id.value + " has no version " + *version);
+}
+
+Result<std::vector<LabletDefinition>> EtcdStore::ListDefinitionVersions(const DefinitionId& id) {
+  auto versions = ReadVersions(client_, Key("definitions/" + KeyPart(id.value) + "/"));
+  if (versions && versions->empty()) return Error::NotFound("definition " + id.value + " not found");
+  return versions;
+}
+
+Result<std::optional<DefinitionId>> EtcdStore::FindDefinitionByName(const std::string& name) {
+  auto r = client_.Range(Key("definition-names/" + KeyPart(name)));
+  if (!r) return r.error();
+  if (r->kvs.empty()) return std::optional<DefinitionId>{};
+  return std::optional<DefinitionId>(DefinitionId{r->kvs.front().value});
+}
+
+Result<app::PageOf<LabletDefinition>> EtcdStore::ListDefinitions(const app::DefinitionFilter& filter,
+                                                                  const app::Page& page) {
+  // Definitions are few (one per lab, a handful of versions each): one range reads them all.
+  const std::string prefix = Key("definitions/");
+  auto r = client_.Range(prefix, etcd::PrefixEnd(prefix));
+  if (!r) return r.error();
+  std::map<std::string, std::vector<LabletDefinition>> by_id;
+  for (const auto& kv : r->kvs) {
+    auto d = ParseAs<LabletDefinition>(kv, app::DefinitionFromJson);
+    if (!d) return d.error();
+    by_id[d->id.value].push_back(std::move(d.value()));
+  }
+  app::PageOf<LabletDefinition> out;
+  for (auto& [id, versions] : by_id) {
+    if (id <= page.after) continue;
+    const bool named = !filter.name || std::any_of(versions.begin(), versions.end(),
+                                                   [&](const LabletDefinition& d) { return d.name == *filter.name; });
+    if (!named || (!filter.include_deleted && versions.front().deleted)) continue;
+    if (static_cast<int>(out.items.size()) == page.limit) {
+      out.next = out.items.back().id.value;
+      break;
+    }
+    std::sort(versions.begin(), versions.end(), [](const LabletDefinition& a, const LabletDefinition& b) {
+      return Compare(*ParseSemVer(a.version), *ParseSemVer(b.version)) < 0;
+    });
+    out.items.push_back(versions.back());
+  }
+  return out;
+}
+
+Result<LabletInstance> EtcdStore::GetInstance(const InstanceId& id) {
+  auto r = client_.Range(Key("instances/" + KeyPart(id.value)));
+  if (!r) return r.error();
+  if (r->kvs.empty()) return Error::NotFound("instance " + id.value + " not found");
+  return ParseAs<LabletInstance>(r->kvs.front(), app::InstanceFromJson);
+}
+
+Result<app::PageOf<LabletInstance>> EtcdStore::ListInstances(const app::InstanceFilter& filter, const app::Page& page) {
+  app::PageOf<LabletInstance> out;
+  bool full = false;
+  auto take = [&](const LabletInstance& i) -> bool {
+    if (filter.state && i.state != *filter.state) return true;
+    if (filter.worker_id && (!i.worker_id || i.worker_id->value != *filter.worker_id)) return true;
+    if (filter.owner_id && i.owner_id != *filter.owner_id) return true;
+    if (static_cast<int>(out.items.size()) == page.limit) {
+      out.next = out.items.back().id.value;
+      full = true;
+      return false;
+    }
+    out.items.push_back(i);
+    return true;
+  };
+  if (filter.state) {
+    // The state index names the ids; their bodies are read in batches.
+    const std::string prefix = Key("instances-by-state/" + std::string(ToString(*filter.state)) + "/");
+    std::string from = page.after.empty() ? prefix : prefix + KeyPart(page.after) + '\0';
+    while (!full) {
+      auto r = client_.Range(from, etcd::PrefixEnd(prefix), kReadChunk);
+      if (!r) return r.error();
+      std::vector<std::string> keys;
+      for (const auto& kv : r->kvs) keys.push_back(Key("instances/" + kv.key.substr(prefix.size())));
+      auto bodies = GetMany(keys);
+      if (!bodies) return bodies.error();
+      for (const auto& kv : *bodies) {
+        if (kv.mod_revision == 0) continue;  // gone since the index was read
+        auto i = ParseAs<LabletInstance>(kv, app::InstanceFromJson);
+        if (!i) return i.error();
+        if (!take(*i)) break;
+      }
+      if (!r->more || r->kvs.empty()) break;
+      from = r->kvs.back().key + '\0';
+    }
+    return out;
+  }
+  const std::string prefix = Key("instances/");
+  auto s = Scan(client_, page.after.empty() ? prefix : prefix + KeyPart(page.after) + '\0', etcd::PrefixEnd(prefix),
+                [&](const KeyValue& kv) -> Result<bool> {
+                  auto i = ParseAs<LabletInstance>(kv, app::InstanceFromJson);
+                  if (!i) return i.error();
+                  return take(*i);
+                });
+  if (!s) return s.error();
+  return out;
+}
+
+Result<Worker> EtcdStore::GetWorker(const WorkerId& id) {
+  auto r = client_.Range(Key("workers/" + KeyPart(id.value)));
+  if (!r) return r.error();
+  if (r->kvs.empty()) return Error::NotFound("worker " + id.value + " not found");
+  return ParseAs<Worker>(r->kvs.front(), app::WorkerFromJson);
+}
+
+Result<app::PageOf<Worker>> EtcdStore::ListWorkers(const app::Page& page) {
+  const std::string prefix = Key("workers/");
+  auto r = client_.Range(page.after.empty() ? prefix : prefix + KeyPart(page.after) + '\0', etcd::PrefixEnd(prefix),
+                         page.limit + 1);
+  if (!r) return r.error();
+  app::PageOf<Worker> out;
+  for (const auto& kv : r->kvs) {
+    if (static_cast<int>(out.items.size()) == page.limit) {
+      out.next = out.items.back().id.value;
+      break;
+    }
+    auto w = ParseAs<Worker>(kv, app::WorkerFromJson);
+    if (!w) return w.error();
+    out.items.push_back(std::move(w.value()));
+  }
+  return out;
+}
+
+Result<bool> EtcdStore::IsProcessed(const std::string& source, const std::string& id, Timestamp now) {
+  auto r = client_.Range(Key("events/processed/" + KeyPart(source) + "/" + KeyPart(id)));
+  if (!r) return r.error();
+  if (r->kvs.empty()) return false;
+  auto j = ParseValue(r->kvs.front());
+  if (!j) return j.error();
+  return j->value("expires_ms", std::int64_t{0}) > ToUnixMillis(now);
+}
+
+Result<std::vector<app::OutboxRecord>> EtcdStore::DueEvents(Timestamp now, int limit) {
+  // The pending index in seq order, bounded as in the SQLite store, then the records.
+  const std::string prefix = Key("outbox/pending/");
+  auto pending = client_.Range(prefix, etcd::PrefixEnd(prefix), static_cast<std::int64_t>(limit) * 4 + 64);
+  if (!pending) return pending.error();
+  std::vector<std::string> keys;
+  for (const auto& kv : pending->kvs) keys.push_back(Key("outbox/events/" + kv.key.substr(prefix.size())));
+  auto records = GetMany(keys);
+  if (!records) return records.error();
+  std::vector<app::OutboxRecord> out;
+  std::set<std::string> blocked;
+  for (const auto& kv : *records) {
+    if (static_cast<int>(out.size()) == limit) break;
+    if (kv.mod_revision == 0) continue;
+    auto j = ParseValue(kv);
+    if (!j) return j.error();
+    auto r = RecordFromJson(*j);
+    if (!r) return r.error();
+    if (r->state != app::DeliveryState::kPending || blocked.count(r->event.subject)) continue;
+    if (r->next_attempt_at > now) {
+      blocked.insert(r->event.subject);
+      continue;
+    }
+    out.push_back(std::move(r.value()));
+  }
+  return out;
+}
+
+Result<app::PageOf<app::OutboxRecord>> EtcdStore::ListEvents(const app::EventFilter& f, const app::Page& page) {
+  std::int64_t after = 0;
+  if (!page.after.empty()) {
+    try {
+      after = std::stoll(page.after);
+    } catch (const std::exception&) {
+      return Error::InvalidArgument("after must be the next value of a previous page", "after");
+    }
+  }
+  const std::string prefix = Key("outbox/events/");
+  app::PageOf<app::OutboxRecord> out;
+  auto s = Scan(client_, prefix + SeqPart(after) + '\0', etcd::PrefixEnd(prefix),
+                [&](const KeyValue& kv) -> Result<bool> {
+                  auto j = ParseValue(kv);
+                  if (!j) return j.error();
+                  auto r = RecordFromJson(*j);
+                  if (!r) return r.error();
+                  if ((f.subject && r->event.subject != *f.subject) || (f.type && r->event.type != *f.type) ||
+                      (f.since && r->event.time < *f.since) || (f.until && r->event.time >= *f.until) ||
+                      (f.state && r->state != *f.state))
+                    return true;
+                  if (static_cast<int>(out.items.size()) == page.limit) {
+                    out.next = std::to_string(out.items.back().seq);
+                    return false;
+                  }
+                  out.items.push_back(std::move(r.value()));
+                  return true;
+                });
+  if (!s) return s.error();
+  return out;
+}
+
+Result<app::OutboxRecord> EtcdStore::GetEvent(const std::string& event_id) {
+  auto seq = client_.Range(Key("outbox/ids/" + KeyPart(event_id)));
+  if (!seq) return seq.error();
+  if (seq->kvs.empty()) return Error::NotFound("event " + event_id + " not found");
+  auto r = client_.Range(Key("outbox/events/" + seq->kvs.front().value));
+  if (!r) return r.error();
+  if (r->kvs.empty()) return Error::NotFound("event " + event_id + " not found");
+  auto j = ParseValue(r->kvs.front());
+  if (!j) return j.error();
+  return RecordFromJson(*j);
+}
+
+Result<app::OutboxStats> EtcdStore::GetOutboxStats() {
+  app::OutboxStats stats;
+  auto seq = client_.Range(Key("outbox/seq"));
+  if (!seq) return seq.error();
+  if (!seq->kvs.empty()) stats.published = std::stoll(seq->kvs.front().value);
+  for (auto [area, count] : {std::pair{"outbox/pending/", &stats.pending}, std::pair{"outbox/dead/", &stats.dead}}) {
+    auto r = client_.Range(Key(area), etcd::PrefixEnd(Key(area)), 0, true);
+    if (!r) return r.error();
+    *count = r->count;
+  }
+  return stats;
+}
+
+// ---- writes --------------------------------------------------------------------------------
+
+Result<std::int64_t> EtcdStore::LeaseFor(Timestamp expires_at) {
+  using namespace std::chrono;
+  const std::int64_t bucket_ms = duration_cast<milliseconds>(options_.dedup_bucket).count();
+  const std::int64_t bucket = ToUnixMillis(expires_at) / bucket_ms;
+  std::lock_guard lock(lease_mu_);
+  // Buckets that have ended are forgotten (their leases expire on their own).
+  const std::int64_t wall_ms = duration_cast<milliseconds>(options_.wall_clock().time_since_epoch()).count();
+  // A lease lives until its bucket's end, and at least a minute: keys stamped with a time
+  // that is already past (a clock behind the wall clock) still get one.
+  const std::int64_t ttl_s = std::max<std::int64_t>(60, ((bucket + 1) * bucket_ms - wall_ms) / 1000 + 60);
+  auto it = bucket_leases_.find(bucket);
+  if (it != bucket_leases_.end()) return it->second;
+  auto lease = client_.GrantLease(seconds(ttl_s));
+  if (!lease) return lease.error();
+  // Leases of buckets long past may have expired: never reuse one.
+  for (auto old = bucket_leases_.begin(); old != bucket_leases_.end();)
+    old = old->first * bucket_ms + bucket_ms + 60'000 < wall_ms ? bucket_leases_.erase(old) : std::next(old);
+  bucket_leases_[bucket] = *lease;
+  return *lease;
+}
+
+Status EtcdStore::Commit(const Changes& changes) { return CommitFenced(changes, std::nullopt); }
+
+Status EtcdStore::CommitFenced(const Changes& changes, const std::optional<Fence>& fence) {
+  if (changes.empty()) return {};
+  thread_local std::minstd_rand jitter(std::random_device{}());
+  for (int attempt = 0; attempt < kMaxCommitAttempts; ++attempt) {
+    auto done = TryCommit(changes, fence);
+    if (!done) return done.error();
+    if (*done) {
+      if (changes.sweep_keys_expired_by)
+        if (auto s = SweepKeys(*changes.sweep_keys_expired_by); !s) return s;
+      if (!changes.events.empty() && options_.on_events_committed) options_.on_events_committed();
+      return {};
+    }
+    ++retries_;
+    // Another commit changed a key this one read: decide again on fresh reads, after a
+    // short random pause so that racing commits spread out.
+    std::this_thread::sleep_for(std::chrono::microseconds(jitter() % (200 * (1 + std::min(attempt, 20)))));
+  }
+  return Error::Conflict("store: the commit kept racing other writers", app::kStaleVersionField);
+}
+
+Status EtcdStore::SweepKeys(Timestamp expired_by) {
+  // Leases remove keys once their hour is over; this catches keys stamped by a clock that
+  // runs ahead of the wall clock, and is what the explicit sweep promises.
+  const std::string prefix = Key("events/processed/");
+  std::vector<std::string> expired;
+  auto s = Scan(client_, prefix, etcd::PrefixEnd(prefix), [&](const KeyValue& kv) -> Result<bool> {
+    auto j = ParseValue(kv);
+    if (j && j->value("expires_ms", std::int64_t{0}) <= ToUnixMillis(expired_by)) expired.push_back(kv.key);
+    return true;
+  });
+  if (!s) return s;
+  for (size_t from = 0; from < expired.size(); from += kOpsPerRead) {
+    json ops = json::array();
+    for (size_t n = from; n < std::min(expired.size(), from + kOpsPerRead); ++n) ops.push_back(etcd::DeleteOp(expired[n]));
+    if (auto t = client_.Txn(json::array(), ops); !t) return t.error();
+  }
+  return {};
+}
+
+// One attempt: read every key the commit depends on, decide, write guarded by what was
+// read. true: committed; false: a key changed in between (try again); an error: refused.
+Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>& fence) {
+  // 1. What the commit depends on, in one read.
+  std::vector<std::string> keys;
+  for (const auto& d : ch.new_definitions) {
+    keys.push_back(Key("definitions/" + KeyPart(d.id.value) + "/" + KeyPart(d.version)));
+    keys.push_back(Key("definition-names/" + KeyPart(d.name)));
+  }
+  for (const auto& i : ch.instances) keys.push_back(Key("instances/" + KeyPart(i.id.value)));
+  for (const auto& w : ch.workers) keys.push_back(Key("workers/" + KeyPart(w.id.value)));
+  for (const auto& d : ch.deliveries) keys.push_back(Key("outbox/events/" + SeqPart(d.seq)));
+  for (const auto& k : ch.processed) keys.push_back(Key("events/processed/" + KeyPart(k.source) + "/" + KeyPart(k.id)));
+  if (!ch.events.empty()) keys.push_back(Key("outbox/seq"));
+  auto read = GetMany(keys);
+  if (!read) return read.error();
+  std::vector<std::vector<KeyValue>> deleted_versions;
+  for (const auto& id : ch.deleted_definitions) {
+    const std::string prefix = Key("definitions/" + KeyPart(id.value) + "/");
+    auto r = client_.Range(prefix, etcd::PrefixEnd(prefix));
+    if (!r) return r.error();
+    if (r->kvs.empty()) return Error::NotFound("definition " + id.value + " not found");
+    deleted_versions.push_back(std::move(r->kvs));
+  }
+
+  // 2. Decide, and write down the guards and the operations.
+  json compare = json::array();
+  // One operation per key (etcd refuses a transaction that names a key twice): a later write
+  // of the same key, such as one name for several versions, replaces the earlier.
+  std::map<std::string, json> writes;
+  const auto put = [&writes](const std::string& key, const std::string& value, std::int64_t lease = 0) {
+    writes[key] = etcd::PutOp(key, value, lease);
+  };
+  const auto del = [&writes](const std::string& key) { writes[key] = etcd::DeleteOp(key); };
+  for (const auto& kv : *read) compare.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
+  size_t at = 0;
+  const auto next = [&]() -> const KeyValue& { return (*read)[at++]; };
+
+  for (const auto& d : ch.new_definitions) {
+    const KeyValue& version = next();
+    const KeyValue& name = next();
+    if (version.mod_revision != 0)
+      return Error::Conflict("definition " + d.name + " already has version " + d.version, "version");
+    if (name.mod_revision != 0 && name.value != d.id.value)
+      return Error::Conflict("name " + d.name + " belongs to definition " + name.value, "name");
+    put(version.key, app::ToJson(d).dump());
+    put(name.key, d.id.value);
+  }
+  for (const auto& versions : deleted_versions)
+    for (const auto& kv : versions) {
+      auto j = ParseValue(kv);
+      if (!j) return j.error();
+      (*j)["deleted"] = true;
+      compare.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
+      put(kv.key, j->dump());
+    }
+  for (const auto& i : ch.instances) {
+    const KeyValue& kv = next();
+    // etcd counts a key's writes since its creation: that is the instance's version.
+    if (kv.version != i.version) return Stale("instance", i.id.value, i.version);
+    json body = app::ToJson(i);
+    body["version"] = i.version + 1;
+    put(kv.key, body.dump());
+    const std::string state(ToString(i.state));
+    std::string old_state;
+    if (kv.mod_revision != 0) {
+      auto old = ParseValue(kv);
+      if (!old) return old.error();
+      old_state = old->value("state", "");
+    }
+    if (old_state != state) {
+      if (!old_state.empty()) del(Key("instances-by-state/" + old_state + "/" + KeyPart(i.id.value)));
+      put(Key("instances-by-state/" + state + "/" + KeyPart(i.id.value)), "");
+    }
+  }
+  for (const auto& w : ch.workers) {
+    const KeyValue& kv = next();
+    if (kv.version != w.version) return Stale("worker", w.id.value, w.version);
+    json body = app::ToJson(w);
+    body["version"] = w.version + 1;
+    put(kv.key, body.dump());
+    std::map<int, std::string> before;
+    if (kv.mod_revision != 0) {
+      auto old = ParseAs<Worker>(kv, app::WorkerFromJson);
+      if (!old) return old.error();
+      before = PortHolders(*old);
+    }
+    const auto after = PortHolders(w);
+    const std::string ports = Key("ports/" + KeyPart(w.id.value) + "/");
+    for (const auto& [port, holder] : before)
+      if (!after.count(port)) del(ports + std::to_string(port));
+    for (const auto& [port, holder] : after) {
+      auto was = before.find(port);
+      if (was != before.end() && was->second == holder) continue;
+      // A port newly given out must be free: its key must not exist.
+      if (was == before.end()) compare.push_back(etcd::ModRevisionIs(ports + std::to_string(port), 0));
+      put(ports + std::to_string(port), holder);
+    }
+  }
+  for (const auto& d : ch.deliveries) {
+    const KeyValue& kv = next();
+    if (kv.mod_revision == 0) return Error::NotFound("outbox event " + std::to_string(d.seq) + " not found");
+    auto j = ParseValue(kv);
+    if (!j) return j.error();
+    auto r = RecordFromJson(*j);
+    if (!r) return r.error();
+    r->state = d.state;
+    r->attempts = d.attempts;
+    if (d.state == app::DeliveryState::kPending) r->next_attempt_at = d.at;
+    if (d.state == app::DeliveryState::kDelivered) r->delivered_at = d.at;
+    r->dead_at = d.state == app::DeliveryState::kDead ? std::optional<Timestamp>(d.at) : std::nullopt;
+    r->last_error = d.error;
+    put(kv.key, RecordToJson(*r).dump());
+    const std::string seq = SeqPart(d.seq);
+    if (d.state == app::DeliveryState::kPending) put(Key("outbox/pending/" + seq), "");
+    else del(Key("outbox/pending/" + seq));
+    if (d.state == app::DeliveryState::kDead) put(Key("outbox/dead/" + seq), "");
+    else del(Key("outbox/dead/" + seq));
+  }
+  for (const auto& k : ch.processed) {
+    const KeyValue& kv = next();
+    if (kv.mod_revision != 0) {
+      auto j = ParseValue(kv);
+      if (!j) return j.error();
+      // An expired key is taken over; a live one means the event was already applied.
+      if (j->value("expires_ms", std::int64_t{0}) > ToUnixMillis(k.processed_at))
+        return Error::Conflict("event (" + k.source + ", " + k.id + ") was already processed",
+                               app::kDuplicateEventField);
+    }
+    auto lease = LeaseFor(k.expires_at);
+    if (!lease) return lease.error();
+    const json value = {{"processed_ms", ToUnixMillis(k.processed_at)}, {"expires_ms", ToUnixMillis(k.expires_at)}};
+    put(kv.key, value.dump(), *lease);
+  }
+  if (!ch.events.empty()) {
+    const KeyValue& counter = next();
+    std::int64_t seq = counter.value.empty() ? 0 : std::stoll(counter.value);
+    for (const auto& e : ch.events) {
+      ++seq;
+      app::OutboxRecord r;
+      r.seq = seq;
+      r.event = e;
+      put(Key("outbox/events/" + SeqPart(seq)), RecordToJson(r).dump());
+      put(Key("outbox/ids/" + KeyPart(e.id)), SeqPart(seq));
+      put(Key("outbox/pending/" + SeqPart(seq)), "");
+    }
+    put(counter.key, std::to_string(seq));
+  }
+  if (writes.empty()) return true;  // only a sweep
+  json ops = json::array();
+  for (auto& [_, op] : writes) ops.push_back(std::move(op));
+
+  // 3. Write, guarded by every revision read (and by the leader's term when fenced).
+  json failure = json::array();
+  if (fence) {
+    compare.push_back(etcd::CreateRevisionIs(fence->key, fence->create_revision));
+    failure.push_back(etcd::GetOp(fence->key));
+  }
+  auto t = client_.Txn(compare, ops, failure);
+  if (!t) {
+    // A dedup lease that expired under us: forget the leases and decide again.
+    if (t.error().message.find("lease not found") != std::string::npos) {
+      std::lock_guard lock(lease_mu_);
+      bucket_leases_.clear();
+      return false;
+    }
+    return t.error();
+  }
+  if (t->succeeded) return true;
+  if (fence) {
+    const auto& holder = t->ranges.empty() ? etcd::RangeResult{} : t->ranges.front();
+    if (holder.kvs.empty() || holder.kvs.front().create_revision != fence->create_revision)
+      return Error::Unavailable("store: this replica lost the leadership; its commit was refused");
+  }
+  return false;
+}
+
+}  // namespace ccm::store

@@ -1,0 +1,149 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "app/ports.h"
+#include "store/etcd/etcd_client.h"
+
+namespace ccm::store {
+
+// The shared Store: every replica of ccm reads and writes one etcd cluster. Keys, under
+// `prefix` (default /ccm):
+//   definitions/{id}/{version}, definition-names/{name}       lablet definitions
+//   instances/{id}, instances-by-state/{state}/{id}           instances and their state index
+//   workers/{id}, ports/{worker}/{port}                       workers and their allocated ports
+//   outbox/seq, outbox/events/{seq}, outbox/ids/{event id},   the outbox and its indexes
+//     outbox/pending/{seq}, outbox/dead/{seq}
+//   events/processed/{source}/{id}                            consumed events' dedup keys
+//   controller/leader                                         the leader's lease-backed key
+// A commit reads the keys it changes (one range transaction), checks them, then writes
+// everything in one transaction guarded by the mod revision of each key read: a concurrent
+// write makes the transaction fail and the commit is decided again on fresh reads. Dedup
+// keys carry a lease shared by every key expiring in the same hour. Thread-safe.
+class EtcdStore final : public app::Store {
+ public:
+  struct Options {
+    etcd::ClientOptions client;
+    std::string prefix = "/ccm";
+    std::chrono::seconds dedup_bucket{3600};  // dedup keys expiring within one bucket share a lease
+    // Called after a commit that wrote outbox events; must not block (wakes the dispatcher).
+    std::function<void()> on_events_committed;
+    // The real time, for lease TTLs (the stored timestamps come from the app's clock).
+    std::function<std::chrono::system_clock::time_point()> wall_clock = [] { return std::chrono::system_clock::now(); };
+  };
+
+  // Connects and checks that etcd answers. Errors: unavailable.
+  static Result<std::unique_ptr<EtcdStore>> Open(Options options);
+  ~EtcdStore() override;
+
+  Result<domain::LabletDefinition> GetDefinition(const domain::DefinitionId& id,
+                                                 const std::optional<std::string>& version) override;
+  Result<app::PageOf<domain::LabletDefinition>> ListDefinitions(const app::DefinitionFilter& filter,
+                                                                const app::Page& page) override;
+  Result<std::vector<domain::LabletDefinition>> ListDefinitionVersions(const domain::DefinitionId& id) override;
+  Result<std::optional<domain::DefinitionId>> FindDefinitionByName(const std::string& name) override;
+  Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) override;
+  Result<app::PageOf<domain::LabletInstance>> ListInstances(const app::InstanceFilter& filter,
+                                                            const app::Page& page) override;
+  Result<domain::Worker> GetWorker(const domain::WorkerId& id) override;
+  Result<app::PageOf<domain::Worker>> ListWorkers(const app::Page& page) override;
+  Status Commit(const app::Changes& changes) override;
+  Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) override;
+  Result<std::vector<app::OutboxRecord>> DueEvents(Timestamp now, int limit) override;
+  Result<app::PageOf<app::OutboxRecord>> ListEvents(const app::EventFilter& filter, const app::Page& page) override;
+  Result<app::OutboxRecord> GetEvent(const std::string& event_id) override;
+  Result<app::OutboxStats> GetOutboxStats() override;
+  Status Ping() override;
+
+  // The key a fence names: the leader key, held by `create_revision` (its creation, i.e. one
+  // term of one leader). A fenced commit fails with unavailable once the key is gone or
+  // belongs to another term.
+  struct Fence {
+    std::string key;
+    std::int64_t create_revision = 0;
+  };
+  Status CommitFenced(const app::Changes& changes, const std::optional<Fence>& fence);
+
+  etcd::Client& client() { return client_; }
+  const std::string& prefix() const { return options_.prefix; }
+
+  // Commits retried because a key changed between their read and their write.
+  std::uint64_t retries() const { return retries_.load(); }
+
+ private:
+  explicit EtcdStore(Options options);
+  struct Plan;
+  Result<bool> TryCommit(const app::Changes& changes, const std::optional<Fence>& fence);
+  Result<std::int64_t> LeaseFor(Timestamp expires_at);
+  Result<std::vector<etcd::KeyValue>> GetMany(const std::vector<std::string>& keys);
+  Status SweepKeys(Timestamp expired_by);
+
+  std::string Key(std::string_view area) const { return options_.prefix + "/" + std::string(area); }
+
+  Options options_;
+  etcd::Client client_;
+  std::mutex lease_mu_;
+  std::map<std::int64_t, std::int64_t> bucket_leases_;  // bucket -> lease id
+  std::atomic<std::uint64_t> retries_{0};
+};
+
+// The store as the leader writes it: reads pass through, and every commit is fenced by the
+// current leader term, so that a replica that lost the lead cannot commit what it decided
+// as leader. Without a term (not leading), commits fail with unavailable.
+class FencedStore final : public app::Store {
+ public:
+  FencedStore(EtcdStore& store, std::function<std::optional<EtcdStore::Fence>()> fence)
+      : store_(store), fence_(std::move(fence)) {}
+
+  Result<domain::LabletDefinition> GetDefinition(const domain::DefinitionId& id,
+                                                 const std::optional<std::string>& version) override {
+    return store_.GetDefinition(id, version);
+  }
+  Result<app::PageOf<domain::LabletDefinition>> ListDefinitions(const app::DefinitionFilter& filter,
+                                                                const app::Page& page) override {
+    return store_.ListDefinitions(filter, page);
+  }
+  Result<std::vector<domain::LabletDefinition>> ListDefinitionVersions(const domain::DefinitionId& id) override {
+    return store_.ListDefinitionVersions(id);
+  }
+  Result<std::optional<domain::DefinitionId>> FindDefinitionByName(const std::string& name) override {
+    return store_.FindDefinitionByName(name);
+  }
+  Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) override { return store_.GetInstance(id); }
+  Result<app::PageOf<domain::LabletInstance>> ListInstances(const app::InstanceFilter& filter,
+                                                            const app::Page& page) override {
+    return store_.ListInstances(filter, page);
+  }
+  Result<domain::Worker> GetWorker(const domain::WorkerId& id) override { return store_.GetWorker(id); }
+  Result<app::PageOf<domain::Worker>> ListWorkers(const app::Page& page) override { return store_.ListWorkers(page); }
+  Status Commit(const app::Changes& changes) override {
+    auto fence = fence_();
+    if (!fence) return Error::Unavailable("store: this replica is not the leader; its background work commits nothing");
+    return store_.CommitFenced(changes, fence);
+  }
+  Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) override {
+    return store_.IsProcessed(source, id, now);
+  }
+  Result<std::vector<app::OutboxRecord>> DueEvents(Timestamp now, int limit) override {
+    return store_.DueEvents(now, limit);
+  }
+  Result<app::PageOf<app::OutboxRecord>> ListEvents(const app::EventFilter& filter, const app::Page& page) override {
+    return store_.ListEvents(filter, page);
+  }
+  Result<app::OutboxRecord> GetEvent(const std::string& event_id) override { return store_.GetEvent(event_id); }
+  Result<app::OutboxStats> GetOutboxStats() override { return store_.GetOutboxStats(); }
+  Status Ping() override { return store_.Ping(); }
+
+ private:
+  EtcdStore& store_;
+  std::function<std::optional<EtcdStore::Fence>()> fence_;
+};
+
+}  // namespace ccm::store

@@ -1,0 +1,62 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "app/background_loop.h"
+#include "store/etcd/etcd_client.h"
+#include "store/etcd/etcd_store.h"
+
+namespace ccm::store {
+
+// One leader among the replicas that share an etcd cluster. The leader holds `key`, written
+// with a lease of `ttl` that it renews every ttl/3; the others try to create the key every
+// ttl/3, so that they take over at most ttl + ttl/3 after the leader stops renewing. A term
+// is the key's create revision: commits fenced with it fail once the term is over.
+// `on_elected` and `on_deposed` run on the election's thread; the term is withdrawn (Fence
+// returns nothing) before `on_deposed` runs. Thread-safe.
+class LeaderElection {
+ public:
+  struct Options {
+    std::string key;     // e.g. /ccm/controller/leader
+    std::string holder;  // what this replica writes there (shown to operators)
+    std::chrono::seconds ttl{10};
+  };
+  LeaderElection(etcd::Client& client, Options options, std::function<void()> on_elected,
+                 std::function<void()> on_deposed);
+  ~LeaderElection();
+  LeaderElection(const LeaderElection&) = delete;
+  LeaderElection& operator=(const LeaderElection&) = delete;
+
+  void Start();
+  // Stops campaigning; a leader resigns (its key is deleted with its lease) so that another
+  // replica takes over at its next try rather than after the TTL.
+  void Stop();
+
+  bool IsLeader() const { return term_.load() != 0; }
+  // The current term while leading.
+  std::optional<EtcdStore::Fence> Fence() const;
+  // Terms won so far (for tests and metrics).
+  std::uint64_t terms() const { return terms_.load(); }
+
+ private:
+  bool Round();
+  void Depose(const std::string& why);
+
+  etcd::Client& client_;
+  Options options_;
+  std::function<void()> on_elected_;
+  std::function<void()> on_deposed_;
+  std::mutex mu_;  // serialises rounds with Stop
+  std::int64_t lease_ = 0;
+  std::atomic<std::int64_t> term_{0};
+  std::atomic<std::uint64_t> terms_{0};
+  app::BackgroundLoop loop_;
+};
+
+}  // namespace ccm::store
