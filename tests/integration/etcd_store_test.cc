@@ -1,0 +1,286 @@
+// What only the etcd store promises, against a real etcd: dedup keys on hourly leases, commits
+// fenced by the leader's term, one leader at a time with failover, watches, and two replicas'
+// schedulers racing for ports. (The Store contract runs in sqlite_store_test.cc for both.)
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "app/collection.h"
+#include "app/reconcilers.h"
+#include "app/services.h"
+#include "app/system.h"
+#include "store/etcd/etcd_store.h"
+#include "store/etcd/leader_election.h"
+#include "support/etcd_cluster.h"
+#include "support/fixtures.h"
+#include "support/stack.h"
+#include "support/temp_dir.h"
+
+namespace ccm {
+namespace {
+
+using namespace ccm::domain;
+using namespace std::chrono_literals;
+
+class EtcdStoreTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    cluster_ = new testing::EtcdCluster(dir_->path());
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    delete dir_;
+  }
+
+  // A store on a prefix of this test's own, as one replica would open it.
+  std::unique_ptr<store::EtcdStore> Open(std::function<void()> on_events = nullptr) {
+    store::EtcdStore::Options options;
+    options.client.endpoints = cluster_->ClientUrls();
+    options.prefix = prefix_;
+    options.on_events_committed = std::move(on_events);
+    auto s = store::EtcdStore::Open(options);
+    EXPECT_TRUE(s) << s.error().message;
+    return std::move(s.value());
+  }
+
+  const std::string prefix_ = "/" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name());
+  static testing::TempDir* dir_;
+  static testing::EtcdCluster* cluster_;
+};
+testing::TempDir* EtcdStoreTest::dir_ = nullptr;
+testing::EtcdCluster* EtcdStoreTest::cluster_ = nullptr;
+
+TEST_F(EtcdStoreTest, DedupKeysShareOneLeasePerHourOfExpiry) {
+  auto store = Open();
+  const Timestamp hour = FromUnixMillis(1'900'000'000'000 / 3'600'000 * 3'600'000);  // an hour's start, in the future
+  app::Changes c;
+  for (int n = 0; n < 20; ++n) c.processed.push_back({"platform", "a" + std::to_string(n), hour, hour + 10min + n * 1min});
+  c.processed.push_back({"platform", "b", hour, hour + 90min});  // the next hour
+  ASSERT_TRUE(store->Commit(c));
+  auto keys = store->client().Range(prefix_ + "/events/processed/", store::etcd::PrefixEnd(prefix_ + "/events/processed/"));
+  ASSERT_TRUE(keys);
+  ASSERT_EQ(keys->kvs.size(), 21u);
+  std::set<std::int64_t> leases;
+  std::int64_t lease_of_b = 0;
+  for (const auto& kv : keys->kvs) {
+    EXPECT_NE(kv.lease, 0) << kv.key << " has no lease";
+    if (kv.key.ends_with("/b")) lease_of_b = kv.lease;
+    else leases.insert(kv.lease);
+  }
+  EXPECT_EQ(leases.size(), 1u) << "twenty keys of one hour, one lease";
+  EXPECT_FALSE(leases.count(lease_of_b)) << "another hour, another lease";
+  // The lease lives until its hour is over, not for ever.
+  auto ttl = store->client().Call("/v3/lease/timetolive", {{"ID", std::to_string(*leases.begin())}});
+  ASSERT_TRUE(ttl);
+  const auto granted = std::stoll(ttl->value("grantedTTL", "0"));
+  const auto until_hour_end =
+      std::chrono::duration_cast<std::chrono::seconds>(hour + 60min - std::chrono::system_clock::now()).count();
+  EXPECT_GE(granted, until_hour_end);
+  EXPECT_LE(granted, until_hour_end + 120);
+}
+
+TEST_F(EtcdStoreTest, AKeyWhoseLeaseEndedIsGoneAndTheEventIsNewAgain) {
+  store::EtcdStore::Options options;
+  options.client.endpoints = cluster_->ClientUrls();
+  options.prefix = prefix_;
+  options.dedup_bucket = 1s;
+  auto store = std::move(store::EtcdStore::Open(options).value());
+  app::Changes c;
+  c.processed = {{"platform", "evt", FromUnixMillis(0), FromUnixMillis(1000)}};
+  ASSERT_TRUE(store->Commit(c));
+  auto key = store->client().Range(prefix_ + "/events/processed/platform/evt");
+  ASSERT_EQ(key->kvs.size(), 1u);
+  // Revoking the lease is what its expiry does: the key goes with it.
+  ASSERT_TRUE(store->client().Revoke(key->kvs.front().lease));
+  EXPECT_FALSE(*store->IsProcessed("platform", "evt", FromUnixMillis(0)));
+  // The store notices the lease is gone and takes a new one.
+  EXPECT_TRUE(store->Commit(c));
+  EXPECT_TRUE(*store->IsProcessed("platform", "evt", FromUnixMillis(0)));
+}
+
+TEST_F(EtcdStoreTest, AFencedCommitFailsOnceTheTermIsOverAndWritesNothing) {
+  auto store = Open();
+  auto& client = store->client();
+  const std::string leader = prefix_ + "/controller/leader";
+  auto lease = client.GrantLease(5s);
+  ASSERT_TRUE(lease);
+  auto won = client.Txn(nlohmann::json::array({store::etcd::CreateRevisionIs(leader, 0)}),
+                        nlohmann::json::array({store::etcd::PutOp(leader, "me", *lease), store::etcd::GetOp(leader)}));
+  ASSERT_TRUE(won && won->succeeded);
+  const store::EtcdStore::Fence term{leader, won->ranges[1].kvs.front().create_revision};
+
+  app::Changes first;
+  first.instances = {testing::MakeInstance("i1")};
+  first.events = {{"e1", "i1", "ccm.test", FromUnixMillis(1), "{}"}};
+  ASSERT_TRUE(store->CommitFenced(first, term));
+
+  // The lease ends (as when the leader stops renewing it); another replica takes the key.
+  ASSERT_TRUE(client.Revoke(*lease));
+  ASSERT_TRUE(client.Txn(nlohmann::json::array({store::etcd::CreateRevisionIs(leader, 0)}),
+                         nlohmann::json::array({store::etcd::PutOp(leader, "other")}))->succeeded);
+  app::Changes late;
+  late.instances = {testing::MakeInstance("i2")};
+  late.events = {{"e2", "i2", "ccm.test", FromUnixMillis(2), "{}"}};
+  auto refused = store->CommitFenced(late, term);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(store->GetInstance({"i2"}).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store->GetOutboxStats()->published, 1);
+  // Unfenced commits (the API of every replica) go on.
+  EXPECT_TRUE(store->Commit(late));
+}
+
+TEST_F(EtcdStoreTest, OneLeaderAtATimeAndTheOtherTakesOverWithinTwiceTheTtl) {
+  auto store = Open();
+  const std::string key = prefix_ + "/controller/leader";
+  std::atomic<int> working{0}, max_working{0};
+  auto elected = [&] { max_working = std::max(max_working.load(), ++working); };
+  auto deposed = [&] { --working; };
+  store::LeaderElection a(store->client(), {key, "a", 2s}, elected, deposed);
+  store::LeaderElection b(store->client(), {key, "b", 2s}, elected, deposed);
+  a.Start();
+  b.Start();
+  const auto until = [](auto done, std::chrono::milliseconds limit) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    return done();
+  };
+  ASSERT_TRUE(until([&] { return a.IsLeader() || b.IsLeader(); }, 3s));
+  std::this_thread::sleep_for(1500ms);  // several renewals and tries
+  EXPECT_NE(a.IsLeader(), b.IsLeader());
+  EXPECT_EQ(max_working.load(), 1);
+  store::LeaderElection& leader = a.IsLeader() ? a : b;
+  store::LeaderElection& follower = a.IsLeader() ? b : a;
+  const auto old_term = leader.Fence();
+  ASSERT_TRUE(old_term);
+
+  // The leader's lease is revoked as if it had died: the follower takes over within 2 x TTL.
+  auto held = store->client().Range(key);
+  ASSERT_EQ(held->kvs.size(), 1u);
+  const auto started = std::chrono::steady_clock::now();
+  ASSERT_TRUE(store->client().Revoke(held->kvs.front().lease));
+  ASSERT_TRUE(until([&] { return follower.IsLeader(); }, 4s));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 4s);
+  // The old leader notices at its next renewal and stops.
+  EXPECT_TRUE(until([&] { return !leader.IsLeader(); }, 2s));
+  EXPECT_EQ(working.load(), 1);
+  app::Changes c;
+  c.instances = {testing::MakeInstance("late")};
+  EXPECT_FALSE(store->CommitFenced(c, old_term));
+  EXPECT_TRUE(store->CommitFenced(c, follower.Fence()));
+
+  // A leader that stops resigns: the other takes over at once, not after the TTL.
+  const auto resign = std::chrono::steady_clock::now();
+  follower.Stop();
+  ASSERT_TRUE(until([&] { return leader.IsLeader(); }, 3s));
+  EXPECT_LT(std::chrono::steady_clock::now() - resign, 2s);
+  leader.Stop();
+  EXPECT_EQ(working.load(), 0);
+}
+
+TEST_F(EtcdStoreTest, AWatchSeesWhatAnotherReplicaCommits) {
+  auto mine = Open();
+  auto theirs = Open();
+  std::atomic<int> woken{0};
+  store::etcd::Watch watch(mine->client().options(), prefix_ + "/", [&] { ++woken; });
+  watch.Start();
+  const auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (watch.batches() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  const int before = woken.load();
+  app::Changes c;
+  c.instances = {testing::MakeInstance("from-the-other-replica")};
+  ASSERT_TRUE(theirs->Commit(c));
+  while (woken.load() == before && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  EXPECT_GT(woken.load(), before);
+  watch.Stop();
+}
+
+// The scheduler never calls CML.
+struct NoCml : app::CmlWorkers {
+  Result<std::string> ImportLab(const std::string&, const std::string&, const std::string&) override { return No(); }
+  Status StartLab(const std::string&, const std::string&) override { return No(); }
+  Result<app::CmlLabState> LabState(const std::string&, const std::string&) override { return No(); }
+  Status StopLab(const std::string&, const std::string&) override { return No(); }
+  Status WipeLab(const std::string&, const std::string&) override { return No(); }
+  Status DeleteLab(const std::string&, const std::string&) override { return No(); }
+  static Error No() { return Error::Unavailable("no CML here"); }
+};
+
+// One replica's use cases and reconcilers over its own connection to the shared store.
+struct Replica {
+  explicit Replica(std::unique_ptr<store::EtcdStore> s)
+      : store(std::move(s)),
+        events(ids, "ccm-test"),
+        deps{*store, clock, ids, events},
+        definitions(deps),
+        instances(deps),
+        workers(deps),
+        collection(deps, platform, {}),
+        reconcilers(deps, instances, collection, cml, nullptr, {}) {}
+  std::unique_ptr<store::EtcdStore> store;
+  app::SystemClock clock;
+  app::UuidV7Generator ids;
+  app::EventFactory events;
+  app::Deps deps;
+  app::DefinitionService definitions;
+  app::InstanceService instances;
+  app::WorkerService workers;
+  testing::Unreachable platform;
+  app::CollectionService collection;
+  NoCml cml;
+  app::Reconcilers reconcilers;
+};
+
+TEST_F(EtcdStoreTest, TwoReplicasSchedulingAtOnceNeverHandOutAPortTwice) {
+  Replica a(Open()), b(Open());
+  DefinitionDraft dd;
+  dd.name = "lab";
+  dd.version = "1.0.0";
+  dd.lab_yaml = "nodes:\n  - id: n0\n    label: r1\n    tags: ['serial:${PORT_A}', 'vnc:${PORT_B}']\n";
+  dd.resource_requirements = {1, 1, 0};
+  dd.license_affinity = {LicenseType::kEnterprise};
+  dd.max_duration_minutes = 120;
+  dd.created_by = "test";
+  const auto def = a.definitions.Create(dd).value();
+  const auto w1 = a.workers.Register(testing::MakeWorkerDraft("w1", {1000, 1000, 0}, 1000), "test").value().id;
+  const auto w2 = b.workers.Register(testing::MakeWorkerDraft("w2", {1000, 1000, 0}, 1000), "test").value().id;
+  std::vector<InstanceId> ids;
+  for (int n = 0; n < 30; ++n) {
+    InstanceDraft d;
+    d.definition_id = def.id;
+    d.owner_id = "candidate-" + std::to_string(n);
+    d.timeslot_start = a.clock.Now();
+    d.timeslot_end = d.timeslot_start + 60min;
+    ids.push_back((n % 2 ? a : b).instances.Create(d, "test").value().id);
+  }
+  std::thread ta([&] { a.reconcilers.ScheduleOnce(); });
+  std::thread tb([&] { b.reconcilers.ScheduleOnce(); });
+  ta.join();
+  tb.join();
+  std::map<std::string, std::set<int>> ports;  // worker -> ports handed out
+  size_t handed_out = 0;
+  for (const auto& id : ids) {
+    const LabletInstance i = a.store->GetInstance(id).value();
+    ASSERT_EQ(i.state, InstanceState::kScheduled);
+    for (const auto& [_, port] : i.allocated_ports) {
+      EXPECT_TRUE(ports[i.worker_id->value].insert(port).second) << "port " << port << " twice on " << i.worker_id->value;
+      ++handed_out;
+    }
+  }
+  EXPECT_EQ(handed_out, 60u);
+  // The port keys say the same as the workers.
+  size_t keys = 0;
+  for (const auto& w : {w1, w2}) {
+    const std::string at = prefix_ + "/ports/" + w.value + "/";
+    auto r = a.store->client().Range(at, store::etcd::PrefixEnd(at));
+    keys += r->kvs.size();
+    EXPECT_EQ(r->kvs.size(), a.store->GetWorker(w)->port_allocations.size() * 2);
+  }
+  EXPECT_EQ(keys, 60u);
+}
+
+}  // namespace
+}  // namespace ccm
