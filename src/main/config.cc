@@ -20,7 +20,7 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "RECONCILE_INTERVAL_MS", "SCHEDULE_AHEAD_MINUTES", "INSTANTIATION_LEAD_SECONDS",
                               "INSTANTIATION_TIMEOUT_SECONDS", "CML_MAX_FAILURES", "CCM_RECONCILERS", "AUTH_JWKS_URL", "AUTH_ISSUER",
                               "AUTH_AUDIENCE", "AUTH_CLOCK_SKEW_SECONDS", "CCM_MAX_BODY_BYTES",
-                              "CCM_MAX_CONNECTIONS", "CCM_REQUEST_TIMEOUT_MS", "CCM_IDLE_TIMEOUT_MS",
+                              "CCM_MAX_CONNECTIONS", "CCM_REQUEST_TIMEOUT_MS", "CCM_IDLE_TIMEOUT_MS", "CCM_ETCD_PREFIX", "CCM_LEADER_TTL_SECONDS",
                               "CCM_PUBLIC_URL"};
 
 // The integer settings: name, field, smallest and largest value.

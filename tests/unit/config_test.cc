@@ -36,12 +36,29 @@ TEST(Config, BadValuesNameTheSetting) {
       {"EVENT_DEDUP_TTL_HOURS", "0"}, {"ASSESSMENT_PLATFORM_URL", "platform:8080"}, {"OIDC_TOKEN_URL", "kc/token"},
       {"CML_USERNAME", ""}, {"CLOUD_PROVIDER_URL", "cloud"}, {"SCALE_UP_TEMPLATE", ""},
       {"ARCHIVE_RETENTION_MINUTES", "-1"}, {"RECONCILE_INTERVAL_MS", "5"}, {"CML_MAX_FAILURES", "0"},
-      {"INSTANTIATION_TIMEOUT_SECONDS", "ten"}, {"SCHEDULE_AHEAD_MINUTES", "1.5"}, {"CCM_RECONCILERS", "off"}};
+      {"INSTANTIATION_TIMEOUT_SECONDS", "ten"}, {"SCHEDULE_AHEAD_MINUTES", "1.5"}, {"CCM_RECONCILERS", "off"},
+      {"CCM_STORE", "etcd:"}, {"CCM_STORE", "etcd:host:2379"}, {"CCM_STORE", "etcd:http://a:2379,"},
+      {"CCM_ETCD_PREFIX", "ccm"}, {"CCM_ETCD_PREFIX", "/ccm/"}, {"CCM_LEADER_TTL_SECONDS", "1"}};
   for (const auto& [key, value] : cases) {
     auto c = LoadConfig(std::nullopt, {{key, value}});
     ASSERT_FALSE(c) << key << "=" << value;
     EXPECT_EQ(c.error().field, key);
   }
+}
+
+TEST(Config, AnEtcdStoreNamesEveryMember) {
+  auto c = LoadConfig(std::nullopt, {{"CCM_STORE", "etcd:http://10.0.0.1:2379,http://10.0.0.2:2379/"},
+                                     {"CCM_ETCD_PREFIX", "/exam"},
+                                     {"CCM_LEADER_TTL_SECONDS", "4"}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->EtcdEndpoints(), (std::vector<std::string>{"http://10.0.0.1:2379", "http://10.0.0.2:2379"}));
+  EXPECT_EQ(c->SqlitePath(), "");
+  EXPECT_EQ(c->etcd_prefix, "/exam");
+  EXPECT_EQ(c->leader_ttl_seconds, 4);
+  auto sqlite = LoadConfig(std::nullopt, {});
+  EXPECT_TRUE(sqlite->EtcdEndpoints().empty());
+  EXPECT_EQ(sqlite->etcd_prefix, "/ccm");
+  EXPECT_EQ(sqlite->leader_ttl_seconds, 10);
 }
 
 TEST(Config, EventAndPlatformSettings) {
