@@ -1,4 +1,4 @@
-// Seeds a SQLite file for the load benchmarks through the real use cases: --workers RUNNING
+// Seeds a store (a SQLite file, or etcd with --store etcd:URL,...) for the load benchmarks through the real use cases: --workers RUNNING
 // workers, one definition without ports, and --instances PENDING instances, created from 16
 // threads so that group commit shares the fsyncs. Writes the instance ids, one a line, to
 // --ids and the worker ids to --worker-ids.
@@ -11,15 +11,17 @@
 
 #include "app/services.h"
 #include "app/system.h"
+#include "store/etcd/etcd_store.h"
 #include "store/sqlite/sqlite_store.h"
 
 int main(int argc, char** argv) {
   using namespace ccm;
   CLI::App cli{"Seed a ccm SQLite store for benchmarks"};
-  std::string db, ids_file, worker_ids_file;
+  std::string db, etcd, ids_file, worker_ids_file;
   int count = 1000, worker_count = 1;
   bool running = false, stopped = false;
-  cli.add_option("--db", db, "SQLite file")->required();
+  auto* db_option = cli.add_option("--db", db, "SQLite file");
+  cli.add_option("--etcd", etcd, "etcd members, comma-separated (instead of --db)")->excludes(db_option);
   cli.add_option("--ids", ids_file, "Where to write the instance ids")->required();
   cli.add_option("--instances", count, "How many instances");
   cli.add_option("--worker-ids", worker_ids_file, "Where to write the worker ids")->required();
@@ -28,11 +30,29 @@ int main(int argc, char** argv) {
   cli.add_flag("--stopped", stopped, "As --running, then on to STOPPED");
   CLI11_PARSE(cli, argc, argv);
 
-  auto store = store::SqliteStore::Open({db});
-  if (!store) {
-    std::cerr << store.error().message << "\n";
-    return 1;
+  std::unique_ptr<app::Store> opened;
+  if (!etcd.empty()) {
+    store::EtcdStore::Options options;
+    for (size_t from = 0; from <= etcd.size();) {
+      const size_t comma = std::min(etcd.find(',', from), etcd.size());
+      options.client.endpoints.push_back(etcd.substr(from, comma - from));
+      from = comma + 1;
+    }
+    auto s = store::EtcdStore::Open(options);
+    if (!s) {
+      std::cerr << s.error().message << "\n";
+      return 1;
+    }
+    opened = std::move(s.value());
+  } else {
+    auto s = store::SqliteStore::Open({db});
+    if (!s) {
+      std::cerr << s.error().message << "\n";
+      return 1;
+    }
+    opened = std::move(s.value());
   }
+  auto* store = &opened;
   app::SystemClock clock;
   app::UuidV7Generator ids;
   app::EventFactory events(ids, "ccm-bench");

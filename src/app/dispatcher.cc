@@ -82,6 +82,7 @@ milliseconds Dispatcher::Backoff(int attempts) {
 DeliveryUpdate Dispatcher::Failed(const OutboxRecord& r, const DeliveryOutcome& o, Timestamp now) {
   DeliveryUpdate u;
   u.seq = r.seq;
+  u.event_id = r.event.id;
   u.attempts = r.attempts + 1;
   u.error = o.status ? "HTTP " + std::to_string(o.status) + (o.error.empty() ? "" : ": " + o.error) : o.error;
   const bool too_old = now - r.event.time > options_.max_age;
@@ -135,7 +136,7 @@ Result<int> Dispatcher::RunOnce() {
     if (outcome.kind == DeliveryOutcome::kDelivered) {
       breaker_.OnSuccess();
       for (const auto* r : group) {
-        changes.deliveries.push_back({r->seq, DeliveryState::kDelivered, r->attempts + 1, at, ""});
+        changes.deliveries.push_back({r->seq, DeliveryState::kDelivered, r->attempts + 1, at, "", r->event.id});
         metrics_.ObserveLatency(duration_cast<milliseconds>(at - r->event.time));
       }
       delivered += static_cast<int>(group.size());

@@ -15,7 +15,7 @@ Result<OutboxRecord> EventService::Replay(const std::string& event_id) {
     return Error::FailedPrecondition("event " + event_id + " is " + std::string(ToString(record->state)) +
                                      ", not dead: only dead letters are replayed");
   Changes changes;
-  changes.deliveries.push_back({record->seq, DeliveryState::kPending, 0, clock_.Now(), "replayed"});
+  changes.deliveries.push_back({record->seq, DeliveryState::kPending, 0, clock_.Now(), "replayed", record->event.id});
   if (auto s = store_.Commit(changes); !s) return s.error();
   if (wake_) wake_();
   return store_.GetEvent(event_id);
@@ -32,7 +32,7 @@ Result<int> EventService::ReplayAll() {
     if (!batch) return batch.error();
     if (batch->items.empty()) break;
     Changes changes;
-    for (const auto& r : batch->items) changes.deliveries.push_back({r.seq, DeliveryState::kPending, 0, clock_.Now(), "replayed"});
+    for (const auto& r : batch->items) changes.deliveries.push_back({r.seq, DeliveryState::kPending, 0, clock_.Now(), "replayed", r.event.id});
     if (auto s = store_.Commit(changes); !s) return s.error();
     replayed += static_cast<int>(batch->items.size());
   }

@@ -77,7 +77,7 @@ std::optional<DeliveryState> ParseDeliveryState(std::string_view name);
 
 // An outbox event with its delivery bookkeeping.
 struct OutboxRecord {
-  std::int64_t seq = 0;  // commit order; per subject, delivery follows it
+  std::int64_t seq = 0;  // commit order (increasing, not dense); per subject, delivery follows it
   OutboxEvent event;
   DeliveryState state = DeliveryState::kPending;
   int attempts = 0;
@@ -94,6 +94,7 @@ struct DeliveryUpdate {
   int attempts = 0;
   Timestamp at;               // delivered_at, dead_at, or the next attempt when pending
   std::string error;          // why the last attempt failed
+  std::string event_id;       // the event's id: the etcd store finds the record by it
 };
 
 struct EventFilter {
@@ -106,7 +107,7 @@ struct EventFilter {
 
 // Counts over the whole outbox.
 struct OutboxStats {
-  std::int64_t published = 0;  // events ever written (the highest seq)
+  std::int64_t published = 0;  // events ever written
   std::int64_t pending = 0;
   std::int64_t dead = 0;
 };

@@ -438,7 +438,7 @@ TEST_F(Api, EventsAuditDeadLettersReplayAndMetrics) {
   app::Changes dead;
   for (const auto& item : mine["items"])
     dead.deliveries.push_back({item["seq"].get<std::int64_t>(), app::DeliveryState::kDead, 12,
-                               stack_.clock.Now(), "HTTP 500 (attempt limit reached)"});
+                               stack_.clock.Now(), "HTTP 500 (attempt limit reached)", item["id"]});
   ASSERT_TRUE(stack_.store->Commit(dead));
   json letters = http_.Get("/api/v1/events/dead-letters").Json();
   ASSERT_EQ(letters["items"].size(), 2u);

@@ -177,6 +177,17 @@ Result<RangeResult> Client::Range(const std::string& key, const std::string& ran
   return ReadRange(*j);
 }
 
+Result<RangeResult> Client::RangeByCreation(const std::string& prefix, std::int64_t min_create_revision,
+                                            std::int64_t limit) {
+  json body = GetOp(prefix, PrefixEnd(prefix), limit)["request_range"];
+  body["sort_order"] = "ASCEND";
+  body["sort_target"] = "CREATE";
+  if (min_create_revision > 0) body["min_create_revision"] = std::to_string(min_create_revision);
+  auto j = Call("/v3/kv/range", body);
+  if (!j) return j.error();
+  return ReadRange(*j);
+}
+
 Result<TxnResult> Client::Txn(const json& compare, const json& success, const json& failure) {
   auto j = Call("/v3/kv/txn", {{"compare", compare}, {"success", success}, {"failure", failure}});
   if (!j) return j.error();

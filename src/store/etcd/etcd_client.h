@@ -72,6 +72,10 @@ class Client {
   // Errors: unavailable when no member answers; internal when etcd refuses the request.
   Result<RangeResult> Range(const std::string& key, const std::string& range_end = {}, std::int64_t limit = 0,
                             bool count_only = false);
+  // The keys under `prefix` created at or after `min_create_revision`, in creation order (etcd
+  // sorts them; `limit` applies after the sort).
+  Result<RangeResult> RangeByCreation(const std::string& prefix, std::int64_t min_create_revision,
+                                      std::int64_t limit);
   Result<TxnResult> Txn(const nlohmann::json& compare, const nlohmann::json& success,
                         const nlohmann::json& failure = nlohmann::json::array());
   // A new lease; its id.

@@ -29,13 +29,6 @@ std::string KeyPart(std::string_view s) {
   return out;
 }
 
-// Outbox sequence numbers as fixed-width keys, so that key order is commit order.
-std::string SeqPart(std::int64_t seq) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%020lld", static_cast<long long>(seq));
-  return buf;
-}
-
 Result<json> ParseValue(const KeyValue& kv) {
   json j = json::parse(kv.value, nullptr, false);
   if (j.is_discarded()) return Error::Internal("store: the value of " + kv.key + " is not JSON");
@@ -49,8 +42,16 @@ Result<T> ParseAs(const KeyValue& kv, Parse parse) {
   return parse(*j);
 }
 
-json RecordToJson(const app::OutboxRecord& r) {
-  return {{"seq", r.seq},
+// An outbox event's seq: the revision of the commit that wrote it, then its place among that
+// commit's events. Revisions are etcd's global commit order, so seqs are too, with no counter
+// for concurrent commits to fight over.
+constexpr int kSeqIndexBits = 10;
+constexpr size_t kMaxEventsPerCommit = 250;
+
+std::int64_t SeqOf(std::int64_t create_revision, std::int64_t n) { return (create_revision << kSeqIndexBits) | n; }
+
+json RecordToJson(const app::OutboxRecord& r, std::int64_t n) {
+  return {{"n", n},
           {"id", r.event.id},
           {"subject", r.event.subject},
           {"type", r.event.type},
@@ -64,10 +65,14 @@ json RecordToJson(const app::OutboxRecord& r) {
           {"last_error", r.last_error}};
 }
 
-Result<app::OutboxRecord> RecordFromJson(const json& j) {
+// The record stored at `kv` (outbox/events/{id}), with its seq.
+Result<app::OutboxRecord> ReadRecord(const KeyValue& kv) {
+  auto parsed = ParseValue(kv);
+  if (!parsed) return parsed.error();
+  const json& j = *parsed;
   try {
     app::OutboxRecord r;
-    r.seq = j.at("seq").get<std::int64_t>();
+    r.seq = SeqOf(kv.create_revision, j.at("n").get<std::int64_t>());
     r.event = {j.at("id").get<std::string>(), j.at("subject").get<std::string>(), j.at("type").get<std::string>(),
                FromUnixMillis(j.at("time_ms").get<std::int64_t>()), j.at("event").get<std::string>()};
     r.state = app::ParseDeliveryState(j.at("state").get<std::string>()).value_or(app::DeliveryState::kPending);
@@ -78,8 +83,21 @@ Result<app::OutboxRecord> RecordFromJson(const json& j) {
     r.last_error = j.at("last_error").get<std::string>();
     return r;
   } catch (const json::exception& e) {
-    return Error::Internal(std::string("store: an outbox record does not read back: ") + e.what());
+    return Error::Internal(std::string("store: outbox record ") + kv.key + " does not read back: " + e.what());
   }
+}
+
+// Records in seq order.
+Result<std::vector<app::OutboxRecord>> ReadRecords(const std::vector<KeyValue>& kvs) {
+  std::vector<app::OutboxRecord> out;
+  for (const auto& kv : kvs) {
+    if (kv.mod_revision == 0) continue;  // gone since its index was read
+    auto r = ReadRecord(kv);
+    if (!r) return r.error();
+    out.push_back(std::move(r.value()));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.seq < b.seq; });
+  return out;
 }
 
 Error Stale(std::string_view what, const std::string& id, std::int64_t expected) {
@@ -119,7 +137,7 @@ Result<std::unique_ptr<EtcdStore>> EtcdStore::Open(Options options) {
 }
 
 Status EtcdStore::Ping() {
-  auto r = client_.Range(Key("outbox/seq"), {}, 0, true);
+  auto r = client_.Range(Key("controller/leader"), {}, 0, true);
   if (!r) return r.error();
   return {};
 }
@@ -320,29 +338,26 @@ Result<bool> EtcdStore::IsProcessed(const std::string& source, const std::string
 }
 
 Result<std::vector<app::OutboxRecord>> EtcdStore::DueEvents(Timestamp now, int limit) {
-  // The pending index in seq order, bounded as in the SQLite store, then the records.
+  // The pending index in creation order, bounded as in the SQLite store, then the records.
   const std::string prefix = Key("outbox/pending/");
-  auto pending = client_.Range(prefix, etcd::PrefixEnd(prefix), static_cast<std::int64_t>(limit) * 4 + 64);
+  auto pending = client_.RangeByCreation(prefix, 0, static_cast<std::int64_t>(limit) * 4 + 64);
   if (!pending) return pending.error();
   std::vector<std::string> keys;
   for (const auto& kv : pending->kvs) keys.push_back(Key("outbox/events/" + kv.key.substr(prefix.size())));
-  auto records = GetMany(keys);
+  auto kvs = GetMany(keys);
+  if (!kvs) return kvs.error();
+  auto records = ReadRecords(*kvs);
   if (!records) return records.error();
   std::vector<app::OutboxRecord> out;
   std::set<std::string> blocked;
-  for (const auto& kv : *records) {
+  for (auto& r : *records) {
     if (static_cast<int>(out.size()) == limit) break;
-    if (kv.mod_revision == 0) continue;
-    auto j = ParseValue(kv);
-    if (!j) return j.error();
-    auto r = RecordFromJson(*j);
-    if (!r) return r.error();
-    if (r->state != app::DeliveryState::kPending || blocked.count(r->event.subject)) continue;
-    if (r->next_attempt_at > now) {
-      blocked.insert(r->event.subject);
+    if (r.state != app::DeliveryState::kPending || blocked.count(r.event.subject)) continue;
+    if (r.next_attempt_at > now) {
+      blocked.insert(r.event.subject);
       continue;
     }
-    out.push_back(std::move(r.value()));
+    out.push_back(std::move(r));
   }
   return out;
 }
@@ -356,47 +371,44 @@ Result<app::PageOf<app::OutboxRecord>> EtcdStore::ListEvents(const app::EventFil
       return Error::InvalidArgument("after must be the next value of a previous page", "after");
     }
   }
+  // Creation order from the revision of `after` on; a chunk always reaches past one
+  // revision (one commit holds at most kMaxEventsPerCommit events), so each round moves on.
   const std::string prefix = Key("outbox/events/");
+  const std::int64_t chunk = page.limit + 1 + static_cast<std::int64_t>(kMaxEventsPerCommit);
   app::PageOf<app::OutboxRecord> out;
-  auto s = Scan(client_, prefix + SeqPart(after) + '\0', etcd::PrefixEnd(prefix),
-                [&](const KeyValue& kv) -> Result<bool> {
-                  auto j = ParseValue(kv);
-                  if (!j) return j.error();
-                  auto r = RecordFromJson(*j);
-                  if (!r) return r.error();
-                  if ((f.subject && r->event.subject != *f.subject) || (f.type && r->event.type != *f.type) ||
-                      (f.since && r->event.time < *f.since) || (f.until && r->event.time >= *f.until) ||
-                      (f.state && r->state != *f.state))
-                    return true;
-                  if (static_cast<int>(out.items.size()) == page.limit) {
-                    out.next = std::to_string(out.items.back().seq);
-                    return false;
-                  }
-                  out.items.push_back(std::move(r.value()));
-                  return true;
-                });
-  if (!s) return s.error();
-  return out;
+  for (;;) {
+    auto r = client_.RangeByCreation(prefix, after >> kSeqIndexBits, chunk);
+    if (!r) return r.error();
+    auto records = ReadRecords(r->kvs);
+    if (!records) return records.error();
+    for (auto& rec : *records) {
+      if (rec.seq <= after) continue;
+      after = rec.seq;
+      if ((f.subject && rec.event.subject != *f.subject) || (f.type && rec.event.type != *f.type) ||
+          (f.since && rec.event.time < *f.since) || (f.until && rec.event.time >= *f.until) ||
+          (f.state && rec.state != *f.state))
+        continue;
+      if (static_cast<int>(out.items.size()) == page.limit) {
+        out.next = std::to_string(out.items.back().seq);
+        return out;
+      }
+      out.items.push_back(std::move(rec));
+    }
+    if (static_cast<std::int64_t>(r->kvs.size()) < chunk) return out;
+  }
 }
 
 Result<app::OutboxRecord> EtcdStore::GetEvent(const std::string& event_id) {
-  auto seq = client_.Range(Key("outbox/ids/" + KeyPart(event_id)));
-  if (!seq) return seq.error();
-  if (seq->kvs.empty()) return Error::NotFound("event " + event_id + " not found");
-  auto r = client_.Range(Key("outbox/events/" + seq->kvs.front().value));
+  auto r = client_.Range(Key("outbox/events/" + KeyPart(event_id)));
   if (!r) return r.error();
   if (r->kvs.empty()) return Error::NotFound("event " + event_id + " not found");
-  auto j = ParseValue(r->kvs.front());
-  if (!j) return j.error();
-  return RecordFromJson(*j);
+  return ReadRecord(r->kvs.front());
 }
 
 Result<app::OutboxStats> EtcdStore::GetOutboxStats() {
   app::OutboxStats stats;
-  auto seq = client_.Range(Key("outbox/seq"));
-  if (!seq) return seq.error();
-  if (!seq->kvs.empty()) stats.published = std::stoll(seq->kvs.front().value);
-  for (auto [area, count] : {std::pair{"outbox/pending/", &stats.pending}, std::pair{"outbox/dead/", &stats.dead}}) {
+  for (auto [area, count] : {std::pair{"outbox/events/", &stats.published}, std::pair{"outbox/pending/", &stats.pending},
+                             std::pair{"outbox/dead/", &stats.dead}}) {
     auto r = client_.Range(Key(area), etcd::PrefixEnd(Key(area)), 0, true);
     if (!r) return r.error();
     *count = r->count;
@@ -431,6 +443,22 @@ Status EtcdStore::Commit(const Changes& changes) { return CommitFenced(changes, 
 
 Status EtcdStore::CommitFenced(const Changes& changes, const std::optional<Fence>& fence) {
   if (changes.empty()) return {};
+  // Delivery bookkeeping alone (the dispatcher's rounds, a replay of every dead letter) may
+  // touch hundreds of events: it goes in transactions of a bounded size, each all or nothing.
+  constexpr size_t kDeliveriesPerTxn = 40;  // three operations each, under etcd's default 128
+  const bool deliveries_only = changes.new_definitions.empty() && changes.deleted_definitions.empty() &&
+                               changes.instances.empty() && changes.workers.empty() && changes.events.empty() &&
+                               changes.processed.empty() && !changes.sweep_keys_expired_by;
+  if (deliveries_only && changes.deliveries.size() > kDeliveriesPerTxn) {
+    for (size_t from = 0; from < changes.deliveries.size(); from += kDeliveriesPerTxn) {
+      Changes part;
+      part.deliveries.assign(changes.deliveries.begin() + static_cast<std::ptrdiff_t>(from),
+                             changes.deliveries.begin() +
+                                 static_cast<std::ptrdiff_t>(std::min(changes.deliveries.size(), from + kDeliveriesPerTxn)));
+      if (auto s = CommitFenced(part, fence); !s) return s;
+    }
+    return {};
+  }
   thread_local std::minstd_rand jitter(std::random_device{}());
   for (int attempt = 0; attempt < kMaxCommitAttempts; ++attempt) {
     auto done = TryCommit(changes, fence);
@@ -479,9 +507,15 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   }
   for (const auto& i : ch.instances) keys.push_back(Key("instances/" + KeyPart(i.id.value)));
   for (const auto& w : ch.workers) keys.push_back(Key("workers/" + KeyPart(w.id.value)));
-  for (const auto& d : ch.deliveries) keys.push_back(Key("outbox/events/" + SeqPart(d.seq)));
+  for (const auto& d : ch.deliveries) {
+    if (d.event_id.empty()) return Error::InvalidArgument("store: a delivery update names no event id", "event_id");
+    keys.push_back(Key("outbox/events/" + KeyPart(d.event_id)));
+  }
   for (const auto& k : ch.processed) keys.push_back(Key("events/processed/" + KeyPart(k.source) + "/" + KeyPart(k.id)));
-  if (!ch.events.empty()) keys.push_back(Key("outbox/seq"));
+  if (ch.events.size() > kMaxEventsPerCommit)
+    return Error::InvalidArgument("store: at most " + std::to_string(kMaxEventsPerCommit) + " events per commit",
+                                  "events");
+  for (const auto& e : ch.events) keys.push_back(Key("outbox/events/" + KeyPart(e.id)));
   auto read = GetMany(keys);
   if (!read) return read.error();
   std::vector<std::vector<KeyValue>> deleted_versions;
@@ -569,23 +603,22 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   }
   for (const auto& d : ch.deliveries) {
     const KeyValue& kv = next();
-    if (kv.mod_revision == 0) return Error::NotFound("outbox event " + std::to_string(d.seq) + " not found");
-    auto j = ParseValue(kv);
-    if (!j) return j.error();
-    auto r = RecordFromJson(*j);
-    if (!r) return r.error();
+    auto r = kv.mod_revision == 0 ? Result<app::OutboxRecord>(Error::NotFound("")) : ReadRecord(kv);
+    if (!r && r.error().code != ErrorCode::kNotFound) return r.error();
+    if (!r || r->seq != d.seq)
+      return Error::NotFound("outbox event " + d.event_id + " (seq " + std::to_string(d.seq) + ") not found");
     r->state = d.state;
     r->attempts = d.attempts;
     if (d.state == app::DeliveryState::kPending) r->next_attempt_at = d.at;
     if (d.state == app::DeliveryState::kDelivered) r->delivered_at = d.at;
     r->dead_at = d.state == app::DeliveryState::kDead ? std::optional<Timestamp>(d.at) : std::nullopt;
     r->last_error = d.error;
-    put(kv.key, RecordToJson(*r).dump());
-    const std::string seq = SeqPart(d.seq);
-    if (d.state == app::DeliveryState::kPending) put(Key("outbox/pending/" + seq), "");
-    else del(Key("outbox/pending/" + seq));
-    if (d.state == app::DeliveryState::kDead) put(Key("outbox/dead/" + seq), "");
-    else del(Key("outbox/dead/" + seq));
+    put(kv.key, RecordToJson(*r, d.seq & ((1 << kSeqIndexBits) - 1)).dump());
+    const std::string id = KeyPart(d.event_id);
+    if (d.state == app::DeliveryState::kPending) put(Key("outbox/pending/" + id), "");
+    else del(Key("outbox/pending/" + id));
+    if (d.state == app::DeliveryState::kDead) put(Key("outbox/dead/" + id), "");
+    else del(Key("outbox/dead/" + id));
   }
   for (const auto& k : ch.processed) {
     const KeyValue& kv = next();
@@ -602,19 +635,14 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     const json value = {{"processed_ms", ToUnixMillis(k.processed_at)}, {"expires_ms", ToUnixMillis(k.expires_at)}};
     put(kv.key, value.dump(), *lease);
   }
-  if (!ch.events.empty()) {
-    const KeyValue& counter = next();
-    std::int64_t seq = counter.value.empty() ? 0 : std::stoll(counter.value);
-    for (const auto& e : ch.events) {
-      ++seq;
-      app::OutboxRecord r;
-      r.seq = seq;
-      r.event = e;
-      put(Key("outbox/events/" + SeqPart(seq)), RecordToJson(r).dump());
-      put(Key("outbox/ids/" + KeyPart(e.id)), SeqPart(seq));
-      put(Key("outbox/pending/" + SeqPart(seq)), "");
-    }
-    put(counter.key, std::to_string(seq));
+  for (size_t n = 0; n < ch.events.size(); ++n) {
+    const KeyValue& kv = next();
+    const auto& e = ch.events[n];
+    if (kv.mod_revision != 0) return Error::Internal("store: outbox event " + e.id + " exists already");
+    app::OutboxRecord r;
+    r.event = e;
+    put(kv.key, RecordToJson(r, static_cast<std::int64_t>(n)).dump());
+    put(Key("outbox/pending/" + KeyPart(e.id)), "");
   }
   if (writes.empty()) return true;  // only a sweep
   json ops = json::array();

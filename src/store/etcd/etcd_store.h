@@ -19,14 +19,17 @@ namespace ccm::store {
 //   definitions/{id}/{version}, definition-names/{name}       lablet definitions
 //   instances/{id}, instances-by-state/{state}/{id}           instances and their state index
 //   workers/{id}, ports/{worker}/{port}                       workers and their allocated ports
-//   outbox/seq, outbox/events/{seq}, outbox/ids/{event id},   the outbox and its indexes
-//     outbox/pending/{seq}, outbox/dead/{seq}
+//   outbox/events/{event id}, outbox/pending/{event id},       the outbox and the indexes of
+//     outbox/dead/{event id}                                  its pending and dead events
 //   events/processed/{source}/{id}                            consumed events' dedup keys
 //   controller/leader                                         the leader's lease-backed key
 // A commit reads the keys it changes (one range transaction), checks them, then writes
 // everything in one transaction guarded by the mod revision of each key read: a concurrent
-// write makes the transaction fail and the commit is decided again on fresh reads. Dedup
-// keys carry a lease shared by every key expiring in the same hour. Thread-safe.
+// write makes the transaction fail and the commit is decided again on fresh reads. An outbox
+// event's seq is the revision of its commit (etcd's global commit order) and its place in
+// the commit, so commits that touch different aggregates never conflict. Dedup keys carry a
+// lease shared by every key expiring in the same hour. Delivery bookkeeping alone is written
+// in transactions of at most 40 events. Thread-safe.
 class EtcdStore final : public app::Store {
  public:
   struct Options {
