@@ -89,10 +89,13 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   // On etcd, one replica leads: it alone runs the background work, and its commits are
   // fenced by its term. On SQLite the one process leads for ever.
   std::unique_ptr<store::LeaderElection> election;
+  // Read by request handlers and the leader's loops; set once the server listens.
+  std::atomic<store::LeaderElection*> elected{nullptr};
   std::unique_ptr<store::FencedStore> fenced;
   if (etcd)
-    fenced = std::make_unique<store::FencedStore>(*etcd, [&election]() -> std::optional<store::EtcdStore::Fence> {
-      return election ? election->Fence() : std::nullopt;
+    fenced = std::make_unique<store::FencedStore>(*etcd, [&elected]() -> std::optional<store::EtcdStore::Fence> {
+      auto* e = elected.load();
+      return e ? e->Fence() : std::nullopt;
     });
   app::Store& leader_store = fenced ? static_cast<app::Store&>(*fenced) : *store;
 
@@ -212,7 +215,10 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     });
   }
   http::AddApiRoutes(router, {definitions, instances, workers, *store, events_service, receiver, collection, pods,
-                              [&election] { return !election || election->IsLeader(); }});
+                              [&elected, on_etcd = etcd != nullptr] {
+                                auto* e = elected.load();
+                                return !on_etcd || (e && e->IsLeader());
+                              }});
   http::ServerOptions options;
   options.address = config->listen_host;
   options.port = static_cast<std::uint16_t>(config->listen_port);
@@ -240,6 +246,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
                                                         std::to_string(getpid()),
                                                     std::chrono::seconds(config->leader_ttl_seconds)};
     election = std::make_unique<store::LeaderElection>(etcd->client(), election_options, start_work, stop_work);
+    elected = election.get();
     watch = std::make_unique<store::etcd::Watch>(etcd->client().options(), etcd->prefix() + "/", wake);
     watch->Start();
     election->Start();

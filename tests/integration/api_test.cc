@@ -66,6 +66,7 @@ TEST_F(Api, HealthAndOpenApi) {
   HttpResult ready = http_.Get("/health/ready");
   EXPECT_EQ(ready.status, 200);
   EXPECT_EQ(ready.Json()["store"], "ok");
+  EXPECT_EQ(ready.Json()["leader"], true);  // one process on SQLite always leads
   HttpResult doc = http_.Get("/openapi.json");
   ASSERT_EQ(doc.status, 200);
   EXPECT_EQ(doc.Json()["openapi"], "3.1.0");

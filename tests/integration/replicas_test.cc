@@ -191,6 +191,23 @@ TEST(Replicas, KillingTheLeaderAndAnEtcdMemberLosesNoEventAndHandsOutNoPortTwice
   }
 }
 
+TEST(Replicas, AChangeMadeThroughAnotherReplicaWakesTheLeadersLoops) {
+  testing::TempDir side;
+  testing::EtcdCluster etcd(side.File("etcd"), 1);
+  // The periodic sweep is ten minutes away: only the watch can wake the scheduler.
+  Replicas replicas({{"CCM_STORE", etcd.StoreSetting()}, {"RECONCILE_INTERVAL_MS", "600000"}});
+  ASSERT_TRUE(Eventually([&] { return replicas.Leader() >= 0; }, 10s));
+  auto& follower = *replicas.http[1 - replicas.Leader()];
+  const auto seed = testing::SeedLab(follower, testing::ReadTestData("sample_lab_template.yaml"));
+  std::this_thread::sleep_for(500ms);  // the loops' first sweeps are over
+  const auto now = std::chrono::system_clock::now();
+  json body = {{"definition_id", seed.definition_id}, {"owner_id", "c"},
+               {"timeslot_start", Rfc3339(now + 10min)}, {"timeslot_end", Rfc3339(now + 70min)}};
+  const std::string id = follower.PostJson("/api/v1/instances", body).Json()["id"];
+  EXPECT_TRUE(Eventually([&] { return follower.Get("/api/v1/instances/" + id).Json()["state"] == "SCHEDULED"; }, 5s))
+      << follower.Get("/api/v1/instances/" + id).body;
+}
+
 TEST(Replicas, TheSameEventSentToBothReplicasAtOnceIsAppliedOnce) {
   testing::TempDir side;
   testing::EtcdCluster etcd(side.File("etcd"), 1);
