@@ -4,7 +4,7 @@
 # temporary folder, seeds 6,400 RUNNING instances on 64 workers through the real use cases,
 # starts `ccm serve` with CCM_STORE=etcd:..., and drives it with wrk and bench/transitions.lua
 # for CCM_BENCH_SECONDS (default 20). With CCM_BENCH_REPLICAS=2, a second replica is started
-# on the same etcd and wrk drives both (half the connections each).
+# on the same etcd and wrk drives both (half the connections and half the instances each).
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,10 +35,13 @@ if [ "$replicas" = 2 ]; then
   rm -f "$work/ready"
   start_ccm CCM_STORE="etcd:$client" CCM_HTTP_THREADS="$threads"
   second=$base
-  CCM_RUNNING=1 CCM_IDS_FILE="$work/ids.txt" CCM_WORKER_IDS_FILE="$work/workers.txt" CCM_THREADS=1 \
+  # Each replica's load moves its own half of the instances.
+  awk 'NR % 2 == 1' "$work/ids.txt" >"$work/ids-a.txt"
+  awk 'NR % 2 == 0' "$work/ids.txt" >"$work/ids-b.txt"
+  CCM_RUNNING=1 CCM_IDS_FILE="$work/ids-b.txt" CCM_WORKER_IDS_FILE="$work/workers.txt" CCM_THREADS=1 \
     wrk -t1 -c$((connections / 2)) -d"${seconds}s" --latency -s "$root/bench/transitions.lua" "$second" &
   wrk_second=$!
-  CCM_RUNNING=1 CCM_IDS_FILE="$work/ids.txt" CCM_WORKER_IDS_FILE="$work/workers.txt" CCM_THREADS=1 \
+  CCM_RUNNING=1 CCM_IDS_FILE="$work/ids-a.txt" CCM_WORKER_IDS_FILE="$work/workers.txt" CCM_THREADS=1 \
     wrk -t1 -c$((connections / 2)) -d"${seconds}s" --latency -s "$root/bench/transitions.lua" "$first"
   wait $wrk_second
   stop_ccm
@@ -47,5 +50,6 @@ else
   CCM_RUNNING=1 CCM_IDS_FILE="$work/ids.txt" CCM_WORKER_IDS_FILE="$work/workers.txt" CCM_THREADS=2 \
     wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/transitions.lua" "$first"
 fi
-curl -s "$first/metrics" | grep -E '^ccm_(store|outbox)' || true
+echo "-- CPU seconds used (etcd; ccm), seeding included for etcd:"
+ps -o comm=,times= -p "$etcd_pid","$pid"
 stop_ccm
