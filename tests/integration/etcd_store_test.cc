@@ -181,6 +181,30 @@ TEST_F(EtcdStoreTest, OneLeaderAtATimeAndTheOtherTakesOverWithinTwiceTheTtl) {
   EXPECT_EQ(working.load(), 0);
 }
 
+TEST_F(EtcdStoreTest, ALeaderCutOffFromEtcdStopsBeforeItsLeaseCouldPassToAnother) {
+  testing::TempDir own_dir;
+  auto own = std::make_unique<testing::EtcdCluster>(own_dir.path());
+  store::etcd::Client client({own->ClientUrls(), 200ms, 500ms});
+  std::atomic<bool> working{false};
+  store::LeaderElection leader(client, {"/leader", "a", 3s}, [&] { working = true; }, [&] { working = false; });
+  leader.Start();
+  const auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (!working && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(working);
+  // etcd goes away: the lease can no longer be renewed. The term ends after two thirds of
+  // the TTL at the latest (2 s), before the lease could expire and another replica win.
+  const auto cut = std::chrono::steady_clock::now();
+  own.reset();
+  while (leader.IsLeader() && std::chrono::steady_clock::now() - cut < 5s) std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(leader.IsLeader());
+  EXPECT_LE(std::chrono::steady_clock::now() - cut, 2100ms);
+  EXPECT_FALSE(leader.Fence());
+  // The work stops at the next round that fails to renew (half the TTL after the last one).
+  while (working && std::chrono::steady_clock::now() - cut < 5s) std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(working);
+  leader.Stop();
+}
+
 TEST_F(EtcdStoreTest, AWatchSeesWhatAnotherReplicaCommits) {
   auto mine = Open();
   auto theirs = Open();

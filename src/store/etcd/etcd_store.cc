@@ -122,11 +122,8 @@ constexpr size_t kOpsPerRead = 100;  // below etcd's default --max-txn-ops (128)
 
 EtcdStore::EtcdStore(Options options) : options_(std::move(options)), client_(options_.client) {}
 
-EtcdStore::~EtcdStore() {
-  std::lock_guard lock(lease_mu_);
-  // Dedup leases are left to expire: their keys must outlive this process.
-  bucket_leases_.clear();
-}
+// The dedup leases are not revoked: their keys must outlive this process.
+EtcdStore::~EtcdStore() = default;
 
 Result<std::unique_ptr<EtcdStore>> EtcdStore::Open(Options options) {
   if (options.client.endpoints.empty()) return Error::InvalidArgument("store: no etcd endpoints", "CCM_STORE");
@@ -180,6 +177,15 @@ Status Scan(etcd::Client& client, std::string from, const std::string& end,
 
 // ---- reads ---------------------------------------------------------------------------------
 
+namespace {
+
+void SortBySemVer(std::vector<LabletDefinition>& versions) {
+  std::sort(versions.begin(), versions.end(), [](const LabletDefinition& a, const LabletDefinition& b) {
+    return Compare(*ParseSemVer(a.version), *ParseSemVer(b.version)) < 0;
+  });
+}
+
+// Every version of one definition, oldest first by semver.
 Result<std::vector<LabletDefinition>> ReadVersions(etcd::Client& client, const std::string& prefix) {
   auto r = client.Range(prefix, etcd::PrefixEnd(prefix));
   if (!r) return r.error();
@@ -189,11 +195,11 @@ Result<std::vector<LabletDefinition>> ReadVersions(etcd::Client& client, const s
     if (!d) return d.error();
     out.push_back(std::move(d.value()));
   }
-  std::sort(out.begin(), out.end(), [](const LabletDefinition& a, const LabletDefinition& b) {
-    return Compare(*ParseSemVer(a.version), *ParseSemVer(b.version)) < 0;
-  });
+  SortBySemVer(out);
   return out;
 }
+
+}  // namespace
 
 Result<LabletDefinition> EtcdStore::GetDefinition(const DefinitionId& id, const std::optional<std::string>& version) {
   auto versions = ReadVersions(client_, Key("definitions/" + KeyPart(id.value) + "/"));
@@ -240,9 +246,7 @@ Result<app::PageOf<LabletDefinition>> EtcdStore::ListDefinitions(const app::Defi
       out.next = out.items.back().id.value;
       break;
     }
-    std::sort(versions.begin(), versions.end(), [](const LabletDefinition& a, const LabletDefinition& b) {
-      return Compare(*ParseSemVer(a.version), *ParseSemVer(b.version)) < 0;
-    });
+    SortBySemVer(versions);
     out.items.push_back(versions.back());
   }
   return out;
@@ -603,10 +607,13 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   }
   for (const auto& d : ch.deliveries) {
     const KeyValue& kv = next();
-    auto r = kv.mod_revision == 0 ? Result<app::OutboxRecord>(Error::NotFound("")) : ReadRecord(kv);
-    if (!r && r.error().code != ErrorCode::kNotFound) return r.error();
-    if (!r || r->seq != d.seq)
+    const auto missing = [&] {
       return Error::NotFound("outbox event " + d.event_id + " (seq " + std::to_string(d.seq) + ") not found");
+    };
+    if (kv.mod_revision == 0) return missing();
+    auto r = ReadRecord(kv);
+    if (!r) return r.error();
+    if (r->seq != d.seq) return missing();
     r->state = d.state;
     r->attempts = d.attempts;
     if (d.state == app::DeliveryState::kPending) r->next_attempt_at = d.at;

@@ -6,6 +6,13 @@ namespace ccm::store {
 
 using nlohmann::json;
 
+namespace {
+std::int64_t SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
 LeaderElection::LeaderElection(etcd::Client& client, Options options, std::function<void()> on_elected,
                                std::function<void()> on_deposed)
     : client_(client),
@@ -22,7 +29,7 @@ void LeaderElection::Start() { loop_.Start(); }
 void LeaderElection::Stop() {
   loop_.Stop();
   std::lock_guard lock(mu_);
-  if (IsLeader()) Depose("stopping");
+  if (term_.load() != 0) Depose("stopping");
   if (lease_ != 0) (void)client_.Revoke(lease_);
   lease_ = 0;
 }
@@ -30,6 +37,8 @@ void LeaderElection::Stop() {
 std::optional<EtcdStore::Fence> LeaderElection::Fence() const {
   const std::int64_t term = term_.load();
   if (term == 0) return std::nullopt;
+  const auto unrenewed = std::chrono::nanoseconds(SteadyNanos() - renewed_at_.load());
+  if (unrenewed > std::chrono::milliseconds(options_.ttl) * 2 / 3) return std::nullopt;
   return EtcdStore::Fence{options_.key, term};
 }
 
@@ -39,17 +48,25 @@ void LeaderElection::Depose(const std::string& why) {
   term_ = 0;
   spdlog::warn("leadership lost ({}): background work stops", why);
   on_deposed_();
+  // The key goes with the lease, now if etcd answers, or when the lease runs out: a lease
+  // kept alive by this replica's next campaign would otherwise hold the key for ever.
+  if (lease_ != 0) (void)client_.Revoke(lease_);
+  lease_ = 0;
 }
 
 bool LeaderElection::Round() {
   std::lock_guard lock(mu_);
-  if (IsLeader()) {
+  const std::int64_t round_start = SteadyNanos();
+  if (term_.load() != 0) {
     auto ttl = client_.KeepAlive(lease_);
-    if (!ttl) {
-      Depose("cannot renew the lease: " + ttl.error().message);
-    } else if (*ttl <= 0) {
+    if (ttl && *ttl > 0) {
+      renewed_at_ = round_start;
+    } else if (ttl) {
       Depose("the lease expired");
-      lease_ = 0;
+    } else if (std::chrono::nanoseconds(SteadyNanos() - renewed_at_.load()) > std::chrono::milliseconds(options_.ttl) / 2) {
+      Depose("cannot renew the lease: " + ttl.error().message);
+    } else {
+      spdlog::warn("leader lease not renewed, trying again: {}", ttl.error().message);
     }
     return false;
   }
@@ -74,6 +91,7 @@ bool LeaderElection::Round() {
     return false;
   }
   if (!t->succeeded || t->ranges.size() < 2 || t->ranges[1].kvs.empty()) return false;
+  renewed_at_ = round_start;  // the lease was renewed or granted during this round
   term_ = t->ranges[1].kvs.front().create_revision;
   ++terms_;
   spdlog::info("elected leader ({} = {}, term {})", options_.key, options_.holder, term_.load());

@@ -16,8 +16,12 @@ namespace ccm::store {
 
 // One leader among the replicas that share an etcd cluster. The leader holds `key`, written
 // with a lease of `ttl` that it renews every ttl/3; the others try to create the key every
-// ttl/3, so that they take over at most ttl + ttl/3 after the leader stops renewing. A term
-// is the key's create revision: commits fenced with it fail once the term is over.
+// ttl/3, so that they take over at most ttl + ttl/3 after the leader stops renewing. A
+// renewal that fails (etcd electing a leader of its own, say) is tried again at the next
+// round; the leader steps down when its lease is gone, or when half the TTL has passed since
+// its last renewal. Whatever its thread is doing, the term counts as over two thirds of the
+// TTL after the last renewal, before anyone else can hold the key. A term is the key's
+// create revision: commits fenced with it fail once the term is over.
 // `on_elected` and `on_deposed` run on the election's thread; the term is withdrawn (Fence
 // returns nothing) before `on_deposed` runs. Thread-safe.
 class LeaderElection {
@@ -38,7 +42,7 @@ class LeaderElection {
   // replica takes over at its next try rather than after the TTL.
   void Stop();
 
-  bool IsLeader() const { return term_.load() != 0; }
+  bool IsLeader() const { return Fence().has_value(); }
   // The current term while leading.
   std::optional<EtcdStore::Fence> Fence() const;
   // Terms won so far (for tests and metrics).
@@ -54,6 +58,8 @@ class LeaderElection {
   std::function<void()> on_deposed_;
   std::mutex mu_;  // serialises rounds with Stop
   std::int64_t lease_ = 0;
+  // When the lease was last renewed (steady clock, ns), while leading.
+  std::atomic<std::int64_t> renewed_at_{0};
   std::atomic<std::int64_t> term_{0};
   std::atomic<std::uint64_t> terms_{0};
   app::BackgroundLoop loop_;
