@@ -205,6 +205,43 @@ TEST_F(EtcdStoreTest, ALeaderCutOffFromEtcdStopsBeforeItsLeaseCouldPassToAnother
   leader.Stop();
 }
 
+TEST_F(EtcdStoreTest, WhatOneReplicaRemembersNeverLetsAStaleWriteThrough) {
+  auto a = Open();
+  auto b = Open();
+  app::Changes create;
+  create.instances = {testing::MakeInstance("i1")};
+  ASSERT_TRUE(a->Commit(create));
+  LabletInstance seen_by_a = a->GetInstance({"i1"}).value();  // a remembers version 1
+  LabletInstance by_b = b->GetInstance({"i1"}).value();
+  by_b.state = InstanceState::kScheduled;
+  app::Changes moved;
+  moved.instances = {by_b};
+  ASSERT_TRUE(b->Commit(moved));  // version 2, SCHEDULED, written by the other replica
+
+  seen_by_a.owner_id = "stale";
+  app::Changes stale;
+  stale.instances = {seen_by_a};
+  auto refused = a->Commit(stale);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().field, app::kStaleVersionField);
+  EXPECT_EQ(b->GetInstance({"i1"})->owner_id, "owner-1");
+
+  // Read again, a's next write keeps the state index right (SCHEDULED -> RUNNING).
+  LabletInstance fresh = a->GetInstance({"i1"}).value();
+  fresh.state = InstanceState::kRunning;
+  app::Changes run;
+  run.instances = {fresh};
+  ASSERT_TRUE(a->Commit(run));
+  app::InstanceFilter scheduled, running;
+  scheduled.state = InstanceState::kScheduled;
+  running.state = InstanceState::kRunning;
+  EXPECT_TRUE(b->ListInstances(scheduled, {})->items.empty());
+  EXPECT_EQ(b->ListInstances(running, {})->items.size(), 1u);
+  auto index = b->client().Range(prefix_ + "/instances-by-state/", store::etcd::PrefixEnd(prefix_ + "/instances-by-state/"));
+  ASSERT_EQ(index->kvs.size(), 1u);
+  EXPECT_EQ(index->kvs.front().key, prefix_ + "/instances-by-state/RUNNING/i1");
+}
+
 TEST_F(EtcdStoreTest, AWatchSeesWhatAnotherReplicaCommits) {
   auto mine = Open();
   auto theirs = Open();

@@ -155,6 +155,19 @@ Result<std::vector<KeyValue>> EtcdStore::GetMany(const std::vector<std::string>&
   return out;
 }
 
+void EtcdStore::Remember(const std::string& key, Known known) {
+  std::lock_guard lock(known_mu_);
+  if (known_.size() >= 100'000) known_.clear();  // a bound, not a policy: misses only cost a read
+  known_[key] = std::move(known);
+}
+
+std::optional<EtcdStore::Known> EtcdStore::Recall(const std::string& key, std::int64_t version) {
+  std::lock_guard lock(known_mu_);
+  auto it = known_.find(key);
+  if (it == known_.end() || it->second.version != version) return std::nullopt;
+  return it->second;
+}
+
 namespace {
 
 // Visits the keys in [from, end) in key order, `chunk` at a time, until `visit` says stop.
@@ -256,7 +269,9 @@ Result<LabletInstance> EtcdStore::GetInstance(const InstanceId& id) {
   auto r = client_.Range(Key("instances/" + KeyPart(id.value)));
   if (!r) return r.error();
   if (r->kvs.empty()) return Error::NotFound("instance " + id.value + " not found");
-  return ParseAs<LabletInstance>(r->kvs.front(), app::InstanceFromJson);
+  auto i = ParseAs<LabletInstance>(r->kvs.front(), app::InstanceFromJson);
+  if (i) Remember(r->kvs.front().key, {r->kvs.front().mod_revision, r->kvs.front().version, std::string(ToString(i->state)), {}});
+  return i;
 }
 
 Result<app::PageOf<LabletInstance>> EtcdStore::ListInstances(const app::InstanceFilter& filter, const app::Page& page) {
@@ -289,6 +304,7 @@ Result<app::PageOf<LabletInstance>> EtcdStore::ListInstances(const app::Instance
         if (kv.mod_revision == 0) continue;  // gone since the index was read
         auto i = ParseAs<LabletInstance>(kv, app::InstanceFromJson);
         if (!i) return i.error();
+        Remember(kv.key, {kv.mod_revision, kv.version, std::string(ToString(i->state)), {}});
         if (!take(*i)) break;
       }
       if (!r->more || r->kvs.empty()) break;
@@ -301,6 +317,7 @@ Result<app::PageOf<LabletInstance>> EtcdStore::ListInstances(const app::Instance
                 [&](const KeyValue& kv) -> Result<bool> {
                   auto i = ParseAs<LabletInstance>(kv, app::InstanceFromJson);
                   if (!i) return i.error();
+                  Remember(kv.key, {kv.mod_revision, kv.version, std::string(ToString(i->state)), {}});
                   return take(*i);
                 });
   if (!s) return s.error();
@@ -311,7 +328,9 @@ Result<Worker> EtcdStore::GetWorker(const WorkerId& id) {
   auto r = client_.Range(Key("workers/" + KeyPart(id.value)));
   if (!r) return r.error();
   if (r->kvs.empty()) return Error::NotFound("worker " + id.value + " not found");
-  return ParseAs<Worker>(r->kvs.front(), app::WorkerFromJson);
+  auto w = ParseAs<Worker>(r->kvs.front(), app::WorkerFromJson);
+  if (w) Remember(r->kvs.front().key, {r->kvs.front().mod_revision, r->kvs.front().version, {}, PortHolders(*w)});
+  return w;
 }
 
 Result<app::PageOf<Worker>> EtcdStore::ListWorkers(const app::Page& page) {
@@ -327,6 +346,7 @@ Result<app::PageOf<Worker>> EtcdStore::ListWorkers(const app::Page& page) {
     }
     auto w = ParseAs<Worker>(kv, app::WorkerFromJson);
     if (!w) return w.error();
+    Remember(kv.key, {kv.mod_revision, kv.version, {}, PortHolders(*w)});
     out.items.push_back(std::move(w.value()));
   }
   return out;
@@ -465,7 +485,7 @@ Status EtcdStore::CommitFenced(const Changes& changes, const std::optional<Fence
   }
   thread_local std::minstd_rand jitter(std::random_device{}());
   for (int attempt = 0; attempt < kMaxCommitAttempts; ++attempt) {
-    auto done = TryCommit(changes, fence);
+    auto done = TryCommit(changes, fence, attempt == 0);
     if (!done) return done.error();
     if (*done) {
       if (changes.sweep_keys_expired_by)
@@ -502,26 +522,43 @@ Status EtcdStore::SweepKeys(Timestamp expired_by) {
 
 // One attempt: read every key the commit depends on, decide, write guarded by what was
 // read. true: committed; false: a key changed in between (try again); an error: refused.
-Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>& fence) {
-  // 1. What the commit depends on, in one read.
+Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>& fence, bool optimistic) {
+  if (ch.events.size() > kMaxEventsPerCommit)
+    return Error::InvalidArgument("store: at most " + std::to_string(kMaxEventsPerCommit) + " events per commit",
+                                  "events");
+  // 1. What the commit depends on, in one read (less what a recent read already told).
   std::vector<std::string> keys;
   for (const auto& d : ch.new_definitions) {
     keys.push_back(Key("definitions/" + KeyPart(d.id.value) + "/" + KeyPart(d.version)));
     keys.push_back(Key("definition-names/" + KeyPart(d.name)));
   }
-  for (const auto& i : ch.instances) keys.push_back(Key("instances/" + KeyPart(i.id.value)));
-  for (const auto& w : ch.workers) keys.push_back(Key("workers/" + KeyPart(w.id.value)));
+  std::vector<std::optional<Known>> instances_known, workers_known;
+  for (const auto& i : ch.instances) {
+    const std::string key = Key("instances/" + KeyPart(i.id.value));
+    instances_known.push_back(optimistic ? Recall(key, i.version) : std::nullopt);
+    if (!instances_known.back()) keys.push_back(key);
+  }
+  for (const auto& w : ch.workers) {
+    const std::string key = Key("workers/" + KeyPart(w.id.value));
+    workers_known.push_back(optimistic ? Recall(key, w.version) : std::nullopt);
+    if (!workers_known.back()) keys.push_back(key);
+  }
   for (const auto& d : ch.deliveries) {
     if (d.event_id.empty()) return Error::InvalidArgument("store: a delivery update names no event id", "event_id");
     keys.push_back(Key("outbox/events/" + KeyPart(d.event_id)));
   }
   for (const auto& k : ch.processed) keys.push_back(Key("events/processed/" + KeyPart(k.source) + "/" + KeyPart(k.id)));
-  if (ch.events.size() > kMaxEventsPerCommit)
-    return Error::InvalidArgument("store: at most " + std::to_string(kMaxEventsPerCommit) + " events per commit",
-                                  "events");
-  for (const auto& e : ch.events) keys.push_back(Key("outbox/events/" + KeyPart(e.id)));
-  auto read = GetMany(keys);
-  if (!read) return read.error();
+  if (!optimistic)
+    for (const auto& e : ch.events) keys.push_back(Key("outbox/events/" + KeyPart(e.id)));
+  std::vector<KeyValue> read;
+  if (!keys.empty()) {
+    auto got = GetMany(keys);
+    if (!got) return got.error();
+    read = std::move(got.value());
+  }
+  std::unordered_map<std::string, const KeyValue*> by_key;
+  for (const auto& kv : read) by_key[kv.key] = &kv;
+  const auto get = [&by_key](const std::string& key) -> const KeyValue& { return *by_key.at(key); };
   std::vector<std::vector<KeyValue>> deleted_versions;
   for (const auto& id : ch.deleted_definitions) {
     const std::string prefix = Key("definitions/" + KeyPart(id.value) + "/");
@@ -540,13 +577,11 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     writes[key] = etcd::PutOp(key, value, lease);
   };
   const auto del = [&writes](const std::string& key) { writes[key] = etcd::DeleteOp(key); };
-  for (const auto& kv : *read) compare.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
-  size_t at = 0;
-  const auto next = [&]() -> const KeyValue& { return (*read)[at++]; };
+  for (const auto& kv : read) compare.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
 
   for (const auto& d : ch.new_definitions) {
-    const KeyValue& version = next();
-    const KeyValue& name = next();
+    const KeyValue& version = get(Key("definitions/" + KeyPart(d.id.value) + "/" + KeyPart(d.version)));
+    const KeyValue& name = get(Key("definition-names/" + KeyPart(d.name)));
     if (version.mod_revision != 0)
       return Error::Conflict("definition " + d.name + " already has version " + d.version, "version");
     if (name.mod_revision != 0 && name.value != d.id.value)
@@ -562,51 +597,69 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
       compare.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
       put(kv.key, j->dump());
     }
-  for (const auto& i : ch.instances) {
-    const KeyValue& kv = next();
-    // etcd counts a key's writes since its creation: that is the instance's version.
-    if (kv.version != i.version) return Stale("instance", i.id.value, i.version);
-    json body = app::ToJson(i);
-    body["version"] = i.version + 1;
-    put(kv.key, body.dump());
-    const std::string state(ToString(i.state));
-    std::string old_state;
+  // What a commit found of an aggregate: recalled (and guarded here), or read (and guarded above).
+  const auto known_or_read = [&](std::optional<Known>& known, const std::string& key, auto describe) -> Result<Known> {
+    if (known) {
+      compare.push_back(etcd::ModRevisionIs(key, known->mod_revision));
+      return *known;
+    }
+    const KeyValue& kv = get(key);
+    Known k{kv.mod_revision, kv.version, {}, {}};
     if (kv.mod_revision != 0) {
+      if (auto s = describe(kv, k); !s) return s.error();
+      Remember(key, k);
+    }
+    return k;
+  };
+  for (size_t n = 0; n < ch.instances.size(); ++n) {
+    const auto& i = ch.instances[n];
+    const std::string key = Key("instances/" + KeyPart(i.id.value));
+    auto before = known_or_read(instances_known[n], key, [](const KeyValue& kv, Known& k) -> Status {
       auto old = ParseValue(kv);
       if (!old) return old.error();
-      old_state = old->value("state", "");
-    }
-    if (old_state != state) {
-      if (!old_state.empty()) del(Key("instances-by-state/" + old_state + "/" + KeyPart(i.id.value)));
+      k.state = old->value("state", "");
+      return {};
+    });
+    if (!before) return before.error();
+    // etcd counts a key's writes since its creation: that is the instance's version.
+    if (before->version != i.version) return Stale("instance", i.id.value, i.version);
+    json body = app::ToJson(i);
+    body["version"] = i.version + 1;
+    put(key, body.dump());
+    const std::string state(ToString(i.state));
+    if (before->state != state) {
+      if (!before->state.empty()) del(Key("instances-by-state/" + before->state + "/" + KeyPart(i.id.value)));
       put(Key("instances-by-state/" + state + "/" + KeyPart(i.id.value)), "");
     }
   }
-  for (const auto& w : ch.workers) {
-    const KeyValue& kv = next();
-    if (kv.version != w.version) return Stale("worker", w.id.value, w.version);
-    json body = app::ToJson(w);
-    body["version"] = w.version + 1;
-    put(kv.key, body.dump());
-    std::map<int, std::string> before;
-    if (kv.mod_revision != 0) {
+  for (size_t n = 0; n < ch.workers.size(); ++n) {
+    const auto& w = ch.workers[n];
+    const std::string key = Key("workers/" + KeyPart(w.id.value));
+    auto before = known_or_read(workers_known[n], key, [](const KeyValue& kv, Known& k) -> Status {
       auto old = ParseAs<Worker>(kv, app::WorkerFromJson);
       if (!old) return old.error();
-      before = PortHolders(*old);
-    }
+      k.ports = PortHolders(*old);
+      return {};
+    });
+    if (!before) return before.error();
+    if (before->version != w.version) return Stale("worker", w.id.value, w.version);
+    json body = app::ToJson(w);
+    body["version"] = w.version + 1;
+    put(key, body.dump());
     const auto after = PortHolders(w);
     const std::string ports = Key("ports/" + KeyPart(w.id.value) + "/");
-    for (const auto& [port, holder] : before)
+    for (const auto& [port, holder] : before->ports)
       if (!after.count(port)) del(ports + std::to_string(port));
     for (const auto& [port, holder] : after) {
-      auto was = before.find(port);
-      if (was != before.end() && was->second == holder) continue;
+      auto was = before->ports.find(port);
+      if (was != before->ports.end() && was->second == holder) continue;
       // A port newly given out must be free: its key must not exist.
-      if (was == before.end()) compare.push_back(etcd::ModRevisionIs(ports + std::to_string(port), 0));
+      if (was == before->ports.end()) compare.push_back(etcd::ModRevisionIs(ports + std::to_string(port), 0));
       put(ports + std::to_string(port), holder);
     }
   }
   for (const auto& d : ch.deliveries) {
-    const KeyValue& kv = next();
+    const KeyValue& kv = get(Key("outbox/events/" + KeyPart(d.event_id)));
     const auto missing = [&] {
       return Error::NotFound("outbox event " + d.event_id + " (seq " + std::to_string(d.seq) + ") not found");
     };
@@ -628,7 +681,7 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     else del(Key("outbox/dead/" + id));
   }
   for (const auto& k : ch.processed) {
-    const KeyValue& kv = next();
+    const KeyValue& kv = get(Key("events/processed/" + KeyPart(k.source) + "/" + KeyPart(k.id)));
     if (kv.mod_revision != 0) {
       auto j = ParseValue(kv);
       if (!j) return j.error();
@@ -643,12 +696,13 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     put(kv.key, value.dump(), *lease);
   }
   for (size_t n = 0; n < ch.events.size(); ++n) {
-    const KeyValue& kv = next();
     const auto& e = ch.events[n];
-    if (kv.mod_revision != 0) return Error::Internal("store: outbox event " + e.id + " exists already");
+    const std::string key = Key("outbox/events/" + KeyPart(e.id));
+    if (optimistic) compare.push_back(etcd::ModRevisionIs(key, 0));  // ids are unique; checked on a retry
+    else if (get(key).mod_revision != 0) return Error::Internal("store: outbox event " + e.id + " exists already");
     app::OutboxRecord r;
     r.event = e;
-    put(kv.key, RecordToJson(r, static_cast<std::int64_t>(n)).dump());
+    put(key, RecordToJson(r, static_cast<std::int64_t>(n)).dump());
     put(Key("outbox/pending/" + KeyPart(e.id)), "");
   }
   if (writes.empty()) return true;  // only a sweep
@@ -671,7 +725,14 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     }
     return t.error();
   }
-  if (t->succeeded) return true;
+  if (t->succeeded) {
+    // What this commit wrote is what the next one on the same aggregates will find.
+    for (const auto& i : ch.instances)
+      Remember(Key("instances/" + KeyPart(i.id.value)), {t->revision, i.version + 1, std::string(ToString(i.state)), {}});
+    for (const auto& w : ch.workers)
+      Remember(Key("workers/" + KeyPart(w.id.value)), {t->revision, w.version + 1, {}, PortHolders(w)});
+    return true;
+  }
   if (fence) {
     const auto& holder = t->ranges.empty() ? etcd::RangeResult{} : t->ranges.front();
     if (holder.kvs.empty() || holder.kvs.front().create_revision != fence->create_revision)

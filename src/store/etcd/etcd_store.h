@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "app/ports.h"
 #include "store/etcd/etcd_client.h"
@@ -25,7 +26,9 @@ namespace ccm::store {
 //   controller/leader                                         the leader's lease-backed key
 // A commit reads the keys it changes (one range transaction), checks them, then writes
 // everything in one transaction guarded by the mod revision of each key read: a concurrent
-// write makes the transaction fail and the commit is decided again on fresh reads. An outbox
+// write makes the transaction fail and the commit is decided again on fresh reads. An
+// instance or worker read or written here at the version being committed is not read again:
+// its mod revision and indexed fields are remembered, and the guard is the same. An outbox
 // event's seq is the revision of its commit (etcd's global commit order) and its place in
 // the commit, so commits that touch different aggregates never conflict. Dedup keys carry a
 // lease shared by every key expiring in the same hour. Delivery bookkeeping alone is written
@@ -82,8 +85,20 @@ class EtcdStore final : public app::Store {
 
  private:
   explicit EtcdStore(Options options);
-  struct Plan;
-  Result<bool> TryCommit(const app::Changes& changes, const std::optional<Fence>& fence);
+  // What a read saw of an instance or a worker key: enough to guard a commit on it (its mod
+  // revision) and to keep its indexes (its state, its ports) without reading it again.
+  struct Known {
+    std::int64_t mod_revision = 0;
+    std::int64_t version = 0;
+    std::string state;                 // an instance's
+    std::map<int, std::string> ports;  // a worker's: port -> the instance holding it
+  };
+  void Remember(const std::string& key, Known known);
+  std::optional<Known> Recall(const std::string& key, std::int64_t version);
+
+  // With `optimistic`, instances and workers read recently at the commit's versions are not
+  // read again, and new outbox events are assumed absent; the guards catch anything else.
+  Result<bool> TryCommit(const app::Changes& changes, const std::optional<Fence>& fence, bool optimistic);
   Result<std::int64_t> LeaseFor(Timestamp expires_at);
   Result<std::vector<etcd::KeyValue>> GetMany(const std::vector<std::string>& keys);
   Status SweepKeys(Timestamp expired_by);
@@ -95,6 +110,8 @@ class EtcdStore final : public app::Store {
   std::mutex lease_mu_;
   std::map<std::int64_t, std::int64_t> bucket_leases_;  // bucket -> lease id
   std::atomic<std::uint64_t> retries_{0};
+  std::mutex known_mu_;
+  std::unordered_map<std::string, Known> known_;
 };
 
 // The store as the leader writes it: reads pass through, and every commit is fenced by the
