@@ -484,7 +484,7 @@ void AddReceiverRoutes(Router& router, app::EventReceiver& receiver) {
   });
 }
 
-void AddEventRoutes(Router& router, app::EventService& events) {
+void AddEventRoutes(Router& router, app::EventService& events, const std::function<bool()>& leading) {
   router.Add("GET", "/api/v1/events", [&events](Request& req) {
     if (auto s = OnlyQuery(req, {"subject", "type", "since", "until", "state", "limit", "after"}); !s)
       return Fail(s.error(), req);
@@ -528,12 +528,14 @@ void AddEventRoutes(Router& router, app::EventService& events) {
     if (!n) return Fail(n.error(), req);
     return Json(200, {{"replayed", *n}});
   });
-  router.Add("GET", "/metrics", [&events](Request& req) {
+  router.Add("GET", "/metrics", [&events, leading](Request& req) {
     auto text = events.Metrics();
     if (!text) return Fail(text.error(), req);
     Response r;
     r.content_type = "text/plain; version=0.0.4";
     r.body = std::move(text.value());
+    r.body += "# HELP ccm_leader 1 on the replica that runs the background work, else 0.\n# TYPE ccm_leader gauge\n";
+    r.body += std::string("ccm_leader ") + (!leading || leading() ? "1" : "0") + "\n";
     return r;
   });
 }
@@ -570,7 +572,7 @@ void AddApiRoutes(Router& router, ApiServices s) {
   AddDefinitionRoutes(router, s.definitions);
   AddInstanceRoutes(router, s.instances);
   AddWorkerRoutes(router, s.workers);
-  AddEventRoutes(router, s.events);
+  AddEventRoutes(router, s.events, s.leading);
   AddReceiverRoutes(router, s.receiver);
   AddCollectionRoutes(router, s.collection);
   router.Add("GET", "/api/v1/instances/{id}/pod", [&pods = s.pods](Request& req) {

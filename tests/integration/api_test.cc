@@ -67,6 +67,7 @@ TEST_F(Api, HealthAndOpenApi) {
   EXPECT_EQ(ready.status, 200);
   EXPECT_EQ(ready.Json()["store"], "ok");
   EXPECT_EQ(ready.Json()["leader"], true);  // one process on SQLite always leads
+  EXPECT_NE(http_.Get("/metrics").body.find("\nccm_leader 1\n"), std::string::npos);
   HttpResult doc = http_.Get("/openapi.json");
   ASSERT_EQ(doc.status, 200);
   EXPECT_EQ(doc.Json()["openapi"], "3.1.0");

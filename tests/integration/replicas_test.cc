@@ -93,6 +93,8 @@ TEST(Replicas, KillingTheLeaderAndAnEtcdMemberLosesNoEventAndHandsOutNoPortTwice
   const int survivor = 1 - first_leader;
   auto& api = *replicas.http[survivor];
   auto& other = *replicas.http[first_leader];
+  EXPECT_NE(other.Get("/metrics").body.find("\nccm_leader 1\n"), std::string::npos);
+  EXPECT_NE(api.Get("/metrics").body.find("\nccm_leader 0\n"), std::string::npos);
 
   // Everything is asked of both replicas: each serves the API.
   json worker = {{"name", "w1"},
