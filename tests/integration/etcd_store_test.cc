@@ -53,6 +53,36 @@ class EtcdStoreTest : public ::testing::Test {
 testing::TempDir* EtcdStoreTest::dir_ = nullptr;
 testing::EtcdCluster* EtcdStoreTest::cluster_ = nullptr;
 
+TEST_F(EtcdStoreTest, TheClientRoundTripsAnyBytesAndMovesPastADeadMember) {
+  // A member that is not there comes first: every call moves on to the live one.
+  const std::string dead = "http://127.0.0.1:" + std::to_string(testing::UnusedPort());
+  std::vector<std::string> endpoints = {dead};
+  for (const auto& url : cluster_->ClientUrls()) endpoints.push_back(url);
+  store::etcd::Client client({endpoints, 300ms, 2s});
+  // Values of every length modulo 3 (base64 padding) and every byte.
+  std::string all_bytes;
+  for (int b = 0; b < 256; ++b) all_bytes += static_cast<char>(b);
+  const std::vector<std::string> values = {"", "a", "ab", "abc", "abcd", all_bytes, std::string("\0\xff\0", 3)};
+  for (size_t n = 0; n < values.size(); ++n) {
+    const std::string key = prefix_ + "/bytes/" + std::to_string(n);
+    ASSERT_TRUE(client.Txn(nlohmann::json::array(), nlohmann::json::array({store::etcd::PutOp(key, values[n])})));
+    auto got = client.Range(key);
+    ASSERT_TRUE(got) << got.error().message;
+    ASSERT_EQ(got->kvs.size(), 1u);
+    EXPECT_EQ(got->kvs.front().value, values[n]) << n;
+  }
+  auto listed = client.Range(prefix_ + "/bytes/", store::etcd::PrefixEnd(prefix_ + "/bytes/"));
+  EXPECT_EQ(listed->kvs.size(), values.size());
+  EXPECT_EQ(store::etcd::PrefixEnd("a/"), "a0");
+  EXPECT_EQ(store::etcd::PrefixEnd(std::string("a\xff", 2)), "b");
+  // No member at all: unavailable, naming the last one tried.
+  store::etcd::Client nobody({{dead}, 300ms, 1s});
+  auto refused = nobody.Range("/x");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(refused.error().message.find(dead), std::string::npos) << refused.error().message;
+}
+
 TEST_F(EtcdStoreTest, DedupKeysShareOneLeasePerHourOfExpiry) {
   auto store = Open();
   const Timestamp hour = FromUnixMillis(1'900'000'000'000 / 3'600'000 * 3'600'000);  // an hour's start, in the future
