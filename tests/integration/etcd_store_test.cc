@@ -140,12 +140,21 @@ TEST_F(EtcdStoreTest, AFencedCommitFailsOnceTheTermIsOverAndWritesNothing) {
   auto won = client.Txn(nlohmann::json::array({store::etcd::CreateRevisionIs(leader, 0)}),
                         nlohmann::json::array({store::etcd::PutOp(leader, "me", *lease), store::etcd::GetOp(leader)}));
   ASSERT_TRUE(won && won->succeeded);
-  const store::EtcdStore::Fence term{leader, won->ranges[1].kvs.front().create_revision};
+  const store::EtcdStore::Fence term{leader, won->ranges[1].kvs.front().create_revision, *lease};
 
   app::Changes first;
   first.instances = {testing::MakeInstance("i1")};
   first.events = {{"e1", "i1", "ccm.test", FromUnixMillis(1), "{}"}};
   ASSERT_TRUE(store->CommitFenced(first, term));
+
+  // The key moved to another lease (same term): the fence holds the lease too.
+  auto other_lease = client.GrantLease(5s);
+  ASSERT_TRUE(client.Txn(nlohmann::json::array(), nlohmann::json::array({store::etcd::PutOp(leader, "me", *other_lease)})));
+  app::Changes moved;
+  moved.instances = {testing::MakeInstance("i-moved")};
+  EXPECT_EQ(store->CommitFenced(moved, term).error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(store->GetInstance({"i-moved"}).error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE(client.Txn(nlohmann::json::array(), nlohmann::json::array({store::etcd::PutOp(leader, "me", *lease)})));
 
   // The lease ends (as when the leader stops renewing it); another replica takes the key.
   ASSERT_TRUE(client.Revoke(*lease));

@@ -97,6 +97,10 @@ json CreateRevisionIs(const std::string& key, std::int64_t revision) {
           {"create_revision", std::to_string(revision)}};
 }
 
+json LeaseIs(const std::string& key, std::int64_t lease) {
+  return {{"key", Encode(key)}, {"target", "LEASE"}, {"result", "EQUAL"}, {"lease", std::to_string(lease)}};
+}
+
 struct Client::Handle {
   CURL* curl = curl_easy_init();
   ~Handle() { curl_easy_cleanup(curl); }

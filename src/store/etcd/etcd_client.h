@@ -52,6 +52,8 @@ nlohmann::json GetOp(const std::string& key, const std::string& range_end = {}, 
 nlohmann::json ModRevisionIs(const std::string& key, std::int64_t revision);
 // The key's create revision equals `revision` (0: the key is absent).
 nlohmann::json CreateRevisionIs(const std::string& key, std::int64_t revision);
+// The key is attached to `lease`.
+nlohmann::json LeaseIs(const std::string& key, std::int64_t lease);
 
 struct ClientOptions {
   std::vector<std::string> endpoints;  // http://host:port of each member

@@ -713,6 +713,7 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   json failure = json::array();
   if (fence) {
     compare.push_back(etcd::CreateRevisionIs(fence->key, fence->create_revision));
+    if (fence->lease != 0) compare.push_back(etcd::LeaseIs(fence->key, fence->lease));
     failure.push_back(etcd::GetOp(fence->key));
   }
   auto t = client_.Txn(compare, ops, failure);
@@ -735,7 +736,8 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   }
   if (fence) {
     const auto& holder = t->ranges.empty() ? etcd::RangeResult{} : t->ranges.front();
-    if (holder.kvs.empty() || holder.kvs.front().create_revision != fence->create_revision)
+    if (holder.kvs.empty() || holder.kvs.front().create_revision != fence->create_revision ||
+        (fence->lease != 0 && holder.kvs.front().lease != fence->lease))
       return Error::Unavailable("store: this replica lost the leadership; its commit was refused");
   }
   return false;

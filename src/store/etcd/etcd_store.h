@@ -69,11 +69,12 @@ class EtcdStore final : public app::Store {
   Status Ping() override;
 
   // The key a fence names: the leader key, held by `create_revision` (its creation, i.e. one
-  // term of one leader). A fenced commit fails with unavailable once the key is gone or
-  // belongs to another term.
+  // term of one leader) on `lease` (the leader's lease; 0 checks no lease). A fenced commit
+  // fails with unavailable once the key is gone, belongs to another term, or has lost the lease.
   struct Fence {
     std::string key;
     std::int64_t create_revision = 0;
+    std::int64_t lease = 0;
   };
   Status CommitFenced(const app::Changes& changes, const std::optional<Fence>& fence);
 

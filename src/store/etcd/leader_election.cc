@@ -39,7 +39,7 @@ std::optional<EtcdStore::Fence> LeaderElection::Fence() const {
   if (term == 0) return std::nullopt;
   const auto unrenewed = std::chrono::nanoseconds(SteadyNanos() - renewed_at_.load());
   if (unrenewed > std::chrono::milliseconds(options_.ttl) * 2 / 3) return std::nullopt;
-  return EtcdStore::Fence{options_.key, term};
+  return EtcdStore::Fence{options_.key, term, term_lease_.load()};
 }
 
 void LeaderElection::Depose(const std::string& why) {
@@ -92,6 +92,7 @@ bool LeaderElection::Round() {
   }
   if (!t->succeeded || t->ranges.size() < 2 || t->ranges[1].kvs.empty()) return false;
   renewed_at_ = round_start;  // the lease was renewed or granted during this round
+  term_lease_ = lease_;
   term_ = t->ranges[1].kvs.front().create_revision;
   ++terms_;
   spdlog::info("elected leader ({} = {}, term {})", options_.key, options_.holder, term_.load());

@@ -61,6 +61,7 @@ class LeaderElection {
   // When the lease was last renewed (steady clock, ns), while leading.
   std::atomic<std::int64_t> renewed_at_{0};
   std::atomic<std::int64_t> term_{0};
+  std::atomic<std::int64_t> term_lease_{0};  // the lease the key was written with this term
   std::atomic<std::uint64_t> terms_{0};
   app::BackgroundLoop loop_;
 };
