@@ -14,7 +14,9 @@
 #include "store/etcd/etcd_store.h"
 #include "store/etcd/leader_election.h"
 #include "support/etcd_cluster.h"
+#include "support/fake_server.h"
 #include "support/fixtures.h"
+#include "support/http_client.h"
 #include "support/stack.h"
 #include "support/temp_dir.h"
 
@@ -81,6 +83,40 @@ TEST_F(EtcdStoreTest, TheClientRoundTripsAnyBytesAndMovesPastADeadMember) {
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
   EXPECT_NE(refused.error().message.find(dead), std::string::npos) << refused.error().message;
+}
+
+TEST_F(EtcdStoreTest, ACommitWrittenWhoseAnswerWasLostIsReportedAsWritten) {
+  // A member that applies the first write it is given and then answers 503, as one dying
+  // mid-request might: the client asks the next member, whose guards now fail.
+  std::atomic<int> lost{0};
+  const std::string real = cluster_->ClientUrls().front();
+  testing::FakeServer flaky([&](http::Request& r) {
+    testing::HttpClient etcd(real);
+    auto answer = etcd.Post(r.path, r.body);
+    http::Response out;
+    if (r.path == "/v3/kv/txn" && r.body.find("request_put") != std::string::npos && lost++ == 0) {
+      out.status = 503;
+      out.body = R"({"code": 14, "message": "the answer was lost"})";
+      return out;
+    }
+    out.status = static_cast<int>(answer.status);
+    out.body = answer.body;
+    return out;
+  });
+  store::EtcdStore::Options options;
+  options.client.endpoints = {flaky.Url(), real};
+  options.prefix = prefix_;
+  auto store = std::move(store::EtcdStore::Open(options).value());
+  app::Changes c;
+  c.instances = {testing::MakeInstance("i1")};
+  c.events = {{"e1", "i1", "ccm.test", FromUnixMillis(1), "{}"}};
+  c.processed = {{"platform", "evt-1", FromUnixMillis(0), FromUnixMillis(1000)}};
+  auto s = store->Commit(c);
+  EXPECT_TRUE(s) << s.error().message;
+  EXPECT_EQ(lost.load(), 1);          // written there, answer lost
+  EXPECT_GE(store->retries(), 1u);   // sent again elsewhere, refused by its guards, read again
+  EXPECT_EQ(store->GetInstance({"i1"})->version, 1);
+  EXPECT_EQ(store->GetOutboxStats()->published, 1);
 }
 
 TEST_F(EtcdStoreTest, DedupKeysShareOneLeasePerHourOfExpiry) {

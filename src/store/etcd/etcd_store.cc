@@ -559,6 +559,11 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   std::unordered_map<std::string, const KeyValue*> by_key;
   for (const auto& kv : read) by_key[kv.key] = &kv;
   const auto get = [&by_key](const std::string& key) -> const KeyValue& { return *by_key.at(key); };
+  // An earlier attempt whose answer was lost (a timeout, a member dying mid-request, the
+  // client then asking another member) may have been written. Event ids are new to each
+  // commit, so finding this commit's first event means all of it is there: done.
+  if (!optimistic && !ch.events.empty() && get(Key("outbox/events/" + KeyPart(ch.events.front().id))).mod_revision != 0)
+    return true;
   std::vector<std::vector<KeyValue>> deleted_versions;
   for (const auto& id : ch.deleted_definitions) {
     const std::string prefix = Key("definitions/" + KeyPart(id.value) + "/");
