@@ -16,6 +16,7 @@
 #include "support/etcd_cluster.h"
 #include "support/fake_server.h"
 #include "support/fixtures.h"
+#include "support/scheduling.h"
 #include "support/http_client.h"
 #include "support/stack.h"
 #include "support/temp_dir.h"
@@ -334,17 +335,6 @@ TEST_F(EtcdStoreTest, AWatchSeesWhatAnotherReplicaCommits) {
   watch.Stop();
 }
 
-// The scheduler never calls CML.
-struct NoCml : app::CmlWorkers {
-  Result<std::string> ImportLab(const std::string&, const std::string&, const std::string&) override { return No(); }
-  Status StartLab(const std::string&, const std::string&) override { return No(); }
-  Result<app::CmlLabState> LabState(const std::string&, const std::string&) override { return No(); }
-  Status StopLab(const std::string&, const std::string&) override { return No(); }
-  Status WipeLab(const std::string&, const std::string&) override { return No(); }
-  Status DeleteLab(const std::string&, const std::string&) override { return No(); }
-  static Error No() { return Error::Unavailable("no CML here"); }
-};
-
 // One replica's use cases and reconcilers over its own connection to the shared store.
 struct Replica {
   explicit Replica(std::unique_ptr<store::EtcdStore> s)
@@ -366,21 +356,13 @@ struct Replica {
   app::WorkerService workers;
   testing::Unreachable platform;
   app::CollectionService collection;
-  NoCml cml;
+  testing::NoCml cml;
   app::Reconcilers reconcilers;
 };
 
 TEST_F(EtcdStoreTest, TwoReplicasSchedulingAtOnceNeverHandOutAPortTwice) {
   Replica a(Open()), b(Open());
-  DefinitionDraft dd;
-  dd.name = "lab";
-  dd.version = "1.0.0";
-  dd.lab_yaml = "nodes:\n  - id: n0\n    label: r1\n    tags: ['serial:${PORT_A}', 'vnc:${PORT_B}']\n";
-  dd.resource_requirements = {1, 1, 0};
-  dd.license_affinity = {LicenseType::kEnterprise};
-  dd.max_duration_minutes = 120;
-  dd.created_by = "test";
-  const auto def = a.definitions.Create(dd).value();
+  const auto def = a.definitions.Create(testing::TwoPortDraft(1)).value();
   const auto w1 = a.workers.Register(testing::MakeWorkerDraft("w1", {1000, 1000, 0}, 1000), "test").value().id;
   const auto w2 = b.workers.Register(testing::MakeWorkerDraft("w2", {1000, 1000, 0}, 1000), "test").value().id;
   std::vector<InstanceId> ids;

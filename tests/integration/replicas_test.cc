@@ -97,21 +97,8 @@ TEST(Replicas, KillingTheLeaderAndAnEtcdMemberLosesNoEventAndHandsOutNoPortTwice
   EXPECT_NE(api.Get("/metrics").body.find("\nccm_leader 0\n"), std::string::npos);
 
   // Everything is asked of both replicas: each serves the API.
-  json worker = {{"name", "w1"},
-                 {"hostname", "w1.lab"},
-                 {"public_ip", "203.0.113.10"},
-                 {"cml_url", cml.BaseUrl()},
-                 {"license_type", "ENTERPRISE"},
-                 {"capacity", {{"cpu_cores", 64}, {"memory_gb", 512}, {"storage_gb", 2000}, {"max_nodes", 100}}},
-                 {"state", "RUNNING"}};
-  const std::string worker_id = other.PostJson("/api/v1/workers", worker).Json()["id"];
-  json def = {{"name", "devasc-lab"},
-              {"version", "1.0.0"},
-              {"lab_yaml", testing::ReadTestData("sample_lab_template.yaml")},
-              {"resource_requirements", {{"cpu_cores", 4}, {"memory_gb", 8}, {"storage_gb", 20}}},
-              {"license_affinity", {"ENTERPRISE"}},
-              {"max_duration_minutes", 120},
-              {"created_by", "test"}};
+  const std::string worker_id = other.PostJson("/api/v1/workers", testing::WorkerBody("w1", cml.BaseUrl(), 64)).Json()["id"];
+  const json def = testing::SampleDefinitionBody(testing::ReadTestData("sample_lab_template.yaml"));
   const std::string definition = api.PostJson("/api/v1/definitions", def).Json()["id"];
   std::vector<std::string> ids;
   const auto now = std::chrono::system_clock::now();

@@ -8,6 +8,7 @@
 
 #include "app/reconcilers.h"
 #include "support/fixtures.h"
+#include "support/scheduling.h"
 #include "support/stack.h"
 
 namespace ccm {
@@ -15,34 +16,12 @@ namespace {
 
 using namespace ccm::domain;
 
-// The scheduler never calls CML; any call is a failure of the test.
-struct NoCml : app::CmlWorkers {
-  Result<std::string> ImportLab(const std::string&, const std::string&, const std::string&) override { return Refuse(); }
-  Status StartLab(const std::string&, const std::string&) override { return Refuse(); }
-  Result<app::CmlLabState> LabState(const std::string&, const std::string&) override { return Refuse(); }
-  Status StopLab(const std::string&, const std::string&) override { return Refuse(); }
-  Status WipeLab(const std::string&, const std::string&) override { return Refuse(); }
-  Status DeleteLab(const std::string&, const std::string&) override { return Refuse(); }
-  static Error Refuse() {
-    ADD_FAILURE() << "the scheduler called CML";
-    return Error::Unavailable("no CML here");
-  }
-};
-
 class SchedulerTest : public ::testing::Test {
  protected:
   SchedulerTest()
       : deps_{*stack_.store, stack_.clock, stack_.ids, *stack_.events},
         reconcilers_(deps_, *stack_.instances, *stack_.collection, cml_, nullptr, {}) {
-    DefinitionDraft dd;
-    dd.name = "lab";
-    dd.version = "1.0.0";
-    dd.lab_yaml = "nodes:\n  - id: n0\n    label: r1\n    tags: ['serial:${PORT_A}', 'vnc:${PORT_B}']\n";
-    dd.resource_requirements = {4, 8, 0};
-    dd.license_affinity = {LicenseType::kEnterprise};
-    dd.max_duration_minutes = 120;
-    dd.created_by = "test";
-    def_ = stack_.definitions->Create(dd).value();
+    def_ = stack_.definitions->Create(testing::TwoPortDraft(4)).value();
   }
 
   WorkerId AddWorker(const std::string& name, double cpu) {
@@ -59,7 +38,7 @@ class SchedulerTest : public ::testing::Test {
   LabletInstance Get(const InstanceId& id) { return stack_.store->GetInstance(id).value(); }
 
   testing::Stack stack_;
-  NoCml cml_;
+  testing::NoCml cml_;
   app::Deps deps_;
   app::Reconcilers reconcilers_;
   LabletDefinition def_;

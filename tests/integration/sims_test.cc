@@ -10,6 +10,7 @@
 
 #include "domain/time.h"
 #include "support/http_client.h"
+#include "support/lab_seed.h"
 #include "support/json_schema.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
@@ -97,23 +98,10 @@ struct World {
   }
 
   std::string AddWorker(const std::string& name, int cpu_cores) {
-    json w = {{"name", name},
-              {"hostname", name + ".lab"},
-              {"public_ip", "203.0.113.10"},
-              {"cml_url", cml->BaseUrl()},
-              {"license_type", "ENTERPRISE"},
-              {"capacity", {{"cpu_cores", cpu_cores}, {"memory_gb", 256}, {"storage_gb", 500}, {"max_nodes", 40}}},
-              {"state", "RUNNING"}};
-    return http->PostJson("/api/v1/workers", w).Json()["id"];
+    return http->PostJson("/api/v1/workers", testing::WorkerBody(name, cml->BaseUrl(), cpu_cores)).Json()["id"];
   }
   std::string AddDefinition() {
-    json d = {{"name", "devasc-lab"},
-              {"version", "1.0.0"},
-              {"lab_yaml", testing::ReadTestData("sample_lab_template.yaml")},
-              {"resource_requirements", {{"cpu_cores", 4}, {"memory_gb", 8}, {"storage_gb", 20}}},
-              {"license_affinity", {"ENTERPRISE"}},
-              {"max_duration_minutes", 120},
-              {"created_by", "test"}};
+    const json d = testing::SampleDefinitionBody(testing::ReadTestData("sample_lab_template.yaml"));
     return http->PostJson("/api/v1/definitions", d).Json()["id"];
   }
   // An instance whose timeslot runs from `start` to `end` from now.

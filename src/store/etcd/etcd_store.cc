@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "app/json_codec.h"
+#include "store/shared.h"
 
 namespace ccm::store {
 
@@ -192,12 +193,6 @@ Status Scan(etcd::Client& client, std::string from, const std::string& end,
 
 namespace {
 
-void SortBySemVer(std::vector<LabletDefinition>& versions) {
-  std::sort(versions.begin(), versions.end(), [](const LabletDefinition& a, const LabletDefinition& b) {
-    return Compare(*ParseSemVer(a.version), *ParseSemVer(b.version)) < 0;
-  });
-}
-
 // Every version of one definition, oldest first by semver.
 Result<std::vector<LabletDefinition>> ReadVersions(etcd::Client& client, const std::string& prefix) {
   auto r = client.Range(prefix, etcd::PrefixEnd(prefix));
@@ -217,11 +212,7 @@ Result<std::vector<LabletDefinition>> ReadVersions(etcd::Client& client, const s
 Result<LabletDefinition> EtcdStore::GetDefinition(const DefinitionId& id, const std::optional<std::string>& version) {
   auto versions = ReadVersions(client_, Key("definitions/" + KeyPart(id.value) + "/"));
   if (!versions) return versions.error();
-  if (versions->empty()) return Error::NotFound("definition " + id.value + " not found");
-  if (!version) return versions->back();
-  for (auto& d : *versions)
-    if (d.version == *version) return d;
-  return Error::NotFound("definition " + id.value + " has no version " + *version);
+  return PickVersion(std::move(versions.value()), id, version);
 }
 
 Result<std::vector<LabletDefinition>> EtcdStore::ListDefinitionVersions(const DefinitionId& id) {
@@ -387,14 +378,9 @@ Result<std::vector<app::OutboxRecord>> EtcdStore::DueEvents(Timestamp now, int l
 }
 
 Result<app::PageOf<app::OutboxRecord>> EtcdStore::ListEvents(const app::EventFilter& f, const app::Page& page) {
-  std::int64_t after = 0;
-  if (!page.after.empty()) {
-    try {
-      after = std::stoll(page.after);
-    } catch (const std::exception&) {
-      return Error::InvalidArgument("after must be the next value of a previous page", "after");
-    }
-  }
+  auto cursor = ParseSeqCursor(page.after);
+  if (!cursor) return cursor.error();
+  std::int64_t after = *cursor;
   // Creation order from the revision of `after` on; a chunk always reaches past one
   // revision (one commit holds at most kMaxEventsPerCommit events), so each round moves on.
   const std::string prefix = Key("outbox/events/");

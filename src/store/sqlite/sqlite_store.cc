@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "app/json_codec.h"
+#include "store/shared.h"
 
 namespace ccm::store {
 
@@ -351,9 +352,7 @@ Result<std::vector<LabletDefinition>> ReadVersions(SqliteStore::Connection& c, c
     out.push_back(std::move(d.value()));
   }
   if (rc != SQLITE_DONE) return SqlError(c.db(), "read definitions");
-  std::sort(out.begin(), out.end(), [](const LabletDefinition& a, const LabletDefinition& b) {
-    return Compare(*ParseSemVer(a.version), *ParseSemVer(b.version)) < 0;
-  });
+  SortBySemVer(out);
   return out;
 }
 
@@ -363,11 +362,7 @@ Result<LabletDefinition> SqliteStore::GetDefinition(const DefinitionId& id, cons
   auto c = Lease();
   auto versions = ReadVersions(*c.operator->(), id.value);
   if (!versions) return versions.error();
-  if (versions->empty()) return Error::NotFound("definition " + id.value + " not found");
-  if (!version) return versions->back();
-  for (auto& d : *versions)
-    if (d.version == *version) return d;
-  return Error::NotFound("definition " + id.value + " has no version " + *version);
+  return PickVersion(std::move(versions.value()), id, version);
 }
 
 Result<std::vector<LabletDefinition>> SqliteStore::ListDefinitionVersions(const DefinitionId& id) {
@@ -543,14 +538,9 @@ Result<std::vector<app::OutboxRecord>> SqliteStore::DueEvents(Timestamp now, int
 
 Result<app::PageOf<app::OutboxRecord>> SqliteStore::ListEvents(const app::EventFilter& f, const app::Page& page) {
   auto c = Lease();
-  std::int64_t after = 0;
-  if (!page.after.empty()) {
-    try {
-      after = std::stoll(page.after);
-    } catch (const std::exception&) {
-      return Error::InvalidArgument("after must be the next value of a previous page", "after");
-    }
-  }
+  auto cursor = ParseSeqCursor(page.after);
+  if (!cursor) return cursor.error();
+  std::int64_t after = *cursor;
   std::string sql = std::string("SELECT ") + kOutboxColumns + " FROM outbox WHERE seq > ?1";
   if (f.subject) sql += " AND subject = ?2";
   if (f.type) sql += " AND type = ?3";

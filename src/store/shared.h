@@ -1,0 +1,46 @@
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "domain/definition.h"
+#include "domain/result.h"
+
+namespace ccm::store {
+
+// What every store does alike: the versions of one definition, the outbox's page cursor.
+
+// Oldest first, by semver precedence (1.10.0 after 1.2.0).
+inline void SortBySemVer(std::vector<domain::LabletDefinition>& versions) {
+  std::sort(versions.begin(), versions.end(), [](const domain::LabletDefinition& a, const domain::LabletDefinition& b) {
+    return Compare(*domain::ParseSemVer(a.version), *domain::ParseSemVer(b.version)) < 0;
+  });
+}
+
+// `version` among `versions` (sorted), or the latest when it is empty. Errors: not_found.
+inline Result<domain::LabletDefinition> PickVersion(std::vector<domain::LabletDefinition> versions,
+                                                    const domain::DefinitionId& id,
+                                                    const std::optional<std::string>& version) {
+  if (versions.empty()) return Error::NotFound("definition " + id.value + " not found");
+  if (!version) return std::move(versions.back());
+  for (auto& d : versions)
+    if (d.version == *version) return std::move(d);
+  return Error::NotFound("definition " + id.value + " has no version " + *version);
+}
+
+// The outbox seq a page cursor (`Page::after`) names; 0 for the first page. Errors:
+// invalid_argument naming `after`.
+inline Result<std::int64_t> ParseSeqCursor(const std::string& after) {
+  if (after.empty()) return std::int64_t{0};
+  try {
+    return static_cast<std::int64_t>(std::stoll(after));
+  } catch (const std::exception&) {
+    return Error::InvalidArgument("after must be the next value of a previous page", "after");
+  }
+}
+
+}  // namespace ccm::store
