@@ -11,6 +11,7 @@
 
 #include "app/services.h"
 #include "app/system.h"
+#include "main/config.h"
 #include "store/etcd/etcd_store.h"
 #include "store/sqlite/sqlite_store.h"
 
@@ -33,11 +34,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<app::Store> opened;
   if (!etcd.empty()) {
     store::EtcdStore::Options options;
-    for (size_t from = 0; from <= etcd.size();) {
-      const size_t comma = std::min(etcd.find(',', from), etcd.size());
-      options.client.endpoints.push_back(etcd.substr(from, comma - from));
-      from = comma + 1;
-    }
+    options.client.endpoints = main::EtcdEndpointsOf("etcd:" + etcd);
     auto s = store::EtcdStore::Open(options);
     if (!s) {
       std::cerr << s.error().message << "\n";

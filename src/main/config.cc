@@ -88,9 +88,7 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     if (v.rfind("sqlite:", 0) == 0) {
       if (v.size() == 7) return Error::InvalidArgument(rule + v + "'", key);
     } else if (v.rfind("etcd:", 0) == 0) {
-      Config probe;
-      probe.store = v;
-      const auto endpoints = probe.EtcdEndpoints();
+      const auto endpoints = EtcdEndpointsOf(v);
       if (endpoints.empty()) return Error::InvalidArgument(rule + v + "'", key);
       for (const auto& e : endpoints)
         if (e.rfind("http://", 0) != 0 || e.size() == 7) return Error::InvalidArgument(rule + v + "'", key);
@@ -167,7 +165,9 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
 
 std::string Config::SqlitePath() const { return store.rfind("sqlite:", 0) == 0 ? store.substr(7) : std::string(); }
 
-std::vector<std::string> Config::EtcdEndpoints() const {
+std::vector<std::string> Config::EtcdEndpoints() const { return EtcdEndpointsOf(store); }
+
+std::vector<std::string> EtcdEndpointsOf(const std::string& store) {
   std::vector<std::string> out;
   if (store.rfind("etcd:", 0) != 0) return out;
   std::string rest = store.substr(5);

@@ -57,6 +57,10 @@ struct Config {
   std::vector<std::string> EtcdEndpoints() const;
 };
 
+// The members named by a CCM_STORE value `etcd:URL,URL,...` (trailing slashes dropped); empty
+// for any other value, or when one of them is empty.
+std::vector<std::string> EtcdEndpointsOf(const std::string& store);
+
 // Builds the configuration: defaults, then `yaml_file` (if given; keys are the setting
 // names, as in the environment), then `env`. Errors: invalid_argument naming the setting
 // and the rule, or the file that cannot be read.

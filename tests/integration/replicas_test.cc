@@ -15,6 +15,7 @@
 #include "support/process.h"
 #include "support/temp_dir.h"
 #include "support/test_sink.h"
+#include "support/wait.h"
 
 namespace ccm {
 namespace {
@@ -22,21 +23,8 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-bool Eventually(const std::function<bool()>& done, std::chrono::milliseconds limit = 20s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return done();
-}
-
-std::string Rfc3339(std::chrono::system_clock::time_point t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&secs));
-  return buf;
-}
+using testing::Eventually;
+using testing::Rfc3339;
 
 std::string ReadLog(const std::string& path) {
   std::ifstream in(path);

@@ -11,6 +11,7 @@
 #include "domain/time.h"
 #include "support/http_client.h"
 #include "support/lab_seed.h"
+#include "support/wait.h"
 #include "support/json_schema.h"
 #include "support/process.h"
 #include "support/temp_dir.h"
@@ -20,23 +21,9 @@ namespace ccm {
 namespace {
 
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
-std::string Rfc3339(std::chrono::system_clock::time_point t) {
-  return FormatRfc3339(FromUnixMillis(
-      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count()));
-}
-
-// Polls `check` until it holds or `timeout` passes; returns whether it held.
-template <typename F>
-bool Eventually(F check, std::chrono::seconds timeout = std::chrono::seconds(20)) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (check()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return check();
-}
+using testing::Eventually;
+using testing::Rfc3339;
 
 std::vector<std::string> Column(const json& items, const std::string& key) {
   std::vector<std::string> out;

@@ -249,7 +249,6 @@ void Watch::Stop() {
 namespace {
 
 struct Stream {
-  Watch* watch;
   std::atomic<bool>* stop;
   std::string buffer;
   std::function<void()> on_line;  // called for each complete line in `line`
@@ -279,7 +278,7 @@ void Watch::Run() {
   const std::string payload = request.dump();
   size_t at = 0;
   while (!stop_) {
-    Stream s{this, &stop_, {}, {}, {}};
+    Stream s{&stop_, {}, {}, {}};
     s.on_line = [this, &s] {
       json j = json::parse(s.line, nullptr, false);
       if (j.is_discarded()) return;

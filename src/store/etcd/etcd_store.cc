@@ -256,13 +256,23 @@ Result<app::PageOf<LabletDefinition>> EtcdStore::ListDefinitions(const app::Defi
   return out;
 }
 
+Result<LabletInstance> EtcdStore::ReadInstance(const KeyValue& kv) {
+  auto i = ParseAs<LabletInstance>(kv, app::InstanceFromJson);
+  if (i) Remember(kv.key, {kv.mod_revision, kv.version, std::string(ToString(i->state)), {}});
+  return i;
+}
+
+Result<Worker> EtcdStore::ReadWorker(const KeyValue& kv) {
+  auto w = ParseAs<Worker>(kv, app::WorkerFromJson);
+  if (w) Remember(kv.key, {kv.mod_revision, kv.version, {}, PortHolders(*w)});
+  return w;
+}
+
 Result<LabletInstance> EtcdStore::GetInstance(const InstanceId& id) {
   auto r = client_.Range(Key("instances/" + KeyPart(id.value)));
   if (!r) return r.error();
   if (r->kvs.empty()) return Error::NotFound("instance " + id.value + " not found");
-  auto i = ParseAs<LabletInstance>(r->kvs.front(), app::InstanceFromJson);
-  if (i) Remember(r->kvs.front().key, {r->kvs.front().mod_revision, r->kvs.front().version, std::string(ToString(i->state)), {}});
-  return i;
+  return ReadInstance(r->kvs.front());
 }
 
 Result<app::PageOf<LabletInstance>> EtcdStore::ListInstances(const app::InstanceFilter& filter, const app::Page& page) {
@@ -293,9 +303,8 @@ Result<app::PageOf<LabletInstance>> EtcdStore::ListInstances(const app::Instance
       if (!bodies) return bodies.error();
       for (const auto& kv : *bodies) {
         if (kv.mod_revision == 0) continue;  // gone since the index was read
-        auto i = ParseAs<LabletInstance>(kv, app::InstanceFromJson);
+        auto i = ReadInstance(kv);
         if (!i) return i.error();
-        Remember(kv.key, {kv.mod_revision, kv.version, std::string(ToString(i->state)), {}});
         if (!take(*i)) break;
       }
       if (!r->more || r->kvs.empty()) break;
@@ -306,9 +315,8 @@ Result<app::PageOf<LabletInstance>> EtcdStore::ListInstances(const app::Instance
   const std::string prefix = Key("instances/");
   auto s = Scan(client_, page.after.empty() ? prefix : prefix + KeyPart(page.after) + '\0', etcd::PrefixEnd(prefix),
                 [&](const KeyValue& kv) -> Result<bool> {
-                  auto i = ParseAs<LabletInstance>(kv, app::InstanceFromJson);
+                  auto i = ReadInstance(kv);
                   if (!i) return i.error();
-                  Remember(kv.key, {kv.mod_revision, kv.version, std::string(ToString(i->state)), {}});
                   return take(*i);
                 });
   if (!s) return s.error();
@@ -319,9 +327,7 @@ Result<Worker> EtcdStore::GetWorker(const WorkerId& id) {
   auto r = client_.Range(Key("workers/" + KeyPart(id.value)));
   if (!r) return r.error();
   if (r->kvs.empty()) return Error::NotFound("worker " + id.value + " not found");
-  auto w = ParseAs<Worker>(r->kvs.front(), app::WorkerFromJson);
-  if (w) Remember(r->kvs.front().key, {r->kvs.front().mod_revision, r->kvs.front().version, {}, PortHolders(*w)});
-  return w;
+  return ReadWorker(r->kvs.front());
 }
 
 Result<app::PageOf<Worker>> EtcdStore::ListWorkers(const app::Page& page) {
@@ -335,9 +341,8 @@ Result<app::PageOf<Worker>> EtcdStore::ListWorkers(const app::Page& page) {
       out.next = out.items.back().id.value;
       break;
     }
-    auto w = ParseAs<Worker>(kv, app::WorkerFromJson);
+    auto w = ReadWorker(kv);
     if (!w) return w.error();
-    Remember(kv.key, {kv.mod_revision, kv.version, {}, PortHolders(*w)});
     out.items.push_back(std::move(w.value()));
   }
   return out;

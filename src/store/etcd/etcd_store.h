@@ -95,6 +95,9 @@ class EtcdStore final : public app::Store {
     std::map<int, std::string> ports;  // a worker's: port -> the instance holding it
   };
   void Remember(const std::string& key, Known known);
+  // The instance or worker stored at `kv`, remembered for the next commit on it.
+  Result<domain::LabletInstance> ReadInstance(const etcd::KeyValue& kv);
+  Result<domain::Worker> ReadWorker(const etcd::KeyValue& kv);
   std::optional<Known> Recall(const std::string& key, std::int64_t version);
 
   // With `optimistic`, instances and workers read recently at the commit's versions are not
