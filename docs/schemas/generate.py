@@ -85,9 +85,14 @@ PUBLISHED = [
     instance("ccm.lablet.instance.provisioning.started", "INSTANTIATING",
              "The lab is being imported and started on the worker's CML.",
              {"allocated_ports": PORTS, "lab_yaml_hash": nullable(STRING)}),
-    instance("ccm.lablet.instance.running", "RUNNING", "The lab runs; the pod was assigned if pod_assigned.", {
+    instance("ccm.lablet.instance.running", "RUNNING", "The lab runs. pod_assigned is false here: the pod is sent after this move (see pod.assigned).", {
         "worker_hostname": nullable(STRING), "cml_lab_id": nullable(STRING), "allocated_ports": PORTS,
         "started_at": nullable(TIME), "pod_assigned": {"type": "boolean"}}),
+    instance("ccm.lablet.instance.pod.assigned", "RUNNING",
+             "The Grading Engine took the instance's pod (sent after the move to RUNNING, retried until taken).", {
+                 "session_id": ID, "part_id": ID,
+                 "failed_attempts": {"type": "integer", "minimum": 0,
+                                     "description": "attempts that failed before this one"}}, reason=False),
     instance("ccm.lablet.instance.collecting.started", "COLLECTING",
              "The collection was asked of the Assessment Platform.", {
                  "triggered_by": STRING,

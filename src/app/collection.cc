@@ -1,5 +1,7 @@
 #include "app/collection.h"
 
+#include <vector>
+
 namespace ccm::app {
 
 using namespace ccm::domain;
@@ -42,6 +44,7 @@ Result<LabletInstance> CollectionService::Collect(const InstanceId& id, const st
     instance->collection_due_at = change->at;
     instance->collection_request_failures = 0;
     instance->collection_request_error.clear();
+    instance->collection_refused = false;
     Changes changes;
     changes.events.push_back(d_.events.InstanceMoved(
         *instance, *change, nullptr, nullptr,
@@ -51,10 +54,9 @@ Result<LabletInstance> CollectionService::Collect(const InstanceId& id, const st
     ++instance->version;
     return instance;
   });
-  if (!moved) return moved;
-  // The request goes out after the move is durable; if it fails, the reconciler retries.
-  (void)Request(id);
-  return d_.store.GetInstance(id);
+  // The request goes out from the reconciler once the move is durable (the commit wakes it).
+  if (moved) loop_.Wake();
+  return moved;
 }
 
 Status CollectionService::Request(const InstanceId& id) {
@@ -71,6 +73,9 @@ Status CollectionService::Request(const InstanceId& id) {
   }
   const Status sent =
       platform_.TriggerCollection({instance->id.value, instance->cml_lab_id.value_or(""), hostname});
+  // Only an unreachable or failing platform is asked again; a refusal is final.
+  const bool refused = !sent && sent.error().code != ErrorCode::kUnavailable;
+  if (metrics_) ++(sent ? metrics_->accepted : refused ? metrics_->refused : metrics_->failed);
   // Record the outcome on the instance as it is now (it may have moved meanwhile).
   return RetryStale([&]() -> Status {
     auto current = d_.store.GetInstance(id);
@@ -82,11 +87,15 @@ Status CollectionService::Request(const InstanceId& id) {
       current->collection_request_failures = 0;
       current->collection_request_error.clear();
       current->collection_requested_at = at;
+    } else if (refused) {
+      current->collection_due_at.reset();
+      current->collection_refused = true;
+      current->collection_request_error = sent.error().message;
     } else {
       ++current->collection_request_failures;
       current->collection_request_error = sent.error().message;
-      current->collection_due_at =
-          at + CollectionBackoff(current->collection_request_failures, options_.base_backoff, options_.max_backoff);
+      current->collection_due_at = at + Jittered(CollectionBackoff(current->collection_request_failures,
+                                                                   options_.base_backoff, options_.max_backoff));
     }
     Changes changes;
     changes.instances.push_back(*current);
@@ -99,18 +108,18 @@ int CollectionService::ReconcileOnce() {
   collecting.state = InstanceState::kCollecting;
   Page page{kMaxPageLimit, ""};
   const Timestamp now = d_.clock.Now();
-  int requested = 0;
+  std::vector<InstanceId> due;
   for (;;) {
     auto batch = d_.store.ListInstances(collecting, page);
-    if (!batch) return requested;
+    if (!batch) break;
     for (const auto& i : batch->items)
-      if (i.collection_due_at && *i.collection_due_at <= now) {
-        (void)Request(i.id);
-        ++requested;
-      }
-    if (batch->next.empty()) return requested;
+      if (i.collection_due_at && *i.collection_due_at <= now) due.push_back(i.id);
+    if (batch->next.empty()) break;
     page.after = batch->next;
   }
+  // A slow platform must not hold every other collection behind one request.
+  RunConcurrently(due.size(), options_.max_concurrent_requests, [&](size_t k) { (void)Request(due[k]); });
+  return static_cast<int>(due.size());
 }
 
 }  // namespace ccm::app

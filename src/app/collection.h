@@ -1,6 +1,8 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 #include "app/background_loop.h"
@@ -22,37 +24,49 @@ std::optional<CollectionReason> ParseCollectionReason(std::string_view name);
 std::chrono::milliseconds CollectionBackoff(int failures, std::chrono::milliseconds base = std::chrono::seconds(1),
                                             std::chrono::milliseconds max = std::chrono::minutes(5));
 
-// Collection: RUNNING -> COLLECTING, then the request to the Assessment Platform, retried
-// with backoff while it fails (the instance stays COLLECTING and shows the error) and again
-// after a retryable `assessment.collection.failed`. Thread-safe.
+// Collection: RUNNING -> COLLECTING, then the request to the Assessment Platform, made by
+// the collection reconciler (never while a caller waits), retried with jittered backoff while
+// the platform cannot be reached or fails (the instance stays COLLECTING and shows the error)
+// and again after a retryable `assessment.collection.failed`. A refusal for good (a 4xx other
+// than 408 and 429) ends the requests: the instance shows it (`collection_refused`) and leaves
+// COLLECTING by its time-out. Requests to a slow platform run concurrently, at most
+// `max_concurrent_requests` at once. Thread-safe.
 class CollectionService {
  public:
   struct Options {
     std::chrono::milliseconds base_backoff{1000};
     std::chrono::milliseconds max_backoff{5 * 60 * 1000};
     std::chrono::milliseconds reconcile_interval{1000};
+    int max_concurrent_requests = 16;
   };
-  CollectionService(Deps deps, AssessmentPlatform& platform, Options options)
-      : d_(deps), platform_(platform), options_(options), loop_(
+  // Counters for /metrics. Thread-safe.
+  struct Metrics {
+    std::atomic<std::uint64_t> accepted{0};  // requests the platform took
+    std::atomic<std::uint64_t> failed{0};    // requests that will be made again
+    std::atomic<std::uint64_t> refused{0};   // requests refused for good
+  };
+  CollectionService(Deps deps, AssessmentPlatform& platform, Options options, Metrics* metrics = nullptr)
+      : d_(deps), platform_(platform), options_(options), metrics_(metrics), loop_(
                                                                 [this] {
                                                                   ReconcileOnce();
                                                                   return false;
                                                                 },
                                                                 options.reconcile_interval) {}
 
-  // RUNNING -> COLLECTING (with collecting.started), then one request to the platform; a
-  // failed request is recorded on the instance and left to the reconciler. Errors:
-  // not_found, conflict (not RUNNING), invalid_argument.
+  // RUNNING -> COLLECTING (with collecting.started), committed with the request due at once;
+  // returns then, without waiting for the platform. Errors: not_found, conflict (not RUNNING),
+  // invalid_argument.
   Result<domain::LabletInstance> Collect(const domain::InstanceId& id, const std::string& triggered_by,
                                          CollectionReason reason);
-  // Requests the collection of every COLLECTING instance that is due. Returns how many
-  // requests were made.
+  // Requests the collection of every COLLECTING instance that is due, concurrently, and
+  // records each outcome. Returns how many requests were made.
   int ReconcileOnce();
 
   // The reconciler on a background thread.
   void Start() { loop_.Start(); }
   void Stop() { loop_.Stop(); }
-
+  // The reconciler sweeps again soon (a collection became due).
+  void Wake() { loop_.Wake(); }
 
  private:
   // Requests the collection of `id` if it is COLLECTING and due, and records the outcome.
@@ -61,6 +75,7 @@ class CollectionService {
   Deps d_;
   AssessmentPlatform& platform_;
   Options options_;
+  Metrics* metrics_;
   BackgroundLoop loop_;
 };
 

@@ -127,6 +127,14 @@ OutboxEvent EventFactory::GradingCompleted(const LabletInstance& i, Timestamp at
   return Make(kGradingCompletedEventType, i.id.value, at, std::move(data));
 }
 
+OutboxEvent EventFactory::PodAssigned(const LabletInstance& i, Timestamp at) {
+  json data = InstanceCommon(i, i.state, at);
+  data["session_id"] = i.assessment ? json(i.assessment->session_id) : json(nullptr);
+  data["part_id"] = i.assessment ? json(i.assessment->part_id) : json(nullptr);
+  data["failed_attempts"] = i.pod_failures;
+  return Make(kPodAssignedEventType, i.id.value, at, std::move(data));
+}
+
 OutboxEvent EventFactory::Scaling(ScalingDecision decision, const std::string& subject, Timestamp at, json data) {
   data["timestamp"] = FormatRfc3339(at);
   return Make(EventType(decision), subject, at, std::move(data));

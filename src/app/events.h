@@ -42,6 +42,9 @@ class EventFactory {
   // `ccm.lablet.instance.grading.completed`, written with the score just before the move to
   // STOPPING.
   OutboxEvent GradingCompleted(const domain::LabletInstance& instance, Timestamp at, double grading_duration_seconds);
+  // `ccm.lablet.instance.pod.assigned`: the Grading Engine took the RUNNING instance's pod
+  // (after `failures` failed attempts).
+  OutboxEvent PodAssigned(const domain::LabletInstance& instance, Timestamp at);
   // A scaling decision about `subject` (a worker id, or the template name before a worker
   // exists); `data` carries the decision's fields (template, reason, ...).
   OutboxEvent Scaling(ScalingDecision decision, const std::string& subject, Timestamp at, nlohmann::json data);

@@ -139,6 +139,8 @@ json ToJson(const LabletInstance& i) {
           {"grading_score", i.grading_score ? ToJson(*i.grading_score) : json(nullptr)},
           {"pod_assigned", i.pod_assigned},
           {"pod_error", i.pod_error},
+          {"pod_due_at", OptionalTime(i.pod_due_at)},
+          {"pod_failures", i.pod_failures},
           {"last_failure", i.last_failure ? json{{"stage", i.last_failure->stage},
                                                  {"error_code", i.last_failure->error_code},
                                                  {"error_message", i.last_failure->error_message},
@@ -150,6 +152,7 @@ json ToJson(const LabletInstance& i) {
           {"collection_request_failures", i.collection_request_failures},
           {"collection_request_error", i.collection_request_error},
           {"collection_requested_at", OptionalTime(i.collection_requested_at)},
+          {"collection_refused", i.collection_refused},
           {"termination_requested", i.termination_requested},
           {"cml_failures", i.cml_failures},
           {"cml_error", i.cml_error},
@@ -258,6 +261,8 @@ Result<LabletInstance> InstanceFromJson(const json& j) {
     }
     i.pod_assigned = j.at("pod_assigned").get<bool>();
     i.pod_error = j.value("pod_error", "");
+    i.pod_due_at = OptTimeFrom(j, "pod_due_at");
+    i.pod_failures = j.value("pod_failures", 0);
     if (j.contains("last_failure") && !j.at("last_failure").is_null()) {
       const auto& f = j.at("last_failure");
       i.last_failure = FailureRecord{f.at("stage").get<std::string>(), f.at("error_code").get<std::string>(),
@@ -269,6 +274,7 @@ Result<LabletInstance> InstanceFromJson(const json& j) {
     i.collection_request_failures = j.value("collection_request_failures", 0);
     i.collection_request_error = j.value("collection_request_error", "");
     i.collection_requested_at = OptTimeFrom(j, "collection_requested_at");
+    i.collection_refused = j.value("collection_refused", false);
     i.termination_requested = j.value("termination_requested", false);
     i.cml_failures = j.value("cml_failures", 0);
     i.cml_error = j.value("cml_error", "");

@@ -6,8 +6,10 @@
 #include "app/pods.h"
 
 #include <algorithm>
+#include <atomic>
 #include <random>
 #include <thread>
+#include <vector>
 
 namespace ccm::app {
 
@@ -27,6 +29,26 @@ void BackOffAfterConflict(int attempt) {
   thread_local std::minstd_rand rng{std::random_device{}()};
   const int cap_us = 100 << std::min(attempt, 6);
   std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, cap_us)(rng)));
+}
+
+std::chrono::milliseconds Jittered(std::chrono::milliseconds d) {
+  if (d.count() <= 1) return d;
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  const auto half = d.count() / 2;
+  return std::chrono::milliseconds(half + std::uniform_int_distribution<std::int64_t>(0, d.count() - half)(rng));
+}
+
+void RunConcurrently(size_t n, int max_threads, const std::function<void(size_t)>& work) {
+  std::atomic<size_t> next{0};
+  auto drain = [&] {
+    for (size_t k = next++; k < n; k = next++) work(k);
+  };
+  const size_t extra = n == 0 ? 0 : std::min(n, static_cast<size_t>(std::max(1, max_threads))) - 1;
+  std::vector<std::thread> threads;
+  threads.reserve(extra);
+  for (size_t t = 0; t < extra; ++t) threads.emplace_back(drain);
+  drain();
+  for (auto& t : threads) t.join();
 }
 
 std::string Sha256Tagged(std::string_view text) {
@@ -125,10 +147,22 @@ Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, Inst
     def = std::move(got.value());
   }
   Worker* w = worker ? &*worker : nullptr;
-  if (to == InstanceState::kRunning && instance.assessment && pods_ && engine_ && IsLegalMove(instance.state, to))
-    instance.pod_assigned = AssignPod(instance, w);
   auto change = MoveInstance(instance, releases ? w : nullptr, to, d_.clock.Now(), reason, actor);
   if (!change) return change.error();
+  if (to == InstanceState::kRunning && instance.assessment && pods_ && engine_) {
+    // The pod goes to the Grading Engine after this commit, by the pod reconciler, never
+    // inside a commit that may be tried again.
+    instance.pod_due_at = change->at;
+    instance.pod_failures = 0;
+    instance.pod_error.clear();
+  }
+  if (to == InstanceState::kCollecting) {
+    // However the instance got here (an operator's move included), the platform is asked.
+    instance.collection_due_at = change->at;
+    instance.collection_request_failures = 0;
+    instance.collection_request_error.clear();
+    instance.collection_refused = false;
+  }
 
   Changes changes;
   changes.events.push_back(d_.events.InstanceMoved(instance, *change, w, def ? &*def : nullptr));
@@ -139,13 +173,64 @@ Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, Inst
   return instance;
 }
 
-bool InstanceService::AssignPod(LabletInstance& instance, const Worker* worker) {
-  auto pod = worker ? pods_->ForInstance(instance, *worker) : pods_->ForInstance(instance.id);
-  Status assigned = pod ? engine_->AssignPod(instance.assessment->session_id, instance.assessment->part_id,
-                                             ToJson(*pod).dump())
-                        : Status(pod.error());
-  instance.pod_error = assigned ? "" : assigned.error().message;
-  return assigned.has_value();
+Result<LabletInstance> InstanceService::RequestPodAssignment(const InstanceId& id, const std::string& actor) {
+  if (!pods_ || !engine_)
+    return Error::FailedPrecondition("no Grading Engine is configured (GRADING_ENGINE_URL)", "pod");
+  return Record(id, [&](LabletInstance& i) -> Status {
+    if (!i.assessment)
+      return Error::FailedPrecondition("instance " + id.value + " has no assessment ids: it has no pod", "assessment");
+    if (i.state != InstanceState::kRunning)
+      return Error::Conflict("instance " + id.value + " is " + std::string(ToString(i.state)) +
+                                 "; a pod is assigned only while RUNNING",
+                             "state");
+    i.pod_due_at = d_.clock.Now();
+    i.pod_failures = 0;
+    i.pod_error = "assignment asked again by " + actor;
+    return {};
+  });
+}
+
+Result<bool> InstanceService::AssignDuePod(const InstanceId& id, const PodBackoff& backoff) {
+  if (!pods_ || !engine_) return false;
+  auto instance = d_.store.GetInstance(id);
+  if (!instance) return instance.error();
+  const Timestamp now = d_.clock.Now();
+  if (instance->state != InstanceState::kRunning || !instance->assessment || !instance->pod_due_at ||
+      *instance->pod_due_at > now)
+    return false;
+  std::optional<Worker> worker;
+  if (instance->worker_id)
+    if (auto w = d_.store.GetWorker(*instance->worker_id)) worker = std::move(w.value());
+  auto pod = worker ? pods_->ForInstance(*instance, *worker) : pods_->ForInstance(instance->id);
+  const Status sent = pod ? engine_->AssignPod(instance->assessment->session_id, instance->assessment->part_id,
+                                               ToJson(*pod).dump())
+                          : Status(pod.error());
+  // Only an unreachable or failing engine is worth another attempt; a refusal is final.
+  const bool final_refusal = !sent && sent.error().code != ErrorCode::kUnavailable;
+  auto recorded = RetryStale([&]() -> Status {
+    auto current = d_.store.GetInstance(id);
+    if (!current) return current.error();
+    if (current->state != InstanceState::kRunning || !current->pod_due_at) return {};
+    Changes changes;
+    const Timestamp at = d_.clock.Now();
+    if (sent) {
+      current->pod_assigned = true;
+      current->pod_error.clear();
+      current->pod_due_at.reset();
+      changes.events.push_back(d_.events.PodAssigned(*current, at));  // counts the failures before it
+      current->pod_failures = 0;
+    } else {
+      ++current->pod_failures;
+      current->pod_error = sent.error().message;
+      if (final_refusal) current->pod_due_at.reset();
+      else current->pod_due_at = at + backoff(current->pod_failures);
+    }
+    changes.instances.push_back(*current);
+    return d_.store.Commit(changes);
+  });
+  if (!recorded) return recorded.error();
+  if (!sent) return sent.error();
+  return true;
 }
 
 Result<LabletInstance> InstanceService::RequestTermination(const InstanceId& id, const std::string& actor) {

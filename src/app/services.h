@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -21,6 +22,16 @@ struct Deps {
 // Waits a random time below 100 us * 2^min(attempt, 6) (full jitter), so that writers
 // that lost a race on one aggregate do not meet again at once.
 void BackOffAfterConflict(int attempt);
+
+// A wait drawn uniformly from [d/2, d] ("equal jitter"): a fleet of lablets that failed
+// against one remote at once (a worker's outage) does not retry it in lockstep, and none
+// retries sooner than half the backoff. Thread-safe.
+std::chrono::milliseconds Jittered(std::chrono::milliseconds d);
+
+// Calls `work(k)` for every k in [0, n), on up to `max_threads` threads at once (this one
+// among them), and returns when all are done: for calls to a remote that may be slow, so that
+// one slow call does not hold the others behind it.
+void RunConcurrently(size_t n, int max_threads, const std::function<void(size_t)>& work);
 
 // Runs `attempt` again while it fails with a stale-version conflict (up to 32 times, with
 // jittered backoff), so that writers racing on one aggregate (a worker being scheduled
@@ -60,8 +71,8 @@ class PodService;
 class InstanceService {
  public:
   explicit InstanceService(Deps deps) : d_(deps) {}
-  // From now on, an instance with assessment ids that moves to RUNNING first has its pod
-  // assigned on the Grading Engine; its `running` event says whether that worked. Not owned.
+  // From now on, an instance with assessment ids that moves to RUNNING has its pod assigned
+  // on the Grading Engine after the move (AssignDuePod). Not owned.
   void EnablePodAssignment(PodService& pods, GradingEngine& engine) {
     pods_ = &pods;
     engine_ = &engine;
@@ -88,6 +99,19 @@ class InstanceService {
   Result<domain::LabletInstance> Transition(const domain::InstanceId& id, domain::InstanceState to,
                                             const std::string& reason, const std::string& actor,
                                             std::optional<std::int64_t> expected_version);
+  // Asks for the pod of a RUNNING instance to be assigned again on the Grading Engine (the
+  // pod reconciler does it, at once): after a refusal, or when the engine lost it. Errors:
+  // not_found, conflict (not RUNNING), failed_precondition (no assessment ids, or no engine).
+  Result<domain::LabletInstance> RequestPodAssignment(const domain::InstanceId& id, const std::string& actor);
+  // The wait before the next attempt after `failures` failed ones.
+  using PodBackoff = std::function<std::chrono::milliseconds(int failures)>;
+  // Assigns the pod of a RUNNING instance whose assignment is due, then records the outcome
+  // on it (no commit is open during the call): assigned (with a pod.assigned event); failed
+  // and due again after `backoff` when the engine cannot be reached or fails; refused for
+  // good otherwise (pod_error says why; no more attempts until an operator asks). Returns
+  // true when the engine took the pod, false when nothing was due; the engine's error when it
+  // did not take it. Errors also: those of the store.
+  Result<bool> AssignDuePod(const domain::InstanceId& id, const PodBackoff& backoff);
   // Writes what `edit` changes on the instance (bookkeeping, not a state change: no event),
   // re-reading and re-editing after a stale version. `edit` may refuse with an error, which
   // is returned and writes nothing. Errors: not_found, those of `edit`.
@@ -98,10 +122,6 @@ class InstanceService {
   // Moves `instance` (read at its version) to `to` and commits it with its worker and event.
   Result<domain::LabletInstance> CommitMove(domain::LabletInstance instance, domain::InstanceState to,
                                             const std::string& reason, const std::string& actor);
-  // Assigns the instance's pod on the Grading Engine; false, with the reason in pod_error,
-  // when it cannot.
-  // `worker` is the instance's worker when the caller has read it already.
-  bool AssignPod(domain::LabletInstance& instance, const domain::Worker* worker);
   Deps d_;
   PodService* pods_ = nullptr;
   GradingEngine* engine_ = nullptr;

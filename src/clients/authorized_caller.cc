@@ -12,15 +12,45 @@ AuthorizedCaller::AuthorizedCaller(std::string remote, RemoteOptions options, ap
       tokens_(tokens),
       breaker_(options_.breaker_threshold, options_.breaker_cooldown) {}
 
+std::unique_ptr<HttpPoster> AuthorizedCaller::TakePoster() {
+  {
+    std::lock_guard lock(mu_);
+    if (!idle_.empty()) {
+      auto poster = std::move(idle_.back());
+      idle_.pop_back();
+      return poster;
+    }
+  }
+  return std::make_unique<HttpPoster>();
+}
+
+void AuthorizedCaller::ReturnPoster(std::unique_ptr<HttpPoster> poster) {
+  constexpr size_t kMaxIdle = 32;
+  std::lock_guard lock(mu_);
+  if (idle_.size() < kMaxIdle) idle_.push_back(std::move(poster));
+}
+
 Status AuthorizedCaller::Post(const std::string& path, const std::string& body) {
   const std::string call = remote_ + " POST " + path;
   if (options_.base_url.empty()) return Error::Unavailable(call + ": no URL is set for the " + remote_);
-  std::lock_guard lock(mu_);
+  auto poster = TakePoster();
+  struct Giveback {
+    AuthorizedCaller& self;
+    std::unique_ptr<HttpPoster>& poster;
+    ~Giveback() { self.ReturnPoster(std::move(poster)); }
+  } giveback{*this, poster};
+  // The breaker is shared by every call; the lock guards it only, never a request.
+  auto breaker = [this](auto&& use) {
+    std::lock_guard lock(mu_);
+    use(breaker_);
+  };
   std::string last;
   auto wait = options_.retry_backoff;
   bool refreshed = false;
   for (int attempt = 1; attempt <= options_.attempts; ++attempt) {
-    if (!breaker_.Allow(clock_.Now())) return Error::Unavailable(call + ": circuit open after repeated failures");
+    bool allowed = false;
+    breaker([&](app::CircuitBreaker& b) { allowed = b.Allow(clock_.Now()); });
+    if (!allowed) return Error::Unavailable(call + ": circuit open after repeated failures");
     std::map<std::string, std::string> headers = {{"content-type", "application/json"}, {"accept", "application/json"}};
     std::string token;
     if (tokens_) {
@@ -30,7 +60,7 @@ Status AuthorizedCaller::Post(const std::string& path, const std::string& body) 
       headers["authorization"] = "Bearer " + token;
     }
     const HttpAnswer a =
-        poster_.Post(options_.base_url + path, headers, body, options_.connect_timeout, options_.total_timeout);
+        poster->Post(options_.base_url + path, headers, body, options_.connect_timeout, options_.total_timeout);
     if (tokens_ && a.transport_error.empty() && a.status == 401 && !refreshed) {
       // The token was refused (revoked, or expired early): one refresh, one retry.
       tokens_->Invalidate(token);
@@ -39,17 +69,17 @@ Status AuthorizedCaller::Post(const std::string& path, const std::string& body) 
       continue;
     }
     if (a.transport_error.empty() && a.status >= 200 && a.status < 300) {
-      breaker_.OnSuccess();
+      breaker([](app::CircuitBreaker& b) { b.OnSuccess(); });
       return {};
     }
     const bool retryable = !a.transport_error.empty() || a.status == 408 || a.status == 429 || a.status >= 500;
     last = a.transport_error.empty() ? "HTTP " + std::to_string(a.status) : a.transport_error;
     if (!retryable) {
-      breaker_.OnSuccess();  // the remote answered: it is up
+      breaker([](app::CircuitBreaker& b) { b.OnSuccess(); });  // the remote answered: it is up
       return Error::InvalidArgument(
           call + ": " + last + (a.body.empty() ? "" : ": " + Redact(a.body.substr(0, 200), {token})));
     }
-    breaker_.OnFailure(clock_.Now());
+    breaker([&](app::CircuitBreaker& b) { b.OnFailure(clock_.Now()); });
     if (attempt < options_.attempts) {
       std::this_thread::sleep_for(wait);
       wait *= 2;

@@ -1,8 +1,10 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "app/dispatcher.h"
 #include "clients/http_post.h"
@@ -23,7 +25,8 @@ struct RemoteOptions {
 // JSON POSTs to one remote: a few retries on connection errors, 408, 429 and 5xx, a circuit
 // breaker (calls fail at once while it is open), a bearer token when a provider is given (a
 // 401 forces one refresh and one retry). Errors name the remote, the call and the status.
-// Thread-safe (one request at a time).
+// Thread-safe: calls run concurrently, each on a keep-alive connection of its own (kept for
+// the next call), so that a slow remote does not hold every other call behind one lock.
 class AuthorizedCaller {
  public:
   // `tokens` may be null; not owned.
@@ -37,8 +40,12 @@ class AuthorizedCaller {
   RemoteOptions options_;
   app::Clock& clock_;
   OidcTokenProvider* tokens_;
-  std::mutex mu_;
-  HttpPoster poster_;
+  // A connection for one call: an idle one, or a new one.
+  std::unique_ptr<HttpPoster> TakePoster();
+  void ReturnPoster(std::unique_ptr<HttpPoster> poster);
+
+  std::mutex mu_;  // guards idle_ and breaker_, never held across a call
+  std::vector<std::unique_ptr<HttpPoster>> idle_;
   app::CircuitBreaker breaker_;
 };
 

@@ -80,6 +80,11 @@ struct LabletInstance {
   std::optional<GradingScore> grading_score;
   bool pod_assigned = false;
   std::string pod_error;  // why the pod could not be assigned; empty otherwise
+  // While set, the pod is to be assigned on the Grading Engine at or after this time (on
+  // entering RUNNING, after a failed attempt, on an operator's request); cleared once the
+  // engine accepts it or refuses it for good.
+  std::optional<Timestamp> pod_due_at;
+  int pod_failures = 0;  // failed assignment attempts in a row (for backoff)
   std::optional<FailureRecord> last_failure;  // the latest collection or grading failure
   int collection_failures = 0;                 // collection failures reported so far
   // While set, the collection is to be requested from the Assessment Platform at or after
@@ -88,6 +93,9 @@ struct LabletInstance {
   int collection_request_failures = 0;    // failed requests in a row (for backoff)
   std::string collection_request_error;   // why the last request failed; empty once one succeeds
   std::optional<Timestamp> collection_requested_at;  // when the platform last accepted a request
+  // The platform refused the collection request for good (a 4xx other than 408 and 429): no
+  // more requests; the instance leaves COLLECTING by its time-out.
+  bool collection_refused = false;
   bool termination_requested = false;  // DELETE was called; the lifecycle ends in TERMINATED
   // Failed steps on CML (import, start, stop, wipe, delete) in a row, why the last one failed,
   // and when the next attempt is due; reset by each state change.

@@ -49,6 +49,8 @@ std::string_view EventTypeOnEntering(InstanceState s);
 std::string_view EventTypeOnEntering(WorkerState s);
 // Published when a score is recorded, just before the move to STOPPING.
 inline constexpr std::string_view kGradingCompletedEventType = "ccm.lablet.instance.grading.completed";
+// Not a state either: the Grading Engine took a RUNNING instance's pod.
+inline constexpr std::string_view kPodAssignedEventType = "ccm.lablet.instance.pod.assigned";
 
 // True while the instance holds capacity on its worker (SCHEDULED up to STOPPED).
 bool HoldsCapacity(InstanceState s);

@@ -484,7 +484,8 @@ void AddReceiverRoutes(Router& router, app::EventReceiver& receiver) {
   });
 }
 
-void AddEventRoutes(Router& router, app::EventService& events, const std::function<bool()>& leading) {
+void AddEventRoutes(Router& router, app::EventService& events, const std::function<bool()>& leading,
+                    const std::function<std::string()>& more) {
   router.Add("GET", "/api/v1/events", [&events](Request& req) {
     if (auto s = OnlyQuery(req, {"subject", "type", "since", "until", "state", "limit", "after"}); !s)
       return Fail(s.error(), req);
@@ -528,7 +529,7 @@ void AddEventRoutes(Router& router, app::EventService& events, const std::functi
     if (!n) return Fail(n.error(), req);
     return Json(200, {{"replayed", *n}});
   });
-  router.Add("GET", "/metrics", [&events, leading](Request& req) {
+  router.Add("GET", "/metrics", [&events, leading, more](Request& req) {
     auto text = events.Metrics();
     if (!text) return Fail(text.error(), req);
     Response r;
@@ -536,6 +537,7 @@ void AddEventRoutes(Router& router, app::EventService& events, const std::functi
     r.body = std::move(text.value());
     r.body += "# HELP ccm_leader 1 on the replica that runs the background work, else 0.\n# TYPE ccm_leader gauge\n";
     r.body += std::string("ccm_leader ") + (!leading || leading() ? "1" : "0") + "\n";
+    if (more) r.body += more();
     return r;
   });
 }
@@ -572,9 +574,20 @@ void AddApiRoutes(Router& router, ApiServices s) {
   AddDefinitionRoutes(router, s.definitions);
   AddInstanceRoutes(router, s.instances);
   AddWorkerRoutes(router, s.workers);
-  AddEventRoutes(router, s.events, s.leading);
+  AddEventRoutes(router, s.events, s.leading, s.more_metrics);
   AddReceiverRoutes(router, s.receiver);
   AddCollectionRoutes(router, s.collection);
+  router.Add("POST", "/api/v1/instances/{id}/pod/assign", [&instances = s.instances](Request& req) {
+    // No body is needed; an empty JSON object is accepted too.
+    if (!req.body.empty()) {
+      auto body = ParseJsonObject(req);
+      if (!body) return Fail(body.error(), req);
+      FieldReader r(*body);
+      r.Only({});
+      if (!r.ok()) return Fail(r.error(), req);
+    }
+    return Reply(instances.RequestPodAssignment(InstanceId{req.params["id"]}, ActorOf(req)), req, 202);
+  });
   router.Add("GET", "/api/v1/instances/{id}/pod", [&pods = s.pods](Request& req) {
     auto pod = pods.ForInstance(InstanceId{req.params["id"]});
     if (!pod) return Fail(pod.error(), req);

@@ -26,6 +26,8 @@ struct ApiServices {
   app::PodService& pods;
   // Whether this replica runs the background work (leader election); none: always.
   std::function<bool()> leading = {};
+  // More lines of /metrics (the lifecycle's); none: nothing more.
+  std::function<std::string()> more_metrics = {};
 };
 
 // Adds every route of the REST API (/api/v1, /api/internal, /health, /openapi.json).

@@ -2,7 +2,9 @@
 // on loopback that can be down, failing, then up.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "clients/assessment_platform_client.h"
 #include "support/db_snapshot.h"
@@ -28,6 +30,9 @@ class FakePlatform {
       std::lock_guard lock(mu_);
       if (r.path != "/api/v1/collections") {
         resp.status = 404;
+      } else if (refuse_) {
+        resp.status = 422;
+        resp.body = R"({"detail":"no such candidate"})";
       } else if (failures_ > 0) {
         --failures_;
         resp.status = 503;
@@ -43,6 +48,10 @@ class FakePlatform {
     std::lock_guard lock(mu_);
     failures_ = n;
   }
+  void Refuse(bool refuse) {
+    std::lock_guard lock(mu_);
+    refuse_ = refuse;
+  }
   std::vector<json> Accepted() {
     std::lock_guard lock(mu_);
     return accepted_;
@@ -51,6 +60,7 @@ class FakePlatform {
  private:
   std::mutex mu_;
   int failures_ = 0;
+  bool refuse_ = false;
   std::vector<json> accepted_;
   testing::FakeServer server_;
 };
@@ -90,9 +100,13 @@ TEST_F(Collection, HappyPath) {
   const std::string id = Running();
   HttpResult r = http_.PostJson("/api/v1/instances/" + id + "/collect", {{"triggered_by", "proctor-7"}, {"reason", "manual"}});
   ASSERT_EQ(r.status, 202) << r.body;
+  // Answered once the move is durable: the platform is asked by the reconciler.
   EXPECT_EQ(r.Json()["state"], "COLLECTING");
-  EXPECT_TRUE(r.Json()["collection_requested_at"].is_string());
-  EXPECT_TRUE(r.Json()["collection_due_at"].is_null());
+  EXPECT_TRUE(r.Json()["collection_due_at"].is_string());
+  EXPECT_TRUE(platform_.Accepted().empty());
+  EXPECT_EQ(stack_.collection->ReconcileOnce(), 1);
+  EXPECT_TRUE(Get(id)["collection_requested_at"].is_string());
+  EXPECT_TRUE(Get(id)["collection_due_at"].is_null());
   ASSERT_EQ(platform_.Accepted().size(), 1u);
   EXPECT_EQ(platform_.Accepted()[0]["instance_id"], id);
   EXPECT_EQ(platform_.Accepted()[0]["worker_hostname"], "w1.example");
@@ -106,6 +120,7 @@ TEST_F(Collection, PlatformDownThenUp) {
   platform_.FailNext(1000);
   HttpResult r = http_.PostJson("/api/v1/instances/" + id + "/collect", json::object());
   ASSERT_EQ(r.status, 202) << r.body;
+  EXPECT_EQ(stack_.collection->ReconcileOnce(), 1);
   json i = Get(id);
   EXPECT_EQ(i["state"], "COLLECTING");
   EXPECT_EQ(i["collection_request_failures"], 1);
@@ -113,11 +128,11 @@ TEST_F(Collection, PlatformDownThenUp) {
       << i["collection_request_error"];
   EXPECT_NE(i["collection_request_error"].get<std::string>().find("assessment platform POST /api/v1/collections"),
             std::string::npos);
-  std::this_thread::sleep_for(30ms);
+  std::this_thread::sleep_for(30ms);  // the first backoff: 20 ms at most (jittered down to 10)
   EXPECT_EQ(stack_.collection->ReconcileOnce(), 1);
   EXPECT_EQ(Get(id)["collection_request_failures"], 2);
   platform_.FailNext(0);
-  std::this_thread::sleep_for(60ms);  // the second backoff: 40 ms
+  std::this_thread::sleep_for(60ms);  // the second backoff: 40 ms at most
   EXPECT_EQ(stack_.collection->ReconcileOnce(), 1);
   i = Get(id);
   EXPECT_EQ(i["collection_request_failures"], 0);
@@ -129,6 +144,7 @@ TEST_F(Collection, PlatformDownThenUp) {
 TEST_F(Collection, ARetryableFailureIsRequestedAgainAfterABackoff) {
   const std::string id = Running();
   ASSERT_EQ(http_.PostJson("/api/v1/instances/" + id + "/collect", json::object()).status, 202);
+  EXPECT_EQ(stack_.collection->ReconcileOnce(), 1);
   json failed = {{"specversion", "1.0"}, {"id", "f-1"}, {"source", "ap"}, {"type", "assessment.collection.failed"},
                  {"data", {{"instance_id", id}, {"error_code", "BUSY"}, {"retry_possible", true}}}};
   ASSERT_EQ(http_.Post("/api/v1/events", failed.dump(), "application/cloudevents+json").status, 202);
@@ -140,6 +156,99 @@ TEST_F(Collection, ARetryableFailureIsRequestedAgainAfterABackoff) {
   EXPECT_EQ(platform_.Accepted().size(), 2u);
   EXPECT_EQ(Get(id)["state"], "COLLECTING");
   EXPECT_TRUE(Get(id)["collection_due_at"].is_null());
+}
+
+TEST_F(Collection, ARefusalForGoodEndsTheRequests) {
+  const std::string id = Running();
+  platform_.Refuse(true);
+  ASSERT_EQ(http_.PostJson("/api/v1/instances/" + id + "/collect", json::object()).status, 202);
+  EXPECT_EQ(stack_.collection->ReconcileOnce(), 1);
+  json i = Get(id);
+  EXPECT_EQ(i["state"], "COLLECTING");  // until its time-out
+  EXPECT_TRUE(i["collection_refused"].get<bool>());
+  EXPECT_TRUE(i["collection_due_at"].is_null());
+  EXPECT_NE(i["collection_request_error"].get<std::string>().find("HTTP 422"), std::string::npos) << i;
+  std::this_thread::sleep_for(30ms);
+  EXPECT_EQ(stack_.collection->ReconcileOnce(), 0);  // never asked again
+}
+
+TEST_F(Collection, AnOperatorMoveToCollectingAsksThePlatformToo) {
+  const std::string id = Running();
+  auto moved = http_.PostJson("/api/internal/instances/" + id + "/transition", {{"to", "COLLECTING"}});
+  ASSERT_EQ(moved.status, 200) << moved.body;
+  EXPECT_TRUE(Get(id)["collection_due_at"].is_string());
+  EXPECT_EQ(stack_.collection->ReconcileOnce(), 1);
+  ASSERT_EQ(platform_.Accepted().size(), 1u);
+  EXPECT_EQ(platform_.Accepted()[0]["instance_id"], id);
+}
+
+// A platform that answers each request only when told to, counting the requests it holds.
+class HangingPlatform {
+ public:
+  HangingPlatform()
+      : server_([this](http::Request&) {
+      std::unique_lock lock(mu_);
+      ++waiting_;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return released_; });
+      --waiting_;
+      http::Response resp;
+      resp.status = 202;
+      return resp;
+    }) {}
+  ~HangingPlatform() { Release(); }
+  std::string Url() const { return server_.Url(); }
+  void Release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  // Waits until `n` requests are held at once.
+  bool WaitForHeld(int n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, 10s, [&] { return waiting_ >= n; });
+  }
+  int Held() {
+    std::lock_guard lock(mu_);
+    return waiting_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int waiting_ = 0;
+  bool released_ = false;
+  testing::FakeServer server_;
+};
+
+TEST(CollectionAgainstAHangingPlatform, TheApiAnswersAtOnceAndRequestsRunConcurrently) {
+  HangingPlatform platform;
+  app::SystemClock clock;
+  testing::Stack stack(std::make_unique<clients::AssessmentPlatformClient>(
+                           clients::RemoteOptions{platform.Url(), 500ms, 30000ms, 1, 5ms, 100, 10ms}, clock),
+                       app::CollectionService::Options{20ms, 200ms, 1000ms, 4});
+  testing::HttpClient http(stack.BaseUrl());
+  const auto seed = testing::SeedLab(http, "nodes: [{id: n0, label: r1}]");
+  std::vector<std::string> ids;
+  for (int n = 0; n < 3; ++n) {
+    json body = {{"definition_id", seed.definition_id}, {"owner_id", "c"}, {"timeslot_start", "2026-12-01T09:00:00Z"},
+                 {"timeslot_end", "2026-12-01T10:00:00Z"}};
+    ids.push_back(http.PostJson("/api/v1/instances", body).Json()["id"]);
+    http.PostJson("/api/internal/instances/" + ids.back() + "/schedule", {{"worker_id", seed.worker_id}});
+    for (const char* to : {"INSTANTIATING", "RUNNING"})
+      http.PostJson("/api/internal/instances/" + ids.back() + "/transition", {{"to", to}});
+  }
+  // Every /collect is answered while the platform holds no request yet: none waits for it.
+  for (const auto& id : ids) ASSERT_EQ(http.PostJson("/api/v1/instances/" + id + "/collect", json::object()).status, 202);
+  EXPECT_EQ(platform.Held(), 0);
+  // The reconciler's requests are all out at once, not one behind the other.
+  std::thread reconcile([&] { stack.collection->ReconcileOnce(); });
+  EXPECT_TRUE(platform.WaitForHeld(3));
+  // The API still answers while the platform holds them.
+  EXPECT_EQ(http.Get("/api/v1/instances/" + ids[0]).status, 200);
+  platform.Release();
+  reconcile.join();
+  for (const auto& id : ids) EXPECT_TRUE(http.Get("/api/v1/instances/" + id).Json()["collection_requested_at"].is_string());
 }
 
 TEST_F(Collection, BadInput) {

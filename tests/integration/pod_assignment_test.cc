@@ -1,10 +1,14 @@
-// Pod assignment on the Grading Engine when an instance with assessment ids becomes RUNNING,
-// against a fake Grading Engine on loopback that validates pods with the real schema.
+// Pod assignment on the Grading Engine after an instance with assessment ids becomes RUNNING,
+// against a fake Grading Engine on loopback that validates pods with the real schema: sent
+// after the commit, retried while the engine is unavailable, final on a refusal, asked again
+// by an operator.
 #include <gtest/gtest.h>
 
 #include <mutex>
+#include <thread>
 
 #include "clients/assessment_platform_client.h"
+#include "support/db_snapshot.h"
 #include "support/fake_server.h"
 #include "support/http_client.h"
 #include "support/json_schema.h"
@@ -27,6 +31,11 @@ class FakeGradingEngine {
       std::lock_guard lock(mu_);
       const json pod = json::parse(r.body, nullptr, false);
       const auto errors = testing::ValidateSchema(spec_, spec_["components"]["schemas"]["Pod"], pod);
+      if (unavailable_ > 0) {
+        --unavailable_;
+        resp.status = 503;
+        return resp;
+      }
       if (refuse_ || !errors.empty()) {
         resp.status = 400;
         resp.body = errors.empty() ? "refused" : errors.front();
@@ -40,6 +49,10 @@ class FakeGradingEngine {
     std::lock_guard lock(mu_);
     refuse_ = refuse;
   }
+  void UnavailableFor(int requests) {
+    std::lock_guard lock(mu_);
+    unavailable_ = requests;
+  }
   std::vector<std::pair<std::string, json>> Assigned() {
     std::lock_guard lock(mu_);
     return assigned_;
@@ -49,6 +62,7 @@ class FakeGradingEngine {
   json spec_;
   std::mutex mu_;
   bool refuse_ = false;
+  int unavailable_ = 0;
   std::vector<std::pair<std::string, json>> assigned_;
   testing::FakeServer server_;
 };
@@ -75,6 +89,14 @@ class PodAssignment : public ::testing::Test {
   json RunningEvent(const std::string& id) {
     return http_.Get("/api/v1/events?type=ccm.lablet.instance.running&subject=" + id).Json()["items"][0]["event"]["data"];
   }
+  json Events(const std::string& id, const std::string& type) {
+    return http_.Get("/api/v1/events?type=" + type + "&subject=" + id).Json()["items"];
+  }
+  json Get(const std::string& id) { return http_.Get("/api/v1/instances/" + id).Json(); }
+  // What the pod reconciler does for one instance.
+  Result<bool> AssignDue(const std::string& id) {
+    return stack_.instances->AssignDuePod(domain::InstanceId{id}, [](int) { return 20ms; });
+  }
 
   FakeGradingEngine engine_;
   app::SystemClock clock_;
@@ -84,33 +106,119 @@ class PodAssignment : public ::testing::Test {
   testing::LabSeed seed_;
 };
 
-TEST_F(PodAssignment, AssignedWhenRunningWithAssessmentIds) {
+TEST_F(PodAssignment, AssignedAfterTheMoveToRunning) {
   json i = Run(true);
   ASSERT_EQ(i["state"], "RUNNING") << i;
+  // The move commits first; the pod is due, not sent yet.
+  EXPECT_FALSE(i["pod_assigned"].get<bool>());
+  EXPECT_TRUE(i["pod_due_at"].is_string());
+  EXPECT_TRUE(engine_.Assigned().empty());
+  EXPECT_FALSE(RunningEvent(i["id"])["pod_assigned"].get<bool>());
+
+  auto done = AssignDue(i["id"]);
+  ASSERT_TRUE(done) << done.error().message;
+  EXPECT_TRUE(*done);
+  i = Get(i["id"]);
   EXPECT_TRUE(i["pod_assigned"].get<bool>());
   EXPECT_EQ(i["pod_error"], "");
+  EXPECT_TRUE(i["pod_due_at"].is_null());
   ASSERT_EQ(engine_.Assigned().size(), 1u);
   EXPECT_EQ(engine_.Assigned()[0].first, "/api/v1/sessions/session-1/parts/part 1/pod");
   EXPECT_EQ(engine_.Assigned()[0].second["id"], i["id"]);
   EXPECT_EQ(engine_.Assigned()[0].second["devices"].size(), 2u);
-  EXPECT_TRUE(RunningEvent(i["id"])["pod_assigned"].get<bool>());
+  const json assigned = Events(i["id"], "ccm.lablet.instance.pod.assigned");
+  ASSERT_EQ(assigned.size(), 1u);
+  EXPECT_EQ(assigned[0]["event"]["data"]["session_id"], "session-1");
+  EXPECT_EQ(assigned[0]["event"]["data"]["failed_attempts"], 0);
+  // Nothing is due any more.
+  EXPECT_FALSE(AssignDue(i["id"]).value());
+  EXPECT_EQ(engine_.Assigned().size(), 1u);
 }
 
-TEST_F(PodAssignment, ARefusedPodIsReportedAndTheInstanceRunsOn) {
+TEST_F(PodAssignment, AnUnavailableEngineIsTriedAgainAfterABackoff) {
+  engine_.UnavailableFor(1000);
+  json i = Run(true);
+  auto first = AssignDue(i["id"]);
+  ASSERT_FALSE(first);
+  EXPECT_EQ(first.error().code, ErrorCode::kUnavailable);
+  i = Get(i["id"]);
+  EXPECT_FALSE(i["pod_assigned"].get<bool>());
+  EXPECT_EQ(i["pod_failures"], 1);
+  EXPECT_NE(i["pod_error"].get<std::string>().find("HTTP 503"), std::string::npos) << i;
+  ASSERT_TRUE(i["pod_due_at"].is_string());  // due again after the backoff
+  EXPECT_FALSE(AssignDue(i["id"]).value());  // not yet
+  engine_.UnavailableFor(0);
+  std::this_thread::sleep_for(40ms);
+  EXPECT_TRUE(AssignDue(i["id"]).value());
+  i = Get(i["id"]);
+  EXPECT_TRUE(i["pod_assigned"].get<bool>());
+  EXPECT_EQ(Events(i["id"], "ccm.lablet.instance.pod.assigned")[0]["event"]["data"]["failed_attempts"], 1);
+}
+
+TEST_F(PodAssignment, ARefusalIsFinalUntilAnOperatorAsksAgain) {
   engine_.Refuse(true);
   json i = Run(true);
-  ASSERT_EQ(i["state"], "RUNNING");
+  auto refused = AssignDue(i["id"]);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  i = Get(i["id"]);
+  ASSERT_EQ(i["state"], "RUNNING");  // the lab runs on
   EXPECT_FALSE(i["pod_assigned"].get<bool>());
+  EXPECT_TRUE(i["pod_due_at"].is_null());  // no more attempts
   EXPECT_NE(i["pod_error"].get<std::string>().find("grading engine POST /api/v1/sessions/session-1/parts/part%201/pod: HTTP 400"),
             std::string::npos)
       << i["pod_error"];
-  EXPECT_FALSE(RunningEvent(i["id"])["pod_assigned"].get<bool>());
+  std::this_thread::sleep_for(40ms);
+  EXPECT_FALSE(AssignDue(i["id"]).value());
+
+  // The engine is fixed; an operator asks again.
+  engine_.Refuse(false);
+  auto asked = http_.Post("/api/v1/instances/" + i["id"].get<std::string>() + "/pod/assign", "", "");
+  ASSERT_EQ(asked.status, 202) << asked.body;
+  EXPECT_TRUE(asked.Json()["pod_due_at"].is_string());
+  EXPECT_TRUE(AssignDue(i["id"]).value());
+  EXPECT_TRUE(Get(i["id"])["pod_assigned"].get<bool>());
+}
+
+TEST_F(PodAssignment, TheRouteRefusesWhatCannotBeAssignedAndWritesNothing) {
+  const std::string running = Run(true)["id"];
+  const std::string no_ids = Run(false)["id"];
+  const std::string pending =
+      http_.PostJson("/api/v1/instances", {{"definition_id", seed_.definition_id}, {"owner_id", "c"},
+                                          {"timeslot_start", "2026-12-01T09:00:00Z"},
+                                          {"timeslot_end", "2026-12-01T10:00:00Z"},
+                                          {"assessment", {{"session_id", "s"}, {"part_id", "p"}}}})
+          .Json()["id"];
+  struct Case {
+    std::string id, body, type;
+    int status;
+    std::string field;
+  } cases[] = {
+      {"nope", "", "", 404, ""},
+      {pending, "", "", 409, "state"},
+      {no_ids, "", "", 409, "assessment"},
+      {running, R"({"force":true})", "application/json", 400, "force"},
+      {running, "{", "application/json", 400, "body"},
+      {running, "{}", "text/plain", 415, "content-type"},
+  };
+  for (const auto& c : cases) {
+    const std::string before = testing::DbSnapshot(stack_.DbPath());
+    auto r = http_.Post("/api/v1/instances/" + c.id + "/pod/assign", c.body, c.type);
+    EXPECT_EQ(r.status, c.status) << c.id << " " << c.body << ": " << r.body;
+    EXPECT_EQ(r.ContentType(), "application/problem+json");
+    if (!c.field.empty()) {
+      EXPECT_EQ(r.Json().value("field", ""), c.field) << r.body;
+    }
+    EXPECT_EQ(testing::DbSnapshot(stack_.DbPath()), before) << c.id;
+  }
 }
 
 TEST_F(PodAssignment, NoAssessmentNoCall) {
   json i = Run(false);
   ASSERT_EQ(i["state"], "RUNNING");
   EXPECT_FALSE(i["pod_assigned"].get<bool>());
+  EXPECT_TRUE(i["pod_due_at"].is_null());
+  EXPECT_FALSE(AssignDue(i["id"]).value());
   EXPECT_TRUE(engine_.Assigned().empty());
 }
 
