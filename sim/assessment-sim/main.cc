@@ -6,7 +6,12 @@
 //        Grading Engine's Pod schema; 400 with the first violation otherwise
 //   GET  /sim/state                                what it received, for tests
 // Failures can be injected: 503 for the first --fail-collections requests, slow answers, a
-// collection.failed instead of the results, every event sent twice, a bearer token required.
+// collection.failed instead of the results, every event sent twice, a bearer token required,
+// collections accepted and never answered (--silent) or answered without a grade
+// (--no-grading) or refused for good (--refuse-collections), pods refused for good
+// (--refuse-pods) or 503 for the first --fail-pods requests. With --chaos-seed, each instance
+// draws its own collection and pod behaviour from the seed and its id (GET /sim/state says
+// which), so that a test of many lablets meets every fault at once and can replay the draw.
 // With --token-url, events go to ccm with a client-credentials bearer token (renewed on a 401).
 #include <CLI/CLI.hpp>
 #include <curl/curl.h>
@@ -16,7 +21,10 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -27,11 +35,51 @@ namespace {
 
 using nlohmann::json;
 
+// What the platform does with one instance's collection, and the engine with its pod.
+enum class Collection { kNormal, kSilent, kNoGrading, kRefused, kFails, kGradingFails, kUnavailableThenOk, kSlow };
+enum class Pod { kNormal, kRefused, kUnavailableThenOk };
+
+const char* Name(Collection c) {
+  switch (c) {
+    case Collection::kNormal: return "normal";
+    case Collection::kSilent: return "silent";
+    case Collection::kNoGrading: return "no_grading";
+    case Collection::kRefused: return "refused";
+    case Collection::kFails: return "collection_failed";
+    case Collection::kGradingFails: return "grading_failed";
+    case Collection::kUnavailableThenOk: return "unavailable_then_ok";
+    case Collection::kSlow: return "slow";
+  }
+  return "normal";
+}
+const char* Name(Pod p) {
+  switch (p) {
+    case Pod::kNormal: return "normal";
+    case Pod::kRefused: return "refused";
+    case Pod::kUnavailableThenOk: return "unavailable_then_ok";
+  }
+  return "normal";
+}
+
+struct Behaviour {
+  Collection collection = Collection::kNormal;
+  Pod pod = Pod::kNormal;
+  bool send_twice = false;
+  int collection_503s_left = 0;  // 503s still to answer to its collection requests
+  int pod_503s_left = 0;         // and to its pod assignments
+};
+
 struct Settings {
   std::string events_url;
   int delay_ms = 200;
   int fail_collections = 0;
   bool collection_fails = false;
+  bool silent = false;
+  bool no_grading = false;
+  bool refuse_collections = false;
+  bool refuse_pods = false;
+  int fail_pods = 0;
+  std::optional<std::uint64_t> chaos_seed;
   bool send_twice = false;
   bool require_bearer = false;
   int slow_ms = 0;
@@ -94,6 +142,20 @@ void Send(const std::string& url, const json& event, Tokens& tokens) {
   if (status == 401) Post(url, body, "application/cloudevents+json", tokens.Get(true));
 }
 
+// The behaviour drawn for `instance` from the seed: the same seed and id, the same draw.
+Behaviour Draw(std::uint64_t seed, const std::string& instance) {
+  std::uint64_t h = seed ^ 0x9e3779b97f4a7c15ULL;
+  for (unsigned char c : instance) h = (h ^ c) * 0x100000001b3ULL;
+  std::mt19937_64 rng(h);
+  Behaviour b;
+  b.collection = static_cast<Collection>(std::uniform_int_distribution<int>(0, 7)(rng));
+  b.pod = static_cast<Pod>(std::uniform_int_distribution<int>(0, 2)(rng));
+  b.send_twice = std::uniform_int_distribution<int>(0, 3)(rng) == 0;
+  b.collection_503s_left = std::uniform_int_distribution<int>(1, 6)(rng);
+  b.pod_503s_left = std::uniform_int_distribution<int>(1, 6)(rng);
+  return b;
+}
+
 json Event(const std::string& id, const std::string& type, json data) {
   return {{"specversion", "1.0"}, {"id", id}, {"source", "/assessment-sim"}, {"type", type},
           {"datacontenttype", "application/json"}, {"data", std::move(data)}};
@@ -112,6 +174,12 @@ int main(int argc, char** argv) {
   cli.add_option("--fail-collections", s.fail_collections, "Answer 503 to this many collection requests");
   cli.add_flag("--collection-fails", s.collection_fails, "Send assessment.collection.failed instead of results");
   cli.add_flag("--send-twice", s.send_twice, "Send every event twice (same id)");
+  cli.add_flag("--silent", s.silent, "Accept collections and never send a result");
+  cli.add_flag("--no-grading", s.no_grading, "Send collection.completed and never a grade");
+  cli.add_flag("--refuse-collections", s.refuse_collections, "Refuse every collection for good (422)");
+  cli.add_flag("--refuse-pods", s.refuse_pods, "Refuse every pod for good (400)");
+  cli.add_option("--fail-pods", s.fail_pods, "Answer 503 to this many pod assignments");
+  cli.add_option("--chaos-seed", s.chaos_seed, "Draw a behaviour per instance from this seed");
   cli.add_flag("--require-bearer", s.require_bearer, "Refuse requests without a bearer token (401)");
   cli.add_option("--slow-ms", s.slow_ms, "Wait this long before every answer");
   cli.add_option("--score", s.score_total, "Total points awarded (of 10)");
@@ -136,20 +204,33 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
   std::mutex mu;
-  json state = {{"collections", json::array()}, {"pods", json::array()}, {"refused", 0}};
+  json state = {{"collections", json::array()}, {"pods", json::array()}, {"refused", 0}, {"faults", json::object()}};
   std::atomic<int> failures_left{s.fail_collections};
+  std::atomic<int> pod_failures_left{s.fail_pods};
   std::atomic<int> sequence{0};
+  // With a chaos seed, each instance's behaviour, drawn on first sight (under `mu`).
+  std::map<std::string, Behaviour> drawn;
+  auto behaviour_of = [&](const std::string& instance) -> Behaviour& {
+    auto [it, fresh] = drawn.try_emplace(instance);
+    if (fresh) {
+      it->second = Draw(*s.chaos_seed, instance);
+      state["faults"][instance] = {{"collection", Name(it->second.collection)}, {"pod", Name(it->second.pod)},
+                                   {"send_twice", it->second.send_twice}};
+    }
+    return it->second;
+  };
 
   Tokens tokens(s);
-  auto results = [&s, &sequence, &tokens](json request, std::string collection_id) {
+  auto results = [&s, &sequence, &tokens](json request, std::string collection_id, Collection what, bool twice) {
     auto send = [&](const json& e) {
       Send(s.events_url, e, tokens);
-      if (s.send_twice) Send(s.events_url, e, tokens);
+      if (twice) Send(s.events_url, e, tokens);
     };
     const std::string instance = request["instance_id"];
     const int n = ++sequence;
+    if (what == Collection::kSilent) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(s.delay_ms));
-    if (s.collection_fails) {
+    if (what == Collection::kFails) {
       send(Event("failed-" + std::to_string(n), "assessment.collection.failed",
                  {{"instance_id", instance}, {"error_code", "DEVICE_UNREACHABLE"}, {"error_message", "no console"},
                   {"retry_possible", false}}));
@@ -158,7 +239,13 @@ int main(int argc, char** argv) {
     send(Event("collected-" + std::to_string(n), "assessment.collection.completed",
                {{"instance_id", instance}, {"collection_id", collection_id},
                 {"artifacts_uri", "s3://assessment-sim/" + collection_id}}));
+    if (what == Collection::kNoGrading) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(s.delay_ms));
+    if (what == Collection::kGradingFails) {
+      send(Event("grading-failed-" + std::to_string(n), "assessment.grading.failed",
+                 {{"instance_id", instance}, {"error_code", "RUBRIC_ERROR"}, {"error_message", "no rubric"}}));
+      return;
+    }
     send(Event("graded-" + std::to_string(n), "assessment.grading.completed",
                {{"instance_id", instance},
                 {"score", {{"total", s.score_total}, {"max", s.score_max},
@@ -187,16 +274,39 @@ int main(int argc, char** argv) {
         resp.status = 503;
         return resp;
       }
-      if (!body.is_object() || !body.contains("instance_id")) {
+      if (!body.is_object() || !body.contains("instance_id") || !body["instance_id"].is_string()) {
         resp.status = 400;
         return resp;
       }
+      Collection what = s.silent               ? Collection::kSilent
+                        : s.no_grading         ? Collection::kNoGrading
+                        : s.refuse_collections ? Collection::kRefused
+                        : s.collection_fails   ? Collection::kFails
+                                               : Collection::kNormal;
+      bool twice = s.send_twice;
+      if (s.chaos_seed) {
+        std::lock_guard lock(mu);
+        Behaviour& b = behaviour_of(body["instance_id"]);
+        what = b.collection;
+        twice = b.send_twice;
+        if (what == Collection::kUnavailableThenOk && b.collection_503s_left > 0) {
+          --b.collection_503s_left;
+          resp.status = 503;
+          return resp;
+        }
+      }
+      if (what == Collection::kRefused) {
+        resp.status = 422;
+        resp.body = json{{"detail", "the candidate's session is closed"}}.dump();
+        return resp;
+      }
+      if (what == Collection::kSlow) std::this_thread::sleep_for(std::chrono::milliseconds(1500));
       const std::string collection_id = "col-" + std::to_string(sequence.load() + 1);
       {
         std::lock_guard lock(mu);
         state["collections"].push_back(body);
       }
-      std::thread(results, body, collection_id).detach();
+      std::thread(results, body, collection_id, what, twice).detach();
       resp.status = 202;
       resp.body = json{{"collection_id", collection_id}}.dump();
       return resp;
@@ -204,6 +314,26 @@ int main(int argc, char** argv) {
     if (r.method == "POST" && r.path.rfind("/api/v1/sessions/", 0) == 0 && r.path.ends_with("/pod")) {
       const auto errors = ccm::testing::ValidateSchema(spec, spec["components"]["schemas"]["Pod"], body);
       std::lock_guard lock(mu);
+      Pod what = s.refuse_pods ? Pod::kRefused : Pod::kNormal;
+      if (s.chaos_seed && body.is_object() && body.contains("id") && body["id"].is_string()) {
+        Behaviour& b = behaviour_of(body["id"]);
+        what = b.pod;
+        if (what == Pod::kUnavailableThenOk && b.pod_503s_left > 0) {
+          --b.pod_503s_left;
+          resp.status = 503;
+          return resp;
+        }
+      }
+      if (pod_failures_left.fetch_sub(1) > 0) {
+        resp.status = 503;
+        return resp;
+      }
+      if (what == Pod::kRefused) {
+        state["refused"] = state["refused"].get<int>() + 1;
+        resp.status = 400;
+        resp.body = json{{"error", "the part is closed"}}.dump();
+        return resp;
+      }
       if (!errors.empty()) {
         state["refused"] = state["refused"].get<int>() + 1;
         resp.status = 400;

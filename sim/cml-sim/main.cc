@@ -11,7 +11,7 @@
 // Every /api/v0 call but authenticate needs a valid bearer token (401 otherwise); tokens
 // expire after --token-ttl-ms. A started lab reports STARTED after --start-delay-ms.
 // Failures can be injected: the first --fail-imports imports, --fail-starts starts and
-// --fail-stops stops answer 500.
+// --fail-stops stops answer 500; --import-delay-ms answers every import late.
 // The cloud provider (see clients/cloud_provider_client.h):
 //   POST /v1/workers {template, client_token}, GET /v1/workers/{id}, DELETE /v1/workers/{id};
 //   a launched worker is running after --provision-delay-ms, and its cml_url is this sim.
@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "http/server.h"
 #include "support/json_schema.h"
@@ -85,6 +86,7 @@ struct Sim {
   int start_delay_ms = 300;
   int token_ttl_ms = 3'600'000;
   int provision_delay_ms = 500;
+  int import_delay_ms = 0;
   std::atomic<int> fail_imports{0}, fail_starts{0}, fail_stops{0};
   json cml_spec;
   std::string self_url;
@@ -174,6 +176,9 @@ ccm::http::Response Cml(Sim& s, ccm::http::Request& r) {
     return Answer(200, token);
   }
   const std::string auth(r.Header("authorization"));
+  // A slow import answers late (outside the lock, so that nothing else waits for it).
+  if (r.method == "POST" && path == "/import" && s.import_delay_ms > 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(s.import_delay_ms));
   std::lock_guard lock(s.mu);
   auto token = auth.rfind("Bearer ", 0) == 0 ? s.tokens.find(auth.substr(7)) : s.tokens.end();
   if (token == s.tokens.end() || token->second < Clock::now())
@@ -245,6 +250,7 @@ int main(int argc, char** argv) {
   cli.add_option("--token-ttl-ms", s.token_ttl_ms, "Lifetime of a token")->capture_default_str();
   cli.add_option("--provision-delay-ms", s.provision_delay_ms, "Time for a launched worker to run")->capture_default_str();
   cli.add_option("--fail-imports", fail_imports, "Answer 500 to this many imports");
+  cli.add_option("--import-delay-ms", s.import_delay_ms, "Answer each import this late");
   cli.add_option("--fail-starts", fail_starts, "Answer 500 to this many starts");
   cli.add_option("--fail-stops", fail_stops, "Answer 500 to this many stops");
   CLI11_PARSE(cli, argc, argv);

@@ -160,9 +160,14 @@ Result<EventReceiver::Outcome> EventReceiver::GradingCompleted(LabletInstance& i
                                                                 const std::string& actor, Changes& changes) {
   auto score = ParseGradingScore(data);
   if (!score) return score.error();
-  if (Past(i.state, InstanceState::kGrading))
-    return i.grading_score ? Result<Outcome>(Outcome::kStale)
-                           : Result<Outcome>(WrongState(i, "assessment.grading.completed", "COLLECTING or GRADING"));
+  if (Past(i.state, InstanceState::kGrading)) {
+    if (i.grading_score) return Outcome::kStale;
+    // A score that comes after the instance moved on (a time-out, an operator) is still kept.
+    if (i.state == InstanceState::kTerminated)
+      return WrongState(i, "assessment.grading.completed", "COLLECTING, GRADING or later but not TERMINATED");
+    i.grading_score = *score;
+    return Outcome::kApplied;
+  }
   if (i.state == InstanceState::kCollecting) {
     // Arrived before collection.completed: the collection is evidently done.
     if (auto c = data.find("collection_id"); c != data.end() && c->is_string())

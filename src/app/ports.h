@@ -198,6 +198,7 @@ class CmlWorkers {
 struct CloudWorker {
   std::string id;     // the provider's id
   bool ready = false;  // up, with CML answering
+  bool released = false;  // given back: the machine is gone or going
   std::string hostname;
   std::string public_ip;
   std::string private_ip;

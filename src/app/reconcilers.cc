@@ -1,6 +1,7 @@
 #include "app/reconcilers.h"
 
 #include <algorithm>
+#include <sstream>
 #include <spdlog/spdlog.h>
 
 #include "domain/lab_yaml.h"
@@ -16,8 +17,9 @@ constexpr const char* kScheduler = "scheduler";
 constexpr const char* kInstantiator = "instantiator";
 constexpr const char* kStopper = "stopper";
 constexpr const char* kScaler = "scaler";
+constexpr const char* kPodAssigner = "pod-assigner";
 // The loops, in the order the constructor starts them.
-enum Loop : size_t { kScheduleLoop, kInstantiateLoop, kStopLoop, kScaleLoop };
+enum Loop : size_t { kScheduleLoop, kInstantiateLoop, kStopLoop, kPodLoop, kScaleLoop };
 
 // How full a worker is: the largest share of cpu, memory or nodes already reserved.
 double Fullness(const Worker& w) {
@@ -45,11 +47,75 @@ WorkerDraft DraftOf(const CloudWorker& c) {
   return d;
 }
 
+std::string Seconds(std::chrono::milliseconds d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(d).count()) + " s";
+}
+
 }  // namespace
 
+void LifecycleMetrics::Observe(InstanceState state, const std::vector<LabletInstance>& instances) {
+  StateGauge g;
+  g.count = static_cast<std::int64_t>(instances.size());
+  for (const auto& i : instances)
+    if (!g.oldest_entered_at || EnteredAt(i) < *g.oldest_entered_at) g.oldest_entered_at = EnteredAt(i);
+  std::lock_guard lock(mu_);
+  states_[state] = g;
+}
+
+std::map<InstanceState, LifecycleMetrics::StateGauge> LifecycleMetrics::States() const {
+  std::lock_guard lock(mu_);
+  return states_;
+}
+
+std::string LifecycleMetricsText(const LifecycleMetrics& m, const CollectionService::Metrics* collection,
+                                 Timestamp now) {
+  std::ostringstream out;
+  auto header = [&out](const char* name, const char* type, const char* help) {
+    out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+  };
+  const auto states = m.States();
+  if (!states.empty()) {
+    header("ccm_instances", "gauge", "Instances per state, as the leader's last sweep saw them.");
+    for (const auto& [state, g] : states) out << "ccm_instances{state=\"" << ToString(state) << "\"} " << g.count << '\n';
+    header("ccm_instance_oldest_in_state_seconds", "gauge",
+           "How long the instance longest in each state has been in it (0 when none is).");
+    for (const auto& [state, g] : states) {
+      const double age = g.oldest_entered_at ? std::chrono::duration<double>(now - *g.oldest_entered_at).count() : 0;
+      out << "ccm_instance_oldest_in_state_seconds{state=\"" << ToString(state) << "\"} " << std::max(0.0, age) << '\n';
+    }
+  }
+  header("ccm_pod_assignments_total", "counter", "Pod assignment attempts on the Grading Engine by outcome.");
+  for (const auto& [outcome, n] : {std::pair{"assigned", m.pod_assigned.load()},
+                                   {"failed", m.pod_failed.load()},
+                                   {"refused", m.pod_refused.load()}})
+    out << "ccm_pod_assignments_total{outcome=\"" << outcome << "\"} " << n << '\n';
+  if (collection) {
+    header("ccm_collection_requests_total", "counter", "Collection requests to the Assessment Platform by outcome.");
+    for (const auto& [outcome, n] : {std::pair{"accepted", collection->accepted.load()},
+                                     {"failed", collection->failed.load()},
+                                     {"refused", collection->refused.load()}})
+      out << "ccm_collection_requests_total{outcome=\"" << outcome << "\"} " << n << '\n';
+  }
+  header("ccm_lifecycle_timeouts_total", "counter", "Instances moved on to STOPPING without a score by a time-out.");
+  out << "ccm_lifecycle_timeouts_total{stage=\"collecting\"} " << m.collecting_timeouts.load() << '\n'
+      << "ccm_lifecycle_timeouts_total{stage=\"grading\"} " << m.grading_timeouts.load() << '\n';
+  header("ccm_instances_not_assessed_total", "counter",
+         "Instances stopped at their timeslot's end without a collection (no assessment ids, or no platform).");
+  out << "ccm_instances_not_assessed_total " << m.not_assessed.load() << '\n';
+  header("ccm_workers_terminated_total", "counter", "Released workers the provider confirmed gone.");
+  out << "ccm_workers_terminated_total " << m.workers_terminated.load() << '\n';
+  return out.str();
+}
+
 Reconcilers::Reconcilers(Deps deps, InstanceService& instances, CollectionService& collection, CmlWorkers& cml,
-                         CloudProvider* cloud, ReconcilerOptions options)
-    : d_(deps), instances_(instances), collection_(collection), cml_(cml), cloud_(cloud), options_(options) {
+                         CloudProvider* cloud, ReconcilerOptions options, LifecycleMetrics* metrics)
+    : d_(deps),
+      instances_(instances),
+      collection_(collection),
+      cml_(cml),
+      cloud_(cloud),
+      options_(options),
+      metrics_(metrics) {
   auto loop = [this](int (Reconcilers::*sweep)()) {
     loops_.push_back(std::make_unique<BackgroundLoop>(
         [this, sweep] {
@@ -61,6 +127,7 @@ Reconcilers::Reconcilers(Deps deps, InstanceService& instances, CollectionServic
   loop(&Reconcilers::ScheduleOnce);
   loop(&Reconcilers::InstantiateOnce);
   loop(&Reconcilers::StopOnce);
+  loop(&Reconcilers::AssignPodsOnce);
   loop(&Reconcilers::ScaleOnce);
 }
 
@@ -74,6 +141,7 @@ void Reconcilers::Stop() {
 }
 void Reconcilers::Wake() {
   for (auto& l : loops_) l->Wake();
+  collection_.Wake();
 }
 
 std::vector<LabletInstance> Reconcilers::InState(InstanceState s) {
@@ -88,7 +156,10 @@ std::vector<LabletInstance> Reconcilers::InState(InstanceState s) {
       break;
     }
     for (auto& i : got->items) out.push_back(std::move(i));
-    if (got->next.empty()) break;
+    if (got->next.empty()) {
+      if (metrics_) metrics_->Observe(s, out);
+      break;
+    }
     page.after = got->next;
   }
   return out;
@@ -230,9 +301,26 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
       RecordCmlFailure(i, lab.error(), now);
       return true;
     }
+    // The attempt counts as failed until its outcome is recorded: an import that takes the
+    // process down (whatever the cause) is not tried for ever by each restart or new leader.
+    if (i.cml_failures >= options_.cml_max_failures) {
+      RecordCmlFailure(i, Error::Unavailable(std::to_string(i.cml_failures) + " attempts to import the lab did not finish"),
+                       now, /*counted=*/true);
+      return true;
+    }
+    auto marked = instances_.Record(i.id, [&](LabletInstance& current) -> Status {
+      if (current.state != InstanceState::kInstantiating || current.cml_lab_id)
+        return Error::Conflict("instance moved before its lab was imported", "state");
+      ++current.cml_failures;
+      current.cml_error = "an import started and did not finish";
+      current.cml_retry_at =
+          now + Jittered(CollectionBackoff(current.cml_failures, options_.cml_backoff, options_.cml_max_backoff));
+      return {};
+    });
+    if (!marked) return false;
     auto lab_id = cml_.ImportLab(worker->cml_url, *lab, "lablet " + i.id.value);
     if (!lab_id) {
-      RecordCmlFailure(i, lab_id.error(), now);
+      RecordCmlFailure(*marked, lab_id.error(), now, /*counted=*/true);
       return true;
     }
     // The lab id is durable before anything else happens to the lab, so that no lab is lost.
@@ -240,6 +328,9 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
       if (current.state != InstanceState::kInstantiating || current.cml_lab_id)
         return Error::Conflict("instance moved while its lab was imported", "state");
       current.cml_lab_id = *lab_id;
+      current.cml_failures = i.cml_failures;  // the import finished: it did not fail
+      current.cml_error = i.cml_error;
+      current.cml_retry_at.reset();
       return {};
     });
     if (!recorded) {
@@ -267,9 +358,10 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
   return running.has_value();
 }
 
-void Reconcilers::RecordCmlFailure(const LabletInstance& i, const Error& e, Timestamp now) {
+void Reconcilers::RecordCmlFailure(const LabletInstance& i, const Error& e, Timestamp now, bool counted) {
   const bool instantiating = i.state == InstanceState::kInstantiating;
-  const bool give_up = instantiating && (i.cml_failures + 1 >= options_.cml_max_failures ||
+  const int failures = i.cml_failures + (counted ? 0 : 1);
+  const bool give_up = instantiating && (failures >= options_.cml_max_failures ||
                                          now - EnteredAt(i) > options_.instantiation_timeout);
   spdlog::warn("{}: instance {}: {}{}", instantiating ? kInstantiator : kStopper, i.id.value, e.message,
                give_up ? "; giving up" : "");
@@ -286,9 +378,10 @@ void Reconcilers::RecordCmlFailure(const LabletInstance& i, const Error& e, Time
   }
   (void)instances_.Record(i.id, [&](LabletInstance& current) -> Status {
     if (current.state != i.state) return Error::Conflict("instance moved", "state");
-    ++current.cml_failures;
+    if (!counted) ++current.cml_failures;
     current.cml_error = e.message;
-    current.cml_retry_at = now + CollectionBackoff(current.cml_failures, options_.cml_backoff, options_.cml_max_backoff);
+    current.cml_retry_at =
+        now + Jittered(CollectionBackoff(current.cml_failures, options_.cml_backoff, options_.cml_max_backoff));
     return {};
   });
 }
@@ -311,10 +404,11 @@ Status Reconcilers::RemoveLab(const Worker& worker, const std::string& lab_id) {
 int Reconcilers::StopOnce() {
   const Timestamp now = d_.clock.Now();
   int steps = 0;
-  for (const auto& i : InState(InstanceState::kRunning)) {
-    if (i.timeslot_end > now) continue;
-    if (collection_.Collect(i.id, kStopper, CollectionReason::kTimeslotEnd)) ++steps;
-  }
+  for (const auto& i : InState(InstanceState::kRunning))
+    if (i.timeslot_end <= now && EndTimeslot(i)) ++steps;
+  for (const auto s : {InstanceState::kCollecting, InstanceState::kGrading})
+    for (const auto& i : InState(s))
+      if (TimeOut(i, now)) ++steps;
   for (const auto& i : InState(InstanceState::kStopping))
     if (StopInstance(i, now)) ++steps;
   for (const auto& i : InState(InstanceState::kStopped))
@@ -322,6 +416,31 @@ int Reconcilers::StopOnce() {
   for (const auto& i : InState(InstanceState::kArchived))
     if (TerminateArchived(i, now)) ++steps;
   return steps;
+}
+
+bool Reconcilers::EndTimeslot(const LabletInstance& i) {
+  std::string not_assessed;
+  if (!i.assessment) not_assessed = "it has no assessment ids";
+  else if (!options_.assessment_platform) not_assessed = "no Assessment Platform is configured";
+  if (not_assessed.empty()) return collection_.Collect(i.id, kStopper, CollectionReason::kTimeslotEnd).has_value();
+  auto moved = instances_.Transition(i.id, InstanceState::kStopping, "timeslot ended; not assessed: " + not_assessed,
+                                     kStopper, std::nullopt);
+  if (moved && metrics_) ++metrics_->not_assessed;
+  return moved.has_value();
+}
+
+bool Reconcilers::TimeOut(const LabletInstance& i, Timestamp now) {
+  const bool collecting = i.state == InstanceState::kCollecting;
+  const auto limit = collecting ? options_.collecting_timeout : options_.grading_timeout;
+  if (now - EnteredAt(i) < limit) return false;
+  std::string reason = std::string(collecting ? "collection" : "grading") + " timed out after " + Seconds(limit);
+  if (collecting && i.collection_refused) reason += " (the platform refused the collection: " + i.collection_request_error + ")";
+  else if (collecting && !i.collection_request_error.empty()) reason += " (last request: " + i.collection_request_error + ")";
+  auto moved = instances_.Transition(i.id, InstanceState::kStopping, reason, kStopper, std::nullopt);
+  if (!moved) return false;
+  spdlog::warn("stopper: instance {}: {}", i.id.value, reason);
+  if (metrics_) ++(collecting ? metrics_->collecting_timeouts : metrics_->grading_timeouts);
+  return true;
 }
 
 bool Reconcilers::StopInstance(const LabletInstance& i, Timestamp now) {
@@ -356,6 +475,34 @@ bool Reconcilers::TerminateArchived(const LabletInstance& i, Timestamp now) {
     reason += "; lab " + *i.cml_lab_id + " wiped and deleted";
   }
   return instances_.Transition(i.id, InstanceState::kTerminated, reason, kStopper, std::nullopt).has_value();
+}
+
+// ---- pod assigner --------------------------------------------------------------------------
+
+int Reconcilers::AssignPodsOnce() {
+  const Timestamp now = d_.clock.Now();
+  const auto backoff = [this](int failures) {
+    return Jittered(CollectionBackoff(failures, options_.pod_backoff, options_.pod_max_backoff));
+  };
+  std::vector<InstanceId> due;
+  for (const auto& i : InState(InstanceState::kRunning))
+    if (i.pod_due_at && *i.pod_due_at <= now) due.push_back(i.id);
+  std::atomic<int> steps{0};
+  // A slow or failing engine must not hold every other pod behind one call.
+  RunConcurrently(due.size(), options_.max_concurrent_calls, [&](size_t k) {
+    auto done = instances_.AssignDuePod(due[k], backoff);
+    if (done && !*done) return;  // nothing was due after all
+    ++steps;
+    if (done) {
+      if (metrics_) ++metrics_->pod_assigned;
+      return;
+    }
+    const bool retried = done.error().code == ErrorCode::kUnavailable;
+    if (metrics_) ++(retried ? metrics_->pod_failed : metrics_->pod_refused);
+    spdlog::warn("{}: instance {}: pod not assigned{}: {}", kPodAssigner, due[k].value,
+                 retried ? " (tried again later)" : " (refused for good)", done.error().message);
+  });
+  return steps;
 }
 
 // ---- scaler --------------------------------------------------------------------------------
@@ -434,6 +581,15 @@ int Reconcilers::ScaleOnce() {
       if (w.scale_down)
         events.push_back(d_.events.Scaling(ScalingDecision::kDownCompleted, w.id.value, now, {{"worker_id", w.id.value}}));
       done = CommitWorker(w, std::move(events));
+    } else if (cloud_ && w.state == WorkerState::kStopped && !w.cloud_id.empty()) {
+      // Released: it ends once the provider no longer runs it.
+      auto machine = cloud_->Describe(w.cloud_id);
+      const bool gone = machine ? machine->released : machine.error().code == ErrorCode::kNotFound;
+      if (!gone) continue;
+      auto change = w.MoveTo(WorkerState::kTerminated, now, "the provider confirms it released", kScaler);
+      if (!change) continue;
+      done = CommitWorker(w, {d_.events.WorkerMoved(w, *change)});
+      if (done && metrics_) ++metrics_->workers_terminated;
     } else {
       continue;
     }

@@ -1,6 +1,9 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,16 +39,62 @@ struct ReconcilerOptions {
   // a launched worker stays idle before it is drained.
   std::string scale_up_template = "cml-enterprise";
   std::chrono::milliseconds scale_down_grace = std::chrono::minutes(30);
+  // Whether collections can be asked at all (an Assessment Platform is configured): without
+  // one, an instance goes from RUNNING to STOPPING at its timeslot's end, not to COLLECTING.
+  bool assessment_platform = true;
+  // How long an instance may stay COLLECTING, or GRADING, before it moves on to STOPPING
+  // without a score.
+  std::chrono::milliseconds collecting_timeout = std::chrono::minutes(30);
+  std::chrono::milliseconds grading_timeout = std::chrono::minutes(60);
+  // Pod assignment retries: `pod_backoff` doubling per failure up to `pod_max_backoff`, jittered.
+  std::chrono::milliseconds pod_backoff{1000};
+  std::chrono::milliseconds pod_max_backoff = std::chrono::minutes(5);
+  // Calls to the Grading Engine made at once by one sweep.
+  int max_concurrent_calls = 16;
 };
+
+// What the reconcilers saw and did, for /metrics. Thread-safe.
+struct LifecycleMetrics {
+  // Instances per state, and when the one longest in that state entered it, as of the last
+  // sweep that listed the state (TERMINATED is not listed). Set by the leader only.
+  struct StateGauge {
+    std::int64_t count = -1;  // -1: not measured yet
+    std::optional<Timestamp> oldest_entered_at;
+  };
+  void Observe(domain::InstanceState state, const std::vector<domain::LabletInstance>& instances);
+  std::map<domain::InstanceState, StateGauge> States() const;
+
+  std::atomic<std::uint64_t> pod_assigned{0};  // pods the Grading Engine took
+  std::atomic<std::uint64_t> pod_failed{0};    // attempts to be made again
+  std::atomic<std::uint64_t> pod_refused{0};   // refused for good
+  std::atomic<std::uint64_t> collecting_timeouts{0};
+  std::atomic<std::uint64_t> grading_timeouts{0};
+  std::atomic<std::uint64_t> not_assessed{0};  // RUNNING -> STOPPING at timeslot end, nothing to collect
+  std::atomic<std::uint64_t> workers_terminated{0};
+
+ private:
+  mutable std::mutex mu_;
+  std::map<domain::InstanceState, StateGauge> states_;
+};
+
+// The Prometheus text of `lifecycle` (and of `collection`, if given): instances per state,
+// the age of the oldest in each state, pod assignments, collection requests, time-outs.
+std::string LifecycleMetricsText(const LifecycleMetrics& lifecycle, const CollectionService::Metrics* collection,
+                                 Timestamp now);
 
 // The background work that moves instances and workers along their lifecycles:
 // - scheduler: PENDING -> SCHEDULED on the fullest RUNNING worker that fits;
 // - instantiator: SCHEDULED -> INSTANTIATING -> RUNNING: the lab, with its ports, imported
 //   into the worker's CML and started; failures retried, then TERMINATED;
-// - stopper: RUNNING past its timeslot -> collected; STOPPING -> STOPPED -> ARCHIVED (lab
-//   stopped); ARCHIVED -> TERMINATED after the retention (lab wiped and deleted);
+// - stopper: RUNNING past its timeslot -> collected (or STOPPING when it is not assessed: no
+//   assessment ids, or no platform); COLLECTING and GRADING past their time-outs ->
+//   STOPPING; STOPPING -> STOPPED -> ARCHIVED (lab stopped); ARCHIVED -> TERMINATED after the
+//   retention (lab wiped and deleted);
+// - pod assigner: the pod of each RUNNING instance whose assignment is due is sent to the
+//   Grading Engine, retried with jittered backoff until taken, refused, or the instance moves;
 // - scaler: workers asked for when pending instances fit nowhere, idle launched workers
-//   drained and released; DRAINING -> STOPPING -> STOPPED for every worker.
+//   drained and released; DRAINING -> STOPPING -> STOPPED for every worker; a released
+//   worker -> TERMINATED once the provider no longer runs it.
 // Each loop runs on its own thread, every `interval` and whenever Wake is called (on every
 // commit), but at most once per 100 ms (or per `interval`, if shorter): each sweep lists the
 // instances of its states, and under load commits come by the thousand per second. Each step re-reads what it changes and commits with the version it read, so the
@@ -53,14 +102,16 @@ struct ReconcilerOptions {
 class Reconcilers {
  public:
   // `cloud` may be null: then nothing is scaled (workers still drain and stop). Not owned.
+  // `metrics` may be null. Not owned.
   Reconcilers(Deps deps, InstanceService& instances, CollectionService& collection, CmlWorkers& cml,
-              CloudProvider* cloud, ReconcilerOptions options);
+              CloudProvider* cloud, ReconcilerOptions options, LifecycleMetrics* metrics = nullptr);
   ~Reconcilers();
 
   // One sweep of each; they return how many steps they took.
   int ScheduleOnce();
   int InstantiateOnce();
   int StopOnce();
+  int AssignPodsOnce();
   int ScaleOnce();
   struct Demand {
     int due = 0;          // PENDING instances due to be scheduled
@@ -70,7 +121,7 @@ class Reconcilers {
 
   void Start();
   void Stop();
-  // Every loop sweeps again soon.
+  // Every loop sweeps again soon (the collection reconciler too).
   void Wake();
 
  private:
@@ -78,8 +129,14 @@ class Reconcilers {
   bool Instantiate(const domain::LabletInstance& i, Timestamp now);
   bool StopInstance(const domain::LabletInstance& i, Timestamp now);
   bool TerminateArchived(const domain::LabletInstance& i, Timestamp now);
-  // Records a failed CML step on the instance, with the time of the next attempt.
-  void RecordCmlFailure(const domain::LabletInstance& i, const Error& e, Timestamp now);
+  // RUNNING past its timeslot: collected, or straight to STOPPING when it is not assessed.
+  bool EndTimeslot(const domain::LabletInstance& i);
+  // COLLECTING or GRADING past its time-out: STOPPING without a score.
+  bool TimeOut(const domain::LabletInstance& i, Timestamp now);
+  // Records a failed CML step on the instance, with the time of the next attempt; gives the
+  // instantiation up after cml_max_failures. `counted`: the failure is in i.cml_failures
+  // already (an import marked as failed until it finished).
+  void RecordCmlFailure(const domain::LabletInstance& i, const Error& e, Timestamp now, bool counted = false);
   // Stops, wipes and deletes the instance's lab; a lab that is gone already counts as done.
   Status RemoveLab(const domain::Worker& worker, const std::string& lab_id);
   // Commits a worker with its events.
@@ -100,6 +157,7 @@ class Reconcilers {
   CmlWorkers& cml_;
   CloudProvider* cloud_;
   ReconcilerOptions options_;
+  LifecycleMetrics* metrics_;
   std::mutex poll_mu_;
   std::map<std::string, Timestamp> next_poll_;  // instance id -> next read of its lab's state
   std::vector<std::unique_ptr<BackgroundLoop>> loops_;

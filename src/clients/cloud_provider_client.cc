@@ -14,7 +14,9 @@ Result<app::CloudWorker> ParseWorker(const std::string& body) {
     return Error::Unavailable("cloud provider: the answer is not a worker");
   app::CloudWorker w;
   w.id = j["id"];
-  w.ready = j.value("state", "") == "running";
+  const std::string state = j.value("state", "");
+  w.ready = state == "running";
+  w.released = state == "released" || state == "terminated";
   w.hostname = j.value("hostname", "");
   w.public_ip = j.value("public_ip", "");
   w.private_ip = j.value("private_ip", "");

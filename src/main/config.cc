@@ -18,7 +18,7 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "OIDC_CLIENT_SECRET", "CML_USERNAME", "CML_PASSWORD", "CLOUD_PROVIDER_URL",
                               "SCALE_UP_TEMPLATE", "SCALE_DOWN_GRACE_MINUTES", "ARCHIVE_RETENTION_MINUTES",
                               "RECONCILE_INTERVAL_MS", "SCHEDULE_AHEAD_MINUTES", "INSTANTIATION_LEAD_SECONDS",
-                              "INSTANTIATION_TIMEOUT_SECONDS", "CML_MAX_FAILURES", "CCM_RECONCILERS", "AUTH_JWKS_URL", "AUTH_ISSUER",
+                              "INSTANTIATION_TIMEOUT_SECONDS", "COLLECTING_TIMEOUT_SECONDS", "GRADING_TIMEOUT_SECONDS", "CML_MAX_FAILURES", "CCM_RECONCILERS", "AUTH_JWKS_URL", "AUTH_ISSUER",
                               "AUTH_AUDIENCE", "AUTH_CLOCK_SKEW_SECONDS", "CCM_MAX_BODY_BYTES",
                               "CCM_MAX_CONNECTIONS", "CCM_REQUEST_TIMEOUT_MS", "CCM_IDLE_TIMEOUT_MS", "CCM_ETCD_PREFIX", "CCM_LEADER_TTL_SECONDS",
                               "CCM_PUBLIC_URL"};
@@ -40,6 +40,8 @@ const IntSetting kInts[] = {
     {"SCHEDULE_AHEAD_MINUTES", &Config::schedule_ahead_minutes, 0, 365 * 24 * 60},
     {"INSTANTIATION_LEAD_SECONDS", &Config::instantiation_lead_seconds, 0, 24 * 3600},
     {"INSTANTIATION_TIMEOUT_SECONDS", &Config::instantiation_timeout_seconds, 10, 24 * 3600},
+    {"COLLECTING_TIMEOUT_SECONDS", &Config::collecting_timeout_seconds, 1, 7 * 24 * 3600},
+    {"GRADING_TIMEOUT_SECONDS", &Config::grading_timeout_seconds, 1, 7 * 24 * 3600},
     {"CML_MAX_FAILURES", &Config::cml_max_failures, 1, 100},
     {"AUTH_CLOCK_SKEW_SECONDS", &Config::auth_clock_skew_seconds, 0, 600},
     {"CCM_MAX_BODY_BYTES", &Config::max_body_bytes, 1024, 64 << 20},

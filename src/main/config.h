@@ -49,6 +49,8 @@ struct Config {
   int schedule_ahead_minutes = 60;        // SCHEDULE_AHEAD_MINUTES: scheduled once the timeslot starts within
   int instantiation_lead_seconds = 300;   // INSTANTIATION_LEAD_SECONDS: lab started this long before the timeslot
   int instantiation_timeout_seconds = 900;  // INSTANTIATION_TIMEOUT_SECONDS: then the instantiation failed
+  int collecting_timeout_seconds = 1800;   // COLLECTING_TIMEOUT_SECONDS: then STOPPING without a score
+  int grading_timeout_seconds = 3600;      // GRADING_TIMEOUT_SECONDS: then STOPPING without a score
   int cml_max_failures = 3;               // CML_MAX_FAILURES: failed CML steps before an instantiation gives up
 
   // The SQLite path of `store`, empty for etcd.

@@ -140,8 +140,11 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     tokens = std::make_unique<clients::OidcTokenProvider>(
         clients::OidcOptions{config->oidc_token_url, config->oidc_client_id, config->oidc_client_secret}, clock);
   clients::AssessmentPlatformClient platform(platform_options, clock, tokens.get());
-  app::CollectionService collection(deps, platform, {});
-  app::CollectionService leader_collection(leader_deps, platform, {});
+  app::CollectionService::Metrics collection_metrics;
+  app::CollectionService collection(deps, platform, {}, &collection_metrics);
+  app::CollectionService leader_collection(leader_deps, platform, {}, &collection_metrics);
+  if (config->assessment_platform_url.empty())
+    spdlog::info("no ASSESSMENT_PLATFORM_URL: lablets are not collected; each goes to STOPPING at its timeslot's end");
   app::PodService pods(*store, "ccm");
   clients::RemoteOptions engine_options;
   engine_options.base_url = config->grading_engine_url;
@@ -164,7 +167,12 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   reconcile_options.archive_retention = std::chrono::minutes(config->archive_retention_minutes);
   reconcile_options.scale_up_template = config->scale_up_template;
   reconcile_options.scale_down_grace = std::chrono::minutes(config->scale_down_grace_minutes);
-  app::Reconcilers lifecycle(leader_deps, leader_instances, leader_collection, cml, cloud.get(), reconcile_options);
+  reconcile_options.assessment_platform = !config->assessment_platform_url.empty();
+  reconcile_options.collecting_timeout = std::chrono::seconds(config->collecting_timeout_seconds);
+  reconcile_options.grading_timeout = std::chrono::seconds(config->grading_timeout_seconds);
+  app::LifecycleMetrics lifecycle_metrics;
+  app::Reconcilers lifecycle(leader_deps, leader_instances, leader_collection, cml, cloud.get(), reconcile_options,
+                             &lifecycle_metrics);
   if (config->reconcilers) {
     if (!cloud) spdlog::info("no CLOUD_PROVIDER_URL: workers are not scaled");
   } else {
@@ -218,6 +226,9 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
                               [&elected, on_etcd = etcd != nullptr] {
                                 auto* e = elected.load();
                                 return !on_etcd || (e && e->IsLeader());
+                              },
+                              [&lifecycle_metrics, &collection_metrics, &clock] {
+                                return app::LifecycleMetricsText(lifecycle_metrics, &collection_metrics, clock.Now());
                               }});
   http::ServerOptions options;
   options.address = config->listen_host;

@@ -9,109 +9,19 @@
 #include <thread>
 
 #include "domain/time.h"
-#include "support/http_client.h"
-#include "support/lab_seed.h"
-#include "support/wait.h"
-#include "support/json_schema.h"
-#include "support/process.h"
-#include "support/temp_dir.h"
 #include "support/test_sink.h"
+#include "support/wait.h"
+#include "support/world.h"
 
 namespace ccm {
 namespace {
 
 using nlohmann::json;
 
+using testing::Column;
 using testing::Eventually;
-using testing::Rfc3339;
-
-std::vector<std::string> Column(const json& items, const std::string& key) {
-  std::vector<std::string> out;
-  for (const auto& i : items) out.push_back(i[key]);
-  return out;
-}
-
-// Every event ccm published names, as dataschema, the schema ccm serves for its type, and its
-// data validates against it. Returns how many events were checked.
-int ExpectEveryEventMatchesItsSchema(testing::HttpClient& http, const std::string& base_url) {
-  int checked = 0;
-  std::string after;
-  std::map<std::string, json> schemas;
-  for (;;) {
-    const json page = http.Get("/api/v1/events?limit=500&after=" + after).Json();
-    for (const auto& record : page["items"]) {
-      const json event = record["event"];
-      const std::string type = event["type"];
-      EXPECT_EQ(event.value("dataschema", ""), base_url + "/schemas/" + type + ".v1.json") << type;
-      if (!schemas.count(type)) {
-        auto got = http.Get("/schemas/" + type + ".v1.json");
-        EXPECT_EQ(got.status, 200) << type << " has no schema";
-        EXPECT_EQ(got.ContentType(), "application/schema+json");
-        schemas[type] = got.Json();
-      }
-      const auto errors = testing::ValidateSchema(schemas[type], schemas[type], event["data"]);
-      EXPECT_TRUE(errors.empty()) << type << ": " << errors.front() << "\n" << event["data"];
-      ++checked;
-    }
-    if (!page["next"].is_string() || page["next"].get<std::string>().empty()) break;
-    after = page["next"];
-  }
-  return checked;
-}
-
-// cml-sim, and ccm on a free port with the given settings added.
-struct World {
-  testing::TempDir dir;
-  std::unique_ptr<testing::ChildProcess> cml;
-  std::unique_ptr<testing::CcmProcess> ccm;
-  std::unique_ptr<testing::HttpClient> http;
-
-  // With `cloud`, cml-sim is also ccm's cloud provider.
-  World(std::vector<std::string> cml_args, std::map<std::string, std::string> env, bool cloud = false) {
-    std::vector<std::string> argv = {CML_SIM_BINARY, "--ready-file", dir.File("cml.ready"), "--cml-schema",
-                                     std::string(CCM_TEST_DATA) + "/cml-2.9.openapi.json"};
-    if (std::find(cml_args.begin(), cml_args.end(), "--start-delay-ms") == cml_args.end())
-      cml_args.insert(cml_args.end(), {"--start-delay-ms", "200"});
-    argv.insert(argv.end(), cml_args.begin(), cml_args.end());
-    cml = std::make_unique<testing::ChildProcess>(argv, std::map<std::string, std::string>{}, dir.File("cml.ready"));
-    env.emplace("CCM_STORE", "sqlite:" + dir.File("ccm.db"));
-    env.emplace("CML_PASSWORD", "cml-secret");
-    env.emplace("RECONCILE_INTERVAL_MS", "100");
-    env.emplace("INSTANTIATION_LEAD_SECONDS", "0");
-    if (cloud) env.emplace("CLOUD_PROVIDER_URL", cml->BaseUrl());
-    // Authentication is on when an issuer is given (the test sets its token on `http`).
-    ccm = std::make_unique<testing::CcmProcess>(dir.path(), env, env.count("AUTH_JWKS_URL") > 0);
-    http = std::make_unique<testing::HttpClient>(ccm->BaseUrl());
-  }
-
-  std::string AddWorker(const std::string& name, int cpu_cores) {
-    return http->PostJson("/api/v1/workers", testing::WorkerBody(name, cml->BaseUrl(), cpu_cores)).Json()["id"];
-  }
-  std::string AddDefinition() {
-    const json d = testing::SampleDefinitionBody(testing::ReadTestData("sample_lab_template.yaml"));
-    return http->PostJson("/api/v1/definitions", d).Json()["id"];
-  }
-  // An instance whose timeslot runs from `start` to `end` from now.
-  std::string AddInstance(const std::string& definition, int n, std::chrono::seconds start, std::chrono::seconds end,
-                          bool assessment = true) {
-    const auto now = std::chrono::system_clock::now();
-    json body = {{"definition_id", definition},
-                 {"owner_id", "candidate-" + std::to_string(n)},
-                 {"timeslot_start", Rfc3339(now + start)},
-                 {"timeslot_end", Rfc3339(now + end)}};
-    if (assessment)
-      body["assessment"] = {{"session_id", "session-" + std::to_string(n)}, {"part_id", "part-1"}};
-    auto r = http->PostJson("/api/v1/instances", body);
-    EXPECT_EQ(r.status, 201) << r.body;
-    return r.Json()["id"];
-  }
-  json Instance(const std::string& id) { return http->Get("/api/v1/instances/" + id).Json(); }
-  bool InState(const std::string& id, const std::string& state) { return Instance(id)["state"] == state; }
-  json Events(const std::string& subject) {
-    return http->Get("/api/v1/events?limit=500&subject=" + subject).Json()["items"];
-  }
-  json Labs() { return testing::HttpClient(cml->BaseUrl()).Get("/sim/labs").Json(); }
-};
+using testing::ExpectEveryEventMatchesItsSchema;
+using testing::World;
 
 // Task 4.12: the whole lifecycle of several instances, by the real flows.
 TEST(EndToEnd, EveryInstanceGoesFromPendingToTerminatedByTheRealFlows) {
@@ -153,9 +63,9 @@ TEST(EndToEnd, EveryInstanceGoesFromPendingToTerminatedByTheRealFlows) {
   for (int n = 1; n <= 3; ++n) ids.push_back(world.AddInstance(definition, n, std::chrono::seconds(0), std::chrono::seconds(3600)));
   ids.push_back(world.AddInstance(definition, 4, std::chrono::seconds(-60), std::chrono::seconds(3)));
 
+  // Each pod goes to the Grading Engine after the move to RUNNING.
   for (const auto& id : ids)
-    ASSERT_TRUE(Eventually([&] { return world.InState(id, "RUNNING") || world.InState(id, "COLLECTING"); }))
-        << world.Instance(id);
+    ASSERT_TRUE(Eventually([&] { return world.Instance(id)["pod_assigned"].get<bool>(); })) << world.Instance(id);
   std::this_thread::sleep_for(std::chrono::milliseconds(600));  // past a CML token's life
   for (int n = 0; n < 3; ++n) {
     auto r = world.http->PostJson("/api/v1/instances/" + ids[n] + "/collect", {{"triggered_by", "proctor"}});
@@ -171,7 +81,8 @@ TEST(EndToEnd, EveryInstanceGoesFromPendingToTerminatedByTheRealFlows) {
   const std::vector<std::string> types = {
       "ccm.lablet.instance.pending",          "ccm.lablet.instance.scheduled",
       "ccm.lablet.instance.provisioning.started", "ccm.lablet.instance.running",
-      "ccm.lablet.instance.collecting.started", "ccm.lablet.instance.grading.started",
+      "ccm.lablet.instance.pod.assigned",     "ccm.lablet.instance.collecting.started",
+      "ccm.lablet.instance.grading.started",
       "ccm.lablet.instance.grading.completed", "ccm.lablet.instance.stopping",
       "ccm.lablet.instance.stopped",          "ccm.lablet.instance.archived",
       "ccm.lablet.instance.terminated"};
@@ -194,10 +105,11 @@ TEST(EndToEnd, EveryInstanceGoesFromPendingToTerminatedByTheRealFlows) {
     EXPECT_EQ(data(1)["allocated_ports"], i["allocated_ports"]);
     EXPECT_EQ(data(3)["cml_lab_id"], i["cml_lab_id"]);
     EXPECT_EQ(data(3)["worker_hostname"], "cml-worker-1.lab");
-    EXPECT_EQ(data(3)["pod_assigned"], true);
-    EXPECT_EQ(data(4)["collection_reason"], n < 3 ? "manual" : "timeslot_end");
-    EXPECT_EQ(data(6)["score"]["total"], 8.0);
-    EXPECT_EQ(data(10)["final_state"], "ARCHIVED");  // the state it ended from
+    EXPECT_EQ(data(3)["pod_assigned"], false);  // assigned after the move: the next event
+    EXPECT_EQ(data(4)["session_id"], "session-" + std::to_string(n + 1));
+    EXPECT_EQ(data(5)["collection_reason"], n < 3 ? "manual" : "timeslot_end");
+    EXPECT_EQ(data(7)["score"]["total"], 8.0);
+    EXPECT_EQ(data(11)["final_state"], "ARCHIVED");  // the state it ended from
     for (const auto& e : events) EXPECT_EQ(e["state"], "delivered") << e;
   }
 
@@ -219,7 +131,7 @@ TEST(EndToEnd, EveryInstanceGoesFromPendingToTerminatedByTheRealFlows) {
   EXPECT_GE(sims["authentications"].get<int>(), 2);  // the expired token was replaced
 
   // The data of every event matches the schema its dataschema names.
-  EXPECT_GE(ExpectEveryEventMatchesItsSchema(*world.http, "http://" + ccm_address), 4 * 11 + 3);
+  EXPECT_GE(ExpectEveryEventMatchesItsSchema(*world.http, "http://" + ccm_address), 4 * 12 + 3);
 
   // Ports and capacity given back.
   const json w = world.http->Get("/api/v1/workers/" + worker).Json();
@@ -355,18 +267,22 @@ TEST(Scaling, OneShortageAsksForOneWorkerAndAnIdleLaunchedWorkerIsReleased) {
 
   world.http->Delete("/api/v1/instances/" + a);
   world.http->Delete("/api/v1/instances/" + b);
-  ASSERT_TRUE(Eventually([&] { return world.http->Get("/api/v1/workers/" + worker).Json()["state"] == "STOPPED"; }))
+  // Released, then TERMINATED once the provider confirms it.
+  ASSERT_TRUE(Eventually([&] { return world.http->Get("/api/v1/workers/" + worker).Json()["state"] == "TERMINATED"; }))
       << world.http->Get("/api/v1/workers/" + worker).body;
   const json w = world.http->Get("/api/v1/workers/" + worker).Json();
   EXPECT_EQ(Column(w["state_history"], "to"),
-            (std::vector<std::string>{"PROVISIONING", "RUNNING", "DRAINING", "STOPPING", "STOPPED"}));
+            (std::vector<std::string>{"PROVISIONING", "RUNNING", "DRAINING", "STOPPING", "STOPPED", "TERMINATED"}));
+  EXPECT_EQ(w["state_history"][5]["reason"], "the provider confirms it released");
   EXPECT_EQ(Column(world.Events(worker), "type"),
             (std::vector<std::string>{"ccm.worker.pending", "ccm.scaling.up.requested",
                                       "ccm.worker.provisioning.started", "ccm.worker.running",
                                       "ccm.scaling.up.completed", "ccm.scaling.down.requested", "ccm.worker.draining",
-                                      "ccm.worker.stopping", "ccm.worker.stopped", "ccm.scaling.down.completed"}));
-  // The worker's 10, and 8 for each instance (pending ... running, then DELETE: stopping ... terminated).
-  EXPECT_EQ(ExpectEveryEventMatchesItsSchema(*world.http, world.ccm->BaseUrl()), 10 + 2 * 8);
+                                      "ccm.worker.stopping", "ccm.worker.stopped", "ccm.scaling.down.completed",
+                                      "ccm.worker.terminated"}));
+  // The worker's 11, and 8 for each instance (pending ... running, then DELETE: stopping ... terminated).
+  EXPECT_EQ(ExpectEveryEventMatchesItsSchema(*world.http, world.ccm->BaseUrl()), 11 + 2 * 8);
+  EXPECT_NE(world.http->Get("/metrics").body.find("ccm_workers_terminated_total 1\n"), std::string::npos);
   const json cloud = testing::HttpClient(world.cml->BaseUrl()).Get("/sim/workers").Json()["workers"];
   ASSERT_EQ(cloud.size(), 1u);
   EXPECT_EQ(cloud[0]["state"], "released");

@@ -85,6 +85,8 @@ TEST(Config, LifecycleSettings) {
                                      {"CML_PASSWORD", "pw"},
                                      {"CLOUD_PROVIDER_URL", "http://cloud:9000/"},
                                      {"SCALE_DOWN_GRACE_MINUTES", "5"},
+                                     {"COLLECTING_TIMEOUT_SECONDS", "90"},
+                                     {"GRADING_TIMEOUT_SECONDS", "120"},
                                      {"CCM_RECONCILERS", "false"}});
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->archive_retention_minutes, 0);
@@ -94,6 +96,10 @@ TEST(Config, LifecycleSettings) {
   EXPECT_EQ(c->cml_password, "pw");
   EXPECT_EQ(c->cloud_provider_url, "http://cloud:9000");
   EXPECT_EQ(c->scale_down_grace_minutes, 5);
+  EXPECT_EQ(c->collecting_timeout_seconds, 90);
+  EXPECT_EQ(c->grading_timeout_seconds, 120);
+  EXPECT_EQ(defaults->collecting_timeout_seconds, 1800);
+  EXPECT_EQ(defaults->grading_timeout_seconds, 3600);
   EXPECT_FALSE(c->reconcilers);
   EXPECT_TRUE(defaults->reconcilers);
 }

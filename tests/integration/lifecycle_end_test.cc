@@ -1,0 +1,192 @@
+// Every lablet ends: ccm against cml-sim and assessment-sim over real HTTP, with the platform
+// absent, silent, refusing or without a grade, and the Grading Engine failing. Each instance
+// reaches TERMINATED with its lab wiped and deleted, its ports released, a reason for the way
+// it took, and a metric.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <csignal>
+#include <thread>
+
+#include "support/test_sink.h"
+#include "support/wait.h"
+#include "support/world.h"
+
+namespace ccm {
+namespace {
+
+using nlohmann::json;
+using testing::Column;
+using testing::Eventually;
+using testing::World;
+
+// assessment-sim with `args` sending its events to `ccm_address`.
+std::unique_ptr<testing::ChildProcess> Platform(testing::TempDir& dir, const std::string& ccm_address,
+                                                std::vector<std::string> args) {
+  std::vector<std::string> argv = {ASSESSMENT_SIM_BINARY, "--ready-file", dir.File("sim.ready"), "--events-url",
+                                   "http://" + ccm_address + "/api/v1/events", "--grading-schema",
+                                   std::string(CCM_TEST_DATA) + "/grading-engine.openapi.json", "--delay-ms", "50"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return std::make_unique<testing::ChildProcess>(argv, std::map<std::string, std::string>{}, dir.File("sim.ready"));
+}
+
+// The value of a metric line `name` (with its labels) in /metrics, or -1.
+double Metric(World& world, const std::string& name) {
+  const std::string text = world.http->Get("/metrics").body;
+  const auto at = text.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
+}
+
+// The reason of the move to `state` in the instance's history, or "".
+std::string ReasonOf(const json& instance, const std::string& state) {
+  for (const auto& h : instance["state_history"])
+    if (h["to"] == state) return h["reason"];
+  return "";
+}
+
+// Everything the instance held is given back and its lab is gone.
+void ExpectNothingLeft(World& world, const std::string& worker) {
+  const json w = world.http->Get("/api/v1/workers/" + worker).Json();
+  EXPECT_TRUE(w["reservations"].empty()) << w;
+  EXPECT_TRUE(w["port_allocations"].empty()) << w;
+  for (const auto& lab : world.Labs()) EXPECT_TRUE(lab["deleted"].get<bool>()) << lab;
+}
+
+TEST(EveryLabletEnds, WithoutAssessmentIdsOrWithoutAPlatformAnInstanceStopsAtItsTimeslotsEnd) {
+  // No ASSESSMENT_PLATFORM_URL: nothing can be collected.
+  World world({}, {{"CCM_LISTEN", "127.0.0.1:0"}, {"ARCHIVE_RETENTION_MINUTES", "0"}});
+  const std::string worker = world.AddWorker("w1", 32);
+  const std::string definition = world.AddDefinition();
+  const std::string without_ids =
+      world.AddInstance(definition, 1, std::chrono::seconds(-60), std::chrono::seconds(2), /*assessment=*/false);
+  const std::string with_ids = world.AddInstance(definition, 2, std::chrono::seconds(-60), std::chrono::seconds(2));
+  for (const auto& id : {without_ids, with_ids})
+    ASSERT_TRUE(Eventually([&] { return world.InState(id, "TERMINATED"); }, std::chrono::seconds(30)))
+        << world.Instance(id);
+  for (const auto& id : {without_ids, with_ids})
+    EXPECT_EQ(Column(world.Instance(id)["state_history"], "to"),
+              (std::vector<std::string>{"SCHEDULED", "INSTANTIATING", "RUNNING", "STOPPING", "STOPPED", "ARCHIVED",
+                                        "TERMINATED"}));
+  EXPECT_EQ(ReasonOf(world.Instance(without_ids), "STOPPING"), "timeslot ended; not assessed: it has no assessment ids");
+  EXPECT_EQ(ReasonOf(world.Instance(with_ids), "STOPPING"),
+            "timeslot ended; not assessed: no Assessment Platform is configured");
+  // The reason is in the event too.
+  const json events = world.Events(without_ids);
+  const auto stopping = std::find_if(events.begin(), events.end(),
+                                     [](const json& e) { return e["type"] == "ccm.lablet.instance.stopping"; });
+  ASSERT_NE(stopping, events.end());
+  EXPECT_EQ((*stopping)["event"]["data"]["reason"], "timeslot ended; not assessed: it has no assessment ids");
+  EXPECT_EQ(Metric(world, "ccm_instances_not_assessed_total"), 2);
+  ExpectNothingLeft(world, worker);
+}
+
+TEST(EveryLabletEnds, ACollectionNeverAnsweredTimesOut) {
+  testing::TempDir side;
+  const std::string address = "127.0.0.1:" + std::to_string(testing::FreePort());
+  auto platform = Platform(side, address, {"--silent"});
+  World world({}, {{"CCM_LISTEN", address},
+                   {"ASSESSMENT_PLATFORM_URL", platform->BaseUrl()},
+                   {"COLLECTING_TIMEOUT_SECONDS", "1"},
+                   {"ARCHIVE_RETENTION_MINUTES", "0"}});
+  const std::string worker = world.AddWorker("w1", 32);
+  const std::string id = world.AddInstance(world.AddDefinition(), 1, std::chrono::seconds(-60), std::chrono::seconds(1));
+  ASSERT_TRUE(Eventually([&] { return world.InState(id, "TERMINATED"); }, std::chrono::seconds(30)))
+      << world.Instance(id);
+  const json i = world.Instance(id);
+  EXPECT_EQ(Column(i["state_history"], "to"),
+            (std::vector<std::string>{"SCHEDULED", "INSTANTIATING", "RUNNING", "COLLECTING", "STOPPING", "STOPPED",
+                                      "ARCHIVED", "TERMINATED"}));
+  EXPECT_EQ(ReasonOf(i, "STOPPING"), "collection timed out after 1 s");
+  EXPECT_TRUE(i["collection_requested_at"].is_string());  // the platform took it, and said nothing
+  EXPECT_TRUE(i["grading_score"].is_null());
+  EXPECT_EQ(Metric(world, "ccm_lifecycle_timeouts_total{stage=\"collecting\"}"), 1);
+  EXPECT_EQ(Metric(world, "ccm_collection_requests_total{outcome=\"accepted\"}"), 1);
+  ExpectNothingLeft(world, worker);
+}
+
+TEST(EveryLabletEnds, ACollectionRefusedForGoodIsNotAskedAgainAndTimesOut) {
+  testing::TempDir side;
+  const std::string address = "127.0.0.1:" + std::to_string(testing::FreePort());
+  auto platform = Platform(side, address, {"--refuse-collections"});
+  World world({}, {{"CCM_LISTEN", address},
+                   {"ASSESSMENT_PLATFORM_URL", platform->BaseUrl()},
+                   {"COLLECTING_TIMEOUT_SECONDS", "2"},
+                   {"ARCHIVE_RETENTION_MINUTES", "0"}});
+  const std::string worker = world.AddWorker("w1", 32);
+  const std::string id = world.AddInstance(world.AddDefinition(), 1, std::chrono::seconds(-60), std::chrono::seconds(1));
+  ASSERT_TRUE(Eventually([&] { return world.Instance(id)["collection_refused"] == true; })) << world.Instance(id);
+  ASSERT_TRUE(Eventually([&] { return world.InState(id, "TERMINATED"); }, std::chrono::seconds(30)))
+      << world.Instance(id);
+  const std::string reason = ReasonOf(world.Instance(id), "STOPPING");
+  EXPECT_EQ(reason.rfind("collection timed out after 2 s (the platform refused the collection: ", 0), 0u) << reason;
+  EXPECT_NE(reason.find("HTTP 422"), std::string::npos) << reason;
+  EXPECT_EQ(Metric(world, "ccm_collection_requests_total{outcome=\"refused\"}"), 1);  // asked once only
+  ExpectNothingLeft(world, worker);
+}
+
+TEST(EveryLabletEnds, AGradeNeverGivenTimesOutAndALateScoreIsStillKept) {
+  testing::TempDir side;
+  const std::string address = "127.0.0.1:" + std::to_string(testing::FreePort());
+  auto platform = Platform(side, address, {"--no-grading"});
+  World world({}, {{"CCM_LISTEN", address},
+                   {"ASSESSMENT_PLATFORM_URL", platform->BaseUrl()},
+                   {"GRADING_TIMEOUT_SECONDS", "1"},
+                   {"ARCHIVE_RETENTION_MINUTES", "60"}});
+  world.AddWorker("w1", 32);
+  const std::string id = world.AddInstance(world.AddDefinition(), 1, std::chrono::seconds(-60), std::chrono::seconds(1));
+  ASSERT_TRUE(Eventually([&] { return world.InState(id, "ARCHIVED"); }, std::chrono::seconds(30))) << world.Instance(id);
+  const json i = world.Instance(id);
+  EXPECT_EQ(ReasonOf(i, "GRADING"), "collection completed");
+  EXPECT_EQ(ReasonOf(i, "STOPPING"), "grading timed out after 1 s");
+  EXPECT_EQ(Metric(world, "ccm_lifecycle_timeouts_total{stage=\"grading\"}"), 1);
+  // The grade comes after all: it is kept, not refused.
+  const json graded = {{"specversion", "1.0"}, {"id", "late-1"}, {"source", "/grading"},
+                       {"type", "assessment.grading.completed"},
+                       {"data", {{"instance_id", id}, {"score", {{"total", 7}, {"max", 10}}}}}};
+  auto r = world.http->Post("/api/v1/events", graded.dump(), "application/cloudevents+json");
+  ASSERT_EQ(r.status, 202) << r.body;
+  EXPECT_EQ(world.Instance(id)["grading_score"]["total"], 7.0);
+  EXPECT_EQ(world.Instance(id)["state"], "ARCHIVED");
+}
+
+TEST(EveryLabletEnds, APodTheEngineCannotTakeIsAssignedOnceItCan) {
+  testing::TempDir side;
+  const std::string address = "127.0.0.1:" + std::to_string(testing::FreePort());
+  // Five 503s: more than one call's own retries (three attempts) absorb.
+  auto engine = Platform(side, address, {"--fail-pods", "5"});
+  World world({}, {{"CCM_LISTEN", address}, {"GRADING_ENGINE_URL", engine->BaseUrl()}});
+  world.AddWorker("w1", 32);
+  const std::string id =
+      world.AddInstance(world.AddDefinition(), 1, std::chrono::seconds(0), std::chrono::seconds(3600));
+  ASSERT_TRUE(Eventually([&] { return world.Instance(id)["pod_assigned"] == true; })) << world.Instance(id);
+  EXPECT_EQ(world.Instance(id)["pod_error"], "");
+  // Each failed call counts once (its own retries, and the breaker that then opened, inside it).
+  EXPECT_GE(Metric(world, "ccm_pod_assignments_total{outcome=\"failed\"}"), 1);
+  EXPECT_EQ(Metric(world, "ccm_pod_assignments_total{outcome=\"assigned\"}"), 1);
+  const json pods = testing::HttpClient(engine->BaseUrl()).Get("/sim/state").Json()["pods"];
+  EXPECT_EQ(pods.size(), 1u);
+  EXPECT_EQ(Metric(world, "ccm_instances{state=\"RUNNING\"}"), 1);
+}
+
+TEST(EveryLabletEnds, AnImportThatTakesCcmDownIsNotTriedForEver) {
+  // Each import takes long enough for ccm to be killed in the middle of it, as a crash in the
+  // import would: the attempt was counted before it started, so restarts give up after
+  // CML_MAX_FAILURES instead of crash-looping.
+  World world({"--import-delay-ms", "3000"}, {{"CCM_LISTEN", "127.0.0.1:0"}, {"CML_MAX_FAILURES", "2"}});
+  world.AddWorker("w1", 32);
+  const std::string id = world.AddInstance(world.AddDefinition(), 1, std::chrono::seconds(0), std::chrono::seconds(3600), false);
+  for (int crash = 1; crash <= 2; ++crash) {
+    ASSERT_TRUE(Eventually([&] { return world.Instance(id)["cml_failures"] == crash; })) << world.Instance(id);
+    EXPECT_EQ(world.Instance(id)["cml_error"], "an import started and did not finish");
+    world.ccm->Kill(SIGKILL);
+    world.Start();
+  }
+  ASSERT_TRUE(Eventually([&] { return world.InState(id, "TERMINATED"); })) << world.Instance(id);
+  const json i = world.Instance(id);
+  EXPECT_EQ(Column(i["state_history"], "to"), (std::vector<std::string>{"SCHEDULED", "INSTANTIATING", "TERMINATED"}));
+  EXPECT_EQ(ReasonOf(i, "TERMINATED"), "instantiation failed: 2 attempts to import the lab did not finish");
+  EXPECT_TRUE(i["cml_lab_id"].is_null());
+}
+
+}  // namespace
+}  // namespace ccm
