@@ -12,7 +12,7 @@ CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=Debug -DCCM_WERROR=ON -DCCM_COVERAGE=ON
 DEPS_GROUPS := coverage
 endif
 
-.PHONY: all deps configure build test coverage demo bench fuzz test-sanitize clean
+.PHONY: all deps configure build test coverage demo bench fuzz test-sanitize chaos clean
 
 all: build
 
@@ -42,6 +42,17 @@ demo: build
 
 bench: build
 	bash bench/run.sh $(BUILD)
+
+# The chaos test at length: CHAOS_LABLETS lablets (default 300) for each of CHAOS_SEEDS seeds,
+# every fault drawn per lablet (the suite runs one seed of 50). A failure names its seed;
+# `make chaos CHAOS_SEEDS=N` replays it.
+CHAOS_LABLETS ?= 300
+CHAOS_SEEDS ?= 1 2 3
+chaos: build
+	for seed in $(CHAOS_SEEDS); do \
+	  CCM_CHAOS_SEED=$$seed CCM_CHAOS_LABLETS=$(CHAOS_LABLETS) $(BUILD)/tests/ccm_integration_tests \
+	    --gtest_filter='Chaos.*' || exit 1; \
+	done
 
 # libFuzzer targets (clang, with ASan and UBSan) for FUZZ_SECONDS each; see fuzz/run.sh.
 fuzz:

@@ -6,11 +6,13 @@ every result twice) and a sink that prints each CloudEvent as it arrives.
 
 Authentication is on: the demo, the platform and ccm itself get their tokens from oidc-sim.
 Registers a worker with room for four lablets and the sample definition, then creates five
-instances with assessment ids. The reconcilers schedule them, import and start their labs
-on CML (the fifth fits nowhere: the scaler launches a second worker for it), and assign
-their pods on the Grading Engine. Each is collected through the API; the platform's results
-arrive as CloudEvents; the stopper stops, archives, wipes and deletes the labs. The idle
-launched worker is then drained and released. Prints a summary and stops all it started.
+instances with assessment ids and one practice lablet without them. The reconcilers schedule
+them, import and start their labs on CML (the fifth fits nowhere: the scaler launches a
+second worker for it), and assign their pods on the Grading Engine. Each assessed one is
+collected through the API; the platform's results arrive as CloudEvents; the practice lablet
+is not assessed and stops at the end of its short timeslot; the stopper stops, archives,
+wipes and deletes the labs. The idle launched worker is then drained, released and
+terminated. Prints a summary, with how each lablet ended, and stops all it started.
 
 Usage: demo.py BUILD_DIR"""
 import collections
@@ -160,8 +162,14 @@ def main():
             "assessment": {"session_id": f"session-{n}", "part_id": "part-1"},
             "timeslot_start": rfc3339(now), "timeslot_end": rfc3339(now + datetime.timedelta(minutes=60))})
         ids.append(i["id"])
+    practice = call(base, "POST", "/api/v1/instances", {
+        "definition_id": definition["id"], "owner_id": "practice-1", "timeslot_start": rfc3339(now),
+        "timeslot_end": rfc3339(now + datetime.timedelta(seconds=8))})["id"]
+    say(f"and a practice lablet {practice[-8:]} without assessment ids, its timeslot 8 s long")
     get = lambda i: call(base, "GET", f"/api/v1/instances/{i}")
-    running = wait_for("every instance RUNNING", lambda: all(get(i)["state"] == "RUNNING" for i in ids) and
+    # Each pod goes to the Grading Engine once its instance is RUNNING.
+    running = wait_for("every assessed instance RUNNING with its pod",
+                       lambda: all(get(i)["state"] == "RUNNING" and get(i)["pod_assigned"] for i in ids) and
                        [get(i) for i in ids])
     time.sleep(0.3)
     for i in running:
@@ -172,10 +180,11 @@ def main():
     for i in ids:
         call(base, "POST", f"/api/v1/instances/{i}/collect", {"triggered_by": "proctor", "reason": "manual"})
     final = wait_for("every instance TERMINATED",
-                     lambda: all(get(i)["state"] == "TERMINATED" for i in ids) and [get(i) for i in ids], 45)
-    say("\n== the launched worker, idle now, is drained and released")
-    wait_for("the launched worker STOPPED", lambda: any(
-        w["scaled_up"] and w["state"] == "STOPPED" for w in call(base, "GET", "/api/v1/workers?limit=50")["items"]))
+                     lambda: all(get(i)["state"] == "TERMINATED" for i in ids + [practice]) and
+                     [get(i) for i in ids + [practice]], 45)
+    say("\n== the launched worker, idle now, is drained, released and terminated")
+    wait_for("the launched worker TERMINATED", lambda: any(
+        w["scaled_up"] and w["state"] == "TERMINATED" for w in call(base, "GET", "/api/v1/workers?limit=50")["items"]))
     t1 = time.time()
     wait_for("the outbox drained", lambda: "ccm_outbox_depth 0\n" in metrics(base))
     time.sleep(0.3)
@@ -183,8 +192,12 @@ def main():
     say("\n== summary")
     for i in final:
         s = i["grading_score"]
+        score = f"score {s['total']:g}/{s['max']:g}" if s else "no score"
         say(f"instance {i['id'][-8:]} {i['owner_id']}: {' -> '.join(h['to'] for h in i['state_history'])}; "
-            f"score {s['total']:g}/{s['max']:g}")
+            f"{score}")
+    ended = collections.Counter(next((h["reason"] for h in i["state_history"] if h["to"] == "STOPPING"),
+                                     i["state_history"][-1]["reason"]) for i in final)
+    say("how each lablet ended: " + "; ".join(f"{n} x {why}" for why, n in sorted(ended.items())))
     phases = collections.defaultdict(list)
     for i in final:
         entered = {h["to"]: parse_time(h["at"]) for h in i["state_history"]}
@@ -192,7 +205,8 @@ def main():
         for name, a, b in [("scheduling", "PENDING", "SCHEDULED"), ("instantiation", "SCHEDULED", "RUNNING"),
                            ("collection and grading", "COLLECTING", "STOPPING"),
                            ("stop, archive, wipe, delete", "STOPPING", "TERMINATED")]:
-            phases[name].append((entered[b] - entered[a]).total_seconds())
+            if a in entered and b in entered:
+                phases[name].append((entered[b] - entered[a]).total_seconds())
     for name, values in phases.items():
         say(f"  {name:<28} mean {sum(values) / len(values):6.2f} s   max {max(values):6.2f} s")
     events = []
@@ -206,11 +220,13 @@ def main():
     for t, n in sorted(collections.Counter(e["type"] for e in events).items()):
         say(f"  {n:3}  {t}")
     states = collections.Counter(e["state"] for e in events)
-    say(f"{len(events)} events published ({dict(states)}); {INSTANCES} lifecycles in {t1 - t0:.1f} s")
+    say(f"{len(events)} events published ({dict(states)}); {len(final)} lifecycles in {t1 - t0:.1f} s")
     labs = call(cml, "GET", "/sim/labs")
     say(f"CML: {len(labs)} labs imported, {sum(l['deleted'] for l in labs)} wiped and deleted")
     say("\n".join(l for l in metrics(base).splitlines()
-                  if l.startswith(("ccm_events_received_total", "ccm_events_delivered_total", "ccm_outbox_depth"))))
+                  if l.startswith(("ccm_events_received_total", "ccm_events_delivered_total", "ccm_outbox_depth",
+                                   "ccm_pod_assignments_total", "ccm_instances_not_assessed_total",
+                                   "ccm_lifecycle_timeouts_total", "ccm_workers_terminated_total"))))
     say("\ndemo done")
 
 
