@@ -120,7 +120,7 @@ TEST(EventsCli, ListsDeadLettersAndReplays) {
   EXPECT_NE(missing.find("not found"), std::string::npos);
   auto [bad_rc, bad] = RunCcm("events list --state bogus" + url);
   EXPECT_EQ(bad_rc, 1);
-  EXPECT_NE(bad.find("state must be pending, delivered or dead"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("state must be pending, delivered, dead or held"), std::string::npos) << bad;
   sink.Stop();
 }
 
