@@ -90,10 +90,10 @@ struct OutboxRecord {
   std::string last_error;
 };
 
-// A change to one outbox event's delivery bookkeeping. `state` is kPending, kDelivered or
-// kDead; kHeld is the store's to decide. Dead-lettering an event holds its subject's later
-// events; kPending with attempts 0 replays a dead event: it is pending again (held if an
-// earlier dead letter of its subject remains), and the held events behind it, up to the
+// A change to one outbox event's delivery bookkeeping: `state` is kPending, kDelivered or kDead
+// (kHeld is the store's to decide; writing it is invalid_argument). A dead letter holds its
+// subject's later events. kPending with attempts 0 replays a dead event: pending again (held
+// behind an earlier dead letter of its subject), and the held events after it, up to the
 // subject's next dead letter, become pending with attempts 0 and keep their order.
 struct DeliveryUpdate {
   std::int64_t seq = 0;

@@ -367,6 +367,9 @@ TEST_P(StoreContract, ADeadLetterHoldsItsSubjectUntilItIsReplayed) {
   after.events = {Event("a4", "a")};
   ASSERT_TRUE(store().Commit(after));
   EXPECT_EQ(store().GetEvent("a4")->state, app::DeliveryState::kPending);
+  Changes hold;  // held is the store's to decide
+  hold.deliveries = {{a1, app::DeliveryState::kHeld, 0, FromUnixMillis(50), "", "a1"}};
+  EXPECT_EQ(store().Commit(hold).error().code, ErrorCode::kInvalidArgument);
 }
 
 TEST_P(StoreContract, ReplayingALaterDeadLetterFirstLeavesItHeldBehindTheEarlierOne) {

@@ -602,6 +602,8 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   }
   for (const auto& d : ch.deliveries) {
     if (d.event_id.empty()) return Error::InvalidArgument("store: a delivery update names no event id", "event_id");
+    if (d.state == app::DeliveryState::kHeld)
+      return Error::InvalidArgument("store: held is decided by the store, not written", "state");
     keys.push_back(Key("outbox/events/" + KeyPart(d.event_id)));
   }
   for (const auto& k : ch.processed) keys.push_back(Key("events/processed/" + KeyPart(k.source) + "/" + KeyPart(k.id)));

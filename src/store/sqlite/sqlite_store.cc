@@ -800,6 +800,8 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
     if (auto s = done(**ins, "insert outbox event"); !s) return s;
   }
   for (const auto& d : ch.deliveries) {
+    if (d.state == app::DeliveryState::kHeld)
+      return Error::InvalidArgument("store: held is decided by the store, not written", "state");
     auto upd = c.Prepare(
         "UPDATE outbox SET state = ?2, attempts = ?3, "
         "next_attempt_ms = CASE WHEN ?2 = 'pending' THEN ?4 ELSE next_attempt_ms END, "
