@@ -118,6 +118,7 @@ Result<int> Dispatcher::RunOnce() {
   // Subjects that may not go on in this round: one of their events failed, so the later ones
   // wait behind it (a retry) or are held behind it (a dead letter).
   std::set<std::string> stopped_subjects;
+  bool sent = false;
   const size_t batch = static_cast<size_t>(std::max(1, sink_.MaxBatch()));
   std::vector<OutboxEvent> events;
   for (size_t start = 0; start < due->size();) {
@@ -139,6 +140,7 @@ Result<int> Dispatcher::RunOnce() {
     if (group.empty()) continue;
     events.clear();
     for (const auto* r : group) events.push_back(r->event);
+    sent = true;
     const DeliveryOutcome outcome = sink_.Send(events);
     const Timestamp at = clock_.Now();
     if (outcome.kind == DeliveryOutcome::kDelivered) {
@@ -160,6 +162,9 @@ Result<int> Dispatcher::RunOnce() {
       }
     }
   }
+  // A probe that only dead-lettered an event past its age never reached the sink: as with
+  // nothing to probe with, try again normally rather than wait for a probe's answer for ever.
+  if (probing && !sent) breaker_.OnSuccess();
   metrics_.breaker_state = static_cast<int>(breaker_.state());
   if (auto s = store_.Commit(changes); !s) return s.error();
   return delivered;

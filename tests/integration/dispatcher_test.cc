@@ -271,6 +271,22 @@ TEST_F(DispatcherTest, AnEventPastTheAgeLimitIsDeadLetteredWhileItWaits) {
   EXPECT_EQ(Record("e2").state, DeliveryState::kHeld);
 }
 
+TEST_F(DispatcherTest, AProbeThatOnlyDeadLettersAnOldEventDoesNotJamTheBreaker) {
+  ScriptedSink sink;
+  options_.breaker_threshold = 1;
+  options_.max_age = 60s;
+  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  Publish("e1", "s1");
+  sink.script = {Retry(500)};
+  EXPECT_EQ(*d.RunOnce(), 0);  // the breaker opens
+  Publish("e2", "s2");
+  clock_.Advance(61s);
+  EXPECT_EQ(*d.RunOnce(), 0);  // the probe round finds e1 past its age: dead, nothing sent
+  EXPECT_EQ(Record("e1").state, DeliveryState::kDead);
+  EXPECT_EQ(sink.calls, 1);
+  EXPECT_EQ(*d.RunOnce(), 1);  // e2 goes
+}
+
 TEST_F(DispatcherTest, TheBreakerOpensStopsSendingAndProbesBeforeClosing) {
   ScriptedSink sink;
   app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
