@@ -398,6 +398,28 @@ TEST_P(StoreContract, ReplayingALaterDeadLetterFirstLeavesItHeldBehindTheEarlier
   EXPECT_EQ(store().GetOutboxStats()->held, 0);
 }
 
+TEST_P(StoreContract, EventsWrittenWhileTheirSubjectIsDeadLetteredAreAllHeld) {
+  Changes first;
+  first.events = {Event("a0", "a")};
+  ASSERT_TRUE(store().Commit(first));
+  const std::int64_t a0 = store().GetEvent("a0")->seq;
+  std::thread writer([&] {
+    for (int n = 1; n <= 30; ++n) {
+      Changes c;
+      c.events = {Event("a" + std::to_string(n), "a")};
+      ASSERT_TRUE(store().Commit(c));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  Changes dead;
+  dead.deliveries = {{a0, app::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a0"}};
+  ASSERT_TRUE(store().Commit(dead));
+  writer.join();
+  // Whichever commit came first, nothing of the subject is left to go out before a0.
+  EXPECT_TRUE(store().DueEvents(FromUnixMillis(30), 100)->empty());
+  EXPECT_EQ(store().GetOutboxStats()->held, 30);
+}
+
 TEST_P(StoreContract, ConcurrentCommitsGetIncreasingSeqsInCommitOrder) {
   constexpr int kThreads = 6, kEach = 15;
   std::vector<std::thread> threads;
