@@ -79,27 +79,24 @@ milliseconds Dispatcher::Backoff(int attempts) {
   return milliseconds(std::uniform_int_distribution<std::int64_t>(0, std::max<std::int64_t>(ceiling, 1))(rng_));
 }
 
+DeliveryUpdate Dispatcher::DeadLetter(const OutboxRecord& r, int attempts, std::string error, Timestamp now) {
+  metrics_.dead_lettered++;
+  return {r.seq, DeliveryState::kDead, attempts, now, std::move(error), r.event.id};
+}
+
 DeliveryUpdate Dispatcher::Failed(const OutboxRecord& r, const DeliveryOutcome& o, Timestamp now) {
-  DeliveryUpdate u;
-  u.seq = r.seq;
-  u.event_id = r.event.id;
-  u.attempts = r.attempts + 1;
-  u.error = o.status ? "HTTP " + std::to_string(o.status) + (o.error.empty() ? "" : ": " + o.error) : o.error;
-  const bool too_old = now - r.event.time > options_.max_age;
-  if (o.kind == DeliveryOutcome::kFinal || u.attempts >= options_.max_attempts || too_old) {
-    u.state = DeliveryState::kDead;
-    u.at = now;
-    if (o.kind != DeliveryOutcome::kFinal)
-      u.error += too_old ? " (older than the age limit)" : " (attempt limit reached)";
-    metrics_.dead_lettered++;
-  } else {
-    u.state = DeliveryState::kPending;
-    milliseconds wait = Backoff(u.attempts);
-    if (o.retry_after) wait = std::max(wait, *o.retry_after);
-    u.at = now + wait;
-    metrics_.retried++;
-  }
-  return u;
+  const int attempts = r.attempts + 1;
+  std::string error =
+      o.status ? "HTTP " + std::to_string(o.status) + (o.error.empty() ? "" : ": " + o.error) : o.error;
+  if (o.kind == DeliveryOutcome::kFinal) return DeadLetter(r, attempts, std::move(error), now);
+  if (attempts >= options_.max_attempts) return DeadLetter(r, attempts, error + " (attempt limit reached)", now);
+  if (now >= Deadline(r)) return DeadLetter(r, attempts, error + " (older than the age limit)", now);
+  milliseconds wait = Backoff(attempts);
+  // A sink may ask for any pause; one beyond the cap would park the subject for as long.
+  if (o.retry_after) wait = std::max(wait, std::min(*o.retry_after, options_.max_retry_after));
+  metrics_.retried++;
+  // No attempt is scheduled past the age limit: the event is dead-lettered when it is due.
+  return {r.seq, DeliveryState::kPending, attempts, std::min(now + wait, Deadline(r)), std::move(error), r.event.id};
 }
 
 Result<int> Dispatcher::RunOnce() {
@@ -118,19 +115,32 @@ Result<int> Dispatcher::RunOnce() {
 
   Changes changes;
   int delivered = 0;
-  std::set<std::string> failed_subjects;
+  // Subjects that may not go on in this round: one of their events failed, so the later ones
+  // wait behind it (a retry) or are held behind it (a dead letter).
+  std::set<std::string> stopped_subjects;
+  bool sent = false;
   const size_t batch = static_cast<size_t>(std::max(1, sink_.MaxBatch()));
   std::vector<OutboxEvent> events;
   for (size_t start = 0; start < due->size();) {
-    // The next group: events whose subject has not failed in this round, up to the batch.
+    // The next group: events whose subject has not stopped in this round, up to the batch.
+    // An event that failed before and is past the age limit goes no further.
     std::vector<const OutboxRecord*> group;
     size_t next = start;
-    for (; next < due->size() && group.size() < batch; ++next)
-      if (!failed_subjects.count((*due)[next].event.subject)) group.push_back(&(*due)[next]);
+    for (; next < due->size() && group.size() < batch; ++next) {
+      const OutboxRecord& r = (*due)[next];
+      if (stopped_subjects.count(r.event.subject)) continue;
+      if (r.attempts > 0 && now >= Deadline(r)) {
+        changes.deliveries.push_back(DeadLetter(r, r.attempts, r.last_error + " (older than the age limit)", now));
+        stopped_subjects.insert(r.event.subject);
+        continue;
+      }
+      group.push_back(&r);
+    }
     start = next;
     if (group.empty()) continue;
     events.clear();
     for (const auto* r : group) events.push_back(r->event);
+    sent = true;
     const DeliveryOutcome outcome = sink_.Send(events);
     const Timestamp at = clock_.Now();
     if (outcome.kind == DeliveryOutcome::kDelivered) {
@@ -144,9 +154,7 @@ Result<int> Dispatcher::RunOnce() {
     } else {
       for (const auto* r : group) {
         changes.deliveries.push_back(Failed(*r, outcome, at));
-        // A final refusal dead-letters the event and lets its subject go on; a retry holds
-        // the subject back so that it stays in order.
-        if (outcome.kind == DeliveryOutcome::kRetry) failed_subjects.insert(r->event.subject);
+        stopped_subjects.insert(r->event.subject);
       }
       if (outcome.kind == DeliveryOutcome::kRetry) {
         breaker_.OnFailure(at);
@@ -154,6 +162,9 @@ Result<int> Dispatcher::RunOnce() {
       }
     }
   }
+  // A probe that only dead-lettered an event past its age never reached the sink: as with
+  // nothing to probe with, try again normally rather than wait for a probe's answer for ever.
+  if (probing && !sent) breaker_.OnSuccess();
   metrics_.breaker_state = static_cast<int>(breaker_.state());
   if (auto s = store_.Commit(changes); !s) return s.error();
   return delivered;

@@ -61,9 +61,13 @@ std::string_view ToString(CircuitBreaker::State s);
 
 struct DispatcherOptions {
   int max_attempts = 12;                              // then dead-lettered
-  std::chrono::milliseconds max_age{24 * 3600 * 1000};  // an event older than this is dead-lettered
+  // A failed event is dead-lettered once it is this old, even while it waits for its next
+  // attempt: no retry is scheduled past it. An event not yet tried (new, replayed, released)
+  // gets its attempt whatever its age.
+  std::chrono::milliseconds max_age{24 * 3600 * 1000};
   std::chrono::milliseconds base_backoff{500};
   std::chrono::milliseconds max_backoff{5 * 60 * 1000};
+  std::chrono::milliseconds max_retry_after{5 * 60 * 1000};  // a longer Retry-After counts as this
   int round_size = 500;                               // events fetched per round
   int breaker_threshold = 5;
   std::chrono::milliseconds breaker_cooldown{10'000};
@@ -85,9 +89,11 @@ struct DispatchMetrics {
 };
 
 // Delivers the outbox to the sink: at least once, in order per subject, retrying with
-// exponential backoff and full jitter (honouring Retry-After), dead-lettering after the
-// attempt or age limit or on a final refusal, behind a circuit breaker. Every outcome is
-// recorded in the store, so a restart resumes where it stopped.
+// exponential backoff and full jitter (honouring Retry-After up to max_retry_after),
+// dead-lettering after the attempt or age limit or on a final refusal, behind a circuit
+// breaker. A dead letter holds its subject's later events (the store keeps them held until
+// it is replayed), so a subject is never delivered out of order. Every outcome is recorded
+// in the store, so a restart resumes where it stopped.
 class Dispatcher {
  public:
   Dispatcher(Store& store, EventSink& sink, Clock& clock, DispatcherOptions options, DispatchMetrics& metrics);
@@ -106,6 +112,9 @@ class Dispatcher {
  private:
   std::chrono::milliseconds Backoff(int attempts);
   DeliveryUpdate Failed(const OutboxRecord& r, const DeliveryOutcome& o, Timestamp now);
+  // When `r` stops being retried: its time plus the age limit.
+  Timestamp Deadline(const OutboxRecord& r) const { return r.event.time + options_.max_age; }
+  DeliveryUpdate DeadLetter(const OutboxRecord& r, int attempts, std::string error, Timestamp now);
 
   Store& store_;
   EventSink& sink_;

@@ -50,6 +50,8 @@ Result<std::string> EventService::Metrics() {
   metric("ccm_events_published_total", "counter", "CloudEvents written to the outbox.", stats->published);
   metric("ccm_outbox_depth", "gauge", "Outbox events waiting to be delivered.", stats->pending);
   metric("ccm_events_dead_letters", "gauge", "Outbox events in the dead-letter list.", stats->dead);
+  metric("ccm_outbox_held_events", "gauge",
+         "Outbox events held behind a dead letter of their subject until it is replayed.", stats->held);
   if (metrics_) {
     metric("ccm_events_delivered_total", "counter", "Events the sink accepted.", metrics_->delivered.load());
     metric("ccm_events_retried_total", "counter", "Failed delivery attempts that will be retried.",

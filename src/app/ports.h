@@ -66,11 +66,14 @@ struct ProcessedKey {
   Timestamp expires_at;  // a key expired before `processed_at` of a new one counts as absent
 };
 
-// Where an outbox event is in its delivery.
+// Where an outbox event is in its delivery. Per subject, delivery follows seq, and a dead
+// letter holds back what comes after it: an event that is not delivered is held exactly when
+// an earlier event of its subject is dead. The store keeps that rule on every commit.
 enum class DeliveryState {
   kPending,    // waiting to be sent (or to be retried)
   kDelivered,  // the sink accepted it
-  kDead,       // given up on: a final refusal, or too many attempts; an operator may replay it
+  kDead,       // given up on: a final refusal, too many attempts, or too old; an operator may replay it
+  kHeld,       // behind a dead letter of its subject; released, in seq order, when that one is replayed
 };
 std::string_view ToString(DeliveryState s);
 std::optional<DeliveryState> ParseDeliveryState(std::string_view name);
@@ -87,10 +90,14 @@ struct OutboxRecord {
   std::string last_error;
 };
 
-// A change to one outbox event's delivery bookkeeping.
+// A change to one outbox event's delivery bookkeeping: `state` is kPending, kDelivered or kDead
+// (kHeld is the store's to decide; writing it is invalid_argument). A dead letter holds its
+// subject's later events. kPending with attempts 0 replays a dead event: pending again (held
+// behind an earlier dead letter of its subject), and the held events after it, up to the
+// subject's next dead letter, become pending with attempts 0 and keep their order.
 struct DeliveryUpdate {
   std::int64_t seq = 0;
-  DeliveryState state = DeliveryState::kPending;  // kPending with attempts 0 replays a dead event
+  DeliveryState state = DeliveryState::kPending;
   int attempts = 0;
   Timestamp at;               // delivered_at, dead_at, or the next attempt when pending
   std::string error;          // why the last attempt failed
@@ -110,6 +117,7 @@ struct OutboxStats {
   std::int64_t published = 0;  // events ever written
   std::int64_t pending = 0;
   std::int64_t dead = 0;
+  std::int64_t held = 0;  // waiting behind a dead letter of their subject
 };
 
 // Everything one use case writes, committed together or not at all.
@@ -254,7 +262,9 @@ class Store {
   // exists and version was 0); conflict with field "dedup" when a processed key exists;
   // conflict with field "version"/"name" for a definition version that exists or a name
   // taken by another id; not_found for a delivery update of an unknown seq; unavailable when
-  // the store cannot be written. On error nothing of `changes` is written.
+  // the store cannot be written. On error nothing of `changes` is written. A new outbox event
+  // is pending, or held when its subject has a dead letter; delivery updates keep the held
+  // rule of DeliveryState (see DeliveryUpdate), touching only the subjects they name.
   virtual Status Commit(const Changes& changes) = 0;
 
   // Whether (source, id) was processed and its key has not expired at `now`.
@@ -262,7 +272,7 @@ class Store {
 
   // Pending events due at `now`, in seq order, at most `limit`. For each subject only the
   // events before its first one still waiting out a backoff are returned, so that a subject
-  // is never delivered out of order.
+  // is never delivered out of order; held events are never returned. One indexed read.
   virtual Result<std::vector<OutboxRecord>> DueEvents(Timestamp now, int limit) = 0;
   // Outbox events matching `filter`, in seq order; Page::after is a seq.
   virtual Result<PageOf<OutboxRecord>> ListEvents(const EventFilter& filter, const Page& page) = 0;

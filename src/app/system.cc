@@ -9,6 +9,7 @@ std::string_view ToString(DeliveryState s) {
     case DeliveryState::kPending: return "pending";
     case DeliveryState::kDelivered: return "delivered";
     case DeliveryState::kDead: return "dead";
+    case DeliveryState::kHeld: return "held";
   }
   return "pending";
 }
@@ -17,6 +18,7 @@ std::optional<DeliveryState> ParseDeliveryState(std::string_view name) {
   if (name == "pending") return DeliveryState::kPending;
   if (name == "delivered") return DeliveryState::kDelivered;
   if (name == "dead") return DeliveryState::kDead;
+  if (name == "held") return DeliveryState::kHeld;
   return std::nullopt;
 }
 

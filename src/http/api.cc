@@ -503,7 +503,7 @@ void AddEventRoutes(Router& router, app::EventService& events, const std::functi
     if (auto st = Query(req, "state")) {
       filter.state = app::ParseDeliveryState(*st);
       if (!filter.state)
-        return Fail(Error::InvalidArgument("state must be pending, delivered or dead", "state"), req);
+        return Fail(Error::InvalidArgument("state must be pending, delivered, dead or held", "state"), req);
     }
     if (!page->after.empty() && page->after.find_first_not_of("0123456789") != std::string::npos)
       return Fail(Error::InvalidArgument("after must be the next value of a previous page", "after"), req);

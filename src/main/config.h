@@ -28,6 +28,7 @@ struct Config {
   std::string sink_url;                   // CLOUDEVENTS_SINK_URL: empty keeps events for audit only
   std::string cloudevents_mode = "structured";  // CLOUDEVENTS_MODE: structured, binary, batch
   int outbox_max_attempts = 12;           // CCM_OUTBOX_MAX_ATTEMPTS: then dead-lettered
+  int outbox_max_retry_after_seconds = 300;  // CCM_OUTBOX_MAX_RETRY_AFTER_SECONDS: a longer Retry-After counts as this
   std::string assessment_platform_url;    // ASSESSMENT_PLATFORM_URL
   std::string grading_engine_url;         // GRADING_ENGINE_URL: empty assigns no pods
   std::string oidc_token_url;             // OIDC_TOKEN_URL: empty sends no bearer token

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <iostream>
 
 #include "clients/http_post.h"
@@ -63,6 +64,11 @@ void PrintRecords(const nlohmann::json& page) {
               << r["attempts"] << '\t' << r["type"].get<std::string>() << '\t' << r["subject"].get<std::string>()
               << '\t' << r["last_error"].get<std::string>() << '\n';
   if (page["next"].is_string()) std::cout << "# more: --after " << page["next"].get<std::string>() << '\n';
+  const bool held = std::any_of(page["items"].begin(), page["items"].end(),
+                                [](const nlohmann::json& r) { return r["state"] == "held"; });
+  if (held)
+    std::cout << "# held: waiting behind a dead letter of the same subject; `ccm events replay` that "
+                 "dead letter to release them, in order\n";
 }
 
 }  // namespace
@@ -75,11 +81,12 @@ void AddEventsCommands(CLI::App& cli) {
   events->add_option("--token", options->token, "Bearer token (ccm.viewer to read, ccm.admin to replay)")
       ->envname("CCM_TOKEN");
 
-  auto* list = events->add_subcommand("list", "Published events: seq, id, state, attempts, type, subject, error");
+  auto* list = events->add_subcommand(
+      "list", "Published events: seq, id, state (pending, delivered, dead, held), attempts, type, subject, error");
   list->fallthrough();  // --url may come after the verb
   list->add_option("--subject", options->subject, "Instance or worker id");
   list->add_option("--type", options->type, "Event type");
-  list->add_option("--state", options->state, "pending, delivered or dead");
+  list->add_option("--state", options->state, "pending, delivered, dead or held (behind a dead letter)");
   list->add_option("--since", options->since, "RFC 3339, inclusive");
   list->add_option("--until", options->until, "RFC 3339, exclusive");
   list->add_option("--limit", options->limit, "Page size")->check(CLI::Range(1, 500));
@@ -100,7 +107,8 @@ void AddEventsCommands(CLI::App& cli) {
              options->token, PrintRecords));
   });
 
-  auto* replay = events->add_subcommand("replay", "Put a dead event (or, with --all, every one) back in the queue");
+  auto* replay = events->add_subcommand(
+      "replay", "Put a dead event (or, with --all, every one) back in the queue; its subject's held events follow it");
   replay->fallthrough();
   replay->add_option("id", options->id, "Event id");
   replay->add_flag("--all", options->all, "Replay every dead letter");

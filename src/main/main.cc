@@ -122,6 +122,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     sink = std::make_unique<clients::HttpEventSink>(sink_options);
     app::DispatcherOptions dispatch_options;
     dispatch_options.max_attempts = config->outbox_max_attempts;
+    dispatch_options.max_retry_after = std::chrono::seconds(config->outbox_max_retry_after_seconds);
     dispatcher = std::make_unique<app::Dispatcher>(leader_store, *sink, clock, dispatch_options, dispatch_metrics);
     spdlog::info("delivering CloudEvents to {} in {} mode", config->sink_url, config->cloudevents_mode);
   } else {

@@ -95,7 +95,7 @@ TEST(EventsCli, ListsDeadLettersAndReplays) {
                                        {"CLOUDEVENTS_SINK_URL", "http://127.0.0.1:" + std::to_string(sink.port())}});
   testing::HttpClient http(ccm.BaseUrl());
   json worker = {{"name", "w1"}, {"hostname", "w1"}, {"cml_url", "http://w1"}, {"license_type", "ENTERPRISE"},
-                 {"capacity", {{"cpu_cores", 4}, {"memory_gb", 4}, {"max_nodes", 4}}}};
+                 {"capacity", {{"cpu_cores", 4}, {"memory_gb", 4}, {"max_nodes", 4}}}, {"state", "RUNNING"}};
   const std::string wid = http.PostJson("/api/v1/workers", worker).Json()["id"];
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (http.Get("/api/v1/events/dead-letters").Json()["items"].size() < 1 &&
@@ -108,6 +108,9 @@ TEST(EventsCli, ListsDeadLettersAndReplays) {
   EXPECT_NE(listed.find("ccm.worker.pending"), std::string::npos) << listed;
   EXPECT_NE(listed.find("\tdead\t1\t"), std::string::npos) << listed;
   EXPECT_NE(listed.find("HTTP 400"), std::string::npos) << listed;
+  // The worker's later events wait behind its dead letter, and the listing says why.
+  EXPECT_NE(listed.find("\theld\t0\tccm.worker.running"), std::string::npos) << listed;
+  EXPECT_NE(listed.find("# held: waiting behind a dead letter"), std::string::npos) << listed;
 
   auto [dead_rc, dead] = RunCcm("events dead-letters" + url);
   EXPECT_EQ(dead_rc, 0);
@@ -120,7 +123,7 @@ TEST(EventsCli, ListsDeadLettersAndReplays) {
   EXPECT_NE(missing.find("not found"), std::string::npos);
   auto [bad_rc, bad] = RunCcm("events list --state bogus" + url);
   EXPECT_EQ(bad_rc, 1);
-  EXPECT_NE(bad.find("state must be pending, delivered or dead"), std::string::npos) << bad;
+  EXPECT_NE(bad.find("state must be pending, delivered, dead or held"), std::string::npos) << bad;
   sink.Stop();
 }
 

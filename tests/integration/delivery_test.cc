@@ -13,8 +13,12 @@
 #include "clients/http_event_sink.h"
 #include "http/server.h"
 #include "store/sqlite/sqlite_store.h"
+#include "support/fake_server.h"
+#include "support/http_client.h"
+#include "support/process.h"
 #include "support/temp_dir.h"
 #include "support/test_sink.h"
+#include "support/wait.h"
 
 namespace ccm {
 namespace {
@@ -103,6 +107,90 @@ INSTANTIATE_TEST_SUITE_P(Modes, Delivery,
                            }
                            return std::string("unknown");
                          });
+
+// A sink that refuses for good (400) the first event of every worker, and takes the rest,
+// recording the order in which ids arrive.
+class RefusesEachWorkersFirstEvent {
+ public:
+  RefusesEachWorkersFirstEvent() : server_([this](http::Request& r) { return Handle(r); }) {}
+  std::string Url() const { return server_.Url() + "/events"; }
+  std::vector<std::string> Received() {
+    std::lock_guard lock(mu_);
+    return received_;
+  }
+
+ private:
+  http::Response Handle(http::Request& r) {
+    http::Response resp;
+    resp.status = 202;
+    auto decoded = cloudevents::Decode(r.headers, r.body);
+    if (!decoded) {
+      resp.status = 400;
+      return resp;
+    }
+    std::lock_guard lock(mu_);
+    for (const auto& d : decoded->events) {
+      if (!d.event) continue;
+      const std::string subject = d.event->subject.value_or("");
+      if (d.event->type.rfind("ccm.worker.", 0) == 0 && refused_.insert(subject).second) {
+        resp.status = 400;
+        return resp;
+      }
+      received_.push_back(d.event->id);
+    }
+    return resp;
+  }
+
+  std::mutex mu_;
+  std::set<std::string> refused_;
+  std::vector<std::string> received_;
+  testing::FakeServer server_;
+};
+
+TEST(DeliveryOverHttp, ASubjectWaitsBehindItsDeadLetterAndAReplayDeliversItInOrder) {
+  using nlohmann::json;
+  testing::TempDir dir;
+  RefusesEachWorkersFirstEvent sink;
+  testing::CcmProcess ccm(dir.path(), {{"CCM_STORE", "sqlite:" + dir.File("ccm.db")},
+                                       {"CCM_RECONCILERS", "false"},
+                                       {"CLOUDEVENTS_SINK_URL", sink.Url()}});
+  testing::HttpClient http(ccm.BaseUrl());
+  json worker = {{"name", "w1"}, {"hostname", "w1"}, {"cml_url", "http://w1"}, {"license_type", "ENTERPRISE"},
+                 {"capacity", {{"cpu_cores", 64}, {"memory_gb", 256}, {"max_nodes", 100}}}, {"state", "RUNNING"}};
+  auto created = http.PostJson("/api/v1/workers", worker);
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string wid = created.Json()["id"];
+  std::vector<std::string> worker_events;
+  const json listed = http.Get("/api/v1/events?subject=" + wid).Json();
+  for (const auto& e : listed["items"]) worker_events.push_back(e["id"]);
+  ASSERT_GE(worker_events.size(), 2u) << listed.dump();
+
+  // The worker's first event dies; the rest of its subject is held. Another subject flows.
+  json def = {{"name", "lab"}, {"version", "1.0.0"}, {"lab_yaml", "nodes: [{id: n0, label: r1}]"},
+              {"resource_requirements", {{"cpu_cores", 1}, {"memory_gb", 1}}},
+              {"license_affinity", {"ENTERPRISE"}}, {"max_duration_minutes", 60}, {"created_by", "test"}};
+  const std::string def_id = http.PostJson("/api/v1/definitions", def).Json()["id"];
+  json inst = {{"definition_id", def_id}, {"owner_id", "c1"}, {"timeslot_start", "2030-12-01T09:00:00Z"},
+               {"timeslot_end", "2030-12-01T10:00:00Z"}};
+  const std::string iid = http.PostJson("/api/v1/instances", inst).Json()["id"];
+  ASSERT_TRUE(testing::Eventually([&] { return sink.Received().size() == 1; }));
+  ASSERT_TRUE(testing::Eventually(
+      [&] { return http.Get("/api/v1/events/dead-letters").Json()["items"].size() == 1; }));
+  auto held = http.Get("/api/v1/events?state=held").Json()["items"];
+  ASSERT_EQ(held.size(), worker_events.size() - 1);
+  for (size_t n = 0; n < held.size(); ++n) EXPECT_EQ(held[n]["id"], worker_events[n + 1]);
+  EXPECT_NE(http.Get("/metrics").body.find("ccm_outbox_held_events " + std::to_string(held.size())),
+            std::string::npos);
+
+  // Replaying the dead letter releases the subject: its events arrive in their order.
+  auto replayed = http.Post("/api/v1/events/dead-letters/" + worker_events[0] + "/replay", "");
+  ASSERT_EQ(replayed.status, 200) << replayed.body;
+  ASSERT_TRUE(testing::Eventually([&] { return sink.Received().size() == 1 + worker_events.size(); }));
+  auto received = sink.Received();
+  EXPECT_EQ(std::vector<std::string>(received.begin() + 1, received.end()), worker_events);
+  EXPECT_TRUE(http.Get("/api/v1/events?state=held").Json()["items"].empty());
+  EXPECT_EQ(http.Get("/api/v1/events?subject=" + iid).Json()["items"][0]["state"], "delivered");
+}
 
 TEST(RetryAfter, SecondsAndHttpDates) {
   const auto now = std::chrono::system_clock::from_time_t(1'800'000'000);

@@ -117,17 +117,88 @@ TEST_F(DispatcherTest, HonoursRetryAfter) {
   EXPECT_EQ(*d.RunOnce(), 1);
 }
 
-TEST_F(DispatcherTest, AFinalRefusalDeadLettersAtOnceAndTheSubjectGoesOn) {
+TEST_F(DispatcherTest, AFinalRefusalDeadLettersAtOnceAndHoldsTheRestOfItsSubject) {
   ScriptedSink sink;
   app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
   Publish("e1", "s");
   Publish("e2", "s");
   sink.script = {{DeliveryOutcome::kFinal, 400, "bad event", {}}};
-  EXPECT_EQ(*d.RunOnce(), 1);
+  EXPECT_EQ(*d.RunOnce(), 0);
   EXPECT_EQ(Record("e1").state, DeliveryState::kDead);
   EXPECT_EQ(Record("e1").last_error, "HTTP 400: bad event");
-  EXPECT_EQ(Record("e2").state, DeliveryState::kDelivered);
+  EXPECT_EQ(Record("e2").state, DeliveryState::kHeld);
+  EXPECT_EQ(sink.calls, 1);
   EXPECT_EQ(metrics_.dead_lettered.load(), 1u);
+}
+
+TEST_F(DispatcherTest, ASubjectWaitsBehindItsDeadLetterWhileOthersFlow) {
+  ScriptedSink sink;
+  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  Publish("a1", "a");
+  Publish("b1", "b");
+  Publish("a2", "a");
+  Publish("a3", "a");
+  sink.script = {{DeliveryOutcome::kFinal, 400, "", {}}};  // a1 is refused for good
+  EXPECT_EQ(*d.RunOnce(), 1);
+  ASSERT_EQ(sink.received.size(), 1u);
+  EXPECT_EQ(sink.received[0].id, "b1");
+  EXPECT_EQ(Record("a1").state, DeliveryState::kDead);
+  EXPECT_EQ(Record("a2").state, DeliveryState::kHeld);
+  EXPECT_EQ(Record("a3").state, DeliveryState::kHeld);
+
+  // Later events of the held subject are held as they come; the other subject goes on.
+  Publish("a4", "a");
+  Publish("b2", "b");
+  EXPECT_EQ(Record("a4").state, DeliveryState::kHeld);
+  clock_.Advance(10min);
+  EXPECT_EQ(*d.RunOnce(), 1);
+  EXPECT_EQ(sink.received.back().id, "b2");
+  EXPECT_EQ(*d.RunOnce(), 0);
+  EXPECT_EQ(store_->GetOutboxStats()->held, 3);
+  app::EventService events(*store_, clock_, &metrics_, nullptr);
+  EXPECT_NE(events.Metrics()->find("ccm_outbox_held_events 3"), std::string::npos);
+}
+
+TEST_F(DispatcherTest, ReplayingADeadLetterDeliversItsSubjectInOrder) {
+  ScriptedSink sink;
+  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  app::EventService events(*store_, clock_, &metrics_, nullptr);
+  Publish("a1", "a");
+  Publish("a2", "a");
+  Publish("b1", "b");
+  Publish("a3", "a");
+  sink.script = {{DeliveryOutcome::kFinal, 400, "", {}}};
+  EXPECT_EQ(*d.RunOnce(), 1);  // b1
+  ASSERT_TRUE(events.Replay("a1"));
+  EXPECT_EQ(Record("a2").state, DeliveryState::kPending);
+  EXPECT_EQ(Record("a3").state, DeliveryState::kPending);
+  EXPECT_EQ(*d.RunOnce(), 3);
+  std::vector<std::string> ids;
+  for (const auto& e : sink.received) ids.push_back(e.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"b1", "a1", "a2", "a3"}));
+  EXPECT_EQ(store_->GetOutboxStats()->held, 0);
+}
+
+TEST_F(DispatcherTest, ReplayingEveryDeadLetterKeepsEachSubjectInOrder) {
+  ScriptedSink sink(4);  // batch: one refusal kills a1 and a2 together
+  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  app::EventService events(*store_, clock_, &metrics_, nullptr);
+  for (const char* id : {"a1", "a2", "b1"}) Publish(id, std::string(1, id[0]));
+  sink.script = {{DeliveryOutcome::kFinal, 400, "", {}}};
+  EXPECT_EQ(*d.RunOnce(), 0);
+  Publish("a3", "a");
+  Publish("b2", "b");
+  EXPECT_EQ(Record("a3").state, DeliveryState::kHeld);
+  EXPECT_EQ(Record("b2").state, DeliveryState::kHeld);
+  // The later dead letter alone stays behind the earlier one.
+  ASSERT_TRUE(events.Replay("a2"));
+  EXPECT_EQ(Record("a2").state, DeliveryState::kHeld);
+  EXPECT_EQ(*d.RunOnce(), 0);
+  EXPECT_EQ(*events.ReplayAll(), 2);  // a1, b1
+  EXPECT_EQ(*d.RunOnce(), 5);
+  std::vector<std::string> ids;
+  for (const auto& e : sink.received) ids.push_back(e.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"a1", "a2", "b1", "a3", "b2"}));
 }
 
 TEST_F(DispatcherTest, AttemptLimitDeadLettersThenReplayDelivers) {
@@ -166,6 +237,54 @@ TEST_F(DispatcherTest, EventsOlderThanTheAgeLimitAreDeadLettered) {
   (void)d.RunOnce();
   EXPECT_EQ(Record("e1").state, DeliveryState::kDead);
   EXPECT_NE(Record("e1").last_error.find("age limit"), std::string::npos);
+}
+
+TEST_F(DispatcherTest, ARetryAfterLongerThanTheCapCountsAsTheCap) {
+  ScriptedSink sink;
+  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);  // the default cap: 5 minutes
+  Publish("e1", "s");
+  sink.script = {Retry(429, std::chrono::hours(24 * 365))};
+  EXPECT_EQ(*d.RunOnce(), 0);
+  EXPECT_EQ(Record("e1").next_attempt_at, clock_.Now() + 5min);
+  clock_.Advance(5min);
+  EXPECT_EQ(*d.RunOnce(), 1);
+}
+
+TEST_F(DispatcherTest, AnEventPastTheAgeLimitIsDeadLetteredWhileItWaits) {
+  ScriptedSink sink;
+  options_.max_age = 60s;
+  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  Publish("e1", "s");
+  Publish("e2", "s");
+  sink.script = {Retry(429, 4min)};
+  EXPECT_EQ(*d.RunOnce(), 0);
+  EXPECT_EQ(Record("e1").next_attempt_at, clock_.Now() + 60s);  // not past the age limit
+  clock_.Advance(59s);
+  EXPECT_EQ(*d.RunOnce(), 0);
+  EXPECT_EQ(Record("e1").state, DeliveryState::kPending);
+  clock_.Advance(1s);
+  EXPECT_EQ(*d.RunOnce(), 0);
+  EXPECT_EQ(sink.calls, 1);  // not tried again: given up on
+  EXPECT_EQ(Record("e1").state, DeliveryState::kDead);
+  EXPECT_NE(Record("e1").last_error.find("HTTP 429"), std::string::npos) << Record("e1").last_error;
+  EXPECT_NE(Record("e1").last_error.find("age limit"), std::string::npos) << Record("e1").last_error;
+  EXPECT_EQ(Record("e2").state, DeliveryState::kHeld);
+}
+
+TEST_F(DispatcherTest, AProbeThatOnlyDeadLettersAnOldEventDoesNotJamTheBreaker) {
+  ScriptedSink sink;
+  options_.breaker_threshold = 1;
+  options_.max_age = 60s;
+  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  Publish("e1", "s1");
+  sink.script = {Retry(500)};
+  EXPECT_EQ(*d.RunOnce(), 0);  // the breaker opens
+  Publish("e2", "s2");
+  clock_.Advance(61s);
+  EXPECT_EQ(*d.RunOnce(), 0);  // the probe round finds e1 past its age: dead, nothing sent
+  EXPECT_EQ(Record("e1").state, DeliveryState::kDead);
+  EXPECT_EQ(sink.calls, 1);
+  EXPECT_EQ(*d.RunOnce(), 1);  // e2 goes
 }
 
 TEST_F(DispatcherTest, TheBreakerOpensStopsSendingAndProbesBeforeClosing) {

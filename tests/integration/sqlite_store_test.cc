@@ -324,6 +324,102 @@ TEST_P(StoreContract, OutboxKeepsCommitOrderAndDeliveryBookkeeping) {
   EXPECT_EQ(store().Commit(unknown).error().code, ErrorCode::kNotFound);
 }
 
+// Ids of the events in `records`, in their order.
+std::vector<std::string> Ids(const std::vector<app::OutboxRecord>& records) {
+  std::vector<std::string> ids;
+  for (const auto& r : records) ids.push_back(r.event.id);
+  return ids;
+}
+
+TEST_P(StoreContract, ADeadLetterHoldsItsSubjectUntilItIsReplayed) {
+  Changes c;
+  c.events = {Event("a1", "a"), Event("a2", "a"), Event("b1", "b")};
+  ASSERT_TRUE(store().Commit(c));
+  auto due = store().DueEvents(FromUnixMillis(10), 10);
+  ASSERT_EQ(Ids(*due), (std::vector<std::string>{"a1", "a2", "b1"}));
+  const std::int64_t a1 = (*due)[0].seq;
+
+  Changes dead;
+  dead.deliveries = {{a1, app::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a1"}};
+  ASSERT_TRUE(store().Commit(dead));
+  EXPECT_EQ(store().GetEvent("a2")->state, app::DeliveryState::kHeld);
+  Changes later;
+  later.events = {Event("a3", "a"), Event("b2", "b")};
+  ASSERT_TRUE(store().Commit(later));
+  EXPECT_EQ(store().GetEvent("a3")->state, app::DeliveryState::kHeld);
+  EXPECT_EQ(Ids(*store().DueEvents(FromUnixMillis(30), 10)), (std::vector<std::string>{"b1", "b2"}));
+  auto stats = store().GetOutboxStats();
+  EXPECT_EQ(stats->held, 2);
+  EXPECT_EQ(stats->pending, 2);
+  EXPECT_EQ(stats->dead, 1);
+  app::EventFilter held;
+  held.state = app::DeliveryState::kHeld;
+  EXPECT_EQ(Ids(store().ListEvents(held, {})->items), (std::vector<std::string>{"a2", "a3"}));
+
+  // The replay releases the subject: the held events follow it, afresh, in their order.
+  Changes replay;
+  replay.deliveries = {{a1, app::DeliveryState::kPending, 0, FromUnixMillis(40), "replayed", "a1"}};
+  ASSERT_TRUE(store().Commit(replay));
+  EXPECT_EQ(Ids(*store().DueEvents(FromUnixMillis(40), 10)), (std::vector<std::string>{"a1", "a2", "b1", "a3", "b2"}));
+  EXPECT_EQ(store().GetEvent("a3")->next_attempt_at, FromUnixMillis(40));
+  EXPECT_EQ(store().GetOutboxStats()->held, 0);
+  Changes after;
+  after.events = {Event("a4", "a")};
+  ASSERT_TRUE(store().Commit(after));
+  EXPECT_EQ(store().GetEvent("a4")->state, app::DeliveryState::kPending);
+  Changes hold;  // held is the store's to decide
+  hold.deliveries = {{a1, app::DeliveryState::kHeld, 0, FromUnixMillis(50), "", "a1"}};
+  EXPECT_EQ(store().Commit(hold).error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_P(StoreContract, ReplayingALaterDeadLetterFirstLeavesItHeldBehindTheEarlierOne) {
+  Changes c;
+  c.events = {Event("a1", "a"), Event("a2", "a"), Event("a3", "a")};
+  ASSERT_TRUE(store().Commit(c));
+  auto due = store().DueEvents(FromUnixMillis(10), 10);
+  ASSERT_EQ(due->size(), 3u);
+  Changes dead;  // a batch refused as a whole: two dead letters in one subject
+  dead.deliveries = {{(*due)[0].seq, app::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a1"},
+                     {(*due)[1].seq, app::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a2"}};
+  ASSERT_TRUE(store().Commit(dead));
+  EXPECT_EQ(store().GetEvent("a3")->state, app::DeliveryState::kHeld);
+
+  Changes second;
+  second.deliveries = {{(*due)[1].seq, app::DeliveryState::kPending, 0, FromUnixMillis(30), "replayed", "a2"}};
+  ASSERT_TRUE(store().Commit(second));
+  EXPECT_EQ(store().GetEvent("a2")->state, app::DeliveryState::kHeld);
+  EXPECT_TRUE(store().DueEvents(FromUnixMillis(30), 10)->empty());
+
+  Changes first;
+  first.deliveries = {{(*due)[0].seq, app::DeliveryState::kPending, 0, FromUnixMillis(40), "replayed", "a1"}};
+  ASSERT_TRUE(store().Commit(first));
+  EXPECT_EQ(Ids(*store().DueEvents(FromUnixMillis(40), 10)), (std::vector<std::string>{"a1", "a2", "a3"}));
+  EXPECT_EQ(store().GetOutboxStats()->dead, 0);
+  EXPECT_EQ(store().GetOutboxStats()->held, 0);
+}
+
+TEST_P(StoreContract, EventsWrittenWhileTheirSubjectIsDeadLetteredAreAllHeld) {
+  Changes first;
+  first.events = {Event("a0", "a")};
+  ASSERT_TRUE(store().Commit(first));
+  const std::int64_t a0 = store().GetEvent("a0")->seq;
+  std::thread writer([&] {
+    for (int n = 1; n <= 30; ++n) {
+      Changes c;
+      c.events = {Event("a" + std::to_string(n), "a")};
+      ASSERT_TRUE(store().Commit(c));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  Changes dead;
+  dead.deliveries = {{a0, app::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a0"}};
+  ASSERT_TRUE(store().Commit(dead));
+  writer.join();
+  // Whichever commit came first, nothing of the subject is left to go out before a0.
+  EXPECT_TRUE(store().DueEvents(FromUnixMillis(30), 100)->empty());
+  EXPECT_EQ(store().GetOutboxStats()->held, 30);
+}
+
 TEST_P(StoreContract, ConcurrentCommitsGetIncreasingSeqsInCommitOrder) {
   constexpr int kThreads = 6, kEach = 15;
   std::vector<std::thread> threads;

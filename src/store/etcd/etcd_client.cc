@@ -90,6 +90,14 @@ json ModRevisionIs(const std::string& key, std::int64_t revision) {
   return {{"key", Encode(key)}, {"target", "MOD"}, {"result", "EQUAL"}, {"mod_revision", std::to_string(revision)}};
 }
 
+json NothingChangedSince(const std::string& prefix, std::int64_t revision) {
+  return {{"key", Encode(prefix)},
+          {"range_end", Encode(PrefixEnd(prefix))},
+          {"target", "MOD"},
+          {"result", "LESS"},
+          {"mod_revision", std::to_string(revision + 1)}};
+}
+
 json CreateRevisionIs(const std::string& key, std::int64_t revision) {
   return {{"key", Encode(key)},
           {"target", "CREATE"},

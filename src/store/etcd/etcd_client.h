@@ -50,6 +50,8 @@ nlohmann::json DeleteOp(const std::string& key);
 nlohmann::json GetOp(const std::string& key, const std::string& range_end = {}, std::int64_t limit = 0);
 // The key's mod revision equals `revision` (0: the key is absent).
 nlohmann::json ModRevisionIs(const std::string& key, std::int64_t revision);
+// No key under `prefix` was written (created or changed) after `revision`.
+nlohmann::json NothingChangedSince(const std::string& prefix, std::int64_t revision);
 // The key's create revision equals `revision` (0: the key is absent).
 nlohmann::json CreateRevisionIs(const std::string& key, std::int64_t revision);
 // The key is attached to `lease`.

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -86,6 +88,56 @@ Result<app::OutboxRecord> ReadRecord(const KeyValue& kv) {
   } catch (const json::exception& e) {
     return Error::Internal(std::string("store: outbox record ") + kv.key + " does not read back: " + e.what());
   }
+}
+
+// The index that lists records in `state`, if any: pending/, dead/ or held/.
+std::optional<std::string> IndexOf(app::DeliveryState state) {
+  switch (state) {
+    case app::DeliveryState::kPending: return "outbox/pending/";
+    case app::DeliveryState::kDead: return "outbox/dead/";
+    case app::DeliveryState::kHeld: return "outbox/held/";
+    case app::DeliveryState::kDelivered: return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+void ApplyDelivery(app::OutboxRecord& r, const app::DeliveryUpdate& d) {
+  r.state = d.state;
+  r.attempts = d.attempts;
+  if (d.state == app::DeliveryState::kPending) r.next_attempt_at = d.at;
+  if (d.state == app::DeliveryState::kDelivered) r.delivered_at = d.at;
+  r.dead_at = d.state == app::DeliveryState::kDead ? std::optional<Timestamp>(d.at) : std::nullopt;
+  r.last_error = d.error;
+}
+
+// A record a commit read and may write back: its state as read, and whether it changed.
+struct Touched {
+  app::OutboxRecord record;
+  app::DeliveryState was = app::DeliveryState::kPending;
+  bool dirty = false;
+};
+
+// The held rule on one subject's records: an event not delivered is held exactly when an
+// earlier one is dead. Released events start afresh, due at `release_at`. Returns whether
+// the subject is left with a dead letter.
+bool KeepHeldRule(std::vector<Touched*>& members, Timestamp release_at) {
+  std::sort(members.begin(), members.end(), [](const auto* a, const auto* b) { return a->record.seq < b->record.seq; });
+  bool blocked = false;
+  for (Touched* t : members) {
+    app::OutboxRecord& r = t->record;
+    if (r.state == app::DeliveryState::kDead) {
+      blocked = true;
+    } else if (r.state == app::DeliveryState::kPending && blocked) {
+      r.state = app::DeliveryState::kHeld;
+      t->dirty = true;
+    } else if (r.state == app::DeliveryState::kHeld && !blocked) {
+      r.state = app::DeliveryState::kPending;
+      r.attempts = 0;
+      r.next_attempt_at = release_at;
+      t->dirty = true;
+    }
+  }
+  return blocked;
 }
 
 // Records in seq order.
@@ -360,8 +412,18 @@ Result<bool> EtcdStore::IsProcessed(const std::string& source, const std::string
 Result<std::vector<app::OutboxRecord>> EtcdStore::DueEvents(Timestamp now, int limit) {
   // The pending index in creation order, bounded as in the SQLite store, then the records.
   const std::string prefix = Key("outbox/pending/");
-  auto pending = client_.RangeByCreation(prefix, 0, static_cast<std::int64_t>(limit) * 4 + 64);
+  const std::int64_t window = static_cast<std::int64_t>(limit) * 4 + 64;
+  auto pending = client_.RangeByCreation(prefix, 0, window);
   if (!pending) return pending.error();
+  // Keys created in one transaction (a commit's events, a replay with the events it releases)
+  // share a create revision, and etcd does not order them among themselves: a window cut
+  // through the last such group could keep a subject's later event and drop its earlier one.
+  // That group waits for the next round.
+  if (static_cast<std::int64_t>(pending->kvs.size()) == window) {
+    const std::int64_t last = pending->kvs.back().create_revision;
+    if (pending->kvs.front().create_revision != last)
+      std::erase_if(pending->kvs, [last](const KeyValue& kv) { return kv.create_revision == last; });
+  }
   std::vector<std::string> keys;
   for (const auto& kv : pending->kvs) keys.push_back(Key("outbox/events/" + kv.key.substr(prefix.size())));
   auto kvs = GetMany(keys);
@@ -423,7 +485,7 @@ Result<app::OutboxRecord> EtcdStore::GetEvent(const std::string& event_id) {
 Result<app::OutboxStats> EtcdStore::GetOutboxStats() {
   app::OutboxStats stats;
   for (auto [area, count] : {std::pair{"outbox/events/", &stats.published}, std::pair{"outbox/pending/", &stats.pending},
-                             std::pair{"outbox/dead/", &stats.dead}}) {
+                             std::pair{"outbox/dead/", &stats.dead}, std::pair{"outbox/held/", &stats.held}}) {
     auto r = client_.Range(Key(area), etcd::PrefixEnd(Key(area)), 0, true);
     if (!r) return r.error();
     *count = r->count;
@@ -517,6 +579,10 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   if (ch.events.size() > kMaxEventsPerCommit)
     return Error::InvalidArgument("store: at most " + std::to_string(kMaxEventsPerCommit) + " events per commit",
                                   "events");
+  const auto blocked_key = [this](const std::string& subject) { return Key("outbox/blocked/" + KeyPart(subject)); };
+  const auto subject_prefix = [this](const std::string& subject) {
+    return Key("outbox/subjects/" + KeyPart(subject) + "/");
+  };
   // 1. What the commit depends on, in one read (less what a recent read already told).
   std::vector<std::string> keys;
   for (const auto& d : ch.new_definitions) {
@@ -536,11 +602,17 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   }
   for (const auto& d : ch.deliveries) {
     if (d.event_id.empty()) return Error::InvalidArgument("store: a delivery update names no event id", "event_id");
+    if (d.state == app::DeliveryState::kHeld)
+      return Error::InvalidArgument("store: held is decided by the store, not written", "state");
     keys.push_back(Key("outbox/events/" + KeyPart(d.event_id)));
   }
   for (const auto& k : ch.processed) keys.push_back(Key("events/processed/" + KeyPart(k.source) + "/" + KeyPart(k.id)));
-  if (!optimistic)
+  std::set<std::string> event_subjects;
+  for (const auto& e : ch.events) event_subjects.insert(e.subject);
+  if (!optimistic) {
     for (const auto& e : ch.events) keys.push_back(Key("outbox/events/" + KeyPart(e.id)));
+    for (const auto& subject : event_subjects) keys.push_back(blocked_key(subject));
+  }
   std::vector<KeyValue> read;
   if (!keys.empty()) {
     auto got = GetMany(keys);
@@ -555,6 +627,42 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   // commit, so finding this commit's first event means all of it is there: done.
   if (!optimistic && !ch.events.empty() && get(Key("outbox/events/" + KeyPart(ch.events.front().id))).mod_revision != 0)
     return true;
+  // The subjects where a delivery update dead-letters or replays an event: all their events
+  // (through outbox/subjects/), and whether they are blocked. A rare path: a round that only
+  // delivers or retries reads nothing more.
+  std::map<std::string, std::vector<std::string>> rule_subjects;  // subject -> its record keys
+  std::vector<KeyValue> subject_read;
+  json subject_guards = json::array();
+  for (const auto& d : ch.deliveries) {
+    const bool replay = d.state == app::DeliveryState::kPending && d.attempts == 0;
+    if (d.state != app::DeliveryState::kDead && !replay) continue;
+    const KeyValue& kv = get(Key("outbox/events/" + KeyPart(d.event_id)));
+    if (kv.mod_revision == 0) continue;  // reported as not found below
+    auto r = ReadRecord(kv);
+    if (!r) return r.error();
+    if (rule_subjects.count(r->event.subject)) continue;
+    const std::string prefix = subject_prefix(r->event.subject);
+    auto members = client_.Range(prefix, etcd::PrefixEnd(prefix));
+    if (!members) return members.error();
+    // A new event of the subject written after this read must make this commit decide again.
+    subject_guards.push_back(etcd::NothingChangedSince(prefix, members->revision));
+    auto& record_keys = rule_subjects[r->event.subject];
+    for (const auto& m : members->kvs) record_keys.push_back(Key("outbox/events/" + m.key.substr(prefix.size())));
+  }
+  if (!rule_subjects.empty()) {
+    std::vector<std::string> more;
+    for (const auto& [subject, record_keys] : rule_subjects) {
+      more.push_back(blocked_key(subject));
+      for (const auto& k : record_keys) more.push_back(k);
+    }
+    std::sort(more.begin(), more.end());
+    more.erase(std::unique(more.begin(), more.end()), more.end());
+    std::erase_if(more, [&by_key](const std::string& k) { return by_key.count(k) > 0; });
+    auto got = GetMany(more);
+    if (!got) return got.error();
+    subject_read = std::move(got.value());
+    for (const auto& kv : subject_read) by_key[kv.key] = &kv;
+  }
   std::vector<std::vector<KeyValue>> deleted_versions;
   for (const auto& id : ch.deleted_definitions) {
     const std::string prefix = Key("definitions/" + KeyPart(id.value) + "/");
@@ -574,6 +682,8 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   };
   const auto del = [&writes](const std::string& key) { writes[key] = etcd::DeleteOp(key); };
   for (const auto& kv : read) compare.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
+  for (const auto& kv : subject_read) compare.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
+  for (auto& guard : subject_guards) compare.push_back(std::move(guard));
 
   for (const auto& d : ch.new_definitions) {
     const KeyValue& version = get(Key("definitions/" + KeyPart(d.id.value) + "/" + KeyPart(d.version)));
@@ -654,27 +764,56 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
       put(ports + std::to_string(port), holder);
     }
   }
+  // Delivery updates on working copies of the records, then the held rule on the subjects
+  // that need it; each record changed is written once, with its index keys when its state
+  // moved (so that a delivery costs two operations and a retry one).
+  std::map<std::string, Touched> touched;  // by record key
+  const auto working = [&](const KeyValue& kv) -> Result<Touched*> {
+    auto it = touched.find(kv.key);
+    if (it == touched.end()) {
+      auto r = ReadRecord(kv);
+      if (!r) return r.error();
+      const app::DeliveryState was = r->state;
+      it = touched.emplace(kv.key, Touched{std::move(r.value()), was, false}).first;
+    }
+    return &it->second;
+  };
+  std::map<std::string, Timestamp> release_at;  // rule subject -> when released events are due
   for (const auto& d : ch.deliveries) {
     const KeyValue& kv = get(Key("outbox/events/" + KeyPart(d.event_id)));
     const auto missing = [&] {
       return Error::NotFound("outbox event " + d.event_id + " (seq " + std::to_string(d.seq) + ") not found");
     };
     if (kv.mod_revision == 0) return missing();
-    auto r = ReadRecord(kv);
-    if (!r) return r.error();
-    if (r->seq != d.seq) return missing();
-    r->state = d.state;
-    r->attempts = d.attempts;
-    if (d.state == app::DeliveryState::kPending) r->next_attempt_at = d.at;
-    if (d.state == app::DeliveryState::kDelivered) r->delivered_at = d.at;
-    r->dead_at = d.state == app::DeliveryState::kDead ? std::optional<Timestamp>(d.at) : std::nullopt;
-    r->last_error = d.error;
-    put(kv.key, RecordToJson(*r, d.seq & ((1 << kSeqIndexBits) - 1)).dump());
-    const std::string id = KeyPart(d.event_id);
-    if (d.state == app::DeliveryState::kPending) put(Key("outbox/pending/" + id), "");
-    else del(Key("outbox/pending/" + id));
-    if (d.state == app::DeliveryState::kDead) put(Key("outbox/dead/" + id), "");
-    else del(Key("outbox/dead/" + id));
+    auto t = working(kv);
+    if (!t) return t.error();
+    if ((*t)->record.seq != d.seq) return missing();
+    ApplyDelivery((*t)->record, d);
+    (*t)->dirty = true;
+    release_at[(*t)->record.event.subject] = d.at;
+  }
+  std::set<std::string> blocked_subjects;  // subjects left with a dead letter
+  for (const auto& [subject, record_keys] : rule_subjects) {
+    std::vector<Touched*> members;
+    for (const auto& key : record_keys) {
+      const KeyValue& kv = get(key);
+      if (kv.mod_revision == 0) continue;
+      auto t = working(kv);
+      if (!t) return t.error();
+      members.push_back(*t);
+    }
+    if (KeepHeldRule(members, release_at[subject])) blocked_subjects.insert(subject);
+    const KeyValue& marker = get(blocked_key(subject));
+    if (blocked_subjects.count(subject) && marker.mod_revision == 0) put(marker.key, "");
+    if (!blocked_subjects.count(subject) && marker.mod_revision != 0) del(marker.key);
+  }
+  for (const auto& [key, t] : touched) {
+    if (!t.dirty) continue;
+    put(key, RecordToJson(t.record, t.record.seq & ((1 << kSeqIndexBits) - 1)).dump());
+    if (t.record.state == t.was) continue;
+    const std::string id = KeyPart(t.record.event.id);
+    if (auto index = IndexOf(t.was)) del(Key(*index + id));
+    if (auto index = IndexOf(t.record.state)) put(Key(*index + id), "");
   }
   for (const auto& k : ch.processed) {
     const KeyValue& kv = get(Key("events/processed/" + KeyPart(k.source) + "/" + KeyPart(k.id)));
@@ -691,6 +830,13 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     const json value = {{"processed_ms", ToUnixMillis(k.processed_at)}, {"expires_ms", ToUnixMillis(k.expires_at)}};
     put(kv.key, value.dump(), *lease);
   }
+  // A new event is held when its subject has a dead letter. A first attempt guards that the
+  // subject has none (a held subject is rare); a retry reads the marker.
+  for (const auto& subject : event_subjects) {
+    if (rule_subjects.count(subject)) continue;  // decided above
+    if (optimistic) compare.push_back(etcd::ModRevisionIs(blocked_key(subject), 0));
+    else if (get(blocked_key(subject)).mod_revision != 0) blocked_subjects.insert(subject);
+  }
   for (size_t n = 0; n < ch.events.size(); ++n) {
     const auto& e = ch.events[n];
     const std::string key = Key("outbox/events/" + KeyPart(e.id));
@@ -698,8 +844,10 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     else if (get(key).mod_revision != 0) return Error::Internal("store: outbox event " + e.id + " exists already");
     app::OutboxRecord r;
     r.event = e;
+    r.state = blocked_subjects.count(e.subject) ? app::DeliveryState::kHeld : app::DeliveryState::kPending;
     put(key, RecordToJson(r, static_cast<std::int64_t>(n)).dump());
-    put(Key("outbox/pending/" + KeyPart(e.id)), "");
+    put(Key(*IndexOf(r.state) + KeyPart(e.id)), "");
+    put(subject_prefix(e.subject) + KeyPart(e.id), "");
   }
   if (writes.empty()) return true;  // only a sweep
   json ops = json::array();

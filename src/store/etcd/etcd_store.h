@@ -21,7 +21,9 @@ namespace ccm::store {
 //   instances/{id}, instances-by-state/{state}/{id}           instances and their state index
 //   workers/{id}, ports/{worker}/{port}                       workers and their allocated ports
 //   outbox/events/{event id}, outbox/pending/{event id},       the outbox and the indexes of
-//     outbox/dead/{event id}                                  its pending and dead events
+//     outbox/dead/{event id}, outbox/held/{event id}          its pending, dead and held events
+//   outbox/subjects/{subject}/{event id}                       each subject's events
+//   outbox/blocked/{subject}                                  present while it has a dead letter
 //   events/processed/{source}/{id}                            consumed events' dedup keys
 //   controller/leader                                         the leader's lease-backed key
 // A commit reads the keys it changes (one range transaction), checks them, then writes
@@ -32,7 +34,9 @@ namespace ccm::store {
 // event's seq is the revision of its commit (etcd's global commit order) and its place in
 // the commit, so commits that touch different aggregates never conflict. Dedup keys carry a
 // lease shared by every key expiring in the same hour. Delivery bookkeeping alone is written
-// in transactions of at most 40 events. Thread-safe.
+// in transactions of at most 40 events. A dead-lettering or a replay reads its subject's
+// events and holds or releases them in the same transaction, guarded against a new event
+// of the subject written meanwhile. Thread-safe.
 class EtcdStore final : public app::Store {
  public:
   struct Options {

@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <unordered_map>
 
@@ -584,10 +585,11 @@ Result<app::OutboxStats> SqliteStore::GetOutboxStats() {
   auto c = Lease();
   auto stmt = c->Prepare(
       "SELECT (SELECT coalesce(max(seq), 0) FROM outbox), "
-      "(SELECT count(*) FROM outbox WHERE state = 'pending'), (SELECT count(*) FROM outbox WHERE state = 'dead')");
+      "(SELECT count(*) FROM outbox WHERE state = 'pending'), (SELECT count(*) FROM outbox WHERE state = 'dead'), "
+      "(SELECT count(*) FROM outbox WHERE state = 'held')");
   if (!stmt) return stmt.error();
   if ((*stmt)->Step() != SQLITE_ROW) return SqlError(c->db(), "outbox stats");
-  return app::OutboxStats{(*stmt)->Int(0), (*stmt)->Int(1), (*stmt)->Int(2)};
+  return app::OutboxStats{(*stmt)->Int(0), (*stmt)->Int(1), (*stmt)->Int(2), (*stmt)->Int(3)};
 }
 
 Status SqliteStore::Ping() {
@@ -677,6 +679,43 @@ void SqliteStore::ApplyBatch(const std::vector<Writer*>& batch) {
   }
 }
 
+namespace {
+
+// After a commit's delivery updates: in every subject where one dead-lettered or replayed an
+// event, an event not delivered is held exactly when an earlier event of the subject is dead.
+// Released events start afresh (attempt 0, due at the replay). The common update (delivered,
+// retried) touches nothing here. Each statement walks one subject through outbox_by_subject.
+Status KeepHeldRule(SqliteStore::Connection& c, const std::vector<app::DeliveryUpdate>& deliveries) {
+  std::map<std::string, Timestamp> subjects;  // subject -> when its release is due
+  for (const auto& d : deliveries) {
+    const bool replay = d.state == app::DeliveryState::kPending && d.attempts == 0;
+    if (d.state != app::DeliveryState::kDead && !replay) continue;
+    auto subject = c.Prepare("SELECT subject FROM outbox WHERE seq = ?1");
+    if (!subject) return subject.error();
+    (*subject)->Bind(1, d.seq);
+    if ((*subject)->Step() != SQLITE_ROW) return SqlError(c.db(), "read subject");
+    subjects[std::string((*subject)->Text(0))] = d.at;
+  }
+  for (const auto& [subject, at] : subjects) {
+    auto hold = c.Prepare(
+        "UPDATE outbox SET state = 'held' WHERE subject = ?1 AND state = 'pending' AND EXISTS "
+        "(SELECT 1 FROM outbox d WHERE d.subject = ?1 AND d.state = 'dead' AND d.seq < outbox.seq)");
+    if (!hold) return hold.error();
+    (*hold)->Bind(1, subject);
+    if ((*hold)->Step() != SQLITE_DONE) return SqlError(c.db(), "hold events");
+    auto release = c.Prepare(
+        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?2 WHERE subject = ?1 AND "
+        "state = 'held' AND NOT EXISTS "
+        "(SELECT 1 FROM outbox d WHERE d.subject = ?1 AND d.state = 'dead' AND d.seq < outbox.seq)");
+    if (!release) return release.error();
+    (*release)->Bind(1, subject).Bind(2, ToUnixMillis(at));
+    if ((*release)->Step() != SQLITE_DONE) return SqlError(c.db(), "release held events");
+  }
+  return {};
+}
+
+}  // namespace
+
 Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
   Connection& c = *writer_conn_;
   auto done = [&](Stmt& s, std::string_view what) -> Status {
@@ -752,12 +791,17 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
     if (sqlite3_changes(c.db()) == 0) return Stale("worker", w.id.value, w.version);
   }
   for (const auto& e : ch.events) {
-    auto ins = c.Prepare("INSERT INTO outbox (id, subject, type, time_ms, event) VALUES (?1, ?2, ?3, ?4, ?5)");
+    // Behind a dead letter of its subject, a new event is held (outbox_by_subject finds it).
+    auto ins = c.Prepare(
+        "INSERT INTO outbox (id, subject, type, time_ms, event, state) VALUES (?1, ?2, ?3, ?4, ?5, "
+        "CASE WHEN EXISTS (SELECT 1 FROM outbox WHERE subject = ?2 AND state = 'dead') THEN 'held' ELSE 'pending' END)");
     if (!ins) return ins.error();
     (*ins)->Bind(1, e.id).Bind(2, e.subject).Bind(3, e.type).Bind(4, ToUnixMillis(e.time)).Bind(5, e.json);
     if (auto s = done(**ins, "insert outbox event"); !s) return s;
   }
   for (const auto& d : ch.deliveries) {
+    if (d.state == app::DeliveryState::kHeld)
+      return Error::InvalidArgument("store: held is decided by the store, not written", "state");
     auto upd = c.Prepare(
         "UPDATE outbox SET state = ?2, attempts = ?3, "
         "next_attempt_ms = CASE WHEN ?2 = 'pending' THEN ?4 ELSE next_attempt_ms END, "
@@ -768,6 +812,7 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
     if (auto st = done(**upd, "update delivery"); !st) return st;
     if (sqlite3_changes(c.db()) == 0) return Error::NotFound("outbox event " + std::to_string(d.seq) + " not found");
   }
+  if (auto st = KeepHeldRule(c, ch.deliveries); !st) return st;
   if (ch.sweep_keys_expired_by) {
     auto del = c.Prepare("DELETE FROM processed_events WHERE expires_ms <= ?1");
     if (!del) return del.error();
