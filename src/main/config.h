@@ -50,6 +50,7 @@ struct Config {
   int instantiation_lead_seconds = 300;   // INSTANTIATION_LEAD_SECONDS: lab started this long before the timeslot
   int instantiation_timeout_seconds = 900;  // INSTANTIATION_TIMEOUT_SECONDS: then the instantiation failed
   int cml_max_failures = 3;               // CML_MAX_FAILURES: failed CML steps before an instantiation gives up
+  int orphan_lab_grace_seconds = 900;     // ORPHAN_LAB_GRACE_SECONDS: a ccm lab no instance owns is removed after
 
   // The SQLite path of `store`, empty for etcd.
   std::string SqlitePath() const;
