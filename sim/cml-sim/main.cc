@@ -6,7 +6,9 @@
 //          validate against CML's Topology schema (400 with the first violation otherwise)
 //   PUT    /api/v0/labs/{id}/start | stop | wipe       -> 204 (wipe: 400 unless stopped)
 //   GET    /api/v0/labs/{id}/state                     -> "DEFINED_ON_CORE" | "STOPPED" | "STARTED"
-//   GET    /api/v0/labs/{id}                           -> the lab
+//   GET    /api/v0/labs?show_all=                      -> the ids of every lab not deleted
+//   GET    /api/v0/labs/{id}                           -> the lab (LabResponse: lab_title,
+//          lab_description, created, ...); the description is the topology's lab.description
 //   DELETE /api/v0/labs/{id}                           -> 204 (400 while started)
 // Every /api/v0 call but authenticate needs a valid bearer token (401 otherwise); tokens
 // expire after --token-ttl-ms. A started lab reports STARTED after --start-delay-ms.
@@ -15,7 +17,10 @@
 // The cloud provider (see clients/cloud_provider_client.h):
 //   POST /v1/workers {template, client_token}, GET /v1/workers/{id}, DELETE /v1/workers/{id};
 //   a launched worker is running after --provision-delay-ms, and its cml_url is this sim.
-// For tests: GET /sim/labs (every lab ever imported, deleted ones too), GET /sim/workers.
+// For tests: GET /sim/labs (every lab ever imported, deleted ones too), GET /sim/workers;
+// POST /sim/labs {title, description, created} creates a lab out of band (as another user, or
+// an import whose answer was lost, would), with no nodes -> 201 {id}; `created` (RFC 3339)
+// defaults to now, and null makes a lab whose details give no creation time.
 #include <CLI/CLI.hpp>
 
 #include <atomic>
@@ -29,6 +34,7 @@
 #include <sstream>
 #include <thread>
 
+#include "domain/time.h"
 #include "http/server.h"
 #include "support/json_schema.h"
 
@@ -45,6 +51,13 @@ std::string RandomHex(int n) {
   return out;
 }
 
+// `t` as CML writes times: "2021-02-28T07:33:47+00:00".
+std::string CmlTime(std::chrono::system_clock::time_point t) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  const std::string rfc = ccm::FormatRfc3339(ccm::FromUnixMillis(ms));  // "...:47.123Z"
+  return rfc.substr(0, rfc.find('.')) + "+00:00";
+}
+
 // A UUID v4, as CML's lab ids are.
 std::string NewLabId() {
   std::string h = RandomHex(32);
@@ -56,6 +69,8 @@ std::string NewLabId() {
 struct Lab {
   std::string id;
   std::string title;
+  std::string description;
+  std::optional<std::string> created;  // absent: the details give no creation time
   json topology;
   std::string state = "DEFINED_ON_CORE";
   std::optional<Clock::time_point> started_at;  // STARTED from then on
@@ -67,8 +82,28 @@ struct Lab {
     return state;
   }
   json ToJson() {
-    return {{"id", id},       {"title", title},     {"state", State()}, {"deleted", deleted},
-            {"starts", starts}, {"stops", stops},     {"wipes", wipes},   {"topology", topology}};
+    return {{"id", id},         {"title", title},   {"description", description}, {"state", State()},
+            {"deleted", deleted}, {"starts", starts}, {"stops", stops},             {"wipes", wipes},
+            {"topology", topology}};
+  }
+  // GET /labs/{id}: CML's LabResponse.
+  json Details(const std::string& owner_username) {
+    json out = {{"id", id},
+                {"lab_title", title},
+                {"lab_description", description},
+                {"lab_notes", ""},
+                {"owner", "00000000-0000-4000-8000-000000000000"},
+                {"owner_username", owner_username},
+                {"owner_fullname", owner_username},
+                {"state", State()},
+                {"node_count", topology.value("nodes", json::array()).size()},
+                {"link_count", topology.value("links", json::array()).size()},
+                {"effective_permissions", json::array({"lab_admin", "lab_edit", "lab_exec", "lab_view"})}};
+    if (created) {
+      out["created"] = *created;
+      out["modified"] = *created;
+    }
+    return out;
   }
 };
 
@@ -133,6 +168,22 @@ std::optional<ccm::http::Response> Cloud(Sim& s, ccm::http::Request& r) {
     for (const auto& id : s.lab_order) out.push_back(s.labs[id].ToJson());
     return Answer(200, out);
   }
+  if (r.method == "POST" && r.path == "/sim/labs") {
+    const json body = json::parse(r.body, nullptr, false);
+    if (!body.is_object()) return Answer(400, {{"error", "a JSON object is required"}});
+    Lab lab;
+    lab.id = NewLabId();
+    lab.title = body.value("title", "");
+    lab.description = body.value("description", "");
+    if (!body.contains("created")) lab.created = CmlTime(std::chrono::system_clock::now());
+    else if (body["created"].is_string()) lab.created = body["created"].get<std::string>();
+    lab.topology = {{"lab", {{"version", "0.2.2"}, {"title", lab.title}, {"description", lab.description}}},
+                    {"nodes", json::array()},
+                    {"links", json::array()}};
+    s.lab_order.push_back(lab.id);
+    s.labs[lab.id] = lab;
+    return Answer(201, {{"id", lab.id}});
+  }
   if (r.method == "GET" && r.path == "/sim/workers") {
     json out = json::array();
     for (auto& [_, w] : s.workers) out.push_back(WorkerJson(s, w));
@@ -192,10 +243,19 @@ ccm::http::Response Cml(Sim& s, ccm::http::Request& r) {
     Lab lab;
     lab.id = NewLabId();
     lab.title = r.query.count("title") ? r.query["title"] : topology["lab"].value("title", "");
+    lab.description = topology["lab"].value("description", "");
+    lab.created = CmlTime(std::chrono::system_clock::now());
     lab.topology = topology;
     s.lab_order.push_back(lab.id);
     s.labs[lab.id] = lab;
     return Answer(200, {{"id", lab.id}, {"warnings", json::array()}});
+  }
+  if (r.method == "GET" && path == "/labs") {
+    // As the admin account sees them, whatever show_all says: every user's labs.
+    json ids = json::array();
+    for (const auto& id : s.lab_order)
+      if (!s.labs[id].deleted) ids.push_back(id);
+    return Answer(200, ids);
   }
   if (path.rfind("/labs/", 0) != 0) return CmlError(404, "Not found");
   const std::string rest = path.substr(6);
@@ -205,9 +265,7 @@ ccm::http::Response Cml(Sim& s, ccm::http::Request& r) {
   if (it == s.labs.end() || it->second.deleted) return CmlError(404, "Lab not found: " + id);
   Lab& lab = it->second;
   if (r.method == "GET" && action == "state") return Answer(200, lab.State());
-  if (r.method == "GET" && action.empty())
-    return Answer(200, {{"id", lab.id}, {"lab_title", lab.title}, {"state", lab.State()},
-                        {"node_count", lab.topology["nodes"].size()}, {"link_count", lab.topology["links"].size()}});
+  if (r.method == "GET" && action.empty()) return Answer(200, lab.Details(s.username));
   if (r.method == "PUT" && action == "start") {
     if (s.fail_starts.fetch_sub(1) > 0) return CmlError(500, "injected start failure");
     ++lab.starts;

@@ -2,6 +2,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "domain/definition.h"
@@ -180,6 +181,19 @@ enum class CmlLabState {
   kStarted,        // running
 };
 
+// A lab on a CML worker, as GET /labs/{id} describes it.
+struct CmlLab {
+  std::string id;
+  std::string title;        // lab_title
+  std::string description;  // lab_description ("" when CML gives none)
+  std::optional<Timestamp> created;  // absent when CML does not give it (or not as RFC 3339)
+};
+
+// The mark ImportLab writes as the first line of the description of every lab it creates:
+// "ccm " and the lab's title ("ccm lablet <instance id>"). Only a lab whose description
+// starts with a mark was created by ccm; ccm removes no other lab on its own initiative.
+inline std::string LabMark(std::string_view title) { return "ccm " + std::string(title); }
+
 // The REST API of the CML workers (CML 2.9, base path /api/v0 under the worker's cml_url).
 // Every call names the worker by its cml_url. Thread-safe.
 // Errors of every call: unavailable when the worker cannot be reached or fails (5xx, 408,
@@ -188,8 +202,14 @@ class CmlWorkers {
  public:
   virtual ~CmlWorkers() = default;
   // POST /import with the lab (CML YAML, converted to CML's JSON topology); the new lab id.
+  // The lab is titled `title`, and its description starts with the line LabMark(title) (the
+  // topology's own description, if any, follows on the next lines).
   virtual Result<std::string> ImportLab(const std::string& cml_url, const std::string& lab_yaml,
                                         const std::string& title) = 0;
+  // GET /labs?show_all=true, then GET /labs/{id} for each: every lab of every user, in the
+  // order CML lists them. A lab deleted between the two calls is left out; any other failure
+  // of either call fails the whole listing.
+  virtual Result<std::vector<CmlLab>> ListLabs(const std::string& cml_url) = 0;
   // PUT /labs/{id}/start.
   virtual Status StartLab(const std::string& cml_url, const std::string& lab_id) = 0;
   // GET /labs/{id}/state.

@@ -5,6 +5,8 @@
 #include <regex>
 #include <stdexcept>
 
+#include "domain/time.h"
+
 namespace ccm::clients {
 
 using nlohmann::json;
@@ -51,6 +53,33 @@ json ToJson(const YAML::Node& n) {
     default:
       return nullptr;
   }
+}
+
+// CML's limit on a lab description (LabTopology.description, maxLength).
+constexpr std::size_t kMaxDescription = 4096;
+
+// Puts `mark` first in the description of the topology's `lab` section, the author's text (cut
+// to fit, on a UTF-8 boundary) after it. A topology without a `lab` mapping is left as it is:
+// CML refuses it anyway, with its own reason.
+void MarkTopology(json& topology, const std::string& mark) {
+  if (!topology.contains("lab") || !topology["lab"].is_object()) return;
+  json& lab = topology["lab"];
+  std::string description = mark;
+  if (lab.contains("description") && lab["description"].is_string() && !lab["description"].empty()) {
+    description += "\n" + lab["description"].get<std::string>();
+    if (description.size() > kMaxDescription) {
+      std::size_t n = kMaxDescription;
+      while (n > mark.size() && (static_cast<unsigned char>(description[n]) & 0xC0) == 0x80) --n;
+      description.resize(n);
+    }
+  }
+  lab["description"] = description;
+}
+
+// A string member of `o`, or "".
+std::string StringOf(const json& o, const char* key) {
+  auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 // The status and the start of the body, with the token and the password taken out.
@@ -134,12 +163,39 @@ Result<std::string> CmlClient::ImportLab(const std::string& cml_url, const std::
                                          const std::string& title) {
   auto topology = LabYamlToTopology(lab_yaml);
   if (!topology) return topology.error();
+  MarkTopology(*topology, app::LabMark(title));
   auto body = Call(cml_url, "POST", "/import?title=" + UrlEscape(title), topology->dump());
   if (!body) return body.error();
   const json answer = json::parse(*body, nullptr, false);
   if (!answer.is_object() || !answer.contains("id") || !answer["id"].is_string())
     return Error::Unavailable("CML " + cml_url + " POST /api/v0/import: the answer has no lab id");
   return answer["id"].get<std::string>();
+}
+
+Result<std::vector<app::CmlLab>> CmlClient::ListLabs(const std::string& cml_url) {
+  auto body = Call(cml_url, "GET", "/labs?show_all=true", "");
+  if (!body) return body.error();
+  const json ids = json::parse(*body, nullptr, false);
+  if (!ids.is_array()) return Error::Unavailable("CML " + cml_url + " GET /api/v0/labs: the answer is not a list");
+  std::vector<app::CmlLab> labs;
+  labs.reserve(ids.size());
+  for (const auto& id : ids) {
+    if (!id.is_string()) return Error::Unavailable("CML " + cml_url + " GET /api/v0/labs: a lab id is not a string");
+    auto info = Call(cml_url, "GET", "/labs/" + UrlEscape(id.get<std::string>()), "");
+    if (!info && info.error().code == ErrorCode::kNotFound) continue;  // deleted since it was listed
+    if (!info) return info.error();
+    const json lab = json::parse(*info, nullptr, false);
+    if (!lab.is_object())
+      return Error::Unavailable("CML " + cml_url + " GET /api/v0/labs/" + id.get<std::string>() +
+                                ": the answer is not a lab");
+    app::CmlLab out;
+    out.id = id.get<std::string>();
+    out.title = StringOf(lab, "lab_title");
+    out.description = StringOf(lab, "lab_description");
+    out.created = ParseRfc3339(StringOf(lab, "created"));
+    labs.push_back(std::move(out));
+  }
+  return labs;
 }
 
 Status CmlClient::StartLab(const std::string& cml_url, const std::string& lab_id) {

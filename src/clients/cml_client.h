@@ -34,6 +34,7 @@ class CmlClient final : public app::CmlWorkers {
 
   Result<std::string> ImportLab(const std::string& cml_url, const std::string& lab_yaml,
                                 const std::string& title) override;
+  Result<std::vector<app::CmlLab>> ListLabs(const std::string& cml_url) override;
   Status StartLab(const std::string& cml_url, const std::string& lab_id) override;
   Result<app::CmlLabState> LabState(const std::string& cml_url, const std::string& lab_id) override;
   Status StopLab(const std::string& cml_url, const std::string& lab_id) override;

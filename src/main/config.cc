@@ -21,7 +21,7 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "INSTANTIATION_TIMEOUT_SECONDS", "COLLECTING_TIMEOUT_SECONDS", "GRADING_TIMEOUT_SECONDS", "CML_MAX_FAILURES", "CCM_RECONCILERS", "AUTH_JWKS_URL", "AUTH_ISSUER",
                               "AUTH_AUDIENCE", "AUTH_CLOCK_SKEW_SECONDS", "CCM_MAX_BODY_BYTES",
                               "CCM_MAX_CONNECTIONS", "CCM_REQUEST_TIMEOUT_MS", "CCM_IDLE_TIMEOUT_MS", "CCM_ETCD_PREFIX", "CCM_LEADER_TTL_SECONDS",
-                              "CCM_PUBLIC_URL"};
+                              "CCM_PUBLIC_URL", "ORPHAN_LAB_GRACE_SECONDS"};
 
 // The integer settings: name, field, smallest and largest value.
 struct IntSetting {
@@ -44,6 +44,7 @@ const IntSetting kInts[] = {
     {"COLLECTING_TIMEOUT_SECONDS", &Config::collecting_timeout_seconds, 1, 7 * 24 * 3600},
     {"GRADING_TIMEOUT_SECONDS", &Config::grading_timeout_seconds, 1, 7 * 24 * 3600},
     {"CML_MAX_FAILURES", &Config::cml_max_failures, 1, 100},
+    {"ORPHAN_LAB_GRACE_SECONDS", &Config::orphan_lab_grace_seconds, 10, 7 * 24 * 3600},
     {"AUTH_CLOCK_SKEW_SECONDS", &Config::auth_clock_skew_seconds, 0, 600},
     {"CCM_MAX_BODY_BYTES", &Config::max_body_bytes, 1024, 64 << 20},
     {"CCM_MAX_CONNECTIONS", &Config::max_connections, 1, 1'000'000},

@@ -53,6 +53,7 @@ struct Config {
   int collecting_timeout_seconds = 1800;   // COLLECTING_TIMEOUT_SECONDS: then STOPPING without a score
   int grading_timeout_seconds = 3600;      // GRADING_TIMEOUT_SECONDS: then STOPPING without a score
   int cml_max_failures = 3;               // CML_MAX_FAILURES: failed CML steps before an instantiation gives up
+  int orphan_lab_grace_seconds = 900;     // ORPHAN_LAB_GRACE_SECONDS: a ccm lab no instance owns is removed after
 
   // The SQLite path of `store`, empty for etcd.
   std::string SqlitePath() const;

@@ -15,6 +15,7 @@ struct NoCml : app::CmlWorkers {
   Status StopLab(const std::string&, const std::string&) override { return Refuse(); }
   Status WipeLab(const std::string&, const std::string&) override { return Refuse(); }
   Status DeleteLab(const std::string&, const std::string&) override { return Refuse(); }
+  Result<std::vector<app::CmlLab>> ListLabs(const std::string&) override { return Refuse(); }
   static Error Refuse() {
     ADD_FAILURE() << "the scheduler called CML";
     return Error::Unavailable("no CML here");

@@ -38,7 +38,8 @@ TEST(Config, BadValuesNameTheSetting) {
       {"ARCHIVE_RETENTION_MINUTES", "-1"}, {"RECONCILE_INTERVAL_MS", "5"}, {"CML_MAX_FAILURES", "0"},
       {"INSTANTIATION_TIMEOUT_SECONDS", "ten"}, {"SCHEDULE_AHEAD_MINUTES", "1.5"}, {"CCM_RECONCILERS", "off"},
       {"CCM_STORE", "etcd:"}, {"CCM_STORE", "etcd:host:2379"}, {"CCM_STORE", "etcd:http://a:2379,"},
-      {"CCM_ETCD_PREFIX", "ccm"}, {"CCM_ETCD_PREFIX", "/ccm/"}, {"CCM_LEADER_TTL_SECONDS", "1"}};
+      {"CCM_ETCD_PREFIX", "ccm"}, {"CCM_ETCD_PREFIX", "/ccm/"}, {"CCM_LEADER_TTL_SECONDS", "1"},
+      {"ORPHAN_LAB_GRACE_SECONDS", "0"}};
   for (const auto& [key, value] : cases) {
     auto c = LoadConfig(std::nullopt, {{key, value}});
     ASSERT_FALSE(c) << key << "=" << value;
@@ -77,6 +78,7 @@ TEST(Config, LifecycleSettings) {
   auto defaults = LoadConfig(std::nullopt, {});
   ASSERT_TRUE(defaults);
   EXPECT_EQ(defaults->archive_retention_minutes, 60);
+  EXPECT_EQ(defaults->orphan_lab_grace_seconds, 900);
   EXPECT_EQ(defaults->cloud_provider_url, "");
   auto c = LoadConfig(std::nullopt, {{"ARCHIVE_RETENTION_MINUTES", "0"},
                                      {"RECONCILE_INTERVAL_MS", "250"},
@@ -87,6 +89,7 @@ TEST(Config, LifecycleSettings) {
                                      {"SCALE_DOWN_GRACE_MINUTES", "5"},
                                      {"COLLECTING_TIMEOUT_SECONDS", "90"},
                                      {"GRADING_TIMEOUT_SECONDS", "120"},
+                                     {"ORPHAN_LAB_GRACE_SECONDS", "60"},
                                      {"CCM_RECONCILERS", "false"}});
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->archive_retention_minutes, 0);
@@ -100,6 +103,7 @@ TEST(Config, LifecycleSettings) {
   EXPECT_EQ(c->grading_timeout_seconds, 120);
   EXPECT_EQ(defaults->collecting_timeout_seconds, 1800);
   EXPECT_EQ(defaults->grading_timeout_seconds, 3600);
+  EXPECT_EQ(c->orphan_lab_grace_seconds, 60);
   EXPECT_FALSE(c->reconcilers);
   EXPECT_TRUE(defaults->reconcilers);
 }
