@@ -4,6 +4,7 @@
 #include <sstream>
 #include <spdlog/spdlog.h>
 
+#include "app/orphan_sweep.h"
 #include "domain/lab_yaml.h"
 
 namespace ccm::app {
@@ -68,7 +69,7 @@ std::map<InstanceState, LifecycleMetrics::StateGauge> LifecycleMetrics::States()
 }
 
 std::string LifecycleMetricsText(const LifecycleMetrics& m, const CollectionService::Metrics* collection,
-                                 Timestamp now) {
+                                 const OrphanSweepMetrics* orphans, Timestamp now) {
   std::ostringstream out;
   auto header = [&out](const char* name, const char* type, const char* help) {
     out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
@@ -104,6 +105,14 @@ std::string LifecycleMetricsText(const LifecycleMetrics& m, const CollectionServ
   out << "ccm_instances_not_assessed_total " << m.not_assessed.load() << '\n';
   header("ccm_workers_terminated_total", "counter", "Released workers the provider confirmed gone.");
   out << "ccm_workers_terminated_total " << m.workers_terminated.load() << '\n';
+  if (orphans) {
+    header("ccm_orphan_labs_removed_total", "counter", "ccm's labs that no live instance owned, wiped and deleted.");
+    out << "ccm_orphan_labs_removed_total " << orphans->removed.load() << '\n';
+    header("ccm_orphan_lab_removal_failures_total", "counter", "Orphan labs whose removal failed (tried again).");
+    out << "ccm_orphan_lab_removal_failures_total " << orphans->removal_failures.load() << '\n';
+    header("ccm_orphan_sweep_worker_failures_total", "counter", "Workers whose labs could not be listed by a sweep.");
+    out << "ccm_orphan_sweep_worker_failures_total " << orphans->unlisted_workers.load() << '\n';
+  }
   return out.str();
 }
 
@@ -387,16 +396,7 @@ void Reconcilers::RecordCmlFailure(const LabletInstance& i, const Error& e, Time
 }
 
 Status Reconcilers::RemoveLab(const Worker& worker, const std::string& lab_id) {
-  auto gone = [](const Status& s) { return !s && s.error().code == ErrorCode::kNotFound; };
-  Status s = cml_.StopLab(worker.cml_url, lab_id);
-  if (gone(s)) return {};
-  if (!s) return s;
-  s = cml_.WipeLab(worker.cml_url, lab_id);
-  if (gone(s)) return {};
-  if (!s) return s;
-  s = cml_.DeleteLab(worker.cml_url, lab_id);
-  if (gone(s)) return {};
-  return s;
+  return RemoveCmlLab(cml_, worker.cml_url, lab_id);
 }
 
 // ---- stopper -------------------------------------------------------------------------------

@@ -77,10 +77,13 @@ struct LifecycleMetrics {
   std::map<domain::InstanceState, StateGauge> states_;
 };
 
-// The Prometheus text of `lifecycle` (and of `collection`, if given): instances per state,
-// the age of the oldest in each state, pod assignments, collection requests, time-outs.
+struct OrphanSweepMetrics;
+
+// The Prometheus text of `lifecycle` (and of `collection` and `orphans`, if given): instances
+// per state, the age of the oldest in each state, pod assignments, collection requests,
+// time-outs, orphan labs.
 std::string LifecycleMetricsText(const LifecycleMetrics& lifecycle, const CollectionService::Metrics* collection,
-                                 Timestamp now);
+                                 const OrphanSweepMetrics* orphans, Timestamp now);
 
 // The background work that moves instances and workers along their lifecycles:
 // - scheduler: PENDING -> SCHEDULED on the fullest RUNNING worker that fits;
@@ -137,7 +140,7 @@ class Reconcilers {
   // instantiation up after cml_max_failures. `counted`: the failure is in i.cml_failures
   // already (an import marked as failed until it finished).
   void RecordCmlFailure(const domain::LabletInstance& i, const Error& e, Timestamp now, bool counted = false);
-  // Stops, wipes and deletes the instance's lab; a lab that is gone already counts as done.
+  // Stops, wipes and deletes the instance's lab (RemoveCmlLab).
   Status RemoveLab(const domain::Worker& worker, const std::string& lab_id);
   // Commits a worker with its events.
   Status CommitWorker(const domain::Worker& w, std::vector<OutboxEvent> events);

@@ -11,6 +11,7 @@
 #include "app/collection.h"
 #include "app/dispatcher.h"
 #include "app/event_service.h"
+#include "app/orphan_sweep.h"
 #include "app/reconcilers.h"
 #include "app/services.h"
 #include "clients/assessment_platform_client.h"
@@ -174,6 +175,10 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   app::LifecycleMetrics lifecycle_metrics;
   app::Reconcilers lifecycle(leader_deps, leader_instances, leader_collection, cml, cloud.get(), reconcile_options,
                              &lifecycle_metrics);
+  app::OrphanSweepOptions orphan_options;
+  orphan_options.grace = std::chrono::seconds(config->orphan_lab_grace_seconds);
+  app::OrphanSweepMetrics orphan_metrics;
+  app::OrphanSweep orphan_sweep(leader_store, clock, cml, orphan_options, orphan_metrics);
   if (config->reconcilers) {
     if (!cloud) spdlog::info("no CLOUD_PROVIDER_URL: workers are not scaled");
   } else {
@@ -187,11 +192,13 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     if (config->reconcilers) {
       reconcilers = &lifecycle;
       lifecycle.Start();
+      orphan_sweep.Start();
     }
   };
   auto stop_work = [&] {
     reconcilers = nullptr;
     lifecycle.Stop();
+    orphan_sweep.Stop();
     if (dispatcher) dispatcher->Stop();
     leader_collection.Stop();
     key_sweeper.Stop();
@@ -228,8 +235,9 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
                                 auto* e = elected.load();
                                 return !on_etcd || (e && e->IsLeader());
                               },
-                              [&lifecycle_metrics, &collection_metrics, &clock] {
-                                return app::LifecycleMetricsText(lifecycle_metrics, &collection_metrics, clock.Now());
+                              [&lifecycle_metrics, &collection_metrics, &orphan_metrics, &clock] {
+                                return app::LifecycleMetricsText(lifecycle_metrics, &collection_metrics,
+                                                                 &orphan_metrics, clock.Now());
                               }});
   http::ServerOptions options;
   options.address = config->listen_host;
