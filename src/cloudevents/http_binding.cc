@@ -56,9 +56,9 @@ Result<CloudEvent> DecodeBinary(const std::map<std::string, std::string>& header
       auto data = ParseJson(body, "data");
       if (!data) return data.error();
       e.data = std::move(data.value());
-    } else if (MediaType(content_type).rfind("text/", 0) == 0) {
-      // Text data travels as a JSON string, which must be UTF-8.
-      if (!domain::IsValidUtf8(body)) return Error::InvalidArgument("text data must be UTF-8", "data");
+    } else if (MediaType(content_type).rfind("text/", 0) == 0 && domain::IsValidUtf8(body)) {
+      // Text data travels as a JSON string, which must be UTF-8; text in another charset
+      // is kept byte for byte as binary data.
       e.data = std::string(body);
     } else {
       e.data_base64 = Base64Encode(body);

@@ -49,8 +49,9 @@ inline constexpr const char* kContentTypeField = "content-type";
 // ce-specversion header is present. Errors: invalid_argument with field "content-type" for a
 // media type no mode accepts (415), or naming the broken rule for a message that is not a
 // CloudEvent (400): JSON that nests deeper than MaxJsonDepth() (the whole message is refused,
-// the field names the attribute), text data that is not UTF-8, or an attribute Validate
-// refuses. In a batch, each element is decoded on its own.
+// the field names the attribute), or an attribute Validate refuses. In binary mode, JSON data
+// becomes `data`, UTF-8 text/* data a string in `data`, anything else (text in another
+// charset too) `data_base64`. In a batch, each element is decoded on its own.
 Result<Decoded> Decode(const std::map<std::string, std::string>& headers, std::string_view body);
 
 // Percent-encodes a header value as the binding requires: bytes outside printable ASCII,
