@@ -4,7 +4,7 @@
 
 namespace ccm::testing {
 
-// A CML topology of about 600 bytes whose aliases name aliases, nine deep: expanded, it holds
+// A CML topology of under 400 bytes whose aliases name aliases, nine deep: expanded, it holds
 // 9^9 (387 million) copies of "lol" ("billion laughs").
 inline std::string AliasBombLab() {
   std::string yaml = "nodes:\n  - id: n0\n    label: r1\n";
