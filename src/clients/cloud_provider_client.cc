@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cloudevents/json_parse.h"
+
 namespace ccm::clients {
 
 using nlohmann::json;
@@ -9,7 +11,7 @@ using nlohmann::json;
 namespace {
 
 Result<app::CloudWorker> ParseWorker(const std::string& body) {
-  const json j = json::parse(body, nullptr, false);
+  const json j = cloudevents::ParseJsonOrDiscarded(body);
   if (!j.is_object() || !j.contains("id") || !j["id"].is_string())
     return Error::Unavailable("cloud provider: the answer is not a worker");
   app::CloudWorker w;

@@ -14,7 +14,11 @@ namespace ccm::clients {
 
 // A CML lab in YAML as CML's JSON topology (the body of POST /import). Plain scalars become
 // integers, floats, booleans or null as YAML 1.2's core schema reads them; quoted scalars
-// stay strings. Errors: invalid_argument when the YAML does not parse or is not a mapping.
+// stay strings. The conversion is bounded: at most about one value and one byte of text per
+// byte of YAML, and domain::kMaxLabYamlDepth levels. Errors: invalid_argument (field
+// "lab_yaml") when the YAML does not parse, is not a mapping, has a key that is not a scalar,
+// or expands past those bounds through aliases (which definitions stored before ParseLab
+// refused them may hold).
 Result<nlohmann::json> LabYamlToTopology(std::string_view lab_yaml);
 
 struct CmlOptions {

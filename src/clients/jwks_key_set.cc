@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cloudevents/json_parse.h"
+
 namespace ccm::clients {
 
 Status JwksKeySet::Refresh() {
@@ -11,7 +13,7 @@ Status JwksKeySet::Refresh() {
   if (!a.transport_error.empty() || a.status != 200)
     return Error::Unavailable("JWKS " + url_ + ": " +
                               (a.transport_error.empty() ? "HTTP " + std::to_string(a.status) : a.transport_error));
-  const auto jwks = nlohmann::json::parse(a.body, nullptr, false);
+  const auto jwks = cloudevents::ParseJsonOrDiscarded(a.body);
   if (!jwks.is_object() || !jwks.contains("keys") || !jwks["keys"].is_array())
     return Error::Unavailable("JWKS " + url_ + ": not a key set");
   std::map<std::string, std::shared_ptr<const auth::PublicKey>> keys;

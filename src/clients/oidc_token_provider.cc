@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cloudevents/json_parse.h"
+
 namespace ccm::clients {
 
 int OidcTokenProvider::fetches() const {
@@ -18,7 +20,7 @@ Result<std::pair<std::string, Timestamp>> OidcTokenProvider::Fetch() {
                                     options_.connect_timeout, options_.total_timeout);
   if (!a.transport_error.empty()) return Error::Unavailable(where + ": " + a.transport_error);
   if (a.status != 200) return Error::Unavailable(where + ": HTTP " + std::to_string(a.status));
-  const auto j = nlohmann::json::parse(a.body, nullptr, false);
+  const auto j = cloudevents::ParseJsonOrDiscarded(a.body);
   if (!j.is_object() || !j.contains("access_token") || !j["access_token"].is_string())
     return Error::Unavailable(where + ": the answer has no access_token");
   const auto lifetime = std::chrono::seconds(j.value("expires_in", 60));

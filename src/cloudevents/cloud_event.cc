@@ -4,6 +4,7 @@
 #include <cctype>
 
 #include "domain/time.h"
+#include "domain/utf8.h"
 
 namespace ccm::cloudevents {
 
@@ -36,6 +37,15 @@ bool ValidAbsoluteUri(std::string_view s) {
   return ValidUriReference(s);
 }
 
+// CloudEvents String: Unicode text, without the control characters the spec excludes.
+Status ValidString(std::string_view value, const std::string& name) {
+  if (const size_t bad = domain::FirstInvalidUtf8(value); bad != std::string_view::npos)
+    return Error::InvalidArgument(name + " must be UTF-8 (invalid byte at " + std::to_string(bad) + ")", name);
+  if (domain::HasControlCharacter(value))
+    return Error::InvalidArgument(name + " must not contain control characters (U+0000-U+001F, U+007F-U+009F)", name);
+  return {};
+}
+
 }  // namespace
 
 bool ValidAttributeName(std::string_view name) {
@@ -52,6 +62,15 @@ bool IsJsonMediaType(std::string_view media_type) {
 }
 
 Status Validate(const CloudEvent& e) {
+  // First, so that no message below quotes bytes that are not text.
+  for (const auto& [value, name] : {std::pair<const std::string*, const char*>{&e.specversion, "specversion"},
+                                    {&e.id, "id"}, {&e.source, "source"}, {&e.type, "type"}})
+    if (auto s = ValidString(*value, name); !s) return s;
+  for (const auto& [value, name] :
+       {std::pair<const std::optional<std::string>*, const char*>{&e.subject, "subject"}, {&e.time, "time"},
+        {&e.datacontenttype, "datacontenttype"}, {&e.dataschema, "dataschema"}})
+    if (*value)
+      if (auto s = ValidString(**value, name); !s) return s;
   auto required = [](const std::string& v, const char* name) -> Status {
     if (v.empty()) return Error::InvalidArgument(std::string(name) + " is required and must not be empty", name);
     return {};
@@ -75,6 +94,8 @@ Status Validate(const CloudEvent& e) {
       return Error::InvalidArgument("attribute name '" + name + "' must be lower-case letters and digits only", name);
     if (!value.is_string() && !value.is_boolean() && !value.is_number_integer())
       return Error::InvalidArgument("extension " + name + " must be a string, an integer or a boolean", name);
+    if (value.is_string())
+      if (auto s = ValidString(value.get_ref<const std::string&>(), name); !s) return s;
   }
   if (e.data && e.data_base64) return Error::InvalidArgument("data and data_base64 must not both be present", "data");
   return {};

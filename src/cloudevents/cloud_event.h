@@ -31,8 +31,9 @@ struct CloudEvent {
 // Checks the rules of the spec: id, source, specversion and type present and non-empty;
 // specversion exactly "1.0"; attribute names of a-z and 0-9 only (at most 20 characters
 // advised, not enforced); time an RFC 3339 timestamp; source a URI-reference; dataschema an
-// absolute URI; not both data and data_base64. Errors: invalid_argument whose field is the
-// attribute and whose message names the rule.
+// absolute URI; not both data and data_base64; every String attribute (core or extension)
+// well-formed UTF-8 without control characters (U+0000-U+001F, U+007F-U+009F). Errors:
+// invalid_argument whose field is the attribute and whose message names the rule.
 Status Validate(const CloudEvent& event);
 
 // True for a name the spec allows for an attribute: lower-case letters and digits.

@@ -5,6 +5,8 @@
 
 #include "cloudevents/base64.h"
 #include "cloudevents/json_format.h"
+#include "cloudevents/json_parse.h"
+#include "domain/utf8.h"
 
 namespace ccm::cloudevents {
 
@@ -23,25 +25,6 @@ std::string MediaType(std::string_view content_type) {
 std::string Header(const std::map<std::string, std::string>& headers, const std::string& name) {
   auto it = headers.find(name);
   return it == headers.end() ? std::string() : it->second;
-}
-
-// Valid UTF-8 byte structure (lead byte, then the right number of continuation bytes).
-bool ValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t extra;
-    if (c < 0x80) extra = 0;
-    else if ((c >> 5) == 6) extra = 1;
-    else if ((c >> 4) == 14) extra = 2;
-    else if ((c >> 3) == 30) extra = 3;
-    else return false;
-    if (i + extra >= s.size()) return false;
-    for (size_t k = 1; k <= extra; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
-    i += extra + 1;
-  }
-  return true;
 }
 
 Result<CloudEvent> DecodeBinary(const std::map<std::string, std::string>& headers, std::string_view body) {
@@ -70,10 +53,12 @@ Result<CloudEvent> DecodeBinary(const std::map<std::string, std::string>& header
   if (!content_type.empty()) e.datacontenttype = content_type;
   if (!body.empty()) {
     if (content_type.empty() || IsJsonMediaType(content_type)) {
-      json data = json::parse(body, nullptr, false);
-      if (data.is_discarded()) return Error::InvalidArgument("data is not valid JSON for its content type", "data");
-      e.data = std::move(data);
-    } else if (MediaType(content_type).rfind("text/", 0) == 0) {
+      auto data = ParseJson(body, "data");
+      if (!data) return data.error();
+      e.data = std::move(data.value());
+    } else if (MediaType(content_type).rfind("text/", 0) == 0 && domain::IsValidUtf8(body)) {
+      // Text data travels as a JSON string, which must be UTF-8; text in another charset
+      // is kept byte for byte as binary data.
       e.data = std::string(body);
     } else {
       e.data_base64 = Base64Encode(body);
@@ -116,7 +101,8 @@ Result<std::string> PercentDecodeHeader(std::string_view value) {
     out += static_cast<char>(std::stoi(std::string(value.substr(i + 1, 2)), nullptr, 16));
     i += 2;
   }
-  if (!ValidUtf8(out)) return Error::InvalidArgument("percent-decoded value is not UTF-8");
+  if (const size_t bad = domain::FirstInvalidUtf8(out); bad != std::string::npos)
+    return Error::InvalidArgument("percent-decoded value is not UTF-8 (byte " + std::to_string(bad) + ")");
   return out;
 }
 
@@ -169,8 +155,8 @@ Result<Decoded> Decode(const std::map<std::string, std::string>& headers, std::s
     out.mode = Mode::kBatch;
     auto items = ParseBatchArray(body);
     if (!items) return items.error();
-    for (const auto& item : *items) {
-      auto e = FromJson(item);
+    for (auto& item : *items) {
+      auto e = FromJson(std::move(item));
       if (e) out.events.push_back({std::move(e.value()), std::nullopt});
       else out.events.push_back({std::nullopt, e.error()});
     }

@@ -48,13 +48,18 @@ inline constexpr const char* kContentTypeField = "content-type";
 // application/cloudevents+json, batch by application/cloudevents-batch+json, binary when a
 // ce-specversion header is present. Errors: invalid_argument with field "content-type" for a
 // media type no mode accepts (415), or naming the broken rule for a message that is not a
-// CloudEvent (400). In a batch, each element is decoded on its own.
+// CloudEvent (400): JSON that nests deeper than MaxJsonDepth() (the whole message is refused,
+// the field names the attribute), or an attribute Validate refuses. In binary mode, JSON data
+// becomes `data`, UTF-8 text/* data a string in `data`, anything else (text in another
+// charset too) `data_base64`. In a batch, each element is decoded on its own.
 Result<Decoded> Decode(const std::map<std::string, std::string>& headers, std::string_view body);
 
 // Percent-encodes a header value as the binding requires: bytes outside printable ASCII,
 // space, '"' and '%'.
 std::string PercentEncodeHeader(std::string_view value);
-// The reverse. Errors: invalid_argument for a malformed escape or bytes that are not UTF-8.
+// The reverse. Errors: invalid_argument for a malformed escape, or for a result that is not
+// well-formed UTF-8 (domain::FirstInvalidUtf8: no overlong forms, surrogates or code points
+// past U+10FFFF).
 Result<std::string> PercentDecodeHeader(std::string_view value);
 
 }  // namespace ccm::cloudevents

@@ -1,6 +1,7 @@
 #include "cloudevents/json_format.h"
 
 #include "cloudevents/base64.h"
+#include "cloudevents/json_parse.h"
 
 namespace ccm::cloudevents {
 
@@ -33,54 +34,55 @@ json ToJson(const CloudEvent& e) {
 
 std::string ToJsonString(const CloudEvent& e) { return ToJson(e).dump(-1, ' ', false, json::error_handler_t::replace); }
 
-Result<CloudEvent> FromJson(const json& j) {
+Result<CloudEvent> FromJson(json&& j) {
   if (!j.is_object()) return Error::InvalidArgument("a structured event must be a JSON object", "body");
   CloudEvent e;
   e.specversion.clear();
-  for (const auto& [name, value] : j.items()) {
+  // Members are moved out, never copied: data may be a large document.
+  for (auto& [name, value] : j.get_ref<json::object_t&>()) {
     if (name == "data") {
-      e.data = value;
+      e.data = std::move(value);
       continue;
     }
     if (name == "data_base64") {
       if (!value.is_string()) return Error::InvalidArgument("data_base64 must be a string", "data_base64");
-      if (!Base64Decode(value.get<std::string>()))
+      if (!Base64Decode(value.get_ref<const std::string&>()))
         return Error::InvalidArgument("data_base64 must be valid base64", "data_base64");
-      e.data_base64 = value.get<std::string>();
+      e.data_base64 = std::move(value.get_ref<std::string&>());
       continue;
     }
     if (!ValidAttributeName(name))
       return Error::InvalidArgument("attribute name '" + name + "' must be lower-case letters and digits only", name);
     if (IsCore(name)) {
       if (!value.is_string()) return Error::InvalidArgument(name + " must be a string", name);
-      const auto& s = value.get_ref<const std::string&>();
-      if (name == "id") e.id = s;
-      else if (name == "source") e.source = s;
-      else if (name == "specversion") e.specversion = s;
-      else if (name == "type") e.type = s;
-      else if (name == "subject") e.subject = s;
-      else if (name == "time") e.time = s;
-      else if (name == "datacontenttype") e.datacontenttype = s;
-      else if (name == "dataschema") e.dataschema = s;
+      std::string& s = value.get_ref<std::string&>();
+      if (name == "id") e.id = std::move(s);
+      else if (name == "source") e.source = std::move(s);
+      else if (name == "specversion") e.specversion = std::move(s);
+      else if (name == "type") e.type = std::move(s);
+      else if (name == "subject") e.subject = std::move(s);
+      else if (name == "time") e.time = std::move(s);
+      else if (name == "datacontenttype") e.datacontenttype = std::move(s);
+      else if (name == "dataschema") e.dataschema = std::move(s);
       continue;
     }
-    e.extensions[name] = value;
+    e.extensions[name] = std::move(value);
   }
   if (auto s = Validate(e); !s) return s.error();
   return e;
 }
 
 Result<CloudEvent> ParseEvent(std::string_view text) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) return Error::InvalidArgument("body is not valid JSON", "body");
-  return FromJson(j);
+  auto j = ParseJson(text, kBodyField, /*envelope_levels=*/1);
+  if (!j) return j.error();
+  return FromJson(std::move(j.value()));
 }
 
 Result<std::vector<json>> ParseBatchArray(std::string_view text) {
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) return Error::InvalidArgument("body is not valid JSON", "body");
-  if (!j.is_array()) return Error::InvalidArgument("a batch must be a JSON array of events", "body");
-  return j.get<std::vector<json>>();
+  auto j = ParseJson(text, kBodyField, /*envelope_levels=*/2);
+  if (!j) return j.error();
+  if (!j->is_array()) return Error::InvalidArgument("a batch must be a JSON array of events", "body");
+  return std::move(j->get_ref<json::array_t&>());
 }
 
 std::string ToBatchJsonString(const std::vector<CloudEvent>& events) {

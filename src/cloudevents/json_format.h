@@ -12,14 +12,18 @@ namespace ccm::cloudevents {
 nlohmann::json ToJson(const CloudEvent& event);
 std::string ToJsonString(const CloudEvent& event);
 
-// Reads one event from a JSON object and validates it. Errors: invalid_argument naming the
-// attribute and the rule (a context attribute that is not a string, an upper-case name,
-// both data and data_base64, ...).
-Result<CloudEvent> FromJson(const nlohmann::json& object);
-// Parses `text` as one event. Errors: those of FromJson, and "not JSON" / "not an object".
+// Reads one event from a JSON object and validates it (Validate). Takes the object: its
+// members are moved into the event, not copied (pass std::move(j), or a copy on purpose).
+// Errors: invalid_argument naming the attribute and the rule (a context attribute that is not
+// a string, an upper-case name, both data and data_base64, ...).
+Result<CloudEvent> FromJson(nlohmann::json&& object);
+// Parses `text` as one event (ParseJson, then FromJson). Errors: those of FromJson, "not
+// JSON", an attribute nesting deeper than MaxJsonDepth() (field: the attribute), "not an
+// object".
 Result<CloudEvent> ParseEvent(std::string_view text);
-// Parses a batch: a JSON array of event objects. Errors: "not JSON" / "not an array"; an
-// element that is not a valid event is reported by index through ParseBatchEach instead.
+// Parses a batch: a JSON array of event objects, moved out of the parsed array. Errors: "not
+// JSON", an attribute nesting deeper than MaxJsonDepth() (field "[i].attribute"), "not an
+// array"; an element that is not a valid event is left for the caller to report (FromJson).
 Result<std::vector<nlohmann::json>> ParseBatchArray(std::string_view text);
 std::string ToBatchJsonString(const std::vector<CloudEvent>& events);
 

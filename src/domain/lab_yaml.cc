@@ -1,9 +1,12 @@
 #include "domain/lab_yaml.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
+#include <sstream>
 
 namespace ccm::domain {
 
@@ -64,6 +67,56 @@ void CollectPlaceholders(std::string_view text, std::vector<PortSpec>& out, Stat
   }
 }
 
+// Reads a YAML document as events, building nothing, and keeps the first rule it breaks: an
+// anchor or an alias (an alias is a reference; converting the lab for CML copies what it
+// names, so a few hundred bytes of aliases to aliases expand to gigabytes), or nesting deeper
+// than kMaxLabYamlDepth (the node graph and its conversion are built recursively).
+class ShapeCheck : public YAML::EventHandler {
+ public:
+  const std::optional<std::string>& problem() const { return problem_; }
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { Anchored(mark, anchor); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override {
+    Fail(mark, "must not use YAML aliases (*name) or anchors (&name)");
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor, const std::string&) override {
+    Anchored(mark, anchor);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Open(mark, anchor);
+  }
+  void OnSequenceEnd() override { --depth_; }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Open(mark, anchor);
+  }
+  void OnMapEnd() override { --depth_; }
+  void OnAnchor(const YAML::Mark& mark, const std::string&) override {
+    Fail(mark, "must not use YAML aliases (*name) or anchors (&name)");
+  }
+
+ private:
+  void Anchored(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    if (anchor != YAML::NullAnchor) Fail(mark, "must not use YAML aliases (*name) or anchors (&name)");
+  }
+  void Open(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    Anchored(mark, anchor);
+    if (++depth_ > kMaxLabYamlDepth)
+      Fail(mark, "must not nest deeper than " + std::to_string(kMaxLabYamlDepth) + " levels");
+  }
+  void Fail(const YAML::Mark& mark, const std::string& rule) {
+    if (!problem_)
+      problem_ = "lab_yaml " + rule + " (line " + std::to_string(mark.line + 1) + ", column " +
+                 std::to_string(mark.column + 1) + ")";
+  }
+
+  int depth_ = 0;
+  std::optional<std::string> problem_;
+};
+
 }  // namespace
 
 std::string PortNameFromPlaceholder(std::string_view upper_name) {
@@ -75,6 +128,12 @@ std::string PortNameFromPlaceholder(std::string_view upper_name) {
 Result<LabInfo> ParseLab(std::string_view yaml) {
   YAML::Node root;
   try {
+    // The shape first: YAML::Load would resolve aliases and build any depth.
+    std::istringstream in{std::string(yaml)};
+    YAML::Parser parser(in);
+    ShapeCheck shape;
+    parser.HandleNextDocument(shape);
+    if (shape.problem()) return Error::InvalidArgument(*shape.problem(), "lab_yaml");
     root = YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
     return Error::InvalidArgument("lab_yaml is not valid YAML: " + std::string(e.what()), "lab_yaml");

@@ -24,9 +24,16 @@ struct LabInfo {
   std::vector<PortSpec> port_template;
 };
 
+// How deeply a lab YAML may nest (each sequence and mapping opens a level). CML topologies
+// nest 4 or 5 deep.
+inline constexpr int kMaxLabYamlDepth = 64;
+
 // Parses a CML topology: a mapping with a `nodes` sequence whose entries are mappings with
-// an `id` and a `label`. Errors: invalid_argument (field "lab_yaml") for YAML that does not
-// parse, is not such a topology, or has a malformed placeholder (`${PORT_}`, lower case).
+// an `id` and a `label`. Only the first YAML document is read. Errors: invalid_argument
+// (field "lab_yaml") for YAML that does not parse, uses an anchor (&name) or an alias
+// (*name) anywhere, nests deeper than kMaxLabYamlDepth, is not such a topology, or has a
+// malformed placeholder (`${PORT_}`, lower case). The anchor, alias and depth rules are
+// checked on the parser's events before any node is built.
 Result<LabInfo> ParseLab(std::string_view yaml);
 
 // Replaces every `${PORT_<NAME>}` in `yaml` by the port allocated under `<name>` (lower case),

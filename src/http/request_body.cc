@@ -4,6 +4,8 @@
 #include <cctype>
 #include <cmath>
 
+#include "cloudevents/json_parse.h"
+
 namespace ccm::http {
 
 using nlohmann::json;
@@ -17,9 +19,9 @@ Result<json> ParseJsonObject(const Request& request) {
     return Error::InvalidArgument(
         "Content-Type must be application/json, not '" + std::string(request.Header("content-type")) + "'",
         kContentTypeField);
-  json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) return Error::InvalidArgument("request body is not valid JSON", "body");
-  if (!body.is_object()) return Error::InvalidArgument("request body must be a JSON object", "body");
+  auto body = cloudevents::ParseJson(request.body, cloudevents::kBodyField, /*envelope_levels=*/1);
+  if (!body) return body.error();
+  if (!body->is_object()) return Error::InvalidArgument("request body must be a JSON object", "body");
   return body;
 }
 

@@ -15,9 +15,10 @@ namespace ccm::http {
 // The field named by the error of a request whose Content-Type is not JSON (answered 415).
 inline constexpr const char* kContentTypeField = "content-type";
 
-// The request's body as a JSON object. Errors: invalid_argument with field "content-type"
-// unless Content-Type is application/json; with field "body" unless the body parses to an
-// object.
+// The request's body as a JSON object, parsed by cloudevents::ParseJson (so strictly UTF-8,
+// and nesting at most CCM_MAX_JSON_DEPTH levels). Errors: invalid_argument with field
+// "content-type" unless Content-Type is application/json; naming the member that nests too
+// deep; with field "body" unless the body parses to an object.
 Result<nlohmann::json> ParseJsonObject(const Request& request);
 
 // Reads typed fields from a JSON object and keeps the first error, named by its path

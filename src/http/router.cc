@@ -4,6 +4,8 @@
 
 #include <cctype>
 
+#include "domain/utf8.h"
+
 namespace ccm::http {
 
 namespace {
@@ -35,6 +37,20 @@ bool Match(const Router::Route& route, const std::vector<std::string_view>& part
     }
   }
   return true;
+}
+
+// The part of the request line that is not text, or nullopt: ids and names from the path and
+// the query end up in answers, events and store keys, all of which must be UTF-8.
+std::optional<Error> NotUtf8(const Request& request) {
+  if (!domain::IsValidUtf8(request.path))
+    return Error::InvalidArgument("the path is not UTF-8 once percent-decoded", "path");
+  for (const auto& [key, value] : request.query) {
+    if (!domain::IsValidUtf8(key))
+      return Error::InvalidArgument("a query parameter name is not UTF-8 once percent-decoded", "query");
+    if (!domain::IsValidUtf8(value))
+      return Error::InvalidArgument("query parameter " + key + " is not UTF-8 once percent-decoded", key);
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -85,6 +101,7 @@ void Router::Add(std::string method, std::string pattern, Handler handler) {
 }
 
 Response Router::Dispatch(Request& request) const {
+  if (auto bad = NotUtf8(request)) return ErrorResponse(*bad, "");
   const auto parts = Split(request.path);
   std::string allow;
   for (const Route& r : routes_) {

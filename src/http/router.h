@@ -36,8 +36,10 @@ class Router {
   // accepts and that grants the route's role (RequiredRole): 401 without one, 403 without the
   // role, both problem+json, before the handler runs. Not thread-safe: call before serving.
   void RequireAuthentication(Authenticator authenticate) { authenticate_ = std::move(authenticate); }
-  // Runs the matching handler: 404 problem when no pattern matches the path, 405 (with
-  // Allow) when one does but not for this method; 401 or 403 when authentication refuses.
+  // Runs the matching handler: 400 problem when the (percent-decoded) path or a query
+  // parameter is not UTF-8 (field "path", "query" or the parameter's name), 404 when no
+  // pattern matches the path, 405 (with Allow) when one does but not for this method; 401
+  // or 403 when authentication refuses.
   Response Dispatch(Request& request) const;
   const std::vector<Route>& routes() const { return routes_; }
 

@@ -19,7 +19,7 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "SCALE_UP_TEMPLATE", "SCALE_DOWN_GRACE_MINUTES", "ARCHIVE_RETENTION_MINUTES",
                               "RECONCILE_INTERVAL_MS", "SCHEDULE_AHEAD_MINUTES", "INSTANTIATION_LEAD_SECONDS",
                               "INSTANTIATION_TIMEOUT_SECONDS", "COLLECTING_TIMEOUT_SECONDS", "GRADING_TIMEOUT_SECONDS", "CML_MAX_FAILURES", "CCM_RECONCILERS", "AUTH_JWKS_URL", "AUTH_ISSUER",
-                              "AUTH_AUDIENCE", "AUTH_CLOCK_SKEW_SECONDS", "CCM_MAX_BODY_BYTES",
+                              "AUTH_AUDIENCE", "AUTH_CLOCK_SKEW_SECONDS", "CCM_MAX_BODY_BYTES", "CCM_MAX_JSON_DEPTH",
                               "CCM_MAX_CONNECTIONS", "CCM_REQUEST_TIMEOUT_MS", "CCM_IDLE_TIMEOUT_MS", "CCM_ETCD_PREFIX", "CCM_LEADER_TTL_SECONDS",
                               "CCM_PUBLIC_URL", "ORPHAN_LAB_GRACE_SECONDS"};
 
@@ -48,6 +48,8 @@ const IntSetting kInts[] = {
     {"AUTH_CLOCK_SKEW_SECONDS", &Config::auth_clock_skew_seconds, 0, 600},
     {"CCM_MAX_BODY_BYTES", &Config::max_body_bytes, 1024, 64 << 20},
     {"CCM_MAX_CONNECTIONS", &Config::max_connections, 1, 1'000'000},
+    // cloudevents::kMinMaxJsonDepth to kMaxMaxJsonDepth.
+    {"CCM_MAX_JSON_DEPTH", &Config::max_json_depth, 8, 1000},
     {"CCM_REQUEST_TIMEOUT_MS", &Config::request_timeout_ms, 100, 3'600'000},
     {"CCM_IDLE_TIMEOUT_MS", &Config::idle_timeout_ms, 100, 3'600'000},
     {"CCM_LEADER_TTL_SECONDS", &Config::leader_ttl_seconds, 2, 600},

@@ -22,6 +22,7 @@ struct Config {
   int http_threads = 32;                  // CCM_HTTP_THREADS: handler pool size
   int max_body_bytes = 1 << 20;           // CCM_MAX_BODY_BYTES: larger request bodies get 413
   int max_connections = 10'000;           // CCM_MAX_CONNECTIONS: more get 503 and are closed
+  int max_json_depth = 64;                // CCM_MAX_JSON_DEPTH: JSON nested deeper (bodies, events, remotes) is refused
   int request_timeout_ms = 30'000;        // CCM_REQUEST_TIMEOUT_MS: to send one request (or read one answer)
   int idle_timeout_ms = 60'000;           // CCM_IDLE_TIMEOUT_MS: a silent connection is closed after it
   std::string log_level = "info";         // CCM_LOG_LEVEL: trace, debug, info, warn, error

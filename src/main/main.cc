@@ -20,6 +20,7 @@
 #include "clients/jwks_key_set.h"
 #include "clients/http_event_sink.h"
 #include "clients/oidc_token_provider.h"
+#include "cloudevents/json_parse.h"
 #include "app/system.h"
 #include "http/api.h"
 #include "http/server.h"
@@ -41,6 +42,8 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(config->log_level));
+  // Before any thread parses JSON: every parse in the process (requests, events, remotes) reads it.
+  cloudevents::SetMaxJsonDepth(config->max_json_depth);
 
   // Block the stop signals before any thread starts, so that only sigwait below sees them.
   sigset_t stop_signals;

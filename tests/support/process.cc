@@ -68,6 +68,14 @@ ChildProcess::~ChildProcess() {
   Kill(SIGKILL);
 }
 
+bool ChildProcess::Running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == 0) return true;
+  pid_ = -1;
+  return false;
+}
+
 void ChildProcess::Kill(int signal) {
   if (pid_ <= 0) return;
   ::kill(pid_, signal);

@@ -20,6 +20,10 @@ class ChildProcess {
   ChildProcess& operator=(const ChildProcess&) = delete;
 
   std::string BaseUrl() const { return base_url_; }
+  // The process id, -1 once it has ended and been waited for.
+  int pid() const { return pid_; }
+  // Whether it still runs (a process that has ended is waited for, so never a zombie).
+  bool Running();
   // Sends `signal` and waits for the process to end.
   void Kill(int signal = SIGKILL);
 

@@ -3,6 +3,7 @@
 #include "cloudevents/base64.h"
 #include "cloudevents/http_binding.h"
 #include "cloudevents/json_format.h"
+#include "cloudevents/json_parse.h"
 
 namespace ccm::cloudevents {
 namespace {
@@ -193,6 +194,177 @@ TEST(CloudEventHttp, BatchElementsAreJudgedOneByOne) {
   EXPECT_TRUE(d->events[0].event);
   ASSERT_TRUE(d->events[1].error);
   EXPECT_EQ(d->events[1].error->field, "source");
+}
+
+// ---- hostile input ------------------------------------------------------------------------
+
+std::string Nested(std::size_t depth, char open = '[', char close = ']') {
+  return std::string(depth, open) + std::string(depth, close);
+}
+
+TEST(JsonDepth, TheScanCountsBracketsOutsideStringsOnly) {
+  EXPECT_FALSE(FindJsonDepthExcess("", 1));
+  EXPECT_FALSE(FindJsonDepthExcess("1", 0));
+  EXPECT_FALSE(FindJsonDepthExcess(Nested(64), 64));
+  EXPECT_TRUE(FindJsonDepthExcess(Nested(65), 64));
+  EXPECT_EQ(FindJsonDepthExcess(Nested(65), 64)->offset, 64u);
+  // Brackets inside strings, escaped quotes and escaped backslashes do not count.
+  EXPECT_FALSE(FindJsonDepthExcess(R"({"a":"[[[[{{{{","b":"\"[[[[","c":"\\"})", 1));
+  EXPECT_TRUE(FindJsonDepthExcess(R"({"a":"\\",  "b":[1]})", 1));
+  EXPECT_FALSE(FindJsonDepthExcess(R"(["\\\"[[[["])", 1));
+}
+
+TEST(JsonDepth, TheExcessIsNamedByTheMembersThatHoldIt) {
+  const std::string deep = Nested(100);
+  EXPECT_EQ(FindJsonDepthExcess(R"({"id":"x","data":)" + deep + "}", 64)->path, "data[0]");
+  EXPECT_EQ(FindJsonDepthExcess(R"({"id":"x","data":)" + deep + "}", 64, 1)->path, "data");
+  EXPECT_EQ(FindJsonDepthExcess(R"({"id":"x","myext":{"k":)" + deep + "}}", 64)->path, "myext.k");
+  EXPECT_EQ(FindJsonDepthExcess(R"([{"id":"a"},{"id":"b","data":)" + deep + "}]", 64)->path, "[1].data");
+  EXPECT_EQ(FindJsonDepthExcess(deep, 64)->path, "[0][0]");
+  EXPECT_EQ(FindJsonDepthExcess(deep, 1)->path, "[0]");
+  EXPECT_EQ(FindJsonDepthExcess(deep, 0)->path, "");
+  EXPECT_EQ(FindJsonDepthExcess(R"({"data":)" + deep + "}", 65, 1)->path, "data");
+  EXPECT_EQ(FindJsonDepthExcess(deep, 64, 0)->path, "");
+}
+
+TEST(JsonDepth, ParseJsonRefusesBeforeBuildingAndAcceptsUpToTheLimit) {
+  auto at_limit = ParseJsonBounded(Nested(64), "data", 0, 64);
+  ASSERT_TRUE(at_limit) << at_limit.error().message;
+  auto over = ParseJsonBounded(Nested(87'000), "data", 0, 64);
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(over.error().field, "data");
+  EXPECT_NE(over.error().message.find("deeper than 64 levels (CCM_MAX_JSON_DEPTH)"), std::string::npos);
+  auto body = ParseJsonBounded(R"({"resource_requirements":)" + Nested(100) + "}", kBodyField, 1, 64);
+  ASSERT_FALSE(body);
+  EXPECT_EQ(body.error().field, "resource_requirements");
+  EXPECT_NE(body.error().message.find("deeper than 64 levels"), std::string::npos) << body.error().message;
+  EXPECT_TRUE(ParseJsonBounded(R"({"a":)" + Nested(64) + "}", kBodyField, 1, 64));
+  EXPECT_EQ(MaxJsonDepth(), kDefaultMaxJsonDepth);
+  EXPECT_TRUE(ParseJsonOrDiscarded(Nested(kDefaultMaxJsonDepth + 1)).is_discarded());
+  EXPECT_TRUE(ParseJsonOrDiscarded("{").is_discarded());
+  EXPECT_EQ(ParseJsonOrDiscarded(R"({"a":[1]})")["a"][0], 1);
+}
+
+TEST(JsonDepth, DeepEventsAreRefusedInEveryModeWithTheAttributeNamed) {
+  const std::string deep = Nested(87'000);
+  const std::string head = R"({"specversion":"1.0","id":"1","source":"s","type":"t.unknown",)";
+  const std::map<std::string, std::string> structured = {{"content-type", std::string(kStructuredType)}};
+  const std::map<std::string, std::string> batch = {{"content-type", std::string(kBatchType)}};
+  struct DeepCase {
+    const char* name;
+    std::map<std::string, std::string> headers;
+    std::string body;
+    const char* field;
+  };
+  const DeepCase cases[] = {
+      {"structured data", structured, head + R"("data":)" + deep + "}", "data"},
+      {"structured extension", structured, head + R"("myext":)" + deep + "}", "myext"},
+      {"batch", batch, "[" + head + R"("data":)" + deep + "}]", "[0].data"},
+      {"binary data",
+       {{"ce-specversion", "1.0"}, {"ce-id", "1"}, {"ce-source", "s"}, {"ce-type", "t"},
+        {"content-type", "application/json"}},
+       deep,
+       "data"},
+  };
+  for (const auto& c : cases) {
+    auto d = Decode(c.headers, c.body);
+    ASSERT_FALSE(d) << c.name;
+    EXPECT_EQ(d.error().field, c.field) << c.name;
+    EXPECT_NE(d.error().message.find("CCM_MAX_JSON_DEPTH"), std::string::npos) << c.name << ": " << d.error().message;
+  }
+}
+
+// The limit is on what an event holds, not on its envelope: data that passes in one mode
+// passes in all, so an accepted event can be re-encoded in any mode.
+TEST(JsonDepth, DataAtTheLimitPassesInEveryModeAndOneLevelMoreInNone) {
+  for (const std::size_t depth : {std::size_t{64}, std::size_t{65}}) {
+    CloudEvent e;
+    e.id = "1";
+    e.source = "s";
+    e.type = "t";
+    e.datacontenttype = "application/json";
+    e.data = json::parse(Nested(depth));
+    for (const HttpMessage& m : {EncodeStructured(e), EncodeBatch({e}), EncodeBinary(e)}) {
+      auto d = Decode(m.headers, m.body);
+      EXPECT_EQ(d.has_value(), depth == 64) << depth << " " << m.body.substr(0, 80);
+    }
+  }
+}
+
+TEST(CloudEventJson, FromJsonMovesTheDataOut) {
+  json j = json::parse(kSpecExample);
+  auto e = FromJson(std::move(j));
+  ASSERT_TRUE(e) << e.error().message;
+  EXPECT_EQ(e->data->at("appinfoB"), 123);
+  // What was moved out is left null in the source object.
+  EXPECT_TRUE(j["data"].is_null());
+  auto batch = ParseBatchArray(R"([{"a":1},{"b":[2]}])");
+  ASSERT_TRUE(batch);
+  EXPECT_EQ((*batch)[1]["b"][0], 2);
+}
+
+// What nlohmann's parser already refuses inside JSON strings, and what it lets through (which
+// Validate then catches for attributes).
+TEST(CloudEventJson, UndecodableOrControlTextInAttributesIsRefused) {
+  const std::string head = R"({"specversion":"1.0","type":"t","source":"s","id":)";
+  for (const std::string bad : {"\"\xC0\xAF\"", "\"\xED\xA0\x80\"", "\"\xF4\x90\x80\x80\"", "\"\xE2\x82\"",
+                                R"("\ud800")", R"("\udc00x")"}) {
+    auto e = ParseEvent(head + bad + "}");
+    ASSERT_FALSE(e) << bad;
+    EXPECT_EQ(e.error().field, "body") << bad;
+  }
+  // \u0000, \u001f and \u0085 are valid JSON: the String rule refuses them.
+  for (const std::string control : {R"("a\u0000b")", R"("a\u001fb")", R"("a\u0085b")", "\"a\x7f" "b\""}) {
+    auto e = ParseEvent(head + control + "}");
+    ASSERT_FALSE(e) << control;
+    EXPECT_EQ(e.error().field, "id") << control;
+    EXPECT_NE(e.error().message.find("control characters"), std::string::npos) << e.error().message;
+  }
+  auto ext = ParseEvent(head + R"("1","myext":"x\ny"})");
+  ASSERT_FALSE(ext);
+  EXPECT_EQ(ext.error().field, "myext");
+  // A valid pair of surrogate escapes is one code point, which is fine.
+  EXPECT_TRUE(ParseEvent(head + R"("\ud83d\ude00"})"));
+}
+
+TEST(CloudEventHttp, BinaryHeadersMustBeStrictUtf8) {
+  const std::map<std::string, std::string> good = {
+      {"ce-specversion", "1.0"}, {"ce-id", "1"}, {"ce-source", "/s"}, {"ce-type", "t"}};
+  ASSERT_TRUE(Decode(good, ""));
+  struct HeaderCase {
+    const char* header;
+    const char* value;
+    const char* field;
+  };
+  const HeaderCase cases[] = {
+      {"ce-source", "/s%C0%AF", "source"},           // overlong '/'
+      {"ce-source", "/s%ED%A0%80", "source"},        // surrogate U+D800
+      {"ce-source", "/s%F4%90%80%80", "source"},     // U+110000
+      {"ce-id", "%E2%82", "id"},                     // cut short
+      {"ce-id", "a\xC0\xAF", "id"},                  // raw, not percent-encoded
+      {"ce-subject", "%F8%88%80%80%80", "subject"},  // 5-byte form
+      {"ce-myext", "%FF", "myext"},
+      {"ce-id", "a%0Ab", "id"},                      // a control character
+      {"ce-type", "t%C2%85", "type"},                // C1 control U+0085
+  };
+  for (const auto& c : cases) {
+    auto h = good;
+    h[c.header] = c.value;
+    auto d = Decode(h, "");
+    ASSERT_FALSE(d) << c.header << " " << c.value;
+    EXPECT_EQ(d.error().field, c.field) << c.value << ": " << d.error().message;
+  }
+  EXPECT_FALSE(PercentDecodeHeader("%C0%80"));
+  EXPECT_EQ(PercentDecodeHeader("caf%C3%A9").value(), "caf\xC3\xA9");
+  auto text = good;
+  text["content-type"] = "text/plain";
+  EXPECT_TRUE(Decode(text, "caf\xC3\xA9"));
+  // Text in another charset is kept byte for byte as binary data, never as a JSON string.
+  auto latin1 = Decode(text, "caf\xE9");
+  ASSERT_TRUE(latin1);
+  EXPECT_FALSE(latin1->events[0].event->data);
+  EXPECT_EQ(latin1->events[0].event->data_base64, Base64Encode("caf\xE9"));
 }
 
 TEST(Base64, RoundTripsAndRefusesGarbage) {

@@ -7,6 +7,7 @@
 
 #include "clients/cml_client.h"
 #include "domain/lab_yaml.h"
+#include "support/hostile.h"
 #include "support/json_schema.h"
 #include "support/temp_dir.h"
 
@@ -47,6 +48,24 @@ TEST(CmlTopology, RefusesANonScalarKeyInsteadOfThrowing) {
   ASSERT_FALSE(t);
   EXPECT_EQ(t.error().field, "lab_yaml");
   EXPECT_NE(t.error().message.find("not a scalar"), std::string::npos);
+}
+
+// A definition stored before ParseLab refused aliases still reaches the conversion: it must
+// fail as a bad lab, not exhaust the process.
+TEST(CmlTopology, AnAliasBombIsRefusedInsteadOfExpanded) {
+  auto t = clients::LabYamlToTopology(testing::AliasBombLab());
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(t.error().field, "lab_yaml");
+  EXPECT_NE(t.error().message.find("aliases"), std::string::npos) << t.error().message;
+  // A few aliases that do not multiply the size still convert.
+  auto small = clients::LabYamlToTopology("defaults: &d {cpus: 1, ram: 512}\nnodes: [{id: n0, cfg: *d}, {id: n1, cfg: *d}]\n");
+  ASSERT_TRUE(small) << small.error().message;
+  EXPECT_EQ((*small)["nodes"][1]["cfg"]["ram"], 512);
+  // Nor may it nest without bound.
+  auto deep = clients::LabYamlToTopology("a: " + std::string(200, '[') + std::string(200, ']') + "\n");
+  ASSERT_FALSE(deep);
+  EXPECT_NE(deep.error().message.find("deeper than"), std::string::npos) << deep.error().message;
 }
 
 TEST(CmlTopology, TheRewrittenSampleLabIsAValidCmlTopology) {

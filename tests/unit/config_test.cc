@@ -16,6 +16,10 @@ TEST(Config, DefaultsAloneAreEnough) {
   EXPECT_EQ(c->listen_port, 8080);
   EXPECT_EQ(c->SqlitePath(), "ccm.db");
   EXPECT_EQ(c->cloudevents_source, "ccm");
+  EXPECT_EQ(c->max_json_depth, 64);
+  auto deeper = LoadConfig(std::nullopt, {{"CCM_MAX_JSON_DEPTH", "128"}});
+  ASSERT_TRUE(deeper);
+  EXPECT_EQ(deeper->max_json_depth, 128);
 }
 
 TEST(Config, EnvironmentWinsOverTheFile) {
@@ -39,7 +43,7 @@ TEST(Config, BadValuesNameTheSetting) {
       {"INSTANTIATION_TIMEOUT_SECONDS", "ten"}, {"SCHEDULE_AHEAD_MINUTES", "1.5"}, {"CCM_RECONCILERS", "off"},
       {"CCM_STORE", "etcd:"}, {"CCM_STORE", "etcd:host:2379"}, {"CCM_STORE", "etcd:http://a:2379,"},
       {"CCM_ETCD_PREFIX", "ccm"}, {"CCM_ETCD_PREFIX", "/ccm/"}, {"CCM_LEADER_TTL_SECONDS", "1"},
-      {"ORPHAN_LAB_GRACE_SECONDS", "0"}};
+      {"ORPHAN_LAB_GRACE_SECONDS", "0"}, {"CCM_MAX_JSON_DEPTH", "7"}, {"CCM_MAX_JSON_DEPTH", "100000"}};
   for (const auto& [key, value] : cases) {
     auto c = LoadConfig(std::nullopt, {{key, value}});
     ASSERT_FALSE(c) << key << "=" << value;

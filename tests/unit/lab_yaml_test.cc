@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "support/hostile.h"
 #include "support/temp_dir.h"
 
 namespace ccm::domain {
@@ -75,6 +76,32 @@ TEST(LabYaml, RefusesWhatIsNotACmlTopology) {
     EXPECT_EQ(lab.error().field, "lab_yaml");
     EXPECT_NE(lab.error().message.find(says), std::string::npos) << yaml << " -> " << lab.error().message;
   }
+}
+
+TEST(LabYaml, RefusesAliasesAnchorsAndDeepNestingBeforeBuildingAnything) {
+  const std::string bomb = ccm::testing::AliasBombLab();
+  ASSERT_LT(bomb.size(), 700u);
+  auto lab = ParseLab(bomb);
+  ASSERT_FALSE(lab);
+  EXPECT_EQ(lab.error().field, "lab_yaml");
+  EXPECT_NE(lab.error().message.find("aliases"), std::string::npos) << lab.error().message;
+  EXPECT_NE(lab.error().message.find("line 4"), std::string::npos) << lab.error().message;
+
+  const std::string node = "nodes:\n  - id: n0\n    label: r1\n";
+  const std::pair<std::string, const char*> cases[] = {
+      {node + "a: &x 1\n", "anchors"},                          // an anchor alone
+      {node + "base: &b {x: 1}\nother:\n  <<: *b\n", "aliases"},  // a merge key
+      {"nodes:\n  - &n {id: n0, label: r1}\n  - *n\n", "aliases"},
+      {node + "deep: " + std::string(65, '[') + std::string(65, ']') + "\n", "deeper than 64"},
+  };
+  for (const auto& [yaml, says] : cases) {
+    auto refused = ParseLab(yaml);
+    ASSERT_FALSE(refused) << yaml;
+    EXPECT_EQ(refused.error().field, "lab_yaml");
+    EXPECT_NE(refused.error().message.find(says), std::string::npos) << yaml << " -> " << refused.error().message;
+  }
+  // 63 levels under the top mapping is 64 in all: allowed.
+  EXPECT_TRUE(ParseLab(node + "deep: " + std::string(63, '[') + std::string(63, ']') + "\n"));
 }
 
 }  // namespace

@@ -45,6 +45,23 @@ TEST(Router, UnknownPathIs404AndWrongMethodIs405WithAllow) {
   EXPECT_EQ(nlohmann::json::parse(resp.body)["status"], 405);
 }
 
+TEST(Router, APathOrQueryThatIsNotUtf8Is400BeforeAnyHandler) {
+  Router r = MakeRouter();
+  const std::pair<Request, const char*> cases[] = {
+      {{"GET", "/api/v1/things/a\xC0\xAF", {}, {}, {}, "", ""}, "path"},
+      {{"GET", "/api/v1/things/\xED\xA0\x80", {}, {}, {}, "", ""}, "path"},
+      {{"GET", "/api/v1/things/x", {{"limit", "\xF4\x90\x80\x80"}}, {}, {}, "", ""}, "limit"},
+      {{"GET", "/api/v1/things/x", {{"\xFF", "1"}}, {}, {}, "", ""}, "query"},
+  };
+  for (auto [req, field] : cases) {
+    auto resp = r.Dispatch(req);
+    EXPECT_EQ(resp.status, 400) << field;
+    EXPECT_EQ(nlohmann::json::parse(resp.body)["field"], field);
+  }
+  Request fine{"GET", "/api/v1/things/caf\xC3\xA9", {{"q", "\xE2\x82\xAC"}}, {}, {}, "", ""};
+  EXPECT_EQ(r.Dispatch(fine).body, "get caf\xC3\xA9");
+}
+
 TEST(Message, QueryAndPercentDecoding) {
   auto q = ParseQuery("a=1&b=x%20y+z&c&d=%zz");
   EXPECT_EQ(q["a"], "1");

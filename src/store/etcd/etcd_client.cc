@@ -3,6 +3,8 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 
+#include "cloudevents/json_parse.h"
+
 namespace ccm::store::etcd {
 
 using nlohmann::json;
@@ -162,7 +164,7 @@ Result<json> Client::Call(const std::string& path, const json& body) {
     }
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    json j = json::parse(answer, nullptr, false);
+    json j = cloudevents::ParseJsonOrDiscarded(answer);
     if (status == 200 && !j.is_discarded()) {
       if (at != first) preferred_.store(at);
       Return(std::move(handle));
@@ -288,7 +290,7 @@ void Watch::Run() {
   while (!stop_) {
     Stream s{&stop_, {}, {}, {}};
     s.on_line = [this, &s] {
-      json j = json::parse(s.line, nullptr, false);
+      json j = cloudevents::ParseJsonOrDiscarded(s.line);
       if (j.is_discarded()) return;
       const json& result = j.contains("result") ? j["result"] : j;
       // After (re)creating the stream, changes may have been missed: report one as well.

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "app/json_codec.h"
+#include "cloudevents/json_parse.h"
 #include "store/shared.h"
 
 namespace ccm::store {
@@ -33,7 +34,7 @@ std::string KeyPart(std::string_view s) {
 }
 
 Result<json> ParseValue(const KeyValue& kv) {
-  json j = json::parse(kv.value, nullptr, false);
+  json j = cloudevents::ParseJsonOrDiscarded(kv.value);
   if (j.is_discarded()) return Error::Internal("store: the value of " + kv.key + " is not JSON");
   return j;
 }

@@ -1,0 +1,129 @@
+#include "cloudevents/json_parse.h"
+
+#include <algorithm>
+#include <atomic>
+
+#include "domain/utf8.h"
+
+namespace ccm::cloudevents {
+
+namespace {
+
+std::atomic<int> g_max_json_depth{kDefaultMaxJsonDepth};
+
+// What the scanner remembers of the two outermost levels, to name where a text nests too deep.
+struct Level {
+  bool object = false;
+  bool expect_key = false;  // in an object, the next string is a member name
+  std::size_t index = 0;    // in an array, the element being read
+  std::string_view key;     // in an object, the member being read
+};
+
+constexpr std::size_t kTrackedLevels = 2;
+constexpr std::size_t kMaxKeyShown = 64;
+
+std::string PathOf(const Level* levels, std::size_t count) {
+  std::string path;
+  for (std::size_t d = 1; d <= count; ++d) {
+    const Level& l = levels[d];
+    if (l.object) {
+      // A name is shown only when it is printable UTF-8: it lands in a problem+json answer.
+      std::string_view key = l.key.substr(0, kMaxKeyShown);
+      if (!domain::IsValidUtf8(key) || domain::HasControlCharacter(key)) key = "?";
+      if (!path.empty()) path += '.';
+      path += key;
+    } else {
+      path += "[" + std::to_string(l.index) + "]";
+    }
+  }
+  return path;
+}
+
+std::string JoinField(std::string_view field, const std::string& path) {
+  if (path.empty()) return std::string(field);
+  if (field == kBodyField) return path;
+  return std::string(field) + (path.front() == '[' ? "" : ".") + path;
+}
+
+}  // namespace
+
+void SetMaxJsonDepth(int depth) {
+  g_max_json_depth.store(std::clamp(depth, kMinMaxJsonDepth, kMaxMaxJsonDepth), std::memory_order_relaxed);
+}
+
+int MaxJsonDepth() { return g_max_json_depth.load(std::memory_order_relaxed); }
+
+std::optional<JsonDepthExcess> FindJsonDepthExcess(std::string_view text, int max_depth, int named_levels) {
+  const std::size_t named = static_cast<std::size_t>(std::clamp(named_levels, 0, static_cast<int>(kTrackedLevels)));
+  Level levels[kTrackedLevels + 1];
+  std::size_t depth = 0;
+  bool in_string = false;
+  std::size_t key_begin = std::string_view::npos;
+  const std::size_t limit = max_depth < 0 ? 0 : static_cast<std::size_t>(max_depth);
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;  // the escaped character cannot end the string
+      } else if (c == '"') {
+        in_string = false;
+        if (key_begin != std::string_view::npos) {
+          levels[depth].key = text.substr(key_begin, i - key_begin);
+          key_begin = std::string_view::npos;
+        }
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        in_string = true;
+        if (depth >= 1 && depth <= kTrackedLevels && levels[depth].expect_key) {
+          levels[depth].expect_key = false;
+          key_begin = i + 1;
+        }
+        break;
+      case '[':
+      case '{':
+        if (++depth > limit) return JsonDepthExcess{i, PathOf(levels, std::min(depth - 1, named))};
+        if (depth <= kTrackedLevels) levels[depth] = Level{c == '{', c == '{', 0, {}};
+        break;
+      case ']':
+      case '}':
+        if (depth > 0) --depth;
+        break;
+      case ',':
+        if (depth >= 1 && depth <= kTrackedLevels) {
+          if (levels[depth].object) levels[depth].expect_key = true;
+          else ++levels[depth].index;
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  return std::nullopt;
+}
+
+Result<nlohmann::json> ParseJson(std::string_view text, std::string_view field, int envelope_levels) {
+  return ParseJsonBounded(text, field, envelope_levels, MaxJsonDepth());
+}
+
+Result<nlohmann::json> ParseJsonBounded(std::string_view text, std::string_view field, int envelope_levels,
+                                        int max_depth) {
+  if (auto excess = FindJsonDepthExcess(text, envelope_levels + max_depth, envelope_levels)) {
+    const std::string where = JoinField(field, excess->path);
+    return Error::InvalidArgument(where + " nests deeper than " + std::to_string(max_depth) +
+                                      " levels (CCM_MAX_JSON_DEPTH)",
+                                  where);
+  }
+  nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) return Error::InvalidArgument(std::string(field) + " is not valid JSON", std::string(field));
+  return value;
+}
+
+nlohmann::json ParseJsonOrDiscarded(std::string_view text) {
+  if (FindJsonDepthExcess(text, MaxJsonDepth())) return nlohmann::json(nlohmann::json::value_t::discarded);
+  return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
+}  // namespace ccm::cloudevents
