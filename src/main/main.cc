@@ -74,8 +74,8 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   // rest, or accepts fail (EMFILE) while the store and outbound calls starve.
   const DescriptorLimit descriptors = RaiseDescriptorLimit();
   const int max_connections = main::ConnectionLimit(config->max_connections, descriptors.now);
-  spdlog::info("descriptor limit {} (was {}, hard {}): at most {} connections, the other {} descriptors kept for the "
-               "store, outbound calls and logs",
+  spdlog::info("descriptor limit {} (was {}, hard {}): at most {} connections, leaving {} descriptors for the store, "
+               "outbound calls and logs",
                descriptors.now, descriptors.was, descriptors.hard, max_connections,
                descriptors.now - std::min<std::uint64_t>(descriptors.now, static_cast<std::uint64_t>(max_connections)));
   if (max_connections < config->max_connections)
