@@ -90,6 +90,18 @@ std::string RawRequest(std::uint16_t port, const std::string& bytes, std::chrono
   return s.ReadUntilClosed(wait);
 }
 
+constexpr const char* kLiveProbe = "GET /health/live HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+
+// A definition of one small node; its id.
+std::string CreateDefinition(HttpClient& http) {
+  json def = {{"name", "lab"}, {"version", "1.0.0"}, {"lab_yaml", "nodes: [{id: n0, label: r1}]"},
+              {"resource_requirements", {{"cpu_cores", 1}, {"memory_gb", 1}}}, {"license_affinity", {"ENTERPRISE"}},
+              {"max_duration_minutes", 60}, {"created_by", "test"}};
+  auto created = http.PostJson("/api/v1/definitions", def);
+  EXPECT_EQ(created.status, 201) << created.body;
+  return created.Json().value("id", "");
+}
+
 TEST(ServerHardening, TheSoftDescriptorLimitIsRaisedToTheHardOne) {
   testing::TempDir dir;
   auto ccm = CcmWithUlimit(dir, "-Sn 256", dir.File("ccm.log"));
@@ -119,7 +131,8 @@ TEST(ServerHardening, OutOfDescriptorsTheServerWaitsInsteadOfSpinning) {
   const int pid = PidOf(dir.File("ready"));
   ASSERT_GT(pid, 0);
   // The connection limit leaves room for the rest under 128 descriptors, and says so.
-  EXPECT_TRUE(testing::Eventually([&] { return ReadFile(dir.File("ccm.log")).find("at most 64 connections") != std::string::npos; }, 5s))
+  EXPECT_TRUE(testing::Eventually(
+      [&] { return ReadFile(dir.File("ccm.log")).find("at most 64 connections") != std::string::npos; }, 5s))
       << ReadFile(dir.File("ccm.log"));
 
   // More connections than descriptors, all held open and silent.
@@ -133,7 +146,7 @@ TEST(ServerHardening, OutOfDescriptorsTheServerWaitsInsteadOfSpinning) {
 
   // A probe still gets an answer: 200, or 503 with Retry-After while every slot is taken.
   const auto start = std::chrono::steady_clock::now();
-  const std::string live = RawRequest(port, "GET /health/live HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 40s);
+  const std::string live = RawRequest(port, kLiveProbe, 40s);
   EXPECT_TRUE(live.rfind("HTTP/1.1 200", 0) == 0 ||
               (live.rfind("HTTP/1.1 503", 0) == 0 && live.find("Retry-After:") != std::string::npos))
       << "after " << std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start).count()
@@ -142,8 +155,7 @@ TEST(ServerHardening, OutOfDescriptorsTheServerWaitsInsteadOfSpinning) {
   // Once the crowd leaves, it serves again.
   held.clear();
   EXPECT_TRUE(testing::Eventually(
-      [&] { return RawRequest(port, "GET /health/live HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 2s)
-                       .rfind("HTTP/1.1 200", 0) == 0; },
+      [&] { return RawRequest(port, kLiveProbe, 2s).rfind("HTTP/1.1 200", 0) == 0; },
       20s));
 }
 
@@ -161,10 +173,12 @@ TEST(ServerHardening, MalformedFramingGets400BeforeTheConnectionCloses) {
   const std::vector<Case> cases = {
       {"Content-Length then Transfer-Encoding",
        post + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
-      {"Transfer-Encoding then Content-Length", post + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"},
+      {"Transfer-Encoding then Content-Length",
+       post + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"},
       {"a non-chunked Transfer-Encoding then Content-Length",
        post + "Transfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}"},
-      {"Transfer-Encoding whose last coding is not chunked", post + "Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"},
+      {"Transfer-Encoding whose last coding is not chunked",
+       post + "Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"},
       {"differing duplicate Content-Length", post + "Content-Length: 2\r\nContent-Length: 3\r\n\r\n{} "},
       {"signed Content-Length (+)", post + "Content-Length: +2\r\n\r\n{}"},
       {"signed Content-Length (-)", post + "Content-Length: -2\r\n\r\n{}"},
@@ -189,7 +203,7 @@ TEST(ServerHardening, MalformedFramingGets400BeforeTheConnectionCloses) {
     EXPECT_FALSE(timed_out) << c.name << ": the connection stayed open";
   }
   // The same bytes, well framed, are served.
-  EXPECT_EQ(RawRequest(port, "GET /health/live HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_EQ(RawRequest(port, kLiveProbe).rfind("HTTP/1.1 200", 0), 0u);
   // A chunked body reaches the handler, which finds the definition incomplete.
   const std::string chunked = RawRequest(
       port, post + "Transfer-Encoding: chunked\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
@@ -306,14 +320,10 @@ TEST(ServerHardening, ReadinessTurns503WhileWritesFailForLackOfDisk) {
   testing::TempDir dir;
   SmallDisk disk(dir.File("disk"), "4m");
   if (!disk.mounted()) GTEST_SKIP() << "mounting a tmpfs needs root (CAP_SYS_ADMIN)";
-  testing::CcmProcess ccm(dir.path(), {{"CCM_STORE", "sqlite:" + dir.File("disk/ccm.db")}, {"CCM_RECONCILERS", "false"}});
+  testing::CcmProcess ccm(dir.path(),
+                          {{"CCM_STORE", "sqlite:" + dir.File("disk/ccm.db")}, {"CCM_RECONCILERS", "false"}});
   HttpClient http(ccm.BaseUrl());
-  json def = {{"name", "lab"}, {"version", "1.0.0"}, {"lab_yaml", "nodes: [{id: n0, label: r1}]"},
-              {"resource_requirements", {{"cpu_cores", 1}, {"memory_gb", 1}}}, {"license_affinity", {"ENTERPRISE"}},
-              {"max_duration_minutes", 60}, {"created_by", "test"}};
-  auto created = http.PostJson("/api/v1/definitions", def);
-  ASSERT_EQ(created.status, 201) << created.body;
-  const std::string def_id = created.Json()["id"];
+  const std::string def_id = CreateDefinition(http);
   const auto now = std::chrono::system_clock::now();
   auto create = [&](int n) {
     return http.PostJson("/api/v1/instances", {{"definition_id", def_id},
@@ -351,13 +361,12 @@ TEST(ServerHardening, TimeslotsFromAnotherEraAreRefused) {
   testing::TempDir dir;
   testing::CcmProcess ccm(dir.path(), {{"CCM_STORE", "sqlite:" + dir.File("ccm.db")}, {"CCM_RECONCILERS", "false"}});
   HttpClient http(ccm.BaseUrl());
-  json def = {{"name", "lab"}, {"version", "1.0.0"}, {"lab_yaml", "nodes: [{id: n0, label: r1}]"},
-              {"resource_requirements", {{"cpu_cores", 1}, {"memory_gb", 1}}}, {"license_affinity", {"ENTERPRISE"}},
-              {"max_duration_minutes", 60}, {"created_by", "test"}};
-  const std::string def_id = http.PostJson("/api/v1/definitions", def).Json()["id"];
+  const std::string def_id = CreateDefinition(http);
   auto create = [&](const std::string& start, const std::string& end) {
-    return http.PostJson("/api/v1/instances",
-                         {{"definition_id", def_id}, {"owner_id", "c"}, {"timeslot_start", start}, {"timeslot_end", end}});
+    return http.PostJson("/api/v1/instances", {{"definition_id", def_id},
+                                               {"owner_id", "c"},
+                                               {"timeslot_start", start},
+                                               {"timeslot_end", end}});
   };
   for (const auto& [start, end, field] : std::vector<std::tuple<std::string, std::string, std::string>>{
            {"0000-01-01T09:00:00Z", "0000-01-01T10:00:00Z", "timeslot_start"},
