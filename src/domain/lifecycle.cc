@@ -1,6 +1,9 @@
 #include "domain/lifecycle.h"
 
 #include <algorithm>
+#include <utility>
+
+#include "domain/time.h"
 
 namespace ccm::domain {
 
@@ -10,6 +13,13 @@ Result<LabletInstance> NewInstance(const InstanceDraft& draft, const LabletDefin
     return Error::FailedPrecondition("definition " + def.id.value + " is deleted and takes no new instances",
                                      "definition_id");
   if (draft.owner_id.empty()) return Error::InvalidArgument("owner_id must not be empty", "owner_id");
+  const std::pair<Timestamp, const char*> timeslot[] = {{draft.timeslot_start, "timeslot_start"},
+                                                        {draft.timeslot_end, "timeslot_end"}};
+  for (const auto& [t, field] : timeslot)
+    if (t < now - kTimeslotHorizon || t > now + kTimeslotHorizon)
+      return Error::InvalidArgument(std::string(field) + " must lie within " + std::to_string(kTimeslotHorizonYears) +
+                                        " years of now (" + FormatRfc3339(now) + "), not " + FormatRfc3339(t),
+                                    field);
   if (draft.timeslot_end <= draft.timeslot_start)
     return Error::InvalidArgument("timeslot_end must be after timeslot_start", "timeslot_end");
   const auto minutes = std::chrono::duration_cast<std::chrono::minutes>(draft.timeslot_end - draft.timeslot_start);

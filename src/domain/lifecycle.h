@@ -1,14 +1,23 @@
 #pragma once
 
+#include <chrono>
+
 #include "domain/definition.h"
 #include "domain/instance.h"
 #include "domain/worker.h"
 
 namespace ccm::domain {
 
+// How far from now, either way, a timeslot may lie: a booking, not a date in another era
+// (years 0000 and 9999 are valid RFC 3339). Wide enough for fixed dates in tests and for
+// bookings made long ahead.
+inline constexpr int kTimeslotHorizonYears = 10;
+inline constexpr auto kTimeslotHorizon = std::chrono::years(kTimeslotHorizonYears);
+
 // Validates a draft against its (already resolved) definition and builds a PENDING
-// instance. Errors: invalid_argument naming the field; failed_precondition when the
-// definition is deleted.
+// instance. Errors: invalid_argument naming the field (timeslot_start and timeslot_end must
+// lie within kTimeslotHorizon of `now`, the end after the start, the length within the
+// definition's max_duration_minutes); failed_precondition when the definition is deleted.
 Result<LabletInstance> NewInstance(const InstanceDraft& draft, const LabletDefinition& def, InstanceId id,
                                    Timestamp now, std::string actor);
 

@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -16,9 +17,11 @@
 #include <boost/beast/version.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
-#include <future>
 #include <cctype>
+#include <future>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -55,7 +58,13 @@ Request ToRequest(bhttp::request<bhttp::string_body>&& req) {
   return r;
 }
 
+// What every 503 tells the client (Retry-After, in seconds) unless its handler said otherwise.
+constexpr const char* kRetryAfterSeconds = "1";
+
 bhttp::response<bhttp::string_body> ToBeast(Response&& resp, unsigned version, bool keep_alive) {
+  if (resp.status == 503 && std::none_of(resp.headers.begin(), resp.headers.end(),
+                                         [](const auto& h) { return Lower(h.first) == "retry-after"; }))
+    resp.headers["Retry-After"] = kRetryAfterSeconds;
   bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(resp.status), version};
   out.set(bhttp::field::server, "ccm");
   if (!resp.body.empty() || resp.status != 204) out.set(bhttp::field::content_type, resp.content_type);
@@ -65,6 +74,73 @@ bhttp::response<bhttp::string_body> ToBeast(Response&& resp, unsigned version, b
   out.prepare_payload();
   return out;
 }
+
+using RequestParser = bhttp::request_parser<bhttp::string_body>;
+
+// Errors of Beast's parser that mean the client sent something that is not HTTP/1.1 (as
+// opposed to closing early, timing out, or going over a limit).
+bool IsMalformed(const beast::error_code& ec) {
+  if (ec.category() != bhttp::make_error_code(bhttp::error::bad_method).category()) return false;
+  switch (static_cast<bhttp::error>(ec.value())) {
+    case bhttp::error::bad_line_ending:
+    case bhttp::error::bad_method:
+    case bhttp::error::bad_target:
+    case bhttp::error::bad_version:
+    case bhttp::error::bad_field:
+    case bhttp::error::bad_value:
+    case bhttp::error::bad_content_length:
+    case bhttp::error::bad_transfer_encoding:
+    case bhttp::error::bad_chunk:
+    case bhttp::error::bad_chunk_extension:
+    case bhttp::error::bad_obs_fold:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Why the raw bytes of a header block break HTTP/1.1 framing in a way Beast lets through or
+// waits on for ever, or "" when they do not: a NUL byte, or a line ended by a bare LF.
+// `bytes` starts at the start of a line (Beast consumes whole lines); the check stops at the
+// empty line that ends the block, so that the body is not looked at.
+std::string MalformedHeaderBytes(std::string_view bytes) {
+  std::size_t line = 0;
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    if (bytes[i] == '\0') return "NUL byte in the header block";
+    if (bytes[i] != '\n') continue;
+    if (i == line || bytes[i - 1] != '\r') return "line ending in a bare LF (CRLF is required)";
+    if (i == line + 1) return "";  // CRLF alone: the end of the header block
+    line = i + 1;
+  }
+  return "";
+}
+
+// Why a parsed request header has framing that Beast accepts but that would let the client
+// and ccm disagree on where the body ends, or "". Beast itself refuses Content-Length with
+// chunked, differing Content-Length values, and lengths that are not plain decimal numbers.
+std::string MalformedFraming(const RequestParser& parser) {
+  const auto& req = parser.get();
+  if (req.find(bhttp::field::transfer_encoding) == req.end()) return "";
+  if (req.find(bhttp::field::content_length) != req.end())
+    return "Content-Length together with Transfer-Encoding";
+  if (req.version() < 11) return "Transfer-Encoding in an HTTP/1.0 request";
+  if (!parser.chunked()) return "Transfer-Encoding whose final coding is not chunked";
+  return "";
+}
+
+// Accept errors that mean the process (or the system) has no descriptor or memory for a new
+// connection: the pending connection stays queued, and retrying at once would spin.
+bool IsOutOfResources(const beast::error_code& ec) {
+  namespace errc = boost::system::errc;
+  return ec == errc::too_many_files_open || ec == errc::too_many_files_open_in_system ||
+         ec == errc::no_buffer_space || ec == errc::not_enough_memory;
+}
+
+// The wait between accepts while out of descriptors: doubles from the first to the last.
+constexpr std::chrono::milliseconds kFirstAcceptBackoff{10};
+constexpr std::chrono::milliseconds kLastAcceptBackoff{1000};
+// At most one warning per this period while accepts fail.
+constexpr std::chrono::seconds kAcceptWarningEvery{10};
 
 }  // namespace
 
@@ -76,7 +152,8 @@ class Server::Impl {
         ioc_(options_.io_threads),
         pool_(static_cast<std::size_t>(std::max(1, options_.handler_threads))),
         strand_(asio::make_strand(ioc_)),
-        acceptor_(strand_) {}
+        acceptor_(strand_),
+        accept_backoff_(strand_) {}
 
   ~Impl() { Stop(); }
 
@@ -105,6 +182,7 @@ class Server::Impl {
     asio::post(strand_, [this, &closed] {
       beast::error_code ec;
       acceptor_.close(ec);
+      accept_backoff_.cancel();
       closed.set_value();
     });
     if (!threads_.empty()) closed.get_future().wait();
@@ -118,6 +196,8 @@ class Server::Impl {
 
  private:
   awaitable<void> Accept() {
+    std::chrono::milliseconds backoff{0};
+    std::chrono::steady_clock::time_point last_warning;
     for (;;) {
       beast::error_code ec;
       // Each connection gets its own strand, so that its timer and its reads never run at once.
@@ -125,8 +205,21 @@ class Server::Impl {
           co_await acceptor_.async_accept(asio::make_strand(ioc_), asio::redirect_error(use_awaitable, ec));
       if (ec) {
         if (!acceptor_.is_open()) co_return;
-        continue;  // a failed accept (e.g. out of descriptors) must not stop the server
+        // A failed accept must not stop the server. Out of descriptors, the connection stays
+        // queued and the listening socket stays readable: wait (longer each time) for a
+        // connection to close instead of spinning on it.
+        if (!IsOutOfResources(ec)) continue;
+        backoff = backoff.count() == 0 ? kFirstAcceptBackoff : std::min(backoff * 2, kLastAcceptBackoff);
+        if (const auto now = std::chrono::steady_clock::now(); now - last_warning >= kAcceptWarningEvery) {
+          last_warning = now;
+          spdlog::warn("cannot accept a connection ({}) with {} open: accepting again in {} ms, then up to every {} ms",
+                       ec.message(), open_connections_.load(), backoff.count(), kLastAcceptBackoff.count());
+        }
+        accept_backoff_.expires_after(backoff);
+        co_await accept_backoff_.async_wait(asio::redirect_error(use_awaitable, ec));
+        continue;
       }
+      backoff = std::chrono::milliseconds{0};
       socket.set_option(tcp::no_delay(true), ec);
       auto executor = socket.get_executor();
       if (open_connections_.fetch_add(1) >= options_.max_connections) {
@@ -150,8 +243,48 @@ class Server::Impl {
                                     "too many open connections (limit " + std::to_string(options_.max_connections) +
                                         "); try again",
                                     "", "");
-    busy.headers["Retry-After"] = "1";
-    co_await Reply(stream, std::move(busy), 11, false);
+    co_await RefuseAndClose(stream, std::move(busy));
+  }
+
+  // The outcome of reading one request header: a transport or parser error, or why the
+  // header block's framing is refused.
+  struct HeaderRead {
+    beast::error_code ec;
+    std::string malformed;
+  };
+
+  // Reads one request header into `parser`, as http::async_read_header does, but checks the
+  // raw bytes of the block before Beast parses them (MalformedHeaderBytes). Bytes past the
+  // header stay in `buffer`.
+  awaitable<HeaderRead> ReadHeader(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser) {
+    HeaderRead out;
+    for (;;) {
+      if (buffer.size() > 0) {
+        const auto data = buffer.data();
+        out.malformed = MalformedHeaderBytes({static_cast<const char*>(data.data()), data.size()});
+        if (!out.malformed.empty()) co_return out;
+        const std::size_t used = parser.put(data, out.ec);
+        buffer.consume(used);
+        if (out.ec == bhttp::error::need_more) {
+          out.ec = {};
+        } else if (out.ec || parser.is_header_done()) {
+          co_return out;
+        } else if (used > 0) {
+          continue;
+        }
+      }
+      const std::size_t n = co_await stream.async_read_some(buffer.prepare(kReadChunk),
+                                                            asio::redirect_error(use_awaitable, out.ec));
+      buffer.commit(n);
+      if (out.ec == asio::error::eof)
+        out.ec = parser.got_some() || buffer.size() > 0 ? bhttp::error::partial_message : bhttp::error::end_of_stream;
+      if (out.ec) co_return out;
+    }
+  }
+
+  // Answers a request refused before its handler ran, and closes the connection.
+  awaitable<void> RefuseAndClose(beast::tcp_stream& stream, Response response) {
+    co_await Reply(stream, std::move(response), 11, false);
     co_await DrainAndClose(stream);
   }
 
@@ -159,46 +292,49 @@ class Server::Impl {
     ConnectionSlot slot{open_connections_};
     beast::flat_buffer buffer;
     for (;;) {
-      bhttp::request_parser<bhttp::string_body> parser;
+      RequestParser parser;
       parser.body_limit(options_.body_limit);
       parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
-      beast::error_code ec;
       // The idle timeout covers the wait for the first byte; the read timeout the rest.
       stream.expires_after(buffer.size() > 0 ? options_.read_timeout : options_.idle_timeout);
-      co_await bhttp::async_read_header(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
-      if (!ec) {
+      HeaderRead header = co_await ReadHeader(stream, buffer, parser);
+      beast::error_code& ec = header.ec;
+      std::string& malformed = header.malformed;
+      if (!ec && malformed.empty()) malformed = MalformedFraming(parser);
+      if (!ec && malformed.empty()) {
         const auto& fields = parser.get().base();
         if (static_cast<std::size_t>(std::distance(fields.begin(), fields.end())) > options_.max_header_count) {
-          co_await Reply(stream, ProblemResponse(431, "Request Header Fields Too Large",
-                                                 "more than " + std::to_string(options_.max_header_count) +
-                                                     " header fields",
-                                                 "", "headers"),
-                         11, false);
-          co_await DrainAndClose(stream);
+          co_await RefuseAndClose(stream, ProblemResponse(431, "Request Header Fields Too Large",
+                                                          "more than " + std::to_string(options_.max_header_count) +
+                                                              " header fields",
+                                                          "", "headers"));
           co_return;
         }
         stream.expires_after(options_.read_timeout);
         co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
       }
       if (ec == bhttp::error::body_limit) {
-        co_await Reply(stream, ProblemResponse(413, "Payload Too Large",
-                                               "request body is over the limit of " +
-                                                   std::to_string(options_.body_limit) + " bytes",
-                                               "", "body"),
-                       11, false);
-        co_await DrainAndClose(stream);
+        co_await RefuseAndClose(stream, ProblemResponse(413, "Payload Too Large",
+                                                        "request body is over the limit of " +
+                                                            std::to_string(options_.body_limit) + " bytes",
+                                                        "", "body"));
         co_return;
       }
       if (ec == bhttp::error::header_limit) {
-        co_await Reply(stream, ProblemResponse(431, "Request Header Fields Too Large",
-                                               "request header block is over the limit of " +
-                                                   std::to_string(options_.header_limit) + " bytes",
-                                               "", "headers"),
-                       11, false);
-        co_await DrainAndClose(stream);
+        co_await RefuseAndClose(stream, ProblemResponse(431, "Request Header Fields Too Large",
+                                                        "request header block is over the limit of " +
+                                                            std::to_string(options_.header_limit) + " bytes",
+                                                        "", "headers"));
         co_return;
       }
-      if (ec) break;  // closed, timed out, or not HTTP
+      if (IsMalformed(ec)) malformed = ec.message();
+      if (!malformed.empty()) {
+        // Nothing after a framing error can be trusted to start a request: answer and close.
+        co_await RefuseAndClose(stream, ProblemResponse(400, "Bad Request", "malformed HTTP request: " + malformed,
+                                                        "", ""));
+        co_return;
+      }
+      if (ec) break;  // closed, timed out, or reset
 
       auto req = parser.release();
       const bool keep_alive = req.keep_alive();
@@ -257,12 +393,15 @@ class Server::Impl {
     co_return !ec;
   }
 
+  static constexpr std::size_t kReadChunk = 16 * 1024;
+
   ServerOptions options_;
   HandlerFn handler_;
   asio::io_context ioc_;
   asio::thread_pool pool_;
   asio::strand<asio::io_context::executor_type> strand_;
   tcp::acceptor acceptor_;
+  asio::steady_timer accept_backoff_;  // on strand_, like the acceptor
   std::vector<std::thread> threads_;
   std::atomic<bool> stopped_{false};
   std::atomic<std::size_t> open_connections_{0};

@@ -27,11 +27,17 @@ struct ServerOptions {
 // An HTTP/1.1 server (Boost.Beast, C++20 coroutines) with keep-alive. Requests are read on
 // the I/O threads. GET and HEAD are handled there (reads do not wait); other methods run on
 // a bounded pool of handler threads, so that a handler that waits for a group commit holds
-// neither an I/O thread nor a thread per connection. Bodies over the limit are refused with
-// 413, header blocks too large or with too many fields with 431, before the handler runs; a
-// connection that stays silent past the idle timeout, or takes longer than the read timeout
-// to send a request, is closed; connections past the maximum get 503. The handler must be
-// thread-safe.
+// neither an I/O thread nor a thread per connection. Before the handler runs, and each time
+// followed by a close: bodies over the limit get 413, header blocks too large or with too
+// many fields 431, malformed framing 400 (a NUL byte or a bare LF in the header block,
+// Content-Length with Transfer-Encoding, a Transfer-Encoding not ending in chunked,
+// differing or non-decimal Content-Length, an HTTP/0.9 request line, anything else Beast's
+// parser refuses). A connection that stays silent past the idle timeout, or takes longer
+// than the read timeout to send a request, is closed; connections past the maximum get 503.
+// Every 503, the handler's included, carries Retry-After (1 s unless the handler set one).
+// When accept fails for lack of descriptors or memory, the server waits (10 ms doubling to
+// 1 s) before the next one instead of spinning. All answers it makes itself are
+// problem+json. The handler must be thread-safe.
 class Server {
  public:
   using HandlerFn = std::function<Response(Request&)>;

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 
@@ -218,6 +219,12 @@ Result<Config> LoadConfig(const std::optional<std::string>& yaml_file, const std
   if (!c.oidc_token_url.empty() && c.oidc_client_id.empty())
     return Error::InvalidArgument("OIDC_CLIENT_ID is required with OIDC_TOKEN_URL", "OIDC_CLIENT_ID");
   return c;
+}
+
+int ConnectionLimit(int configured, std::uint64_t descriptor_limit) {
+  const std::uint64_t reserve = std::min(kReservedDescriptors, descriptor_limit / 2);
+  const std::uint64_t fit = std::max<std::uint64_t>(1, descriptor_limit - reserve);
+  return static_cast<int>(std::min<std::uint64_t>(static_cast<std::uint64_t>(std::max(1, configured)), fit));
 }
 
 std::map<std::string, std::string> ProcessEnvironment() {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -21,7 +22,7 @@ struct Config {
   std::string public_url;                 // CCM_PUBLIC_URL: how others reach ccm (dataschema URIs); empty: http://CCM_LISTEN
   int http_threads = 32;                  // CCM_HTTP_THREADS: handler pool size
   int max_body_bytes = 1 << 20;           // CCM_MAX_BODY_BYTES: larger request bodies get 413
-  int max_connections = 10'000;           // CCM_MAX_CONNECTIONS: more get 503 and are closed
+  int max_connections = 10'000;           // CCM_MAX_CONNECTIONS: more get 503 and are closed (see ConnectionLimit)
   int max_json_depth = 64;                // CCM_MAX_JSON_DEPTH: JSON nested deeper (bodies, events, remotes) is refused
   int request_timeout_ms = 30'000;        // CCM_REQUEST_TIMEOUT_MS: to send one request (or read one answer)
   int idle_timeout_ms = 60'000;           // CCM_IDLE_TIMEOUT_MS: a silent connection is closed after it
@@ -71,6 +72,15 @@ std::vector<std::string> EtcdEndpointsOf(const std::string& store);
 // and the rule, or the file that cannot be read.
 Result<Config> LoadConfig(const std::optional<std::string>& yaml_file,
                           const std::map<std::string, std::string>& env);
+
+// Descriptors kept out of the connection limit for everything else `ccm serve` opens: the
+// store's files, outbound HTTP calls (sink, CML, assessment, grading, tokens, etcd), logs.
+inline constexpr std::uint64_t kReservedDescriptors = 256;
+
+// How many connections the server may hold: `configured` (CCM_MAX_CONNECTIONS), lowered so
+// that the connections and the reserve fit in `descriptor_limit` (RLIMIT_NOFILE, soft). The
+// reserve is kReservedDescriptors, or half of a limit too small for it; at least 1.
+int ConnectionLimit(int configured, std::uint64_t descriptor_limit);
 
 // The process environment as a map.
 std::map<std::string, std::string> ProcessEnvironment();

@@ -2,10 +2,13 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "app/collection.h"
@@ -34,6 +37,33 @@ namespace {
 
 using namespace ccm;
 
+// The descriptor limit (RLIMIT_NOFILE, soft) before and after start-up, and the hard one.
+struct DescriptorLimit {
+  std::uint64_t was = 1024;
+  std::uint64_t now = 1024;
+  std::uint64_t hard = 1024;
+};
+
+// Raises the soft descriptor limit to the hard one: systemd starts services with a soft
+// limit of 1024, far below what the connections need.
+DescriptorLimit RaiseDescriptorLimit() {
+  DescriptorLimit out;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return out;
+  out.was = out.now = limit.rlim_cur;
+  out.hard = limit.rlim_max;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+      out.now = raised.rlim_cur;
+    else
+      spdlog::warn("cannot raise the descriptor limit from {} to {}: {}", limit.rlim_cur, limit.rlim_max,
+                   std::strerror(errno));
+  }
+  return out;
+}
+
 int Serve(const std::optional<std::string>& config_file, const std::optional<std::string>& ready_file,
           bool insecure_no_auth) {
   auto config = main::LoadConfig(config_file, main::ProcessEnvironment());
@@ -44,6 +74,18 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   spdlog::set_level(spdlog::level::from_str(config->log_level));
   // Before any thread parses JSON: every parse in the process (requests, events, remotes) reads it.
   cloudevents::SetMaxJsonDepth(config->max_json_depth);
+  // Every connection holds a descriptor: the limit on connections must leave room for the
+  // rest, or accepts fail (EMFILE) while the store and outbound calls starve.
+  const DescriptorLimit descriptors = RaiseDescriptorLimit();
+  const int max_connections = main::ConnectionLimit(config->max_connections, descriptors.now);
+  spdlog::info("descriptor limit {} (was {}, hard {}): at most {} connections, leaving {} descriptors for the store, "
+               "outbound calls and logs",
+               descriptors.now, descriptors.was, descriptors.hard, max_connections,
+               descriptors.now - std::min<std::uint64_t>(descriptors.now, static_cast<std::uint64_t>(max_connections)));
+  if (max_connections < config->max_connections)
+    spdlog::warn("CCM_MAX_CONNECTIONS={} does not fit in the descriptor limit {}: at most {} connections are served; "
+                 "raise the hard limit (systemd: LimitNOFILE=) to serve more",
+                 config->max_connections, descriptors.now, max_connections);
 
   // Block the stop signals before any thread starts, so that only sigwait below sees them.
   sigset_t stop_signals;
@@ -247,7 +289,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   options.port = static_cast<std::uint16_t>(config->listen_port);
   options.handler_threads = config->http_threads;
   options.body_limit = static_cast<std::size_t>(config->max_body_bytes);
-  options.max_connections = static_cast<std::size_t>(config->max_connections);
+  options.max_connections = static_cast<std::size_t>(max_connections);
   options.read_timeout = std::chrono::milliseconds(config->request_timeout_ms);
   options.idle_timeout = std::chrono::milliseconds(config->idle_timeout_ms);
   http::Server server(options, [&router](http::Request& r) { return router.Dispatch(r); });

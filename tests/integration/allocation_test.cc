@@ -39,8 +39,8 @@ TEST(ConcurrentScheduling, NoPortIsHandedOutTwiceAndExhaustionIsClear) {
     InstanceDraft d;
     d.definition_id = def->id;
     d.owner_id = "candidate-" + std::to_string(n);
-    d.timeslot_start = FromUnixMillis(0);
-    d.timeslot_end = FromUnixMillis(0) + std::chrono::minutes(30);
+    d.timeslot_start = stack.clock.Now();
+    d.timeslot_end = d.timeslot_start + std::chrono::minutes(30);
     auto i = stack.instances->Create(d, "test");
     ASSERT_TRUE(i);
     ids.push_back(i->id);

@@ -22,6 +22,17 @@ TEST(Config, DefaultsAloneAreEnough) {
   EXPECT_EQ(deeper->max_json_depth, 128);
 }
 
+TEST(Config, TheConnectionLimitLeavesDescriptorsForTheRest) {
+  // systemd's default soft limit: 256 kept back, the rest for connections.
+  EXPECT_EQ(ConnectionLimit(10'000, 1024), 768);
+  // A raised limit leaves the setting as it is.
+  EXPECT_EQ(ConnectionLimit(10'000, 1'048'576), 10'000);
+  EXPECT_EQ(ConnectionLimit(100, 1024), 100);
+  // A limit too small for the whole reserve keeps half of it back; at least one connection.
+  EXPECT_EQ(ConnectionLimit(10'000, 128), 64);
+  EXPECT_EQ(ConnectionLimit(10'000, 1), 1);
+}
+
 TEST(Config, EnvironmentWinsOverTheFile) {
   ccm::testing::TempDir dir;
   std::ofstream(dir.File("ccm.yaml")) << "CCM_LISTEN: 0.0.0.0:9000\nCCM_STORE: sqlite:/var/lib/ccm.db\n";

@@ -127,6 +127,25 @@ TEST(NewInstance, ValidatesTheDraft) {
   EXPECT_EQ(deleted.error().code, ErrorCode::kFailedPrecondition);
 }
 
+TEST(NewInstance, RefusesATimeslotInAnotherEra) {
+  Fixture f = Make();
+  const Timestamp now = *ParseRfc3339("2026-11-29T12:00:00Z");
+  InstanceDraft d;
+  d.definition_id = f.def.id;
+  d.owner_id = "o";
+  auto at = [&](const char* start, const char* end) {
+    d.timeslot_start = *ParseRfc3339(start);
+    d.timeslot_end = *ParseRfc3339(end);
+    return NewInstance(d, f.def, {"x"}, now, "t");
+  };
+  EXPECT_EQ(at("0000-01-01T09:00:00Z", "0000-01-01T10:00:00Z").error().field, "timeslot_start");
+  EXPECT_EQ(at("9999-12-31T09:00:00Z", "9999-12-31T10:00:00Z").error().field, "timeslot_start");
+  EXPECT_EQ(at("2036-11-28T21:00:00Z", "2036-11-28T22:30:00Z").error().field, "timeslot_end");
+  // Ten years either way are bookings: one made long ahead, or a fixed date in a test.
+  EXPECT_TRUE(at("2016-12-01T09:00:00Z", "2016-12-01T10:00:00Z"));
+  EXPECT_TRUE(at("2036-11-28T09:00:00Z", "2036-11-28T10:00:00Z"));
+}
+
 TEST(GradingScore, Validation) {
   EXPECT_TRUE(Validate(GradingScore{8, 10, true, {{"a", 3, 5}, {"b", 5, 5}}}));
   EXPECT_EQ(Validate(GradingScore{1, 0, {}, {}}).error().field, "score.max");

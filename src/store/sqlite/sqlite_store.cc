@@ -1,11 +1,18 @@
 #include "store/sqlite/sqlite_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <set>
 #include <unordered_map>
+
+#include <spdlog/spdlog.h>
 
 #include "app/json_codec.h"
 #include "store/shared.h"
@@ -96,6 +103,16 @@ Error SqlError(sqlite3* db, std::string_view what) {
     default:
       return Error::Internal("store: " + msg);
   }
+}
+
+// Whether the latest failure on `db` was for lack of disk space: SQLite reports ENOSPC on a
+// write as SQLITE_FULL; other errnos of a failed write or fsync come as SQLITE_IOERR_*.
+bool OutOfSpace(sqlite3* db) {
+  const int code = sqlite3_extended_errcode(db);
+  if ((code & 0xff) == SQLITE_FULL) return true;
+  if ((code & 0xff) != SQLITE_IOERR) return false;
+  const int err = sqlite3_system_errno(db);
+  return err == ENOSPC || err == EDQUOT;
 }
 
 }  // namespace
@@ -282,8 +299,41 @@ int SqliteStore::SchemaVersion() { return static_cast<int>(Migrations().size());
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const Options& options) {
   std::unique_ptr<SqliteStore> store(new SqliteStore(options));
+  if (auto s = store->Lock(); !s) return s.error();
   if (auto s = store->Init(); !s) return s.error();
   return store;
+}
+
+SqliteStore::LockFile::~LockFile() {
+  if (fd >= 0) close(fd);
+}
+
+// SQLite's own locks guard transactions, not ownership: two processes on one file would both
+// run the background work and deliver every event twice. A separate lock file, so that the
+// flock never meets SQLite's fcntl locks on the database (they are one kind on NFS).
+Status SqliteStore::Lock() {
+  if (options_.path == ":memory:") return {};
+  const std::string path = options_.path + ".lock";
+  lock_.fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_.fd < 0) return Error::Unavailable("store: cannot open " + path + ": " + std::strerror(errno));
+  if (flock(lock_.fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    if (err != EWOULDBLOCK)
+      return Error::Unavailable("store: cannot lock " + path + ": " + std::strerror(err));
+    char holder[32] = {};
+    const ssize_t n = pread(lock_.fd, holder, sizeof holder - 1, 0);
+    std::string pid(holder, n > 0 ? static_cast<std::size_t>(n) : 0);
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    return Error::FailedPrecondition("store: " + options_.path + " is in use by another process" +
+                                     (pid.empty() ? std::string() : " (pid " + pid + ")") + ", which holds " + path +
+                                     "; one SQLite file serves one ccm process: stop the other one, or give this one "
+                                     "its own CCM_STORE (several replicas need etcd)");
+  }
+  // Who holds it, for the message above: failing to write it loses only the pid there.
+  const std::string pid = std::to_string(getpid()) + "\n";
+  const bool noted = ftruncate(lock_.fd, 0) == 0 && pwrite(lock_.fd, pid.data(), pid.size(), 0) > 0;
+  (void)noted;
+  return {};
 }
 
 Status SqliteStore::Init() {
@@ -593,10 +643,41 @@ Result<app::OutboxStats> SqliteStore::GetOutboxStats() {
 }
 
 Status SqliteStore::Ping() {
-  auto c = Lease();
-  auto stmt = c->Prepare("SELECT count(*) FROM workers WHERE 0");
-  if (!stmt) return stmt.error();
-  if ((*stmt)->Step() != SQLITE_ROW) return SqlError(c->db(), "ping");
+  {
+    auto c = Lease();
+    auto stmt = c->Prepare("SELECT count(*) FROM workers WHERE 0");
+    if (!stmt) return stmt.error();
+    if ((*stmt)->Step() != SQLITE_ROW) return SqlError(c->db(), "ping");
+  }
+  if (!out_of_space_.load()) return {};
+  // Without a write, nothing would clear the failure: an instance taken out of service by
+  // its readiness gets no requests, hence no commits.
+  {
+    std::lock_guard lock(probe_mu_);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_probe_ >= std::chrono::seconds(1)) {
+      last_probe_ = now;
+      if (ProbeWrite() && out_of_space_.exchange(false))
+        spdlog::info("store: writes to {} succeed again", options_.path);
+    }
+  }
+  if (!out_of_space_.load())
+    return {};
+  return Error::Unavailable("store: writes to " + options_.path + " fail for lack of disk space");
+}
+
+// One tiny transaction on a connection of its own (the writer's belongs to the committing
+// thread): it rewrites the schema version with the same value, which appends a page to the
+// WAL and so needs free space as any commit does.
+Status SqliteStore::ProbeWrite() {
+  auto conn = OpenConnection(options_.path, true);
+  if (!conn) return conn.error();
+  const std::string sql =
+      "BEGIN IMMEDIATE; PRAGMA user_version=" + std::to_string(SchemaVersion()) + "; COMMIT;";
+  if (auto s = (*conn)->Exec(sql.c_str()); !s) {
+    (void)(*conn)->Exec("ROLLBACK");
+    return s;
+  }
   return {};
 }
 
@@ -652,14 +733,25 @@ Status SqliteStore::Commit(const Changes& changes) {
 
 void SqliteStore::ApplyBatch(const std::vector<Writer*>& batch) {
   Connection& c = *writer_conn_;
-  auto run = [&c](const char* sql) -> Status {
+  bool out_of_space = false;
+  auto run = [&c, &out_of_space](const char* sql) -> Status {
     auto stmt = c.Prepare(sql);
     if (!stmt) return stmt.error();
-    if ((*stmt)->Step() != SQLITE_DONE) return SqlError(c.db(), sql);
+    if ((*stmt)->Step() != SQLITE_DONE) {
+      out_of_space = out_of_space || OutOfSpace(c.db());
+      return SqlError(c.db(), sql);
+    }
     return {};
+  };
+  // Readiness follows the outcome: failed for lack of space, or committed.
+  auto report = [this, &out_of_space](bool committed) {
+    if (out_of_space && !out_of_space_.exchange(true))
+      spdlog::error("store: writes to {} fail for lack of disk space; not ready until one succeeds", options_.path);
+    if (committed && out_of_space_.exchange(false)) spdlog::info("store: writes to {} succeed again", options_.path);
   };
   if (auto s = run("BEGIN IMMEDIATE"); !s) {
     for (Writer* w : batch) w->status = s.error();
+    report(false);
     return;
   }
   for (Writer* w : batch) {
@@ -669,14 +761,20 @@ void SqliteStore::ApplyBatch(const std::vector<Writer*>& batch) {
       continue;
     }
     w->status = ApplyOne(*w->changes, *w->encoded);
-    if (!w->status) (void)run("ROLLBACK TO one");
+    if (!w->status) {
+      out_of_space = out_of_space || OutOfSpace(c.db());
+      (void)run("ROLLBACK TO one");
+    }
     (void)run("RELEASE one");
   }
   if (auto s = run("COMMIT"); !s) {
     (void)run("ROLLBACK");
     for (Writer* w : batch)
       if (w->status) w->status = s.error();
+    report(false);
+    return;
   }
+  report(!out_of_space);
 }
 
 namespace {

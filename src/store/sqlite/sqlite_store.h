@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -20,7 +21,8 @@ namespace ccm::store {
 // returned survives a crash or power cut. Concurrent commits share one transaction and one
 // fsync (group commit: the first waiting writer commits for all queued behind it). Reads
 // use a pool of connections and never wait for a writer. The WAL is checkpointed by a
-// background thread, not by the committing writer. Thread-safe.
+// background thread, not by the committing writer. One process at a time: the store holds an
+// exclusive lock (flock) on `<path>.lock`, next to the database, for its whole life. Thread-safe.
 class SqliteStore final : public app::Store {
  public:
   struct Options {
@@ -34,8 +36,9 @@ class SqliteStore final : public app::Store {
     std::function<void()> on_events_committed;
   };
 
-  // Opens (and migrates) the database. Errors: unavailable when the file cannot be opened,
-  // internal when its schema is newer than this build knows.
+  // Locks and opens (and migrates) the database. Errors: failed_precondition when another
+  // process (or another SqliteStore) has the same file open, naming its pid; unavailable
+  // when the file cannot be opened; internal when its schema is newer than this build knows.
   static Result<std::unique_ptr<SqliteStore>> Open(const Options& options);
   ~SqliteStore() override;
   SqliteStore(const SqliteStore&) = delete;
@@ -61,6 +64,10 @@ class SqliteStore final : public app::Store {
   Result<app::PageOf<app::OutboxRecord>> ListEvents(const app::EventFilter& filter, const app::Page& page) override;
   Result<app::OutboxRecord> GetEvent(const std::string& event_id) override;
   Result<app::OutboxStats> GetOutboxStats() override;
+  // Succeeds when the store can be read and its latest write did not fail for lack of disk
+  // space (SQLITE_FULL, ENOSPC, EDQUOT). While one has, at most once a second a tiny write is
+  // tried, and the first write that succeeds, that one or a commit, clears the failure.
+  // Errors: unavailable.
   Status Ping() override;
 
   // How many transactions (fsyncs) have carried how many commits: for tests and metrics.
@@ -78,15 +85,30 @@ class SqliteStore final : public app::Store {
   class ReadLease;
 
   explicit SqliteStore(Options options);
+  Status Lock();
   Status Init();
+  Status ProbeWrite();
   void ApplyBatch(const std::vector<Writer*>& batch);
   Status ApplyOne(const app::Changes& changes, const Encoded& encoded);
   bool Checkpoint();
   static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
   ReadLease Lease();
 
+  // The descriptor that holds the flock on <path>.lock. Declared first, so closed (and the
+  // lock released) after every connection.
+  struct LockFile {
+    int fd = -1;
+    ~LockFile();
+  };
+
   Options options_;
+  LockFile lock_;
   std::unique_ptr<Connection> writer_conn_;
+
+  // Set when a write fails for lack of disk space, cleared when one succeeds (Ping).
+  std::atomic<bool> out_of_space_{false};
+  std::mutex probe_mu_;
+  std::chrono::steady_clock::time_point last_probe_;
 
   std::mutex write_mu_;
   std::deque<Writer*> writers_;
