@@ -114,6 +114,11 @@ TEST_F(AuthKeysTest, MadeUpKeyIdsNeitherStallValidRequestsNorCostMoreThanOneFetc
   auto& ccm = StartCcm();
   ASSERT_EQ(GetWorkers(ccm, ViewerToken(k1_)).status, 200);
   const int before = issuer_.started();
+  // Minted beforehand, so that the requests below are quick.
+  const std::string valid_token = ViewerToken(k1_);
+  std::vector<std::string> made_up;
+  for (int i = 0; i < 10; ++i)
+    made_up.push_back(stranger_.Sign(testing::GoodClaims({"ccm.admin"}), {{"kid", "made-up-" + std::to_string(i)}}));
 
   // A made-up key id sets off a fetch of the keys, which the issuer takes 3 s to answer.
   issuer_.SetDelay(std::chrono::seconds(3));
@@ -124,14 +129,10 @@ TEST_F(AuthKeysTest, MadeUpKeyIdsNeitherStallValidRequestsNorCostMoreThanOneFetc
 
   // Meanwhile a valid token is answered from the keys ccm holds, before that fetch ends, and
   // further made-up ids are refused at once without another fetch.
-  auto valid = GetWorkers(ccm, ViewerToken(k1_));
+  auto valid = GetWorkers(ccm, valid_token);
   EXPECT_EQ(valid.status, 200) << valid.body;
   EXPECT_EQ(issuer_.finished(), finished_when_fetch_began) << "the valid request waited for the slow fetch";
-  for (int i = 0; i < 20; ++i) {
-    auto refused = GetWorkers(ccm, stranger_.Sign(testing::GoodClaims({"ccm.admin"}),
-                                                  {{"kid", "made-up-" + std::to_string(i)}}));
-    EXPECT_EQ(refused.status, 401);
-  }
+  for (const auto& token : made_up) EXPECT_EQ(GetWorkers(ccm, token).status, 401);
   EXPECT_EQ(issuer_.finished(), finished_when_fetch_began) << "made-up ids waited for the slow fetch";
   slow.join();
 
