@@ -25,9 +25,10 @@ namespace ccm::clients {
 //  - by Start's thread, every `refresh_period` less a random part of up to a fifth of it (so
 //    that replicas spread out) after a good fetch, `retry_after_failure` (at most the period)
 //    after a failed one; at once when Start finds no set;
-//  - by a Find whose key id is not in the set (keys rotate), on that caller's thread, at most
-//    once per `min_refresh` (the first Find may always fetch): tokens with made-up key ids cost
-//    the issuer at most one fetch per `min_refresh`.
+//  - by a Find whose key id is not in a usable set (keys rotate; or there is no set), on that
+//    caller's thread, at most once per `min_refresh` over all callers (the first such Find may
+//    always fetch): tokens with made-up key ids cost the issuer at most one fetch per
+//    `min_refresh`, and tie up at most one request at a time.
 // No caller ever waits for a fetch another started, and no lock is held across a fetch: while
 // one runs, Find answers from the last good set (or refuses at once).
 //
@@ -39,12 +40,12 @@ namespace ccm::clients {
 class JwksKeySet final : public auth::KeySet {
  public:
   struct Options {
-    std::chrono::milliseconds refresh_period = std::chrono::minutes(5);
-    std::chrono::milliseconds min_refresh = std::chrono::seconds(10);
-    std::chrono::milliseconds retry_after_failure = std::chrono::seconds(10);
-    std::chrono::milliseconds max_stale = std::chrono::hours(1);
-    std::chrono::milliseconds connect_timeout = std::chrono::seconds(2);
-    std::chrono::milliseconds fetch_timeout = std::chrono::seconds(5);
+    std::chrono::milliseconds refresh_period = std::chrono::minutes(5);       // periodic fetches
+    std::chrono::milliseconds min_refresh = std::chrono::seconds(10);         // between on-demand fetches
+    std::chrono::milliseconds retry_after_failure = std::chrono::seconds(10); // periodic, after a failure
+    std::chrono::milliseconds max_stale = std::chrono::hours(1);              // the last good set serves this long
+    std::chrono::milliseconds connect_timeout = std::chrono::seconds(2);      // of one fetch
+    std::chrono::milliseconds fetch_timeout = std::chrono::seconds(5);        // of one fetch, in all
   };
 
   JwksKeySet(std::string url, app::Clock& clock, Options options);
