@@ -1,7 +1,9 @@
 // oidc-sim: an OAuth 2.0 client-credentials token endpoint (as Keycloak's) that issues RS256
 // JWTs with `exp`, and the JWKS to check them. Short lifetimes are configurable to test
 // refresh. Clients are --client-id/--client-secret, plus any number of
-// --client ID:SECRET:ROLE,ROLE whose tokens carry those roles in realm_access.roles.
+// --client ID:SECRET:ROLE,ROLE whose tokens carry those roles as client roles of the
+// --roles-client (default ccm): resource_access.<roles-client>.roles, as Keycloak puts a
+// client's roles and as ccm reads them.
 //   POST /token  (grant_type=client_credentials, client_id, client_secret)
 //   GET  /jwks   ({"keys": [{kty, kid, use, alg, n, e}]})
 #include <CLI/CLI.hpp>
@@ -63,6 +65,9 @@ int main(int argc, char** argv) {
   cli.add_option("--lifetime", lifetime, "Token lifetime in seconds")->capture_default_str();
   cli.add_option("--issuer", issuer)->capture_default_str();
   cli.add_option("--audience", audience)->capture_default_str();
+  std::string roles_client = "ccm";
+  cli.add_option("--roles-client", roles_client, "The client whose roles tokens carry (resource_access)")
+      ->capture_default_str();
   std::vector<std::string> client_specs;
   cli.add_option("--client", client_specs, "ID:SECRET[:ROLE,ROLE...] (repeatable)");
   CLI11_PARSE(cli, argc, argv);
@@ -131,7 +136,7 @@ int main(int argc, char** argv) {
     const std::string claims = Base64Url(nlohmann::json{{"iss", issuer}, {"aud", audience}, {"sub", client->first},
                                                         {"azp", client->first}, {"iat", now}, {"nbf", now},
                                                         {"exp", now + lifetime}, {"jti", std::to_string(++issued)},
-                                                        {"realm_access", {{"roles", client->second.roles}}}}
+                                                        {"resource_access", {{roles_client, {{"roles", client->second.roles}}}}}}
                                              .dump());
     const std::string token = header + "." + claims + "." + Sign(key, header + "." + claims);
     resp.body = nlohmann::json{{"access_token", token}, {"token_type", "Bearer"}, {"expires_in", lifetime}}.dump();

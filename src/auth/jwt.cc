@@ -198,14 +198,9 @@ Result<Principal> Verify(std::string_view token, KeySet& keys, const Expectation
   const std::string alg = header.contains("alg") && header["alg"].is_string() ? header["alg"].get<std::string>() : "";
   if (alg != "RS256" && alg != "ES256")
     return Error::Unauthenticated("token algorithm '" + alg + "' is not accepted (RS256 or ES256 only)");
-  const std::string kid = header.contains("kid") && header["kid"].is_string() ? header["kid"].get<std::string>() : "";
-  auto key = keys.Find(kid);
-  if (!key) return Error{key.error().code == ErrorCode::kUnavailable ? ErrorCode::kUnavailable : ErrorCode::kUnauthenticated,
-                         key.error().message, {}};
-  if ((*key)->alg() != alg)
-    return Error::Unauthenticated("token algorithm " + alg + " does not fit key '" + kid + "' (" + (*key)->alg() + ")");
-  if (!(*key)->Verifies(token.substr(0, dot2), *signature))
-    return Error::Unauthenticated("the token's signature does not verify");
+  // ccm implements no JWS extension, so a token that says one is critical is refused.
+  if (header.contains("crit"))
+    return Error::Unauthenticated("the token names critical header extensions (crit) ccm does not understand");
 
   if (!claims.contains("iss") || claims["iss"] != expect.issuer)
     return Error::Unauthenticated("the token's issuer is not " + expect.issuer);
@@ -227,13 +222,25 @@ Result<Principal> Verify(std::string_view token, KeySet& keys, const Expectation
       (!claims["nbf"].is_number() || claims["nbf"].get<double>() - static_cast<double>(skew) > static_cast<double>(now_s)))
     return Error::Unauthenticated("the token is not valid yet (nbf)");
 
+  const std::string subject = claims.contains("sub") && claims["sub"].is_string() ? claims["sub"].get<std::string>() : "";
+  if (subject.empty()) return Error::Unauthenticated("the token names no subject (sub)");
+
+  // Last, as it may cost a fetch of the issuer's keys.
+  const std::string kid = header.contains("kid") && header["kid"].is_string() ? header["kid"].get<std::string>() : "";
+  auto key = keys.Find(kid);
+  if (!key) return Error{key.error().code == ErrorCode::kUnavailable ? ErrorCode::kUnavailable : ErrorCode::kUnauthenticated,
+                         key.error().message, {}};
+  if ((*key)->alg() != alg)
+    return Error::Unauthenticated("token algorithm " + alg + " does not fit key '" + kid + "' (" + (*key)->alg() + ")");
+  if (!(*key)->Verifies(token.substr(0, dot2), *signature))
+    return Error::Unauthenticated("the token's signature does not verify");
+
   Principal p;
-  p.subject = claims.contains("sub") && claims["sub"].is_string() ? claims["sub"].get<std::string>() : "";
-  if (p.subject.empty()) return Error::Unauthenticated("the token names no subject (sub)");
-  RolesFrom(claims, p.roles);
-  if (claims.contains("realm_access")) RolesFrom(claims["realm_access"], p.roles);
-  if (claims.contains("resource_access") && claims["resource_access"].is_object())
-    for (const auto& [_, client] : claims["resource_access"].items()) RolesFrom(client, p.roles);
+  p.subject = subject;
+  if (claims.contains("resource_access") && claims["resource_access"].is_object() &&
+      claims["resource_access"].contains(expect.client_id))
+    RolesFrom(claims["resource_access"][expect.client_id], p.roles);
+  if (expect.realm_roles && claims.contains("realm_access")) RolesFrom(claims["realm_access"], p.roles);
   return p;
 }
 

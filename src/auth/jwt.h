@@ -22,8 +22,9 @@ enum class Role {
 };
 std::string_view ToString(Role r);
 
-// Who a verified token names, and the roles it grants (from Keycloak's realm_access.roles,
-// every resource_access.*.roles, and a top-level `roles` claim).
+// Who a verified token names, and the roles it grants: the client roles of ccm's own client
+// (Keycloak's resource_access.<client_id>.roles) and, only where Expectations allow it, the
+// realm roles (realm_access.roles). Roles of any other client never count.
 struct Principal {
   std::string subject;
   std::set<std::string> roles;
@@ -56,7 +57,8 @@ Result<std::shared_ptr<const PublicKey>> KeyFromJwk(const nlohmann::json& jwk);
 class KeySet {
  public:
   virtual ~KeySet() = default;
-  // The key with this id; implementations refresh their keys once when it is unknown.
+  // The key with this id. Implementations may fetch their keys when it is unknown, but must
+  // bound how often (the id comes from a token whose signature is not checked yet).
   // Errors: unauthenticated when there is no such key; unavailable when keys cannot be had.
   virtual Result<std::shared_ptr<const PublicKey>> Find(const std::string& kid) = 0;
 };
@@ -65,12 +67,18 @@ struct Expectations {
   std::string issuer;    // `iss` must equal it
   std::string audience;  // `aud` (a string or a list) must hold it
   std::chrono::seconds clock_skew{60};
+  std::string client_id = "ccm";  // roles are read from resource_access.<client_id>.roles
+  bool realm_roles = false;       // realm_access.roles count too
 };
 
 // Checks a compact JWS bearer token: three base64url parts; a header whose alg is RS256 or
-// ES256 (none and HMAC are refused: a public key is no shared secret) and the key's; the
-// signature; then iss, aud, exp (required) and nbf, with `clock_skew` of tolerance. Errors:
-// unauthenticated, saying which rule failed (never echoing the token).
+// ES256 (none and HMAC are refused: a public key is no shared secret) and that has no `crit`
+// (ccm understands no JWS extension, RFC 7515 4.1.11); iss, aud, exp (required), nbf, with
+// `clock_skew` of tolerance, and sub; only then the key (`keys.Find`, which may fetch: the
+// cheap local checks come first), that the key's alg is the header's, and the signature.
+// Nothing from the claims is returned unless the signature verifies. Errors: unauthenticated,
+// saying which rule failed (never echoing the token); unavailable when `keys` has no keys to
+// check with.
 Result<Principal> Verify(std::string_view token, KeySet& keys, const Expectations& expect, Timestamp now);
 
 // base64url without padding, as JOSE uses it.

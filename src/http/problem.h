@@ -13,7 +13,8 @@ namespace ccm::http {
 int StatusFor(ErrorCode code);
 
 // An RFC 9457 problem+json response: type, title, status, detail, instance, and the
-// offending `field` when there is one.
+// offending `field` when there is one. A 503 carries `Retry-After: 5` (a caller may set
+// another value).
 Response ProblemResponse(int status, const std::string& title, const std::string& detail,
                          const std::string& instance, const std::string& field);
 // The same for an Error, with its status from StatusFor.

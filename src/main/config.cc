@@ -20,7 +20,8 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "SCALE_UP_TEMPLATE", "SCALE_DOWN_GRACE_MINUTES", "ARCHIVE_RETENTION_MINUTES",
                               "RECONCILE_INTERVAL_MS", "SCHEDULE_AHEAD_MINUTES", "INSTANTIATION_LEAD_SECONDS",
                               "INSTANTIATION_TIMEOUT_SECONDS", "COLLECTING_TIMEOUT_SECONDS", "GRADING_TIMEOUT_SECONDS", "CML_MAX_FAILURES", "CCM_RECONCILERS", "AUTH_JWKS_URL", "AUTH_ISSUER",
-                              "AUTH_AUDIENCE", "AUTH_CLOCK_SKEW_SECONDS", "CCM_MAX_BODY_BYTES", "CCM_MAX_JSON_DEPTH",
+                              "AUTH_AUDIENCE", "AUTH_CLOCK_SKEW_SECONDS", "AUTH_CLIENT_ID", "AUTH_REALM_ROLES",
+                              "AUTH_JWKS_REFRESH_SECONDS", "AUTH_JWKS_MAX_STALE_SECONDS", "CCM_MAX_BODY_BYTES", "CCM_MAX_JSON_DEPTH",
                               "CCM_MAX_CONNECTIONS", "CCM_REQUEST_TIMEOUT_MS", "CCM_IDLE_TIMEOUT_MS", "CCM_ETCD_PREFIX", "CCM_LEADER_TTL_SECONDS",
                               "CCM_PUBLIC_URL", "ORPHAN_LAB_GRACE_SECONDS"};
 
@@ -47,6 +48,8 @@ const IntSetting kInts[] = {
     {"CML_MAX_FAILURES", &Config::cml_max_failures, 1, 100},
     {"ORPHAN_LAB_GRACE_SECONDS", &Config::orphan_lab_grace_seconds, 10, 7 * 24 * 3600},
     {"AUTH_CLOCK_SKEW_SECONDS", &Config::auth_clock_skew_seconds, 0, 600},
+    {"AUTH_JWKS_REFRESH_SECONDS", &Config::auth_jwks_refresh_seconds, 1, 24 * 3600},
+    {"AUTH_JWKS_MAX_STALE_SECONDS", &Config::auth_jwks_max_stale_seconds, 1, 7 * 24 * 3600},
     {"CCM_MAX_BODY_BYTES", &Config::max_body_bytes, 1024, 64 << 20},
     {"CCM_MAX_CONNECTIONS", &Config::max_connections, 1, 1'000'000},
     // cloudevents::kMinMaxJsonDepth to kMaxMaxJsonDepth.
@@ -141,6 +144,12 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
   } else if (key == "AUTH_AUDIENCE") {
     if (v.empty()) return Error::InvalidArgument("AUTH_AUDIENCE must not be empty", key);
     c.auth_audience = v;
+  } else if (key == "AUTH_CLIENT_ID") {
+    if (v.empty()) return Error::InvalidArgument("AUTH_CLIENT_ID must not be empty", key);
+    c.auth_client_id = v;
+  } else if (key == "AUTH_REALM_ROLES") {
+    if (v != "true" && v != "false") return Error::InvalidArgument("AUTH_REALM_ROLES must be true or false", key);
+    c.auth_realm_roles = v == "true";
   } else if (key == "CCM_PUBLIC_URL") {
     auto url = ParseUrl(key, v);
     if (!url) return url.error();
@@ -216,6 +225,9 @@ Result<Config> LoadConfig(const std::optional<std::string>& yaml_file, const std
   }
   if (!c.auth_jwks_url.empty() && c.auth_issuer.empty())
     return Error::InvalidArgument("AUTH_ISSUER is required with AUTH_JWKS_URL", "AUTH_ISSUER");
+  if (c.auth_jwks_max_stale_seconds < c.auth_jwks_refresh_seconds)
+    return Error::InvalidArgument("AUTH_JWKS_MAX_STALE_SECONDS must be at least AUTH_JWKS_REFRESH_SECONDS",
+                                  "AUTH_JWKS_MAX_STALE_SECONDS");
   if (!c.oidc_token_url.empty() && c.oidc_client_id.empty())
     return Error::InvalidArgument("OIDC_CLIENT_ID is required with OIDC_TOKEN_URL", "OIDC_CLIENT_ID");
   return c;

@@ -40,6 +40,10 @@ struct Config {
   std::string auth_issuer;                // AUTH_ISSUER: the `iss` inbound tokens must carry
   std::string auth_audience = "ccm";      // AUTH_AUDIENCE: the `aud` inbound tokens must hold
   int auth_clock_skew_seconds = 60;       // AUTH_CLOCK_SKEW_SECONDS: tolerance on exp and nbf
+  std::string auth_client_id = "ccm";     // AUTH_CLIENT_ID: roles are read from resource_access.<it>.roles
+  bool auth_realm_roles = false;          // AUTH_REALM_ROLES: realm_access.roles count too
+  int auth_jwks_refresh_seconds = 300;    // AUTH_JWKS_REFRESH_SECONDS: the JWKS is fetched again this often (jittered)
+  int auth_jwks_max_stale_seconds = 3600; // AUTH_JWKS_MAX_STALE_SECONDS: the last good JWKS serves this long when the issuer is down
   int event_dedup_ttl_hours = 24;         // EVENT_DEDUP_TTL_HOURS: how long consumed event keys are kept
   std::string cml_username = "admin";     // CML_USERNAME: the account on every CML worker
   std::string cml_password;               // CML_PASSWORD (never logged)

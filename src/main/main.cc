@@ -259,15 +259,26 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   http::Router router;
   std::unique_ptr<clients::JwksKeySet> jwks;
   const auth::Expectations expect{config->auth_issuer, config->auth_audience,
-                                  std::chrono::seconds(config->auth_clock_skew_seconds)};
+                                  std::chrono::seconds(config->auth_clock_skew_seconds), config->auth_client_id,
+                                  config->auth_realm_roles};
   if (insecure_no_auth) {
     spdlog::warn("AUTHENTICATION IS OFF (--insecure-no-auth): anyone who reaches {}:{} can read, change and "
                  "delete everything. For local use only.",
                  config->listen_host, config->listen_port);
     std::cerr << "ccm: WARNING: authentication is off (--insecure-no-auth); never run it like this in production\n";
   } else {
-    if (!config->auth_jwks_url.empty()) jwks = std::make_unique<clients::JwksKeySet>(config->auth_jwks_url, clock);
-    else
+    if (!config->auth_jwks_url.empty()) {
+      clients::JwksKeySet::Options keys;
+      keys.refresh_period = std::chrono::seconds(config->auth_jwks_refresh_seconds);
+      keys.min_refresh = std::min<std::chrono::milliseconds>(keys.min_refresh, keys.refresh_period);
+      keys.max_stale = std::chrono::seconds(config->auth_jwks_max_stale_seconds);
+      jwks = std::make_unique<clients::JwksKeySet>(config->auth_jwks_url, clock, keys);
+      // The first set before the first request; when the issuer cannot be reached now, the
+      // refresher keeps trying and requests are answered 503 until it can.
+      if (auto fetched = jwks->Refresh(); !fetched)
+        spdlog::warn("the issuer's keys cannot be fetched yet; requests get 503 until they can");
+      jwks->Start();
+    } else
       spdlog::warn("authentication is on and no AUTH_JWKS_URL is set: every request but the health probes is "
                    "refused (401); set AUTH_JWKS_URL and AUTH_ISSUER, or run with --insecure-no-auth locally");
     router.RequireAuthentication([&jwks, &expect, &clock](std::string_view token) -> Result<auth::Principal> {

@@ -91,7 +91,7 @@ json GoodClaims(const std::vector<std::string>& roles, const std::string& subjec
                        .count();
   return {{"iss", "https://issuer.test"}, {"aud", "ccm"},       {"sub", subject},
           {"iat", now},                   {"nbf", now},         {"exp", now + 300},
-          {"realm_access", {{"roles", roles}}}};
+          {"resource_access", {{"ccm", {{"roles", roles}}}}}};
 }
 
 std::string SignHs256(const json& header, const json& claims, const std::string& secret) {

@@ -31,7 +31,8 @@ class SigningKey {
 };
 
 // Claims that pass the default expectations: iss "https://issuer.test", aud "ccm", a subject,
-// exp in 5 minutes, nbf and iat now, the roles in realm_access.
+// exp in 5 minutes, nbf and iat now, the roles as client roles of ccm (resource_access.ccm.roles,
+// where ccm reads them by default).
 nlohmann::json GoodClaims(const std::vector<std::string>& roles, const std::string& subject = "alice");
 
 // A compact JWS signed with HMAC-SHA256 under `secret`.

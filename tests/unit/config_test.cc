@@ -130,6 +130,26 @@ TEST(Config, OidcNeedsAClientId) {
   EXPECT_EQ(c.error().message.find("s3cret"), std::string::npos);
 }
 
+TEST(Config, AuthenticationSettings) {
+  auto defaults = LoadConfig(std::nullopt, {});
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->auth_client_id, "ccm");
+  EXPECT_FALSE(defaults->auth_realm_roles);
+  EXPECT_EQ(defaults->auth_jwks_refresh_seconds, 300);
+  EXPECT_EQ(defaults->auth_jwks_max_stale_seconds, 3600);
+  auto c = LoadConfig(std::nullopt, {{"AUTH_CLIENT_ID", "ccm-prod"}, {"AUTH_REALM_ROLES", "true"},
+                                     {"AUTH_JWKS_REFRESH_SECONDS", "60"}, {"AUTH_JWKS_MAX_STALE_SECONDS", "600"}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->auth_client_id, "ccm-prod");
+  EXPECT_TRUE(c->auth_realm_roles);
+  EXPECT_EQ(c->auth_jwks_refresh_seconds, 60);
+  EXPECT_EQ(c->auth_jwks_max_stale_seconds, 600);
+  const std::map<std::string, std::string> bad[] = {
+      {{"AUTH_CLIENT_ID", ""}}, {{"AUTH_REALM_ROLES", "yes"}}, {{"AUTH_JWKS_REFRESH_SECONDS", "0"}},
+      {{"AUTH_JWKS_REFRESH_SECONDS", "600"}, {"AUTH_JWKS_MAX_STALE_SECONDS", "300"}}};
+  for (const auto& env : bad) EXPECT_FALSE(LoadConfig(std::nullopt, env)) << env.begin()->first;
+}
+
 TEST(Config, FileErrors) {
   ccm::testing::TempDir dir;
   EXPECT_FALSE(LoadConfig(dir.File("missing.yaml"), {}));

@@ -46,19 +46,81 @@ TEST_F(JwtTest, AcceptsRs256AndEs256WithTheirRoles) {
   }
 }
 
-TEST_F(JwtTest, RolesComeFromRealmClientAndTopLevelClaims) {
-  json claims = testing::GoodClaims({});
-  claims["resource_access"] = {{"ccm-api", {{"roles", {"ccm.events.publish"}}}}, {"other", {{"roles", {"x"}}}}};
+TEST_F(JwtTest, RolesComeFromCcmsOwnClientOnly) {
+  json claims = testing::GoodClaims({"ccm.events.publish"});
+  // The same role names on another client of the realm, as a realm role and as a top-level
+  // claim grant nothing by default.
+  claims["resource_access"]["other-app"] = {{"roles", {"ccm.admin"}}};
+  claims["realm_access"] = {{"roles", {"ccm.operator"}}};
   claims["roles"] = {"ccm.admin"};
   auto p = Check(rsa_.Sign(claims));
-  ASSERT_TRUE(p);
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(p->roles, (std::set<std::string>{"ccm.events.publish"}));
   EXPECT_TRUE(p->Has(Role::kEventsPublish));
-  EXPECT_TRUE(p->Has(Role::kAdmin));
-  EXPECT_TRUE(p->Has(Role::kOperator));
-  EXPECT_EQ(p->roles, (std::set<std::string>{"ccm.admin", "ccm.events.publish", "x"}));
+  EXPECT_FALSE(p->Has(Role::kAdmin));
+  EXPECT_FALSE(p->Has(Role::kViewer));
   auto viewer = Check(rsa_.Sign(testing::GoodClaims({"ccm.viewer"})));
   ASSERT_TRUE(viewer);
   EXPECT_FALSE(viewer->Has(Role::kOperator));
+}
+
+TEST_F(JwtTest, RealmRolesCountOnlyWhenAllowedAndTheClientIdIsConfigurable) {
+  json claims = testing::GoodClaims({});
+  claims["realm_access"] = {{"roles", {"ccm.operator"}}};
+  claims["resource_access"]["ccm-prod"] = {{"roles", {"ccm.events.publish"}}};
+  const Timestamp now = FromUnixMillis(claims["iat"].get<std::int64_t>() * 1000);
+  Expectations expect{"https://issuer.test", "ccm", std::chrono::seconds(60)};
+  auto plain = Verify(rsa_.Sign(claims), keys_, expect, now);
+  ASSERT_TRUE(plain);
+  EXPECT_TRUE(plain->roles.empty());
+  expect.realm_roles = true;
+  auto realm = Verify(rsa_.Sign(claims), keys_, expect, now);
+  ASSERT_TRUE(realm);
+  EXPECT_EQ(realm->roles, (std::set<std::string>{"ccm.operator"}));
+  expect.realm_roles = false;
+  expect.client_id = "ccm-prod";
+  auto client = Verify(rsa_.Sign(claims), keys_, expect, now);
+  ASSERT_TRUE(client);
+  EXPECT_EQ(client->roles, (std::set<std::string>{"ccm.events.publish"}));
+}
+
+TEST_F(JwtTest, RefusesCriticalHeaderExtensions) {
+  const json claims = testing::GoodClaims({"ccm.admin"});
+  ExpectRefused(rsa_.Sign(claims, {{"crit", json::array({"exp"})}, {"exp", 1}}), "crit");
+  ExpectRefused(rsa_.Sign(claims, {{"crit", json::array()}}), "crit");
+  EXPECT_TRUE(Check(rsa_.Sign(claims)));
+}
+
+// A key set that counts how often it is asked.
+class CountingKeys : public KeySet {
+ public:
+  explicit CountingKeys(KeySet& inner) : inner_(inner) {}
+  Result<std::shared_ptr<const PublicKey>> Find(const std::string& kid) override {
+    ++finds;
+    return inner_.Find(kid);
+  }
+  int finds = 0;
+
+ private:
+  KeySet& inner_;
+};
+
+TEST_F(JwtTest, LooksUpTheKeyOnlyForATokenThatPassesTheLocalChecks) {
+  CountingKeys counting(keys_);
+  const json good = testing::GoodClaims({"ccm.viewer"});
+  const Timestamp now = FromUnixMillis(good["iat"].get<std::int64_t>() * 1000);
+  const Expectations expect{"https://issuer.test", "ccm", std::chrono::seconds(60)};
+  testing::SigningKey unknown("RS256", "made-up");
+  for (const auto& [claim, value] : std::vector<std::pair<std::string, json>>{
+           {"iss", "https://evil.test"}, {"aud", "other"}, {"exp", 1}, {"sub", ""}}) {
+    json c = good;
+    c[claim] = value;
+    EXPECT_FALSE(Verify(unknown.Sign(c), counting, expect, now)) << claim;
+  }
+  EXPECT_FALSE(Verify(unknown.Sign(good, {{"crit", json::array({"b64"})}}), counting, expect, now));
+  EXPECT_EQ(counting.finds, 0);
+  EXPECT_FALSE(Verify(unknown.Sign(good), counting, expect, now));
+  EXPECT_EQ(counting.finds, 1);
 }
 
 TEST_F(JwtTest, RefusesAlgNoneAndHmacWithThePublicKey) {
