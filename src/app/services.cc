@@ -207,18 +207,27 @@ Result<bool> InstanceService::AssignDuePod(const InstanceId& id, const PodBackof
                           : Status(pod.error());
   // Only an unreachable or failing engine is worth another attempt; a refusal is final.
   const bool final_refusal = !sent && sent.error().code != ErrorCode::kUnavailable;
+  const std::optional<Timestamp> was_due = instance->pod_due_at;
   auto recorded = RetryStale([&]() -> Status {
     auto current = d_.store.GetInstance(id);
     if (!current) return current.error();
-    if (current->state != InstanceState::kRunning || !current->pod_due_at) return {};
+    // The engine may take the pod while the instance moves on (its timeslot ends during a
+    // slow call): that is still recorded. A failure matters only while it is RUNNING.
+    if (current->state == InstanceState::kTerminated || (!sent && current->state != InstanceState::kRunning)) return {};
+    // An operator who asked again during the call asked for another attempt: it stays due.
+    const bool asked_again = current->pod_due_at != was_due;
     Changes changes;
     const Timestamp at = d_.clock.Now();
     if (sent) {
       current->pod_assigned = true;
       current->pod_error.clear();
-      current->pod_due_at.reset();
-      changes.events.push_back(d_.events.PodAssigned(*current, at));  // counts the failures before it
+      if (!asked_again) current->pod_due_at.reset();
+      // The event is the RUNNING instance's (its schema says so); later, the flag says it.
+      if (current->state == InstanceState::kRunning)
+        changes.events.push_back(d_.events.PodAssigned(*current, at));  // counts the failures before it
       current->pod_failures = 0;
+    } else if (asked_again) {
+      return {};
     } else {
       ++current->pod_failures;
       current->pod_error = sent.error().message;

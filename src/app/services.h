@@ -33,16 +33,20 @@ std::chrono::milliseconds Jittered(std::chrono::milliseconds d);
 // one slow call does not hold the others behind it.
 void RunConcurrently(size_t n, int max_threads, const std::function<void(size_t)>& work);
 
-// Runs `attempt` again while it fails with a stale-version conflict (up to 32 times, with
+// Runs `attempt` again while it fails with a stale-version conflict (up to 64 times, with
 // jittered backoff), so that writers racing on one aggregate (a worker being scheduled
-// onto) all succeed in turn instead of failing. Every other result is returned at once.
+// onto) all succeed in turn instead of failing. Every other result is returned at once. A
+// writer that still lost after every attempt gets unavailable (503, try again), not a
+// conflict: nothing is wrong with its request, the aggregate was only busy.
 template <typename F>
 auto RetryStale(F&& attempt) -> decltype(attempt()) {
-  constexpr int kAttempts = 32;
+  constexpr int kAttempts = 64;
   for (int i = 1;; ++i) {
     auto r = attempt();
-    if (r || i == kAttempts || r.error().code != ErrorCode::kConflict || r.error().field != kStaleVersionField)
-      return r;
+    if (r || r.error().code != ErrorCode::kConflict || r.error().field != kStaleVersionField) return r;
+    if (i == kAttempts)
+      return Error::Unavailable("the change kept racing other writers of the same record (" + r.error().message +
+                                "); try again");
     BackOffAfterConflict(i);
   }
 }

@@ -47,15 +47,24 @@ Status AuthorizedCaller::Post(const std::string& path, const std::string& body) 
   std::string last;
   auto wait = options_.retry_backoff;
   bool refreshed = false;
+  bool admitted = false;  // the breaker let this attempt through (a 401's retry needs no second pass)
   for (int attempt = 1; attempt <= options_.attempts; ++attempt) {
-    bool allowed = false;
-    breaker([&](app::CircuitBreaker& b) { allowed = b.Allow(clock_.Now()); });
-    if (!allowed) return Error::Unavailable(call + ": circuit open after repeated failures");
+    if (!admitted) {
+      bool allowed = false;
+      breaker([&](app::CircuitBreaker& b) { allowed = b.Allow(clock_.Now()); });
+      if (!allowed) return Error::Unavailable(call + ": circuit open after repeated failures");
+    }
+    admitted = false;
     std::map<std::string, std::string> headers = {{"content-type", "application/json"}, {"accept", "application/json"}};
     std::string token;
     if (tokens_) {
       auto t = tokens_->Token();
-      if (!t) return Error::Unavailable(call + ": no token: " + t.error().message);
+      if (!t) {
+        // The attempt was let through: its outcome must reach the breaker, or a half-open
+        // breaker would wait for ever for the probe it handed out.
+        breaker([&](app::CircuitBreaker& b) { b.OnFailure(clock_.Now()); });
+        return Error::Unavailable(call + ": no token: " + t.error().message);
+      }
       token = *t;
       headers["authorization"] = "Bearer " + token;
     }
@@ -65,6 +74,7 @@ Status AuthorizedCaller::Post(const std::string& path, const std::string& body) 
       // The token was refused (revoked, or expired early): one refresh, one retry.
       tokens_->Invalidate(token);
       refreshed = true;
+      admitted = true;  // the same attempt again, with a fresh token
       --attempt;
       continue;
     }

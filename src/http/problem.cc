@@ -62,9 +62,7 @@ Response ToResponse(int status, const nlohmann::json& body) {
   r.status = status;
   r.content_type = "application/problem+json";
   r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  // What ccm lacks (its store, the issuer's keys, a free connection) comes back within
-  // seconds or not soon; either way a client should not retry at once.
-  if (status == 503) r.headers["Retry-After"] = "5";
+  // A 503 leaves with Retry-After: the server adds it (1 s) to any that has none.
   return r;
 }
 

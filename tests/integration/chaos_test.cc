@@ -58,7 +58,9 @@ TEST(Chaos, EveryLabletEndsWhateverTheOutsideWorldDoes) {
   // probes find it back a few seconds later.
   std::vector<testing::TestSink::Step> down(7, {503, "", std::chrono::milliseconds(0)});
   testing::TestSink sink(0, down);
-  constexpr int kCollectingTimeout = 8, kGradingTimeout = 4;
+  // Longer than the platform client's breaker cooldown (10 s) plus its backoff, so that a
+  // collection delayed by other lablets' 503s is still made in time.
+  constexpr int kCollectingTimeout = 25, kGradingTimeout = 4;
   World world({"--fail-starts", "4", "--fail-stops", "3"},
               {{"CCM_LISTEN", address},
                {"ASSESSMENT_PLATFORM_URL", platform.BaseUrl()},

@@ -158,7 +158,9 @@ TEST(EveryLabletEnds, APodTheEngineCannotTakeIsAssignedOnceItCan) {
   world.AddWorker("w1", 32);
   const std::string id =
       world.AddInstance(world.AddDefinition(), 1, std::chrono::seconds(0), std::chrono::seconds(3600));
-  ASSERT_TRUE(Eventually([&] { return world.Instance(id)["pod_assigned"] == true; })) << world.Instance(id);
+  // The engine client's breaker opens after five failures (10 s); the jittered backoff follows.
+  ASSERT_TRUE(Eventually([&] { return world.Instance(id)["pod_assigned"] == true; }, std::chrono::seconds(60)))
+      << world.Instance(id);
   EXPECT_EQ(world.Instance(id)["pod_error"], "");
   // Each failed call counts once (its own retries, and the breaker that then opened, inside it).
   EXPECT_GE(Metric(world, "ccm_pod_assignments_total{outcome=\"failed\"}"), 1);

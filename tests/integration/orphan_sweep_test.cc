@@ -193,7 +193,7 @@ TEST(OrphanSweep, AMarkedLabPastItsGraceWhoseInstanceIsGoneOrTerminatedIsStopped
   const std::string no_instance = world.Import("never-recorded");
   const std::string terminated = world.Import("ended");
   ASSERT_TRUE(world.cml.StartLab(world.Url(), terminated));
-  world.clock.Advance(kGrace + 1s);
+  world.clock.Advance(kGrace + 1min);
   EXPECT_EQ(world.sweep->SweepOnce(), 2);
   for (const auto& id : {no_instance, terminated}) {
     const json lab = world.Lab(id);
@@ -303,7 +303,7 @@ TEST(OrphanSweep, AWorkerWhoseCmlCannotBeReachedIsSkippedAndTheOthersAreSwept) {
   world.AddWorker("w0-down", "http://127.0.0.1:" + std::to_string(testing::FreePort()));
   world.AddWorker("w1", world.Url());
   const std::string lab = world.Import("lost");
-  world.clock.Advance(kGrace + 1s);
+  world.clock.Advance(kGrace + 1min);
   EXPECT_EQ(world.sweep->SweepOnce(), 1);
   EXPECT_TRUE(world.Deleted(lab));
   EXPECT_EQ(world.metrics.unlisted_workers.load(), 1u);
@@ -313,7 +313,7 @@ TEST(OrphanSweep, OnlyRunningWorkersAreSwept) {
   SweepWorld world;
   world.AddWorker("w1", world.Url(), domain::WorkerState::kStopped);
   const std::string lab = world.Import("lost");
-  world.clock.Advance(kGrace + 1s);
+  world.clock.Advance(kGrace + 1min);
   EXPECT_EQ(world.sweep->SweepOnce(), 0);
   EXPECT_FALSE(world.Deleted(lab));
 }
@@ -322,7 +322,7 @@ TEST(OrphanSweep, AFailedRemovalIsCountedAndRetriedAtTheNextSweep) {
   SweepWorld world({"--fail-stops", "1"});
   world.AddWorker("w1", world.Url());
   const std::string lab = world.Import("lost");
-  world.clock.Advance(kGrace + 1s);
+  world.clock.Advance(kGrace + 1min);
   EXPECT_EQ(world.sweep->SweepOnce(), 0);
   EXPECT_EQ(world.metrics.removal_failures.load(), 1u);
   EXPECT_FALSE(world.Deleted(lab));
@@ -335,7 +335,7 @@ TEST(OrphanSweep, StartedItSweepsOnItsOwnThreadUntilStopped) {
   SweepWorld world;
   world.AddWorker("w1", world.Url());
   const std::string lab = world.Import("lost");
-  world.clock.Advance(kGrace + 1s);
+  world.clock.Advance(kGrace + 1min);
   world.sweep->Start();
   EXPECT_TRUE(testing::Eventually([&] { return world.metrics.removed.load() == 1; }));
   world.sweep->Stop();

@@ -1,4 +1,5 @@
-// The retry helpers the reconcilers share: jittered backoff and bounded concurrent calls.
+// The retry helpers the use cases and reconcilers share: jittered backoff, bounded concurrent
+// calls, and the retry of a write that lost a race.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -70,6 +71,39 @@ TEST(RunConcurrently, NeverMoreThanTheLimit) {
   });
   EXPECT_LE(most.load(), 3);
   app::RunConcurrently(0, 3, [&](size_t) { ADD_FAILURE() << "no item to run"; });
+}
+
+TEST(RetryStale, TriesAStaleWriteAgainUntilItGoesThrough) {
+  int calls = 0;
+  Status s = app::RetryStale([&]() -> Status {
+    if (++calls < 5) return Error::Conflict("instance x is at version 3, not the expected 2", app::kStaleVersionField);
+    return {};
+  });
+  EXPECT_TRUE(s);
+  EXPECT_EQ(calls, 5);
+}
+
+TEST(RetryStale, AWriterThatKeepsLosingIsToldToTryAgainNotThatItConflicts) {
+  int calls = 0;
+  Status s = app::RetryStale([&]() -> Status {
+    ++calls;
+    return Error::Conflict("worker w is at version 9, not the expected 8", app::kStaleVersionField);
+  });
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(s.error().message.find("try again"), std::string::npos);
+  EXPECT_EQ(calls, 64);
+}
+
+TEST(RetryStale, OtherErrorsAndRealConflictsComeBackAtOnce) {
+  int calls = 0;
+  Status s = app::RetryStale([&]() -> Status {
+    ++calls;
+    return Error::Conflict("instance x is RUNNING", "state");
+  });
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(calls, 1);
 }
 
 }  // namespace

@@ -527,15 +527,30 @@ Status EtcdStore::CommitFenced(const Changes& changes, const std::optional<Fence
   const bool deliveries_only = changes.new_definitions.empty() && changes.deleted_definitions.empty() &&
                                changes.instances.empty() && changes.workers.empty() && changes.events.empty() &&
                                changes.processed.empty() && !changes.sweep_keys_expired_by;
-  if (deliveries_only && changes.deliveries.size() > kDeliveriesPerTxn) {
-    for (size_t from = 0; from < changes.deliveries.size(); from += kDeliveriesPerTxn) {
-      Changes part;
-      part.deliveries.assign(changes.deliveries.begin() + static_cast<std::ptrdiff_t>(from),
-                             changes.deliveries.begin() +
-                                 static_cast<std::ptrdiff_t>(std::min(changes.deliveries.size(), from + kDeliveriesPerTxn)));
-      if (auto s = CommitFenced(part, fence); !s) return s;
+  // An update that dead-letters or replays an event reads and guards every record of its
+  // subject (the held rule): it goes alone, so that one round dead-lettering many subjects
+  // does not make one transaction too large for etcd to take (and the round stuck on it).
+  const auto touches_subject = [](const app::DeliveryUpdate& d) {
+    return d.state == app::DeliveryState::kDead || (d.state == app::DeliveryState::kPending && d.attempts == 0);
+  };
+  if (deliveries_only && changes.deliveries.size() > 1 &&
+      (changes.deliveries.size() > kDeliveriesPerTxn ||
+       std::any_of(changes.deliveries.begin(), changes.deliveries.end(), touches_subject))) {
+    Changes part;
+    const auto flush = [&]() -> Status {
+      if (part.deliveries.empty()) return {};
+      Status s = CommitFenced(part, fence);
+      part.deliveries.clear();
+      return s;
+    };
+    for (const auto& d : changes.deliveries) {
+      if (touches_subject(d) || part.deliveries.size() == kDeliveriesPerTxn)
+        if (auto s = flush(); !s) return s;
+      part.deliveries.push_back(d);
+      if (touches_subject(d))
+        if (auto s = flush(); !s) return s;
     }
-    return {};
+    return flush();
   }
   thread_local std::minstd_rand jitter(std::random_device{}());
   for (int attempt = 0; attempt < kMaxCommitAttempts; ++attempt) {

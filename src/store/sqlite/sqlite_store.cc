@@ -652,8 +652,8 @@ Status SqliteStore::Ping() {
   if (!out_of_space_.load()) return {};
   // Without a write, nothing would clear the failure: an instance taken out of service by
   // its readiness gets no requests, hence no commits.
-  {
-    std::lock_guard lock(probe_mu_);
+  // Readiness runs on an I/O thread: it never waits for a probe another one runs.
+  if (std::unique_lock lock(probe_mu_, std::try_to_lock); lock.owns_lock()) {
     const auto now = std::chrono::steady_clock::now();
     if (now - last_probe_ >= std::chrono::seconds(1)) {
       last_probe_ = now;
@@ -672,6 +672,8 @@ Status SqliteStore::Ping() {
 Status SqliteStore::ProbeWrite() {
   auto conn = OpenConnection(options_.path, true);
   if (!conn) return conn.error();
+  // Busy with the writer: try at the next probe rather than hold a readiness check.
+  sqlite3_busy_timeout((*conn)->db(), 50);
   const std::string sql =
       "BEGIN IMMEDIATE; PRAGMA user_version=" + std::to_string(SchemaVersion()) + "; COMMIT;";
   if (auto s = (*conn)->Exec(sql.c_str()); !s) {
