@@ -197,7 +197,9 @@ def main():
             f"{score}")
     ended = collections.Counter(next((h["reason"] for h in i["state_history"] if h["to"] == "STOPPING"),
                                      i["state_history"][-1]["reason"]) for i in final)
-    say("how each lablet ended: " + "; ".join(f"{n} x {why}" for why, n in sorted(ended.items())))
+    say("how each lablet ended:")
+    for why, n in sorted(ended.items()):
+        say(f"  {n:3}  {why}")
     phases = collections.defaultdict(list)
     for i in final:
         entered = {h["to"]: parse_time(h["at"]) for h in i["state_history"]}
