@@ -121,6 +121,12 @@ struct OutboxStats {
   std::int64_t held = 0;  // waiting behind a dead letter of their subject
 };
 
+// What one Store::Purge removed.
+struct PurgeCounts {
+  int instances = 0;
+  int events = 0;
+};
+
 // Everything one use case writes, committed together or not at all.
 struct Changes {
   // New definition versions; (id, version) must not exist yet, and a name belongs to one id.
@@ -302,6 +308,12 @@ class Store {
 
   // Succeeds when the store can be read.
   virtual Status Ping() = 0;
+  // Retention: removes up to `limit` TERMINATED instances that terminated before
+  // `terminated_before`, and up to `limit` delivered outbox events delivered before
+  // `delivered_before` (never a pending, held or dead-lettered one), all in one write.
+  // Counts of events published stay as they were. Returns how many of each went: fewer than
+  // `limit` means none older is left. Errors: unavailable.
+  virtual Result<PurgeCounts> Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) = 0;
 };
 
 }  // namespace ccm::app

@@ -58,6 +58,8 @@ struct Config {
   int instantiation_timeout_seconds = 900;  // INSTANTIATION_TIMEOUT_SECONDS: then the instantiation failed
   int collecting_timeout_seconds = 1800;   // COLLECTING_TIMEOUT_SECONDS: then STOPPING without a score
   int grading_timeout_seconds = 3600;      // GRADING_TIMEOUT_SECONDS: then STOPPING without a score
+  int instance_retention_days = 30;        // INSTANCE_RETENTION_DAYS: TERMINATED instances removed after
+  int event_retention_days = 7;            // EVENT_RETENTION_DAYS: delivered events removed after
   int cml_max_failures = 3;               // CML_MAX_FAILURES: failed CML steps before an instantiation gives up
   int orphan_lab_grace_seconds = 900;     // ORPHAN_LAB_GRACE_SECONDS: a ccm lab no instance owns is removed after
 

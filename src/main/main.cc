@@ -16,6 +16,7 @@
 #include "app/event_service.h"
 #include "app/orphan_sweep.h"
 #include "app/reconcilers.h"
+#include "app/retention.h"
 #include "app/services.h"
 #include "clients/assessment_platform_client.h"
 #include "clients/cloud_provider_client.h"
@@ -224,6 +225,11 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   orphan_options.grace = std::chrono::seconds(config->orphan_lab_grace_seconds);
   app::OrphanSweepMetrics orphan_metrics;
   app::OrphanSweep orphan_sweep(leader_store, clock, cml, orphan_options, orphan_metrics);
+  app::RetentionOptions retention_options;
+  retention_options.instances = std::chrono::hours(24 * config->instance_retention_days);
+  retention_options.events = std::chrono::hours(24 * config->event_retention_days);
+  app::RetentionMetrics retention_metrics;
+  app::RetentionSweeper retention(leader_store, clock, retention_options, retention_metrics);
   if (config->reconcilers) {
     if (!cloud) spdlog::info("no CLOUD_PROVIDER_URL: workers are not scaled");
   } else {
@@ -234,6 +240,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     if (dispatcher) dispatcher->Start();
     leader_collection.Start();
     if (sqlite) key_sweeper.Start();
+    retention.Start();
     if (config->reconcilers) {
       reconcilers = &lifecycle;
       lifecycle.Start();
@@ -247,6 +254,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     if (dispatcher) dispatcher->Stop();
     leader_collection.Stop();
     key_sweeper.Stop();
+    retention.Stop();
   };
 
   app::EventService events_service(
@@ -291,9 +299,10 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
                                 auto* e = elected.load();
                                 return !on_etcd || (e && e->IsLeader());
                               },
-                              [&lifecycle_metrics, &collection_metrics, &orphan_metrics, &clock] {
+                              [&lifecycle_metrics, &collection_metrics, &orphan_metrics, &retention_metrics, &clock] {
                                 return app::LifecycleMetricsText(lifecycle_metrics, &collection_metrics,
-                                                                 &orphan_metrics, clock.Now());
+                                                                 &orphan_metrics, clock.Now()) +
+                                       app::RetentionMetricsText(retention_metrics);
                               }});
   http::ServerOptions options;
   options.address = config->listen_host;

@@ -25,17 +25,12 @@ namespace {
 using nlohmann::json;
 using testing::Column;
 using testing::Eventually;
+using testing::ReasonOf;
 using testing::World;
 
 std::uint64_t EnvNumber(const char* name, std::uint64_t fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
-}
-
-std::string ReasonOf(const json& instance, const std::string& state) {
-  for (const auto& h : instance["state_history"])
-    if (h["to"] == state) return h["reason"];
-  return "";
 }
 
 bool StartsWith(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }

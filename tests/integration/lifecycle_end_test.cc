@@ -8,6 +8,9 @@
 #include <csignal>
 #include <thread>
 
+#include "app/retention.h"
+#include "support/fixtures.h"
+#include "support/stack.h"
 #include "support/test_sink.h"
 #include "support/wait.h"
 #include "support/world.h"
@@ -18,6 +21,7 @@ namespace {
 using nlohmann::json;
 using testing::Column;
 using testing::Eventually;
+using testing::ReasonOf;
 using testing::World;
 
 // assessment-sim with `args` sending its events to `ccm_address`.
@@ -35,13 +39,6 @@ double Metric(World& world, const std::string& name) {
   const std::string text = world.http->Get("/metrics").body;
   const auto at = text.find("\n" + name + " ");
   return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
-}
-
-// The reason of the move to `state` in the instance's history, or "".
-std::string ReasonOf(const json& instance, const std::string& state) {
-  for (const auto& h : instance["state_history"])
-    if (h["to"] == state) return h["reason"];
-  return "";
 }
 
 // Everything the instance held is given back and its lab is gone.
@@ -188,6 +185,49 @@ TEST(EveryLabletEnds, AnImportThatTakesCcmDownIsNotTriedForEver) {
   EXPECT_EQ(Column(i["state_history"], "to"), (std::vector<std::string>{"SCHEDULED", "INSTANTIATING", "TERMINATED"}));
   EXPECT_EQ(ReasonOf(i, "TERMINATED"), "instantiation failed: 2 attempts to import the lab did not finish");
   EXPECT_TRUE(i["cml_lab_id"].is_null());
+}
+
+TEST(Retention, TerminatedInstancesAndDeliveredEventsGoInBatchesDeadLettersStay) {
+  testing::Stack stack;
+  app::Changes c;
+  for (int n = 0; n < 5; ++n) {
+    domain::LabletInstance i = testing::MakeInstance("t" + std::to_string(n));
+    i.state = domain::InstanceState::kTerminated;
+    i.terminated_at = stack.clock.Now() - std::chrono::hours(24 * 40);
+    c.instances.push_back(i);
+  }
+  domain::LabletInstance recent = testing::MakeInstance("recent");
+  recent.state = domain::InstanceState::kTerminated;
+  recent.terminated_at = stack.clock.Now() - std::chrono::hours(24);
+  c.instances.push_back(recent);
+  for (int n = 0; n < 3; ++n)
+    c.events.push_back({"e" + std::to_string(n), "t0", "ccm.test", stack.clock.Now(), "{}"});
+  ASSERT_TRUE(stack.store->Commit(c));
+  auto due = stack.store->DueEvents(stack.clock.Now(), 10).value();
+  ASSERT_EQ(due.size(), 3u);
+  app::Changes d;
+  const Timestamp long_ago = stack.clock.Now() - std::chrono::hours(24 * 10);
+  d.deliveries = {{due[0].seq, app::DeliveryState::kDelivered, 1, long_ago, "", "e0"},
+                  {due[1].seq, app::DeliveryState::kDelivered, 1, long_ago, "", "e1"},
+                  {due[2].seq, app::DeliveryState::kDead, 1, long_ago, "HTTP 400", "e2"}};
+  ASSERT_TRUE(stack.store->Commit(d));
+
+  app::RetentionMetrics metrics;
+  app::RetentionOptions options;  // 30 days for instances, 7 for events
+  options.batch = 2;              // three batches for the five old instances
+  app::RetentionSweeper sweeper(*stack.store, stack.clock, options, metrics);
+  auto swept = sweeper.SweepOnce();
+  ASSERT_TRUE(swept) << swept.error().message;
+  EXPECT_EQ(swept->instances, 5);
+  EXPECT_EQ(swept->events, 2);
+  EXPECT_EQ(metrics.instances.load(), 5u);
+  EXPECT_EQ(metrics.events.load(), 2u);
+  EXPECT_TRUE(stack.store->GetInstance({"recent"}));  // within its retention
+  EXPECT_TRUE(stack.store->GetEvent("e2"));            // a dead letter waits for its replay
+  EXPECT_EQ(stack.store->GetOutboxStats()->published, 3);
+  EXPECT_NE(app::RetentionMetricsText(metrics).find("ccm_retention_removed_total{kind=\"instances\"} 5\n"),
+            std::string::npos);
+  EXPECT_EQ(sweeper.SweepOnce()->instances, 0);  // nothing more is due
 }
 
 }  // namespace

@@ -89,6 +89,52 @@ TEST_P(StoreContract, CommitsAndReadsBackEveryAggregate) {
   EXPECT_EQ(store().GetWorker({"nope"}).error().code, ErrorCode::kNotFound);
 }
 
+TEST_P(StoreContract, PurgeRemovesOnlyWhatRetentionAllows) {
+  auto terminated = [](const std::string& id, std::int64_t at_ms) {
+    LabletInstance i = MakeInstance(id);
+    i.state = InstanceState::kTerminated;
+    i.terminated_at = FromUnixMillis(at_ms);
+    return i;
+  };
+  Changes c;
+  c.instances = {terminated("t1", 10'000), terminated("t2", 50'000), MakeInstance("r1")};
+  c.events = {Event("e1", "t1"), Event("e2", "t1"), Event("e3", "t2"), Event("e4", "t2")};
+  ASSERT_TRUE(store().Commit(c));
+  auto due = store().DueEvents(FromUnixMillis(10), 10);
+  ASSERT_TRUE(due);
+  ASSERT_EQ(due->size(), 4u);
+  // e1 delivered long ago, e2 lately; e3 dead (e4 is then held behind it).
+  Changes d;
+  d.deliveries = {{(*due)[0].seq, app::DeliveryState::kDelivered, 1, FromUnixMillis(10'000), "", "e1"},
+                  {(*due)[1].seq, app::DeliveryState::kDelivered, 1, FromUnixMillis(50'000), "", "e2"},
+                  {(*due)[2].seq, app::DeliveryState::kDead, 1, FromUnixMillis(10'000), "HTTP 400", "e3"}};
+  ASSERT_TRUE(store().Commit(d));
+  const auto before = store().GetOutboxStats().value();
+
+  auto purged = store().Purge(FromUnixMillis(30'000), FromUnixMillis(30'000), 100);
+  ASSERT_TRUE(purged) << purged.error().message;
+  EXPECT_EQ(purged->instances, 1);
+  EXPECT_EQ(purged->events, 1);
+  EXPECT_EQ(store().GetInstance({"t1"}).error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(store().GetInstance({"t2"}));  // terminated after the cut-off
+  EXPECT_TRUE(store().GetInstance({"r1"}));  // not terminated
+  EXPECT_EQ(store().GetEvent("e1").error().code, ErrorCode::kNotFound);
+  for (const char* kept : {"e2", "e3", "e4"}) EXPECT_TRUE(store().GetEvent(kept)) << kept;  // recent, dead, held
+  const auto after = store().GetOutboxStats().value();
+  EXPECT_EQ(after.published, before.published);  // a counter: purging does not lower it
+  EXPECT_EQ(after.dead, 1);
+  // Nothing more is due this time; later, the rest, one at a time.
+  EXPECT_EQ(store().Purge(FromUnixMillis(30'000), FromUnixMillis(30'000), 100)->instances, 0);
+  auto later = store().Purge(FromUnixMillis(100'000), FromUnixMillis(100'000), 1);
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->instances, 1);
+  EXPECT_EQ(later->events, 1);
+  EXPECT_EQ(store().GetInstance({"t2"}).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store().GetEvent("e2").error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(store().GetEvent("e3"));  // a dead letter stays until it is replayed
+  EXPECT_EQ(store().GetOutboxStats()->published, before.published);
+}
+
 TEST_P(StoreContract, StaleVersionIsAConflictAndChangesNothing) {
   Changes create;
   create.instances = {MakeInstance("i1")};

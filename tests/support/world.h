@@ -29,6 +29,13 @@ inline std::vector<std::string> Column(const json& items, const std::string& key
 
 // Every event ccm published names, as dataschema, the schema ccm serves for its type, and its
 // data validates against it. Returns how many events were checked.
+// The reason of the instance's move to `state` (its history as the API shows it), or "".
+inline std::string ReasonOf(const json& instance, const std::string& state) {
+  for (const auto& h : instance["state_history"])
+    if (h["to"] == state) return h["reason"];
+  return "";
+}
+
 inline int ExpectEveryEventMatchesItsSchema(HttpClient& http, const std::string& base_url) {
   int checked = 0;
   std::string after;

@@ -104,6 +104,8 @@ TEST(Config, LifecycleSettings) {
                                      {"SCALE_DOWN_GRACE_MINUTES", "5"},
                                      {"COLLECTING_TIMEOUT_SECONDS", "90"},
                                      {"GRADING_TIMEOUT_SECONDS", "120"},
+                                     {"INSTANCE_RETENTION_DAYS", "90"},
+                                     {"EVENT_RETENTION_DAYS", "2"},
                                      {"ORPHAN_LAB_GRACE_SECONDS", "60"},
                                      {"CCM_RECONCILERS", "false"}});
   ASSERT_TRUE(c) << c.error().message;
@@ -118,6 +120,10 @@ TEST(Config, LifecycleSettings) {
   EXPECT_EQ(c->grading_timeout_seconds, 120);
   EXPECT_EQ(defaults->collecting_timeout_seconds, 1800);
   EXPECT_EQ(defaults->grading_timeout_seconds, 3600);
+  EXPECT_EQ(c->instance_retention_days, 90);
+  EXPECT_EQ(c->event_retention_days, 2);
+  EXPECT_EQ(defaults->instance_retention_days, 30);
+  EXPECT_EQ(defaults->event_retention_days, 7);
   EXPECT_EQ(c->orphan_lab_grace_seconds, 60);
   EXPECT_FALSE(c->reconcilers);
   EXPECT_TRUE(defaults->reconcilers);

@@ -1,6 +1,7 @@
 #include "store/etcd/etcd_store.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -485,13 +486,114 @@ Result<app::OutboxRecord> EtcdStore::GetEvent(const std::string& event_id) {
 
 Result<app::OutboxStats> EtcdStore::GetOutboxStats() {
   app::OutboxStats stats;
+  // Events removed by retention still count as published.
+  auto purged = client_.Range(Key("outbox/purged"));
+  if (!purged) return purged.error();
+  std::int64_t removed = 0;
+  if (!purged->kvs.empty()) {
+    const auto& v = purged->kvs.front().value;
+    std::from_chars(v.data(), v.data() + v.size(), removed);
+  }
   for (auto [area, count] : {std::pair{"outbox/events/", &stats.published}, std::pair{"outbox/pending/", &stats.pending},
                              std::pair{"outbox/dead/", &stats.dead}, std::pair{"outbox/held/", &stats.held}}) {
     auto r = client_.Range(Key(area), etcd::PrefixEnd(Key(area)), 0, true);
     if (!r) return r.error();
     *count = r->count;
   }
+  stats.published += removed;
   return stats;
+}
+
+Result<app::PurgeCounts> EtcdStore::PurgeFenced(Timestamp terminated_before, Timestamp delivered_before, int limit,
+                                                const std::optional<Fence>& fence) {
+  json fenced = json::array();
+  if (fence) {
+    fenced.push_back(etcd::CreateRevisionIs(fence->key, fence->create_revision));
+    if (fence->lease != 0) fenced.push_back(etcd::LeaseIs(fence->key, fence->lease));
+  }
+  // Deletes each record read (guarded by its mod revision) with its index entry, and `extra`
+  // operations under `extra_compare`, in one transaction; false when something changed
+  // meanwhile (the next purge looks again).
+  using Doomed = std::vector<std::pair<KeyValue, std::string>>;  // record, index key
+  auto remove = [&](const Doomed& doomed, const json& extra_compare, const json& extra) -> Result<bool> {
+    json compare = fenced;
+    json ops = json::array();
+    for (const auto& c : extra_compare) compare.push_back(c);
+    for (const auto& [kv, index_key] : doomed) {
+      compare.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
+      ops.push_back(etcd::DeleteOp(kv.key));
+      ops.push_back(etcd::DeleteOp(index_key));
+    }
+    for (const auto& op : extra) ops.push_back(op);
+    auto t = client_.Txn(compare, ops);
+    if (!t) return t.error();
+    return t->succeeded;
+  };
+  constexpr size_t kPerTxn = 30;  // 2 deletes and 1 compare each, under etcd's default 128
+  auto chunks = [](const Doomed& all, size_t from) {
+    return Doomed(all.begin() + static_cast<std::ptrdiff_t>(from),
+                  all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), from + kPerTxn)));
+  };
+  app::PurgeCounts counts;
+
+  // Instances: the first TERMINATED ones of the state index, when they ended long enough ago.
+  const std::string index = Key("instances-by-state/TERMINATED/");
+  auto listed = client_.Range(index, etcd::PrefixEnd(index), limit);
+  if (!listed) return listed.error();
+  std::vector<std::string> keys;
+  for (const auto& kv : listed->kvs) keys.push_back(Key("instances/" + kv.key.substr(index.size())));
+  auto bodies = GetMany(keys);
+  if (!bodies) return bodies.error();
+  const std::string cutoff = FormatRfc3339(terminated_before);
+  std::vector<std::pair<KeyValue, std::string>> instances;
+  for (size_t n = 0; n < bodies->size(); ++n) {
+    const KeyValue& kv = (*bodies)[n];
+    auto j = ParseValue(kv);
+    if (kv.mod_revision == 0 || !j || j->value("state", "") != "TERMINATED") continue;
+    const json& at = (*j)["terminated_at"];
+    if (at.is_string() && at.get<std::string>() < cutoff) instances.push_back({kv, listed->kvs[n].key});
+  }
+  for (size_t from = 0; from < instances.size(); from += kPerTxn) {
+    const Doomed part = chunks(instances, from);
+    auto done = remove(part, json::array(), json::array());
+    if (!done) return done.error();
+    if (!*done) break;
+    counts.instances += static_cast<int>(part.size());
+    std::lock_guard lock(known_mu_);
+    for (const auto& [kv, _] : part) known_.erase(kv.key);
+  }
+
+  // Events: the oldest of the outbox (event ids are ordered by time), delivered long enough
+  // ago; their subject entries go with them, and the published count keeps them.
+  const std::string events = Key("outbox/events/");
+  auto oldest = client_.Range(events, etcd::PrefixEnd(events), limit);
+  if (!oldest) return oldest.error();
+  std::vector<std::pair<KeyValue, std::string>> delivered;
+  for (const auto& kv : oldest->kvs) {
+    auto r = ReadRecord(kv);
+    if (!r || r->state != app::DeliveryState::kDelivered || !r->delivered_at || *r->delivered_at >= delivered_before)
+      continue;
+    delivered.push_back({kv, Key("outbox/subjects/" + KeyPart(r->event.subject) + "/" + kv.key.substr(events.size()))});
+  }
+  const std::string purged_key = Key("outbox/purged");
+  for (size_t from = 0; from < delivered.size(); from += kPerTxn) {
+    const Doomed part = chunks(delivered, from);
+    // The count of purged events moves with them, guarded like them.
+    auto purged = client_.Range(purged_key);
+    if (!purged) return purged.error();
+    std::int64_t before = 0, revision = 0;
+    if (!purged->kvs.empty()) {
+      const auto& v = purged->kvs.front().value;
+      std::from_chars(v.data(), v.data() + v.size(), before);
+      revision = purged->kvs.front().mod_revision;
+    }
+    auto done = remove(part, json::array({etcd::ModRevisionIs(purged_key, revision)}),
+                       json::array({etcd::PutOp(purged_key, std::to_string(before + static_cast<std::int64_t>(part.size())))}));
+    if (!done) return done.error();
+    if (!*done) break;
+    counts.events += static_cast<int>(part.size());
+  }
+  return counts;
 }
 
 // ---- writes --------------------------------------------------------------------------------

@@ -71,6 +71,9 @@ class EtcdStore final : public app::Store {
   Result<app::OutboxRecord> GetEvent(const std::string& event_id) override;
   Result<app::OutboxStats> GetOutboxStats() override;
   Status Ping() override;
+  Result<app::PurgeCounts> Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) override {
+    return PurgeFenced(terminated_before, delivered_before, limit, std::nullopt);
+  }
 
   // The key a fence names: the leader key, held by `create_revision` (its creation, i.e. one
   // term of one leader) on `lease` (the leader's lease; 0 checks no lease). A fenced commit
@@ -81,6 +84,10 @@ class EtcdStore final : public app::Store {
     std::int64_t lease = 0;
   };
   Status CommitFenced(const app::Changes& changes, const std::optional<Fence>& fence);
+  // Purge, fenced like CommitFenced. Each removal is guarded by the mod revision read, so a
+  // record that changed in between stays (for the next purge).
+  Result<app::PurgeCounts> PurgeFenced(Timestamp terminated_before, Timestamp delivered_before, int limit,
+                                       const std::optional<Fence>& fence);
 
   etcd::Client& client() { return client_; }
   const std::string& prefix() const { return options_.prefix; }
@@ -168,6 +175,11 @@ class FencedStore final : public app::Store {
   Result<app::OutboxRecord> GetEvent(const std::string& event_id) override { return store_.GetEvent(event_id); }
   Result<app::OutboxStats> GetOutboxStats() override { return store_.GetOutboxStats(); }
   Status Ping() override { return store_.Ping(); }
+  Result<app::PurgeCounts> Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) override {
+    auto fence = fence_();
+    if (!fence) return Error::Unavailable("store: this replica is not the leader; its background work commits nothing");
+    return store_.PurgeFenced(terminated_before, delivered_before, limit, fence);
+  }
 
  private:
   EtcdStore& store_;

@@ -634,12 +634,46 @@ Result<app::OutboxRecord> SqliteStore::GetEvent(const std::string& event_id) {
 Result<app::OutboxStats> SqliteStore::GetOutboxStats() {
   auto c = Lease();
   auto stmt = c->Prepare(
-      "SELECT (SELECT coalesce(max(seq), 0) FROM outbox), "
+      // The AUTOINCREMENT high-water mark counts every event ever written, purged ones too.
+      "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0), "
       "(SELECT count(*) FROM outbox WHERE state = 'pending'), (SELECT count(*) FROM outbox WHERE state = 'dead'), "
       "(SELECT count(*) FROM outbox WHERE state = 'held')");
   if (!stmt) return stmt.error();
   if ((*stmt)->Step() != SQLITE_ROW) return SqlError(c->db(), "outbox stats");
   return app::OutboxStats{(*stmt)->Int(0), (*stmt)->Int(1), (*stmt)->Int(2), (*stmt)->Int(3)};
+}
+
+Result<app::PurgeCounts> SqliteStore::Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) {
+  // A connection of its own: the group committer's belongs to the committing thread, and a
+  // purge is rare and bounded, so it may wait its turn for the write lock.
+  auto conn = OpenConnection(options_.path, true);
+  if (!conn) return conn.error();
+  Connection& c = **conn;
+  if (auto s = c.Exec("BEGIN IMMEDIATE"); !s) return s.error();
+  app::PurgeCounts counts;
+  auto run = [&](const std::string& sql, auto bind, int& removed) -> Status {
+    auto stmt = c.Prepare(sql);
+    if (!stmt) return stmt.error();
+    bind(**stmt);
+    if ((*stmt)->Step() != SQLITE_DONE) return SqlError(c.db(), "purge");
+    removed = sqlite3_changes(c.db());
+    return {};
+  };
+  // The time an instance terminated is in its body; the state index finds the candidates.
+  Status s = run(
+      "DELETE FROM instances WHERE id IN (SELECT id FROM instances WHERE state = 'TERMINATED' "
+      "AND json_extract(body, '$.terminated_at') < ?1 ORDER BY id LIMIT ?2)",
+      [&](Stmt& st) { st.Bind(1, FormatRfc3339(terminated_before)).Bind(2, std::int64_t{limit}); }, counts.instances);
+  if (s)
+    s = run("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE state = 'delivered' "
+            "AND delivered_ms < ?1 ORDER BY seq LIMIT ?2)",
+            [&](Stmt& st) { st.Bind(1, ToUnixMillis(delivered_before)).Bind(2, std::int64_t{limit}); }, counts.events);
+  if (s) s = c.Exec("COMMIT");
+  if (!s) {
+    (void)c.Exec("ROLLBACK");
+    return s.error();
+  }
+  return counts;
 }
 
 Status SqliteStore::Ping() {

@@ -69,6 +69,7 @@ class SqliteStore final : public app::Store {
   // tried, and the first write that succeeds, that one or a commit, clears the failure.
   // Errors: unavailable.
   Status Ping() override;
+  Result<app::PurgeCounts> Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) override;
 
   // How many transactions (fsyncs) have carried how many commits: for tests and metrics.
   struct CommitStats {
