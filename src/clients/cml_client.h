@@ -26,7 +26,7 @@ struct CmlOptions {
   std::string password;
   // A PEM bundle that verifies every worker's CML over https (CML_CA_FILE); empty: the
   // system's CA store. A worker's own cml_ca_pem replaces it for that worker.
-  std::string ca_file;
+  std::string ca_file{};
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds total_timeout{30000};
 };
