@@ -185,6 +185,7 @@ json ToJson(const Worker& w) {
           {"public_ip", w.public_ip},
           {"private_ip", w.private_ip},
           {"cml_url", w.cml_url},
+          {"cml_ca_pem", w.cml_ca_pem},
           {"license_type", ToString(w.license_type)},
           {"state", ToString(w.state)},
           {"state_history", HistoryJson(w.state_history)},
@@ -298,6 +299,7 @@ Result<Worker> WorkerFromJson(const json& j) {
     w.public_ip = j.at("public_ip").get<std::string>();
     w.private_ip = j.at("private_ip").get<std::string>();
     w.cml_url = j.at("cml_url").get<std::string>();
+    w.cml_ca_pem = j.value("cml_ca_pem", "");  // absent from workers stored before it existed
     auto licence = ParseLicenseType(j.at("license_type").get<std::string>());
     auto state = ParseWorkerState(j.at("state").get<std::string>());
     if (!licence || !state) throw std::runtime_error("bad licence or state");

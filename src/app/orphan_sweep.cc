@@ -23,15 +23,15 @@ std::optional<InstanceId> MarkedInstance(std::string_view description) {
   return InstanceId{std::string(id)};
 }
 
-Status RemoveCmlLab(CmlWorkers& cml, const std::string& cml_url, const std::string& lab_id) {
+Status RemoveCmlLab(CmlWorkers& cml, const CmlTarget& target, const std::string& lab_id) {
   auto gone = [](const Status& s) { return !s && s.error().code == ErrorCode::kNotFound; };
-  Status s = cml.StopLab(cml_url, lab_id);
+  Status s = cml.StopLab(target, lab_id);
   if (gone(s)) return {};
   if (!s) return s;
-  s = cml.WipeLab(cml_url, lab_id);
+  s = cml.WipeLab(target, lab_id);
   if (gone(s)) return {};
   if (!s) return s;
-  s = cml.DeleteLab(cml_url, lab_id);
+  s = cml.DeleteLab(target, lab_id);
   if (gone(s)) return {};
   return s;
 }
@@ -80,7 +80,7 @@ int OrphanSweep::SweepOnce() {
 std::optional<int> OrphanSweep::SweepWorker(const Worker& worker, Timestamp now) {
   // The labs are listed before any instance is read: a lab id recorded after the instance was
   // read belongs to a lab imported before that, which the mark protects (no cml_lab_id yet).
-  auto labs = cml_.ListLabs(worker.cml_url);
+  auto labs = cml_.ListLabs(CmlTargetOf(worker));
   if (!labs) {
     ++metrics_.unlisted_workers;
     spdlog::warn("orphan sweep: worker {}: labs not listed, worker skipped: {}", worker.id.value,
@@ -98,7 +98,7 @@ std::optional<int> OrphanSweep::SweepWorker(const Worker& worker, Timestamp now)
     const auto key = std::make_pair(worker.id.value, lab.id);
     const Timestamp since = lab.created ? *lab.created : first_orphaned_.try_emplace(key, now).first->second;
     if (now - since < options_.grace) continue;
-    if (auto s = RemoveCmlLab(cml_, worker.cml_url, lab.id); !s) {
+    if (auto s = RemoveCmlLab(cml_, CmlTargetOf(worker), lab.id); !s) {
       ++metrics_.removal_failures;
       spdlog::warn("orphan sweep: worker {}: orphan lab {} (mark: instance {}) not removed: {}", worker.id.value,
                    lab.id, marked->value, s.error().message);

@@ -19,9 +19,9 @@ namespace ccm::app {
 // "ccm lablet <id>" alone on the first line); nullopt for any other description.
 std::optional<domain::InstanceId> MarkedInstance(std::string_view description);
 
-// Stops, wipes and deletes a lab on the worker at `cml_url`; a lab that is gone already (at any
+// Stops, wipes and deletes a lab on the worker `cml`; a lab that is gone already (at any
 // step) counts as removed. Errors: those of CmlWorkers, from the step that failed.
-Status RemoveCmlLab(CmlWorkers& cml, const std::string& cml_url, const std::string& lab_id);
+Status RemoveCmlLab(CmlWorkers& cml, const CmlTarget& target, const std::string& lab_id);
 
 struct OrphanSweepOptions {
   // A marked lab no live instance owns is removed once it has been orphaned this long

@@ -327,7 +327,7 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
       return {};
     });
     if (!marked) return false;
-    auto lab_id = cml_.ImportLab(worker->cml_url, *lab, "lablet " + i.id.value);
+    auto lab_id = cml_.ImportLab(CmlTargetOf(*worker), *lab, "lablet " + i.id.value);
     if (!lab_id) {
       RecordCmlFailure(*marked, lab_id.error(), now, /*counted=*/true);
       return true;
@@ -348,16 +348,16 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
       (void)RemoveLab(*worker, *lab_id);
       return true;
     }
-    if (auto s = cml_.StartLab(worker->cml_url, *lab_id); !s) RecordCmlFailure(*recorded, s.error(), now);
+    if (auto s = cml_.StartLab(CmlTargetOf(*worker), *lab_id); !s) RecordCmlFailure(*recorded, s.error(), now);
     return true;
   }
-  auto state = cml_.LabState(worker->cml_url, *i.cml_lab_id);
+  auto state = cml_.LabState(CmlTargetOf(*worker), *i.cml_lab_id);
   if (!state) {
     RecordCmlFailure(i, state.error(), now);
     return true;
   }
   if (*state != CmlLabState::kStarted) {
-    if (auto s = cml_.StartLab(worker->cml_url, *i.cml_lab_id); !s) RecordCmlFailure(i, s.error(), now);
+    if (auto s = cml_.StartLab(CmlTargetOf(*worker), *i.cml_lab_id); !s) RecordCmlFailure(i, s.error(), now);
     return false;
   }
   auto running = instances_.Transition(i.id, InstanceState::kRunning, "lab " + *i.cml_lab_id + " started on CML",
@@ -396,7 +396,7 @@ void Reconcilers::RecordCmlFailure(const LabletInstance& i, const Error& e, Time
 }
 
 Status Reconcilers::RemoveLab(const Worker& worker, const std::string& lab_id) {
-  return RemoveCmlLab(cml_, worker.cml_url, lab_id);
+  return RemoveCmlLab(cml_, CmlTargetOf(worker), lab_id);
 }
 
 // ---- stopper -------------------------------------------------------------------------------
@@ -449,7 +449,7 @@ bool Reconcilers::StopInstance(const LabletInstance& i, Timestamp now) {
   if (i.cml_lab_id && i.worker_id) {
     auto worker = d_.store.GetWorker(*i.worker_id);
     if (!worker) return false;
-    Status s = cml_.StopLab(worker->cml_url, *i.cml_lab_id);
+    Status s = cml_.StopLab(CmlTargetOf(*worker), *i.cml_lab_id);
     if (!s && s.error().code != ErrorCode::kNotFound) {
       RecordCmlFailure(i, s.error(), now);
       return false;
@@ -507,6 +507,11 @@ int Reconcilers::AssignPodsOnce() {
 
 // ---- scaler --------------------------------------------------------------------------------
 
+Status Reconcilers::Provision(Worker& w, const CloudWorker& machine) const {
+  if (auto s = options_.cml_url_allow.Check(machine.cml_url); !s) return s;
+  return w.Provisioned(DraftOf(machine));
+}
+
 Status Reconcilers::CommitWorker(const Worker& w, std::vector<OutboxEvent> events) {
   Changes changes;
   changes.workers.push_back(w);
@@ -534,7 +539,7 @@ int Reconcilers::ScaleOnce() {
         spdlog::warn("scaler: worker {} not launched: {}", w.id.value, machine.error().message);
         continue;
       }
-      if (auto s = w.Provisioned(DraftOf(*machine)); !s) {
+      if (auto s = Provision(w, *machine); !s) {
         spdlog::warn("scaler: worker {}: the provider's machine is unusable: {}", w.id.value, s.error().message);
         continue;
       }
@@ -545,7 +550,7 @@ int Reconcilers::ScaleOnce() {
     } else if (cloud_ && w.state == WorkerState::kProvisioning && !w.cloud_id.empty()) {
       auto machine = cloud_->Describe(w.cloud_id);
       if (!machine || !machine->ready) continue;
-      if (auto s = w.Provisioned(DraftOf(*machine)); !s) continue;
+      if (auto s = Provision(w, *machine); !s) continue;
       auto change = w.MoveTo(WorkerState::kRunning, now, "the provider reports it ready", kScaler);
       if (!change) continue;
       std::vector<OutboxEvent> events{d_.events.WorkerMoved(w, *change)};

@@ -39,6 +39,9 @@ struct ReconcilerOptions {
   // a launched worker stays idle before it is drained.
   std::string scale_up_template = "cml-enterprise";
   std::chrono::milliseconds scale_down_grace = std::chrono::minutes(30);
+  // The hosts a launched machine's cml_url may name (CML_URL_ALLOW); a machine whose URL is
+  // refused is not taken, as any unusable machine.
+  domain::CmlUrlAllowList cml_url_allow;
   // Whether collections can be asked at all (an Assessment Platform is configured): without
   // one, an instance goes from RUNNING to STOPPING at its timeslot's end, not to COLLECTING.
   bool assessment_platform = true;
@@ -144,6 +147,9 @@ class Reconcilers {
   Status RemoveLab(const domain::Worker& worker, const std::string& lab_id);
   // Commits a worker with its events.
   Status CommitWorker(const domain::Worker& w, std::vector<OutboxEvent> events);
+  // Takes the provider's machine for `w` (Worker::Provisioned) if its cml_url is allowed.
+  // Errors: invalid_argument naming the field; `w` is unchanged then.
+  Status Provision(domain::Worker& w, const CloudWorker& machine) const;
 
   using DefinitionCache = std::map<std::pair<std::string, std::string>, domain::LabletDefinition>;
   // PENDING instances whose timeslot starts within schedule_ahead, earliest first.

@@ -328,6 +328,7 @@ Result<LabletInstance> InstanceService::Record(const InstanceId& id,
 // ---- workers -------------------------------------------------------------------------------
 
 Result<Worker> WorkerService::Register(WorkerDraft draft, const std::string& actor) {
+  if (auto s = allow_.Check(draft.cml_url); !s) return s.error();
   auto worker = NewWorker(std::move(draft), WorkerId{d_.ids.NewId()}, d_.clock.Now(), actor);
   if (!worker) return worker;
   Changes changes;

@@ -134,7 +134,11 @@ class InstanceService {
 // Use cases of workers.
 class WorkerService {
  public:
-  explicit WorkerService(Deps deps) : d_(deps) {}
+  // `allow`: the hosts a registered worker's cml_url may name (CML_URL_ALLOW); empty: any.
+  explicit WorkerService(Deps deps, domain::CmlUrlAllowList allow = {}) : d_(deps), allow_(std::move(allow)) {}
+  // Validates the draft (domain::NewWorker) and its cml_url against the allow-list, then
+  // stores the worker and its created event. Errors: invalid_argument naming the field
+  // (nothing is written); those of Store::Commit.
   Result<domain::Worker> Register(domain::WorkerDraft draft, const std::string& actor);
   Result<domain::Worker> Get(const domain::WorkerId& id);
   Result<PageOf<domain::Worker>> List(const Page& page);
@@ -147,6 +151,7 @@ class WorkerService {
 
  private:
   Deps d_;
+  domain::CmlUrlAllowList allow_;
 };
 
 // "sha256:<64 hex digits>" of `text`.

@@ -135,16 +135,19 @@ Result<json> LabYamlToTopology(std::string_view lab_yaml) {
   }
 }
 
-CmlClient::Worker& CmlClient::WorkerFor(const std::string& cml_url) {
+CmlClient::Worker& CmlClient::WorkerFor(const app::CmlTarget& cml) {
   std::lock_guard lock(mu_);
-  auto& w = workers_[cml_url];
-  if (!w) w = std::make_unique<Worker>();
+  auto& w = workers_[cml.url + '\n' + cml.ca_pem];
+  if (!w) {
+    w = std::make_unique<Worker>();
+    w->http.SetTrust({options_.ca_file, cml.ca_pem});
+  }
   return *w;
 }
 
-Status CmlClient::Authenticate(const std::string& cml_url, Worker& w) {
-  const std::string call = "CML " + cml_url + " POST /api/v0/authenticate";
-  const HttpAnswer a = w.http.Post(cml_url + "/api/v0/authenticate", {{"content-type", "application/json"}},
+Status CmlClient::Authenticate(const app::CmlTarget& cml, Worker& w) {
+  const std::string call = "CML " + cml.url + " POST /api/v0/authenticate";
+  const HttpAnswer a = w.http.Post(cml.url + "/api/v0/authenticate", {{"content-type", "application/json"}},
                                    json{{"username", options_.username}, {"password", options_.password}}.dump(),
                                    options_.connect_timeout, options_.total_timeout);
   if (!a.transport_error.empty() || a.status != 200) {
@@ -158,21 +161,21 @@ Status CmlClient::Authenticate(const std::string& cml_url, Worker& w) {
   return {};
 }
 
-Result<std::string> CmlClient::Call(const std::string& cml_url, const std::string& method, const std::string& path,
+Result<std::string> CmlClient::Call(const app::CmlTarget& cml, const std::string& method, const std::string& path,
                                     const std::string& body) {
-  const std::string call = "CML " + cml_url + " " + method + " /api/v0" + path;
-  Worker& w = WorkerFor(cml_url);
+  const std::string call = "CML " + cml.url + " " + method + " /api/v0" + path;
+  Worker& w = WorkerFor(cml);
   std::lock_guard lock(w.mu);
   HttpAnswer a;
   std::string token;
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (w.token.empty())
-      if (auto s = Authenticate(cml_url, w); !s) return s.error();
+      if (auto s = Authenticate(cml, w); !s) return s.error();
     std::map<std::string, std::string> headers = {{"authorization", "Bearer " + w.token},
                                                   {"accept", "application/json"}};
     if (!body.empty()) headers["content-type"] = "application/json";
     token = w.token;
-    a = w.http.Send(method, cml_url + "/api/v0" + path, headers, body, options_.connect_timeout,
+    a = w.http.Send(method, cml.url + "/api/v0" + path, headers, body, options_.connect_timeout,
                     options_.total_timeout);
     if (a.transport_error.empty() && a.status == 401) {
       w.token.clear();  // expired or revoked: authenticate again, once
@@ -187,34 +190,34 @@ Result<std::string> CmlClient::Call(const std::string& cml_url, const std::strin
   return Error::InvalidArgument(call + ": " + Text(a, token, options_.password));
 }
 
-Result<std::string> CmlClient::ImportLab(const std::string& cml_url, const std::string& lab_yaml,
+Result<std::string> CmlClient::ImportLab(const app::CmlTarget& cml, const std::string& lab_yaml,
                                          const std::string& title) {
   auto topology = LabYamlToTopology(lab_yaml);
   if (!topology) return topology.error();
   MarkTopology(*topology, app::LabMark(title));
-  auto body = Call(cml_url, "POST", "/import?title=" + UrlEscape(title), topology->dump());
+  auto body = Call(cml, "POST", "/import?title=" + UrlEscape(title), topology->dump());
   if (!body) return body.error();
   const json answer = cloudevents::ParseJsonOrDiscarded(*body);
   if (!answer.is_object() || !answer.contains("id") || !answer["id"].is_string())
-    return Error::Unavailable("CML " + cml_url + " POST /api/v0/import: the answer has no lab id");
+    return Error::Unavailable("CML " + cml.url + " POST /api/v0/import: the answer has no lab id");
   return answer["id"].get<std::string>();
 }
 
-Result<std::vector<app::CmlLab>> CmlClient::ListLabs(const std::string& cml_url) {
-  auto body = Call(cml_url, "GET", "/labs?show_all=true", "");
+Result<std::vector<app::CmlLab>> CmlClient::ListLabs(const app::CmlTarget& cml) {
+  auto body = Call(cml, "GET", "/labs?show_all=true", "");
   if (!body) return body.error();
   const json ids = json::parse(*body, nullptr, false);
-  if (!ids.is_array()) return Error::Unavailable("CML " + cml_url + " GET /api/v0/labs: the answer is not a list");
+  if (!ids.is_array()) return Error::Unavailable("CML " + cml.url + " GET /api/v0/labs: the answer is not a list");
   std::vector<app::CmlLab> labs;
   labs.reserve(ids.size());
   for (const auto& id : ids) {
-    if (!id.is_string()) return Error::Unavailable("CML " + cml_url + " GET /api/v0/labs: a lab id is not a string");
-    auto info = Call(cml_url, "GET", "/labs/" + UrlEscape(id.get<std::string>()), "");
+    if (!id.is_string()) return Error::Unavailable("CML " + cml.url + " GET /api/v0/labs: a lab id is not a string");
+    auto info = Call(cml, "GET", "/labs/" + UrlEscape(id.get<std::string>()), "");
     if (!info && info.error().code == ErrorCode::kNotFound) continue;  // deleted since it was listed
     if (!info) return info.error();
     const json lab = json::parse(*info, nullptr, false);
     if (!lab.is_object())
-      return Error::Unavailable("CML " + cml_url + " GET /api/v0/labs/" + id.get<std::string>() +
+      return Error::Unavailable("CML " + cml.url + " GET /api/v0/labs/" + id.get<std::string>() +
                                 ": the answer is not a lab");
     app::CmlLab out;
     out.id = id.get<std::string>();
@@ -226,37 +229,37 @@ Result<std::vector<app::CmlLab>> CmlClient::ListLabs(const std::string& cml_url)
   return labs;
 }
 
-Status CmlClient::StartLab(const std::string& cml_url, const std::string& lab_id) {
-  auto r = Call(cml_url, "PUT", "/labs/" + UrlEscape(lab_id) + "/start", "");
+Status CmlClient::StartLab(const app::CmlTarget& cml, const std::string& lab_id) {
+  auto r = Call(cml, "PUT", "/labs/" + UrlEscape(lab_id) + "/start", "");
   if (!r) return r.error();
   return {};
 }
 
-Result<app::CmlLabState> CmlClient::LabState(const std::string& cml_url, const std::string& lab_id) {
-  auto body = Call(cml_url, "GET", "/labs/" + UrlEscape(lab_id) + "/state", "");
+Result<app::CmlLabState> CmlClient::LabState(const app::CmlTarget& cml, const std::string& lab_id) {
+  auto body = Call(cml, "GET", "/labs/" + UrlEscape(lab_id) + "/state", "");
   if (!body) return body.error();
   const json state = cloudevents::ParseJsonOrDiscarded(*body);
   if (state == "STARTED") return app::CmlLabState::kStarted;
   if (state == "STOPPED") return app::CmlLabState::kStopped;
   if (state == "DEFINED_ON_CORE") return app::CmlLabState::kDefinedOnCore;
-  return Error::Unavailable("CML " + cml_url + " GET /api/v0/labs/" + lab_id + "/state: unknown state " +
+  return Error::Unavailable("CML " + cml.url + " GET /api/v0/labs/" + lab_id + "/state: unknown state " +
                             body->substr(0, 40));
 }
 
-Status CmlClient::StopLab(const std::string& cml_url, const std::string& lab_id) {
-  auto r = Call(cml_url, "PUT", "/labs/" + UrlEscape(lab_id) + "/stop", "");
+Status CmlClient::StopLab(const app::CmlTarget& cml, const std::string& lab_id) {
+  auto r = Call(cml, "PUT", "/labs/" + UrlEscape(lab_id) + "/stop", "");
   if (!r) return r.error();
   return {};
 }
 
-Status CmlClient::WipeLab(const std::string& cml_url, const std::string& lab_id) {
-  auto r = Call(cml_url, "PUT", "/labs/" + UrlEscape(lab_id) + "/wipe", "");
+Status CmlClient::WipeLab(const app::CmlTarget& cml, const std::string& lab_id) {
+  auto r = Call(cml, "PUT", "/labs/" + UrlEscape(lab_id) + "/wipe", "");
   if (!r) return r.error();
   return {};
 }
 
-Status CmlClient::DeleteLab(const std::string& cml_url, const std::string& lab_id) {
-  auto r = Call(cml_url, "DELETE", "/labs/" + UrlEscape(lab_id), "");
+Status CmlClient::DeleteLab(const app::CmlTarget& cml, const std::string& lab_id) {
+  auto r = Call(cml, "DELETE", "/labs/" + UrlEscape(lab_id), "");
   if (!r) return r.error();
   return {};
 }

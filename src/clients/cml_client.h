@@ -24,26 +24,30 @@ Result<nlohmann::json> LabYamlToTopology(std::string_view lab_yaml);
 struct CmlOptions {
   std::string username;
   std::string password;
+  // A PEM bundle that verifies every worker's CML over https (CML_CA_FILE); empty: the
+  // system's CA store. A worker's own cml_ca_pem replaces it for that worker.
+  std::string ca_file{};
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds total_timeout{30000};
 };
 
-// The CML workers over HTTP. Each worker gets its own keep-alive connection and its own
-// token (POST /api/v0/authenticate), fetched on first use; a 401 fetches a new one and
+// The CML workers over HTTP(S). Over https the worker's certificate is verified with its
+// cml_ca_pem, else CmlOptions::ca_file, else the system's CA store; never skipped. Each worker
+// gets its own keep-alive connection and its own token (POST /api/v0/authenticate), fetched on first use; a 401 fetches a new one and
 // retries once. One attempt per call otherwise: the reconcilers retry with backoff. Errors
 // name the worker, the call and the status, never the password or the token. Thread-safe.
 class CmlClient final : public app::CmlWorkers {
  public:
   explicit CmlClient(CmlOptions options) : options_(std::move(options)) {}
 
-  Result<std::string> ImportLab(const std::string& cml_url, const std::string& lab_yaml,
+  Result<std::string> ImportLab(const app::CmlTarget& cml, const std::string& lab_yaml,
                                 const std::string& title) override;
-  Result<std::vector<app::CmlLab>> ListLabs(const std::string& cml_url) override;
-  Status StartLab(const std::string& cml_url, const std::string& lab_id) override;
-  Result<app::CmlLabState> LabState(const std::string& cml_url, const std::string& lab_id) override;
-  Status StopLab(const std::string& cml_url, const std::string& lab_id) override;
-  Status WipeLab(const std::string& cml_url, const std::string& lab_id) override;
-  Status DeleteLab(const std::string& cml_url, const std::string& lab_id) override;
+  Result<std::vector<app::CmlLab>> ListLabs(const app::CmlTarget& cml) override;
+  Status StartLab(const app::CmlTarget& cml, const std::string& lab_id) override;
+  Result<app::CmlLabState> LabState(const app::CmlTarget& cml, const std::string& lab_id) override;
+  Status StopLab(const app::CmlTarget& cml, const std::string& lab_id) override;
+  Status WipeLab(const app::CmlTarget& cml, const std::string& lab_id) override;
+  Status DeleteLab(const app::CmlTarget& cml, const std::string& lab_id) override;
 
  private:
   struct Worker {
@@ -51,12 +55,14 @@ class CmlClient final : public app::CmlWorkers {
     HttpPoster http;
     std::string token;
   };
-  Worker& WorkerFor(const std::string& cml_url);
+  // The connection and token for `cml`: one per URL and trust, so that a worker whose CA
+  // changes gets a new connection.
+  Worker& WorkerFor(const app::CmlTarget& cml);
   // One call with the worker's token; the 2xx answer's body.
-  Result<std::string> Call(const std::string& cml_url, const std::string& method, const std::string& path,
+  Result<std::string> Call(const app::CmlTarget& cml, const std::string& method, const std::string& path,
                            const std::string& body);
   // POST /authenticate. Called with the worker's lock held.
-  Status Authenticate(const std::string& cml_url, Worker& w);
+  Status Authenticate(const app::CmlTarget& cml, Worker& w);
 
   CmlOptions options_;
   std::mutex mu_;

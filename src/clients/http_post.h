@@ -23,6 +23,13 @@ struct HttpAnswer {
   std::string retry_after;      // the Retry-After header, if any
 };
 
+// The certificates that verify a server over https. Verification itself (the peer's chain
+// and its name) is always on: there is no setting that turns it off.
+struct TlsTrust {
+  std::string ca_file;  // a PEM bundle on disk; empty: the system's CA store
+  std::string ca_pem;   // PEM text; when set, used instead of ca_file (CURLOPT_CAINFO_BLOB)
+};
+
 // One keep-alive libcurl handle. Not thread-safe: one request at a time.
 class HttpPoster {
  public:
@@ -40,8 +47,12 @@ class HttpPoster {
                   const std::string& body, std::chrono::milliseconds connect_timeout,
                   std::chrono::milliseconds total_timeout);
 
+  // The certificates later requests over https are verified with.
+  void SetTrust(TlsTrust trust) { trust_ = std::move(trust); }
+
  private:
   void* curl_;
+  TlsTrust trust_;
 };
 
 }  // namespace ccm::clients

@@ -1,7 +1,9 @@
 #include "domain/worker.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "domain/definition.h"
@@ -19,7 +21,138 @@ std::string Num(double v) {
   return s;
 }
 
+constexpr std::size_t kMaxCmlUrlBytes = 2048;
+
+std::string Lower(std::string_view v) {
+  std::string out(v);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool IsHostChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_';
+}
+
+// The host of `url` (brackets of an IPv6 literal dropped) after CheckCmlUrl's rule, or the
+// broken rule. Shared by CheckCmlUrl and CmlUrlHost so that both read a URL the same way.
+Result<std::string_view> SplitHost(std::string_view url) {
+  const auto fail = [](const std::string& rule) -> Error { return Error::InvalidArgument("cml_url " + rule, "cml_url"); };
+  if (url.size() > kMaxCmlUrlBytes) return fail("must be at most " + std::to_string(kMaxCmlUrlBytes) + " bytes");
+  for (char c : url) {
+    const auto u = static_cast<unsigned char>(c);
+    // A backslash is read as a slash by some URL parsers and not by others.
+    if (u <= 0x20 || u == 0x7f || c == '\\')
+      return fail("must not contain whitespace, control characters or backslashes");
+  }
+  std::string_view rest;
+  if (url.rfind("https://", 0) == 0) rest = url.substr(8);
+  else if (url.rfind("http://", 0) == 0) rest = url.substr(7);
+  else return fail("must be an http:// or https:// URL");
+  if (url.find('#') != std::string_view::npos) return fail("must not have a fragment (#...)");
+  if (url.find('?') != std::string_view::npos) return fail("must not have a query (?...)");
+  const std::string_view authority = rest.substr(0, rest.find('/'));
+  if (authority.find('@') != std::string_view::npos)
+    return fail("must not carry credentials (user:pass@host): CML_USERNAME and CML_PASSWORD are used");
+  std::string_view host = authority;
+  std::optional<std::string_view> port;  // as written after the host's ':'
+  if (!authority.empty() && authority[0] == '[') {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return fail("has an IPv6 host without its closing ]");
+    host = authority.substr(1, close - 1);
+    const std::string_view after = authority.substr(close + 1);
+    if (!after.empty() && after[0] != ':') return fail("must have only a port after the host");
+    if (!after.empty()) port = after.substr(1);
+    for (char c : host)
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.')
+        return fail("has an IPv6 host that is not an address");
+  } else {
+    if (const auto colon = authority.find(':'); colon != std::string_view::npos) {
+      host = authority.substr(0, colon);
+      port = authority.substr(colon + 1);
+    }
+    for (char c : host)
+      if (!IsHostChar(c)) return fail("must have a host of letters, digits, '-', '_' and '.'");
+  }
+  if (host.empty()) return fail("must name a host");
+  if (port) {
+    int n = 0;
+    bool digits = !port->empty() && port->size() <= 5;
+    for (char c : *port) {
+      if (!std::isdigit(static_cast<unsigned char>(c))) digits = false;
+      else n = n * 10 + (c - '0');
+    }
+    if (!digits || n < 1 || n > 65535) return fail("must have a port from 1 to 65535");
+  }
+  return host;
+}
+
 }  // namespace
+
+Status CheckCmlUrl(std::string_view url) {
+  auto host = SplitHost(url);
+  if (!host) return host.error();
+  return {};
+}
+
+std::string CmlUrlHost(std::string_view url) {
+  auto host = SplitHost(url);
+  return host ? Lower(*host) : std::string();
+}
+
+Status CmlUrlAllowList::Check(std::string_view url) const {
+  auto split = SplitHost(url);
+  if (!split) return split.error();
+  if (entries.empty()) return {};
+  const std::string host = Lower(*split);
+  for (const std::string& entry : entries) {
+    const std::string e = Lower(entry);
+    if (e.empty()) continue;
+    if (e[0] == '.' ? host.size() > e.size() && host.compare(host.size() - e.size(), e.size(), e) == 0 : host == e)
+      return {};
+  }
+  return Error::InvalidArgument("cml_url host " + host + " is not allowed by CML_URL_ALLOW", "cml_url");
+}
+
+Status CheckCaPem(std::string_view pem) {
+  constexpr std::string_view kBegin = "-----BEGIN CERTIFICATE-----";
+  constexpr std::string_view kEnd = "-----END CERTIFICATE-----";
+  const auto fail = [&](const std::string& why) -> Error {
+    return Error::InvalidArgument("cml_ca_pem must be PEM certificates (" + std::string(kBegin) + " ... " +
+                                      std::string(kEnd) + "): " + why,
+                                  "cml_ca_pem");
+  };
+  if (pem.size() > kMaxCmlCaPemBytes)
+    return fail("more than " + std::to_string(kMaxCmlCaPemBytes) + " bytes");
+  const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+  int certificates = 0;
+  std::size_t at = 0;
+  while (true) {
+    while (at < pem.size() && is_space(pem[at])) ++at;
+    if (at == pem.size()) break;
+    if (pem.compare(at, kBegin.size(), kBegin) != 0) return fail("text outside a certificate block");
+    at += kBegin.size();
+    const auto end = pem.find(kEnd, at);
+    if (end == std::string_view::npos) return fail("a certificate block without its end line");
+    std::size_t symbols = 0;
+    std::size_t padding = 0;
+    for (char c : pem.substr(at, end - at)) {
+      if (is_space(c)) continue;
+      if (c == '=') {
+        ++padding;
+        ++symbols;
+        continue;
+      }
+      if (padding > 0 || !(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/'))
+        return fail("a certificate block that is not base64");
+      ++symbols;
+    }
+    if (symbols == 0 || symbols % 4 != 0 || padding > 2) return fail("a certificate block that is not base64");
+    ++certificates;
+    at = end + kEnd.size();
+  }
+  if (certificates == 0) return fail("no certificate");
+  return {};
+}
 
 int Worker::EffectiveMaxNodes() const {
   return license_type == LicenseType::kPersonal ? std::min(max_nodes, kPersonalMaxNodes) : max_nodes;
@@ -130,8 +263,7 @@ Worker RequestedWorker(WorkerId id, std::string template_name, Timestamp now) {
 
 Status Worker::Provisioned(const WorkerDraft& d) {
   if (d.hostname.empty()) return Error::InvalidArgument("hostname must not be empty", "hostname");
-  if (d.cml_url.rfind("http://", 0) != 0 && d.cml_url.rfind("https://", 0) != 0)
-    return Error::InvalidArgument("cml_url must be an http:// or https:// URL", "cml_url");
+  if (auto s = CheckCmlUrl(d.cml_url); !s) return s;
   if (d.capacity.cpu_cores <= 0 || d.capacity.memory_gb <= 0 || d.max_nodes < 1)
     return Error::InvalidArgument("capacity must be greater than 0", "capacity");
   hostname = d.hostname;
@@ -148,8 +280,9 @@ Result<Worker> NewWorker(WorkerDraft d, WorkerId id, Timestamp now, std::string 
   if (d.name.empty() || d.name.size() > 128)
     return Error::InvalidArgument("name must be 1-128 characters", "name");
   if (d.hostname.empty()) return Error::InvalidArgument("hostname must not be empty", "hostname");
-  if (d.cml_url.rfind("http://", 0) != 0 && d.cml_url.rfind("https://", 0) != 0)
-    return Error::InvalidArgument("cml_url must be an http:// or https:// URL", "cml_url");
+  if (auto s = CheckCmlUrl(d.cml_url); !s) return s.error();
+  if (!d.cml_ca_pem.empty())
+    if (auto s = CheckCaPem(d.cml_ca_pem); !s) return s.error();
   if (!std::isfinite(d.capacity.cpu_cores) || d.capacity.cpu_cores <= 0)
     return Error::InvalidArgument("cpu_cores must be greater than 0", "capacity.cpu_cores");
   if (!std::isfinite(d.capacity.memory_gb) || d.capacity.memory_gb <= 0)
@@ -172,6 +305,7 @@ Result<Worker> NewWorker(WorkerDraft d, WorkerId id, Timestamp now, std::string 
   w.public_ip = std::move(d.public_ip);
   w.private_ip = std::move(d.private_ip);
   w.cml_url = std::move(d.cml_url);
+  w.cml_ca_pem = std::move(d.cml_ca_pem);
   w.license_type = d.license_type;
   w.capacity = d.capacity;
   w.max_nodes = d.max_nodes;

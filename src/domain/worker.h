@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "domain/result.h"
@@ -37,6 +38,9 @@ struct Worker {
   std::string public_ip;
   std::string private_ip;
   std::string cml_url;
+  // PEM certificates that verify this worker's CML over https (instead of CML_CA_FILE or the
+  // system's store); empty for those.
+  std::string cml_ca_pem;
   LicenseType license_type = LicenseType::kEnterprise;
   WorkerState state = WorkerState::kPending;
   std::vector<WorkerChange> state_history;
@@ -81,10 +85,43 @@ struct Worker {
   Result<WorkerChange> MoveTo(WorkerState to, Timestamp at, std::string reason, std::string actor);
 
   // Takes the address, licence and capacity of a machine a cloud provider started for this
-  // worker (the draft's name, template, ports and state are not used). Errors:
-  // invalid_argument naming the field.
+  // worker (the draft's name, template, ports, state and CA are not used). Errors:
+  // invalid_argument naming the field (cml_url: the rule of CheckCmlUrl).
   Status Provisioned(const WorkerDraft& d);
 };
+
+// The rule every worker's cml_url follows, wherever it comes from (registration, a cloud
+// provider's answer): an absolute `http://` or `https://` URL (scheme in lower case) with a
+// host, an optional port 1-65535 and an optional path; no userinfo (`user:pass@`), no query,
+// no fragment, no whitespace or control characters, at most 2048 bytes. ccm appends
+// `/api/v0/...` to it, which is why a query or a fragment is refused too. Errors:
+// invalid_argument, field "cml_url", the message naming the rule broken.
+Status CheckCmlUrl(std::string_view url);
+
+// The host of a cml_url that CheckCmlUrl accepts, in lower case, without brackets for an IPv6
+// literal; "" for any other text.
+std::string CmlUrlHost(std::string_view url);
+
+// Which hosts a worker's cml_url may name (CML_URL_ALLOW). An entry starting with "." is a
+// suffix: ".lab.example.com" allows "cml1.lab.example.com" (not "lab.example.com" itself);
+// any other entry is one exact host name or IP literal. Compared without regard to case. An
+// empty list allows every host.
+struct CmlUrlAllowList {
+  std::vector<std::string> entries;
+
+  // Errors: those of CheckCmlUrl; invalid_argument, field "cml_url", when the list is not
+  // empty and no entry allows the URL's host.
+  Status Check(std::string_view url) const;
+};
+
+// The largest cml_ca_pem accepted: a bundle of a few certificates.
+inline constexpr std::size_t kMaxCmlCaPemBytes = 64 * 1024;
+
+// Whether `pem` is a PEM bundle of certificates: one or more "-----BEGIN CERTIFICATE-----"
+// ... "-----END CERTIFICATE-----" blocks of base64 text, nothing but whitespace between
+// them, at most kMaxCmlCaPemBytes. Structure only: whether the certificates are sound is
+// decided by TLS when the worker is called. Errors: invalid_argument, field "cml_ca_pem".
+Status CheckCaPem(std::string_view pem);
 
 // What a caller supplies to register a worker.
 struct WorkerDraft {
@@ -94,6 +131,9 @@ struct WorkerDraft {
   std::string public_ip;
   std::string private_ip;
   std::string cml_url;
+  // PEM certificates that verify this worker's CML over https instead of CML_CA_FILE or the
+  // system's store; empty for those. Checked with CheckCaPem.
+  std::string cml_ca_pem;
   LicenseType license_type = LicenseType::kEnterprise;
   Resources capacity;
   int max_nodes = 0;
@@ -108,7 +148,8 @@ struct WorkerDraft {
 // starts a machine for it (Worker::Provisioned).
 Worker RequestedWorker(WorkerId id, std::string template_name, Timestamp now);
 
-// Validates the draft. Errors: invalid_argument naming the field.
+// Validates the draft (cml_url by CheckCmlUrl, cml_ca_pem by CheckCaPem when not empty).
+// Errors: invalid_argument naming the field.
 Result<Worker> NewWorker(WorkerDraft draft, WorkerId id, Timestamp now, std::string actor);
 
 }  // namespace ccm::domain

@@ -250,7 +250,7 @@ void AddInstanceRoutes(Router& router, app::InstanceService& instances) {
 
 Result<WorkerDraft> ReadWorkerDraft(const json& body) {
   FieldReader r(body);
-  r.Only({"name", "template_name", "hostname", "public_ip", "private_ip", "cml_url", "license_type", "capacity",
+  r.Only({"name", "template_name", "hostname", "public_ip", "private_ip", "cml_url", "cml_ca_pem", "license_type", "capacity",
           "port_range", "state"});
   WorkerDraft d;
   d.name = r.String("name");
@@ -259,6 +259,7 @@ Result<WorkerDraft> ReadWorkerDraft(const json& body) {
   d.public_ip = r.OptString("public_ip").value_or("");
   d.private_ip = r.OptString("private_ip").value_or("");
   d.cml_url = r.String("cml_url");
+  d.cml_ca_pem = r.OptString("cml_ca_pem").value_or("");
   const std::string licence = r.String("license_type");
   if (r.ok()) {
     if (auto t = ParseLicenseType(licence)) d.license_type = *t;

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 
@@ -24,7 +25,7 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "AUTH_AUDIENCE", "AUTH_CLOCK_SKEW_SECONDS", "AUTH_CLIENT_ID", "AUTH_REALM_ROLES",
                               "AUTH_JWKS_REFRESH_SECONDS", "AUTH_JWKS_MAX_STALE_SECONDS", "CCM_MAX_BODY_BYTES", "CCM_MAX_JSON_DEPTH",
                               "CCM_MAX_CONNECTIONS", "CCM_REQUEST_TIMEOUT_MS", "CCM_IDLE_TIMEOUT_MS", "CCM_ETCD_PREFIX", "CCM_LEADER_TTL_SECONDS",
-                              "CCM_PUBLIC_URL", "ORPHAN_LAB_GRACE_SECONDS"};
+                              "CCM_PUBLIC_URL", "ORPHAN_LAB_GRACE_SECONDS", "CML_CA_FILE", "CML_URL_ALLOW"};
 
 // The integer settings: name, field, smallest and largest value.
 struct IntSetting {
@@ -78,6 +79,29 @@ Result<std::string> ParseUrl(const std::string& key, std::string v) {
     return Error::InvalidArgument(key + " must be an http:// or https:// URL", key);
   while (!v.empty() && v.back() == '/') v.pop_back();
   return v;
+}
+
+// CML_URL_ALLOW: host names, IP literals or ".suffix"es separated by commas, blanks around
+// them dropped. Errors: invalid_argument for an entry that is empty or holds more than a host.
+Result<std::vector<std::string>> ParseAllowList(const std::string& v) {
+  std::vector<std::string> out;
+  if (v.find_first_not_of(" \t") == std::string::npos) return out;
+  for (size_t from = 0; from <= v.size();) {
+    const size_t comma = std::min(v.find(',', from), v.size());
+    std::string e = v.substr(from, comma - from);
+    e.erase(0, e.find_first_not_of(" \t"));
+    e.erase(e.find_last_not_of(" \t") + 1);
+    const bool host_only = !e.empty() && e != "." && std::all_of(e.begin(), e.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '.' || ch == '_' || ch == ':';
+    });
+    if (!host_only)
+      return Error::InvalidArgument(
+          "CML_URL_ALLOW must be hosts or .suffixes separated by commas (like .lab.example.com,10.0.0.5), not '" + v + "'",
+          "CML_URL_ALLOW");
+    out.push_back(e);
+    from = comma + 1;
+  }
+  return out;
 }
 
 Status Apply(Config& c, const std::string& key, const std::string& v) {
@@ -165,6 +189,19 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     c.cml_username = v;
   } else if (key == "CML_PASSWORD") {
     c.cml_password = v;
+  } else if (key == "CML_CA_FILE") {
+    // Read now, so that a wrong path stops the start instead of failing every https call.
+    if (!v.empty()) {
+      std::ifstream in(v);
+      std::string first;
+      if (!in || !std::getline(in, first))
+        return Error::InvalidArgument("CML_CA_FILE " + v + " cannot be read", key);
+    }
+    c.cml_ca_file = v;
+  } else if (key == "CML_URL_ALLOW") {
+    auto allow = ParseAllowList(v);
+    if (!allow) return allow.error();
+    c.cml_url_allow = std::move(*allow);
   } else if (key == "CLOUD_PROVIDER_URL") {
     auto url = ParseUrl(key, v);
     if (!url) return url.error();

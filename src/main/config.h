@@ -47,6 +47,8 @@ struct Config {
   int event_dedup_ttl_hours = 24;         // EVENT_DEDUP_TTL_HOURS: how long consumed event keys are kept
   std::string cml_username = "admin";     // CML_USERNAME: the account on every CML worker
   std::string cml_password;               // CML_PASSWORD (never logged)
+  std::string cml_ca_file;                // CML_CA_FILE: PEM CAs verifying every CML over https; empty: the system's store
+  std::vector<std::string> cml_url_allow; // CML_URL_ALLOW: hosts (".suffix" or exact) a worker's cml_url may name; empty: any
   std::string cloud_provider_url;         // CLOUD_PROVIDER_URL: empty scales nothing
   std::string scale_up_template = "cml-enterprise";  // SCALE_UP_TEMPLATE: what the scaler asks for
   int scale_down_grace_minutes = 30;      // SCALE_DOWN_GRACE_MINUTES: idle time before a launched worker drains

@@ -158,7 +158,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   app::DefinitionService definitions(deps);
   app::InstanceService instances(deps);
   app::InstanceService leader_instances(leader_deps);
-  app::WorkerService workers(deps);
+  app::WorkerService workers(deps, domain::CmlUrlAllowList{config->cml_url_allow});
 
   if (!config->sink_url.empty()) {
     clients::HttpEventSinkOptions sink_options;
@@ -202,7 +202,11 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     leader_instances.EnablePodAssignment(pods, engine);
   }
 
-  clients::CmlClient cml({config->cml_username, config->cml_password});
+  clients::CmlOptions cml_options;
+  cml_options.username = config->cml_username;
+  cml_options.password = config->cml_password;
+  cml_options.ca_file = config->cml_ca_file;
+  clients::CmlClient cml(std::move(cml_options));
   std::unique_ptr<clients::CloudProviderClient> cloud;
   if (!config->cloud_provider_url.empty())
     cloud = std::make_unique<clients::CloudProviderClient>(config->cloud_provider_url);
@@ -214,6 +218,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   reconcile_options.cml_max_failures = config->cml_max_failures;
   reconcile_options.archive_retention = std::chrono::minutes(config->archive_retention_minutes);
   reconcile_options.scale_up_template = config->scale_up_template;
+  reconcile_options.cml_url_allow = domain::CmlUrlAllowList{config->cml_url_allow};
   reconcile_options.scale_down_grace = std::chrono::minutes(config->scale_down_grace_minutes);
   reconcile_options.assessment_platform = !config->assessment_platform_url.empty();
   reconcile_options.collecting_timeout = std::chrono::seconds(config->collecting_timeout_seconds);

@@ -9,13 +9,13 @@ namespace ccm::testing {
 
 // CML for tests of the scheduler, which never calls it: any call is a failure of the test.
 struct NoCml : app::CmlWorkers {
-  Result<std::string> ImportLab(const std::string&, const std::string&, const std::string&) override { return Refuse(); }
-  Status StartLab(const std::string&, const std::string&) override { return Refuse(); }
-  Result<app::CmlLabState> LabState(const std::string&, const std::string&) override { return Refuse(); }
-  Status StopLab(const std::string&, const std::string&) override { return Refuse(); }
-  Status WipeLab(const std::string&, const std::string&) override { return Refuse(); }
-  Status DeleteLab(const std::string&, const std::string&) override { return Refuse(); }
-  Result<std::vector<app::CmlLab>> ListLabs(const std::string&) override { return Refuse(); }
+  Result<std::string> ImportLab(const app::CmlTarget&, const std::string&, const std::string&) override { return Refuse(); }
+  Status StartLab(const app::CmlTarget&, const std::string&) override { return Refuse(); }
+  Result<app::CmlLabState> LabState(const app::CmlTarget&, const std::string&) override { return Refuse(); }
+  Status StopLab(const app::CmlTarget&, const std::string&) override { return Refuse(); }
+  Status WipeLab(const app::CmlTarget&, const std::string&) override { return Refuse(); }
+  Status DeleteLab(const app::CmlTarget&, const std::string&) override { return Refuse(); }
+  Result<std::vector<app::CmlLab>> ListLabs(const app::CmlTarget&) override { return Refuse(); }
   static Error Refuse() {
     ADD_FAILURE() << "the scheduler called CML";
     return Error::Unavailable("no CML here");

@@ -156,6 +156,32 @@ TEST(Config, AuthenticationSettings) {
   for (const auto& env : bad) EXPECT_FALSE(LoadConfig(std::nullopt, env)) << env.begin()->first;
 }
 
+TEST(Config, CmlTrustAndAllowList) {
+  auto defaults = LoadConfig(std::nullopt, {});
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->cml_ca_file, "");  // the system's CA store
+  EXPECT_TRUE(defaults->cml_url_allow.empty());
+
+  ccm::testing::TempDir dir;
+  std::ofstream(dir.File("ca.pem")) << "-----BEGIN CERTIFICATE-----\n";
+  auto c = LoadConfig(std::nullopt, {{"CML_CA_FILE", dir.File("ca.pem")},
+                                     {"CML_URL_ALLOW", " .lab.example.com, 10.0.0.5 ,cml-edge"}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->cml_ca_file, dir.File("ca.pem"));
+  EXPECT_EQ(c->cml_url_allow, (std::vector<std::string>{".lab.example.com", "10.0.0.5", "cml-edge"}));
+
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"CML_CA_FILE", dir.File("missing.pem")},
+           {"CML_URL_ALLOW", "https://cml1.example.com"},
+           {"CML_URL_ALLOW", ".lab.example.com,,cml1"},
+           {"CML_URL_ALLOW", "10.0.0.0/8"},
+           {"CML_URL_ALLOW", "."}}) {
+    auto bad = LoadConfig(std::nullopt, {{key, value}});
+    ASSERT_FALSE(bad) << key << "=" << value;
+    EXPECT_EQ(bad.error().field, key);
+  }
+}
+
 TEST(Config, FileErrors) {
   ccm::testing::TempDir dir;
   EXPECT_FALSE(LoadConfig(dir.File("missing.yaml"), {}));

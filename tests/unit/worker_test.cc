@@ -194,5 +194,116 @@ TEST(Worker, ARequestedWorkerTakesTheMachineItIsGiven) {
   EXPECT_EQ(w.name, "scaled-w9");
 }
 
+TEST(WorkerCmlUrl, AcceptsAnHttpOrHttpsUrlWithAHostAndOptionalPortAndPath) {
+  for (const char* url : {"http://cml1", "https://cml1.lab.example.com", "https://cml1:8443", "http://10.0.0.5/",
+                          "https://10.0.0.5:443/base", "https://[fd00::5]", "https://[fd00::5]:8443/"})
+    EXPECT_TRUE(CheckCmlUrl(url)) << url;
+}
+
+TEST(WorkerCmlUrl, RefusesEachBrokenRuleNamingTheFieldAndTheRule) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"", "http:// or https://"},
+      {"ftp://cml1", "http:// or https://"},
+      {"file:///etc/passwd", "http:// or https://"},
+      {"gopher://cml1:70/", "http:// or https://"},
+      {"HTTPS://cml1", "http:// or https://"},
+      {"cml1:443", "http:// or https://"},
+      {"https://", "must name a host"},
+      {"https:///api", "must name a host"},
+      {"https://:443", "must name a host"},
+      {"https://admin:secret@cml1", "credentials"},
+      {"https://admin@cml1", "credentials"},
+      {"https://cml1#x", "fragment"},
+      {"https://cml1/a?b=c", "query"},
+      {"https://cml1:0", "port from 1 to 65535"},
+      {"https://cml1:65536", "port from 1 to 65535"},
+      {"https://cml1:", "port from 1 to 65535"},
+      {"https://cml1:44x", "port from 1 to 65535"},
+      {"https://cml 1", "whitespace"},
+      {"https://cml1\n", "whitespace"},
+      {"https://cml1\\@evil", "backslashes"},
+      {"https://cml%31", "host of letters"},
+      {"https://[fd00::5", "closing ]"},
+      {"https://[fd00::5]x", "only a port"},
+      {"https://[zz]", "IPv6 host"},
+  };
+  for (const auto& [url, rule] : cases) {
+    auto s = CheckCmlUrl(url);
+    ASSERT_FALSE(s) << url;
+    EXPECT_EQ(s.error().field, "cml_url") << url;
+    EXPECT_NE(s.error().message.find(rule), std::string::npos) << url << ": " << s.error().message;
+  }
+  EXPECT_FALSE(CheckCmlUrl("https://" + std::string(2100, 'a')));
+}
+
+TEST(WorkerCmlUrl, RegistrationAndTheProvidersMachineFollowTheSameRule) {
+  WorkerDraft d = ccm::testing::MakeWorkerDraft("w", {1, 1, 1}, 1);
+  d.cml_url = "https://admin:secret@cml1";
+  auto w = NewWorker(d, {"w"}, FromUnixMillis(0), "t");
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().field, "cml_url");
+  Worker requested = RequestedWorker({"w9"}, "cml-enterprise", FromUnixMillis(0));
+  auto s = requested.Provisioned(d);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().field, "cml_url");
+}
+
+TEST(WorkerCmlUrl, HostIsLowerCaseWithoutBracketsOrPort) {
+  EXPECT_EQ(CmlUrlHost("https://CML1.Lab.Example.com:8443/x"), "cml1.lab.example.com");
+  EXPECT_EQ(CmlUrlHost("https://[FD00::5]:443"), "fd00::5");
+  EXPECT_EQ(CmlUrlHost("https://u@cml1"), "");
+}
+
+TEST(WorkerCmlUrl, AllowListTakesSuffixesAndExactHosts) {
+  const CmlUrlAllowList allow{{".lab.example.com", "10.0.0.5", "CML-Edge"}};
+  for (const char* ok : {"https://cml1.lab.example.com", "https://a.b.LAB.example.com:8443", "http://10.0.0.5:80",
+                         "https://cml-edge/"})
+    EXPECT_TRUE(allow.Check(ok)) << ok;
+  for (const char* refused : {"https://lab.example.com", "https://evillab.example.com", "https://cml1.lab.example.com.evil",
+                              "http://10.0.0.50", "http://169.254.169.254", "https://cml-edge.other"}) {
+    auto s = allow.Check(refused);
+    ASSERT_FALSE(s) << refused;
+    EXPECT_EQ(s.error().field, "cml_url");
+    EXPECT_NE(s.error().message.find("CML_URL_ALLOW"), std::string::npos) << s.error().message;
+  }
+  EXPECT_FALSE(allow.Check("https://u:p@cml1.lab.example.com"));  // the URL rule comes first
+  EXPECT_TRUE(CmlUrlAllowList{}.Check("https://anything"));       // no list: every host
+}
+
+constexpr const char* kPem =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBszCCAVmgAwIBAgIUQ2Vy\n"
+    "dGlmaWNhdGU=\n"
+    "-----END CERTIFICATE-----\n";
+
+TEST(WorkerCaPem, AcceptsOneOrMoreCertificateBlocks) {
+  EXPECT_TRUE(CheckCaPem(kPem));
+  EXPECT_TRUE(CheckCaPem(std::string(kPem) + "\r\n" + kPem));
+  WorkerDraft d = ccm::testing::MakeWorkerDraft("w", {1, 1, 1}, 1);
+  d.cml_ca_pem = kPem;
+  auto w = NewWorker(d, {"w"}, FromUnixMillis(0), "t");
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->cml_ca_pem, kPem);
+}
+
+TEST(WorkerCaPem, RefusesWhatIsNotACertificateBundle) {
+  const std::string begin = "-----BEGIN CERTIFICATE-----\n";
+  const std::string end = "-----END CERTIFICATE-----\n";
+  for (const std::string& pem : std::vector<std::string>{
+           std::string("   \n"), std::string("/etc/ssl/certs/ca.pem"), "junk\n" + std::string(kPem),
+        std::string(kPem) + "junk", begin + "QUJD\n", begin + end, begin + "QUJ\n" + end, begin + "QU*D\n" + end,
+        begin + "QQ==QUJD\n" + end, std::string("-----BEGIN PRIVATE KEY-----\nQUJD\n-----END PRIVATE KEY-----\n"),
+        begin + std::string(kMaxCmlCaPemBytes, 'A') + end}) {
+    auto s = CheckCaPem(pem);
+    ASSERT_FALSE(s) << pem.substr(0, 80);
+    EXPECT_EQ(s.error().field, "cml_ca_pem");
+  }
+  WorkerDraft d = ccm::testing::MakeWorkerDraft("w", {1, 1, 1}, 1);
+  d.cml_ca_pem = "not a pem";
+  auto w = NewWorker(d, {"w"}, FromUnixMillis(0), "t");
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().field, "cml_ca_pem");
+}
+
 }  // namespace
 }  // namespace ccm::domain
