@@ -3,7 +3,7 @@
 # `fuzz`, also clang and its libFuzzer runtime (`make fuzz`); with `coverage`, gcovr.
 # Idempotent: packages already present are left alone, and `apt-get update` runs at most
 # once, only when something is missing. etcd-server is the etcd the tests of the etcd store
-# start on loopback ports.
+# start on loopback ports; openssl makes the certificates of the CML TLS tests.
 set -euo pipefail
 
 packages=(
@@ -13,7 +13,7 @@ packages=(
   nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev
   libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  curl python3 wrk
+  curl python3 wrk openssl
   etcd-server
 )
 
