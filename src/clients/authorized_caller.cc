@@ -2,6 +2,8 @@
 
 #include <thread>
 
+#include "app/services.h"
+
 namespace ccm::clients {
 
 AuthorizedCaller::AuthorizedCaller(std::string remote, RemoteOptions options, app::Clock& clock,
@@ -91,7 +93,7 @@ Status AuthorizedCaller::Post(const std::string& path, const std::string& body) 
     }
     breaker([&](app::CircuitBreaker& b) { b.OnFailure(clock_.Now()); });
     if (attempt < options_.attempts) {
-      std::this_thread::sleep_for(wait);
+      std::this_thread::sleep_for(app::Jittered(wait));  // callers that failed together retry apart
       wait *= 2;
     }
   }
