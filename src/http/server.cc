@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cstring>
 #include <future>
 #include <string_view>
 #include <thread>
@@ -212,8 +213,11 @@ class Server::Impl {
         backoff = backoff.count() == 0 ? kFirstAcceptBackoff : std::min(backoff * 2, kLastAcceptBackoff);
         if (const auto now = std::chrono::steady_clock::now(); now - last_warning >= kAcceptWarningEvery) {
           last_warning = now;
+          // strerror, not ec.message(): the system category's object, from Boost's shared
+          // library, fails UBSan's vptr check when its message is asked for.
           spdlog::warn("cannot accept a connection ({}) with {} open: accepting again in {} ms, then up to every {} ms",
-                       ec.message(), open_connections_.load(), backoff.count(), kLastAcceptBackoff.count());
+                       std::strerror(ec.value()), open_connections_.load(), backoff.count(),
+                       kLastAcceptBackoff.count());
         }
         accept_backoff_.expires_after(backoff);
         co_await accept_backoff_.async_wait(asio::redirect_error(use_awaitable, ec));

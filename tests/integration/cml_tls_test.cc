@@ -110,18 +110,16 @@ class TlsCml {
       setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
       SSL* ssl = SSL_new(ctx_);
       SSL_set_fd(ssl, conn);
-      if (SSL_accept(ssl) == 1 && Answer(ssl)) {
-        ++requests_;
-        SSL_shutdown(ssl);
-      }
+      if (SSL_accept(ssl) == 1 && Answer(ssl)) SSL_shutdown(ssl);
       ERR_clear_error();
       SSL_free(ssl);
       close(conn);
     }
   }
 
-  // Reads one request and answers it; false when no whole request came.
-  static bool Answer(SSL* ssl) {
+  // Reads one request, counts it, and answers it (counted first, so that a client that has
+  // its answer finds it counted); false when no whole request came.
+  bool Answer(SSL* ssl) {
     std::string request;
     char buf[4096];
     size_t body_needed = std::string::npos;
@@ -140,6 +138,7 @@ class TlsCml {
       if (n <= 0) return false;
       request.append(buf, static_cast<size_t>(n));
     }
+    ++requests_;
     std::string status = "404 Not Found", body = "{}";
     if (request.rfind("POST /api/v0/authenticate ", 0) == 0) status = "200 OK", body = "\"tls-token\"";
     else if (request.rfind("GET /api/v0/labs?", 0) == 0) status = "200 OK", body = "[]";
