@@ -150,7 +150,7 @@ TEST(ServerHardening, OutOfDescriptorsTheServerWaitsInsteadOfSpinning) {
   EXPECT_TRUE(live.rfind("HTTP/1.1 200", 0) == 0 ||
               (live.rfind("HTTP/1.1 503", 0) == 0 && live.find("Retry-After:") != std::string::npos))
       << "after " << std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start).count()
-      << " s: '" << live << "'";
+      << " s: '" << live << "'\n" << ReadFile(dir.File("ccm.log"));
 
   // Once the crowd leaves, it serves again.
   held.clear();
