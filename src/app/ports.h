@@ -65,6 +65,7 @@ struct ProcessedKey {
   std::string id;
   Timestamp processed_at;
   Timestamp expires_at;  // a key expired before `processed_at` of a new one counts as absent
+  std::string value = {};  // kept with the key: an idempotent request's first answer; empty for an event
 };
 
 // Where an outbox event is in its delivery. Per subject, delivery follows seq, and a dead
@@ -298,6 +299,8 @@ class Store {
   // Writes `changes` atomically and durably: when it returns success the change survives a
   // crash. Errors: conflict with field "version" when an aggregate's version is stale (or it
   // exists and version was 0); conflict with field "dedup" when a processed key exists;
+  // conflict with field "reservation_id" when a new instance names a reservation that an
+  // instance not yet TERMINATED holds (an instance gives its reservation up as it terminates);
   // conflict with field "version"/"name" for a definition version that exists or a name
   // taken by another id; not_found for a delivery update of an unknown seq; unavailable when
   // the store cannot be written. On error nothing of `changes` is written. A new outbox event
@@ -307,6 +310,9 @@ class Store {
 
   // Whether (source, id) was processed and its key has not expired at `now`.
   virtual Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) = 0;
+  // The value kept with (source, id), if it was processed and its key has not expired at `now`.
+  virtual Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
+                                                            Timestamp now) = 0;
 
   // Pending events due at `now`, in seq order, at most `limit`. For each subject only the
   // events before its first one still waiting out a backoff are returned, so that a subject

@@ -103,7 +103,71 @@ Result<LabletDefinition> DefinitionService::Delete(const DefinitionId& id) {
 
 // ---- instances -----------------------------------------------------------------------------
 
-Result<LabletInstance> InstanceService::Create(const InstanceDraft& draft, const std::string& actor) {
+namespace {
+
+// A digest of everything a draft asks for, to tell a retry from another request.
+std::string DraftDigest(const InstanceDraft& d) {
+  nlohmann::json j = {{"definition_id", d.definition_id.value},
+                      {"definition_version", d.definition_version ? nlohmann::json(*d.definition_version) : nullptr},
+                      {"owner_id", d.owner_id},
+                      {"reservation_id", d.reservation_id ? nlohmann::json(*d.reservation_id) : nullptr},
+                      {"timeslot_start", ToUnixMillis(d.timeslot_start)},
+                      {"timeslot_end", ToUnixMillis(d.timeslot_end)}};
+  if (d.assessment) j["assessment"] = {d.assessment->session_id, d.assessment->part_id};
+  return Sha256Tagged(j.dump());
+}
+
+// Where the first answer to an idempotent create is kept: one key space per caller.
+constexpr const char* kIdempotencySource = "ccm:idempotency-key:";
+
+// The first answer kept under an idempotency key, given again; conflict when `digest` differs.
+Result<CreatedInstance> Replay(const std::string& kept, const std::string& digest) {
+  const auto j = nlohmann::json::parse(kept, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("instance"))
+    return Error::Internal("the answer kept under an idempotency key does not read back");
+  if (j.value("digest", "") != digest)
+    return Error::Conflict("this Idempotency-Key was used within the last " +
+                               std::to_string(kIdempotencyWindow.count()) + " h with another request body",
+                           "Idempotency-Key");
+  auto instance = InstanceFromJson(j.at("instance"));
+  if (!instance) return instance.error();
+  return CreatedInstance{std::move(instance.value()), true};
+}
+
+}  // namespace
+
+Result<CreatedInstance> InstanceService::CreateIdempotent(const InstanceDraft& draft, const std::string& actor,
+                                                          const std::string& key) {
+  const std::string source = kIdempotencySource + actor;
+  const std::string digest = DraftDigest(draft);
+  const auto kept = [&]() -> Result<std::optional<std::string>> {
+    return d_.store.ProcessedValue(source, key, d_.clock.Now());
+  };
+  if (auto first = kept(); !first) return first.error();
+  else if (first->has_value()) return Replay(**first, digest);
+  auto instance = Prepare(draft, actor);
+  if (!instance) return instance.error();
+  const Timestamp now = d_.clock.Now();
+  Changes changes;
+  changes.instances.push_back(*instance);
+  changes.events.push_back(d_.events.InstanceCreated(*instance));
+  LabletInstance answered = *instance;
+  answered.version = 1;
+  const nlohmann::json value = {{"digest", digest}, {"instance", ToJson(answered)}};
+  changes.processed.push_back(ProcessedKey{source, key, now, now + kIdempotencyWindow, value.dump()});
+  if (auto s = d_.store.Commit(changes); !s) {
+    // A concurrent call with the same key won the race (the store may have found its key or
+    // its reservation first): its answer is this one's.
+    if (s.error().code != ErrorCode::kConflict) return s.error();
+    auto first = kept();
+    if (!first) return first.error();
+    if (!first->has_value()) return s.error();
+    return Replay(**first, digest);
+  }
+  return CreatedInstance{std::move(answered), false};
+}
+
+Result<LabletInstance> InstanceService::Prepare(const InstanceDraft& draft, const std::string& actor) {
   if (draft.definition_id.empty()) return Error::InvalidArgument("definition_id is required", "definition_id");
   auto def = d_.store.GetDefinition(draft.definition_id, draft.definition_version);
   if (!def) {
@@ -111,7 +175,11 @@ Result<LabletInstance> InstanceService::Create(const InstanceDraft& draft, const
     if (e.code == ErrorCode::kNotFound) e.field = draft.definition_version ? "definition_version" : "definition_id";
     return e;
   }
-  auto instance = NewInstance(draft, *def, InstanceId{d_.ids.NewId()}, d_.clock.Now(), actor);
+  return NewInstance(draft, *def, InstanceId{d_.ids.NewId()}, d_.clock.Now(), actor);
+}
+
+Result<LabletInstance> InstanceService::Create(const InstanceDraft& draft, const std::string& actor) {
+  auto instance = Prepare(draft, actor);
   if (!instance) return instance;
   Changes changes;
   changes.instances.push_back(*instance);

@@ -71,6 +71,16 @@ class DefinitionService {
 
 class PodService;
 
+// How long an idempotency key keeps the first answer to a create.
+inline constexpr std::chrono::hours kIdempotencyWindow{24};
+
+// What a create with an idempotency key answered: the instance, and whether this is the first
+// call's answer given again rather than a new instance.
+struct CreatedInstance {
+  domain::LabletInstance instance;
+  bool replayed = false;
+};
+
 // Use cases of lablet instances.
 class InstanceService {
  public:
@@ -84,6 +94,12 @@ class InstanceService {
   // -> PENDING, with its event. Errors: not_found (definition, field definition_id),
   // invalid_argument, failed_precondition (deleted definition).
   Result<domain::LabletInstance> Create(const domain::InstanceDraft& draft, const std::string& actor);
+  // Create, safe to retry: within kIdempotencyWindow, the same `key` from the same `actor`
+  // with the same draft answers with the instance the first call created, as it was then
+  // (replayed), even when two calls race. Errors: those of Create; conflict (field
+  // Idempotency-Key) when the key came with another draft.
+  Result<CreatedInstance> CreateIdempotent(const domain::InstanceDraft& draft, const std::string& actor,
+                                           const std::string& key);
   Result<domain::LabletInstance> Get(const domain::InstanceId& id);
   Result<PageOf<domain::LabletInstance>> List(const InstanceFilter& filter, const Page& page);
   // Starts termination by the legal path: PENDING, SCHEDULED, INSTANTIATING -> TERMINATED
@@ -123,6 +139,8 @@ class InstanceService {
                                         const std::function<Status(domain::LabletInstance&)>& edit);
 
  private:
+  // A new PENDING instance from `draft`, checked against its definition; not yet stored.
+  Result<domain::LabletInstance> Prepare(const domain::InstanceDraft& draft, const std::string& actor);
   // Moves `instance` (read at its version) to `to` and commits it with its worker and event.
   Result<domain::LabletInstance> CommitMove(domain::LabletInstance instance, domain::InstanceState to,
                                             const std::string& reason, const std::string& actor);

@@ -193,15 +193,40 @@ Result<MoveRequest> ReadMove(const Request& req) {
   return m;
 }
 
+// The Idempotency-Key header, if any: 1 to 255 visible ASCII characters, optionally quoted
+// (a structured-field string). Errors: invalid_argument naming the header.
+Result<std::optional<std::string>> IdempotencyKeyOf(const Request& req) {
+  auto h = req.headers.find("idempotency-key");
+  if (h == req.headers.end()) return std::optional<std::string>();
+  std::string_view key = h->second;
+  if (key.size() >= 2 && key.front() == '"' && key.back() == '"') key = key.substr(1, key.size() - 2);
+  const bool visible = std::all_of(key.begin(), key.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+  if (key.empty() || key.size() > 255 || !visible)
+    return Error::InvalidArgument("Idempotency-Key must be 1 to 255 visible ASCII characters", "Idempotency-Key");
+  return std::optional<std::string>(std::string(key));
+}
+
 void AddInstanceRoutes(Router& router, app::InstanceService& instances) {
   router.Add("POST", "/api/v1/instances", [&instances](Request& req) {
+    auto key = IdempotencyKeyOf(req);
+    if (!key) return Fail(key.error(), req);
     auto body = ParseJsonObject(req);
     if (!body) return Fail(body.error(), req);
     auto draft = ReadInstanceDraft(*body);
     if (!draft) return Fail(draft.error(), req);
-    auto created = instances.Create(*draft, ActorOf(req));
-    Response resp = Reply(created, req, 201);
-    if (created) resp.headers["Location"] = "/api/v1/instances/" + created->id.value;
+    app::CreatedInstance created;
+    if (*key) {
+      auto once = instances.CreateIdempotent(*draft, ActorOf(req), **key);
+      if (!once) return Fail(once.error(), req);
+      created = std::move(once.value());
+    } else {
+      auto fresh = instances.Create(*draft, ActorOf(req));
+      if (!fresh) return Fail(fresh.error(), req);
+      created.instance = std::move(fresh.value());
+    }
+    Response resp = Json(201, app::ToJson(created.instance));
+    resp.headers["Location"] = "/api/v1/instances/" + created.instance.id.value;
+    if (created.replayed) resp.headers["Idempotent-Replayed"] = "true";
     return resp;
   });
   router.Add("GET", "/api/v1/instances", [&instances](Request& req) {

@@ -264,6 +264,82 @@ TEST_P(StoreContract, ProcessedKeysRefuseALiveDuplicateAndExpire) {
   EXPECT_TRUE(store().Commit(later));  // an expired key is taken over
 }
 
+TEST_P(StoreContract, AProcessedKeyKeepsItsValueUntilItExpires) {
+  Changes c;
+  c.processed = {{"ccm:idempotency-key:alice", "k1", FromUnixMillis(0), FromUnixMillis(1000), "{\"first\":1}"},
+                 {"platform", "evt-1", FromUnixMillis(0), FromUnixMillis(1000)}};
+  ASSERT_TRUE(store().Commit(c));
+  EXPECT_EQ(store().ProcessedValue("ccm:idempotency-key:alice", "k1", FromUnixMillis(999))->value_or("absent"),
+            "{\"first\":1}");
+  EXPECT_EQ(store().ProcessedValue("platform", "evt-1", FromUnixMillis(1))->value_or("absent"), "");
+  EXPECT_FALSE(store().ProcessedValue("ccm:idempotency-key:bob", "k1", FromUnixMillis(1))->has_value());
+  EXPECT_FALSE(store().ProcessedValue("ccm:idempotency-key:alice", "k1", FromUnixMillis(1000))->has_value());
+  // Taken over once expired, with the new value.
+  Changes later;
+  later.processed = {{"ccm:idempotency-key:alice", "k1", FromUnixMillis(1000), FromUnixMillis(2000), "second"}};
+  ASSERT_TRUE(store().Commit(later));
+  EXPECT_EQ(store().ProcessedValue("ccm:idempotency-key:alice", "k1", FromUnixMillis(1500))->value_or(""), "second");
+}
+
+TEST_P(StoreContract, OneInstanceNotYetTerminatedPerReservation) {
+  LabletInstance first = MakeInstance("i1");
+  first.reservation_id = "r-1";
+  Changes c;
+  c.instances = {first};
+  ASSERT_TRUE(store().Commit(c));
+
+  // A second instance for the reservation is refused, and nothing of its commit is written.
+  LabletInstance second = MakeInstance("i2");
+  second.reservation_id = "r-1";
+  Changes c2;
+  c2.instances = {second};
+  c2.events = {Event("e-i2", "i2")};
+  auto refused = store().Commit(c2);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(refused.error().field, "reservation_id");
+  EXPECT_NE(refused.error().message.find("i1"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(store().GetInstance({"i2"}).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store().GetEvent("e-i2").error().code, ErrorCode::kNotFound);
+
+  // Other reservations, and instances without one, are not affected.
+  LabletInstance other = MakeInstance("i3"), none = MakeInstance("i4");
+  other.reservation_id = "r-2";
+  Changes c3;
+  c3.instances = {other, none};
+  ASSERT_TRUE(store().Commit(c3));
+
+  // A move that is not the end keeps the reservation held.
+  LabletInstance moved = *store().GetInstance({"i1"});
+  moved.state = InstanceState::kScheduled;
+  Changes c4;
+  c4.instances = {moved};
+  ASSERT_TRUE(store().Commit(c4));
+  EXPECT_FALSE(store().Commit(c2));
+
+  // Once the holder has terminated, the reservation takes a new instance.
+  LabletInstance ended = *store().GetInstance({"i1"});
+  ended.state = InstanceState::kTerminated;
+  Changes c5;
+  c5.instances = {ended};
+  ASSERT_TRUE(store().Commit(c5));
+  ASSERT_TRUE(store().Commit(c2));
+  EXPECT_EQ(store().GetInstance({"i2"})->reservation_id, "r-1");
+  // A later write of the terminated one does not give up what the new one holds.
+  LabletInstance again = *store().GetInstance({"i1"});
+  again.cml_error = "written again";
+  Changes c6;
+  c6.instances = {again};
+  ASSERT_TRUE(store().Commit(c6));
+  LabletInstance third = MakeInstance("i5");
+  third.reservation_id = "r-1";
+  Changes c7;
+  c7.instances = {third};
+  auto still = store().Commit(c7);
+  ASSERT_FALSE(still);
+  EXPECT_EQ(still.error().field, "reservation_id");
+}
+
 TEST_P(StoreContract, CommittedChangesSurviveARestart) {
   Changes c;
   c.instances = {MakeInstance("i1")};
@@ -626,6 +702,39 @@ TEST(SqliteStore, WritesWalWithFullSyncAndRecordsTheSchemaVersion) {
   EXPECT_EQ(scalar("PRAGMA user_version"), std::to_string(store::SqliteStore::SchemaVersion()));
   EXPECT_EQ(scalar("SELECT count(*) FROM sqlite_master WHERE name IN ('outbox', 'processed_events')"), "2");
   sqlite3_close(db);
+}
+
+// A database written before reservations were indexed: the migration finds the
+// reservations in the stored instances, so that the rule holds for them too.
+TEST(SqliteStore, TheReservationMigrationCoversInstancesWrittenBeforeIt) {
+  testing::TempDir dir;
+  {
+    auto store = store::SqliteStore::Open({dir.File("ccm.db")});
+    ASSERT_TRUE(store);
+    LabletInstance held = MakeInstance("i-old");
+    held.reservation_id = "r-old";
+    Changes c;
+    c.instances = {held};
+    ASSERT_TRUE((*store)->Commit(c));
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.File("ccm.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP INDEX instances_by_reservation; ALTER TABLE instances DROP COLUMN reservation_id; "
+                         "ALTER TABLE processed_events DROP COLUMN value; PRAGMA user_version=2;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  auto store = store::SqliteStore::Open({dir.File("ccm.db")});
+  ASSERT_TRUE(store);
+  LabletInstance fresh = MakeInstance("i-new");
+  fresh.reservation_id = "r-old";
+  Changes c;
+  c.instances = {fresh};
+  auto refused = (*store)->Commit(c);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().field, "reservation_id");
 }
 
 TEST(SqliteStore, RefusesADatabaseFromANewerBuild) {

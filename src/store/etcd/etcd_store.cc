@@ -403,12 +403,20 @@ Result<app::PageOf<Worker>> EtcdStore::ListWorkers(const app::Page& page) {
 }
 
 Result<bool> EtcdStore::IsProcessed(const std::string& source, const std::string& id, Timestamp now) {
+  auto value = ProcessedValue(source, id, now);
+  if (!value) return value.error();
+  return value->has_value();
+}
+
+Result<std::optional<std::string>> EtcdStore::ProcessedValue(const std::string& source, const std::string& id,
+                                                             Timestamp now) {
   auto r = client_.Range(Key("events/processed/" + KeyPart(source) + "/" + KeyPart(id)));
   if (!r) return r.error();
-  if (r->kvs.empty()) return false;
+  if (r->kvs.empty()) return std::optional<std::string>();
   auto j = ParseValue(r->kvs.front());
   if (!j) return j.error();
-  return j->value("expires_ms", std::int64_t{0}) > ToUnixMillis(now);
+  if (j->value("expires_ms", std::int64_t{0}) <= ToUnixMillis(now)) return std::optional<std::string>();
+  return std::optional<std::string>(j->value("value", ""));
 }
 
 Result<std::vector<app::OutboxRecord>> EtcdStore::DueEvents(Timestamp now, int limit) {
@@ -725,6 +733,13 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     keys.push_back(Key("outbox/events/" + KeyPart(d.event_id)));
   }
   for (const auto& k : ch.processed) keys.push_back(Key("events/processed/" + KeyPart(k.source) + "/" + KeyPart(k.id)));
+  // The reservation a new instance takes, or a terminated one gives up (see Store::Commit).
+  const auto reservation_key = [this](const domain::LabletInstance& i) -> std::optional<std::string> {
+    if (!i.reservation_id || (i.version != 0 && i.state != InstanceState::kTerminated)) return std::nullopt;
+    return Key("reservations/" + KeyPart(*i.reservation_id));
+  };
+  for (const auto& i : ch.instances)
+    if (auto key = reservation_key(i)) keys.push_back(*key);
   std::set<std::string> event_subjects;
   for (const auto& e : ch.events) event_subjects.insert(e.subject);
   if (!optimistic) {
@@ -855,6 +870,19 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
       if (!before->state.empty()) del(Key("instances-by-state/" + before->state + "/" + KeyPart(i.id.value)));
       put(Key("instances-by-state/" + state + "/" + KeyPart(i.id.value)), "");
     }
+    if (auto rkey = reservation_key(i)) {
+      const KeyValue& holder = get(*rkey);
+      const bool held_by_other = holder.mod_revision != 0 && holder.value != i.id.value;
+      if (i.state == InstanceState::kTerminated) {
+        if (holder.mod_revision != 0 && !held_by_other) del(*rkey);
+      } else if (held_by_other) {
+        return Error::Conflict("reservation " + *i.reservation_id + " is held by instance " + holder.value +
+                                   ", which has not terminated",
+                               "reservation_id");
+      } else {
+        put(*rkey, i.id.value);
+      }
+    }
   }
   for (size_t n = 0; n < ch.workers.size(); ++n) {
     const auto& w = ch.workers[n];
@@ -945,7 +973,8 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     }
     auto lease = LeaseFor(k.expires_at);
     if (!lease) return lease.error();
-    const json value = {{"processed_ms", ToUnixMillis(k.processed_at)}, {"expires_ms", ToUnixMillis(k.expires_at)}};
+    json value = {{"processed_ms", ToUnixMillis(k.processed_at)}, {"expires_ms", ToUnixMillis(k.expires_at)}};
+    if (!k.value.empty()) value["value"] = k.value;
     put(kv.key, value.dump(), *lease);
   }
   // A new event is held when its subject has a dead letter. A first attempt guards that the

@@ -85,6 +85,14 @@ const std::vector<const char*>& Migrations() {
       CREATE INDEX outbox_by_state ON outbox (state, seq);
       CREATE INDEX outbox_by_time ON outbox (time_ms, seq);
       )sql",
+      // 3: the reservation an instance holds, to keep one live instance per reservation; the
+      // value kept with a processed key (an idempotent request's first answer).
+      R"sql(
+      ALTER TABLE instances ADD COLUMN reservation_id TEXT;
+      UPDATE instances SET reservation_id = json_extract(body, '$.reservation_id');
+      CREATE INDEX instances_by_reservation ON instances (reservation_id, state) WHERE reservation_id IS NOT NULL;
+      ALTER TABLE processed_events ADD COLUMN value TEXT NOT NULL DEFAULT '';
+      )sql",
   };
   return kMigrations;
 }
@@ -532,14 +540,21 @@ Result<app::PageOf<Worker>> SqliteStore::ListWorkers(const app::Page& page) {
 }
 
 Result<bool> SqliteStore::IsProcessed(const std::string& source, const std::string& id, Timestamp now) {
+  auto value = ProcessedValue(source, id, now);
+  if (!value) return value.error();
+  return value->has_value();
+}
+
+Result<std::optional<std::string>> SqliteStore::ProcessedValue(const std::string& source, const std::string& id,
+                                                               Timestamp now) {
   auto c = Lease();
-  auto stmt = c->Prepare("SELECT 1 FROM processed_events WHERE source = ?1 AND id = ?2 AND expires_ms > ?3");
+  auto stmt = c->Prepare("SELECT value FROM processed_events WHERE source = ?1 AND id = ?2 AND expires_ms > ?3");
   if (!stmt) return stmt.error();
   (*stmt)->Bind(1, source).Bind(2, id).Bind(3, ToUnixMillis(now));
   const int rc = (*stmt)->Step();
-  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_ROW) return std::optional<std::string>(std::string((*stmt)->Text(0)));
   if (rc != SQLITE_DONE) return SqlError(c->db(), "read processed events");
-  return false;
+  return std::optional<std::string>();
 }
 
 namespace {
@@ -890,12 +905,26 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
     const std::string& body = encoded.instances[n];
     const std::string state(ToString(i.state));
     if (i.version == 0) {
+      // One instance not yet TERMINATED per reservation (the writer is alone in its
+      // transaction, so nothing can slip in between this read and the insert).
+      if (i.reservation_id && i.state != InstanceState::kTerminated) {
+        auto holder = c.Prepare(
+            "SELECT id FROM instances WHERE reservation_id = ?1 AND state <> 'TERMINATED' AND id <> ?2 LIMIT 1");
+        if (!holder) return holder.error();
+        (*holder)->Bind(1, *i.reservation_id).Bind(2, i.id.value);
+        if ((*holder)->Step() == SQLITE_ROW)
+          return Error::Conflict("reservation " + *i.reservation_id + " is held by instance " +
+                                     std::string((*holder)->Text(0)) + ", which has not terminated",
+                                 "reservation_id");
+        holder->reset();
+      }
       auto ins = c.Prepare(
-          "INSERT INTO instances (id, state, worker_id, owner_id, version, body) VALUES (?1, ?2, ?3, ?4, 1, ?5) "
-          "ON CONFLICT (id) DO NOTHING");
+          "INSERT INTO instances (id, state, worker_id, owner_id, version, body, reservation_id) "
+          "VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6) ON CONFLICT (id) DO NOTHING");
       if (!ins) return ins.error();
       (*ins)->Bind(1, i.id.value).Bind(2, state).Bind(4, i.owner_id).Bind(5, body);
       if (i.worker_id) (*ins)->Bind(3, i.worker_id->value); else (*ins)->BindNull(3);
+      if (i.reservation_id) (*ins)->Bind(6, *i.reservation_id); else (*ins)->BindNull(6);
       if (auto s = done(**ins, "insert instance"); !s) return s;
     } else {
       auto upd = c.Prepare(
@@ -956,11 +985,12 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
   for (const auto& k : ch.processed) {
     // An expired key is taken over; a live one means the event was already applied.
     auto ins = c.Prepare(
-        "INSERT INTO processed_events (source, id, processed_ms, expires_ms) VALUES (?1, ?2, ?3, ?4) "
+        "INSERT INTO processed_events (source, id, processed_ms, expires_ms, value) VALUES (?1, ?2, ?3, ?4, ?5) "
         "ON CONFLICT (source, id) DO UPDATE SET processed_ms = excluded.processed_ms, expires_ms = "
-        "excluded.expires_ms WHERE processed_events.expires_ms <= excluded.processed_ms");
+        "excluded.expires_ms, value = excluded.value WHERE processed_events.expires_ms <= excluded.processed_ms");
     if (!ins) return ins.error();
-    (*ins)->Bind(1, k.source).Bind(2, k.id).Bind(3, ToUnixMillis(k.processed_at)).Bind(4, ToUnixMillis(k.expires_at));
+    (*ins)->Bind(1, k.source).Bind(2, k.id).Bind(3, ToUnixMillis(k.processed_at)).Bind(4, ToUnixMillis(k.expires_at)).Bind(
+        5, k.value);
     if (auto s = done(**ins, "insert processed event"); !s) return s;
     if (sqlite3_changes(c.db()) == 0)
       return Error::Conflict("event (" + k.source + ", " + k.id + ") was already processed", app::kDuplicateEventField);

@@ -60,6 +60,8 @@ class SqliteStore final : public app::Store {
   Result<app::PageOf<domain::Worker>> ListWorkers(const app::Page& page) override;
   Status Commit(const app::Changes& changes) override;
   Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) override;
+  Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
+                                                    Timestamp now) override;
   Result<std::vector<app::OutboxRecord>> DueEvents(Timestamp now, int limit) override;
   Result<app::PageOf<app::OutboxRecord>> ListEvents(const app::EventFilter& filter, const app::Page& page) override;
   Result<app::OutboxRecord> GetEvent(const std::string& event_id) override;
