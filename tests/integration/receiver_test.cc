@@ -60,7 +60,8 @@ class Receiver : public ::testing::Test {
   // in docs/schemas.
   std::vector<json> EventsOf(const std::string& id) {
     std::vector<json> out;
-    for (const auto& record : http_.Get("/api/v1/events?limit=500&subject=" + id).Json()["items"]) {
+    const json page = http_.Get("/api/v1/events?limit=500&subject=" + id).Json();  // outlives the loop
+    for (const auto& record : page["items"]) {
       const json event = record["event"];
       const std::string file = testing::SchemaFileOf(event["type"]);
       const json schema = json::parse(testing::ReadTestData("../../docs/schemas/" + file));
