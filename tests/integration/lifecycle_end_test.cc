@@ -50,9 +50,10 @@ json LastEvent(World& world, const std::string& id, const std::string& type) {
 }
 
 // The stopping and terminated events of `id` both say `outcome`, and a failure with `stage`
-// and `code` (none when `code` is empty); every event of ccm's matches its schema.
+// and `code` (none when `code` is empty); with `schemas`, every event of ccm's matches its
+// schema (not after a restart on another port: the dataschema URIs name the address).
 void ExpectEnding(World& world, const std::string& id, const std::string& outcome, const std::string& stage,
-                  const std::string& code) {
+                  const std::string& code, bool schemas = true) {
   for (const char* type : {"ccm.lablet.instance.stopping", "ccm.lablet.instance.terminated"}) {
     const json data = LastEvent(world, id, type);
     if (data.is_null() && std::string(type) == "ccm.lablet.instance.stopping" &&
@@ -68,7 +69,9 @@ void ExpectEnding(World& world, const std::string& id, const std::string& outcom
       EXPECT_FALSE(data["failure"]["message"].get<std::string>().empty()) << type;
     }
   }
-  EXPECT_GT(testing::ExpectEveryEventMatchesItsSchema(*world.http, world.ccm->BaseUrl()), 0);
+  if (schemas) {
+    EXPECT_GT(testing::ExpectEveryEventMatchesItsSchema(*world.http, world.ccm->BaseUrl()), 0);
+  }
 }
 
 // Everything the instance held is given back and its lab is gone.
@@ -238,7 +241,7 @@ TEST(EveryLabletEnds, AnImportThatTakesCcmDownIsNotTriedForEver) {
   EXPECT_EQ(Column(i["state_history"], "to"), (std::vector<std::string>{"SCHEDULED", "INSTANTIATING", "TERMINATED"}));
   EXPECT_EQ(ReasonOf(i, "TERMINATED"), "instantiation failed: 2 attempts to import the lab did not finish");
   EXPECT_TRUE(i["cml_lab_id"].is_null());
-  ExpectEnding(world, id, "instantiation_failed", "instantiation", "cml_failed");
+  ExpectEnding(world, id, "instantiation_failed", "instantiation", "cml_failed", /*schemas=*/false);
 }
 
 TEST(Retention, TerminatedInstancesAndDeliveredEventsGoInBatchesDeadLettersStay) {
