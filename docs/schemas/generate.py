@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the JSON Schemas of the data of every CloudEvent ccm publishes and consumes, one file
-per type and version, into this folder (docs/schemas/<type>.v1.json), and the AsyncAPI 3
+per type and version, into this folder (docs/schemas/<type>.v<N>.json), and the AsyncAPI 3
 document that catalogues them (docs/asyncapi.yaml). The files are committed; a test checks
 they are what this script writes, another validates the data of every event ccm sends
 against them, another validates the AsyncAPI document with the AsyncAPI parser. A change of
@@ -129,13 +129,68 @@ PUBLISHED = [
     scaling("ccm.scaling.down.completed", "The drained worker was released.", {}, []),
 ]
 
+OUTCOMES = ["graded", "not_assessed", "collection_failed", "grading_failed", "timed_out", "instantiation_failed",
+            "cancelled"]
+STAGES = ["scheduling", "instantiation", "running", "collection", "grading", "stopping"]
+ENDING = {
+    "outcome": {"enum": OUTCOMES, "description": "how the lablet ended; anything but graded means it has no score"},
+    "failure": {
+        "type": ["object", "null"],
+        "description": "why it ended without a score; null when graded",
+        "required": ["stage", "code", "message"],
+        "additionalProperties": False,
+        "properties": {
+            "stage": {"enum": STAGES, "description": "what the lablet was doing when it ended"},
+            "code": {"type": "string", "minLength": 1,
+                     "description": "machine-readable: ccm's snake_case code (collecting_timeout, "
+                                    "collection_refused, termination_requested, ...) or the error_code the "
+                                    "platform reported"},
+            "message": {"type": "string", "description": "for people"},
+        },
+    },
+}
+GRADED_OR_LATER = INSTANCE_STATES[INSTANCE_STATES.index("GRADING"):]
+
+
+def version2(entry, extra, states=None, description=None):
+    """The v2 schema of a published v1 entry: its properties plus `extra`, all required."""
+    event_type, v1_description, schema = entry
+    props = dict(schema["properties"], **extra)
+    if states:
+        props["new_state"] = {"enum": states}
+    return event_type, description or v1_description, dict(schema, required=sorted(props), properties=props)
+
+
+def published(event_type):
+    return next(e for e in PUBLISHED if e[0] == event_type)
+
+
+# Version 2 of the types whose data grew: what ccm publishes now (see docs/events.md).
+PUBLISHED_V2 = [
+    version2(published("ccm.lablet.instance.grading.completed"), {
+        "revision": {"type": "integer", "minimum": 1,
+                     "description": "1 for the instance's first score; each re-grade adds one"},
+        "score_event_id": {"type": ["string", "null"],
+                           "description": "id of the assessment event that carried the score; null for an "
+                                          "operator's"}},
+        states=GRADED_OR_LATER,
+        description="A score was stored: the first (written just before the move to STOPPING), or a later one "
+                    "(a re-grade, or a score after a time-out) in whatever state the instance is, until "
+                    "retention removes it. The latest revision is the instance's score."),
+    version2(published("ccm.lablet.instance.stopping"), ENDING),
+    version2(published("ccm.lablet.instance.terminated"), ENDING),
+]
+CURRENT_VERSION = {t: 2 for t, _, _ in PUBLISHED_V2}
+
 # What ccm accepts (the canonical shape; the .v1 names and older field names are accepted too,
 # see docs/assessment-integration.md).
 CONSUMED = [
-    ("assessment.collection.completed", "The platform collected an instance's work: COLLECTING -> GRADING.", {
-        "type": "object", "required": ["instance_id", "collection_id", "artifacts_uri"],
+    ("assessment.collection.completed", "The platform collected an instance's work: COLLECTING -> GRADING. "
+     "collection_id and artifacts_uri are stored when given.", {
+        "type": "object", "required": ["instance_id"],
         "properties": {"instance_id": ID, "collection_id": ID, "artifacts_uri": ID}}),
-    ("assessment.grading.completed", "The Grading Engine scored the work: score stored, GRADING -> STOPPING.", {
+    ("assessment.grading.completed", "The Grading Engine scored the work: score stored, GRADING -> STOPPING. "
+     "A later one with another event id is a re-grade: kept as the next revision, published again.", {
         "type": "object", "required": ["instance_id", "score"],
         "properties": {"instance_id": ID, "passed": {"type": "boolean"}, "score": {
             "type": "object", "required": ["total", "max"],
@@ -153,13 +208,18 @@ CONSUMED = [
 
 
 def documents():
-    for event_type, description, schema in PUBLISHED + CONSUMED:
-        yield f"{event_type}.v1.json", {
-            "$id": f"/schemas/{event_type}.v1.json",
-            "title": f"data of {event_type}",
+    versions = [(entry, 1) for entry in PUBLISHED + CONSUMED] + [(entry, 2) for entry in PUBLISHED_V2]
+    for (event_type, description, schema), version in versions:
+        yield f"{event_type}.v{version}.json", {
+            "$id": f"/schemas/{event_type}.v{version}.json",
+            "title": f"data of {event_type}" + (f" (version {version})" if version > 1 else ""),
             "description": description,
             **schema,
         }
+
+
+def schema_file(event_type):
+    return f"{event_type}.v{CURRENT_VERSION.get(event_type, 1)}.json"
 
 
 def yaml_scalar(v):
@@ -213,7 +273,8 @@ CE_HEADERS = {
         "ce-subject": {"type": "string", "description": "the instance or worker id; order holds per subject"},
         "ce-time": {"type": "string", "format": "date-time"},
         "ce-dataschema": {"type": "string", "format": "uri",
-                          "description": "{CCM_PUBLIC_URL}/schemas/{type}.v1.json"},
+                          "description": "{CCM_PUBLIC_URL}/schemas/{type}.v{N}.json, N the version of the "
+                                         "type's data (2 for stopping, terminated and grading.completed)"},
         "content-type": {"const": "application/json"},
     },
 }
@@ -222,7 +283,7 @@ CE_HEADERS = {
 def asyncapi():
     published = {message_key(t): t for t, _, _ in PUBLISHED}
     consumed = {message_key(t): t for t, _, _ in CONSUMED}
-    descriptions = {t: d for t, d, _ in PUBLISHED + CONSUMED}
+    descriptions = {t: d for t, d, _ in PUBLISHED + CONSUMED + PUBLISHED_V2}
     messages = {}
     for key, event_type in list(published.items()) + list(consumed.items()):
         messages[key] = {
@@ -231,7 +292,7 @@ def asyncapi():
             "summary": descriptions[event_type],
             "contentType": "application/json",
             "headers": {"$ref": "#/components/schemas/CloudEventHeaders"},
-            "payload": {"$ref": f"./schemas/{event_type}.v1.json"},
+            "payload": {"$ref": f"./schemas/{schema_file(event_type)}"},
         }
     return {
         "asyncapi": "3.0.0",

@@ -23,6 +23,18 @@ Result<double> Number(const json& obj, const char* key, const std::string& path)
   return it->get<double>();
 }
 
+// Whether an instance in `s` takes a score: GRADING and every state after it.
+bool IsGradedOrLater(InstanceState s) { return Rank(s) >= Rank(InstanceState::kGrading); }
+
+// An optional string: absent or null is nullopt; anything else must be a non-empty string.
+Result<std::optional<std::string>> OptionalText(const json& obj, const char* key, const std::string& path) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return std::optional<std::string>();
+  if (!it->is_string() || it->get_ref<const std::string&>().empty())
+    return Error::InvalidArgument(path + " must be a non-empty string when given", path);
+  return std::optional<std::string>(it->get<std::string>());
+}
+
 Result<std::string> Text(const json& obj, const char* key, const std::string& path) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return Error::InvalidArgument(path + " is required", path);
@@ -129,59 +141,70 @@ Status EventReceiver::Move(LabletInstance& i, InstanceState to, const std::strin
   return {};
 }
 
-Status EventReceiver::RecordScore(LabletInstance& i, const GradingScore& score, const std::string& actor,
-                                  Changes& changes) {
+Status EventReceiver::RecordScore(LabletInstance& i, const GradingScore& score, const std::string& event_id,
+                                  const std::string& actor, Changes& changes) {
   const Timestamp now = d_.clock.Now();
-  i.grading_score = score;
+  const ScoreRecord& record = i.AddScore(score, event_id, actor, now);
   double seconds = 0;
   for (auto h = i.state_history.rbegin(); h != i.state_history.rend(); ++h)
     if (h->to == InstanceState::kGrading) {
       seconds = std::chrono::duration<double>(now - h->at).count();
       break;
     }
-  changes.events.push_back(d_.events.GradingCompleted(i, now, seconds));
+  changes.events.push_back(d_.events.GradingCompleted(i, record, seconds));
+  if (i.state != InstanceState::kGrading) {
+    // A re-grade, or a score after the instance ended otherwise (a time-out, an operator): it
+    // has a score now, and its terminated event says so.
+    if (!i.ending || i.ending->outcome != domain::Outcome::kGraded)
+      i.ending = Ending{domain::Outcome::kGraded, StageOf(i.state), "graded_late",
+                        i.ending ? "scored after the lablet ended (" + std::string(ToString(i.ending->outcome)) + ")"
+                                 : "scored after the lablet ended"};
+    return {};
+  }
+  i.ending = Ending{domain::Outcome::kGraded, "grading", "graded", "graded"};
   return Move(i, InstanceState::kStopping, "graded", actor, changes);
 }
 
 Result<EventReceiver::Outcome> EventReceiver::CollectionCompleted(LabletInstance& i, const json& data,
-                                                                   const std::string& actor, Changes& changes) {
-  auto collection_id = Text(data, "collection_id", "data.collection_id");
+                                                                   const std::string&, const std::string& actor,
+                                                                   Changes& changes) {
+  auto collection_id = OptionalText(data, "collection_id", "data.collection_id");
   if (!collection_id) return collection_id.error();
-  auto artifacts = Text(data, "artifacts_uri", "data.artifacts_uri");
+  auto artifacts = OptionalText(data, "artifacts_uri", "data.artifacts_uri");
   if (!artifacts) return artifacts.error();
   if (Past(i.state, InstanceState::kCollecting)) return Outcome::kStale;
   if (i.state != InstanceState::kCollecting) return WrongState(i, "assessment.collection.completed", "COLLECTING");
-  i.collection = CollectionRef{*collection_id, *artifacts};
+  if (*collection_id || *artifacts) i.collection = CollectionRef{*collection_id, *artifacts};
   if (auto s = Move(i, InstanceState::kGrading, "collection completed", actor, changes); !s) return s.error();
   return Outcome::kApplied;
 }
 
 Result<EventReceiver::Outcome> EventReceiver::GradingCompleted(LabletInstance& i, const json& data,
-                                                                const std::string& actor, Changes& changes) {
+                                                                const std::string& event_id, const std::string& actor,
+                                                                Changes& changes) {
   auto score = ParseGradingScore(data);
   if (!score) return score.error();
-  if (Past(i.state, InstanceState::kGrading)) {
-    if (i.grading_score) return Outcome::kStale;
-    // A score that comes after the instance moved on (a time-out, an operator) is still kept.
-    if (i.state == InstanceState::kTerminated)
-      return WrongState(i, "assessment.grading.completed", "COLLECTING, GRADING or later but not TERMINATED");
-    i.grading_score = *score;
-    return Outcome::kApplied;
-  }
   if (i.state == InstanceState::kCollecting) {
-    // Arrived before collection.completed: the collection is evidently done.
-    if (auto c = data.find("collection_id"); c != data.end() && c->is_string())
-      i.collection = CollectionRef{c->get<std::string>(), data.value("artifacts_uri", "")};
+    // Arrived before collection.completed: the collection is evidently done. Collection ids it
+    // happens to carry are kept; they are not its subject, so odd ones are not refused.
+    auto collection_id = OptionalText(data, "collection_id", "data.collection_id");
+    auto artifacts = OptionalText(data, "artifacts_uri", "data.artifacts_uri");
+    CollectionRef ref{collection_id ? *collection_id : std::nullopt, artifacts ? *artifacts : std::nullopt};
+    if (ref.collection_id || ref.artifacts_uri) i.collection = std::move(ref);
     if (auto s = Move(i, InstanceState::kGrading, "graded before collection was reported", actor, changes); !s)
       return s.error();
   }
-  if (i.state != InstanceState::kGrading) return WrongState(i, "assessment.grading.completed", "COLLECTING or GRADING");
-  if (auto s = RecordScore(i, *score, actor, changes); !s) return s.error();
+  // From GRADING on, every score is kept: the first ends grading, a later one (another event
+  // id) is a re-grade, until retention removes the instance.
+  if (!IsGradedOrLater(i.state))
+    return WrongState(i, "assessment.grading.completed", "COLLECTING, GRADING or a later state");
+  if (auto s = RecordScore(i, *score, event_id, actor, changes); !s) return s.error();
   return Outcome::kApplied;
 }
 
 Result<EventReceiver::Outcome> EventReceiver::CollectionFailed(LabletInstance& i, const json& data,
-                                                                const std::string& actor, Changes& changes) {
+                                                                const std::string&, const std::string& actor,
+                                                                Changes& changes) {
   auto failure = ReadFailure(data);
   if (!failure) return failure.error();
   auto retry = data.find("retry_possible");
@@ -199,13 +222,17 @@ Result<EventReceiver::Outcome> EventReceiver::CollectionFailed(LabletInstance& i
     changes.instances.push_back(i);
     return Outcome::kApplied;
   }
+  std::string message = failure->message.empty() ? "the platform reported " + failure->code : failure->message;
+  if (retry_possible) message += " (" + std::to_string(i.collection_failures) + " failures, no more retries)";
+  i.ending = Ending{domain::Outcome::kCollectionFailed, "collection", failure->code, std::move(message)};
   if (auto s = Move(i, InstanceState::kStopping, "collection failed: " + failure->code, actor, changes); !s)
     return s.error();
   return Outcome::kApplied;
 }
 
 Result<EventReceiver::Outcome> EventReceiver::GradingFailed(LabletInstance& i, const json& data,
-                                                             const std::string& actor, Changes& changes) {
+                                                             const std::string&, const std::string& actor,
+                                                             Changes& changes) {
   auto failure = ReadFailure(data);
   if (!failure) return failure.error();
   if (Past(i.state, InstanceState::kGrading)) return Outcome::kStale;
@@ -215,6 +242,8 @@ Result<EventReceiver::Outcome> EventReceiver::GradingFailed(LabletInstance& i, c
   }
   if (i.state != InstanceState::kGrading) return WrongState(i, "assessment.grading.failed", "COLLECTING or GRADING");
   i.last_failure = FailureRecord{"grading", failure->code, failure->message, false, d_.clock.Now()};
+  i.ending = Ending{domain::Outcome::kGradingFailed, "grading", failure->code,
+                    failure->message.empty() ? "the Grading Engine reported " + failure->code : failure->message};
   if (auto s = Move(i, InstanceState::kStopping, "grading failed: " + failure->code, actor, changes); !s)
     return s.error();
   return Outcome::kApplied;
@@ -226,10 +255,10 @@ Result<LabletInstance> EventReceiver::RecordGradingResult(const InstanceId& id, 
   return RetryStale([&]() -> Result<LabletInstance> {
     auto instance = d_.store.GetInstance(id);
     if (!instance) return instance;
-    if (instance->state != InstanceState::kGrading)
-      return WrongState(*instance, "a grading result", "GRADING");
+    if (!IsGradedOrLater(instance->state))
+      return WrongState(*instance, "a grading result", "GRADING or a later state");
     Changes changes;
-    if (auto s = RecordScore(*instance, score, actor, changes); !s) return s.error();
+    if (auto s = RecordScore(*instance, score, "", actor, changes); !s) return s.error();
     changes.instances.push_back(*instance);
     if (auto s = d_.store.Commit(changes); !s) return s.error();
     ++instance->version;

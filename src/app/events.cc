@@ -1,6 +1,7 @@
 #include "app/events.h"
 
 #include "app/json_codec.h"
+#include "domain/lifecycle.h"
 #include "cloudevents/json_format.h"
 
 namespace ccm::app {
@@ -20,7 +21,24 @@ json InstanceCommon(const LabletInstance& i, std::optional<InstanceState> previo
           {"timestamp", FormatRfc3339(at)}};
 }
 
+// How a lablet ended: `outcome`, and `failure` unless it was graded.
+void AddEnding(json& data, const LabletInstance& i, const InstanceChange& change) {
+  const Ending ending = i.ending ? *i.ending : DefaultEnding(i, change.from, change.reason);
+  data["outcome"] = ToString(ending.outcome);
+  data["failure"] = ending.outcome == Outcome::kGraded
+                        ? json(nullptr)
+                        : json{{"stage", ending.stage}, {"code", ending.code}, {"message", ending.message}};
+}
+
 }  // namespace
+
+int DataSchemaVersion(std::string_view type) {
+  // v2 adds outcome and failure (stopping, terminated) and revision (grading.completed).
+  for (std::string_view v2 : {EventTypeOnEntering(InstanceState::kStopping), EventTypeOnEntering(InstanceState::kTerminated),
+                              kGradingCompletedEventType})
+    if (type == v2) return 2;
+  return 1;
+}
 
 OutboxEvent EventFactory::Make(std::string_view type, const std::string& subject, Timestamp time, json data) {
   OutboxEvent e;
@@ -40,7 +58,7 @@ OutboxEvent EventFactory::Make(std::string_view type, const std::string& subject
     std::lock_guard lock(mu_);
     base = schema_base_;
   }
-  if (!base.empty()) ce.dataschema = base + "/schemas/" + e.type + ".v1.json";
+  if (!base.empty()) ce.dataschema = base + "/schemas/" + e.type + ".v" + std::to_string(DataSchemaVersion(e.type)) + ".json";
   ce.data = std::move(data);
   e.json = cloudevents::ToJsonString(ce);
   return e;
@@ -79,9 +97,13 @@ OutboxEvent EventFactory::InstanceMoved(const LabletInstance& i, const InstanceC
       data["collection_reason"] = "manual";
       break;
     case InstanceState::kGrading:
-      data["collection_id"] = i.collection ? json(i.collection->collection_id) : json(nullptr);
+      data["collection_id"] = i.collection && i.collection->collection_id ? json(*i.collection->collection_id) : json(nullptr);
+      break;
+    case InstanceState::kStopping:
+      AddEnding(data, i, change);
       break;
     case InstanceState::kTerminated: {
+      AddEnding(data, i, change);
       data["final_state"] = ToString(change.from);
       data["grading_score"] = i.grading_score ? ToJson(*i.grading_score) : json(nullptr);
       long minutes = 0;
@@ -120,11 +142,14 @@ std::string_view EventType(ScalingDecision d) {
   return "ccm.scaling.up.requested";
 }
 
-OutboxEvent EventFactory::GradingCompleted(const LabletInstance& i, Timestamp at, double grading_duration_seconds) {
-  json data = InstanceCommon(i, i.state, at);
-  data["score"] = i.grading_score ? ToJson(*i.grading_score) : json(nullptr);
+OutboxEvent EventFactory::GradingCompleted(const LabletInstance& i, const ScoreRecord& record,
+                                           double grading_duration_seconds) {
+  json data = InstanceCommon(i, i.state, record.at);
+  data["score"] = ToJson(record.score);
   data["grading_duration_seconds"] = grading_duration_seconds;
-  return Make(kGradingCompletedEventType, i.id.value, at, std::move(data));
+  data["revision"] = record.revision;
+  data["score_event_id"] = record.event_id.empty() ? json(nullptr) : json(record.event_id);
+  return Make(kGradingCompletedEventType, i.id.value, record.at, std::move(data));
 }
 
 OutboxEvent EventFactory::PodAssigned(const LabletInstance& i, Timestamp at) {

@@ -17,13 +17,19 @@ enum class ScalingDecision {
 };
 std::string_view EventType(ScalingDecision d);
 
+// The version of the JSON Schema of `type`'s data that ccm publishes now: the N of the
+// `{type}.vN.json` its dataschema names (docs/schemas). 2 for stopping, terminated and
+// grading.completed, 1 for every other type.
+int DataSchemaVersion(std::string_view type);
+
 // Builds the outbox rows that report state changes: one CloudEvent per state entered, with
 // the data fields SYSTEM.md lists per type. This is the one place that maps a move to its
 // event; use cases never build events by hand. Thread-safe if the IdGenerator is.
 class EventFactory {
  public:
   // With `schema_base` (an absolute URL, e.g. ccm's own), each event's dataschema is
-  // `{schema_base}/schemas/{type}.v1.json`, the JSON Schema of its data that ccm serves.
+  // `{schema_base}/schemas/{type}.v{DataSchemaVersion(type)}.json`, the JSON Schema of its
+  // data that ccm serves.
   EventFactory(IdGenerator& ids, std::string source, std::string schema_base = "")
       : ids_(ids), source_(std::move(source)), schema_base_(std::move(schema_base)) {}
 
@@ -39,9 +45,11 @@ class EventFactory {
   std::vector<OutboxEvent> WorkerCreated(const domain::Worker& worker);
   OutboxEvent WorkerMoved(const domain::Worker& worker, const domain::WorkerChange& change,
                           const nlohmann::json& extra = nlohmann::json::object());
-  // `ccm.lablet.instance.grading.completed`, written with the score just before the move to
-  // STOPPING.
-  OutboxEvent GradingCompleted(const domain::LabletInstance& instance, Timestamp at, double grading_duration_seconds);
+  // `ccm.lablet.instance.grading.completed` for `record`, a score the instance just received:
+  // its first (written just before the move to STOPPING), or a later one (a re-grade, or a
+  // score after a time-out) with its revision, in whatever state the instance is.
+  OutboxEvent GradingCompleted(const domain::LabletInstance& instance, const domain::ScoreRecord& record,
+                               double grading_duration_seconds);
   // `ccm.lablet.instance.pod.assigned`: the Grading Engine took the RUNNING instance's pod
   // (after `failures` failed attempts).
   OutboxEvent PodAssigned(const domain::LabletInstance& instance, Timestamp at);

@@ -67,6 +67,16 @@ PortMap PortsFrom(const json& j) {
   return ports;
 }
 
+GradingScore ScoreFrom(const json& s) {
+  GradingScore score;
+  score.total = s.at("total").get<double>();
+  score.max = s.at("max").get<double>();
+  if (!s.at("passed").is_null()) score.passed = s.at("passed").get<bool>();
+  for (const auto& c : s.at("breakdown"))
+    score.breakdown.push_back({c.at("criterion").get<std::string>(), c.at("points").get<double>(), c.at("max").get<double>()});
+  return score;
+}
+
 template <typename F>
 auto Guard(const char* what, F&& f) -> decltype(f()) {
   try {
@@ -116,12 +126,26 @@ json ToJson(const GradingScore& s) {
   return {{"total", s.total}, {"max", s.max}, {"passed", Opt(s.passed)}, {"breakdown", std::move(breakdown)}};
 }
 
+json ToJson(const ScoreRecord& r) {
+  return {{"revision", r.revision},
+          {"score", ToJson(r.score)},
+          {"event_id", r.event_id.empty() ? json(nullptr) : json(r.event_id)},
+          {"actor", r.actor},
+          {"at", FormatRfc3339(r.at)}};
+}
+
+json ToJson(const Ending& e) {
+  return {{"outcome", ToString(e.outcome)}, {"stage", e.stage}, {"code", e.code}, {"message", e.message}};
+}
+
 json ToJson(const LabletInstance& i) {
   json assessment = nullptr;
   if (i.assessment) assessment = {{"session_id", i.assessment->session_id}, {"part_id", i.assessment->part_id}};
   json collection = nullptr;
   if (i.collection)
-    collection = {{"collection_id", i.collection->collection_id}, {"artifacts_uri", i.collection->artifacts_uri}};
+    collection = {{"collection_id", Opt(i.collection->collection_id)}, {"artifacts_uri", Opt(i.collection->artifacts_uri)}};
+  json scores = json::array();
+  for (const auto& r : i.scores) scores.push_back(ToJson(r));
   return {{"id", i.id.value},
           {"definition_id", i.definition_id.value},
           {"definition_version", i.definition_version},
@@ -137,6 +161,8 @@ json ToJson(const LabletInstance& i) {
           {"cml_lab_id", Opt(i.cml_lab_id)},
           {"collection", std::move(collection)},
           {"grading_score", i.grading_score ? ToJson(*i.grading_score) : json(nullptr)},
+          {"scores", std::move(scores)},
+          {"ending", i.ending ? ToJson(*i.ending) : json(nullptr)},
           {"pod_assigned", i.pod_assigned},
           {"pod_error", i.pod_error},
           {"pod_due_at", OptionalTime(i.pod_due_at)},
@@ -249,16 +275,26 @@ Result<LabletInstance> InstanceFromJson(const json& j) {
     i.allocated_ports = PortsFrom(j.at("allocated_ports"));
     i.cml_lab_id = OptString(j, "cml_lab_id");
     if (const auto& c = j.at("collection"); !c.is_null())
-      i.collection = CollectionRef{c.at("collection_id").get<std::string>(), c.at("artifacts_uri").get<std::string>()};
-    if (const auto& s = j.at("grading_score"); !s.is_null()) {
-      GradingScore score;
-      score.total = s.at("total").get<double>();
-      score.max = s.at("max").get<double>();
-      if (!s.at("passed").is_null()) score.passed = s.at("passed").get<bool>();
-      for (const auto& c : s.at("breakdown"))
-        score.breakdown.push_back(
-            {c.at("criterion").get<std::string>(), c.at("points").get<double>(), c.at("max").get<double>()});
-      i.grading_score = std::move(score);
+      i.collection = CollectionRef{OptString(c, "collection_id"), OptString(c, "artifacts_uri")};
+    if (const auto& s = j.at("grading_score"); !s.is_null()) i.grading_score = ScoreFrom(s);
+    if (j.contains("scores")) {
+      for (const auto& r : j.at("scores"))
+        i.scores.push_back({r.at("revision").get<int>(), ScoreFrom(r.at("score")), OptString(r, "event_id").value_or(""),
+                            r.at("actor").get<std::string>(), TimeFrom(r.at("at"))});
+    } else if (i.grading_score) {
+      // Stored before every score was kept: its one score is the first revision, recorded
+      // when the instance left GRADING.
+      Timestamp at = TimeFrom(j.at("created_at"));
+      for (const auto& h : i.state_history)
+        if (h.from == InstanceState::kGrading) at = h.at;
+      i.scores.push_back({1, *i.grading_score, "", "", at});
+    }
+    if (j.contains("ending") && !j.at("ending").is_null()) {
+      const auto& e = j.at("ending");
+      auto outcome = ParseOutcome(e.at("outcome").get<std::string>());
+      if (!outcome) throw std::runtime_error("bad outcome");
+      i.ending = Ending{*outcome, e.at("stage").get<std::string>(), e.at("code").get<std::string>(),
+                        e.at("message").get<std::string>()};
     }
     i.pod_assigned = j.at("pod_assigned").get<bool>();
     i.pod_error = j.value("pod_error", "");

@@ -15,6 +15,10 @@ nlohmann::json ToJson(const domain::LabletDefinition& d);
 nlohmann::json ToJson(const domain::LabletInstance& i);
 nlohmann::json ToJson(const domain::Worker& w);
 nlohmann::json ToJson(const domain::GradingScore& s);
+// {revision, score, event_id (null for an operator's), actor, at}.
+nlohmann::json ToJson(const domain::ScoreRecord& r);
+// {outcome, stage, code, message}.
+nlohmann::json ToJson(const domain::Ending& e);
 nlohmann::json ToJson(const domain::PortMap& ports);
 
 // Reads back what ToJson wrote. Errors: internal (stored data that does not read back is a

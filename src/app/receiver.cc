@@ -55,7 +55,7 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
       return e;
     }
     Changes changes;
-    auto outcome = (this->*handler)(*instance, data, actor, changes);
+    auto outcome = (this->*handler)(*instance, data, event.id, actor, changes);
     if (!outcome) return outcome;
     if (*outcome == Outcome::kApplied && (changes.instances.empty() || changes.instances.back().id != instance->id))
       changes.instances.push_back(*instance);

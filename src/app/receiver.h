@@ -52,23 +52,33 @@ class EventReceiver {
   // unavailable.
   Result<Outcome> Receive(const cloudevents::CloudEvent& event);
 
-  // The operator's path to the same result as assessment.grading.completed. Errors:
-  // not_found, conflict (not GRADING), invalid_argument (bad score).
+  // The operator's path to the same result as assessment.grading.completed: the first score
+  // of a GRADING instance moves it to STOPPING; in any later state (until retention removes
+  // it) the score is kept as the next revision and published again. Errors: not_found,
+  // conflict (before GRADING), invalid_argument (bad score).
   Result<domain::LabletInstance> RecordGradingResult(const domain::InstanceId& id, const domain::GradingScore& score,
                                                      const std::string& actor);
 
  private:
+  // Applies one event's data to the instance it names; `event_id` is the event's id.
   using Handler = Result<Outcome> (EventReceiver::*)(domain::LabletInstance&, const nlohmann::json&,
-                                                     const std::string& actor, Changes&);
-  Result<Outcome> CollectionCompleted(domain::LabletInstance&, const nlohmann::json&, const std::string&, Changes&);
-  Result<Outcome> GradingCompleted(domain::LabletInstance&, const nlohmann::json&, const std::string&, Changes&);
-  Result<Outcome> CollectionFailed(domain::LabletInstance&, const nlohmann::json&, const std::string&, Changes&);
-  Result<Outcome> GradingFailed(domain::LabletInstance&, const nlohmann::json&, const std::string&, Changes&);
+                                                     const std::string& event_id, const std::string& actor, Changes&);
+  Result<Outcome> CollectionCompleted(domain::LabletInstance&, const nlohmann::json&, const std::string&,
+                                      const std::string&, Changes&);
+  Result<Outcome> GradingCompleted(domain::LabletInstance&, const nlohmann::json&, const std::string&,
+                                   const std::string&, Changes&);
+  Result<Outcome> CollectionFailed(domain::LabletInstance&, const nlohmann::json&, const std::string&,
+                                   const std::string&, Changes&);
+  Result<Outcome> GradingFailed(domain::LabletInstance&, const nlohmann::json&, const std::string&,
+                                const std::string&, Changes&);
   // Moves the instance and queues its event (and its worker when the move releases).
   Status Move(domain::LabletInstance& i, domain::InstanceState to, const std::string& reason, const std::string& actor,
               Changes& changes);
-  Status RecordScore(domain::LabletInstance& i, const domain::GradingScore& score, const std::string& actor,
-                     Changes& changes);
+  // Keeps `score` (carried by event `event_id`, empty for an operator's) as the instance's
+  // next revision and queues its grading.completed; a GRADING instance then moves to STOPPING,
+  // graded.
+  Status RecordScore(domain::LabletInstance& i, const domain::GradingScore& score, const std::string& event_id,
+                     const std::string& actor, Changes& changes);
 
   Deps d_;
   Options options_;

@@ -295,7 +295,8 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
     }
     return instances_
         .Transition(i.id, InstanceState::kTerminated,
-                    "termination requested; lab " + *i.cml_lab_id + " wiped and deleted", kInstantiator, std::nullopt)
+                    "termination requested; lab " + *i.cml_lab_id + " wiped and deleted", kInstantiator, std::nullopt,
+                    Ending{domain::Outcome::kCancelled, "instantiation", "termination_requested", "termination requested"})
         .has_value();
   }
   if (now - EnteredAt(i) > options_.instantiation_timeout) {
@@ -370,8 +371,8 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
 void Reconcilers::RecordCmlFailure(const LabletInstance& i, const Error& e, Timestamp now, bool counted) {
   const bool instantiating = i.state == InstanceState::kInstantiating;
   const int failures = i.cml_failures + (counted ? 0 : 1);
-  const bool give_up = instantiating && (failures >= options_.cml_max_failures ||
-                                         now - EnteredAt(i) > options_.instantiation_timeout);
+  const bool timed_out = now - EnteredAt(i) > options_.instantiation_timeout;
+  const bool give_up = instantiating && (failures >= options_.cml_max_failures || timed_out);
   spdlog::warn("{}: instance {}: {}{}", instantiating ? kInstantiator : kStopper, i.id.value, e.message,
                give_up ? "; giving up" : "");
   if (give_up) {
@@ -382,7 +383,9 @@ void Reconcilers::RecordCmlFailure(const LabletInstance& i, const Error& e, Time
           spdlog::warn("instantiator: lab {} of instance {} not removed: {}", *i.cml_lab_id, i.id.value,
                        removed.error().message);
     (void)instances_.Transition(i.id, InstanceState::kTerminated, "instantiation failed: " + e.message, kInstantiator,
-                                std::nullopt);
+                                std::nullopt,
+                                Ending{domain::Outcome::kInstantiationFailed, "instantiation",
+                                       timed_out ? "instantiation_timeout" : "cml_failed", e.message});
     return;
   }
   (void)instances_.Record(i.id, [&](LabletInstance& current) -> Status {
@@ -423,8 +426,11 @@ bool Reconcilers::EndTimeslot(const LabletInstance& i) {
   if (!i.assessment) not_assessed = "it has no assessment ids";
   else if (!options_.assessment_platform) not_assessed = "no Assessment Platform is configured";
   if (not_assessed.empty()) return collection_.Collect(i.id, kStopper, CollectionReason::kTimeslotEnd).has_value();
-  auto moved = instances_.Transition(i.id, InstanceState::kStopping, "timeslot ended; not assessed: " + not_assessed,
-                                     kStopper, std::nullopt);
+  const std::string reason = "timeslot ended; not assessed: " + not_assessed;
+  auto moved = instances_.Transition(
+      i.id, InstanceState::kStopping, reason, kStopper, std::nullopt,
+      Ending{domain::Outcome::kNotAssessed, "running", i.assessment ? "no_assessment_platform" : "no_assessment_ids",
+             reason});
   if (moved && metrics_) ++metrics_->not_assessed;
   return moved.has_value();
 }
@@ -436,7 +442,12 @@ bool Reconcilers::TimeOut(const LabletInstance& i, Timestamp now) {
   std::string reason = std::string(collecting ? "collection" : "grading") + " timed out after " + Seconds(limit);
   if (collecting && i.collection_refused) reason += " (the platform refused the collection: " + i.collection_request_error + ")";
   else if (collecting && !i.collection_request_error.empty()) reason += " (last request: " + i.collection_request_error + ")";
-  auto moved = instances_.Transition(i.id, InstanceState::kStopping, reason, kStopper, std::nullopt);
+  // A refused collection failed for good (the time-out only ends the wait); anything else timed out.
+  const Ending ending = collecting && i.collection_refused
+                            ? Ending{domain::Outcome::kCollectionFailed, "collection", "collection_refused", reason}
+                            : Ending{domain::Outcome::kTimedOut, StageOf(i.state),
+                                     collecting ? "collecting_timeout" : "grading_timeout", reason};
+  auto moved = instances_.Transition(i.id, InstanceState::kStopping, reason, kStopper, std::nullopt, ending);
   if (!moved) return false;
   spdlog::warn("stopper: instance {}: {}", i.id.value, reason);
   if (metrics_) ++(collecting ? metrics_->collecting_timeouts : metrics_->grading_timeouts);

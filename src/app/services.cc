@@ -196,8 +196,11 @@ Result<PageOf<LabletInstance>> InstanceService::List(const InstanceFilter& filte
 }
 
 Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, InstanceState to,
-                                                   const std::string& reason, const std::string& actor) {
+                                                   const std::string& reason, const std::string& actor,
+                                                   std::optional<Ending> ending) {
   const InstanceState from = instance.state;
+  if (ending && !instance.ending && (to == InstanceState::kStopping || to == InstanceState::kTerminated))
+    instance.ending = std::move(ending);
   // The worker is read only when the move gives something back to it, or when the event
   // names it; it is written only in the first case, so that moves of the instances on one
   // worker do not contend on its version for nothing.
@@ -316,6 +319,8 @@ Result<LabletInstance> InstanceService::RequestTermination(const InstanceId& id,
     if (!instance || instance->state == InstanceState::kTerminated) return instance;
     const bool already_requested = instance->termination_requested;
     instance->termination_requested = true;
+    Ending cancelled{domain::Outcome::kCancelled, StageOf(instance->state), "termination_requested",
+                     "termination requested by " + actor};
     // An instance whose lab is already on CML is ended by the instantiator, which removes the
     // lab first (so nothing of it stays on the worker); only the request is recorded here.
     const bool lab_on_cml = instance->state == InstanceState::kInstantiating && instance->cml_lab_id;
@@ -327,13 +332,15 @@ Result<LabletInstance> InstanceService::RequestTermination(const InstanceId& id,
       case InstanceState::kCollecting:
       case InstanceState::kGrading:
         return CommitMove(std::move(instance.value()), *NextStepToTermination(instance->state),
-                          "termination requested", actor);
+                          "termination requested", actor, std::move(cancelled));
       default:
         break;
     }
     // STOPPING, STOPPED, ARCHIVED (and INSTANTIATING with a lab): already on the way; the
-    // stopper (or the instantiator) finishes the path. Only the request is recorded.
-    if (already_requested) return instance;
+    // stopper (or the instantiator) finishes the path. Only the request is recorded (and, for
+    // the lab still starting, why it ends).
+    if (lab_on_cml && !instance->ending) instance->ending = std::move(cancelled);
+    else if (already_requested) return instance;
     Changes changes;
     changes.instances.push_back(*instance);
     if (auto s = d_.store.Commit(changes); !s) return s.error();
@@ -366,7 +373,8 @@ Result<LabletInstance> InstanceService::Schedule(const InstanceId& id, const Wor
 
 Result<LabletInstance> InstanceService::Transition(const InstanceId& id, InstanceState to, const std::string& reason,
                                                    const std::string& actor,
-                                                   std::optional<std::int64_t> expected_version) {
+                                                   std::optional<std::int64_t> expected_version,
+                                                   std::optional<Ending> ending) {
   if (to == InstanceState::kScheduled)
     return Error::InvalidArgument("moving to SCHEDULED needs a worker: use the schedule call", "to");
   auto attempt = [&]() -> Result<LabletInstance> {
@@ -374,7 +382,7 @@ Result<LabletInstance> InstanceService::Transition(const InstanceId& id, Instanc
     if (!instance) return instance;
     if (expected_version && *expected_version != instance->version)
       return Stale("instance", id.value, *expected_version, instance->version);
-    return CommitMove(std::move(instance.value()), to, reason, actor);
+    return CommitMove(std::move(instance.value()), to, reason, actor, ending);
   };
   return expected_version ? attempt() : RetryStale(attempt);
 }

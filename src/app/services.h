@@ -114,11 +114,14 @@ class InstanceService {
   Result<domain::LabletInstance> Schedule(const domain::InstanceId& id, const domain::WorkerId& worker_id,
                                           const std::string& actor);
   // Any legal move but to SCHEDULED (which needs a worker: Schedule). With
-  // `expected_version`, a stale read is a conflict instead of a retry. Errors: not_found,
-  // conflict (illegal move or stale version), invalid_argument.
+  // `expected_version`, a stale read is a conflict instead of a retry. `ending` is why the
+  // lablet ends, for a move to STOPPING or TERMINATED of an instance that has none recorded
+  // yet (without it, domain::DefaultEnding: an operator's move); an ending already recorded
+  // stays. Errors: not_found, conflict (illegal move or stale version), invalid_argument.
   Result<domain::LabletInstance> Transition(const domain::InstanceId& id, domain::InstanceState to,
                                             const std::string& reason, const std::string& actor,
-                                            std::optional<std::int64_t> expected_version);
+                                            std::optional<std::int64_t> expected_version,
+                                            std::optional<domain::Ending> ending = std::nullopt);
   // Asks for the pod of a RUNNING instance to be assigned again on the Grading Engine (the
   // pod reconciler does it, at once): after a refusal, or when the engine lost it. Errors:
   // not_found, conflict (not RUNNING), failed_precondition (no assessment ids, or no engine).
@@ -141,9 +144,11 @@ class InstanceService {
  private:
   // A new PENDING instance from `draft`, checked against its definition; not yet stored.
   Result<domain::LabletInstance> Prepare(const domain::InstanceDraft& draft, const std::string& actor);
-  // Moves `instance` (read at its version) to `to` and commits it with its worker and event.
+  // Moves `instance` (read at its version) to `to` and commits it with its worker and event;
+  // `ending` as for Transition.
   Result<domain::LabletInstance> CommitMove(domain::LabletInstance instance, domain::InstanceState to,
-                                            const std::string& reason, const std::string& actor);
+                                            const std::string& reason, const std::string& actor,
+                                            std::optional<domain::Ending> ending = std::nullopt);
   Deps d_;
   PodService* pods_ = nullptr;
   GradingEngine* engine_ = nullptr;

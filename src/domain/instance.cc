@@ -40,6 +40,45 @@ Status Validate(const GradingScore& score) {
   return {};
 }
 
+std::string_view ToString(Outcome o) {
+  switch (o) {
+    case Outcome::kGraded: return "graded";
+    case Outcome::kNotAssessed: return "not_assessed";
+    case Outcome::kCollectionFailed: return "collection_failed";
+    case Outcome::kGradingFailed: return "grading_failed";
+    case Outcome::kTimedOut: return "timed_out";
+    case Outcome::kInstantiationFailed: return "instantiation_failed";
+    case Outcome::kCancelled: return "cancelled";
+  }
+  return "cancelled";
+}
+
+std::optional<Outcome> ParseOutcome(std::string_view text) {
+  for (Outcome o : {Outcome::kGraded, Outcome::kNotAssessed, Outcome::kCollectionFailed, Outcome::kGradingFailed,
+                    Outcome::kTimedOut, Outcome::kInstantiationFailed, Outcome::kCancelled})
+    if (ToString(o) == text) return o;
+  return std::nullopt;
+}
+
+std::string StageOf(InstanceState s) {
+  switch (s) {
+    case InstanceState::kPending:
+    case InstanceState::kScheduled: return "scheduling";
+    case InstanceState::kInstantiating: return "instantiation";
+    case InstanceState::kRunning: return "running";
+    case InstanceState::kCollecting: return "collection";
+    case InstanceState::kGrading: return "grading";
+    default: return "stopping";
+  }
+}
+
+const ScoreRecord& LabletInstance::AddScore(GradingScore score, std::string event_id, std::string actor,
+                                            Timestamp at) {
+  grading_score = score;
+  scores.push_back({static_cast<int>(scores.size()) + 1, std::move(score), std::move(event_id), std::move(actor), at});
+  return scores.back();
+}
+
 Result<InstanceChange> LabletInstance::MoveTo(InstanceState to, Timestamp at, std::string reason, std::string actor) {
   if (!IsLegalMove(state, to)) return Error::Conflict(IllegalInstanceMove(state, to), "state");
   InstanceChange change{state, to, at, std::move(reason), std::move(actor)};

@@ -18,10 +18,11 @@ struct AssessmentRef {
   bool operator==(const AssessmentRef&) const = default;
 };
 
-// What the Assessment Platform collected.
+// What the Assessment Platform collected; each part is known only when its
+// collection.completed named it.
 struct CollectionRef {
-  std::string collection_id;
-  std::string artifacts_uri;
+  std::optional<std::string> collection_id;
+  std::optional<std::string> artifacts_uri;
   bool operator==(const CollectionRef&) const = default;
 };
 
@@ -46,6 +47,45 @@ struct GradingScore {
 Status Validate(const GradingScore& score);
 
 using InstanceChange = StateChange<InstanceState>;
+
+// One score an instance received. A platform that grades again (an appeal, a fixed rubric)
+// adds one; every one is kept, and the latest is the instance's score.
+struct ScoreRecord {
+  int revision = 1;      // 1 for the first score, then 2, 3, ... in the order they arrived
+  GradingScore score;
+  std::string event_id;  // id of the assessment event that carried it; empty for an operator's
+  std::string actor;     // "event:<source>" or the operator
+  Timestamp at;          // when ccm recorded it
+  bool operator==(const ScoreRecord&) const = default;
+};
+
+// How a lablet ended, as its stopping and terminated events report it.
+enum class Outcome {
+  kGraded,               // it has a score
+  kNotAssessed,          // it was never to be assessed (no assessment ids, no platform)
+  kCollectionFailed,     // the platform reported the collection failed, or refused to collect
+  kGradingFailed,        // the Grading Engine reported grading failed
+  kTimedOut,             // COLLECTING or GRADING outlasted its time-out
+  kInstantiationFailed,  // the lab could not be started on CML
+  kCancelled,            // terminated or stopped by an operator
+};
+std::string_view ToString(Outcome o);
+// The outcome ToString names; nullopt for any other text.
+std::optional<Outcome> ParseOutcome(std::string_view text);
+
+// Why a lablet ended, recorded where it is decided (the move that starts its end). For any
+// outcome but kGraded, stage, code and message form the `failure` of its events.
+struct Ending {
+  Outcome outcome = Outcome::kGraded;
+  // What the lablet was doing: "scheduling", "instantiation", "running", "collection",
+  // "grading", or "stopping" (a cause not recorded when the instance stopped).
+  std::string stage;
+  std::string code;     // machine-readable: ccm's snake_case code, or the platform's error_code
+  std::string message;  // for people
+  bool operator==(const Ending&) const = default;
+};
+// The stage an instance in `s` is at (see Ending::stage).
+std::string StageOf(InstanceState s);
 
 // A failure the Assessment Platform or the Grading Engine reported for an instance.
 struct FailureRecord {
@@ -77,7 +117,11 @@ struct LabletInstance {
   PortMap allocated_ports;
   std::optional<std::string> cml_lab_id;
   std::optional<CollectionRef> collection;
-  std::optional<GradingScore> grading_score;
+  std::optional<GradingScore> grading_score;  // the latest of `scores`
+  std::vector<ScoreRecord> scores;            // every score received, oldest first
+  // Why the lablet ended; set on the move to STOPPING (or straight to TERMINATED), and to
+  // graded when a score arrives later.
+  std::optional<Ending> ending;
   bool pod_assigned = false;
   std::string pod_error;  // why the pod could not be assigned; empty otherwise
   // While set, the pod is to be assigned on the Grading Engine at or after this time (on
@@ -112,6 +156,10 @@ struct LabletInstance {
   // the matching timestamp. Errors: conflict naming the current state and the allowed moves.
   // Does not touch the worker: see MoveInstance in lifecycle.h.
   Result<InstanceChange> MoveTo(InstanceState to, Timestamp at, std::string reason, std::string actor);
+
+  // Keeps `score` as the next revision and makes it the instance's score. Validates nothing
+  // (see Validate). Returns the record added.
+  const ScoreRecord& AddScore(GradingScore score, std::string event_id, std::string actor, Timestamp at);
 };
 
 // What a caller supplies to create an instance.

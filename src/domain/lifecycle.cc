@@ -64,8 +64,22 @@ Result<InstanceChange> ScheduleInstance(LabletInstance& instance, Worker& worker
   return instance.MoveTo(InstanceState::kScheduled, now, "scheduled on worker " + worker.id.value, std::move(actor));
 }
 
+Ending DefaultEnding(const LabletInstance& instance, InstanceState from, const std::string& reason) {
+  if (instance.grading_score) return Ending{Outcome::kGraded, StageOf(from), "graded", reason};
+  const bool before_stopping = static_cast<int>(from) < static_cast<int>(InstanceState::kStopping);
+  // An instance that stopped before endings were recorded, after a reported failure.
+  if (const auto& f = instance.last_failure; !before_stopping && f && (f->stage == "collection" || f->stage == "grading"))
+    return Ending{f->stage == "collection" ? Outcome::kCollectionFailed : Outcome::kGradingFailed, f->stage,
+                  f->error_code, f->error_message.empty() ? reason : f->error_message};
+  return Ending{Outcome::kCancelled, StageOf(from), before_stopping ? "operator_move" : "not_recorded", reason};
+}
+
 Result<InstanceChange> MoveInstance(LabletInstance& instance, Worker* worker, InstanceState to, Timestamp now,
                                     std::string reason, std::string actor) {
+  const InstanceState from = instance.state;
+  if ((to == InstanceState::kStopping || to == InstanceState::kTerminated) && !instance.ending &&
+      IsLegalMove(from, to))
+    instance.ending = DefaultEnding(instance, from, reason);
   auto change = instance.MoveTo(to, now, std::move(reason), std::move(actor));
   if (!change) return change;
   instance.cml_failures = 0;

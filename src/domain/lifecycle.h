@@ -30,9 +30,17 @@ Result<InstanceChange> ScheduleInstance(LabletInstance& instance, Worker& worker
 // Any legal move of `instance`, releasing on `worker` what the new state no longer holds
 // (capacity on ARCHIVED or TERMINATED, ports on TERMINATED; the worker is idle from `now`
 // when nothing is left on it), and clearing the instance's CML failure count. `worker` is null
-// when the instance has none. Errors: those of MoveTo.
+// when the instance has none. A move to STOPPING or TERMINATED of an instance whose ending the
+// caller did not record records DefaultEnding. Errors: those of MoveTo.
 Result<InstanceChange> MoveInstance(LabletInstance& instance, Worker* worker, InstanceState to, Timestamp now,
                                     std::string reason, std::string actor);
+
+// The ending of an instance that leaves `from` for STOPPING or TERMINATED when no one recorded
+// why (an operator's move, or an instance stopped before endings were recorded): graded when
+// it has a score; (past GRADING) the reported failure when one ended collection or grading; otherwise
+// cancelled, code "operator_move" (from a state before STOPPING) or "not_recorded", with
+// `reason` as the message.
+Ending DefaultEnding(const LabletInstance& instance, InstanceState from, const std::string& reason);
 
 // The first move of the legal path that ends an instance: straight to TERMINATED from
 // PENDING, SCHEDULED and INSTANTIATING; to STOPPING from RUNNING, COLLECTING and GRADING;

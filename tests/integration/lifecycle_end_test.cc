@@ -41,6 +41,39 @@ double Metric(World& world, const std::string& name) {
   return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
 }
 
+// The data of the last event of `type` about `id`, or null.
+json LastEvent(World& world, const std::string& id, const std::string& type) {
+  json found;
+  for (const auto& record : world.Events(id))
+    if (record["type"] == type) found = record["event"]["data"];
+  return found;
+}
+
+// The stopping and terminated events of `id` both say `outcome`, and a failure with `stage`
+// and `code` (none when `code` is empty); with `schemas`, every event of ccm's matches its
+// schema (not after a restart on another port: the dataschema URIs name the address).
+void ExpectEnding(World& world, const std::string& id, const std::string& outcome, const std::string& stage,
+                  const std::string& code, bool schemas = true) {
+  for (const char* type : {"ccm.lablet.instance.stopping", "ccm.lablet.instance.terminated"}) {
+    const json data = LastEvent(world, id, type);
+    if (data.is_null() && std::string(type) == "ccm.lablet.instance.stopping" &&
+        ReasonOf(world.Instance(id), "STOPPING").empty())
+      continue;  // ended straight from INSTANTIATING: no stopping event
+    ASSERT_FALSE(data.is_null()) << type;
+    EXPECT_EQ(data["outcome"], outcome) << type << " " << data;
+    if (code.empty()) {
+      EXPECT_TRUE(data["failure"].is_null()) << type << " " << data;
+    } else {
+      EXPECT_EQ(data["failure"]["stage"], stage) << type << " " << data;
+      EXPECT_EQ(data["failure"]["code"], code) << type << " " << data;
+      EXPECT_FALSE(data["failure"]["message"].get<std::string>().empty()) << type;
+    }
+  }
+  if (schemas) {
+    EXPECT_GT(testing::ExpectEveryEventMatchesItsSchema(*world.http, world.ccm->BaseUrl()), 0);
+  }
+}
+
 // Everything the instance held is given back and its lab is gone.
 void ExpectNothingLeft(World& world, const std::string& worker) {
   const json w = world.http->Get("/api/v1/workers/" + worker).Json();
@@ -74,6 +107,8 @@ TEST(EveryLabletEnds, WithoutAssessmentIdsOrWithoutAPlatformAnInstanceStopsAtIts
   ASSERT_NE(stopping, events.end());
   EXPECT_EQ((*stopping)["event"]["data"]["reason"], "timeslot ended; not assessed: it has no assessment ids");
   EXPECT_EQ(Metric(world, "ccm_instances_not_assessed_total"), 2);
+  ExpectEnding(world, without_ids, "not_assessed", "running", "no_assessment_ids");
+  ExpectEnding(world, with_ids, "not_assessed", "running", "no_assessment_platform");
   ExpectNothingLeft(world, worker);
 }
 
@@ -98,6 +133,7 @@ TEST(EveryLabletEnds, ACollectionNeverAnsweredTimesOut) {
   EXPECT_TRUE(i["grading_score"].is_null());
   EXPECT_EQ(Metric(world, "ccm_lifecycle_timeouts_total{stage=\"collecting\"}"), 1);
   EXPECT_EQ(Metric(world, "ccm_collection_requests_total{outcome=\"accepted\"}"), 1);
+  ExpectEnding(world, id, "timed_out", "collection", "collecting_timeout");
   ExpectNothingLeft(world, worker);
 }
 
@@ -118,6 +154,9 @@ TEST(EveryLabletEnds, ACollectionRefusedForGoodIsNotAskedAgainAndTimesOut) {
   EXPECT_EQ(reason.rfind("collection timed out after 2 s (the platform refused the collection: ", 0), 0u) << reason;
   EXPECT_NE(reason.find("HTTP 422"), std::string::npos) << reason;
   EXPECT_EQ(Metric(world, "ccm_collection_requests_total{outcome=\"refused\"}"), 1);  // asked once only
+  ExpectEnding(world, id, "collection_failed", "collection", "collection_refused");
+  EXPECT_NE(LastEvent(world, id, "ccm.lablet.instance.stopping")["failure"]["message"].get<std::string>().find("HTTP 422"),
+            std::string::npos);
   ExpectNothingLeft(world, worker);
 }
 
@@ -140,10 +179,27 @@ TEST(EveryLabletEnds, AGradeNeverGivenTimesOutAndALateScoreIsStillKept) {
   const json graded = {{"specversion", "1.0"}, {"id", "late-1"}, {"source", "/grading"},
                        {"type", "assessment.grading.completed"},
                        {"data", {{"instance_id", id}, {"score", {{"total", 7}, {"max", 10}}}}}};
+  EXPECT_EQ(LastEvent(world, id, "ccm.lablet.instance.stopping")["outcome"], "timed_out");
+  EXPECT_EQ(LastEvent(world, id, "ccm.lablet.instance.stopping")["failure"]["code"], "grading_timeout");
   auto r = world.http->Post("/api/v1/events", graded.dump(), "application/cloudevents+json");
   ASSERT_EQ(r.status, 202) << r.body;
+  EXPECT_EQ(r.Json()["outcome"], "applied");
   EXPECT_EQ(world.Instance(id)["grading_score"]["total"], 7.0);
   EXPECT_EQ(world.Instance(id)["state"], "ARCHIVED");
+  // ... and published, as the first revision, in the state the instance is in.
+  const json published = LastEvent(world, id, "ccm.lablet.instance.grading.completed");
+  EXPECT_EQ(published["revision"], 1);
+  EXPECT_EQ(published["score_event_id"], "late-1");
+  EXPECT_EQ(published["new_state"], "ARCHIVED");
+  EXPECT_EQ(world.Instance(id)["ending"]["code"], "graded_late");
+  // The lablet has a score now: it ends graded.
+  ASSERT_EQ(world.http->Delete("/api/v1/instances/" + id).status / 100, 2);
+  ASSERT_TRUE(Eventually([&] { return world.InState(id, "TERMINATED"); }, std::chrono::seconds(30))) << world.Instance(id);
+  const json terminated = LastEvent(world, id, "ccm.lablet.instance.terminated");
+  EXPECT_EQ(terminated["outcome"], "graded");
+  EXPECT_TRUE(terminated["failure"].is_null());
+  EXPECT_EQ(terminated["grading_score"]["total"], 7.0);
+  EXPECT_GT(testing::ExpectEveryEventMatchesItsSchema(*world.http, world.ccm->BaseUrl()), 0);
 }
 
 TEST(EveryLabletEnds, APodTheEngineCannotTakeIsAssignedOnceItCan) {
@@ -185,6 +241,7 @@ TEST(EveryLabletEnds, AnImportThatTakesCcmDownIsNotTriedForEver) {
   EXPECT_EQ(Column(i["state_history"], "to"), (std::vector<std::string>{"SCHEDULED", "INSTANTIATING", "TERMINATED"}));
   EXPECT_EQ(ReasonOf(i, "TERMINATED"), "instantiation failed: 2 attempts to import the lab did not finish");
   EXPECT_TRUE(i["cml_lab_id"].is_null());
+  ExpectEnding(world, id, "instantiation_failed", "instantiation", "cml_failed", /*schemas=*/false);
 }
 
 TEST(Retention, TerminatedInstancesAndDeliveredEventsGoInBatchesDeadLettersStay) {

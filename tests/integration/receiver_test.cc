@@ -2,13 +2,16 @@
 // dedup, order tolerance, refusals.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
 #include "support/db_snapshot.h"
 #include "support/http_client.h"
+#include "support/json_schema.h"
 #include "support/lab_seed.h"
 #include "support/stack.h"
+#include "support/world.h"
 
 namespace ccm {
 namespace {
@@ -53,6 +56,36 @@ class Receiver : public ::testing::Test {
   json Get(const std::string& id) { return http_.Get("/api/v1/instances/" + id).Json(); }
   HttpResult Send(const json& event) { return http_.Post("/api/v1/events", event.dump(), kStructured); }
   int Count(const std::string& type) { return testing::OutboxCount(stack_.DbPath(), type); }
+  // The events of `id` in commit order, each checked against the schema of its data's version
+  // in docs/schemas.
+  std::vector<json> EventsOf(const std::string& id) {
+    std::vector<json> out;
+    const json page = http_.Get("/api/v1/events?limit=500&subject=" + id).Json();  // outlives the loop
+    for (const auto& record : page["items"]) {
+      const json event = record["event"];
+      const std::string file = testing::SchemaFileOf(event["type"]);
+      const json schema = json::parse(testing::ReadTestData("../../docs/schemas/" + file));
+      EXPECT_EQ(testing::ValidateSchema(schema, schema, event["data"]), std::vector<std::string>{}) << event;
+      out.push_back(event);
+    }
+    return out;
+  }
+  // The data of the last event of `type` about `id`, or null.
+  json Last(const std::string& id, const std::string& type) {
+    json found;
+    for (const auto& e : EventsOf(id))
+      if (e["type"] == type) found = e["data"];
+    return found;
+  }
+  // Moves a STOPPING (or later) instance on, as the stopper would, until it is `state`.
+  void MoveOnTo(const std::string& id, const std::string& state) {
+    const std::vector<std::string> path = {"STOPPING", "STOPPED", "ARCHIVED", "TERMINATED"};
+    auto at = std::find(path.begin(), path.end(), Get(id)["state"].get<std::string>());
+    ASSERT_NE(at, path.end()) << Get(id);
+    for (++at; at != path.end() && *(at - 1) != state; ++at)
+      ASSERT_EQ(http_.PostJson("/api/internal/instances/" + id + "/transition", {{"to", *at}}).status, 200) << *at;
+    ASSERT_EQ(Get(id)["state"], state);
+  }
 
   testing::Stack stack_;
   HttpClient http_;
@@ -125,6 +158,205 @@ TEST_F(Receiver, GradingBeforeCollectionAppliesBothAndTheLateCollectionIsStale) 
                        {{"instance_id", id}, {"collection_id", "col"}, {"artifacts_uri", "s3://x"}}))
                 .Json()["outcome"],
             "duplicate");
+}
+
+TEST_F(Receiver, CollectionCompletedNeedsOnlyTheInstanceIdAndStoresWhatItGets) {
+  const std::string bare = InstanceIn("COLLECTING");
+  HttpResult r = Send(Event("c-bare", "assessment.collection.completed", {{"instance_id", bare}}));
+  ASSERT_EQ(r.status, 202) << r.body;
+  EXPECT_EQ(r.Json()["outcome"], "applied");
+  json i = Get(bare);
+  EXPECT_EQ(i["state"], "GRADING");
+  EXPECT_TRUE(i["collection"].is_null());
+  EXPECT_TRUE(Last(bare, "ccm.lablet.instance.grading.started")["collection_id"].is_null());
+
+  // The .v1 shape, with aggregate_id alone.
+  const std::string v1 = InstanceIn("COLLECTING");
+  r = Send(Event("c-v1", "assessment.collection.completed.v1", {{"aggregate_id", v1}}));
+  ASSERT_EQ(r.status, 202) << r.body;
+  EXPECT_EQ(r.Json()["outcome"], "applied");
+  EXPECT_EQ(Get(v1)["state"], "GRADING");
+
+  // Whatever optional field comes is stored; a null one counts as absent.
+  const std::string partial = InstanceIn("COLLECTING");
+  r = Send(Event("c-part", "assessment.collection.completed",
+                 {{"instance_id", partial}, {"collection_id", "col-9"}, {"artifacts_uri", nullptr}}));
+  ASSERT_EQ(r.status, 202) << r.body;
+  i = Get(partial);
+  EXPECT_EQ(i["state"], "GRADING");
+  EXPECT_EQ(i["collection"], json({{"collection_id", "col-9"}, {"artifacts_uri", nullptr}}));
+  EXPECT_EQ(Last(partial, "ccm.lablet.instance.grading.started")["collection_id"], "col-9");
+
+  const std::string uri_only = InstanceIn("COLLECTING");
+  ASSERT_EQ(Send(Event("c-uri", "assessment.collection.completed.v1",
+                       {{"aggregate_id", uri_only}, {"artifacts_uri", "s3://b/x"}}))
+                .status,
+            202);
+  EXPECT_EQ(Get(uri_only)["collection"], json({{"collection_id", nullptr}, {"artifacts_uri", "s3://b/x"}}));
+}
+
+TEST_F(Receiver, AReGradeIsKeptAsTheNextRevisionAndPublishedAgain) {
+  const std::string id = InstanceIn("GRADING");
+  ASSERT_EQ(Send(Event("g-1", "assessment.grading.completed", {{"instance_id", id}, {"score", Score(6, 10)}})).status,
+            202);
+  EXPECT_EQ(Get(id)["state"], "STOPPING");
+  json first = Last(id, "ccm.lablet.instance.grading.completed");
+  EXPECT_EQ(first["revision"], 1);
+  EXPECT_EQ(first["score_event_id"], "g-1");
+  EXPECT_EQ(first["new_state"], "GRADING");
+
+  // Another event id: a re-grade, heard and published, the instance staying where it is.
+  HttpResult r = Send(Event("g-2", "assessment.grading.completed",
+                            {{"instance_id", id}, {"score", Score(9, 10)}, {"passed", true}}, "/appeals"));
+  ASSERT_EQ(r.status, 202) << r.body;
+  EXPECT_EQ(r.Json()["outcome"], "applied");
+  json i = Get(id);
+  EXPECT_EQ(i["state"], "STOPPING");
+  EXPECT_EQ(i["grading_score"]["total"], 9.0);
+  EXPECT_EQ(i["grading_score"]["passed"], true);
+  ASSERT_EQ(i["scores"].size(), 2u);
+  EXPECT_EQ(i["scores"][0]["revision"], 1);
+  EXPECT_EQ(i["scores"][0]["event_id"], "g-1");
+  EXPECT_EQ(i["scores"][0]["score"]["total"], 6.0);
+  EXPECT_EQ(i["scores"][1]["revision"], 2);
+  EXPECT_EQ(i["scores"][1]["event_id"], "g-2");
+  EXPECT_EQ(i["scores"][1]["actor"], "event:/appeals");
+  EXPECT_TRUE(i["scores"][1]["at"].is_string());
+  EXPECT_EQ(Count("ccm.lablet.instance.grading.completed"), 2);
+  EXPECT_EQ(Count("ccm.lablet.instance.stopping"), 1);  // no second move
+  json second = Last(id, "ccm.lablet.instance.grading.completed");
+  EXPECT_EQ(second["revision"], 2);
+  EXPECT_EQ(second["score_event_id"], "g-2");
+  EXPECT_EQ(second["score"]["total"], 9.0);
+  EXPECT_EQ(second["previous_state"], "STOPPING");
+  EXPECT_EQ(second["new_state"], "STOPPING");
+
+  // The same event again is a duplicate: nothing is written.
+  const std::string before = testing::DbSnapshot(stack_.DbPath());
+  r = Send(Event("g-2", "assessment.grading.completed", {{"instance_id", id}, {"score", Score(1, 10)}}, "/appeals"));
+  ASSERT_EQ(r.status, 202) << r.body;
+  EXPECT_EQ(r.Json()["outcome"], "duplicate");
+  EXPECT_EQ(testing::DbSnapshot(stack_.DbPath()), before);
+  EXPECT_EQ(Get(id)["scores"].size(), 2u);
+
+  // After the lab is stopped, archived, even terminated, a re-grade is still heard.
+  MoveOnTo(id, "STOPPED");
+  ASSERT_EQ(Send(Event("g-3", "assessment.grading.completed.v1",
+                       {{"aggregate_id", id}, {"score", {{"total_points_earned", 7}, {"total_points_possible", 10}}}}))
+                .status,
+            202);
+  EXPECT_EQ(Last(id, "ccm.lablet.instance.grading.completed")["revision"], 3);
+  EXPECT_EQ(Last(id, "ccm.lablet.instance.grading.completed")["new_state"], "STOPPED");
+  MoveOnTo(id, "TERMINATED");
+  EXPECT_EQ(Last(id, "ccm.lablet.instance.terminated")["grading_score"]["total"], 7.0);
+  EXPECT_EQ(Last(id, "ccm.lablet.instance.terminated")["outcome"], "graded");
+  r = Send(Event("g-4", "assessment.grading.completed", {{"instance_id", id}, {"score", Score(10, 10)}}));
+  ASSERT_EQ(r.status, 202) << r.body;
+  EXPECT_EQ(r.Json()["outcome"], "applied");
+  i = Get(id);
+  EXPECT_EQ(i["state"], "TERMINATED");
+  EXPECT_EQ(i["grading_score"]["total"], 10.0);
+  EXPECT_EQ(i["scores"].size(), 4u);
+  json fourth = Last(id, "ccm.lablet.instance.grading.completed");
+  EXPECT_EQ(fourth["revision"], 4);
+  EXPECT_EQ(fourth["new_state"], "TERMINATED");
+
+  // The operator route is a re-grade too, with no event id.
+  HttpResult op = http_.PostJson("/api/internal/instances/" + id + "/grading-result", {{"score", Score(5, 10)}});
+  ASSERT_EQ(op.status, 200) << op.body;
+  EXPECT_EQ(op.Json()["state"], "TERMINATED");
+  EXPECT_EQ(op.Json()["grading_score"]["total"], 5.0);
+  EXPECT_EQ(op.Json()["scores"][4]["revision"], 5);
+  EXPECT_TRUE(op.Json()["scores"][4]["event_id"].is_null());
+  json fifth = Last(id, "ccm.lablet.instance.grading.completed");
+  EXPECT_EQ(fifth["revision"], 5);
+  EXPECT_TRUE(fifth["score_event_id"].is_null());
+  EXPECT_EQ(Count("ccm.lablet.instance.grading.completed"), 5);
+}
+
+TEST_F(Receiver, EachWayOfEndingSaysItsOutcomeAndFailure) {
+  struct Case {
+    const char* name;
+    std::string id;
+    std::string outcome;
+    json failure;  // null when graded
+  };
+  std::vector<Case> cases;
+
+  const std::string graded = InstanceIn("GRADING");
+  ASSERT_EQ(Send(Event("e-g", "assessment.grading.completed", {{"instance_id", graded}, {"score", Score()}})).status, 202);
+  cases.push_back({"graded", graded, "graded", nullptr});
+
+  const std::string collection_failed = InstanceIn("COLLECTING");
+  ASSERT_EQ(Send(Event("e-cf", "assessment.collection.failed",
+                       {{"instance_id", collection_failed}, {"error_code", "NO_ARTIFACTS"}, {"error_message", "empty"}}))
+                .status,
+            202);
+  cases.push_back({"collection failed", collection_failed, "collection_failed",
+                   {{"stage", "collection"}, {"code", "NO_ARTIFACTS"}, {"message", "empty"}}});
+
+  const std::string retries_exhausted = InstanceIn("COLLECTING");
+  for (const char* e : {"e-r1", "e-r2", "e-r3", "e-r4"})
+    ASSERT_EQ(Send(Event(e, "assessment.collection.failed",
+                         {{"instance_id", retries_exhausted}, {"error_code", "WORKER_UNREACHABLE"}, {"retry_possible", true}}))
+                  .status,
+              202);
+  cases.push_back({"retryable failures past the bound", retries_exhausted, "collection_failed",
+                   {{"stage", "collection"},
+                    {"code", "WORKER_UNREACHABLE"},
+                    {"message", "the platform reported WORKER_UNREACHABLE (4 failures, no more retries)"}}});
+
+  const std::string grading_failed = InstanceIn("GRADING");
+  ASSERT_EQ(Send(Event("e-gf", "assessment.grading.failed.v1", {{"aggregate_id", grading_failed}, {"error_code", "RULES_MISSING"}}))
+                .status,
+            202);
+  cases.push_back({"grading failed", grading_failed, "grading_failed",
+                   {{"stage", "grading"}, {"code", "RULES_MISSING"}, {"message", "the Grading Engine reported RULES_MISSING"}}});
+
+  const std::string deleted_running = InstanceIn("RUNNING");
+  ASSERT_EQ(http_.Delete("/api/v1/instances/" + deleted_running).status / 100, 2);
+  cases.push_back({"DELETE while RUNNING", deleted_running, "cancelled",
+                   {{"stage", "running"}, {"code", "termination_requested"}, {"message", "termination requested by "}}});
+
+  const std::string moved = InstanceIn("COLLECTING");
+  ASSERT_EQ(http_.PostJson("/api/internal/instances/" + moved + "/transition", {{"to", "STOPPING"}, {"reason", "lab broken"}})
+                .status,
+            200);
+  cases.push_back({"an operator's move", moved, "cancelled",
+                   {{"stage", "collection"}, {"code", "operator_move"}, {"message", "lab broken"}}});
+
+  for (auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(Get(c.id)["state"], "STOPPING");
+    json stopping = Last(c.id, "ccm.lablet.instance.stopping");
+    EXPECT_EQ(stopping["outcome"], c.outcome);
+    json failure = stopping["failure"];
+    // The actor who asked is in the message; the rest is exact.
+    if (c.failure.is_object() && c.failure["message"] == "termination requested by ") {
+      EXPECT_EQ(failure["message"].get<std::string>().rfind("termination requested by ", 0), 0u) << failure;
+      failure["message"] = c.failure["message"];
+    }
+    EXPECT_EQ(failure, c.failure);
+    EXPECT_EQ(Get(c.id)["ending"]["outcome"], c.outcome);
+    MoveOnTo(c.id, "TERMINATED");
+    json terminated = Last(c.id, "ccm.lablet.instance.terminated");
+    EXPECT_EQ(terminated["outcome"], c.outcome);
+    EXPECT_EQ(terminated["failure"].is_null(), c.failure.is_null());
+    if (c.failure.is_object()) {
+      EXPECT_EQ(terminated["failure"]["code"], c.failure["code"]);
+    }
+  }
+
+  // An instance that never started: terminated at once, cancelled while being scheduled.
+  json body = {{"definition_id", def_}, {"owner_id", "c"}, {"timeslot_start", "2026-12-01T09:00:00Z"},
+               {"timeslot_end", "2026-12-01T10:00:00Z"}};
+  const std::string pending = http_.PostJson("/api/v1/instances", body).Json()["id"];
+  ASSERT_EQ(http_.Delete("/api/v1/instances/" + pending).status / 100, 2);
+  EXPECT_EQ(Get(pending)["state"], "TERMINATED");
+  json terminated = Last(pending, "ccm.lablet.instance.terminated");
+  EXPECT_EQ(terminated["outcome"], "cancelled");
+  EXPECT_EQ(terminated["failure"]["stage"], "scheduling");
+  EXPECT_EQ(terminated["failure"]["code"], "termination_requested");
 }
 
 TEST_F(Receiver, FailuresAreRecorded) {
@@ -241,8 +473,10 @@ TEST_F(Receiver, BadInputGetsItsStatusAProblemAndNoWrite) {
       {"no instance id", base({{"data", {{"collection_id", "c"}, {"artifacts_uri", "s"}}}}), kStructured, 422,
        "data.instance_id"},
       {"data not an object", base({{"data", "hello"}}), kStructured, 422, "data"},
-      {"missing collection_id", base({{"data", {{"instance_id", collecting}, {"artifacts_uri", "s"}}}}), kStructured,
+      {"collection_id not a string", base({{"data", {{"instance_id", collecting}, {"collection_id", 5}}}}), kStructured,
        422, "data.collection_id"},
+      {"empty artifacts_uri", base({{"data", {{"instance_id", collecting}, {"artifacts_uri", ""}}}}), kStructured, 422,
+       "data.artifacts_uri"},
       {"bad score total", Event("s1", "assessment.grading.completed", {{"instance_id", grading}, {"score", Score(11, 10)}}).dump(),
        kStructured, 422, "data.score.total"},
       {"bad score max", Event("s2", "assessment.grading.completed", {{"instance_id", grading}, {"score", Score(0, 0)}}).dump(),
@@ -283,6 +517,8 @@ TEST_F(Receiver, OperatorGradingResult) {
   EXPECT_EQ(http_.PostJson("/api/internal/instances/nope/grading-result", {{"score", Score()}}).status, 404);
   HttpResult not_grading = http_.PostJson("/api/internal/instances/" + running + "/grading-result", {{"score", Score()}});
   EXPECT_EQ(not_grading.status, 409);
+  EXPECT_EQ(not_grading.ContentType(), "application/problem+json");
+  EXPECT_EQ(not_grading.Json()["field"], "state");
   HttpResult bad = http_.PostJson(path, {{"score", Score(12, 10)}});
   EXPECT_EQ(bad.status, 400);
   EXPECT_EQ(bad.Json()["field"], "score.total");
@@ -292,7 +528,17 @@ TEST_F(Receiver, OperatorGradingResult) {
   ASSERT_EQ(ok.status, 200) << ok.body;
   EXPECT_EQ(ok.Json()["state"], "STOPPING");
   EXPECT_EQ(ok.Json()["grading_score"]["passed"], true);
+  EXPECT_EQ(ok.Json()["scores"].size(), 1u);
+  EXPECT_EQ(ok.Json()["ending"]["outcome"], "graded");
   EXPECT_EQ(Count("ccm.lablet.instance.grading.completed"), 1);
+  EXPECT_EQ(Last(grading, "ccm.lablet.instance.grading.completed")["revision"], 1);
+  // Again on the STOPPING instance: a re-grade, revision 2; the instance does not move.
+  HttpResult again = http_.PostJson(path, {{"score", Score(10, 10)}});
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(again.Json()["state"], "STOPPING");
+  EXPECT_EQ(again.Json()["grading_score"]["total"], 10.0);
+  EXPECT_EQ(Last(grading, "ccm.lablet.instance.grading.completed")["revision"], 2);
+  EXPECT_EQ(Count("ccm.lablet.instance.stopping"), 1);
 }
 
 TEST_F(Receiver, PodOfAnInstance) {

@@ -89,6 +89,33 @@ TEST_P(StoreContract, CommitsAndReadsBackEveryAggregate) {
   EXPECT_EQ(store().GetWorker({"nope"}).error().code, ErrorCode::kNotFound);
 }
 
+TEST_P(StoreContract, EveryScoreTheEndingAndAPartialCollectionReadBack) {
+  LabletInstance i = MakeInstance("graded");
+  i.state = InstanceState::kArchived;
+  i.collection = CollectionRef{"col-1", std::nullopt};  // collection.completed named no artifacts
+  i.AddScore(GradingScore{6, 10, false, {{"ping", 6, 10}}}, "g-1", "event:/grading", FromUnixMillis(5000));
+  i.AddScore(GradingScore{9, 10, true, {}}, "", "operator-7", FromUnixMillis(9000));
+  i.ending = Ending{Outcome::kGraded, "stopping", "graded_late", "scored after the lablet ended (timed_out)"};
+  Changes c;
+  c.instances = {i};
+  ASSERT_TRUE(store().Commit(c));
+  auto back = store().GetInstance({"graded"});
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->collection, i.collection);
+  ASSERT_EQ(back->scores.size(), 2u);
+  EXPECT_EQ(back->scores, i.scores);
+  EXPECT_EQ(back->scores[1].revision, 2);
+  EXPECT_EQ(back->scores[0].event_id, "g-1");
+  EXPECT_EQ(back->grading_score, i.scores[1].score);  // the latest is the instance's
+  EXPECT_EQ(back->ending, i.ending);
+  // An instance that never ended has no ending, and one without a score no scores.
+  Changes fresh;
+  fresh.instances = {MakeInstance("fresh")};
+  ASSERT_TRUE(store().Commit(fresh));
+  EXPECT_FALSE(store().GetInstance({"fresh"})->ending.has_value());
+  EXPECT_TRUE(store().GetInstance({"fresh"})->scores.empty());
+}
+
 TEST_P(StoreContract, PurgeRemovesOnlyWhatRetentionAllows) {
   auto terminated = [](const std::string& id, std::int64_t at_ms) {
     LabletInstance i = MakeInstance(id);

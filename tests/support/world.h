@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "app/events.h"
 #include "support/http_client.h"
 #include "support/json_schema.h"
 #include "support/lab_seed.h"
@@ -27,8 +28,6 @@ inline std::vector<std::string> Column(const json& items, const std::string& key
   return out;
 }
 
-// Every event ccm published names, as dataschema, the schema ccm serves for its type, and its
-// data validates against it. Returns how many events were checked.
 // The reason of the instance's move to `state` (its history as the API shows it), or "".
 inline std::string ReasonOf(const json& instance, const std::string& state) {
   for (const auto& h : instance["state_history"])
@@ -36,6 +35,13 @@ inline std::string ReasonOf(const json& instance, const std::string& state) {
   return "";
 }
 
+// The file of the schema ccm publishes `type`'s data by: "{type}.v{N}.json".
+inline std::string SchemaFileOf(const std::string& type) {
+  return type + ".v" + std::to_string(app::DataSchemaVersion(type)) + ".json";
+}
+
+// Every event ccm published names, as dataschema, the schema ccm serves for its type, and its
+// data validates against it. Returns how many events were checked.
 inline int ExpectEveryEventMatchesItsSchema(HttpClient& http, const std::string& base_url) {
   int checked = 0;
   std::string after;
@@ -45,9 +51,9 @@ inline int ExpectEveryEventMatchesItsSchema(HttpClient& http, const std::string&
     for (const auto& record : page["items"]) {
       const json event = record["event"];
       const std::string type = event["type"];
-      EXPECT_EQ(event.value("dataschema", ""), base_url + "/schemas/" + type + ".v1.json") << type;
+      EXPECT_EQ(event.value("dataschema", ""), base_url + "/schemas/" + SchemaFileOf(type)) << type;
       if (!schemas.count(type)) {
-        auto got = http.Get("/schemas/" + type + ".v1.json");
+        auto got = http.Get("/schemas/" + SchemaFileOf(type));
         EXPECT_EQ(got.status, 200) << type << " has no schema";
         EXPECT_EQ(got.ContentType(), "application/schema+json");
         schemas[type] = got.Json();

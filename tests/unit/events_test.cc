@@ -93,19 +93,69 @@ TEST_F(Events, EveryInstanceStateHasItsTypeAndData) {
   instance_.collection = CollectionRef{"col-1", "s3://bucket/col-1"};
   EXPECT_EQ(Move(InstanceState::kGrading)["collection_id"], "col-1");
 
-  instance_.grading_score = GradingScore{8, 10, true, {{"ping", 8, 10}}};
-  json graded = Check(factory_.GradingCompleted(instance_, FromUnixMillis(6000), 12.5),
+  instance_.AddScore(GradingScore{8, 10, true, {{"ping", 8, 10}}}, "g-1", "event:platform", FromUnixMillis(6000));
+  json graded = Check(factory_.GradingCompleted(instance_, instance_.scores.back(), 12.5),
                       "ccm.lablet.instance.grading.completed");
   EXPECT_EQ(graded["score"]["total"], 8.0);
   EXPECT_EQ(graded["grading_duration_seconds"], 12.5);
+  EXPECT_EQ(graded["revision"], 1);
+  EXPECT_EQ(graded["score_event_id"], "g-1");
 
-  Move(InstanceState::kStopping);
+  json stopping = Move(InstanceState::kStopping);
+  EXPECT_EQ(stopping["outcome"], "graded");
+  EXPECT_TRUE(stopping["failure"].is_null());
   Move(InstanceState::kStopped);
   Move(InstanceState::kArchived);
   json terminated = Move(InstanceState::kTerminated);
   EXPECT_EQ(terminated["final_state"], "ARCHIVED");
+  EXPECT_EQ(terminated["outcome"], "graded");
+  EXPECT_TRUE(terminated["failure"].is_null());
   EXPECT_EQ(terminated["grading_score"]["max"], 10.0);
   EXPECT_EQ(terminated["duration_minutes"], 0);
+}
+
+TEST_F(Events, AnInstanceThatEndsWithoutAScoreSaysHowAndWhy) {
+  instance_.state = InstanceState::kCollecting;
+  instance_.ending = Ending{Outcome::kCollectionFailed, "collection", "NO_ARTIFACTS", "nothing to collect"};
+  json stopping = Move(InstanceState::kStopping);
+  EXPECT_EQ(stopping["outcome"], "collection_failed");
+  EXPECT_EQ(stopping["failure"], json({{"stage", "collection"}, {"code", "NO_ARTIFACTS"}, {"message", "nothing to collect"}}));
+  Move(InstanceState::kStopped);
+  Move(InstanceState::kArchived);
+  json terminated = Move(InstanceState::kTerminated);
+  EXPECT_EQ(terminated["outcome"], "collection_failed");
+  EXPECT_EQ(terminated["failure"]["code"], "NO_ARTIFACTS");
+  EXPECT_TRUE(terminated["grading_score"].is_null());
+}
+
+TEST_F(Events, AReGradeIsPublishedWithItsRevisionInTheStateTheInstanceIsIn) {
+  instance_.state = InstanceState::kArchived;
+  instance_.AddScore(GradingScore{6, 10, false, {}}, "g-1", "event:/grading", FromUnixMillis(6000));
+  instance_.AddScore(GradingScore{9, 10, true, {}}, "", "operator", FromUnixMillis(7000));
+  json regraded = Check(factory_.GradingCompleted(instance_, instance_.scores.back(), 30),
+                        "ccm.lablet.instance.grading.completed");
+  EXPECT_EQ(regraded["revision"], 2);
+  EXPECT_TRUE(regraded["score_event_id"].is_null());
+  EXPECT_EQ(regraded["score"]["total"], 9.0);
+  EXPECT_EQ(regraded["new_state"], "ARCHIVED");
+  EXPECT_EQ(regraded["timestamp"], "1970-01-01T00:00:07.000Z");
+}
+
+TEST_F(Events, DataschemaNamesTheVersionOfEachTypesData) {
+  EXPECT_EQ(DataSchemaVersion("ccm.lablet.instance.stopping"), 2);
+  EXPECT_EQ(DataSchemaVersion("ccm.lablet.instance.terminated"), 2);
+  EXPECT_EQ(DataSchemaVersion("ccm.lablet.instance.grading.completed"), 2);
+  EXPECT_EQ(DataSchemaVersion("ccm.lablet.instance.running"), 1);
+  EventFactory with_base(ids_, "ccm-test", "https://ccm.example");
+  auto ce = cloudevents::ParseEvent(with_base.InstanceCreated(instance_).json);
+  ASSERT_TRUE(ce);
+  EXPECT_EQ(ce->dataschema, "https://ccm.example/schemas/ccm.lablet.instance.pending.v1.json");
+  instance_.state = InstanceState::kRunning;
+  auto change = MoveInstance(instance_, nullptr, InstanceState::kStopping, FromUnixMillis(5000), "stop", "op");
+  ASSERT_TRUE(change);
+  ce = cloudevents::ParseEvent(with_base.InstanceMoved(instance_, *change, nullptr, nullptr).json);
+  ASSERT_TRUE(ce);
+  EXPECT_EQ(ce->dataschema, "https://ccm.example/schemas/ccm.lablet.instance.stopping.v2.json");
 }
 
 TEST_F(Events, WorkerStatesAndDrainingData) {

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "app/json_codec.h"
 #include "domain/lifecycle.h"
 #include "support/fixtures.h"
 
@@ -102,6 +103,109 @@ TEST(Instance, TerminationPathFromEveryState) {
   }
   EXPECT_EQ(NextStepToTermination(I::kInstantiating), I::kTerminated);
   EXPECT_EQ(NextStepToTermination(I::kGrading), I::kStopping);
+}
+
+TEST(Instance, EveryScoreIsKeptAsARevisionAndTheLatestIsTheInstances) {
+  Fixture f = Make();
+  const auto& first = f.instance.AddScore(GradingScore{6, 10, false, {}}, "g-1", "event:/grading", FromUnixMillis(10));
+  EXPECT_EQ(first.revision, 1);
+  const auto& second = f.instance.AddScore(GradingScore{9, 10, true, {}}, "", "operator", FromUnixMillis(20));
+  EXPECT_EQ(second.revision, 2);
+  ASSERT_EQ(f.instance.scores.size(), 2u);
+  EXPECT_EQ(f.instance.scores[0].score.total, 6);
+  EXPECT_EQ(f.instance.scores[0].event_id, "g-1");
+  EXPECT_EQ(f.instance.grading_score->total, 9);
+}
+
+TEST(Instance, AnEndingNobodyRecordedIsAnOperatorsAndARecordedOneStays) {
+  // Moved to STOPPING by an operator with no cause given: cancelled, at the stage it was at.
+  Fixture f = Make();
+  ASSERT_TRUE(ScheduleInstance(f.instance, f.worker, f.def, FromUnixMillis(5), "t"));
+  for (I s : {I::kInstantiating, I::kRunning, I::kStopping})
+    ASSERT_TRUE(MoveInstance(f.instance, &f.worker, s, FromUnixMillis(6), "operator says so", "op"));
+  ASSERT_TRUE(f.instance.ending);
+  EXPECT_EQ(*f.instance.ending, (Ending{Outcome::kCancelled, "running", "operator_move", "operator says so"}));
+  // The cause decided at STOPPING is what TERMINATED reports too.
+  for (I s : {I::kStopped, I::kArchived, I::kTerminated})
+    ASSERT_TRUE(MoveInstance(f.instance, &f.worker, s, FromUnixMillis(7), "", "stopper"));
+  EXPECT_EQ(f.instance.ending->code, "operator_move");
+
+  // A cause recorded before the move is kept.
+  Fixture g = Make();
+  g.instance.ending = Ending{Outcome::kNotAssessed, "running", "no_assessment_ids", "no ids"};
+  ASSERT_TRUE(MoveInstance(g.instance, nullptr, I::kTerminated, FromUnixMillis(6), "", "t"));
+  EXPECT_EQ(g.instance.ending->outcome, Outcome::kNotAssessed);
+
+  // An illegal move records nothing.
+  Fixture h = Make();
+  EXPECT_FALSE(MoveInstance(h.instance, nullptr, I::kStopping, FromUnixMillis(6), "", "t"));
+  EXPECT_FALSE(h.instance.ending);
+}
+
+TEST(Instance, DefaultEndingOfAScoredOrFailedInstance) {
+  Fixture f = Make();
+  f.instance.AddScore(GradingScore{1, 2, {}, {}}, "g", "a", FromUnixMillis(1));
+  EXPECT_EQ(DefaultEnding(f.instance, I::kArchived, "").outcome, Outcome::kGraded);
+  // Stopped before causes were recorded, after the platform reported a failure.
+  Fixture g = Make();
+  g.instance.last_failure = FailureRecord{"collection", "NO_ARTIFACTS", "none", false, FromUnixMillis(1)};
+  EXPECT_EQ(DefaultEnding(g.instance, I::kArchived, "archive retention over"),
+            (Ending{Outcome::kCollectionFailed, "collection", "NO_ARTIFACTS", "none"}));
+  // Before STOPPING the same failure does not decide: the operator's move does.
+  EXPECT_EQ(DefaultEnding(g.instance, I::kCollecting, "stop").outcome, Outcome::kCancelled);
+  Fixture h = Make();
+  EXPECT_EQ(DefaultEnding(h.instance, I::kArchived, "r").code, "not_recorded");
+}
+
+TEST(Outcome, NamesReadBack) {
+  for (Outcome o : {Outcome::kGraded, Outcome::kNotAssessed, Outcome::kCollectionFailed, Outcome::kGradingFailed,
+                    Outcome::kTimedOut, Outcome::kInstantiationFailed, Outcome::kCancelled})
+    EXPECT_EQ(ParseOutcome(ToString(o)), o) << ToString(o);
+  EXPECT_EQ(ToString(Outcome::kInstantiationFailed), "instantiation_failed");
+  EXPECT_FALSE(ParseOutcome("GRADED"));
+  EXPECT_EQ(StageOf(I::kPending), "scheduling");
+  EXPECT_EQ(StageOf(I::kCollecting), "collection");
+}
+
+TEST(InstanceJson, ScoresEndingAndAPartialCollectionRoundTrip) {
+  Fixture f = Make();
+  f.instance.collection = CollectionRef{std::nullopt, "s3://b/c"};
+  f.instance.AddScore(GradingScore{6, 10, false, {{"a", 6, 10}}}, "g-1", "event:/grading", FromUnixMillis(10));
+  f.instance.AddScore(GradingScore{8, 10, true, {}}, "", "operator", FromUnixMillis(20));
+  f.instance.ending = Ending{Outcome::kTimedOut, "grading", "grading_timeout", "grading timed out after 1 s"};
+  const auto j = app::ToJson(f.instance);
+  EXPECT_TRUE(j["collection"]["collection_id"].is_null());
+  EXPECT_TRUE(j["scores"][1]["event_id"].is_null());  // an operator's
+  EXPECT_EQ(j["ending"]["outcome"], "timed_out");
+  auto back = app::InstanceFromJson(j);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->collection, f.instance.collection);
+  EXPECT_EQ(back->scores, f.instance.scores);
+  EXPECT_EQ(back->ending, f.instance.ending);
+  auto bad = j;
+  bad["ending"]["outcome"] = "fine";
+  EXPECT_FALSE(app::InstanceFromJson(bad));
+}
+
+TEST(InstanceJson, AScoreStoredBeforeScoresWereKeptIsTheFirstRevision) {
+  Fixture f = Make();
+  ASSERT_TRUE(ScheduleInstance(f.instance, f.worker, f.def, FromUnixMillis(5), "t"));
+  for (I s : {I::kInstantiating, I::kRunning, I::kCollecting, I::kGrading})
+    ASSERT_TRUE(MoveInstance(f.instance, &f.worker, s, FromUnixMillis(6), "", "t"));
+  f.instance.grading_score = GradingScore{7, 10, true, {}};
+  ASSERT_TRUE(MoveInstance(f.instance, &f.worker, I::kStopping, FromUnixMillis(30), "graded", "t"));
+  auto j = app::ToJson(f.instance);
+  j.erase("scores");  // as an older ccm wrote it
+  j.erase("ending");
+  auto back = app::InstanceFromJson(j);
+  ASSERT_TRUE(back) << back.error().message;
+  ASSERT_EQ(back->scores.size(), 1u);
+  EXPECT_EQ(back->scores[0].revision, 1);
+  EXPECT_EQ(back->scores[0].score, *f.instance.grading_score);
+  EXPECT_EQ(back->scores[0].at, FromUnixMillis(30));  // when it left GRADING
+  EXPECT_FALSE(back->ending);
+  // A re-grade of it is the second revision.
+  EXPECT_EQ(back->AddScore(GradingScore{9, 10, true, {}}, "g-2", "a", FromUnixMillis(40)).revision, 2);
 }
 
 TEST(NewInstance, ValidatesTheDraft) {
