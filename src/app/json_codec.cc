@@ -77,6 +77,44 @@ GradingScore ScoreFrom(const json& s) {
   return score;
 }
 
+json ConfigurationJson(const std::string& text, Secrets secrets) {
+  json c = json::parse(text, nullptr, false);  // written from a JSON object by the API
+  if (!c.is_object()) return json::object();
+  if (secrets == Secrets::kRedacted)
+    for (auto& [_, v] : c.items()) v = kRedactedValue;
+  return c;
+}
+
+DeviceAccess AccessFrom(const json& j) {
+  DeviceAccess a;
+  if (j.contains("authentication")) {
+    const json& auth = j.at("authentication");
+    DeviceAuthentication d;
+    d.scheme = auth.at("scheme").get<std::string>();
+    if (auth.contains("properties"))
+      for (const auto& [k, v] : auth.at("properties").items()) d.properties[k] = v.get<std::string>();
+    a.authentication = std::move(d);
+  }
+  if (j.contains("configuration")) a.configuration = j.at("configuration").dump();
+  return a;
+}
+
+json DeviceAccessJson(const DeviceAccessMap& m, Secrets secrets) {
+  if (m.empty()) return nullptr;
+  json out = {{"nodes", json::object()}};
+  if (m.default_access) out["default"] = ToJson(*m.default_access, secrets);
+  for (const auto& [label, a] : m.nodes) out["nodes"][label] = ToJson(a, secrets);
+  return out;
+}
+
+DeviceAccessMap DeviceAccessFrom(const json& j) {
+  DeviceAccessMap m;
+  if (j.is_null()) return m;
+  if (j.contains("default")) m.default_access = AccessFrom(j.at("default"));
+  for (const auto& [label, a] : j.at("nodes").items()) m.nodes[label] = AccessFrom(a);
+  return m;
+}
+
 template <typename F>
 auto Guard(const char* what, F&& f) -> decltype(f()) {
   try {
@@ -96,7 +134,18 @@ json ToJson(const PortMap& ports) {
   return out;
 }
 
-json ToJson(const LabletDefinition& d) {
+json ToJson(const DeviceAccess& a, Secrets secrets) {
+  json out = json::object();
+  if (a.authentication) {
+    json properties = json::object();
+    for (const auto& [k, v] : a.authentication->properties) properties[k] = secrets == Secrets::kShown ? v : kRedactedValue;
+    out["authentication"] = {{"scheme", a.authentication->scheme}, {"properties", std::move(properties)}};
+  }
+  if (!a.configuration.empty()) out["configuration"] = ConfigurationJson(a.configuration, secrets);
+  return out;
+}
+
+json ToJson(const LabletDefinition& d, Secrets secrets) {
   json affinity = json::array();
   for (auto l : d.license_affinity) affinity.push_back(ToString(l));
   json ports = json::array();
@@ -114,6 +163,7 @@ json ToJson(const LabletDefinition& d) {
           {"port_template", std::move(ports)},
           {"max_duration_minutes", d.max_duration_minutes},
           {"grading_rules_uri", Opt(d.grading_rules_uri)},
+          {"device_access", DeviceAccessJson(d.device_access, secrets)},
           {"created_by", d.created_by},
           {"created_at", FormatRfc3339(d.created_at)},
           {"deleted", d.deleted}};
@@ -248,6 +298,7 @@ Result<LabletDefinition> DefinitionFromJson(const json& j) {
       d.port_template.push_back({p.at("name").get<std::string>(), p.at("protocol").get<std::string>()});
     d.max_duration_minutes = j.at("max_duration_minutes").get<int>();
     d.grading_rules_uri = OptString(j, "grading_rules_uri");
+    if (j.contains("device_access")) d.device_access = DeviceAccessFrom(j.at("device_access"));  // absent before it existed
     d.created_by = j.at("created_by").get<std::string>();
     d.created_at = TimeFrom(j.at("created_at"));
     d.deleted = j.value("deleted", false);

@@ -9,9 +9,20 @@
 
 namespace ccm::app {
 
+// Whether the secrets of device access are written as they are (for the store, for the
+// Grading Engine, for callers allowed to read them) or redacted: then every authentication
+// property's value and every configuration member's value is kRedactedValue, while the scheme
+// and the names stay, so a reader sees what is set but not what it is.
+enum class Secrets { kShown, kRedacted };
+inline constexpr const char* kRedactedValue = "***";
+
 // The JSON shape of each aggregate: what the API returns and what the store keeps. Derived
-// fields (a worker's `allocated`) are written but ignored when read back.
-nlohmann::json ToJson(const domain::LabletDefinition& d);
+// fields (a worker's `allocated`) are written but ignored when read back. A definition's
+// `device_access` is null when it has none, else {"default"?: ACCESS, "nodes": {label: ACCESS}}
+// with ACCESS = {"authentication"?: {"scheme", "properties"}, "configuration"?: {...}}.
+nlohmann::json ToJson(const domain::LabletDefinition& d, Secrets secrets);
+// One ACCESS, as above.
+nlohmann::json ToJson(const domain::DeviceAccess& a, Secrets secrets);
 nlohmann::json ToJson(const domain::LabletInstance& i);
 nlohmann::json ToJson(const domain::Worker& w);
 nlohmann::json ToJson(const domain::GradingScore& s);

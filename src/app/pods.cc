@@ -1,20 +1,46 @@
 #include "app/pods.h"
 
+#include <algorithm>
+#include <cstring>
+
 namespace ccm::app {
 
 using namespace ccm::domain;
 using nlohmann::json;
 
-json ToJson(const Pod& pod) {
+json ToJson(const Pod& pod, Secrets secrets) {
   json devices = json::array();
   for (const auto& d : pod.devices) {
     json interfaces = json::array();
-    for (const auto& i : d.interfaces)
-      interfaces.push_back({{"name", i.name}, {"protocol", i.protocol}, {"host", i.host}, {"port", i.port}});
+    for (const auto& i : d.interfaces) {
+      json iface = {{"name", i.name}, {"protocol", i.protocol}, {"host", i.host}, {"port", i.port}};
+      if (i.authentication || !i.configuration.empty()) {
+        json access = ToJson(DeviceAccess{i.authentication, i.configuration}, secrets);
+        for (auto& [key, value] : access.items()) iface[key] = std::move(value);
+      }
+      interfaces.push_back(std::move(iface));
+    }
     devices.push_back(
         {{"label", d.label}, {"hostname", d.hostname}, {"collector", d.collector}, {"interfaces", std::move(interfaces)}});
   }
   return {{"id", pod.id}, {"devices", std::move(devices)}};
+}
+
+std::vector<std::string> SecretValues(const Pod& pod) {
+  std::vector<std::string> out;
+  for (const auto& d : pod.devices)
+    for (const auto& i : d.interfaces)
+      if (i.authentication)
+        for (const auto& [_, v] : i.authentication->properties)
+          if (!v.empty() && std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
+  return out;
+}
+
+std::string Scrub(std::string text, const std::vector<std::string>& secrets) {
+  for (const auto& s : secrets)
+    for (auto pos = text.find(s); pos != std::string::npos; pos = text.find(s, pos + std::strlen(kRedactedValue)))
+      text.replace(pos, s.size(), kRedactedValue);
+  return text;
 }
 
 Result<std::shared_ptr<const LabInfo>> PodService::Lab(const LabletDefinition& def) {
@@ -48,8 +74,8 @@ Result<Pod> PodService::ForInstance(const LabletInstance& instance, const Worker
   if (!def) return def.error();
   auto lab = Lab(*def);
   if (!lab) return lab.error();
-  const std::string& host = !worker.public_ip.empty() ? worker.public_ip : worker.hostname;
-  return BuildPod(**lab, instance.allocated_ports, host, instance.id.value, collector_);
+  return BuildPod(**lab, instance.allocated_ports, PodHost(worker, address_), instance.id.value, collector_,
+                  def->device_access);
 }
 
 }  // namespace ccm::app

@@ -5,22 +5,32 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "app/json_codec.h"
 #include "app/services.h"
 #include "domain/pod.h"
 
 namespace ccm::app {
 
-// The JSON of a pod, as the Grading Engine's Pod schema wants it.
-nlohmann::json ToJson(const domain::Pod& pod);
+// The JSON of a pod, as the Grading Engine's Pod schema wants it: each interface with its
+// device's `authentication` and `configuration` when it has them, shown only for the Grading
+// Engine and callers allowed to read them (`secrets`), else redacted (json_codec.h).
+nlohmann::json ToJson(const domain::Pod& pod, Secrets secrets);
+// Every authentication property value of `pod` that is not empty: what must not leave ccm
+// but to the Grading Engine (used to scrub the engine's answers before they are kept).
+std::vector<std::string> SecretValues(const domain::Pod& pod);
+// `text` with every occurrence of each of `secrets` replaced by kRedactedValue.
+std::string Scrub(std::string text, const std::vector<std::string>& secrets);
 
 // Pods of instances for the Grading Engine. A definition's lab is parsed once (by its
 // lab_yaml_hash) and kept, so a pod costs a map over the lab's nodes. Thread-safe.
 class PodService {
  public:
-  PodService(Store& store, std::string collector) : store_(store), collector_(std::move(collector)) {}
+  PodService(Store& store, std::string collector, domain::PodAddress address = domain::PodAddress::kPublic)
+      : store_(store), collector_(std::move(collector)), address_(address) {}
 
-  // The pod of a scheduled (or later) instance: its lab with its ports, on its worker's
-  // public address (public_ip, else hostname). Errors: not_found; failed_precondition before
+  // The pod of a scheduled (or later) instance: its lab with its ports and its definition's
+  // device access, on the worker's address that graders reach (domain::PodHost of `address`:
+  // POD_HOST_ADDRESS). Errors: not_found; failed_precondition before
   // the instance has a worker or after it is terminated; those of domain::BuildPod.
   Result<domain::Pod> ForInstance(const domain::InstanceId& id);
   // The same, from an instance and its worker already read.
@@ -31,6 +41,7 @@ class PodService {
 
   Store& store_;
   std::string collector_;
+  domain::PodAddress address_;
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<const domain::LabInfo>> labs_;
 };

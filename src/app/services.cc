@@ -273,9 +273,11 @@ Result<bool> InstanceService::AssignDuePod(const InstanceId& id, const PodBackof
   if (instance->worker_id)
     if (auto w = d_.store.GetWorker(*instance->worker_id)) worker = std::move(w.value());
   auto pod = worker ? pods_->ForInstance(*instance, *worker) : pods_->ForInstance(instance->id);
-  const Status sent = pod ? engine_->AssignPod(instance->assessment->session_id, instance->assessment->part_id,
-                                               ToJson(*pod).dump())
-                          : Status(pod.error());
+  Status sent = pod ? engine_->AssignPod(instance->assessment->session_id, instance->assessment->part_id,
+                                         ToJson(*pod, Secrets::kShown).dump())
+                    : Status(pod.error());
+  // The engine's answer may quote the pod; what is kept (pod_error) and logged must not.
+  if (!sent && pod) sent = Error{sent.error().code, Scrub(sent.error().message, SecretValues(*pod)), sent.error().field};
   // Only an unreachable or failing engine is worth another attempt; a refusal is final.
   const bool final_refusal = !sent && sent.error().code != ErrorCode::kUnavailable;
   const std::optional<Timestamp> was_due = instance->pod_due_at;

@@ -40,7 +40,35 @@ bool ValidName(std::string_view s) {
 
 bool FiniteNonNegative(double v) { return std::isfinite(v) && v >= 0; }
 
+Status CheckAccess(const DeviceAccess& access, const std::string& field) {
+  if (!access.authentication) return {};
+  if (access.authentication->scheme.empty())
+    return Error::InvalidArgument(field + ".authentication.scheme is required", field + ".authentication.scheme");
+  for (const auto& [name, _] : access.authentication->properties)
+    if (name.empty())
+      return Error::InvalidArgument(field + ".authentication.properties must not have an empty name",
+                                    field + ".authentication.properties");
+  return {};
+}
+
+Status CheckDeviceAccess(const DeviceAccessMap& access, const LabInfo& lab) {
+  if (access.default_access)
+    if (auto s = CheckAccess(*access.default_access, "device_access.default"); !s) return s;
+  for (const auto& [label, entry] : access.nodes) {
+    const std::string field = "device_access.nodes." + label;
+    const bool known = std::any_of(lab.nodes.begin(), lab.nodes.end(), [&](const LabNode& n) { return n.label == label; });
+    if (!known) return Error::InvalidArgument(field + " names no node of lab_yaml (node labels are matched exactly)", field);
+    if (auto s = CheckAccess(entry, field); !s) return s;
+  }
+  return {};
+}
+
 }  // namespace
+
+const DeviceAccess* DeviceAccessMap::For(const std::string& label) const {
+  if (auto it = nodes.find(label); it != nodes.end()) return &it->second;
+  return default_access ? &*default_access : nullptr;
+}
 
 std::optional<SemVer> ParseSemVer(std::string_view text) {
   std::string_view core = text;
@@ -117,6 +145,7 @@ Result<LabletDefinition> NewDefinition(DefinitionDraft draft, DefinitionId id, s
 
   auto lab = ParseLab(draft.lab_yaml);
   if (!lab) return lab.error();
+  if (auto s = CheckDeviceAccess(draft.device_access, *lab); !s) return s.error();
 
   LabletDefinition d;
   d.id = std::move(id);
@@ -131,6 +160,7 @@ Result<LabletDefinition> NewDefinition(DefinitionDraft draft, DefinitionId id, s
   d.port_template = std::move(lab->port_template);
   d.max_duration_minutes = draft.max_duration_minutes;
   d.grading_rules_uri = std::move(draft.grading_rules_uri);
+  d.device_access = std::move(draft.device_access);
   d.created_by = std::move(draft.created_by);
   d.created_at = now;
   return d;

@@ -12,9 +12,14 @@ std::string_view PodProtocol(std::string_view prefix) {
   return {};
 }
 
+const std::string& PodHost(const Worker& worker, PodAddress address) {
+  if (address == PodAddress::kPublic && !worker.public_ip.empty()) return worker.public_ip;
+  return !worker.private_ip.empty() ? worker.private_ip : worker.hostname;
+}
+
 Result<Pod> BuildPod(const LabInfo& lab, const PortMap& allocated, const std::string& host, const std::string& pod_id,
-                     const std::string& collector) {
-  if (host.empty()) return Error::InvalidArgument("the worker has no public address for the pod", "host");
+                     const std::string& collector, const DeviceAccessMap& access) {
+  if (host.empty()) return Error::InvalidArgument("the worker has no address for the pod", "host");
   Pod pod;
   pod.id = pod_id;
   for (const LabNode& node : lab.nodes) {
@@ -25,7 +30,7 @@ Result<Pod> BuildPod(const LabInfo& lab, const PortMap& allocated, const std::st
       const std::string_view protocol = PodProtocol(std::string_view(tag).substr(0, colon));
       if (protocol.empty()) continue;
       const std::string_view value = std::string_view(tag).substr(colon + 1);
-      PodInterface iface{"", std::string(protocol), host, 0};
+      PodInterface iface{"", std::string(protocol), host, 0, std::nullopt, {}};
       constexpr std::string_view kOpen = "${PORT_";
       if (value.rfind(kOpen, 0) == 0 && value.size() > kOpen.size() + 1 && value.back() == '}') {
         iface.name = PortNameFromPlaceholder(value.substr(kOpen.size(), value.size() - kOpen.size() - 1));
@@ -49,7 +54,14 @@ Result<Pod> BuildPod(const LabInfo& lab, const PortMap& allocated, const std::st
       }
       device.interfaces.push_back(std::move(iface));
     }
-    if (!device.interfaces.empty()) pod.devices.push_back(std::move(device));
+    if (device.interfaces.empty()) continue;
+    if (const DeviceAccess* a = access.For(node.label)) {
+      for (PodInterface& iface : device.interfaces) {
+        iface.authentication = a->authentication;
+        iface.configuration = a->configuration;
+      }
+    }
+    pod.devices.push_back(std::move(device));
   }
   return pod;
 }

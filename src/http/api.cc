@@ -78,10 +78,78 @@ Resources ReadResources(FieldReader& r) {
 
 // ---- definitions ---------------------------------------------------------------------------
 
+// Who may read device access as it is: definitions only a verified ccm.admin, pods a verified
+// ccm.operator (or admin); everyone else, and everyone without authentication, reads it
+// redacted. The Grading Engine always gets it (app::AssignDuePod).
+app::Secrets SecretsFor(const Request& req, auth::Role role) {
+  return req.principal && req.principal->Has(role) ? app::Secrets::kShown : app::Secrets::kRedacted;
+}
+
+Response ReplyDefinition(const Result<LabletDefinition>& r, const Request& req, int status = 200) {
+  if (!r) return Fail(r.error(), req);
+  return Json(status, app::ToJson(*r, SecretsFor(req, auth::Role::kAdmin)));
+}
+
+json DefinitionItems(const std::vector<LabletDefinition>& defs, const Request& req) {
+  const app::Secrets secrets = SecretsFor(req, auth::Role::kAdmin);
+  json items = json::array();
+  for (const auto& d : defs) items.push_back(app::ToJson(d, secrets));
+  return items;
+}
+
+// ACCESS = {"authentication"?: {"scheme", "properties"?: {name: string}}, "configuration"?: {}}
+// at `path`; the first error goes to `parent`. Errors name the member, never its value.
+DeviceAccess ReadAccess(const json& object, const std::string& path, FieldReader& parent) {
+  FieldReader r(object, path);
+  r.Only({"authentication", "configuration"});
+  DeviceAccess access;
+  if (const json* auth = r.Object("authentication", false)) {
+    FieldReader ar(*auth, path + ".authentication");
+    ar.Only({"scheme", "properties"});
+    DeviceAuthentication a;
+    a.scheme = ar.String("scheme");
+    if (const json* properties = ar.Object("properties", false)) {
+      for (const auto& [name, value] : properties->items()) {
+        if (!value.is_string()) {
+          ar.Fail("properties." + name, "must be a string");
+          break;
+        }
+        a.properties[name] = value.get<std::string>();
+      }
+    }
+    r.Merge(ar);
+    access.authentication = std::move(a);
+  }
+  if (const json* configuration = r.Object("configuration", false)) access.configuration = configuration->dump();
+  parent.Merge(r);
+  return access;
+}
+
+// device_access = {"default"?: ACCESS, "nodes"?: {"<node label>": ACCESS}}.
+DeviceAccessMap ReadDeviceAccess(const json& object, FieldReader& parent) {
+  FieldReader r(object, "device_access");
+  r.Only({"default", "nodes"});
+  DeviceAccessMap access;
+  if (const json* d = r.Object("default", false)) access.default_access = ReadAccess(*d, "device_access.default", r);
+  if (const json* nodes = r.Object("nodes", false)) {
+    FieldReader nr(*nodes, "device_access.nodes");
+    for (const auto& [label, entry] : nodes->items()) {
+      if (!entry.is_object()) {
+        nr.Fail(label, "must be an object");
+        break;
+      }
+      access.nodes[label] = ReadAccess(entry, "device_access.nodes." + label, nr);
+    }
+    r.Merge(nr);
+  }
+  parent.Merge(r);
+  return access;
+}
+
 Result<DefinitionDraft> ReadDefinitionDraft(const json& body) {
   FieldReader r(body);
   r.Only({"name", "version", "lab_yaml", "resource_requirements", "license_affinity", "max_duration_minutes",
-          "grading_rules_uri", "created_by"});
+          "grading_rules_uri", "device_access", "created_by"});
   DefinitionDraft d;
   d.name = r.String("name");
   d.version = r.String("version");
@@ -107,6 +175,7 @@ Result<DefinitionDraft> ReadDefinitionDraft(const json& body) {
   }
   d.max_duration_minutes = static_cast<int>(r.Int("max_duration_minutes", 1, kMaxDurationMinutes));
   d.grading_rules_uri = r.OptString("grading_rules_uri");
+  if (const json* access = r.Object("device_access", false)) d.device_access = ReadDeviceAccess(*access, r);
   d.created_by = r.String("created_by");
   if (!r.ok()) return r.error();
   return d;
@@ -119,7 +188,7 @@ void AddDefinitionRoutes(Router& router, app::DefinitionService& defs) {
     auto draft = ReadDefinitionDraft(*body);
     if (!draft) return Fail(draft.error(), req);
     auto created = defs.Create(std::move(draft.value()));
-    Response resp = Reply(created, req, 201);
+    Response resp = ReplyDefinition(created, req, 201);
     if (created) resp.headers["Location"] = "/api/v1/definitions/" + created->id.value + "?version=" + created->version;
     return resp;
   });
@@ -136,21 +205,20 @@ void AddDefinitionRoutes(Router& router, app::DefinitionService& defs) {
     }
     auto list = defs.List(filter, *page);
     if (!list) return Fail(list.error(), req);
-    return Json(200, PageJson(*list));
+    return Json(200, {{"items", DefinitionItems(list->items, req)},
+                      {"next", list->next.empty() ? json(nullptr) : json(list->next)}});
   });
   router.Add("GET", "/api/v1/definitions/{id}", [&defs](Request& req) {
     if (auto s = OnlyQuery(req, {"version"}); !s) return Fail(s.error(), req);
-    return Reply(defs.Get(DefinitionId{req.params["id"]}, Query(req, "version")), req);
+    return ReplyDefinition(defs.Get(DefinitionId{req.params["id"]}, Query(req, "version")), req);
   });
   router.Add("GET", "/api/v1/definitions/{id}/versions", [&defs](Request& req) {
     auto versions = defs.Versions(DefinitionId{req.params["id"]});
     if (!versions) return Fail(versions.error(), req);
-    json items = json::array();
-    for (const auto& d : *versions) items.push_back(app::ToJson(d));
-    return Json(200, {{"items", std::move(items)}});
+    return Json(200, {{"items", DefinitionItems(*versions, req)}});
   });
   router.Add("DELETE", "/api/v1/definitions/{id}", [&defs](Request& req) {
-    return Reply(defs.Delete(DefinitionId{req.params["id"]}), req);
+    return ReplyDefinition(defs.Delete(DefinitionId{req.params["id"]}), req);
   });
 }
 
@@ -617,7 +685,7 @@ void AddApiRoutes(Router& router, ApiServices s) {
   router.Add("GET", "/api/v1/instances/{id}/pod", [&pods = s.pods](Request& req) {
     auto pod = pods.ForInstance(InstanceId{req.params["id"]});
     if (!pod) return Fail(pod.error(), req);
-    return Json(200, app::ToJson(*pod));
+    return Json(200, app::ToJson(*pod, SecretsFor(req, auth::Role::kOperator)));
   });
 }
 

@@ -1,8 +1,11 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
+
+#include "auth/jwt.h"
 
 namespace ccm::http {
 
@@ -15,6 +18,9 @@ struct Request {
   std::map<std::string, std::string> params;   // path parameters filled in by the router
   std::string body;
   std::string subject;  // who the verified bearer token names; empty without authentication
+  // The verified caller and its roles; nullopt without authentication (--insecure-no-auth),
+  // when nobody is known to hold any role.
+  std::optional<auth::Principal> principal = std::nullopt;
 
   // The header's value, or "" when absent. `name` in lower case.
   std::string_view Header(std::string_view name) const;

@@ -91,6 +91,7 @@ std::optional<Response> Router::Refuse(Request& request, const Route& route) con
                                route.method + " " + route.pattern,
                            request.path, "authorization");
   request.subject = principal->subject;
+  request.principal = std::move(principal.value());
   return std::nullopt;
 }
 

@@ -25,7 +25,8 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "AUTH_AUDIENCE", "AUTH_CLOCK_SKEW_SECONDS", "AUTH_CLIENT_ID", "AUTH_REALM_ROLES",
                               "AUTH_JWKS_REFRESH_SECONDS", "AUTH_JWKS_MAX_STALE_SECONDS", "CCM_MAX_BODY_BYTES", "CCM_MAX_JSON_DEPTH",
                               "CCM_MAX_CONNECTIONS", "CCM_REQUEST_TIMEOUT_MS", "CCM_IDLE_TIMEOUT_MS", "CCM_ETCD_PREFIX", "CCM_LEADER_TTL_SECONDS",
-                              "CCM_PUBLIC_URL", "ORPHAN_LAB_GRACE_SECONDS", "CML_CA_FILE", "CML_URL_ALLOW"};
+                              "CCM_PUBLIC_URL", "ORPHAN_LAB_GRACE_SECONDS", "CML_CA_FILE", "CML_URL_ALLOW",
+                              "POD_HOST_ADDRESS"};
 
 // The integer settings: name, field, smallest and largest value.
 struct IntSetting {
@@ -202,6 +203,10 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     auto allow = ParseAllowList(v);
     if (!allow) return allow.error();
     c.cml_url_allow = std::move(*allow);
+  } else if (key == "POD_HOST_ADDRESS") {
+    if (v != "public" && v != "private")
+      return Error::InvalidArgument("POD_HOST_ADDRESS must be public or private, not '" + v + "'", key);
+    c.pod_host_address = v == "public" ? domain::PodAddress::kPublic : domain::PodAddress::kPrivate;
   } else if (key == "CLOUD_PROVIDER_URL") {
     auto url = ParseUrl(key, v);
     if (!url) return url.error();

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "domain/pod.h"
 #include "domain/result.h"
 
 namespace ccm::main {
@@ -49,6 +50,9 @@ struct Config {
   std::string cml_password;               // CML_PASSWORD (never logged)
   std::string cml_ca_file;                // CML_CA_FILE: PEM CAs verifying every CML over https; empty: the system's store
   std::vector<std::string> cml_url_allow; // CML_URL_ALLOW: hosts (".suffix" or exact) a worker's cml_url may name; empty: any
+  // POD_HOST_ADDRESS: the worker address a pod names, the one graders reach. public:
+  // public_ip, else private_ip, else hostname; private: private_ip, else hostname.
+  domain::PodAddress pod_host_address = domain::PodAddress::kPublic;
   std::string cloud_provider_url;         // CLOUD_PROVIDER_URL: empty scales nothing
   std::string scale_up_template = "cml-enterprise";  // SCALE_UP_TEMPLATE: what the scaler asks for
   int scale_down_grace_minutes = 30;      // SCALE_DOWN_GRACE_MINUTES: idle time before a launched worker drains

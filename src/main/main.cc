@@ -193,7 +193,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   app::CollectionService leader_collection(leader_deps, platform, {}, &collection_metrics);
   if (config->assessment_platform_url.empty())
     spdlog::info("no ASSESSMENT_PLATFORM_URL: lablets are not collected; each goes to STOPPING at its timeslot's end");
-  app::PodService pods(*store, "ccm");
+  app::PodService pods(*store, "ccm", config->pod_host_address);
   clients::RemoteOptions engine_options;
   engine_options.base_url = config->grading_engine_url;
   clients::GradingEngineClient engine(engine_options, clock, tokens.get());

@@ -38,7 +38,7 @@ class FakeGradingEngine {
       }
       if (refuse_ || !errors.empty()) {
         resp.status = 400;
-        resp.body = errors.empty() ? "refused" : errors.front();
+        resp.body = errors.empty() ? (echo_ ? "refused: " + r.body : "refused") : errors.front();
         return resp;
       }
       assigned_.push_back({r.path, pod});
@@ -48,6 +48,11 @@ class FakeGradingEngine {
   void Refuse(bool refuse) {
     std::lock_guard lock(mu_);
     refuse_ = refuse;
+  }
+  // A refusal quotes the pod it was sent.
+  void Echo(bool echo) {
+    std::lock_guard lock(mu_);
+    echo_ = echo;
   }
   void UnavailableFor(int requests) {
     std::lock_guard lock(mu_);
@@ -62,6 +67,7 @@ class FakeGradingEngine {
   json spec_;
   std::mutex mu_;
   bool refuse_ = false;
+  bool echo_ = false;
   int unavailable_ = 0;
   std::vector<std::pair<std::string, json>> assigned_;
   testing::FakeServer server_;
@@ -76,8 +82,8 @@ class PodAssignment : public ::testing::Test {
     seed_ = testing::SeedLab(http_, testing::ReadTestData("sample_lab_template.yaml"));
   }
 
-  json Run(bool with_assessment) {
-    json body = {{"definition_id", seed_.definition_id}, {"owner_id", "c"},
+  json Run(bool with_assessment, const std::string& definition_id = "") {
+    json body = {{"definition_id", definition_id.empty() ? seed_.definition_id : definition_id}, {"owner_id", "c"},
                  {"timeslot_start", "2026-12-01T09:00:00Z"}, {"timeslot_end", "2026-12-01T10:00:00Z"}};
     if (with_assessment) body["assessment"] = {{"session_id", "session-1"}, {"part_id", "part 1"}};
     const std::string id = http_.PostJson("/api/v1/instances", body).Json()["id"];
@@ -211,6 +217,42 @@ TEST_F(PodAssignment, TheRouteRefusesWhatCannotBeAssignedAndWritesNothing) {
     }
     EXPECT_EQ(testing::DbSnapshot(stack_.DbPath()), before) << c.id;
   }
+}
+
+TEST_F(PodAssignment, TheEngineGetsDeviceAccessAndItsAnswerIsKeptWithoutIt) {
+  json def = testing::SampleDefinitionBody(testing::ReadTestData("sample_lab_template.yaml"));
+  def["name"] = "with-access";
+  def["resource_requirements"] = {{"cpu_cores", 1}, {"memory_gb", 1}};  // fits the seeded worker
+  def["device_access"] = json::parse(R"({
+    "default": {"authentication": {"scheme": "password", "properties": {"username": "cisco", "password": "s3cret-1"}},
+                "configuration": {"line": "console"}},
+    "nodes": {"ubuntu-desktop": {"authentication": {"scheme": "password", "properties": {"password": "s3cret-2"}}}}})");
+  auto created = http_.PostJson("/api/v1/definitions", def);
+  ASSERT_EQ(created.status, 201) << created.body;
+  json i = Run(true, created.Json()["id"]);
+  ASSERT_EQ(i["state"], "RUNNING") << i;
+  auto done = AssignDue(i["id"]);
+  ASSERT_TRUE(done && *done) << (done ? "" : done.error().message);
+  ASSERT_EQ(engine_.Assigned().size(), 1u);
+  const json pod = engine_.Assigned()[0].second;  // it validated against the Pod schema
+  for (const auto& device : pod["devices"])
+    for (const auto& iface : device["interfaces"])
+      EXPECT_EQ(iface["authentication"]["properties"]["password"],
+                device["label"] == "ubuntu-desktop" ? "s3cret-2" : "s3cret-1");
+  EXPECT_EQ(pod["devices"][0]["interfaces"][0]["configuration"], (json{{"line", "console"}}));
+  // No event carries it.
+  EXPECT_EQ(http_.Get("/api/v1/events?limit=500").body.find("s3cret"), std::string::npos);
+
+  // A refusal that quotes the pod is kept (and logged) without the secrets.
+  engine_.Refuse(true);
+  engine_.Echo(true);
+  json j = Run(true, created.Json()["id"]);
+  ASSERT_EQ(j["state"], "RUNNING") << j;
+  EXPECT_FALSE(AssignDue(j["id"]));
+  const std::string error = Get(j["id"])["pod_error"];
+  EXPECT_NE(error.find("refused: {"), std::string::npos) << error;
+  EXPECT_NE(error.find("\"password\":\"***\""), std::string::npos) << error;
+  EXPECT_EQ(error.find("s3cret"), std::string::npos) << error;
 }
 
 TEST_F(PodAssignment, NoAssessmentNoCall) {

@@ -116,6 +116,29 @@ TEST_P(StoreContract, EveryScoreTheEndingAndAPartialCollectionReadBack) {
   EXPECT_TRUE(store().GetInstance({"fresh"})->scores.empty());
 }
 
+TEST_P(StoreContract, DeviceAccessRoundTrips) {
+  LabletDefinition with = MakeDefinition("def-a", "lab-a", "1.0.0");
+  with.device_access.default_access = DeviceAccess{
+      DeviceAuthentication{"password", {{"username", "cisco"}, {"password", "s3cret \"quoted\" ü"}, {"enable_secret", "x"}}},
+      R"({"baud_rate":9600,"line":"console","nested":{"a":[1,null,true]}})"};
+  with.device_access.nodes["r1"] = DeviceAccess{DeviceAuthentication{"ssh-key", {}}, ""};
+  with.device_access.nodes["r 2"] = DeviceAccess{};
+  LabletDefinition without = MakeDefinition("def-b", "lab-b", "1.0.0");
+  Changes c;
+  c.new_definitions = {with, without};
+  ASSERT_TRUE(store().Commit(c));
+  auto a = store().GetDefinition({"def-a"}, std::nullopt);
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->device_access, with.device_access);
+  auto b = store().GetDefinition({"def-b"}, std::nullopt);
+  ASSERT_TRUE(b);
+  EXPECT_TRUE(b->device_access.empty());
+  auto listed = store().ListDefinitions({}, {});
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->items.size(), 2u);
+  for (const auto& d : listed->items) EXPECT_EQ(d.device_access, d.id.value == "def-a" ? with.device_access : DeviceAccessMap{});
+}
+
 TEST_P(StoreContract, PurgeRemovesOnlyWhatRetentionAllows) {
   auto terminated = [](const std::string& id, std::int64_t at_ms) {
     LabletInstance i = MakeInstance(id);

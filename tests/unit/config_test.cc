@@ -54,7 +54,8 @@ TEST(Config, BadValuesNameTheSetting) {
       {"INSTANTIATION_TIMEOUT_SECONDS", "ten"}, {"SCHEDULE_AHEAD_MINUTES", "1.5"}, {"CCM_RECONCILERS", "off"},
       {"CCM_STORE", "etcd:"}, {"CCM_STORE", "etcd:host:2379"}, {"CCM_STORE", "etcd:http://a:2379,"},
       {"CCM_ETCD_PREFIX", "ccm"}, {"CCM_ETCD_PREFIX", "/ccm/"}, {"CCM_LEADER_TTL_SECONDS", "1"},
-      {"ORPHAN_LAB_GRACE_SECONDS", "0"}, {"CCM_MAX_JSON_DEPTH", "7"}, {"CCM_MAX_JSON_DEPTH", "100000"}};
+      {"ORPHAN_LAB_GRACE_SECONDS", "0"}, {"CCM_MAX_JSON_DEPTH", "7"}, {"CCM_MAX_JSON_DEPTH", "100000"},
+      {"POD_HOST_ADDRESS", "internal"}, {"POD_HOST_ADDRESS", ""}, {"POD_HOST_ADDRESS", "PUBLIC"}};
   for (const auto& [key, value] : cases) {
     auto c = LoadConfig(std::nullopt, {{key, value}});
     ASSERT_FALSE(c) << key << "=" << value;
@@ -180,6 +181,23 @@ TEST(Config, CmlTrustAndAllowList) {
     ASSERT_FALSE(bad) << key << "=" << value;
     EXPECT_EQ(bad.error().field, key);
   }
+}
+
+TEST(Config, PodHostAddress) {
+  auto defaults = LoadConfig(std::nullopt, {});
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->pod_host_address, domain::PodAddress::kPublic);
+  auto inside = LoadConfig(std::nullopt, {{"POD_HOST_ADDRESS", "private"}});
+  ASSERT_TRUE(inside) << inside.error().message;
+  EXPECT_EQ(inside->pod_host_address, domain::PodAddress::kPrivate);
+  auto outside = LoadConfig(std::nullopt, {{"POD_HOST_ADDRESS", "public"}});
+  ASSERT_TRUE(outside);
+  EXPECT_EQ(outside->pod_host_address, domain::PodAddress::kPublic);
+  ccm::testing::TempDir dir;
+  std::ofstream(dir.File("ccm.yaml")) << "POD_HOST_ADDRESS: private\n";
+  auto file = LoadConfig(dir.File("ccm.yaml"), {});
+  ASSERT_TRUE(file) << file.error().message;
+  EXPECT_EQ(file->pod_host_address, domain::PodAddress::kPrivate);
 }
 
 TEST(Config, FileErrors) {

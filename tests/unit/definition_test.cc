@@ -67,5 +67,56 @@ TEST(NewDefinition, NamesTheFirstBadField) {
   }
 }
 
+DeviceAccess PasswordAccess(const std::string& password) {
+  return {DeviceAuthentication{"password", {{"username", "cisco"}, {"password", password}}}, ""};
+}
+
+TEST(NewDefinition, DeviceAccessIsKeptAsGiven) {
+  DefinitionDraft draft = Draft();
+  draft.device_access.default_access = PasswordAccess("s3cret");
+  draft.device_access.default_access->configuration = R"({"line":"console"})";
+  draft.device_access.nodes["ubuntu-desktop"] = PasswordAccess("other");
+  draft.device_access.nodes["vmanage-mock"] = DeviceAccess{};  // none for it
+  const DeviceAccessMap expected = draft.device_access;
+  auto d = NewDefinition(draft, {"def-1"}, "sha256:abc", FromUnixMillis(1000));
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->device_access, expected);
+}
+
+TEST(NewDefinition, DeviceAccessRulesNameTheMemberNeverTheValue) {
+  const std::pair<void (*)(DeviceAccessMap&), const char*> cases[] = {
+      {[](DeviceAccessMap& a) { a.default_access = PasswordAccess("s3cret"); a.default_access->authentication->scheme = ""; },
+       "device_access.default.authentication.scheme"},
+      {[](DeviceAccessMap& a) { a.default_access = PasswordAccess("s3cret"); a.default_access->authentication->properties[""] = "s3cret"; },
+       "device_access.default.authentication.properties"},
+      {[](DeviceAccessMap& a) { a.nodes["ubuntu-desktop"] = PasswordAccess("s3cret"); a.nodes["ubuntu-desktop"].authentication->scheme = ""; },
+       "device_access.nodes.ubuntu-desktop.authentication.scheme"},
+      {[](DeviceAccessMap& a) { a.nodes["Ubuntu-Desktop"] = PasswordAccess("s3cret"); }, "device_access.nodes.Ubuntu-Desktop"},
+      {[](DeviceAccessMap& a) { a.nodes["R9"] = DeviceAccess{}; }, "device_access.nodes.R9"},
+  };
+  for (const auto& [mutate, field] : cases) {
+    DefinitionDraft draft = Draft();
+    mutate(draft.device_access);
+    auto d = NewDefinition(draft, {"def-1"}, "sha256:abc", FromUnixMillis(1000));
+    ASSERT_FALSE(d) << field;
+    EXPECT_EQ(d.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(d.error().field, field);
+    EXPECT_EQ(d.error().message.find("s3cret"), std::string::npos) << d.error().message;
+  }
+}
+
+TEST(DeviceAccessMap, ANodesEntryWinsOverTheDefault) {
+  DeviceAccessMap m;
+  EXPECT_TRUE(m.empty());
+  EXPECT_EQ(m.For("r1"), nullptr);
+  m.nodes["r1"] = PasswordAccess("one");
+  EXPECT_FALSE(m.empty());
+  EXPECT_EQ(m.For("r1")->authentication->properties.at("password"), "one");
+  EXPECT_EQ(m.For("r2"), nullptr);  // no default: nothing
+  m.default_access = PasswordAccess("default");
+  EXPECT_EQ(m.For("r1")->authentication->properties.at("password"), "one");
+  EXPECT_EQ(m.For("r2")->authentication->properties.at("password"), "default");
+}
+
 }  // namespace
 }  // namespace ccm::domain

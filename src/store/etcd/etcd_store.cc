@@ -825,7 +825,7 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
       return Error::Conflict("definition " + d.name + " already has version " + d.version, "version");
     if (name.mod_revision != 0 && name.value != d.id.value)
       return Error::Conflict("name " + d.name + " belongs to definition " + name.value, "name");
-    put(version.key, app::ToJson(d).dump());
+    put(version.key, app::ToJson(d, app::Secrets::kShown).dump());
     put(name.key, d.id.value);
   }
   for (const auto& versions : deleted_versions)

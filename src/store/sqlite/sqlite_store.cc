@@ -743,7 +743,7 @@ Status SqliteStore::Commit(const Changes& changes) {
   if (changes.empty()) return {};
   Encoded encoded;
   encoded.definitions.reserve(changes.new_definitions.size());
-  for (const auto& d : changes.new_definitions) encoded.definitions.push_back(app::ToJson(d).dump());
+  for (const auto& d : changes.new_definitions) encoded.definitions.push_back(app::ToJson(d, app::Secrets::kShown).dump());
   encoded.instances.reserve(changes.instances.size());
   for (const auto& i : changes.instances) encoded.instances.push_back(InstanceBody(i, i.version + 1));
   encoded.workers.reserve(changes.workers.size());
