@@ -50,19 +50,23 @@ std::map<std::string, std::string> HeaderMap(const bhttp::fields& fields) {
 // waits on for ever, or "" when they do not: a NUL byte, a line ended by a bare LF, or an
 // obs-fold (Beast joins a folded line to the one before, which a proxy in front of ccm may
 // not do the same way; RFC 9112 section 5.2 lets a server refuse it instead). `bytes` starts
-// at the start of a line (Beast uses whole lines of a header block); the check stops at the
-// empty line that ends the block, so that the body is not looked at.
-std::string MalformedHeaderBytes(std::string_view bytes) {
-  std::size_t line = 0;
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
+// at the start of a line (Beast uses whole lines of a header block), the request line when
+// `request_line`; the check starts at `from`, a line start before which the bytes are known
+// clean, and stops at the empty line that ends the block, so that the body is not looked at.
+// On "", `from` is left at the start of the first line not yet ended (or of that empty
+// line), so that a client sending its header a byte at a time costs linear time, not square.
+std::string MalformedHeaderBytes(std::string_view bytes, std::size_t& from, bool request_line) {
+  std::size_t line = from;
+  for (std::size_t i = from; i < bytes.size(); ++i) {
     if (bytes[i] == '\0') return "NUL byte in the header block";
-    if (i == line && line > 0 && (bytes[i] == ' ' || bytes[i] == '\t'))
+    if (i == line && !(request_line && line == 0) && (bytes[i] == ' ' || bytes[i] == '\t'))
       return "obs-fold (a header line starting with whitespace)";
     if (bytes[i] != '\n') continue;
     if (i == line || bytes[i - 1] != '\r') return "line ending in a bare LF (CRLF is required)";
-    if (i == line + 1) return "";  // CRLF alone: the end of the header block
+    if (i == line + 1) break;  // CRLF alone: the end of the header block
     line = i + 1;
   }
+  from = line;
   return "";
 }
 
@@ -119,6 +123,7 @@ void RequestReader::Start() {
   state_ = State::kReading;
   header_bytes_ = 0;
   headers_.clear();
+  header_checked_ = 0;
   framing_run_ = 0;
 }
 
@@ -155,7 +160,7 @@ std::size_t RequestReader::Put(std::string_view bytes) {
     const std::string_view rest = bytes.substr(used);
     const bool in_header = !parser.is_header_done();
     if (in_header) {
-      if (const std::string why = MalformedHeaderBytes(rest); !why.empty()) {
+      if (const std::string why = MalformedHeaderBytes(rest, header_checked_, header_bytes_ == 0); !why.empty()) {
         Refuse(Malformed(why));
         break;
       }
@@ -175,6 +180,7 @@ std::size_t RequestReader::Put(std::string_view bytes) {
     const std::size_t waiting = stalled ? rest.size() - n : 0;
     if (in_header) {
       header_bytes_ += n;
+      header_checked_ -= std::min(header_checked_, n);  // Beast uses whole lines, checked ones
       if (header_bytes_ + waiting > limits_.header_limit) {
         Refuse(HeaderTooLarge(limits_.header_limit));
         break;

@@ -86,6 +86,7 @@ class RequestReader {
   State state_ = State::kReading;
   Response refusal_;
   std::size_t header_bytes_ = 0;   // of the current request's header block, used so far
+  std::size_t header_checked_ = 0;  // bytes not used yet whose raw header check passed
   std::map<std::string, std::string> headers_;  // the header block's, once it is done
   std::size_t framing_run_ = 0;    // chunk-framing bytes used since the last body byte
 };
