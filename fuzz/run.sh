@@ -8,7 +8,7 @@ build=${1:-build-fuzz}
 seconds=${FUZZ_SECONDS:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
 status=0
-for target in cloudevents_decode lab_yaml request_body; do
+for target in cloudevents_decode lab_yaml request_body http_request; do
   corpus="$build/corpus/$target"
   findings="$build/findings/$target"
   mkdir -p "$corpus" "$findings"

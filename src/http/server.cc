@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "http/problem.h"
+#include "http/request_framing.h"
 
 namespace ccm::http {
 
@@ -45,20 +46,6 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-std::string_view View(beast::string_view s) { return {s.data(), s.size()}; }
-
-Request ToRequest(bhttp::request<bhttp::string_body>&& req) {
-  Request r;
-  r.method = std::string(View(req.method_string()));
-  const std::string_view target = View(req.target());
-  const size_t q = target.find('?');
-  r.path = PercentDecode(target.substr(0, q), false);
-  if (q != std::string_view::npos) r.query = ParseQuery(target.substr(q + 1));
-  for (const auto& field : req) r.headers[Lower(View(field.name_string()))] = std::string(View(field.value()));
-  r.body = std::move(req.body());
-  return r;
-}
-
 // What every 503 tells the client (Retry-After, in seconds) unless its handler said otherwise.
 constexpr const char* kRetryAfterSeconds = "1";
 
@@ -74,59 +61,6 @@ bhttp::response<bhttp::string_body> ToBeast(Response&& resp, unsigned version, b
   out.keep_alive(keep_alive);
   out.prepare_payload();
   return out;
-}
-
-using RequestParser = bhttp::request_parser<bhttp::string_body>;
-
-// Errors of Beast's parser that mean the client sent something that is not HTTP/1.1 (as
-// opposed to closing early, timing out, or going over a limit).
-bool IsMalformed(const beast::error_code& ec) {
-  if (ec.category() != bhttp::make_error_code(bhttp::error::bad_method).category()) return false;
-  switch (static_cast<bhttp::error>(ec.value())) {
-    case bhttp::error::bad_line_ending:
-    case bhttp::error::bad_method:
-    case bhttp::error::bad_target:
-    case bhttp::error::bad_version:
-    case bhttp::error::bad_field:
-    case bhttp::error::bad_value:
-    case bhttp::error::bad_content_length:
-    case bhttp::error::bad_transfer_encoding:
-    case bhttp::error::bad_chunk:
-    case bhttp::error::bad_chunk_extension:
-    case bhttp::error::bad_obs_fold:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// Why the raw bytes of a header block break HTTP/1.1 framing in a way Beast lets through or
-// waits on for ever, or "" when they do not: a NUL byte, or a line ended by a bare LF.
-// `bytes` starts at the start of a line (Beast consumes whole lines); the check stops at the
-// empty line that ends the block, so that the body is not looked at.
-std::string MalformedHeaderBytes(std::string_view bytes) {
-  std::size_t line = 0;
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    if (bytes[i] == '\0') return "NUL byte in the header block";
-    if (bytes[i] != '\n') continue;
-    if (i == line || bytes[i - 1] != '\r') return "line ending in a bare LF (CRLF is required)";
-    if (i == line + 1) return "";  // CRLF alone: the end of the header block
-    line = i + 1;
-  }
-  return "";
-}
-
-// Why a parsed request header has framing that Beast accepts but that would let the client
-// and ccm disagree on where the body ends, or "". Beast itself refuses Content-Length with
-// chunked, differing Content-Length values, and lengths that are not plain decimal numbers.
-std::string MalformedFraming(const RequestParser& parser) {
-  const auto& req = parser.get();
-  if (req.find(bhttp::field::transfer_encoding) == req.end()) return "";
-  if (req.find(bhttp::field::content_length) != req.end())
-    return "Content-Length together with Transfer-Encoding";
-  if (req.version() < 11) return "Transfer-Encoding in an HTTP/1.0 request";
-  if (!parser.chunked()) return "Transfer-Encoding whose final coding is not chunked";
-  return "";
 }
 
 // Accept errors that mean the process (or the system) has no descriptor or memory for a new
@@ -250,42 +184,6 @@ class Server::Impl {
     co_await RefuseAndClose(stream, std::move(busy));
   }
 
-  // The outcome of reading one request header: a transport or parser error, or why the
-  // header block's framing is refused.
-  struct HeaderRead {
-    beast::error_code ec;
-    std::string malformed;
-  };
-
-  // Reads one request header into `parser`, as http::async_read_header does, but checks the
-  // raw bytes of the block before Beast parses them (MalformedHeaderBytes). Bytes past the
-  // header stay in `buffer`.
-  awaitable<HeaderRead> ReadHeader(beast::tcp_stream& stream, beast::flat_buffer& buffer, RequestParser& parser) {
-    HeaderRead out;
-    for (;;) {
-      if (buffer.size() > 0) {
-        const auto data = buffer.data();
-        out.malformed = MalformedHeaderBytes({static_cast<const char*>(data.data()), data.size()});
-        if (!out.malformed.empty()) co_return out;
-        const std::size_t used = parser.put(data, out.ec);
-        buffer.consume(used);
-        if (out.ec == bhttp::error::need_more) {
-          out.ec = {};
-        } else if (out.ec || parser.is_header_done()) {
-          co_return out;
-        } else if (used > 0) {
-          continue;
-        }
-      }
-      const std::size_t n = co_await stream.async_read_some(buffer.prepare(kReadChunk),
-                                                            asio::redirect_error(use_awaitable, out.ec));
-      buffer.commit(n);
-      if (out.ec == asio::error::eof)
-        out.ec = parser.got_some() || buffer.size() > 0 ? bhttp::error::partial_message : bhttp::error::end_of_stream;
-      if (out.ec) co_return out;
-    }
-  }
-
   // Answers a request refused before its handler ran, and closes the connection.
   awaitable<void> RefuseAndClose(beast::tcp_stream& stream, Response response) {
     co_await Reply(stream, std::move(response), 11, false);
@@ -295,55 +193,36 @@ class Server::Impl {
   awaitable<void> Serve(beast::tcp_stream stream) {
     ConnectionSlot slot{open_connections_};
     beast::flat_buffer buffer;
+    RequestReader reader({options_.body_limit, options_.header_limit, options_.max_header_count});
     for (;;) {
-      RequestParser parser;
-      parser.body_limit(options_.body_limit);
-      parser.header_limit(static_cast<std::uint32_t>(options_.header_limit));
-      // The idle timeout covers the wait for the first byte; the read timeout the rest.
+      // The idle timeout covers the wait for the first byte and the header block; the read
+      // timeout the rest.
       stream.expires_after(buffer.size() > 0 ? options_.read_timeout : options_.idle_timeout);
-      HeaderRead header = co_await ReadHeader(stream, buffer, parser);
-      beast::error_code& ec = header.ec;
-      std::string& malformed = header.malformed;
-      if (!ec && malformed.empty()) malformed = MalformedFraming(parser);
-      if (!ec && malformed.empty()) {
-        const auto& fields = parser.get().base();
-        if (static_cast<std::size_t>(std::distance(fields.begin(), fields.end())) > options_.max_header_count) {
-          co_await RefuseAndClose(stream, ProblemResponse(431, "Request Header Fields Too Large",
-                                                          "more than " + std::to_string(options_.max_header_count) +
-                                                              " header fields",
-                                                          "", "headers"));
-          co_return;
+      bool header_done = false;
+      beast::error_code ec;
+      for (;;) {
+        const auto data = buffer.data();
+        buffer.consume(reader.Put({static_cast<const char*>(data.data()), data.size()}));
+        if (reader.state() != RequestReader::State::kReading) break;
+        if (!header_done && reader.header_done()) {
+          header_done = true;
+          stream.expires_after(options_.read_timeout);
         }
-        stream.expires_after(options_.read_timeout);
-        co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+        const std::size_t n = co_await stream.async_read_some(buffer.prepare(kReadChunk),
+                                                              asio::redirect_error(use_awaitable, ec));
+        buffer.commit(n);
+        if (ec) break;
       }
-      if (ec == bhttp::error::body_limit) {
-        co_await RefuseAndClose(stream, ProblemResponse(413, "Payload Too Large",
-                                                        "request body is over the limit of " +
-                                                            std::to_string(options_.body_limit) + " bytes",
-                                                        "", "body"));
+      if (reader.state() == RequestReader::State::kRefused) {
+        co_await RefuseAndClose(stream, reader.refusal());
         co_return;
       }
-      if (ec == bhttp::error::header_limit) {
-        co_await RefuseAndClose(stream, ProblemResponse(431, "Request Header Fields Too Large",
-                                                        "request header block is over the limit of " +
-                                                            std::to_string(options_.header_limit) + " bytes",
-                                                        "", "headers"));
-        co_return;
-      }
-      if (IsMalformed(ec)) malformed = ec.message();
-      if (!malformed.empty()) {
-        // Nothing after a framing error can be trusted to start a request: answer and close.
-        co_await RefuseAndClose(stream, ProblemResponse(400, "Bad Request", "malformed HTTP request: " + malformed,
-                                                        "", ""));
-        co_return;
-      }
-      if (ec) break;  // closed, timed out, or reset
+      if (reader.state() != RequestReader::State::kComplete) break;  // closed, timed out, or reset
 
-      auto req = parser.release();
-      const bool keep_alive = req.keep_alive();
-      const unsigned version = req.version();
-      Request request = ToRequest(std::move(req));
+      ReadRequest read = reader.Take();
+      const bool keep_alive = read.keep_alive;
+      const unsigned version = read.version;
+      Request request = std::move(read.request);
       // Reads never wait on a commit: they run here, on the I/O thread. Writes may wait for
       // a group commit's fsync; they run on the handler pool, and this coroutine resumes on
       // the I/O threads when the response is ready.

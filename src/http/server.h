@@ -17,7 +17,7 @@ struct ServerOptions {
   int io_threads = 2;         // network I/O
   int handler_threads = 32;   // run handlers, which may wait on a store commit
   std::size_t body_limit = 1 << 20;       // larger bodies get 413
-  std::size_t header_limit = 16 * 1024;   // larger header blocks get 431
+  std::size_t header_limit = 16 * 1024;   // larger header blocks (or chunk lines, trailers) get 431
   std::size_t max_header_count = 100;     // more header fields get 431
   std::chrono::milliseconds read_timeout{30'000};  // to read one request once it starts, or write one answer
   std::chrono::milliseconds idle_timeout{60'000};  // for the first byte of a request on an open connection
@@ -27,13 +27,15 @@ struct ServerOptions {
 // An HTTP/1.1 server (Boost.Beast, C++20 coroutines) with keep-alive. Requests are read on
 // the I/O threads. GET and HEAD are handled there (reads do not wait); other methods run on
 // a bounded pool of handler threads, so that a handler that waits for a group commit holds
-// neither an I/O thread nor a thread per connection. Before the handler runs, and each time
-// followed by a close: bodies over the limit get 413, header blocks too large or with too
-// many fields 431, malformed framing 400 (a NUL byte or a bare LF in the header block,
-// Content-Length with Transfer-Encoding, a Transfer-Encoding not ending in chunked,
-// differing or non-decimal Content-Length, an HTTP/0.9 request line, anything else Beast's
-// parser refuses). A connection that stays silent past the idle timeout, or takes longer
-// than the read timeout to send a request, is closed; connections past the maximum get 503.
+// neither an I/O thread nor a thread per connection. Before the handler runs, a
+// RequestReader (http/request_framing.h, where the rules are listed) refuses what ccm does
+// not serve, each time followed by a close: bodies over the limit get 413, header blocks too
+// large or with too many fields 431, malformed framing 400 (a NUL byte, a bare LF or an
+// obs-fold in the header block, Content-Length with Transfer-Encoding, a Transfer-Encoding
+// not ending in chunked, differing or non-decimal Content-Length, an HTTP/0.9 request line,
+// anything else Beast's parser refuses). A connection that stays silent past the idle
+// timeout, or takes longer than the read timeout to send a request, is closed; connections
+// past the maximum get 503.
 // Every 503, the handler's included, carries Retry-After (1 s unless the handler set one).
 // When accept fails for lack of descriptors or memory, the server waits (10 ms doubling to
 // 1 s) before the next one instead of spinning. All answers it makes itself are

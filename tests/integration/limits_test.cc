@@ -60,6 +60,37 @@ TEST_F(Limits, TooLargeOrTooManyHeadersAre431) {
   EXPECT_EQ(http.Send("GET", "/x", "", many).status, 200);
 }
 
+// The trailer section of a chunked body counts against the header limit: a client cannot
+// make the server buffer a trailer without end, and trailer fields never become headers.
+TEST_F(Limits, TrailersAreBoundedAndNeverBecomeHeaders) {
+  http::ServerOptions o;
+  o.header_limit = 2048;
+  o.port = 0;
+  o.handler_threads = 2;
+  server_ = std::make_unique<http::Server>(o, [](http::Request& r) {
+    http::Response resp;
+    resp.body = "{\"auth\":\"" + std::string(r.Header("authorization")) + "\"}";
+    return resp;
+  });
+  ASSERT_TRUE(server_->Start());
+  const std::string post = "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n";
+  RawSocket flood(port());
+  ASSERT_TRUE(flood.Send(post + "\r\n0\r\n"));
+  for (int i = 0; i < 200; ++i) flood.Send("X-T: vvvvvvvvvvvvvvvvvvvv\r\n");
+  bool timed_out = false;
+  const std::string refused = flood.ReadUntilClosed(std::chrono::seconds(10), &timed_out);
+  EXPECT_EQ(refused.rfind("HTTP/1.1 431", 0), 0u) << refused;
+  EXPECT_NE(refused.find("trailer section"), std::string::npos) << refused;
+  EXPECT_FALSE(timed_out);
+
+  RawSocket trailer(port());
+  ASSERT_TRUE(trailer.Send(post + "Authorization: header\r\nConnection: close\r\n\r\n0\r\n"
+                                  "Authorization: trailer\r\n\r\n"));
+  const std::string answer = trailer.ReadUntilClosed(std::chrono::seconds(10));
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << answer;
+  EXPECT_NE(answer.find("{\"auth\":\"header\"}"), std::string::npos) << answer;
+}
+
 TEST_F(Limits, ASilentConnectionIsClosedAfterTheIdleTimeout) {
   http::ServerOptions o;
   o.idle_timeout = std::chrono::milliseconds(300);

@@ -190,6 +190,8 @@ TEST(ServerHardening, MalformedFramingGets400BeforeTheConnectionCloses) {
       {"NUL in a header name", std::string("GET /health/live HTTP/1.1\r\nHost: a\r\nX") + '\0' + "A: b\r\n\r\n"},
       {"HTTP/0.9 request line", "GET /health/live\r\n\r\n"},
       {"HTTP/0.9 request line alone", "GET /\r\n"},
+      {"obs-fold", "GET /health/live HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n"},
+      {"obs-fold of a Transfer-Encoding", post + "Transfer-Encoding: gzip\r\n chunked\r\n\r\n0\r\n\r\n"},
   };
   for (const auto& c : cases) {
     bool timed_out = false;
