@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -785,6 +786,22 @@ TEST(SqliteStore, TheReservationMigrationCoversInstancesWrittenBeforeIt) {
   auto refused = (*store)->Commit(c);
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().field, "reservation_id");
+}
+
+TEST(SqliteStore, ANewDatabaseAndItsFilesAreReadableByTheirOwnerAlone) {
+  testing::TempDir dir;
+  const mode_t was = umask(022);  // the usual umask, which would leave them world-readable
+  auto store = store::SqliteStore::Open({dir.File("ccm.db")});
+  umask(was);
+  ASSERT_TRUE(store);
+  Changes c;
+  c.instances = {MakeInstance("i1")};
+  ASSERT_TRUE((*store)->Commit(c));
+  for (const char* suffix : {"", "-wal", "-shm", ".lock"}) {
+    struct stat st {};
+    ASSERT_EQ(stat(dir.File(std::string("ccm.db") + suffix).c_str(), &st), 0) << suffix;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << "ccm.db" << suffix;
+  }
 }
 
 TEST(SqliteStore, RefusesADatabaseFromANewerBuild) {

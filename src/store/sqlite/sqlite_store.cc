@@ -239,6 +239,13 @@ namespace {
 Result<std::unique_ptr<SqliteStore::Connection>> OpenConnection(const std::string& path, bool writer) {
   sqlite3* db = nullptr;
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+  // The file holds device secrets and who booked what: readable by ccm's user alone. A new
+  // database starts as an empty file made here with that mode, which SQLite gives its WAL
+  // and shared-memory files too; an existing one keeps the mode its owner chose.
+  if (writer && path != ":memory:") {
+    const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) close(fd);
+  }
   if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
     Error e = Error::Unavailable("store: cannot open " + path + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
     sqlite3_close_v2(db);
@@ -322,7 +329,7 @@ SqliteStore::LockFile::~LockFile() {
 Status SqliteStore::Lock() {
   if (options_.path == ":memory:") return {};
   const std::string path = options_.path + ".lock";
-  lock_.fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  lock_.fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock_.fd < 0) return Error::Unavailable("store: cannot open " + path + ": " + std::strerror(errno));
   if (flock(lock_.fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
