@@ -9,6 +9,7 @@
 
 #include "support/db_snapshot.h"
 #include "support/http_client.h"
+#include "support/lab_seed.h"
 #include "support/stack.h"
 
 namespace ccm {
@@ -28,13 +29,7 @@ http::Authenticator TokensAreSubjects() {
 class Idempotency : public ::testing::Test {
  protected:
   Idempotency() : stack_(nullptr, {}, TokensAreSubjects()), http_(stack_.BaseUrl()) {
-    json def = {{"name", "lab"},
-                {"version", "1.0.0"},
-                {"lab_yaml", testing::ReadTestData("sample_lab_template.yaml")},
-                {"resource_requirements", {{"cpu_cores", 4}, {"memory_gb", 8}}},
-                {"license_affinity", {"ENTERPRISE"}},
-                {"max_duration_minutes", 120},
-                {"created_by", "alice"}};
+    const json def = testing::SampleDefinitionBody(testing::ReadTestData("sample_lab_template.yaml"));
     HttpResult created = Send("POST", "/api/v1/definitions", def.dump(), "alice");
     EXPECT_EQ(created.status, 201) << created.body;
     definition_id_ = created.Json().value("id", "");
