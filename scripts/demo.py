@@ -195,9 +195,10 @@ def main():
         score = f"score {s['total']:g}/{s['max']:g}" if s else "no score"
         say(f"instance {i['id'][-8:]} {i['owner_id']}: {' -> '.join(h['to'] for h in i['state_history'])}; "
             f"{score}")
-    ended = collections.Counter(next((h["reason"] for h in i["state_history"] if h["to"] == "STOPPING"),
-                                     i["state_history"][-1]["reason"]) for i in final)
-    say("how each lablet ended:")
+    ended = collections.Counter(
+        f"{i['ending']['outcome']} ({i['ending']['code']}): {i['ending']['message']}" if i.get("ending") else "not ended"
+        for i in final)
+    say("how each lablet ended (outcome, code, message):")
     for why, n in sorted(ended.items()):
         say(f"  {n:3}  {why}")
     phases = collections.defaultdict(list)
