@@ -89,6 +89,7 @@ class RequestReader {
   std::size_t header_checked_ = 0;  // bytes not used yet whose raw header check passed
   std::map<std::string, std::string> headers_;  // the header block's, once it is done
   std::size_t framing_run_ = 0;    // chunk-framing bytes used since the last body byte
+  bool chunk_stalled_ = false;     // the last put stopped inside chunk framing, wanting more
 };
 
 }  // namespace ccm::http
