@@ -12,6 +12,7 @@
 #include "support/http_client.h"
 #include "support/jwt_mint.h"
 #include "support/process.h"
+#include "support/signed_stack.h"
 #include "support/stack.h"
 #include "support/test_sink.h"
 
@@ -36,16 +37,8 @@ std::string PathOf(const std::string& pattern) {
 
 class AuthTest : public ::testing::Test {
  protected:
-  AuthTest()
-      : key_("RS256", "k1"),
-        stack_(nullptr, {}, [this](std::string_view token) {
-          return auth::Verify(token, keys_, {"https://issuer.test", "ccm", std::chrono::seconds(60)},
-                              stack_.clock.Now());
-        }),
-        http_(stack_.BaseUrl()) {
-    keys_.Add(key_);
-  }
-  std::string Token(const std::vector<std::string>& roles) { return key_.Sign(testing::GoodClaims(roles, "bob")); }
+  AuthTest() : http_(stack_.BaseUrl()) {}
+  std::string Token(const std::vector<std::string>& roles) { return signed_.Token(roles); }
   testing::HttpResult Call(const std::string& method, const std::string& path, const std::string& token,
                            const std::string& body = "{}") {
     std::map<std::string, std::string> headers = {{"Content-Type", "application/json"}};
@@ -53,9 +46,9 @@ class AuthTest : public ::testing::Test {
     return http_.Send(method, path, method == "GET" ? "" : body, headers);
   }
 
-  testing::SigningKey key_;
-  testing::StaticKeys keys_;
-  testing::Stack stack_;
+  testing::SignedStack signed_;
+  testing::SigningKey& key_ = signed_.key;
+  testing::Stack& stack_ = signed_.stack;
   testing::HttpClient http_;
 };
 

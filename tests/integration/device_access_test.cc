@@ -8,6 +8,7 @@
 #include "support/http_client.h"
 #include "support/json_schema.h"
 #include "support/jwt_mint.h"
+#include "support/signed_stack.h"
 #include "support/stack.h"
 
 namespace ccm {
@@ -49,16 +50,8 @@ std::vector<std::string> PodErrors(const json& pod) {
 
 class DeviceAccessApi : public ::testing::Test {
  protected:
-  DeviceAccessApi()
-      : key_("RS256", "k1"),
-        stack_(nullptr, {}, [this](std::string_view token) {
-          return auth::Verify(token, keys_, {"https://issuer.test", "ccm", std::chrono::seconds(60)},
-                              stack_.clock.Now());
-        }),
-        http_(stack_.BaseUrl()) {
-    keys_.Add(key_);
-  }
-  std::string Token(const std::string& role) { return key_.Sign(testing::GoodClaims({role}, "bob")); }
+  DeviceAccessApi() : http_(stack_.BaseUrl()) {}
+  std::string Token(const std::string& role) { return signed_.Token({role}); }
   testing::HttpResult Call(const std::string& method, const std::string& path, const std::string& role,
                            const json& body = json::object()) {
     return http_.Send(method, path, method == "GET" ? "" : body.dump(),
@@ -89,9 +82,8 @@ class DeviceAccessApi : public ::testing::Test {
     return id;
   }
 
-  testing::SigningKey key_;
-  testing::StaticKeys keys_;
-  testing::Stack stack_;
+  testing::SignedStack signed_;
+  testing::Stack& stack_ = signed_.stack;
   testing::HttpClient http_;
 };
 

@@ -333,19 +333,29 @@ TEST_P(StoreContract, AProcessedKeyKeepsItsValueUntilItExpires) {
 }
 
 TEST_P(StoreContract, OneInstanceNotYetTerminatedPerReservation) {
-  LabletInstance first = MakeInstance("i1");
-  first.reservation_id = "r-1";
-  Changes c;
-  c.instances = {first};
-  ASSERT_TRUE(store().Commit(c));
+  const auto booking = [](const std::string& id, std::optional<std::string> reservation) {
+    LabletInstance i = MakeInstance(id);
+    i.reservation_id = std::move(reservation);
+    return i;
+  };
+  const auto write = [this](std::vector<LabletInstance> instances) {
+    Changes c;
+    c.instances = std::move(instances);
+    return store().Commit(c);
+  };
+  // An instance as it is stored now, changed by `change`.
+  const auto stored = [this](const std::string& id, const std::function<void(LabletInstance&)>& change) {
+    LabletInstance i = *store().GetInstance({id});
+    change(i);
+    return i;
+  };
+  ASSERT_TRUE(write({booking("i1", "r-1")}));
 
   // A second instance for the reservation is refused, and nothing of its commit is written.
-  LabletInstance second = MakeInstance("i2");
-  second.reservation_id = "r-1";
-  Changes c2;
-  c2.instances = {second};
-  c2.events = {Event("e-i2", "i2")};
-  auto refused = store().Commit(c2);
+  Changes second;
+  second.instances = {booking("i2", "r-1")};
+  second.events = {Event("e-i2", "i2")};
+  auto refused = store().Commit(second);
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
   EXPECT_EQ(refused.error().field, "reservation_id");
@@ -354,39 +364,19 @@ TEST_P(StoreContract, OneInstanceNotYetTerminatedPerReservation) {
   EXPECT_EQ(store().GetEvent("e-i2").error().code, ErrorCode::kNotFound);
 
   // Other reservations, and instances without one, are not affected.
-  LabletInstance other = MakeInstance("i3"), none = MakeInstance("i4");
-  other.reservation_id = "r-2";
-  Changes c3;
-  c3.instances = {other, none};
-  ASSERT_TRUE(store().Commit(c3));
+  ASSERT_TRUE(write({booking("i3", "r-2"), booking("i4", std::nullopt)}));
 
   // A move that is not the end keeps the reservation held.
-  LabletInstance moved = *store().GetInstance({"i1"});
-  moved.state = InstanceState::kScheduled;
-  Changes c4;
-  c4.instances = {moved};
-  ASSERT_TRUE(store().Commit(c4));
-  EXPECT_FALSE(store().Commit(c2));
+  ASSERT_TRUE(write({stored("i1", [](LabletInstance& i) { i.state = InstanceState::kScheduled; })}));
+  EXPECT_FALSE(store().Commit(second));
 
   // Once the holder has terminated, the reservation takes a new instance.
-  LabletInstance ended = *store().GetInstance({"i1"});
-  ended.state = InstanceState::kTerminated;
-  Changes c5;
-  c5.instances = {ended};
-  ASSERT_TRUE(store().Commit(c5));
-  ASSERT_TRUE(store().Commit(c2));
+  ASSERT_TRUE(write({stored("i1", [](LabletInstance& i) { i.state = InstanceState::kTerminated; })}));
+  ASSERT_TRUE(store().Commit(second));
   EXPECT_EQ(store().GetInstance({"i2"})->reservation_id, "r-1");
   // A later write of the terminated one does not give up what the new one holds.
-  LabletInstance again = *store().GetInstance({"i1"});
-  again.cml_error = "written again";
-  Changes c6;
-  c6.instances = {again};
-  ASSERT_TRUE(store().Commit(c6));
-  LabletInstance third = MakeInstance("i5");
-  third.reservation_id = "r-1";
-  Changes c7;
-  c7.instances = {third};
-  auto still = store().Commit(c7);
+  ASSERT_TRUE(write({stored("i1", [](LabletInstance& i) { i.cml_error = "written again"; })}));
+  auto still = write({booking("i5", "r-1")});
   ASSERT_FALSE(still);
   EXPECT_EQ(still.error().field, "reservation_id");
 }
