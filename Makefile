@@ -12,7 +12,7 @@ CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=Debug -DCCM_WERROR=ON -DCCM_COVERAGE=ON
 DEPS_GROUPS := coverage
 endif
 
-.PHONY: all deps configure build test coverage demo bench fuzz test-sanitize chaos clean
+.PHONY: all deps configure build test coverage demo bench fuzz test-sanitize chaos package image check-package clean
 
 all: build
 
@@ -68,6 +68,25 @@ test-sanitize: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir build-sanitize --output-on-failure -j2 --timeout 600
+
+# The Debian packages ccm, ccm-sims and ccm-dbgsym (CPack DEB, packaging/install.cmake), in
+# $(BUILD)/packages/.
+package: build
+	bash scripts/install-deps.sh package
+	cd $(BUILD) && cpack -G DEB
+
+# The container image localhost/ccm:VERSION (buildah, FROM scratch: no registry needed) and
+# its OCI archive $(BUILD)/image/ccm-image.oci.tar. IMAGE_STORAGE: buildah's global options,
+# e.g. --storage-driver vfs (docs/operations.md, "Container image").
+IMAGE_STORAGE ?=
+image: build
+	bash scripts/install-deps.sh package
+	bash packaging/build-image.sh $(BUILD) $(IMAGE_STORAGE)
+
+# Installs the packages, runs them as the service user, purges them, then builds the image and
+# runs ccm from its filesystem (scripts/check-package.sh). As root; CI runs it after the suite.
+check-package: package
+	bash scripts/check-package.sh $(BUILD)
 
 clean:
 	rm -rf build build-coverage build-fuzz build-sanitize

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that ccm's build, tests, benchmarks and demo need; with
-# `fuzz`, also clang and its libFuzzer runtime (`make fuzz`); with `coverage`, gcovr.
+# `fuzz`, also clang and its libFuzzer runtime (`make fuzz`); with `coverage`, gcovr; with
+# `package`, what `make package`, `make image` and `make check-package` use (dpkg-shlibdeps,
+# objcopy, file, adduser, systemd-analyze, buildah, the CA certificates the image carries,
+# bash-completion to try the completion).
 # Idempotent: packages already present are left alone, and `apt-get update` runs at most
 # once, only when something is missing. etcd-server is the etcd the tests of the etcd store
 # start on loopback ports; openssl makes the certificates of the CML TLS tests.
@@ -21,7 +24,8 @@ for extra in "$@"; do
   case "$extra" in
     fuzz) packages+=(clang libclang-rt-14-dev) ;;
     coverage) packages+=(gcovr) ;;
-    *) echo "install-deps: unknown group $extra (fuzz, coverage)" >&2; exit 2 ;;
+    package) packages+=(dpkg-dev binutils file adduser systemd buildah ca-certificates bash-completion) ;;
+    *) echo "install-deps: unknown group $extra (fuzz, coverage, package)" >&2; exit 2 ;;
   esac
 done
 
