@@ -26,6 +26,8 @@ mkdir -p "$stage"
 cp "$here/Containerfile" "$stage/Containerfile"
 bash "$here/image-rootfs.sh" "$binary" "$stage/rootfs.tar"
 
+# A rebuild replaces the image of the same tag rather than leaving it behind untagged.
+buildah "$@" rmi "$tag" >/dev/null 2>&1 || true
 buildah "$@" build --isolation chroot --pull=never --layers=false -f "$stage/Containerfile" -t "$tag" "$stage" >&2
 rm -f "$stage/ccm-image.oci.tar"
 buildah "$@" push --quiet "$tag" "oci-archive:$stage/ccm-image.oci.tar:$tag" >&2
