@@ -12,7 +12,7 @@ CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=Debug -DCCM_WERROR=ON -DCCM_COVERAGE=ON
 DEPS_GROUPS := coverage
 endif
 
-.PHONY: all deps configure build test coverage demo bench fuzz test-sanitize chaos package image check-package clean
+.PHONY: all deps configure build test coverage demo bench fuzz test-sanitize chaos cluster package image check-package clean
 
 all: build
 
@@ -39,6 +39,11 @@ coverage:
 
 demo: build
 	bash scripts/demo.sh $(BUILD)
+
+# Three etcd members, two ccm replicas and the simulators on loopback, until Ctrl-C
+# (scripts/cluster.py).
+cluster: build
+	python3 scripts/cluster.py $(BUILD)
 
 bench: build
 	bash bench/run.sh $(BUILD)

@@ -168,6 +168,8 @@ int main(int argc, char** argv) {
   Settings s;
   std::string ready_file, schema_file;
   cli.add_option("--ready-file", ready_file, "Write host:port here once listening")->required();
+  std::uint16_t listen_port = 0;
+  cli.add_option("--port", listen_port, "Listen on this loopback port (default: any free one)");
   cli.add_option("--events-url", s.events_url, "ccm's POST /api/v1/events URL")->required();
   cli.add_option("--grading-schema", schema_file, "The Grading Engine OpenAPI document")->required();
   cli.add_option("--delay-ms", s.delay_ms, "Wait before each result event")->capture_default_str();
@@ -254,7 +256,7 @@ int main(int argc, char** argv) {
   };
 
   ccm::http::ServerOptions options;
-  options.port = 0;
+  options.port = listen_port;
   options.handler_threads = 4;
   ccm::http::Server server(options, [&](ccm::http::Request& r) {
     ccm::http::Response resp;

@@ -301,6 +301,8 @@ int main(int argc, char** argv) {
   std::string ready_file, spec_file;
   int fail_imports = 0, fail_starts = 0, fail_stops = 0;
   cli.add_option("--ready-file", ready_file, "Write host:port here once listening")->required();
+  std::uint16_t listen_port = 0;
+  cli.add_option("--port", listen_port, "Listen on this loopback port (default: any free one)");
   cli.add_option("--cml-schema", spec_file, "CML's OpenAPI document (cml-2.9.openapi.json)")->required();
   cli.add_option("--username", s.username)->capture_default_str();
   cli.add_option("--password", s.password, "The CML password (default cml-secret)");
@@ -331,7 +333,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
   ccm::http::ServerOptions options;
-  options.port = 0;
+  options.port = listen_port;
   options.handler_threads = 4;
   ccm::http::Server server(options, [&s](ccm::http::Request& r) {
     if (r.path.rfind("/api/v0/", 0) == 0) return Cml(s, r);

@@ -60,6 +60,8 @@ int main(int argc, char** argv) {
   std::string ready_file, client_id = "ccm", client_secret = "ccm-secret", issuer = "http://oidc-sim", audience = "ccm";
   int lifetime = 300;
   cli.add_option("--ready-file", ready_file, "Write host:port here once listening")->required();
+  std::uint16_t listen_port = 0;
+  cli.add_option("--port", listen_port, "Listen on this loopback port (default: any free one)");
   cli.add_option("--client-id", client_id)->capture_default_str();
   cli.add_option("--client-secret", client_secret)->capture_default_str();
   cli.add_option("--lifetime", lifetime, "Token lifetime in seconds")->capture_default_str();
@@ -106,7 +108,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
   ccm::http::ServerOptions options;
-  options.port = 0;
+  options.port = listen_port;
   options.handler_threads = 4;
   ccm::http::Server server(options, [&](ccm::http::Request& r) {
     ccm::http::Response resp;

@@ -355,6 +355,42 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   return 0;
 }
 
+// `ccm backup`: a consistent copy of the SQLite store, taken while ccm serves from it. The
+// store is the one the settings name (CCM_STORE, from --config and the environment, as for
+// serve), or --store. Exit codes: 0 copied, 1 the copy failed, 2 bad arguments or settings.
+int Backup(const std::optional<std::string>& config_file, std::optional<std::string> store_setting,
+           const std::string& to) {
+  if (!store_setting) {
+    auto config = main::LoadConfig(config_file, main::ProcessEnvironment());
+    if (!config) {
+      std::cerr << "ccm backup: bad configuration: " << config.error().message << "\n";
+      return 2;
+    }
+    store_setting = config->store;
+  }
+  if (!main::EtcdEndpointsOf(*store_setting).empty()) {
+    std::cerr << "ccm backup: " << *store_setting
+              << " is an etcd cluster: take a snapshot with `etcdctl snapshot save FILE` against one member "
+                 "(docs/operations.md, Backup and restore)\n";
+    return 2;
+  }
+  main::Config c;
+  c.store = *store_setting;
+  const std::string path = c.SqlitePath();
+  if (path.empty() || path == ":memory:") {
+    std::cerr << "ccm backup: the store must be sqlite:PATH, not '" << *store_setting << "'\n";
+    return 2;
+  }
+  auto copied = store::SqliteStore::Backup(path, to);
+  if (!copied) {
+    std::cerr << "ccm backup: " << copied.error().message << "\n";
+    return copied.error().code == ErrorCode::kInvalidArgument ? 2 : 1;
+  }
+  std::cout << "ccm backup: " << path << " -> " << to << " (" << copied->bytes << " bytes, schema version "
+            << copied->schema_version << ")\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -368,11 +404,18 @@ int main(int argc, char** argv) {
   serve->add_flag("--insecure-no-auth", insecure_no_auth,
                   "Accept requests without a bearer token (local use only; says so loudly)");
   cli.add_subcommand("version", "Print the version");
+  std::optional<std::string> backup_store;
+  std::string backup_to;
+  auto* backup = cli.add_subcommand("backup", "Copy the SQLite store, consistently, while ccm serves from it");
+  backup->add_option("--config", config_file, "YAML file of settings naming CCM_STORE (the environment wins)");
+  backup->add_option("--store", backup_store, "The store to copy, as CCM_STORE spells it (sqlite:PATH)");
+  backup->add_option("--to", backup_to, "The new file to write (never overwritten)")->required();
   main::AddEventsCommands(cli);
   CLI11_PARSE(cli, argc, argv);
   if (cli.got_subcommand("version")) {
     std::cout << "ccm 0.1.0\n";
     return 0;
   }
+  if (cli.got_subcommand("backup")) return Backup(config_file, backup_store, backup_to);
   return Serve(config_file, ready_file, insecure_no_auth);
 }

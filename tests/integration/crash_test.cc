@@ -76,16 +76,6 @@ TEST(Crash, KillNineWithUndeliveredEventsLosesNone) {
 namespace ccm {
 namespace {
 
-// Runs `ccm ARGS`, returns its exit code and standard output.
-std::pair<int, std::string> RunCcm(const std::string& args) {
-  std::string out;
-  FILE* p = popen((std::string(CCM_BINARY) + " " + args + " 2>&1").c_str(), "r");
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int status = pclose(p);
-  return {WEXITSTATUS(status), out};
-}
-
 TEST(EventsCli, ListsDeadLettersAndReplays) {
   testing::TempDir dir;
   // A sink that refuses everything for good: the events die at once.
@@ -103,7 +93,7 @@ TEST(EventsCli, ListsDeadLettersAndReplays) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
 
   const std::string url = " --url " + ccm.BaseUrl();
-  auto [list_rc, listed] = RunCcm("events list" + url + " --subject " + wid);
+  auto [list_rc, listed] = testing::RunCcm("events list" + url + " --subject " + wid);
   EXPECT_EQ(list_rc, 0) << listed;
   EXPECT_NE(listed.find("ccm.worker.pending"), std::string::npos) << listed;
   EXPECT_NE(listed.find("\tdead\t1\t"), std::string::npos) << listed;
@@ -112,16 +102,16 @@ TEST(EventsCli, ListsDeadLettersAndReplays) {
   EXPECT_NE(listed.find("\theld\t0\tccm.worker.running"), std::string::npos) << listed;
   EXPECT_NE(listed.find("# held: waiting behind a dead letter"), std::string::npos) << listed;
 
-  auto [dead_rc, dead] = RunCcm("events dead-letters" + url);
+  auto [dead_rc, dead] = testing::RunCcm("events dead-letters" + url);
   EXPECT_EQ(dead_rc, 0);
   const std::string event_id = dead.substr(dead.find('\t') + 1, 36);
-  auto [replay_rc, replayed] = RunCcm("events replay " + event_id + url);
+  auto [replay_rc, replayed] = testing::RunCcm("events replay " + event_id + url);
   EXPECT_EQ(replay_rc, 0) << replayed;
   EXPECT_EQ(replayed, "replayed " + event_id + "\n");
-  auto [missing_rc, missing] = RunCcm("events replay nope" + url);
+  auto [missing_rc, missing] = testing::RunCcm("events replay nope" + url);
   EXPECT_EQ(missing_rc, 1);
   EXPECT_NE(missing.find("not found"), std::string::npos);
-  auto [bad_rc, bad] = RunCcm("events list --state bogus" + url);
+  auto [bad_rc, bad] = testing::RunCcm("events list --state bogus" + url);
   EXPECT_EQ(bad_rc, 1);
   EXPECT_NE(bad.find("state must be pending, delivered, dead or held"), std::string::npos) << bad;
   sink.Stop();

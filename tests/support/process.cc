@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -103,5 +104,15 @@ std::vector<std::string> CcmArgs(const std::string& work_dir, bool authenticated
 CcmProcess::CcmProcess(const std::string& work_dir, const std::map<std::string, std::string>& env, bool authenticated,
                        const std::string& output_file)
     : ChildProcess(CcmArgs(work_dir, authenticated), WithDefaults(env), work_dir + "/ready", output_file) {}
+
+std::pair<int, std::string> RunCcm(const std::string& args) {
+  std::string out;
+  FILE* p = popen((std::string(CCM_BINARY) + " " + args + " 2>&1").c_str(), "r");
+  if (!p) throw std::runtime_error("cannot run " + std::string(CCM_BINARY));
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
+}
 
 }  // namespace ccm::testing

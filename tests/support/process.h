@@ -3,6 +3,7 @@
 #include <csignal>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ccm::testing {
@@ -39,5 +40,9 @@ class CcmProcess : public ChildProcess {
   CcmProcess(const std::string& work_dir, const std::map<std::string, std::string>& env, bool authenticated = false,
              const std::string& output_file = "");
 };
+
+// Runs `ccm ARGS` (a shell word list) to its end; returns its exit code and its standard
+// output and error, interleaved.
+std::pair<int, std::string> RunCcm(const std::string& args);
 
 }  // namespace ccm::testing

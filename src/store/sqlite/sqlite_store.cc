@@ -1005,4 +1005,67 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
   return {};
 }
 
+// ---- backup --------------------------------------------------------------------------------
+
+namespace {
+
+Result<std::int64_t> PragmaInt(SqliteStore::Connection& c, const char* pragma) {
+  auto stmt = c.Prepare(pragma);
+  if (!stmt) return stmt.error();
+  if ((*stmt)->Step() != SQLITE_ROW) return SqlError(c.db(), pragma);
+  return (*stmt)->Int(0);
+}
+
+}  // namespace
+
+Result<SqliteStore::BackupInfo> SqliteStore::Backup(const std::string& path, const std::string& to) {
+  if (access(path.c_str(), F_OK) != 0) return Error::NotFound("store: " + path + " does not exist");
+  // Opened like a reader of the serving process: read-write without create (WAL readers write
+  // the shared-memory index), queries only.
+  auto src = OpenConnection(path, false);
+  if (!src) return src.error();
+  auto version = PragmaInt(**src, "PRAGMA user_version");
+  if (!version) return version.error();
+  if (*version > SchemaVersion())
+    return Error::FailedPrecondition("store: " + path + " has schema version " + std::to_string(*version) +
+                                     ", newer than this build's " + std::to_string(SchemaVersion()) +
+                                     ": back it up with the ccm that serves it",
+                                     "store");
+  const int fd = open(to.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    if (errno == EEXIST) return Error::InvalidArgument("backup: " + to + " exists; nothing is overwritten", "to");
+    return Error::Unavailable("backup: cannot create " + to + ": " + std::strerror(errno));
+  }
+  close(fd);
+  auto fail = [&to](Error e) {
+    unlink(to.c_str());
+    return e;
+  };
+  sqlite3* raw = nullptr;
+  if (sqlite3_open_v2(to.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    Error e = Error::Unavailable("backup: cannot open " + to + ": " + (raw ? sqlite3_errmsg(raw) : "out of memory"));
+    sqlite3_close_v2(raw);
+    return fail(std::move(e));
+  }
+  Connection dest(raw);
+  sqlite3_busy_timeout(dest.db(), 5000);
+  sqlite3_backup* copy = sqlite3_backup_init(dest.db(), "main", (*src)->db(), "main");
+  if (!copy) return fail(Error::Unavailable(std::string("backup: ") + sqlite3_errmsg(dest.db())));
+  // All pages in one step: one read transaction, so one consistent state. The source is
+  // busy only while a checkpoint resets the WAL; retry then.
+  int rc;
+  while ((rc = sqlite3_backup_step(copy, -1)) == SQLITE_BUSY || rc == SQLITE_LOCKED) sqlite3_sleep(20);
+  const int finished = sqlite3_backup_finish(copy);
+  if (rc != SQLITE_DONE || finished != SQLITE_OK)
+    return fail(Error::Unavailable(std::string("backup: copy failed: ") + sqlite3_errstr(rc != SQLITE_DONE ? rc : finished)));
+  auto check = dest.Prepare("PRAGMA integrity_check");
+  if (!check) return fail(check.error());
+  if ((*check)->Step() != SQLITE_ROW || (*check)->Text(0) != "ok")
+    return fail(Error::Internal("backup: the copy " + to + " fails its integrity check"));
+  auto pages = PragmaInt(dest, "PRAGMA page_count");
+  auto page_size = PragmaInt(dest, "PRAGMA page_size");
+  if (!pages || !page_size) return fail(Error::Unavailable("backup: cannot read the copy's size"));
+  return BackupInfo{static_cast<int>(*version), *pages * *page_size};
+}
+
 }  // namespace ccm::store

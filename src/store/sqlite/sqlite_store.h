@@ -47,6 +47,20 @@ class SqliteStore final : public app::Store {
   // The schema version this build writes.
   static int SchemaVersion();
 
+  // A consistent copy of the database at `path` into a new file `to` (mode 0600), made with
+  // SQLite's online backup API while a ccm process may be serving from it: the copy is the
+  // database as of one committed transaction, WAL included, and the serving process is never
+  // blocked (a reader in WAL mode). The copy is checked (`PRAGMA integrity_check`) before it
+  // is reported. Errors: invalid_argument when `to` exists (nothing is overwritten);
+  // not_found when `path` does not exist; failed_precondition when its schema is newer than
+  // this build's; unavailable when either file cannot be read or written (a partial copy is
+  // removed).
+  struct BackupInfo {
+    int schema_version = 0;
+    std::int64_t bytes = 0;
+  };
+  static Result<BackupInfo> Backup(const std::string& path, const std::string& to);
+
   Result<domain::LabletDefinition> GetDefinition(const domain::DefinitionId& id,
                                                  const std::optional<std::string>& version) override;
   Result<app::PageOf<domain::LabletDefinition>> ListDefinitions(const app::DefinitionFilter& filter,
