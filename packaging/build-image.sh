@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds ccm's image with buildah from a build tree: stages BUILD/image/ (the Containerfile
-# and rootfs.tar from packaging/image-rootfs.sh), builds localhost/ccm:VERSION, and saves it
-# as an OCI archive, BUILD/image/ccm-image.oci.tar, for `podman load` on a machine that runs
-# containers.
+# and rootfs.tar from packaging/image-rootfs.sh), builds localhost/ccm:VERSION (also tagged
+# latest), and saves it as an OCI archive, BUILD/image/ccm-image.oci.tar, for `podman load`
+# on a machine that runs containers. Then the same for localhost/ccm-sims (the simulators
+# and their OpenAPI documents, for packaging/compose.yaml) in BUILD/image-sims/. Prints ccm's
+# tag.
 #   packaging/build-image.sh BUILD [buildah global options...]
 # No registry is reached: the image starts FROM scratch. No RUN step, so no container
 # runtime is needed to build it; --isolation chroot keeps buildah from asking for one anyway.
@@ -20,15 +22,26 @@ fi
 version=$("$binary" version | awk '{print $2}')
 tag=localhost/ccm:$version
 
-stage=$build/image
-rm -rf "$stage"
-mkdir -p "$stage"
-cp "$here/Containerfile" "$stage/Containerfile"
-bash "$here/image-rootfs.sh" "$binary" "$stage/rootfs.tar"
-
-# A rebuild replaces the image of the same tag rather than leaving it behind untagged.
-buildah "$@" rmi "$tag" >/dev/null 2>&1 || true
-buildah "$@" build --isolation chroot --pull=never --layers=false -f "$stage/Containerfile" -t "$tag" "$stage" >&2
-rm -f "$stage/ccm-image.oci.tar"
-buildah "$@" push --quiet "$tag" "oci-archive:$stage/ccm-image.oci.tar:$tag" >&2
+# image NAME STAGE CONTAINERFILE IMAGE-ROOTFS-ARGS...: stages STAGE, builds
+# localhost/NAME:VERSION and :latest, saves STAGE/NAME-image.oci.tar.
+image() {
+  local name=$1 stage=$2 containerfile=$3
+  shift 3
+  local tag=localhost/$name:$version
+  rm -rf "$stage"
+  mkdir -p "$stage"
+  cp "$containerfile" "$stage/Containerfile"
+  bash "$here/image-rootfs.sh" "$stage/rootfs.tar" "$@"
+  # A rebuild replaces the image of the same tag rather than leaving it behind untagged.
+  buildah "${storage[@]}" rmi "$tag" "localhost/$name:latest" >/dev/null 2>&1 || true
+  buildah "${storage[@]}" build --isolation chroot --pull=never --layers=false -f "$stage/Containerfile" \
+    -t "$tag" -t "localhost/$name:latest" "$stage" >&2
+  buildah "${storage[@]}" push --quiet "$tag" "oci-archive:$stage/$name-image.oci.tar:$tag" >&2
+}
+storage=("$@")
+image ccm "$build/image" "$here/Containerfile" "$binary"
+sims=()
+for sim in cml-sim assessment-sim oidc-sim; do sims+=("$build/stripped/$sim"); done
+image ccm-sims "$build/image-sims" "$here/Containerfile.sims" "${sims[@]}" -- /usr/share/ccm-sims \
+  "$here/../tests/data/cml-2.9.openapi.json" "$here/../tests/data/grading-engine.openapi.json"
 echo "$tag"

@@ -3,7 +3,7 @@
 # `fuzz`, also clang and its libFuzzer runtime (`make fuzz`); with `coverage`, gcovr; with
 # `package`, what `make package`, `make image` and `make check-package` use (dpkg-shlibdeps,
 # objcopy, file, adduser, systemd-analyze, buildah, the CA certificates the image carries,
-# bash-completion to try the completion).
+# bash-completion to try the completion, docker-compose to check packaging/compose.yaml).
 # Idempotent: packages already present are left alone, and `apt-get update` runs at most
 # once, only when something is missing. etcd-server is the etcd the tests of the etcd store
 # start on loopback ports; openssl makes the certificates of the CML TLS tests.
@@ -24,7 +24,7 @@ for extra in "$@"; do
   case "$extra" in
     fuzz) packages+=(clang libclang-rt-14-dev) ;;
     coverage) packages+=(gcovr) ;;
-    package) packages+=(dpkg-dev binutils file adduser systemd buildah ca-certificates bash-completion) ;;
+    package) packages+=(dpkg-dev binutils file adduser systemd buildah ca-certificates bash-completion docker-compose) ;;
     *) echo "install-deps: unknown group $extra (fuzz, coverage, package)" >&2; exit 2 ;;
   esac
 done
