@@ -195,6 +195,16 @@ TEST_F(EtcdTls, WithoutAClientCertificateTheMemberRefusesTheConnection) {
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable) << r.error().message;
 }
 
+TEST_F(EtcdTls, AClientCertificateWithACommonNameIsRefusedByTheGatewayAndTheErrorSaysWhy) {
+  auto settings = ServeSettings("/ccm/named-cert");
+  settings["CCM_ETCD_CERT_FILE"] = certs_->named_client_cert;
+  settings["CCM_ETCD_KEY_FILE"] = certs_->named_client_key;
+  auto [rc, output] = ServeUntilExit(settings);
+  EXPECT_EQ(rc, 1) << output;
+  EXPECT_NE(output.find("CommonName of client"), std::string::npos) << output;
+  EXPECT_NE(output.find("CCM_ETCD_CERT_FILE needs one whose subject has no CN"), std::string::npos) << output;
+}
+
 TEST_F(EtcdTls, WithoutAUserEtcdRefusesAndWithOneTheExpiredTokenIsRenewed) {
   store::etcd::Client anonymous(ClientOptions(""));
   auto refused = anonymous.Range("/ccm/token/a");

@@ -99,6 +99,10 @@ TestCertificates::TestCertificates(const std::string& dir) {
   // No CN: with --client-cert-auth and authentication on, etcd's gateway refuses one.
   SignedCertificate(dir, "client", "/O=ccm", dir + "/ca",
                     "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n");
+  SignedCertificate(dir, "named-client", "/CN=ccm-client", dir + "/ca",
+                    "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n");
+  named_client_cert = dir + "/named-client.crt";
+  named_client_key = dir + "/named-client.key";
   ca_file = dir + "/ca.crt";
   other_ca_file = dir + "/other-ca.crt";
   member_cert = dir + "/member.crt";
