@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <csignal>
+
 #include <cstdio>
 #include <fstream>
 #include <set>
@@ -136,8 +138,12 @@ TEST_F(EtcdTls, ServeOnHttpsWithAPasswordCreatesAndReadsBackThroughTheApi) {
   ASSERT_EQ(instance.status, 201) << instance.body;
   const std::string instance_id = instance.Json()["id"];
 
-  // Longer than the token lives unused: the next reads sign in again, unseen by the caller.
+  // ccm's loops use its token every second, which keeps it alive: stop the process for
+  // longer than the token lives, so that it expires. The next calls sign in again, unseen by
+  // the callers.
+  ::kill(ccm.pid(), SIGSTOP);
   std::this_thread::sleep_for(std::chrono::seconds(kTokenTtlSeconds + 2));
+  ::kill(ccm.pid(), SIGCONT);
   auto read_def = api.Get("/api/v1/definitions/" + definition);
   EXPECT_EQ(read_def.status, 200) << read_def.body;
   EXPECT_EQ(read_def.Json().value("name", ""), "devasc-lab");

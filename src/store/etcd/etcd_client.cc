@@ -196,14 +196,16 @@ Result<std::string> Client::Token(const std::string& stale) {
   auto j = CallOnce("/v3/auth/authenticate", json{{"name", options_.username}, {"password", options_.password}}.dump(),
                     {}, refused);
   ++authentications_;
+  // Unavailable, not unauthenticated: the store cannot be used (a password rotated under a
+  // running replica), which says nothing about the credentials of ccm's own callers.
   if (!j) {
     if (j.error().code == ErrorCode::kUnavailable) return j.error();
-    return Error::Unauthenticated("etcd: signing in as user '" + options_.username + "' failed: " + j.error().message);
+    return Error::Unavailable("etcd: signing in as user '" + options_.username + "' failed: " + j.error().message);
   }
   auto t = j->find("token");
   if (t == j->end() || !t->is_string() || t->get<std::string>().empty())
-    return Error::Unauthenticated("etcd: signing in as user '" + options_.username +
-                                  "' gave no token (is authentication enabled on etcd?)");
+    return Error::Unavailable("etcd: signing in as user '" + options_.username +
+                              "' gave no token (is authentication enabled on etcd?)");
   token_ = t->get<std::string>();
   return token_;
 }
@@ -261,8 +263,6 @@ Result<json> Client::CallOnce(const std::string& path, const std::string& payloa
     // 14 unavailable (no leader, stopping), 4 deadline exceeded: another member may serve.
     if (status >= 500 && (code == 14 || code == 4 || code == 0)) continue;
     token_refused = !token.empty() && TokenRefused(status, code, message);
-    if (code == 16 || code == 7)
-      return done(Error::Unauthenticated("etcd: " + last_error));
     return done(Error::Internal("etcd: " + last_error));
   }
   return done(Error::Unavailable("etcd: no member answered " + path + " (last: " + last_error + ")"));

@@ -106,13 +106,13 @@ class Client {
   Status Revoke(std::int64_t lease);
 
   // One gateway call: `path` like "/v3/kv/range"; the answer's JSON. Errors: unavailable
-  // when no member answers (TLS failures included, with curl's reason); unauthenticated when
-  // signing in is refused; internal when etcd refuses the request.
+  // when no member answers (TLS failures included, with curl's reason) or signing in is
+  // refused; internal when etcd refuses the request (permission denied included).
   Result<nlohmann::json> Call(const std::string& path, const nlohmann::json& body);
 
   // The token to send: "" without a username; the current one, or a new one when there is
   // none yet or the current one is `stale` (so that threads that saw the same token refused
-  // sign in once). Errors: as Call; unauthenticated for a wrong user or password.
+  // sign in once). Errors: as Call; unavailable for a wrong user or password.
   Result<std::string> Token(const std::string& stale = {});
   // How many times the client tried to sign in (for tests and metrics).
   std::uint64_t authentications() const { return authentications_.load(); }
