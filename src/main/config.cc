@@ -26,7 +26,47 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "AUTH_JWKS_REFRESH_SECONDS", "AUTH_JWKS_MAX_STALE_SECONDS", "CCM_MAX_BODY_BYTES", "CCM_MAX_JSON_DEPTH",
                               "CCM_MAX_CONNECTIONS", "CCM_REQUEST_TIMEOUT_MS", "CCM_IDLE_TIMEOUT_MS", "CCM_ETCD_PREFIX", "CCM_LEADER_TTL_SECONDS",
                               "CCM_PUBLIC_URL", "ORPHAN_LAB_GRACE_SECONDS", "CML_CA_FILE", "CML_URL_ALLOW",
-                              "POD_HOST_ADDRESS"};
+                              "POD_HOST_ADDRESS", "CCM_ETCD_CA_FILE", "CCM_ETCD_CERT_FILE", "CCM_ETCD_KEY_FILE",
+                              "CCM_ETCD_USERNAME", "CCM_ETCD_PASSWORD"};
+
+// The NAME_FILE setting of a secret NAME, or "" when `key` is none.
+std::string SecretOfFileSetting(const std::string& key) {
+  for (const char* secret : kSecretSettings)
+    if (key == std::string(secret) + "_FILE") return secret;
+  return {};
+}
+
+bool IsKnown(const std::string& key) {
+  return std::find_if(std::begin(kKnown), std::end(kKnown), [&](const char* k) { return key == k; }) !=
+             std::end(kKnown) ||
+         !SecretOfFileSetting(key).empty();
+}
+
+// A file the process must be able to read: checked now, so that a wrong path stops the
+// start instead of failing every call later. Errors: invalid_argument naming `key`.
+Status CheckReadable(const std::string& key, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char first = 0;
+  if (!in || !in.get(first)) return Error::InvalidArgument(key + " " + path + " cannot be read (or is empty)", key);
+  return {};
+}
+
+// The value held by the file of `file_key` (NAME_FILE), its trailing newlines dropped.
+// Errors: invalid_argument when it cannot be read or holds nothing.
+Result<std::string> ReadSecretFile(const std::string& file_key, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error::InvalidArgument(file_key + ": the file " + path + " cannot be read", file_key);
+  std::string value;
+  try {
+    value.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } catch (const std::exception&) {  // libstdc++ throws on a read error (a directory, EIO)
+    return Error::InvalidArgument(file_key + ": the file " + path + " cannot be read", file_key);
+  }
+  if (in.bad()) return Error::InvalidArgument(file_key + ": the file " + path + " cannot be read", file_key);
+  while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+  if (value.empty()) return Error::InvalidArgument(file_key + ": the file " + path + " is empty", file_key);
+  return value;
+}
 
 // The integer settings: name, field, smallest and largest value.
 struct IntSetting {
@@ -122,14 +162,23 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     c.listen_host = v.substr(0, colon);
     c.listen_port = *port;
   } else if (key == "CCM_STORE") {
-    const std::string rule = "CCM_STORE must be sqlite:PATH or etcd:http://HOST:PORT[,http://HOST:PORT...], not '";
+    const std::string rule =
+        "CCM_STORE must be sqlite:PATH or etcd:URL[,URL...] with URLs like http://HOST:PORT or https://HOST:PORT, not '";
     if (v.rfind("sqlite:", 0) == 0) {
       if (v.size() == 7) return Error::InvalidArgument(rule + v + "'", key);
     } else if (v.rfind("etcd:", 0) == 0) {
       const auto endpoints = EtcdEndpointsOf(v);
       if (endpoints.empty()) return Error::InvalidArgument(rule + v + "'", key);
-      for (const auto& e : endpoints)
-        if (e.rfind("http://", 0) != 0 || e.size() == 7) return Error::InvalidArgument(rule + v + "'", key);
+      size_t https = 0;
+      for (const auto& e : endpoints) {
+        const size_t scheme = e.rfind("https://", 0) == 0 ? 8 : e.rfind("http://", 0) == 0 ? 7 : 0;
+        if (scheme == 0 || e.size() == scheme) return Error::InvalidArgument(rule + v + "'", key);
+        if (scheme == 8) ++https;
+      }
+      // One scheme: a member reached in plain text would expose what TLS protects on the others.
+      if (https != 0 && https != endpoints.size())
+        return Error::InvalidArgument("CCM_STORE mixes http:// and https:// etcd members; use https:// for all: '" + v + "'",
+                                      key);
     } else {
       return Error::InvalidArgument(rule + v + "'", key);
     }
@@ -199,6 +248,14 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
         return Error::InvalidArgument("CML_CA_FILE " + v + " cannot be read", key);
     }
     c.cml_ca_file = v;
+  } else if (key == "CCM_ETCD_CA_FILE" || key == "CCM_ETCD_CERT_FILE" || key == "CCM_ETCD_KEY_FILE") {
+    if (!v.empty())
+      if (auto s = CheckReadable(key, v); !s) return s.error();
+    (key == "CCM_ETCD_CA_FILE" ? c.etcd_ca_file : key == "CCM_ETCD_CERT_FILE" ? c.etcd_cert_file : c.etcd_key_file) = v;
+  } else if (key == "CCM_ETCD_USERNAME") {
+    c.etcd_username = v;
+  } else if (key == "CCM_ETCD_PASSWORD") {
+    c.etcd_password = v;
   } else if (key == "CML_URL_ALLOW") {
     auto allow = ParseAllowList(v);
     if (!allow) return allow.error();
@@ -243,6 +300,50 @@ std::vector<std::string> EtcdEndpointsOf(const std::string& store) {
   return out;
 }
 
+namespace {
+
+// Applies one source of settings (the YAML file or the environment). A secret's NAME_FILE is
+// read here and applied as NAME. Errors: as LoadConfig.
+Status ApplySource(Config& c, const std::map<std::string, std::string>& values) {
+  for (const char* secret : kSecretSettings) {
+    const std::string file_key = std::string(secret) + "_FILE";
+    auto file = values.find(file_key);
+    if (file == values.end()) continue;
+    if (values.count(secret))
+      return Error::InvalidArgument(std::string(secret) + " and " + file_key + " are both set; set one of them", file_key);
+    auto value = ReadSecretFile(file_key, file->second);
+    if (!value) return value.error();
+    if (auto s = Apply(c, secret, *value); !s) return s.error();
+  }
+  for (const char* key : kKnown) {
+    if (auto it = values.find(key); it != values.end())
+      if (auto s = Apply(c, key, it->second); !s) return s.error();
+  }
+  return {};
+}
+
+// The etcd settings that only make sense together.
+Status CheckEtcd(const Config& c) {
+  if (c.etcd_cert_file.empty() != c.etcd_key_file.empty())
+    return Error::InvalidArgument("CCM_ETCD_CERT_FILE and CCM_ETCD_KEY_FILE go together: set both or neither",
+                                  c.etcd_cert_file.empty() ? "CCM_ETCD_CERT_FILE" : "CCM_ETCD_KEY_FILE");
+  if (c.etcd_username.empty() != c.etcd_password.empty())
+    return Error::InvalidArgument(
+        "CCM_ETCD_USERNAME and CCM_ETCD_PASSWORD (or CCM_ETCD_PASSWORD_FILE) go together: set both or neither",
+        c.etcd_username.empty() ? "CCM_ETCD_USERNAME" : "CCM_ETCD_PASSWORD");
+  const auto endpoints = c.EtcdEndpoints();
+  const bool plain = !endpoints.empty() && endpoints.front().rfind("http://", 0) == 0;
+  // TLS files with plain members: the operator means TLS and would not get it.
+  if (plain && (!c.etcd_ca_file.empty() || !c.etcd_cert_file.empty())) {
+    const char* key = !c.etcd_ca_file.empty() ? "CCM_ETCD_CA_FILE" : "CCM_ETCD_CERT_FILE";
+    return Error::InvalidArgument(std::string(key) + " is set but CCM_STORE names http:// etcd members; use https://",
+                                  key);
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<Config> LoadConfig(const std::optional<std::string>& yaml_file, const std::map<std::string, std::string>& env) {
   Config c;
   if (yaml_file) {
@@ -254,20 +355,18 @@ Result<Config> LoadConfig(const std::optional<std::string>& yaml_file, const std
     }
     if (root && !root.IsNull()) {
       if (!root.IsMap()) return Error::InvalidArgument("config " + *yaml_file + " must be a mapping", "config");
+      std::map<std::string, std::string> values;
       for (const auto& kv : root) {
         const std::string key = kv.first.as<std::string>();
-        if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown))
-          return Error::InvalidArgument("config " + *yaml_file + ": unknown setting " + key, key);
+        if (!IsKnown(key)) return Error::InvalidArgument("config " + *yaml_file + ": unknown setting " + key, key);
         if (!kv.second.IsScalar())
           return Error::InvalidArgument("config " + *yaml_file + ": " + key + " must be a scalar", key);
-        if (auto s = Apply(c, key, kv.second.Scalar()); !s) return s.error();
+        values[key] = kv.second.Scalar();
       }
+      if (auto s = ApplySource(c, values); !s) return s.error();
     }
   }
-  for (const char* key : kKnown) {
-    if (auto it = env.find(key); it != env.end())
-      if (auto s = Apply(c, key, it->second); !s) return s.error();
-  }
+  if (auto s = ApplySource(c, env); !s) return s.error();
   if (!c.auth_jwks_url.empty() && c.auth_issuer.empty())
     return Error::InvalidArgument("AUTH_ISSUER is required with AUTH_JWKS_URL", "AUTH_ISSUER");
   if (c.auth_jwks_max_stale_seconds < c.auth_jwks_refresh_seconds)
@@ -275,6 +374,7 @@ Result<Config> LoadConfig(const std::optional<std::string>& yaml_file, const std
                                   "AUTH_JWKS_MAX_STALE_SECONDS");
   if (!c.oidc_token_url.empty() && c.oidc_client_id.empty())
     return Error::InvalidArgument("OIDC_CLIENT_ID is required with OIDC_TOKEN_URL", "OIDC_CLIENT_ID");
+  if (auto s = CheckEtcd(c); !s) return s.error();
   return c;
 }
 

@@ -16,8 +16,13 @@ namespace ccm::main {
 struct Config {
   std::string listen_host = "127.0.0.1";  // CCM_LISTEN host:port
   int listen_port = 8080;
-  std::string store = "sqlite:ccm.db";    // CCM_STORE: sqlite:PATH, or etcd:http://HOST:PORT[,http://HOST:PORT...]
+  std::string store = "sqlite:ccm.db";    // CCM_STORE: sqlite:PATH, or etcd:URL[,URL...], every URL http:// or every https://
   std::string etcd_prefix = "/ccm";       // CCM_ETCD_PREFIX: where ccm's keys live in etcd
+  std::string etcd_ca_file;               // CCM_ETCD_CA_FILE: PEM CAs verifying the members (https); empty: the system's store
+  std::string etcd_cert_file;             // CCM_ETCD_CERT_FILE: PEM client certificate (https, --client-cert-auth); with the key
+  std::string etcd_key_file;              // CCM_ETCD_KEY_FILE: its PEM private key
+  std::string etcd_username;              // CCM_ETCD_USERNAME: etcd user ccm signs in as; empty: etcd auth is off
+  std::string etcd_password;              // CCM_ETCD_PASSWORD (never logged), or CCM_ETCD_PASSWORD_FILE
   int leader_ttl_seconds = 10;            // CCM_LEADER_TTL_SECONDS: the leader lease (etcd store); failover within 2x
   std::string cloudevents_source = "ccm"; // CLOUDEVENTS_SOURCE
   std::string public_url;                 // CCM_PUBLIC_URL: how others reach ccm (dataschema URIs); empty: http://CCM_LISTEN
@@ -36,7 +41,7 @@ struct Config {
   std::string grading_engine_url;         // GRADING_ENGINE_URL: empty assigns no pods
   std::string oidc_token_url;             // OIDC_TOKEN_URL: empty sends no bearer token
   std::string oidc_client_id;             // OIDC_CLIENT_ID
-  std::string oidc_client_secret;         // OIDC_CLIENT_SECRET (never logged)
+  std::string oidc_client_secret;         // OIDC_CLIENT_SECRET (never logged), or OIDC_CLIENT_SECRET_FILE
   std::string auth_jwks_url;              // AUTH_JWKS_URL: the issuer's keys for inbound bearer tokens
   std::string auth_issuer;                // AUTH_ISSUER: the `iss` inbound tokens must carry
   std::string auth_audience = "ccm";      // AUTH_AUDIENCE: the `aud` inbound tokens must hold
@@ -47,7 +52,7 @@ struct Config {
   int auth_jwks_max_stale_seconds = 3600; // AUTH_JWKS_MAX_STALE_SECONDS: the last good JWKS serves this long when the issuer is down
   int event_dedup_ttl_hours = 24;         // EVENT_DEDUP_TTL_HOURS: how long consumed event keys are kept
   std::string cml_username = "admin";     // CML_USERNAME: the account on every CML worker
-  std::string cml_password;               // CML_PASSWORD (never logged)
+  std::string cml_password;               // CML_PASSWORD (never logged), or CML_PASSWORD_FILE
   std::string cml_ca_file;                // CML_CA_FILE: PEM CAs verifying every CML over https; empty: the system's store
   std::vector<std::string> cml_url_allow; // CML_URL_ALLOW: hosts (".suffix" or exact) a worker's cml_url may name; empty: any
   // POD_HOST_ADDRESS: the worker address a pod names, the one graders reach. public:
@@ -79,9 +84,17 @@ struct Config {
 // for any other value, or when one of them is empty.
 std::vector<std::string> EtcdEndpointsOf(const std::string& store);
 
+// The secret settings. Each NAME also accepts NAME_FILE, the path of a file that holds the
+// value (its trailing newline dropped), as systemd's LoadCredential= and container secrets
+// provide them.
+inline constexpr const char* kSecretSettings[] = {"CML_PASSWORD", "OIDC_CLIENT_SECRET", "CCM_ETCD_PASSWORD"};
+
 // Builds the configuration: defaults, then `yaml_file` (if given; keys are the setting
 // names, as in the environment), then `env`. Errors: invalid_argument naming the setting
-// and the rule, or the file that cannot be read.
+// and the rule, or the file that cannot be read; a source that sets both NAME and NAME_FILE
+// of a secret, or a NAME_FILE that cannot be read or is empty; TLS files or credentials for
+// etcd that do not fit CCM_STORE (a CA, certificate or key with http:// members, a
+// certificate without its key, a user without a password).
 Result<Config> LoadConfig(const std::optional<std::string>& yaml_file,
                           const std::map<std::string, std::string>& env);
 

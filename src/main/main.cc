@@ -112,12 +112,20 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   app::Store* store = nullptr;
   if (const auto endpoints = config->EtcdEndpoints(); !endpoints.empty()) {
     store::EtcdStore::Options options;
+    // The one set of client options: the store, the watch and the leader election use it.
     options.client.endpoints = endpoints;
+    options.client.ca_file = config->etcd_ca_file;
+    options.client.cert_file = config->etcd_cert_file;
+    options.client.key_file = config->etcd_key_file;
+    options.client.username = config->etcd_username;
+    options.client.password = config->etcd_password;
+    if (!config->etcd_username.empty() && endpoints.front().rfind("http://", 0) == 0)
+      spdlog::warn("CCM_ETCD_USERNAME over http://: the etcd password and token cross the network in plain text");
     options.prefix = config->etcd_prefix;
     options.on_events_committed = wake;
     auto opened = store::EtcdStore::Open(options);
     if (!opened) {
-      std::cerr << "ccm: cannot reach the store " << config->store << ": " << opened.error().message << "\n";
+      std::cerr << "ccm: cannot use the store " << config->store << ": " << opened.error().message << "\n";
       return 1;
     }
     etcd = std::move(opened.value());

@@ -8,8 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <thread>
 
@@ -33,15 +37,93 @@ int UnusedPort() {
   return ntohs(addr.sin_port);
 }
 
-EtcdCluster::EtcdCluster(const std::string& dir, int members) {
+namespace {
+
+void Openssl(const std::string& args) {
+  if (std::system(("openssl " + args + " >/dev/null 2>&1").c_str()) != 0)
+    throw std::runtime_error("openssl " + args + " failed");
+}
+
+// A key and a certificate signed by `ca` (its .crt and .key) with the extensions `ext`.
+void SignedCertificate(const std::string& dir, const std::string& name, const std::string& subject,
+                       const std::string& ca, const std::string& ext) {
+  const std::string base = dir + "/" + name;
+  std::ofstream(base + ".ext") << ext;
+  Openssl("req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj " + subject + " -keyout " + base +
+          ".key -out " + base + ".csr");
+  Openssl("x509 -req -in " + base + ".csr -CA " + ca + ".crt -CAkey " + ca + ".key -set_serial " +
+          std::to_string(std::rand() % 1000000 + 1) + " -days 1 -extfile " + base + ".ext -out " + base + ".crt");
+}
+
+void SelfSignedCa(const std::string& base, const std::string& cn) {
+  Openssl("req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=" + cn +
+          " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign -keyout " + base +
+          ".key -out " + base + ".crt");
+}
+
+// Whether the member at `url` answers /health with health "true", over TLS when `tls` is set.
+bool Healthy(const std::string& url, const std::optional<EtcdTls>& tls) {
+  if (!tls) {
+    HttpClient client(url);
+    auto health = client.Get("/health");
+    return health.status == 200 && health.body.find("\"true\"") != std::string::npos;
+  }
+  CURL* c = curl_easy_init();
+  std::string body;
+  const std::string target = url + "/health";
+  curl_easy_setopt(c, CURLOPT_URL, target.c_str());
+  curl_easy_setopt(c, CURLOPT_CAINFO, tls->ca_file.c_str());
+  curl_easy_setopt(c, CURLOPT_SSLCERT, tls->client_cert.c_str());
+  curl_easy_setopt(c, CURLOPT_SSLKEY, tls->client_key.c_str());
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, +[](char* d, size_t size, size_t n, void* out) {
+    static_cast<std::string*>(out)->append(d, size * n);
+    return size * n;
+  });
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+  long status = 0;
+  if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(c);
+  return status == 200 && body.find("\"true\"") != std::string::npos;
+}
+
+}  // namespace
+
+TestCertificates::TestCertificates(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  SelfSignedCa(dir + "/ca", "ccm-test-ca");
+  SelfSignedCa(dir + "/other-ca", "ccm-other-ca");
+  SignedCertificate(dir, "member", "/CN=etcd-member", dir + "/ca",
+                    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n"
+                    "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n");
+  // No CN: with --client-cert-auth and authentication on, etcd's gateway refuses one.
+  SignedCertificate(dir, "client", "/O=ccm", dir + "/ca",
+                    "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n");
+  SignedCertificate(dir, "named-client", "/CN=ccm-client", dir + "/ca",
+                    "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n");
+  named_client_cert = dir + "/named-client.crt";
+  named_client_key = dir + "/named-client.key";
+  ca_file = dir + "/ca.crt";
+  other_ca_file = dir + "/other-ca.crt";
+  member_cert = dir + "/member.crt";
+  member_key = dir + "/member.key";
+  client_cert = dir + "/client.crt";
+  client_key = dir + "/client.key";
+}
+
+EtcdCluster::EtcdCluster(const std::string& dir, int members) : EtcdCluster(dir, EtcdClusterOptions{members, {}, {}}) {}
+
+EtcdCluster::EtcdCluster(const std::string& dir, const EtcdClusterOptions& options) {
+  const int members = options.members;
+  const std::string scheme = options.tls ? "https://" : "http://";
   std::vector<std::string> peer_urls;
   std::string initial;
   for (int n = 0; n < members; ++n) {
-    client_urls_.push_back("http://127.0.0.1:" + std::to_string(UnusedPort()));
+    client_urls_.push_back(scheme + "127.0.0.1:" + std::to_string(UnusedPort()));
     peer_urls.push_back("http://127.0.0.1:" + std::to_string(UnusedPort()));
     initial += (n ? "," : "") + ("m" + std::to_string(n)) + "=" + peer_urls.back();
   }
-  const std::string token = "ccm-test-" + std::to_string(getpid()) + "-" + client_urls_.front().substr(17);
+  const std::string token = "ccm-test-" + std::to_string(getpid()) + "-" + client_urls_.front().substr(scheme.size() + 10);
   for (int n = 0; n < members; ++n) {
     std::filesystem::create_directories(dir);
     const std::string name = "m" + std::to_string(n);
@@ -58,6 +140,13 @@ EtcdCluster::EtcdCluster(const std::string& dir, int members) {
                                      "--max-txn-ops=1024",
                                      "--heartbeat-interval=50",
                                      "--election-timeout=500"};
+    if (options.tls) {
+      argv.push_back("--client-cert-auth");
+      argv.push_back("--trusted-ca-file=" + options.tls->ca_file);
+      argv.push_back("--cert-file=" + options.tls->cert_file);
+      argv.push_back("--key-file=" + options.tls->key_file);
+    }
+    argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
     const std::string log = dir + "/etcd-" + std::to_string(n) + ".log";
     const int pid = fork();
     if (pid < 0) throw std::runtime_error("fork failed");
@@ -76,15 +165,13 @@ EtcdCluster::EtcdCluster(const std::string& dir, int members) {
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   for (int n = 0; n < members; ++n) {
-    HttpClient client(client_urls_[n]);
     for (;;) {
       int status = 0;
       if (waitpid(pids_[n], &status, WNOHANG) == pids_[n]) {
         pids_[n] = -1;
         throw std::runtime_error("etcd exited at start-up (is Debian's etcd-server installed?); see " + dir);
       }
-      auto health = client.Get("/health");
-      if (health.status == 200 && health.body.find("\"true\"") != std::string::npos) break;
+      if (Healthy(client_urls_[n], options.tls)) break;
       if (std::chrono::steady_clock::now() > deadline)
         throw std::runtime_error("etcd member " + std::to_string(n) + " not healthy in 20 s; see " + dir);
       std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -200,6 +200,107 @@ TEST(Config, PodHostAddress) {
   EXPECT_EQ(file->pod_host_address, domain::PodAddress::kPrivate);
 }
 
+TEST(Config, EtcdOverTlsWithAUser) {
+  ccm::testing::TempDir dir;
+  for (const char* f : {"ca.pem", "client.pem", "client.key"}) std::ofstream(dir.File(f)) << "-----BEGIN X-----\n";
+  auto c = LoadConfig(std::nullopt, {{"CCM_STORE", "etcd:https://e1:2379,https://e2:2379"},
+                                     {"CCM_ETCD_CA_FILE", dir.File("ca.pem")},
+                                     {"CCM_ETCD_CERT_FILE", dir.File("client.pem")},
+                                     {"CCM_ETCD_KEY_FILE", dir.File("client.key")},
+                                     {"CCM_ETCD_USERNAME", "ccm"},
+                                     {"CCM_ETCD_PASSWORD", "etcd-secret"}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->EtcdEndpoints(), (std::vector<std::string>{"https://e1:2379", "https://e2:2379"}));
+  EXPECT_EQ(c->etcd_ca_file, dir.File("ca.pem"));
+  EXPECT_EQ(c->etcd_cert_file, dir.File("client.pem"));
+  EXPECT_EQ(c->etcd_key_file, dir.File("client.key"));
+  EXPECT_EQ(c->etcd_username, "ccm");
+  EXPECT_EQ(c->etcd_password, "etcd-secret");
+  // https with the system's CAs and no client certificate, and plain http with a user, are fine.
+  EXPECT_TRUE(LoadConfig(std::nullopt, {{"CCM_STORE", "etcd:https://e1:2379"}}));
+  EXPECT_TRUE(LoadConfig(std::nullopt, {{"CCM_STORE", "etcd:http://e1:2379"},
+                                        {"CCM_ETCD_USERNAME", "ccm"},
+                                        {"CCM_ETCD_PASSWORD", "p"}}));
+
+  // Each refusal names the setting to fix.
+  const std::string https = "etcd:https://e1:2379";
+  const std::pair<std::map<std::string, std::string>, std::string> bad[] = {
+      {{{"CCM_STORE", "etcd:https://e1:2379,http://e2:2379"}}, "CCM_STORE"},
+      {{{"CCM_STORE", "etcd:https://"}}, "CCM_STORE"},
+      {{{"CCM_STORE", https}, {"CCM_ETCD_CA_FILE", dir.File("missing.pem")}}, "CCM_ETCD_CA_FILE"},
+      {{{"CCM_STORE", https}, {"CCM_ETCD_CERT_FILE", dir.File("missing.pem")}}, "CCM_ETCD_CERT_FILE"},
+      {{{"CCM_STORE", https}, {"CCM_ETCD_KEY_FILE", dir.path()}}, "CCM_ETCD_KEY_FILE"},
+      {{{"CCM_STORE", https}, {"CCM_ETCD_CERT_FILE", dir.File("client.pem")}}, "CCM_ETCD_KEY_FILE"},
+      {{{"CCM_STORE", https}, {"CCM_ETCD_KEY_FILE", dir.File("client.key")}}, "CCM_ETCD_CERT_FILE"},
+      {{{"CCM_STORE", https}, {"CCM_ETCD_USERNAME", "ccm"}}, "CCM_ETCD_PASSWORD"},
+      {{{"CCM_STORE", https}, {"CCM_ETCD_PASSWORD", "p"}}, "CCM_ETCD_USERNAME"},
+      {{{"CCM_STORE", "etcd:http://e1:2379"}, {"CCM_ETCD_CA_FILE", dir.File("ca.pem")}}, "CCM_ETCD_CA_FILE"},
+      {{{"CCM_STORE", "etcd:http://e1:2379"},
+        {"CCM_ETCD_CERT_FILE", dir.File("client.pem")},
+        {"CCM_ETCD_KEY_FILE", dir.File("client.key")}},
+       "CCM_ETCD_CERT_FILE"}};
+  for (const auto& [env, field] : bad) {
+    auto r = LoadConfig(std::nullopt, env);
+    ASSERT_FALSE(r) << field;
+    EXPECT_EQ(r.error().field, field) << r.error().message;
+    EXPECT_NE(r.error().message.find(field), std::string::npos) << r.error().message;
+  }
+  auto mixed = LoadConfig(std::nullopt, {{"CCM_STORE", "etcd:https://e1:2379,http://e2:2379"}});
+  EXPECT_NE(mixed.error().message.find("mixes http:// and https://"), std::string::npos) << mixed.error().message;
+}
+
+TEST(Config, EverySecretAlsoComesFromAFile) {
+  ccm::testing::TempDir dir;
+  std::ofstream(dir.File("cml")) << "cml-secret\n";
+  std::ofstream(dir.File("oidc")) << "oidc secret with spaces\r\n";
+  std::ofstream(dir.File("etcd")) << "etcd-secret";  // no newline at all
+  auto c = LoadConfig(std::nullopt, {{"CML_PASSWORD_FILE", dir.File("cml")},
+                                     {"OIDC_CLIENT_SECRET_FILE", dir.File("oidc")},
+                                     {"CCM_STORE", "etcd:https://e1:2379"},
+                                     {"CCM_ETCD_USERNAME", "ccm"},
+                                     {"CCM_ETCD_PASSWORD_FILE", dir.File("etcd")}});
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->cml_password, "cml-secret");
+  EXPECT_EQ(c->oidc_client_secret, "oidc secret with spaces");
+  EXPECT_EQ(c->etcd_password, "etcd-secret");
+  EXPECT_EQ(std::size(kSecretSettings), 3u) << "a new secret: test its _FILE form here";
+
+  // From the YAML file too; the environment still wins, with either form.
+  std::ofstream(dir.File("ccm.yaml")) << "CML_PASSWORD_FILE: " << dir.File("cml") << "\n"
+                                      << "OIDC_CLIENT_SECRET: from-yaml\n";
+  auto yaml = LoadConfig(dir.File("ccm.yaml"), {});
+  ASSERT_TRUE(yaml) << yaml.error().message;
+  EXPECT_EQ(yaml->cml_password, "cml-secret");
+  EXPECT_EQ(yaml->oidc_client_secret, "from-yaml");
+  auto env = LoadConfig(dir.File("ccm.yaml"), {{"CML_PASSWORD", "from-env"}, {"OIDC_CLIENT_SECRET_FILE", dir.File("oidc")}});
+  ASSERT_TRUE(env) << env.error().message;
+  EXPECT_EQ(env->cml_password, "from-env");
+  EXPECT_EQ(env->oidc_client_secret, "oidc secret with spaces");
+
+  // Both forms in one source: refused, naming both.
+  auto both = LoadConfig(std::nullopt, {{"CML_PASSWORD", "x"}, {"CML_PASSWORD_FILE", dir.File("cml")}});
+  ASSERT_FALSE(both);
+  EXPECT_EQ(both.error().field, "CML_PASSWORD_FILE");
+  EXPECT_NE(both.error().message.find("CML_PASSWORD and CML_PASSWORD_FILE"), std::string::npos) << both.error().message;
+  std::ofstream(dir.File("both.yaml")) << "OIDC_CLIENT_SECRET: a\nOIDC_CLIENT_SECRET_FILE: " << dir.File("oidc") << "\n";
+  auto both_yaml = LoadConfig(dir.File("both.yaml"), {});
+  ASSERT_FALSE(both_yaml);
+  EXPECT_EQ(both_yaml.error().field, "OIDC_CLIENT_SECRET_FILE");
+
+  // A file that cannot be read, or holds nothing, stops the start and names the setting
+  // (never the value of a file that could be read).
+  std::ofstream(dir.File("empty")) << "\n";
+  for (const auto& path : {dir.File("missing"), dir.File("empty"), dir.path()}) {
+    auto r = LoadConfig(std::nullopt, {{"CCM_ETCD_PASSWORD_FILE", path}});
+    ASSERT_FALSE(r) << path;
+    EXPECT_EQ(r.error().field, "CCM_ETCD_PASSWORD_FILE");
+    EXPECT_NE(r.error().message.find(path), std::string::npos) << r.error().message;
+  }
+  // NAME_FILE only exists for secrets.
+  std::ofstream(dir.File("not-secret.yaml")) << "CCM_LISTEN_FILE: " << dir.File("cml") << "\n";
+  EXPECT_FALSE(LoadConfig(dir.File("not-secret.yaml"), {}));
+}
+
 TEST(Config, FileErrors) {
   ccm::testing::TempDir dir;
   EXPECT_FALSE(LoadConfig(dir.File("missing.yaml"), {}));

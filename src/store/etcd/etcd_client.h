@@ -58,14 +58,31 @@ nlohmann::json CreateRevisionIs(const std::string& key, std::int64_t revision);
 nlohmann::json LeaseIs(const std::string& key, std::int64_t lease);
 
 struct ClientOptions {
-  std::vector<std::string> endpoints;  // http://host:port of each member
+  std::vector<std::string> endpoints;  // http://host:port or https://host:port of each member
   std::chrono::milliseconds connect_timeout{1000};
   std::chrono::milliseconds request_timeout{5000};
+  // TLS (https:// endpoints): PEM files. `ca_file` verifies the members' certificates (empty:
+  // the system's CA store); `cert_file` and `key_file` are the client certificate and its key,
+  // for members started with --client-cert-auth (empty: none is presented). Verification of
+  // the member's certificate and host name is never turned off.
+  std::string ca_file{};
+  std::string cert_file{};
+  std::string key_file{};
+  // etcd's user/password authentication (empty `username`: none). The password is sent only
+  // to /v3/auth/authenticate and never appears in an error or a log line; nor does the token.
+  std::string username{};
+  std::string password{};
 };
 
 // etcd's v3 API through its JSON gateway (POST /v3/...), with libcurl. Calls go to one
 // member and move to the next when it cannot be reached or has no leader, so that losing a
 // member costs one failed attempt. Thread-safe: each thread borrows its own keep-alive handle.
+//
+// With a username, the client signs in (/v3/auth/authenticate) before its first call and
+// sends the token, bare, in the Authorization header of every call. etcd's simple tokens
+// expire after --auth-token-ttl of disuse, and every token goes stale when the auth store
+// changes: a call refused for its token signs in again and is sent once more, so that the
+// caller never sees the expiry. One token serves every thread.
 class Client {
  public:
   explicit Client(ClientOptions options);
@@ -88,8 +105,17 @@ class Client {
   Result<std::int64_t> KeepAlive(std::int64_t lease);
   Status Revoke(std::int64_t lease);
 
-  // One gateway call: `path` like "/v3/kv/range"; the answer's JSON.
+  // One gateway call: `path` like "/v3/kv/range"; the answer's JSON. Errors: unavailable
+  // when no member answers (TLS failures included, with curl's reason) or signing in is
+  // refused; internal when etcd refuses the request (permission denied included).
   Result<nlohmann::json> Call(const std::string& path, const nlohmann::json& body);
+
+  // The token to send: "" without a username; the current one, or a new one when there is
+  // none yet or the current one is `stale` (so that threads that saw the same token refused
+  // sign in once). Errors: as Call; unavailable for a wrong user or password.
+  Result<std::string> Token(const std::string& stale = {});
+  // How many times the client tried to sign in (for tests and metrics).
+  std::uint64_t authentications() const { return authentications_.load(); }
 
   const ClientOptions& options() const { return options_; }
 
@@ -97,8 +123,15 @@ class Client {
   struct Handle;
   std::unique_ptr<Handle> Borrow();
   void Return(std::unique_ptr<Handle> h);
+  // One call with `token` (empty: no Authorization header). `token_refused` is set when etcd
+  // refused the call for its token alone.
+  Result<nlohmann::json> CallOnce(const std::string& path, const std::string& payload, const std::string& token,
+                                  bool& token_refused);
 
   ClientOptions options_;
+  std::mutex token_mu_;  // held while signing in, so that one thread does it
+  std::string token_;
+  std::atomic<std::uint64_t> authentications_{0};
   std::atomic<size_t> preferred_{0};
   std::mutex mu_;
   std::vector<std::unique_ptr<Handle>> idle_;
@@ -106,7 +139,9 @@ class Client {
 
 // Follows every change under `prefix` through the gateway's streaming watch and calls
 // `on_change` (on its own thread) after each batch of events. Reconnects, moving from member
-// to member, when the stream breaks. Start and Stop are not thread-safe with each other.
+// to member, when the stream breaks or etcd cancels the watch (with a new token when it was
+// refused for its token). Uses the TLS files and credentials of `options`. Start and Stop
+// are not thread-safe with each other.
 class Watch {
  public:
   Watch(ClientOptions options, std::string prefix, std::function<void()> on_change);
@@ -122,6 +157,7 @@ class Watch {
   void Run();
 
   ClientOptions options_;
+  Client auth_;  // signs in for the stream
   std::string prefix_;
   std::function<void()> on_change_;
   std::atomic<bool> stop_{false};
