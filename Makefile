@@ -75,17 +75,19 @@ test-sanitize: deps
 	  ctest --test-dir build-sanitize --output-on-failure -j2 --timeout 600
 
 # The Debian packages ccm, ccm-sims and ccm-dbgsym (CPack DEB, packaging/install.cmake), in
-# $(BUILD)/packages/.
-package: build
+# $(BUILD)/packages/. Builds what they hold (ccm and the simulators, stripped), not the tests.
+package: configure
 	bash scripts/install-deps.sh package
+	cmake --build $(BUILD) --target ccm_stripped
 	cd $(BUILD) && cpack -G DEB
 
 # The container image localhost/ccm:VERSION (buildah, FROM scratch: no registry needed) and
 # its OCI archive $(BUILD)/image/ccm-image.oci.tar. IMAGE_STORAGE: buildah's global options,
 # e.g. --storage-driver vfs (docs/operations.md, "Container image").
 IMAGE_STORAGE ?=
-image: build
+image: configure
 	bash scripts/install-deps.sh package
+	cmake --build $(BUILD) --target ccm_stripped
 	bash packaging/build-image.sh $(BUILD) $(IMAGE_STORAGE)
 
 # Installs the packages, runs them as the service user, purges them, then builds the image and

@@ -10,6 +10,9 @@
 # The binaries installed are copies stripped at build time (target ccm_stripped): the build
 # tree's own binaries keep their debug information for the tests and gdb.
 include(GNUInstallDirs)
+# `make package` builds ccm_stripped alone (ccm and the simulators), not the tests and
+# benchmarks: installing must not pull in the whole `all`.
+set(CMAKE_SKIP_INSTALL_ALL_DEPENDENCY ON)
 
 find_program(CCM_OBJCOPY NAMES objcopy REQUIRED)
 
