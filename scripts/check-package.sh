@@ -224,10 +224,13 @@ archive=$build/image/ccm-image.oci.tar
 image_size=$(buildah "${storage[@]}" images --format '{{.Size}}' "$tag")
 echo "   $tag: $image_size; OCI archive $(($(stat -c %s "$archive") / 1024)) KiB"
 
-# Unpack the archive's layers, in order, and read the image's configuration.
-mkdir "$work/oci" "$work/rootfs"
-tar -xf "$archive" -C "$work/oci"
-python3 - "$work/oci" "$work/rootfs" >"$work/config.env" <<'EOF'
+# unpack_image ARCHIVE DIR: unpacks an OCI archive's layers, in order, into DIR/rootfs and
+# writes the image's configuration (User, Entrypoint, Env, ExposedPorts) to DIR/config.env
+# as shell assignments.
+unpack_image() {
+  mkdir -p "$2/oci" "$2/rootfs"
+  tar -xf "$1" -C "$2/oci"
+  python3 - "$2/oci" "$2/rootfs" >"$2/config.env" <<'EOF'
 import json, shlex, subprocess, sys
 oci, rootfs = sys.argv[1], sys.argv[2]
 def blob(digest):
@@ -242,6 +245,8 @@ print("image_entrypoint=(" + " ".join(shlex.quote(a) for a in config.get("Entryp
 print("image_env=(" + " ".join(shlex.quote(e) for e in config.get("Env", [])) + ")")
 print("image_ports=" + shlex.quote(" ".join(sorted(config.get("ExposedPorts", {})))))
 EOF
+}
+unpack_image "$archive" "$work"
 # shellcheck disable=SC1091
 source "$work/config.env"
 [ "$image_user" = 65532:65532 ] || fail "the image's user is '$image_user', not 65532:65532"
@@ -274,23 +279,13 @@ stop_with_sigterm
 echo "   served at $where, /health/live and /health/ready 200, stopped by SIGTERM with status 0"
 
 step "the simulators' image, chroot --userspec=65532:65532"
-mkdir "$work/sims-oci" "$work/sims-rootfs"
-tar -xf "$build/image-sims/ccm-sims-image.oci.tar" -C "$work/sims-oci"
-python3 - "$work/sims-oci" "$work/sims-rootfs" <<'EOF'
-import json, subprocess, sys
-oci, rootfs = sys.argv[1], sys.argv[2]
-def blob(digest):
-    return f"{oci}/blobs/{digest.replace(':', '/')}"
-manifest = json.load(open(blob(json.load(open(f"{oci}/index.json"))["manifests"][0]["digest"])))
-for layer in manifest["layers"]:
-    subprocess.run(["tar", "--numeric-owner", "-xpf", blob(layer["digest"]), "-C", rootfs], check=True)
-EOF
+unpack_image "$build/image-sims/ccm-sims-image.oci.tar" "$work/sims"
 # cml-sim serves from the image with the OpenAPI document the image carries: its libraries
 # and data are complete. The other two need the same libraries (one ldd set for all three).
-(exec env -i "$chroot" --userspec=65532:65532 "$work/sims-rootfs" /usr/bin/cml-sim --ready-file /tmp/ready \
+(exec env -i "$chroot" --userspec=65532:65532 "$work/sims/rootfs" /usr/bin/cml-sim --ready-file /tmp/ready \
   --cml-schema /usr/share/ccm-sims/cml-2.9.openapi.json) >"$work/sims-serve.log" 2>&1 &
 pid=$!
-where=$(wait_ready "$work/sims-rootfs/tmp/ready") || { cat "$work/sims-serve.log" >&2; fail "cml-sim did not start in its image"; }
+where=$(wait_ready "$work/sims/rootfs/tmp/ready") || { cat "$work/sims-serve.log" >&2; fail "cml-sim did not start in its image"; }
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
   -d '{"username":"admin","password":"cml-secret"}' "http://$where/api/v0/authenticate")
 [ "$code" = 200 ] || fail "cml-sim in its image answered $code to POST /api/v0/authenticate"
@@ -298,7 +293,7 @@ kill -TERM "$pid"
 wait "$pid" 2>/dev/null || true
 pid=
 for sim in assessment-sim oidc-sim; do
-  env -i "$chroot" --userspec=65532:65532 "$work/sims-rootfs" "/usr/bin/$sim" --help >/dev/null ||
+  env -i "$chroot" --userspec=65532:65532 "$work/sims/rootfs" "/usr/bin/$sim" --help >/dev/null ||
     fail "$sim does not run in its image"
 done
 echo "   cml-sim served at $where from the image; assessment-sim and oidc-sim run"
