@@ -6,7 +6,8 @@
 # bash-completion to try the completion, docker-compose to check packaging/compose.yaml).
 # Idempotent: packages already present are left alone, and `apt-get update` runs at most
 # once, only when something is missing. etcd-server is the etcd the tests of the etcd store
-# start on loopback ports; openssl makes the certificates of the CML TLS tests.
+# start on loopback ports; openssl makes the certificates of the CML TLS tests; prometheus
+# brings promtool, which checks and tests the alerting rules.
 set -euo pipefail
 
 packages=(
@@ -16,8 +17,9 @@ packages=(
   nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev
   libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  curl python3 wrk openssl
+  curl python3 python3-yaml wrk openssl
   etcd-server
+  prometheus
 )
 
 for extra in "$@"; do
