@@ -3,7 +3,8 @@
 # `fuzz`, also clang and its libFuzzer runtime (`make fuzz`); with `coverage`, gcovr.
 # Idempotent: packages already present are left alone, and `apt-get update` runs at most
 # once, only when something is missing. etcd-server is the etcd the tests of the etcd store
-# start on loopback ports; openssl makes the certificates of the CML TLS tests.
+# start on loopback ports; openssl makes the certificates of the CML TLS tests; libsystemd-dev
+# gives `ccm serve` sd_notify (readiness, watchdog and stopping under a Type=notify unit).
 set -euo pipefail
 
 packages=(
@@ -15,6 +16,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   curl python3 wrk openssl
   etcd-server
+  libsystemd-dev
 )
 
 for extra in "$@"; do
