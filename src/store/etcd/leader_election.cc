@@ -23,7 +23,10 @@ LeaderElection::LeaderElection(etcd::Client& client, Options options, std::funct
             std::chrono::duration_cast<std::chrono::milliseconds>(options_.ttl) / 3),
       key_watch_(client.options(), options_.key, [this] { loop_.Wake(); }) {}
 
-LeaderElection::~LeaderElection() { Stop(); }
+LeaderElection::~LeaderElection() {
+  Stop();
+  key_watch_.Stop();
+}
 
 void LeaderElection::Start() {
   loop_.Start();
@@ -57,7 +60,8 @@ void LeaderElection::Stop() {
     (void)client_.Revoke(lease_);
   }
   lease_ = 0;
-  key_watch_.Stop();
+  // The key watch is left to the destructor: ending its stream can take a second, and the
+  // resignation is done (a wake of the stopped loop does nothing).
 }
 
 std::optional<EtcdStore::Fence> LeaderElection::Fence() const {

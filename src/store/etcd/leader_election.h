@@ -43,7 +43,9 @@ class LeaderElection {
   // Stops campaigning; a leader resigns: `on_deposed` runs while its term still holds (the
   // background work ends its current steps and their commits are taken), then the term is
   // withdrawn and the lease revoked, deleting the key, so that another replica takes over at
-  // its next try (within ttl/3) rather than after the TTL. Idempotent; blocks until done.
+  // once (it watches the key; at its next try, within ttl/3, at worst) rather than after the
+  // TTL. Idempotent; blocks until done.
+  // The watch on the key runs until destruction.
   void Stop();
 
   bool IsLeader() const { return Fence().has_value(); }
