@@ -12,7 +12,7 @@ trap cleanup EXIT
 
 # start_ccm [VAR=value ...]: starts ccm with those extra settings; sets $pid and $base.
 start_ccm() {
-  env CCM_STORE="sqlite:$work/ccm.db" CCM_LISTEN=127.0.0.1:0 CCM_LOG_LEVEL=warn CCM_RECONCILERS=false "$@" \
+  env CCM_STORE="sqlite:$work/ccm.db" CCM_LISTEN=127.0.0.1:0 CCM_LOG_LEVEL=warn CCM_RECONCILERS=false CCM_DRAIN_GRACE_MS=0 "$@" \
     "$root/$build/src/main/ccm" serve --insecure-no-auth --ready-file "$work/ready" &
   pid=$!
   for _ in $(seq 1 100); do [ -s "$work/ready" ] && break; sleep 0.05; done

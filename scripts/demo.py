@@ -120,6 +120,7 @@ def main():
                      ready=f("platform"))
     base = start("ccm", [f"{BUILD}/src/main/ccm", "serve", "--ready-file", f("ccm")], env={
         "CCM_LISTEN": ccm_address, "CCM_STORE": f"sqlite:{work}/ccm.db", "CCM_LOG_LEVEL": "warn",
+        "CCM_DRAIN_GRACE_MS": "0",
         "CLOUDEVENTS_SINK_URL": sink, "ASSESSMENT_PLATFORM_URL": platform, "GRADING_ENGINE_URL": platform,
         "OIDC_TOKEN_URL": f"{oidc}/token", "OIDC_CLIENT_ID": "ccm", "OIDC_CLIENT_SECRET": "ccm-secret",
         "CML_USERNAME": "admin", "CML_PASSWORD": "cml-secret", "CLOUD_PROVIDER_URL": cml,

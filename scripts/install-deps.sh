@@ -6,8 +6,9 @@
 # bash-completion to try the completion, docker-compose to check packaging/compose.yaml).
 # Idempotent: packages already present are left alone, and `apt-get update` runs at most
 # once, only when something is missing. etcd-server is the etcd the tests of the etcd store
-# start on loopback ports; openssl makes the certificates of the CML TLS tests; prometheus
-# brings promtool, which checks and tests the alerting rules.
+# start on loopback ports; openssl makes the certificates of the CML TLS tests; libsystemd-dev
+# gives `ccm serve` sd_notify (readiness, watchdog and stopping under a Type=notify unit);
+# prometheus brings promtool, which checks and tests the alerting rules.
 set -euo pipefail
 
 packages=(
@@ -19,6 +20,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   curl python3 python3-yaml wrk openssl
   etcd-server
+  libsystemd-dev
   prometheus
 )
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -11,7 +12,8 @@ namespace ccm::app {
 // Runs `work` on a thread of its own until Stop: again at once while it reports it had work
 // (returns true), otherwise after `idle` or when woken, but never sooner than `min_gap` after
 // the last run, so that a stream of wakes (one per commit under load) costs at most one run
-// per `min_gap`. Thread-safe.
+// per `min_gap`. Stop lets the run in progress finish (a loop whose runs are long checks
+// StopRequested between its steps) and joins the thread. Thread-safe.
 class BackgroundLoop {
  public:
   BackgroundLoop(std::function<bool()> work, std::chrono::milliseconds idle,
@@ -25,6 +27,7 @@ class BackgroundLoop {
     std::lock_guard lock(mu_);
     if (thread_.joinable()) return;
     stop_ = false;
+    stop_requested_ = false;
     thread_ = std::thread([this] {
       std::unique_lock lock(mu_);
       while (!stop_) {
@@ -40,14 +43,26 @@ class BackgroundLoop {
     });
   }
 
-  void Stop() {
+  // Asks the loop to stop after the run in progress, without waiting (Stop waits): several
+  // loops asked first and joined after finish their runs side by side.
+  void RequestStop() {
     {
       std::lock_guard lock(mu_);
       stop_ = true;
     }
+    stop_requested_ = true;
     cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
   }
+
+  void Stop() {
+    RequestStop();
+    if (thread_.joinable()) thread_.join();
+    stop_requested_ = false;
+  }
+
+  // Whether Stop (or RequestStop) was called and the loop has not been started again: a run
+  // made of several steps ends after the step in progress.
+  bool StopRequested() const { return stop_requested_.load(); }
 
   void Wake() {
     {
@@ -65,6 +80,7 @@ class BackgroundLoop {
   std::condition_variable cv_;
   bool stop_ = false;
   bool woken_ = false;
+  std::atomic<bool> stop_requested_{false};  // stop_, readable without the lock
   std::thread thread_;
 };
 

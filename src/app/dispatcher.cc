@@ -122,6 +122,10 @@ Result<int> Dispatcher::RunOnce() {
   const size_t batch = static_cast<size_t>(std::max(1, sink_.MaxBatch()));
   std::vector<OutboxEvent> events;
   for (size_t start = 0; start < due->size();) {
+    // Stopping (a graceful stop, or leadership lost): the deliveries made are recorded below,
+    // and the events not sent yet stay pending for the next round or the next leader; none
+    // is left half-way.
+    if (loop_.StopRequested()) break;
     // The next group: events whose subject has not stopped in this round, up to the batch.
     // An event that failed before and is past the age limit goes no further.
     std::vector<const OutboxRecord*> group;

@@ -106,6 +106,11 @@ class Dispatcher {
   // Runs rounds on a background thread until Stop: at once while there is work, every
   // idle_poll otherwise, or when woken.
   void Start();
+  // Ends the round in progress after the send in flight (its answer is awaited, never cut
+  // off), records the outcomes of the sends made, and joins the thread. The events the round
+  // had not sent yet stay pending, untouched. Call it while the store still takes this
+  // process's commits (a leader before it resigns), or those outcomes are retried by the
+  // next round or leader (delivered twice, never lost).
   void Stop();
   void Wake();
 

@@ -143,10 +143,15 @@ Reconcilers::Reconcilers(Deps deps, InstanceService& instances, CollectionServic
 Reconcilers::~Reconcilers() { Stop(); }
 
 void Reconcilers::Start() {
+  stopping_ = false;
   for (auto& l : loops_) l->Start();
 }
 void Reconcilers::Stop() {
+  // Every loop is asked first, so that they end their current steps side by side.
+  stopping_ = true;
+  for (auto& l : loops_) l->RequestStop();
   for (auto& l : loops_) l->Stop();
+  stopping_ = false;  // a sweep called directly afterwards runs whole
 }
 void Reconcilers::Wake() {
   for (auto& l : loops_) l->Wake();
@@ -224,6 +229,7 @@ int Reconcilers::ScheduleOnce() {
   int scheduled = 0;
   bool shortage = false;
   for (const auto& i : pending) {
+    if (stopping_) break;
     const LabletDefinition* def = DefinitionOf(i, defs);
     if (!def) continue;
     Worker* best = BestFit(workers, *def);
@@ -261,6 +267,7 @@ int Reconcilers::InstantiateOnce() {
   const Timestamp now = d_.clock.Now();
   int steps = 0;
   for (const auto& i : InState(InstanceState::kScheduled)) {
+    if (stopping_) return steps;
     if (i.timeslot_start - options_.instantiation_lead > now) continue;
     auto moved = instances_.Transition(i.id, InstanceState::kInstantiating,
                                        "timeslot starts at " + FormatRfc3339(i.timeslot_start), kInstantiator,
@@ -270,8 +277,10 @@ int Reconcilers::InstantiateOnce() {
       if (Instantiate(*moved, now)) ++steps;
     }
   }
-  for (const auto& i : InState(InstanceState::kInstantiating))
+  for (const auto& i : InState(InstanceState::kInstantiating)) {
+    if (stopping_) return steps;
     if (Instantiate(i, now)) ++steps;
+  }
   std::lock_guard lock(poll_mu_);
   std::erase_if(next_poll_, [&](const auto& e) { return e.second + std::chrono::minutes(10) < now; });
   return steps;
@@ -407,17 +416,19 @@ Status Reconcilers::RemoveLab(const Worker& worker, const std::string& lab_id) {
 int Reconcilers::StopOnce() {
   const Timestamp now = d_.clock.Now();
   int steps = 0;
+  // Each step ends before a stop is noticed; the steps not taken are the next leader's.
   for (const auto& i : InState(InstanceState::kRunning))
-    if (i.timeslot_end <= now && EndTimeslot(i)) ++steps;
+    if (!stopping_ && i.timeslot_end <= now && EndTimeslot(i)) ++steps;
   for (const auto s : {InstanceState::kCollecting, InstanceState::kGrading})
     for (const auto& i : InState(s))
-      if (TimeOut(i, now)) ++steps;
+      if (!stopping_ && TimeOut(i, now)) ++steps;
   for (const auto& i : InState(InstanceState::kStopping))
-    if (StopInstance(i, now)) ++steps;
+    if (!stopping_ && StopInstance(i, now)) ++steps;
   for (const auto& i : InState(InstanceState::kStopped))
-    if (instances_.Transition(i.id, InstanceState::kArchived, "archived", kStopper, std::nullopt)) ++steps;
+    if (!stopping_ && instances_.Transition(i.id, InstanceState::kArchived, "archived", kStopper, std::nullopt))
+      ++steps;
   for (const auto& i : InState(InstanceState::kArchived))
-    if (TerminateArchived(i, now)) ++steps;
+    if (!stopping_ && TerminateArchived(i, now)) ++steps;
   return steps;
 }
 
@@ -501,6 +512,7 @@ int Reconcilers::AssignPodsOnce() {
   std::atomic<int> steps{0};
   // A slow or failing engine must not hold every other pod behind one call.
   RunConcurrently(due.size(), options_.max_concurrent_calls, [&](size_t k) {
+    if (stopping_) return;
     auto done = instances_.AssignDuePod(due[k], backoff);
     if (done && !*done) return;  // nothing was due after all
     ++steps;
@@ -540,6 +552,8 @@ int Reconcilers::ScaleOnce() {
   const int shortage = demand.unplaceable;
   bool asked = false;  // a requested worker is on its way
   for (Worker w : AllWorkers()) {
+    // Not a break: a stopped sweep must not go on to ask for a worker it has not counted.
+    if (stopping_) return steps;
     const bool launching = w.state == WorkerState::kPending || w.state == WorkerState::kProvisioning;
     if (w.scaled_up && launching) asked = true;
     Status done;

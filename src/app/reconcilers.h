@@ -126,6 +126,8 @@ class Reconcilers {
   Demand MeasureDemand();
 
   void Start();
+  // Each loop ends the step in progress (one instance or worker acted on and committed) and
+  // stops; the rest of its sweep is left for the next start or the next leader. Joins them.
   void Stop();
   // Every loop sweeps again soon (the collection reconciler too).
   void Wake();
@@ -170,6 +172,7 @@ class Reconcilers {
   std::mutex poll_mu_;
   std::map<std::string, Timestamp> next_poll_;  // instance id -> next read of its lab's state
   std::vector<std::unique_ptr<BackgroundLoop>> loops_;
+  std::atomic<bool> stopping_{false};  // Stop was called: sweeps end after their current step
 };
 
 }  // namespace ccm::app

@@ -640,7 +640,12 @@ void AddEventRoutes(Router& router, app::EventService& events, const std::functi
 
 void AddApiRoutes(Router& router, ApiServices s) {
   router.Add("GET", "/health/live", [](Request&) { return Json(200, {{"status", "ok"}}); });
-  router.Add("GET", "/health/ready", [&store = s.store, leading = s.leading](Request& req) {
+  router.Add("GET", "/health/ready", [&store = s.store, leading = s.leading, draining = s.draining](Request& req) {
+    // First: a draining replica is not ready whatever its store says.
+    if (draining && draining())
+      return ErrorResponse(Error::Unavailable("draining: this replica is stopping and takes no new work; send "
+                                              "requests to another replica"),
+                           req.path);
     if (auto ok = store.Ping(); !ok) return ErrorResponse(Error::Unavailable(ok.error().message), req.path);
     // Every replica serves; `leader` says which one runs the background work.
     return Json(200, {{"status", "ok"}, {"store", "ok"}, {"leader", leading ? leading() : true}});

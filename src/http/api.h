@@ -28,6 +28,9 @@ struct ApiServices {
   std::function<bool()> leading = {};
   // More lines of /metrics (the lifecycle's); none: nothing more.
   std::function<std::string()> more_metrics = {};
+  // Whether this replica is draining (stopping gracefully): readiness answers 503 from then
+  // on, so that load balancers send it nothing new; none: never.
+  std::function<bool()> draining = {};
 };
 
 // Adds every route of the REST API (/api/v1, /api/internal, /health, /openapi.json).

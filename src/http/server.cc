@@ -4,12 +4,14 @@
 #include "http/server.h"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -22,6 +24,9 @@
 #include <cctype>
 #include <cstring>
 #include <future>
+#include <mutex>
+#include <optional>
+#include <set>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -105,6 +110,8 @@ class Server::Impl {
       return Error::Unavailable("cannot listen on " + options_.address + ":" + std::to_string(options_.port) + ": " +
                                 ec.message());
     port_ = acceptor_.local_endpoint().port();
+    // The I/O threads run until Stop, also once the listener is closed and no connection is left.
+    work_.emplace(ioc_.get_executor());
     // The acceptor lives on a strand: Stop closes it there, never while an accept starts.
     asio::co_spawn(strand_, Accept(), asio::detached);
     for (int i = 0; i < std::max(1, options_.io_threads); ++i) threads_.emplace_back([this] { ioc_.run(); });
@@ -113,6 +120,20 @@ class Server::Impl {
 
   void Stop() {
     if (stopped_.exchange(true)) return;
+    CloseListener();
+    ioc_.stop();
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+    pool_.join();
+  }
+
+  void BeginDrain() {
+    if (draining_.exchange(true)) return;
+    CloseIdleConnections();
+  }
+
+  void CloseListener() {
+    if (listener_closed_.exchange(true)) return;
     std::promise<void> closed;
     asio::post(strand_, [this, &closed] {
       beast::error_code ec;
@@ -121,10 +142,21 @@ class Server::Impl {
       closed.set_value();
     });
     if (!threads_.empty()) closed.get_future().wait();
-    ioc_.stop();
-    for (auto& t : threads_)
-      if (t.joinable()) t.join();
-    pool_.join();
+    CloseIdleConnections();
+  }
+
+  std::size_t AwaitConnections(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (open_connections_.load() > 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return open_connections_.load();
+  }
+
+  bool draining() const { return draining_.load(); }
+  std::size_t open_connections() const { return open_connections_.load(); }
+
+  void Every(std::chrono::milliseconds period, std::function<void()> fn) {
+    asio::co_spawn(ioc_, Heartbeat(period, std::move(fn)), asio::detached);
   }
 
   std::uint16_t port() const { return port_; }
@@ -174,6 +206,63 @@ class Server::Impl {
     ~ConnectionSlot() { --open; }
   };
 
+  // A connection being served, as a drain sees it. Its members are read and written on the
+  // connection's strand only.
+  struct Connection {
+    asio::any_io_executor executor;  // the connection's strand
+    beast::tcp_stream* stream;       // null once its coroutine has ended
+    bool idle = false;               // waiting for the first byte of a next request
+  };
+
+  // Enters a connection in the set a drain goes through, and takes it out when its coroutine
+  // ends, however it ends.
+  class Registration {
+   public:
+    Registration(Impl& server, beast::tcp_stream& stream)
+        : server_(server), connection_(std::make_shared<Connection>(Connection{stream.get_executor(), &stream, false})) {
+      std::lock_guard lock(server_.connections_mu_);
+      server_.connections_.insert(connection_);
+    }
+    ~Registration() {
+      connection_->stream = nullptr;
+      std::lock_guard lock(server_.connections_mu_);
+      server_.connections_.erase(connection_);
+    }
+    Registration(const Registration&) = delete;
+    Registration& operator=(const Registration&) = delete;
+    Connection& operator*() const { return *connection_; }
+    Connection* operator->() const { return connection_.get(); }
+
+   private:
+    Impl& server_;
+    std::shared_ptr<Connection> connection_;
+  };
+
+  // Closes every connection idle between requests: each is visited on its own strand, so that
+  // a request that has started meanwhile goes on.
+  void CloseIdleConnections() {
+    std::vector<std::shared_ptr<Connection>> all;
+    {
+      std::lock_guard lock(connections_mu_);
+      all.assign(connections_.begin(), connections_.end());
+    }
+    for (auto& c : all)
+      asio::post(c->executor, [c] {
+        if (c->stream && c->idle) c->stream->cancel();
+      });
+  }
+
+  awaitable<void> Heartbeat(std::chrono::milliseconds period, std::function<void()> fn) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+      timer.expires_after(period);
+      beast::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+      if (ec || stopped_) co_return;
+      fn();
+    }
+  }
+
   // Over the connection limit: one 503 and close.
   awaitable<void> Refuse(beast::tcp_stream stream) {
     ConnectionSlot slot{open_connections_};
@@ -192,9 +281,14 @@ class Server::Impl {
 
   awaitable<void> Serve(beast::tcp_stream stream) {
     ConnectionSlot slot{open_connections_};
+    Registration connection(*this, stream);
     beast::flat_buffer buffer;
     RequestReader reader({options_.body_limit, options_.header_limit, options_.max_header_count});
     for (;;) {
+      // Draining, a connection is answered once (keep-alive is off) and the listener closes:
+      // one accepted that has sent nothing yet is not waited for.
+      bool started = buffer.size() > 0;
+      if (!started && listener_closed_) break;
       // The idle timeout covers the wait for the first byte and the header block; the read
       // timeout the rest.
       stream.expires_after(buffer.size() > 0 ? options_.read_timeout : options_.idle_timeout);
@@ -208,8 +302,12 @@ class Server::Impl {
           header_done = true;
           stream.expires_after(options_.read_timeout);
         }
+        // Idle until the first byte of the request: a drain closes the connection then.
+        connection->idle = !started;
         const std::size_t n = co_await stream.async_read_some(buffer.prepare(kReadChunk),
                                                               asio::redirect_error(use_awaitable, ec));
+        connection->idle = false;
+        if (n > 0) started = true;
         buffer.commit(n);
         if (ec) break;
       }
@@ -220,7 +318,6 @@ class Server::Impl {
       if (reader.state() != RequestReader::State::kComplete) break;  // closed, timed out, or reset
 
       ReadRequest read = reader.Take();
-      const bool keep_alive = read.keep_alive;
       const unsigned version = read.version;
       Request request = std::move(read.request);
       // Reads never wait on a commit: they run here, on the I/O thread. Writes may wait for
@@ -237,6 +334,8 @@ class Server::Impl {
         spdlog::warn("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
       else if (response.status >= 400)
         spdlog::debug("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
+      // Read once the answer is ready: an answer made while draining says `Connection: close`.
+      const bool keep_alive = read.keep_alive && !draining_;
       if (!co_await Reply(stream, std::move(response), version, keep_alive) || !keep_alive) break;
     }
     beast::error_code ec;
@@ -280,13 +379,20 @@ class Server::Impl {
 
   ServerOptions options_;
   HandlerFn handler_;
+  // Before ioc_, which outlives neither: a connection's coroutine left when ioc_ is destroyed
+  // takes itself out of the set then.
+  std::mutex connections_mu_;
+  std::set<std::shared_ptr<Connection>> connections_;
   asio::io_context ioc_;
   asio::thread_pool pool_;
   asio::strand<asio::io_context::executor_type> strand_;
   tcp::acceptor acceptor_;
   asio::steady_timer accept_backoff_;  // on strand_, like the acceptor
   std::vector<std::thread> threads_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::atomic<bool> stopped_{false};
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> listener_closed_{false};
   std::atomic<std::size_t> open_connections_{0};
   std::uint16_t port_ = 0;
 };
@@ -297,5 +403,13 @@ Server::~Server() = default;
 Status Server::Start() { return impl_->Start(); }
 void Server::Stop() { impl_->Stop(); }
 std::uint16_t Server::port() const { return impl_->port(); }
+void Server::BeginDrain() { impl_->BeginDrain(); }
+void Server::CloseListener() { impl_->CloseListener(); }
+std::size_t Server::AwaitConnections(std::chrono::milliseconds timeout) { return impl_->AwaitConnections(timeout); }
+bool Server::draining() const { return impl_->draining(); }
+std::size_t Server::open_connections() const { return impl_->open_connections(); }
+void Server::Every(std::chrono::milliseconds period, std::function<void()> fn) {
+  impl_->Every(period, std::move(fn));
+}
 
 }  // namespace ccm::http

@@ -40,6 +40,10 @@ struct ServerOptions {
 // When accept fails for lack of descriptors or memory, the server waits (10 ms doubling to
 // 1 s) before the next one instead of spinning. All answers it makes itself are
 // problem+json. The handler must be thread-safe.
+//
+// A graceful stop drains: BeginDrain (answers from then on carry `Connection: close`, and
+// connections waiting for a next request are closed), CloseListener (new connections are
+// refused), AwaitConnections (the requests in flight are answered), then Stop.
 class Server {
  public:
   using HandlerFn = std::function<Response(Request&)>;
@@ -53,6 +57,25 @@ class Server {
   Status Start();
   // Stops accepting, closes connections and joins every thread. Idempotent.
   void Stop();
+
+  // Starts a drain, at once and without blocking: the listener stays open, every answer
+  // from now on carries `Connection: close`, a connection that has been answered is not
+  // read again, and connections idle between requests (no byte of a next one received) are
+  // closed. Requests already being read or handled go on. Idempotent.
+  void BeginDrain();
+  // Closes the listening socket: new connections are refused; those accepted go on. Closes
+  // the connections idle between requests again, and a connection accepted that has sent
+  // nothing yet is not waited for. Idempotent; blocks until the socket is closed.
+  void CloseListener();
+  // Waits until every connection has ended, or `timeout`. Returns how many are still open.
+  std::size_t AwaitConnections(std::chrono::milliseconds timeout);
+  // Whether BeginDrain was called.
+  bool draining() const;
+  // Connections open now.
+  std::size_t open_connections() const;
+  // Calls `fn` on an I/O thread every `period` from now until Stop (a heartbeat: when every
+  // I/O thread is stuck, it stops being called). Call after Start.
+  void Every(std::chrono::milliseconds period, std::function<void()> fn);
   // The bound port (useful with port 0), valid after Start.
   std::uint16_t port() const;
 

@@ -27,7 +27,8 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "CCM_MAX_CONNECTIONS", "CCM_REQUEST_TIMEOUT_MS", "CCM_IDLE_TIMEOUT_MS", "CCM_ETCD_PREFIX", "CCM_LEADER_TTL_SECONDS",
                               "CCM_PUBLIC_URL", "ORPHAN_LAB_GRACE_SECONDS", "CML_CA_FILE", "CML_URL_ALLOW",
                               "POD_HOST_ADDRESS", "CCM_ETCD_CA_FILE", "CCM_ETCD_CERT_FILE", "CCM_ETCD_KEY_FILE",
-                              "CCM_ETCD_USERNAME", "CCM_ETCD_PASSWORD"};
+                              "CCM_ETCD_USERNAME", "CCM_ETCD_PASSWORD",
+                              "CCM_DRAIN_GRACE_MS", "CCM_DRAIN_TIMEOUT_MS"};
 
 // The NAME_FILE setting of a secret NAME, or "" when `key` is none.
 std::string SecretOfFileSetting(const std::string& key) {
@@ -102,6 +103,8 @@ const IntSetting kInts[] = {
     {"CCM_REQUEST_TIMEOUT_MS", &Config::request_timeout_ms, 100, 3'600'000},
     {"CCM_IDLE_TIMEOUT_MS", &Config::idle_timeout_ms, 100, 3'600'000},
     {"CCM_LEADER_TTL_SECONDS", &Config::leader_ttl_seconds, 2, 600},
+    {"CCM_DRAIN_GRACE_MS", &Config::drain_grace_ms, 0, 600'000},
+    {"CCM_DRAIN_TIMEOUT_MS", &Config::drain_timeout_ms, 0, 3'600'000},
 };
 
 Result<int> ParseInt(const std::string& key, const std::string& v, int min, int max) {

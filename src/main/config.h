@@ -32,6 +32,8 @@ struct Config {
   int max_json_depth = 64;                // CCM_MAX_JSON_DEPTH: JSON nested deeper (bodies, events, remotes) is refused
   int request_timeout_ms = 30'000;        // CCM_REQUEST_TIMEOUT_MS: to send one request (or read one answer)
   int idle_timeout_ms = 60'000;           // CCM_IDLE_TIMEOUT_MS: a silent connection is closed after it
+  int drain_grace_ms = 5'000;             // CCM_DRAIN_GRACE_MS: on SIGTERM, readiness 503 this long before the listener closes
+  int drain_timeout_ms = 20'000;          // CCM_DRAIN_TIMEOUT_MS: then the longest wait for requests in flight
   std::string log_level = "info";         // CCM_LOG_LEVEL: trace, debug, info, warn, error
   std::string sink_url;                   // CLOUDEVENTS_SINK_URL: empty keeps events for audit only
   std::string cloudevents_mode = "structured";  // CLOUDEVENTS_MODE: structured, binary, batch

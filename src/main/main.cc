@@ -1,15 +1,20 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 
 #include <sys/resource.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
+
+#include <thread>
 
 #include "app/collection.h"
 #include "app/dispatcher.h"
@@ -63,6 +68,75 @@ DescriptorLimit RaiseDescriptorLimit() {
                    std::strerror(errno));
   }
   return out;
+}
+
+// Tells systemd (Type=notify) about the service's state: READY=1, STOPPING=1, WATCHDOG=1,
+// STATUS=... A no-op when the process was not started with NOTIFY_SOCKET.
+void Notify(const std::string& state) {
+  if (const int r = sd_notify(0, state.c_str()); r < 0)
+    spdlog::warn("cannot notify systemd ({}): {}", state.substr(0, state.find('\n')), std::strerror(-r));
+}
+
+// When systemd's watchdog is on for this process (WatchdogSec=, which sets WATCHDOG_USEC and
+// WATCHDOG_PID), pings it every half period from the server's event loop: a loop that stops
+// turning stops the pings, and systemd restarts the service.
+void StartWatchdog(http::Server& server) {
+  std::uint64_t usec = 0;
+  if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return;
+  const auto period = std::chrono::milliseconds(std::max<std::uint64_t>(1, usec / 2000));
+  server.Every(period, [] { sd_notify(0, "WATCHDOG=1"); });
+  spdlog::info("systemd watchdog of {} ms: pinged every {} ms from the event loop", usec / 1000, period.count());
+}
+
+std::int64_t MillisSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Waits until `until`, unless one of `signals` comes first (a second SIGTERM or SIGINT).
+// Returns the signal, or 0.
+int WaitForSignalUntil(const sigset_t& signals, std::chrono::steady_clock::time_point until) {
+  for (;;) {
+    const auto left = until - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds::zero()) return 0;
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    const timespec wait{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    const int sig = sigtimedwait(&signals, nullptr, &wait);
+    if (sig > 0) return sig;
+    if (errno != EINTR) return 0;  // EAGAIN: the time is up
+  }
+}
+
+// The graceful stop, from the first stop signal to the return of `ccm serve` (exit 0):
+// readiness turns 503 and answers carry `Connection: close` at once, while the background
+// work ends its current steps (a leader then resigns); after `grace` (cut short by a second
+// signal) the listener closes; the requests in flight get up to `timeout` to be answered.
+void Drain(int sig, const sigset_t& signals, http::Server& server, std::atomic<bool>& draining,
+           std::chrono::milliseconds grace, std::chrono::milliseconds timeout,
+           const std::function<void()>& stop_background) {
+  const auto start = std::chrono::steady_clock::now();
+  spdlog::info("draining on signal {} ({}): readiness answers 503 now, the listener closes in {} ms, then requests in "
+               "flight get up to {} ms",
+               sig, strsignal(sig), grace.count(), timeout.count());
+  draining = true;
+  Notify("STOPPING=1\nSTATUS=draining");
+  server.BeginDrain();
+  std::thread background([&] {
+    stop_background();
+    spdlog::info("drain: background work stopped after {} ms", MillisSince(start));
+  });
+  if (const int again = WaitForSignalUntil(signals, start + grace))
+    spdlog::info("drain: signal {} again: the grace is cut short after {} ms", again, MillisSince(start));
+  server.CloseListener();
+  spdlog::info("drain: listener closed after {} ms; waiting for {} open connections", MillisSince(start),
+               server.open_connections());
+  if (const std::size_t left = server.AwaitConnections(timeout); left > 0)
+    spdlog::warn("drain: {} connections still open after the drain timeout of {} ms: they are closed", left,
+                 timeout.count());
+  else
+    spdlog::info("drain: every connection closed after {} ms", MillisSince(start));
+  background.join();
+  server.Stop();
+  spdlog::info("ccm stopped after {} ms", MillisSince(start));
 }
 
 int Serve(const std::optional<std::string>& config_file, const std::optional<std::string>& ready_file,
@@ -261,6 +335,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     }
   };
   auto stop_work = [&] {
+    spdlog::info("background work: ending its current steps");
     reconcilers = nullptr;
     lifecycle.Stop();
     orphan_sweep.Stop();
@@ -307,6 +382,8 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
       return auth::Verify(token, *jwks, expect, clock.Now());
     });
   }
+  // Set on the first stop signal: readiness answers 503 from then on.
+  std::atomic<bool> draining{false};
   http::AddApiRoutes(router, {definitions, instances, workers, *store, events_service, receiver, collection, pods,
                               [&elected, on_etcd = etcd != nullptr] {
                                 auto* e = elected.load();
@@ -316,7 +393,8 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
                                 return app::LifecycleMetricsText(lifecycle_metrics, &collection_metrics,
                                                                  &orphan_metrics, clock.Now()) +
                                        app::RetentionMetricsText(retention_metrics);
-                              }});
+                              },
+                              [&draining] { return draining.load(); }});
   http::ServerOptions options;
   options.address = config->listen_host;
   options.port = static_cast<std::uint16_t>(config->listen_port);
@@ -352,14 +430,21 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     start_work();
   }
   if (ready_file) std::ofstream(*ready_file) << where << "\n";
+  Notify("READY=1\nSTATUS=serving on " + where);
+  StartWatchdog(server);
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  spdlog::info("ccm stopping on signal {}", sig);
-  server.Stop();
-  if (election) election->Stop();  // resigns: another replica takes over at its next try
-  if (watch) watch->Stop();
-  stop_work();
+  Drain(sig, stop_signals, server, draining, std::chrono::milliseconds(config->drain_grace_ms),
+        std::chrono::milliseconds(config->drain_timeout_ms), [&] {
+          // A leader stops its work while its term holds, then revokes its lease: another
+          // replica takes over at once (it watches the key) instead of after the TTL.
+          if (election)
+            election->Stop();
+          else
+            stop_work();
+          if (watch) watch->Stop();
+        });
   return 0;
 }
 

@@ -54,7 +54,8 @@ std::unique_ptr<testing::ChildProcess> CcmWithUlimit(const testing::TempDir& dir
       std::map<std::string, std::string>{{"CCM_LISTEN", "127.0.0.1:0"},
                                          {"CCM_LOG_LEVEL", "info"},
                                          {"CCM_STORE", "sqlite:" + dir.File("ccm.db")},
-                                         {"CCM_RECONCILERS", "false"}},
+                                         {"CCM_RECONCILERS", "false"},
+                                         {"CCM_DRAIN_GRACE_MS", "0"}},
       dir.File("ready"), log);
 }
 

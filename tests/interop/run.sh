@@ -16,7 +16,7 @@ node "$modules/../receiver.mjs" "$port" > "$work/received.jsonl" 2> "$work/recei
 pids+=($!)
 for _ in $(seq 1 100); do grep -q "receiver on" "$work/receiver.log" 2>/dev/null && break; sleep 0.05; done
 
-CCM_STORE="sqlite:$work/ccm.db" CCM_LISTEN=127.0.0.1:0 CCM_LOG_LEVEL=warn CCM_RECONCILERS=false \
+CCM_STORE="sqlite:$work/ccm.db" CCM_LISTEN=127.0.0.1:0 CCM_LOG_LEVEL=warn CCM_RECONCILERS=false CCM_DRAIN_GRACE_MS=0 \
   CLOUDEVENTS_SINK_URL="http://127.0.0.1:$port/" CLOUDEVENTS_MODE="$mode" \
   "$ccm" serve --insecure-no-auth --ready-file "$work/ready" &
 pids+=($!)

@@ -11,7 +11,7 @@ cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; 
 trap cleanup EXIT
 cp "$here/sender.mjs" "$modules/../sender.mjs"
 
-CCM_STORE="sqlite:$work/ccm.db" CCM_LISTEN=127.0.0.1:0 CCM_LOG_LEVEL=warn CCM_RECONCILERS=false "$ccm" serve --insecure-no-auth --ready-file "$work/ready" &
+CCM_STORE="sqlite:$work/ccm.db" CCM_LISTEN=127.0.0.1:0 CCM_LOG_LEVEL=warn CCM_RECONCILERS=false CCM_DRAIN_GRACE_MS=0 "$ccm" serve --insecure-no-auth --ready-file "$work/ready" &
 pid=$!
 for _ in $(seq 1 100); do [ -s "$work/ready" ] && break; sleep 0.05; done
 base="http://$(cat "$work/ready")"

@@ -85,10 +85,31 @@ void ChildProcess::Kill(int signal) {
   pid_ = -1;
 }
 
+void ChildProcess::Signal(int signal) {
+  if (pid_ > 0) ::kill(pid_, signal);
+}
+
+int ChildProcess::WaitForExit(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return -1;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 namespace {
 std::map<std::string, std::string> WithDefaults(std::map<std::string, std::string> env) {
   env.emplace("CCM_LISTEN", "127.0.0.1:0");
   env.emplace("CCM_LOG_LEVEL", "warn");
+  // No load balancer watches a test's process: the drain's grace would only make every stop
+  // (the destructor's SIGTERM) wait. The drain tests set their own.
+  env.emplace("CCM_DRAIN_GRACE_MS", "0");
   return env;
 }
 }  // namespace

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <csignal>
 #include <map>
 #include <string>
@@ -27,6 +28,11 @@ class ChildProcess {
   bool Running();
   // Sends `signal` and waits for the process to end.
   void Kill(int signal = SIGKILL);
+  // Sends `signal` and returns at once.
+  void Signal(int signal);
+  // Waits up to `timeout` for the process to end: its exit code (128 + n when signal n ended
+  // it), or -1 when it still runs.
+  int WaitForExit(std::chrono::milliseconds timeout);
 
  private:
   int pid_ = -1;

@@ -55,7 +55,9 @@ TEST(Config, BadValuesNameTheSetting) {
       {"CCM_STORE", "etcd:"}, {"CCM_STORE", "etcd:host:2379"}, {"CCM_STORE", "etcd:http://a:2379,"},
       {"CCM_ETCD_PREFIX", "ccm"}, {"CCM_ETCD_PREFIX", "/ccm/"}, {"CCM_LEADER_TTL_SECONDS", "1"},
       {"ORPHAN_LAB_GRACE_SECONDS", "0"}, {"CCM_MAX_JSON_DEPTH", "7"}, {"CCM_MAX_JSON_DEPTH", "100000"},
-      {"POD_HOST_ADDRESS", "internal"}, {"POD_HOST_ADDRESS", ""}, {"POD_HOST_ADDRESS", "PUBLIC"}};
+      {"POD_HOST_ADDRESS", "internal"}, {"POD_HOST_ADDRESS", ""}, {"POD_HOST_ADDRESS", "PUBLIC"},
+      {"CCM_DRAIN_GRACE_MS", "-1"}, {"CCM_DRAIN_GRACE_MS", "600001"}, {"CCM_DRAIN_TIMEOUT_MS", "5s"},
+      {"CCM_DRAIN_TIMEOUT_MS", "3600001"}};
   for (const auto& [key, value] : cases) {
     auto c = LoadConfig(std::nullopt, {{key, value}});
     ASSERT_FALSE(c) << key << "=" << value;
@@ -299,6 +301,27 @@ TEST(Config, EverySecretAlsoComesFromAFile) {
   // NAME_FILE only exists for secrets.
   std::ofstream(dir.File("not-secret.yaml")) << "CCM_LISTEN_FILE: " << dir.File("cml") << "\n";
   EXPECT_FALSE(LoadConfig(dir.File("not-secret.yaml"), {}));
+
+TEST(Config, DrainSettings) {
+  auto defaults = LoadConfig(std::nullopt, {});
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->drain_grace_ms, 5'000);
+  EXPECT_EQ(defaults->drain_timeout_ms, 20'000);
+  // 0 is allowed for both: the listener closes at once, and nothing in flight is waited for.
+  auto none = LoadConfig(std::nullopt, {{"CCM_DRAIN_GRACE_MS", "0"}, {"CCM_DRAIN_TIMEOUT_MS", "0"}});
+  ASSERT_TRUE(none) << none.error().message;
+  EXPECT_EQ(none->drain_grace_ms, 0);
+  EXPECT_EQ(none->drain_timeout_ms, 0);
+  ccm::testing::TempDir dir;
+  std::ofstream(dir.File("ccm.yaml")) << "CCM_DRAIN_GRACE_MS: 15000\nCCM_DRAIN_TIMEOUT_MS: 60000\n";
+  auto file = LoadConfig(dir.File("ccm.yaml"), {{"CCM_DRAIN_GRACE_MS", "2000"}});
+  ASSERT_TRUE(file) << file.error().message;
+  EXPECT_EQ(file->drain_grace_ms, 2'000);
+  EXPECT_EQ(file->drain_timeout_ms, 60'000);
+  auto bad = LoadConfig(std::nullopt, {{"CCM_DRAIN_TIMEOUT_MS", "-5"}});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("CCM_DRAIN_TIMEOUT_MS must be an integer from 0 to 3600000"), std::string::npos)
+      << bad.error().message;
 }
 
 TEST(Config, FileErrors) {

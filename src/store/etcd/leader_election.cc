@@ -20,18 +20,48 @@ LeaderElection::LeaderElection(etcd::Client& client, Options options, std::funct
       on_elected_(std::move(on_elected)),
       on_deposed_(std::move(on_deposed)),
       loop_([this] { return Round(); },
-            std::chrono::duration_cast<std::chrono::milliseconds>(options_.ttl) / 3) {}
+            std::chrono::duration_cast<std::chrono::milliseconds>(options_.ttl) / 3),
+      key_watch_(client.options(), options_.key, [this] { loop_.Wake(); }) {}
 
-LeaderElection::~LeaderElection() { Stop(); }
+LeaderElection::~LeaderElection() {
+  Stop();
+  key_watch_.Stop();
+}
 
-void LeaderElection::Start() { loop_.Start(); }
+void LeaderElection::Start() {
+  loop_.Start();
+  key_watch_.Start();
+}
 
 void LeaderElection::Stop() {
   loop_.Stop();
   std::lock_guard lock(mu_);
-  if (term_.load() != 0) Depose("stopping");
-  if (lease_ != 0) (void)client_.Revoke(lease_);
+  if (term_.load() != 0) {
+    // A graceful resignation: the work stops while the term still holds, so that what its
+    // last steps and deliveries commit is taken; only then is the term withdrawn and the key
+    // released. (Should the work take longer than the fence allows, its commits are refused
+    // as after any lost term: safe, and done again by the next leader.)
+    spdlog::info("resigning leadership ({}): background work ends its current steps", options_.key);
+    const auto started = std::chrono::steady_clock::now();
+    on_deposed_();
+    term_ = 0;
+    const auto took =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    if (lease_ != 0) {
+      if (auto revoked = client_.Revoke(lease_); revoked)
+        spdlog::info("leadership resigned after {} ms: lease revoked, {} released for another replica", took.count(),
+                     options_.key);
+      else
+        spdlog::warn("leadership resigned after {} ms; the lease could not be revoked ({}): another replica takes "
+                     "over when it expires",
+                     took.count(), revoked.error().message);
+    }
+  } else if (lease_ != 0) {
+    (void)client_.Revoke(lease_);
+  }
   lease_ = 0;
+  // The key watch is left to the destructor: ending its stream can take a second, and the
+  // resignation is done (a wake of the stopped loop does nothing).
 }
 
 std::optional<EtcdStore::Fence> LeaderElection::Fence() const {

@@ -16,7 +16,9 @@ namespace ccm::store {
 
 // One leader among the replicas that share an etcd cluster. The leader holds `key`, written
 // with a lease of `ttl` that it renews every ttl/3; the others try to create the key every
-// ttl/3, so that they take over at most ttl + ttl/3 after the leader stops renewing. A
+// ttl/3, so that they take over at most ttl + ttl/3 after the leader stops renewing; they
+// also watch the key and try at once when it changes, so that they take over within a round
+// trip when a leader resigns (Stop) and its key goes. A
 // renewal that fails (etcd electing a leader of its own, say) is tried again at the next
 // round; the leader steps down when its lease is gone, or when half the TTL has passed since
 // its last renewal. Whatever its thread is doing, the term counts as over two thirds of the
@@ -38,8 +40,12 @@ class LeaderElection {
   LeaderElection& operator=(const LeaderElection&) = delete;
 
   void Start();
-  // Stops campaigning; a leader resigns (its key is deleted with its lease) so that another
-  // replica takes over at its next try rather than after the TTL.
+  // Stops campaigning; a leader resigns: `on_deposed` runs while its term still holds (the
+  // background work ends its current steps and their commits are taken), then the term is
+  // withdrawn and the lease revoked, deleting the key, so that another replica takes over at
+  // once (it watches the key; at its next try, within ttl/3, at worst) rather than after the
+  // TTL. Idempotent; blocks until done.
+  // The watch on the key runs until destruction.
   void Stop();
 
   bool IsLeader() const { return Fence().has_value(); }
@@ -64,6 +70,7 @@ class LeaderElection {
   std::atomic<std::int64_t> term_lease_{0};  // the lease the key was written with this term
   std::atomic<std::uint64_t> terms_{0};
   app::BackgroundLoop loop_;
+  etcd::Watch key_watch_;  // wakes loop_ when the key changes (a resignation deletes it)
 };
 
 }  // namespace ccm::store
