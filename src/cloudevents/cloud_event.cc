@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
+#include <limits>
 
 #include "domain/time.h"
 #include "domain/utf8.h"
@@ -37,13 +39,43 @@ bool ValidAbsoluteUri(std::string_view s) {
   return ValidUriReference(s);
 }
 
-// CloudEvents String: Unicode text, without the control characters the spec excludes.
+// True when well-formed UTF-8 `text` holds a Unicode noncharacter: U+FDD0-U+FDEF, or the
+// last two code points of any plane (U+xFFFE, U+xFFFF).
+bool HasNoncharacter(std::string_view text) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  for (size_t i = 0; i < text.size(); ++i) {
+    // U+FDD0-U+FDEF: EF B7 90-AF. U+FFFE, U+FFFF: EF BF BE-BF.
+    if (s[i] == 0xEF && i + 2 < text.size()) {
+      if (s[i + 1] == 0xB7 && s[i + 2] >= 0x90 && s[i + 2] <= 0xAF) return true;
+      if (s[i + 1] == 0xBF && s[i + 2] >= 0xBE) return true;
+    }
+    // U+1FFFE ... U+10FFFF: F0-F4, a second byte whose low four bits are all set, BF, BE-BF.
+    if (s[i] >= 0xF0 && s[i] <= 0xF4 && i + 3 < text.size() && (s[i + 1] & 0x0F) == 0x0F && s[i + 2] == 0xBF &&
+        s[i + 3] >= 0xBE)
+      return true;
+  }
+  return false;
+}
+
+// CloudEvents String (spec.md, Type System): Unicode text, without the control characters,
+// surrogates and noncharacters the spec excludes. Surrogates cannot pass the UTF-8 check.
 Status ValidString(std::string_view value, const std::string& name) {
   if (const size_t bad = domain::FirstInvalidUtf8(value); bad != std::string_view::npos)
     return Error::InvalidArgument(name + " must be UTF-8 (invalid byte at " + std::to_string(bad) + ")", name);
   if (domain::HasControlCharacter(value))
     return Error::InvalidArgument(name + " must not contain control characters (U+0000-U+001F, U+007F-U+009F)", name);
+  if (HasNoncharacter(value))
+    return Error::InvalidArgument(name + " must not contain Unicode noncharacters (U+FDD0-U+FDEF, U+xFFFE, U+xFFFF)",
+                                  name);
   return {};
+}
+
+// CloudEvents Integer (spec.md, Type System): a signed 32-bit value.
+bool InInt32Range(const nlohmann::json& value) {
+  if (value.is_number_unsigned())
+    return value.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max());
+  const auto v = value.get<std::int64_t>();
+  return v >= std::numeric_limits<std::int32_t>::min() && v <= std::numeric_limits<std::int32_t>::max();
 }
 
 }  // namespace
@@ -96,6 +128,10 @@ Status Validate(const CloudEvent& e) {
       return Error::InvalidArgument("extension " + name + " must be a string, an integer or a boolean", name);
     if (value.is_string())
       if (auto s = ValidString(value.get_ref<const std::string&>(), name); !s) return s;
+    if (value.is_number_integer() && !InInt32Range(value))
+      return Error::InvalidArgument(
+          "extension " + name + " must be a signed 32-bit integer (-2147483648 to 2147483647), not " + value.dump(),
+          name);
   }
   if (e.data && e.data_base64) return Error::InvalidArgument("data and data_base64 must not both be present", "data");
   return {};

@@ -32,7 +32,9 @@ struct CloudEvent {
 // specversion exactly "1.0"; attribute names of a-z and 0-9 only (at most 20 characters
 // advised, not enforced); time an RFC 3339 timestamp; source a URI-reference; dataschema an
 // absolute URI; not both data and data_base64; every String attribute (core or extension)
-// well-formed UTF-8 without control characters (U+0000-U+001F, U+007F-U+009F). Errors:
+// well-formed UTF-8 (so no surrogates) without control characters (U+0000-U+001F,
+// U+007F-U+009F) or noncharacters (U+FDD0-U+FDEF, U+xFFFE, U+xFFFF in every plane); every
+// Integer extension a signed 32-bit value (-2147483648 to 2147483647). Errors:
 // invalid_argument whose field is the attribute and whose message names the rule.
 Status Validate(const CloudEvent& event);
 

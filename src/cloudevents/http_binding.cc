@@ -68,6 +68,42 @@ Result<CloudEvent> DecodeBinary(const std::map<std::string, std::string>& header
   return e;
 }
 
+// JSON format §4: a batch is an array of events, so one element that is not an event makes
+// the whole message invalid. Every element is judged before the caller applies any.
+Result<Decoded> DecodeBatch(std::vector<json>&& items) {
+  Decoded out;
+  out.mode = Mode::kBatch;
+  out.events.reserve(items.size());
+  std::optional<Error> first;
+  size_t invalid = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string at = "[" + std::to_string(i) + "]";
+    std::optional<Error> error;
+    if (!items[i].is_object()) {
+      error = Error::InvalidArgument("batch element " + at + " must be a JSON object (an event)", at);
+    } else if (auto e = FromJson(std::move(items[i])); !e) {
+      error = Error{e.error().code, "batch element " + at + ": " + e.error().message,
+                    at + (e.error().field.empty() ? "" : "." + e.error().field)};
+    } else if (!out.events.empty() && e->specversion != out.events.front().event->specversion) {
+      error = Error::InvalidArgument("batch element " + at + ": specversion \"" + e->specversion +
+                                         "\" differs from the batch's \"" + out.events.front().event->specversion + "\"",
+                                     at + ".specversion");
+    } else {
+      out.events.push_back({std::move(e.value())});
+    }
+    if (error) {
+      ++invalid;
+      if (!first) first = std::move(error);
+    }
+  }
+  if (first) {
+    first->message += "; a batch with an invalid element is refused whole (" + std::to_string(invalid) + " of " +
+                      std::to_string(items.size()) + " elements invalid)";
+    return *first;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string PercentEncodeHeader(std::string_view value) {
@@ -148,19 +184,14 @@ Result<Decoded> Decode(const std::map<std::string, std::string>& headers, std::s
     out.mode = Mode::kStructured;
     auto e = ParseEvent(body);
     if (!e) return e.error();
-    out.events.push_back({std::move(e.value()), std::nullopt});
+    out.events.push_back({std::move(e.value())});
     return out;
   }
   if (media == kBatchType) {
     out.mode = Mode::kBatch;
     auto items = ParseBatchArray(body);
     if (!items) return items.error();
-    for (auto& item : *items) {
-      auto e = FromJson(std::move(item));
-      if (e) out.events.push_back({std::move(e.value()), std::nullopt});
-      else out.events.push_back({std::nullopt, e.error()});
-    }
-    return out;
+    return DecodeBatch(std::move(items.value()));
   }
   if (media.rfind("application/cloudevents", 0) == 0)
     return Error::InvalidArgument("event format " + media + " is not supported; use application/cloudevents+json",
@@ -169,7 +200,7 @@ Result<Decoded> Decode(const std::map<std::string, std::string>& headers, std::s
     out.mode = Mode::kBinary;
     auto e = DecodeBinary(headers, body);
     if (!e) return e.error();
-    out.events.push_back({std::move(e.value()), std::nullopt});
+    out.events.push_back({std::move(e.value())});
     return out;
   }
   if (media.empty() || IsJsonMediaType(media))

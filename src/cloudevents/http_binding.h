@@ -29,10 +29,10 @@ HttpMessage EncodeStructured(const CloudEvent& event);
 HttpMessage EncodeBinary(const CloudEvent& event);
 HttpMessage EncodeBatch(const std::vector<CloudEvent>& events);
 
-// One element of a decoded message: an event, or why that element is not one.
+// One element of a decoded message. Decode sets `event` on every element it returns: a
+// message with an element that is not a valid event is refused whole.
 struct DecodedEvent {
   std::optional<CloudEvent> event;
-  std::optional<Error> error;
 };
 
 // What a request body holds.
@@ -51,7 +51,12 @@ inline constexpr const char* kContentTypeField = "content-type";
 // CloudEvent (400): JSON that nests deeper than MaxJsonDepth() (the whole message is refused,
 // the field names the attribute), or an attribute Validate refuses. In binary mode, JSON data
 // becomes `data`, UTF-8 text/* data a string in `data`, anything else (text in another
-// charset too) `data_base64`. In a batch, each element is decoded on its own.
+// charset too) `data_base64`. A header value whose percent-decoded bytes are not UTF-8 is
+// refused (field: the attribute). A batch is valid only when every element is (JSON format
+// §4): an element that is not an object or not a valid event, or whose specversion differs
+// from the first element's, refuses the whole batch, so that nothing of it is applied; the
+// error names the first such element, field "[i]" or "[i].<attribute>", and says how many
+// elements are invalid.
 Result<Decoded> Decode(const std::map<std::string, std::string>& headers, std::string_view body);
 
 // Percent-encodes a header value as the binding requires: bytes outside printable ASCII,

@@ -12,6 +12,10 @@ namespace {
 constexpr const char* kCoreStrings[] = {"id", "source", "specversion", "type", "subject", "time",
                                         "datacontenttype", "dataschema"};
 
+bool IsRequired(std::string_view name) {
+  return name == "id" || name == "source" || name == "specversion" || name == "type";
+}
+
 bool IsCore(std::string_view name) {
   for (const char* c : kCoreStrings)
     if (name == c) return true;
@@ -40,6 +44,15 @@ Result<CloudEvent> FromJson(json&& j) {
   e.specversion.clear();
   // Members are moved out, never copied: data may be a large document.
   for (auto& [name, value] : j.get_ref<json::object_t&>()) {
+    // JSON format §2.2: an attribute whose value is null is unset; `data: null` is different,
+    // an explicit null payload.
+    if (value.is_null() && name != "data") {
+      if (IsRequired(name))
+        return Error::InvalidArgument(name + " is required and must not be null", name);
+      if (name != "data_base64" && !ValidAttributeName(name))
+        return Error::InvalidArgument("attribute name '" + name + "' must be lower-case letters and digits only", name);
+      continue;
+    }
     if (name == "data") {
       e.data = std::move(value);
       continue;

@@ -15,7 +15,9 @@ std::string ToJsonString(const CloudEvent& event);
 // Reads one event from a JSON object and validates it (Validate). Takes the object: its
 // members are moved into the event, not copied (pass std::move(j), or a copy on purpose).
 // Errors: invalid_argument naming the attribute and the rule (a context attribute that is not
-// a string, an upper-case name, both data and data_base64, ...).
+// a string, an upper-case name, both data and data_base64, a required attribute set to null,
+// ...). An attribute whose value is null is unset (JSON format §2.2); `data: null` is an
+// explicit null payload and stays in `data`.
 Result<CloudEvent> FromJson(nlohmann::json&& object);
 // Parses `text` as one event (ParseJson, then FromJson). Errors: those of FromJson, "not
 // JSON", an attribute nesting deeper than MaxJsonDepth() (field: the attribute), "not an

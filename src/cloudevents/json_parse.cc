@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <vector>
 
 #include "domain/utf8.h"
 
@@ -44,6 +45,87 @@ std::string JoinField(std::string_view field, const std::string& path) {
   if (field == kBodyField) return path;
   return std::string(field) + (path.front() == '[' ? "" : ".") + path;
 }
+
+// Follows a parse to where it fails, to name the member of the envelope that holds an
+// unpaired surrogate escape ("\ud800"): the parser refuses it, and the CloudEvents type system
+// says why (a String holds no surrogates), so the answer names the attribute as for any other
+// invalid String. Only run on text that failed to parse.
+class SurrogateLocator final : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  explicit SurrogateLocator(std::size_t named_levels) : named_(named_levels) {}
+
+  // The path of the member that held the surrogate, or nullopt for any other parse error or
+  // when the error is not inside a named member's value.
+  std::optional<std::string> Path() const { return path_; }
+
+  bool null() override { return Value(); }
+  bool boolean(bool) override { return Value(); }
+  bool number_integer(number_integer_t) override { return Value(); }
+  bool number_unsigned(number_unsigned_t) override { return Value(); }
+  bool number_float(number_float_t, const string_t&) override { return Value(); }
+  bool string(string_t&) override { return Value(); }
+  bool binary(binary_t&) override { return Value(); }
+  bool start_object(std::size_t) override { return Open(true); }
+  bool start_array(std::size_t) override { return Open(false); }
+  bool end_object() override { return Close(); }
+  bool end_array() override { return Close(); }
+  bool key(string_t& name) override {
+    if (!stack_.empty()) stack_.back().key = name;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& ex) override {
+    const std::string_view what = ex.what();
+    if (what.find("surrogate") == std::string_view::npos || stack_.empty()) return false;
+    std::string path;
+    for (std::size_t d = 0; d < stack_.size() && d < named_; ++d) {
+      const Frame& f = stack_[d];
+      if (f.object) {
+        // An empty key: the surrogate is in a member name, not in a value.
+        if (f.key.empty() || !domain::IsValidUtf8(f.key) || domain::HasControlCharacter(f.key)) return false;
+        if (!path.empty()) path += '.';
+        path += f.key.substr(0, kMaxKeyShown);
+      } else {
+        path += "[" + std::to_string(f.index) + "]";
+      }
+    }
+    if (!path.empty()) path_ = std::move(path);
+    return false;
+  }
+
+ private:
+  struct Frame {
+    bool object = false;
+    std::size_t index = 0;  // in an array, the element being read
+    std::string key;        // in an object, the member being read; empty between members
+    std::size_t count = 0;  // in an array, the elements seen
+  };
+
+  // A value starts: in an array it is the next element; in an object it ends the member.
+  void Element() {
+    if (stack_.empty()) return;
+    Frame& f = stack_.back();
+    if (!f.object) f.index = f.count++;
+  }
+  bool Value() {
+    Element();
+    if (!stack_.empty() && stack_.back().object) stack_.back().key.clear();
+    return true;
+  }
+  bool Open(bool object) {
+    Element();
+    stack_.push_back(Frame{object, 0, {}, 0});
+    return true;
+  }
+  bool Close() {
+    stack_.pop_back();
+    if (!stack_.empty() && stack_.back().object) stack_.back().key.clear();
+    return true;
+  }
+
+  std::size_t named_;
+  std::vector<Frame> stack_;
+  std::optional<std::string> path_;
+};
 
 }  // namespace
 
@@ -117,7 +199,15 @@ Result<nlohmann::json> ParseJsonBounded(std::string_view text, std::string_view 
                                   where);
   }
   nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) return Error::InvalidArgument(std::string(field) + " is not valid JSON", std::string(field));
+  if (value.is_discarded()) {
+    SurrogateLocator locator(static_cast<std::size_t>(std::clamp(envelope_levels, 0, 2)));
+    nlohmann::json::sax_parse(text, &locator);
+    if (auto path = locator.Path()) {
+      const std::string where = JoinField(field, *path);
+      return Error::InvalidArgument(where + " must not contain surrogates (an unpaired \\u escape)", where);
+    }
+    return Error::InvalidArgument(std::string(field) + " is not valid JSON", std::string(field));
+  }
   return value;
 }
 

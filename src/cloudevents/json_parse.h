@@ -59,8 +59,11 @@ inline constexpr std::string_view kBodyField = "body";
 // - nesting too deep: message "<where> nests deeper than <N> levels (CCM_MAX_JSON_DEPTH)",
 //   field <where>: the member of the envelope that does ("data", "[3].data", "capacity"),
 //   or `field` without an envelope;
-// - not JSON (syntax, bytes that are not UTF-8, an unpaired surrogate escape, trailing
-//   data): message "<field> is not valid JSON", field `field`.
+// - an unpaired surrogate escape ("\ud800") inside a member of the envelope: message
+//   "<where> must not contain surrogates ...", field <where> ("subject", "[3].myext"), so
+//   that the refusal names the attribute as the CloudEvents String rule does;
+// - not JSON (syntax, bytes that are not UTF-8, an unpaired surrogate escape outside a named
+//   member, trailing data): message "<field> is not valid JSON", field `field`.
 Result<nlohmann::json> ParseJson(std::string_view text, std::string_view field, int envelope_levels = 0);
 Result<nlohmann::json> ParseJsonBounded(std::string_view text, std::string_view field, int envelope_levels,
                                         int max_depth);

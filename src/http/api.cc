@@ -511,9 +511,9 @@ const char* ReceiveTitle(int status) {
   }
 }
 
-// One event's outcome: {id, status, outcome} or {id, status, title, detail, field}.
+// One event's outcome: {id, status, outcome} or {id, status, title, detail, field}. Decode
+// refused any message with an element that is not a valid event, so every element has one.
 json ReceiveOne(app::EventReceiver& receiver, const cloudevents::DecodedEvent& d) {
-  if (!d.event) return {{"status", 400}, {"title", ReceiveTitle(400)}, {"detail", d.error->message}, {"field", d.error->field}};
   auto r = receiver.Receive(*d.event);
   if (r) return {{"id", d.event->id}, {"status", 202}, {"outcome", OutcomeName(*r)}};
   const int status = ReceiveStatus(r.error());
