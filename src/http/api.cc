@@ -44,8 +44,25 @@ json PageJson(const app::PageOf<T>& page) {
 // API itself.
 std::string ActorOf(const Request& req) { return req.subject.empty() ? "api" : req.subject; }
 
-// Reads ?limit= and ?after=. Errors: invalid_argument naming "limit".
-Result<app::Page> PageOf(const Request& req) {
+// What a page's `next` holds, and so what ?after= must be: the last item's id (a UUID, for
+// definitions, instances and workers) or its outbox sequence number (events).
+enum class Cursor { kId, kSeq };
+
+bool IsCursor(std::string_view s, Cursor kind) {
+  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
+  if (kind == Cursor::kSeq)
+    return !s.empty() && s.size() <= 18 && s.find_first_not_of("0123456789") == std::string_view::npos;
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !hex(s[i])) return false;
+  }
+  return true;
+}
+
+// Reads ?limit= and ?after=. Errors: invalid_argument naming "limit", or "after" when it is
+// not the `next` of some page of this list (a typo would otherwise read as an empty page).
+Result<app::Page> PageOf(const Request& req, Cursor cursor = Cursor::kId) {
   app::Page page;
   if (auto it = req.query.find("limit"); it != req.query.end()) {
     int n = 0;
@@ -56,7 +73,14 @@ Result<app::Page> PageOf(const Request& req) {
                                     "limit");
     page.limit = n;
   }
-  if (auto it = req.query.find("after"); it != req.query.end()) page.after = it->second;
+  if (auto it = req.query.find("after"); it != req.query.end()) {
+    if (!IsCursor(it->second, cursor))
+      return Error::InvalidArgument(std::string("after must be the next value of a previous page (") +
+                                        (cursor == Cursor::kSeq ? "a sequence number" : "an id") + "), not '" +
+                                        it->second + "'",
+                                    "after");
+    page.after = it->second;
+  }
   return page;
 }
 
@@ -583,7 +607,7 @@ void AddEventRoutes(Router& router, app::EventService& events, const std::functi
   router.Add("GET", "/api/v1/events", [&events](Request& req) {
     if (auto s = OnlyQuery(req, {"subject", "type", "since", "until", "state", "limit", "after"}); !s)
       return Fail(s.error(), req);
-    auto page = PageOf(req);
+    auto page = PageOf(req, Cursor::kSeq);
     if (!page) return Fail(page.error(), req);
     app::EventFilter filter;
     filter.subject = Query(req, "subject");
@@ -599,16 +623,12 @@ void AddEventRoutes(Router& router, app::EventService& events, const std::functi
       if (!filter.state)
         return Fail(Error::InvalidArgument("state must be pending, delivered, dead or held", "state"), req);
     }
-    if (!page->after.empty() && page->after.find_first_not_of("0123456789") != std::string::npos)
-      return Fail(Error::InvalidArgument("after must be the next value of a previous page", "after"), req);
     return RecordsPage(events.List(filter, *page), req);
   });
   router.Add("GET", "/api/v1/events/dead-letters", [&events](Request& req) {
     if (auto s = OnlyQuery(req, {"limit", "after"}); !s) return Fail(s.error(), req);
-    auto page = PageOf(req);
+    auto page = PageOf(req, Cursor::kSeq);
     if (!page) return Fail(page.error(), req);
-    if (!page->after.empty() && page->after.find_first_not_of("0123456789") != std::string::npos)
-      return Fail(Error::InvalidArgument("after must be the next value of a previous page", "after"), req);
     app::EventFilter dead;
     dead.state = app::DeliveryState::kDead;
     return RecordsPage(events.List(dead, *page), req);
@@ -668,6 +688,12 @@ void AddApiRoutes(Router& router, ApiServices s) {
   router.Add("GET", "/openapi.json", [](Request&) {
     Response r;
     r.body = OpenApiDocument();
+    return r;
+  });
+  router.Add("GET", "/asyncapi.yaml", [](Request&) {
+    Response r;
+    r.content_type = "application/yaml";
+    r.body = AsyncApiDocument();
     return r;
   });
   AddDefinitionRoutes(router, s.definitions);

@@ -38,6 +38,8 @@ void AddApiRoutes(Router& router, ApiServices services);
 
 // The OpenAPI 3.1 document of those routes (src/http/openapi.json, built in).
 const std::string& OpenApiDocument();
+// The AsyncAPI document of the events ccm publishes and receives (docs/asyncapi.yaml).
+const std::string& AsyncApiDocument();
 // The JSON Schemas of the events' data (docs/schemas/*.json, built in), by file name; served at
 // GET /schemas/{file} and named by each published event's dataschema.
 const std::map<std::string, std::string>& EventSchemas();

@@ -21,6 +21,9 @@ struct Request {
   // The verified caller and its roles; nullopt without authentication (--insecure-no-auth),
   // when nobody is known to hold any role.
   std::optional<auth::Principal> principal = std::nullopt;
+  // The path as sent, still percent-encoded: the router splits it into segments before it
+  // decodes each, so that %2F is a slash inside a segment. Empty: split `path`.
+  std::string raw_path = {};
 
   // The header's value, or "" when absent. `name` in lower case.
   std::string_view Header(std::string_view name) const;

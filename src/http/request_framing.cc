@@ -222,7 +222,8 @@ ReadRequest RequestReader::Take() {
   r.method = std::string(View(message.method_string()));
   const std::string_view target = View(message.target());
   const size_t q = target.find('?');
-  r.path = PercentDecode(target.substr(0, q), false);
+  r.raw_path = std::string(target.substr(0, q));
+  r.path = PercentDecode(r.raw_path, false);
   if (q != std::string_view::npos) r.query = ParseQuery(target.substr(q + 1));
   r.headers = std::move(headers_);
   r.body = std::move(message.body());

@@ -10,6 +10,8 @@ namespace ccm::http {
 
 namespace {
 
+const std::string kGet = "GET";
+
 std::vector<std::string_view> Split(std::string_view path) {
   std::vector<std::string_view> out;
   size_t pos = 0;
@@ -57,7 +59,8 @@ std::optional<Error> NotUtf8(const Request& request) {
 
 std::optional<auth::Role> RequiredRole(const std::string& method, const std::string& pattern) {
   auto starts = [&](std::string_view prefix) { return pattern.rfind(prefix, 0) == 0; };
-  if (starts("/health/") || pattern == "/openapi.json" || pattern == "/schemas" || starts("/schemas/"))
+  if (starts("/health/") || pattern == "/openapi.json" || pattern == "/asyncapi.yaml" || pattern == "/schemas" ||
+      starts("/schemas/"))
     return std::nullopt;
   if (method == "POST" && pattern == "/api/v1/events") return auth::Role::kEventsPublish;
   if (starts("/api/internal/") || pattern.find("/replay") != std::string::npos) return auth::Role::kAdmin;
@@ -103,11 +106,17 @@ void Router::Add(std::string method, std::string pattern, Handler handler) {
 
 Response Router::Dispatch(Request& request) const {
   if (auto bad = NotUtf8(request)) return ErrorResponse(*bad, "");
-  const auto parts = Split(request.path);
+  // Segments are split on the path as sent, then decoded: /instances/a%2Fb names "a/b".
+  std::vector<std::string> decoded;
+  for (auto part : Split(request.raw_path.empty() ? request.path : request.raw_path))
+    decoded.push_back(request.raw_path.empty() ? std::string(part) : PercentDecode(part, false));
+  const std::vector<std::string_view> parts(decoded.begin(), decoded.end());
   std::string allow;
+  // HEAD is served by the GET route (the server sends its headers without the body).
+  const std::string& method = request.method == "HEAD" ? kGet : request.method;
   for (const Route& r : routes_) {
     if (!Match(r, parts, nullptr)) continue;
-    if (r.method == request.method) {
+    if (r.method == method) {
       if (authenticate_)
         if (auto refused = Refuse(request, r)) return *refused;
       Match(r, parts, &request.params);
@@ -115,6 +124,7 @@ Response Router::Dispatch(Request& request) const {
     }
     if (!allow.empty()) allow += ", ";
     allow += r.method;
+    if (r.method == kGet) allow += ", HEAD";
   }
   if (allow.empty())
     return ProblemResponse(404, "Not Found", "no route for " + request.path, request.path, "");

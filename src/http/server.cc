@@ -54,7 +54,7 @@ std::string Lower(std::string_view s) {
 // What every 503 tells the client (Retry-After, in seconds) unless its handler said otherwise.
 constexpr const char* kRetryAfterSeconds = "1";
 
-bhttp::response<bhttp::string_body> ToBeast(Response&& resp, unsigned version, bool keep_alive) {
+bhttp::response<bhttp::string_body> ToBeast(Response&& resp, unsigned version, bool keep_alive, bool head) {
   if (resp.status == 503 && std::none_of(resp.headers.begin(), resp.headers.end(),
                                          [](const auto& h) { return Lower(h.first) == "retry-after"; }))
     resp.headers["Retry-After"] = kRetryAfterSeconds;
@@ -65,6 +65,8 @@ bhttp::response<bhttp::string_body> ToBeast(Response&& resp, unsigned version, b
   out.body() = std::move(resp.body);
   out.keep_alive(keep_alive);
   out.prepare_payload();
+  // HEAD: the GET's headers, Content-Length included, and no body (RFC 9110, 9.3.2).
+  if (head) out.body().clear();
   return out;
 }
 
@@ -336,7 +338,8 @@ class Server::Impl {
         spdlog::debug("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
       // Read once the answer is ready: an answer made while draining says `Connection: close`.
       const bool keep_alive = read.keep_alive && !draining_;
-      if (!co_await Reply(stream, std::move(response), version, keep_alive) || !keep_alive) break;
+      if (!co_await Reply(stream, std::move(response), version, keep_alive, request.method == "HEAD") || !keep_alive)
+        break;
     }
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -367,8 +370,9 @@ class Server::Impl {
     stream.socket().close(ec);
   }
 
-  awaitable<bool> Reply(beast::tcp_stream& stream, Response response, unsigned version, bool keep_alive) {
-    auto out = ToBeast(std::move(response), version, keep_alive);
+  awaitable<bool> Reply(beast::tcp_stream& stream, Response response, unsigned version, bool keep_alive,
+                        bool head = false) {
+    auto out = ToBeast(std::move(response), version, keep_alive, head);
     beast::error_code ec;
     stream.expires_after(options_.read_timeout);
     co_await bhttp::async_write(stream, out, asio::redirect_error(use_awaitable, ec));

@@ -496,6 +496,7 @@ int main(int argc, char** argv) {
   serve->add_option("--ready-file", ready_file, "Write host:port here once listening");
   serve->add_flag("--insecure-no-auth", insecure_no_auth,
                   "Accept requests without a bearer token (local use only; says so loudly)");
+  cli.set_version_flag("--version", std::string("ccm ") + CCM_VERSION);
   cli.add_subcommand("version", "Print the version");
   std::optional<std::string> backup_store;
   std::string backup_to;
@@ -506,7 +507,7 @@ int main(int argc, char** argv) {
   main::AddEventsCommands(cli);
   CLI11_PARSE(cli, argc, argv);
   if (cli.got_subcommand("version")) {
-    std::cout << "ccm 0.1.0\n";
+    std::cout << "ccm " << CCM_VERSION << "\n";
     return 0;
   }
   if (cli.got_subcommand("backup")) return Backup(config_file, backup_store, backup_to);

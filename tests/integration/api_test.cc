@@ -6,6 +6,8 @@
 
 #include "support/db_snapshot.h"
 #include "support/http_client.h"
+#include "support/process.h"
+#include "support/raw_socket.h"
 #include "support/stack.h"
 
 namespace ccm {
@@ -369,6 +371,11 @@ TEST_F(Api, BadInputIsRefusedWithProblemJsonAndWritesNothing) {
       {"events: bad until", "GET", "/api/v1/events?until=2026-13-01T00:00:00Z", "", "", 400, "until"},
       {"events: bad state", "GET", "/api/v1/events?state=lost", "", "", 400, "state"},
       {"events: bad after", "GET", "/api/v1/events?after=abc", "", "", 400, "after"},
+      {"events: after past any sequence", "GET", "/api/v1/events?after=99999999999999999999", "", "", 400, "after"},
+      {"definitions: bad after", "GET", "/api/v1/definitions?after=zzz", "", "", 400, "after"},
+      {"instances: bad after", "GET", "/api/v1/instances?after=01234567-89ab-cdef-0123-456789ABCDEF", "", "", 400,
+       "after"},
+      {"workers: bad after", "GET", "/api/v1/workers?after=%20", "", "", 400, "after"},
       {"events: bad limit", "GET", "/api/v1/events?limit=0", "", "", 400, "limit"},
       {"events: unknown param", "GET", "/api/v1/events?kind=x", "", "", 400, "kind"},
       {"dead letters: bad limit", "GET", "/api/v1/events/dead-letters?limit=x", "", "", 400, "limit"},
@@ -466,6 +473,50 @@ TEST_F(Api, EventsAuditDeadLettersReplayAndMetrics) {
 
 TEST_F(Api, KeepAliveServesManyRequestsOnOneConnection) {
   for (int n = 0; n < 50; ++n) ASSERT_EQ(http_.Get("/health/live").status, 200);
+}
+
+// RFC 9110 9.3.2: HEAD answers with the GET's status and headers, Content-Length included,
+// and no body; the connection stays usable for the next request.
+TEST_F(Api, HeadOnAGetRouteHasItsHeadersAndNoBody) {
+  Created("/api/v1/definitions", DefinitionBody());
+  const HttpResult get = http_.Get("/api/v1/definitions");
+  ASSERT_EQ(get.status, 200);
+  testing::RawSocket s(stack_.server->port());
+  ASSERT_TRUE(s.Send("HEAD /api/v1/definitions HTTP/1.1\r\nHost: a\r\n\r\n"
+                     "GET /health/live HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
+  const std::string both = s.ReadUntilClosed(std::chrono::seconds(10));
+  const size_t head_end = both.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << both;
+  const std::string head = both.substr(0, head_end);
+  EXPECT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << head;
+  EXPECT_NE(head.find("Content-Length: " + std::to_string(get.body.size())), std::string::npos) << head;
+  EXPECT_NE(head.find("Content-Type: application/json"), std::string::npos) << head;
+  // What follows the HEAD's headers is the next answer, not a body.
+  EXPECT_EQ(both.substr(head_end + 4).rfind("HTTP/1.1 200", 0), 0u) << both;
+
+  // HEAD goes where GET goes: a POST-only route says so, and GET routes list it.
+  const HttpResult wrong = http_.Send("PUT", "/api/v1/definitions", "{}", {{"Content-Type", "application/json"}});
+  EXPECT_EQ(wrong.status, 405);
+  EXPECT_EQ(wrong.headers.at("allow"), "POST, GET, HEAD") << wrong.body;
+}
+
+// A percent-encoded slash is part of its segment: the route matches and the id has the slash.
+TEST_F(Api, APercentEncodedSlashStaysInItsSegment) {
+  const HttpResult r = http_.Get("/api/v1/instances/a%2Fb");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.Json()["detail"], "instance a/b not found") << r.body;
+  EXPECT_EQ(http_.Get("/api/v1/instances/a/b").status, 404);
+  EXPECT_NE(http_.Get("/api/v1/instances/a/b").Json()["detail"].get<std::string>().find("no route"),
+            std::string::npos);
+}
+
+TEST(Cli, VersionFlagAndCommandSayTheSame) {
+  const auto [flag_rc, flag] = testing::RunCcm("--version");
+  const auto [cmd_rc, cmd] = testing::RunCcm("version");
+  EXPECT_EQ(flag_rc, 0) << flag;
+  EXPECT_EQ(cmd_rc, 0) << cmd;
+  EXPECT_EQ(flag, cmd);
+  EXPECT_EQ(flag.rfind("ccm ", 0), 0u) << flag;
 }
 
 }  // namespace

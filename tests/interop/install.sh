@@ -1,19 +1,18 @@
 #!/usr/bin/env bash
-# Installs the CloudEvents JavaScript SDK and the AsyncAPI parser (pinned in package.json) into
-# DEST for the interop and documentation tests, from the npm registry. Idempotent: an install
-# that is already there is kept.
+# Installs the npm packages the interop and documentation tests use (the CloudEvents
+# JavaScript SDK, the AsyncAPI parser, an OpenAPI validator), exactly as
+# tests/interop/package-lock.json pins them and their dependencies, into DEST, from the npm
+# registry (`npm ci`). Idempotent: an install made from the same lock file is kept.
 set -euo pipefail
 dest=$1
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$dest"
-cp "$here/package.json" "$dest/package.json"
-if [ -f "$dest/node_modules/cloudevents/package.json" ] && \
-   grep -q '"version": "10.0.0"' "$dest/node_modules/cloudevents/package.json" && \
-   [ -f "$dest/node_modules/@asyncapi/parser/package.json" ] && \
-   grep -q '"version": "3.6.6"' "$dest/node_modules/@asyncapi/parser/package.json"; then
-  echo "cloudevents SDK and AsyncAPI parser already installed in $dest"
+if [ -d "$dest/node_modules" ] && cmp -s "$here/package-lock.json" "$dest/installed-from.lock.json"; then
+  echo "npm packages of $here/package-lock.json already installed in $dest"
   exit 0
 fi
-rm -rf "$dest/node_modules" "$dest/package-lock.json"
+rm -rf "$dest/node_modules" "$dest/installed-from.lock.json"
+cp "$here/package.json" "$here/package-lock.json" "$dest/"
 cd "$dest"
-npm_config_update_notifier=false npm install --no-audit --no-fund --loglevel=error
+npm_config_update_notifier=false npm ci --no-audit --no-fund --loglevel=error
+cp "$here/package-lock.json" "$dest/installed-from.lock.json"

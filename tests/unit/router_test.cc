@@ -41,7 +41,7 @@ TEST(Router, UnknownPathIs404AndWrongMethodIs405WithAllow) {
   Request post{"POST", "/api/v1/things/abc", {}, {}, {}, "", ""};
   resp = r.Dispatch(post);
   EXPECT_EQ(resp.status, 405);
-  EXPECT_EQ(resp.headers["Allow"], "GET, DELETE");
+  EXPECT_EQ(resp.headers["Allow"], "GET, HEAD, DELETE");
   EXPECT_EQ(nlohmann::json::parse(resp.body)["status"], 405);
 }
 
