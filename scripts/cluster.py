@@ -169,6 +169,8 @@ def main():
             replicas[f"ccm-{n}"] = start(f"ccm-{n}", [f"{build}/src/main/ccm", "serve", "--ready-file",
                                                       f(f"ccm-{n}.ready")], f(f"ccm-{n}.log"), env={
                 "CCM_LISTEN": address, "CCM_STORE": "etcd:" + ",".join(etcd), "CCM_LEADER_TTL_SECONDS": "5",
+                # No load balancer to tell: stop at once on Ctrl-C (docs/operations.md, draining).
+                "CCM_DRAIN_GRACE_MS": "0",
                 "CCM_PUBLIC_URL": f"http://{address}", "CCM_LOG_LEVEL": "info",
                 "ASSESSMENT_PLATFORM_URL": platform, "GRADING_ENGINE_URL": platform,
                 "OIDC_TOKEN_URL": f"{oidc}/token", "OIDC_CLIENT_ID": "ccm", "OIDC_CLIENT_SECRET": "ccm-secret",
