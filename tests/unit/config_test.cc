@@ -301,6 +301,7 @@ TEST(Config, EverySecretAlsoComesFromAFile) {
   // NAME_FILE only exists for secrets.
   std::ofstream(dir.File("not-secret.yaml")) << "CCM_LISTEN_FILE: " << dir.File("cml") << "\n";
   EXPECT_FALSE(LoadConfig(dir.File("not-secret.yaml"), {}));
+}
 
 TEST(Config, DrainSettings) {
   auto defaults = LoadConfig(std::nullopt, {});
