@@ -49,9 +49,10 @@ std::string ActorOf(const Request& req) { return req.subject.empty() ? "api" : r
 enum class Cursor { kId, kSeq };
 
 bool IsCursor(std::string_view s, Cursor kind) {
+  if (s.empty()) return true;  // `after=`: from the start
   auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); };
   if (kind == Cursor::kSeq)
-    return !s.empty() && s.size() <= 18 && s.find_first_not_of("0123456789") == std::string_view::npos;
+    return s.size() <= 18 && s.find_first_not_of("0123456789") == std::string_view::npos;
   if (s.size() != 36) return false;
   for (size_t i = 0; i < s.size(); ++i) {
     const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
