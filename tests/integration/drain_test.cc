@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -362,24 +363,30 @@ class NotifySocket {
   std::thread reader_;
 };
 
+// ccm on SQLite in `dir`, as systemd starts a Type=notify service with WatchdogSec=200ms:
+// NOTIFY_SOCKET is dir/notify (a NotifySocket there hears it), plus `extra` settings.
+std::unique_ptr<testing::CcmProcess> StartUnderNotify(testing::TempDir& dir,
+                                                      const std::map<std::string, std::string>& extra) {
+  std::map<std::string, std::string> env = {{"CCM_STORE", "sqlite:" + dir.File("ccm.db")},
+                                            {"NOTIFY_SOCKET", dir.File("notify")},
+                                            {"WATCHDOG_USEC", "200000"},
+                                            {"CCM_DRAIN_GRACE_MS", "0"}};
+  env.insert(extra.begin(), extra.end());
+  return std::make_unique<testing::CcmProcess>(dir.path(), env, false, dir.File("ccm.log"));
+}
+
 TEST(Drain, SystemdHearsReadyOnceListeningThenWatchdogPingsThenStopping) {
   testing::TempDir dir;
   NotifySocket systemd(dir.File("notify"));
   // WATCHDOG_PID unset: sd_watchdog_enabled takes the watchdog as meant for this process.
-  testing::CcmProcess ccm(dir.path(),
-                          {{"CCM_STORE", "sqlite:" + dir.File("ccm.db")},
-                           {"NOTIFY_SOCKET", dir.File("notify")},
-                           {"WATCHDOG_USEC", "200000"},
-                           {"CCM_DRAIN_GRACE_MS", "0"},
-                           {"CCM_LOG_LEVEL", "info"}},
-                          false, dir.File("ccm.log"));
+  auto ccm = StartUnderNotify(dir, {{"CCM_LOG_LEVEL", "info"}});
   ASSERT_TRUE(Eventually([&] { return !systemd.With("READY=1").empty(); }, 5s));
   const auto ready = systemd.With("READY=1");
   ASSERT_EQ(ready.size(), 1u);
   // READY comes with where it serves, and that port answers.
-  const std::string where = ccm.BaseUrl().substr(std::string("http://").size());
+  const std::string where = ccm->BaseUrl().substr(std::string("http://").size());
   EXPECT_TRUE(Contains(ready[0].text, "STATUS=serving on " + where)) << ready[0].text;
-  testing::HttpClient http(ccm.BaseUrl());
+  testing::HttpClient http(ccm->BaseUrl());
   EXPECT_EQ(http.Get("/health/live").status, 200);
 
   // Pings every 100 ms (half the watchdog's 200 ms), from the event loop.
@@ -395,10 +402,10 @@ TEST(Drain, SystemdHearsReadyOnceListeningThenWatchdogPingsThenStopping) {
   EXPECT_TRUE(systemd.With("STOPPING=1").empty());
 
   const auto signalled = Clock::now();
-  ccm.Signal(SIGTERM);
+  ccm->Signal(SIGTERM);
   ASSERT_TRUE(Eventually([&] { return !systemd.With("STOPPING=1").empty(); }, 5s));
   EXPECT_GE(systemd.With("STOPPING=1")[0].at, signalled);
-  EXPECT_EQ(ccm.WaitForExit(10s), 0);
+  EXPECT_EQ(ccm->WaitForExit(10s), 0);
 }
 
 TEST(Drain, AWatchdogMeantForAnotherProcessIsNotPinged) {
@@ -406,18 +413,12 @@ TEST(Drain, AWatchdogMeantForAnotherProcessIsNotPinged) {
   NotifySocket systemd(dir.File("notify"));
   // systemd sets WATCHDOG_PID to the main process: a process it does not name (a child that
   // inherited the environment, say) must not ping in its place.
-  testing::CcmProcess ccm(dir.path(),
-                          {{"CCM_STORE", "sqlite:" + dir.File("ccm.db")},
-                           {"NOTIFY_SOCKET", dir.File("notify")},
-                           {"WATCHDOG_USEC", "200000"},
-                           {"WATCHDOG_PID", "1"},
-                           {"CCM_DRAIN_GRACE_MS", "0"}},
-                          false, dir.File("ccm.log"));
+  auto ccm = StartUnderNotify(dir, {{"WATCHDOG_PID", "1"}});
   ASSERT_TRUE(Eventually([&] { return !systemd.With("READY=1").empty(); }, 5s));
   std::this_thread::sleep_for(600ms);
   EXPECT_TRUE(systemd.With("WATCHDOG=1").empty());
-  ccm.Signal(SIGTERM);
-  EXPECT_EQ(ccm.WaitForExit(10s), 0);
+  ccm->Signal(SIGTERM);
+  EXPECT_EQ(ccm->WaitForExit(10s), 0);
 }
 
 }  // namespace
