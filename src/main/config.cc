@@ -243,13 +243,8 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
   } else if (key == "CML_PASSWORD") {
     c.cml_password = v;
   } else if (key == "CML_CA_FILE") {
-    // Read now, so that a wrong path stops the start instead of failing every https call.
-    if (!v.empty()) {
-      std::ifstream in(v);
-      std::string first;
-      if (!in || !std::getline(in, first))
-        return Error::InvalidArgument("CML_CA_FILE " + v + " cannot be read", key);
-    }
+    if (!v.empty())
+      if (auto s = CheckReadable(key, v); !s) return s.error();
     c.cml_ca_file = v;
   } else if (key == "CCM_ETCD_CA_FILE" || key == "CCM_ETCD_CERT_FILE" || key == "CCM_ETCD_KEY_FILE") {
     if (!v.empty())
