@@ -24,6 +24,12 @@ struct Request {
   // The path as sent, still percent-encoded: the router splits it into segments before it
   // decodes each, so that %2F is a slash inside a segment. Empty: split `path`.
   std::string raw_path = {};
+  // The pattern of the route that matched ("/api/v1/instances/{id}"), set by the router;
+  // empty when none did. Labels metrics and the access log without unbounded values.
+  std::string route = {};
+  // This request's id: the client's X-Request-Id when it is a short token, else one the
+  // server made. Sent back in X-Request-Id and named in the access log.
+  std::string id = {};
 
   // The header's value, or "" when absent. `name` in lower case.
   std::string_view Header(std::string_view name) const;

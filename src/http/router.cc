@@ -117,6 +117,7 @@ Response Router::Dispatch(Request& request) const {
   for (const Route& r : routes_) {
     if (!Match(r, parts, nullptr)) continue;
     if (r.method == method) {
+      request.route = r.pattern;
       if (authenticate_)
         if (auto refused = Refuse(request, r)) return *refused;
       Match(r, parts, &request.params);

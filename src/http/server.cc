@@ -26,6 +26,7 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <string_view>
 #include <thread>
@@ -44,6 +45,25 @@ using asio::awaitable;
 using asio::use_awaitable;
 
 namespace {
+
+// The client's X-Request-Id when it is 1 to 64 characters of [A-Za-z0-9._-], else 16 random
+// hex digits: a value that is safe to log and to send back.
+std::string RequestIdFor(const Request& request) {
+  const std::string_view given = request.Header("x-request-id");
+  const bool usable = !given.empty() && given.size() <= 64 && std::all_of(given.begin(), given.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+  if (usable) return std::string(given);
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(16, '0');
+  std::uint64_t bits = rng();
+  for (char& c : id) {
+    c = kHex[bits & 0xf];
+    bits >>= 4;
+  }
+  return id;
+}
 
 std::string Lower(std::string_view s) {
   std::string out(s);
@@ -322,6 +342,8 @@ class Server::Impl {
       ReadRequest read = reader.Take();
       const unsigned version = read.version;
       Request request = std::move(read.request);
+      request.id = RequestIdFor(request);
+      const auto received = std::chrono::steady_clock::now();
       // Reads never wait on a commit: they run here, on the I/O thread. Writes may wait for
       // a group commit's fsync; they run on the handler pool, and this coroutine resumes on
       // the I/O threads when the response is ready.
@@ -332,6 +354,8 @@ class Server::Impl {
         response = co_await asio::co_spawn(
             pool_, [this, &request]() -> awaitable<Response> { co_return Handle(request); }, use_awaitable);
       }
+      response.headers["X-Request-Id"] = request.id;
+      if (options_.observe) options_.observe(request, response, std::chrono::steady_clock::now() - received);
       if (response.status >= 500)
         spdlog::warn("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
       else if (response.status >= 400)

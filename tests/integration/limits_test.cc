@@ -4,8 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <mutex>
 #include <thread>
+#include <vector>
 
+#include "http/router.h"
 #include "http/server.h"
 #include "support/http_client.h"
 #include "support/raw_socket.h"
@@ -152,6 +155,54 @@ TEST_F(Limits, ConnectionsPastTheMaximumGet503UntilOneCloses) {
     if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(status, 200);
+}
+
+// Every answered request has an id: the client's X-Request-Id when it is a short token, else
+// one the server makes; it comes back in X-Request-Id, and the observer sees it with the
+// route's pattern (empty when no route matched), the status and a duration.
+TEST(RequestObserver, SeesEveryAnswerWithItsRoutePatternAndId) {
+  struct Seen {
+    std::string method, route, id;
+    int status;
+    std::chrono::nanoseconds took;
+  };
+  std::mutex mu;
+  std::vector<Seen> seen;
+  http::Router router;
+  router.Add("GET", "/things/{id}", [](http::Request&) { return http::Response{}; });
+  http::ServerOptions o;
+  o.port = 0;
+  o.handler_threads = 1;
+  o.observe = [&](const http::Request& req, const http::Response& resp, std::chrono::nanoseconds took) {
+    std::lock_guard lock(mu);
+    seen.push_back({req.method, req.route, req.id, resp.status, took});
+  };
+  http::Server server(o, [&router](http::Request& r) { return router.Dispatch(r); });
+  ASSERT_TRUE(server.Start());
+  testing::HttpClient http("http://127.0.0.1:" + std::to_string(server.port()));
+
+  auto given = http.Send("GET", "/things/a%2Fb", "", {{"X-Request-Id", "req-42.a_b"}});
+  EXPECT_EQ(given.status, 200);
+  EXPECT_EQ(given.headers["x-request-id"], "req-42.a_b");
+  auto made = http.Send("GET", "/things/x", "", {{"X-Request-Id", "not a token; " + std::string(80, 'z')}});
+  const std::string made_id = made.headers["x-request-id"];
+  EXPECT_EQ(made_id.size(), 16u) << made_id;
+  EXPECT_EQ(made_id.find_first_not_of("0123456789abcdef"), std::string::npos) << made_id;
+  auto none = http.Post("/nowhere", "{}");
+  EXPECT_EQ(none.status, 404);
+  EXPECT_EQ(none.headers["x-request-id"].size(), 16u);
+  EXPECT_NE(none.headers["x-request-id"], made_id);
+
+  server.Stop();
+  std::lock_guard lock(mu);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].route, "/things/{id}");
+  EXPECT_EQ(seen[0].id, "req-42.a_b");
+  EXPECT_EQ(seen[1].id, made_id);
+  EXPECT_EQ(seen[2].method, "POST");
+  EXPECT_EQ(seen[2].route, "");
+  EXPECT_EQ(seen[2].status, 404);
+  for (const auto& s : seen) EXPECT_GT(s.took.count(), 0);
 }
 
 }  // namespace
