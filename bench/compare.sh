@@ -13,7 +13,7 @@ seconds=${CCM_BENCH_SECONDS:-20}
 connections=${CCM_BENCH_CONNECTIONS:-64}
 source "$root/scripts/ccm-lib.sh"
 bash "$root/tests/interop/install.sh" "$root/$build/interop" >/dev/null
-cp "$root/bench/reference_receiver.mjs" "$root/$build/interop/"
+cp "$root/bench/reference_receiver.mjs" "$root/tests/interop/serve_cloudevents.mjs" "$root/$build/interop/"
 
 load() {  # load URL: events/s and p99 of one wrk run
   CCM_IDS_FILE="$work/ids.txt" wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/events.lua" "$1" |

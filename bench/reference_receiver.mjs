@@ -1,28 +1,15 @@
 // The reference for ccm's receive path in bench/compare.sh: what a user might write instead,
-// on the official CloudEvents SDK. Parses and validates every event (HTTP.toEvent, validate),
-// drops a repeated (source, id) with an in-memory set (lost on restart: not durable), and
-// answers 202. Usage: node reference_receiver.mjs PORT
-import http from "node:http";
-import { HTTP } from "cloudevents";
+// on the official CloudEvents SDK (tests/interop/serve_cloudevents.mjs: parse and validate
+// every event, 202 or 400). Drops a repeated (source, id) with an in-memory set (lost on
+// restart: not durable). Usage: node reference_receiver.mjs PORT
+import { serveCloudEvents } from "./serve_cloudevents.mjs";
 
 const seen = new Set();
-const port = Number(process.argv[2]);
-http
-  .createServer((req, res) => {
-    const chunks = [];
-    req.on("data", (c) => chunks.push(c));
-    req.on("end", () => {
-      try {
-        const parsed = HTTP.toEvent({ headers: req.headers, body: Buffer.concat(chunks).toString("utf8") });
-        for (const e of Array.isArray(parsed) ? parsed : [parsed]) {
-          e.validate();
-          seen.add(`${e.source}\n${e.id}`);
-        }
-        res.writeHead(202).end();
-      } catch (err) {
-        res.writeHead(400).end(String(err && err.message ? err.message : err));
-      }
-    });
-  })
-  .listen(port, "127.0.0.1", () => console.error(`reference receiver on ${port}`));
-process.on("SIGTERM", () => process.exit(0));
+serveCloudEvents(
+  Number(process.argv[2]),
+  "reference receiver",
+  (events) => {
+    for (const e of events) seen.add(`${e.source}\n${e.id}`);
+  },
+  () => {},
+);

@@ -11,7 +11,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cp "$here/receiver.mjs" "$modules/../receiver.mjs"
+cp "$here/receiver.mjs" "$here/serve_cloudevents.mjs" "$modules/../"
 node "$modules/../receiver.mjs" "$port" > "$work/received.jsonl" 2> "$work/receiver.log" &
 pids+=($!)
 for _ in $(seq 1 100); do grep -q "receiver on" "$work/receiver.log" 2>/dev/null && break; sleep 0.05; done
