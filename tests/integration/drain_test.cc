@@ -363,13 +363,13 @@ class NotifySocket {
   std::thread reader_;
 };
 
-// ccm on SQLite in `dir`, as systemd starts a Type=notify service with WatchdogSec=200ms:
+// ccm on SQLite in `dir`, as systemd starts a Type=notify service with WatchdogSec=1s:
 // NOTIFY_SOCKET is dir/notify (a NotifySocket there hears it), plus `extra` settings.
 std::unique_ptr<testing::CcmProcess> StartUnderNotify(testing::TempDir& dir,
                                                       const std::map<std::string, std::string>& extra) {
   std::map<std::string, std::string> env = {{"CCM_STORE", "sqlite:" + dir.File("ccm.db")},
                                             {"NOTIFY_SOCKET", dir.File("notify")},
-                                            {"WATCHDOG_USEC", "200000"},
+                                            {"WATCHDOG_USEC", "1000000"},
                                             {"CCM_DRAIN_GRACE_MS", "0"}};
   env.insert(extra.begin(), extra.end());
   return std::make_unique<testing::CcmProcess>(dir.path(), env, false, dir.File("ccm.log"));
@@ -389,16 +389,17 @@ TEST(Drain, SystemdHearsReadyOnceListeningThenWatchdogPingsThenStopping) {
   testing::HttpClient http(ccm->BaseUrl());
   EXPECT_EQ(http.Get("/health/live").status, 200);
 
-  // Pings every 100 ms (half the watchdog's 200 ms), from the event loop.
+  // Pings every 500 ms (half the watchdog's 1 s), from the event loop.
   const auto since = Clock::now();
-  std::this_thread::sleep_for(1200ms);
+  std::this_thread::sleep_for(3200ms);
   std::vector<Clock::time_point> pings;
   for (const auto& m : systemd.With("WATCHDOG=1"))
     if (m.at >= since) pings.push_back(m.at);
-  EXPECT_GE(pings.size(), 6u) << "about one ping per 100 ms";
-  EXPECT_LE(pings.size(), 20u);
-  // No gap near twice the watchdog's period (loose: the machine running the tests is shared).
-  for (size_t k = 1; k < pings.size(); ++k) EXPECT_LT(Millis(pings[k] - pings[k - 1]), 400);
+  EXPECT_GE(pings.size(), 4u) << "about one ping per 500 ms";
+  EXPECT_LE(pings.size(), 10u);
+  // No gap as long as the watchdog's period, when systemd would kill the service (the bound
+  // leaves room for a shared machine: a ping late by up to 500 ms still passes).
+  for (size_t k = 1; k < pings.size(); ++k) EXPECT_LT(Millis(pings[k] - pings[k - 1]), 1000);
   EXPECT_TRUE(systemd.With("STOPPING=1").empty());
 
   const auto signalled = Clock::now();
@@ -415,7 +416,7 @@ TEST(Drain, AWatchdogMeantForAnotherProcessIsNotPinged) {
   // inherited the environment, say) must not ping in its place.
   auto ccm = StartUnderNotify(dir, {{"WATCHDOG_PID", "1"}});
   ASSERT_TRUE(Eventually([&] { return !systemd.With("READY=1").empty(); }, 5s));
-  std::this_thread::sleep_for(600ms);
+  std::this_thread::sleep_for(1200ms);  // two ping periods
   EXPECT_TRUE(systemd.With("WATCHDOG=1").empty());
   ccm->Signal(SIGTERM);
   EXPECT_EQ(ccm->WaitForExit(10s), 0);
