@@ -34,6 +34,7 @@
 
 #include "http/problem.h"
 #include "http/request_framing.h"
+#include "log/log_context.h"
 
 namespace ccm::http {
 
@@ -355,11 +356,14 @@ class Server::Impl {
             pool_, [this, &request]() -> awaitable<Response> { co_return Handle(request); }, use_awaitable);
       }
       response.headers["X-Request-Id"] = request.id;
-      if (options_.observe) options_.observe(request, response, std::chrono::steady_clock::now() - received);
-      if (response.status >= 500)
-        spdlog::warn("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
-      else if (response.status >= 400)
-        spdlog::debug("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
+      {
+        log::Scope scope({.request_id = request.id});
+        if (options_.observe) options_.observe(request, response, std::chrono::steady_clock::now() - received);
+        if (response.status >= 500)
+          spdlog::warn("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
+        else if (response.status >= 400)
+          spdlog::debug("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
+      }
       // Read once the answer is ready: an answer made while draining says `Connection: close`.
       const bool keep_alive = read.keep_alive && !draining_;
       if (!co_await Reply(stream, std::move(response), version, keep_alive, request.method == "HEAD") || !keep_alive)
@@ -369,7 +373,10 @@ class Server::Impl {
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
+  // Runs the handler with the request's id in the log context of this thread (no suspension
+  // inside: the scope ends on the thread it began).
   Response Handle(Request& request) {
+    log::Scope scope({.request_id = request.id});
     try {
       return handler_(request);
     } catch (const std::exception& e) {
