@@ -289,10 +289,8 @@ class Server::Impl {
   // Over the connection limit: one 503 and close.
   awaitable<void> Refuse(beast::tcp_stream stream) {
     ConnectionSlot slot{open_connections_};
-    Response busy = ProblemResponse(503, "Service Unavailable",
-                                    "too many open connections (limit " + std::to_string(options_.max_connections) +
-                                        "); try again",
-                                    "", "");
+    Response busy = ProblemResponse(
+        503, "too many open connections (limit " + std::to_string(options_.max_connections) + "); try again", "", "");
     co_await RefuseAndClose(stream, std::move(busy));
   }
 
@@ -381,7 +379,7 @@ class Server::Impl {
       return handler_(request);
     } catch (const std::exception& e) {
       spdlog::error("handler threw on {} {}: {}", request.method, request.path, e.what());
-      return ProblemResponse(500, "Internal error", "the request could not be handled", request.path, "");
+      return ProblemResponse(500, "the request could not be handled", request.path, "");
     }
   }
 
