@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "log/log_context.h"
+
 namespace ccm::app {
 
 using namespace ccm::domain;
@@ -31,6 +33,7 @@ std::chrono::milliseconds CollectionBackoff(int failures, std::chrono::milliseco
 Result<LabletInstance> CollectionService::Collect(const InstanceId& id, const std::string& triggered_by,
                                                   CollectionReason reason) {
   if (triggered_by.empty()) return Error::InvalidArgument("triggered_by must not be empty", "triggered_by");
+  log::Scope about({.lablet_id = id.value});
   auto moved = RetryStale([&]() -> Result<LabletInstance> {
     auto instance = d_.store.GetInstance(id);
     if (!instance) return instance;
@@ -60,6 +63,7 @@ Result<LabletInstance> CollectionService::Collect(const InstanceId& id, const st
 }
 
 Status CollectionService::Request(const InstanceId& id) {
+  log::Scope about({.lablet_id = id.value});
   auto instance = d_.store.GetInstance(id);
   if (!instance) return instance.error();
   const Timestamp now = d_.clock.Now();

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "log/log_context.h"
+
 namespace ccm::app {
 
 using namespace ccm::domain;
@@ -70,6 +72,7 @@ Result<Pod> PodService::ForInstance(const InstanceId& id) {
 }
 
 Result<Pod> PodService::ForInstance(const LabletInstance& instance, const Worker& worker) {
+  log::Scope about({.lablet_id = instance.id.value, .worker_id = worker.id.value});
   auto def = store_.GetDefinition(instance.definition_id, instance.definition_version);
   if (!def) return def.error();
   auto lab = Lab(*def);

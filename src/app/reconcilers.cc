@@ -6,6 +6,7 @@
 
 #include "app/orphan_sweep.h"
 #include "domain/lab_yaml.h"
+#include "log/log_context.h"
 
 namespace ccm::app {
 
@@ -46,6 +47,11 @@ WorkerDraft DraftOf(const CloudWorker& c) {
   d.capacity = c.capacity;
   d.max_nodes = c.max_nodes;
   return d;
+}
+
+// The log context of a step on one lablet: its id, and its worker's once placed.
+log::Set About(const LabletInstance& i) {
+  return {.lablet_id = i.id.value, .worker_id = i.worker_id ? std::optional(i.worker_id->value) : std::nullopt};
 }
 
 std::string Seconds(std::chrono::milliseconds d) {
@@ -230,6 +236,7 @@ int Reconcilers::ScheduleOnce() {
   bool shortage = false;
   for (const auto& i : pending) {
     if (stopping_) break;
+    log::Scope about(About(i));
     const LabletDefinition* def = DefinitionOf(i, defs);
     if (!def) continue;
     Worker* best = BestFit(workers, *def);
@@ -287,6 +294,7 @@ int Reconcilers::InstantiateOnce() {
 }
 
 bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
+  log::Scope about(About(i));
   if (i.cml_retry_at && *i.cml_retry_at > now) return false;
   {
     std::lock_guard lock(poll_mu_);
@@ -433,6 +441,7 @@ int Reconcilers::StopOnce() {
 }
 
 bool Reconcilers::EndTimeslot(const LabletInstance& i) {
+  log::Scope about(About(i));
   std::string not_assessed;
   if (!i.assessment) not_assessed = "it has no assessment ids";
   else if (!options_.assessment_platform) not_assessed = "no Assessment Platform is configured";
@@ -447,6 +456,7 @@ bool Reconcilers::EndTimeslot(const LabletInstance& i) {
 }
 
 bool Reconcilers::TimeOut(const LabletInstance& i, Timestamp now) {
+  log::Scope about(About(i));
   const bool collecting = i.state == InstanceState::kCollecting;
   const auto limit = collecting ? options_.collecting_timeout : options_.grading_timeout;
   if (now - EnteredAt(i) < limit) return false;
@@ -466,6 +476,7 @@ bool Reconcilers::TimeOut(const LabletInstance& i, Timestamp now) {
 }
 
 bool Reconcilers::StopInstance(const LabletInstance& i, Timestamp now) {
+  log::Scope about(About(i));
   if (i.cml_retry_at && *i.cml_retry_at > now) return false;
   std::string reason = "no lab to stop";
   if (i.cml_lab_id && i.worker_id) {
@@ -484,6 +495,7 @@ bool Reconcilers::StopInstance(const LabletInstance& i, Timestamp now) {
 }
 
 bool Reconcilers::TerminateArchived(const LabletInstance& i, Timestamp now) {
+  log::Scope about(About(i));
   if (!i.termination_requested && EnteredAt(i) + options_.archive_retention > now) return false;
   if (i.cml_retry_at && *i.cml_retry_at > now) return false;
   std::string reason = i.termination_requested ? "termination requested" : "archive retention over";
@@ -513,6 +525,7 @@ int Reconcilers::AssignPodsOnce() {
   // A slow or failing engine must not hold every other pod behind one call.
   RunConcurrently(due.size(), options_.max_concurrent_calls, [&](size_t k) {
     if (stopping_) return;
+    log::Scope about({.lablet_id = due[k].value});
     auto done = instances_.AssignDuePod(due[k], backoff);
     if (done && !*done) return;  // nothing was due after all
     ++steps;
@@ -554,6 +567,7 @@ int Reconcilers::ScaleOnce() {
   for (Worker w : AllWorkers()) {
     // Not a break: a stopped sweep must not go on to ask for a worker it has not counted.
     if (stopping_) return steps;
+    log::Scope about({.worker_id = w.id.value});
     const bool launching = w.state == WorkerState::kPending || w.state == WorkerState::kProvisioning;
     if (w.scaled_up && launching) asked = true;
     Status done;

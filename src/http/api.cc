@@ -23,7 +23,7 @@ Response Json(int status, const json& body) {
 
 Response Fail(const Error& e, const Request& req) {
   if (e.field == kContentTypeField)
-    return ProblemResponse(415, "Unsupported Media Type", e.message, req.path, e.field);
+    return ProblemResponse(415, e.message, req.path, e.field);
   return ErrorResponse(e, req.path);
 }
 
@@ -526,23 +526,16 @@ int ReceiveStatus(const Error& e) {
   }
 }
 
-const char* ReceiveTitle(int status) {
-  switch (status) {
-    case 400: return "Not a valid CloudEvent";
-    case 409: return "Illegal move";
-    case 422: return "Unprocessable event";
-    case 503: return "Service unavailable";
-    default: return "Internal error";
-  }
-}
-
 // One event's outcome: {id, status, outcome} or {id, status, title, detail, field}. Decode
 // refused any message with an element that is not a valid event, so every element has one.
 json ReceiveOne(app::EventReceiver& receiver, const cloudevents::DecodedEvent& d) {
   auto r = receiver.Receive(*d.event);
   if (r) return {{"id", d.event->id}, {"status", 202}, {"outcome", OutcomeName(*r)}};
   const int status = ReceiveStatus(r.error());
-  json out = {{"id", d.event->id}, {"status", status}, {"title", ReceiveTitle(status)}, {"detail", r.error().message}};
+  json out = {{"id", d.event->id},
+              {"status", status},
+              {"title", ProblemKindOf(status).title},
+              {"detail", r.error().message}};
   if (!r.error().field.empty()) out["field"] = r.error().field;
   return out;
 }
@@ -568,14 +561,14 @@ void AddReceiverRoutes(Router& router, app::EventReceiver& receiver) {
     auto decoded = cloudevents::Decode(req.headers, req.body);
     if (!decoded) {
       if (decoded.error().field == cloudevents::kContentTypeField)
-        return ProblemResponse(415, "Unsupported Media Type", decoded.error().message, req.path, decoded.error().field);
-      return ProblemResponse(400, ReceiveTitle(400), decoded.error().message, req.path, decoded.error().field);
+        return ProblemResponse(415, decoded.error().message, req.path, decoded.error().field);
+      return ProblemResponse(400, decoded.error().message, req.path, decoded.error().field);
     }
     if (decoded->mode != cloudevents::Mode::kBatch) {
       const json one = ReceiveOne(receiver, decoded->events.front());
       const int status = one["status"];
       if (status == 202) return Json(202, one);
-      return ProblemResponse(status, one["title"], one["detail"], req.path, one.value("field", ""));
+      return ProblemResponse(status, one["detail"], req.path, one.value("field", ""));
     }
     json results = json::array();
     bool all_accepted = true;
@@ -680,7 +673,7 @@ void AddApiRoutes(Router& router, ApiServices s) {
     const auto& schemas = EventSchemas();
     auto it = schemas.find(req.params["file"]);
     if (it == schemas.end())
-      return ProblemResponse(404, "Not Found", "no schema " + req.params["file"], req.path, "file");
+      return ProblemResponse(404, "no schema " + req.params["file"], req.path, "file");
     Response r;
     r.content_type = "application/schema+json";
     r.body = it->second;

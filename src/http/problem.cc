@@ -1,5 +1,6 @@
 #include "http/problem.h"
 
+#include <array>
 #include <nlohmann/json.hpp>
 
 namespace ccm::http {
@@ -20,39 +21,31 @@ int StatusFor(ErrorCode code) {
 
 namespace {
 
-const char* TitleFor(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kInvalidArgument: return "Invalid request";
-    case ErrorCode::kNotFound: return "Not found";
-    case ErrorCode::kConflict: return "Conflict";
-    case ErrorCode::kFailedPrecondition: return "Precondition failed";
-    case ErrorCode::kUnavailable: return "Service unavailable";
-    case ErrorCode::kInternal: return "Internal error";
-    case ErrorCode::kUnauthenticated: return "Unauthorized";
-    case ErrorCode::kPermissionDenied: return "Forbidden";
-  }
-  return "Internal error";
-}
+constexpr ProblemKind kInternal{500, "urn:ccm:problem:internal", "Internal error"};
 
-std::string TypeFor(int status) {
-  switch (status) {
-    case 400: return "urn:ccm:problem:invalid-argument";
-    case 401: return "urn:ccm:problem:unauthenticated";
-    case 403: return "urn:ccm:problem:forbidden";
-    case 404: return "urn:ccm:problem:not-found";
-    case 405: return "urn:ccm:problem:method-not-allowed";
-    case 409: return "urn:ccm:problem:conflict";
-    case 413: return "urn:ccm:problem:body-too-large";
-    case 415: return "urn:ccm:problem:unsupported-media-type";
-    case 503: return "urn:ccm:problem:unavailable";
-    default: return "urn:ccm:problem:internal";
-  }
-}
+// Ordered by status. Titles name the kind, never one case of it: the router's "no route" and
+// a missing instance are both "Not found"; a stale version and an illegal move both
+// "Conflict" (their `code` and detail differ).
+constexpr std::array kKinds = {
+    ProblemKind{400, "urn:ccm:problem:invalid-argument", "Invalid request"},
+    ProblemKind{401, "urn:ccm:problem:unauthenticated", "Unauthorized"},
+    ProblemKind{403, "urn:ccm:problem:forbidden", "Forbidden"},
+    ProblemKind{404, "urn:ccm:problem:not-found", "Not found"},
+    ProblemKind{405, "urn:ccm:problem:method-not-allowed", "Method not allowed"},
+    ProblemKind{409, "urn:ccm:problem:conflict", "Conflict"},
+    ProblemKind{413, "urn:ccm:problem:body-too-large", "Content too large"},
+    ProblemKind{415, "urn:ccm:problem:unsupported-media-type", "Unsupported media type"},
+    ProblemKind{422, "urn:ccm:problem:unprocessable", "Unprocessable content"},
+    ProblemKind{431, "urn:ccm:problem:header-fields-too-large", "Request header fields too large"},
+    kInternal,
+    ProblemKind{503, "urn:ccm:problem:unavailable", "Service unavailable"},
+};
 
-nlohmann::json ProblemBody(int status, const std::string& title, const std::string& detail,
-                           const std::string& instance, const std::string& field) {
+nlohmann::json ProblemBody(int status, const std::string& detail, const std::string& instance,
+                           const std::string& field) {
+  const ProblemKind& kind = ProblemKindOf(status);
   nlohmann::json body = {
-      {"type", TypeFor(status)}, {"title", title}, {"status", status}, {"detail", detail}, {"instance", instance}};
+      {"type", kind.type}, {"title", kind.title}, {"status", status}, {"detail", detail}, {"instance", instance}};
   if (!field.empty()) body["field"] = field;
   return body;
 }
@@ -62,20 +55,27 @@ Response ToResponse(int status, const nlohmann::json& body) {
   r.status = status;
   r.content_type = "application/problem+json";
   r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  // A 503 leaves with Retry-After: the server adds it (1 s) to any that has none.
   return r;
 }
 
 }  // namespace
 
-Response ProblemResponse(int status, const std::string& title, const std::string& detail,
-                         const std::string& instance, const std::string& field) {
-  return ToResponse(status, ProblemBody(status, title, detail, instance, field));
+std::span<const ProblemKind> ProblemKinds() { return kKinds; }
+
+const ProblemKind& ProblemKindOf(int status) {
+  for (const auto& kind : kKinds)
+    if (kind.status == status) return kind;
+  return kInternal;
+}
+
+Response ProblemResponse(int status, const std::string& detail, const std::string& instance,
+                         const std::string& field) {
+  return ToResponse(status, ProblemBody(status, detail, instance, field));
 }
 
 Response ErrorResponse(const Error& error, const std::string& instance) {
   const int status = StatusFor(error.code);
-  auto body = ProblemBody(status, TitleFor(error.code), error.message, instance, error.field);
+  auto body = ProblemBody(status, error.message, instance, error.field);
   // The code tells a stale-version conflict ("field": "version") from an illegal move.
   body["code"] = ToString(error.code);
   return ToResponse(status, body);

@@ -86,28 +86,25 @@ std::string MalformedFraming(const BeastParser& parser) {
 }
 
 Response HeaderTooLarge(std::size_t limit) {
-  return ProblemResponse(431, "Request Header Fields Too Large",
-                         "request header block is over the limit of " + std::to_string(limit) + " bytes", "",
+  return ProblemResponse(431, "request header block is over the limit of " + std::to_string(limit) + " bytes", "",
                          "headers");
 }
 
 Response ChunkFramingTooLarge(std::size_t limit) {
-  return ProblemResponse(431, "Request Header Fields Too Large",
-                         "a chunk line or the trailer section of the chunked body is over the limit of " +
+  return ProblemResponse(431, "a chunk line or the trailer section of the chunked body is over the limit of " +
                              std::to_string(limit) + " bytes",
                          "", "body");
 }
 
 Response Malformed(const std::string& why) {
-  return ProblemResponse(400, "Bad Request", "malformed HTTP request: " + why, "", "");
+  return ProblemResponse(400, "malformed HTTP request: " + why, "", "");
 }
 
 // What ccm answers when Beast's parser fails: every failure is the client's, since the parser
 // only ever sees bytes the client sent.
 Response ParseFailure(const beast::error_code& ec, const RequestLimits& limits) {
   if (ec == bhttp::error::body_limit)
-    return ProblemResponse(413, "Payload Too Large",
-                           "request body is over the limit of " + std::to_string(limits.body_limit) + " bytes", "",
+    return ProblemResponse(413, "request body is over the limit of " + std::to_string(limits.body_limit) + " bytes", "",
                            "body");
   if (ec == bhttp::error::header_limit) return HeaderTooLarge(limits.header_limit);
   return Malformed(ec.message());
@@ -146,8 +143,8 @@ bool RequestReader::AcceptHeader() {
   }
   const auto& fields = parser.get().base();
   if (static_cast<std::size_t>(std::distance(fields.begin(), fields.end())) > limits_.max_header_count) {
-    Refuse(ProblemResponse(431, "Request Header Fields Too Large",
-                           "more than " + std::to_string(limits_.max_header_count) + " header fields", "", "headers"));
+    Refuse(ProblemResponse(431, "more than " + std::to_string(limits_.max_header_count) + " header fields", "",
+                           "headers"));
     return false;
   }
   headers_ = HeaderMap(fields);

@@ -72,7 +72,7 @@ std::optional<Response> Router::Refuse(Request& request, const Route& route) con
   const auto role = RequiredRole(route.method, route.pattern);
   if (!role) return std::nullopt;
   auto unauthorized = [&](const std::string& detail, const std::string& challenge) {
-    Response r = ProblemResponse(401, "Unauthorized", detail, request.path, "authorization");
+    Response r = ProblemResponse(401, detail, request.path, "authorization");
     r.headers["WWW-Authenticate"] = challenge;
     return r;
   };
@@ -89,8 +89,7 @@ std::optional<Response> Router::Refuse(Request& request, const Route& route) con
     return ErrorResponse(principal.error(), request.path);
   }
   if (!principal->Has(*role))
-    return ProblemResponse(403, "Forbidden",
-                           principal->subject + " lacks the role " + std::string(auth::ToString(*role)) + " for " +
+    return ProblemResponse(403, principal->subject + " lacks the role " + std::string(auth::ToString(*role)) + " for " +
                                route.method + " " + route.pattern,
                            request.path, "authorization");
   request.subject = principal->subject;
@@ -128,8 +127,8 @@ Response Router::Dispatch(Request& request) const {
     if (r.method == kGet) allow += ", HEAD";
   }
   if (allow.empty())
-    return ProblemResponse(404, "Not Found", "no route for " + request.path, request.path, "");
-  Response resp = ProblemResponse(405, "Method Not Allowed", request.method + " is not allowed on " + request.path,
+    return ProblemResponse(404, "no route for " + request.path, request.path, "");
+  Response resp = ProblemResponse(405, request.method + " is not allowed on " + request.path,
                                   request.path, "");
   resp.headers["Allow"] = allow;
   return resp;

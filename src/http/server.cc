@@ -34,6 +34,7 @@
 
 #include "http/problem.h"
 #include "http/request_framing.h"
+#include "log/log_context.h"
 
 namespace ccm::http {
 
@@ -288,10 +289,8 @@ class Server::Impl {
   // Over the connection limit: one 503 and close.
   awaitable<void> Refuse(beast::tcp_stream stream) {
     ConnectionSlot slot{open_connections_};
-    Response busy = ProblemResponse(503, "Service Unavailable",
-                                    "too many open connections (limit " + std::to_string(options_.max_connections) +
-                                        "); try again",
-                                    "", "");
+    Response busy = ProblemResponse(
+        503, "too many open connections (limit " + std::to_string(options_.max_connections) + "); try again", "", "");
     co_await RefuseAndClose(stream, std::move(busy));
   }
 
@@ -355,11 +354,14 @@ class Server::Impl {
             pool_, [this, &request]() -> awaitable<Response> { co_return Handle(request); }, use_awaitable);
       }
       response.headers["X-Request-Id"] = request.id;
-      if (options_.observe) options_.observe(request, response, std::chrono::steady_clock::now() - received);
-      if (response.status >= 500)
-        spdlog::warn("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
-      else if (response.status >= 400)
-        spdlog::debug("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
+      {
+        log::Scope scope({.request_id = request.id});
+        if (options_.observe) options_.observe(request, response, std::chrono::steady_clock::now() - received);
+        if (response.status >= 500)
+          spdlog::warn("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
+        else if (response.status >= 400)
+          spdlog::debug("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
+      }
       // Read once the answer is ready: an answer made while draining says `Connection: close`.
       const bool keep_alive = read.keep_alive && !draining_;
       if (!co_await Reply(stream, std::move(response), version, keep_alive, request.method == "HEAD") || !keep_alive)
@@ -369,12 +371,15 @@ class Server::Impl {
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
+  // Runs the handler with the request's id in the log context of this thread (no suspension
+  // inside: the scope ends on the thread it began).
   Response Handle(Request& request) {
+    log::Scope scope({.request_id = request.id});
     try {
       return handler_(request);
     } catch (const std::exception& e) {
       spdlog::error("handler threw on {} {}: {}", request.method, request.path, e.what());
-      return ProblemResponse(500, "Internal error", "the request could not be handled", request.path, "");
+      return ProblemResponse(500, "the request could not be handled", request.path, "");
     }
   }
 

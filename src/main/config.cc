@@ -28,7 +28,7 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "CCM_PUBLIC_URL", "ORPHAN_LAB_GRACE_SECONDS", "CML_CA_FILE", "CML_URL_ALLOW",
                               "POD_HOST_ADDRESS", "CCM_ETCD_CA_FILE", "CCM_ETCD_CERT_FILE", "CCM_ETCD_KEY_FILE",
                               "CCM_ETCD_USERNAME", "CCM_ETCD_PASSWORD",
-                              "CCM_DRAIN_GRACE_MS", "CCM_DRAIN_TIMEOUT_MS"};
+                              "CCM_DRAIN_GRACE_MS", "CCM_DRAIN_TIMEOUT_MS", "CCM_LOG_FORMAT", "CCM_ACCESS_LOG"};
 
 // The NAME_FILE setting of a secret NAME, or "" when `key` is none.
 std::string SecretOfFileSetting(const std::string& key) {
@@ -273,6 +273,13 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
     if (v != "trace" && v != "debug" && v != "info" && v != "warn" && v != "error")
       return Error::InvalidArgument("CCM_LOG_LEVEL must be trace, debug, info, warn or error", key);
     c.log_level = v;
+  } else if (key == "CCM_LOG_FORMAT") {
+    if (v != "text" && v != "json")
+      return Error::InvalidArgument("CCM_LOG_FORMAT must be text or json, not '" + v + "'", key);
+    c.log_format = v;
+  } else if (key == "CCM_ACCESS_LOG") {
+    if (v != "true" && v != "false") return Error::InvalidArgument("CCM_ACCESS_LOG must be true or false", key);
+    c.access_log = v == "true";
   }
   return {};
 }

@@ -35,6 +35,8 @@ struct Config {
   int drain_grace_ms = 5'000;             // CCM_DRAIN_GRACE_MS: on SIGTERM, readiness 503 this long before the listener closes
   int drain_timeout_ms = 20'000;          // CCM_DRAIN_TIMEOUT_MS: then the longest wait for requests in flight
   std::string log_level = "info";         // CCM_LOG_LEVEL: trace, debug, info, warn, error
+  std::string log_format = "text";        // CCM_LOG_FORMAT: text, or json (one object per line)
+  bool access_log = true;                 // CCM_ACCESS_LOG: a line per answered request (logger "access")
   std::string sink_url;                   // CLOUDEVENTS_SINK_URL: empty keeps events for audit only
   std::string cloudevents_mode = "structured";  // CLOUDEVENTS_MODE: structured, binary, batch
   int outbox_max_attempts = 12;           // CCM_OUTBOX_MAX_ATTEMPTS: then dead-lettered

@@ -31,8 +31,10 @@
 #include "clients/oidc_token_provider.h"
 #include "cloudevents/json_parse.h"
 #include "app/system.h"
+#include "http/access_log.h"
 #include "http/api.h"
 #include "http/server.h"
+#include "log/formatter.h"
 #include "main/config.h"
 #include "main/events_cli.h"
 #include "store/etcd/etcd_store.h"
@@ -147,6 +149,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(config->log_level));
+  log::Configure(config->log_format == "json" ? log::Format::kJson : log::Format::kText);
   // Before any thread parses JSON: every parse in the process (requests, events, remotes) reads it.
   cloudevents::SetMaxJsonDepth(config->max_json_depth);
   // Every connection holds a descriptor: the limit on connections must leave room for the
@@ -361,7 +364,10 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     spdlog::warn("AUTHENTICATION IS OFF (--insecure-no-auth): anyone who reaches {}:{} can read, change and "
                  "delete everything. For local use only.",
                  config->listen_host, config->listen_port);
-    std::cerr << "ccm: WARNING: authentication is off (--insecure-no-auth); never run it like this in production\n";
+    // Said again on stderr, where a person starting it sees it; not in JSON, whose every
+    // line must be an object (the warning above is one).
+    if (config->log_format != "json")
+      std::cerr << "ccm: WARNING: authentication is off (--insecure-no-auth); never run it like this in production\n";
   } else {
     if (!config->auth_jwks_url.empty()) {
       clients::JwksKeySet::Options keys;
@@ -403,6 +409,9 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   options.max_connections = static_cast<std::size_t>(max_connections);
   options.read_timeout = std::chrono::milliseconds(config->request_timeout_ms);
   options.idle_timeout = std::chrono::milliseconds(config->idle_timeout_ms);
+  const http::AccessLog access_log(config->access_log);
+  options.observe = [&access_log](const http::Request& request, const http::Response& response,
+                                  std::chrono::nanoseconds took) { access_log.Record(request, response, took); };
   http::Server server(options, [&router](http::Request& r) { return router.Dispatch(r); });
   if (auto s = server.Start(); !s) {
     std::cerr << "ccm: " << s.error().message << "\n";

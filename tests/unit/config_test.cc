@@ -57,7 +57,8 @@ TEST(Config, BadValuesNameTheSetting) {
       {"ORPHAN_LAB_GRACE_SECONDS", "0"}, {"CCM_MAX_JSON_DEPTH", "7"}, {"CCM_MAX_JSON_DEPTH", "100000"},
       {"POD_HOST_ADDRESS", "internal"}, {"POD_HOST_ADDRESS", ""}, {"POD_HOST_ADDRESS", "PUBLIC"},
       {"CCM_DRAIN_GRACE_MS", "-1"}, {"CCM_DRAIN_GRACE_MS", "600001"}, {"CCM_DRAIN_TIMEOUT_MS", "5s"},
-      {"CCM_DRAIN_TIMEOUT_MS", "3600001"}};
+      {"CCM_DRAIN_TIMEOUT_MS", "3600001"}, {"CCM_LOG_FORMAT", "JSON"}, {"CCM_LOG_FORMAT", ""},
+      {"CCM_ACCESS_LOG", "yes"}};
   for (const auto& [key, value] : cases) {
     auto c = LoadConfig(std::nullopt, {{key, value}});
     ASSERT_FALSE(c) << key << "=" << value;
@@ -323,6 +324,20 @@ TEST(Config, DrainSettings) {
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("CCM_DRAIN_TIMEOUT_MS must be an integer from 0 to 3600000"), std::string::npos)
       << bad.error().message;
+}
+
+TEST(Config, LogSettings) {
+  auto defaults = LoadConfig(std::nullopt, {});
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->log_format, "text");
+  EXPECT_TRUE(defaults->access_log);
+  auto json = LoadConfig(std::nullopt, {{"CCM_LOG_FORMAT", "json"}, {"CCM_ACCESS_LOG", "false"}});
+  ASSERT_TRUE(json) << json.error().message;
+  EXPECT_EQ(json->log_format, "json");
+  EXPECT_FALSE(json->access_log);
+  auto bad = LoadConfig(std::nullopt, {{"CCM_LOG_FORMAT", "logfmt"}});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message, "CCM_LOG_FORMAT must be text or json, not 'logfmt'");
 }
 
 TEST(Config, FileErrors) {
