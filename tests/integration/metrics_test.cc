@@ -8,7 +8,11 @@
 #include <set>
 #include <sstream>
 
+#include "support/etcd_cluster.h"
+#include "support/http_client.h"
+#include "support/process.h"
 #include "support/raw_socket.h"
+#include "support/temp_dir.h"
 #include "support/test_sink.h"
 #include "support/wait.h"
 #include "support/world.h"
@@ -210,6 +214,37 @@ TEST(Metrics, AnUnreachableSinkCountsTransportFailuresAndOpensTheBreakerAsALabel
   EXPECT_EQ(m.Value("ccm_sink_breaker_state", {{"state", "half_open"}}), 0);
   EXPECT_GE(m.Value("ccm_remote_requests_total", {{"remote", "sink"}, {"outcome", "transport"}}), 1);
   EXPECT_EQ(m.Value("ccm_remote_requests_total", {{"remote", "sink"}, {"outcome", "ok"}}), -1);
+}
+
+// Two replicas on one etcd: each counts its own calls to etcd and to the sink, and the gauges
+// read from the shared store are the same on both (so rules take their max, not their sum).
+TEST(Metrics, ReplicasOnEtcdCountTheirOwnCallsAndReportTheStoreAlike) {
+  testing::TempDir side;
+  testing::EtcdCluster etcd(side.File("etcd"), 1);
+  testing::TestSink sink(0);
+  const std::map<std::string, std::string> env{
+      {"CCM_STORE", etcd.StoreSetting()},
+      {"CCM_LEADER_TTL_SECONDS", "2"},
+      {"CLOUDEVENTS_SINK_URL", "http://127.0.0.1:" + std::to_string(sink.port()) + "/events"}};
+  testing::TempDir a_dir, b_dir;
+  testing::CcmProcess a(a_dir.path(), env, false, a_dir.File("ccm.log"));
+  testing::CcmProcess b(b_dir.path(), env, false, b_dir.File("ccm.log"));
+  testing::HttpClient a_http(a.BaseUrl()), b_http(b.BaseUrl());
+  auto scrape = [](testing::HttpClient& http) { return Parse(http.Get("/metrics").body); };
+  ASSERT_TRUE(Eventually([&] { return scrape(a_http).Value("ccm_leader") + scrape(b_http).Value("ccm_leader") == 1; }));
+  ASSERT_EQ(a_http.PostJson("/api/v1/workers", testing::WorkerBody("w1", "https://w1.example", 8)).status, 201);
+  // Delivered by whichever leads: its sink calls succeed, and the outbox empties.
+  ASSERT_TRUE(Eventually([&] {
+    return scrape(a_http).Value("ccm_outbox_depth") == 0 && scrape(b_http).Value("ccm_outbox_depth") == 0 &&
+           scrape(a_http).Value("ccm_events_published_total") >= 1;
+  }));
+  const Scrape ma = scrape(a_http), mb = scrape(b_http);
+  for (const auto* m : {&ma, &mb}) EXPECT_GE(m->Value("ccm_remote_requests_total", {{"remote", "etcd"}, {"outcome", "ok"}}), 1);
+  EXPECT_GE(std::max(ma.Value("ccm_remote_requests_total", {{"remote", "sink"}, {"outcome", "ok"}}),
+                     mb.Value("ccm_remote_requests_total", {{"remote", "sink"}, {"outcome", "ok"}})),
+            1);
+  EXPECT_EQ(ma.Value("ccm_events_published_total"), mb.Value("ccm_events_published_total"));
+  EXPECT_EQ(ma.Value("ccm_events_dead_letters"), mb.Value("ccm_events_dead_letters"));
 }
 
 }  // namespace
