@@ -8,7 +8,8 @@
 # once, only when something is missing. etcd-server is the etcd the tests of the etcd store
 # start on loopback ports; openssl makes the certificates of the CML TLS tests; libsystemd-dev
 # gives `ccm serve` sd_notify (readiness, watchdog and stopping under a Type=notify unit);
-# prometheus brings promtool, which checks and tests the alerting rules.
+# prometheus brings promtool, which checks and tests the alerting rules; prometheus-cpp-dev is
+# the metrics registry and text exposition behind /metrics.
 set -euo pipefail
 
 packages=(
@@ -21,7 +22,7 @@ packages=(
   curl python3 python3-yaml wrk openssl
   etcd-server
   libsystemd-dev
-  prometheus
+  prometheus prometheus-cpp-dev
 )
 
 for extra in "$@"; do

@@ -58,8 +58,12 @@ Result<std::string> EventService::Metrics() {
            metrics_->retried.load());
     metric("ccm_events_dead_lettered_total", "counter", "Events moved to the dead-letter list.",
            metrics_->dead_lettered.load());
-    metric("ccm_sink_breaker_state", "gauge", "Circuit breaker of the sink: 0 closed, 1 open, 2 half-open.",
-           metrics_->breaker_state.load());
+    // The state as a label (1 on the current one), so that a rule reads {state="open"}.
+    out << "# HELP ccm_sink_breaker_state Circuit breaker of the sink: 1 for its current state, 0 for the others.\n"
+        << "# TYPE ccm_sink_breaker_state gauge\n";
+    const int breaker = metrics_->breaker_state.load();
+    for (const auto& [state, value] : {std::pair{"closed", 0}, {"open", 1}, {"half_open", 2}})
+      out << "ccm_sink_breaker_state{state=\"" << state << "\"} " << (breaker == value ? 1 : 0) << '\n';
     out << "# HELP ccm_event_delivery_latency_seconds From an event's time to the sink's acknowledgement.\n"
         << "# TYPE ccm_event_delivery_latency_seconds histogram\n";
     for (size_t i = 0; i < std::size(DispatchMetrics::kBuckets); ++i)

@@ -20,6 +20,8 @@ constexpr const char* kInstantiator = "instantiator";
 constexpr const char* kStopper = "stopper";
 constexpr const char* kScaler = "scaler";
 constexpr const char* kPodAssigner = "pod-assigner";
+// The loop this thread runs (null on other threads): errors met by the shared reads count for it.
+thread_local const char* current_loop = nullptr;
 // The loops, in the order the constructor starts them.
 enum Loop : size_t { kScheduleLoop, kInstantiateLoop, kStopLoop, kPodLoop, kScaleLoop };
 
@@ -131,19 +133,25 @@ Reconcilers::Reconcilers(Deps deps, InstanceService& instances, CollectionServic
       cloud_(cloud),
       options_(options),
       metrics_(metrics) {
-  auto loop = [this](int (Reconcilers::*sweep)()) {
+  auto loop = [this](const char* name, int (Reconcilers::*sweep)()) {
+    auto& errors = errors_[name];
     loops_.push_back(std::make_unique<BackgroundLoop>(
-        [this, sweep] {
-          (this->*sweep)();
+        [this, name, sweep, &errors] {
+          current_loop = name;
+          const int errors_before = errors.load();
+          const auto started = std::chrono::steady_clock::now();
+          const int steps = (this->*sweep)();
+          if (metrics_ && metrics_->loops)
+            metrics_->loops->Ran(name, steps, errors.load() - errors_before, std::chrono::steady_clock::now() - started);
           return false;
         },
         options_.interval, std::min(options_.interval, std::chrono::milliseconds(100))));
   };
-  loop(&Reconcilers::ScheduleOnce);
-  loop(&Reconcilers::InstantiateOnce);
-  loop(&Reconcilers::StopOnce);
-  loop(&Reconcilers::AssignPodsOnce);
-  loop(&Reconcilers::ScaleOnce);
+  loop(kScheduler, &Reconcilers::ScheduleOnce);
+  loop(kInstantiator, &Reconcilers::InstantiateOnce);
+  loop(kStopper, &Reconcilers::StopOnce);
+  loop(kPodAssigner, &Reconcilers::AssignPodsOnce);
+  loop(kScaler, &Reconcilers::ScaleOnce);
 }
 
 Reconcilers::~Reconcilers() { Stop(); }
@@ -164,6 +172,11 @@ void Reconcilers::Wake() {
   collection_.Wake();
 }
 
+void Reconcilers::CountError(const char* loop) {
+  if (!loop) return;
+  if (auto it = errors_.find(std::string_view(loop)); it != errors_.end()) ++it->second;
+}
+
 std::vector<LabletInstance> Reconcilers::InState(InstanceState s) {
   std::vector<LabletInstance> out;
   InstanceFilter filter;
@@ -172,6 +185,7 @@ std::vector<LabletInstance> Reconcilers::InState(InstanceState s) {
   for (;;) {
     auto got = d_.store.ListInstances(filter, page);
     if (!got) {
+      CountError(current_loop);
       spdlog::warn("reconcilers: cannot list {} instances: {}", ToString(s), got.error().message);
       break;
     }
@@ -191,6 +205,7 @@ std::vector<Worker> Reconcilers::AllWorkers() {
   for (;;) {
     auto got = d_.store.ListWorkers(page);
     if (!got) {
+      CountError(current_loop);
       spdlog::warn("reconcilers: cannot list workers: {}", got.error().message);
       break;
     }
@@ -361,6 +376,7 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
       return {};
     });
     if (!recorded) {
+      CountError(kInstantiator);
       spdlog::warn("instantiator: instance {}: imported lab {} not recorded ({}); removing it", i.id.value,
                    *lab_id, recorded.error().message);
       (void)RemoveLab(*worker, *lab_id);
@@ -380,8 +396,10 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
   }
   auto running = instances_.Transition(i.id, InstanceState::kRunning, "lab " + *i.cml_lab_id + " started on CML",
                                        kInstantiator, std::nullopt);
-  if (!running && running.error().code != ErrorCode::kConflict)
+  if (!running && running.error().code != ErrorCode::kConflict) {
+    CountError(kInstantiator);
     spdlog::warn("instantiator: instance {} not moved to RUNNING: {}", i.id.value, running.error().message);
+  }
   return running.has_value();
 }
 
@@ -390,6 +408,7 @@ void Reconcilers::RecordCmlFailure(const LabletInstance& i, const Error& e, Time
   const int failures = i.cml_failures + (counted ? 0 : 1);
   const bool timed_out = now - EnteredAt(i) > options_.instantiation_timeout;
   const bool give_up = instantiating && (failures >= options_.cml_max_failures || timed_out);
+  CountError(instantiating ? kInstantiator : kStopper);
   spdlog::warn("{}: instance {}: {}{}", instantiating ? kInstantiator : kStopper, i.id.value, e.message,
                give_up ? "; giving up" : "");
   if (give_up) {
@@ -535,6 +554,7 @@ int Reconcilers::AssignPodsOnce() {
     }
     const bool retried = done.error().code == ErrorCode::kUnavailable;
     if (metrics_) ++(retried ? metrics_->pod_failed : metrics_->pod_refused);
+    CountError(kPodAssigner);
     spdlog::warn("{}: instance {}: pod not assigned{}: {}", kPodAssigner, due[k].value,
                  retried ? " (tried again later)" : " (refused for good)", done.error().message);
   });
@@ -575,10 +595,12 @@ int Reconcilers::ScaleOnce() {
       // Launched with the worker's id as the token: a retry after a crash finds the same machine.
       auto machine = cloud_->Launch(w.template_name, w.id.value);
       if (!machine) {
+        CountError(kScaler);
         spdlog::warn("scaler: worker {} not launched: {}", w.id.value, machine.error().message);
         continue;
       }
       if (auto s = Provision(w, *machine); !s) {
+        CountError(kScaler);
         spdlog::warn("scaler: worker {}: the provider's machine is unusable: {}", w.id.value, s.error().message);
         continue;
       }
@@ -615,6 +637,7 @@ int Reconcilers::ScaleOnce() {
     } else if (w.state == WorkerState::kStopping) {
       if (cloud_ && !w.cloud_id.empty()) {
         if (auto s = cloud_->Release(w.cloud_id); !s && s.error().code != ErrorCode::kNotFound) {
+          CountError(kScaler);
           spdlog::warn("scaler: worker {} not released: {}", w.id.value, s.error().message);
           continue;
         }

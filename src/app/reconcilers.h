@@ -8,9 +8,11 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "app/background_loop.h"
+#include "app/observers.h"
 #include "app/collection.h"
 #include "app/services.h"
 
@@ -74,6 +76,9 @@ struct LifecycleMetrics {
   std::atomic<std::uint64_t> grading_timeouts{0};
   std::atomic<std::uint64_t> not_assessed{0};  // RUNNING -> STOPPING at timeslot end, nothing to collect
   std::atomic<std::uint64_t> workers_terminated{0};
+  // Told of each sweep of each loop ("scheduler", "instantiator", "stopper", "pod-assigner",
+  // "scaler"): its steps, errors and duration. Null: nobody is. Not owned.
+  LoopObserver* loops = nullptr;
 
  private:
   mutable std::mutex mu_;
@@ -161,6 +166,8 @@ class Reconcilers {
   static domain::Worker* BestFit(std::vector<domain::Worker>& workers, const domain::LabletDefinition& def);
   std::vector<domain::LabletInstance> InState(domain::InstanceState s);
   std::vector<domain::Worker> AllWorkers();
+  // Counts an error met by `loop` (one of the loops' names; null or another name: nothing).
+  void CountError(const char* loop);
 
   Deps d_;
   InstanceService& instances_;
@@ -172,6 +179,8 @@ class Reconcilers {
   std::mutex poll_mu_;
   std::map<std::string, Timestamp> next_poll_;  // instance id -> next read of its lab's state
   std::vector<std::unique_ptr<BackgroundLoop>> loops_;
+  // Errors met per loop, for LifecycleMetrics::loops; the keys are set before the loops start.
+  std::map<std::string_view, std::atomic<int>, std::less<>> errors_;
   std::atomic<bool> stopping_{false};  // Stop was called: sweeps end after their current step
 };
 

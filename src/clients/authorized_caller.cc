@@ -23,7 +23,9 @@ std::unique_ptr<HttpPoster> AuthorizedCaller::TakePoster() {
       return poster;
     }
   }
-  return std::make_unique<HttpPoster>();
+  auto poster = std::make_unique<HttpPoster>();
+  poster->SetTag(options_.tag);
+  return poster;
 }
 
 void AuthorizedCaller::ReturnPoster(std::unique_ptr<HttpPoster> poster) {
@@ -54,7 +56,10 @@ Status AuthorizedCaller::Post(const std::string& path, const std::string& body) 
     if (!admitted) {
       bool allowed = false;
       breaker([&](app::CircuitBreaker& b) { allowed = b.Allow(clock_.Now()); });
-      if (!allowed) return Error::Unavailable(call + ": circuit open after repeated failures");
+      if (!allowed) {
+        options_.tag.Observe(app::RemoteOutcome::kCircuitOpen, {});
+        return Error::Unavailable(call + ": circuit open after repeated failures");
+      }
     }
     admitted = false;
     std::map<std::string, std::string> headers = {{"content-type", "application/json"}, {"accept", "application/json"}};

@@ -20,6 +20,8 @@ struct RemoteOptions {
   std::chrono::milliseconds retry_backoff{200};  // doubled after each failed attempt
   int breaker_threshold = 5;
   std::chrono::milliseconds breaker_cooldown{10'000};
+  // Who counts each attempt (an open breaker's refusals too), under the remote's metric name.
+  app::RemoteTag tag = {};
 };
 
 // JSON POSTs to one remote: a few retries on connection errors, 408, 429 and 5xx, a circuit

@@ -19,7 +19,10 @@ namespace ccm::clients {
 // Thread-safe (one request at a time).
 class CloudProviderClient final : public app::CloudProvider {
  public:
-  explicit CloudProviderClient(std::string base_url) : base_url_(std::move(base_url)) {}
+  // `tag`: who counts each call, under the remote's metric name ("cloud_provider").
+  explicit CloudProviderClient(std::string base_url, app::RemoteTag tag = {}) : base_url_(std::move(base_url)) {
+    http_.SetTag(std::move(tag));
+  }
   Result<app::CloudWorker> Launch(const std::string& template_name, const std::string& client_token) override;
   Result<app::CloudWorker> Describe(const std::string& id) override;
   Status Release(const std::string& id) override;

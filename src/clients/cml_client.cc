@@ -141,6 +141,7 @@ CmlClient::Worker& CmlClient::WorkerFor(const app::CmlTarget& cml) {
   if (!w) {
     w = std::make_unique<Worker>();
     w->http.SetTrust({options_.ca_file, cml.ca_pem});
+    w->http.SetTag(options_.tag);
   }
   return *w;
 }

@@ -29,6 +29,8 @@ struct CmlOptions {
   std::string ca_file{};
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds total_timeout{30000};
+  // Who counts each call to every worker, under the remote's metric name ("cml").
+  app::RemoteTag tag = {};
 };
 
 // The CML workers over HTTP(S). Over https the worker's certificate is verified with its

@@ -20,7 +20,9 @@ std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view v, std
   return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(at - now));
 }
 
-HttpEventSink::HttpEventSink(HttpEventSinkOptions options) : options_(std::move(options)) {}
+HttpEventSink::HttpEventSink(HttpEventSinkOptions options) : options_(std::move(options)) {
+  poster_.SetTag(options_.tag);
+}
 HttpEventSink::~HttpEventSink() = default;
 
 int HttpEventSink::MaxBatch() const { return options_.mode == cloudevents::Mode::kBatch ? options_.batch_size : 1; }

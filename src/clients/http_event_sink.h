@@ -17,6 +17,7 @@ struct HttpEventSinkOptions {
   int batch_size = 500;  // events per request in batch mode
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds total_timeout{5000};
+  app::RemoteTag tag = {};  // who counts each POST, under the remote's metric name ("sink")
 };
 
 // The EventSink over HTTP (libcurl), one keep-alive connection. Structured mode posts the

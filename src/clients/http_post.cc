@@ -92,13 +92,15 @@ HttpAnswer HttpPoster::Send(const std::string& method, const std::string& url,
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer.body);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &answer.retry_after);
+  const auto started = std::chrono::steady_clock::now();
   const CURLcode rc = curl_easy_perform(c);
   curl_slist_free_all(list);
   if (rc != CURLE_OK) {
     answer.transport_error = curl_easy_strerror(rc);
-    return answer;
+  } else {
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &answer.status);
   }
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &answer.status);
+  tag_.Observe(app::RemoteOutcomeOf(answer.status, rc != CURLE_OK), std::chrono::steady_clock::now() - started);
   return answer;
 }
 

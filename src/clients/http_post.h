@@ -6,6 +6,8 @@
 #include <string_view>
 #include <string>
 
+#include "app/observers.h"
+
 namespace ccm::clients {
 
 // Percent-encodes `v` for a URL path segment or a form value (libcurl's escaping).
@@ -49,10 +51,13 @@ class HttpPoster {
 
   // The certificates later requests over https are verified with.
   void SetTrust(TlsTrust trust) { trust_ = std::move(trust); }
+  // Who is told of each call from now on (its outcome and duration), under which remote name.
+  void SetTag(app::RemoteTag tag) { tag_ = std::move(tag); }
 
  private:
   void* curl_;
   TlsTrust trust_;
+  app::RemoteTag tag_;
 };
 
 }  // namespace ccm::clients

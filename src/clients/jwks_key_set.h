@@ -46,6 +46,7 @@ class JwksKeySet final : public auth::KeySet {
     std::chrono::milliseconds max_stale = std::chrono::hours(1);              // the last good set serves this long
     std::chrono::milliseconds connect_timeout = std::chrono::seconds(2);      // of one fetch
     std::chrono::milliseconds fetch_timeout = std::chrono::seconds(5);        // of one fetch, in all
+    app::RemoteTag tag = {};  // who counts each fetch, under the remote's metric name ("jwks")
   };
 
   JwksKeySet(std::string url, app::Clock& clock, Options options);

@@ -18,6 +18,7 @@ struct OidcOptions {
   std::chrono::milliseconds refresh_before{30'000};  // refresh this long before expiry
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds total_timeout{5000};
+  app::RemoteTag tag = {};  // who counts each token request, under the remote's metric name ("oidc")
 };
 
 // Bearer tokens by the OAuth 2.0 client-credentials grant. The token is cached and
@@ -26,7 +27,9 @@ struct OidcOptions {
 // wait for it. Thread-safe.
 class OidcTokenProvider {
  public:
-  OidcTokenProvider(OidcOptions options, app::Clock& clock) : options_(std::move(options)), clock_(clock) {}
+  OidcTokenProvider(OidcOptions options, app::Clock& clock) : options_(std::move(options)), clock_(clock) {
+    poster_.SetTag(options_.tag);
+  }
 
   // A valid access token. Errors: unavailable when the token endpoint cannot be reached or
   // refuses (the message never contains the secret).

@@ -641,7 +641,7 @@ void AddEventRoutes(Router& router, app::EventService& events, const std::functi
     auto text = events.Metrics();
     if (!text) return Fail(text.error(), req);
     Response r;
-    r.content_type = "text/plain; version=0.0.4";
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = std::move(text.value());
     r.body += "# HELP ccm_leader 1 on the replica that runs the background work, else 0.\n# TYPE ccm_leader gauge\n";
     r.body += std::string("ccm_leader ") + (!leading || leading() ? "1" : "0") + "\n";

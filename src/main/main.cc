@@ -37,6 +37,7 @@
 #include "log/formatter.h"
 #include "main/config.h"
 #include "main/events_cli.h"
+#include "metrics/metrics.h"
 #include "store/etcd/etcd_store.h"
 #include "store/etcd/leader_election.h"
 #include "store/sqlite/sqlite_store.h"
@@ -174,6 +175,8 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
 
   // The dispatcher exists only with a sink; without one, events are kept for audit.
   app::SystemClock clock;
+  // The registry behind /metrics: build info, process, HTTP, remote calls, loops.
+  metrics::Metrics metrics(CCM_VERSION);
   app::DispatchMetrics dispatch_metrics;
   std::unique_ptr<clients::HttpEventSink> sink;
   std::unique_ptr<app::Dispatcher> dispatcher;
@@ -196,6 +199,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     options.client.key_file = config->etcd_key_file;
     options.client.username = config->etcd_username;
     options.client.password = config->etcd_password;
+    options.client.tag = metrics.remotes().Tag("etcd");
     if (!config->etcd_username.empty() && endpoints.front().rfind("http://", 0) == 0)
       spdlog::warn("CCM_ETCD_USERNAME over http://: the etcd password and token cross the network in plain text");
     options.prefix = config->etcd_prefix;
@@ -251,6 +255,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     sink_options.mode = config->cloudevents_mode == "binary" ? cloudevents::Mode::kBinary
                         : config->cloudevents_mode == "batch" ? cloudevents::Mode::kBatch
                                                                : cloudevents::Mode::kStructured;
+    sink_options.tag = metrics.remotes().Tag("sink");
     sink = std::make_unique<clients::HttpEventSink>(sink_options);
     app::DispatcherOptions dispatch_options;
     dispatch_options.max_attempts = config->outbox_max_attempts;
@@ -268,10 +273,15 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   app::KeySweeper key_sweeper(leader_store, clock, std::chrono::minutes(10));
   clients::RemoteOptions platform_options;
   platform_options.base_url = config->assessment_platform_url;
+  platform_options.tag = metrics.remotes().Tag("platform");
   std::unique_ptr<clients::OidcTokenProvider> tokens;
   if (!config->oidc_token_url.empty())
     tokens = std::make_unique<clients::OidcTokenProvider>(
-        clients::OidcOptions{config->oidc_token_url, config->oidc_client_id, config->oidc_client_secret}, clock);
+        clients::OidcOptions{.token_url = config->oidc_token_url,
+                             .client_id = config->oidc_client_id,
+                             .client_secret = config->oidc_client_secret,
+                             .tag = metrics.remotes().Tag("oidc")},
+        clock);
   clients::AssessmentPlatformClient platform(platform_options, clock, tokens.get());
   app::CollectionService::Metrics collection_metrics;
   app::CollectionService collection(deps, platform, {}, &collection_metrics);
@@ -281,6 +291,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   app::PodService pods(*store, "ccm", config->pod_host_address);
   clients::RemoteOptions engine_options;
   engine_options.base_url = config->grading_engine_url;
+  engine_options.tag = metrics.remotes().Tag("grading_engine");
   clients::GradingEngineClient engine(engine_options, clock, tokens.get());
   if (!config->grading_engine_url.empty()) {
     instances.EnablePodAssignment(pods, engine);
@@ -291,10 +302,12 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   cml_options.username = config->cml_username;
   cml_options.password = config->cml_password;
   cml_options.ca_file = config->cml_ca_file;
+  cml_options.tag = metrics.remotes().Tag("cml");
   clients::CmlClient cml(std::move(cml_options));
   std::unique_ptr<clients::CloudProviderClient> cloud;
   if (!config->cloud_provider_url.empty())
-    cloud = std::make_unique<clients::CloudProviderClient>(config->cloud_provider_url);
+    cloud = std::make_unique<clients::CloudProviderClient>(config->cloud_provider_url,
+                                                           metrics.remotes().Tag("cloud_provider"));
   app::ReconcilerOptions reconcile_options;
   reconcile_options.interval = std::chrono::milliseconds(config->reconcile_interval_ms);
   reconcile_options.schedule_ahead = std::chrono::minutes(config->schedule_ahead_minutes);
@@ -309,6 +322,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   reconcile_options.collecting_timeout = std::chrono::seconds(config->collecting_timeout_seconds);
   reconcile_options.grading_timeout = std::chrono::seconds(config->grading_timeout_seconds);
   app::LifecycleMetrics lifecycle_metrics;
+  lifecycle_metrics.loops = &metrics.loops();
   app::Reconcilers lifecycle(leader_deps, leader_instances, leader_collection, cml, cloud.get(), reconcile_options,
                              &lifecycle_metrics);
   app::OrphanSweepOptions orphan_options;
@@ -374,6 +388,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
       keys.refresh_period = std::chrono::seconds(config->auth_jwks_refresh_seconds);
       keys.min_refresh = std::min<std::chrono::milliseconds>(keys.min_refresh, keys.refresh_period);
       keys.max_stale = std::chrono::seconds(config->auth_jwks_max_stale_seconds);
+      keys.tag = metrics.remotes().Tag("jwks");
       jwks = std::make_unique<clients::JwksKeySet>(config->auth_jwks_url, clock, keys);
       // The first set before the first request; when the issuer cannot be reached now, the
       // refresher keeps trying and requests are answered 503 until it can.
@@ -395,10 +410,11 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
                                 auto* e = elected.load();
                                 return !on_etcd || (e && e->IsLeader());
                               },
-                              [&lifecycle_metrics, &collection_metrics, &orphan_metrics, &retention_metrics, &clock] {
+                              [&lifecycle_metrics, &collection_metrics, &orphan_metrics, &retention_metrics, &clock,
+                               &metrics] {
                                 return app::LifecycleMetricsText(lifecycle_metrics, &collection_metrics,
                                                                  &orphan_metrics, clock.Now()) +
-                                       app::RetentionMetricsText(retention_metrics);
+                                       app::RetentionMetricsText(retention_metrics) + metrics.Text();
                               },
                               [&draining] { return draining.load(); }});
   http::ServerOptions options;
@@ -410,8 +426,11 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   options.read_timeout = std::chrono::milliseconds(config->request_timeout_ms);
   options.idle_timeout = std::chrono::milliseconds(config->idle_timeout_ms);
   const http::AccessLog access_log(config->access_log);
-  options.observe = [&access_log](const http::Request& request, const http::Response& response,
-                                  std::chrono::nanoseconds took) { access_log.Record(request, response, took); };
+  options.observe = [&access_log, &http_metrics = metrics.http()](
+                        const http::Request& request, const http::Response& response, std::chrono::nanoseconds took) {
+    http_metrics.Observe(request, response, took);
+    access_log.Record(request, response, took);
+  };
   http::Server server(options, [&router](http::Request& r) { return router.Dispatch(r); });
   if (auto s = server.Start(); !s) {
     std::cerr << "ccm: " << s.error().message << "\n";

@@ -241,14 +241,16 @@ Result<json> Client::CallOnce(const std::string& path, const std::string& payloa
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
+    const auto started = std::chrono::steady_clock::now();
     const CURLcode rc = curl_easy_perform(c);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);
+    long status = 0;
+    if (rc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    options_.tag.Observe(app::RemoteOutcomeOf(status, rc != CURLE_OK), std::chrono::steady_clock::now() - started);
     if (rc != CURLE_OK) {
       last_error = options_.endpoints[at] + ": " + TransferError(rc, detail);
       continue;
     }
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     json j = cloudevents::ParseJsonOrDiscarded(answer);
     if (status == 200 && !j.is_discarded()) {
       if (at != first) preferred_.store(at);

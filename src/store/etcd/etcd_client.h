@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "app/observers.h"
 #include "domain/result.h"
 
 namespace ccm::store::etcd {
@@ -72,6 +73,8 @@ struct ClientOptions {
   // to /v3/auth/authenticate and never appears in an error or a log line; nor does the token.
   std::string username{};
   std::string password{};
+  // Who counts each request to a member (the watch stream aside), under the remote's metric name ("etcd").
+  app::RemoteTag tag{};
 };
 
 // etcd's v3 API through its JSON gateway (POST /v3/...), with libcurl. Calls go to one
