@@ -8,9 +8,13 @@
 #include <vector>
 
 #include "app/json_codec.h"
+#include "clients/http_event_sink.h"
+#include "clients/http_post.h"
+#include "support/fake_server.h"
 #include "support/http_client.h"
 #include "support/lab_seed.h"
 #include "support/stack.h"
+#include "support/world.h"
 #include "trace/trace_context.h"
 
 namespace ccm {
@@ -200,6 +204,105 @@ TEST_F(Tracing, ALabletStoredBeforeTracesGetsANewTraceWhenNextWorkedOn) {
                                            "instantiator", std::nullopt));
   EXPECT_EQ(Get(id)["trace_id"], now["trace_id"]);
   EXPECT_EQ(TraceIdOf(Last(id, "ccm.lablet.instance.provisioning.started")["traceparent"]), now["trace_id"]);
+}
+
+// A remote that records the trace headers of each request.
+struct HeaderRecorder {
+  std::mutex mu;
+  std::vector<std::map<std::string, std::string>> seen;
+  testing::FakeServer server{[this](http::Request& r) {
+    std::lock_guard lock(mu);
+    std::map<std::string, std::string> h;
+    for (const char* name : {"traceparent", "tracestate", "ce-traceparent"})
+      if (auto it = r.headers.find(name); it != r.headers.end()) h[name] = it->second;
+    seen.push_back(h);
+    http::Response resp;
+    resp.status = 202;
+    return resp;
+  }};
+  std::map<std::string, std::string> Last() {
+    std::lock_guard lock(mu);
+    return seen.empty() ? std::map<std::string, std::string>{} : seen.back();
+  }
+};
+
+TEST(TracingCalls, AnOutboundCallIsAChildSpanOfTheCurrentTrace) {
+  HeaderRecorder remote;
+  clients::HttpPoster poster;
+  const auto post = [&](const std::map<std::string, std::string>& headers = {}) {
+    return poster.Post(remote.server.Url() + "/api/v1/collections", headers, "{}", std::chrono::seconds(2),
+                       std::chrono::seconds(5));
+  };
+  ASSERT_EQ(post().status, 202);
+  EXPECT_EQ(remote.Last().count("traceparent"), 0u) << "no trace, no header";
+  {
+    trace::Scope scope(*trace::Parse(kCallerParent, "congo=t61rcWkgMzE"));
+    ASSERT_EQ(post().status, 202);
+    const auto sent = trace::Parse(remote.Last()["traceparent"]);
+    ASSERT_TRUE(sent);
+    EXPECT_EQ(sent->trace_id, kCallerTrace);
+    EXPECT_NE(sent->span_id, kCallerSpan);
+    EXPECT_EQ(remote.Last()["tracestate"], "congo=t61rcWkgMzE");
+    // A caller's own header is kept.
+    ASSERT_EQ(post({{"traceparent", kOtherParent}}).status, 202);
+    EXPECT_EQ(remote.Last()["traceparent"], kOtherParent);
+  }
+}
+
+TEST(TracingCalls, TheSinkSendsTheEventsTraceAsTheTraceparentHeader) {
+  HeaderRecorder sink;
+  json event = {{"specversion", "1.0"}, {"id", "1"}, {"source", "ccm"}, {"type", "ccm.lablet.instance.pending"},
+                {"traceparent", kCallerParent}, {"tracestate", "congo=t61rcWkgMzE"}, {"data", json::object()}};
+  const app::OutboxEvent stored{"1", "i-1", "ccm.lablet.instance.pending", {}, event.dump()};
+  for (auto mode : {cloudevents::Mode::kStructured, cloudevents::Mode::kBinary}) {
+    clients::HttpEventSink out({sink.server.Url(), mode});
+    ASSERT_EQ(out.Send(std::span(&stored, 1)).kind, app::DeliveryOutcome::kDelivered);
+    EXPECT_EQ(sink.Last()["traceparent"], kCallerParent);
+    EXPECT_EQ(sink.Last()["tracestate"], "congo=t61rcWkgMzE");
+  }
+  EXPECT_EQ(sink.Last()["ce-traceparent"], kCallerParent) << "binary mode: the attribute as well";
+  // A batch carries several traces: no header.
+  clients::HttpEventSink batch({sink.server.Url(), cloudevents::Mode::kBatch});
+  ASSERT_EQ(batch.Send(std::span(&stored, 1)).kind, app::DeliveryOutcome::kDelivered);
+  EXPECT_EQ(sink.Last().count("traceparent"), 0u);
+}
+
+// ccm as a process with cml-sim: the calls to CML for a lablet, and all its events, are in the
+// trace of the request that created it.
+TEST(TracingWorld, CmlCallsAndEventsOfALabletJoinTheTraceItWasCreatedIn) {
+  testing::World world({}, {{"CCM_LISTEN", "127.0.0.1:0"}});
+  world.AddWorker("w1", 32);
+  const std::string definition = world.AddDefinition();
+  const auto now = std::chrono::system_clock::now();
+  json body = {{"definition_id", definition},
+               {"owner_id", "candidate-1"},
+               {"timeslot_start", testing::Rfc3339(now - std::chrono::seconds(60))},
+               {"timeslot_end", testing::Rfc3339(now + std::chrono::seconds(600))}};
+  HttpResult r = world.http->Send("POST", "/api/v1/instances", body.dump(),
+                                  {{"Content-Type", "application/json"}, {"traceparent", kCallerParent}});
+  ASSERT_EQ(r.status, 201) << r.body;
+  const std::string id = r.Json()["id"];
+  ASSERT_TRUE(testing::Eventually([&] { return world.InState(id, "RUNNING"); }, std::chrono::seconds(30)))
+      << world.Instance(id);
+
+  const json requests = HttpClient(world.cml->BaseUrl()).Get("/sim/requests").Json();
+  int lab_calls = 0;
+  for (const auto& req : requests) {
+    const std::string path = req["path"];
+    if (path.find("/labs") == std::string::npos && path.find("/import") == std::string::npos) continue;
+    ++lab_calls;
+    EXPECT_EQ(TraceIdOf(req.value("traceparent", "")), kCallerTrace) << req;
+  }
+  EXPECT_GE(lab_calls, 2) << requests;  // import and start at least
+
+  std::vector<std::string> types;
+  for (const auto& record : world.Events(id)) {
+    types.push_back(record["type"]);
+    EXPECT_EQ(TraceIdOf(record["event"].value("traceparent", "")), kCallerTrace) << record;
+  }
+  EXPECT_EQ(types, (std::vector<std::string>{"ccm.lablet.instance.pending", "ccm.lablet.instance.scheduled",
+                                             "ccm.lablet.instance.provisioning.started",
+                                             "ccm.lablet.instance.running"}));
 }
 
 }  // namespace
