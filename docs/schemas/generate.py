@@ -263,7 +263,8 @@ CE_HEADERS = {
     "type": "object",
     "description": "CloudEvents 1.0 attributes as HTTP headers (binary mode). In structured mode (the default, "
                    "application/cloudevents+json) and batch mode (application/cloudevents-batch+json) the same "
-                   "attributes are members of the JSON event and the data is its `data` member.",
+                   "attributes are members of the JSON event and the data is its `data` member; so are the "
+                   "Distributed Tracing extension's traceparent and tracestate (see docs/events.md, Tracing).",
     "required": ["ce-specversion", "ce-id", "ce-source", "ce-type"],
     "properties": {
         "ce-specversion": {"const": "1.0"},
@@ -276,6 +277,22 @@ CE_HEADERS = {
                           "description": "{CCM_PUBLIC_URL}/schemas/{type}.v{N}.json, N the version of the "
                                          "type's data (2 for stopping, terminated and grading.completed)"},
         "content-type": {"const": "application/json"},
+        "ce-traceparent": {"type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}",
+                           "description": "CloudEvents Distributed Tracing extension: the W3C traceparent of the "
+                                          "event's own span. Published events carry one, child of the work that "
+                                          "made the event (the API request's or inbound event's trace, else the "
+                                          "lablet's own trace, recorded on it as trace_id/traceparent). A consumed "
+                                          "event's traceparent parents what ccm does with it; an invalid one is "
+                                          "ignored, never refused."},
+        "ce-tracestate": {"type": "string",
+                          "description": "Distributed Tracing extension: the W3C tracestate of the trace, passed on "
+                                         "as received (at most 32 members, 512 characters)."},
+        "traceparent": {"type": "string",
+                        "description": "W3C Trace Context header, the same value as the traceparent attribute: ccm's "
+                                       "sink requests carry it in binary and structured mode (one event, one hop; a "
+                                       "batch carries none), and ccm reads it from requests to POST /api/v1/events "
+                                       "as the trace of events that have no traceparent attribute."},
+        "tracestate": {"type": "string", "description": "W3C Trace Context header, beside traceparent."},
     },
 }
 

@@ -133,6 +133,9 @@ struct Sim {
   std::map<std::string, CloudWorker> workers;  // by id
   std::map<std::string, std::string> by_token;  // client token -> worker id
   int authentications = 0;
+  // Each CML API request's method, path and W3C trace headers, in arrival order, the first
+  // 10,000 (GET /sim/requests): what a test checks the caller's trace context by.
+  std::vector<json> requests;
 };
 
 ccm::http::Response Answer(int status, json body = nullptr) {
@@ -184,6 +187,7 @@ std::optional<ccm::http::Response> Cloud(Sim& s, ccm::http::Request& r) {
     s.labs[lab.id] = lab;
     return Answer(201, {{"id", lab.id}});
   }
+  if (r.method == "GET" && r.path == "/sim/requests") return Answer(200, s.requests);
   if (r.method == "GET" && r.path == "/sim/workers") {
     json out = json::array();
     for (auto& [_, w] : s.workers) out.push_back(WorkerJson(s, w));
@@ -336,7 +340,16 @@ int main(int argc, char** argv) {
   options.port = listen_port;
   options.handler_threads = 4;
   ccm::http::Server server(options, [&s](ccm::http::Request& r) {
-    if (r.path.rfind("/api/v0/", 0) == 0) return Cml(s, r);
+    if (r.path.rfind("/api/v0/", 0) == 0) {
+      json seen = {{"method", r.method}, {"path", r.path}};
+      for (const char* name : {"traceparent", "tracestate"})
+        if (auto it = r.headers.find(name); it != r.headers.end()) seen[name] = it->second;
+      {
+        std::lock_guard lock(s.mu);
+        if (s.requests.size() < 10'000) s.requests.push_back(std::move(seen));  // the first ones: a test's
+      }
+      return Cml(s, r);
+    }
     if (auto answer = Cloud(s, r)) return *answer;
     return Answer(404, {{"error", "not found"}});
   });

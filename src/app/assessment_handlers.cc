@@ -4,6 +4,7 @@
 
 #include "app/collection.h"
 #include "app/receiver.h"
+#include "app/tracing.h"
 
 namespace ccm::app {
 
@@ -257,6 +258,8 @@ Result<LabletInstance> EventReceiver::RecordGradingResult(const InstanceId& id, 
     if (!instance) return instance;
     if (!IsGradedOrLater(instance->state))
       return WrongState(*instance, "a grading result", "GRADING or a later state");
+    trace::Scope scope(WorkTrace(*instance));
+    RecordTrace(*instance);
     Changes changes;
     if (auto s = RecordScore(*instance, score, "", actor, changes); !s) return s.error();
     changes.instances.push_back(*instance);

@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "app/tracing.h"
 #include "log/log_context.h"
 
 namespace ccm::app {
@@ -41,6 +42,8 @@ Result<LabletInstance> CollectionService::Collect(const InstanceId& id, const st
       return Error::Conflict("instance " + id.value + " is " + std::string(ToString(instance->state)) +
                                  "; only a RUNNING instance can be collected",
                              "state");
+    trace::Scope scope(WorkTrace(*instance));
+    RecordTrace(*instance);
     auto change = MoveInstance(*instance, nullptr, InstanceState::kCollecting, d_.clock.Now(),
                                "collection: " + std::string(ToString(reason)), triggered_by);
     if (!change) return change.error();
@@ -70,6 +73,7 @@ Status CollectionService::Request(const InstanceId& id) {
   if (instance->state != InstanceState::kCollecting || !instance->collection_due_at ||
       *instance->collection_due_at > now)
     return {};
+  trace::Scope scope(WorkTrace(*instance));  // the platform's call joins the lablet's trace
   std::string hostname;
   if (instance->worker_id) {
     auto worker = d_.store.GetWorker(*instance->worker_id);
@@ -101,6 +105,7 @@ Status CollectionService::Request(const InstanceId& id) {
       current->collection_due_at = at + Jittered(CollectionBackoff(current->collection_request_failures,
                                                                    options_.base_backoff, options_.max_backoff));
     }
+    RecordTrace(*current);
     Changes changes;
     changes.instances.push_back(*current);
     return d_.store.Commit(changes);

@@ -1,6 +1,7 @@
 #include "app/events.h"
 
 #include "app/json_codec.h"
+#include "app/tracing.h"
 #include "domain/lifecycle.h"
 #include "cloudevents/json_format.h"
 
@@ -40,7 +41,8 @@ int DataSchemaVersion(std::string_view type) {
   return 1;
 }
 
-OutboxEvent EventFactory::Make(std::string_view type, const std::string& subject, Timestamp time, json data) {
+OutboxEvent EventFactory::Make(std::string_view type, const std::string& subject, Timestamp time, json data,
+                               const LabletInstance* instance) {
   OutboxEvent e;
   e.id = ids_.NewId();
   e.subject = subject;
@@ -60,6 +62,15 @@ OutboxEvent EventFactory::Make(std::string_view type, const std::string& subject
   }
   if (!base.empty()) ce.dataschema = base + "/schemas/" + e.type + ".v" + std::to_string(DataSchemaVersion(e.type)) + ".json";
   ce.data = std::move(data);
+  // Distributed Tracing extension: a span of its own, child of the work that publishes it.
+  std::optional<trace::TraceContext> parent;
+  if (const trace::TraceContext* current = trace::Current()) parent = *current;
+  else if (instance) parent = TraceOf(*instance);
+  if (parent) {
+    const trace::TraceContext span = parent->Child();
+    ce.extensions["traceparent"] = span.Format();
+    if (!span.state.empty()) ce.extensions["tracestate"] = span.state;
+  }
   e.json = cloudevents::ToJsonString(ce);
   return e;
 }
@@ -71,7 +82,7 @@ OutboxEvent EventFactory::InstanceCreated(const LabletInstance& i) {
   data["timeslot_start"] = FormatRfc3339(i.timeslot_start);
   data["timeslot_end"] = FormatRfc3339(i.timeslot_end);
   data["created_at"] = FormatRfc3339(i.created_at);
-  return Make(EventTypeOnEntering(InstanceState::kPending), i.id.value, i.created_at, std::move(data));
+  return Make(EventTypeOnEntering(InstanceState::kPending), i.id.value, i.created_at, std::move(data), &i);
 }
 
 OutboxEvent EventFactory::InstanceMoved(const LabletInstance& i, const InstanceChange& change, const Worker* worker,
@@ -117,7 +128,7 @@ OutboxEvent EventFactory::InstanceMoved(const LabletInstance& i, const InstanceC
   }
   data["reason"] = change.reason;
   for (const auto& [k, v] : extra.items()) data[k] = v;
-  return Make(EventTypeOnEntering(change.to), i.id.value, change.at, std::move(data));
+  return Make(EventTypeOnEntering(change.to), i.id.value, change.at, std::move(data), &i);
 }
 
 OutboxEvent EventFactory::WorkerMoved(const Worker& w, const WorkerChange& change, const json& extra) {
@@ -149,7 +160,7 @@ OutboxEvent EventFactory::GradingCompleted(const LabletInstance& i, const ScoreR
   data["grading_duration_seconds"] = grading_duration_seconds;
   data["revision"] = record.revision;
   data["score_event_id"] = record.event_id.empty() ? json(nullptr) : json(record.event_id);
-  return Make(kGradingCompletedEventType, i.id.value, record.at, std::move(data));
+  return Make(kGradingCompletedEventType, i.id.value, record.at, std::move(data), &i);
 }
 
 OutboxEvent EventFactory::PodAssigned(const LabletInstance& i, Timestamp at) {
@@ -157,7 +168,7 @@ OutboxEvent EventFactory::PodAssigned(const LabletInstance& i, Timestamp at) {
   data["session_id"] = i.assessment ? json(i.assessment->session_id) : json(nullptr);
   data["part_id"] = i.assessment ? json(i.assessment->part_id) : json(nullptr);
   data["failed_attempts"] = i.pod_failures;
-  return Make(kPodAssignedEventType, i.id.value, at, std::move(data));
+  return Make(kPodAssignedEventType, i.id.value, at, std::move(data), &i);
 }
 
 OutboxEvent EventFactory::Scaling(ScalingDecision decision, const std::string& subject, Timestamp at, json data) {

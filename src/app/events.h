@@ -24,7 +24,10 @@ int DataSchemaVersion(std::string_view type);
 
 // Builds the outbox rows that report state changes: one CloudEvent per state entered, with
 // the data fields SYSTEM.md lists per type. This is the one place that maps a move to its
-// event; use cases never build events by hand. Thread-safe if the IdGenerator is.
+// event; use cases never build events by hand. Each event carries the CloudEvents Distributed
+// Tracing extension (`traceparent`, and `tracestate` when known) of a new span whose parent is
+// the calling thread's trace (trace::Current()), or for a lablet's event with no such trace,
+// the lablet's own (app/tracing.h). Thread-safe if the IdGenerator is.
 class EventFactory {
  public:
   // With `schema_base` (an absolute URL, e.g. ccm's own), each event's dataschema is
@@ -65,7 +68,10 @@ class EventFactory {
   }
 
  private:
-  OutboxEvent Make(std::string_view type, const std::string& subject, Timestamp time, nlohmann::json data);
+  // The event; its traceparent (and tracestate) extension is a child span of the calling
+  // thread's current trace, else of `instance`'s, else absent.
+  OutboxEvent Make(std::string_view type, const std::string& subject, Timestamp time, nlohmann::json data,
+                   const domain::LabletInstance* instance = nullptr);
 
   IdGenerator& ids_;
   std::string source_;

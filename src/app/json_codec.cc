@@ -1,5 +1,7 @@
 #include "app/json_codec.h"
 
+#include "app/tracing.h"
+
 namespace ccm::app {
 
 using nlohmann::json;
@@ -237,6 +239,9 @@ json ToJson(const LabletInstance& i) {
           {"scheduled_at", OptionalTime(i.scheduled_at)},
           {"started_at", OptionalTime(i.started_at)},
           {"terminated_at", OptionalTime(i.terminated_at)},
+          {"trace_id", TraceOf(i) ? json(TraceOf(i)->trace_id) : json(nullptr)},
+          {"traceparent", i.traceparent.empty() ? json(nullptr) : json(i.traceparent)},
+          {"tracestate", i.tracestate.empty() ? json(nullptr) : json(i.tracestate)},
           {"version", i.version}};
 }
 
@@ -371,6 +376,9 @@ Result<LabletInstance> InstanceFromJson(const json& j) {
     i.scheduled_at = OptTimeFrom(j, "scheduled_at");
     i.started_at = OptTimeFrom(j, "started_at");
     i.terminated_at = OptTimeFrom(j, "terminated_at");
+    // Absent or null in records stored before traces were kept; trace_id is derived.
+    if (auto t = j.find("traceparent"); t != j.end() && t->is_string()) i.traceparent = t->get<std::string>();
+    if (auto t = j.find("tracestate"); t != j.end() && t->is_string()) i.tracestate = t->get<std::string>();
     i.version = j.at("version").get<std::int64_t>();
     return i;
   });

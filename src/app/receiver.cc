@@ -1,6 +1,9 @@
 #include "app/receiver.h"
 
 #include "app/collection.h"
+#include "app/tracing.h"
+
+#include <spdlog/spdlog.h>
 
 namespace ccm::app {
 
@@ -10,6 +13,25 @@ using nlohmann::json;
 namespace {
 
 constexpr std::string_view kV1 = ".v1";
+
+// The trace an inbound event's Distributed Tracing extension names, as the parent of a span
+// for what ccm does with it. nullopt when it has none, or an invalid one: the extension is
+// optional, so an invalid value is ignored (and said at debug level), never refused.
+std::optional<trace::TraceContext> EventTrace(const cloudevents::CloudEvent& event) {
+  const auto tp = event.extensions.find("traceparent");
+  if (tp == event.extensions.end()) return std::nullopt;
+  std::string state;
+  if (auto ts = event.extensions.find("tracestate"); ts != event.extensions.end() && ts->second.is_string())
+    state = ts->second.get<std::string>();
+  std::optional<trace::TraceContext> parent;
+  if (tp->second.is_string()) parent = trace::Parse(tp->second.get<std::string>(), state);
+  if (!parent) {
+    spdlog::debug("event {} from {}: traceparent {} is not a valid W3C traceparent; ignored", event.id, event.source,
+                  tp->second.dump().substr(0, 64));
+    return std::nullopt;
+  }
+  return parent->Child();
+}
 
 }  // namespace
 
@@ -45,6 +67,9 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
     return fail(Error::InvalidArgument("data.instance_id (or aggregate_id) is required", "data.instance_id"));
 
   const std::string actor = "event:" + event.source;
+  // The event's trace parents what it causes; without one, the request's (a binary-mode
+  // event's `traceparent` header) stays, else the lablet's own is used below.
+  trace::Scope event_trace(EventTrace(event));
   auto result = RetryStale([&]() -> Result<Outcome> {
     // A concurrent delivery of the same event is caught by the key's uniqueness at commit.
     const Timestamp now = d_.clock.Now();
@@ -54,6 +79,8 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
       if (e.code == ErrorCode::kNotFound) e.field = "data.instance_id";
       return e;
     }
+    trace::Scope work(WorkTrace(*instance));
+    RecordTrace(*instance);
     Changes changes;
     auto outcome = (this->*handler)(*instance, data, event.id, actor, changes);
     if (!outcome) return outcome;

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "app/orphan_sweep.h"
+#include "app/tracing.h"
 #include "domain/lab_yaml.h"
 #include "log/log_context.h"
 
@@ -311,6 +312,7 @@ int Reconcilers::InstantiateOnce() {
 bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
   log::Scope about(About(i));
   if (i.cml_retry_at && *i.cml_retry_at > now) return false;
+  trace::Scope scope(WorkTrace(i));  // its CML calls and its moves join the lablet's trace
   {
     std::lock_guard lock(poll_mu_);
     if (auto it = next_poll_.find(i.id.value); it != next_poll_.end() && it->second > now) return false;
@@ -497,6 +499,7 @@ bool Reconcilers::TimeOut(const LabletInstance& i, Timestamp now) {
 bool Reconcilers::StopInstance(const LabletInstance& i, Timestamp now) {
   log::Scope about(About(i));
   if (i.cml_retry_at && *i.cml_retry_at > now) return false;
+  trace::Scope scope(WorkTrace(i));
   std::string reason = "no lab to stop";
   if (i.cml_lab_id && i.worker_id) {
     auto worker = d_.store.GetWorker(*i.worker_id);
@@ -517,6 +520,7 @@ bool Reconcilers::TerminateArchived(const LabletInstance& i, Timestamp now) {
   log::Scope about(About(i));
   if (!i.termination_requested && EnteredAt(i) + options_.archive_retention > now) return false;
   if (i.cml_retry_at && *i.cml_retry_at > now) return false;
+  trace::Scope scope(WorkTrace(i));
   std::string reason = i.termination_requested ? "termination requested" : "archive retention over";
   if (i.cml_lab_id && i.worker_id) {
     auto worker = d_.store.GetWorker(*i.worker_id);

@@ -4,6 +4,7 @@
 
 #include "app/json_codec.h"
 #include "app/pods.h"
+#include "app/tracing.h"
 
 #include <algorithm>
 #include <atomic>
@@ -175,7 +176,13 @@ Result<LabletInstance> InstanceService::Prepare(const InstanceDraft& draft, cons
     if (e.code == ErrorCode::kNotFound) e.field = draft.definition_version ? "definition_version" : "definition_id";
     return e;
   }
-  return NewInstance(draft, *def, InstanceId{d_.ids.NewId()}, d_.clock.Now(), actor);
+  auto instance = NewInstance(draft, *def, InstanceId{d_.ids.NewId()}, d_.clock.Now(), actor);
+  if (!instance) return instance;
+  // The lablet joins the request's trace, or begins its own; its later work joins it.
+  const trace::TraceContext own = trace::Current() ? *trace::Current() : trace::NewRoot();
+  instance->traceparent = own.Format();
+  instance->tracestate = own.state;
+  return instance;
 }
 
 Result<LabletInstance> InstanceService::Create(const InstanceDraft& draft, const std::string& actor) {
@@ -198,6 +205,8 @@ Result<PageOf<LabletInstance>> InstanceService::List(const InstanceFilter& filte
 Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, InstanceState to,
                                                    const std::string& reason, const std::string& actor,
                                                    std::optional<Ending> ending) {
+  trace::Scope scope(WorkTrace(instance));
+  RecordTrace(instance);
   const InstanceState from = instance.state;
   if (ending && !instance.ending && (to == InstanceState::kStopping || to == InstanceState::kTerminated))
     instance.ending = std::move(ending);
@@ -265,6 +274,7 @@ Result<bool> InstanceService::AssignDuePod(const InstanceId& id, const PodBackof
   if (!pods_ || !engine_) return false;
   auto instance = d_.store.GetInstance(id);
   if (!instance) return instance.error();
+  trace::Scope scope(WorkTrace(*instance));  // the engine's call and the event join the lablet's trace
   const Timestamp now = d_.clock.Now();
   if (instance->state != InstanceState::kRunning || !instance->assessment || !instance->pod_due_at ||
       *instance->pod_due_at > now)
@@ -307,6 +317,7 @@ Result<bool> InstanceService::AssignDuePod(const InstanceId& id, const PodBackof
       if (final_refusal) current->pod_due_at.reset();
       else current->pod_due_at = at + backoff(current->pod_failures);
     }
+    RecordTrace(*current);
     changes.instances.push_back(*current);
     return d_.store.Commit(changes);
   });
@@ -319,6 +330,7 @@ Result<LabletInstance> InstanceService::RequestTermination(const InstanceId& id,
   return RetryStale([&]() -> Result<LabletInstance> {
     auto instance = d_.store.GetInstance(id);
     if (!instance || instance->state == InstanceState::kTerminated) return instance;
+    trace::Scope scope(WorkTrace(*instance));
     const bool already_requested = instance->termination_requested;
     instance->termination_requested = true;
     Ending cancelled{domain::Outcome::kCancelled, StageOf(instance->state), "termination_requested",
@@ -343,6 +355,7 @@ Result<LabletInstance> InstanceService::RequestTermination(const InstanceId& id,
     // the lab still starting, why it ends).
     if (lab_on_cml && !instance->ending) instance->ending = std::move(cancelled);
     else if (already_requested) return instance;
+    RecordTrace(*instance);
     Changes changes;
     changes.instances.push_back(*instance);
     if (auto s = d_.store.Commit(changes); !s) return s.error();
@@ -361,6 +374,8 @@ Result<LabletInstance> InstanceService::Schedule(const InstanceId& id, const Wor
     if (!worker) return Error{worker.error().code, worker.error().message, "worker_id"};
     auto def = d_.store.GetDefinition(instance->definition_id, instance->definition_version);
     if (!def) return def.error();
+    trace::Scope scope(WorkTrace(*instance));
+    RecordTrace(*instance);
     auto change = ScheduleInstance(*instance, *worker, *def, d_.clock.Now(), actor);
     if (!change) return change.error();
     Changes changes;
@@ -394,6 +409,8 @@ Result<LabletInstance> InstanceService::Record(const InstanceId& id,
   return RetryStale([&]() -> Result<LabletInstance> {
     auto instance = d_.store.GetInstance(id);
     if (!instance) return instance;
+    trace::Scope scope(WorkTrace(*instance));
+    RecordTrace(*instance);
     if (auto s = edit(*instance); !s) return s.error();
     Changes changes;
     changes.instances.push_back(*instance);

@@ -20,6 +20,22 @@ std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view v, std
   return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(at - now));
 }
 
+namespace {
+
+// The Distributed Tracing extension of a stored event, as the W3C `traceparent` and
+// `tracestate` headers of the request that carries it alone: one hop, so the protocol's
+// tracing headers carry the same trace as the event (the extension's rule). A batch carries
+// several traces and gets none.
+void AddTraceHeaders(const std::string& event_json, std::map<std::string, std::string>& headers) {
+  if (event_json.find("\"traceparent\"") == std::string::npos) return;  // an event stored before traces: no parse
+  const auto event = nlohmann::json::parse(event_json, nullptr, false);
+  if (!event.is_object()) return;
+  for (const char* name : {"traceparent", "tracestate"})
+    if (auto it = event.find(name); it != event.end() && it->is_string()) headers[name] = it->get<std::string>();
+}
+
+}  // namespace
+
 HttpEventSink::HttpEventSink(HttpEventSinkOptions options) : options_(std::move(options)) {
   poster_.SetTag(options_.tag);
 }
@@ -49,6 +65,8 @@ app::DeliveryOutcome HttpEventSink::Send(std::span<const app::OutboxEvent> event
     if (!event) return {app::DeliveryOutcome::kFinal, 0, "stored event does not parse: " + event.error().message, {}};
     message = cloudevents::EncodeBinary(*event);
   }
+
+  if (options_.mode != cloudevents::Mode::kBatch) AddTraceHeaders(events.front().json, message.headers);
 
   std::lock_guard lock(mu_);
   const HttpAnswer answer =

@@ -4,6 +4,8 @@
 
 #include <cctype>
 
+#include "trace/trace_context.h"
+
 namespace ccm::clients {
 
 namespace {
@@ -86,6 +88,14 @@ HttpAnswer HttpPoster::Send(const std::string& method, const std::string& url,
     std::string line;
     line.append(k).append(": ").append(v);
     list = curl_slist_append(list, line.c_str());
+  }
+  // W3C Trace Context: the call is a span of the calling thread's trace, unless the caller
+  // set the header itself (the event sink: the event's own).
+  if (const trace::TraceContext* current = trace::Current(); current && !headers.contains("traceparent")) {
+    const trace::TraceContext span = current->Child();
+    list = curl_slist_append(list, ("traceparent: " + span.Format()).c_str());
+    if (!span.state.empty() && !headers.contains("tracestate"))
+      list = curl_slist_append(list, ("tracestate: " + span.state).c_str());
   }
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);

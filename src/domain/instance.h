@@ -150,6 +150,11 @@ struct LabletInstance {
   std::optional<Timestamp> scheduled_at;
   std::optional<Timestamp> started_at;
   std::optional<Timestamp> terminated_at;
+  // The W3C trace context the lablet's work joins (app/tracing.h): a `traceparent` value
+  // (trace id and the span that parents its later work) and its `tracestate`. Empty for a
+  // lablet stored before traces were kept, until ccm next works on it.
+  std::string traceparent;
+  std::string tracestate;
   std::int64_t version = 0;  // optimistic concurrency: bumped by the store on every write
 
   // Moves to `to` if the state machine allows it, appending to state_history and setting

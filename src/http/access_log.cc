@@ -6,6 +6,7 @@
 
 #include "log/formatter.h"
 #include "log/log_context.h"
+#include "trace/trace_context.h"
 
 namespace ccm::http {
 
@@ -18,7 +19,11 @@ void AccessLog::Record(const Request& request, const Response& response, std::ch
   // Microsecond resolution is plenty, and keeps the number short.
   const double ms = std::round(std::chrono::duration<double, std::milli>(took).count() * 1000.0) / 1000.0;
   const std::string route = request.route.empty() ? "unmatched" : request.route;
-  log::Scope scope({.request_id = request.id,
+  // The caller's trace, when it sent a valid traceparent (the request's own span has ended).
+  std::optional<std::string> trace_id;
+  if (auto t = trace::Parse(request.Header("traceparent"))) trace_id = std::move(t->trace_id);
+  log::Scope scope({.trace_id = std::move(trace_id),
+                    .request_id = request.id,
                     .fields = {{"method", request.method},
                                {"route", route},
                                {"path", request.path},

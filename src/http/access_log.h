@@ -13,7 +13,8 @@ namespace ccm::http {
 
 // The access log: one line per answered request, at info on the logger named "access", with
 // the fields method, route (the matched pattern, "unmatched" when none did), path (decoded,
-// without the query), status, duration_ms and request_id. In the JSON format they are
+// without the query), status, duration_ms, request_id, and trace_id when the request sent a
+// valid traceparent. In the JSON format they are
 // fields of the line's object; in text they follow the message as key=value pairs. Never the
 // query string, a header or a body: they may hold secrets (tokens, passwords).
 // Thread-safe: Record may be called from any thread at once.

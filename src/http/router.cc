@@ -5,6 +5,9 @@
 #include <cctype>
 
 #include "domain/utf8.h"
+#include "trace/trace_context.h"
+
+#include <spdlog/spdlog.h>
 
 namespace ccm::http {
 
@@ -103,6 +106,23 @@ void Router::Add(std::string method, std::string pattern, Handler handler) {
   routes_.push_back(std::move(r));
 }
 
+namespace {
+
+std::optional<trace::TraceContext> RequestTrace(const Request& request) {
+  const auto tp = request.headers.find("traceparent");
+  if (tp == request.headers.end()) return std::nullopt;
+  const auto ts = request.headers.find("tracestate");
+  auto parent = trace::Parse(tp->second, ts == request.headers.end() ? std::string_view() : ts->second);
+  if (!parent) {
+    spdlog::debug("{} {}: traceparent '{}' is not a valid W3C traceparent; ignored", request.method, request.path,
+                  tp->second.substr(0, 64));
+    return std::nullopt;
+  }
+  return parent->Child();
+}
+
+}  // namespace
+
 Response Router::Dispatch(Request& request) const {
   if (auto bad = NotUtf8(request)) return ErrorResponse(*bad, "");
   // Segments are split on the path as sent, then decoded: /instances/a%2Fb names "a/b".
@@ -120,6 +140,9 @@ Response Router::Dispatch(Request& request) const {
       if (authenticate_)
         if (auto refused = Refuse(request, r)) return *refused;
       Match(r, parts, &request.params);
+      // W3C Trace Context: a valid `traceparent` makes what the request does a span of the
+      // caller's trace (an invalid one is ignored, as the spec asks).
+      trace::Scope scope(RequestTrace(request));
       return r.handler(request);
     }
     if (!allow.empty()) allow += ", ";

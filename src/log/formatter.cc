@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "log/log_context.h"
+#include "trace/trace_context.h"
 
 namespace ccm::log {
 
@@ -75,7 +76,7 @@ class ContextFlag final : public spdlog::custom_flag_formatter {
       Append(dest, "=");
       AppendTextValue(dest, value);
     };
-    if (!c.trace_id.empty()) pair("trace_id", c.trace_id);
+    if (const auto trace_id = TraceId(c); !trace_id.empty()) pair("trace_id", std::string(trace_id));
     if (!c.lablet_id.empty()) pair("lablet_id", c.lablet_id);
     if (!c.worker_id.empty()) pair("worker_id", c.worker_id);
     if (!c.request_id.empty()) pair("request_id", c.request_id);
@@ -84,6 +85,14 @@ class ContextFlag final : public spdlog::custom_flag_formatter {
   }
   std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<ContextFlag>(); }
 };
+
+// The trace of the line: the context's, else the calling thread's current W3C trace (set
+// where work joins a lablet's trace, a request's or an inbound event's).
+std::string_view TraceId(const Context& c) {
+  if (!c.trace_id.empty()) return c.trace_id;
+  const trace::TraceContext* current = trace::Current();
+  return current ? std::string_view(current->trace_id) : std::string_view();
+}
 
 }  // namespace
 
@@ -95,7 +104,7 @@ void JsonFormatter::format(const spdlog::details::log_msg& msg, spdlog::memory_b
   line["logger"] = LoggerName(msg);
   line["message"] = std::string_view(msg.payload.data(), msg.payload.size());
   const Context& c = Current();
-  if (!c.trace_id.empty()) line["trace_id"] = c.trace_id;
+  if (const auto trace_id = TraceId(c); !trace_id.empty()) line["trace_id"] = trace_id;
   if (!c.lablet_id.empty()) line["lablet_id"] = c.lablet_id;
   if (!c.worker_id.empty()) line["worker_id"] = c.worker_id;
   if (!c.request_id.empty()) line["request_id"] = c.request_id;

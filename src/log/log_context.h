@@ -19,7 +19,7 @@ struct Field {
 // formatters (log/formatter.h). spdlog 1.10 has no mapped diagnostic context: this is one,
 // per thread. Empty strings are unknown and left out of the line.
 struct Context {
-  std::string trace_id;    // the W3C trace the work belongs to
+  std::string trace_id;    // the W3C trace the work belongs to; empty: the thread's trace::Current()
   std::string lablet_id;   // the lablet instance being worked on
   std::string worker_id;   // the CML worker being worked on
   std::string request_id;  // the HTTP request being answered (X-Request-Id)

@@ -145,20 +145,29 @@ TEST(Chaos, EveryLabletEndsWhateverTheOutsideWorldDoes) {
       way = "instantiation_failed";
       EXPECT_TRUE(StartsWith(ReasonOf(i, "TERMINATED"), "instantiation failed: ")) << i;
     } else {
-      ASSERT_TRUE(faults.contains(id)) << "seed " << seed << ": the platform never heard of " << i;
-      const std::string fault = faults[id]["collection"];
-      way = fault;
       // While other lablets' 503s keep the platform client's shared breaker open (5 failures in
       // a row open it for 10 s; a failed half-open probe opens it again), a lablet's collection
-      // request may never go out before its time-out, whatever its own fault would have been:
-      // it times out saying so, and the platform never took a collection for it.
+      // request may not get through before its time-out, whatever its own fault would have
+      // been: it times out saying so. On a loaded machine a request may also be taken by the
+      // platform after the client gave up on it (5 s), and its results come late; without a
+      // collection taken, there is no grade.
       const bool breaker = StartsWith(stopping, "collection timed out after " + std::to_string(kCollectingTimeout) +
                                                     " s (last request: ") &&
                            stopping.find("circuit open") != std::string::npos;
+      if (!faults.contains(id)) {
+        // Every request for it was kept out by the breakers.
+        EXPECT_TRUE(breaker) << "seed " << seed << ": the platform never heard of " << i;
+        EXPECT_TRUE(i["grading_score"].is_null()) << i;
+        ++ways_out["breaker_timeout"];
+        continue;
+      }
+      const std::string fault = faults[id]["collection"];
+      way = fault;
       if (breaker) {
         way = "breaker_timeout";
-        EXPECT_FALSE(collected.contains(id)) << "seed " << seed << ", " << fault << ": " << i;
-        EXPECT_TRUE(i["grading_score"].is_null()) << i;
+        if (!collected.contains(id)) {
+          EXPECT_TRUE(i["grading_score"].is_null()) << i;
+        }
       } else if (fault == "normal" || fault == "slow" || fault == "unavailable_then_ok") {
         EXPECT_EQ(stopping, "graded") << "seed " << seed << ", " << fault << ": " << i;
         EXPECT_EQ(i["grading_score"]["total"], 8.0) << i;
@@ -180,7 +189,7 @@ TEST(Chaos, EveryLabletEndsWhateverTheOutsideWorldDoes) {
       if (!breaker && fault != "refused") {
         EXPECT_TRUE(collected.contains(id)) << "seed " << seed << ", " << fault << ": " << i;
       }
-      if (stopping != "graded") {
+      if (stopping != "graded" && !breaker) {
         EXPECT_TRUE(i["grading_score"].is_null()) << i;
       }
       // A pod refused for good is never assigned, and once the engine answered, says why (an

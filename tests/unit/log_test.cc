@@ -11,6 +11,7 @@
 
 #include "log/formatter.h"
 #include "log/log_context.h"
+#include "trace/trace_context.h"
 
 namespace ccm {
 namespace {
@@ -55,6 +56,26 @@ TEST(JsonLog, ALineHasTimeLevelLoggerAndMessage) {
   EXPECT_EQ(time[19], '.');
   EXPECT_EQ(time.back(), 'Z');
   EXPECT_FALSE(line.contains("request_id"));  // unknown: left out, not empty
+}
+
+// Work that joined a W3C trace (trace::Scope) logs its trace id without setting it twice;
+// a trace id set in the log context wins.
+TEST(JsonLog, TheThreadsCurrentTraceNamesTheLinesTrace) {
+  Captured c(log::Format::kJson);
+  const auto trace = trace::Parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  ASSERT_TRUE(trace);
+  {
+    trace::Scope scope(*trace);
+    c.logger->info("in the trace");
+    log::Scope named({.trace_id = std::string(32, 'a')});
+    c.logger->info("named");
+  }
+  c.logger->info("after");
+  const auto lines = c.Lines();
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_EQ(json::parse(lines[0])["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(json::parse(lines[1])["trace_id"], std::string(32, 'a'));
+  EXPECT_FALSE(json::parse(lines[2]).contains("trace_id"));
 }
 
 TEST(JsonLog, ControlCharactersQuotesAndBrokenUtf8StillGiveOneValidLine) {
