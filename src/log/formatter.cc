@@ -25,6 +25,14 @@ bool IsReserved(const std::string& name) {
   return false;
 }
 
+// The trace of the line: the context's, else the calling thread's current W3C trace (set
+// where work joins a lablet's trace, a request's or an inbound event's).
+std::string_view TraceId(const Context& c) {
+  if (!c.trace_id.empty()) return c.trace_id;
+  const trace::TraceContext* current = trace::Current();
+  return current ? std::string_view(current->trace_id) : std::string_view();
+}
+
 std::string Rfc3339Millis(spdlog::log_clock::time_point t) {
   const auto since = t.time_since_epoch();
   const auto secs = std::chrono::duration_cast<std::chrono::seconds>(since);
@@ -85,14 +93,6 @@ class ContextFlag final : public spdlog::custom_flag_formatter {
   }
   std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<ContextFlag>(); }
 };
-
-// The trace of the line: the context's, else the calling thread's current W3C trace (set
-// where work joins a lablet's trace, a request's or an inbound event's).
-std::string_view TraceId(const Context& c) {
-  if (!c.trace_id.empty()) return c.trace_id;
-  const trace::TraceContext* current = trace::Current();
-  return current ? std::string_view(current->trace_id) : std::string_view();
-}
 
 }  // namespace
 
