@@ -22,7 +22,7 @@ load() {  # load URL: events/s and p99 of one wrk run
 
 "$root/$build/bench/ccm_bench_seed" --db "$work/ccm.db" --instances 6400 --ids "$work/ids.txt" \
   --workers 64 --worker-ids "$work/workers.txt" --stopped >/dev/null
-start_ccm CCM_HTTP_THREADS=64
+start_ccm CCM_HTTP_THREADS=64 ${CCM_BENCH_LOG_LEVEL:+CCM_LOG_LEVEL=$CCM_BENCH_LOG_LEVEL}
 read -r ccm_rps ccm_p99 < <(load "$base")
 stop_ccm
 
