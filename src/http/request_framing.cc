@@ -41,11 +41,23 @@ std::string Lower(std::string_view s) {
 std::string_view View(beast::string_view s) { return {s.data(), s.size()}; }
 
 // The header block's fields as handlers see them: names in lower case, the last of several
-// with the same name winning. Taken when the block is done, so that trailer fields (Beast
-// adds them to the same list, next to any field of the same name) never join them.
+// with the same name winning, but for the W3C Trace Context fields: several `tracestate`
+// lines are one list, joined with commas, and a repeated `traceparent` is left unreadable
+// (the two values joined), so that the request starts a new trace instead of picking one.
+// Taken when the block is done, so that trailer fields (Beast adds them to the same list,
+// next to any field of the same name) never join them.
 std::map<std::string, std::string> HeaderMap(const bhttp::fields& fields) {
   std::map<std::string, std::string> out;
-  for (const auto& field : fields) out[Lower(View(field.name_string()))] = std::string(View(field.value()));
+  for (const auto& field : fields) {
+    std::string name = Lower(View(field.name_string()));
+    std::string value(View(field.value()));
+    auto [it, fresh] = out.try_emplace(std::move(name), value);
+    if (fresh) continue;
+    if (it->first == "tracestate" || it->first == "traceparent")
+      it->second += "," + value;
+    else
+      it->second = std::move(value);
+  }
   return out;
 }
 

@@ -170,6 +170,23 @@ TEST(RequestFraming, TrailerFieldsNeverBecomeHeaders) {
   EXPECT_EQ(headers.count("x-only-trailer"), 0u);
 }
 
+// W3C Trace Context 3.3.1.1 and 3.2.2: several tracestate lines are one list (joined with
+// commas); a repeated traceparent is unreadable (the request starts a new trace). Other
+// repeated fields keep the last value.
+TEST(RequestFraming, TraceContextFieldsOnSeveralLinesAreJoinedOthersKeepTheLast) {
+  const Outcome out = Feed(kPost + "Content-Length: 0\r\ntracestate: congo=t61rcWkgMzE\r\nX-A: 1\r\n"
+                                   "tracestate: rojo=00f067aa0ba902b7\r\nX-A: 2\r\n"
+                                   "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+                                   "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n");
+  ASSERT_EQ(out.requests.size(), 1u) << out.detail;
+  const auto& headers = out.requests[0].request.headers;
+  EXPECT_EQ(headers.at("tracestate"), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+  EXPECT_EQ(headers.at("traceparent"),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01,"
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  EXPECT_EQ(headers.at("x-a"), "2");
+}
+
 TEST(RequestFraming, WhatIsHeldBackWaitingForALineEndStaysUnderTheHeaderLimit) {
   // A trailer section that never ends is refused once it passes the limit, not buffered.
   std::string flood = kPost + "Transfer-Encoding: chunked\r\n\r\n0\r\n";
