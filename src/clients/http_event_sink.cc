@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "cloudevents/json_format.h"
+#include "trace/trace_context.h"
 
 namespace ccm::clients {
 
@@ -30,8 +31,15 @@ void AddTraceHeaders(const std::string& event_json, std::map<std::string, std::s
   if (event_json.find("\"traceparent\"") == std::string::npos) return;  // an event stored before traces: no parse
   const auto event = nlohmann::json::parse(event_json, nullptr, false);
   if (!event.is_object()) return;
-  for (const char* name : {"traceparent", "tracestate"})
-    if (auto it = event.find(name); it != event.end() && it->is_string()) headers[name] = it->get<std::string>();
+  // Sent only when they read as W3C values (ccm wrote them; a store edited by hand may not hold).
+  const auto parent = event.find("traceparent");
+  if (parent == event.end() || !parent->is_string()) return;
+  const auto state = event.find("tracestate");
+  const std::string tracestate = state != event.end() && state->is_string() ? state->get<std::string>() : "";
+  const auto trace = trace::Parse(parent->get<std::string>(), tracestate);
+  if (!trace) return;
+  headers["traceparent"] = parent->get<std::string>();
+  if (!trace->state.empty()) headers["tracestate"] = trace->state;
 }
 
 }  // namespace
