@@ -290,6 +290,7 @@ TEST(TracingWorld, CmlCallsAndEventsOfALabletJoinTheTraceItWasCreatedIn) {
   for (const auto& req : requests) {
     const std::string path = req["path"];
     if (path.find("/labs") == std::string::npos && path.find("/import") == std::string::npos) continue;
+    if (path == "/api/v0/labs") continue;  // the orphan sweep's listing: no lablet's work
     ++lab_calls;
     EXPECT_EQ(TraceIdOf(req.value("traceparent", "")), kCallerTrace) << req;
   }
