@@ -279,8 +279,9 @@ CE_HEADERS = {
         "content-type": {"const": "application/json"},
         "ce-traceparent": {"type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}",
                            "description": "CloudEvents Distributed Tracing extension: the W3C traceparent of the "
-                                          "event's own span. Published events carry one, child of the work that "
-                                          "made the event (the API request's or inbound event's trace, else the "
+                                          "event's own span. Lablet events, and other events made within a trace, "
+                                          "carry one, child of the work that made the event (the API request's or "
+                                          "inbound event's trace, else the "
                                           "lablet's own trace, recorded on it as trace_id/traceparent). A consumed "
                                           "event's traceparent parents what ccm does with it; an invalid one is "
                                           "ignored, never refused."},

@@ -22,8 +22,9 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{30'000};  // to read one request once it starts, or write one answer
   std::chrono::milliseconds idle_timeout{60'000};  // for the first byte of a request on an open connection
   std::size_t max_connections = 10'000;   // more get 503 (Retry-After: 1) and are closed
-  // Called once per answered request, after the handler, on the thread that ran it, with the
-  // time from the complete request to the answer being ready. Must be thread-safe.
+  // Called once per answered request, on an I/O thread once the handler's answer is ready and
+  // before it is written, with the time from the complete request to that moment. Must be
+  // thread-safe.
   std::function<void(const Request&, const Response&, std::chrono::nanoseconds)> observe = nullptr;
 };
 
