@@ -54,7 +54,7 @@ struct World {
     instances = std::make_unique<app::InstanceService>(deps);
     workers = std::make_unique<app::WorkerService>(deps);
     receiver = std::make_unique<app::EventReceiver>(deps, app::EventReceiver::Options{}, receive_metrics);
-    event_service = std::make_unique<app::EventService>(*store, clock, nullptr, nullptr, &receive_metrics);
+    event_service = std::make_unique<app::EventService>(*store, clock, nullptr);
     collection = std::make_unique<app::CollectionService>(deps, platform, app::CollectionService::Options{});
     pods = std::make_unique<app::PodService>(*store, "ccm");
     http::AddApiRoutes(router, {*definitions, *instances, *workers, *store, *event_service, *receiver, *collection,

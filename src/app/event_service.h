@@ -10,15 +10,14 @@
 
 namespace ccm::app {
 
-// What operators do with the outbox: read the audit log, list dead letters, replay them,
-// and read the delivery metrics. Thread-safe.
+// What operators do with the outbox: read the audit log, list dead letters, replay them.
+// (Its metrics are read by src/metrics/ from the store and the dispatcher's counters.)
+// Thread-safe.
 class EventService {
  public:
-  // `metrics` may be null when no dispatcher runs (no sink set); `received` when nothing
-  // consumes events.
-  EventService(Store& store, Clock& clock, const DispatchMetrics* metrics, std::function<void()> wake_dispatcher,
-               const ReceiveMetrics* received = nullptr)
-      : store_(store), clock_(clock), metrics_(metrics), received_(received), wake_(std::move(wake_dispatcher)) {}
+  // `wake_dispatcher`, called after a replay, may be empty (no dispatcher runs).
+  EventService(Store& store, Clock& clock, std::function<void()> wake_dispatcher)
+      : store_(store), clock_(clock), wake_(std::move(wake_dispatcher)) {}
 
   Result<PageOf<OutboxRecord>> List(const EventFilter& filter, const Page& page);
   // Puts a dead event back in the queue with a fresh attempt count; the events of its subject
@@ -30,14 +29,10 @@ class EventService {
   // Replays every dead event, oldest first, so that every subject is released in order;
   // returns how many.
   Result<int> ReplayAll();
-  // The Prometheus text exposition of the outbox and delivery metrics.
-  Result<std::string> Metrics();
 
  private:
   Store& store_;
   Clock& clock_;
-  const DispatchMetrics* metrics_;
-  const ReceiveMetrics* received_;
   std::function<void()> wake_;
 };
 

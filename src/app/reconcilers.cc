@@ -1,7 +1,6 @@
 #include "app/reconcilers.h"
 
 #include <algorithm>
-#include <sstream>
 #include <spdlog/spdlog.h>
 
 #include "app/orphan_sweep.h"
@@ -75,54 +74,6 @@ void LifecycleMetrics::Observe(InstanceState state, const std::vector<LabletInst
 std::map<InstanceState, LifecycleMetrics::StateGauge> LifecycleMetrics::States() const {
   std::lock_guard lock(mu_);
   return states_;
-}
-
-std::string LifecycleMetricsText(const LifecycleMetrics& m, const CollectionService::Metrics* collection,
-                                 const OrphanSweepMetrics* orphans, Timestamp now) {
-  std::ostringstream out;
-  auto header = [&out](const char* name, const char* type, const char* help) {
-    out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
-  };
-  const auto states = m.States();
-  if (!states.empty()) {
-    header("ccm_instances", "gauge", "Instances per state, as the leader's last sweep saw them.");
-    for (const auto& [state, g] : states) out << "ccm_instances{state=\"" << ToString(state) << "\"} " << g.count << '\n';
-    header("ccm_instance_oldest_in_state_seconds", "gauge",
-           "How long the instance longest in each state has been in it (0 when none is).");
-    for (const auto& [state, g] : states) {
-      const double age = g.oldest_entered_at ? std::chrono::duration<double>(now - *g.oldest_entered_at).count() : 0;
-      out << "ccm_instance_oldest_in_state_seconds{state=\"" << ToString(state) << "\"} " << std::max(0.0, age) << '\n';
-    }
-  }
-  header("ccm_pod_assignments_total", "counter", "Pod assignment attempts on the Grading Engine by outcome.");
-  for (const auto& [outcome, n] : {std::pair{"assigned", m.pod_assigned.load()},
-                                   {"failed", m.pod_failed.load()},
-                                   {"refused", m.pod_refused.load()}})
-    out << "ccm_pod_assignments_total{outcome=\"" << outcome << "\"} " << n << '\n';
-  if (collection) {
-    header("ccm_collection_requests_total", "counter", "Collection requests to the Assessment Platform by outcome.");
-    for (const auto& [outcome, n] : {std::pair{"accepted", collection->accepted.load()},
-                                     {"failed", collection->failed.load()},
-                                     {"refused", collection->refused.load()}})
-      out << "ccm_collection_requests_total{outcome=\"" << outcome << "\"} " << n << '\n';
-  }
-  header("ccm_lifecycle_timeouts_total", "counter", "Instances moved on to STOPPING without a score by a time-out.");
-  out << "ccm_lifecycle_timeouts_total{stage=\"collecting\"} " << m.collecting_timeouts.load() << '\n'
-      << "ccm_lifecycle_timeouts_total{stage=\"grading\"} " << m.grading_timeouts.load() << '\n';
-  header("ccm_instances_not_assessed_total", "counter",
-         "Instances stopped at their timeslot's end without a collection (no assessment ids, or no platform).");
-  out << "ccm_instances_not_assessed_total " << m.not_assessed.load() << '\n';
-  header("ccm_workers_terminated_total", "counter", "Released workers the provider confirmed gone.");
-  out << "ccm_workers_terminated_total " << m.workers_terminated.load() << '\n';
-  if (orphans) {
-    header("ccm_orphan_labs_removed_total", "counter", "ccm's labs that no live instance owned, wiped and deleted.");
-    out << "ccm_orphan_labs_removed_total " << orphans->removed.load() << '\n';
-    header("ccm_orphan_lab_removal_failures_total", "counter", "Orphan labs whose removal failed (tried again).");
-    out << "ccm_orphan_lab_removal_failures_total " << orphans->removal_failures.load() << '\n';
-    header("ccm_orphan_sweep_worker_failures_total", "counter", "Workers whose labs could not be listed by a sweep.");
-    out << "ccm_orphan_sweep_worker_failures_total " << orphans->unlisted_workers.load() << '\n';
-  }
-  return out.str();
 }
 
 Reconcilers::Reconcilers(Deps deps, InstanceService& instances, CollectionService& collection, CmlWorkers& cml,

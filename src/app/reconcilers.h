@@ -85,14 +85,6 @@ struct LifecycleMetrics {
   std::map<domain::InstanceState, StateGauge> states_;
 };
 
-struct OrphanSweepMetrics;
-
-// The Prometheus text of `lifecycle` (and of `collection` and `orphans`, if given): instances
-// per state, the age of the oldest in each state, pod assignments, collection requests,
-// time-outs, orphan labs.
-std::string LifecycleMetricsText(const LifecycleMetrics& lifecycle, const CollectionService::Metrics* collection,
-                                 const OrphanSweepMetrics* orphans, Timestamp now);
-
 // The background work that moves instances and workers along their lifecycles:
 // - scheduler: PENDING -> SCHEDULED on the fullest RUNNING worker that fits;
 // - instantiator: SCHEDULED -> INSTANTIATING -> RUNNING: the lab, with its ports, imported

@@ -4,14 +4,6 @@
 
 namespace ccm::app {
 
-std::string RetentionMetricsText(const RetentionMetrics& m) {
-  return "# HELP ccm_retention_removed_total Records removed past their retention.\n"
-         "# TYPE ccm_retention_removed_total counter\n"
-         "ccm_retention_removed_total{kind=\"instances\"} " +
-         std::to_string(m.instances.load()) + "\nccm_retention_removed_total{kind=\"events\"} " +
-         std::to_string(m.events.load()) + "\n";
-}
-
 Result<PurgeCounts> RetentionSweeper::SweepOnce() {
   PurgeCounts total;
   const Timestamp now = clock_.Now();

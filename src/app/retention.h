@@ -27,9 +27,6 @@ struct RetentionMetrics {
   std::atomic<std::uint64_t> events{0};     // delivered events removed
 };
 
-// ccm_retention_removed_total{kind} in the Prometheus text format.
-std::string RetentionMetricsText(const RetentionMetrics& metrics);
-
 // Retention: removes what is past its keeping time, in bounded batches (Store::Purge), so that
 // the store does not grow without end (on etcd, until its quota turns it read-only). The
 // leader runs it. Thread-safe.

@@ -596,8 +596,7 @@ void AddReceiverRoutes(Router& router, app::EventReceiver& receiver) {
   });
 }
 
-void AddEventRoutes(Router& router, app::EventService& events, const std::function<bool()>& leading,
-                    const std::function<std::string()>& more) {
+void AddEventRoutes(Router& router, app::EventService& events, const std::function<Result<std::string>()>& metrics) {
   router.Add("GET", "/api/v1/events", [&events](Request& req) {
     if (auto s = OnlyQuery(req, {"subject", "type", "since", "until", "state", "limit", "after"}); !s)
       return Fail(s.error(), req);
@@ -637,15 +636,13 @@ void AddEventRoutes(Router& router, app::EventService& events, const std::functi
     if (!n) return Fail(n.error(), req);
     return Json(200, {{"replayed", *n}});
   });
-  router.Add("GET", "/metrics", [&events, leading, more](Request& req) {
-    auto text = events.Metrics();
+  if (!metrics) return;
+  router.Add("GET", "/metrics", [metrics](Request& req) {
+    auto text = metrics();
     if (!text) return Fail(text.error(), req);
     Response r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     r.body = std::move(text.value());
-    r.body += "# HELP ccm_leader 1 on the replica that runs the background work, else 0.\n# TYPE ccm_leader gauge\n";
-    r.body += std::string("ccm_leader ") + (!leading || leading() ? "1" : "0") + "\n";
-    if (more) r.body += more();
     return r;
   });
 }
@@ -693,7 +690,7 @@ void AddApiRoutes(Router& router, ApiServices s) {
   AddDefinitionRoutes(router, s.definitions);
   AddInstanceRoutes(router, s.instances);
   AddWorkerRoutes(router, s.workers);
-  AddEventRoutes(router, s.events, s.leading, s.more_metrics);
+  AddEventRoutes(router, s.events, s.metrics);
   AddReceiverRoutes(router, s.receiver);
   AddCollectionRoutes(router, s.collection);
   router.Add("POST", "/api/v1/instances/{id}/pod/assign", [&instances = s.instances](Request& req) {

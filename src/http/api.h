@@ -26,8 +26,9 @@ struct ApiServices {
   app::PodService& pods;
   // Whether this replica runs the background work (leader election); none: always.
   std::function<bool()> leading = {};
-  // More lines of /metrics (the lifecycle's); none: nothing more.
-  std::function<std::string()> more_metrics = {};
+  // The exposition /metrics serves (Prometheus text format 0.0.4), or the error that a scrape
+  // answers; none: /metrics is not served.
+  std::function<Result<std::string>()> metrics = {};
   // Whether this replica is draining (stopping gracefully): readiness answers 503 from then
   // on, so that load balancers send it nothing new; none: never.
   std::function<bool()> draining = {};

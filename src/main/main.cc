@@ -362,12 +362,9 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     retention.Stop();
   };
 
-  app::EventService events_service(
-      *store, clock, dispatcher ? &dispatch_metrics : nullptr,
-      [&dispatcher] {
-        if (dispatcher) dispatcher->Wake();
-      },
-      &receive_metrics);
+  app::EventService events_service(*store, clock, [&dispatcher] {
+    if (dispatcher) dispatcher->Wake();
+  });
 
   http::Router router;
   std::unique_ptr<clients::JwksKeySet> jwks;
@@ -405,18 +402,21 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   }
   // Set on the first stop signal: readiness answers 503 from then on.
   std::atomic<bool> draining{false};
+  auto leading = [&elected, on_etcd = etcd != nullptr] {
+    auto* e = elected.load();
+    return !on_etcd || (e && e->IsLeader());
+  };
+  metrics.Watch({.outbox = [store] { return store->GetOutboxStats(); },
+                 .dispatch = dispatcher ? &dispatch_metrics : nullptr,
+                 .receive = &receive_metrics,
+                 .lifecycle = &lifecycle_metrics,
+                 .collection = &collection_metrics,
+                 .orphans = &orphan_metrics,
+                 .retention = &retention_metrics,
+                 .clock = &clock,
+                 .leading = leading});
   http::AddApiRoutes(router, {definitions, instances, workers, *store, events_service, receiver, collection, pods,
-                              [&elected, on_etcd = etcd != nullptr] {
-                                auto* e = elected.load();
-                                return !on_etcd || (e && e->IsLeader());
-                              },
-                              [&lifecycle_metrics, &collection_metrics, &orphan_metrics, &retention_metrics, &clock,
-                               &metrics] {
-                                return app::LifecycleMetricsText(lifecycle_metrics, &collection_metrics,
-                                                                 &orphan_metrics, clock.Now()) +
-                                       app::RetentionMetricsText(retention_metrics) + metrics.Text();
-                              },
-                              [&draining] { return draining.load(); }});
+                              leading, [&metrics] { return metrics.Text(); }, [&draining] { return draining.load(); }});
   http::ServerOptions options;
   options.address = config->listen_host;
   options.port = static_cast<std::uint16_t>(config->listen_port);

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <limits>
@@ -62,7 +63,151 @@ prometheus::MetricFamily One(std::string name, std::string help, prometheus::Met
   return f;
 }
 
+// A family of one metric per label value: `values` pairs each value of `label` with its number.
+prometheus::MetricFamily Labelled(std::string name, std::string help, prometheus::MetricType type,
+                                  const std::string& label,
+                                  std::initializer_list<std::pair<std::string_view, double>> values) {
+  prometheus::MetricFamily f{std::move(name), std::move(help), type, {}};
+  for (const auto& [value, n] : values) {
+    prometheus::ClientMetric m;
+    m.label.push_back({label, std::string(value)});
+    if (type == prometheus::MetricType::Counter)
+      m.counter.value = n;
+    else
+      m.gauge.value = n;
+    f.metric.push_back(std::move(m));
+  }
+  return f;
+}
+
+double Of(const std::atomic<std::uint64_t>& n) { return static_cast<double>(n.load()); }
+
+void AddOutbox(std::vector<prometheus::MetricFamily>& out, const app::OutboxStats& s) {
+  using prometheus::MetricType;
+  out.push_back(One("ccm_events_published_total", "CloudEvents written to the outbox.", MetricType::Counter,
+                    static_cast<double>(s.published)));
+  out.push_back(One("ccm_outbox_depth", "Outbox events waiting to be delivered.", MetricType::Gauge,
+                    static_cast<double>(s.pending)));
+  out.push_back(One("ccm_events_dead_letters", "Outbox events in the dead-letter list.", MetricType::Gauge,
+                    static_cast<double>(s.dead)));
+  out.push_back(One("ccm_outbox_held_events",
+                    "Outbox events held behind a dead letter of their subject until it is replayed.", MetricType::Gauge,
+                    static_cast<double>(s.held)));
+}
+
+void AddDispatch(std::vector<prometheus::MetricFamily>& out, const app::DispatchMetrics& d) {
+  using prometheus::MetricType;
+  out.push_back(One("ccm_events_delivered_total", "Events the sink accepted.", MetricType::Counter, Of(d.delivered)));
+  out.push_back(One("ccm_events_retried_total", "Failed delivery attempts that will be retried.", MetricType::Counter,
+                    Of(d.retried)));
+  out.push_back(One("ccm_events_dead_lettered_total", "Events moved to the dead-letter list.", MetricType::Counter,
+                    Of(d.dead_lettered)));
+  // The state as a label (1 on the current one), so that a rule reads {state="open"}.
+  const int breaker = d.breaker_state.load();
+  out.push_back(Labelled("ccm_sink_breaker_state",
+                         "Circuit breaker of the sink: 1 for its current state, 0 for the others.", MetricType::Gauge,
+                         "state",
+                         {{"closed", breaker == 0 ? 1 : 0}, {"open", breaker == 1 ? 1 : 0}, {"half_open", breaker == 2 ? 1 : 0}}));
+  // The dispatcher keeps its own cumulative buckets (app has no metrics library); they are
+  // handed over as they are, with the +Inf bucket the serializer expects last.
+  prometheus::MetricFamily latency{"ccm_event_delivery_latency_seconds",
+                                   "From an event's time to the sink's acknowledgement.", MetricType::Histogram, {}};
+  prometheus::ClientMetric h;
+  const std::uint64_t count = d.latency_count.load();
+  for (size_t i = 0; i < std::size(app::DispatchMetrics::kBuckets); ++i)
+    h.histogram.bucket.push_back({d.latency_counts[i].load(), app::DispatchMetrics::kBuckets[i]});
+  h.histogram.bucket.push_back({count, std::numeric_limits<double>::infinity()});
+  h.histogram.sample_count = count;
+  h.histogram.sample_sum = static_cast<double>(d.latency_sum_us.load()) / 1e6;
+  latency.metric.push_back(std::move(h));
+  out.push_back(std::move(latency));
+}
+
+void AddLifecycle(std::vector<prometheus::MetricFamily>& out, const AppSources& s, Timestamp now) {
+  using prometheus::MetricType;
+  const app::LifecycleMetrics& m = *s.lifecycle;
+  if (const auto states = m.States(); !states.empty()) {
+    prometheus::MetricFamily count{"ccm_instances", "Instances per state, as the leader's last sweep saw them.",
+                                   MetricType::Gauge, {}};
+    prometheus::MetricFamily oldest{"ccm_instance_oldest_in_state_seconds",
+                                    "How long the instance longest in each state has been in it (0 when none is).",
+                                    MetricType::Gauge, {}};
+    for (const auto& [state, g] : states) {
+      prometheus::ClientMetric c;
+      c.label.push_back({"state", std::string(domain::ToString(state))});
+      c.gauge.value = static_cast<double>(g.count);
+      count.metric.push_back(c);
+      const double age = g.oldest_entered_at ? std::chrono::duration<double>(now - *g.oldest_entered_at).count() : 0;
+      c.gauge.value = std::max(0.0, age);
+      oldest.metric.push_back(std::move(c));
+    }
+    out.push_back(std::move(count));
+    out.push_back(std::move(oldest));
+  }
+  out.push_back(Labelled("ccm_pod_assignments_total", "Pod assignment attempts on the Grading Engine by outcome.",
+                         MetricType::Counter, "outcome",
+                         {{"assigned", Of(m.pod_assigned)}, {"failed", Of(m.pod_failed)}, {"refused", Of(m.pod_refused)}}));
+  if (const auto* c = s.collection)
+    out.push_back(Labelled("ccm_collection_requests_total",
+                           "Collection requests to the Assessment Platform by outcome.", MetricType::Counter, "outcome",
+                           {{"accepted", Of(c->accepted)}, {"failed", Of(c->failed)}, {"refused", Of(c->refused)}}));
+  out.push_back(Labelled("ccm_lifecycle_timeouts_total", "Instances moved on to STOPPING without a score by a time-out.",
+                         MetricType::Counter, "stage",
+                         {{"collecting", Of(m.collecting_timeouts)}, {"grading", Of(m.grading_timeouts)}}));
+  out.push_back(One("ccm_instances_not_assessed_total",
+                    "Instances stopped at their timeslot's end without a collection (no assessment ids, or no platform).",
+                    MetricType::Counter, Of(m.not_assessed)));
+  out.push_back(One("ccm_workers_terminated_total", "Released workers the provider confirmed gone.", MetricType::Counter,
+                    Of(m.workers_terminated)));
+  if (const auto* o = s.orphans) {
+    out.push_back(One("ccm_orphan_labs_removed_total", "ccm's labs that no live instance owned, wiped and deleted.",
+                      MetricType::Counter, Of(o->removed)));
+    out.push_back(One("ccm_orphan_lab_removal_failures_total", "Orphan labs whose removal failed (tried again).",
+                      MetricType::Counter, Of(o->removal_failures)));
+    out.push_back(One("ccm_orphan_sweep_worker_failures_total", "Workers whose labs could not be listed by a sweep.",
+                      MetricType::Counter, Of(o->unlisted_workers)));
+  }
+}
+
 }  // namespace
+
+std::vector<prometheus::MetricFamily> AppFamilies(const AppSources& s, const std::optional<app::OutboxStats>& outbox,
+                                                  Timestamp now) {
+  using prometheus::MetricType;
+  std::vector<prometheus::MetricFamily> out;
+  if (outbox) AddOutbox(out, *outbox);
+  if (s.dispatch) AddDispatch(out, *s.dispatch);
+  if (const auto* r = s.receive)
+    out.push_back(Labelled("ccm_events_received_total", "Consumed CloudEvents by outcome.", MetricType::Counter,
+                           "outcome",
+                           {{"applied", Of(r->applied)},
+                            {"duplicate", Of(r->duplicate)},
+                            {"ignored", Of(r->ignored)},
+                            {"stale", Of(r->stale)},
+                            {"rejected", Of(r->rejected)}}));
+  out.push_back(One("ccm_leader", "1 on the replica that runs the background work, else 0.", MetricType::Gauge,
+                    !s.leading || s.leading() ? 1 : 0));
+  if (s.lifecycle) AddLifecycle(out, s, now);
+  if (const auto* r = s.retention)
+    out.push_back(Labelled("ccm_retention_removed_total", "Records removed past their retention.", MetricType::Counter,
+                           "kind", {{"instances", Of(r->instances)}, {"events", Of(r->events)}}));
+  return out;
+}
+
+Result<std::vector<prometheus::MetricFamily>> AppCollector::Read() const {
+  std::optional<app::OutboxStats> outbox;
+  if (sources_.outbox) {
+    auto stats = sources_.outbox();
+    if (!stats) return stats.error();
+    outbox = *stats;
+  }
+  return AppFamilies(sources_, outbox, sources_.clock ? sources_.clock->Now() : Timestamp{});
+}
+
+std::vector<prometheus::MetricFamily> AppCollector::Collect() const {
+  if (auto families = Read()) return std::move(families.value());
+  return AppFamilies(sources_, std::nullopt, sources_.clock ? sources_.clock->Now() : Timestamp{});
+}
 
 std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   using prometheus::MetricType;
@@ -180,9 +325,16 @@ Metrics::Metrics(std::string_view version)
       .Set(1);
 }
 
-std::string Metrics::Text() const {
+Result<std::string> Metrics::Text() const {
   auto families = registry_->Collect();
   for (auto& f : process_.Collect()) families.push_back(std::move(f));
+  if (app_) {
+    // A store that cannot be read fails the scrape: an outbox left out would look like an
+    // outbox of nothing to a rule that sums it, and an error is what the scrape said before.
+    auto more = app_->Read();
+    if (!more) return more.error();
+    for (auto& f : *more) families.push_back(std::move(f));
+  }
   return prometheus::TextSerializer().Serialize(families);
 }
 

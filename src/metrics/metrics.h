@@ -1,7 +1,9 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,7 +15,15 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "app/collection.h"
+#include "app/dispatcher.h"
 #include "app/observers.h"
+#include "app/orphan_sweep.h"
+#include "app/ports.h"
+#include "app/receiver.h"
+#include "app/reconcilers.h"
+#include "app/retention.h"
+#include "domain/result.h"
 #include "http/message.h"
 
 namespace ccm::metrics {
@@ -70,10 +80,57 @@ class LoopMetrics final : public app::LoopObserver {
   prometheus::Family<prometheus::Histogram>& duration_;
 };
 
+// What the use cases count, read at each scrape. A null pointer (or an empty function)
+// leaves its families out.
+// Not owned: each must outlive the collector that reads it.
+struct AppSources {
+  // ccm_events_published_total, ccm_outbox_depth, ccm_events_dead_letters,
+  // ccm_outbox_held_events: the store's outbox statistics (Store::GetOutboxStats), read at
+  // each scrape; empty: none.
+  std::function<Result<app::OutboxStats>()> outbox = {};
+  // ccm_events_delivered_total, ccm_events_retried_total, ccm_events_dead_lettered_total,
+  // ccm_sink_breaker_state{state}, ccm_event_delivery_latency_seconds: null when no
+  // dispatcher runs.
+  const app::DispatchMetrics* dispatch = nullptr;
+  const app::ReceiveMetrics* receive = nullptr;  // ccm_events_received_total{outcome}
+  // ccm_instances{state}, ccm_instance_oldest_in_state_seconds{state} (once a sweep listed a
+  // state), ccm_pod_assignments_total{outcome}, ccm_lifecycle_timeouts_total{stage},
+  // ccm_instances_not_assessed_total, ccm_workers_terminated_total.
+  const app::LifecycleMetrics* lifecycle = nullptr;
+  // ccm_collection_requests_total{outcome}, and the three ccm_orphan_* counters: given with
+  // `lifecycle` only.
+  const app::CollectionService::Metrics* collection = nullptr;
+  const app::OrphanSweepMetrics* orphans = nullptr;
+  const app::RetentionMetrics* retention = nullptr;  // ccm_retention_removed_total{kind}
+  app::Clock* clock = nullptr;                       // the ages' "now"; needed with `lifecycle`
+  // ccm_leader: whether this replica runs the background work; empty: it always does.
+  std::function<bool()> leading = {};
+};
+
+// The families of `sources` as of `now`, with `outbox` (the store's statistics, read by the
+// caller; nullopt leaves the outbox families out). Pure: reads the counters, does no I/O.
+std::vector<prometheus::MetricFamily> AppFamilies(const AppSources& sources, const std::optional<app::OutboxStats>& outbox,
+                                                  Timestamp now);
+
+// The families of AppSources, read at each scrape. Thread-safe if the sources are.
+class AppCollector final : public prometheus::Collectable {
+ public:
+  explicit AppCollector(AppSources sources) : sources_(std::move(sources)) {}
+  // Every family of the sources. Errors: those of reading the outbox statistics (a scrape
+  // answers them rather than leave the outbox out unseen).
+  Result<std::vector<prometheus::MetricFamily>> Read() const;
+  // As Read, leaving the outbox families out when their statistics cannot be read.
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  AppSources sources_;
+};
+
 // The process's registry: ccm_build_info{version} 1, the process metrics, and the HTTP,
 // remote and loop families above, which the composition root hands to the server, the
-// clients and the loops. Text() is the exposition (Prometheus text format 0.0.4).
-// Thread-safe.
+// clients and the loops, and those of the AppSources it is told to watch. Text() is the
+// exposition (Prometheus text format 0.0.4): every family of /metrics. Thread-safe, but for
+// Watch.
 class Metrics {
  public:
   explicit Metrics(std::string_view version);
@@ -83,12 +140,17 @@ class Metrics {
   HttpMetrics& http() { return http_; }
   RemoteCallMetrics& remotes() { return remotes_; }
   LoopMetrics& loops() { return loops_; }
-  // Every family of the registry and the process collector, as text.
-  std::string Text() const;
+  // Adds the families of `sources` to the exposition. Called once, before the first scrape
+  // (the use cases are built after the registry, which their clients are tagged with).
+  void Watch(AppSources sources) { app_ = std::make_unique<AppCollector>(std::move(sources)); }
+  // Every family of the registry, the process collector and the watched sources, as text.
+  // Errors: those of AppCollector::Read (the store's, when it cannot be read).
+  Result<std::string> Text() const;
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   ProcessCollector process_;
+  std::unique_ptr<AppCollector> app_;
   HttpMetrics http_;
   RemoteCallMetrics remotes_;
   LoopMetrics loops_;

@@ -3,9 +3,12 @@
 
 #include <deque>
 
+#include <prometheus/text_serializer.h>
+
 #include "app/dispatcher.h"
 #include "app/event_service.h"
 #include "app/system.h"
+#include "metrics/metrics.h"
 #include "store/sqlite/sqlite_store.h"
 #include "support/temp_dir.h"
 
@@ -155,14 +158,15 @@ TEST_F(DispatcherTest, ASubjectWaitsBehindItsDeadLetterWhileOthersFlow) {
   EXPECT_EQ(sink.received.back().id, "b2");
   EXPECT_EQ(*d.RunOnce(), 0);
   EXPECT_EQ(store_->GetOutboxStats()->held, 3);
-  app::EventService events(*store_, clock_, &metrics_, nullptr);
-  EXPECT_NE(events.Metrics()->find("ccm_outbox_held_events 3"), std::string::npos);
+  const auto families = metrics::AppCollector({.outbox = [this] { return store_->GetOutboxStats(); }, .dispatch = &metrics_}).Read();
+  ASSERT_TRUE(families);
+  EXPECT_NE(prometheus::TextSerializer().Serialize(*families).find("ccm_outbox_held_events 3\n"), std::string::npos);
 }
 
 TEST_F(DispatcherTest, ReplayingADeadLetterDeliversItsSubjectInOrder) {
   ScriptedSink sink;
   app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
-  app::EventService events(*store_, clock_, &metrics_, nullptr);
+  app::EventService events(*store_, clock_, nullptr);
   Publish("a1", "a");
   Publish("a2", "a");
   Publish("b1", "b");
@@ -182,7 +186,7 @@ TEST_F(DispatcherTest, ReplayingADeadLetterDeliversItsSubjectInOrder) {
 TEST_F(DispatcherTest, ReplayingEveryDeadLetterKeepsEachSubjectInOrder) {
   ScriptedSink sink(4);  // batch: one refusal kills a1 and a2 together
   app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
-  app::EventService events(*store_, clock_, &metrics_, nullptr);
+  app::EventService events(*store_, clock_, nullptr);
   for (const char* id : {"a1", "a2", "b1"}) Publish(id, std::string(1, id[0]));
   sink.script = {{DeliveryOutcome::kFinal, 400, "", {}}};
   EXPECT_EQ(*d.RunOnce(), 0);
@@ -217,7 +221,7 @@ TEST_F(DispatcherTest, AttemptLimitDeadLettersThenReplayDelivers) {
   EXPECT_NE(dead.last_error.find("attempt limit"), std::string::npos) << dead.last_error;
   EXPECT_EQ(*d.RunOnce(), 0);
 
-  app::EventService events(*store_, clock_, &metrics_, nullptr);
+  app::EventService events(*store_, clock_, nullptr);
   auto replayed = events.Replay("e1");
   ASSERT_TRUE(replayed);
   EXPECT_EQ(replayed->state, DeliveryState::kPending);

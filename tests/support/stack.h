@@ -8,6 +8,7 @@
 #include "app/system.h"
 #include "http/api.h"
 #include "http/server.h"
+#include "metrics/metrics.h"
 #include "store/sqlite/sqlite_store.h"
 #include "support/temp_dir.h"
 
@@ -33,6 +34,7 @@ struct Stack {
   std::unique_ptr<app::WorkerService> workers;
   std::unique_ptr<app::EventService> event_service;
   app::ReceiveMetrics receive_metrics;
+  metrics::Metrics metrics{"test"};  // what /metrics serves: the outbox and the receiver's counters
   std::unique_ptr<app::EventReceiver> receiver;
   std::unique_ptr<app::AssessmentPlatform> platform;
   std::unique_ptr<app::CollectionService> collection;
@@ -54,12 +56,14 @@ struct Stack {
     instances = std::make_unique<app::InstanceService>(deps);
     workers = std::make_unique<app::WorkerService>(deps);
     receiver = std::make_unique<app::EventReceiver>(deps, app::EventReceiver::Options{}, receive_metrics);
-    event_service = std::make_unique<app::EventService>(*store, clock, nullptr, nullptr, &receive_metrics);
+    event_service = std::make_unique<app::EventService>(*store, clock, nullptr);
+    metrics.Watch({.outbox = [this] { return store->GetOutboxStats(); }, .receive = &receive_metrics});
     if (!platform) platform = std::make_unique<Unreachable>();
     collection = std::make_unique<app::CollectionService>(deps, *platform, collection_options);
     pods = std::make_unique<app::PodService>(*store, "ccm");
     http::AddApiRoutes(router,
-                       {*definitions, *instances, *workers, *store, *event_service, *receiver, *collection, *pods});
+                       {*definitions, *instances, *workers, *store, *event_service, *receiver, *collection, *pods, {},
+                        [this] { return metrics.Text(); }});
     if (authenticate) router.RequireAuthentication(std::move(authenticate));
     http::ServerOptions options;
     options.port = 0;

@@ -87,11 +87,116 @@ TEST(LoopMetrics, AddsStepsAndErrorsPerLoop) {
 
 TEST(Metrics, TextHasBuildInfoAndTheProcessMetrics) {
   Metrics m("9.9.9");
-  const std::string text = m.Text();
+  const auto got = m.Text();
+  ASSERT_TRUE(got) << got.error().message;
+  const std::string& text = *got;
   EXPECT_TRUE(Has(text, R"(ccm_build_info{version="9.9.9"} 1)")) << text;
   for (const char* family : {"process_cpu_seconds_total counter", "process_resident_memory_bytes gauge",
                              "process_open_fds gauge", "process_max_fds gauge", "process_start_time_seconds gauge"})
     EXPECT_NE(text.find(std::string("# TYPE ") + family + "\n"), std::string::npos) << family << "\n" << text;
+}
+
+std::string Text(const std::vector<prometheus::MetricFamily>& families) {
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+TEST(AppFamilies, TheOutboxAndTheDispatcherBecomeTheirFamilies) {
+  app::DispatchMetrics dispatch;
+  dispatch.delivered = 7;
+  dispatch.breaker_state = 1;  // open
+  dispatch.ObserveLatency(20ms);
+  dispatch.ObserveLatency(2000ms);
+  const std::string text =
+      Text(AppFamilies({.dispatch = &dispatch}, app::OutboxStats{.published = 12, .pending = 3, .dead = 1, .held = 2}, {}));
+  EXPECT_TRUE(Has(text, "# TYPE ccm_outbox_depth gauge")) << text;
+  EXPECT_TRUE(Has(text, "ccm_outbox_depth 3")) << text;
+  EXPECT_TRUE(Has(text, "# TYPE ccm_events_published_total counter")) << text;
+  EXPECT_TRUE(Has(text, "ccm_events_published_total 12")) << text;
+  EXPECT_TRUE(Has(text, "ccm_events_dead_letters 1")) << text;
+  EXPECT_TRUE(Has(text, "ccm_outbox_held_events 2")) << text;
+  EXPECT_TRUE(Has(text, "ccm_events_delivered_total 7")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_sink_breaker_state{state="open"} 1)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_sink_breaker_state{state="closed"} 0)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_sink_breaker_state{state="half_open"} 0)")) << text;
+  EXPECT_TRUE(Has(text, "# TYPE ccm_event_delivery_latency_seconds histogram")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_event_delivery_latency_seconds_bucket{le="0.01"} 0)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_event_delivery_latency_seconds_bucket{le="0.025"} 1)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_event_delivery_latency_seconds_bucket{le="2.5"} 2)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_event_delivery_latency_seconds_bucket{le="60"} 2)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_event_delivery_latency_seconds_bucket{le="+Inf"} 2)")) << text;
+  EXPECT_TRUE(Has(text, "ccm_event_delivery_latency_seconds_count 2")) << text;
+  EXPECT_TRUE(Has(text, "ccm_event_delivery_latency_seconds_sum 2.02")) << text;
+  EXPECT_TRUE(Has(text, "ccm_leader 1")) << "no election: this replica leads\n" << text;
+  EXPECT_EQ(text.find("ccm_events_received_total"), std::string::npos) << "no receiver given";
+  EXPECT_EQ(text.find("ccm_pod_assignments_total"), std::string::npos) << "no lifecycle given";
+}
+
+TEST(AppFamilies, LeadershipReceiptsLifecycleAndRetentionBecomeTheirFamilies) {
+  app::ReceiveMetrics receive;
+  receive.applied = 4;
+  receive.rejected = 1;
+  app::LifecycleMetrics lifecycle;
+  const Timestamp now = Timestamp{} + 1000h;
+  domain::LabletInstance running;
+  running.state = domain::InstanceState::kRunning;
+  running.created_at = now - 90s;
+  lifecycle.Observe(domain::InstanceState::kRunning, {running});
+  lifecycle.Observe(domain::InstanceState::kPending, {});
+  lifecycle.grading_timeouts = 2;
+  app::CollectionService::Metrics collection;
+  collection.refused = 5;
+  app::OrphanSweepMetrics orphans;
+  orphans.removed = 6;
+  app::RetentionMetrics retention;
+  retention.instances = 8;
+  const std::string text = Text(AppFamilies({.receive = &receive,
+                                             .lifecycle = &lifecycle,
+                                             .collection = &collection,
+                                             .orphans = &orphans,
+                                             .retention = &retention,
+                                             .leading = [] { return false; }},
+                                            std::nullopt, now));
+  EXPECT_TRUE(Has(text, "ccm_leader 0")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_events_received_total{outcome="applied"} 4)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_events_received_total{outcome="rejected"} 1)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_events_received_total{outcome="stale"} 0)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_instances{state="RUNNING"} 1)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_instances{state="PENDING"} 0)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_instance_oldest_in_state_seconds{state="RUNNING"} 90)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_instance_oldest_in_state_seconds{state="PENDING"} 0)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_lifecycle_timeouts_total{stage="grading"} 2)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_collection_requests_total{outcome="refused"} 5)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_pod_assignments_total{outcome="assigned"} 0)")) << text;
+  EXPECT_TRUE(Has(text, "ccm_orphan_labs_removed_total 6")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_retention_removed_total{kind="instances"} 8)")) << text;
+  EXPECT_TRUE(Has(text, R"(ccm_retention_removed_total{kind="events"} 0)")) << text;
+  EXPECT_EQ(text.find("ccm_outbox_depth"), std::string::npos) << "no outbox statistics given";
+}
+
+TEST(AppCollector, ReadsTheStoreAtEachScrapeAndFailsTheScrapeWhenItCannotBeRead) {
+  // The outbox statistics as a store answers them, or its failure.
+  app::OutboxStats stats;
+  bool fail = false;
+  auto outbox = [&stats, &fail]() -> Result<app::OutboxStats> {
+    if (fail) return Error::Unavailable("store down");
+    return stats;
+  };
+  Metrics m("9.9.9");
+  m.Watch({.outbox = outbox});
+  stats.pending = 3;
+  auto text = m.Text();
+  ASSERT_TRUE(text) << text.error().message;
+  EXPECT_TRUE(Has(*text, "ccm_outbox_depth 3")) << *text;
+  stats.pending = 4;
+  EXPECT_TRUE(Has(*m.Text(), "ccm_outbox_depth 4"));
+  fail = true;
+  text = m.Text();
+  ASSERT_FALSE(text);
+  EXPECT_EQ(text.error().code, ErrorCode::kUnavailable);
+  // Collect, which cannot fail, leaves the outbox out and keeps the rest.
+  const std::string collected = Text(AppCollector({.outbox = outbox}).Collect());
+  EXPECT_EQ(collected.find("ccm_outbox_depth"), std::string::npos) << collected;
+  EXPECT_TRUE(Has(collected, "ccm_leader 1")) << collected;
 }
 
 }  // namespace
