@@ -177,7 +177,8 @@ TEST(RequestFraming, TraceContextFieldsOnSeveralLinesAreJoinedOthersKeepTheLast)
   const Outcome out = Feed(kPost + "Content-Length: 0\r\ntracestate: congo=t61rcWkgMzE\r\nX-A: 1\r\n"
                                    "tracestate: rojo=00f067aa0ba902b7\r\nX-A: 2\r\n"
                                    "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
-                                   "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n");
+                                   "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n",
+                           SIZE_MAX, RequestLimits{100, 1024, 16});
   ASSERT_EQ(out.requests.size(), 1u) << out.detail;
   const auto& headers = out.requests[0].request.headers;
   EXPECT_EQ(headers.at("tracestate"), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
