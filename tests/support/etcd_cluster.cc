@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <thread>
 
@@ -114,7 +115,16 @@ TestCertificates::TestCertificates(const std::string& dir) {
 EtcdCluster::EtcdCluster(const std::string& dir, int members) : EtcdCluster(dir, EtcdClusterOptions{members, {}, {}}) {}
 
 EtcdCluster::EtcdCluster(const std::string& dir, const EtcdClusterOptions& options) {
+  // A port is picked free, then bound by etcd: a test running beside this one may take it in
+  // between. Then the members start again, all on new ports.
+  for (int attempt = 1; !TryStart(dir, options); ++attempt)
+    if (attempt == 5) throw std::runtime_error("etcd found its ports taken 5 times; see " + dir);
+}
+
+bool EtcdCluster::TryStart(const std::string& dir, const EtcdClusterOptions& options) {
   const int members = options.members;
+  pids_.clear();
+  client_urls_.clear();
   const std::string scheme = options.tls ? "https://" : "http://";
   std::vector<std::string> peer_urls;
   std::string initial;
@@ -169,6 +179,13 @@ EtcdCluster::EtcdCluster(const std::string& dir, const EtcdClusterOptions& optio
       int status = 0;
       if (waitpid(pids_[n], &status, WNOHANG) == pids_[n]) {
         pids_[n] = -1;
+        std::ifstream log(dir + "/etcd-" + std::to_string(n) + ".log");
+        const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+        if (text.find("address already in use") != std::string::npos) {
+          for (int m = 0; m < members; ++m) Kill(m);
+          for (int m = 0; m < members; ++m) std::filesystem::remove_all(dir + "/etcd-" + std::to_string(m));
+          return false;
+        }
         throw std::runtime_error("etcd exited at start-up (is Debian's etcd-server installed?); see " + dir);
       }
       if (Healthy(client_urls_[n], options.tls)) break;
@@ -177,6 +194,7 @@ EtcdCluster::EtcdCluster(const std::string& dir, const EtcdClusterOptions& optio
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
+  return true;
 }
 
 EtcdCluster::~EtcdCluster() {

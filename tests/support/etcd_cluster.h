@@ -54,6 +54,10 @@ class EtcdCluster {
   int Leader() const;
 
  private:
+  // Starts the members on ports picked free; false when one exited because another process
+  // took its port first (every member is stopped and forgotten then). Throws on other failures.
+  bool TryStart(const std::string& dir, const EtcdClusterOptions& options);
+
   std::vector<int> pids_;
   std::vector<std::string> client_urls_;
 };
