@@ -104,8 +104,11 @@ TEST_F(ProblemKinds, EachStatusHasOneTypeAndOneTitleWhereverItIsAnswered) {
   one.max_connections = 1;
   auto full = ServerOver(one, [&draining](http::Request& r) { return draining.Dispatch(r); });
   {
+    // The one slot is taken once the server has answered on it (keep-alive: it stays open).
     testing::RawSocket holder(full->port());
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // accepted: the one slot is taken
+    ASSERT_TRUE(holder.Send("GET /health/live HTTP/1.1\r\nHost: a\r\n\r\n"));
+    const std::string answered = holder.ReadUntilClosed(std::chrono::seconds(2));
+    ASSERT_EQ(answered.rfind("HTTP/1.1 200", 0), 0u) << answered;
     add("connection limit (server)", testing::HttpClient(UrlOf(*full)).Get("/health/live"));
   }
   auto throwing = ServerOver({}, [](http::Request&) -> http::Response { throw std::runtime_error("bug"); });
