@@ -150,11 +150,6 @@ struct Changes {
   }
 };
 
-// Field named by a Commit conflict that a retry after a fresh read may cure.
-inline constexpr const char* kStaleVersionField = "version";
-// Field named by a Commit conflict on a processed-event key: the event was already applied.
-inline constexpr const char* kDuplicateEventField = "dedup";
-
 // What the Assessment Platform needs to collect an instance's work.
 struct CollectionRequest {
   std::string instance_id;
@@ -297,8 +292,8 @@ class Store {
   virtual Result<PageOf<domain::Worker>> ListWorkers(const Page& page) = 0;
 
   // Writes `changes` atomically and durably: when it returns success the change survives a
-  // crash. Errors: conflict with field "version" when an aggregate's version is stale (or it
-  // exists and version was 0); conflict with field "dedup" when a processed key exists;
+  // crash. Errors: Error::StaleVersion when an aggregate's version is stale (or it exists and
+  // version was 0); Error::Duplicate when a processed key exists;
   // conflict with field "reservation_id" when a new instance names a reservation that an
   // instance not yet TERMINATED holds (an instance gives its reservation up as it terminates);
   // conflict with field "version"/"name" for a definition version that exists or a name

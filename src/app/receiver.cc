@@ -89,7 +89,7 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
     changes.processed.push_back({event.source, event.id, now, now + options_.dedup_ttl});
     auto committed = d_.store.Commit(changes);
     if (!committed) {
-      if (committed.error().code == ErrorCode::kConflict && committed.error().field == kDuplicateEventField)
+      if (committed.error().Is(ErrorKind::kDuplicate))
         return Outcome::kDuplicate;  // a concurrent delivery of the same event won
       return committed.error();
     }

@@ -19,9 +19,8 @@ using namespace ccm::domain;
 namespace {
 
 Error Stale(std::string_view what, const std::string& id, std::int64_t expected, std::int64_t actual) {
-  return Error::Conflict(std::string(what) + " " + id + " is at version " + std::to_string(actual) +
-                             ", not the expected " + std::to_string(expected),
-                         kStaleVersionField);
+  return Error::StaleVersion(std::string(what) + " " + id + " is at version " + std::to_string(actual) +
+                             ", not the expected " + std::to_string(expected));
 }
 
 }  // namespace
@@ -287,7 +286,11 @@ Result<bool> InstanceService::AssignDuePod(const InstanceId& id, const PodBackof
                                          ToJson(*pod, Secrets::kShown).dump())
                     : Status(pod.error());
   // The engine's answer may quote the pod; what is kept (pod_error) and logged must not.
-  if (!sent && pod) sent = Error{sent.error().code, Scrub(sent.error().message, SecretValues(*pod)), sent.error().field};
+  if (!sent && pod) {
+    Error scrubbed = sent.error();
+    scrubbed.message = Scrub(scrubbed.message, SecretValues(*pod));
+    sent = std::move(scrubbed);
+  }
   // Only an unreachable or failing engine is worth another attempt; a refusal is final.
   const bool final_refusal = !sent && sent.error().code != ErrorCode::kUnavailable;
   const std::optional<Timestamp> was_due = instance->pod_due_at;

@@ -43,7 +43,7 @@ auto RetryStale(F&& attempt) -> decltype(attempt()) {
   constexpr int kAttempts = 64;
   for (int i = 1;; ++i) {
     auto r = attempt();
-    if (r || r.error().code != ErrorCode::kConflict || r.error().field != kStaleVersionField) return r;
+    if (r || !r.error().Is(ErrorKind::kStaleVersion)) return r;
     if (i == kAttempts)
       return Error::Unavailable("the change kept racing other writers of the same record (" + r.error().message +
                                 "); try again");

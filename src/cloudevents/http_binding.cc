@@ -194,8 +194,7 @@ Result<Decoded> Decode(const std::map<std::string, std::string>& headers, std::s
     return DecodeBatch(std::move(items.value()));
   }
   if (media.rfind("application/cloudevents", 0) == 0)
-    return Error::InvalidArgument("event format " + media + " is not supported; use application/cloudevents+json",
-                                  kContentTypeField);
+    return Error::UnsupportedMediaType("event format " + media + " is not supported; use application/cloudevents+json");
   if (headers.count("ce-specversion")) {
     out.mode = Mode::kBinary;
     auto e = DecodeBinary(headers, body);
@@ -208,7 +207,7 @@ Result<Decoded> Decode(const std::map<std::string, std::string>& headers, std::s
         "not a CloudEvent: binary mode needs a ce-specversion header; structured mode needs Content-Type "
         "application/cloudevents+json",
         "specversion");
-  return Error::InvalidArgument("Content-Type " + media + " carries no CloudEvent", kContentTypeField);
+  return Error::UnsupportedMediaType("Content-Type " + media + " carries no CloudEvent");
 }
 
 }  // namespace ccm::cloudevents

@@ -41,9 +41,6 @@ struct Decoded {
   std::vector<DecodedEvent> events;  // one for structured and binary; one per element in a batch
 };
 
-// Field named by an error about the Content-Type (answered 415 by receivers).
-inline constexpr const char* kContentTypeField = "content-type";
-
 // Decodes a request in whichever mode its headers say: structured by Content-Type
 // application/cloudevents+json, batch by application/cloudevents-batch+json, binary when a
 // ce-specversion header is present. Errors: invalid_argument with field "content-type" for a

@@ -22,10 +22,22 @@ enum class ErrorCode {
 
 const char* ToString(ErrorCode code);
 
+// Finer than the code, for the few failures a caller acts on differently from others of the
+// same code. Callers test the kind, never the text of `field` or `message`.
+enum class ErrorKind {
+  kUnspecified,
+  kStaleVersion,          // conflict: the aggregate changed since it was read; a retry after a fresh read may cure it
+  kDuplicate,             // conflict: the processed-event key exists, so the event was already applied
+  kUnsupportedMediaType,  // invalid argument: the body's media type is not one the call reads (HTTP 415)
+};
+
 struct Error {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;
   std::string field;  // the offending input field, empty when none applies
+  ErrorKind kind = ErrorKind::kUnspecified;
+
+  bool Is(ErrorKind k) const { return kind == k; }
 
   static Error InvalidArgument(std::string message, std::string field = {}) {
     return {ErrorCode::kInvalidArgument, std::move(message), std::move(field)};
@@ -42,6 +54,16 @@ struct Error {
   static Error Unauthenticated(std::string message) { return {ErrorCode::kUnauthenticated, std::move(message), {}}; }
   static Error PermissionDenied(std::string message) {
     return {ErrorCode::kPermissionDenied, std::move(message), {}};
+  }
+  // The kinds: each names the field a client sees in the problem it gets.
+  static Error StaleVersion(std::string message) {
+    return {ErrorCode::kConflict, std::move(message), "version", ErrorKind::kStaleVersion};
+  }
+  static Error Duplicate(std::string message) {
+    return {ErrorCode::kConflict, std::move(message), "dedup", ErrorKind::kDuplicate};
+  }
+  static Error UnsupportedMediaType(std::string message) {
+    return {ErrorCode::kInvalidArgument, std::move(message), "content-type", ErrorKind::kUnsupportedMediaType};
   }
 };
 

@@ -21,11 +21,7 @@ Response Json(int status, const json& body) {
   return r;
 }
 
-Response Fail(const Error& e, const Request& req) {
-  if (e.field == kContentTypeField)
-    return ProblemResponse(415, e.message, req.path, e.field);
-  return ErrorResponse(e, req.path);
-}
+Response Fail(const Error& e, const Request& req) { return ErrorResponse(e, req.path); }
 
 template <typename T>
 Response Reply(const Result<T>& r, const Request& req, int status = 200) {
@@ -560,8 +556,7 @@ void AddReceiverRoutes(Router& router, app::EventReceiver& receiver) {
   router.Add("POST", "/api/v1/events", [&receiver](Request& req) {
     auto decoded = cloudevents::Decode(req.headers, req.body);
     if (!decoded) {
-      if (decoded.error().field == cloudevents::kContentTypeField)
-        return ProblemResponse(415, decoded.error().message, req.path, decoded.error().field);
+      if (decoded.error().Is(ErrorKind::kUnsupportedMediaType)) return ErrorResponse(decoded.error(), req.path);
       return ProblemResponse(400, decoded.error().message, req.path, decoded.error().field);
     }
     if (decoded->mode != cloudevents::Mode::kBatch) {

@@ -74,9 +74,11 @@ Response ProblemResponse(int status, const std::string& detail, const std::strin
 }
 
 Response ErrorResponse(const Error& error, const std::string& instance) {
+  // A body in a media type the call does not read: 415, which no ErrorCode names better.
+  if (error.Is(ErrorKind::kUnsupportedMediaType)) return ProblemResponse(415, error.message, instance, error.field);
   const int status = StatusFor(error.code);
   auto body = ProblemBody(status, error.message, instance, error.field);
-  // The code tells a stale-version conflict ("field": "version") from an illegal move.
+  // The code, with the field, tells a stale-version conflict ("field": "version") from an illegal move.
   body["code"] = ToString(error.code);
   return ToResponse(status, body);
 }

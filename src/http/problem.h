@@ -32,7 +32,8 @@ const ProblemKind& ProblemKindOf(int status);
 // Retry-After (the server adds 1 s to any that has none; a caller may set another).
 Response ProblemResponse(int status, const std::string& detail, const std::string& instance,
                          const std::string& field);
-// The same for an Error, with its status from StatusFor and its `code`.
+// The same for an Error, with its status from StatusFor and its `code`; an error of kind
+// kUnsupportedMediaType is a 415 without a code.
 Response ErrorResponse(const Error& error, const std::string& instance);
 
 }  // namespace ccm::http

@@ -16,9 +16,8 @@ Result<json> ParseJsonObject(const Request& request) {
   const std::string_view media = std::string_view(type).substr(0, type.find(';'));
   const auto trimmed = media.substr(0, media.find_last_not_of(" \t") + 1);
   if (trimmed != "application/json")
-    return Error::InvalidArgument(
-        "Content-Type must be application/json, not '" + std::string(request.Header("content-type")) + "'",
-        kContentTypeField);
+    return Error::UnsupportedMediaType("Content-Type must be application/json, not '" +
+                                       std::string(request.Header("content-type")) + "'");
   auto body = cloudevents::ParseJson(request.body, cloudevents::kBodyField, /*envelope_levels=*/1);
   if (!body) return body.error();
   if (!body->is_object()) return Error::InvalidArgument("request body must be a JSON object", "body");

@@ -12,12 +12,9 @@
 
 namespace ccm::http {
 
-// The field named by the error of a request whose Content-Type is not JSON (answered 415).
-inline constexpr const char* kContentTypeField = "content-type";
-
 // The request's body as a JSON object, parsed by cloudevents::ParseJson (so strictly UTF-8,
-// and nesting at most CCM_MAX_JSON_DEPTH levels). Errors: invalid_argument with field
-// "content-type" unless Content-Type is application/json; naming the member that nests too
+// and nesting at most CCM_MAX_JSON_DEPTH levels). Errors: Error::UnsupportedMediaType unless
+// Content-Type is application/json; naming the member that nests too
 // deep; with field "body" unless the body parses to an object.
 Result<nlohmann::json> ParseJsonObject(const Request& request);
 

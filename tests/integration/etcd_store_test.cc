@@ -301,7 +301,7 @@ TEST_F(EtcdStoreTest, WhatOneReplicaRemembersNeverLetsAStaleWriteThrough) {
   stale.instances = {seen_by_a};
   auto refused = a->Commit(stale);
   ASSERT_FALSE(refused);
-  EXPECT_EQ(refused.error().field, app::kStaleVersionField);
+  EXPECT_EQ(refused.error().kind, ErrorKind::kStaleVersion);
   EXPECT_EQ(b->GetInstance({"i1"})->owner_id, "owner-1");
 
   // Read again, a's next write keeps the state index right (SCHEDULED -> RUNNING).

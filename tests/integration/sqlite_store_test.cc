@@ -202,7 +202,7 @@ TEST_P(StoreContract, StaleVersionIsAConflictAndChangesNothing) {
   auto stale = store().Commit(c2);
   ASSERT_FALSE(stale);
   EXPECT_EQ(stale.error().code, ErrorCode::kConflict);
-  EXPECT_EQ(stale.error().field, app::kStaleVersionField);
+  EXPECT_EQ(stale.error().kind, ErrorKind::kStaleVersion);
   auto now = store().GetInstance({"i1"});
   EXPECT_EQ(now->owner_id, "first");
   EXPECT_EQ(now->version, 2);
@@ -210,7 +210,7 @@ TEST_P(StoreContract, StaleVersionIsAConflictAndChangesNothing) {
   // Creating what exists is stale too.
   auto again = store().Commit(create);
   ASSERT_FALSE(again);
-  EXPECT_EQ(again.error().field, app::kStaleVersionField);
+  EXPECT_EQ(again.error().kind, ErrorKind::kStaleVersion);
 }
 
 TEST_P(StoreContract, AFailedCommitLeavesNothingBehind) {
@@ -308,7 +308,7 @@ TEST_P(StoreContract, ProcessedKeysRefuseALiveDuplicateAndExpire) {
   EXPECT_FALSE(*store().IsProcessed("other", "evt-1", FromUnixMillis(500)));  // the key is (source, id)
   auto dup = store().Commit(c);
   ASSERT_FALSE(dup);
-  EXPECT_EQ(dup.error().field, app::kDuplicateEventField);
+  EXPECT_EQ(dup.error().kind, ErrorKind::kDuplicate);
   EXPECT_FALSE(*store().IsProcessed("platform", "evt-1", FromUnixMillis(1000)));
   Changes later;
   later.processed = {{"platform", "evt-1", FromUnixMillis(1000), FromUnixMillis(2000)}};
@@ -410,7 +410,7 @@ TEST_P(StoreContract, ConcurrentWritersOnOneAggregateNeverLoseAnUpdate) {
           c.workers = {w};
           auto s = store().Commit(c);
           if (s) break;
-          ASSERT_EQ(s.error().field, app::kStaleVersionField);
+          ASSERT_EQ(s.error().kind, ErrorKind::kStaleVersion);
           ++conflicts;
         }
       }
@@ -643,7 +643,7 @@ TEST_P(StoreContract, AWorkersPortsAreAllocatedOnceAndGivenBack) {
   // The copy read at version 1 is stale: it cannot hand out 2000 and 2001 again.
   auto stale = store().Commit(take);
   ASSERT_FALSE(stale);
-  EXPECT_EQ(stale.error().field, app::kStaleVersionField);
+  EXPECT_EQ(stale.error().kind, ErrorKind::kStaleVersion);
 }
 
 StoreFactory FactoryFor(const std::string& name) {

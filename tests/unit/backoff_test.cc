@@ -76,7 +76,7 @@ TEST(RunConcurrently, NeverMoreThanTheLimit) {
 TEST(RetryStale, TriesAStaleWriteAgainUntilItGoesThrough) {
   int calls = 0;
   Status s = app::RetryStale([&]() -> Status {
-    if (++calls < 5) return Error::Conflict("instance x is at version 3, not the expected 2", app::kStaleVersionField);
+    if (++calls < 5) return Error::StaleVersion("instance x is at version 3, not the expected 2");
     return {};
   });
   EXPECT_TRUE(s);
@@ -87,7 +87,7 @@ TEST(RetryStale, AWriterThatKeepsLosingIsToldToTryAgainNotThatItConflicts) {
   int calls = 0;
   Status s = app::RetryStale([&]() -> Status {
     ++calls;
-    return Error::Conflict("worker w is at version 9, not the expected 8", app::kStaleVersionField);
+    return Error::StaleVersion("worker w is at version 9, not the expected 8");
   });
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code, ErrorCode::kUnavailable);
@@ -103,6 +103,18 @@ TEST(RetryStale, OtherErrorsAndRealConflictsComeBackAtOnce) {
   });
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(RetryStale, AConflictOnAFieldNamedVersionIsNotAStaleVersion) {
+  int calls = 0;
+  Status s = app::RetryStale([&]() -> Status {
+    ++calls;
+    return Error::Conflict("definition d already has version 1.0.0", "version");
+  });
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(s.error().kind, ErrorKind::kUnspecified);
   EXPECT_EQ(calls, 1);
 }
 

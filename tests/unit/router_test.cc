@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "http/message.h"
+#include "http/problem.h"
 
 namespace ccm::http {
 namespace {
@@ -69,6 +70,26 @@ TEST(Message, QueryAndPercentDecoding) {
   EXPECT_EQ(q["c"], "");
   EXPECT_EQ(q["d"], "%zz");
   EXPECT_EQ(PercentDecode("/a%2Fb+c", false), "/a/b+c");
+}
+
+// An error's kind, not the text of its field, picks the answer; the field still names it.
+TEST(ErrorResponse, EachKindAnswersWithItsStatusAndNamesItsField) {
+  auto body = [](const Response& r) { return nlohmann::json::parse(r.body); };
+  const Response stale = ErrorResponse(Error::StaleVersion("instance i changed"), "/x");
+  EXPECT_EQ(stale.status, 409);
+  EXPECT_EQ(body(stale)["field"], "version");
+  EXPECT_EQ(body(stale)["code"], "conflict");
+  const Response duplicate = ErrorResponse(Error::Duplicate("event (s, e) was already processed"), "/x");
+  EXPECT_EQ(duplicate.status, 409);
+  EXPECT_EQ(body(duplicate)["field"], "dedup");
+  const Response media = ErrorResponse(Error::UnsupportedMediaType("Content-Type must be application/json"), "/x");
+  EXPECT_EQ(media.status, 415);
+  EXPECT_EQ(body(media)["field"], "content-type");
+  EXPECT_FALSE(body(media).contains("code"));
+  // A field that happens to be called content-type is a plain invalid argument.
+  const Response plain = ErrorResponse(Error::InvalidArgument("bad header value", "content-type"), "/x");
+  EXPECT_EQ(plain.status, 400);
+  EXPECT_EQ(body(plain)["code"], "invalid_argument");
 }
 
 }  // namespace

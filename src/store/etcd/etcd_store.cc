@@ -156,9 +156,8 @@ Result<std::vector<app::OutboxRecord>> ReadRecords(const std::vector<KeyValue>& 
 }
 
 Error Stale(std::string_view what, const std::string& id, std::int64_t expected) {
-  return Error::Conflict(std::string(what) + " " + id + " changed since it was read at version " +
-                             std::to_string(expected),
-                         app::kStaleVersionField);
+  return Error::StaleVersion(std::string(what) + " " + id + " changed since it was read at version " +
+                             std::to_string(expected));
 }
 
 // Port -> the instance holding it, over every allocation of a worker.
@@ -677,7 +676,7 @@ Status EtcdStore::CommitFenced(const Changes& changes, const std::optional<Fence
     // short random pause so that racing commits spread out.
     std::this_thread::sleep_for(std::chrono::microseconds(jitter() % (200 * (1 + std::min(attempt, 20)))));
   }
-  return Error::Conflict("store: the commit kept racing other writers", app::kStaleVersionField);
+  return Error::StaleVersion("store: the commit kept racing other writers");
 }
 
 Status EtcdStore::SweepKeys(Timestamp expired_by) {
@@ -968,8 +967,7 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
       if (!j) return j.error();
       // An expired key is taken over; a live one means the event was already applied.
       if (j->value("expires_ms", std::int64_t{0}) > ToUnixMillis(k.processed_at))
-        return Error::Conflict("event (" + k.source + ", " + k.id + ") was already processed",
-                               app::kDuplicateEventField);
+        return Error::Duplicate("event (" + k.source + ", " + k.id + ") was already processed");
     }
     auto lease = LeaseFor(k.expires_at);
     if (!lease) return lease.error();

@@ -281,9 +281,8 @@ std::string WorkerBody(const Worker& w, std::int64_t version) {
 }
 
 Error Stale(std::string_view what, const std::string& id, std::int64_t expected) {
-  return Error::Conflict(std::string(what) + " " + id + " changed since it was read at version " +
-                             std::to_string(expected),
-                         app::kStaleVersionField);
+  return Error::StaleVersion(std::string(what) + " " + id + " changed since it was read at version " +
+                             std::to_string(expected));
 }
 
 }  // namespace
@@ -1000,7 +999,7 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
         5, k.value);
     if (auto s = done(**ins, "insert processed event"); !s) return s;
     if (sqlite3_changes(c.db()) == 0)
-      return Error::Conflict("event (" + k.source + ", " + k.id + ") was already processed", app::kDuplicateEventField);
+      return Error::Duplicate("event (" + k.source + ", " + k.id + ") was already processed");
   }
   return {};
 }
