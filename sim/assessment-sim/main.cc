@@ -90,14 +90,14 @@ struct Settings {
 // A POST; the status (0 when nothing answered) and the body.
 std::pair<long, std::string> Post(const std::string& url, const std::string& body, const std::string& content_type,
                                   const std::string& bearer) {
-  transport::Headers headers = {{"Content-Type", content_type}};
+  ccm::transport::Headers headers = {{"Content-Type", content_type}};
   if (!bearer.empty()) headers["Authorization"] = "Bearer " + bearer;
-  transport::Request request;
+  ccm::transport::Request request;
   request.headers = &headers;
   request.body = body;
   request.total_timeout = std::chrono::seconds(10);
-  transport::Connection connection;
-  transport::Response answer = connection.Send(url, request);
+  ccm::transport::Connection connection;
+  ccm::transport::Response answer = connection.Send(url, request);
   return {answer.status, std::move(answer.body)};
 }
 
