@@ -14,7 +14,6 @@
 // which), so that a test of many lablets meets every fault at once and can replay the draw.
 // With --token-url, events go to ccm with a client-credentials bearer token (renewed on a 401).
 #include <CLI/CLI.hpp>
-#include <curl/curl.h>
 
 #include <atomic>
 #include <csignal>
@@ -30,6 +29,7 @@
 
 #include "http/server.h"
 #include "support/json_schema.h"
+#include "transport/http_connection.h"
 
 namespace {
 
@@ -87,29 +87,18 @@ struct Settings {
   std::string token_url, client_id, client_secret;
 };
 
-size_t Collect(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
 // A POST; the status (0 when nothing answered) and the body.
 std::pair<long, std::string> Post(const std::string& url, const std::string& body, const std::string& content_type,
                                   const std::string& bearer) {
-  CURL* c = curl_easy_init();
-  std::string answer;
-  curl_slist* headers = curl_slist_append(nullptr, ("Content-Type: " + content_type).c_str());
-  if (!bearer.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + bearer).c_str());
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.c_str());
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Collect);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);
-  long status = 0;
-  if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(c);
-  return {status, answer};
+  ccm::transport::Headers headers = {{"Content-Type", content_type}};
+  if (!bearer.empty()) headers["Authorization"] = "Bearer " + bearer;
+  ccm::transport::Request request;
+  request.headers = &headers;
+  request.body = body;
+  request.total_timeout = std::chrono::seconds(10);
+  ccm::transport::Connection connection;
+  ccm::transport::Response answer = connection.Send(url, request);
+  return {answer.status, std::move(answer.body)};
 }
 
 // The platform's own token for ccm, by client credentials; cached until refused.
@@ -198,7 +187,6 @@ int main(int argc, char** argv) {
     std::cerr << "assessment-sim: cannot read " << schema_file << "\n";
     return 2;
   }
-  curl_global_init(CURL_GLOBAL_DEFAULT);
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, SIGINT);

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "app/services.h"
+#include "transport/retry.h"
 
 namespace ccm::clients {
 
@@ -89,7 +90,7 @@ Status AuthorizedCaller::Post(const std::string& path, const std::string& body) 
       breaker([](app::CircuitBreaker& b) { b.OnSuccess(); });
       return {};
     }
-    const bool retryable = !a.transport_error.empty() || a.status == 408 || a.status == 429 || a.status >= 500;
+    const bool retryable = !a.transport_error.empty() || transport::IsRetryableStatus(a.status);
     last = a.transport_error.empty() ? "HTTP " + std::to_string(a.status) : a.transport_error;
     if (!retryable) {
       breaker([](app::CircuitBreaker& b) { b.OnSuccess(); });  // the remote answered: it is up

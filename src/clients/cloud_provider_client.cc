@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cloudevents/json_parse.h"
+#include "transport/retry.h"
 
 namespace ccm::clients {
 
@@ -43,7 +44,7 @@ Result<std::string> CloudProviderClient::Call(const std::string& method, const s
   if (!a.transport_error.empty()) return Error::Unavailable(call + ": " + a.transport_error);
   if (a.status >= 200 && a.status < 300) return a.body;
   const std::string status = "HTTP " + std::to_string(a.status);
-  if (a.status == 408 || a.status == 429 || a.status >= 500) return Error::Unavailable(call + ": " + status);
+  if (transport::IsRetryableStatus(a.status)) return Error::Unavailable(call + ": " + status);
   if (a.status == 404) return Error::NotFound(call + ": " + status);
   return Error::InvalidArgument(call + ": " + status + ": " + a.body.substr(0, 200));
 }

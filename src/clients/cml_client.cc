@@ -8,6 +8,7 @@
 #include "cloudevents/json_parse.h"
 #include "domain/lab_yaml.h"
 #include "domain/time.h"
+#include "transport/retry.h"
 
 namespace ccm::clients {
 
@@ -185,7 +186,8 @@ Result<std::string> CmlClient::Call(const app::CmlTarget& cml, const std::string
     break;
   }
   if (a.transport_error.empty() && a.status >= 200 && a.status < 300) return a.body;
-  if (!a.transport_error.empty() || a.status == 401 || a.status == 408 || a.status == 429 || a.status >= 500)
+  // CML's own rule on top of the shared one: a token refused even after signing in again (above).
+  if (!a.transport_error.empty() || a.status == 401 || transport::IsRetryableStatus(a.status))
     return Error::Unavailable(call + ": " + Text(a, token, options_.password));
   if (a.status == 404) return Error::NotFound(call + ": " + Text(a, token, options_.password));
   return Error::InvalidArgument(call + ": " + Text(a, token, options_.password));

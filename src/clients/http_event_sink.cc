@@ -6,6 +6,7 @@
 
 #include "cloudevents/json_format.h"
 #include "trace/trace_context.h"
+#include "transport/retry.h"
 
 namespace ccm::clients {
 
@@ -85,7 +86,7 @@ app::DeliveryOutcome HttpEventSink::Send(std::span<const app::OutboxEvent> event
   out.status = static_cast<int>(status);
   if (status >= 200 && status < 300) {
     out.kind = app::DeliveryOutcome::kDelivered;
-  } else if (status == 408 || status == 429 || status >= 500) {
+  } else if (transport::IsRetryableStatus(status)) {
     out.kind = app::DeliveryOutcome::kRetry;
     out.retry_after = ParseRetryAfter(answer.retry_after, std::chrono::system_clock::now());
   } else {

@@ -7,23 +7,19 @@
 #include <string>
 
 #include "app/observers.h"
+#include "transport/http_connection.h"
 
 namespace ccm::clients {
 
-// Percent-encodes `v` for a URL path segment or a form value (libcurl's escaping).
-std::string UrlEscape(const std::string& v);
+// Percent-encodes a URL path segment or a form value (libcurl's escaping).
+using transport::UrlEscape;
 
 // `text` with every occurrence of each non-empty secret replaced by "[redacted]": for error
 // messages that quote what a remote answered, in case it echoes a token or a password.
 std::string Redact(std::string text, std::initializer_list<std::string_view> secrets);
 
-// What came back from one POST.
-struct HttpAnswer {
-  std::string transport_error;  // libcurl's message when no HTTP answer came back
-  long status = 0;
-  std::string body;
-  std::string retry_after;      // the Retry-After header, if any
-};
+// What came back from one request: status, body, Retry-After, or the transport error.
+using HttpAnswer = transport::Response;
 
 // The certificates that verify a server over https. Verification itself (the peer's chain
 // and its name) is always on: there is no setting that turns it off.
@@ -32,11 +28,11 @@ struct TlsTrust {
   std::string ca_pem;   // PEM text; when set, used instead of ca_file (CURLOPT_CAINFO_BLOB)
 };
 
-// One keep-alive libcurl handle. Not thread-safe: one request at a time.
+// A transport::Connection for the clients: the remote's metrics tag and TLS trust in the
+// clients' terms. Not thread-safe: one request at a time.
 class HttpPoster {
  public:
-  HttpPoster();
-  ~HttpPoster();
+  HttpPoster() = default;
   HttpPoster(const HttpPoster&) = delete;
   HttpPoster& operator=(const HttpPoster&) = delete;
 
@@ -50,14 +46,12 @@ class HttpPoster {
                   std::chrono::milliseconds total_timeout);
 
   // The certificates later requests over https are verified with.
-  void SetTrust(TlsTrust trust) { trust_ = std::move(trust); }
+  void SetTrust(TlsTrust trust);
   // Who is told of each call from now on (its outcome and duration), under which remote name.
-  void SetTag(app::RemoteTag tag) { tag_ = std::move(tag); }
+  void SetTag(app::RemoteTag tag);
 
  private:
-  void* curl_;
-  TlsTrust trust_;
-  app::RemoteTag tag_;
+  transport::Connection connection_;
 };
 
 }  // namespace ccm::clients

@@ -1,12 +1,13 @@
 #include "main/events_cli.h"
 
-#include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <functional>
 #include <iostream>
 
-#include "clients/http_post.h"
+#include "transport/http_connection.h"
 
 namespace ccm::main {
 
@@ -21,34 +22,23 @@ struct Options {
   std::string token;  // a bearer token (--token, or CCM_TOKEN)
 };
 
-size_t Append(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
 // Sends the request and prints the answer; exit code 0 on 2xx, 1 otherwise.
 int Call(const std::string& method, const std::string& url, const std::string& token,
          const std::function<void(const nlohmann::json&)>& print) {
-  CURL* c = curl_easy_init();
-  std::string body;
-  curl_slist* headers = nullptr;
-  if (!token.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + token).c_str());
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
-  if (method == "POST") curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Append);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-  const CURLcode rc = curl_easy_perform(c);
-  long status = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup(c);
-  curl_slist_free_all(headers);
-  if (rc != CURLE_OK) {
-    std::cerr << "ccm events: " << url << ": " << curl_easy_strerror(rc) << "\n";
+  transport::Headers headers;
+  if (!token.empty()) headers["Authorization"] = "Bearer " + token;
+  transport::Request request;
+  request.method = method;
+  request.headers = &headers;
+  request.total_timeout = std::chrono::seconds(30);
+  transport::Connection connection;
+  const transport::Response answer = connection.Send(url, request);
+  if (!answer.transport_error.empty()) {
+    std::cerr << "ccm events: " << url << ": " << answer.transport_error << "\n";
     return 1;
   }
+  const std::string& body = answer.body;
+  const long status = answer.status;
   const auto j = nlohmann::json::parse(body, nullptr, false);
   if (status < 200 || status >= 300 || j.is_discarded()) {
     std::cerr << "ccm events: HTTP " << status << ": " << (j.is_object() ? j.value("detail", body) : body) << "\n";
@@ -94,7 +84,7 @@ void AddEventsCommands(CLI::App& cli) {
     std::string url = options->url + "/api/v1/events?limit=" + std::to_string(options->limit);
     for (const auto& [key, value] : {std::pair{"subject", options->subject}, {"type", options->type},
                                      {"state", options->state}, {"since", options->since}, {"until", options->until}})
-      if (!value.empty()) url += std::string("&") + key + "=" + clients::UrlEscape(value);
+      if (!value.empty()) url += std::string("&") + key + "=" + transport::UrlEscape(value);
     throw CLI::RuntimeError(Call("GET", url, options->token, PrintRecords));
   });
 

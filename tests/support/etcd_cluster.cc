@@ -8,8 +8,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -19,6 +17,7 @@
 #include <thread>
 
 #include "support/http_client.h"
+#include "transport/http_connection.h"
 
 namespace ccm::testing {
 
@@ -69,23 +68,16 @@ bool Healthy(const std::string& url, const std::optional<EtcdTls>& tls) {
     auto health = client.Get("/health");
     return health.status == 200 && health.body.find("\"true\"") != std::string::npos;
   }
-  CURL* c = curl_easy_init();
-  std::string body;
-  const std::string target = url + "/health";
-  curl_easy_setopt(c, CURLOPT_URL, target.c_str());
-  curl_easy_setopt(c, CURLOPT_CAINFO, tls->ca_file.c_str());
-  curl_easy_setopt(c, CURLOPT_SSLCERT, tls->client_cert.c_str());
-  curl_easy_setopt(c, CURLOPT_SSLKEY, tls->client_key.c_str());
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, +[](char* d, size_t size, size_t n, void* out) {
-    static_cast<std::string*>(out)->append(d, size * n);
-    return size * n;
-  });
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-  long status = 0;
-  if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup(c);
-  return status == 200 && body.find("\"true\"") != std::string::npos;
+  transport::ConnectionOptions options;
+  options.tls.ca_file = tls->ca_file;
+  options.tls.cert_file = tls->client_cert;
+  options.tls.key_file = tls->client_key;
+  transport::Connection connection(std::move(options));
+  transport::Request request;
+  request.method = "GET";
+  request.total_timeout = std::chrono::milliseconds(2000);
+  const transport::Response health = connection.Send(url + "/health", request);
+  return health.status == 200 && health.body.find("\"true\"") != std::string::npos;
 }
 
 }  // namespace

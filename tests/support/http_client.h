@@ -5,13 +5,17 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+namespace ccm::transport {
+class Connection;
+}
+
 namespace ccm::testing {
 
 struct HttpResult {
   long status = 0;  // 0 when the request could not be sent
   std::string body;
   std::map<std::string, std::string> headers;  // names in lower case
-  std::string error;                           // libcurl's message when status is 0
+  std::string error;                           // the transport's message when status is 0
 
   nlohmann::json Json() const { return nlohmann::json::parse(body, nullptr, false); }
   std::string ContentType() const {
@@ -20,7 +24,7 @@ struct HttpResult {
   }
 };
 
-// A keep-alive HTTP/1.1 client on libcurl, for tests. One per thread.
+// A keep-alive HTTP/1.1 client on ccm_transport, for tests. One per thread.
 class HttpClient {
  public:
   explicit HttpClient(std::string base_url);
@@ -42,7 +46,7 @@ class HttpClient {
  private:
   std::string base_;
   std::string bearer_;
-  void* curl_;
+  std::unique_ptr<transport::Connection> connection_;
 };
 
 }  // namespace ccm::testing

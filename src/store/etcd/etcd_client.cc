@@ -1,9 +1,9 @@
 #include "store/etcd/etcd_client.h"
 
-#include <curl/curl.h>
 #include <openssl/evp.h>
 
 #include "cloudevents/json_parse.h"
+#include "transport/http_connection.h"
 
 namespace ccm::store::etcd {
 
@@ -54,33 +54,28 @@ RangeResult ReadRange(const json& j) {
   return r;
 }
 
-size_t Append(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
+// What every connection to a member shares: HTTP/1.1 (the gateway's JSON, not gRPC over h2)
+// and the TLS files. Verification stays on (the transport never turns it off). No trace
+// context: etcd does not take part in ccm's traces.
+transport::ConnectionOptions ConnectionOptionsOf(const ClientOptions& o) {
+  transport::ConnectionOptions c;
+  c.tls.ca_file = o.ca_file;
+  c.tls.cert_file = o.cert_file;
+  c.tls.key_file = o.key_file;
+  c.http1_only = true;
+  c.propagate_trace = false;
+  return c;
 }
 
-// What every connection to a member shares: HTTP/1.1 (the gateway's JSON, not gRPC over h2),
-// the connect timeout, and the TLS files. Verification stays on (libcurl's default).
-void SetTransport(CURL* c, const ClientOptions& o) {
-  curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.connect_timeout.count()));
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  if (!o.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, o.ca_file.c_str());
-  if (!o.cert_file.empty()) curl_easy_setopt(c, CURLOPT_SSLCERT, o.cert_file.c_str());
-  if (!o.key_file.empty()) curl_easy_setopt(c, CURLOPT_SSLKEY, o.key_file.c_str());
-}
-
-// curl's reason for a failed transfer, with the detail of its error buffer (for TLS: which
+// The transport's reason for a failed transfer (with libcurl's detail: for TLS, which
 // certificate was refused, or the member's alert), and what an operator can do about it.
-std::string TransferError(CURLcode rc, const char* detail) {
-  std::string out = curl_easy_strerror(rc);
-  if (detail && *detail) out += std::string(" (") + detail + ")";
-  switch (rc) {
-    case CURLE_PEER_FAILED_VERIFICATION:
+std::string TransferError(const transport::Response& r) {
+  std::string out = r.transport_error;
+  switch (r.failure) {
+    case transport::Failure::kTlsPeerUnverified:
       out += ": the member's certificate is not signed by the CA of CCM_ETCD_CA_FILE, or does not name its host";
       break;
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CACERT_BADFILE:
+    case transport::Failure::kTlsLocalFiles:
       out += ": check CCM_ETCD_CA_FILE, CCM_ETCD_CERT_FILE and CCM_ETCD_KEY_FILE";
       break;
     default:
@@ -151,8 +146,8 @@ json LeaseIs(const std::string& key, std::int64_t lease) {
 }
 
 struct Client::Handle {
-  CURL* curl = curl_easy_init();
-  ~Handle() { curl_easy_cleanup(curl); }
+  explicit Handle(transport::ConnectionOptions options) : connection(std::move(options)) {}
+  transport::Connection connection;
 };
 
 Client::Client(ClientOptions options) : options_(std::move(options)) {}
@@ -167,7 +162,11 @@ std::unique_ptr<Client::Handle> Client::Borrow() {
       return h;
     }
   }
-  return std::make_unique<Handle>();
+  transport::ConnectionOptions o = ConnectionOptionsOf(options_);
+  o.observer = [this](long status, bool transport_failed, std::chrono::nanoseconds took) {
+    options_.tag.Observe(app::RemoteOutcomeOf(status, transport_failed), took);
+  };
+  return std::make_unique<Handle>(std::move(o));
 }
 
 void Client::Return(std::unique_ptr<Handle> h) {
@@ -215,42 +214,29 @@ Result<json> Client::CallOnce(const std::string& path, const std::string& payloa
   token_refused = false;
   if (options_.endpoints.empty()) return Error::Unavailable("etcd: no endpoints");
   auto handle = Borrow();
-  CURL* c = handle->curl;
-  const std::string authorization = "Authorization: " + token;
-  curl_slist* headers = token.empty() ? nullptr : curl_slist_append(nullptr, authorization.c_str());
+  transport::Headers headers;
+  if (!token.empty()) headers.emplace("Authorization", token);
+  transport::Request request;
+  request.headers = &headers;
+  request.body = payload;
+  request.connect_timeout = options_.connect_timeout;
+  request.total_timeout = options_.request_timeout;
   std::string last_error;
   const size_t n = options_.endpoints.size();
   const size_t first = preferred_.load();
   auto done = [&](Result<json> r) {
-    curl_slist_free_all(headers);
     Return(std::move(handle));
     return r;
   };
   for (size_t attempt = 0; attempt < n; ++attempt) {
     const size_t at = (first + attempt) % n;
-    const std::string url = options_.endpoints[at] + path;
-    std::string answer;
-    char detail[CURL_ERROR_SIZE] = {};
-    curl_easy_reset(c);
-    SetTransport(c, options_);
-    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload.c_str());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
-    if (headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &Append);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.request_timeout.count()));
-    const auto started = std::chrono::steady_clock::now();
-    const CURLcode rc = curl_easy_perform(c);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);
-    long status = 0;
-    if (rc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    options_.tag.Observe(app::RemoteOutcomeOf(status, rc != CURLE_OK), std::chrono::steady_clock::now() - started);
-    if (rc != CURLE_OK) {
-      last_error = options_.endpoints[at] + ": " + TransferError(rc, detail);
+    const transport::Response r = handle->connection.Send(options_.endpoints[at] + path, request);
+    if (!r.transport_error.empty()) {
+      last_error = options_.endpoints[at] + ": " + TransferError(r);
       continue;
     }
+    const std::string& answer = r.body;
+    const long status = r.status;
     json j = cloudevents::ParseJsonOrDiscarded(answer);
     if (status == 200 && !j.is_discarded()) {
       if (at != first) preferred_.store(at);
@@ -344,52 +330,27 @@ void Watch::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-namespace {
-
-struct Stream {
-  std::atomic<bool>* stop;
-  std::string buffer;
-  std::function<void()> on_line;  // called for each complete line in `line`
-  std::string line;
-  bool ended = false;  // etcd cancelled the watch or answered an error: reconnect
-};
-
-size_t OnStreamData(char* data, size_t size, size_t n, void* p) {
-  auto* s = static_cast<Stream*>(p);
-  s->buffer.append(data, size * n);
-  for (size_t nl; (nl = s->buffer.find('\n')) != std::string::npos;) {
-    s->line = s->buffer.substr(0, nl);
-    s->buffer.erase(0, nl + 1);
-    s->on_line();
-  }
-  return size * n;
-}
-
-int OnStreamProgress(void* p, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  const auto* s = static_cast<Stream*>(p);
-  return s->stop->load() || s->ended ? 1 : 0;
-}
-
-}  // namespace
-
 void Watch::Run() {
-  CURL* c = curl_easy_init();
+  // One stream at a time, on the transport's streaming mode: no total timeout, lines
+  // handed over as they arrive, aborted by Stop within about a second.
+  transport::Connection connection(ConnectionOptionsOf(options_));
   const json request = {{"create_request", {{"key", Encode(prefix_)}, {"range_end", Encode(PrefixEnd(prefix_))}}}};
   const std::string payload = request.dump();
   size_t at = 0;
   std::string stale;  // the token etcd refused last, so that the next stream gets a new one
   while (!stop_) {
-    Stream s{&stop_, {}, {}, {}, false};
+    std::string buffer;      // what arrived after the last complete line
+    bool ended = false;      // etcd cancelled the watch or answered an error: reconnect
     bool refused = false;
-    s.on_line = [this, &s, &refused] {
-      json j = cloudevents::ParseJsonOrDiscarded(s.line);
+    auto on_line = [this, &ended, &refused](std::string_view line) {
+      json j = cloudevents::ParseJsonOrDiscarded(line);
       if (j.is_discarded() || !j.is_object()) return;
       if (auto e = j.find("error"); e != j.end()) {
         // The gateway ends a refused stream with {"error": {grpc_code, message, ...}}.
         const std::string message = e->is_object() ? e->value("message", "") : e->dump();
         const int code = e->is_object() ? e->value("grpc_code", 0) : 0;
         refused = TokenRefused(e->is_object() ? e->value("http_code", 0L) : 0L, code, message);
-        s.ended = true;
+        ended = true;
         return;
       }
       const json& result = j.contains("result") ? j["result"] : j;
@@ -397,7 +358,7 @@ void Watch::Run() {
         // Refused at creation (a token that expired between signing in and the stream counts
         // as "permission denied" there), or compacted: start over.
         refused = true;
-        s.ended = true;
+        ended = true;
         return;
       }
       // After (re)creating the stream, changes may have been missed: report one as well.
@@ -407,30 +368,30 @@ void Watch::Run() {
       }
     };
     auto token = auth_.Token(stale);
-    curl_slist* headers = nullptr;
-    if (token && !token->empty()) headers = curl_slist_append(nullptr, ("Authorization: " + *token).c_str());
     if (token) {
-      const std::string url = options_.endpoints[at % options_.endpoints.size()] + "/v3/watch";
-      curl_easy_reset(c);
-      SetTransport(c, options_);
-      curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-      curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload.c_str());
-      if (headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-      curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &OnStreamData);
-      curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
-      curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-      curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &OnStreamProgress);
-      curl_easy_setopt(c, CURLOPT_XFERINFODATA, &s);
-      curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-      curl_easy_perform(c);  // returns when the stream breaks, etcd ends it, or Stop aborts it
-      curl_slist_free_all(headers);
+      transport::Headers headers;
+      if (!token->empty()) headers.emplace("Authorization", *token);
+      transport::Request watch;
+      watch.headers = &headers;
+      watch.body = payload;
+      watch.connect_timeout = options_.connect_timeout;
+      watch.on_chunk = [&](std::string_view chunk) {
+        buffer.append(chunk);
+        size_t from = 0;
+        for (size_t nl; !ended && (nl = buffer.find('\n', from)) != std::string::npos; from = nl + 1)
+          on_line(std::string_view(buffer).substr(from, nl - from));
+        buffer.erase(0, from);
+        return !ended && !stop_;
+      };
+      watch.keep_going = [&] { return !ended && !stop_; };
+      // Returns when the stream breaks, etcd ends it, or Stop aborts it.
+      (void)connection.Send(options_.endpoints[at % options_.endpoints.size()] + "/v3/watch", watch);
       stale = refused ? *token : std::string();
     }
     if (stop_) break;
     if (!refused) ++at;  // try the next member
     for (int i = 0; i < 5 && !stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  curl_easy_cleanup(c);
 }
 
 }  // namespace ccm::store::etcd

@@ -77,7 +77,7 @@ struct ClientOptions {
   app::RemoteTag tag{};
 };
 
-// etcd's v3 API through its JSON gateway (POST /v3/...), with libcurl. Calls go to one
+// etcd's v3 API through its JSON gateway (POST /v3/...), over ccm_transport. Calls go to one
 // member and move to the next when it cannot be reached or has no leader, so that losing a
 // member costs one failed attempt. Thread-safe: each thread borrows its own keep-alive handle.
 //
