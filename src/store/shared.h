@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "domain/definition.h"
@@ -41,6 +42,32 @@ inline Result<std::int64_t> ParseSeqCursor(const std::string& after) {
   } catch (const std::exception&) {
     return Error::InvalidArgument("after must be the next value of a previous page", "after");
   }
+}
+
+// The Store contract's refusals (app/ports.h, Store::Commit), worded once for every store.
+
+// An aggregate that changed since it was read at `expected`.
+inline Error StaleVersion(std::string_view what, const std::string& id, std::int64_t expected) {
+  return Error::StaleVersion(std::string(what) + " " + id + " changed since it was read at version " +
+                             std::to_string(expected));
+}
+// A processed-event key that is still live: the event was already applied.
+inline Error AlreadyProcessed(const std::string& source, const std::string& id) {
+  return Error::Duplicate("event (" + source + ", " + id + ") was already processed");
+}
+inline Error DefinitionVersionTaken(const std::string& name, const std::string& version) {
+  return Error::Conflict("definition " + name + " already has version " + version, "version");
+}
+inline Error NameTaken(const std::string& name, const std::string& owner) {
+  return Error::Conflict("name " + name + " belongs to definition " + owner, "name");
+}
+inline Error ReservationHeld(const std::string& reservation, const std::string& holder) {
+  return Error::Conflict("reservation " + reservation + " is held by instance " + holder + ", which has not terminated",
+                         "reservation_id");
+}
+// A delivery update may not write `held`: the store decides it (DeliveryState's rule).
+inline Error HeldIsNotWritten() {
+  return Error::InvalidArgument("store: held is decided by the store, not written", "state");
 }
 
 }  // namespace ccm::store

@@ -15,7 +15,7 @@ namespace {
 using namespace ccm::domain;
 
 TEST(ConcurrentScheduling, NoPortIsHandedOutTwiceAndExhaustionIsClear) {
-  testing::Stack stack;
+  testing::Stack stack(testing::StoreKind::kMemory);
   DefinitionDraft dd;
   dd.name = "three-ports";
   dd.version = "1.0.0";

@@ -224,7 +224,8 @@ class HangingPlatform {
 TEST(CollectionAgainstAHangingPlatform, TheApiAnswersAtOnceAndRequestsRunConcurrently) {
   HangingPlatform platform;
   app::SystemClock clock;
-  testing::Stack stack(std::make_unique<clients::AssessmentPlatformClient>(
+  testing::Stack stack(testing::StoreKind::kMemory,
+                       std::make_unique<clients::AssessmentPlatformClient>(
                            clients::RemoteOptions{platform.Url(), 500ms, 30000ms, 1, 5ms, 100, 10ms}, clock),
                        app::CollectionService::Options{20ms, 200ms, 1000ms, 4});
   testing::HttpClient http(stack.BaseUrl());

@@ -222,7 +222,7 @@ TEST_F(DeviceAccessApi, PodHostAddressPrivateNamesThePrivateAddress) {
 }
 
 TEST(DeviceAccessWithoutAuthentication, EveryAnswerIsRedacted) {
-  testing::Stack stack;
+  testing::Stack stack(testing::StoreKind::kMemory);
   testing::HttpClient http(stack.BaseUrl());
   auto created = http.PostJson("/api/v1/definitions", DefinitionBody(Access()));
   ASSERT_EQ(created.status, 201) << created.body;

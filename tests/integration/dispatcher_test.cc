@@ -9,8 +9,7 @@
 #include "app/event_service.h"
 #include "app/system.h"
 #include "metrics/metrics.h"
-#include "store/sqlite/sqlite_store.h"
-#include "support/temp_dir.h"
+#include "store/memory/memory_store.h"
 
 namespace ccm {
 namespace {
@@ -50,7 +49,7 @@ DeliveryOutcome Retry(int status, std::optional<std::chrono::milliseconds> after
 class DispatcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    store_ = std::move(store::SqliteStore::Open({dir_.File("ccm.db")}).value());
+    store_ = std::make_unique<store::MemoryStore>();
     options_.base_backoff = 100ms;
     options_.max_backoff = 1000ms;
     options_.max_attempts = 4;
@@ -66,8 +65,7 @@ class DispatcherTest : public ::testing::Test {
 
   app::OutboxRecord Record(const std::string& id) { return *store_->GetEvent(id); }
 
-  testing::TempDir dir_;
-  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<store::MemoryStore> store_;
   app::FakeClock clock_{FromUnixMillis(1'800'000'000'000)};
   app::DispatcherOptions options_;
   app::DispatchMetrics metrics_;

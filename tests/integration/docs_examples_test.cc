@@ -68,7 +68,7 @@ class DocsExamples : public ::testing::Test {
     return id;
   }
 
-  testing::Stack stack_;
+  testing::Stack stack_{testing::StoreKind::kMemory};
   testing::HttpClient http_;
   testing::LabSeed seed_;
 };

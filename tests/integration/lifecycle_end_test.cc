@@ -245,7 +245,7 @@ TEST(EveryLabletEnds, AnImportThatTakesCcmDownIsNotTriedForEver) {
 }
 
 TEST(Retention, TerminatedInstancesAndDeliveredEventsGoInBatchesDeadLettersStay) {
-  testing::Stack stack;
+  testing::Stack stack(testing::StoreKind::kMemory);
   app::Changes c;
   for (int n = 0; n < 5; ++n) {
     domain::LabletInstance i = testing::MakeInstance("t" + std::to_string(n));

@@ -37,7 +37,7 @@ class SchedulerTest : public ::testing::Test {
   }
   LabletInstance Get(const InstanceId& id) { return stack_.store->GetInstance(id).value(); }
 
-  testing::Stack stack_;
+  testing::Stack stack_{testing::StoreKind::kMemory};
   testing::NoCml cml_;
   app::Deps deps_;
   app::Reconcilers reconcilers_;

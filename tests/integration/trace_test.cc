@@ -67,7 +67,7 @@ class Tracing : public ::testing::Test {
     return found;
   }
 
-  testing::Stack stack_;
+  testing::Stack stack_{testing::StoreKind::kMemory};
   HttpClient http_;
   std::string def_, worker_;
 };

@@ -9,6 +9,7 @@
 #include "http/api.h"
 #include "http/server.h"
 #include "metrics/metrics.h"
+#include "store/memory/memory_store.h"
 #include "store/sqlite/sqlite_store.h"
 #include "support/temp_dir.h"
 
@@ -21,11 +22,18 @@ struct Unreachable : app::AssessmentPlatform {
   }
 };
 
-// The whole service in-process: a SQLite file in a temporary folder, the use cases and the
+// Where a Stack keeps its state.
+enum class StoreKind {
+  kSqlite,  // a SQLite file in the stack's temporary folder (DbPath), as `ccm serve` keeps it
+  kMemory,  // a MemoryStore: faster, for tests that never read the file (no DbPath)
+};
+
+// The whole service in-process: a store (SQLite unless told otherwise), the use cases and the
 // HTTP server on a free loopback port.
 struct Stack {
   TempDir dir;
-  std::unique_ptr<store::SqliteStore> store;
+  StoreKind kind;
+  std::unique_ptr<app::Store> store;
   app::SystemClock clock;
   app::UuidV7Generator ids;
   std::unique_ptr<app::EventFactory> events;
@@ -46,10 +54,17 @@ struct Stack {
   // With `authenticate`, every route but the public ones needs a bearer token it accepts.
   explicit Stack(std::unique_ptr<app::AssessmentPlatform> assessment_platform = nullptr,
                  app::CollectionService::Options collection_options = {}, http::Authenticator authenticate = nullptr)
-      : platform(std::move(assessment_platform)) {
-    auto s = store::SqliteStore::Open({dir.File("ccm.db")});
-    if (!s) throw std::runtime_error(s.error().message);
-    store = std::move(s.value());
+      : Stack(StoreKind::kSqlite, std::move(assessment_platform), collection_options, std::move(authenticate)) {}
+  explicit Stack(StoreKind store_kind, std::unique_ptr<app::AssessmentPlatform> assessment_platform = nullptr,
+                 app::CollectionService::Options collection_options = {}, http::Authenticator authenticate = nullptr)
+      : kind(store_kind), platform(std::move(assessment_platform)) {
+    if (kind == StoreKind::kMemory) {
+      store = std::make_unique<store::MemoryStore>();
+    } else {
+      auto s = store::SqliteStore::Open({dir.File("ccm.db")});
+      if (!s) throw std::runtime_error(s.error().message);
+      store = std::move(s.value());
+    }
     events = std::make_unique<app::EventFactory>(ids, "ccm-test");
     app::Deps deps{*store, clock, ids, *events};
     definitions = std::make_unique<app::DefinitionService>(deps);
@@ -74,7 +89,11 @@ struct Stack {
   ~Stack() { server->Stop(); }
 
   std::string BaseUrl() const { return "http://127.0.0.1:" + std::to_string(server->port()); }
-  std::string DbPath() const { return dir.File("ccm.db"); }
+  // The SQLite file. Throws for a stack on the memory store, which has none.
+  std::string DbPath() const {
+    if (kind != StoreKind::kSqlite) throw std::logic_error("a Stack on the memory store has no database file");
+    return dir.File("ccm.db");
+  }
 };
 
 }  // namespace ccm::testing

@@ -155,11 +155,6 @@ Result<std::vector<app::OutboxRecord>> ReadRecords(const std::vector<KeyValue>& 
   return out;
 }
 
-Error Stale(std::string_view what, const std::string& id, std::int64_t expected) {
-  return Error::StaleVersion(std::string(what) + " " + id + " changed since it was read at version " +
-                             std::to_string(expected));
-}
-
 // Port -> the instance holding it, over every allocation of a worker.
 std::map<int, std::string> PortHolders(const Worker& w) {
   std::map<int, std::string> out;
@@ -728,7 +723,7 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   for (const auto& d : ch.deliveries) {
     if (d.event_id.empty()) return Error::InvalidArgument("store: a delivery update names no event id", "event_id");
     if (d.state == app::DeliveryState::kHeld)
-      return Error::InvalidArgument("store: held is decided by the store, not written", "state");
+      return HeldIsNotWritten();
     keys.push_back(Key("outbox/events/" + KeyPart(d.event_id)));
   }
   for (const auto& k : ch.processed) keys.push_back(Key("events/processed/" + KeyPart(k.source) + "/" + KeyPart(k.id)));
@@ -821,9 +816,9 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     const KeyValue& version = get(Key("definitions/" + KeyPart(d.id.value) + "/" + KeyPart(d.version)));
     const KeyValue& name = get(Key("definition-names/" + KeyPart(d.name)));
     if (version.mod_revision != 0)
-      return Error::Conflict("definition " + d.name + " already has version " + d.version, "version");
+      return DefinitionVersionTaken(d.name, d.version);
     if (name.mod_revision != 0 && name.value != d.id.value)
-      return Error::Conflict("name " + d.name + " belongs to definition " + name.value, "name");
+      return NameTaken(d.name, name.value);
     put(version.key, app::ToJson(d, app::Secrets::kShown).dump());
     put(name.key, d.id.value);
   }
@@ -860,7 +855,7 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     });
     if (!before) return before.error();
     // etcd counts a key's writes since its creation: that is the instance's version.
-    if (before->version != i.version) return Stale("instance", i.id.value, i.version);
+    if (before->version != i.version) return StaleVersion("instance", i.id.value, i.version);
     json body = app::ToJson(i);
     body["version"] = i.version + 1;
     put(key, body.dump());
@@ -875,9 +870,7 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
       if (i.state == InstanceState::kTerminated) {
         if (holder.mod_revision != 0 && !held_by_other) del(*rkey);
       } else if (held_by_other) {
-        return Error::Conflict("reservation " + *i.reservation_id + " is held by instance " + holder.value +
-                                   ", which has not terminated",
-                               "reservation_id");
+        return ReservationHeld(*i.reservation_id, holder.value);
       } else {
         put(*rkey, i.id.value);
       }
@@ -893,7 +886,7 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
       return {};
     });
     if (!before) return before.error();
-    if (before->version != w.version) return Stale("worker", w.id.value, w.version);
+    if (before->version != w.version) return StaleVersion("worker", w.id.value, w.version);
     json body = app::ToJson(w);
     body["version"] = w.version + 1;
     put(key, body.dump());
@@ -967,7 +960,7 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
       if (!j) return j.error();
       // An expired key is taken over; a live one means the event was already applied.
       if (j->value("expires_ms", std::int64_t{0}) > ToUnixMillis(k.processed_at))
-        return Error::Duplicate("event (" + k.source + ", " + k.id + ") was already processed");
+        return AlreadyProcessed(k.source, k.id);
     }
     auto lease = LeaseFor(k.expires_at);
     if (!lease) return lease.error();

@@ -280,11 +280,6 @@ std::string WorkerBody(const Worker& w, std::int64_t version) {
   return j.dump();
 }
 
-Error Stale(std::string_view what, const std::string& id, std::int64_t expected) {
-  return Error::StaleVersion(std::string(what) + " " + id + " changed since it was read at version " +
-                             std::to_string(expected));
-}
-
 }  // namespace
 
 SqliteStore::SqliteStore(Options options) : options_(std::move(options)) {}
@@ -884,13 +879,13 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
     if (!owner) return owner.error();
     (*owner)->Bind(1, d.name).Bind(2, d.id.value);
     if ((*owner)->Step() == SQLITE_ROW)
-      return Error::Conflict("name " + d.name + " belongs to definition " + std::string((*owner)->Text(0)), "name");
+      return NameTaken(d.name, std::string((*owner)->Text(0)));
     owner->reset();
     auto exists = c.Prepare("SELECT 1 FROM definitions WHERE id = ?1 AND version = ?2");
     if (!exists) return exists.error();
     (*exists)->Bind(1, d.id.value).Bind(2, d.version);
     if ((*exists)->Step() == SQLITE_ROW)
-      return Error::Conflict("definition " + d.name + " already has version " + d.version, "version");
+      return DefinitionVersionTaken(d.name, d.version);
     exists->reset();
     auto ins = c.Prepare("INSERT INTO definitions (id, version, name, deleted, body) VALUES (?1, ?2, ?3, ?4, ?5)");
     if (!ins) return ins.error();
@@ -919,9 +914,7 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
         if (!holder) return holder.error();
         (*holder)->Bind(1, *i.reservation_id).Bind(2, i.id.value);
         if ((*holder)->Step() == SQLITE_ROW)
-          return Error::Conflict("reservation " + *i.reservation_id + " is held by instance " +
-                                     std::string((*holder)->Text(0)) + ", which has not terminated",
-                                 "reservation_id");
+          return ReservationHeld(*i.reservation_id, std::string((*holder)->Text(0)));
         holder->reset();
       }
       auto ins = c.Prepare(
@@ -940,7 +933,7 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
       if (i.worker_id) (*upd)->Bind(3, i.worker_id->value); else (*upd)->BindNull(3);
       if (auto s = done(**upd, "update instance"); !s) return s;
     }
-    if (sqlite3_changes(c.db()) == 0) return Stale("instance", i.id.value, i.version);
+    if (sqlite3_changes(c.db()) == 0) return StaleVersion("instance", i.id.value, i.version);
   }
   for (size_t n = 0; n < ch.workers.size(); ++n) {
     const auto& w = ch.workers[n];
@@ -957,7 +950,7 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
       (*upd)->Bind(1, w.id.value).Bind(2, w.version).Bind(3, next).Bind(4, body);
       if (auto s = done(**upd, "update worker"); !s) return s;
     }
-    if (sqlite3_changes(c.db()) == 0) return Stale("worker", w.id.value, w.version);
+    if (sqlite3_changes(c.db()) == 0) return StaleVersion("worker", w.id.value, w.version);
   }
   for (const auto& e : ch.events) {
     // Behind a dead letter of its subject, a new event is held (outbox_by_subject finds it).
@@ -970,7 +963,7 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
   }
   for (const auto& d : ch.deliveries) {
     if (d.state == app::DeliveryState::kHeld)
-      return Error::InvalidArgument("store: held is decided by the store, not written", "state");
+      return HeldIsNotWritten();
     auto upd = c.Prepare(
         "UPDATE outbox SET state = ?2, attempts = ?3, "
         "next_attempt_ms = CASE WHEN ?2 = 'pending' THEN ?4 ELSE next_attempt_ms END, "
@@ -999,7 +992,7 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
         5, k.value);
     if (auto s = done(**ins, "insert processed event"); !s) return s;
     if (sqlite3_changes(c.db()) == 0)
-      return Error::Duplicate("event (" + k.source + ", " + k.id + ") was already processed");
+      return AlreadyProcessed(k.source, k.id);
   }
   return {};
 }

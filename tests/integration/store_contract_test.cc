@@ -1,0 +1,689 @@
+// The Store contract, run against every implementation: the in-memory store, SQLite, and
+// etcd on a real server started by the test. What only a durable store promises (a restart
+// loses nothing) is a second suite, run against SQLite and etcd alone.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <stdexcept>
+#include <thread>
+
+#include "app/ports.h"
+#include "store/etcd/etcd_store.h"
+#include "store/memory/memory_store.h"
+#include "store/sqlite/sqlite_store.h"
+#include "support/etcd_cluster.h"
+#include "support/fixtures.h"
+#include "support/temp_dir.h"
+
+namespace ccm {
+namespace {
+
+using namespace ccm::domain;
+using app::Changes;
+using testing::MakeDefinition;
+using testing::MakeInstance;
+using testing::MakeWorker;
+
+app::OutboxEvent Event(const std::string& id, const std::string& subject) {
+  return {id, subject, "ccm.test", FromUnixMillis(5), "{\"id\":\"" + id + "\"}"};
+}
+
+// A store under test and, for a durable one, how to get it back after a restart.
+struct StoreUnderTest {
+  std::unique_ptr<app::Store> store;
+  std::function<std::unique_ptr<app::Store>()> reopen;
+};
+using StoreFactory = std::function<StoreUnderTest(const std::string& dir)>;
+
+// The implementations under test, by name.
+StoreFactory FactoryFor(const std::string& name);
+
+class StoreContract : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    auto made = FactoryFor(GetParam())(dir_.path());
+    store_ = std::move(made.store);
+    reopen_ = made.reopen;
+  }
+  app::Store& store() { return *store_; }
+
+  testing::TempDir dir_;
+  std::unique_ptr<app::Store> store_;
+  std::function<std::unique_ptr<app::Store>()> reopen_;
+};
+
+TEST_P(StoreContract, CommitsAndReadsBackEveryAggregate) {
+  Changes c;
+  c.new_definitions = {MakeDefinition("def-1", "lab-a", "1.0.0"), MakeDefinition("def-1", "lab-a", "1.10.0"),
+                       MakeDefinition("def-1", "lab-a", "1.2.0")};
+  c.workers = {MakeWorker("w1")};
+  c.instances = {MakeInstance("i1")};
+  c.events = {Event("e1", "i1")};
+  ASSERT_TRUE(store().Commit(c));
+
+  auto latest = store().GetDefinition({"def-1"}, std::nullopt);
+  ASSERT_TRUE(latest);
+  EXPECT_EQ(latest->version, "1.10.0");  // semver, not string order
+  EXPECT_EQ(store().GetDefinition({"def-1"}, "1.2.0")->version, "1.2.0");
+  EXPECT_EQ(store().GetDefinition({"def-1"}, "9.9.9").error().code, ErrorCode::kNotFound);
+  auto versions = store().ListDefinitionVersions({"def-1"});
+  ASSERT_TRUE(versions);
+  ASSERT_EQ(versions->size(), 3u);
+  EXPECT_EQ((*versions)[1].version, "1.2.0");
+  EXPECT_EQ(store().FindDefinitionByName("lab-a")->value_or(DefinitionId{}).value, "def-1");
+  EXPECT_FALSE(store().FindDefinitionByName("lab-b")->has_value());
+
+  auto i = store().GetInstance({"i1"});
+  ASSERT_TRUE(i);
+  EXPECT_EQ(i->version, 1);
+  EXPECT_EQ(i->owner_id, "owner-1");
+  EXPECT_EQ(store().GetWorker({"w1"})->version, 1);
+  EXPECT_EQ(store().GetInstance({"nope"}).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store().GetWorker({"nope"}).error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreContract, EveryScoreTheEndingAndAPartialCollectionReadBack) {
+  LabletInstance i = MakeInstance("graded");
+  i.state = InstanceState::kArchived;
+  i.collection = CollectionRef{"col-1", std::nullopt};  // collection.completed named no artifacts
+  i.AddScore(GradingScore{6, 10, false, {{"ping", 6, 10}}}, "g-1", "event:/grading", FromUnixMillis(5000));
+  i.AddScore(GradingScore{9, 10, true, {}}, "", "operator-7", FromUnixMillis(9000));
+  i.ending = Ending{Outcome::kGraded, "stopping", "graded_late", "scored after the lablet ended (timed_out)"};
+  Changes c;
+  c.instances = {i};
+  ASSERT_TRUE(store().Commit(c));
+  auto back = store().GetInstance({"graded"});
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->collection, i.collection);
+  ASSERT_EQ(back->scores.size(), 2u);
+  EXPECT_EQ(back->scores, i.scores);
+  EXPECT_EQ(back->scores[1].revision, 2);
+  EXPECT_EQ(back->scores[0].event_id, "g-1");
+  EXPECT_EQ(back->grading_score, i.scores[1].score);  // the latest is the instance's
+  EXPECT_EQ(back->ending, i.ending);
+  // An instance that never ended has no ending, and one without a score no scores.
+  Changes fresh;
+  fresh.instances = {MakeInstance("fresh")};
+  ASSERT_TRUE(store().Commit(fresh));
+  EXPECT_FALSE(store().GetInstance({"fresh"})->ending.has_value());
+  EXPECT_TRUE(store().GetInstance({"fresh"})->scores.empty());
+}
+
+TEST_P(StoreContract, DeviceAccessRoundTrips) {
+  LabletDefinition with = MakeDefinition("def-a", "lab-a", "1.0.0");
+  with.device_access.default_access = DeviceAccess{
+      DeviceAuthentication{"password", {{"username", "cisco"}, {"password", "s3cret \"quoted\" ü"}, {"enable_secret", "x"}}},
+      R"({"baud_rate":9600,"line":"console","nested":{"a":[1,null,true]}})"};
+  with.device_access.nodes["r1"] = DeviceAccess{DeviceAuthentication{"ssh-key", {}}, ""};
+  with.device_access.nodes["r 2"] = DeviceAccess{};
+  LabletDefinition without = MakeDefinition("def-b", "lab-b", "1.0.0");
+  Changes c;
+  c.new_definitions = {with, without};
+  ASSERT_TRUE(store().Commit(c));
+  auto a = store().GetDefinition({"def-a"}, std::nullopt);
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->device_access, with.device_access);
+  auto b = store().GetDefinition({"def-b"}, std::nullopt);
+  ASSERT_TRUE(b);
+  EXPECT_TRUE(b->device_access.empty());
+  auto listed = store().ListDefinitions({}, {});
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->items.size(), 2u);
+  for (const auto& d : listed->items) EXPECT_EQ(d.device_access, d.id.value == "def-a" ? with.device_access : DeviceAccessMap{});
+}
+
+TEST_P(StoreContract, PurgeRemovesOnlyWhatRetentionAllows) {
+  auto terminated = [](const std::string& id, std::int64_t at_ms) {
+    LabletInstance i = MakeInstance(id);
+    i.state = InstanceState::kTerminated;
+    i.terminated_at = FromUnixMillis(at_ms);
+    return i;
+  };
+  Changes c;
+  c.instances = {terminated("t1", 10'000), terminated("t2", 50'000), MakeInstance("r1")};
+  c.events = {Event("e1", "t1"), Event("e2", "t1"), Event("e3", "t2"), Event("e4", "t2")};
+  ASSERT_TRUE(store().Commit(c));
+  auto due = store().DueEvents(FromUnixMillis(10), 10);
+  ASSERT_TRUE(due);
+  ASSERT_EQ(due->size(), 4u);
+  // e1 delivered long ago, e2 lately; e3 dead (e4 is then held behind it).
+  Changes d;
+  d.deliveries = {{(*due)[0].seq, app::DeliveryState::kDelivered, 1, FromUnixMillis(10'000), "", "e1"},
+                  {(*due)[1].seq, app::DeliveryState::kDelivered, 1, FromUnixMillis(50'000), "", "e2"},
+                  {(*due)[2].seq, app::DeliveryState::kDead, 1, FromUnixMillis(10'000), "HTTP 400", "e3"}};
+  ASSERT_TRUE(store().Commit(d));
+  const auto before = store().GetOutboxStats().value();
+
+  auto purged = store().Purge(FromUnixMillis(30'000), FromUnixMillis(30'000), 100);
+  ASSERT_TRUE(purged) << purged.error().message;
+  EXPECT_EQ(purged->instances, 1);
+  EXPECT_EQ(purged->events, 1);
+  EXPECT_EQ(store().GetInstance({"t1"}).error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(store().GetInstance({"t2"}));  // terminated after the cut-off
+  EXPECT_TRUE(store().GetInstance({"r1"}));  // not terminated
+  EXPECT_EQ(store().GetEvent("e1").error().code, ErrorCode::kNotFound);
+  for (const char* kept : {"e2", "e3", "e4"}) EXPECT_TRUE(store().GetEvent(kept)) << kept;  // recent, dead, held
+  const auto after = store().GetOutboxStats().value();
+  EXPECT_EQ(after.published, before.published);  // a counter: purging does not lower it
+  EXPECT_EQ(after.dead, 1);
+  // Nothing more is due this time; later, the rest, one at a time.
+  EXPECT_EQ(store().Purge(FromUnixMillis(30'000), FromUnixMillis(30'000), 100)->instances, 0);
+  auto later = store().Purge(FromUnixMillis(100'000), FromUnixMillis(100'000), 1);
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->instances, 1);
+  EXPECT_EQ(later->events, 1);
+  EXPECT_EQ(store().GetInstance({"t2"}).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store().GetEvent("e2").error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(store().GetEvent("e3"));  // a dead letter stays until it is replayed
+  EXPECT_EQ(store().GetOutboxStats()->published, before.published);
+}
+
+TEST_P(StoreContract, StaleVersionIsAConflictAndChangesNothing) {
+  Changes create;
+  create.instances = {MakeInstance("i1")};
+  ASSERT_TRUE(store().Commit(create));
+
+  LabletInstance read = *store().GetInstance({"i1"});
+  LabletInstance first = read, second = read;
+  first.owner_id = "first";
+  second.owner_id = "second";
+  Changes c1, c2;
+  c1.instances = {first};
+  c2.instances = {second};
+  ASSERT_TRUE(store().Commit(c1));
+  auto stale = store().Commit(c2);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(stale.error().kind, ErrorKind::kStaleVersion);
+  auto now = store().GetInstance({"i1"});
+  EXPECT_EQ(now->owner_id, "first");
+  EXPECT_EQ(now->version, 2);
+
+  // Creating what exists is stale too.
+  auto again = store().Commit(create);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().kind, ErrorKind::kStaleVersion);
+}
+
+TEST_P(StoreContract, AFailedCommitLeavesNothingBehind) {
+  Changes create;
+  create.workers = {MakeWorker("w1")};
+  ASSERT_TRUE(store().Commit(create));
+
+  // A new instance, an outbox event and a dedup key, with a stale worker: all or nothing.
+  Changes c;
+  c.instances = {MakeInstance("i-new")};
+  c.workers = {MakeWorker("w1")};  // version 0: stale
+  c.events = {Event("e-new", "i-new")};
+  c.processed = {{"platform", "evt-1", FromUnixMillis(0), FromUnixMillis(1000)}};
+  ASSERT_FALSE(store().Commit(c));
+  EXPECT_EQ(store().GetInstance({"i-new"}).error().code, ErrorCode::kNotFound);
+  EXPECT_FALSE(*store().IsProcessed("platform", "evt-1", FromUnixMillis(0)));
+  auto list = store().ListInstances({}, {});
+  EXPECT_TRUE(list->items.empty());
+}
+
+TEST_P(StoreContract, DefinitionVersionsAndNamesAreUnique) {
+  Changes c;
+  c.new_definitions = {MakeDefinition("def-1", "lab-a", "1.0.0")};
+  ASSERT_TRUE(store().Commit(c));
+  auto dup = store().Commit(c);
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(dup.error().field, "version");
+  Changes other;
+  other.new_definitions = {MakeDefinition("def-2", "lab-a", "2.0.0")};
+  auto name = store().Commit(other);
+  ASSERT_FALSE(name);
+  EXPECT_EQ(name.error().field, "name");
+}
+
+TEST_P(StoreContract, SoftDeleteHidesFromListButKeepsReadable) {
+  Changes c;
+  c.new_definitions = {MakeDefinition("def-1", "lab-a", "1.0.0"), MakeDefinition("def-2", "lab-b", "1.0.0")};
+  ASSERT_TRUE(store().Commit(c));
+  Changes del;
+  del.deleted_definitions = {{"def-1"}};
+  ASSERT_TRUE(store().Commit(del));
+  EXPECT_TRUE(store().GetDefinition({"def-1"}, std::nullopt)->deleted);
+  auto visible = store().ListDefinitions({}, {});
+  ASSERT_EQ(visible->items.size(), 1u);
+  EXPECT_EQ(visible->items[0].id.value, "def-2");
+  app::DefinitionFilter all;
+  all.include_deleted = true;
+  EXPECT_EQ(store().ListDefinitions(all, {})->items.size(), 2u);
+  app::DefinitionFilter by_name;
+  by_name.name = "lab-b";
+  EXPECT_EQ(store().ListDefinitions(by_name, {})->items.size(), 1u);
+  Changes missing;
+  missing.deleted_definitions = {{"def-9"}};
+  EXPECT_EQ(store().Commit(missing).error().code, ErrorCode::kNotFound);
+}
+
+TEST_P(StoreContract, ListsFilterAndPage) {
+  Changes c;
+  for (int n = 0; n < 7; ++n) {
+    LabletInstance i = MakeInstance("i" + std::to_string(n), n % 2 ? "odd" : "even");
+    if (n < 3) {
+      i.state = InstanceState::kScheduled;
+      i.worker_id = WorkerId{"w1"};
+    }
+    c.instances.push_back(i);
+  }
+  ASSERT_TRUE(store().Commit(c));
+  app::Page page{3, ""};
+  std::vector<std::string> seen;
+  for (;;) {
+    auto p = store().ListInstances({}, page);
+    ASSERT_TRUE(p);
+    for (auto& i : p->items) seen.push_back(i.id.value);
+    if (p->next.empty()) break;
+    EXPECT_EQ(p->items.size(), 3u);
+    page.after = p->next;
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"i0", "i1", "i2", "i3", "i4", "i5", "i6"}));
+  app::InstanceFilter f;
+  f.state = InstanceState::kScheduled;
+  EXPECT_EQ(store().ListInstances(f, {})->items.size(), 3u);
+  f.owner_id = "odd";
+  EXPECT_EQ(store().ListInstances(f, {})->items.size(), 1u);  // i1
+  app::InstanceFilter by_worker;
+  by_worker.worker_id = "w1";
+  EXPECT_EQ(store().ListInstances(by_worker, {})->items.size(), 3u);
+}
+
+TEST_P(StoreContract, ProcessedKeysRefuseALiveDuplicateAndExpire) {
+  Changes c;
+  c.processed = {{"platform", "evt-1", FromUnixMillis(0), FromUnixMillis(1000)}};
+  ASSERT_TRUE(store().Commit(c));
+  EXPECT_TRUE(*store().IsProcessed("platform", "evt-1", FromUnixMillis(500)));
+  EXPECT_FALSE(*store().IsProcessed("other", "evt-1", FromUnixMillis(500)));  // the key is (source, id)
+  auto dup = store().Commit(c);
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().kind, ErrorKind::kDuplicate);
+  EXPECT_FALSE(*store().IsProcessed("platform", "evt-1", FromUnixMillis(1000)));
+  Changes later;
+  later.processed = {{"platform", "evt-1", FromUnixMillis(1000), FromUnixMillis(2000)}};
+  EXPECT_TRUE(store().Commit(later));  // an expired key is taken over
+}
+
+TEST_P(StoreContract, AProcessedKeyKeepsItsValueUntilItExpires) {
+  Changes c;
+  c.processed = {{"ccm:idempotency-key:alice", "k1", FromUnixMillis(0), FromUnixMillis(1000), "{\"first\":1}"},
+                 {"platform", "evt-1", FromUnixMillis(0), FromUnixMillis(1000)}};
+  ASSERT_TRUE(store().Commit(c));
+  EXPECT_EQ(store().ProcessedValue("ccm:idempotency-key:alice", "k1", FromUnixMillis(999))->value_or("absent"),
+            "{\"first\":1}");
+  EXPECT_EQ(store().ProcessedValue("platform", "evt-1", FromUnixMillis(1))->value_or("absent"), "");
+  EXPECT_FALSE(store().ProcessedValue("ccm:idempotency-key:bob", "k1", FromUnixMillis(1))->has_value());
+  EXPECT_FALSE(store().ProcessedValue("ccm:idempotency-key:alice", "k1", FromUnixMillis(1000))->has_value());
+  // Taken over once expired, with the new value.
+  Changes later;
+  later.processed = {{"ccm:idempotency-key:alice", "k1", FromUnixMillis(1000), FromUnixMillis(2000), "second"}};
+  ASSERT_TRUE(store().Commit(later));
+  EXPECT_EQ(store().ProcessedValue("ccm:idempotency-key:alice", "k1", FromUnixMillis(1500))->value_or(""), "second");
+}
+
+TEST_P(StoreContract, OneInstanceNotYetTerminatedPerReservation) {
+  const auto booking = [](const std::string& id, std::optional<std::string> reservation) {
+    LabletInstance i = MakeInstance(id);
+    i.reservation_id = std::move(reservation);
+    return i;
+  };
+  const auto write = [this](std::vector<LabletInstance> instances) {
+    Changes c;
+    c.instances = std::move(instances);
+    return store().Commit(c);
+  };
+  // An instance as it is stored now, changed by `change`.
+  const auto stored = [this](const std::string& id, const std::function<void(LabletInstance&)>& change) {
+    LabletInstance i = *store().GetInstance({id});
+    change(i);
+    return i;
+  };
+  ASSERT_TRUE(write({booking("i1", "r-1")}));
+
+  // A second instance for the reservation is refused, and nothing of its commit is written.
+  Changes second;
+  second.instances = {booking("i2", "r-1")};
+  second.events = {Event("e-i2", "i2")};
+  auto refused = store().Commit(second);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(refused.error().field, "reservation_id");
+  EXPECT_NE(refused.error().message.find("i1"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(store().GetInstance({"i2"}).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store().GetEvent("e-i2").error().code, ErrorCode::kNotFound);
+
+  // Other reservations, and instances without one, are not affected.
+  ASSERT_TRUE(write({booking("i3", "r-2"), booking("i4", std::nullopt)}));
+
+  // A move that is not the end keeps the reservation held.
+  ASSERT_TRUE(write({stored("i1", [](LabletInstance& i) { i.state = InstanceState::kScheduled; })}));
+  EXPECT_FALSE(store().Commit(second));
+
+  // Once the holder has terminated, the reservation takes a new instance.
+  ASSERT_TRUE(write({stored("i1", [](LabletInstance& i) { i.state = InstanceState::kTerminated; })}));
+  ASSERT_TRUE(store().Commit(second));
+  EXPECT_EQ(store().GetInstance({"i2"})->reservation_id, "r-1");
+  // A later write of the terminated one does not give up what the new one holds.
+  ASSERT_TRUE(write({stored("i1", [](LabletInstance& i) { i.cml_error = "written again"; })}));
+  auto still = write({booking("i5", "r-1")});
+  ASSERT_FALSE(still);
+  EXPECT_EQ(still.error().field, "reservation_id");
+}
+
+TEST_P(StoreContract, ConcurrentWritersOnOneAggregateNeverLoseAnUpdate) {
+  Changes create;
+  create.workers = {MakeWorker("w1")};
+  ASSERT_TRUE(store().Commit(create));
+  constexpr int kThreads = 8, kEach = 25;
+  std::atomic<int> conflicts{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int n = 0; n < kEach; ++n) {
+        for (;;) {
+          Worker w = *store().GetWorker({"w1"});
+          w.reservations["t" + std::to_string(t) + "-" + std::to_string(n)] = Reservation{{1, 1, 0}, 1};
+          Changes c;
+          c.workers = {w};
+          auto s = store().Commit(c);
+          if (s) break;
+          ASSERT_EQ(s.error().kind, ErrorKind::kStaleVersion);
+          ++conflicts;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto w = store().GetWorker({"w1"});
+  EXPECT_EQ(w->reservations.size(), static_cast<size_t>(kThreads * kEach));
+  EXPECT_EQ(w->version, 1 + kThreads * kEach);
+}
+
+TEST_P(StoreContract, OutboxKeepsCommitOrderAndDeliveryBookkeeping) {
+  Changes c;
+  c.events = {Event("e1", "a"), Event("e2", "b"), Event("e3", "a")};
+  ASSERT_TRUE(store().Commit(c));
+  Changes more;
+  more.events = {Event("e4", "b")};
+  ASSERT_TRUE(store().Commit(more));
+  auto due = store().DueEvents(FromUnixMillis(10), 10);
+  ASSERT_TRUE(due);
+  std::vector<std::string> ids;
+  for (const auto& r : *due) ids.push_back(r.event.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"e1", "e2", "e3", "e4"}));
+  for (size_t n = 1; n < due->size(); ++n) EXPECT_GT((*due)[n].seq, (*due)[n - 1].seq);  // commit order
+  EXPECT_EQ((*due)[0].event.json, "{\"id\":\"e1\"}");
+
+  // e1 delivered, e2 backing off until t=100 (which holds back e4, same subject), e3 dead.
+  Changes d;
+  d.deliveries = {{(*due)[0].seq, app::DeliveryState::kDelivered, 1, FromUnixMillis(20), "", "e1"},
+                  {(*due)[1].seq, app::DeliveryState::kPending, 1, FromUnixMillis(100), "503", "e2"},
+                  {(*due)[2].seq, app::DeliveryState::kDead, 3, FromUnixMillis(30), "refused", "e3"}};
+  ASSERT_TRUE(store().Commit(d));
+  EXPECT_TRUE(store().DueEvents(FromUnixMillis(50), 10)->empty());
+  auto later = store().DueEvents(FromUnixMillis(100), 10);
+  ASSERT_EQ(later->size(), 2u);
+  EXPECT_EQ((*later)[0].event.id, "e2");
+  EXPECT_EQ((*later)[0].attempts, 1);
+  EXPECT_EQ((*later)[0].last_error, "503");
+
+  auto e1 = store().GetEvent("e1");
+  ASSERT_TRUE(e1);
+  EXPECT_EQ(e1->state, app::DeliveryState::kDelivered);
+  EXPECT_EQ(e1->delivered_at, FromUnixMillis(20));
+  auto e3 = store().GetEvent("e3");
+  EXPECT_EQ(e3->state, app::DeliveryState::kDead);
+  EXPECT_EQ(e3->dead_at, FromUnixMillis(30));
+  EXPECT_EQ(store().GetEvent("e9").error().code, ErrorCode::kNotFound);
+  auto stats = store().GetOutboxStats();
+  EXPECT_EQ(stats->published, 4);
+  EXPECT_EQ(stats->pending, 2);
+  EXPECT_EQ(stats->dead, 1);
+
+  app::EventFilter by_subject;
+  by_subject.subject = "b";
+  auto b = store().ListEvents(by_subject, {1, ""});
+  ASSERT_EQ(b->items.size(), 1u);
+  EXPECT_EQ(b->items[0].event.id, "e2");
+  auto b2 = store().ListEvents(by_subject, {1, b->next});
+  ASSERT_EQ(b2->items.size(), 1u);
+  EXPECT_EQ(b2->items[0].event.id, "e4");
+  EXPECT_TRUE(b2->next.empty());
+  app::EventFilter dead;
+  dead.state = app::DeliveryState::kDead;
+  EXPECT_EQ(store().ListEvents(dead, {})->items.size(), 1u);
+
+  // Replaying the dead event makes it pending again; an unknown seq changes nothing.
+  Changes replay;
+  replay.deliveries = {{(*due)[2].seq, app::DeliveryState::kPending, 0, FromUnixMillis(0), "", "e3"}};
+  ASSERT_TRUE(store().Commit(replay));
+  EXPECT_EQ(store().GetOutboxStats()->dead, 0);
+  Changes unknown;
+  unknown.deliveries = {{(*due)[3].seq + 1000, app::DeliveryState::kDelivered, 1, FromUnixMillis(0), "", "e9"}};
+  EXPECT_EQ(store().Commit(unknown).error().code, ErrorCode::kNotFound);
+}
+
+// Ids of the events in `records`, in their order.
+std::vector<std::string> Ids(const std::vector<app::OutboxRecord>& records) {
+  std::vector<std::string> ids;
+  for (const auto& r : records) ids.push_back(r.event.id);
+  return ids;
+}
+
+TEST_P(StoreContract, ADeadLetterHoldsItsSubjectUntilItIsReplayed) {
+  Changes c;
+  c.events = {Event("a1", "a"), Event("a2", "a"), Event("b1", "b")};
+  ASSERT_TRUE(store().Commit(c));
+  auto due = store().DueEvents(FromUnixMillis(10), 10);
+  ASSERT_EQ(Ids(*due), (std::vector<std::string>{"a1", "a2", "b1"}));
+  const std::int64_t a1 = (*due)[0].seq;
+
+  Changes dead;
+  dead.deliveries = {{a1, app::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a1"}};
+  ASSERT_TRUE(store().Commit(dead));
+  EXPECT_EQ(store().GetEvent("a2")->state, app::DeliveryState::kHeld);
+  Changes later;
+  later.events = {Event("a3", "a"), Event("b2", "b")};
+  ASSERT_TRUE(store().Commit(later));
+  EXPECT_EQ(store().GetEvent("a3")->state, app::DeliveryState::kHeld);
+  EXPECT_EQ(Ids(*store().DueEvents(FromUnixMillis(30), 10)), (std::vector<std::string>{"b1", "b2"}));
+  auto stats = store().GetOutboxStats();
+  EXPECT_EQ(stats->held, 2);
+  EXPECT_EQ(stats->pending, 2);
+  EXPECT_EQ(stats->dead, 1);
+  app::EventFilter held;
+  held.state = app::DeliveryState::kHeld;
+  EXPECT_EQ(Ids(store().ListEvents(held, {})->items), (std::vector<std::string>{"a2", "a3"}));
+
+  // The replay releases the subject: the held events follow it, afresh, in their order.
+  Changes replay;
+  replay.deliveries = {{a1, app::DeliveryState::kPending, 0, FromUnixMillis(40), "replayed", "a1"}};
+  ASSERT_TRUE(store().Commit(replay));
+  EXPECT_EQ(Ids(*store().DueEvents(FromUnixMillis(40), 10)), (std::vector<std::string>{"a1", "a2", "b1", "a3", "b2"}));
+  EXPECT_EQ(store().GetEvent("a3")->next_attempt_at, FromUnixMillis(40));
+  EXPECT_EQ(store().GetOutboxStats()->held, 0);
+  Changes after;
+  after.events = {Event("a4", "a")};
+  ASSERT_TRUE(store().Commit(after));
+  EXPECT_EQ(store().GetEvent("a4")->state, app::DeliveryState::kPending);
+  Changes hold;  // held is the store's to decide
+  hold.deliveries = {{a1, app::DeliveryState::kHeld, 0, FromUnixMillis(50), "", "a1"}};
+  EXPECT_EQ(store().Commit(hold).error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_P(StoreContract, ReplayingALaterDeadLetterFirstLeavesItHeldBehindTheEarlierOne) {
+  Changes c;
+  c.events = {Event("a1", "a"), Event("a2", "a"), Event("a3", "a")};
+  ASSERT_TRUE(store().Commit(c));
+  auto due = store().DueEvents(FromUnixMillis(10), 10);
+  ASSERT_EQ(due->size(), 3u);
+  Changes dead;  // a batch refused as a whole: two dead letters in one subject
+  dead.deliveries = {{(*due)[0].seq, app::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a1"},
+                     {(*due)[1].seq, app::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a2"}};
+  ASSERT_TRUE(store().Commit(dead));
+  EXPECT_EQ(store().GetEvent("a3")->state, app::DeliveryState::kHeld);
+
+  Changes second;
+  second.deliveries = {{(*due)[1].seq, app::DeliveryState::kPending, 0, FromUnixMillis(30), "replayed", "a2"}};
+  ASSERT_TRUE(store().Commit(second));
+  EXPECT_EQ(store().GetEvent("a2")->state, app::DeliveryState::kHeld);
+  EXPECT_TRUE(store().DueEvents(FromUnixMillis(30), 10)->empty());
+
+  Changes first;
+  first.deliveries = {{(*due)[0].seq, app::DeliveryState::kPending, 0, FromUnixMillis(40), "replayed", "a1"}};
+  ASSERT_TRUE(store().Commit(first));
+  EXPECT_EQ(Ids(*store().DueEvents(FromUnixMillis(40), 10)), (std::vector<std::string>{"a1", "a2", "a3"}));
+  EXPECT_EQ(store().GetOutboxStats()->dead, 0);
+  EXPECT_EQ(store().GetOutboxStats()->held, 0);
+}
+
+TEST_P(StoreContract, EventsWrittenWhileTheirSubjectIsDeadLetteredAreAllHeld) {
+  Changes first;
+  first.events = {Event("a0", "a")};
+  ASSERT_TRUE(store().Commit(first));
+  const std::int64_t a0 = store().GetEvent("a0")->seq;
+  std::thread writer([&] {
+    for (int n = 1; n <= 30; ++n) {
+      Changes c;
+      c.events = {Event("a" + std::to_string(n), "a")};
+      ASSERT_TRUE(store().Commit(c));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  Changes dead;
+  dead.deliveries = {{a0, app::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a0"}};
+  ASSERT_TRUE(store().Commit(dead));
+  writer.join();
+  // Whichever commit came first, nothing of the subject is left to go out before a0.
+  EXPECT_TRUE(store().DueEvents(FromUnixMillis(30), 100)->empty());
+  EXPECT_EQ(store().GetOutboxStats()->held, 30);
+}
+
+TEST_P(StoreContract, ConcurrentCommitsGetIncreasingSeqsInCommitOrder) {
+  constexpr int kThreads = 6, kEach = 15;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int n = 0; n < kEach; ++n) {
+        Changes c;
+        c.events = {Event("e-" + std::to_string(t) + "-" + std::to_string(n), "s" + std::to_string(t))};
+        ASSERT_TRUE(store().Commit(c));
+      }
+    });
+  for (auto& t : threads) t.join();
+  auto all = store().ListEvents({}, {app::kMaxPageLimit, ""});
+  ASSERT_EQ(all->items.size(), static_cast<size_t>(kThreads * kEach));
+  std::map<std::string, int> last_of_writer;
+  for (size_t n = 1; n < all->items.size(); ++n) EXPECT_GT(all->items[n].seq, all->items[n - 1].seq);
+  // Each writer's events in the order it committed them.
+  for (const auto& r : all->items) {
+    const std::string writer = r.event.id.substr(0, r.event.id.rfind('-'));
+    const int n = std::stoi(r.event.id.substr(r.event.id.rfind('-') + 1));
+    EXPECT_EQ(n, last_of_writer.count(writer) ? last_of_writer[writer] + 1 : 0) << r.event.id;
+    last_of_writer[writer] = n;
+  }
+}
+
+TEST_P(StoreContract, ABatchOfDeliveryUpdatesOfAnySizeIsWritten) {
+  Changes c;
+  for (int n = 0; n < 250; ++n) c.events.push_back(Event("e" + std::to_string(n), "s" + std::to_string(n % 7)));
+  ASSERT_TRUE(store().Commit(c));
+  auto due = store().DueEvents(FromUnixMillis(10), 500);
+  ASSERT_EQ(due->size(), 250u);
+  Changes delivered;
+  for (const auto& r : *due)
+    delivered.deliveries.push_back({r.seq, app::DeliveryState::kDelivered, 1, FromUnixMillis(11), "", r.event.id});
+  ASSERT_TRUE(store().Commit(delivered));
+  EXPECT_TRUE(store().DueEvents(FromUnixMillis(12), 500)->empty());
+  EXPECT_EQ(store().GetOutboxStats()->pending, 0);
+  EXPECT_EQ(store().GetOutboxStats()->published, 250);
+}
+
+TEST_P(StoreContract, AWorkersPortsAreAllocatedOnceAndGivenBack) {
+  Changes create;
+  create.workers = {MakeWorker("w1")};
+  ASSERT_TRUE(store().Commit(create));
+  Worker w = *store().GetWorker({"w1"});
+  w.port_allocations["i1"] = {{"serial", 2000}, {"vnc", 2001}};
+  Changes take;
+  take.workers = {w};
+  ASSERT_TRUE(store().Commit(take));
+  Worker again = *store().GetWorker({"w1"});
+  EXPECT_EQ(again.port_allocations.at("i1").at("vnc"), 2001);
+  again.port_allocations.erase("i1");
+  again.port_allocations["i2"] = {{"serial", 2001}};
+  Changes swap;
+  swap.workers = {again};
+  ASSERT_TRUE(store().Commit(swap));
+  EXPECT_EQ(store().GetWorker({"w1"})->port_allocations.size(), 1u);
+  // The copy read at version 1 is stale: it cannot hand out 2000 and 2001 again.
+  auto stale = store().Commit(take);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().kind, ErrorKind::kStaleVersion);
+}
+
+StoreFactory FactoryFor(const std::string& name) {
+  if (name == "memory")
+    return [](const std::string&) { return StoreUnderTest{std::make_unique<store::MemoryStore>(), nullptr}; };
+  if (name == "sqlite")
+    return [](const std::string& dir) {
+      const std::string path = dir + "/ccm.db";
+      auto open = [path]() -> std::unique_ptr<app::Store> {
+        auto s = store::SqliteStore::Open({path});
+        EXPECT_TRUE(s) << s.error().message;
+        return s ? std::move(s.value()) : nullptr;
+      };
+      return StoreUnderTest{open(), open};
+    };
+  if (name == "etcd")
+    return [](const std::string&) {
+      // One etcd server for the whole suite; each test writes under a prefix of its own.
+      static testing::TempDir etcd_dir;
+      static testing::EtcdCluster cluster(etcd_dir.path());
+      static int tests = 0;
+      const std::string prefix = "/contract-" + std::to_string(getpid()) + "-" + std::to_string(++tests);
+      auto open = [prefix]() -> std::unique_ptr<app::Store> {
+        store::EtcdStore::Options options;
+        options.client.endpoints = cluster.ClientUrls();
+        options.prefix = prefix;
+        auto s = store::EtcdStore::Open(options);
+        EXPECT_TRUE(s) << s.error().message;
+        return s ? std::move(s.value()) : nullptr;
+      };
+      return StoreUnderTest{open(), open};
+    };
+  throw std::invalid_argument("no store named " + name);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, StoreContract, ::testing::Values("memory", "sqlite", "etcd"),
+                         [](const auto& info) { return info.param; });
+
+// ---- durable stores only -------------------------------------------------------------------
+
+// What a store that keeps its data on disk or in a cluster promises beyond the contract.
+class DurableStoreContract : public StoreContract {};
+
+TEST_P(DurableStoreContract, CommittedChangesSurviveARestart) {
+  Changes c;
+  c.instances = {MakeInstance("i1")};
+  c.processed = {{"platform", "evt-1", FromUnixMillis(0), FromUnixMillis(100000)}};
+  ASSERT_TRUE(store().Commit(c));
+  store_.reset();
+  store_ = reopen_();
+  ASSERT_TRUE(store_);
+  EXPECT_EQ(store().GetInstance({"i1"})->version, 1);
+  EXPECT_TRUE(*store().IsProcessed("platform", "evt-1", FromUnixMillis(1)));
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, DurableStoreContract, ::testing::Values("sqlite", "etcd"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace ccm
