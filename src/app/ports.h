@@ -303,11 +303,15 @@ class Store {
   // rule of DeliveryState (see DeliveryUpdate), touching only the subjects they name.
   virtual Status Commit(const Changes& changes) = 0;
 
-  // Whether (source, id) was processed and its key has not expired at `now`.
-  virtual Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) = 0;
   // The value kept with (source, id), if it was processed and its key has not expired at `now`.
   virtual Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
                                                             Timestamp now) = 0;
+  // Whether (source, id) was processed and its key has not expired at `now`.
+  Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) {
+    auto value = ProcessedValue(source, id, now);
+    if (!value) return value.error();
+    return value->has_value();
+  }
 
   // Pending events due at `now`, in seq order, at most `limit`. For each subject only the
   // events before its first one still waiting out a backoff are returned, so that a subject

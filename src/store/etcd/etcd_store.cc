@@ -396,12 +396,6 @@ Result<app::PageOf<Worker>> EtcdStore::ListWorkers(const app::Page& page) {
   return out;
 }
 
-Result<bool> EtcdStore::IsProcessed(const std::string& source, const std::string& id, Timestamp now) {
-  auto value = ProcessedValue(source, id, now);
-  if (!value) return value.error();
-  return value->has_value();
-}
-
 Result<std::optional<std::string>> EtcdStore::ProcessedValue(const std::string& source, const std::string& id,
                                                              Timestamp now) {
   auto r = client_.Range(Key("events/processed/" + KeyPart(source) + "/" + KeyPart(id)));

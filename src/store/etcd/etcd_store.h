@@ -65,7 +65,6 @@ class EtcdStore final : public app::Store {
   Result<domain::Worker> GetWorker(const domain::WorkerId& id) override;
   Result<app::PageOf<domain::Worker>> ListWorkers(const app::Page& page) override;
   Status Commit(const app::Changes& changes) override;
-  Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) override;
   Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
                                                     Timestamp now) override;
   Result<std::vector<app::OutboxRecord>> DueEvents(Timestamp now, int limit) override;
@@ -164,9 +163,6 @@ class FencedStore final : public app::Store {
     auto fence = fence_();
     if (!fence) return Error::Unavailable("store: this replica is not the leader; its background work commits nothing");
     return store_.CommitFenced(changes, fence);
-  }
-  Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) override {
-    return store_.IsProcessed(source, id, now);
   }
   Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
                                                     Timestamp now) override {

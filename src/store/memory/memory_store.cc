@@ -124,12 +124,6 @@ Result<app::PageOf<Worker>> MemoryStore::ListWorkers(const app::Page& page) {
   return PageAfter(workers_, page, [](const Worker&) { return true; });
 }
 
-Result<bool> MemoryStore::IsProcessed(const std::string& source, const std::string& id, Timestamp now) {
-  auto value = ProcessedValue(source, id, now);
-  if (!value) return value.error();
-  return value->has_value();
-}
-
 Result<std::optional<std::string>> MemoryStore::ProcessedValue(const std::string& source, const std::string& id,
                                                                Timestamp now) {
   std::lock_guard lock(mu_);

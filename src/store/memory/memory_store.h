@@ -44,7 +44,6 @@ class MemoryStore final : public app::Store {
   Result<domain::Worker> GetWorker(const domain::WorkerId& id) override;
   Result<app::PageOf<domain::Worker>> ListWorkers(const app::Page& page) override;
   Status Commit(const app::Changes& changes) override;
-  Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) override;
   Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
                                                     Timestamp now) override;
   Result<std::vector<app::OutboxRecord>> DueEvents(Timestamp now, int limit) override;

@@ -540,12 +540,6 @@ Result<app::PageOf<Worker>> SqliteStore::ListWorkers(const app::Page& page) {
   return out;
 }
 
-Result<bool> SqliteStore::IsProcessed(const std::string& source, const std::string& id, Timestamp now) {
-  auto value = ProcessedValue(source, id, now);
-  if (!value) return value.error();
-  return value->has_value();
-}
-
 Result<std::optional<std::string>> SqliteStore::ProcessedValue(const std::string& source, const std::string& id,
                                                                Timestamp now) {
   auto c = Lease();
