@@ -28,7 +28,7 @@ class IdGenerator {
 
 // Keyset paging: `after` is the last id of the previous page ("" for the first page).
 struct Page {
-  int limit = 50;
+  int limit = 50;  // 1 to kMaxPageLimit: the API refuses any other (stores do not check it again)
   std::string after;
 };
 inline constexpr int kMaxPageLimit = 500;
@@ -306,7 +306,8 @@ class Store {
   // The value kept with (source, id), if it was processed and its key has not expired at `now`.
   virtual Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
                                                             Timestamp now) = 0;
-  // Whether (source, id) was processed and its key has not expired at `now`.
+  // Whether (source, id) was processed and its key has not expired at `now`. Not virtual: a
+  // store answers it through ProcessedValue, and one that declared its own would hide this.
   Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) {
     auto value = ProcessedValue(source, id, now);
     if (!value) return value.error();

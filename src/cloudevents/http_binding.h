@@ -43,8 +43,8 @@ struct Decoded {
 
 // Decodes a request in whichever mode its headers say: structured by Content-Type
 // application/cloudevents+json, batch by application/cloudevents-batch+json, binary when a
-// ce-specversion header is present. Errors: invalid_argument with field "content-type" for a
-// media type no mode accepts (415), or naming the broken rule for a message that is not a
+// ce-specversion header is present. Errors: Error::UnsupportedMediaType for a media type no
+// mode accepts (415), or naming the broken rule for a message that is not a
 // CloudEvent (400): JSON that nests deeper than MaxJsonDepth() (the whole message is refused,
 // the field names the attribute), or an attribute Validate refuses. In binary mode, JSON data
 // becomes `data`, UTF-8 text/* data a string in `data`, anything else (text in another

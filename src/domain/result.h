@@ -25,7 +25,7 @@ const char* ToString(ErrorCode code);
 // Finer than the code, for the few failures a caller acts on differently from others of the
 // same code. Callers test the kind, never the text of `field` or `message`.
 enum class ErrorKind {
-  kUnspecified,
+  kUnspecified,           // no finer kind: the code says all a caller acts on
   kStaleVersion,          // conflict: the aggregate changed since it was read; a retry after a fresh read may cure it
   kDuplicate,             // conflict: the processed-event key exists, so the event was already applied
   kUnsupportedMediaType,  // invalid argument: the body's media type is not one the call reads (HTTP 415)

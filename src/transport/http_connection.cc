@@ -87,6 +87,8 @@ Failure FailureOf(CURLcode rc) {
 }  // namespace
 
 std::string UrlEscape(std::string_view v) {
+  // libcurl reads a length of 0 as "up to the NUL", which a view need not have.
+  if (v.empty()) return {};
   char* e = curl_easy_escape(nullptr, v.data(), static_cast<int>(v.size()));
   std::string out = e ? e : "";
   curl_free(e);

@@ -235,6 +235,8 @@ TEST_P(StoreContract, DefinitionVersionsAndNamesAreUnique) {
   ASSERT_FALSE(dup);
   EXPECT_EQ(dup.error().code, ErrorCode::kConflict);
   EXPECT_EQ(dup.error().field, "version");
+  // It names the field `version` but is no stale read: a retry would not cure it.
+  EXPECT_EQ(dup.error().kind, ErrorKind::kUnspecified);
   Changes other;
   other.new_definitions = {MakeDefinition("def-2", "lab-a", "2.0.0")};
   auto name = store().Commit(other);

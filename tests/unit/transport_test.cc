@@ -26,6 +26,9 @@ TEST(UrlEscape, EncodesEverythingButUnreservedCharacters) {
   EXPECT_EQ(transport::UrlEscape("abc-._~XYZ019"), "abc-._~XYZ019");
   EXPECT_EQ(transport::UrlEscape("a b/c?d=e&f"), "a%20b%2Fc%3Fd%3De%26f");
   EXPECT_EQ(transport::UrlEscape(""), "");
+  // An empty view into a longer text escapes to nothing, not to the text after it.
+  EXPECT_EQ(transport::UrlEscape(std::string_view("a b").substr(0, 0)), "");
+  EXPECT_EQ(transport::UrlEscape(std::string_view("a b").substr(0, 1)), "a");
   EXPECT_EQ(transport::UrlEscape("\xc3\xa9"), "%C3%A9");
 }
 
