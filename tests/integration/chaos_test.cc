@@ -151,9 +151,9 @@ TEST(Chaos, EveryLabletEndsWhateverTheOutsideWorldDoes) {
       // been: it times out saying so. On a loaded machine a request may also be taken by the
       // platform after the client gave up on it (5 s), and its results come late; without a
       // collection taken, there is no grade.
-      const bool breaker = StartsWith(stopping, "collection timed out after " + std::to_string(kCollectingTimeout) +
-                                                    " s (last request: ") &&
-                           stopping.find("circuit open") != std::string::npos;
+      const bool timed_out_on_requests = StartsWith(stopping, "collection timed out after " +
+                                                                  std::to_string(kCollectingTimeout) + " s (last request: ");
+      bool breaker = timed_out_on_requests && stopping.find("circuit open") != std::string::npos;
       if (!faults.contains(id)) {
         // Every request for it was kept out by the breakers.
         EXPECT_TRUE(breaker) << "seed " << seed << ": the platform never heard of " << i;
@@ -163,6 +163,10 @@ TEST(Chaos, EveryLabletEndsWhateverTheOutsideWorldDoes) {
       }
       const std::string fault = faults[id]["collection"];
       way = fault;
+      // A lablet drawn to answer 503 a few times spends them in rounds the open breaker spaces
+      // out, so its time-out may come while its last round still met its own 503s.
+      if (fault == "unavailable_then_ok" && timed_out_on_requests && stopping.find("HTTP 503") != std::string::npos)
+        breaker = true;
       if (breaker) {
         way = "breaker_timeout";
         // A late grade only for a collection the platform took; the full marks if any.
@@ -173,7 +177,11 @@ TEST(Chaos, EveryLabletEndsWhateverTheOutsideWorldDoes) {
         }
       } else if (fault == "normal" || fault == "slow" || fault == "unavailable_then_ok") {
         EXPECT_EQ(stopping, "graded") << "seed " << seed << ", " << fault << ": " << i;
-        EXPECT_EQ(i["grading_score"]["total"], 8.0) << i;
+        if (i["grading_score"].is_object()) {
+          EXPECT_EQ(i["grading_score"]["total"], 8.0) << i;
+        } else {
+          ADD_FAILURE() << "no grade: " << i;
+        }
       } else if (fault == "silent") {
         EXPECT_EQ(stopping, "collection timed out after " + std::to_string(kCollectingTimeout) + " s") << i;
       } else if (fault == "refused") {
