@@ -241,18 +241,7 @@ struct Exit {
 
 Exit RunToExit(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                const std::string& output_file, std::chrono::milliseconds wait) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int fd = open(output_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
+  const pid_t pid = testing::Spawn(argv, env, output_file);
   Exit out;
   int status = 0;
   const auto deadline = std::chrono::steady_clock::now() + wait;

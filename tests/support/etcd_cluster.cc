@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "support/http_client.h"
+#include "support/process.h"
 #include "transport/http_connection.h"
 
 namespace ccm::testing {
@@ -150,20 +151,7 @@ bool EtcdCluster::TryStart(const std::string& dir, const EtcdClusterOptions& opt
     }
     argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
     const std::string log = dir + "/etcd-" + std::to_string(n) + ".log";
-    const int pid = fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 1);
-      dup2(fd, 2);
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      execvp("etcd", args.data());
-      _exit(127);
-    }
-    pids_.push_back(pid);
+    pids_.push_back(Spawn(argv, {}, log));
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   for (int n = 0; n < members; ++n) {

@@ -14,27 +14,46 @@
 
 namespace ccm::testing {
 
+int Spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+          const std::string& output_file) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> env_entries;
+  for (char** e = environ; *e; ++e) {
+    const std::string entry(*e);
+    if (!env.contains(entry.substr(0, entry.find('=')))) env_entries.push_back(entry);
+  }
+  for (const auto& [k, v] : env) env_entries.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env_entries) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const int out_fd =
+      output_file.empty() ? -1 : open(output_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int pid = fork();
+  if (pid < 0) {
+    if (out_fd >= 0) close(out_fd);
+    throw std::runtime_error("fork failed");
+  }
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test killed on timeout leaves no process behind
+    if (out_fd >= 0) {
+      dup2(out_fd, 1);  // the copies do not carry O_CLOEXEC
+      dup2(out_fd, 2);
+    }
+    execvpe(args[0], args.data(), envp.data());
+    _exit(127);
+  }
+  if (out_fd >= 0) close(out_fd);
+  return pid;
+}
+
 ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                            const std::string& ready_file, const std::string& output_file) {
   std::filesystem::remove(ready_file);
-  pid_ = fork();
-  if (pid_ < 0) throw std::runtime_error("fork failed");
-  if (pid_ == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test killed on timeout leaves no process behind
-    if (!output_file.empty()) {
-      const int fd = open(output_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  // A bound for a loaded machine running a sanitizer build (where start-up, with its first
-  // JWKS fetch, has taken over 10 s), not a claim about how fast ccm starts.
+  pid_ = Spawn(argv, env, output_file);
+  // A bound for a loaded machine running a sanitizer build, not a claim about how fast ccm
+  // starts.
   constexpr int kStartSeconds = 30;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kStartSeconds);
   while (std::chrono::steady_clock::now() < deadline) {

@@ -9,12 +9,21 @@
 
 namespace ccm::testing {
 
+// Starts `argv` (argv[0] a path, or a name looked up in PATH) with `env` added to this
+// process's environment, its stdout and stderr to `output_file` when one is given, killed
+// when this process dies. Returns its pid. Everything the child needs is made before fork,
+// and the child calls only async-signal-safe functions until exec: a test process has threads,
+// and one of them may hold the allocator's lock at the moment of fork (a child that then
+// allocated would wait for it for ever and never start). Throws when fork fails.
+int Spawn(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
+          const std::string& output_file);
+
 // A child process that writes host:port to a ready file once it listens (ccm and the
 // simulators do), for tests that start, stop or kill it.
 class ChildProcess {
  public:
-  // Starts `argv` with `env` added and waits for `ready_file`. Throws when it does not
-  // start within 10 s. With `output_file`, its stdout and stderr go there.
+  // Starts `argv` with `env` added (Spawn) and waits for `ready_file`. Throws when it does not
+  // start within 30 s. With `output_file`, its stdout and stderr go there.
   ChildProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                const std::string& ready_file, const std::string& output_file = "");
   ~ChildProcess();  // SIGTERM if still running, then SIGKILL after 5 s
