@@ -243,8 +243,9 @@ TEST_F(EtcdStoreTest, OneLeaderAtATimeAndTheOtherTakesOverWithinTwiceTheTtl) {
   // The old leader notices at its next renewal and stops.
   EXPECT_TRUE(until([&] { return !leader.IsLeader(); }, 2s));
   // IsLeader turns true just before the elected callback runs: wait for the callback too.
+  // A lease revoked from outside lets the follower in before the old leader's next renewal, so
+  // both may work for a moment here; the fence below is what keeps the old term's writes out.
   EXPECT_TRUE(until([&] { return working.load() == 1; }, 1s)) << "working: " << working.load();
-  EXPECT_EQ(max_working.load(), 1);
   app::Changes c;
   c.instances = {testing::MakeInstance("late")};
   EXPECT_FALSE(store->CommitFenced(c, old_term));
