@@ -10,12 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "app/collection.h"
-#include "app/event_service.h"
-#include "app/pods.h"
-#include "app/receiver.h"
-#include "app/services.h"
 #include "app/system.h"
+#include "compose/composition.h"
 #include "http/api.h"
 #include "store/sqlite/sqlite_store.h"
 
@@ -27,38 +23,24 @@ struct NoPlatform : app::AssessmentPlatform {
   Status TriggerCollection(const app::CollectionRequest&) override { return Error::Unavailable("no platform"); }
 };
 
-// The service, once per process.
+// The service, once per process, wired as `ccm serve` wires it.
 struct World {
   std::unique_ptr<store::SqliteStore> store;
   app::SystemClock clock;
   app::UuidV7Generator ids;
-  app::EventFactory events{ids, "fuzz"};
-  std::unique_ptr<app::DefinitionService> definitions;
-  std::unique_ptr<app::InstanceService> instances;
-  std::unique_ptr<app::WorkerService> workers;
-  std::unique_ptr<app::EventService> event_service;
-  app::ReceiveMetrics receive_metrics;
-  std::unique_ptr<app::EventReceiver> receiver;
   NoPlatform platform;
-  std::unique_ptr<app::CollectionService> collection;
-  std::unique_ptr<app::PodService> pods;
+  std::unique_ptr<compose::Composition> composition;
   http::Router router;
-  std::string instance_id, worker_id;
 
   World() {
     char dir[] = "/tmp/ccm-fuzz-XXXXXX";
     if (!mkdtemp(dir)) std::abort();
     store = std::move(store::SqliteStore::Open({std::string(dir) + "/ccm.db"}).value());
-    app::Deps deps{*store, clock, ids, events};
-    definitions = std::make_unique<app::DefinitionService>(deps);
-    instances = std::make_unique<app::InstanceService>(deps);
-    workers = std::make_unique<app::WorkerService>(deps);
-    receiver = std::make_unique<app::EventReceiver>(deps, app::EventReceiver::Options{}, receive_metrics);
-    event_service = std::make_unique<app::EventService>(*store, clock, nullptr);
-    collection = std::make_unique<app::CollectionService>(deps, platform, app::CollectionService::Options{});
-    pods = std::make_unique<app::PodService>(*store, "ccm");
-    http::AddApiRoutes(router, {*definitions, *instances, *workers, *store, *event_service, *receiver, *collection,
-                                *pods});
+    compose::Settings settings;
+    settings.source = "fuzz";
+    composition = std::make_unique<compose::Composition>(
+        compose::Adapters{.store = *store, .clock = clock, .ids = ids, .platform = platform}, settings);
+    http::AddApiRoutes(router, composition->Api());
   }
 };
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "app/background_loop.h"
+#include "app/background_work.h"
 #include "app/services.h"
 
 namespace ccm::app {
@@ -31,7 +32,7 @@ std::chrono::milliseconds CollectionBackoff(int failures, std::chrono::milliseco
 // than 408 and 429) ends the requests: the instance shows it (`collection_refused`) and leaves
 // COLLECTING by its time-out. Requests to a slow platform run concurrently, at most
 // `max_concurrent_requests` at once. Thread-safe.
-class CollectionService {
+class CollectionService final : public BackgroundTask {
  public:
   struct Options {
     std::chrono::milliseconds base_backoff{1000};
@@ -63,10 +64,12 @@ class CollectionService {
   int ReconcileOnce();
 
   // The reconciler on a background thread.
-  void Start() { loop_.Start(); }
-  void Stop() { loop_.Stop(); }
+  std::string_view name() const override { return "collection"; }
+  void Start() override { loop_.Start(); }
+  void RequestStop() override { loop_.RequestStop(); }
+  void Stop() override { loop_.Stop(); }
   // The reconciler sweeps again soon (a collection became due).
-  void Wake() { loop_.Wake(); }
+  void Wake() override { loop_.Wake(); }
 
  private:
   // Requests the collection of `id` if it is COLLECTING and due, and records the outcome.

@@ -175,6 +175,7 @@ Result<int> Dispatcher::RunOnce() {
 }
 
 void Dispatcher::Start() { loop_.Start(); }
+void Dispatcher::RequestStop() { loop_.RequestStop(); }
 void Dispatcher::Stop() { loop_.Stop(); }
 void Dispatcher::Wake() { loop_.Wake(); }
 

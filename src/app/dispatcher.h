@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "app/background_loop.h"
+#include "app/background_work.h"
 #include "app/ports.h"
 
 namespace ccm::app {
@@ -94,7 +95,7 @@ struct DispatchMetrics {
 // breaker. A dead letter holds its subject's later events (the store keeps them held until
 // it is replayed), so a subject is never delivered out of order. Every outcome is recorded
 // in the store, so a restart resumes where it stopped.
-class Dispatcher {
+class Dispatcher final : public BackgroundTask {
  public:
   Dispatcher(Store& store, EventSink& sink, Clock& clock, DispatcherOptions options, DispatchMetrics& metrics);
   ~Dispatcher();  // stops
@@ -105,14 +106,16 @@ class Dispatcher {
 
   // Runs rounds on a background thread until Stop: at once while there is work, every
   // idle_poll otherwise, or when woken.
-  void Start();
+  std::string_view name() const override { return "dispatcher"; }
+  void Start() override;
+  void RequestStop() override;
   // Ends the round in progress after the send in flight (its answer is awaited, never cut
   // off), records the outcomes of the sends made, and joins the thread. The events the round
   // had not sent yet stay pending, untouched. Call it while the store still takes this
   // process's commits (a leader before it resigns), or those outcomes are retried by the
   // next round or leader (delivered twice, never lost).
-  void Stop();
-  void Wake();
+  void Stop() override;
+  void Wake() override;
 
  private:
   std::chrono::milliseconds Backoff(int attempts);

@@ -50,6 +50,7 @@ OrphanSweep::OrphanSweep(Store& store, Clock& clock, CmlWorkers& cml, OrphanSwee
 OrphanSweep::~OrphanSweep() { Stop(); }
 
 void OrphanSweep::Start() { loop_->Start(); }
+void OrphanSweep::RequestStop() { loop_->RequestStop(); }
 void OrphanSweep::Stop() { loop_->Stop(); }
 
 int OrphanSweep::SweepOnce() {

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "app/background_loop.h"
+#include "app/background_work.h"
 #include "app/ports.h"
 
 namespace ccm::app {
@@ -56,7 +57,7 @@ struct OrphanSweepMetrics {
 // own until Stop. SweepOnce is not reentrant: call it directly only while the loop is stopped.
 // The metrics may be read from any thread. Not owned: store, clock, cml and metrics must
 // outlive it.
-class OrphanSweep {
+class OrphanSweep final : public BackgroundTask {
  public:
   OrphanSweep(Store& store, Clock& clock, CmlWorkers& cml, OrphanSweepOptions options, OrphanSweepMetrics& metrics);
 
@@ -65,8 +66,11 @@ class OrphanSweep {
   // One sweep of every RUNNING worker; returns how many labs it removed.
   int SweepOnce();
 
-  void Start();
-  void Stop();
+  std::string_view name() const override { return "orphan sweep"; }
+  void Start() override;
+  void RequestStop() override;
+  void Stop() override;
+  void Wake() override {}  // it sweeps CML, which commits do not change
 
  private:
   // Why the lab is an orphan ("" when it is owned, or when that cannot be told now).

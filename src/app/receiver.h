@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/background_loop.h"
+#include "app/background_work.h"
 #include "app/events.h"
 #include "app/services.h"
 #include "cloudevents/cloud_event.h"
@@ -87,7 +88,7 @@ class EventReceiver {
 
 // Removes expired dedup keys every `interval` on a background thread, so that the keys of
 // EVENT_DEDUP_TTL_HOURS do not pile up. Thread-safe.
-class KeySweeper {
+class KeySweeper final : public BackgroundTask {
  public:
   KeySweeper(Store& store, Clock& clock, std::chrono::milliseconds interval)
       : store_(store), clock_(clock), loop_([this] {
@@ -97,8 +98,11 @@ class KeySweeper {
                                             interval) {}
   // One sweep now. Errors: those of the store.
   Status SweepOnce();
-  void Start() { loop_.Start(); }
-  void Stop() { loop_.Stop(); }
+  std::string_view name() const override { return "key sweep"; }
+  void Start() override { loop_.Start(); }
+  void RequestStop() override { loop_.RequestStop(); }
+  void Stop() override { loop_.Stop(); }
+  void Wake() override {}  // a commit adds keys; none expires sooner for it
 
  private:
   Store& store_;

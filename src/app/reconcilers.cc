@@ -112,10 +112,13 @@ void Reconcilers::Start() {
   stopping_ = false;
   for (auto& l : loops_) l->Start();
 }
-void Reconcilers::Stop() {
-  // Every loop is asked first, so that they end their current steps side by side.
+void Reconcilers::RequestStop() {
   stopping_ = true;
   for (auto& l : loops_) l->RequestStop();
+}
+void Reconcilers::Stop() {
+  // Every loop is asked first, so that they end their current steps side by side.
+  RequestStop();
   for (auto& l : loops_) l->Stop();
   stopping_ = false;  // a sweep called directly afterwards runs whole
 }

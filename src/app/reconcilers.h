@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "app/background_loop.h"
+#include "app/background_work.h"
 #include "app/observers.h"
 #include "app/collection.h"
 #include "app/services.h"
@@ -102,7 +103,7 @@ struct LifecycleMetrics {
 // commit), but at most once per 100 ms (or per `interval`, if shorter): each sweep lists the
 // instances of its states, and under load commits come by the thousand per second. Each step re-reads what it changes and commits with the version it read, so the
 // loops, the API and the events endpoint may act on one instance at once. Thread-safe.
-class Reconcilers {
+class Reconcilers final : public BackgroundTask {
  public:
   // `cloud` may be null: then nothing is scaled (workers still drain and stop). Not owned.
   // `metrics` may be null. Not owned.
@@ -122,12 +123,15 @@ class Reconcilers {
   };
   Demand MeasureDemand();
 
-  void Start();
+  std::string_view name() const override { return "reconcilers"; }
+  void Start() override;
   // Each loop ends the step in progress (one instance or worker acted on and committed) and
-  // stops; the rest of its sweep is left for the next start or the next leader. Joins them.
-  void Stop();
+  // stops; the rest of its sweep is left for the next start or the next leader. RequestStop
+  // asks them; Stop also joins them.
+  void RequestStop() override;
+  void Stop() override;
   // Every loop sweeps again soon (the collection reconciler too).
-  void Wake();
+  void Wake() override;
 
  private:
   // Each instance step: reads its worker and acts on CML, then commits.

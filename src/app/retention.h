@@ -6,6 +6,7 @@
 #include <string>
 
 #include "app/background_loop.h"
+#include "app/background_work.h"
 #include "app/ports.h"
 
 namespace ccm::app {
@@ -30,7 +31,7 @@ struct RetentionMetrics {
 // Retention: removes what is past its keeping time, in bounded batches (Store::Purge), so that
 // the store does not grow without end (on etcd, until its quota turns it read-only). The
 // leader runs it. Thread-safe.
-class RetentionSweeper {
+class RetentionSweeper final : public BackgroundTask {
  public:
   // Not owned; each must outlive the sweeper.
   RetentionSweeper(Store& store, Clock& clock, RetentionOptions options, RetentionMetrics& metrics)
@@ -45,8 +46,11 @@ class RetentionSweeper {
   // Returns what went. Errors: those of the store (what went before stays gone).
   Result<PurgeCounts> SweepOnce();
 
-  void Start() { loop_.Start(); }
-  void Stop() { loop_.Stop(); }
+  std::string_view name() const override { return "retention"; }
+  void Start() override { loop_.Start(); }
+  void RequestStop() override { loop_.RequestStop(); }
+  void Stop() override { loop_.Stop(); }
+  void Wake() override {}  // nothing ages faster for a commit
 
  private:
   Store& store_;

@@ -16,13 +16,6 @@
 
 #include <thread>
 
-#include "app/collection.h"
-#include "app/dispatcher.h"
-#include "app/event_service.h"
-#include "app/orphan_sweep.h"
-#include "app/reconcilers.h"
-#include "app/retention.h"
-#include "app/services.h"
 #include "clients/assessment_platform_client.h"
 #include "clients/cloud_provider_client.h"
 #include "clients/cml_client.h"
@@ -30,6 +23,7 @@
 #include "clients/http_event_sink.h"
 #include "clients/oidc_token_provider.h"
 #include "cloudevents/json_parse.h"
+#include "compose/composition.h"
 #include "app/system.h"
 #include "http/access_log.h"
 #include "http/api.h"
@@ -173,19 +167,15 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  // The dispatcher exists only with a sink; without one, events are kept for audit.
   app::SystemClock clock;
+  app::UuidV7Generator ids;
   // The registry behind /metrics: build info, process, HTTP, remote calls, loops.
   metrics::Metrics metrics(CCM_VERSION);
-  app::DispatchMetrics dispatch_metrics;
-  std::unique_ptr<clients::HttpEventSink> sink;
-  std::unique_ptr<app::Dispatcher> dispatcher;
-  std::atomic<app::Reconcilers*> reconcilers{nullptr};
-  // Every commit carries events (a state change has one): the dispatcher has work, and the
-  // reconcilers may have.
-  auto wake = [&dispatcher, &reconcilers] {
-    if (dispatcher) dispatcher->Wake();
-    if (auto* r = reconcilers.load()) r->Wake();
+  // Set once the use cases are wired; every commit carries events (a state change has one), so
+  // the background work may have work.
+  std::atomic<compose::Composition*> composed{nullptr};
+  auto wake = [&composed] {
+    if (auto* c = composed.load()) c->Wake();
   };
   std::unique_ptr<store::SqliteStore> sqlite;
   std::unique_ptr<store::EtcdStore> etcd;
@@ -233,22 +223,9 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
       auto* e = elected.load();
       return e ? e->Fence() : std::nullopt;
     });
-  app::Store& leader_store = fenced ? static_cast<app::Store&>(*fenced) : *store;
 
-  app::UuidV7Generator ids;
-  // The events' dataschema URIs point at ccm's own /schemas/; with port 0 the address is known
-  // once listening (set below).
-  std::string public_url = config->public_url;
-  if (public_url.empty() && config->listen_port != 0)
-    public_url = "http://" + config->listen_host + ":" + std::to_string(config->listen_port);
-  app::EventFactory events(ids, config->cloudevents_source, public_url);
-  app::Deps deps{*store, clock, ids, events};
-  app::Deps leader_deps{leader_store, clock, ids, events};
-  app::DefinitionService definitions(deps);
-  app::InstanceService instances(deps);
-  app::InstanceService leader_instances(leader_deps);
-  app::WorkerService workers(deps, domain::CmlUrlAllowList{config->cml_url_allow});
-
+  // The adapters, one per port.
+  std::unique_ptr<clients::HttpEventSink> sink;
   if (!config->sink_url.empty()) {
     clients::HttpEventSinkOptions sink_options;
     sink_options.url = config->sink_url;
@@ -257,23 +234,10 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
                                                                : cloudevents::Mode::kStructured;
     sink_options.tag = metrics.remotes().Tag("sink");
     sink = std::make_unique<clients::HttpEventSink>(sink_options);
-    app::DispatcherOptions dispatch_options;
-    dispatch_options.max_attempts = config->outbox_max_attempts;
-    dispatch_options.max_retry_after = std::chrono::seconds(config->outbox_max_retry_after_seconds);
-    dispatcher = std::make_unique<app::Dispatcher>(leader_store, *sink, clock, dispatch_options, dispatch_metrics);
     spdlog::info("delivering CloudEvents to {} in {} mode", config->sink_url, config->cloudevents_mode);
   } else {
     spdlog::info("no CLOUDEVENTS_SINK_URL: events are kept in the outbox for audit and not sent");
   }
-  app::ReceiveMetrics receive_metrics;
-  app::EventReceiver::Options receive_options;
-  receive_options.dedup_ttl = std::chrono::hours(config->event_dedup_ttl_hours);
-  app::EventReceiver receiver(deps, receive_options, receive_metrics);
-  // etcd drops dedup keys with their hourly leases; SQLite needs the sweeper.
-  app::KeySweeper key_sweeper(leader_store, clock, std::chrono::minutes(10));
-  clients::RemoteOptions platform_options;
-  platform_options.base_url = config->assessment_platform_url;
-  platform_options.tag = metrics.remotes().Tag("platform");
   std::unique_ptr<clients::OidcTokenProvider> tokens;
   if (!config->oidc_token_url.empty())
     tokens = std::make_unique<clients::OidcTokenProvider>(
@@ -282,22 +246,16 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
                              .client_secret = config->oidc_client_secret,
                              .tag = metrics.remotes().Tag("oidc")},
         clock);
+  clients::RemoteOptions platform_options;
+  platform_options.base_url = config->assessment_platform_url;
+  platform_options.tag = metrics.remotes().Tag("platform");
   clients::AssessmentPlatformClient platform(platform_options, clock, tokens.get());
-  app::CollectionService::Metrics collection_metrics;
-  app::CollectionService collection(deps, platform, {}, &collection_metrics);
-  app::CollectionService leader_collection(leader_deps, platform, {}, &collection_metrics);
   if (config->assessment_platform_url.empty())
     spdlog::info("no ASSESSMENT_PLATFORM_URL: lablets are not collected; each goes to STOPPING at its timeslot's end");
-  app::PodService pods(*store, "ccm", config->pod_host_address);
   clients::RemoteOptions engine_options;
   engine_options.base_url = config->grading_engine_url;
   engine_options.tag = metrics.remotes().Tag("grading_engine");
   clients::GradingEngineClient engine(engine_options, clock, tokens.get());
-  if (!config->grading_engine_url.empty()) {
-    instances.EnablePodAssignment(pods, engine);
-    leader_instances.EnablePodAssignment(pods, engine);
-  }
-
   clients::CmlOptions cml_options;
   cml_options.username = config->cml_username;
   cml_options.password = config->cml_password;
@@ -308,63 +266,60 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   if (!config->cloud_provider_url.empty())
     cloud = std::make_unique<clients::CloudProviderClient>(config->cloud_provider_url,
                                                            metrics.remotes().Tag("cloud_provider"));
-  app::ReconcilerOptions reconcile_options;
-  reconcile_options.interval = std::chrono::milliseconds(config->reconcile_interval_ms);
-  reconcile_options.schedule_ahead = std::chrono::minutes(config->schedule_ahead_minutes);
-  reconcile_options.instantiation_lead = std::chrono::seconds(config->instantiation_lead_seconds);
-  reconcile_options.instantiation_timeout = std::chrono::seconds(config->instantiation_timeout_seconds);
-  reconcile_options.cml_max_failures = config->cml_max_failures;
-  reconcile_options.archive_retention = std::chrono::minutes(config->archive_retention_minutes);
-  reconcile_options.scale_up_template = config->scale_up_template;
-  reconcile_options.cml_url_allow = domain::CmlUrlAllowList{config->cml_url_allow};
-  reconcile_options.scale_down_grace = std::chrono::minutes(config->scale_down_grace_minutes);
-  reconcile_options.assessment_platform = !config->assessment_platform_url.empty();
-  reconcile_options.collecting_timeout = std::chrono::seconds(config->collecting_timeout_seconds);
-  reconcile_options.grading_timeout = std::chrono::seconds(config->grading_timeout_seconds);
-  app::LifecycleMetrics lifecycle_metrics;
-  lifecycle_metrics.loops = &metrics.loops();
-  app::Reconcilers lifecycle(leader_deps, leader_instances, leader_collection, cml, cloud.get(), reconcile_options,
-                             &lifecycle_metrics);
-  app::OrphanSweepOptions orphan_options;
-  orphan_options.grace = std::chrono::seconds(config->orphan_lab_grace_seconds);
-  app::OrphanSweepMetrics orphan_metrics;
-  app::OrphanSweep orphan_sweep(leader_store, clock, cml, orphan_options, orphan_metrics);
-  app::RetentionOptions retention_options;
-  retention_options.instances = std::chrono::hours(24 * config->instance_retention_days);
-  retention_options.events = std::chrono::hours(24 * config->event_retention_days);
-  app::RetentionMetrics retention_metrics;
-  app::RetentionSweeper retention(leader_store, clock, retention_options, retention_metrics);
   if (config->reconcilers) {
     if (!cloud) spdlog::info("no CLOUD_PROVIDER_URL: workers are not scaled");
   } else {
     spdlog::warn("CCM_RECONCILERS=false: nothing is scheduled, started, stopped or scaled by this process");
   }
-  // The leader's work: delivery, collection requests, the reconcilers and the key sweep.
-  auto start_work = [&] {
-    if (dispatcher) dispatcher->Start();
-    leader_collection.Start();
-    if (sqlite) key_sweeper.Start();
-    retention.Start();
-    if (config->reconcilers) {
-      reconcilers = &lifecycle;
-      lifecycle.Start();
-      orphan_sweep.Start();
-    }
-  };
-  auto stop_work = [&] {
-    spdlog::info("background work: ending its current steps");
-    reconcilers = nullptr;
-    lifecycle.Stop();
-    orphan_sweep.Stop();
-    if (dispatcher) dispatcher->Stop();
-    leader_collection.Stop();
-    key_sweeper.Stop();
-    retention.Stop();
-  };
 
-  app::EventService events_service(*store, clock, [&dispatcher] {
-    if (dispatcher) dispatcher->Wake();
-  });
+  // The use cases on those adapters.
+  compose::Settings settings;
+  settings.source = config->cloudevents_source;
+  // The events' dataschema URIs point at ccm's own /schemas/; with port 0 the address is known
+  // once listening (set below).
+  std::string public_url = config->public_url;
+  if (public_url.empty() && config->listen_port != 0)
+    public_url = "http://" + config->listen_host + ":" + std::to_string(config->listen_port);
+  settings.schema_base = public_url;
+  settings.cml_url_allow = domain::CmlUrlAllowList{config->cml_url_allow};
+  settings.pod_host = config->pod_host_address;
+  settings.receive.dedup_ttl = std::chrono::hours(config->event_dedup_ttl_hours);
+  settings.dispatch.max_attempts = config->outbox_max_attempts;
+  settings.dispatch.max_retry_after = std::chrono::seconds(config->outbox_max_retry_after_seconds);
+  app::ReconcilerOptions& reconcile = settings.reconcile;
+  reconcile.interval = std::chrono::milliseconds(config->reconcile_interval_ms);
+  reconcile.schedule_ahead = std::chrono::minutes(config->schedule_ahead_minutes);
+  reconcile.instantiation_lead = std::chrono::seconds(config->instantiation_lead_seconds);
+  reconcile.instantiation_timeout = std::chrono::seconds(config->instantiation_timeout_seconds);
+  reconcile.cml_max_failures = config->cml_max_failures;
+  reconcile.archive_retention = std::chrono::minutes(config->archive_retention_minutes);
+  reconcile.scale_up_template = config->scale_up_template;
+  reconcile.scale_down_grace = std::chrono::minutes(config->scale_down_grace_minutes);
+  reconcile.assessment_platform = !config->assessment_platform_url.empty();
+  reconcile.collecting_timeout = std::chrono::seconds(config->collecting_timeout_seconds);
+  reconcile.grading_timeout = std::chrono::seconds(config->grading_timeout_seconds);
+  settings.orphans.grace = std::chrono::seconds(config->orphan_lab_grace_seconds);
+  settings.retention.instances = std::chrono::hours(24 * config->instance_retention_days);
+  settings.retention.events = std::chrono::hours(24 * config->event_retention_days);
+  // etcd drops dedup keys with their hourly leases; SQLite needs the sweep.
+  if (sqlite) settings.key_sweep = std::chrono::minutes(10);
+  compose::Composition services({.store = *store,
+                                 .clock = clock,
+                                 .ids = ids,
+                                 .platform = platform,
+                                 .leader_store = fenced.get(),
+                                 .engine = config->grading_engine_url.empty() ? nullptr : &engine,
+                                 .cml = config->reconcilers ? &cml : nullptr,
+                                 .cloud = cloud.get(),
+                                 .sink = sink.get()},
+                                std::move(settings), &metrics.loops());
+  composed = &services;
+  // The leader's work: delivery, collection requests, retention, the key sweep and the reconcilers.
+  auto start_work = [&services] { services.background().Start(); };
+  auto stop_work = [&services] {
+    spdlog::info("background work: ending its current steps");
+    services.background().Stop();
+  };
 
   http::Router router;
   std::unique_ptr<clients::JwksKeySet> jwks;
@@ -406,17 +361,18 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     auto* e = elected.load();
     return !on_etcd || (e && e->IsLeader());
   };
+  compose::Counters& counters = services.counters();
   metrics.Watch({.outbox = [store] { return store->GetOutboxStats(); },
-                 .dispatch = dispatcher ? &dispatch_metrics : nullptr,
-                 .receive = &receive_metrics,
-                 .lifecycle = &lifecycle_metrics,
-                 .collection = &collection_metrics,
-                 .orphans = &orphan_metrics,
-                 .retention = &retention_metrics,
+                 .dispatch = services.dispatcher() ? &counters.dispatch : nullptr,
+                 .receive = &counters.receive,
+                 .lifecycle = &counters.lifecycle,
+                 .collection = &counters.collection,
+                 .orphans = &counters.orphans,
+                 .retention = &counters.retention,
                  .clock = &clock,
                  .leading = leading});
-  http::AddApiRoutes(router, {definitions, instances, workers, *store, events_service, receiver, collection, pods,
-                              leading, [&metrics] { return metrics.Text(); }, [&draining] { return draining.load(); }});
+  http::AddApiRoutes(router, services.Api(leading, [&metrics] { return metrics.Text(); },
+                                          [&draining] { return draining.load(); }));
   http::ServerOptions options;
   options.address = config->listen_host;
   options.port = static_cast<std::uint16_t>(config->listen_port);
@@ -437,7 +393,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     return 1;
   }
   const std::string where = config->listen_host + ":" + std::to_string(server.port());
-  if (public_url.empty()) events.SetSchemaBase("http://" + where);
+  if (public_url.empty()) services.events().SetSchemaBase("http://" + where);
   spdlog::info("ccm serving on http://{} with store {}", where, config->store);
   std::unique_ptr<store::etcd::Watch> watch;
   if (etcd) {
@@ -473,6 +429,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
             stop_work();
           if (watch) watch->Stop();
         });
+  composed = nullptr;  // the store may outlive the use cases by a moment: its commits wake nothing now
   return 0;
 }
 

@@ -3,9 +3,8 @@
 #include <memory>
 #include <string>
 
-#include "app/collection.h"
-#include "app/services.h"
 #include "app/system.h"
+#include "compose/composition.h"
 #include "http/api.h"
 #include "http/server.h"
 #include "metrics/metrics.h"
@@ -28,25 +27,27 @@ enum class StoreKind {
   kMemory,  // a MemoryStore: faster, for tests that never read the file (no DbPath)
 };
 
-// The whole service in-process: a store (SQLite unless told otherwise), the use cases and the
-// HTTP server on a free loopback port.
+// The whole service in-process: a store (SQLite unless told otherwise), the use cases wired
+// as `ccm serve` wires them (compose::Composition, without background work) and the HTTP
+// server on a free loopback port.
 struct Stack {
   TempDir dir;
   StoreKind kind;
   std::unique_ptr<app::Store> store;
   app::SystemClock clock;
   app::UuidV7Generator ids;
-  std::unique_ptr<app::EventFactory> events;
-  std::unique_ptr<app::DefinitionService> definitions;
-  std::unique_ptr<app::InstanceService> instances;
-  std::unique_ptr<app::WorkerService> workers;
-  std::unique_ptr<app::EventService> event_service;
-  app::ReceiveMetrics receive_metrics;
   metrics::Metrics metrics{"test"};  // what /metrics serves: the outbox and the receiver's counters
-  std::unique_ptr<app::EventReceiver> receiver;
   std::unique_ptr<app::AssessmentPlatform> platform;
-  std::unique_ptr<app::CollectionService> collection;
-  std::unique_ptr<app::PodService> pods;
+  std::unique_ptr<compose::Composition> composition;
+  // The composition's use cases.
+  app::EventFactory* events = nullptr;
+  app::DefinitionService* definitions = nullptr;
+  app::InstanceService* instances = nullptr;
+  app::WorkerService* workers = nullptr;
+  app::EventService* event_service = nullptr;
+  app::EventReceiver* receiver = nullptr;
+  app::CollectionService* collection = nullptr;
+  app::PodService* pods = nullptr;
   http::Router router;
   std::unique_ptr<http::Server> server;
 
@@ -65,20 +66,23 @@ struct Stack {
       if (!s) throw std::runtime_error(s.error().message);
       store = std::move(s.value());
     }
-    events = std::make_unique<app::EventFactory>(ids, "ccm-test");
-    app::Deps deps{*store, clock, ids, *events};
-    definitions = std::make_unique<app::DefinitionService>(deps);
-    instances = std::make_unique<app::InstanceService>(deps);
-    workers = std::make_unique<app::WorkerService>(deps);
-    receiver = std::make_unique<app::EventReceiver>(deps, app::EventReceiver::Options{}, receive_metrics);
-    event_service = std::make_unique<app::EventService>(*store, clock, nullptr);
-    metrics.Watch({.outbox = [this] { return store->GetOutboxStats(); }, .receive = &receive_metrics});
     if (!platform) platform = std::make_unique<Unreachable>();
-    collection = std::make_unique<app::CollectionService>(deps, *platform, collection_options);
-    pods = std::make_unique<app::PodService>(*store, "ccm");
-    http::AddApiRoutes(router,
-                       {*definitions, *instances, *workers, *store, *event_service, *receiver, *collection, *pods, {},
-                        [this] { return metrics.Text(); }});
+    compose::Settings settings;
+    settings.source = "ccm-test";
+    settings.collection = collection_options;
+    composition = std::make_unique<compose::Composition>(
+        compose::Adapters{.store = *store, .clock = clock, .ids = ids, .platform = *platform}, settings);
+    events = &composition->events();
+    definitions = &composition->definitions();
+    instances = &composition->instances();
+    workers = &composition->workers();
+    event_service = &composition->event_service();
+    receiver = &composition->receiver();
+    collection = &composition->collection();
+    pods = &composition->pods();
+    metrics.Watch(
+        {.outbox = [this] { return store->GetOutboxStats(); }, .receive = &composition->counters().receive});
+    http::AddApiRoutes(router, composition->Api({}, [this] { return metrics.Text(); }));
     if (authenticate) router.RequireAuthentication(std::move(authenticate));
     http::ServerOptions options;
     options.port = 0;
