@@ -15,23 +15,24 @@
 #include "app/pods.h"
 #include "app/receiver.h"
 #include "app/services.h"
-#include "app/system.h"
 #include "http/api.h"
+#include "os/clock.h"
+#include "ports/assessment_platform.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace {
 
 using namespace ccm;
 
-struct NoPlatform : app::AssessmentPlatform {
-  Status TriggerCollection(const app::CollectionRequest&) override { return Error::Unavailable("no platform"); }
+struct NoPlatform : ports::AssessmentPlatform {
+  Status TriggerCollection(const ports::CollectionRequest&) override { return Error::Unavailable("no platform"); }
 };
 
 // The service, once per process.
 struct World {
   std::unique_ptr<store::SqliteStore> store;
-  app::SystemClock clock;
-  app::UuidV7Generator ids;
+  os::SystemClock clock;
+  os::UuidV7Generator ids;
   app::EventFactory events{ids, "fuzz"};
   std::unique_ptr<app::DefinitionService> definitions;
   std::unique_ptr<app::InstanceService> instances;
@@ -54,7 +55,7 @@ struct World {
     instances = std::make_unique<app::InstanceService>(deps);
     workers = std::make_unique<app::WorkerService>(deps);
     receiver = std::make_unique<app::EventReceiver>(deps, app::EventReceiver::Options{}, receive_metrics);
-    event_service = std::make_unique<app::EventService>(*store, clock, nullptr);
+    event_service = std::make_unique<app::EventService>(*store, *store, clock, nullptr);
     collection = std::make_unique<app::CollectionService>(deps, platform, app::CollectionService::Options{});
     pods = std::make_unique<app::PodService>(*store, "ccm");
     http::AddApiRoutes(router, {*definitions, *instances, *workers, *store, *event_service, *receiver, *collection,

@@ -5,8 +5,9 @@
 #include <cstdint>
 #include <string>
 
-#include "app/background_loop.h"
 #include "app/services.h"
+#include "ports/assessment_platform.h"
+#include "runtime/background_loop.h"
 
 namespace ccm::app {
 
@@ -45,7 +46,7 @@ class CollectionService {
     std::atomic<std::uint64_t> failed{0};    // requests that will be made again
     std::atomic<std::uint64_t> refused{0};   // requests refused for good
   };
-  CollectionService(Deps deps, AssessmentPlatform& platform, Options options, Metrics* metrics = nullptr)
+  CollectionService(Deps deps, ports::AssessmentPlatform& platform, Options options, Metrics* metrics = nullptr)
       : d_(deps), platform_(platform), options_(options), metrics_(metrics), loop_(
                                                                 [this] {
                                                                   ReconcileOnce();
@@ -73,10 +74,10 @@ class CollectionService {
   Status Request(const domain::InstanceId& id);
 
   Deps d_;
-  AssessmentPlatform& platform_;
+  ports::AssessmentPlatform& platform_;
   Options options_;
   Metrics* metrics_;
-  BackgroundLoop loop_;
+  runtime::BackgroundLoop loop_;
 };
 
 }  // namespace ccm::app

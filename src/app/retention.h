@@ -5,8 +5,9 @@
 #include <cstdint>
 #include <string>
 
-#include "app/background_loop.h"
-#include "app/ports.h"
+#include "ports/clock.h"
+#include "ports/store.h"
+#include "runtime/background_loop.h"
 
 namespace ccm::app {
 
@@ -33,7 +34,7 @@ struct RetentionMetrics {
 class RetentionSweeper {
  public:
   // Not owned; each must outlive the sweeper.
-  RetentionSweeper(Store& store, Clock& clock, RetentionOptions options, RetentionMetrics& metrics)
+  RetentionSweeper(ports::Store& store, ports::Clock& clock, RetentionOptions options, RetentionMetrics& metrics)
       : store_(store), clock_(clock), options_(options), metrics_(metrics), loop_(
                                                                                  [this] {
                                                                                    (void)SweepOnce();
@@ -43,17 +44,17 @@ class RetentionSweeper {
 
   // Batch after batch until one comes back short (nothing older is left) or max_batches ran.
   // Returns what went. Errors: those of the store (what went before stays gone).
-  Result<PurgeCounts> SweepOnce();
+  Result<ports::PurgeCounts> SweepOnce();
 
   void Start() { loop_.Start(); }
   void Stop() { loop_.Stop(); }
 
  private:
-  Store& store_;
-  Clock& clock_;
+  ports::Store& store_;
+  ports::Clock& clock_;
   RetentionOptions options_;
   RetentionMetrics& metrics_;
-  BackgroundLoop loop_;
+  runtime::BackgroundLoop loop_;
 };
 
 }  // namespace ccm::app

@@ -26,11 +26,10 @@
 #include "clients/assessment_platform_client.h"
 #include "clients/cloud_provider_client.h"
 #include "clients/cml_client.h"
-#include "clients/jwks_key_set.h"
 #include "clients/http_event_sink.h"
+#include "clients/jwks_key_set.h"
 #include "clients/oidc_token_provider.h"
 #include "cloudevents/json_parse.h"
-#include "app/system.h"
 #include "http/access_log.h"
 #include "http/api.h"
 #include "http/server.h"
@@ -38,6 +37,9 @@
 #include "main/config.h"
 #include "main/events_cli.h"
 #include "metrics/metrics.h"
+#include "os/clock.h"
+#include "ports/outbox.h"
+#include "ports/store.h"
 #include "store/etcd/etcd_store.h"
 #include "store/etcd/leader_election.h"
 #include "store/sqlite/sqlite_store.h"
@@ -174,7 +176,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   // The dispatcher exists only with a sink; without one, events are kept for audit.
-  app::SystemClock clock;
+  os::SystemClock clock;
   // The registry behind /metrics: build info, process, HTTP, remote calls, loops.
   metrics::Metrics metrics(CCM_VERSION);
   app::DispatchMetrics dispatch_metrics;
@@ -189,7 +191,9 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   };
   std::unique_ptr<store::SqliteStore> sqlite;
   std::unique_ptr<store::EtcdStore> etcd;
-  app::Store* store = nullptr;
+  // The store's two ports, one object: its aggregates and commits, and its outbox.
+  ports::Store* store = nullptr;
+  ports::Outbox* outbox = nullptr;
   if (const auto endpoints = config->EtcdEndpoints(); !endpoints.empty()) {
     store::EtcdStore::Options options;
     // The one set of client options: the store, the watch and the leader election use it.
@@ -211,6 +215,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     }
     etcd = std::move(opened.value());
     store = etcd.get();
+    outbox = etcd.get();
   } else {
     store::SqliteStore::Options options{config->SqlitePath()};
     options.on_events_committed = wake;
@@ -221,6 +226,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     }
     sqlite = std::move(opened.value());
     store = sqlite.get();
+    outbox = sqlite.get();
   }
   // On etcd, one replica leads: it alone runs the background work, and its commits are
   // fenced by its term. On SQLite the one process leads for ever.
@@ -233,9 +239,9 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
       auto* e = elected.load();
       return e ? e->Fence() : std::nullopt;
     });
-  app::Store& leader_store = fenced ? static_cast<app::Store&>(*fenced) : *store;
+  ports::Store& leader_store = fenced ? static_cast<ports::Store&>(*fenced) : *store;
 
-  app::UuidV7Generator ids;
+  os::UuidV7Generator ids;
   // The events' dataschema URIs point at ccm's own /schemas/; with port 0 the address is known
   // once listening (set below).
   std::string public_url = config->public_url;
@@ -260,7 +266,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     app::DispatcherOptions dispatch_options;
     dispatch_options.max_attempts = config->outbox_max_attempts;
     dispatch_options.max_retry_after = std::chrono::seconds(config->outbox_max_retry_after_seconds);
-    dispatcher = std::make_unique<app::Dispatcher>(leader_store, *sink, clock, dispatch_options, dispatch_metrics);
+    dispatcher = std::make_unique<app::Dispatcher>(leader_store, *outbox, *sink, clock, dispatch_options, dispatch_metrics);
     spdlog::info("delivering CloudEvents to {} in {} mode", config->sink_url, config->cloudevents_mode);
   } else {
     spdlog::info("no CLOUDEVENTS_SINK_URL: events are kept in the outbox for audit and not sent");
@@ -362,7 +368,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     retention.Stop();
   };
 
-  app::EventService events_service(*store, clock, [&dispatcher] {
+  app::EventService events_service(*store, *outbox, clock, [&dispatcher] {
     if (dispatcher) dispatcher->Wake();
   });
 
@@ -406,7 +412,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     auto* e = elected.load();
     return !on_etcd || (e && e->IsLeader());
   };
-  metrics.Watch({.outbox = [store] { return store->GetOutboxStats(); },
+  metrics.Watch({.outbox = [outbox] { return outbox->GetOutboxStats(); },
                  .dispatch = dispatcher ? &dispatch_metrics : nullptr,
                  .receive = &receive_metrics,
                  .lifecycle = &lifecycle_metrics,

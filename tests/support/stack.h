@@ -5,10 +5,13 @@
 
 #include "app/collection.h"
 #include "app/services.h"
-#include "app/system.h"
 #include "http/api.h"
 #include "http/server.h"
 #include "metrics/metrics.h"
+#include "os/clock.h"
+#include "ports/assessment_platform.h"
+#include "ports/outbox.h"
+#include "ports/store.h"
 #include "store/memory/memory_store.h"
 #include "store/sqlite/sqlite_store.h"
 #include "support/temp_dir.h"
@@ -16,8 +19,8 @@
 namespace ccm::testing {
 
 // An Assessment Platform that never answers.
-struct Unreachable : app::AssessmentPlatform {
-  Status TriggerCollection(const app::CollectionRequest&) override {
+struct Unreachable : ports::AssessmentPlatform {
+  Status TriggerCollection(const ports::CollectionRequest&) override {
     return Error::Unavailable("assessment platform POST /api/v1/collections: Couldn't connect to server");
   }
 };
@@ -33,9 +36,10 @@ enum class StoreKind {
 struct Stack {
   TempDir dir;
   StoreKind kind;
-  std::unique_ptr<app::Store> store;
-  app::SystemClock clock;
-  app::UuidV7Generator ids;
+  std::unique_ptr<ports::Store> store;
+  ports::Outbox* outbox = nullptr;  // the same store's outbox
+  os::SystemClock clock;
+  os::UuidV7Generator ids;
   std::unique_ptr<app::EventFactory> events;
   std::unique_ptr<app::DefinitionService> definitions;
   std::unique_ptr<app::InstanceService> instances;
@@ -44,7 +48,7 @@ struct Stack {
   app::ReceiveMetrics receive_metrics;
   metrics::Metrics metrics{"test"};  // what /metrics serves: the outbox and the receiver's counters
   std::unique_ptr<app::EventReceiver> receiver;
-  std::unique_ptr<app::AssessmentPlatform> platform;
+  std::unique_ptr<ports::AssessmentPlatform> platform;
   std::unique_ptr<app::CollectionService> collection;
   std::unique_ptr<app::PodService> pods;
   http::Router router;
@@ -52,17 +56,20 @@ struct Stack {
 
   // `platform` stands for the Assessment Platform; null gives one that is never reachable.
   // With `authenticate`, every route but the public ones needs a bearer token it accepts.
-  explicit Stack(std::unique_ptr<app::AssessmentPlatform> assessment_platform = nullptr,
+  explicit Stack(std::unique_ptr<ports::AssessmentPlatform> assessment_platform = nullptr,
                  app::CollectionService::Options collection_options = {}, http::Authenticator authenticate = nullptr)
       : Stack(StoreKind::kSqlite, std::move(assessment_platform), collection_options, std::move(authenticate)) {}
-  explicit Stack(StoreKind store_kind, std::unique_ptr<app::AssessmentPlatform> assessment_platform = nullptr,
+  explicit Stack(StoreKind store_kind, std::unique_ptr<ports::AssessmentPlatform> assessment_platform = nullptr,
                  app::CollectionService::Options collection_options = {}, http::Authenticator authenticate = nullptr)
       : kind(store_kind), platform(std::move(assessment_platform)) {
     if (kind == StoreKind::kMemory) {
-      store = std::make_unique<store::MemoryStore>();
+      auto s = std::make_unique<store::MemoryStore>();
+      outbox = s.get();
+      store = std::move(s);
     } else {
       auto s = store::SqliteStore::Open({dir.File("ccm.db")});
       if (!s) throw std::runtime_error(s.error().message);
+      outbox = s->get();
       store = std::move(s.value());
     }
     events = std::make_unique<app::EventFactory>(ids, "ccm-test");
@@ -71,8 +78,8 @@ struct Stack {
     instances = std::make_unique<app::InstanceService>(deps);
     workers = std::make_unique<app::WorkerService>(deps);
     receiver = std::make_unique<app::EventReceiver>(deps, app::EventReceiver::Options{}, receive_metrics);
-    event_service = std::make_unique<app::EventService>(*store, clock, nullptr);
-    metrics.Watch({.outbox = [this] { return store->GetOutboxStats(); }, .receive = &receive_metrics});
+    event_service = std::make_unique<app::EventService>(*store, *outbox, clock, nullptr);
+    metrics.Watch({.outbox = [this] { return outbox->GetOutboxStats(); }, .receive = &receive_metrics});
     if (!platform) platform = std::make_unique<Unreachable>();
     collection = std::make_unique<app::CollectionService>(deps, *platform, collection_options);
     pods = std::make_unique<app::PodService>(*store, "ccm");

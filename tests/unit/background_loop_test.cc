@@ -1,13 +1,13 @@
 // BackgroundLoop: a wake runs the work soon, and a stream of wakes runs it at most once per
 // minimum gap.
-#include "app/background_loop.h"
+#include "runtime/background_loop.h"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <thread>
 
-namespace ccm::app {
+namespace ccm::runtime {
 namespace {
 
 using namespace std::chrono_literals;
@@ -76,4 +76,4 @@ TEST(BackgroundLoop, StopEndsARunOfManyStepsAfterTheStepInProgress) {
 }
 
 }  // namespace
-}  // namespace ccm::app
+}  // namespace ccm::runtime
