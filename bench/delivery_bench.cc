@@ -9,9 +9,10 @@
 
 #include "app/dispatcher.h"
 #include "app/events.h"
-#include "app/system.h"
 #include "clients/http_event_sink.h"
 #include "http/server.h"
+#include "os/clock.h"
+#include "ports/store.h"
 #include "store/sqlite/sqlite_store.h"
 
 using namespace ccm;
@@ -42,15 +43,15 @@ double Percentile(std::vector<double> v, double p) {
 void PublishOverhead() {
   const std::string dir = TempDir();
   auto store = std::move(store::SqliteStore::Open({dir + "/ccm.db"}).value());
-  app::SystemClock clock;
-  app::UuidV7Generator ids;
+  os::SystemClock clock;
+  os::UuidV7Generator ids;
   app::EventFactory events(ids, "ccm");
   constexpr int kSamples = 2000;
   for (bool with_event : {false, true}) {
     std::vector<double> us;
     for (int n = 0; n < kSamples; ++n) {
       domain::LabletInstance i = Instance((with_event ? "e" : "p") + std::to_string(n));
-      app::Changes c;
+      ports::Changes c;
       const auto start = Clock::now();
       c.instances = {i};
       if (with_event) c.events = {events.InstanceCreated(i)};
@@ -65,11 +66,11 @@ void PublishOverhead() {
 void Delivery(cloudevents::Mode mode, const char* name, int count) {
   const std::string dir = TempDir();
   auto store = std::move(store::SqliteStore::Open({dir + "/ccm.db"}).value());
-  app::SystemClock clock;
-  app::UuidV7Generator ids;
+  os::SystemClock clock;
+  os::UuidV7Generator ids;
   app::EventFactory events(ids, "ccm");
   for (int written = 0; written < count;) {
-    app::Changes c;
+    ports::Changes c;
     for (int k = 0; k < 1000 && written < count; ++k, ++written)
       c.events.push_back(events.InstanceCreated(Instance("i" + std::to_string(written % 5000))));
     if (!store->Commit(c)) std::abort();
@@ -91,7 +92,7 @@ void Delivery(cloudevents::Mode mode, const char* name, int count) {
   app::DispatcherOptions d;
   d.round_size = mode == cloudevents::Mode::kBatch ? 5000 : 1000;
   app::DispatchMetrics metrics;
-  app::Dispatcher dispatcher(*store, sink, clock, d, metrics);
+  app::Dispatcher dispatcher(*store, *store, sink, clock, d, metrics);
   const auto start = Clock::now();
   int delivered = 0;
   while (delivered < count) {

@@ -11,6 +11,8 @@
 #include "domain/lab_yaml.h"
 #include "domain/lifecycle.h"
 #include "domain/pod.h"
+#include "ports/outbox.h"
+#include "ports/store.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace ccm {
@@ -127,9 +129,9 @@ void BM_DurableCommit(benchmark::State& state) {
   for (auto _ : state) {
     const int n = next++;
     i.id = {"i-" + std::to_string(n)};
-    app::Changes c;
+    ports::Changes c;
     c.instances = {i};
-    c.events = {app::OutboxEvent{"e-" + std::to_string(n), i.id.value, "ccm.lablet.instance.pending",
+    c.events = {ports::OutboxEvent{"e-" + std::to_string(n), i.id.value, "ccm.lablet.instance.pending",
                                  FromUnixMillis(0), "{}"}};
     if (!store->Commit(c)) state.SkipWithError("commit failed");
   }

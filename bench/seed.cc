@@ -10,8 +10,9 @@
 #include <thread>
 
 #include "app/services.h"
-#include "app/system.h"
 #include "main/config.h"
+#include "os/clock.h"
+#include "ports/store.h"
 #include "store/etcd/etcd_store.h"
 #include "store/sqlite/sqlite_store.h"
 
@@ -31,7 +32,7 @@ int main(int argc, char** argv) {
   cli.add_flag("--stopped", stopped, "As --running, then on to STOPPED");
   CLI11_PARSE(cli, argc, argv);
 
-  std::unique_ptr<app::Store> opened;
+  std::unique_ptr<ports::Store> opened;
   if (!etcd.empty()) {
     store::EtcdStore::Options options;
     options.client.endpoints = main::EtcdEndpointsOf("etcd:" + etcd);
@@ -50,8 +51,8 @@ int main(int argc, char** argv) {
     opened = std::move(s.value());
   }
   auto* store = &opened;
-  app::SystemClock clock;
-  app::UuidV7Generator ids;
+  os::SystemClock clock;
+  os::UuidV7Generator ids;
   app::EventFactory events(ids, "ccm-bench");
   app::Deps deps{**store, clock, ids, events};
   app::DefinitionService definitions(deps);

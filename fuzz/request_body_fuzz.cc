@@ -10,24 +10,25 @@
 #include <string>
 #include <vector>
 
-#include "app/system.h"
 #include "compose/composition.h"
 #include "http/api.h"
+#include "os/clock.h"
+#include "ports/assessment_platform.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace {
 
 using namespace ccm;
 
-struct NoPlatform : app::AssessmentPlatform {
-  Status TriggerCollection(const app::CollectionRequest&) override { return Error::Unavailable("no platform"); }
+struct NoPlatform : ports::AssessmentPlatform {
+  Status TriggerCollection(const ports::CollectionRequest&) override { return Error::Unavailable("no platform"); }
 };
 
 // The service, once per process, wired as `ccm serve` wires it.
 struct World {
   std::unique_ptr<store::SqliteStore> store;
-  app::SystemClock clock;
-  app::UuidV7Generator ids;
+  os::SystemClock clock;
+  os::UuidV7Generator ids;
   NoPlatform platform;
   std::unique_ptr<compose::Composition> composition;
   http::Router router;
@@ -39,7 +40,8 @@ struct World {
     compose::Settings settings;
     settings.source = "fuzz";
     composition = std::make_unique<compose::Composition>(
-        compose::Adapters{.store = *store, .clock = clock, .ids = ids, .platform = platform}, settings);
+        compose::Adapters{.store = *store, .outbox = *store, .clock = clock, .ids = ids, .platform = platform},
+        settings);
     http::AddApiRoutes(router, composition->Api());
   }
 };

@@ -5,6 +5,7 @@
 #include "app/collection.h"
 #include "app/receiver.h"
 #include "app/tracing.h"
+#include "ports/store.h"
 
 namespace ccm::app {
 
@@ -126,7 +127,7 @@ Result<GradingScore> ParseGradingScore(const json& data) {
 }
 
 Status EventReceiver::Move(LabletInstance& i, InstanceState to, const std::string& reason, const std::string& actor,
-                           Changes& changes) {
+                           ports::Changes& changes) {
   const bool releases = (HoldsCapacity(i.state) && !HoldsCapacity(to)) || (HoldsPorts(i.state) && !HoldsPorts(to));
   std::optional<Worker> worker;
   if (i.worker_id && releases) {
@@ -143,7 +144,7 @@ Status EventReceiver::Move(LabletInstance& i, InstanceState to, const std::strin
 }
 
 Status EventReceiver::RecordScore(LabletInstance& i, const GradingScore& score, const std::string& event_id,
-                                  const std::string& actor, Changes& changes) {
+                                  const std::string& actor, ports::Changes& changes) {
   const Timestamp now = d_.clock.Now();
   const ScoreRecord& record = i.AddScore(score, event_id, actor, now);
   double seconds = 0;
@@ -168,7 +169,7 @@ Status EventReceiver::RecordScore(LabletInstance& i, const GradingScore& score, 
 
 Result<EventReceiver::Outcome> EventReceiver::CollectionCompleted(LabletInstance& i, const json& data,
                                                                    const std::string&, const std::string& actor,
-                                                                   Changes& changes) {
+                                                                   ports::Changes& changes) {
   auto collection_id = OptionalText(data, "collection_id", "data.collection_id");
   if (!collection_id) return collection_id.error();
   auto artifacts = OptionalText(data, "artifacts_uri", "data.artifacts_uri");
@@ -182,7 +183,7 @@ Result<EventReceiver::Outcome> EventReceiver::CollectionCompleted(LabletInstance
 
 Result<EventReceiver::Outcome> EventReceiver::GradingCompleted(LabletInstance& i, const json& data,
                                                                 const std::string& event_id, const std::string& actor,
-                                                                Changes& changes) {
+                                                                ports::Changes& changes) {
   auto score = ParseGradingScore(data);
   if (!score) return score.error();
   if (i.state == InstanceState::kCollecting) {
@@ -205,7 +206,7 @@ Result<EventReceiver::Outcome> EventReceiver::GradingCompleted(LabletInstance& i
 
 Result<EventReceiver::Outcome> EventReceiver::CollectionFailed(LabletInstance& i, const json& data,
                                                                 const std::string&, const std::string& actor,
-                                                                Changes& changes) {
+                                                                ports::Changes& changes) {
   auto failure = ReadFailure(data);
   if (!failure) return failure.error();
   auto retry = data.find("retry_possible");
@@ -233,7 +234,7 @@ Result<EventReceiver::Outcome> EventReceiver::CollectionFailed(LabletInstance& i
 
 Result<EventReceiver::Outcome> EventReceiver::GradingFailed(LabletInstance& i, const json& data,
                                                              const std::string&, const std::string& actor,
-                                                             Changes& changes) {
+                                                             ports::Changes& changes) {
   auto failure = ReadFailure(data);
   if (!failure) return failure.error();
   if (Past(i.state, InstanceState::kGrading)) return Outcome::kStale;
@@ -260,7 +261,7 @@ Result<LabletInstance> EventReceiver::RecordGradingResult(const InstanceId& id, 
       return WrongState(*instance, "a grading result", "GRADING or a later state");
     trace::Scope scope(WorkTrace(*instance));
     RecordTrace(*instance);
-    Changes changes;
+    ports::Changes changes;
     if (auto s = RecordScore(*instance, score, "", actor, changes); !s) return s.error();
     changes.instances.push_back(*instance);
     if (auto s = d_.store.Commit(changes); !s) return s.error();

@@ -4,6 +4,9 @@
 
 #include "app/tracing.h"
 #include "log/log_context.h"
+#include "ports/page.h"
+#include "ports/store.h"
+#include "runtime/jitter.h"
 
 namespace ccm::app {
 
@@ -51,7 +54,7 @@ Result<LabletInstance> CollectionService::Collect(const InstanceId& id, const st
     instance->collection_request_failures = 0;
     instance->collection_request_error.clear();
     instance->collection_refused = false;
-    Changes changes;
+    ports::Changes changes;
     changes.events.push_back(d_.events.InstanceMoved(
         *instance, *change, nullptr, nullptr,
         {{"triggered_by", triggered_by}, {"collection_reason", std::string(ToString(reason))}}));
@@ -102,20 +105,20 @@ Status CollectionService::Request(const InstanceId& id) {
     } else {
       ++current->collection_request_failures;
       current->collection_request_error = sent.error().message;
-      current->collection_due_at = at + Jittered(CollectionBackoff(current->collection_request_failures,
+      current->collection_due_at = at + runtime::Jittered(CollectionBackoff(current->collection_request_failures,
                                                                    options_.base_backoff, options_.max_backoff));
     }
     RecordTrace(*current);
-    Changes changes;
+    ports::Changes changes;
     changes.instances.push_back(*current);
     return d_.store.Commit(changes);
   });
 }
 
 int CollectionService::ReconcileOnce() {
-  InstanceFilter collecting;
+  ports::InstanceFilter collecting;
   collecting.state = InstanceState::kCollecting;
-  Page page{kMaxPageLimit, ""};
+  ports::Page page{ports::kMaxPageLimit, ""};
   const Timestamp now = d_.clock.Now();
   std::vector<InstanceId> due;
   for (;;) {

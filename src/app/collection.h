@@ -5,9 +5,10 @@
 #include <cstdint>
 #include <string>
 
-#include "app/background_loop.h"
-#include "app/background_work.h"
 #include "app/services.h"
+#include "ports/assessment_platform.h"
+#include "runtime/background_loop.h"
+#include "runtime/background_work.h"
 
 namespace ccm::app {
 
@@ -32,7 +33,7 @@ std::chrono::milliseconds CollectionBackoff(int failures, std::chrono::milliseco
 // than 408 and 429) ends the requests: the instance shows it (`collection_refused`) and leaves
 // COLLECTING by its time-out. Requests to a slow platform run concurrently, at most
 // `max_concurrent_requests` at once. Thread-safe.
-class CollectionService final : public BackgroundTask {
+class CollectionService final : public runtime::BackgroundTask {
  public:
   struct Options {
     std::chrono::milliseconds base_backoff{1000};
@@ -46,7 +47,7 @@ class CollectionService final : public BackgroundTask {
     std::atomic<std::uint64_t> failed{0};    // requests that will be made again
     std::atomic<std::uint64_t> refused{0};   // requests refused for good
   };
-  CollectionService(Deps deps, AssessmentPlatform& platform, Options options, Metrics* metrics = nullptr)
+  CollectionService(Deps deps, ports::AssessmentPlatform& platform, Options options, Metrics* metrics = nullptr)
       : d_(deps), platform_(platform), options_(options), metrics_(metrics), loop_(
                                                                 [this] {
                                                                   ReconcileOnce();
@@ -76,10 +77,10 @@ class CollectionService final : public BackgroundTask {
   Status Request(const domain::InstanceId& id);
 
   Deps d_;
-  AssessmentPlatform& platform_;
+  ports::AssessmentPlatform& platform_;
   Options options_;
   Metrics* metrics_;
-  BackgroundLoop loop_;
+  runtime::BackgroundLoop loop_;
 };
 
 }  // namespace ccm::app

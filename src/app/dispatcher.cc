@@ -7,47 +7,6 @@ namespace ccm::app {
 
 using namespace std::chrono;
 
-std::string_view ToString(CircuitBreaker::State s) {
-  switch (s) {
-    case CircuitBreaker::State::kClosed: return "closed";
-    case CircuitBreaker::State::kOpen: return "open";
-    case CircuitBreaker::State::kHalfOpen: return "half_open";
-  }
-  return "closed";
-}
-
-bool CircuitBreaker::Allow(Timestamp now) {
-  switch (state_) {
-    case State::kClosed:
-      return true;
-    case State::kOpen:
-      if (now < open_until_) return false;
-      state_ = State::kHalfOpen;
-      probe_out_ = false;
-      [[fallthrough]];
-    case State::kHalfOpen:
-      if (probe_out_) return false;
-      probe_out_ = true;
-      return true;
-  }
-  return true;
-}
-
-void CircuitBreaker::OnSuccess() {
-  state_ = State::kClosed;
-  failures_ = 0;
-  probe_out_ = false;
-}
-
-void CircuitBreaker::OnFailure(Timestamp now) {
-  ++failures_;
-  if (state_ == State::kHalfOpen || failures_ >= threshold_) {
-    state_ = State::kOpen;
-    open_until_ = now + cooldown_;
-    probe_out_ = false;
-  }
-}
-
 void DispatchMetrics::ObserveLatency(milliseconds latency) {
   const double seconds = std::max<double>(0, static_cast<double>(latency.count()) / 1000.0);
   for (size_t i = 0; i < std::size(kBuckets); ++i)
@@ -56,9 +15,10 @@ void DispatchMetrics::ObserveLatency(milliseconds latency) {
   latency_sum_us += static_cast<std::uint64_t>(seconds * 1e6);
 }
 
-Dispatcher::Dispatcher(Store& store, EventSink& sink, Clock& clock, DispatcherOptions options,
-                       DispatchMetrics& metrics)
+Dispatcher::Dispatcher(ports::Store& store, ports::Outbox& outbox, ports::EventSink& sink, ports::Clock& clock,
+                       DispatcherOptions options, DispatchMetrics& metrics)
     : store_(store),
+      outbox_(outbox),
       sink_(sink),
       clock_(clock),
       options_(options),
@@ -79,16 +39,16 @@ milliseconds Dispatcher::Backoff(int attempts) {
   return milliseconds(std::uniform_int_distribution<std::int64_t>(0, std::max<std::int64_t>(ceiling, 1))(rng_));
 }
 
-DeliveryUpdate Dispatcher::DeadLetter(const OutboxRecord& r, int attempts, std::string error, Timestamp now) {
+ports::DeliveryUpdate Dispatcher::DeadLetter(const ports::OutboxRecord& r, int attempts, std::string error, Timestamp now) {
   metrics_.dead_lettered++;
-  return {r.seq, DeliveryState::kDead, attempts, now, std::move(error), r.event.id};
+  return {r.seq, ports::DeliveryState::kDead, attempts, now, std::move(error), r.event.id};
 }
 
-DeliveryUpdate Dispatcher::Failed(const OutboxRecord& r, const DeliveryOutcome& o, Timestamp now) {
+ports::DeliveryUpdate Dispatcher::Failed(const ports::OutboxRecord& r, const ports::DeliveryOutcome& o, Timestamp now) {
   const int attempts = r.attempts + 1;
   std::string error =
       o.status ? "HTTP " + std::to_string(o.status) + (o.error.empty() ? "" : ": " + o.error) : o.error;
-  if (o.kind == DeliveryOutcome::kFinal) return DeadLetter(r, attempts, std::move(error), now);
+  if (o.kind == ports::DeliveryOutcome::kFinal) return DeadLetter(r, attempts, std::move(error), now);
   if (attempts >= options_.max_attempts) return DeadLetter(r, attempts, error + " (attempt limit reached)", now);
   if (now >= Deadline(r)) return DeadLetter(r, attempts, error + " (older than the age limit)", now);
   milliseconds wait = Backoff(attempts);
@@ -96,7 +56,7 @@ DeliveryUpdate Dispatcher::Failed(const OutboxRecord& r, const DeliveryOutcome& 
   if (o.retry_after) wait = std::max(wait, std::min(*o.retry_after, options_.max_retry_after));
   metrics_.retried++;
   // No attempt is scheduled past the age limit: the event is dead-lettered when it is due.
-  return {r.seq, DeliveryState::kPending, attempts, std::min(now + wait, Deadline(r)), std::move(error), r.event.id};
+  return {r.seq, ports::DeliveryState::kPending, attempts, std::min(now + wait, Deadline(r)), std::move(error), r.event.id};
 }
 
 Result<int> Dispatcher::RunOnce() {
@@ -105,22 +65,22 @@ Result<int> Dispatcher::RunOnce() {
     metrics_.breaker_state = static_cast<int>(breaker_.state());
     return 0;
   }
-  const bool probing = breaker_.state() == CircuitBreaker::State::kHalfOpen;
-  auto due = store_.DueEvents(now, probing ? 1 : options_.round_size);
+  const bool probing = breaker_.state() == runtime::CircuitBreaker::State::kHalfOpen;
+  auto due = outbox_.DueEvents(now, probing ? 1 : options_.round_size);
   if (!due) return due.error();
   if (due->empty()) {
     if (probing) breaker_.OnSuccess();  // nothing to probe with: try again normally
     return 0;
   }
 
-  Changes changes;
+  ports::Changes changes;
   int delivered = 0;
   // Subjects that may not go on in this round: one of their events failed, so the later ones
   // wait behind it (a retry) or are held behind it (a dead letter).
   std::set<std::string> stopped_subjects;
   bool sent = false;
   const size_t batch = static_cast<size_t>(std::max(1, sink_.MaxBatch()));
-  std::vector<OutboxEvent> events;
+  std::vector<ports::OutboxEvent> events;
   for (size_t start = 0; start < due->size();) {
     // Stopping (a graceful stop, or leadership lost): the deliveries made are recorded below,
     // and the events not sent yet stay pending for the next round or the next leader; none
@@ -128,10 +88,10 @@ Result<int> Dispatcher::RunOnce() {
     if (loop_.StopRequested()) break;
     // The next group: events whose subject has not stopped in this round, up to the batch.
     // An event that failed before and is past the age limit goes no further.
-    std::vector<const OutboxRecord*> group;
+    std::vector<const ports::OutboxRecord*> group;
     size_t next = start;
     for (; next < due->size() && group.size() < batch; ++next) {
-      const OutboxRecord& r = (*due)[next];
+      const ports::OutboxRecord& r = (*due)[next];
       if (stopped_subjects.count(r.event.subject)) continue;
       if (r.attempts > 0 && now >= Deadline(r)) {
         changes.deliveries.push_back(DeadLetter(r, r.attempts, r.last_error + " (older than the age limit)", now));
@@ -145,12 +105,12 @@ Result<int> Dispatcher::RunOnce() {
     events.clear();
     for (const auto* r : group) events.push_back(r->event);
     sent = true;
-    const DeliveryOutcome outcome = sink_.Send(events);
+    const ports::DeliveryOutcome outcome = sink_.Send(events);
     const Timestamp at = clock_.Now();
-    if (outcome.kind == DeliveryOutcome::kDelivered) {
+    if (outcome.kind == ports::DeliveryOutcome::kDelivered) {
       breaker_.OnSuccess();
       for (const auto* r : group) {
-        changes.deliveries.push_back({r->seq, DeliveryState::kDelivered, r->attempts + 1, at, "", r->event.id});
+        changes.deliveries.push_back({r->seq, ports::DeliveryState::kDelivered, r->attempts + 1, at, "", r->event.id});
         metrics_.ObserveLatency(duration_cast<milliseconds>(at - r->event.time));
       }
       delivered += static_cast<int>(group.size());
@@ -160,9 +120,9 @@ Result<int> Dispatcher::RunOnce() {
         changes.deliveries.push_back(Failed(*r, outcome, at));
         stopped_subjects.insert(r->event.subject);
       }
-      if (outcome.kind == DeliveryOutcome::kRetry) {
+      if (outcome.kind == ports::DeliveryOutcome::kRetry) {
         breaker_.OnFailure(at);
-        if (breaker_.state() != CircuitBreaker::State::kClosed) break;  // stop hammering
+        if (breaker_.state() != runtime::CircuitBreaker::State::kClosed) break;  // stop hammering
       }
     }
   }

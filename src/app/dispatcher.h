@@ -8,57 +8,15 @@
 #include <string>
 #include <vector>
 
-#include "app/background_loop.h"
-#include "app/background_work.h"
-#include "app/ports.h"
+#include "ports/clock.h"
+#include "ports/event_sink.h"
+#include "ports/outbox.h"
+#include "ports/store.h"
+#include "runtime/background_loop.h"
+#include "runtime/background_work.h"
+#include "runtime/circuit_breaker.h"
 
 namespace ccm::app {
-
-// What one delivery attempt to the sink came to.
-struct DeliveryOutcome {
-  enum Kind {
-    kDelivered,  // 2xx
-    kRetry,      // connection error, timeout, 408, 429, 5xx: try again later
-    kFinal,      // any other 4xx: the sink will never take it
-  };
-  Kind kind = kRetry;
-  int status = 0;  // HTTP status, 0 when none came back
-  std::string error;
-  std::optional<std::chrono::milliseconds> retry_after;  // from Retry-After
-};
-
-// Where events go (CLOUDEVENTS_SINK_URL). Implementations encode in their mode: structured
-// and binary send one event per request, batch all of `events` in one.
-class EventSink {
- public:
-  virtual ~EventSink() = default;
-  // How many events one Send may carry (1 unless the mode is batch).
-  virtual int MaxBatch() const = 0;
-  virtual DeliveryOutcome Send(std::span<const OutboxEvent> events) = 0;
-};
-
-// Stops hammering a sink that keeps failing: after `threshold` failures in a row it opens
-// and refuses attempts for `cooldown`; then it lets one probe through (half-open), which
-// closes it on success or opens it again on failure. Not thread-safe.
-class CircuitBreaker {
- public:
-  enum class State { kClosed, kOpen, kHalfOpen };
-  CircuitBreaker(int threshold, std::chrono::milliseconds cooldown) : threshold_(threshold), cooldown_(cooldown) {}
-  // Whether an attempt may go out now; in half-open, only the first caller gets true.
-  bool Allow(Timestamp now);
-  void OnSuccess();
-  void OnFailure(Timestamp now);
-  State state() const { return state_; }
-
- private:
-  int threshold_;
-  std::chrono::milliseconds cooldown_;
-  State state_ = State::kClosed;
-  int failures_ = 0;
-  Timestamp open_until_;
-  bool probe_out_ = false;
-};
-std::string_view ToString(CircuitBreaker::State s);
 
 struct DispatcherOptions {
   int max_attempts = 12;                              // then dead-lettered
@@ -95,9 +53,12 @@ struct DispatchMetrics {
 // breaker. A dead letter holds its subject's later events (the store keeps them held until
 // it is replayed), so a subject is never delivered out of order. Every outcome is recorded
 // in the store, so a restart resumes where it stopped.
-class Dispatcher final : public BackgroundTask {
+class Dispatcher final : public runtime::BackgroundTask {
  public:
-  Dispatcher(Store& store, EventSink& sink, Clock& clock, DispatcherOptions options, DispatchMetrics& metrics);
+  // Reads what is due from `outbox` and records the outcomes through `store`'s commits: the
+  // same store's two ports (a leader commits through its fenced store).
+  Dispatcher(ports::Store& store, ports::Outbox& outbox, ports::EventSink& sink, ports::Clock& clock,
+             DispatcherOptions options, DispatchMetrics& metrics);
   ~Dispatcher();  // stops
 
   // One round: sends what is due and records the outcomes. Returns the number delivered.
@@ -119,20 +80,21 @@ class Dispatcher final : public BackgroundTask {
 
  private:
   std::chrono::milliseconds Backoff(int attempts);
-  DeliveryUpdate Failed(const OutboxRecord& r, const DeliveryOutcome& o, Timestamp now);
+  ports::DeliveryUpdate Failed(const ports::OutboxRecord& r, const ports::DeliveryOutcome& o, Timestamp now);
   // When `r` stops being retried: its time plus the age limit.
-  Timestamp Deadline(const OutboxRecord& r) const { return r.event.time + options_.max_age; }
-  DeliveryUpdate DeadLetter(const OutboxRecord& r, int attempts, std::string error, Timestamp now);
+  Timestamp Deadline(const ports::OutboxRecord& r) const { return r.event.time + options_.max_age; }
+  ports::DeliveryUpdate DeadLetter(const ports::OutboxRecord& r, int attempts, std::string error, Timestamp now);
 
-  Store& store_;
-  EventSink& sink_;
-  Clock& clock_;
+  ports::Store& store_;
+  ports::Outbox& outbox_;
+  ports::EventSink& sink_;
+  ports::Clock& clock_;
   DispatcherOptions options_;
   DispatchMetrics& metrics_;
-  CircuitBreaker breaker_;
+  runtime::CircuitBreaker breaker_;
   std::mt19937_64 rng_{std::random_device{}()};
 
-  BackgroundLoop loop_;
+  runtime::BackgroundLoop loop_;
 };
 
 }  // namespace ccm::app

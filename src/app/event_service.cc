@@ -2,35 +2,35 @@
 
 namespace ccm::app {
 
-Result<PageOf<OutboxRecord>> EventService::List(const EventFilter& filter, const Page& page) {
-  return store_.ListEvents(filter, page);
+Result<ports::PageOf<ports::OutboxRecord>> EventService::List(const ports::EventFilter& filter, const ports::Page& page) {
+  return outbox_.ListEvents(filter, page);
 }
 
-Result<OutboxRecord> EventService::Replay(const std::string& event_id) {
-  auto record = store_.GetEvent(event_id);
+Result<ports::OutboxRecord> EventService::Replay(const std::string& event_id) {
+  auto record = outbox_.GetEvent(event_id);
   if (!record) return record;
-  if (record->state != DeliveryState::kDead)
+  if (record->state != ports::DeliveryState::kDead)
     return Error::FailedPrecondition("event " + event_id + " is " + std::string(ToString(record->state)) +
                                      ", not dead: only dead letters are replayed");
-  Changes changes;
-  changes.deliveries.push_back({record->seq, DeliveryState::kPending, 0, clock_.Now(), "replayed", record->event.id});
+  ports::Changes changes;
+  changes.deliveries.push_back({record->seq, ports::DeliveryState::kPending, 0, clock_.Now(), "replayed", record->event.id});
   if (auto s = store_.Commit(changes); !s) return s.error();
   if (wake_) wake_();
-  return store_.GetEvent(event_id);
+  return outbox_.GetEvent(event_id);
 }
 
 Result<int> EventService::ReplayAll() {
-  EventFilter dead;
-  dead.state = DeliveryState::kDead;
+  ports::EventFilter dead;
+  dead.state = ports::DeliveryState::kDead;
   int replayed = 0;
-  Page page{kMaxPageLimit, ""};
+  ports::Page page{ports::kMaxPageLimit, ""};
   // Replayed events leave the dead state, so each pass starts from the beginning.
   for (;;) {
-    auto batch = store_.ListEvents(dead, page);
+    auto batch = outbox_.ListEvents(dead, page);
     if (!batch) return batch.error();
     if (batch->items.empty()) break;
-    Changes changes;
-    for (const auto& r : batch->items) changes.deliveries.push_back({r.seq, DeliveryState::kPending, 0, clock_.Now(), "replayed", r.event.id});
+    ports::Changes changes;
+    for (const auto& r : batch->items) changes.deliveries.push_back({r.seq, ports::DeliveryState::kPending, 0, clock_.Now(), "replayed", r.event.id});
     if (auto s = store_.Commit(changes); !s) return s.error();
     replayed += static_cast<int>(batch->items.size());
   }

@@ -5,8 +5,11 @@
 #include <string>
 
 #include "app/dispatcher.h"
-#include "app/ports.h"
 #include "app/receiver.h"
+#include "ports/clock.h"
+#include "ports/outbox.h"
+#include "ports/page.h"
+#include "ports/store.h"
 
 namespace ccm::app {
 
@@ -15,24 +18,26 @@ namespace ccm::app {
 // Thread-safe.
 class EventService {
  public:
+  // Reads events from `outbox` and commits replays to `store`, the same store's two ports.
   // `wake_dispatcher`, called after a replay, may be empty (no dispatcher runs).
-  EventService(Store& store, Clock& clock, std::function<void()> wake_dispatcher)
-      : store_(store), clock_(clock), wake_(std::move(wake_dispatcher)) {}
+  EventService(ports::Store& store, ports::Outbox& outbox, ports::Clock& clock, std::function<void()> wake_dispatcher)
+      : store_(store), outbox_(outbox), clock_(clock), wake_(std::move(wake_dispatcher)) {}
 
-  Result<PageOf<OutboxRecord>> List(const EventFilter& filter, const Page& page);
+  Result<ports::PageOf<ports::OutboxRecord>> List(const ports::EventFilter& filter, const ports::Page& page);
   // Puts a dead event back in the queue with a fresh attempt count; the events of its subject
   // held behind it follow it, in their order, up to the subject's next dead letter. An event
   // with an earlier dead letter of its subject is held behind that one instead. Returns the
   // event as it now is. Errors: not_found; failed_precondition when the event is not dead.
   // There is no other way out for a dead letter: ccm removes none.
-  Result<OutboxRecord> Replay(const std::string& event_id);
+  Result<ports::OutboxRecord> Replay(const std::string& event_id);
   // Replays every dead event, oldest first, so that every subject is released in order;
   // returns how many.
   Result<int> ReplayAll();
 
  private:
-  Store& store_;
-  Clock& clock_;
+  ports::Store& store_;
+  ports::Outbox& outbox_;
+  ports::Clock& clock_;
   std::function<void()> wake_;
 };
 

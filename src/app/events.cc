@@ -2,8 +2,8 @@
 
 #include "app/json_codec.h"
 #include "app/tracing.h"
-#include "domain/lifecycle.h"
 #include "cloudevents/json_format.h"
+#include "domain/lifecycle.h"
 
 namespace ccm::app {
 
@@ -41,9 +41,9 @@ int DataSchemaVersion(std::string_view type) {
   return 1;
 }
 
-OutboxEvent EventFactory::Make(std::string_view type, const std::string& subject, Timestamp time, json data,
+ports::OutboxEvent EventFactory::Make(std::string_view type, const std::string& subject, Timestamp time, json data,
                                const LabletInstance* instance) {
-  OutboxEvent e;
+  ports::OutboxEvent e;
   e.id = ids_.NewId();
   e.subject = subject;
   e.type = std::string(type);
@@ -75,7 +75,7 @@ OutboxEvent EventFactory::Make(std::string_view type, const std::string& subject
   return e;
 }
 
-OutboxEvent EventFactory::InstanceCreated(const LabletInstance& i) {
+ports::OutboxEvent EventFactory::InstanceCreated(const LabletInstance& i) {
   json data = InstanceCommon(i, std::nullopt, i.created_at);
   data["owner_id"] = i.owner_id;
   data["reservation_id"] = i.reservation_id ? json(*i.reservation_id) : json(nullptr);
@@ -85,7 +85,7 @@ OutboxEvent EventFactory::InstanceCreated(const LabletInstance& i) {
   return Make(EventTypeOnEntering(InstanceState::kPending), i.id.value, i.created_at, std::move(data), &i);
 }
 
-OutboxEvent EventFactory::InstanceMoved(const LabletInstance& i, const InstanceChange& change, const Worker* worker,
+ports::OutboxEvent EventFactory::InstanceMoved(const LabletInstance& i, const InstanceChange& change, const Worker* worker,
                                         const LabletDefinition* def, const json& extra) {
   json data = InstanceCommon(i, change.from, change.at);
   switch (change.to) {
@@ -131,7 +131,7 @@ OutboxEvent EventFactory::InstanceMoved(const LabletInstance& i, const InstanceC
   return Make(EventTypeOnEntering(change.to), i.id.value, change.at, std::move(data), &i);
 }
 
-OutboxEvent EventFactory::WorkerMoved(const Worker& w, const WorkerChange& change, const json& extra) {
+ports::OutboxEvent EventFactory::WorkerMoved(const Worker& w, const WorkerChange& change, const json& extra) {
   json data = {{"worker_id", w.id.value},
                {"name", w.name},
                {"previous_state", ToString(change.from)},
@@ -153,7 +153,7 @@ std::string_view EventType(ScalingDecision d) {
   return "ccm.scaling.up.requested";
 }
 
-OutboxEvent EventFactory::GradingCompleted(const LabletInstance& i, const ScoreRecord& record,
+ports::OutboxEvent EventFactory::GradingCompleted(const LabletInstance& i, const ScoreRecord& record,
                                            double grading_duration_seconds) {
   json data = InstanceCommon(i, i.state, record.at);
   data["score"] = ToJson(record.score);
@@ -163,7 +163,7 @@ OutboxEvent EventFactory::GradingCompleted(const LabletInstance& i, const ScoreR
   return Make(kGradingCompletedEventType, i.id.value, record.at, std::move(data), &i);
 }
 
-OutboxEvent EventFactory::PodAssigned(const LabletInstance& i, Timestamp at) {
+ports::OutboxEvent EventFactory::PodAssigned(const LabletInstance& i, Timestamp at) {
   json data = InstanceCommon(i, i.state, at);
   data["session_id"] = i.assessment ? json(i.assessment->session_id) : json(nullptr);
   data["part_id"] = i.assessment ? json(i.assessment->part_id) : json(nullptr);
@@ -171,13 +171,13 @@ OutboxEvent EventFactory::PodAssigned(const LabletInstance& i, Timestamp at) {
   return Make(kPodAssignedEventType, i.id.value, at, std::move(data), &i);
 }
 
-OutboxEvent EventFactory::Scaling(ScalingDecision decision, const std::string& subject, Timestamp at, json data) {
+ports::OutboxEvent EventFactory::Scaling(ScalingDecision decision, const std::string& subject, Timestamp at, json data) {
   data["timestamp"] = FormatRfc3339(at);
   return Make(EventType(decision), subject, at, std::move(data));
 }
 
-std::vector<OutboxEvent> EventFactory::WorkerCreated(const Worker& w) {
-  std::vector<OutboxEvent> out;
+std::vector<ports::OutboxEvent> EventFactory::WorkerCreated(const Worker& w) {
+  std::vector<ports::OutboxEvent> out;
   json data = {{"worker_id", w.id.value},
                {"name", w.name},
                {"previous_state", nullptr},

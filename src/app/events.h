@@ -4,7 +4,11 @@
 #include <mutex>
 #include <string>
 
-#include "app/ports.h"
+#include "domain/definition.h"
+#include "domain/instance.h"
+#include "domain/worker.h"
+#include "ports/clock.h"
+#include "ports/outbox.h"
 
 namespace ccm::app {
 
@@ -33,32 +37,32 @@ class EventFactory {
   // With `schema_base` (an absolute URL, e.g. ccm's own), each event's dataschema is
   // `{schema_base}/schemas/{type}.v{DataSchemaVersion(type)}.json`, the JSON Schema of its
   // data that ccm serves.
-  EventFactory(IdGenerator& ids, std::string source, std::string schema_base = "")
+  EventFactory(ports::IdGenerator& ids, std::string source, std::string schema_base = "")
       : ids_(ids), source_(std::move(source)), schema_base_(std::move(schema_base)) {}
 
   // `ccm.lablet.instance.pending` for a new instance.
-  OutboxEvent InstanceCreated(const domain::LabletInstance& instance);
+  ports::OutboxEvent InstanceCreated(const domain::LabletInstance& instance);
   // The event of `change`, which `instance` (as it is after the move) just made. `worker` is
   // the instance's worker if it has one; `def` its definition (needed for
   // provisioning.started); `extra` adds type-specific fields (triggered_by, collection_reason).
-  OutboxEvent InstanceMoved(const domain::LabletInstance& instance, const domain::InstanceChange& change,
+  ports::OutboxEvent InstanceMoved(const domain::LabletInstance& instance, const domain::InstanceChange& change,
                             const domain::Worker* worker, const domain::LabletDefinition* def,
                             const nlohmann::json& extra = nlohmann::json::object());
   // The event of each entry of a new worker's history, or `ccm.worker.pending` if it has none.
-  std::vector<OutboxEvent> WorkerCreated(const domain::Worker& worker);
-  OutboxEvent WorkerMoved(const domain::Worker& worker, const domain::WorkerChange& change,
+  std::vector<ports::OutboxEvent> WorkerCreated(const domain::Worker& worker);
+  ports::OutboxEvent WorkerMoved(const domain::Worker& worker, const domain::WorkerChange& change,
                           const nlohmann::json& extra = nlohmann::json::object());
   // `ccm.lablet.instance.grading.completed` for `record`, a score the instance just received:
   // its first (written just before the move to STOPPING), or a later one (a re-grade, or a
   // score after a time-out) with its revision, in whatever state the instance is.
-  OutboxEvent GradingCompleted(const domain::LabletInstance& instance, const domain::ScoreRecord& record,
+  ports::OutboxEvent GradingCompleted(const domain::LabletInstance& instance, const domain::ScoreRecord& record,
                                double grading_duration_seconds);
   // `ccm.lablet.instance.pod.assigned`: the Grading Engine took the RUNNING instance's pod
   // (after `failures` failed attempts).
-  OutboxEvent PodAssigned(const domain::LabletInstance& instance, Timestamp at);
+  ports::OutboxEvent PodAssigned(const domain::LabletInstance& instance, Timestamp at);
   // A scaling decision about `subject` (a worker id, or the template name before a worker
   // exists); `data` carries the decision's fields (template, reason, ...).
-  OutboxEvent Scaling(ScalingDecision decision, const std::string& subject, Timestamp at, nlohmann::json data);
+  ports::OutboxEvent Scaling(ScalingDecision decision, const std::string& subject, Timestamp at, nlohmann::json data);
 
   const std::string& source() const { return source_; }
   // Replaces the base of the dataschema URIs (when ccm's address is known only once it listens).
@@ -70,10 +74,10 @@ class EventFactory {
  private:
   // The event; its traceparent (and tracestate) extension is a child span of the calling
   // thread's current trace, else of `instance`'s, else absent.
-  OutboxEvent Make(std::string_view type, const std::string& subject, Timestamp time, nlohmann::json data,
+  ports::OutboxEvent Make(std::string_view type, const std::string& subject, Timestamp time, nlohmann::json data,
                    const domain::LabletInstance* instance = nullptr);
 
-  IdGenerator& ids_;
+  ports::IdGenerator& ids_;
   std::string source_;
   std::mutex mu_;
   std::string schema_base_;  // guarded by mu_

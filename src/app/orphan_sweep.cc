@@ -1,4 +1,5 @@
 #include "app/orphan_sweep.h"
+#include "ports/page.h"
 
 #include <set>
 #include <spdlog/spdlog.h>
@@ -23,7 +24,7 @@ std::optional<InstanceId> MarkedInstance(std::string_view description) {
   return InstanceId{std::string(id)};
 }
 
-Status RemoveCmlLab(CmlWorkers& cml, const CmlTarget& target, const std::string& lab_id) {
+Status RemoveCmlLab(ports::CmlWorkers& cml, const ports::CmlTarget& target, const std::string& lab_id) {
   auto gone = [](const Status& s) { return !s && s.error().code == ErrorCode::kNotFound; };
   Status s = cml.StopLab(target, lab_id);
   if (gone(s)) return {};
@@ -36,10 +37,10 @@ Status RemoveCmlLab(CmlWorkers& cml, const CmlTarget& target, const std::string&
   return s;
 }
 
-OrphanSweep::OrphanSweep(Store& store, Clock& clock, CmlWorkers& cml, OrphanSweepOptions options,
+OrphanSweep::OrphanSweep(ports::Store& store, ports::Clock& clock, ports::CmlWorkers& cml, OrphanSweepOptions options,
                          OrphanSweepMetrics& metrics)
     : store_(store), clock_(clock), cml_(cml), options_(options), metrics_(metrics) {
-  loop_ = std::make_unique<BackgroundLoop>(
+  loop_ = std::make_unique<runtime::BackgroundLoop>(
       [this] {
         SweepOnce();
         return false;
@@ -57,7 +58,7 @@ int OrphanSweep::SweepOnce() {
   const Timestamp now = clock_.Now();
   int removed = 0;
   std::set<std::string> running;
-  Page page{kMaxPageLimit, ""};
+  ports::Page page{ports::kMaxPageLimit, ""};
   for (;;) {
     auto got = store_.ListWorkers(page);
     if (!got) {
@@ -81,7 +82,7 @@ int OrphanSweep::SweepOnce() {
 std::optional<int> OrphanSweep::SweepWorker(const Worker& worker, Timestamp now) {
   // The labs are listed before any instance is read: a lab id recorded after the instance was
   // read belongs to a lab imported before that, which the mark protects (no cml_lab_id yet).
-  auto labs = cml_.ListLabs(CmlTargetOf(worker));
+  auto labs = cml_.ListLabs(ports::CmlTargetOf(worker));
   if (!labs) {
     ++metrics_.unlisted_workers;
     spdlog::warn("orphan sweep: worker {}: labs not listed, worker skipped: {}", worker.id.value,
@@ -99,7 +100,7 @@ std::optional<int> OrphanSweep::SweepWorker(const Worker& worker, Timestamp now)
     const auto key = std::make_pair(worker.id.value, lab.id);
     const Timestamp since = lab.created ? *lab.created : first_orphaned_.try_emplace(key, now).first->second;
     if (now - since < options_.grace) continue;
-    if (auto s = RemoveCmlLab(cml_, CmlTargetOf(worker), lab.id); !s) {
+    if (auto s = RemoveCmlLab(cml_, ports::CmlTargetOf(worker), lab.id); !s) {
       ++metrics_.removal_failures;
       spdlog::warn("orphan sweep: worker {}: orphan lab {} (mark: instance {}) not removed: {}", worker.id.value,
                    lab.id, marked->value, s.error().message);
@@ -116,7 +117,7 @@ std::optional<int> OrphanSweep::SweepWorker(const Worker& worker, Timestamp now)
   return removed;
 }
 
-std::string OrphanSweep::OrphanReason(const CmlLab& lab, const InstanceId& marked) {
+std::string OrphanSweep::OrphanReason(const ports::CmlLab& lab, const InstanceId& marked) {
   auto instance = store_.GetInstance(marked);
   if (!instance) {
     if (instance.error().code == ErrorCode::kNotFound) return "does not exist";

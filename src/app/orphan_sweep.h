@@ -10,9 +10,11 @@
 #include <string_view>
 #include <utility>
 
-#include "app/background_loop.h"
-#include "app/background_work.h"
-#include "app/ports.h"
+#include "ports/clock.h"
+#include "ports/cml.h"
+#include "ports/store.h"
+#include "runtime/background_loop.h"
+#include "runtime/background_work.h"
 
 namespace ccm::app {
 
@@ -22,7 +24,7 @@ std::optional<domain::InstanceId> MarkedInstance(std::string_view description);
 
 // Stops, wipes and deletes a lab on the worker `cml`; a lab that is gone already (at any
 // step) counts as removed. Errors: those of CmlWorkers, from the step that failed.
-Status RemoveCmlLab(CmlWorkers& cml, const CmlTarget& target, const std::string& lab_id);
+Status RemoveCmlLab(ports::CmlWorkers& cml, const ports::CmlTarget& target, const std::string& lab_id);
 
 struct OrphanSweepOptions {
   // A marked lab no live instance owns is removed once it has been orphaned this long
@@ -57,9 +59,9 @@ struct OrphanSweepMetrics {
 // own until Stop. SweepOnce is not reentrant: call it directly only while the loop is stopped.
 // The metrics may be read from any thread. Not owned: store, clock, cml and metrics must
 // outlive it.
-class OrphanSweep final : public BackgroundTask {
+class OrphanSweep final : public runtime::BackgroundTask {
  public:
-  OrphanSweep(Store& store, Clock& clock, CmlWorkers& cml, OrphanSweepOptions options, OrphanSweepMetrics& metrics);
+  OrphanSweep(ports::Store& store, ports::Clock& clock, ports::CmlWorkers& cml, OrphanSweepOptions options, OrphanSweepMetrics& metrics);
 
   ~OrphanSweep();
 
@@ -74,19 +76,19 @@ class OrphanSweep final : public BackgroundTask {
 
  private:
   // Why the lab is an orphan ("" when it is owned, or when that cannot be told now).
-  std::string OrphanReason(const CmlLab& lab, const domain::InstanceId& marked);
+  std::string OrphanReason(const ports::CmlLab& lab, const domain::InstanceId& marked);
   // Sweeps one worker's labs; returns how many it removed, or nullopt when CML cannot list them.
   std::optional<int> SweepWorker(const domain::Worker& worker, Timestamp now);
 
-  Store& store_;
-  Clock& clock_;
-  CmlWorkers& cml_;
+  ports::Store& store_;
+  ports::Clock& clock_;
+  ports::CmlWorkers& cml_;
   OrphanSweepOptions options_;
   OrphanSweepMetrics& metrics_;
   // (worker id, lab id) -> when a sweep first found the lab orphaned; for labs without a
   // creation time. Forgotten when the lab is owned again, gone, or removed.
   std::map<std::pair<std::string, std::string>, Timestamp> first_orphaned_;
-  std::unique_ptr<BackgroundLoop> loop_;
+  std::unique_ptr<runtime::BackgroundLoop> loop_;
 };
 
 }  // namespace ccm::app

@@ -8,6 +8,7 @@
 #include "app/json_codec.h"
 #include "app/services.h"
 #include "domain/pod.h"
+#include "ports/store.h"
 
 namespace ccm::app {
 
@@ -25,7 +26,7 @@ std::string Scrub(std::string text, const std::vector<std::string>& secrets);
 // lab_yaml_hash) and kept, so a pod costs a map over the lab's nodes. Thread-safe.
 class PodService {
  public:
-  PodService(Store& store, std::string collector, domain::PodAddress address = domain::PodAddress::kPublic)
+  PodService(ports::Store& store, std::string collector, domain::PodAddress address = domain::PodAddress::kPublic)
       : store_(store), collector_(std::move(collector)), address_(address) {}
 
   // The pod of a scheduled (or later) instance: its lab with its ports and its definition's
@@ -39,7 +40,7 @@ class PodService {
  private:
   Result<std::shared_ptr<const domain::LabInfo>> Lab(const domain::LabletDefinition& def);
 
-  Store& store_;
+  ports::Store& store_;
   std::string collector_;
   domain::PodAddress address_;
   std::mutex mu_;

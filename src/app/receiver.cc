@@ -2,6 +2,7 @@
 
 #include "app/collection.h"
 #include "app/tracing.h"
+#include "ports/store.h"
 
 #include <spdlog/spdlog.h>
 
@@ -81,7 +82,7 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
     }
     trace::Scope work(WorkTrace(*instance));
     RecordTrace(*instance);
-    Changes changes;
+    ports::Changes changes;
     auto outcome = (this->*handler)(*instance, data, event.id, actor, changes);
     if (!outcome) return outcome;
     if (*outcome == Outcome::kApplied && (changes.instances.empty() || changes.instances.back().id != instance->id))
@@ -106,7 +107,7 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
 }
 
 Status KeySweeper::SweepOnce() {
-  Changes changes;
+  ports::Changes changes;
   changes.sweep_keys_expired_by = clock_.Now();
   return store_.Commit(changes);
 }

@@ -4,11 +4,13 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
-#include "app/background_loop.h"
-#include "app/background_work.h"
 #include "app/events.h"
 #include "app/services.h"
 #include "cloudevents/cloud_event.h"
+#include "ports/clock.h"
+#include "ports/store.h"
+#include "runtime/background_loop.h"
+#include "runtime/background_work.h"
 
 namespace ccm::app {
 
@@ -63,23 +65,23 @@ class EventReceiver {
  private:
   // Applies one event's data to the instance it names; `event_id` is the event's id.
   using Handler = Result<Outcome> (EventReceiver::*)(domain::LabletInstance&, const nlohmann::json&,
-                                                     const std::string& event_id, const std::string& actor, Changes&);
+                                                     const std::string& event_id, const std::string& actor, ports::Changes&);
   Result<Outcome> CollectionCompleted(domain::LabletInstance&, const nlohmann::json&, const std::string&,
-                                      const std::string&, Changes&);
+                                      const std::string&, ports::Changes&);
   Result<Outcome> GradingCompleted(domain::LabletInstance&, const nlohmann::json&, const std::string&,
-                                   const std::string&, Changes&);
+                                   const std::string&, ports::Changes&);
   Result<Outcome> CollectionFailed(domain::LabletInstance&, const nlohmann::json&, const std::string&,
-                                   const std::string&, Changes&);
+                                   const std::string&, ports::Changes&);
   Result<Outcome> GradingFailed(domain::LabletInstance&, const nlohmann::json&, const std::string&,
-                                const std::string&, Changes&);
+                                const std::string&, ports::Changes&);
   // Moves the instance and queues its event (and its worker when the move releases).
   Status Move(domain::LabletInstance& i, domain::InstanceState to, const std::string& reason, const std::string& actor,
-              Changes& changes);
+              ports::Changes& changes);
   // Keeps `score` (carried by event `event_id`, empty for an operator's) as the instance's
   // next revision and queues its grading.completed; a GRADING instance then moves to STOPPING,
   // graded.
   Status RecordScore(domain::LabletInstance& i, const domain::GradingScore& score, const std::string& event_id,
-                     const std::string& actor, Changes& changes);
+                     const std::string& actor, ports::Changes& changes);
 
   Deps d_;
   Options options_;
@@ -88,9 +90,9 @@ class EventReceiver {
 
 // Removes expired dedup keys every `interval` on a background thread, so that the keys of
 // EVENT_DEDUP_TTL_HOURS do not pile up. Thread-safe.
-class KeySweeper final : public BackgroundTask {
+class KeySweeper final : public runtime::BackgroundTask {
  public:
-  KeySweeper(Store& store, Clock& clock, std::chrono::milliseconds interval)
+  KeySweeper(ports::Store& store, ports::Clock& clock, std::chrono::milliseconds interval)
       : store_(store), clock_(clock), loop_([this] {
           (void)SweepOnce();  // a failed sweep is tried again at the next interval
           return false;
@@ -105,9 +107,9 @@ class KeySweeper final : public BackgroundTask {
   void Wake() override {}  // a commit adds keys; none expires sooner for it
 
  private:
-  Store& store_;
-  Clock& clock_;
-  BackgroundLoop loop_;
+  ports::Store& store_;
+  ports::Clock& clock_;
+  runtime::BackgroundLoop loop_;
 };
 
 }  // namespace ccm::app

@@ -7,6 +7,12 @@
 #include "app/tracing.h"
 #include "domain/lab_yaml.h"
 #include "log/log_context.h"
+#include "ports/cloud_provider.h"
+#include "ports/cml.h"
+#include "ports/outbox.h"
+#include "ports/page.h"
+#include "ports/store.h"
+#include "runtime/jitter.h"
 
 namespace ccm::app {
 
@@ -39,7 +45,7 @@ Timestamp EnteredAt(const LabletInstance& i) {
   return i.state_history.empty() ? i.created_at : i.state_history.back().at;
 }
 
-WorkerDraft DraftOf(const CloudWorker& c) {
+WorkerDraft DraftOf(const ports::CloudWorker& c) {
   WorkerDraft d;
   d.hostname = c.hostname;
   d.public_ip = c.public_ip;
@@ -76,8 +82,8 @@ std::map<InstanceState, LifecycleMetrics::StateGauge> LifecycleMetrics::States()
   return states_;
 }
 
-Reconcilers::Reconcilers(Deps deps, InstanceService& instances, CollectionService& collection, CmlWorkers& cml,
-                         CloudProvider* cloud, ReconcilerOptions options, LifecycleMetrics* metrics)
+Reconcilers::Reconcilers(Deps deps, InstanceService& instances, CollectionService& collection, ports::CmlWorkers& cml,
+                         ports::CloudProvider* cloud, ReconcilerOptions options, LifecycleMetrics* metrics)
     : d_(deps),
       instances_(instances),
       collection_(collection),
@@ -87,7 +93,7 @@ Reconcilers::Reconcilers(Deps deps, InstanceService& instances, CollectionServic
       metrics_(metrics) {
   auto loop = [this](const char* name, int (Reconcilers::*sweep)()) {
     auto& errors = errors_[name];
-    loops_.push_back(std::make_unique<BackgroundLoop>(
+    loops_.push_back(std::make_unique<runtime::BackgroundLoop>(
         [this, name, sweep, &errors] {
           current_loop = name;
           const int errors_before = errors.load();
@@ -134,9 +140,9 @@ void Reconcilers::CountError(const char* loop) {
 
 std::vector<LabletInstance> Reconcilers::InState(InstanceState s) {
   std::vector<LabletInstance> out;
-  InstanceFilter filter;
+  ports::InstanceFilter filter;
   filter.state = s;
-  Page page{kMaxPageLimit, ""};
+  ports::Page page{ports::kMaxPageLimit, ""};
   for (;;) {
     auto got = d_.store.ListInstances(filter, page);
     if (!got) {
@@ -156,7 +162,7 @@ std::vector<LabletInstance> Reconcilers::InState(InstanceState s) {
 
 std::vector<Worker> Reconcilers::AllWorkers() {
   std::vector<Worker> out;
-  Page page{kMaxPageLimit, ""};
+  ports::Page page{ports::kMaxPageLimit, ""};
   for (;;) {
     auto got = d_.store.ListWorkers(page);
     if (!got) {
@@ -312,11 +318,11 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
       ++current.cml_failures;
       current.cml_error = "an import started and did not finish";
       current.cml_retry_at =
-          now + Jittered(CollectionBackoff(current.cml_failures, options_.cml_backoff, options_.cml_max_backoff));
+          now + runtime::Jittered(CollectionBackoff(current.cml_failures, options_.cml_backoff, options_.cml_max_backoff));
       return {};
     });
     if (!marked) return false;
-    auto lab_id = cml_.ImportLab(CmlTargetOf(*worker), *lab, "lablet " + i.id.value);
+    auto lab_id = cml_.ImportLab(ports::CmlTargetOf(*worker), *lab, "lablet " + i.id.value);
     if (!lab_id) {
       RecordCmlFailure(*marked, lab_id.error(), now, /*counted=*/true);
       return true;
@@ -338,16 +344,16 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
       (void)RemoveLab(*worker, *lab_id);
       return true;
     }
-    if (auto s = cml_.StartLab(CmlTargetOf(*worker), *lab_id); !s) RecordCmlFailure(*recorded, s.error(), now);
+    if (auto s = cml_.StartLab(ports::CmlTargetOf(*worker), *lab_id); !s) RecordCmlFailure(*recorded, s.error(), now);
     return true;
   }
-  auto state = cml_.LabState(CmlTargetOf(*worker), *i.cml_lab_id);
+  auto state = cml_.LabState(ports::CmlTargetOf(*worker), *i.cml_lab_id);
   if (!state) {
     RecordCmlFailure(i, state.error(), now);
     return true;
   }
-  if (*state != CmlLabState::kStarted) {
-    if (auto s = cml_.StartLab(CmlTargetOf(*worker), *i.cml_lab_id); !s) RecordCmlFailure(i, s.error(), now);
+  if (*state != ports::CmlLabState::kStarted) {
+    if (auto s = cml_.StartLab(ports::CmlTargetOf(*worker), *i.cml_lab_id); !s) RecordCmlFailure(i, s.error(), now);
     return false;
   }
   auto running = instances_.Transition(i.id, InstanceState::kRunning, "lab " + *i.cml_lab_id + " started on CML",
@@ -385,13 +391,13 @@ void Reconcilers::RecordCmlFailure(const LabletInstance& i, const Error& e, Time
     if (!counted) ++current.cml_failures;
     current.cml_error = e.message;
     current.cml_retry_at =
-        now + Jittered(CollectionBackoff(current.cml_failures, options_.cml_backoff, options_.cml_max_backoff));
+        now + runtime::Jittered(CollectionBackoff(current.cml_failures, options_.cml_backoff, options_.cml_max_backoff));
     return {};
   });
 }
 
 Status Reconcilers::RemoveLab(const Worker& worker, const std::string& lab_id) {
-  return RemoveCmlLab(cml_, CmlTargetOf(worker), lab_id);
+  return RemoveCmlLab(cml_, ports::CmlTargetOf(worker), lab_id);
 }
 
 // ---- stopper -------------------------------------------------------------------------------
@@ -458,7 +464,7 @@ bool Reconcilers::StopInstance(const LabletInstance& i, Timestamp now) {
   if (i.cml_lab_id && i.worker_id) {
     auto worker = d_.store.GetWorker(*i.worker_id);
     if (!worker) return false;
-    Status s = cml_.StopLab(CmlTargetOf(*worker), *i.cml_lab_id);
+    Status s = cml_.StopLab(ports::CmlTargetOf(*worker), *i.cml_lab_id);
     if (!s && s.error().code != ErrorCode::kNotFound) {
       RecordCmlFailure(i, s.error(), now);
       return false;
@@ -493,7 +499,7 @@ bool Reconcilers::TerminateArchived(const LabletInstance& i, Timestamp now) {
 int Reconcilers::AssignPodsOnce() {
   const Timestamp now = d_.clock.Now();
   const auto backoff = [this](int failures) {
-    return Jittered(CollectionBackoff(failures, options_.pod_backoff, options_.pod_max_backoff));
+    return runtime::Jittered(CollectionBackoff(failures, options_.pod_backoff, options_.pod_max_backoff));
   };
   std::vector<InstanceId> due;
   for (const auto& i : InState(InstanceState::kRunning))
@@ -521,13 +527,13 @@ int Reconcilers::AssignPodsOnce() {
 
 // ---- scaler --------------------------------------------------------------------------------
 
-Status Reconcilers::Provision(Worker& w, const CloudWorker& machine) const {
+Status Reconcilers::Provision(Worker& w, const ports::CloudWorker& machine) const {
   if (auto s = options_.cml_url_allow.Check(machine.cml_url); !s) return s;
   return w.Provisioned(DraftOf(machine));
 }
 
-Status Reconcilers::CommitWorker(const Worker& w, std::vector<OutboxEvent> events) {
-  Changes changes;
+Status Reconcilers::CommitWorker(const Worker& w, std::vector<ports::OutboxEvent> events) {
+  ports::Changes changes;
   changes.workers.push_back(w);
   changes.events = std::move(events);
   return d_.store.Commit(changes);
@@ -572,7 +578,7 @@ int Reconcilers::ScaleOnce() {
       if (auto s = Provision(w, *machine); !s) continue;
       auto change = w.MoveTo(WorkerState::kRunning, now, "the provider reports it ready", kScaler);
       if (!change) continue;
-      std::vector<OutboxEvent> events{d_.events.WorkerMoved(w, *change)};
+      std::vector<ports::OutboxEvent> events{d_.events.WorkerMoved(w, *change)};
       if (w.scaled_up)
         events.push_back(d_.events.Scaling(ScalingDecision::kUpCompleted, w.id.value, now,
                                            {{"worker_id", w.id.value}, {"template", w.template_name},
@@ -602,7 +608,7 @@ int Reconcilers::ScaleOnce() {
       }
       auto change = w.MoveTo(WorkerState::kStopped, now, w.cloud_id.empty() ? "stopped" : "released", kScaler);
       if (!change) continue;
-      std::vector<OutboxEvent> events{d_.events.WorkerMoved(w, *change)};
+      std::vector<ports::OutboxEvent> events{d_.events.WorkerMoved(w, *change)};
       if (w.scale_down)
         events.push_back(d_.events.Scaling(ScalingDecision::kDownCompleted, w.id.value, now, {{"worker_id", w.id.value}}));
       done = CommitWorker(w, std::move(events));
@@ -623,7 +629,7 @@ int Reconcilers::ScaleOnce() {
   if (cloud_ && shortage > 0 && !asked) {
     // One request per shortage: the next one waits until this worker is RUNNING.
     Worker w = RequestedWorker(WorkerId{d_.ids.NewId()}, options_.scale_up_template, now);
-    std::vector<OutboxEvent> events = d_.events.WorkerCreated(w);
+    std::vector<ports::OutboxEvent> events = d_.events.WorkerCreated(w);
     events.push_back(d_.events.Scaling(
         ScalingDecision::kUpRequested, w.id.value, now,
         {{"template", options_.scale_up_template},

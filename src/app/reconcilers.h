@@ -11,11 +11,14 @@
 #include <string_view>
 #include <vector>
 
-#include "app/background_loop.h"
-#include "app/background_work.h"
-#include "app/observers.h"
 #include "app/collection.h"
 #include "app/services.h"
+#include "ports/cloud_provider.h"
+#include "ports/cml.h"
+#include "ports/observers.h"
+#include "ports/outbox.h"
+#include "runtime/background_loop.h"
+#include "runtime/background_work.h"
 
 namespace ccm::app {
 
@@ -79,7 +82,7 @@ struct LifecycleMetrics {
   std::atomic<std::uint64_t> workers_terminated{0};
   // Told of each sweep of each loop ("scheduler", "instantiator", "stopper", "pod-assigner",
   // "scaler"): its steps, errors and duration. Null: nobody is. Not owned.
-  LoopObserver* loops = nullptr;
+  ports::LoopObserver* loops = nullptr;
 
  private:
   mutable std::mutex mu_;
@@ -103,12 +106,12 @@ struct LifecycleMetrics {
 // commit), but at most once per 100 ms (or per `interval`, if shorter): each sweep lists the
 // instances of its states, and under load commits come by the thousand per second. Each step re-reads what it changes and commits with the version it read, so the
 // loops, the API and the events endpoint may act on one instance at once. Thread-safe.
-class Reconcilers final : public BackgroundTask {
+class Reconcilers final : public runtime::BackgroundTask {
  public:
   // `cloud` may be null: then nothing is scaled (workers still drain and stop). Not owned.
   // `metrics` may be null. Not owned.
-  Reconcilers(Deps deps, InstanceService& instances, CollectionService& collection, CmlWorkers& cml,
-              CloudProvider* cloud, ReconcilerOptions options, LifecycleMetrics* metrics = nullptr);
+  Reconcilers(Deps deps, InstanceService& instances, CollectionService& collection, ports::CmlWorkers& cml,
+              ports::CloudProvider* cloud, ReconcilerOptions options, LifecycleMetrics* metrics = nullptr);
   ~Reconcilers();
 
   // One sweep of each; they return how many steps they took.
@@ -149,10 +152,10 @@ class Reconcilers final : public BackgroundTask {
   // Stops, wipes and deletes the instance's lab (RemoveCmlLab).
   Status RemoveLab(const domain::Worker& worker, const std::string& lab_id);
   // Commits a worker with its events.
-  Status CommitWorker(const domain::Worker& w, std::vector<OutboxEvent> events);
+  Status CommitWorker(const domain::Worker& w, std::vector<ports::OutboxEvent> events);
   // Takes the provider's machine for `w` (Worker::Provisioned) if its cml_url is allowed.
   // Errors: invalid_argument naming the field; `w` is unchanged then.
-  Status Provision(domain::Worker& w, const CloudWorker& machine) const;
+  Status Provision(domain::Worker& w, const ports::CloudWorker& machine) const;
 
   using DefinitionCache = std::map<std::pair<std::string, std::string>, domain::LabletDefinition>;
   // PENDING instances whose timeslot starts within schedule_ahead, earliest first.
@@ -168,13 +171,13 @@ class Reconcilers final : public BackgroundTask {
   Deps d_;
   InstanceService& instances_;
   CollectionService& collection_;
-  CmlWorkers& cml_;
-  CloudProvider* cloud_;
+  ports::CmlWorkers& cml_;
+  ports::CloudProvider* cloud_;
   ReconcilerOptions options_;
   LifecycleMetrics* metrics_;
   std::mutex poll_mu_;
   std::map<std::string, Timestamp> next_poll_;  // instance id -> next read of its lab's state
-  std::vector<std::unique_ptr<BackgroundLoop>> loops_;
+  std::vector<std::unique_ptr<runtime::BackgroundLoop>> loops_;
   // Errors met per loop, for LifecycleMetrics::loops; the keys are set before the loops start.
   std::map<std::string_view, std::atomic<int>, std::less<>> errors_;
   std::atomic<bool> stopping_{false};  // Stop was called: sweeps end after their current step

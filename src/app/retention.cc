@@ -4,8 +4,8 @@
 
 namespace ccm::app {
 
-Result<PurgeCounts> RetentionSweeper::SweepOnce() {
-  PurgeCounts total;
+Result<ports::PurgeCounts> RetentionSweeper::SweepOnce() {
+  ports::PurgeCounts total;
   const Timestamp now = clock_.Now();
   for (int n = 0; n < options_.max_batches; ++n) {
     auto got = store_.Purge(now - options_.instances, now - options_.events, options_.batch);

@@ -5,9 +5,10 @@
 #include <cstdint>
 #include <string>
 
-#include "app/background_loop.h"
-#include "app/background_work.h"
-#include "app/ports.h"
+#include "ports/clock.h"
+#include "ports/store.h"
+#include "runtime/background_loop.h"
+#include "runtime/background_work.h"
 
 namespace ccm::app {
 
@@ -31,10 +32,10 @@ struct RetentionMetrics {
 // Retention: removes what is past its keeping time, in bounded batches (Store::Purge), so that
 // the store does not grow without end (on etcd, until its quota turns it read-only). The
 // leader runs it. Thread-safe.
-class RetentionSweeper final : public BackgroundTask {
+class RetentionSweeper final : public runtime::BackgroundTask {
  public:
   // Not owned; each must outlive the sweeper.
-  RetentionSweeper(Store& store, Clock& clock, RetentionOptions options, RetentionMetrics& metrics)
+  RetentionSweeper(ports::Store& store, ports::Clock& clock, RetentionOptions options, RetentionMetrics& metrics)
       : store_(store), clock_(clock), options_(options), metrics_(metrics), loop_(
                                                                                  [this] {
                                                                                    (void)SweepOnce();
@@ -44,7 +45,7 @@ class RetentionSweeper final : public BackgroundTask {
 
   // Batch after batch until one comes back short (nothing older is left) or max_batches ran.
   // Returns what went. Errors: those of the store (what went before stays gone).
-  Result<PurgeCounts> SweepOnce();
+  Result<ports::PurgeCounts> SweepOnce();
 
   std::string_view name() const override { return "retention"; }
   void Start() override { loop_.Start(); }
@@ -53,11 +54,11 @@ class RetentionSweeper final : public BackgroundTask {
   void Wake() override {}  // nothing ages faster for a commit
 
  private:
-  Store& store_;
-  Clock& clock_;
+  ports::Store& store_;
+  ports::Clock& clock_;
   RetentionOptions options_;
   RetentionMetrics& metrics_;
-  BackgroundLoop loop_;
+  runtime::BackgroundLoop loop_;
 };
 
 }  // namespace ccm::app

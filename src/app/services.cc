@@ -31,13 +31,6 @@ void BackOffAfterConflict(int attempt) {
   std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, cap_us)(rng)));
 }
 
-std::chrono::milliseconds Jittered(std::chrono::milliseconds d) {
-  if (d.count() <= 1) return d;
-  thread_local std::minstd_rand rng{std::random_device{}()};
-  const auto half = d.count() / 2;
-  return std::chrono::milliseconds(half + std::uniform_int_distribution<std::int64_t>(0, d.count() - half)(rng));
-}
-
 void RunConcurrently(size_t n, int max_threads, const std::function<void(size_t)>& work) {
   std::atomic<size_t> next{0};
   auto drain = [&] {
@@ -73,7 +66,7 @@ Result<LabletDefinition> DefinitionService::Create(DefinitionDraft draft) {
   std::string hash = Sha256Tagged(draft.lab_yaml);
   auto def = NewDefinition(std::move(draft), std::move(id), std::move(hash), d_.clock.Now());
   if (!def) return def;
-  Changes changes;
+  ports::Changes changes;
   changes.new_definitions.push_back(*def);
   if (auto s = d_.store.Commit(changes); !s) return s.error();
   return def;
@@ -83,7 +76,7 @@ Result<LabletDefinition> DefinitionService::Get(const DefinitionId& id, const st
   return d_.store.GetDefinition(id, version);
 }
 
-Result<PageOf<LabletDefinition>> DefinitionService::List(const DefinitionFilter& filter, const Page& page) {
+Result<ports::PageOf<LabletDefinition>> DefinitionService::List(const ports::DefinitionFilter& filter, const ports::Page& page) {
   return d_.store.ListDefinitions(filter, page);
 }
 
@@ -94,7 +87,7 @@ Result<std::vector<LabletDefinition>> DefinitionService::Versions(const Definiti
 Result<LabletDefinition> DefinitionService::Delete(const DefinitionId& id) {
   auto def = d_.store.GetDefinition(id, std::nullopt);
   if (!def || def->deleted) return def;
-  Changes changes;
+  ports::Changes changes;
   changes.deleted_definitions.push_back(id);
   if (auto s = d_.store.Commit(changes); !s) return s.error();
   def->deleted = true;
@@ -148,13 +141,13 @@ Result<CreatedInstance> InstanceService::CreateIdempotent(const InstanceDraft& d
   auto instance = Prepare(draft, actor);
   if (!instance) return instance.error();
   const Timestamp now = d_.clock.Now();
-  Changes changes;
+  ports::Changes changes;
   changes.instances.push_back(*instance);
   changes.events.push_back(d_.events.InstanceCreated(*instance));
   LabletInstance answered = *instance;
   answered.version = 1;
   const nlohmann::json value = {{"digest", digest}, {"instance", ToJson(answered)}};
-  changes.processed.push_back(ProcessedKey{source, key, now, now + kIdempotencyWindow, value.dump()});
+  changes.processed.push_back(ports::ProcessedKey{source, key, now, now + kIdempotencyWindow, value.dump()});
   if (auto s = d_.store.Commit(changes); !s) {
     // A concurrent call with the same key won the race (the store may have found its key or
     // its reservation first): its answer is this one's.
@@ -187,7 +180,7 @@ Result<LabletInstance> InstanceService::Prepare(const InstanceDraft& draft, cons
 Result<LabletInstance> InstanceService::Create(const InstanceDraft& draft, const std::string& actor) {
   auto instance = Prepare(draft, actor);
   if (!instance) return instance;
-  Changes changes;
+  ports::Changes changes;
   changes.instances.push_back(*instance);
   changes.events.push_back(d_.events.InstanceCreated(*instance));
   if (auto s = d_.store.Commit(changes); !s) return s.error();
@@ -197,7 +190,7 @@ Result<LabletInstance> InstanceService::Create(const InstanceDraft& draft, const
 
 Result<LabletInstance> InstanceService::Get(const InstanceId& id) { return d_.store.GetInstance(id); }
 
-Result<PageOf<LabletInstance>> InstanceService::List(const InstanceFilter& filter, const Page& page) {
+Result<ports::PageOf<LabletInstance>> InstanceService::List(const ports::InstanceFilter& filter, const ports::Page& page) {
   return d_.store.ListInstances(filter, page);
 }
 
@@ -243,7 +236,7 @@ Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, Inst
     instance.collection_refused = false;
   }
 
-  Changes changes;
+  ports::Changes changes;
   changes.events.push_back(d_.events.InstanceMoved(instance, *change, w, def ? &*def : nullptr));
   changes.instances.push_back(instance);
   if (releases && w) changes.workers.push_back(*w);
@@ -302,7 +295,7 @@ Result<bool> InstanceService::AssignDuePod(const InstanceId& id, const PodBackof
     if (current->state == InstanceState::kTerminated || (!sent && current->state != InstanceState::kRunning)) return {};
     // An operator who asked again during the call asked for another attempt: it stays due.
     const bool asked_again = current->pod_due_at != was_due;
-    Changes changes;
+    ports::Changes changes;
     const Timestamp at = d_.clock.Now();
     if (sent) {
       current->pod_assigned = true;
@@ -359,7 +352,7 @@ Result<LabletInstance> InstanceService::RequestTermination(const InstanceId& id,
     if (lab_on_cml && !instance->ending) instance->ending = std::move(cancelled);
     else if (already_requested) return instance;
     RecordTrace(*instance);
-    Changes changes;
+    ports::Changes changes;
     changes.instances.push_back(*instance);
     if (auto s = d_.store.Commit(changes); !s) return s.error();
     ++instance->version;
@@ -381,7 +374,7 @@ Result<LabletInstance> InstanceService::Schedule(const InstanceId& id, const Wor
     RecordTrace(*instance);
     auto change = ScheduleInstance(*instance, *worker, *def, d_.clock.Now(), actor);
     if (!change) return change.error();
-    Changes changes;
+    ports::Changes changes;
     changes.events.push_back(d_.events.InstanceMoved(*instance, *change, &*worker, &*def));
     changes.instances.push_back(*instance);
     changes.workers.push_back(*worker);
@@ -415,7 +408,7 @@ Result<LabletInstance> InstanceService::Record(const InstanceId& id,
     trace::Scope scope(WorkTrace(*instance));
     RecordTrace(*instance);
     if (auto s = edit(*instance); !s) return s.error();
-    Changes changes;
+    ports::Changes changes;
     changes.instances.push_back(*instance);
     if (auto s = d_.store.Commit(changes); !s) return s.error();
     ++instance->version;
@@ -429,7 +422,7 @@ Result<Worker> WorkerService::Register(WorkerDraft draft, const std::string& act
   if (auto s = allow_.Check(draft.cml_url); !s) return s.error();
   auto worker = NewWorker(std::move(draft), WorkerId{d_.ids.NewId()}, d_.clock.Now(), actor);
   if (!worker) return worker;
-  Changes changes;
+  ports::Changes changes;
   changes.workers.push_back(*worker);
   changes.events = d_.events.WorkerCreated(*worker);
   if (auto s = d_.store.Commit(changes); !s) return s.error();
@@ -439,7 +432,7 @@ Result<Worker> WorkerService::Register(WorkerDraft draft, const std::string& act
 
 Result<Worker> WorkerService::Get(const WorkerId& id) { return d_.store.GetWorker(id); }
 
-Result<PageOf<Worker>> WorkerService::List(const Page& page) { return d_.store.ListWorkers(page); }
+Result<ports::PageOf<Worker>> WorkerService::List(const ports::Page& page) { return d_.store.ListWorkers(page); }
 
 Result<std::vector<LabletInstance>> WorkerService::Instances(const WorkerId& id) {
   auto worker = d_.store.GetWorker(id);
@@ -476,7 +469,7 @@ Result<Worker> WorkerService::Transition(const WorkerId& id, WorkerState to, con
         if (!last_end || i.timeslot_end > *last_end) last_end = i.timeslot_end;
       extra["estimated_drain_completion"] = OptionalTime(last_end ? last_end : std::optional(change->at));
     }
-    Changes changes;
+    ports::Changes changes;
     changes.workers.push_back(*worker);
     changes.events.push_back(d_.events.WorkerMoved(*worker, *change, extra));
     if (auto s = d_.store.Commit(changes); !s) return s.error();

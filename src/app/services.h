@@ -6,27 +6,25 @@
 #include <string>
 
 #include "app/events.h"
-#include "app/ports.h"
 #include "domain/lifecycle.h"
+#include "ports/clock.h"
+#include "ports/grading_engine.h"
+#include "ports/page.h"
+#include "ports/store.h"
 
 namespace ccm::app {
 
 // What every use case needs. Not owned; each must outlive the services.
 struct Deps {
-  Store& store;
-  Clock& clock;
-  IdGenerator& ids;
+  ports::Store& store;
+  ports::Clock& clock;
+  ports::IdGenerator& ids;
   EventFactory& events;
 };
 
 // Waits a random time below 100 us * 2^min(attempt, 6) (full jitter), so that writers
 // that lost a race on one aggregate do not meet again at once.
 void BackOffAfterConflict(int attempt);
-
-// A wait drawn uniformly from [d/2, d] ("equal jitter"): a fleet of lablets that failed
-// against one remote at once (a worker's outage) does not retry it in lockstep, and none
-// retries sooner than half the backoff. Thread-safe.
-std::chrono::milliseconds Jittered(std::chrono::milliseconds d);
 
 // Calls `work(k)` for every k in [0, n), on up to `max_threads` threads at once (this one
 // among them), and returns when all are done: for calls to a remote that may be slow, so that
@@ -59,7 +57,7 @@ class DefinitionService {
   // (field named), conflict when the version exists.
   Result<domain::LabletDefinition> Create(domain::DefinitionDraft draft);
   Result<domain::LabletDefinition> Get(const domain::DefinitionId& id, const std::optional<std::string>& version);
-  Result<PageOf<domain::LabletDefinition>> List(const DefinitionFilter& filter, const Page& page);
+  Result<ports::PageOf<domain::LabletDefinition>> List(const ports::DefinitionFilter& filter, const ports::Page& page);
   Result<std::vector<domain::LabletDefinition>> Versions(const domain::DefinitionId& id);
   // Soft delete: every version stays readable, none takes new instances. Idempotent.
   // Errors: not_found.
@@ -87,7 +85,7 @@ class InstanceService {
   explicit InstanceService(Deps deps) : d_(deps) {}
   // From now on, an instance with assessment ids that moves to RUNNING has its pod assigned
   // on the Grading Engine after the move (AssignDuePod). Not owned.
-  void EnablePodAssignment(PodService& pods, GradingEngine& engine) {
+  void EnablePodAssignment(PodService& pods, ports::GradingEngine& engine) {
     pods_ = &pods;
     engine_ = &engine;
   }
@@ -101,7 +99,7 @@ class InstanceService {
   Result<CreatedInstance> CreateIdempotent(const domain::InstanceDraft& draft, const std::string& actor,
                                            const std::string& key);
   Result<domain::LabletInstance> Get(const domain::InstanceId& id);
-  Result<PageOf<domain::LabletInstance>> List(const InstanceFilter& filter, const Page& page);
+  Result<ports::PageOf<domain::LabletInstance>> List(const ports::InstanceFilter& filter, const ports::Page& page);
   // Starts termination by the legal path: PENDING, SCHEDULED, INSTANTIATING -> TERMINATED
   // now (releasing what they hold); RUNNING, COLLECTING, GRADING -> STOPPING now; the rest
   // is left to the stopper, and an INSTANTIATING instance whose lab is on CML already to the
@@ -151,7 +149,7 @@ class InstanceService {
                                             std::optional<domain::Ending> ending = std::nullopt);
   Deps d_;
   PodService* pods_ = nullptr;
-  GradingEngine* engine_ = nullptr;
+  ports::GradingEngine* engine_ = nullptr;
 };
 
 // Use cases of workers.
@@ -164,7 +162,7 @@ class WorkerService {
   // (nothing is written); those of Store::Commit.
   Result<domain::Worker> Register(domain::WorkerDraft draft, const std::string& actor);
   Result<domain::Worker> Get(const domain::WorkerId& id);
-  Result<PageOf<domain::Worker>> List(const Page& page);
+  Result<ports::PageOf<domain::Worker>> List(const ports::Page& page);
   // The instances that hold capacity or ports on the worker. Errors: not_found.
   Result<std::vector<domain::LabletInstance>> Instances(const domain::WorkerId& id);
   // Errors: not_found, conflict (illegal move, stale version), failed_precondition (stopping

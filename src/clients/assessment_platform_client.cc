@@ -4,7 +4,7 @@
 
 namespace ccm::clients {
 
-Status AssessmentPlatformClient::TriggerCollection(const app::CollectionRequest& request) {
+Status AssessmentPlatformClient::TriggerCollection(const ports::CollectionRequest& request) {
   return caller_.Post("/api/v1/collections", nlohmann::json{{"instance_id", request.instance_id},
                                                              {"cml_lab_id", request.cml_lab_id},
                                                              {"worker_hostname", request.worker_hostname}}

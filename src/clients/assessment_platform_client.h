@@ -1,17 +1,19 @@
 #pragma once
 
-#include "app/ports.h"
 #include "clients/authorized_caller.h"
+#include "ports/assessment_platform.h"
+#include "ports/clock.h"
+#include "ports/grading_engine.h"
 
 namespace ccm::clients {
 
 // The Assessment Platform (ASSESSMENT_PLATFORM_URL) over HTTP.
-class AssessmentPlatformClient final : public app::AssessmentPlatform {
+class AssessmentPlatformClient final : public ports::AssessmentPlatform {
  public:
   // `tokens` may be null (no outbound authentication); not owned.
-  AssessmentPlatformClient(RemoteOptions options, app::Clock& clock, OidcTokenProvider* tokens = nullptr)
+  AssessmentPlatformClient(RemoteOptions options, ports::Clock& clock, OidcTokenProvider* tokens = nullptr)
       : caller_("assessment platform", std::move(options), clock, tokens) {}
-  Status TriggerCollection(const app::CollectionRequest& request) override;
+  Status TriggerCollection(const ports::CollectionRequest& request) override;
 
  private:
   AuthorizedCaller caller_;
@@ -19,9 +21,9 @@ class AssessmentPlatformClient final : public app::AssessmentPlatform {
 
 // The Grading Engine (GRADING_ENGINE_URL) over HTTP: the pod itself is the body, as its API
 // wants (no wrapper).
-class GradingEngineClient final : public app::GradingEngine {
+class GradingEngineClient final : public ports::GradingEngine {
  public:
-  GradingEngineClient(RemoteOptions options, app::Clock& clock, OidcTokenProvider* tokens = nullptr)
+  GradingEngineClient(RemoteOptions options, ports::Clock& clock, OidcTokenProvider* tokens = nullptr)
       : caller_("grading engine", std::move(options), clock, tokens) {}
   Status AssignPod(const std::string& session_id, const std::string& part_id, const std::string& pod_json) override;
 

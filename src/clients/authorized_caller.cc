@@ -2,12 +2,14 @@
 
 #include <thread>
 
-#include "app/services.h"
+#include "ports/clock.h"
+#include "ports/observers.h"
+#include "runtime/jitter.h"
 #include "transport/retry.h"
 
 namespace ccm::clients {
 
-AuthorizedCaller::AuthorizedCaller(std::string remote, RemoteOptions options, app::Clock& clock,
+AuthorizedCaller::AuthorizedCaller(std::string remote, RemoteOptions options, ports::Clock& clock,
                                    OidcTokenProvider* tokens)
     : remote_(std::move(remote)),
       options_(std::move(options)),
@@ -56,9 +58,9 @@ Status AuthorizedCaller::Post(const std::string& path, const std::string& body) 
   for (int attempt = 1; attempt <= options_.attempts; ++attempt) {
     if (!admitted) {
       bool allowed = false;
-      breaker([&](app::CircuitBreaker& b) { allowed = b.Allow(clock_.Now()); });
+      breaker([&](runtime::CircuitBreaker& b) { allowed = b.Allow(clock_.Now()); });
       if (!allowed) {
-        options_.tag.Observe(app::RemoteOutcome::kCircuitOpen, {});
+        options_.tag.Observe(ports::RemoteOutcome::kCircuitOpen, {});
         return Error::Unavailable(call + ": circuit open after repeated failures");
       }
     }
@@ -70,7 +72,7 @@ Status AuthorizedCaller::Post(const std::string& path, const std::string& body) 
       if (!t) {
         // The attempt was let through: its outcome must reach the breaker, or a half-open
         // breaker would wait for ever for the probe it handed out.
-        breaker([&](app::CircuitBreaker& b) { b.OnFailure(clock_.Now()); });
+        breaker([&](runtime::CircuitBreaker& b) { b.OnFailure(clock_.Now()); });
         return Error::Unavailable(call + ": no token: " + t.error().message);
       }
       token = *t;
@@ -87,19 +89,19 @@ Status AuthorizedCaller::Post(const std::string& path, const std::string& body) 
       continue;
     }
     if (a.transport_error.empty() && a.status >= 200 && a.status < 300) {
-      breaker([](app::CircuitBreaker& b) { b.OnSuccess(); });
+      breaker([](runtime::CircuitBreaker& b) { b.OnSuccess(); });
       return {};
     }
     const bool retryable = !a.transport_error.empty() || transport::IsRetryableStatus(a.status);
     last = a.transport_error.empty() ? "HTTP " + std::to_string(a.status) : a.transport_error;
     if (!retryable) {
-      breaker([](app::CircuitBreaker& b) { b.OnSuccess(); });  // the remote answered: it is up
+      breaker([](runtime::CircuitBreaker& b) { b.OnSuccess(); });  // the remote answered: it is up
       return Error::InvalidArgument(
           call + ": " + last + (a.body.empty() ? "" : ": " + Redact(a.body.substr(0, 200), {token})));
     }
-    breaker([&](app::CircuitBreaker& b) { b.OnFailure(clock_.Now()); });
+    breaker([&](runtime::CircuitBreaker& b) { b.OnFailure(clock_.Now()); });
     if (attempt < options_.attempts) {
-      std::this_thread::sleep_for(app::Jittered(wait));  // callers that failed together retry apart
+      std::this_thread::sleep_for(runtime::Jittered(wait));  // callers that failed together retry apart
       wait *= 2;
     }
   }

@@ -6,9 +6,12 @@
 #include <string>
 #include <vector>
 
-#include "app/dispatcher.h"
 #include "clients/http_post.h"
 #include "clients/oidc_token_provider.h"
+#include "domain/result.h"
+#include "ports/clock.h"
+#include "ports/observers.h"
+#include "runtime/circuit_breaker.h"
 
 namespace ccm::clients {
 
@@ -21,7 +24,7 @@ struct RemoteOptions {
   int breaker_threshold = 5;
   std::chrono::milliseconds breaker_cooldown{10'000};
   // Who counts each attempt (an open breaker's refusals too), under the remote's metric name.
-  app::RemoteTag tag = {};
+  ports::RemoteTag tag = {};
 };
 
 // JSON POSTs to one remote: a few retries on connection errors, 408, 429 and 5xx, a circuit
@@ -32,7 +35,7 @@ struct RemoteOptions {
 class AuthorizedCaller {
  public:
   // `tokens` may be null; not owned.
-  AuthorizedCaller(std::string remote, RemoteOptions options, app::Clock& clock, OidcTokenProvider* tokens);
+  AuthorizedCaller(std::string remote, RemoteOptions options, ports::Clock& clock, OidcTokenProvider* tokens);
   // POSTs `body` to base_url + `path`. Errors: unavailable (not set, unreachable, failing,
   // circuit open, no token); invalid_argument when the remote refuses the request for good.
   Status Post(const std::string& path, const std::string& body);
@@ -40,7 +43,7 @@ class AuthorizedCaller {
  private:
   std::string remote_;
   RemoteOptions options_;
-  app::Clock& clock_;
+  ports::Clock& clock_;
   OidcTokenProvider* tokens_;
   // A connection for one call: an idle one, or a new one.
   std::unique_ptr<HttpPoster> TakePoster();
@@ -48,7 +51,7 @@ class AuthorizedCaller {
 
   std::mutex mu_;  // guards idle_ and breaker_, never held across a call
   std::vector<std::unique_ptr<HttpPoster>> idle_;
-  app::CircuitBreaker breaker_;
+  runtime::CircuitBreaker breaker_;
 };
 
 }  // namespace ccm::clients

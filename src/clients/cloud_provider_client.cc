@@ -11,11 +11,11 @@ using nlohmann::json;
 
 namespace {
 
-Result<app::CloudWorker> ParseWorker(const std::string& body) {
+Result<ports::CloudWorker> ParseWorker(const std::string& body) {
   const json j = cloudevents::ParseJsonOrDiscarded(body);
   if (!j.is_object() || !j.contains("id") || !j["id"].is_string())
     return Error::Unavailable("cloud provider: the answer is not a worker");
-  app::CloudWorker w;
+  ports::CloudWorker w;
   w.id = j["id"];
   const std::string state = j.value("state", "");
   w.ready = state == "running";
@@ -49,13 +49,13 @@ Result<std::string> CloudProviderClient::Call(const std::string& method, const s
   return Error::InvalidArgument(call + ": " + status + ": " + a.body.substr(0, 200));
 }
 
-Result<app::CloudWorker> CloudProviderClient::Launch(const std::string& template_name, const std::string& client_token) {
+Result<ports::CloudWorker> CloudProviderClient::Launch(const std::string& template_name, const std::string& client_token) {
   auto body = Call("POST", "/v1/workers", json{{"template", template_name}, {"client_token", client_token}}.dump());
   if (!body) return body.error();
   return ParseWorker(*body);
 }
 
-Result<app::CloudWorker> CloudProviderClient::Describe(const std::string& id) {
+Result<ports::CloudWorker> CloudProviderClient::Describe(const std::string& id) {
   auto body = Call("GET", "/v1/workers/" + UrlEscape(id), "");
   if (!body) return body.error();
   return ParseWorker(*body);

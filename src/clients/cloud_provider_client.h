@@ -4,8 +4,9 @@
 #include <mutex>
 #include <string>
 
-#include "app/ports.h"
 #include "clients/http_post.h"
+#include "ports/cloud_provider.h"
+#include "ports/observers.h"
 
 namespace ccm::clients {
 
@@ -17,14 +18,14 @@ namespace ccm::clients {
 // where a worker is {id, state: provisioning | running | released, hostname, public_ip,
 // private_ip, cml_url, license_type, capacity {cpu_cores, memory_gb, storage_gb}, max_nodes}.
 // Thread-safe (one request at a time).
-class CloudProviderClient final : public app::CloudProvider {
+class CloudProviderClient final : public ports::CloudProvider {
  public:
   // `tag`: who counts each call, under the remote's metric name ("cloud_provider").
-  explicit CloudProviderClient(std::string base_url, app::RemoteTag tag = {}) : base_url_(std::move(base_url)) {
+  explicit CloudProviderClient(std::string base_url, ports::RemoteTag tag = {}) : base_url_(std::move(base_url)) {
     http_.SetTag(std::move(tag));
   }
-  Result<app::CloudWorker> Launch(const std::string& template_name, const std::string& client_token) override;
-  Result<app::CloudWorker> Describe(const std::string& id) override;
+  Result<ports::CloudWorker> Launch(const std::string& template_name, const std::string& client_token) override;
+  Result<ports::CloudWorker> Describe(const std::string& id) override;
   Status Release(const std::string& id) override;
 
  private:

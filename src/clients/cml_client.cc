@@ -136,7 +136,7 @@ Result<json> LabYamlToTopology(std::string_view lab_yaml) {
   }
 }
 
-CmlClient::Worker& CmlClient::WorkerFor(const app::CmlTarget& cml) {
+CmlClient::Worker& CmlClient::WorkerFor(const ports::CmlTarget& cml) {
   std::lock_guard lock(mu_);
   auto& w = workers_[cml.url + '\n' + cml.ca_pem];
   if (!w) {
@@ -147,7 +147,7 @@ CmlClient::Worker& CmlClient::WorkerFor(const app::CmlTarget& cml) {
   return *w;
 }
 
-Status CmlClient::Authenticate(const app::CmlTarget& cml, Worker& w) {
+Status CmlClient::Authenticate(const ports::CmlTarget& cml, Worker& w) {
   const std::string call = "CML " + cml.url + " POST /api/v0/authenticate";
   const HttpAnswer a = w.http.Post(cml.url + "/api/v0/authenticate", {{"content-type", "application/json"}},
                                    json{{"username", options_.username}, {"password", options_.password}}.dump(),
@@ -163,7 +163,7 @@ Status CmlClient::Authenticate(const app::CmlTarget& cml, Worker& w) {
   return {};
 }
 
-Result<std::string> CmlClient::Call(const app::CmlTarget& cml, const std::string& method, const std::string& path,
+Result<std::string> CmlClient::Call(const ports::CmlTarget& cml, const std::string& method, const std::string& path,
                                     const std::string& body) {
   const std::string call = "CML " + cml.url + " " + method + " /api/v0" + path;
   Worker& w = WorkerFor(cml);
@@ -193,11 +193,11 @@ Result<std::string> CmlClient::Call(const app::CmlTarget& cml, const std::string
   return Error::InvalidArgument(call + ": " + Text(a, token, options_.password));
 }
 
-Result<std::string> CmlClient::ImportLab(const app::CmlTarget& cml, const std::string& lab_yaml,
+Result<std::string> CmlClient::ImportLab(const ports::CmlTarget& cml, const std::string& lab_yaml,
                                          const std::string& title) {
   auto topology = LabYamlToTopology(lab_yaml);
   if (!topology) return topology.error();
-  MarkTopology(*topology, app::LabMark(title));
+  MarkTopology(*topology, ports::LabMark(title));
   auto body = Call(cml, "POST", "/import?title=" + UrlEscape(title), topology->dump());
   if (!body) return body.error();
   const json answer = cloudevents::ParseJsonOrDiscarded(*body);
@@ -206,12 +206,12 @@ Result<std::string> CmlClient::ImportLab(const app::CmlTarget& cml, const std::s
   return answer["id"].get<std::string>();
 }
 
-Result<std::vector<app::CmlLab>> CmlClient::ListLabs(const app::CmlTarget& cml) {
+Result<std::vector<ports::CmlLab>> CmlClient::ListLabs(const ports::CmlTarget& cml) {
   auto body = Call(cml, "GET", "/labs?show_all=true", "");
   if (!body) return body.error();
   const json ids = json::parse(*body, nullptr, false);
   if (!ids.is_array()) return Error::Unavailable("CML " + cml.url + " GET /api/v0/labs: the answer is not a list");
-  std::vector<app::CmlLab> labs;
+  std::vector<ports::CmlLab> labs;
   labs.reserve(ids.size());
   for (const auto& id : ids) {
     if (!id.is_string()) return Error::Unavailable("CML " + cml.url + " GET /api/v0/labs: a lab id is not a string");
@@ -222,7 +222,7 @@ Result<std::vector<app::CmlLab>> CmlClient::ListLabs(const app::CmlTarget& cml) 
     if (!lab.is_object())
       return Error::Unavailable("CML " + cml.url + " GET /api/v0/labs/" + id.get<std::string>() +
                                 ": the answer is not a lab");
-    app::CmlLab out;
+    ports::CmlLab out;
     out.id = id.get<std::string>();
     out.title = StringOf(lab, "lab_title");
     out.description = StringOf(lab, "lab_description");
@@ -232,36 +232,36 @@ Result<std::vector<app::CmlLab>> CmlClient::ListLabs(const app::CmlTarget& cml) 
   return labs;
 }
 
-Status CmlClient::StartLab(const app::CmlTarget& cml, const std::string& lab_id) {
+Status CmlClient::StartLab(const ports::CmlTarget& cml, const std::string& lab_id) {
   auto r = Call(cml, "PUT", "/labs/" + UrlEscape(lab_id) + "/start", "");
   if (!r) return r.error();
   return {};
 }
 
-Result<app::CmlLabState> CmlClient::LabState(const app::CmlTarget& cml, const std::string& lab_id) {
+Result<ports::CmlLabState> CmlClient::LabState(const ports::CmlTarget& cml, const std::string& lab_id) {
   auto body = Call(cml, "GET", "/labs/" + UrlEscape(lab_id) + "/state", "");
   if (!body) return body.error();
   const json state = cloudevents::ParseJsonOrDiscarded(*body);
-  if (state == "STARTED") return app::CmlLabState::kStarted;
-  if (state == "STOPPED") return app::CmlLabState::kStopped;
-  if (state == "DEFINED_ON_CORE") return app::CmlLabState::kDefinedOnCore;
+  if (state == "STARTED") return ports::CmlLabState::kStarted;
+  if (state == "STOPPED") return ports::CmlLabState::kStopped;
+  if (state == "DEFINED_ON_CORE") return ports::CmlLabState::kDefinedOnCore;
   return Error::Unavailable("CML " + cml.url + " GET /api/v0/labs/" + lab_id + "/state: unknown state " +
                             body->substr(0, 40));
 }
 
-Status CmlClient::StopLab(const app::CmlTarget& cml, const std::string& lab_id) {
+Status CmlClient::StopLab(const ports::CmlTarget& cml, const std::string& lab_id) {
   auto r = Call(cml, "PUT", "/labs/" + UrlEscape(lab_id) + "/stop", "");
   if (!r) return r.error();
   return {};
 }
 
-Status CmlClient::WipeLab(const app::CmlTarget& cml, const std::string& lab_id) {
+Status CmlClient::WipeLab(const ports::CmlTarget& cml, const std::string& lab_id) {
   auto r = Call(cml, "PUT", "/labs/" + UrlEscape(lab_id) + "/wipe", "");
   if (!r) return r.error();
   return {};
 }
 
-Status CmlClient::DeleteLab(const app::CmlTarget& cml, const std::string& lab_id) {
+Status CmlClient::DeleteLab(const ports::CmlTarget& cml, const std::string& lab_id) {
   auto r = Call(cml, "DELETE", "/labs/" + UrlEscape(lab_id), "");
   if (!r) return r.error();
   return {};

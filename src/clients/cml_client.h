@@ -7,8 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "app/ports.h"
 #include "clients/http_post.h"
+#include "ports/cml.h"
+#include "ports/observers.h"
 
 namespace ccm::clients {
 
@@ -30,7 +31,7 @@ struct CmlOptions {
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds total_timeout{30000};
   // Who counts each call to every worker, under the remote's metric name ("cml").
-  app::RemoteTag tag = {};
+  ports::RemoteTag tag = {};
 };
 
 // The CML workers over HTTP(S). Over https the worker's certificate is verified with its
@@ -38,18 +39,18 @@ struct CmlOptions {
 // gets its own keep-alive connection and its own token (POST /api/v0/authenticate), fetched on first use; a 401 fetches a new one and
 // retries once. One attempt per call otherwise: the reconcilers retry with backoff. Errors
 // name the worker, the call and the status, never the password or the token. Thread-safe.
-class CmlClient final : public app::CmlWorkers {
+class CmlClient final : public ports::CmlWorkers {
  public:
   explicit CmlClient(CmlOptions options) : options_(std::move(options)) {}
 
-  Result<std::string> ImportLab(const app::CmlTarget& cml, const std::string& lab_yaml,
+  Result<std::string> ImportLab(const ports::CmlTarget& cml, const std::string& lab_yaml,
                                 const std::string& title) override;
-  Result<std::vector<app::CmlLab>> ListLabs(const app::CmlTarget& cml) override;
-  Status StartLab(const app::CmlTarget& cml, const std::string& lab_id) override;
-  Result<app::CmlLabState> LabState(const app::CmlTarget& cml, const std::string& lab_id) override;
-  Status StopLab(const app::CmlTarget& cml, const std::string& lab_id) override;
-  Status WipeLab(const app::CmlTarget& cml, const std::string& lab_id) override;
-  Status DeleteLab(const app::CmlTarget& cml, const std::string& lab_id) override;
+  Result<std::vector<ports::CmlLab>> ListLabs(const ports::CmlTarget& cml) override;
+  Status StartLab(const ports::CmlTarget& cml, const std::string& lab_id) override;
+  Result<ports::CmlLabState> LabState(const ports::CmlTarget& cml, const std::string& lab_id) override;
+  Status StopLab(const ports::CmlTarget& cml, const std::string& lab_id) override;
+  Status WipeLab(const ports::CmlTarget& cml, const std::string& lab_id) override;
+  Status DeleteLab(const ports::CmlTarget& cml, const std::string& lab_id) override;
 
  private:
   struct Worker {
@@ -59,12 +60,12 @@ class CmlClient final : public app::CmlWorkers {
   };
   // The connection and token for `cml`: one per URL and trust, so that a worker whose CA
   // changes gets a new connection.
-  Worker& WorkerFor(const app::CmlTarget& cml);
+  Worker& WorkerFor(const ports::CmlTarget& cml);
   // One call with the worker's token; the 2xx answer's body.
-  Result<std::string> Call(const app::CmlTarget& cml, const std::string& method, const std::string& path,
+  Result<std::string> Call(const ports::CmlTarget& cml, const std::string& method, const std::string& path,
                            const std::string& body);
   // POST /authenticate. Called with the worker's lock held.
-  Status Authenticate(const app::CmlTarget& cml, Worker& w);
+  Status Authenticate(const ports::CmlTarget& cml, Worker& w);
 
   CmlOptions options_;
   std::mutex mu_;

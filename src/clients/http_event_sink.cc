@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "cloudevents/json_format.h"
+#include "ports/outbox.h"
 #include "trace/trace_context.h"
 #include "transport/retry.h"
 
@@ -52,7 +53,7 @@ HttpEventSink::~HttpEventSink() = default;
 
 int HttpEventSink::MaxBatch() const { return options_.mode == cloudevents::Mode::kBatch ? options_.batch_size : 1; }
 
-app::DeliveryOutcome HttpEventSink::Send(std::span<const app::OutboxEvent> events) {
+ports::DeliveryOutcome HttpEventSink::Send(std::span<const ports::OutboxEvent> events) {
   cloudevents::HttpMessage message;
   if (options_.mode == cloudevents::Mode::kBatch) {
     // The stored events are already in the JSON format: join them without parsing.
@@ -71,7 +72,7 @@ app::DeliveryOutcome HttpEventSink::Send(std::span<const app::OutboxEvent> event
     message.body = events.front().json;
   } else {
     auto event = cloudevents::ParseEvent(events.front().json);
-    if (!event) return {app::DeliveryOutcome::kFinal, 0, "stored event does not parse: " + event.error().message, {}};
+    if (!event) return {ports::DeliveryOutcome::kFinal, 0, "stored event does not parse: " + event.error().message, {}};
     message = cloudevents::EncodeBinary(*event);
   }
 
@@ -80,17 +81,17 @@ app::DeliveryOutcome HttpEventSink::Send(std::span<const app::OutboxEvent> event
   std::lock_guard lock(mu_);
   const HttpAnswer answer =
       poster_.Post(options_.url, message.headers, message.body, options_.connect_timeout, options_.total_timeout);
-  if (!answer.transport_error.empty()) return {app::DeliveryOutcome::kRetry, 0, answer.transport_error, {}};
+  if (!answer.transport_error.empty()) return {ports::DeliveryOutcome::kRetry, 0, answer.transport_error, {}};
   const long status = answer.status;
-  app::DeliveryOutcome out;
+  ports::DeliveryOutcome out;
   out.status = static_cast<int>(status);
   if (status >= 200 && status < 300) {
-    out.kind = app::DeliveryOutcome::kDelivered;
+    out.kind = ports::DeliveryOutcome::kDelivered;
   } else if (transport::IsRetryableStatus(status)) {
-    out.kind = app::DeliveryOutcome::kRetry;
+    out.kind = ports::DeliveryOutcome::kRetry;
     out.retry_after = ParseRetryAfter(answer.retry_after, std::chrono::system_clock::now());
   } else {
-    out.kind = app::DeliveryOutcome::kFinal;
+    out.kind = ports::DeliveryOutcome::kFinal;
   }
   return out;
 }

@@ -5,9 +5,11 @@
 #include <mutex>
 #include <string>
 
-#include "app/dispatcher.h"
-#include "cloudevents/http_binding.h"
 #include "clients/http_post.h"
+#include "cloudevents/http_binding.h"
+#include "ports/event_sink.h"
+#include "ports/observers.h"
+#include "ports/outbox.h"
 
 namespace ccm::clients {
 
@@ -17,7 +19,7 @@ struct HttpEventSinkOptions {
   int batch_size = 500;  // events per request in batch mode
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds total_timeout{5000};
-  app::RemoteTag tag = {};  // who counts each POST, under the remote's metric name ("sink")
+  ports::RemoteTag tag = {};  // who counts each POST, under the remote's metric name ("sink")
 };
 
 // The EventSink over HTTP (libcurl), one keep-alive connection. Structured mode posts the
@@ -25,12 +27,12 @@ struct HttpEventSinkOptions {
 // posts a JSON array. Classifies answers: 2xx delivered; connection errors, timeouts, 408,
 // 429 and 5xx retried (Retry-After read in seconds or as an HTTP date); other 4xx final.
 // Thread-safe (one request at a time).
-class HttpEventSink final : public app::EventSink {
+class HttpEventSink final : public ports::EventSink {
  public:
   explicit HttpEventSink(HttpEventSinkOptions options);
   ~HttpEventSink() override;
   int MaxBatch() const override;
-  app::DeliveryOutcome Send(std::span<const app::OutboxEvent> events) override;
+  ports::DeliveryOutcome Send(std::span<const ports::OutboxEvent> events) override;
 
  private:
   HttpEventSinkOptions options_;

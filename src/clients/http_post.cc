@@ -30,13 +30,13 @@ void HttpPoster::SetTrust(TlsTrust trust) {
   connection_.SetTls(std::move(tls));
 }
 
-void HttpPoster::SetTag(app::RemoteTag tag) {
+void HttpPoster::SetTag(ports::RemoteTag tag) {
   if (!tag.observer) {
     connection_.SetObserver({});
     return;
   }
   connection_.SetObserver([tag = std::move(tag)](long status, bool transport_failed, std::chrono::nanoseconds took) {
-    tag.Observe(app::RemoteOutcomeOf(status, transport_failed), took);
+    tag.Observe(ports::RemoteOutcomeOf(status, transport_failed), took);
   });
 }
 

@@ -6,7 +6,7 @@
 #include <string_view>
 #include <string>
 
-#include "app/observers.h"
+#include "ports/observers.h"
 #include "transport/http_connection.h"
 
 namespace ccm::clients {
@@ -48,7 +48,7 @@ class HttpPoster {
   // The certificates later requests over https are verified with.
   void SetTrust(TlsTrust trust);
   // Who is told of each call from now on (its outcome and duration), under which remote name.
-  void SetTag(app::RemoteTag tag);
+  void SetTag(ports::RemoteTag tag);
 
  private:
   transport::Connection connection_;

@@ -23,7 +23,7 @@ bool SameIds(const Map& a, const Map& b) {
 
 }  // namespace
 
-JwksKeySet::JwksKeySet(std::string url, app::Clock& clock, Options options)
+JwksKeySet::JwksKeySet(std::string url, ports::Clock& clock, Options options)
     : url_(std::move(url)), clock_(clock), options_(options) {
   http_.SetTag(options_.tag);
 }

@@ -9,9 +9,10 @@
 #include <string>
 #include <thread>
 
-#include "app/ports.h"
 #include "auth/jwt.h"
 #include "clients/http_post.h"
+#include "ports/clock.h"
+#include "ports/observers.h"
 
 namespace ccm::clients {
 
@@ -46,12 +47,12 @@ class JwksKeySet final : public auth::KeySet {
     std::chrono::milliseconds max_stale = std::chrono::hours(1);              // the last good set serves this long
     std::chrono::milliseconds connect_timeout = std::chrono::seconds(2);      // of one fetch
     std::chrono::milliseconds fetch_timeout = std::chrono::seconds(5);        // of one fetch, in all
-    app::RemoteTag tag = {};  // who counts each fetch, under the remote's metric name ("jwks")
+    ports::RemoteTag tag = {};  // who counts each fetch, under the remote's metric name ("jwks")
   };
 
-  JwksKeySet(std::string url, app::Clock& clock, Options options);
+  JwksKeySet(std::string url, ports::Clock& clock, Options options);
   // Defaults, with on-demand fetches at most once per `min_refresh`.
-  JwksKeySet(std::string url, app::Clock& clock, std::chrono::milliseconds min_refresh = std::chrono::seconds(10))
+  JwksKeySet(std::string url, ports::Clock& clock, std::chrono::milliseconds min_refresh = std::chrono::seconds(10))
       : JwksKeySet(std::move(url), clock, WithMinRefresh(min_refresh)) {}
   ~JwksKeySet() override;  // stops the refresher thread, waiting for a fetch it runs
   JwksKeySet(const JwksKeySet&) = delete;
@@ -86,7 +87,7 @@ class JwksKeySet final : public auth::KeySet {
   void RefreshLoop();
 
   const std::string url_;
-  app::Clock& clock_;
+  ports::Clock& clock_;
   const Options options_;
   HttpPoster http_;  // used by the one fetch running (fetching_)
 

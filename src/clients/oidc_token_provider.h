@@ -6,8 +6,10 @@
 #include <optional>
 #include <string>
 
-#include "app/ports.h"
 #include "clients/http_post.h"
+#include "domain/result.h"
+#include "ports/clock.h"
+#include "ports/observers.h"
 
 namespace ccm::clients {
 
@@ -18,7 +20,7 @@ struct OidcOptions {
   std::chrono::milliseconds refresh_before{30'000};  // refresh this long before expiry
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds total_timeout{5000};
-  app::RemoteTag tag = {};  // who counts each token request, under the remote's metric name ("oidc")
+  ports::RemoteTag tag = {};  // who counts each token request, under the remote's metric name ("oidc")
 };
 
 // Bearer tokens by the OAuth 2.0 client-credentials grant. The token is cached and
@@ -27,7 +29,7 @@ struct OidcOptions {
 // wait for it. Thread-safe.
 class OidcTokenProvider {
  public:
-  OidcTokenProvider(OidcOptions options, app::Clock& clock) : options_(std::move(options)), clock_(clock) {
+  OidcTokenProvider(OidcOptions options, ports::Clock& clock) : options_(std::move(options)), clock_(clock) {
     poster_.SetTag(options_.tag);
   }
 
@@ -44,7 +46,7 @@ class OidcTokenProvider {
   Result<std::pair<std::string, Timestamp>> Fetch();
 
   OidcOptions options_;
-  app::Clock& clock_;
+  ports::Clock& clock_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool fetching_ = false;

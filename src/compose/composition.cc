@@ -2,9 +2,9 @@
 
 namespace ccm::compose {
 
-Composition::Composition(Adapters adapters, Settings settings, app::LoopObserver* loops) : adapters_(adapters) {
-  app::Store& store = adapters_.store;
-  app::Store& leader_store = adapters_.leader_store ? *adapters_.leader_store : store;
+Composition::Composition(Adapters adapters, Settings settings, ports::LoopObserver* loops) : adapters_(adapters) {
+  ports::Store& store = adapters_.store;
+  ports::Store& leader_store = adapters_.leader_store ? *adapters_.leader_store : store;
   events_ = std::make_unique<app::EventFactory>(adapters_.ids, settings.source, settings.schema_base);
   const app::Deps deps{store, adapters_.clock, adapters_.ids, *events_};
   const app::Deps leader_deps{leader_store, adapters_.clock, adapters_.ids, *events_};
@@ -24,14 +24,14 @@ Composition::Composition(Adapters adapters, Settings settings, app::LoopObserver
     leader_instances_->EnablePodAssignment(*pods_, *adapters_.engine);
   }
   // A dead letter replayed through the API is due at once.
-  event_service_ = std::make_unique<app::EventService>(store, adapters_.clock, [this] {
+  event_service_ = std::make_unique<app::EventService>(store, adapters_.outbox, adapters_.clock, [this] {
     if (dispatcher_) dispatcher_->Wake();
   });
 
   // The leader's work, in the order it starts.
   if (adapters_.sink) {
-    dispatcher_ = std::make_unique<app::Dispatcher>(leader_store, *adapters_.sink, adapters_.clock, settings.dispatch,
-                                                    counters_.dispatch);
+    dispatcher_ = std::make_unique<app::Dispatcher>(leader_store, adapters_.outbox, *adapters_.sink, adapters_.clock,
+                                                    settings.dispatch, counters_.dispatch);
     background_.Add(*dispatcher_);
   }
   background_.Add(*leader_collection_);

@@ -6,7 +6,6 @@
 #include <optional>
 #include <string>
 
-#include "app/background_work.h"
 #include "app/collection.h"
 #include "app/dispatcher.h"
 #include "app/event_service.h"
@@ -17,22 +16,33 @@
 #include "app/retention.h"
 #include "app/services.h"
 #include "http/api.h"
+#include "ports/assessment_platform.h"
+#include "ports/clock.h"
+#include "ports/cloud_provider.h"
+#include "ports/cml.h"
+#include "ports/event_sink.h"
+#include "ports/grading_engine.h"
+#include "ports/observers.h"
+#include "ports/outbox.h"
+#include "ports/store.h"
+#include "runtime/background_work.h"
 
 namespace ccm::compose {
 
 // The adapters ccm runs on, one per port. Not owned: each must outlive the Composition.
 struct Adapters {
-  app::Store& store;  // what requests read and write
-  app::Clock& clock;
-  app::IdGenerator& ids;
-  app::AssessmentPlatform& platform;
+  ports::Store& store;    // what requests read and write
+  ports::Outbox& outbox;  // the same store's outbox: delivery, the event log, replays
+  ports::Clock& clock;
+  ports::IdGenerator& ids;
+  ports::AssessmentPlatform& platform;
   // The leader's writes: on etcd, a store whose commits are fenced by the leader's term.
   // Null: `store`.
-  app::Store* leader_store = nullptr;
-  app::GradingEngine* engine = nullptr;   // null: pods are not assigned to the Grading Engine
-  app::CmlWorkers* cml = nullptr;         // null: no reconcilers and no orphan sweep
-  app::CloudProvider* cloud = nullptr;    // null: workers are not scaled
-  app::EventSink* sink = nullptr;         // null: events are kept in the outbox for audit, not sent
+  ports::Store* leader_store = nullptr;
+  ports::GradingEngine* engine = nullptr;   // null: pods are not assigned to the Grading Engine
+  ports::CmlWorkers* cml = nullptr;         // null: no reconcilers and no orphan sweep
+  ports::CloudProvider* cloud = nullptr;    // null: workers are not scaled
+  ports::EventSink* sink = nullptr;         // null: events are kept in the outbox for audit, not sent
 };
 
 // How the use cases behave: each one's options, as the settings give them.
@@ -70,7 +80,7 @@ struct Counters {
 class Composition {
  public:
   // `loops` observes the reconcilers' loops (may be null; not owned).
-  Composition(Adapters adapters, Settings settings, app::LoopObserver* loops = nullptr);
+  Composition(Adapters adapters, Settings settings, ports::LoopObserver* loops = nullptr);
   Composition(const Composition&) = delete;
   Composition& operator=(const Composition&) = delete;
   ~Composition();  // stops the background work
@@ -89,7 +99,7 @@ class Composition {
 
   // What the leader runs: delivery (with a sink), collection requests, retention, the key
   // sweep (where the store needs it), and the reconcilers and the orphan sweep (with CML).
-  app::BackgroundWork& background() { return background_; }
+  runtime::BackgroundWork& background() { return background_; }
   // A commit carried events: the background work looks again soon.
   void Wake() { background_.Wake(); }
 
@@ -115,7 +125,7 @@ class Composition {
   std::unique_ptr<app::RetentionSweeper> retention_;
   std::unique_ptr<app::Reconcilers> reconcilers_;
   std::unique_ptr<app::OrphanSweep> orphan_sweep_;
-  app::BackgroundWork background_;
+  runtime::BackgroundWork background_;
 };
 
 }  // namespace ccm::compose

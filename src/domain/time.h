@@ -9,7 +9,7 @@
 namespace ccm {
 
 // A point in time, UTC, millisecond precision. The domain never reads a clock: callers pass
-// the current time in (app/ports.h `Clock`).
+// the current time in (ports/clock.h `Clock`).
 using Timestamp = std::chrono::sys_time<std::chrono::milliseconds>;
 
 // "2026-11-27T01:46:23.123Z". Always UTC with a `Z` and three fraction digits.

@@ -6,6 +6,9 @@
 #include "cloudevents/http_binding.h"
 #include "http/problem.h"
 #include "http/request_body.h"
+#include "ports/outbox.h"
+#include "ports/page.h"
+#include "ports/store.h"
 
 namespace ccm::http {
 
@@ -30,7 +33,7 @@ Response Reply(const Result<T>& r, const Request& req, int status = 200) {
 }
 
 template <typename T>
-json PageJson(const app::PageOf<T>& page) {
+json PageJson(const ports::PageOf<T>& page) {
   json items = json::array();
   for (const auto& item : page.items) items.push_back(app::ToJson(item));
   return {{"items", std::move(items)}, {"next", page.next.empty() ? json(nullptr) : json(page.next)}};
@@ -59,14 +62,14 @@ bool IsCursor(std::string_view s, Cursor kind) {
 
 // Reads ?limit= and ?after=. Errors: invalid_argument naming "limit", or "after" when it is
 // not the `next` of some page of this list (a typo would otherwise read as an empty page).
-Result<app::Page> PageOf(const Request& req, Cursor cursor = Cursor::kId) {
-  app::Page page;
+Result<ports::Page> PageOf(const Request& req, Cursor cursor = Cursor::kId) {
+  ports::Page page;
   if (auto it = req.query.find("limit"); it != req.query.end()) {
     int n = 0;
     const auto& s = it->second;
     const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-    if (ec != std::errc() || p != s.data() + s.size() || n < 1 || n > app::kMaxPageLimit)
-      return Error::InvalidArgument("limit must be an integer from 1 to " + std::to_string(app::kMaxPageLimit),
+    if (ec != std::errc() || p != s.data() + s.size() || n < 1 || n > ports::kMaxPageLimit)
+      return Error::InvalidArgument("limit must be an integer from 1 to " + std::to_string(ports::kMaxPageLimit),
                                     "limit");
     page.limit = n;
   }
@@ -217,7 +220,7 @@ void AddDefinitionRoutes(Router& router, app::DefinitionService& defs) {
     if (auto s = OnlyQuery(req, {"name", "include_deleted", "limit", "after"}); !s) return Fail(s.error(), req);
     auto page = PageOf(req);
     if (!page) return Fail(page.error(), req);
-    app::DefinitionFilter filter;
+    ports::DefinitionFilter filter;
     filter.name = Query(req, "name");
     if (auto v = Query(req, "include_deleted")) {
       if (*v != "true" && *v != "false")
@@ -322,7 +325,7 @@ void AddInstanceRoutes(Router& router, app::InstanceService& instances) {
     if (auto s = OnlyQuery(req, {"state", "worker_id", "owner_id", "limit", "after"}); !s) return Fail(s.error(), req);
     auto page = PageOf(req);
     if (!page) return Fail(page.error(), req);
-    app::InstanceFilter filter;
+    ports::InstanceFilter filter;
     if (auto s = Query(req, "state")) {
       filter.state = ParseInstanceState(*s);
       if (!filter.state)
@@ -470,23 +473,23 @@ void AddWorkerRoutes(Router& router, app::WorkerService& workers) {
 
 // ---- events ----------------------------------------------------------------------------
 
-json RecordJson(const app::OutboxRecord& r) {
+json RecordJson(const ports::OutboxRecord& r) {
   json event = json::parse(r.event.json, nullptr, false);
   return {{"seq", r.seq},
           {"id", r.event.id},
           {"subject", r.event.subject},
           {"type", r.event.type},
           {"time", FormatRfc3339(r.event.time)},
-          {"state", app::ToString(r.state)},
+          {"state", ports::ToString(r.state)},
           {"attempts", r.attempts},
-          {"next_attempt_at", r.state == app::DeliveryState::kPending ? json(FormatRfc3339(r.next_attempt_at)) : json(nullptr)},
+          {"next_attempt_at", r.state == ports::DeliveryState::kPending ? json(FormatRfc3339(r.next_attempt_at)) : json(nullptr)},
           {"delivered_at", app::OptionalTime(r.delivered_at)},
           {"dead_at", app::OptionalTime(r.dead_at)},
           {"last_error", r.last_error},
           {"event", std::move(event)}};
 }
 
-Response RecordsPage(const Result<app::PageOf<app::OutboxRecord>>& page, const Request& req) {
+Response RecordsPage(const Result<ports::PageOf<ports::OutboxRecord>>& page, const Request& req) {
   if (!page) return Fail(page.error(), req);
   json items = json::array();
   for (const auto& r : page->items) items.push_back(RecordJson(r));
@@ -597,7 +600,7 @@ void AddEventRoutes(Router& router, app::EventService& events, const std::functi
       return Fail(s.error(), req);
     auto page = PageOf(req, Cursor::kSeq);
     if (!page) return Fail(page.error(), req);
-    app::EventFilter filter;
+    ports::EventFilter filter;
     filter.subject = Query(req, "subject");
     filter.type = Query(req, "type");
     auto since = QueryTime(req, "since");
@@ -607,7 +610,7 @@ void AddEventRoutes(Router& router, app::EventService& events, const std::functi
     filter.since = *since;
     filter.until = *until;
     if (auto st = Query(req, "state")) {
-      filter.state = app::ParseDeliveryState(*st);
+      filter.state = ports::ParseDeliveryState(*st);
       if (!filter.state)
         return Fail(Error::InvalidArgument("state must be pending, delivered, dead or held", "state"), req);
     }
@@ -617,8 +620,8 @@ void AddEventRoutes(Router& router, app::EventService& events, const std::functi
     if (auto s = OnlyQuery(req, {"limit", "after"}); !s) return Fail(s.error(), req);
     auto page = PageOf(req, Cursor::kSeq);
     if (!page) return Fail(page.error(), req);
-    app::EventFilter dead;
-    dead.state = app::DeliveryState::kDead;
+    ports::EventFilter dead;
+    dead.state = ports::DeliveryState::kDead;
     return RecordsPage(events.List(dead, *page), req);
   });
   router.Add("POST", "/api/v1/events/dead-letters/{id}/replay", [&events](Request& req) {

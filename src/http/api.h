@@ -11,6 +11,7 @@
 #include "app/receiver.h"
 #include "app/services.h"
 #include "http/router.h"
+#include "ports/store.h"
 
 namespace ccm::http {
 
@@ -19,7 +20,7 @@ struct ApiServices {
   app::DefinitionService& definitions;
   app::InstanceService& instances;
   app::WorkerService& workers;
-  app::Store& store;  // readiness only
+  ports::Store& store;  // readiness only
   app::EventService& events;
   app::EventReceiver& receiver;
   app::CollectionService& collection;

@@ -19,12 +19,11 @@
 #include "clients/assessment_platform_client.h"
 #include "clients/cloud_provider_client.h"
 #include "clients/cml_client.h"
-#include "clients/jwks_key_set.h"
 #include "clients/http_event_sink.h"
+#include "clients/jwks_key_set.h"
 #include "clients/oidc_token_provider.h"
 #include "cloudevents/json_parse.h"
 #include "compose/composition.h"
-#include "app/system.h"
 #include "http/access_log.h"
 #include "http/api.h"
 #include "http/server.h"
@@ -32,6 +31,9 @@
 #include "main/config.h"
 #include "main/events_cli.h"
 #include "metrics/metrics.h"
+#include "os/clock.h"
+#include "ports/outbox.h"
+#include "ports/store.h"
 #include "store/etcd/etcd_store.h"
 #include "store/etcd/leader_election.h"
 #include "store/sqlite/sqlite_store.h"
@@ -167,8 +169,8 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  app::SystemClock clock;
-  app::UuidV7Generator ids;
+  os::SystemClock clock;
+  os::UuidV7Generator ids;
   // The registry behind /metrics: build info, process, HTTP, remote calls, loops.
   metrics::Metrics metrics(CCM_VERSION);
   // Set once the use cases are wired; every commit carries events (a state change has one), so
@@ -179,7 +181,9 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   };
   std::unique_ptr<store::SqliteStore> sqlite;
   std::unique_ptr<store::EtcdStore> etcd;
-  app::Store* store = nullptr;
+  // The store's two ports, one object: its aggregates and commits, and its outbox.
+  ports::Store* store = nullptr;
+  ports::Outbox* outbox = nullptr;
   if (const auto endpoints = config->EtcdEndpoints(); !endpoints.empty()) {
     store::EtcdStore::Options options;
     // The one set of client options: the store, the watch and the leader election use it.
@@ -201,6 +205,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     }
     etcd = std::move(opened.value());
     store = etcd.get();
+    outbox = etcd.get();
   } else {
     store::SqliteStore::Options options{config->SqlitePath()};
     options.on_events_committed = wake;
@@ -211,6 +216,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     }
     sqlite = std::move(opened.value());
     store = sqlite.get();
+    outbox = sqlite.get();
   }
   // On etcd, one replica leads: it alone runs the background work, and its commits are
   // fenced by its term. On SQLite the one process leads for ever.
@@ -304,6 +310,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   // etcd drops dedup keys with their hourly leases; SQLite needs the sweep.
   if (sqlite) settings.key_sweep = std::chrono::minutes(10);
   compose::Composition services({.store = *store,
+                                 .outbox = *outbox,
                                  .clock = clock,
                                  .ids = ids,
                                  .platform = platform,
@@ -362,7 +369,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
     return !on_etcd || (e && e->IsLeader());
   };
   compose::Counters& counters = services.counters();
-  metrics.Watch({.outbox = [store] { return store->GetOutboxStats(); },
+  metrics.Watch({.outbox = [outbox] { return outbox->GetOutboxStats(); },
                  .dispatch = services.dispatcher() ? &counters.dispatch : nullptr,
                  .receive = &counters.receive,
                  .lifecycle = &counters.lifecycle,

@@ -41,13 +41,13 @@ std::string_view StatusClass(int status) {
   return "1xx";
 }
 
-std::string_view OutcomeLabel(app::RemoteOutcome outcome) {
+std::string_view OutcomeLabel(ports::RemoteOutcome outcome) {
   switch (outcome) {
-    case app::RemoteOutcome::kOk: return "ok";
-    case app::RemoteOutcome::kHttp4xx: return "http_4xx";
-    case app::RemoteOutcome::kHttp5xx: return "http_5xx";
-    case app::RemoteOutcome::kTransport: return "transport";
-    case app::RemoteOutcome::kCircuitOpen: return "circuit_open";
+    case ports::RemoteOutcome::kOk: return "ok";
+    case ports::RemoteOutcome::kHttp4xx: return "http_4xx";
+    case ports::RemoteOutcome::kHttp5xx: return "http_5xx";
+    case ports::RemoteOutcome::kTransport: return "transport";
+    case ports::RemoteOutcome::kCircuitOpen: return "circuit_open";
   }
   return "transport";
 }
@@ -82,7 +82,7 @@ prometheus::MetricFamily Labelled(std::string name, std::string help, prometheus
 
 double Of(const std::atomic<std::uint64_t>& n) { return static_cast<double>(n.load()); }
 
-void AddOutbox(std::vector<prometheus::MetricFamily>& out, const app::OutboxStats& s) {
+void AddOutbox(std::vector<prometheus::MetricFamily>& out, const ports::OutboxStats& s) {
   using prometheus::MetricType;
   out.push_back(One("ccm_events_published_total", "CloudEvents written to the outbox.", MetricType::Counter,
                     static_cast<double>(s.published)));
@@ -171,7 +171,7 @@ void AddLifecycle(std::vector<prometheus::MetricFamily>& out, const AppSources& 
 
 }  // namespace
 
-std::vector<prometheus::MetricFamily> AppFamilies(const AppSources& s, const std::optional<app::OutboxStats>& outbox,
+std::vector<prometheus::MetricFamily> AppFamilies(const AppSources& s, const std::optional<ports::OutboxStats>& outbox,
                                                   Timestamp now) {
   using prometheus::MetricType;
   std::vector<prometheus::MetricFamily> out;
@@ -195,7 +195,7 @@ std::vector<prometheus::MetricFamily> AppFamilies(const AppSources& s, const std
 }
 
 Result<std::vector<prometheus::MetricFamily>> AppCollector::Read() const {
-  std::optional<app::OutboxStats> outbox;
+  std::optional<ports::OutboxStats> outbox;
   if (sources_.outbox) {
     auto stats = sources_.outbox();
     if (!stats) return stats.error();
@@ -285,10 +285,10 @@ RemoteCallMetrics::RemoteCallMetrics(prometheus::Registry& registry)
                     .Help("Duration of the calls made to a remote, whatever their outcome.")
                     .Register(registry)) {}
 
-void RemoteCallMetrics::Observe(std::string_view remote, app::RemoteOutcome outcome, std::chrono::nanoseconds took) {
+void RemoteCallMetrics::Observe(std::string_view remote, ports::RemoteOutcome outcome, std::chrono::nanoseconds took) {
   const std::string name(remote);
   requests_.Add({{"remote", name}, {"outcome", std::string(OutcomeLabel(outcome))}}).Increment();
-  if (outcome != app::RemoteOutcome::kCircuitOpen) duration_.Add({{"remote", name}}, kRemoteBuckets).Observe(Seconds(took));
+  if (outcome != ports::RemoteOutcome::kCircuitOpen) duration_.Add({{"remote", name}}, kRemoteBuckets).Observe(Seconds(took));
 }
 
 LoopMetrics::LoopMetrics(prometheus::Registry& registry)

@@ -17,14 +17,15 @@
 
 #include "app/collection.h"
 #include "app/dispatcher.h"
-#include "app/observers.h"
 #include "app/orphan_sweep.h"
-#include "app/ports.h"
 #include "app/receiver.h"
 #include "app/reconcilers.h"
 #include "app/retention.h"
 #include "domain/result.h"
 #include "http/message.h"
+#include "ports/clock.h"
+#include "ports/observers.h"
+#include "ports/outbox.h"
 
 namespace ccm::metrics {
 
@@ -55,12 +56,12 @@ class HttpMetrics {
 // Calls to remotes by outcome, with their latency: ccm_remote_requests_total{remote,outcome}
 // and ccm_remote_request_duration_seconds{remote} (calls that were made: a refusal of an open
 // circuit breaker is counted, not timed). Thread-safe.
-class RemoteCallMetrics final : public app::RemoteCallObserver {
+class RemoteCallMetrics final : public ports::RemoteCallObserver {
  public:
   explicit RemoteCallMetrics(prometheus::Registry& registry);
-  void Observe(std::string_view remote, app::RemoteOutcome outcome, std::chrono::nanoseconds took) override;
+  void Observe(std::string_view remote, ports::RemoteOutcome outcome, std::chrono::nanoseconds took) override;
   // The tag that a client for `remote` is built with.
-  app::RemoteTag Tag(std::string remote) { return {this, std::move(remote)}; }
+  ports::RemoteTag Tag(std::string remote) { return {this, std::move(remote)}; }
 
  private:
   prometheus::Family<prometheus::Counter>& requests_;
@@ -69,7 +70,7 @@ class RemoteCallMetrics final : public app::RemoteCallObserver {
 
 // Runs of the background loops: ccm_reconciler_steps_total{loop},
 // ccm_reconciler_errors_total{loop} and ccm_reconciler_run_duration_seconds{loop}. Thread-safe.
-class LoopMetrics final : public app::LoopObserver {
+class LoopMetrics final : public ports::LoopObserver {
  public:
   explicit LoopMetrics(prometheus::Registry& registry);
   void Ran(std::string_view loop, int steps, int errors, std::chrono::nanoseconds took) override;
@@ -85,9 +86,9 @@ class LoopMetrics final : public app::LoopObserver {
 // Not owned: each must outlive the collector that reads it.
 struct AppSources {
   // ccm_events_published_total, ccm_outbox_depth, ccm_events_dead_letters,
-  // ccm_outbox_held_events: the store's outbox statistics (Store::GetOutboxStats), read at
+  // ccm_outbox_held_events: the store's outbox statistics (Outbox::GetOutboxStats), read at
   // each scrape; empty: none.
-  std::function<Result<app::OutboxStats>()> outbox = {};
+  std::function<Result<ports::OutboxStats>()> outbox = {};
   // ccm_events_delivered_total, ccm_events_retried_total, ccm_events_dead_lettered_total,
   // ccm_sink_breaker_state{state}, ccm_event_delivery_latency_seconds: null when no
   // dispatcher runs.
@@ -102,14 +103,14 @@ struct AppSources {
   const app::CollectionService::Metrics* collection = nullptr;
   const app::OrphanSweepMetrics* orphans = nullptr;
   const app::RetentionMetrics* retention = nullptr;  // ccm_retention_removed_total{kind}
-  app::Clock* clock = nullptr;                       // the ages' "now"; needed with `lifecycle`
+  ports::Clock* clock = nullptr;                       // the ages' "now"; needed with `lifecycle`
   // ccm_leader: whether this replica runs the background work; empty: it always does.
   std::function<bool()> leading = {};
 };
 
 // The families of `sources` as of `now`, with `outbox` (the store's statistics, read by the
 // caller; nullopt leaves the outbox families out). Pure: reads the counters, does no I/O.
-std::vector<prometheus::MetricFamily> AppFamilies(const AppSources& sources, const std::optional<app::OutboxStats>& outbox,
+std::vector<prometheus::MetricFamily> AppFamilies(const AppSources& sources, const std::optional<ports::OutboxStats>& outbox,
                                                   Timestamp now);
 
 // The families of AppSources, read at each scrape. Thread-safe if the sources are.

@@ -44,7 +44,7 @@ inline Result<std::int64_t> ParseSeqCursor(const std::string& after) {
   }
 }
 
-// The Store contract's refusals (app/ports.h, Store::Commit), worded once for every store.
+// The Store contract's refusals (ports/store.h, Store::Commit), worded once for every store.
 
 // An aggregate that changed since it was read at `expected`.
 inline Error StaleVersion(std::string_view what, const std::string& id, std::int64_t expected) {

@@ -4,6 +4,8 @@
 
 #include <set>
 
+#include "ports/outbox.h"
+#include "ports/store.h"
 #include "support/db_snapshot.h"
 #include "support/http_client.h"
 #include "support/process.h"
@@ -444,9 +446,9 @@ TEST_F(Api, EventsAuditDeadLettersReplayAndMetrics) {
   EXPECT_GT(second["items"][0]["seq"].get<int>(), first["items"][1]["seq"].get<int>());
 
   // Make two dead letters as the dispatcher would, then replay one and then all.
-  app::Changes dead;
+  ports::Changes dead;
   for (const auto& item : mine["items"])
-    dead.deliveries.push_back({item["seq"].get<std::int64_t>(), app::DeliveryState::kDead, 12,
+    dead.deliveries.push_back({item["seq"].get<std::int64_t>(), ports::DeliveryState::kDead, 12,
                                stack_.clock.Now(), "HTTP 500 (attempt limit reached)", item["id"]});
   ASSERT_TRUE(stack_.store->Commit(dead));
   json letters = http_.Get("/api/v1/events/dead-letters").Json();

@@ -16,8 +16,8 @@
 #include <thread>
 #include <vector>
 
-#include "app/system.h"
 #include "clients/jwks_key_set.h"
+#include "support/fake_clock.h"
 #include "support/fake_server.h"
 #include "support/http_client.h"
 #include "support/jwt_mint.h"
@@ -243,7 +243,7 @@ TEST(JwksKeySet, TheLastGoodSetIsUsedUpToItsStalenessBoundAndAFailedFetchKeepsIt
   testing::SigningKey k1("RS256", "k1");
   FakeIssuer issuer;
   issuer.Publish({&k1});
-  app::FakeClock clock(FromUnixMillis(1'000'000));
+  testing::FakeClock clock(FromUnixMillis(1'000'000));
   clients::JwksKeySet::Options options;
   options.min_refresh = std::chrono::seconds(10);
   options.max_stale = std::chrono::seconds(60);

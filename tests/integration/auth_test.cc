@@ -8,6 +8,7 @@
 
 #include "clients/jwks_key_set.h"
 #include "support/db_snapshot.h"
+#include "support/fake_clock.h"
 #include "support/fake_server.h"
 #include "support/http_client.h"
 #include "support/jwt_mint.h"
@@ -122,7 +123,7 @@ TEST(Jwks, FetchesKeysOnceAndAgainWhenTheyRotateButNotForEveryUnknownId) {
     r.body = json{{"keys", keys}}.dump();
     return r;
   });
-  app::FakeClock clock(FromUnixMillis(1'000'000));
+  testing::FakeClock clock(FromUnixMillis(1'000'000));
   clients::JwksKeySet jwks(issuer.Url() + "/certs", clock, std::chrono::seconds(10));
   ASSERT_TRUE(jwks.Find("k1"));
   ASSERT_TRUE(jwks.Find("k1"));
@@ -140,7 +141,7 @@ TEST(Jwks, FetchesKeysOnceAndAgainWhenTheyRotateButNotForEveryUnknownId) {
 }
 
 TEST(Jwks, AnUnreachableIssuerIsUnavailableNotUnauthenticated) {
-  app::FakeClock clock(FromUnixMillis(0));
+  testing::FakeClock clock(FromUnixMillis(0));
   clients::JwksKeySet jwks("http://127.0.0.1:" + std::to_string(testing::FreePort()) + "/certs", clock);
   auto k = jwks.Find("k1");
   ASSERT_FALSE(k);

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "clients/cml_client.h"
+#include "ports/cml.h"
 #include "support/db_snapshot.h"
 #include "support/http_client.h"
 #include "support/process.h"
@@ -175,7 +176,7 @@ bool RefusedTheCertificate(const Status& s) {
          s.error().message.find("HTTP ") == std::string::npos;
 }
 
-Status ListOn(clients::CmlClient& cml, const app::CmlTarget& target) {
+Status ListOn(clients::CmlClient& cml, const ports::CmlTarget& target) {
   auto labs = cml.ListLabs(target);
   if (!labs) return labs.error();
   EXPECT_TRUE(labs->empty());

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "clients/assessment_platform_client.h"
+#include "os/clock.h"
 #include "support/db_snapshot.h"
 #include "support/fake_server.h"
 #include "support/http_client.h"
@@ -90,7 +91,7 @@ class Collection : public ::testing::Test {
   json Get(const std::string& id) { return http_.Get("/api/v1/instances/" + id).Json(); }
 
   FakePlatform platform_;
-  app::SystemClock clock_;
+  os::SystemClock clock_;
   testing::Stack stack_;
   testing::HttpClient http_;
   std::string def_, worker_;
@@ -223,7 +224,7 @@ class HangingPlatform {
 
 TEST(CollectionAgainstAHangingPlatform, TheApiAnswersAtOnceAndRequestsRunConcurrently) {
   HangingPlatform platform;
-  app::SystemClock clock;
+  os::SystemClock clock;
   testing::Stack stack(testing::StoreKind::kMemory,
                        std::make_unique<clients::AssessmentPlatformClient>(
                            clients::RemoteOptions{platform.Url(), 500ms, 30000ms, 1, 5ms, 100, 10ms}, clock),

@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "app/system.h"
+#include "os/clock.h"
 #include "store/memory/memory_store.h"
 #include "support/fixtures.h"
 #include "support/scheduling.h"
@@ -29,13 +29,13 @@ std::vector<std::string> TaskNames(compose::Composition& c) {
 }
 
 // Records what it is sent, and accepts it.
-class RecordingSink : public app::EventSink {
+class RecordingSink : public ports::EventSink {
  public:
   int MaxBatch() const override { return 1; }
-  app::DeliveryOutcome Send(std::span<const app::OutboxEvent> events) override {
+  ports::DeliveryOutcome Send(std::span<const ports::OutboxEvent> events) override {
     std::lock_guard lock(mu_);
     for (const auto& e : events) types_.push_back(e.type);
-    return {app::DeliveryOutcome::kDelivered, 202, "", {}};
+    return {ports::DeliveryOutcome::kDelivered, 202, "", {}};
   }
   std::vector<std::string> types() {
     std::lock_guard lock(mu_);
@@ -49,14 +49,15 @@ class RecordingSink : public app::EventSink {
 
 struct Adapters {
   store::MemoryStore store;
-  app::SystemClock clock;
-  app::UuidV7Generator ids;
+  os::SystemClock clock;
+  os::UuidV7Generator ids;
   testing::Unreachable platform;
 };
 
 TEST(Composition, WithoutSinkOrCmlTheLeaderOnlyRequestsCollectionsAndKeepsRetention) {
   Adapters a;
-  compose::Composition c({.store = a.store, .clock = a.clock, .ids = a.ids, .platform = a.platform}, {});
+  compose::Composition c(
+      {.store = a.store, .outbox = a.store, .clock = a.clock, .ids = a.ids, .platform = a.platform}, {});
   EXPECT_EQ(TaskNames(c), (std::vector<std::string>{"collection", "retention"}));
   EXPECT_EQ(c.dispatcher(), nullptr);
 }
@@ -68,7 +69,13 @@ TEST(Composition, EachAdapterAddsItsWorkInTheOrderItStarts) {
   compose::Settings settings;
   settings.key_sweep = 10min;
   compose::Composition c(
-      {.store = a.store, .clock = a.clock, .ids = a.ids, .platform = a.platform, .cml = &cml, .sink = &sink},
+      {.store = a.store,
+       .outbox = a.store,
+       .clock = a.clock,
+       .ids = a.ids,
+       .platform = a.platform,
+       .cml = &cml,
+       .sink = &sink},
       settings);
   EXPECT_EQ(TaskNames(c), (std::vector<std::string>{"dispatcher", "collection", "key sweep", "retention",
                                                     "reconcilers", "orphan sweep"}));
@@ -80,8 +87,9 @@ TEST(Composition, WhatTheApiCommitsTheLeadersDispatcherDeliversOnceWoken) {
   RecordingSink sink;
   compose::Settings settings;
   settings.dispatch.idle_poll = 1h;  // only a wake makes it look
-  compose::Composition c({.store = a.store, .clock = a.clock, .ids = a.ids, .platform = a.platform, .sink = &sink},
-                         settings);
+  compose::Composition c(
+      {.store = a.store, .outbox = a.store, .clock = a.clock, .ids = a.ids, .platform = a.platform, .sink = &sink},
+      settings);
   c.background().Start();
   ASSERT_TRUE(c.workers().Register(testing::MakeWorkerDraft("w1"), "test"));
   c.Wake();

@@ -9,9 +9,10 @@
 #include <thread>
 
 #include "app/dispatcher.h"
-#include "app/system.h"
 #include "clients/http_event_sink.h"
 #include "http/server.h"
+#include "os/clock.h"
+#include "ports/store.h"
 #include "store/sqlite/sqlite_store.h"
 #include "support/fake_server.h"
 #include "support/http_client.h"
@@ -33,12 +34,12 @@ class Delivery : public ::testing::TestWithParam<cloudevents::Mode> {};
 TEST_P(Delivery, EveryEventArrivesInOrderPerSubjectOnceTheSinkRecovers) {
   testing::TempDir dir;
   auto store = std::move(store::SqliteStore::Open({dir.File("ccm.db")}).value());
-  app::SystemClock clock;
+  os::SystemClock clock;
   // 300 events over 12 subjects; ids sort in commit order.
   for (int n = 0; n < 300; ++n) {
     char id[16];
     std::snprintf(id, sizeof id, "e%05d", n);
-    app::Changes c;
+    ports::Changes c;
     const std::string subject = "s" + std::to_string(n % 12);
     c.events = {{id, subject, "ccm.test", clock.Now(),
                  R"({"specversion":"1.0","id":")" + std::string(id) + R"(","source":"ccm","type":"ccm.test","subject":")" +
@@ -64,7 +65,7 @@ TEST_P(Delivery, EveryEventArrivesInOrderPerSubjectOnceTheSinkRecovers) {
   o.breaker_cooldown = 150ms;
   o.idle_poll = 20ms;
   app::DispatchMetrics metrics;
-  app::Dispatcher dispatcher(*store, sink, clock, o, metrics);
+  app::Dispatcher dispatcher(*store, *store, sink, clock, o, metrics);
   dispatcher.Start();
 
   // Nothing listens yet: connections are refused.

@@ -7,23 +7,27 @@
 
 #include "app/dispatcher.h"
 #include "app/event_service.h"
-#include "app/system.h"
 #include "metrics/metrics.h"
+#include "ports/event_sink.h"
+#include "ports/outbox.h"
+#include "ports/store.h"
+#include "runtime/circuit_breaker.h"
 #include "store/memory/memory_store.h"
+#include "support/fake_clock.h"
 
 namespace ccm {
 namespace {
 
 using namespace std::chrono_literals;
-using app::DeliveryOutcome;
-using app::DeliveryState;
+using ports::DeliveryOutcome;
+using ports::DeliveryState;
 
 // Answers with scripted outcomes (then success) and records what it was sent.
-class ScriptedSink : public app::EventSink {
+class ScriptedSink : public ports::EventSink {
  public:
   explicit ScriptedSink(int batch = 1) : batch_(batch) {}
   int MaxBatch() const override { return batch_; }
-  DeliveryOutcome Send(std::span<const app::OutboxEvent> events) override {
+  DeliveryOutcome Send(std::span<const ports::OutboxEvent> events) override {
     ++calls;
     DeliveryOutcome o{DeliveryOutcome::kDelivered, 202, "", {}};
     if (!script.empty()) {
@@ -35,7 +39,7 @@ class ScriptedSink : public app::EventSink {
     return o;
   }
   std::deque<DeliveryOutcome> script;
-  std::vector<app::OutboxEvent> received;
+  std::vector<ports::OutboxEvent> received;
   int calls = 0;
 
  private:
@@ -58,22 +62,22 @@ class DispatcherTest : public ::testing::Test {
   }
 
   void Publish(const std::string& id, const std::string& subject) {
-    app::Changes c;
+    ports::Changes c;
     c.events = {{id, subject, "ccm.test", clock_.Now(), "{\"id\":\"" + id + "\"}"}};
     ASSERT_TRUE(store_->Commit(c));
   }
 
-  app::OutboxRecord Record(const std::string& id) { return *store_->GetEvent(id); }
+  ports::OutboxRecord Record(const std::string& id) { return *store_->GetEvent(id); }
 
   std::unique_ptr<store::MemoryStore> store_;
-  app::FakeClock clock_{FromUnixMillis(1'800'000'000'000)};
+  testing::FakeClock clock_{FromUnixMillis(1'800'000'000'000)};
   app::DispatcherOptions options_;
   app::DispatchMetrics metrics_;
 };
 
 TEST_F(DispatcherTest, DeliversInCommitOrderAndRecordsIt) {
   ScriptedSink sink;
-  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
   for (int n = 0; n < 5; ++n) Publish("e" + std::to_string(n), n % 2 ? "a" : "b");
   EXPECT_EQ(*d.RunOnce(), 5);
   ASSERT_EQ(sink.received.size(), 5u);
@@ -86,7 +90,7 @@ TEST_F(DispatcherTest, DeliversInCommitOrderAndRecordsIt) {
 
 TEST_F(DispatcherTest, AFailedEventHoldsBackItsSubjectOnly) {
   ScriptedSink sink;
-  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
   Publish("a1", "a");
   Publish("b1", "b");
   Publish("a2", "a");
@@ -107,7 +111,7 @@ TEST_F(DispatcherTest, AFailedEventHoldsBackItsSubjectOnly) {
 
 TEST_F(DispatcherTest, HonoursRetryAfter) {
   ScriptedSink sink;
-  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
   Publish("e1", "s");
   sink.script = {Retry(429, 3000ms)};
   EXPECT_EQ(*d.RunOnce(), 0);
@@ -120,7 +124,7 @@ TEST_F(DispatcherTest, HonoursRetryAfter) {
 
 TEST_F(DispatcherTest, AFinalRefusalDeadLettersAtOnceAndHoldsTheRestOfItsSubject) {
   ScriptedSink sink;
-  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
   Publish("e1", "s");
   Publish("e2", "s");
   sink.script = {{DeliveryOutcome::kFinal, 400, "bad event", {}}};
@@ -134,7 +138,7 @@ TEST_F(DispatcherTest, AFinalRefusalDeadLettersAtOnceAndHoldsTheRestOfItsSubject
 
 TEST_F(DispatcherTest, ASubjectWaitsBehindItsDeadLetterWhileOthersFlow) {
   ScriptedSink sink;
-  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
   Publish("a1", "a");
   Publish("b1", "b");
   Publish("a2", "a");
@@ -163,8 +167,8 @@ TEST_F(DispatcherTest, ASubjectWaitsBehindItsDeadLetterWhileOthersFlow) {
 
 TEST_F(DispatcherTest, ReplayingADeadLetterDeliversItsSubjectInOrder) {
   ScriptedSink sink;
-  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
-  app::EventService events(*store_, clock_, nullptr);
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
+  app::EventService events(*store_, *store_, clock_, nullptr);
   Publish("a1", "a");
   Publish("a2", "a");
   Publish("b1", "b");
@@ -183,8 +187,8 @@ TEST_F(DispatcherTest, ReplayingADeadLetterDeliversItsSubjectInOrder) {
 
 TEST_F(DispatcherTest, ReplayingEveryDeadLetterKeepsEachSubjectInOrder) {
   ScriptedSink sink(4);  // batch: one refusal kills a1 and a2 together
-  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
-  app::EventService events(*store_, clock_, nullptr);
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
+  app::EventService events(*store_, *store_, clock_, nullptr);
   for (const char* id : {"a1", "a2", "b1"}) Publish(id, std::string(1, id[0]));
   sink.script = {{DeliveryOutcome::kFinal, 400, "", {}}};
   EXPECT_EQ(*d.RunOnce(), 0);
@@ -206,7 +210,7 @@ TEST_F(DispatcherTest, ReplayingEveryDeadLetterKeepsEachSubjectInOrder) {
 TEST_F(DispatcherTest, AttemptLimitDeadLettersThenReplayDelivers) {
   ScriptedSink sink;
   options_.breaker_threshold = 100;  // this test is about attempts, not the breaker
-  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
   Publish("e1", "s");
   sink.script = {Retry(503), Retry(503), Retry(503), Retry(503)};
   for (int n = 0; n < 4; ++n) {
@@ -219,7 +223,7 @@ TEST_F(DispatcherTest, AttemptLimitDeadLettersThenReplayDelivers) {
   EXPECT_NE(dead.last_error.find("attempt limit"), std::string::npos) << dead.last_error;
   EXPECT_EQ(*d.RunOnce(), 0);
 
-  app::EventService events(*store_, clock_, nullptr);
+  app::EventService events(*store_, *store_, clock_, nullptr);
   auto replayed = events.Replay("e1");
   ASSERT_TRUE(replayed);
   EXPECT_EQ(replayed->state, DeliveryState::kPending);
@@ -232,7 +236,7 @@ TEST_F(DispatcherTest, AttemptLimitDeadLettersThenReplayDelivers) {
 TEST_F(DispatcherTest, EventsOlderThanTheAgeLimitAreDeadLettered) {
   ScriptedSink sink;
   options_.max_age = 60'000ms;
-  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
   Publish("e1", "s");
   clock_.Advance(61'000ms);
   sink.script = {Retry(500)};
@@ -243,7 +247,7 @@ TEST_F(DispatcherTest, EventsOlderThanTheAgeLimitAreDeadLettered) {
 
 TEST_F(DispatcherTest, ARetryAfterLongerThanTheCapCountsAsTheCap) {
   ScriptedSink sink;
-  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);  // the default cap: 5 minutes
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);  // the default cap: 5 minutes
   Publish("e1", "s");
   sink.script = {Retry(429, std::chrono::hours(24 * 365))};
   EXPECT_EQ(*d.RunOnce(), 0);
@@ -255,7 +259,7 @@ TEST_F(DispatcherTest, ARetryAfterLongerThanTheCapCountsAsTheCap) {
 TEST_F(DispatcherTest, AnEventPastTheAgeLimitIsDeadLetteredWhileItWaits) {
   ScriptedSink sink;
   options_.max_age = 60s;
-  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
   Publish("e1", "s");
   Publish("e2", "s");
   sink.script = {Retry(429, 4min)};
@@ -277,7 +281,7 @@ TEST_F(DispatcherTest, AProbeThatOnlyDeadLettersAnOldEventDoesNotJamTheBreaker) 
   ScriptedSink sink;
   options_.breaker_threshold = 1;
   options_.max_age = 60s;
-  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
   Publish("e1", "s1");
   sink.script = {Retry(500)};
   EXPECT_EQ(*d.RunOnce(), 0);  // the breaker opens
@@ -291,7 +295,7 @@ TEST_F(DispatcherTest, AProbeThatOnlyDeadLettersAnOldEventDoesNotJamTheBreaker) 
 
 TEST_F(DispatcherTest, TheBreakerOpensStopsSendingAndProbesBeforeClosing) {
   ScriptedSink sink;
-  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
   for (int n = 0; n < 10; ++n) Publish("e" + std::to_string(n), "s" + std::to_string(n));
   sink.script = {Retry(500), Retry(500), Retry(500)};
   EXPECT_EQ(*d.RunOnce(), 0);
@@ -314,25 +318,25 @@ TEST_F(DispatcherTest, TheBreakerOpensStopsSendingAndProbesBeforeClosing) {
 
 TEST_F(DispatcherTest, BatchModeSendsManyPerRequest) {
   ScriptedSink sink(4);
-  app::Dispatcher d(*store_, sink, clock_, options_, metrics_);
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
   for (int n = 0; n < 10; ++n) Publish("e" + std::to_string(n), "s");
   EXPECT_EQ(*d.RunOnce(), 10);
   EXPECT_EQ(sink.calls, 3);  // 4 + 4 + 2
 }
 
 TEST(CircuitBreaker, ClosedOpenHalfOpen) {
-  app::CircuitBreaker b(2, std::chrono::milliseconds(100));
+  runtime::CircuitBreaker b(2, std::chrono::milliseconds(100));
   const Timestamp t0 = FromUnixMillis(0);
   EXPECT_TRUE(b.Allow(t0));
   b.OnFailure(t0);
-  EXPECT_EQ(b.state(), app::CircuitBreaker::State::kClosed);
+  EXPECT_EQ(b.state(), runtime::CircuitBreaker::State::kClosed);
   b.OnFailure(t0);
-  EXPECT_EQ(b.state(), app::CircuitBreaker::State::kOpen);
+  EXPECT_EQ(b.state(), runtime::CircuitBreaker::State::kOpen);
   EXPECT_FALSE(b.Allow(t0 + std::chrono::milliseconds(99)));
   EXPECT_TRUE(b.Allow(t0 + std::chrono::milliseconds(100)));   // the probe
   EXPECT_FALSE(b.Allow(t0 + std::chrono::milliseconds(101)));  // only one
   b.OnSuccess();
-  EXPECT_EQ(b.state(), app::CircuitBreaker::State::kClosed);
+  EXPECT_EQ(b.state(), runtime::CircuitBreaker::State::kClosed);
   EXPECT_TRUE(b.Allow(t0 + std::chrono::milliseconds(102)));
 }
 

@@ -10,14 +10,15 @@
 #include "app/collection.h"
 #include "app/reconcilers.h"
 #include "app/services.h"
-#include "app/system.h"
+#include "os/clock.h"
+#include "ports/store.h"
 #include "store/etcd/etcd_store.h"
 #include "store/etcd/leader_election.h"
 #include "support/etcd_cluster.h"
 #include "support/fake_server.h"
 #include "support/fixtures.h"
-#include "support/scheduling.h"
 #include "support/http_client.h"
+#include "support/scheduling.h"
 #include "support/stack.h"
 #include "support/temp_dir.h"
 
@@ -108,7 +109,7 @@ TEST_F(EtcdStoreTest, ACommitWrittenWhoseAnswerWasLostIsReportedAsWritten) {
   options.client.endpoints = {flaky.Url(), real};
   options.prefix = prefix_;
   auto store = std::move(store::EtcdStore::Open(options).value());
-  app::Changes c;
+  ports::Changes c;
   c.instances = {testing::MakeInstance("i1")};
   c.events = {{"e1", "i1", "ccm.test", FromUnixMillis(1), "{}"}};
   c.processed = {{"platform", "evt-1", FromUnixMillis(0), FromUnixMillis(1000)}};
@@ -123,7 +124,7 @@ TEST_F(EtcdStoreTest, ACommitWrittenWhoseAnswerWasLostIsReportedAsWritten) {
 TEST_F(EtcdStoreTest, DedupKeysShareOneLeasePerHourOfExpiry) {
   auto store = Open();
   const Timestamp hour = FromUnixMillis(1'900'000'000'000 / 3'600'000 * 3'600'000);  // an hour's start, in the future
-  app::Changes c;
+  ports::Changes c;
   for (int n = 0; n < 20; ++n) c.processed.push_back({"platform", "a" + std::to_string(n), hour, hour + 10min + n * 1min});
   c.processed.push_back({"platform", "b", hour, hour + 90min});  // the next hour
   ASSERT_TRUE(store->Commit(c));
@@ -155,7 +156,7 @@ TEST_F(EtcdStoreTest, AKeyWhoseLeaseEndedIsGoneAndTheEventIsNewAgain) {
   options.prefix = prefix_;
   options.dedup_bucket = 1s;
   auto store = std::move(store::EtcdStore::Open(options).value());
-  app::Changes c;
+  ports::Changes c;
   c.processed = {{"platform", "evt", FromUnixMillis(0), FromUnixMillis(1000)}};
   ASSERT_TRUE(store->Commit(c));
   auto key = store->client().Range(prefix_ + "/events/processed/platform/evt");
@@ -179,7 +180,7 @@ TEST_F(EtcdStoreTest, AFencedCommitFailsOnceTheTermIsOverAndWritesNothing) {
   ASSERT_TRUE(won && won->succeeded);
   const store::EtcdStore::Fence term{leader, won->ranges[1].kvs.front().create_revision, *lease};
 
-  app::Changes first;
+  ports::Changes first;
   first.instances = {testing::MakeInstance("i1")};
   first.events = {{"e1", "i1", "ccm.test", FromUnixMillis(1), "{}"}};
   ASSERT_TRUE(store->CommitFenced(first, term));
@@ -187,7 +188,7 @@ TEST_F(EtcdStoreTest, AFencedCommitFailsOnceTheTermIsOverAndWritesNothing) {
   // The key moved to another lease (same term): the fence holds the lease too.
   auto other_lease = client.GrantLease(5s);
   ASSERT_TRUE(client.Txn(nlohmann::json::array(), nlohmann::json::array({store::etcd::PutOp(leader, "me", *other_lease)})));
-  app::Changes moved;
+  ports::Changes moved;
   moved.instances = {testing::MakeInstance("i-moved")};
   EXPECT_EQ(store->CommitFenced(moved, term).error().code, ErrorCode::kUnavailable);
   EXPECT_EQ(store->GetInstance({"i-moved"}).error().code, ErrorCode::kNotFound);
@@ -197,7 +198,7 @@ TEST_F(EtcdStoreTest, AFencedCommitFailsOnceTheTermIsOverAndWritesNothing) {
   ASSERT_TRUE(client.Revoke(*lease));
   ASSERT_TRUE(client.Txn(nlohmann::json::array({store::etcd::CreateRevisionIs(leader, 0)}),
                          nlohmann::json::array({store::etcd::PutOp(leader, "other")}))->succeeded);
-  app::Changes late;
+  ports::Changes late;
   late.instances = {testing::MakeInstance("i2")};
   late.events = {{"e2", "i2", "ccm.test", FromUnixMillis(2), "{}"}};
   auto refused = store->CommitFenced(late, term);
@@ -246,7 +247,7 @@ TEST_F(EtcdStoreTest, OneLeaderAtATimeAndTheOtherTakesOverWithinTwiceTheTtl) {
   // A lease revoked from outside lets the follower in before the old leader's next renewal, so
   // both may work for a moment here; the fence below is what keeps the old term's writes out.
   EXPECT_TRUE(until([&] { return working.load() == 1; }, 1s)) << "working: " << working.load();
-  app::Changes c;
+  ports::Changes c;
   c.instances = {testing::MakeInstance("late")};
   EXPECT_FALSE(store->CommitFenced(c, old_term));
   EXPECT_TRUE(store->CommitFenced(c, follower.Fence()));
@@ -287,18 +288,18 @@ TEST_F(EtcdStoreTest, ALeaderCutOffFromEtcdStopsBeforeItsLeaseCouldPassToAnother
 TEST_F(EtcdStoreTest, WhatOneReplicaRemembersNeverLetsAStaleWriteThrough) {
   auto a = Open();
   auto b = Open();
-  app::Changes create;
+  ports::Changes create;
   create.instances = {testing::MakeInstance("i1")};
   ASSERT_TRUE(a->Commit(create));
   LabletInstance seen_by_a = a->GetInstance({"i1"}).value();  // a remembers version 1
   LabletInstance by_b = b->GetInstance({"i1"}).value();
   by_b.state = InstanceState::kScheduled;
-  app::Changes moved;
+  ports::Changes moved;
   moved.instances = {by_b};
   ASSERT_TRUE(b->Commit(moved));  // version 2, SCHEDULED, written by the other replica
 
   seen_by_a.owner_id = "stale";
-  app::Changes stale;
+  ports::Changes stale;
   stale.instances = {seen_by_a};
   auto refused = a->Commit(stale);
   ASSERT_FALSE(refused);
@@ -308,10 +309,10 @@ TEST_F(EtcdStoreTest, WhatOneReplicaRemembersNeverLetsAStaleWriteThrough) {
   // Read again, a's next write keeps the state index right (SCHEDULED -> RUNNING).
   LabletInstance fresh = a->GetInstance({"i1"}).value();
   fresh.state = InstanceState::kRunning;
-  app::Changes run;
+  ports::Changes run;
   run.instances = {fresh};
   ASSERT_TRUE(a->Commit(run));
-  app::InstanceFilter scheduled, running;
+  ports::InstanceFilter scheduled, running;
   scheduled.state = InstanceState::kScheduled;
   running.state = InstanceState::kRunning;
   EXPECT_TRUE(b->ListInstances(scheduled, {})->items.empty());
@@ -330,7 +331,7 @@ TEST_F(EtcdStoreTest, AWatchSeesWhatAnotherReplicaCommits) {
   const auto deadline = std::chrono::steady_clock::now() + 3s;
   while (watch.batches() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
   const int before = woken.load();
-  app::Changes c;
+  ports::Changes c;
   c.instances = {testing::MakeInstance("from-the-other-replica")};
   ASSERT_TRUE(theirs->Commit(c));
   while (woken.load() == before && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
@@ -350,8 +351,8 @@ struct Replica {
         collection(deps, platform, {}),
         reconcilers(deps, instances, collection, cml, nullptr, {}) {}
   std::unique_ptr<store::EtcdStore> store;
-  app::SystemClock clock;
-  app::UuidV7Generator ids;
+  os::SystemClock clock;
+  os::UuidV7Generator ids;
   app::EventFactory events;
   app::Deps deps;
   app::DefinitionService definitions;

@@ -9,6 +9,8 @@
 #include <thread>
 
 #include "app/retention.h"
+#include "ports/outbox.h"
+#include "ports/store.h"
 #include "support/fixtures.h"
 #include "support/stack.h"
 #include "support/test_sink.h"
@@ -246,7 +248,7 @@ TEST(EveryLabletEnds, AnImportThatTakesCcmDownIsNotTriedForEver) {
 
 TEST(Retention, TerminatedInstancesAndDeliveredEventsGoInBatchesDeadLettersStay) {
   testing::Stack stack(testing::StoreKind::kMemory);
-  app::Changes c;
+  ports::Changes c;
   for (int n = 0; n < 5; ++n) {
     domain::LabletInstance i = testing::MakeInstance("t" + std::to_string(n));
     i.state = domain::InstanceState::kTerminated;
@@ -260,13 +262,13 @@ TEST(Retention, TerminatedInstancesAndDeliveredEventsGoInBatchesDeadLettersStay)
   for (int n = 0; n < 3; ++n)
     c.events.push_back({"e" + std::to_string(n), "t0", "ccm.test", stack.clock.Now(), "{}"});
   ASSERT_TRUE(stack.store->Commit(c));
-  auto due = stack.store->DueEvents(stack.clock.Now(), 10).value();
+  auto due = stack.outbox->DueEvents(stack.clock.Now(), 10).value();
   ASSERT_EQ(due.size(), 3u);
-  app::Changes d;
+  ports::Changes d;
   const Timestamp long_ago = stack.clock.Now() - std::chrono::hours(24 * 10);
-  d.deliveries = {{due[0].seq, app::DeliveryState::kDelivered, 1, long_ago, "", "e0"},
-                  {due[1].seq, app::DeliveryState::kDelivered, 1, long_ago, "", "e1"},
-                  {due[2].seq, app::DeliveryState::kDead, 1, long_ago, "HTTP 400", "e2"}};
+  d.deliveries = {{due[0].seq, ports::DeliveryState::kDelivered, 1, long_ago, "", "e0"},
+                  {due[1].seq, ports::DeliveryState::kDelivered, 1, long_ago, "", "e1"},
+                  {due[2].seq, ports::DeliveryState::kDead, 1, long_ago, "HTTP 400", "e2"}};
   ASSERT_TRUE(stack.store->Commit(d));
 
   app::RetentionMetrics metrics;
@@ -280,8 +282,8 @@ TEST(Retention, TerminatedInstancesAndDeliveredEventsGoInBatchesDeadLettersStay)
   EXPECT_EQ(metrics.instances.load(), 5u);
   EXPECT_EQ(metrics.events.load(), 2u);
   EXPECT_TRUE(stack.store->GetInstance({"recent"}));  // within its retention
-  EXPECT_TRUE(stack.store->GetEvent("e2"));            // a dead letter waits for its replay
-  EXPECT_EQ(stack.store->GetOutboxStats()->published, 3);
+  EXPECT_TRUE(stack.outbox->GetEvent("e2"));            // a dead letter waits for its replay
+  EXPECT_EQ(stack.outbox->GetOutboxStats()->published, 3);
   EXPECT_EQ(sweeper.SweepOnce()->instances, 0);  // nothing more is due
 }
 

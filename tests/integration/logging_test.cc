@@ -8,7 +8,7 @@
 #include <sstream>
 #include <thread>
 
-#include "app/system.h"
+#include "os/clock.h"
 #include "support/fake_server.h"
 #include "support/http_client.h"
 #include "support/process.h"
@@ -148,7 +148,7 @@ TEST(JsonLogs, AReconcilersLinesNameTheLabletAndItsWorker) {
               {"resource_requirements", {{"cpu_cores", 1}, {"memory_gb", 1}}}, {"license_affinity", {"ENTERPRISE"}},
               {"max_duration_minutes", 60}, {"created_by", "t"}};
   const std::string def_id = http.PostJson("/api/v1/definitions", def).Json()["id"];
-  const auto now = app::SystemClock().Now();
+  const auto now = os::SystemClock().Now();
   json inst = {{"definition_id", def_id}, {"owner_id", "c"}, {"timeslot_start", FormatRfc3339(now)},
                {"timeslot_end", FormatRfc3339(now + std::chrono::minutes(30))}};
   const std::string id = http.PostJson("/api/v1/instances", inst).Json()["id"];

@@ -7,10 +7,12 @@
 #include <mutex>
 #include <thread>
 
-#include "app/system.h"
 #include "clients/assessment_platform_client.h"
 #include "clients/oidc_token_provider.h"
 #include "http/server.h"
+#include "os/clock.h"
+#include "ports/assessment_platform.h"
+#include "support/fake_clock.h"
 #include "support/fake_server.h"
 
 namespace ccm {
@@ -55,7 +57,7 @@ clients::OidcOptions Options(const std::string& url, const std::string& secret =
 
 TEST(Oidc, TokensAreCachedAndRefreshedBeforeExpiry) {
   TokenEndpoint endpoint(60);
-  app::FakeClock clock(FromUnixMillis(1'800'000'000'000));
+  testing::FakeClock clock(FromUnixMillis(1'800'000'000'000));
   clients::OidcTokenProvider tokens(Options(endpoint.Url()), clock);
   EXPECT_EQ(*tokens.Token(), "tok-1");
   EXPECT_EQ(*tokens.Token(), "tok-1");
@@ -68,7 +70,7 @@ TEST(Oidc, TokensAreCachedAndRefreshedBeforeExpiry) {
 
 TEST(Oidc, OneFetchInFlightHoweverManyCallersWait) {
   TokenEndpoint endpoint(300, 200ms);
-  app::SystemClock clock;
+  os::SystemClock clock;
   clients::OidcTokenProvider tokens(Options(endpoint.Url()), clock);
   std::vector<std::thread> threads;
   std::mutex mu;
@@ -86,7 +88,7 @@ TEST(Oidc, OneFetchInFlightHoweverManyCallersWait) {
 
 TEST(Oidc, ARefusedSecretIsAnErrorThatDoesNotShowIt) {
   TokenEndpoint endpoint(60);
-  app::SystemClock clock;
+  os::SystemClock clock;
   clients::OidcTokenProvider tokens(Options(endpoint.Url(), "wrong-secret-value"), clock);
   auto token = tokens.Token();
   ASSERT_FALSE(token);
@@ -126,10 +128,10 @@ class GuardedPlatform {
 TEST(Oidc, A401ForcesOneRefreshAndOneRetryAndExpiryMidRunFetchesANewToken) {
   TokenEndpoint endpoint(60);
   GuardedPlatform platform;
-  app::FakeClock clock(FromUnixMillis(1'800'000'000'000));
+  testing::FakeClock clock(FromUnixMillis(1'800'000'000'000));
   clients::OidcTokenProvider tokens(Options(endpoint.Url()), clock);
   clients::AssessmentPlatformClient client(clients::RemoteOptions{platform.Url(), 500ms, 1000ms, 2, 5ms, 100, 10ms}, clock, &tokens);
-  const app::CollectionRequest request{"i-1", "lab-1", "w1.example"};
+  const ports::CollectionRequest request{"i-1", "lab-1", "w1.example"};
 
   platform.Accept("tok-2");  // tok-1 will be refused once: revoked
   ASSERT_TRUE(client.TriggerCollection(request));

@@ -7,9 +7,11 @@
 #include <memory>
 
 #include "app/orphan_sweep.h"
-#include "app/system.h"
 #include "clients/cml_client.h"
+#include "ports/cml.h"
+#include "ports/store.h"
 #include "store/sqlite/sqlite_store.h"
+#include "support/fake_clock.h"
 #include "support/fixtures.h"
 #include "support/http_client.h"
 #include "support/json_schema.h"
@@ -43,7 +45,7 @@ struct SweepWorld {
   testing::TempDir dir;
   std::unique_ptr<testing::ChildProcess> sim;
   std::unique_ptr<store::SqliteStore> store;
-  app::FakeClock clock{SystemNow()};
+  testing::FakeClock clock{SystemNow()};
   clients::CmlClient cml{{"admin", "cml-secret"}};
   app::OrphanSweepMetrics metrics;
   std::unique_ptr<app::OrphanSweep> sweep;
@@ -67,7 +69,7 @@ struct SweepWorld {
                  domain::WorkerState state = domain::WorkerState::kRunning) {
     domain::Worker w = testing::MakeWorker(id, state);
     w.cml_url = cml_url;
-    app::Changes c;
+    ports::Changes c;
     c.workers.push_back(w);
     ASSERT_TRUE(store->Commit(c));
   }
@@ -76,7 +78,7 @@ struct SweepWorld {
     i.state = state;
     i.worker_id = domain::WorkerId{"w1"};
     i.cml_lab_id = std::move(lab_id);
-    app::Changes c;
+    ports::Changes c;
     c.instances.push_back(i);
     ASSERT_TRUE(store->Commit(c));
   }
@@ -84,7 +86,7 @@ struct SweepWorld {
     auto i = store->GetInstance(domain::InstanceId{instance_id});
     ASSERT_TRUE(i);
     i->cml_lab_id = lab_id;
-    app::Changes c;
+    ports::Changes c;
     c.instances.push_back(*i);
     ASSERT_TRUE(store->Commit(c));
   }
@@ -115,7 +117,7 @@ TEST(OrphanMark, NamesTheInstanceOfACcmLabAndNothingElse) {
   EXPECT_EQ(app::MarkedInstance("ccm lablet 0190-abc")->value, "0190-abc");
   EXPECT_EQ(app::MarkedInstance("ccm lablet 0190-abc\nthe author's text")->value, "0190-abc");
   EXPECT_EQ(app::MarkedInstance("ccm lablet 0190-abc\r\nmore")->value, "0190-abc");
-  EXPECT_EQ(app::MarkedInstance(app::LabMark("lablet 0190-abc"))->value, "0190-abc");
+  EXPECT_EQ(app::MarkedInstance(ports::LabMark("lablet 0190-abc"))->value, "0190-abc");
   EXPECT_FALSE(app::MarkedInstance(""));
   EXPECT_FALSE(app::MarkedInstance("lablet 0190-abc"));
   EXPECT_FALSE(app::MarkedInstance("ccm lablet "));

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "clients/assessment_platform_client.h"
+#include "os/clock.h"
 #include "support/db_snapshot.h"
 #include "support/fake_server.h"
 #include "support/http_client.h"
@@ -105,7 +106,7 @@ class PodAssignment : public ::testing::Test {
   }
 
   FakeGradingEngine engine_;
-  app::SystemClock clock_;
+  os::SystemClock clock_;
   clients::GradingEngineClient engine_client_;
   testing::Stack stack_;
   testing::HttpClient http_;

@@ -7,9 +7,9 @@
 #include <sstream>
 #include <thread>
 
-#include "app/system.h"
 #include "clients/assessment_platform_client.h"
 #include "clients/oidc_token_provider.h"
+#include "os/clock.h"
 #include "support/fake_server.h"
 #include "support/http_client.h"
 #include "support/process.h"
@@ -85,9 +85,9 @@ TEST(Secrets, NeitherLogsNorErrorsHoldThemWhenCmlEchoesThem) {
                 {"resource_requirements", {{"cpu_cores", 1}, {"memory_gb", 1}}}, {"license_affinity", {"ENTERPRISE"}},
                 {"max_duration_minutes", 60}, {"created_by", "t"}};
     const std::string def_id = http.PostJson("/api/v1/definitions", def).Json()["id"];
-    const std::string now = FormatRfc3339(app::SystemClock().Now());
+    const std::string now = FormatRfc3339(os::SystemClock().Now());
     json inst = {{"definition_id", def_id}, {"owner_id", "c"}, {"timeslot_start", now},
-                 {"timeslot_end", FormatRfc3339(app::SystemClock().Now() + std::chrono::minutes(30))}};
+                 {"timeslot_end", FormatRfc3339(os::SystemClock().Now() + std::chrono::minutes(30))}};
     const std::string id = http.PostJson("/api/v1/instances", inst).Json()["id"];
     json i;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
@@ -109,7 +109,7 @@ TEST(Secrets, NeitherLogsNorErrorsHoldThemWhenCmlEchoesThem) {
 
 TEST(Secrets, ClientsCutTheirTokenAndSecretOutOfWhatARemoteEchoes) {
   testing::FakeServer remote([](http::Request& r) { return Echo(r, r.path == "/token" ? 401 : 400); });
-  app::SystemClock clock;
+  os::SystemClock clock;
   clients::OidcTokenProvider bad_tokens({remote.Url() + "/token", "ccm", "oidc-S3cr3t"}, clock);
   auto t = bad_tokens.Token();
   ASSERT_FALSE(t);

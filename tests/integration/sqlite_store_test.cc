@@ -13,11 +13,14 @@
 #include <sstream>
 #include <thread>
 
-#include "app/ports.h"
 #include "app/receiver.h"
-#include "app/system.h"
-#include "support/db_snapshot.h"
+#include "os/clock.h"
+#include "ports/outbox.h"
+#include "ports/page.h"
+#include "ports/store.h"
 #include "store/sqlite/sqlite_store.h"
+#include "support/db_snapshot.h"
+#include "support/fake_clock.h"
 #include "support/fixtures.h"
 #include "support/temp_dir.h"
 
@@ -25,10 +28,10 @@ namespace ccm {
 namespace {
 
 using namespace ccm::domain;
-using app::Changes;
+using ports::Changes;
 using testing::MakeInstance;
 
-app::OutboxEvent Event(const std::string& id, const std::string& subject) {
+ports::OutboxEvent Event(const std::string& id, const std::string& subject) {
   return {id, subject, "ccm.test", FromUnixMillis(5), "{\"id\":\"" + id + "\"}"};
 }
 
@@ -52,7 +55,7 @@ TEST(SqliteStore, ConcurrentCommitsShareTransactions) {
   EXPECT_EQ(stats.commits, static_cast<std::uint64_t>(kThreads * kEach));
   // Group commit: 16 writers at once must share fsyncs, not take one each.
   EXPECT_LT(stats.transactions, stats.commits);
-  EXPECT_EQ((*store)->ListInstances({}, {app::kMaxPageLimit, ""})->items.size(), static_cast<size_t>(app::kMaxPageLimit));
+  EXPECT_EQ((*store)->ListInstances({}, {ports::kMaxPageLimit, ""})->items.size(), static_cast<size_t>(ports::kMaxPageLimit));
 }
 
 TEST(SqliteStore, FailedCommitInABatchDoesNotUndoItsNeighbours) {
@@ -234,11 +237,11 @@ namespace {
 TEST(DedupKeys, ExpiredKeysAreSweptAndLiveOnesKept) {
   testing::TempDir dir;
   auto store = std::move(store::SqliteStore::Open({dir.File("ccm.db")}).value());
-  app::Changes c;
+  ports::Changes c;
   c.processed = {{"p", "old", FromUnixMillis(0), FromUnixMillis(1000)},
                  {"p", "new", FromUnixMillis(0), FromUnixMillis(5000)}};
   ASSERT_TRUE(store->Commit(c));
-  app::FakeClock clock(FromUnixMillis(2000));
+  testing::FakeClock clock(FromUnixMillis(2000));
   app::KeySweeper sweeper(*store, clock, std::chrono::hours(1));
   ASSERT_TRUE(sweeper.SweepOnce());
   EXPECT_EQ(testing::DbSnapshot(dir.File("ccm.db")).find("p|old|"), std::string::npos);
@@ -250,8 +253,8 @@ TEST(DedupKeys, ExpiredKeysAreSweptAndLiveOnesKept) {
 TEST(DedupKeys, ADuplicateAfterARestartChangesNothing) {
   testing::TempDir dir;
   const std::string path = dir.File("ccm.db");
-  app::FakeClock clock(FromUnixMillis(1'800'000'000'000));
-  app::UuidV7Generator ids;
+  testing::FakeClock clock(FromUnixMillis(1'800'000'000'000));
+  os::UuidV7Generator ids;
   app::EventFactory events(ids, "ccm");
   app::ReceiveMetrics metrics;
   cloudevents::CloudEvent e;
@@ -262,7 +265,7 @@ TEST(DedupKeys, ADuplicateAfterARestartChangesNothing) {
     auto store = std::move(store::SqliteStore::Open({path}).value());
     domain::LabletInstance i = MakeInstance("i1");
     i.state = domain::InstanceState::kCollecting;
-    app::Changes create;
+    ports::Changes create;
     create.instances = {i};
     ASSERT_TRUE(store->Commit(create));
     app::EventReceiver receiver({*store, clock, ids, events}, {}, metrics);

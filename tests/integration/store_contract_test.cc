@@ -11,7 +11,9 @@
 #include <stdexcept>
 #include <thread>
 
-#include "app/ports.h"
+#include "ports/outbox.h"
+#include "ports/page.h"
+#include "ports/store.h"
 #include "store/etcd/etcd_store.h"
 #include "store/memory/memory_store.h"
 #include "store/sqlite/sqlite_store.h"
@@ -23,19 +25,19 @@ namespace ccm {
 namespace {
 
 using namespace ccm::domain;
-using app::Changes;
+using ports::Changes;
 using testing::MakeDefinition;
 using testing::MakeInstance;
 using testing::MakeWorker;
 
-app::OutboxEvent Event(const std::string& id, const std::string& subject) {
+ports::OutboxEvent Event(const std::string& id, const std::string& subject) {
   return {id, subject, "ccm.test", FromUnixMillis(5), "{\"id\":\"" + id + "\"}"};
 }
 
 // A store under test and, for a durable one, how to get it back after a restart.
 struct StoreUnderTest {
-  std::unique_ptr<app::Store> store;
-  std::function<std::unique_ptr<app::Store>()> reopen;
+  std::unique_ptr<ports::Store> store;
+  std::function<std::unique_ptr<ports::Store>()> reopen;
 };
 using StoreFactory = std::function<StoreUnderTest(const std::string& dir)>;
 
@@ -49,11 +51,13 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
     store_ = std::move(made.store);
     reopen_ = made.reopen;
   }
-  app::Store& store() { return *store_; }
+  ports::Store& store() { return *store_; }
+  // Every store implements the Outbox port beside Store, over the same state.
+  ports::Outbox& outbox() { return dynamic_cast<ports::Outbox&>(*store_); }
 
   testing::TempDir dir_;
-  std::unique_ptr<app::Store> store_;
-  std::function<std::unique_ptr<app::Store>()> reopen_;
+  std::unique_ptr<ports::Store> store_;
+  std::function<std::unique_ptr<ports::Store>()> reopen_;
 };
 
 TEST_P(StoreContract, CommitsAndReadsBackEveryAggregate) {
@@ -147,16 +151,16 @@ TEST_P(StoreContract, PurgeRemovesOnlyWhatRetentionAllows) {
   c.instances = {terminated("t1", 10'000), terminated("t2", 50'000), MakeInstance("r1")};
   c.events = {Event("e1", "t1"), Event("e2", "t1"), Event("e3", "t2"), Event("e4", "t2")};
   ASSERT_TRUE(store().Commit(c));
-  auto due = store().DueEvents(FromUnixMillis(10), 10);
+  auto due = outbox().DueEvents(FromUnixMillis(10), 10);
   ASSERT_TRUE(due);
   ASSERT_EQ(due->size(), 4u);
   // e1 delivered long ago, e2 lately; e3 dead (e4 is then held behind it).
   Changes d;
-  d.deliveries = {{(*due)[0].seq, app::DeliveryState::kDelivered, 1, FromUnixMillis(10'000), "", "e1"},
-                  {(*due)[1].seq, app::DeliveryState::kDelivered, 1, FromUnixMillis(50'000), "", "e2"},
-                  {(*due)[2].seq, app::DeliveryState::kDead, 1, FromUnixMillis(10'000), "HTTP 400", "e3"}};
+  d.deliveries = {{(*due)[0].seq, ports::DeliveryState::kDelivered, 1, FromUnixMillis(10'000), "", "e1"},
+                  {(*due)[1].seq, ports::DeliveryState::kDelivered, 1, FromUnixMillis(50'000), "", "e2"},
+                  {(*due)[2].seq, ports::DeliveryState::kDead, 1, FromUnixMillis(10'000), "HTTP 400", "e3"}};
   ASSERT_TRUE(store().Commit(d));
-  const auto before = store().GetOutboxStats().value();
+  const auto before = outbox().GetOutboxStats().value();
 
   auto purged = store().Purge(FromUnixMillis(30'000), FromUnixMillis(30'000), 100);
   ASSERT_TRUE(purged) << purged.error().message;
@@ -165,9 +169,9 @@ TEST_P(StoreContract, PurgeRemovesOnlyWhatRetentionAllows) {
   EXPECT_EQ(store().GetInstance({"t1"}).error().code, ErrorCode::kNotFound);
   EXPECT_TRUE(store().GetInstance({"t2"}));  // terminated after the cut-off
   EXPECT_TRUE(store().GetInstance({"r1"}));  // not terminated
-  EXPECT_EQ(store().GetEvent("e1").error().code, ErrorCode::kNotFound);
-  for (const char* kept : {"e2", "e3", "e4"}) EXPECT_TRUE(store().GetEvent(kept)) << kept;  // recent, dead, held
-  const auto after = store().GetOutboxStats().value();
+  EXPECT_EQ(outbox().GetEvent("e1").error().code, ErrorCode::kNotFound);
+  for (const char* kept : {"e2", "e3", "e4"}) EXPECT_TRUE(outbox().GetEvent(kept)) << kept;  // recent, dead, held
+  const auto after = outbox().GetOutboxStats().value();
   EXPECT_EQ(after.published, before.published);  // a counter: purging does not lower it
   EXPECT_EQ(after.dead, 1);
   // Nothing more is due this time; later, the rest, one at a time.
@@ -177,9 +181,9 @@ TEST_P(StoreContract, PurgeRemovesOnlyWhatRetentionAllows) {
   EXPECT_EQ(later->instances, 1);
   EXPECT_EQ(later->events, 1);
   EXPECT_EQ(store().GetInstance({"t2"}).error().code, ErrorCode::kNotFound);
-  EXPECT_EQ(store().GetEvent("e2").error().code, ErrorCode::kNotFound);
-  EXPECT_TRUE(store().GetEvent("e3"));  // a dead letter stays until it is replayed
-  EXPECT_EQ(store().GetOutboxStats()->published, before.published);
+  EXPECT_EQ(outbox().GetEvent("e2").error().code, ErrorCode::kNotFound);
+  EXPECT_TRUE(outbox().GetEvent("e3"));  // a dead letter stays until it is replayed
+  EXPECT_EQ(outbox().GetOutboxStats()->published, before.published);
 }
 
 TEST_P(StoreContract, StaleVersionIsAConflictAndChangesNothing) {
@@ -255,10 +259,10 @@ TEST_P(StoreContract, SoftDeleteHidesFromListButKeepsReadable) {
   auto visible = store().ListDefinitions({}, {});
   ASSERT_EQ(visible->items.size(), 1u);
   EXPECT_EQ(visible->items[0].id.value, "def-2");
-  app::DefinitionFilter all;
+  ports::DefinitionFilter all;
   all.include_deleted = true;
   EXPECT_EQ(store().ListDefinitions(all, {})->items.size(), 2u);
-  app::DefinitionFilter by_name;
+  ports::DefinitionFilter by_name;
   by_name.name = "lab-b";
   EXPECT_EQ(store().ListDefinitions(by_name, {})->items.size(), 1u);
   Changes missing;
@@ -277,7 +281,7 @@ TEST_P(StoreContract, ListsFilterAndPage) {
     c.instances.push_back(i);
   }
   ASSERT_TRUE(store().Commit(c));
-  app::Page page{3, ""};
+  ports::Page page{3, ""};
   std::vector<std::string> seen;
   for (;;) {
     auto p = store().ListInstances({}, page);
@@ -288,12 +292,12 @@ TEST_P(StoreContract, ListsFilterAndPage) {
     page.after = p->next;
   }
   EXPECT_EQ(seen, (std::vector<std::string>{"i0", "i1", "i2", "i3", "i4", "i5", "i6"}));
-  app::InstanceFilter f;
+  ports::InstanceFilter f;
   f.state = InstanceState::kScheduled;
   EXPECT_EQ(store().ListInstances(f, {})->items.size(), 3u);
   f.owner_id = "odd";
   EXPECT_EQ(store().ListInstances(f, {})->items.size(), 1u);  // i1
-  app::InstanceFilter by_worker;
+  ports::InstanceFilter by_worker;
   by_worker.worker_id = "w1";
   EXPECT_EQ(store().ListInstances(by_worker, {})->items.size(), 3u);
 }
@@ -359,7 +363,7 @@ TEST_P(StoreContract, OneInstanceNotYetTerminatedPerReservation) {
   EXPECT_EQ(refused.error().field, "reservation_id");
   EXPECT_NE(refused.error().message.find("i1"), std::string::npos) << refused.error().message;
   EXPECT_EQ(store().GetInstance({"i2"}).error().code, ErrorCode::kNotFound);
-  EXPECT_EQ(store().GetEvent("e-i2").error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(outbox().GetEvent("e-i2").error().code, ErrorCode::kNotFound);
 
   // Other reservations, and instances without one, are not affected.
   ASSERT_TRUE(write({booking("i3", "r-2"), booking("i4", std::nullopt)}));
@@ -415,7 +419,7 @@ TEST_P(StoreContract, OutboxKeepsCommitOrderAndDeliveryBookkeeping) {
   Changes more;
   more.events = {Event("e4", "b")};
   ASSERT_TRUE(store().Commit(more));
-  auto due = store().DueEvents(FromUnixMillis(10), 10);
+  auto due = outbox().DueEvents(FromUnixMillis(10), 10);
   ASSERT_TRUE(due);
   std::vector<std::string> ids;
   for (const auto& r : *due) ids.push_back(r.event.id);
@@ -425,55 +429,55 @@ TEST_P(StoreContract, OutboxKeepsCommitOrderAndDeliveryBookkeeping) {
 
   // e1 delivered, e2 backing off until t=100 (which holds back e4, same subject), e3 dead.
   Changes d;
-  d.deliveries = {{(*due)[0].seq, app::DeliveryState::kDelivered, 1, FromUnixMillis(20), "", "e1"},
-                  {(*due)[1].seq, app::DeliveryState::kPending, 1, FromUnixMillis(100), "503", "e2"},
-                  {(*due)[2].seq, app::DeliveryState::kDead, 3, FromUnixMillis(30), "refused", "e3"}};
+  d.deliveries = {{(*due)[0].seq, ports::DeliveryState::kDelivered, 1, FromUnixMillis(20), "", "e1"},
+                  {(*due)[1].seq, ports::DeliveryState::kPending, 1, FromUnixMillis(100), "503", "e2"},
+                  {(*due)[2].seq, ports::DeliveryState::kDead, 3, FromUnixMillis(30), "refused", "e3"}};
   ASSERT_TRUE(store().Commit(d));
-  EXPECT_TRUE(store().DueEvents(FromUnixMillis(50), 10)->empty());
-  auto later = store().DueEvents(FromUnixMillis(100), 10);
+  EXPECT_TRUE(outbox().DueEvents(FromUnixMillis(50), 10)->empty());
+  auto later = outbox().DueEvents(FromUnixMillis(100), 10);
   ASSERT_EQ(later->size(), 2u);
   EXPECT_EQ((*later)[0].event.id, "e2");
   EXPECT_EQ((*later)[0].attempts, 1);
   EXPECT_EQ((*later)[0].last_error, "503");
 
-  auto e1 = store().GetEvent("e1");
+  auto e1 = outbox().GetEvent("e1");
   ASSERT_TRUE(e1);
-  EXPECT_EQ(e1->state, app::DeliveryState::kDelivered);
+  EXPECT_EQ(e1->state, ports::DeliveryState::kDelivered);
   EXPECT_EQ(e1->delivered_at, FromUnixMillis(20));
-  auto e3 = store().GetEvent("e3");
-  EXPECT_EQ(e3->state, app::DeliveryState::kDead);
+  auto e3 = outbox().GetEvent("e3");
+  EXPECT_EQ(e3->state, ports::DeliveryState::kDead);
   EXPECT_EQ(e3->dead_at, FromUnixMillis(30));
-  EXPECT_EQ(store().GetEvent("e9").error().code, ErrorCode::kNotFound);
-  auto stats = store().GetOutboxStats();
+  EXPECT_EQ(outbox().GetEvent("e9").error().code, ErrorCode::kNotFound);
+  auto stats = outbox().GetOutboxStats();
   EXPECT_EQ(stats->published, 4);
   EXPECT_EQ(stats->pending, 2);
   EXPECT_EQ(stats->dead, 1);
 
-  app::EventFilter by_subject;
+  ports::EventFilter by_subject;
   by_subject.subject = "b";
-  auto b = store().ListEvents(by_subject, {1, ""});
+  auto b = outbox().ListEvents(by_subject, {1, ""});
   ASSERT_EQ(b->items.size(), 1u);
   EXPECT_EQ(b->items[0].event.id, "e2");
-  auto b2 = store().ListEvents(by_subject, {1, b->next});
+  auto b2 = outbox().ListEvents(by_subject, {1, b->next});
   ASSERT_EQ(b2->items.size(), 1u);
   EXPECT_EQ(b2->items[0].event.id, "e4");
   EXPECT_TRUE(b2->next.empty());
-  app::EventFilter dead;
-  dead.state = app::DeliveryState::kDead;
-  EXPECT_EQ(store().ListEvents(dead, {})->items.size(), 1u);
+  ports::EventFilter dead;
+  dead.state = ports::DeliveryState::kDead;
+  EXPECT_EQ(outbox().ListEvents(dead, {})->items.size(), 1u);
 
   // Replaying the dead event makes it pending again; an unknown seq changes nothing.
   Changes replay;
-  replay.deliveries = {{(*due)[2].seq, app::DeliveryState::kPending, 0, FromUnixMillis(0), "", "e3"}};
+  replay.deliveries = {{(*due)[2].seq, ports::DeliveryState::kPending, 0, FromUnixMillis(0), "", "e3"}};
   ASSERT_TRUE(store().Commit(replay));
-  EXPECT_EQ(store().GetOutboxStats()->dead, 0);
+  EXPECT_EQ(outbox().GetOutboxStats()->dead, 0);
   Changes unknown;
-  unknown.deliveries = {{(*due)[3].seq + 1000, app::DeliveryState::kDelivered, 1, FromUnixMillis(0), "", "e9"}};
+  unknown.deliveries = {{(*due)[3].seq + 1000, ports::DeliveryState::kDelivered, 1, FromUnixMillis(0), "", "e9"}};
   EXPECT_EQ(store().Commit(unknown).error().code, ErrorCode::kNotFound);
 }
 
 // Ids of the events in `records`, in their order.
-std::vector<std::string> Ids(const std::vector<app::OutboxRecord>& records) {
+std::vector<std::string> Ids(const std::vector<ports::OutboxRecord>& records) {
   std::vector<std::string> ids;
   for (const auto& r : records) ids.push_back(r.event.id);
   return ids;
@@ -483,40 +487,40 @@ TEST_P(StoreContract, ADeadLetterHoldsItsSubjectUntilItIsReplayed) {
   Changes c;
   c.events = {Event("a1", "a"), Event("a2", "a"), Event("b1", "b")};
   ASSERT_TRUE(store().Commit(c));
-  auto due = store().DueEvents(FromUnixMillis(10), 10);
+  auto due = outbox().DueEvents(FromUnixMillis(10), 10);
   ASSERT_EQ(Ids(*due), (std::vector<std::string>{"a1", "a2", "b1"}));
   const std::int64_t a1 = (*due)[0].seq;
 
   Changes dead;
-  dead.deliveries = {{a1, app::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a1"}};
+  dead.deliveries = {{a1, ports::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a1"}};
   ASSERT_TRUE(store().Commit(dead));
-  EXPECT_EQ(store().GetEvent("a2")->state, app::DeliveryState::kHeld);
+  EXPECT_EQ(outbox().GetEvent("a2")->state, ports::DeliveryState::kHeld);
   Changes later;
   later.events = {Event("a3", "a"), Event("b2", "b")};
   ASSERT_TRUE(store().Commit(later));
-  EXPECT_EQ(store().GetEvent("a3")->state, app::DeliveryState::kHeld);
-  EXPECT_EQ(Ids(*store().DueEvents(FromUnixMillis(30), 10)), (std::vector<std::string>{"b1", "b2"}));
-  auto stats = store().GetOutboxStats();
+  EXPECT_EQ(outbox().GetEvent("a3")->state, ports::DeliveryState::kHeld);
+  EXPECT_EQ(Ids(*outbox().DueEvents(FromUnixMillis(30), 10)), (std::vector<std::string>{"b1", "b2"}));
+  auto stats = outbox().GetOutboxStats();
   EXPECT_EQ(stats->held, 2);
   EXPECT_EQ(stats->pending, 2);
   EXPECT_EQ(stats->dead, 1);
-  app::EventFilter held;
-  held.state = app::DeliveryState::kHeld;
-  EXPECT_EQ(Ids(store().ListEvents(held, {})->items), (std::vector<std::string>{"a2", "a3"}));
+  ports::EventFilter held;
+  held.state = ports::DeliveryState::kHeld;
+  EXPECT_EQ(Ids(outbox().ListEvents(held, {})->items), (std::vector<std::string>{"a2", "a3"}));
 
   // The replay releases the subject: the held events follow it, afresh, in their order.
   Changes replay;
-  replay.deliveries = {{a1, app::DeliveryState::kPending, 0, FromUnixMillis(40), "replayed", "a1"}};
+  replay.deliveries = {{a1, ports::DeliveryState::kPending, 0, FromUnixMillis(40), "replayed", "a1"}};
   ASSERT_TRUE(store().Commit(replay));
-  EXPECT_EQ(Ids(*store().DueEvents(FromUnixMillis(40), 10)), (std::vector<std::string>{"a1", "a2", "b1", "a3", "b2"}));
-  EXPECT_EQ(store().GetEvent("a3")->next_attempt_at, FromUnixMillis(40));
-  EXPECT_EQ(store().GetOutboxStats()->held, 0);
+  EXPECT_EQ(Ids(*outbox().DueEvents(FromUnixMillis(40), 10)), (std::vector<std::string>{"a1", "a2", "b1", "a3", "b2"}));
+  EXPECT_EQ(outbox().GetEvent("a3")->next_attempt_at, FromUnixMillis(40));
+  EXPECT_EQ(outbox().GetOutboxStats()->held, 0);
   Changes after;
   after.events = {Event("a4", "a")};
   ASSERT_TRUE(store().Commit(after));
-  EXPECT_EQ(store().GetEvent("a4")->state, app::DeliveryState::kPending);
+  EXPECT_EQ(outbox().GetEvent("a4")->state, ports::DeliveryState::kPending);
   Changes hold;  // held is the store's to decide
-  hold.deliveries = {{a1, app::DeliveryState::kHeld, 0, FromUnixMillis(50), "", "a1"}};
+  hold.deliveries = {{a1, ports::DeliveryState::kHeld, 0, FromUnixMillis(50), "", "a1"}};
   EXPECT_EQ(store().Commit(hold).error().code, ErrorCode::kInvalidArgument);
 }
 
@@ -524,33 +528,33 @@ TEST_P(StoreContract, ReplayingALaterDeadLetterFirstLeavesItHeldBehindTheEarlier
   Changes c;
   c.events = {Event("a1", "a"), Event("a2", "a"), Event("a3", "a")};
   ASSERT_TRUE(store().Commit(c));
-  auto due = store().DueEvents(FromUnixMillis(10), 10);
+  auto due = outbox().DueEvents(FromUnixMillis(10), 10);
   ASSERT_EQ(due->size(), 3u);
   Changes dead;  // a batch refused as a whole: two dead letters in one subject
-  dead.deliveries = {{(*due)[0].seq, app::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a1"},
-                     {(*due)[1].seq, app::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a2"}};
+  dead.deliveries = {{(*due)[0].seq, ports::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a1"},
+                     {(*due)[1].seq, ports::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a2"}};
   ASSERT_TRUE(store().Commit(dead));
-  EXPECT_EQ(store().GetEvent("a3")->state, app::DeliveryState::kHeld);
+  EXPECT_EQ(outbox().GetEvent("a3")->state, ports::DeliveryState::kHeld);
 
   Changes second;
-  second.deliveries = {{(*due)[1].seq, app::DeliveryState::kPending, 0, FromUnixMillis(30), "replayed", "a2"}};
+  second.deliveries = {{(*due)[1].seq, ports::DeliveryState::kPending, 0, FromUnixMillis(30), "replayed", "a2"}};
   ASSERT_TRUE(store().Commit(second));
-  EXPECT_EQ(store().GetEvent("a2")->state, app::DeliveryState::kHeld);
-  EXPECT_TRUE(store().DueEvents(FromUnixMillis(30), 10)->empty());
+  EXPECT_EQ(outbox().GetEvent("a2")->state, ports::DeliveryState::kHeld);
+  EXPECT_TRUE(outbox().DueEvents(FromUnixMillis(30), 10)->empty());
 
   Changes first;
-  first.deliveries = {{(*due)[0].seq, app::DeliveryState::kPending, 0, FromUnixMillis(40), "replayed", "a1"}};
+  first.deliveries = {{(*due)[0].seq, ports::DeliveryState::kPending, 0, FromUnixMillis(40), "replayed", "a1"}};
   ASSERT_TRUE(store().Commit(first));
-  EXPECT_EQ(Ids(*store().DueEvents(FromUnixMillis(40), 10)), (std::vector<std::string>{"a1", "a2", "a3"}));
-  EXPECT_EQ(store().GetOutboxStats()->dead, 0);
-  EXPECT_EQ(store().GetOutboxStats()->held, 0);
+  EXPECT_EQ(Ids(*outbox().DueEvents(FromUnixMillis(40), 10)), (std::vector<std::string>{"a1", "a2", "a3"}));
+  EXPECT_EQ(outbox().GetOutboxStats()->dead, 0);
+  EXPECT_EQ(outbox().GetOutboxStats()->held, 0);
 }
 
 TEST_P(StoreContract, EventsWrittenWhileTheirSubjectIsDeadLetteredAreAllHeld) {
   Changes first;
   first.events = {Event("a0", "a")};
   ASSERT_TRUE(store().Commit(first));
-  const std::int64_t a0 = store().GetEvent("a0")->seq;
+  const std::int64_t a0 = outbox().GetEvent("a0")->seq;
   std::thread writer([&] {
     for (int n = 1; n <= 30; ++n) {
       Changes c;
@@ -560,12 +564,12 @@ TEST_P(StoreContract, EventsWrittenWhileTheirSubjectIsDeadLetteredAreAllHeld) {
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
   Changes dead;
-  dead.deliveries = {{a0, app::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a0"}};
+  dead.deliveries = {{a0, ports::DeliveryState::kDead, 1, FromUnixMillis(20), "HTTP 400", "a0"}};
   ASSERT_TRUE(store().Commit(dead));
   writer.join();
   // Whichever commit came first, nothing of the subject is left to go out before a0.
-  EXPECT_TRUE(store().DueEvents(FromUnixMillis(30), 100)->empty());
-  EXPECT_EQ(store().GetOutboxStats()->held, 30);
+  EXPECT_TRUE(outbox().DueEvents(FromUnixMillis(30), 100)->empty());
+  EXPECT_EQ(outbox().GetOutboxStats()->held, 30);
 }
 
 TEST_P(StoreContract, ConcurrentCommitsGetIncreasingSeqsInCommitOrder) {
@@ -580,7 +584,7 @@ TEST_P(StoreContract, ConcurrentCommitsGetIncreasingSeqsInCommitOrder) {
       }
     });
   for (auto& t : threads) t.join();
-  auto all = store().ListEvents({}, {app::kMaxPageLimit, ""});
+  auto all = outbox().ListEvents({}, {ports::kMaxPageLimit, ""});
   ASSERT_EQ(all->items.size(), static_cast<size_t>(kThreads * kEach));
   std::map<std::string, int> last_of_writer;
   for (size_t n = 1; n < all->items.size(); ++n) EXPECT_GT(all->items[n].seq, all->items[n - 1].seq);
@@ -597,15 +601,15 @@ TEST_P(StoreContract, ABatchOfDeliveryUpdatesOfAnySizeIsWritten) {
   Changes c;
   for (int n = 0; n < 250; ++n) c.events.push_back(Event("e" + std::to_string(n), "s" + std::to_string(n % 7)));
   ASSERT_TRUE(store().Commit(c));
-  auto due = store().DueEvents(FromUnixMillis(10), 500);
+  auto due = outbox().DueEvents(FromUnixMillis(10), 500);
   ASSERT_EQ(due->size(), 250u);
   Changes delivered;
   for (const auto& r : *due)
-    delivered.deliveries.push_back({r.seq, app::DeliveryState::kDelivered, 1, FromUnixMillis(11), "", r.event.id});
+    delivered.deliveries.push_back({r.seq, ports::DeliveryState::kDelivered, 1, FromUnixMillis(11), "", r.event.id});
   ASSERT_TRUE(store().Commit(delivered));
-  EXPECT_TRUE(store().DueEvents(FromUnixMillis(12), 500)->empty());
-  EXPECT_EQ(store().GetOutboxStats()->pending, 0);
-  EXPECT_EQ(store().GetOutboxStats()->published, 250);
+  EXPECT_TRUE(outbox().DueEvents(FromUnixMillis(12), 500)->empty());
+  EXPECT_EQ(outbox().GetOutboxStats()->pending, 0);
+  EXPECT_EQ(outbox().GetOutboxStats()->published, 250);
 }
 
 TEST_P(StoreContract, AWorkersPortsAreAllocatedOnceAndGivenBack) {
@@ -637,7 +641,7 @@ StoreFactory FactoryFor(const std::string& name) {
   if (name == "sqlite")
     return [](const std::string& dir) {
       const std::string path = dir + "/ccm.db";
-      auto open = [path]() -> std::unique_ptr<app::Store> {
+      auto open = [path]() -> std::unique_ptr<ports::Store> {
         auto s = store::SqliteStore::Open({path});
         EXPECT_TRUE(s) << s.error().message;
         return s ? std::move(s.value()) : nullptr;
@@ -651,7 +655,7 @@ StoreFactory FactoryFor(const std::string& name) {
       static testing::EtcdCluster cluster(etcd_dir.path());
       static int tests = 0;
       const std::string prefix = "/contract-" + std::to_string(getpid()) + "-" + std::to_string(++tests);
-      auto open = [prefix]() -> std::unique_ptr<app::Store> {
+      auto open = [prefix]() -> std::unique_ptr<ports::Store> {
         store::EtcdStore::Options options;
         options.client.endpoints = cluster.ClientUrls();
         options.prefix = prefix;

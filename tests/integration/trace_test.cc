@@ -10,6 +10,9 @@
 #include "app/json_codec.h"
 #include "clients/http_event_sink.h"
 #include "clients/http_post.h"
+#include "ports/event_sink.h"
+#include "ports/outbox.h"
+#include "ports/store.h"
 #include "support/fake_server.h"
 #include "support/http_client.h"
 #include "support/lab_seed.h"
@@ -186,7 +189,7 @@ TEST_F(Tracing, ALabletStoredBeforeTracesGetsANewTraceWhenNextWorkedOn) {
   ASSERT_TRUE(read) << read.error().message;
   EXPECT_EQ(read->traceparent, "");
   EXPECT_EQ(read->tracestate, "");
-  app::Changes changes;
+  ports::Changes changes;
   changes.instances.push_back(*read);
   ASSERT_TRUE(stack_.store->Commit(changes));
   EXPECT_TRUE(Get(id)["trace_id"].is_null());
@@ -253,17 +256,17 @@ TEST(TracingCalls, TheSinkSendsTheEventsTraceAsTheTraceparentHeader) {
   HeaderRecorder sink;
   json event = {{"specversion", "1.0"}, {"id", "1"}, {"source", "ccm"}, {"type", "ccm.lablet.instance.pending"},
                 {"traceparent", kCallerParent}, {"tracestate", "congo=t61rcWkgMzE"}, {"data", json::object()}};
-  const app::OutboxEvent stored{"1", "i-1", "ccm.lablet.instance.pending", {}, event.dump()};
+  const ports::OutboxEvent stored{"1", "i-1", "ccm.lablet.instance.pending", {}, event.dump()};
   for (auto mode : {cloudevents::Mode::kStructured, cloudevents::Mode::kBinary}) {
     clients::HttpEventSink out({sink.server.Url(), mode});
-    ASSERT_EQ(out.Send(std::span(&stored, 1)).kind, app::DeliveryOutcome::kDelivered);
+    ASSERT_EQ(out.Send(std::span(&stored, 1)).kind, ports::DeliveryOutcome::kDelivered);
     EXPECT_EQ(sink.Last()["traceparent"], kCallerParent);
     EXPECT_EQ(sink.Last()["tracestate"], "congo=t61rcWkgMzE");
   }
   EXPECT_EQ(sink.Last()["ce-traceparent"], kCallerParent) << "binary mode: the attribute as well";
   // A batch carries several traces: no header.
   clients::HttpEventSink batch({sink.server.Url(), cloudevents::Mode::kBatch});
-  ASSERT_EQ(batch.Send(std::span(&stored, 1)).kind, app::DeliveryOutcome::kDelivered);
+  ASSERT_EQ(batch.Send(std::span(&stored, 1)).kind, ports::DeliveryOutcome::kDelivered);
   EXPECT_EQ(sink.Last().count("traceparent"), 0u);
 }
 

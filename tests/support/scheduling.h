@@ -2,20 +2,20 @@
 
 #include <gtest/gtest.h>
 
-#include "app/ports.h"
 #include "domain/definition.h"
+#include "ports/cml.h"
 
 namespace ccm::testing {
 
 // CML for tests of the scheduler, which never calls it: any call is a failure of the test.
-struct NoCml : app::CmlWorkers {
-  Result<std::string> ImportLab(const app::CmlTarget&, const std::string&, const std::string&) override { return Refuse(); }
-  Status StartLab(const app::CmlTarget&, const std::string&) override { return Refuse(); }
-  Result<app::CmlLabState> LabState(const app::CmlTarget&, const std::string&) override { return Refuse(); }
-  Status StopLab(const app::CmlTarget&, const std::string&) override { return Refuse(); }
-  Status WipeLab(const app::CmlTarget&, const std::string&) override { return Refuse(); }
-  Status DeleteLab(const app::CmlTarget&, const std::string&) override { return Refuse(); }
-  Result<std::vector<app::CmlLab>> ListLabs(const app::CmlTarget&) override { return Refuse(); }
+struct NoCml : ports::CmlWorkers {
+  Result<std::string> ImportLab(const ports::CmlTarget&, const std::string&, const std::string&) override { return Refuse(); }
+  Status StartLab(const ports::CmlTarget&, const std::string&) override { return Refuse(); }
+  Result<ports::CmlLabState> LabState(const ports::CmlTarget&, const std::string&) override { return Refuse(); }
+  Status StopLab(const ports::CmlTarget&, const std::string&) override { return Refuse(); }
+  Status WipeLab(const ports::CmlTarget&, const std::string&) override { return Refuse(); }
+  Status DeleteLab(const ports::CmlTarget&, const std::string&) override { return Refuse(); }
+  Result<std::vector<ports::CmlLab>> ListLabs(const ports::CmlTarget&) override { return Refuse(); }
   static Error Refuse() {
     ADD_FAILURE() << "the scheduler called CML";
     return Error::Unavailable("no CML here");

@@ -3,11 +3,14 @@
 #include <memory>
 #include <string>
 
-#include "app/system.h"
 #include "compose/composition.h"
 #include "http/api.h"
 #include "http/server.h"
 #include "metrics/metrics.h"
+#include "os/clock.h"
+#include "ports/assessment_platform.h"
+#include "ports/outbox.h"
+#include "ports/store.h"
 #include "store/memory/memory_store.h"
 #include "store/sqlite/sqlite_store.h"
 #include "support/temp_dir.h"
@@ -15,8 +18,8 @@
 namespace ccm::testing {
 
 // An Assessment Platform that never answers.
-struct Unreachable : app::AssessmentPlatform {
-  Status TriggerCollection(const app::CollectionRequest&) override {
+struct Unreachable : ports::AssessmentPlatform {
+  Status TriggerCollection(const ports::CollectionRequest&) override {
     return Error::Unavailable("assessment platform POST /api/v1/collections: Couldn't connect to server");
   }
 };
@@ -33,11 +36,12 @@ enum class StoreKind {
 struct Stack {
   TempDir dir;
   StoreKind kind;
-  std::unique_ptr<app::Store> store;
-  app::SystemClock clock;
-  app::UuidV7Generator ids;
+  std::unique_ptr<ports::Store> store;
+  ports::Outbox* outbox = nullptr;  // the same store's outbox
+  os::SystemClock clock;
+  os::UuidV7Generator ids;
   metrics::Metrics metrics{"test"};  // what /metrics serves: the outbox and the receiver's counters
-  std::unique_ptr<app::AssessmentPlatform> platform;
+  std::unique_ptr<ports::AssessmentPlatform> platform;
   std::unique_ptr<compose::Composition> composition;
   // The composition's use cases.
   app::EventFactory* events = nullptr;
@@ -53,17 +57,20 @@ struct Stack {
 
   // `platform` stands for the Assessment Platform; null gives one that is never reachable.
   // With `authenticate`, every route but the public ones needs a bearer token it accepts.
-  explicit Stack(std::unique_ptr<app::AssessmentPlatform> assessment_platform = nullptr,
+  explicit Stack(std::unique_ptr<ports::AssessmentPlatform> assessment_platform = nullptr,
                  app::CollectionService::Options collection_options = {}, http::Authenticator authenticate = nullptr)
       : Stack(StoreKind::kSqlite, std::move(assessment_platform), collection_options, std::move(authenticate)) {}
-  explicit Stack(StoreKind store_kind, std::unique_ptr<app::AssessmentPlatform> assessment_platform = nullptr,
+  explicit Stack(StoreKind store_kind, std::unique_ptr<ports::AssessmentPlatform> assessment_platform = nullptr,
                  app::CollectionService::Options collection_options = {}, http::Authenticator authenticate = nullptr)
       : kind(store_kind), platform(std::move(assessment_platform)) {
     if (kind == StoreKind::kMemory) {
-      store = std::make_unique<store::MemoryStore>();
+      auto s = std::make_unique<store::MemoryStore>();
+      outbox = s.get();
+      store = std::move(s);
     } else {
       auto s = store::SqliteStore::Open({dir.File("ccm.db")});
       if (!s) throw std::runtime_error(s.error().message);
+      outbox = s->get();
       store = std::move(s.value());
     }
     if (!platform) platform = std::make_unique<Unreachable>();
@@ -71,7 +78,8 @@ struct Stack {
     settings.source = "ccm-test";
     settings.collection = collection_options;
     composition = std::make_unique<compose::Composition>(
-        compose::Adapters{.store = *store, .clock = clock, .ids = ids, .platform = *platform}, settings);
+        compose::Adapters{.store = *store, .outbox = *outbox, .clock = clock, .ids = ids, .platform = *platform},
+        settings);
     events = &composition->events();
     definitions = &composition->definitions();
     instances = &composition->instances();
@@ -81,7 +89,7 @@ struct Stack {
     collection = &composition->collection();
     pods = &composition->pods();
     metrics.Watch(
-        {.outbox = [this] { return store->GetOutboxStats(); }, .receive = &composition->counters().receive});
+        {.outbox = [this] { return outbox->GetOutboxStats(); }, .receive = &composition->counters().receive});
     http::AddApiRoutes(router, composition->Api({}, [this] { return metrics.Text(); }));
     if (authenticate) router.RequireAuthentication(std::move(authenticate));
     http::ServerOptions options;

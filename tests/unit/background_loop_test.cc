@@ -1,7 +1,7 @@
 // BackgroundLoop: a wake runs the work soon, and a stream of wakes runs it at most once per
 // minimum gap.
-#include "app/background_loop.h"
-#include "app/background_work.h"
+#include "runtime/background_loop.h"
+#include "runtime/background_work.h"
 
 #include <gtest/gtest.h>
 
@@ -13,7 +13,7 @@
 #include <vector>
 #include <thread>
 
-namespace ccm::app {
+namespace ccm::runtime {
 namespace {
 
 using namespace std::chrono_literals;
@@ -166,4 +166,4 @@ TEST(BackgroundWork, EveryLoopIsAskedToStopWhileTheFirstIsStillInItsStep) {
 }
 
 }  // namespace
-}  // namespace ccm::app
+}  // namespace ccm::runtime

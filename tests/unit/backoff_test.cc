@@ -11,6 +11,7 @@
 
 #include "app/collection.h"
 #include "app/services.h"
+#include "runtime/jitter.h"
 
 namespace ccm {
 namespace {
@@ -20,19 +21,19 @@ using namespace std::chrono_literals;
 TEST(Jittered, DrawsBetweenHalfAndAllOfTheWaitAndSpreadsAFleet) {
   std::set<std::int64_t> seen;
   for (int n = 0; n < 200; ++n) {
-    const auto d = app::Jittered(1000ms);
+    const auto d = runtime::Jittered(1000ms);
     EXPECT_GE(d, 500ms);
     EXPECT_LE(d, 1000ms);
     seen.insert(d.count());
   }
   // A fleet retrying after one outage does not come back at one instant.
   EXPECT_GT(seen.size(), 50u);
-  EXPECT_EQ(app::Jittered(0ms), 0ms);
+  EXPECT_EQ(runtime::Jittered(0ms), 0ms);
 }
 
 TEST(Jittered, OnTheBackoffItStaysUnderTheCap) {
   for (int failures = 1; failures < 40; ++failures) {
-    const auto d = app::Jittered(app::CollectionBackoff(failures, 1s, 5min));
+    const auto d = runtime::Jittered(app::CollectionBackoff(failures, 1s, 5min));
     EXPECT_LE(d, 5min);
     EXPECT_GE(d, 500ms);
   }

@@ -3,7 +3,6 @@
 
 #include <gtest/gtest.h>
 
-#include "app/system.h"
 #include "cloudevents/json_format.h"
 #include "support/fixtures.h"
 
@@ -13,7 +12,7 @@ namespace {
 using namespace ccm::domain;
 using nlohmann::json;
 
-class CountingIds : public IdGenerator {
+class CountingIds : public ports::IdGenerator {
  public:
   std::string NewId() override { return "evt-" + std::to_string(++n_); }
 
@@ -31,7 +30,7 @@ class Events : public ::testing::Test {
   }
 
   // The event, checked as a valid CloudEvent with the common fields.
-  json Check(const OutboxEvent& e, const std::string& type) {
+  json Check(const ports::OutboxEvent& e, const std::string& type) {
     auto ce = cloudevents::ParseEvent(e.json);
     EXPECT_TRUE(ce) << e.json;
     EXPECT_EQ(ce->type, type);

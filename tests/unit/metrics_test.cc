@@ -1,6 +1,8 @@
 // The metric families of src/metrics/ as their text exposition shows them: label values stay
 // within their bounded sets whatever a client sends.
 #include "metrics/metrics.h"
+#include "ports/observers.h"
+#include "ports/outbox.h"
 
 #include <gtest/gtest.h>
 
@@ -59,13 +61,13 @@ TEST(HttpMetrics, AnUnmatchedRouteAndAnUnknownMethodHaveOneLabelEach) {
 TEST(RemoteCallMetrics, CountsEachOutcomeAndTimesTheCallsMade) {
   prometheus::Registry registry;
   RemoteCallMetrics m(registry);
-  const app::RemoteTag cml = m.Tag("cml");
-  cml.Observe(app::RemoteOutcomeOf(200, false), 20ms);
-  cml.Observe(app::RemoteOutcomeOf(404, false), 20ms);
-  cml.Observe(app::RemoteOutcomeOf(502, false), 20ms);
-  cml.Observe(app::RemoteOutcomeOf(0, true), 20ms);
-  cml.Observe(app::RemoteOutcome::kCircuitOpen, 0ms);
-  app::RemoteTag{}.Observe(app::RemoteOutcome::kOk, 1ms);  // no observer: nothing, no crash
+  const ports::RemoteTag cml = m.Tag("cml");
+  cml.Observe(ports::RemoteOutcomeOf(200, false), 20ms);
+  cml.Observe(ports::RemoteOutcomeOf(404, false), 20ms);
+  cml.Observe(ports::RemoteOutcomeOf(502, false), 20ms);
+  cml.Observe(ports::RemoteOutcomeOf(0, true), 20ms);
+  cml.Observe(ports::RemoteOutcome::kCircuitOpen, 0ms);
+  ports::RemoteTag{}.Observe(ports::RemoteOutcome::kOk, 1ms);  // no observer: nothing, no crash
   const std::string text = Text(registry);
   for (const char* outcome : {"ok", "http_4xx", "http_5xx", "transport", "circuit_open"})
     EXPECT_TRUE(Has(text, std::string(R"(ccm_remote_requests_total{outcome=")") + outcome + R"(",remote="cml"} 1)"))
@@ -107,7 +109,7 @@ TEST(AppFamilies, TheOutboxAndTheDispatcherBecomeTheirFamilies) {
   dispatch.ObserveLatency(20ms);
   dispatch.ObserveLatency(2000ms);
   const std::string text =
-      Text(AppFamilies({.dispatch = &dispatch}, app::OutboxStats{.published = 12, .pending = 3, .dead = 1, .held = 2}, {}));
+      Text(AppFamilies({.dispatch = &dispatch}, ports::OutboxStats{.published = 12, .pending = 3, .dead = 1, .held = 2}, {}));
   EXPECT_TRUE(Has(text, "# TYPE ccm_outbox_depth gauge")) << text;
   EXPECT_TRUE(Has(text, "ccm_outbox_depth 3")) << text;
   EXPECT_TRUE(Has(text, "# TYPE ccm_events_published_total counter")) << text;
@@ -175,9 +177,9 @@ TEST(AppFamilies, LeadershipReceiptsLifecycleAndRetentionBecomeTheirFamilies) {
 
 TEST(AppCollector, ReadsTheStoreAtEachScrapeAndFailsTheScrapeWhenItCannotBeRead) {
   // The outbox statistics as a store answers them, or its failure.
-  app::OutboxStats stats;
+  ports::OutboxStats stats;
   bool fail = false;
-  auto outbox = [&stats, &fail]() -> Result<app::OutboxStats> {
+  auto outbox = [&stats, &fail]() -> Result<ports::OutboxStats> {
     if (fail) return Error::Unavailable("store down");
     return stats;
   };

@@ -164,7 +164,7 @@ std::unique_ptr<Client::Handle> Client::Borrow() {
   }
   transport::ConnectionOptions o = ConnectionOptionsOf(options_);
   o.observer = [this](long status, bool transport_failed, std::chrono::nanoseconds took) {
-    options_.tag.Observe(app::RemoteOutcomeOf(status, transport_failed), took);
+    options_.tag.Observe(ports::RemoteOutcomeOf(status, transport_failed), took);
   };
   return std::make_unique<Handle>(std::move(o));
 }

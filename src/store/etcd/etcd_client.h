@@ -12,8 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "app/observers.h"
 #include "domain/result.h"
+#include "ports/observers.h"
 
 namespace ccm::store::etcd {
 
@@ -74,7 +74,7 @@ struct ClientOptions {
   std::string username{};
   std::string password{};
   // Who counts each request to a member (the watch stream aside), under the remote's metric name ("etcd").
-  app::RemoteTag tag{};
+  ports::RemoteTag tag{};
 };
 
 // etcd's v3 API through its JSON gateway (POST /v3/...), over ccm_transport. Calls go to one

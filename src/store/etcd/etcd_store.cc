@@ -16,7 +16,7 @@
 namespace ccm::store {
 
 using namespace ccm::domain;
-using app::Changes;
+using ports::Changes;
 using etcd::KeyValue;
 using nlohmann::json;
 
@@ -55,14 +55,14 @@ constexpr size_t kMaxEventsPerCommit = 250;
 
 std::int64_t SeqOf(std::int64_t create_revision, std::int64_t n) { return (create_revision << kSeqIndexBits) | n; }
 
-json RecordToJson(const app::OutboxRecord& r, std::int64_t n) {
+json RecordToJson(const ports::OutboxRecord& r, std::int64_t n) {
   return {{"n", n},
           {"id", r.event.id},
           {"subject", r.event.subject},
           {"type", r.event.type},
           {"time_ms", ToUnixMillis(r.event.time)},
           {"event", r.event.json},
-          {"state", std::string(app::ToString(r.state))},
+          {"state", std::string(ports::ToString(r.state))},
           {"attempts", r.attempts},
           {"next_attempt_ms", ToUnixMillis(r.next_attempt_at)},
           {"delivered_ms", r.delivered_at ? json(ToUnixMillis(*r.delivered_at)) : json()},
@@ -71,16 +71,16 @@ json RecordToJson(const app::OutboxRecord& r, std::int64_t n) {
 }
 
 // The record stored at `kv` (outbox/events/{id}), with its seq.
-Result<app::OutboxRecord> ReadRecord(const KeyValue& kv) {
+Result<ports::OutboxRecord> ReadRecord(const KeyValue& kv) {
   auto parsed = ParseValue(kv);
   if (!parsed) return parsed.error();
   const json& j = *parsed;
   try {
-    app::OutboxRecord r;
+    ports::OutboxRecord r;
     r.seq = SeqOf(kv.create_revision, j.at("n").get<std::int64_t>());
     r.event = {j.at("id").get<std::string>(), j.at("subject").get<std::string>(), j.at("type").get<std::string>(),
                FromUnixMillis(j.at("time_ms").get<std::int64_t>()), j.at("event").get<std::string>()};
-    r.state = app::ParseDeliveryState(j.at("state").get<std::string>()).value_or(app::DeliveryState::kPending);
+    r.state = ports::ParseDeliveryState(j.at("state").get<std::string>()).value_or(ports::DeliveryState::kPending);
     r.attempts = j.at("attempts").get<int>();
     r.next_attempt_at = FromUnixMillis(j.at("next_attempt_ms").get<std::int64_t>());
     if (!j.at("delivered_ms").is_null()) r.delivered_at = FromUnixMillis(j.at("delivered_ms").get<std::int64_t>());
@@ -93,29 +93,29 @@ Result<app::OutboxRecord> ReadRecord(const KeyValue& kv) {
 }
 
 // The index that lists records in `state`, if any: pending/, dead/ or held/.
-std::optional<std::string> IndexOf(app::DeliveryState state) {
+std::optional<std::string> IndexOf(ports::DeliveryState state) {
   switch (state) {
-    case app::DeliveryState::kPending: return "outbox/pending/";
-    case app::DeliveryState::kDead: return "outbox/dead/";
-    case app::DeliveryState::kHeld: return "outbox/held/";
-    case app::DeliveryState::kDelivered: return std::nullopt;
+    case ports::DeliveryState::kPending: return "outbox/pending/";
+    case ports::DeliveryState::kDead: return "outbox/dead/";
+    case ports::DeliveryState::kHeld: return "outbox/held/";
+    case ports::DeliveryState::kDelivered: return std::nullopt;
   }
   return std::nullopt;
 }
 
-void ApplyDelivery(app::OutboxRecord& r, const app::DeliveryUpdate& d) {
+void ApplyDelivery(ports::OutboxRecord& r, const ports::DeliveryUpdate& d) {
   r.state = d.state;
   r.attempts = d.attempts;
-  if (d.state == app::DeliveryState::kPending) r.next_attempt_at = d.at;
-  if (d.state == app::DeliveryState::kDelivered) r.delivered_at = d.at;
-  r.dead_at = d.state == app::DeliveryState::kDead ? std::optional<Timestamp>(d.at) : std::nullopt;
+  if (d.state == ports::DeliveryState::kPending) r.next_attempt_at = d.at;
+  if (d.state == ports::DeliveryState::kDelivered) r.delivered_at = d.at;
+  r.dead_at = d.state == ports::DeliveryState::kDead ? std::optional<Timestamp>(d.at) : std::nullopt;
   r.last_error = d.error;
 }
 
 // A record a commit read and may write back: its state as read, and whether it changed.
 struct Touched {
-  app::OutboxRecord record;
-  app::DeliveryState was = app::DeliveryState::kPending;
+  ports::OutboxRecord record;
+  ports::DeliveryState was = ports::DeliveryState::kPending;
   bool dirty = false;
 };
 
@@ -126,14 +126,14 @@ bool KeepHeldRule(std::vector<Touched*>& members, Timestamp release_at) {
   std::sort(members.begin(), members.end(), [](const auto* a, const auto* b) { return a->record.seq < b->record.seq; });
   bool blocked = false;
   for (Touched* t : members) {
-    app::OutboxRecord& r = t->record;
-    if (r.state == app::DeliveryState::kDead) {
+    ports::OutboxRecord& r = t->record;
+    if (r.state == ports::DeliveryState::kDead) {
       blocked = true;
-    } else if (r.state == app::DeliveryState::kPending && blocked) {
-      r.state = app::DeliveryState::kHeld;
+    } else if (r.state == ports::DeliveryState::kPending && blocked) {
+      r.state = ports::DeliveryState::kHeld;
       t->dirty = true;
-    } else if (r.state == app::DeliveryState::kHeld && !blocked) {
-      r.state = app::DeliveryState::kPending;
+    } else if (r.state == ports::DeliveryState::kHeld && !blocked) {
+      r.state = ports::DeliveryState::kPending;
       r.attempts = 0;
       r.next_attempt_at = release_at;
       t->dirty = true;
@@ -143,8 +143,8 @@ bool KeepHeldRule(std::vector<Touched*>& members, Timestamp release_at) {
 }
 
 // Records in seq order.
-Result<std::vector<app::OutboxRecord>> ReadRecords(const std::vector<KeyValue>& kvs) {
-  std::vector<app::OutboxRecord> out;
+Result<std::vector<ports::OutboxRecord>> ReadRecords(const std::vector<KeyValue>& kvs) {
+  std::vector<ports::OutboxRecord> out;
   for (const auto& kv : kvs) {
     if (kv.mod_revision == 0) continue;  // gone since its index was read
     auto r = ReadRecord(kv);
@@ -276,8 +276,8 @@ Result<std::optional<DefinitionId>> EtcdStore::FindDefinitionByName(const std::s
   return std::optional<DefinitionId>(DefinitionId{r->kvs.front().value});
 }
 
-Result<app::PageOf<LabletDefinition>> EtcdStore::ListDefinitions(const app::DefinitionFilter& filter,
-                                                                  const app::Page& page) {
+Result<ports::PageOf<LabletDefinition>> EtcdStore::ListDefinitions(const ports::DefinitionFilter& filter,
+                                                                  const ports::Page& page) {
   // Definitions are few (one per lab, a handful of versions each): one range reads them all.
   const std::string prefix = Key("definitions/");
   auto r = client_.Range(prefix, etcd::PrefixEnd(prefix));
@@ -288,7 +288,7 @@ Result<app::PageOf<LabletDefinition>> EtcdStore::ListDefinitions(const app::Defi
     if (!d) return d.error();
     by_id[d->id.value].push_back(std::move(d.value()));
   }
-  app::PageOf<LabletDefinition> out;
+  ports::PageOf<LabletDefinition> out;
   for (auto& [id, versions] : by_id) {
     if (id <= page.after) continue;
     const bool named = !filter.name || std::any_of(versions.begin(), versions.end(),
@@ -323,8 +323,8 @@ Result<LabletInstance> EtcdStore::GetInstance(const InstanceId& id) {
   return ReadInstance(r->kvs.front());
 }
 
-Result<app::PageOf<LabletInstance>> EtcdStore::ListInstances(const app::InstanceFilter& filter, const app::Page& page) {
-  app::PageOf<LabletInstance> out;
+Result<ports::PageOf<LabletInstance>> EtcdStore::ListInstances(const ports::InstanceFilter& filter, const ports::Page& page) {
+  ports::PageOf<LabletInstance> out;
   bool full = false;
   auto take = [&](const LabletInstance& i) -> bool {
     if (filter.state && i.state != *filter.state) return true;
@@ -378,12 +378,12 @@ Result<Worker> EtcdStore::GetWorker(const WorkerId& id) {
   return ReadWorker(r->kvs.front());
 }
 
-Result<app::PageOf<Worker>> EtcdStore::ListWorkers(const app::Page& page) {
+Result<ports::PageOf<Worker>> EtcdStore::ListWorkers(const ports::Page& page) {
   const std::string prefix = Key("workers/");
   auto r = client_.Range(page.after.empty() ? prefix : prefix + KeyPart(page.after) + '\0', etcd::PrefixEnd(prefix),
                          page.limit + 1);
   if (!r) return r.error();
-  app::PageOf<Worker> out;
+  ports::PageOf<Worker> out;
   for (const auto& kv : r->kvs) {
     if (static_cast<int>(out.items.size()) == page.limit) {
       out.next = out.items.back().id.value;
@@ -407,7 +407,7 @@ Result<std::optional<std::string>> EtcdStore::ProcessedValue(const std::string& 
   return std::optional<std::string>(j->value("value", ""));
 }
 
-Result<std::vector<app::OutboxRecord>> EtcdStore::DueEvents(Timestamp now, int limit) {
+Result<std::vector<ports::OutboxRecord>> EtcdStore::DueEvents(Timestamp now, int limit) {
   // The pending index in creation order, bounded as in the SQLite store, then the records.
   const std::string prefix = Key("outbox/pending/");
   const std::int64_t window = static_cast<std::int64_t>(limit) * 4 + 64;
@@ -428,11 +428,11 @@ Result<std::vector<app::OutboxRecord>> EtcdStore::DueEvents(Timestamp now, int l
   if (!kvs) return kvs.error();
   auto records = ReadRecords(*kvs);
   if (!records) return records.error();
-  std::vector<app::OutboxRecord> out;
+  std::vector<ports::OutboxRecord> out;
   std::set<std::string> blocked;
   for (auto& r : *records) {
     if (static_cast<int>(out.size()) == limit) break;
-    if (r.state != app::DeliveryState::kPending || blocked.count(r.event.subject)) continue;
+    if (r.state != ports::DeliveryState::kPending || blocked.count(r.event.subject)) continue;
     if (r.next_attempt_at > now) {
       blocked.insert(r.event.subject);
       continue;
@@ -442,7 +442,7 @@ Result<std::vector<app::OutboxRecord>> EtcdStore::DueEvents(Timestamp now, int l
   return out;
 }
 
-Result<app::PageOf<app::OutboxRecord>> EtcdStore::ListEvents(const app::EventFilter& f, const app::Page& page) {
+Result<ports::PageOf<ports::OutboxRecord>> EtcdStore::ListEvents(const ports::EventFilter& f, const ports::Page& page) {
   auto cursor = ParseSeqCursor(page.after);
   if (!cursor) return cursor.error();
   std::int64_t after = *cursor;
@@ -450,7 +450,7 @@ Result<app::PageOf<app::OutboxRecord>> EtcdStore::ListEvents(const app::EventFil
   // revision (one commit holds at most kMaxEventsPerCommit events), so each round moves on.
   const std::string prefix = Key("outbox/events/");
   const std::int64_t chunk = page.limit + 1 + static_cast<std::int64_t>(kMaxEventsPerCommit);
-  app::PageOf<app::OutboxRecord> out;
+  ports::PageOf<ports::OutboxRecord> out;
   for (;;) {
     auto r = client_.RangeByCreation(prefix, after >> kSeqIndexBits, chunk);
     if (!r) return r.error();
@@ -473,15 +473,15 @@ Result<app::PageOf<app::OutboxRecord>> EtcdStore::ListEvents(const app::EventFil
   }
 }
 
-Result<app::OutboxRecord> EtcdStore::GetEvent(const std::string& event_id) {
+Result<ports::OutboxRecord> EtcdStore::GetEvent(const std::string& event_id) {
   auto r = client_.Range(Key("outbox/events/" + KeyPart(event_id)));
   if (!r) return r.error();
   if (r->kvs.empty()) return Error::NotFound("event " + event_id + " not found");
   return ReadRecord(r->kvs.front());
 }
 
-Result<app::OutboxStats> EtcdStore::GetOutboxStats() {
-  app::OutboxStats stats;
+Result<ports::OutboxStats> EtcdStore::GetOutboxStats() {
+  ports::OutboxStats stats;
   // Events removed by retention still count as published.
   auto purged = client_.Range(Key("outbox/purged"));
   if (!purged) return purged.error();
@@ -500,7 +500,7 @@ Result<app::OutboxStats> EtcdStore::GetOutboxStats() {
   return stats;
 }
 
-Result<app::PurgeCounts> EtcdStore::PurgeFenced(Timestamp terminated_before, Timestamp delivered_before, int limit,
+Result<ports::PurgeCounts> EtcdStore::PurgeFenced(Timestamp terminated_before, Timestamp delivered_before, int limit,
                                                 const std::optional<Fence>& fence) {
   json fenced = json::array();
   if (fence) {
@@ -530,7 +530,7 @@ Result<app::PurgeCounts> EtcdStore::PurgeFenced(Timestamp terminated_before, Tim
     return Doomed(all.begin() + static_cast<std::ptrdiff_t>(from),
                   all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), from + kPerTxn)));
   };
-  app::PurgeCounts counts;
+  ports::PurgeCounts counts;
 
   // Instances: the first TERMINATED ones of the state index, when they ended long enough ago.
   const std::string index = Key("instances-by-state/TERMINATED/");
@@ -567,7 +567,7 @@ Result<app::PurgeCounts> EtcdStore::PurgeFenced(Timestamp terminated_before, Tim
   std::vector<std::pair<KeyValue, std::string>> delivered;
   for (const auto& kv : oldest->kvs) {
     auto r = ReadRecord(kv);
-    if (!r || r->state != app::DeliveryState::kDelivered || !r->delivered_at || *r->delivered_at >= delivered_before)
+    if (!r || r->state != ports::DeliveryState::kDelivered || !r->delivered_at || *r->delivered_at >= delivered_before)
       continue;
     delivered.push_back({kv, Key("outbox/subjects/" + KeyPart(r->event.subject) + "/" + kv.key.substr(events.size()))});
   }
@@ -628,8 +628,8 @@ Status EtcdStore::CommitFenced(const Changes& changes, const std::optional<Fence
   // An update that dead-letters or replays an event reads and guards every record of its
   // subject (the held rule): it goes alone, so that one round dead-lettering many subjects
   // does not make one transaction too large for etcd to take (and the round stuck on it).
-  const auto touches_subject = [](const app::DeliveryUpdate& d) {
-    return d.state == app::DeliveryState::kDead || (d.state == app::DeliveryState::kPending && d.attempts == 0);
+  const auto touches_subject = [](const ports::DeliveryUpdate& d) {
+    return d.state == ports::DeliveryState::kDead || (d.state == ports::DeliveryState::kPending && d.attempts == 0);
   };
   if (deliveries_only && changes.deliveries.size() > 1 &&
       (changes.deliveries.size() > kDeliveriesPerTxn ||
@@ -716,7 +716,7 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   }
   for (const auto& d : ch.deliveries) {
     if (d.event_id.empty()) return Error::InvalidArgument("store: a delivery update names no event id", "event_id");
-    if (d.state == app::DeliveryState::kHeld)
+    if (d.state == ports::DeliveryState::kHeld)
       return HeldIsNotWritten();
     keys.push_back(Key("outbox/events/" + KeyPart(d.event_id)));
   }
@@ -755,8 +755,8 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   std::vector<KeyValue> subject_read;
   json subject_guards = json::array();
   for (const auto& d : ch.deliveries) {
-    const bool replay = d.state == app::DeliveryState::kPending && d.attempts == 0;
-    if (d.state != app::DeliveryState::kDead && !replay) continue;
+    const bool replay = d.state == ports::DeliveryState::kPending && d.attempts == 0;
+    if (d.state != ports::DeliveryState::kDead && !replay) continue;
     const KeyValue& kv = get(Key("outbox/events/" + KeyPart(d.event_id)));
     if (kv.mod_revision == 0) continue;  // reported as not found below
     auto r = ReadRecord(kv);
@@ -905,7 +905,7 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     if (it == touched.end()) {
       auto r = ReadRecord(kv);
       if (!r) return r.error();
-      const app::DeliveryState was = r->state;
+      const ports::DeliveryState was = r->state;
       it = touched.emplace(kv.key, Touched{std::move(r.value()), was, false}).first;
     }
     return &it->second;
@@ -974,9 +974,9 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     const std::string key = Key("outbox/events/" + KeyPart(e.id));
     if (optimistic) compare.push_back(etcd::ModRevisionIs(key, 0));  // ids are unique; checked on a retry
     else if (get(key).mod_revision != 0) return Error::Internal("store: outbox event " + e.id + " exists already");
-    app::OutboxRecord r;
+    ports::OutboxRecord r;
     r.event = e;
-    r.state = blocked_subjects.count(e.subject) ? app::DeliveryState::kHeld : app::DeliveryState::kPending;
+    r.state = blocked_subjects.count(e.subject) ? ports::DeliveryState::kHeld : ports::DeliveryState::kPending;
     put(key, RecordToJson(r, static_cast<std::int64_t>(n)).dump());
     put(Key(*IndexOf(r.state) + KeyPart(e.id)), "");
     put(subject_prefix(e.subject) + KeyPart(e.id), "");

@@ -10,7 +10,9 @@
 #include <string>
 #include <unordered_map>
 
-#include "app/ports.h"
+#include "ports/outbox.h"
+#include "ports/page.h"
+#include "ports/store.h"
 #include "store/etcd/etcd_client.h"
 
 namespace ccm::store {
@@ -37,7 +39,7 @@ namespace ccm::store {
 // in transactions of at most 40 events. A dead-lettering or a replay reads its subject's
 // events and holds or releases them in the same transaction, guarded against a new event
 // of the subject written meanwhile. Thread-safe.
-class EtcdStore final : public app::Store {
+class EtcdStore final : public ports::Store, public ports::Outbox {
  public:
   struct Options {
     etcd::ClientOptions client;
@@ -55,24 +57,24 @@ class EtcdStore final : public app::Store {
 
   Result<domain::LabletDefinition> GetDefinition(const domain::DefinitionId& id,
                                                  const std::optional<std::string>& version) override;
-  Result<app::PageOf<domain::LabletDefinition>> ListDefinitions(const app::DefinitionFilter& filter,
-                                                                const app::Page& page) override;
+  Result<ports::PageOf<domain::LabletDefinition>> ListDefinitions(const ports::DefinitionFilter& filter,
+                                                                const ports::Page& page) override;
   Result<std::vector<domain::LabletDefinition>> ListDefinitionVersions(const domain::DefinitionId& id) override;
   Result<std::optional<domain::DefinitionId>> FindDefinitionByName(const std::string& name) override;
   Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) override;
-  Result<app::PageOf<domain::LabletInstance>> ListInstances(const app::InstanceFilter& filter,
-                                                            const app::Page& page) override;
+  Result<ports::PageOf<domain::LabletInstance>> ListInstances(const ports::InstanceFilter& filter,
+                                                            const ports::Page& page) override;
   Result<domain::Worker> GetWorker(const domain::WorkerId& id) override;
-  Result<app::PageOf<domain::Worker>> ListWorkers(const app::Page& page) override;
-  Status Commit(const app::Changes& changes) override;
+  Result<ports::PageOf<domain::Worker>> ListWorkers(const ports::Page& page) override;
+  Status Commit(const ports::Changes& changes) override;
   Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
                                                     Timestamp now) override;
-  Result<std::vector<app::OutboxRecord>> DueEvents(Timestamp now, int limit) override;
-  Result<app::PageOf<app::OutboxRecord>> ListEvents(const app::EventFilter& filter, const app::Page& page) override;
-  Result<app::OutboxRecord> GetEvent(const std::string& event_id) override;
-  Result<app::OutboxStats> GetOutboxStats() override;
+  Result<std::vector<ports::OutboxRecord>> DueEvents(Timestamp now, int limit) override;
+  Result<ports::PageOf<ports::OutboxRecord>> ListEvents(const ports::EventFilter& filter, const ports::Page& page) override;
+  Result<ports::OutboxRecord> GetEvent(const std::string& event_id) override;
+  Result<ports::OutboxStats> GetOutboxStats() override;
   Status Ping() override;
-  Result<app::PurgeCounts> Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) override {
+  Result<ports::PurgeCounts> Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) override {
     return PurgeFenced(terminated_before, delivered_before, limit, std::nullopt);
   }
 
@@ -84,10 +86,10 @@ class EtcdStore final : public app::Store {
     std::int64_t create_revision = 0;
     std::int64_t lease = 0;
   };
-  Status CommitFenced(const app::Changes& changes, const std::optional<Fence>& fence);
+  Status CommitFenced(const ports::Changes& changes, const std::optional<Fence>& fence);
   // Purge, fenced like CommitFenced. Each removal is guarded by the mod revision read, so a
   // record that changed in between stays (for the next purge).
-  Result<app::PurgeCounts> PurgeFenced(Timestamp terminated_before, Timestamp delivered_before, int limit,
+  Result<ports::PurgeCounts> PurgeFenced(Timestamp terminated_before, Timestamp delivered_before, int limit,
                                        const std::optional<Fence>& fence);
 
   etcd::Client& client() { return client_; }
@@ -114,7 +116,7 @@ class EtcdStore final : public app::Store {
 
   // With `optimistic`, instances and workers read recently at the commit's versions are not
   // read again, and new outbox events are assumed absent; the guards catch anything else.
-  Result<bool> TryCommit(const app::Changes& changes, const std::optional<Fence>& fence, bool optimistic);
+  Result<bool> TryCommit(const ports::Changes& changes, const std::optional<Fence>& fence, bool optimistic);
   Result<std::int64_t> LeaseFor(Timestamp expires_at);
   Result<std::vector<etcd::KeyValue>> GetMany(const std::vector<std::string>& keys);
   Status SweepKeys(Timestamp expired_by);
@@ -132,8 +134,9 @@ class EtcdStore final : public app::Store {
 
 // The store as the leader writes it: reads pass through, and every commit is fenced by the
 // current leader term, so that a replica that lost the lead cannot commit what it decided
-// as leader. Without a term (not leading), commits fail with unavailable.
-class FencedStore final : public app::Store {
+// as leader. Without a term (not leading), commits fail with unavailable. It is a Store
+// only: the outbox is read from the EtcdStore itself (a read needs no fence).
+class FencedStore final : public ports::Store {
  public:
   FencedStore(EtcdStore& store, std::function<std::optional<EtcdStore::Fence>()> fence)
       : store_(store), fence_(std::move(fence)) {}
@@ -142,8 +145,8 @@ class FencedStore final : public app::Store {
                                                  const std::optional<std::string>& version) override {
     return store_.GetDefinition(id, version);
   }
-  Result<app::PageOf<domain::LabletDefinition>> ListDefinitions(const app::DefinitionFilter& filter,
-                                                                const app::Page& page) override {
+  Result<ports::PageOf<domain::LabletDefinition>> ListDefinitions(const ports::DefinitionFilter& filter,
+                                                                const ports::Page& page) override {
     return store_.ListDefinitions(filter, page);
   }
   Result<std::vector<domain::LabletDefinition>> ListDefinitionVersions(const domain::DefinitionId& id) override {
@@ -153,13 +156,13 @@ class FencedStore final : public app::Store {
     return store_.FindDefinitionByName(name);
   }
   Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) override { return store_.GetInstance(id); }
-  Result<app::PageOf<domain::LabletInstance>> ListInstances(const app::InstanceFilter& filter,
-                                                            const app::Page& page) override {
+  Result<ports::PageOf<domain::LabletInstance>> ListInstances(const ports::InstanceFilter& filter,
+                                                            const ports::Page& page) override {
     return store_.ListInstances(filter, page);
   }
   Result<domain::Worker> GetWorker(const domain::WorkerId& id) override { return store_.GetWorker(id); }
-  Result<app::PageOf<domain::Worker>> ListWorkers(const app::Page& page) override { return store_.ListWorkers(page); }
-  Status Commit(const app::Changes& changes) override {
+  Result<ports::PageOf<domain::Worker>> ListWorkers(const ports::Page& page) override { return store_.ListWorkers(page); }
+  Status Commit(const ports::Changes& changes) override {
     auto fence = fence_();
     if (!fence) return Error::Unavailable("store: this replica is not the leader; its background work commits nothing");
     return store_.CommitFenced(changes, fence);
@@ -168,16 +171,8 @@ class FencedStore final : public app::Store {
                                                     Timestamp now) override {
     return store_.ProcessedValue(source, id, now);
   }
-  Result<std::vector<app::OutboxRecord>> DueEvents(Timestamp now, int limit) override {
-    return store_.DueEvents(now, limit);
-  }
-  Result<app::PageOf<app::OutboxRecord>> ListEvents(const app::EventFilter& filter, const app::Page& page) override {
-    return store_.ListEvents(filter, page);
-  }
-  Result<app::OutboxRecord> GetEvent(const std::string& event_id) override { return store_.GetEvent(event_id); }
-  Result<app::OutboxStats> GetOutboxStats() override { return store_.GetOutboxStats(); }
   Status Ping() override { return store_.Ping(); }
-  Result<app::PurgeCounts> Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) override {
+  Result<ports::PurgeCounts> Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) override {
     auto fence = fence_();
     if (!fence) return Error::Unavailable("store: this replica is not the leader; its background work commits nothing");
     return store_.PurgeFenced(terminated_before, delivered_before, limit, fence);

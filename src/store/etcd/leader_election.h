@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "app/background_loop.h"
+#include "runtime/background_loop.h"
 #include "store/etcd/etcd_client.h"
 #include "store/etcd/etcd_store.h"
 
@@ -69,7 +69,7 @@ class LeaderElection {
   std::atomic<std::int64_t> term_{0};
   std::atomic<std::int64_t> term_lease_{0};  // the lease the key was written with this term
   std::atomic<std::uint64_t> terms_{0};
-  app::BackgroundLoop loop_;
+  runtime::BackgroundLoop loop_;
   etcd::Watch key_watch_;  // wakes loop_ when the key changes (a resignation deletes it)
 };
 

@@ -7,9 +7,9 @@
 namespace ccm::store {
 
 using namespace ccm::domain;
-using app::Changes;
-using app::DeliveryState;
-using app::OutboxRecord;
+using ports::Changes;
+using ports::DeliveryState;
+using ports::OutboxRecord;
 
 // What one commit writes, decided before anything is written. Each map holds the value an
 // object will have after the commit; Decide reads through it, so that a later part of a
@@ -22,7 +22,7 @@ struct MemoryStore::Plan {
   std::map<std::int64_t, OutboxRecord> records;  // new events, and records whose bookkeeping changes
   std::int64_t new_events = 0;
   std::optional<Timestamp> sweep_keys_expired_by;
-  std::map<KeyId, app::ProcessedKey> processed;
+  std::map<KeyId, ports::ProcessedKey> processed;
 };
 
 namespace {
@@ -37,8 +37,8 @@ const typename Map::mapped_type* Find(const Map& staged, const Map& stored, cons
 
 // One page of `items` (ordered by key) after `page.after`, kept when `keep` says so.
 template <typename Map, typename Keep>
-auto PageAfter(const Map& items, const app::Page& page, Keep keep) {
-  app::PageOf<typename Map::mapped_type> out;
+auto PageAfter(const Map& items, const ports::Page& page, Keep keep) {
+  ports::PageOf<typename Map::mapped_type> out;
   for (auto it = items.upper_bound(page.after); it != items.end(); ++it) {
     if (!keep(it->second)) continue;
     if (static_cast<int>(out.items.size()) == page.limit) {
@@ -62,10 +62,10 @@ Result<LabletDefinition> MemoryStore::GetDefinition(const DefinitionId& id, cons
   return PickVersion(it == definitions_.end() ? std::vector<LabletDefinition>{} : it->second, id, version);
 }
 
-Result<app::PageOf<LabletDefinition>> MemoryStore::ListDefinitions(const app::DefinitionFilter& filter,
-                                                                   const app::Page& page) {
+Result<ports::PageOf<LabletDefinition>> MemoryStore::ListDefinitions(const ports::DefinitionFilter& filter,
+                                                                   const ports::Page& page) {
   std::lock_guard lock(mu_);
-  app::PageOf<LabletDefinition> out;
+  ports::PageOf<LabletDefinition> out;
   for (auto it = definitions_.upper_bound(page.after); it != definitions_.end(); ++it) {
     // An id is listed when one of its versions matches, and shows its latest version.
     const bool matches = std::any_of(it->second.begin(), it->second.end(), [&](const LabletDefinition& d) {
@@ -102,8 +102,8 @@ Result<LabletInstance> MemoryStore::GetInstance(const InstanceId& id) {
   return it->second;
 }
 
-Result<app::PageOf<LabletInstance>> MemoryStore::ListInstances(const app::InstanceFilter& filter,
-                                                               const app::Page& page) {
+Result<ports::PageOf<LabletInstance>> MemoryStore::ListInstances(const ports::InstanceFilter& filter,
+                                                               const ports::Page& page) {
   std::lock_guard lock(mu_);
   return PageAfter(instances_, page, [&filter](const LabletInstance& i) {
     return (!filter.state || i.state == *filter.state) &&
@@ -119,7 +119,7 @@ Result<Worker> MemoryStore::GetWorker(const WorkerId& id) {
   return it->second;
 }
 
-Result<app::PageOf<Worker>> MemoryStore::ListWorkers(const app::Page& page) {
+Result<ports::PageOf<Worker>> MemoryStore::ListWorkers(const ports::Page& page) {
   std::lock_guard lock(mu_);
   return PageAfter(workers_, page, [](const Worker&) { return true; });
 }
@@ -150,11 +150,11 @@ Result<std::vector<OutboxRecord>> MemoryStore::DueEvents(Timestamp now, int limi
   return out;
 }
 
-Result<app::PageOf<OutboxRecord>> MemoryStore::ListEvents(const app::EventFilter& f, const app::Page& page) {
+Result<ports::PageOf<OutboxRecord>> MemoryStore::ListEvents(const ports::EventFilter& f, const ports::Page& page) {
   auto after = ParseSeqCursor(page.after);
   if (!after) return after.error();
   std::lock_guard lock(mu_);
-  app::PageOf<OutboxRecord> out;
+  ports::PageOf<OutboxRecord> out;
   for (auto it = outbox_.upper_bound(*after); it != outbox_.end(); ++it) {
     const OutboxRecord& r = it->second;
     if ((f.subject && r.event.subject != *f.subject) || (f.type && r.event.type != *f.type) ||
@@ -177,16 +177,16 @@ Result<OutboxRecord> MemoryStore::GetEvent(const std::string& event_id) {
   return outbox_.at(it->second);
 }
 
-Result<app::OutboxStats> MemoryStore::GetOutboxStats() {
+Result<ports::OutboxStats> MemoryStore::GetOutboxStats() {
   std::lock_guard lock(mu_);
-  return app::OutboxStats{last_seq_, static_cast<std::int64_t>(pending_.size()), dead_, held_};
+  return ports::OutboxStats{last_seq_, static_cast<std::int64_t>(pending_.size()), dead_, held_};
 }
 
 Status MemoryStore::Ping() { return {}; }
 
-Result<app::PurgeCounts> MemoryStore::Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) {
+Result<ports::PurgeCounts> MemoryStore::Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) {
   std::lock_guard lock(mu_);
-  app::PurgeCounts counts;
+  ports::PurgeCounts counts;
   for (auto it = instances_.begin(); it != instances_.end() && counts.instances < limit;) {
     const LabletInstance& i = it->second;
     if (i.state == InstanceState::kTerminated && i.terminated_at && *i.terminated_at < terminated_before) {
@@ -346,7 +346,7 @@ Status MemoryStore::Decide(const Changes& ch, Plan& plan) const {
   plan.sweep_keys_expired_by = ch.sweep_keys_expired_by;
   for (const auto& k : ch.processed) {
     const KeyId key{k.source, k.id};
-    const app::ProcessedKey* before = Find(plan.processed, processed_, key);
+    const ports::ProcessedKey* before = Find(plan.processed, processed_, key);
     const bool swept = before && !plan.processed.count(key) && plan.sweep_keys_expired_by &&
                        before->expires_at <= *plan.sweep_keys_expired_by;
     if (before && !swept && before->expires_at > k.processed_at)

@@ -20,7 +20,7 @@
 namespace ccm::store {
 
 using namespace ccm::domain;
-using app::Changes;
+using ports::Changes;
 using nlohmann::json;
 
 namespace {
@@ -374,7 +374,7 @@ Status SqliteStore::Init() {
   if (!checkpoint) return checkpoint.error();
   checkpoint_conn_ = std::move(checkpoint.value());
   sqlite3_wal_autocheckpoint(checkpoint_conn_->db(), 0);
-  checkpointer_ = std::make_unique<app::BackgroundLoop>([this] { return Checkpoint(); }, std::chrono::seconds(1));
+  checkpointer_ = std::make_unique<runtime::BackgroundLoop>([this] { return Checkpoint(); }, std::chrono::seconds(1));
   checkpointer_->Start();
   sqlite3_wal_hook(writer_conn_->db(), &SqliteStore::OnWalCommit, this);
 
@@ -443,8 +443,8 @@ Result<std::optional<DefinitionId>> SqliteStore::FindDefinitionByName(const std:
   return std::optional<DefinitionId>{};
 }
 
-Result<app::PageOf<LabletDefinition>> SqliteStore::ListDefinitions(const app::DefinitionFilter& filter,
-                                                                   const app::Page& page) {
+Result<ports::PageOf<LabletDefinition>> SqliteStore::ListDefinitions(const ports::DefinitionFilter& filter,
+                                                                   const ports::Page& page) {
   auto c = Lease();
   std::string sql = "SELECT DISTINCT id FROM definitions WHERE id > ?1";
   if (filter.name) sql += " AND name = ?2";
@@ -459,7 +459,7 @@ Result<app::PageOf<LabletDefinition>> SqliteStore::ListDefinitions(const app::De
   while ((rc = (*stmt)->Step()) == SQLITE_ROW) ids.emplace_back((*stmt)->Text(0));
   if (rc != SQLITE_DONE) return SqlError(c->db(), "list definitions");
   stmt->reset();
-  app::PageOf<LabletDefinition> out;
+  ports::PageOf<LabletDefinition> out;
   for (size_t i = 0; i < ids.size() && static_cast<int>(i) < page.limit; ++i) {
     auto versions = ReadVersions(*c.operator->(), ids[i]);
     if (!versions) return versions.error();
@@ -480,8 +480,8 @@ Result<LabletInstance> SqliteStore::GetInstance(const InstanceId& id) {
   return Error::NotFound("instance " + id.value + " not found");
 }
 
-Result<app::PageOf<LabletInstance>> SqliteStore::ListInstances(const app::InstanceFilter& filter,
-                                                               const app::Page& page) {
+Result<ports::PageOf<LabletInstance>> SqliteStore::ListInstances(const ports::InstanceFilter& filter,
+                                                               const ports::Page& page) {
   auto c = Lease();
   std::string sql = "SELECT body FROM instances WHERE id > ?1";
   if (filter.state) sql += " AND state = ?2";
@@ -494,7 +494,7 @@ Result<app::PageOf<LabletInstance>> SqliteStore::ListInstances(const app::Instan
   if (filter.state) (*stmt)->Bind(2, ToString(*filter.state));
   if (filter.worker_id) (*stmt)->Bind(3, *filter.worker_id);
   if (filter.owner_id) (*stmt)->Bind(4, *filter.owner_id);
-  app::PageOf<LabletInstance> out;
+  ports::PageOf<LabletInstance> out;
   int rc;
   while ((rc = (*stmt)->Step()) == SQLITE_ROW) {
     if (static_cast<int>(out.items.size()) == page.limit) {
@@ -520,12 +520,12 @@ Result<Worker> SqliteStore::GetWorker(const WorkerId& id) {
   return Error::NotFound("worker " + id.value + " not found");
 }
 
-Result<app::PageOf<Worker>> SqliteStore::ListWorkers(const app::Page& page) {
+Result<ports::PageOf<Worker>> SqliteStore::ListWorkers(const ports::Page& page) {
   auto c = Lease();
   auto stmt = c->Prepare("SELECT body FROM workers WHERE id > ?1 ORDER BY id LIMIT ?2");
   if (!stmt) return stmt.error();
   (*stmt)->Bind(1, page.after).Bind(2, static_cast<std::int64_t>(page.limit) + 1);
-  app::PageOf<Worker> out;
+  ports::PageOf<Worker> out;
   int rc;
   while ((rc = (*stmt)->Step()) == SQLITE_ROW) {
     if (static_cast<int>(out.items.size()) == page.limit) {
@@ -557,12 +557,12 @@ namespace {
 constexpr const char* kOutboxColumns =
     "seq, id, subject, type, time_ms, event, state, attempts, next_attempt_ms, delivered_ms, dead_ms, last_error";
 
-app::OutboxRecord ReadRecord(Stmt& s) {
-  app::OutboxRecord r;
+ports::OutboxRecord ReadRecord(Stmt& s) {
+  ports::OutboxRecord r;
   r.seq = s.Int(0);
   r.event = {std::string(s.Text(1)), std::string(s.Text(2)), std::string(s.Text(3)), FromUnixMillis(s.Int(4)),
              std::string(s.Text(5))};
-  r.state = app::ParseDeliveryState(s.Text(6)).value_or(app::DeliveryState::kPending);
+  r.state = ports::ParseDeliveryState(s.Text(6)).value_or(ports::DeliveryState::kPending);
   r.attempts = static_cast<int>(s.Int(7));
   r.next_attempt_at = FromUnixMillis(s.Int(8));
   if (!s.Text(9).empty()) r.delivered_at = FromUnixMillis(s.Int(9));
@@ -573,7 +573,7 @@ app::OutboxRecord ReadRecord(Stmt& s) {
 
 }  // namespace
 
-Result<std::vector<app::OutboxRecord>> SqliteStore::DueEvents(Timestamp now, int limit) {
+Result<std::vector<ports::OutboxRecord>> SqliteStore::DueEvents(Timestamp now, int limit) {
   auto c = Lease();
   // Scan pending events in order; a subject whose oldest pending event is still backing off
   // is blocked for the rest of the scan. The scan is bounded so that a long backlog of
@@ -582,7 +582,7 @@ Result<std::vector<app::OutboxRecord>> SqliteStore::DueEvents(Timestamp now, int
                          " FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT ?1");
   if (!stmt) return stmt.error();
   (*stmt)->Bind(1, static_cast<std::int64_t>(limit) * 4 + 64);
-  std::vector<app::OutboxRecord> out;
+  std::vector<ports::OutboxRecord> out;
   std::set<std::string> blocked;
   int rc;
   while (static_cast<int>(out.size()) < limit && (rc = (*stmt)->Step()) == SQLITE_ROW) {
@@ -597,7 +597,7 @@ Result<std::vector<app::OutboxRecord>> SqliteStore::DueEvents(Timestamp now, int
   return out;
 }
 
-Result<app::PageOf<app::OutboxRecord>> SqliteStore::ListEvents(const app::EventFilter& f, const app::Page& page) {
+Result<ports::PageOf<ports::OutboxRecord>> SqliteStore::ListEvents(const ports::EventFilter& f, const ports::Page& page) {
   auto c = Lease();
   auto cursor = ParseSeqCursor(page.after);
   if (!cursor) return cursor.error();
@@ -616,8 +616,8 @@ Result<app::PageOf<app::OutboxRecord>> SqliteStore::ListEvents(const app::EventF
   if (f.type) (*stmt)->Bind(3, *f.type);
   if (f.since) (*stmt)->Bind(4, ToUnixMillis(*f.since));
   if (f.until) (*stmt)->Bind(5, ToUnixMillis(*f.until));
-  if (f.state) (*stmt)->Bind(6, app::ToString(*f.state));
-  app::PageOf<app::OutboxRecord> out;
+  if (f.state) (*stmt)->Bind(6, ports::ToString(*f.state));
+  ports::PageOf<ports::OutboxRecord> out;
   int rc;
   while ((rc = (*stmt)->Step()) == SQLITE_ROW) {
     if (static_cast<int>(out.items.size()) == page.limit) {
@@ -630,7 +630,7 @@ Result<app::PageOf<app::OutboxRecord>> SqliteStore::ListEvents(const app::EventF
   return out;
 }
 
-Result<app::OutboxRecord> SqliteStore::GetEvent(const std::string& event_id) {
+Result<ports::OutboxRecord> SqliteStore::GetEvent(const std::string& event_id) {
   auto c = Lease();
   auto stmt = c->Prepare(std::string("SELECT ") + kOutboxColumns + " FROM outbox WHERE id = ?1");
   if (!stmt) return stmt.error();
@@ -641,7 +641,7 @@ Result<app::OutboxRecord> SqliteStore::GetEvent(const std::string& event_id) {
   return Error::NotFound("event " + event_id + " not found");
 }
 
-Result<app::OutboxStats> SqliteStore::GetOutboxStats() {
+Result<ports::OutboxStats> SqliteStore::GetOutboxStats() {
   auto c = Lease();
   auto stmt = c->Prepare(
       // The AUTOINCREMENT high-water mark counts every event ever written, purged ones too.
@@ -650,17 +650,17 @@ Result<app::OutboxStats> SqliteStore::GetOutboxStats() {
       "(SELECT count(*) FROM outbox WHERE state = 'held')");
   if (!stmt) return stmt.error();
   if ((*stmt)->Step() != SQLITE_ROW) return SqlError(c->db(), "outbox stats");
-  return app::OutboxStats{(*stmt)->Int(0), (*stmt)->Int(1), (*stmt)->Int(2), (*stmt)->Int(3)};
+  return ports::OutboxStats{(*stmt)->Int(0), (*stmt)->Int(1), (*stmt)->Int(2), (*stmt)->Int(3)};
 }
 
-Result<app::PurgeCounts> SqliteStore::Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) {
+Result<ports::PurgeCounts> SqliteStore::Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) {
   // A connection of its own: the group committer's belongs to the committing thread, and a
   // purge is rare and bounded, so it may wait its turn for the write lock.
   auto conn = OpenConnection(options_.path, true);
   if (!conn) return conn.error();
   Connection& c = **conn;
   if (auto s = c.Exec("BEGIN IMMEDIATE"); !s) return s.error();
-  app::PurgeCounts counts;
+  ports::PurgeCounts counts;
   auto run = [&](const std::string& sql, auto bind, int& removed) -> Status {
     auto stmt = c.Prepare(sql);
     if (!stmt) return stmt.error();
@@ -829,11 +829,11 @@ namespace {
 // event, an event not delivered is held exactly when an earlier event of the subject is dead.
 // Released events start afresh (attempt 0, due at the replay). The common update (delivered,
 // retried) touches nothing here. Each statement walks one subject through outbox_by_subject.
-Status KeepHeldRule(SqliteStore::Connection& c, const std::vector<app::DeliveryUpdate>& deliveries) {
+Status KeepHeldRule(SqliteStore::Connection& c, const std::vector<ports::DeliveryUpdate>& deliveries) {
   std::map<std::string, Timestamp> subjects;  // subject -> when its release is due
   for (const auto& d : deliveries) {
-    const bool replay = d.state == app::DeliveryState::kPending && d.attempts == 0;
-    if (d.state != app::DeliveryState::kDead && !replay) continue;
+    const bool replay = d.state == ports::DeliveryState::kPending && d.attempts == 0;
+    if (d.state != ports::DeliveryState::kDead && !replay) continue;
     auto subject = c.Prepare("SELECT subject FROM outbox WHERE seq = ?1");
     if (!subject) return subject.error();
     (*subject)->Bind(1, d.seq);
@@ -956,7 +956,7 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
     if (auto s = done(**ins, "insert outbox event"); !s) return s;
   }
   for (const auto& d : ch.deliveries) {
-    if (d.state == app::DeliveryState::kHeld)
+    if (d.state == ports::DeliveryState::kHeld)
       return HeldIsNotWritten();
     auto upd = c.Prepare(
         "UPDATE outbox SET state = ?2, attempts = ?3, "
@@ -964,7 +964,7 @@ Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
         "delivered_ms = CASE WHEN ?2 = 'delivered' THEN ?4 ELSE delivered_ms END, "
         "dead_ms = CASE WHEN ?2 = 'dead' THEN ?4 ELSE NULL END, last_error = ?5 WHERE seq = ?1");
     if (!upd) return upd.error();
-    (*upd)->Bind(1, d.seq).Bind(2, app::ToString(d.state)).Bind(3, std::int64_t{d.attempts}).Bind(4, ToUnixMillis(d.at)).Bind(5, d.error);
+    (*upd)->Bind(1, d.seq).Bind(2, ports::ToString(d.state)).Bind(3, std::int64_t{d.attempts}).Bind(4, ToUnixMillis(d.at)).Bind(5, d.error);
     if (auto st = done(**upd, "update delivery"); !st) return st;
     if (sqlite3_changes(c.db()) == 0) return Error::NotFound("outbox event " + std::to_string(d.seq) + " not found");
   }

@@ -10,8 +10,10 @@
 #include <string>
 #include <vector>
 
-#include "app/background_loop.h"
-#include "app/ports.h"
+#include "ports/outbox.h"
+#include "ports/page.h"
+#include "ports/store.h"
+#include "runtime/background_loop.h"
 
 struct sqlite3;
 
@@ -23,7 +25,7 @@ namespace ccm::store {
 // use a pool of connections and never wait for a writer. The WAL is checkpointed by a
 // background thread, not by the committing writer. One process at a time: the store holds an
 // exclusive lock (flock) on `<path>.lock`, next to the database, for its whole life. Thread-safe.
-class SqliteStore final : public app::Store {
+class SqliteStore final : public ports::Store, public ports::Outbox {
  public:
   struct Options {
     Options(std::string p = {}) : path(std::move(p)) {}  // NOLINT: Open({path}) reads well
@@ -63,28 +65,28 @@ class SqliteStore final : public app::Store {
 
   Result<domain::LabletDefinition> GetDefinition(const domain::DefinitionId& id,
                                                  const std::optional<std::string>& version) override;
-  Result<app::PageOf<domain::LabletDefinition>> ListDefinitions(const app::DefinitionFilter& filter,
-                                                                const app::Page& page) override;
+  Result<ports::PageOf<domain::LabletDefinition>> ListDefinitions(const ports::DefinitionFilter& filter,
+                                                                const ports::Page& page) override;
   Result<std::vector<domain::LabletDefinition>> ListDefinitionVersions(const domain::DefinitionId& id) override;
   Result<std::optional<domain::DefinitionId>> FindDefinitionByName(const std::string& name) override;
   Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) override;
-  Result<app::PageOf<domain::LabletInstance>> ListInstances(const app::InstanceFilter& filter,
-                                                            const app::Page& page) override;
+  Result<ports::PageOf<domain::LabletInstance>> ListInstances(const ports::InstanceFilter& filter,
+                                                            const ports::Page& page) override;
   Result<domain::Worker> GetWorker(const domain::WorkerId& id) override;
-  Result<app::PageOf<domain::Worker>> ListWorkers(const app::Page& page) override;
-  Status Commit(const app::Changes& changes) override;
+  Result<ports::PageOf<domain::Worker>> ListWorkers(const ports::Page& page) override;
+  Status Commit(const ports::Changes& changes) override;
   Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
                                                     Timestamp now) override;
-  Result<std::vector<app::OutboxRecord>> DueEvents(Timestamp now, int limit) override;
-  Result<app::PageOf<app::OutboxRecord>> ListEvents(const app::EventFilter& filter, const app::Page& page) override;
-  Result<app::OutboxRecord> GetEvent(const std::string& event_id) override;
-  Result<app::OutboxStats> GetOutboxStats() override;
+  Result<std::vector<ports::OutboxRecord>> DueEvents(Timestamp now, int limit) override;
+  Result<ports::PageOf<ports::OutboxRecord>> ListEvents(const ports::EventFilter& filter, const ports::Page& page) override;
+  Result<ports::OutboxRecord> GetEvent(const std::string& event_id) override;
+  Result<ports::OutboxStats> GetOutboxStats() override;
   // Succeeds when the store can be read and its latest write did not fail for lack of disk
   // space (SQLITE_FULL, ENOSPC, EDQUOT). While one has, at most once a second a tiny write is
   // tried, and the first write that succeeds, that one or a commit, clears the failure.
   // Errors: unavailable.
   Status Ping() override;
-  Result<app::PurgeCounts> Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) override;
+  Result<ports::PurgeCounts> Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) override;
 
   // How many transactions (fsyncs) have carried how many commits: for tests and metrics.
   struct CommitStats {
@@ -105,7 +107,7 @@ class SqliteStore final : public app::Store {
   Status Init();
   Status ProbeWrite();
   void ApplyBatch(const std::vector<Writer*>& batch);
-  Status ApplyOne(const app::Changes& changes, const Encoded& encoded);
+  Status ApplyOne(const ports::Changes& changes, const Encoded& encoded);
   bool Checkpoint();
   static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
   ReadLease Lease();
@@ -137,7 +139,7 @@ class SqliteStore final : public app::Store {
 
   std::unique_ptr<Connection> checkpoint_conn_;
   std::atomic<bool> checkpoint_wanted_{false};
-  std::unique_ptr<app::BackgroundLoop> checkpointer_;
+  std::unique_ptr<runtime::BackgroundLoop> checkpointer_;
 };
 
 }  // namespace ccm::store

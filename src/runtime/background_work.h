@@ -4,7 +4,7 @@
 #include <string_view>
 #include <vector>
 
-namespace ccm::app {
+namespace ccm::runtime {
 
 // Work that runs in the background while this replica leads: delivery, collection requests,
 // the reconcilers, the sweeps. Each runs on threads of its own between Start and Stop.
@@ -56,4 +56,4 @@ class BackgroundWork {
   std::atomic<bool> running_{false};
 };
 
-}  // namespace ccm::app
+}  // namespace ccm::runtime

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace ccm::app {
+namespace ccm::ports {
 
 // How one call to a remote ended, for metrics.
 enum class RemoteOutcome {
@@ -53,4 +53,4 @@ class LoopObserver {
   virtual void Ran(std::string_view loop, int steps, int errors, std::chrono::nanoseconds took) = 0;
 };
 
-}  // namespace ccm::app
+}  // namespace ccm::ports

@@ -1,26 +1,8 @@
-#include "app/system.h"
+#include "os/clock.h"
 
 #include <random>
 
-namespace ccm::app {
-
-std::string_view ToString(DeliveryState s) {
-  switch (s) {
-    case DeliveryState::kPending: return "pending";
-    case DeliveryState::kDelivered: return "delivered";
-    case DeliveryState::kDead: return "dead";
-    case DeliveryState::kHeld: return "held";
-  }
-  return "pending";
-}
-
-std::optional<DeliveryState> ParseDeliveryState(std::string_view name) {
-  if (name == "pending") return DeliveryState::kPending;
-  if (name == "delivered") return DeliveryState::kDelivered;
-  if (name == "dead") return DeliveryState::kDead;
-  if (name == "held") return DeliveryState::kHeld;
-  return std::nullopt;
-}
+namespace ccm::os {
 
 Timestamp SystemClock::Now() {
   return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
@@ -51,4 +33,4 @@ std::string UuidV7Generator::NewId() {
   return out;
 }
 
-}  // namespace ccm::app
+}  // namespace ccm::os

@@ -7,7 +7,7 @@
 #include <mutex>
 #include <thread>
 
-namespace ccm::app {
+namespace ccm::runtime {
 
 // Runs `work` on a thread of its own until Stop: again at once while it reports it had work
 // (returns true), otherwise after `idle` or when woken, but never sooner than `min_gap` after
@@ -84,4 +84,4 @@ class BackgroundLoop {
   std::thread thread_;
 };
 
-}  // namespace ccm::app
+}  // namespace ccm::runtime

@@ -1,0 +1,127 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "domain/definition.h"
+#include "domain/instance.h"
+#include "domain/result.h"
+#include "domain/time.h"
+#include "domain/worker.h"
+#include "ports/outbox.h"
+#include "ports/page.h"
+
+namespace ccm::ports {
+
+struct DefinitionFilter {
+  std::optional<std::string> name;
+  bool include_deleted = false;
+};
+
+struct InstanceFilter {
+  std::optional<domain::InstanceState> state;
+  std::optional<std::string> worker_id;
+  std::optional<std::string> owner_id;
+};
+
+// The key of a consumed event, kept until `expires_at` so that a redelivery changes nothing.
+struct ProcessedKey {
+  std::string source;
+  std::string id;
+  Timestamp processed_at;
+  Timestamp expires_at;  // a key expired before `processed_at` of a new one counts as absent
+  std::string value = {};  // kept with the key: an idempotent request's first answer; empty for an event
+};
+
+// What one Store::Purge removed.
+struct PurgeCounts {
+  int instances = 0;
+  int events = 0;
+};
+
+// Everything one use case writes, committed together or not at all.
+struct Changes {
+  // New definition versions; (id, version) must not exist yet, and a name belongs to one id.
+  std::vector<domain::LabletDefinition> new_definitions;
+  // Definitions to soft-delete (every version).
+  std::vector<domain::DefinitionId> deleted_definitions;
+  // Instances and workers to write. Each one's `version` is the version it was read at
+  // (0 for a new one); the stored version becomes version + 1.
+  std::vector<domain::LabletInstance> instances;
+  std::vector<domain::Worker> workers;
+  std::vector<OutboxEvent> events;
+  std::vector<ProcessedKey> processed;
+  std::vector<DeliveryUpdate> deliveries;
+  // Removes the processed-event keys that expired at or before this time.
+  std::optional<Timestamp> sweep_keys_expired_by;
+
+  bool empty() const {
+    return new_definitions.empty() && deleted_definitions.empty() && instances.empty() && workers.empty() &&
+           events.empty() && processed.empty() && deliveries.empty() && !sweep_keys_expired_by;
+  }
+};
+
+// Durable state, outbox and dedup records: the aggregates, the one write (Commit) and the
+// processed-event keys. The outbox's events are read through the Outbox port
+// (ports/outbox.h), which every store implements beside this one. Implementations are
+// thread-safe; reads see every commit that returned before they started.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // The given version, or the latest one (semver precedence) when `version` is empty.
+  // Errors: not_found.
+  virtual Result<domain::LabletDefinition> GetDefinition(const domain::DefinitionId& id,
+                                                         const std::optional<std::string>& version) = 0;
+  // The latest version of each definition, ordered by id.
+  virtual Result<PageOf<domain::LabletDefinition>> ListDefinitions(const DefinitionFilter& filter,
+                                                                   const Page& page) = 0;
+  // Every version, oldest first by semver. Errors: not_found when there is none.
+  virtual Result<std::vector<domain::LabletDefinition>> ListDefinitionVersions(const domain::DefinitionId& id) = 0;
+  // The id that carries `name`, if any.
+  virtual Result<std::optional<domain::DefinitionId>> FindDefinitionByName(const std::string& name) = 0;
+
+  // Errors: not_found.
+  virtual Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) = 0;
+  // Ordered by id (ids are time-ordered, so this is creation order).
+  virtual Result<PageOf<domain::LabletInstance>> ListInstances(const InstanceFilter& filter, const Page& page) = 0;
+
+  // Errors: not_found.
+  virtual Result<domain::Worker> GetWorker(const domain::WorkerId& id) = 0;
+  virtual Result<PageOf<domain::Worker>> ListWorkers(const Page& page) = 0;
+
+  // Writes `changes` atomically and durably: when it returns success the change survives a
+  // crash. Errors: Error::StaleVersion when an aggregate's version is stale (or it exists and
+  // version was 0); Error::Duplicate when a processed key exists;
+  // conflict with field "reservation_id" when a new instance names a reservation that an
+  // instance not yet TERMINATED holds (an instance gives its reservation up as it terminates);
+  // conflict with field "version"/"name" for a definition version that exists or a name
+  // taken by another id; not_found for a delivery update of an unknown seq; unavailable when
+  // the store cannot be written. On error nothing of `changes` is written. A new outbox event
+  // is pending, or held when its subject has a dead letter; delivery updates keep the held
+  // rule of DeliveryState (see DeliveryUpdate), touching only the subjects they name.
+  virtual Status Commit(const Changes& changes) = 0;
+
+  // The value kept with (source, id), if it was processed and its key has not expired at `now`.
+  virtual Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
+                                                            Timestamp now) = 0;
+  // Whether (source, id) was processed and its key has not expired at `now`. Not virtual: a
+  // store answers it through ProcessedValue, and one that declared its own would hide this.
+  Result<bool> IsProcessed(const std::string& source, const std::string& id, Timestamp now) {
+    auto value = ProcessedValue(source, id, now);
+    if (!value) return value.error();
+    return value->has_value();
+  }
+
+  // Succeeds when the store can be read.
+  virtual Status Ping() = 0;
+  // Retention: removes up to `limit` TERMINATED instances that terminated before
+  // `terminated_before`, and up to `limit` delivered outbox events delivered before
+  // `delivered_before` (never a pending, held or dead-lettered one), all in one write.
+  // Counts of events published stay as they were. Returns how many of each went: fewer than
+  // `limit` means none older is left. Errors: unavailable.
+  virtual Result<PurgeCounts> Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) = 0;
+};
+
+}  // namespace ccm::ports
