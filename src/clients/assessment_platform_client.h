@@ -23,7 +23,7 @@ class GradingEngineClient final : public app::GradingEngine {
  public:
   GradingEngineClient(RemoteOptions options, app::Clock& clock, OidcTokenProvider* tokens = nullptr)
       : caller_("grading engine", std::move(options), clock, tokens) {}
-  Status AssignPod(const std::string& session_id, const std::string& part_id, const std::string& pod_json) override;
+  Status AssignPod(const std::string& session_id, const std::string& part_id, const domain::Pod& pod) override;
 
  private:
   AuthorizedCaller caller_;
