@@ -7,13 +7,13 @@
 #include <fstream>
 #include <sstream>
 
-#include "app/json_codec.h"
 #include "domain/lab_yaml.h"
 #include "domain/lifecycle.h"
 #include "domain/pod.h"
 #include "ports/outbox.h"
 #include "ports/store.h"
 #include "store/sqlite/sqlite_store.h"
+#include "wire/aggregates.h"
 
 namespace ccm {
 namespace {
@@ -87,8 +87,8 @@ LabletInstance RunningInstance() {
 void BM_InstanceJsonRoundTrip(benchmark::State& state) {
   const LabletInstance i = RunningInstance();
   for (auto _ : state) {
-    const std::string text = app::ToJson(i).dump();
-    benchmark::DoNotOptimize(app::InstanceFromJson(nlohmann::json::parse(text)));
+    const std::string text = wire::ToJson(i).dump();
+    benchmark::DoNotOptimize(wire::InstanceFromJson(nlohmann::json::parse(text)));
   }
 }
 BENCHMARK(BM_InstanceJsonRoundTrip);

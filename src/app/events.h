@@ -1,14 +1,16 @@
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "domain/definition.h"
 #include "domain/instance.h"
 #include "domain/worker.h"
 #include "ports/clock.h"
 #include "ports/outbox.h"
+#include "wire/scaling.h"
 
 namespace ccm::app {
 
@@ -20,6 +22,8 @@ enum class ScalingDecision {
   kDownCompleted,  // ccm.scaling.down.completed: the drained worker is STOPPED
 };
 std::string_view EventType(ScalingDecision d);
+// The decision whose data `data` is.
+ScalingDecision DecisionOf(const wire::ScalingData& data);
 
 // The version of the JSON Schema of `type`'s data that ccm publishes now: the N of the
 // `{type}.vN.json` its dataschema names (docs/schemas). 2 for stopping, terminated and
@@ -27,8 +31,8 @@ std::string_view EventType(ScalingDecision d);
 int DataSchemaVersion(std::string_view type);
 
 // Builds the outbox rows that report state changes: one CloudEvent per state entered, with
-// the data fields SYSTEM.md lists per type. This is the one place that maps a move to its
-// event; use cases never build events by hand. Each event carries the CloudEvents Distributed
+// the data fields SYSTEM.md lists per type, encoded by wire/event_data.h. This is the one
+// place that maps a move to its event; use cases never build events by hand. Each event carries the CloudEvents Distributed
 // Tracing extension (`traceparent`, and `tracestate` when known) of a new span whose parent is
 // the calling thread's trace (trace::Current()), or for a lablet's event with no such trace,
 // the lablet's own (app/tracing.h). Thread-safe if the IdGenerator is.
@@ -44,14 +48,17 @@ class EventFactory {
   ports::OutboxEvent InstanceCreated(const domain::LabletInstance& instance);
   // The event of `change`, which `instance` (as it is after the move) just made. `worker` is
   // the instance's worker if it has one; `def` its definition (needed for
-  // provisioning.started); `extra` adds type-specific fields (triggered_by, collection_reason).
+  // provisioning.started); `collection_reason` is what a move to COLLECTING says (manual,
+  // timeslot_end, assessment_request), its `triggered_by` being the change's actor.
   ports::OutboxEvent InstanceMoved(const domain::LabletInstance& instance, const domain::InstanceChange& change,
                             const domain::Worker* worker, const domain::LabletDefinition* def,
-                            const nlohmann::json& extra = nlohmann::json::object());
+                            std::string_view collection_reason = "manual");
   // The event of each entry of a new worker's history, or `ccm.worker.pending` if it has none.
   std::vector<ports::OutboxEvent> WorkerCreated(const domain::Worker& worker);
+  // The event of `change`, which `worker` just made; a move to DRAINING gives when the drain
+  // is expected to end (its schema requires it).
   ports::OutboxEvent WorkerMoved(const domain::Worker& worker, const domain::WorkerChange& change,
-                          const nlohmann::json& extra = nlohmann::json::object());
+                          std::optional<Timestamp> estimated_drain_completion = std::nullopt);
   // `ccm.lablet.instance.grading.completed` for `record`, a score the instance just received:
   // its first (written just before the move to STOPPING), or a later one (a re-grade, or a
   // score after a time-out) with its revision, in whatever state the instance is.
@@ -60,9 +67,9 @@ class EventFactory {
   // `ccm.lablet.instance.pod.assigned`: the Grading Engine took the RUNNING instance's pod
   // (after `failures` failed attempts).
   ports::OutboxEvent PodAssigned(const domain::LabletInstance& instance, Timestamp at);
-  // A scaling decision about `subject` (a worker id, or the template name before a worker
-  // exists); `data` carries the decision's fields (template, reason, ...).
-  ports::OutboxEvent Scaling(ScalingDecision decision, const std::string& subject, Timestamp at, nlohmann::json data);
+  // A scaling decision about `subject` (the worker's id), made at `at`; its type is
+  // EventType(DecisionOf(data)).
+  ports::OutboxEvent Scaling(const wire::ScalingData& data, const std::string& subject, Timestamp at);
 
   const std::string& source() const { return source_; }
   // Replaces the base of the dataschema URIs (when ccm's address is known only once it listens).
@@ -72,10 +79,8 @@ class EventFactory {
   }
 
  private:
-  // The event; its traceparent (and tracestate) extension is a child span of the calling
-  // thread's current trace, else of `instance`'s, else absent.
-  ports::OutboxEvent Make(std::string_view type, const std::string& subject, Timestamp time, nlohmann::json data,
-                   const domain::LabletInstance* instance = nullptr);
+  // The base of the dataschema URIs, read under the lock.
+  std::string SchemaBase();
 
   ports::IdGenerator& ids_;
   std::string source_;

@@ -4,29 +4,11 @@
 #include <cstring>
 
 #include "log/log_context.h"
+#include "wire/secrets.h"
 
 namespace ccm::app {
 
 using namespace ccm::domain;
-using nlohmann::json;
-
-json ToJson(const Pod& pod, Secrets secrets) {
-  json devices = json::array();
-  for (const auto& d : pod.devices) {
-    json interfaces = json::array();
-    for (const auto& i : d.interfaces) {
-      json iface = {{"name", i.name}, {"protocol", i.protocol}, {"host", i.host}, {"port", i.port}};
-      if (i.authentication || !i.configuration.empty()) {
-        json access = ToJson(DeviceAccess{i.authentication, i.configuration}, secrets);
-        for (auto& [key, value] : access.items()) iface[key] = std::move(value);
-      }
-      interfaces.push_back(std::move(iface));
-    }
-    devices.push_back(
-        {{"label", d.label}, {"hostname", d.hostname}, {"collector", d.collector}, {"interfaces", std::move(interfaces)}});
-  }
-  return {{"id", pod.id}, {"devices", std::move(devices)}};
-}
 
 std::vector<std::string> SecretValues(const Pod& pod) {
   std::vector<std::string> out;
@@ -40,8 +22,8 @@ std::vector<std::string> SecretValues(const Pod& pod) {
 
 std::string Scrub(std::string text, const std::vector<std::string>& secrets) {
   for (const auto& s : secrets)
-    for (auto pos = text.find(s); pos != std::string::npos; pos = text.find(s, pos + std::strlen(kRedactedValue)))
-      text.replace(pos, s.size(), kRedactedValue);
+    for (auto pos = text.find(s); pos != std::string::npos; pos = text.find(s, pos + std::strlen(wire::kRedactedValue)))
+      text.replace(pos, s.size(), wire::kRedactedValue);
   return text;
 }
 

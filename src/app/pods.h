@@ -2,24 +2,22 @@
 
 #include <memory>
 #include <mutex>
-#include <nlohmann/json.hpp>
+#include <string>
 #include <unordered_map>
+#include <vector>
 
-#include "app/json_codec.h"
 #include "app/services.h"
 #include "domain/pod.h"
 #include "ports/store.h"
 
 namespace ccm::app {
 
-// The JSON of a pod, as the Grading Engine's Pod schema wants it: each interface with its
-// device's `authentication` and `configuration` when it has them, shown only for the Grading
-// Engine and callers allowed to read them (`secrets`), else redacted (json_codec.h).
-nlohmann::json ToJson(const domain::Pod& pod, Secrets secrets);
+// A pod's JSON, for the Grading Engine and the API, is wire/pod.h's.
+
 // Every authentication property value of `pod` that is not empty: what must not leave ccm
 // but to the Grading Engine (used to scrub the engine's answers before they are kept).
 std::vector<std::string> SecretValues(const domain::Pod& pod);
-// `text` with every occurrence of each of `secrets` replaced by kRedactedValue.
+// `text` with every occurrence of each of `secrets` replaced by wire::kRedactedValue.
 std::string Scrub(std::string text, const std::vector<std::string>& secrets);
 
 // Pods of instances for the Grading Engine. A definition's lab is parsed once (by its

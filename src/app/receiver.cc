@@ -9,11 +9,8 @@
 namespace ccm::app {
 
 using namespace ccm::domain;
-using nlohmann::json;
 
 namespace {
-
-constexpr std::string_view kV1 = ".v1";
 
 // The trace an inbound event's Distributed Tracing extension names, as the parent of a span
 // for what ccm does with it. nullopt when it has none, or an invalid one: the extension is
@@ -37,14 +34,8 @@ std::optional<trace::TraceContext> EventTrace(const cloudevents::CloudEvent& eve
 }  // namespace
 
 Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEvent& event) {
-  std::string_view type = event.type;
-  if (type.ends_with(kV1)) type.remove_suffix(kV1.size());
-  Handler handler = nullptr;
-  if (type == "assessment.collection.completed") handler = &EventReceiver::CollectionCompleted;
-  else if (type == "assessment.grading.completed") handler = &EventReceiver::GradingCompleted;
-  else if (type == "assessment.collection.failed") handler = &EventReceiver::CollectionFailed;
-  else if (type == "assessment.grading.failed") handler = &EventReceiver::GradingFailed;
-  if (!handler) {
+  const auto type = wire::AssessmentEventTypeOf(event.type);
+  if (!type) {
     metrics_.ignored++;
     return Outcome::kIgnored;
   }
@@ -59,13 +50,10 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
     metrics_.duplicate++;
     return Outcome::kDuplicate;
   }
-  if (!event.data || !event.data->is_object()) return fail(Error::InvalidArgument("data must be a JSON object", "data"));
-  const json& data = *event.data;
-  std::string instance_id;
-  for (const char* key : {"instance_id", "aggregate_id"})
-    if (auto it = data.find(key); it != data.end() && it->is_string()) instance_id = it->get<std::string>();
-  if (instance_id.empty())
-    return fail(Error::InvalidArgument("data.instance_id (or aggregate_id) is required", "data.instance_id"));
+  // Decoded once; an unknown instance is reported before bad fields.
+  auto decoded = wire::DecodeAssessmentEvent(*type, event);
+  if (!decoded) return fail(decoded.error());
+  const std::string& instance_id = decoded->instance_id;
 
   const std::string actor = "event:" + event.source;
   // The event's trace parents what it causes; without one, the request's (a binary-mode
@@ -80,10 +68,12 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
       if (e.code == ErrorCode::kNotFound) e.field = "data.instance_id";
       return e;
     }
+    if (!decoded->data) return decoded->data.error();
     trace::Scope work(WorkTrace(*instance));
     RecordTrace(*instance);
     ports::Changes changes;
-    auto outcome = (this->*handler)(*instance, data, event.id, actor, changes);
+    auto outcome = std::visit([&](const auto& data) { return Apply(*instance, data, event.id, actor, changes); },
+                              *decoded->data);
     if (!outcome) return outcome;
     if (*outcome == Outcome::kApplied && (changes.instances.empty() || changes.instances.back().id != instance->id))
       changes.instances.push_back(*instance);

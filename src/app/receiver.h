@@ -2,7 +2,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <nlohmann/json.hpp>
 
 #include "app/events.h"
 #include "app/services.h"
@@ -11,15 +10,9 @@
 #include "ports/store.h"
 #include "runtime/background_loop.h"
 #include "runtime/background_work.h"
+#include "wire/assessment_events.h"
 
 namespace ccm::app {
-
-// Reads a score in either shape the platform sends: {total, max, breakdown [{criterion,
-// points, max}], passed?} or the older {total_points_earned, total_points_possible,
-// check_results [{check_name, points_earned, points_possible}]}; `passed` may also sit
-// beside the score in `data`. Validates it (domain::Validate). Errors: invalid_argument
-// whose field is the path in the event ("data.score.total").
-Result<domain::GradingScore> ParseGradingScore(const nlohmann::json& data);
 
 // Counters of consumed events, for /metrics. Thread-safe.
 struct ReceiveMetrics {
@@ -63,17 +56,16 @@ class EventReceiver {
                                                      const std::string& actor);
 
  private:
-  // Applies one event's data to the instance it names; `event_id` is the event's id.
-  using Handler = Result<Outcome> (EventReceiver::*)(domain::LabletInstance&, const nlohmann::json&,
-                                                     const std::string& event_id, const std::string& actor, ports::Changes&);
-  Result<Outcome> CollectionCompleted(domain::LabletInstance&, const nlohmann::json&, const std::string&,
-                                      const std::string&, ports::Changes&);
-  Result<Outcome> GradingCompleted(domain::LabletInstance&, const nlohmann::json&, const std::string&,
-                                   const std::string&, ports::Changes&);
-  Result<Outcome> CollectionFailed(domain::LabletInstance&, const nlohmann::json&, const std::string&,
-                                   const std::string&, ports::Changes&);
-  Result<Outcome> GradingFailed(domain::LabletInstance&, const nlohmann::json&, const std::string&,
-                                const std::string&, ports::Changes&);
+  // Applies one event's data (decoded by wire/assessment_events.h) to the instance it names;
+  // `event_id` is the event's id. One overload per event type.
+  Result<Outcome> Apply(domain::LabletInstance&, const wire::CollectionCompleted&, const std::string& event_id,
+                        const std::string& actor, ports::Changes&);
+  Result<Outcome> Apply(domain::LabletInstance&, const wire::CollectionFailed&, const std::string& event_id,
+                        const std::string& actor, ports::Changes&);
+  Result<Outcome> Apply(domain::LabletInstance&, const wire::GradingCompleted&, const std::string& event_id,
+                        const std::string& actor, ports::Changes&);
+  Result<Outcome> Apply(domain::LabletInstance&, const wire::GradingFailed&, const std::string& event_id,
+                        const std::string& actor, ports::Changes&);
   // Moves the instance and queues its event (and its worker when the move releases).
   Status Move(domain::LabletInstance& i, domain::InstanceState to, const std::string& reason, const std::string& actor,
               ports::Changes& changes);

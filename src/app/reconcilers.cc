@@ -17,7 +17,6 @@
 namespace ccm::app {
 
 using namespace ccm::domain;
-using nlohmann::json;
 
 namespace {
 
@@ -580,9 +579,8 @@ int Reconcilers::ScaleOnce() {
       if (!change) continue;
       std::vector<ports::OutboxEvent> events{d_.events.WorkerMoved(w, *change)};
       if (w.scaled_up)
-        events.push_back(d_.events.Scaling(ScalingDecision::kUpCompleted, w.id.value, now,
-                                           {{"worker_id", w.id.value}, {"template", w.template_name},
-                                            {"hostname", w.hostname}}));
+        events.push_back(
+            d_.events.Scaling(wire::ScaleUpCompleted{w.id.value, w.template_name, w.hostname}, w.id.value, now));
       done = CommitWorker(w, std::move(events));
     } else if (cloud_ && w.state == WorkerState::kRunning && !w.cloud_id.empty() && w.ActiveInstances() == 0 &&
                demand.due == 0 && w.idle_since && *w.idle_since + options_.scale_down_grace <= now) {
@@ -590,10 +588,8 @@ int Reconcilers::ScaleOnce() {
       if (!change) continue;
       w.scale_down = true;
       done = CommitWorker(
-          w, {d_.events.Scaling(ScalingDecision::kDownRequested, w.id.value, now,
-                                {{"worker_id", w.id.value}, {"reason", change->reason}}),
-              d_.events.WorkerMoved(w, *change,
-                                    {{"running_instances_count", 0}, {"estimated_drain_completion", FormatRfc3339(now)}})});
+          w, {d_.events.Scaling(wire::ScaleDownRequested{w.id.value, change->reason}, w.id.value, now),
+              d_.events.WorkerMoved(w, *change, now)});  // idle: drained at once
     } else if (w.state == WorkerState::kDraining && w.ActiveInstances() == 0) {
       auto change = w.MoveTo(WorkerState::kStopping, now, "drained", kScaler);
       if (!change) continue;
@@ -610,7 +606,7 @@ int Reconcilers::ScaleOnce() {
       if (!change) continue;
       std::vector<ports::OutboxEvent> events{d_.events.WorkerMoved(w, *change)};
       if (w.scale_down)
-        events.push_back(d_.events.Scaling(ScalingDecision::kDownCompleted, w.id.value, now, {{"worker_id", w.id.value}}));
+        events.push_back(d_.events.Scaling(wire::ScaleDownCompleted{w.id.value}, w.id.value, now));
       done = CommitWorker(w, std::move(events));
     } else if (cloud_ && w.state == WorkerState::kStopped && !w.cloud_id.empty()) {
       // Released: it ends once the provider no longer runs it.
@@ -631,11 +627,9 @@ int Reconcilers::ScaleOnce() {
     Worker w = RequestedWorker(WorkerId{d_.ids.NewId()}, options_.scale_up_template, now);
     std::vector<ports::OutboxEvent> events = d_.events.WorkerCreated(w);
     events.push_back(d_.events.Scaling(
-        ScalingDecision::kUpRequested, w.id.value, now,
-        {{"template", options_.scale_up_template},
-         {"reason", std::to_string(shortage) + " pending instances fit no running worker"},
-         {"pending_instances", shortage},
-         {"worker_id", w.id.value}}));
+        wire::ScaleUpRequested{w.id.value, options_.scale_up_template,
+                               std::to_string(shortage) + " pending instances fit no running worker", shortage},
+        w.id.value, now));
     if (CommitWorker(w, std::move(events))) {
       spdlog::info("scaler: asked for a worker from template {} ({} pending instances fit nowhere)",
                    options_.scale_up_template, shortage);

@@ -2,9 +2,9 @@
 
 #include <openssl/evp.h>
 
-#include "app/json_codec.h"
 #include "app/pods.h"
 #include "app/tracing.h"
+#include "wire/idempotency.h"
 
 #include <algorithm>
 #include <atomic>
@@ -99,32 +99,20 @@ Result<LabletDefinition> DefinitionService::Delete(const DefinitionId& id) {
 namespace {
 
 // A digest of everything a draft asks for, to tell a retry from another request.
-std::string DraftDigest(const InstanceDraft& d) {
-  nlohmann::json j = {{"definition_id", d.definition_id.value},
-                      {"definition_version", d.definition_version ? nlohmann::json(*d.definition_version) : nullptr},
-                      {"owner_id", d.owner_id},
-                      {"reservation_id", d.reservation_id ? nlohmann::json(*d.reservation_id) : nullptr},
-                      {"timeslot_start", ToUnixMillis(d.timeslot_start)},
-                      {"timeslot_end", ToUnixMillis(d.timeslot_end)}};
-  if (d.assessment) j["assessment"] = {d.assessment->session_id, d.assessment->part_id};
-  return Sha256Tagged(j.dump());
-}
+std::string DraftDigest(const InstanceDraft& d) { return Sha256Tagged(wire::CanonicalDraft(d)); }
 
 // Where the first answer to an idempotent create is kept: one key space per caller.
 constexpr const char* kIdempotencySource = "ccm:idempotency-key:";
 
 // The first answer kept under an idempotency key, given again; conflict when `digest` differs.
 Result<CreatedInstance> Replay(const std::string& kept, const std::string& digest) {
-  const auto j = nlohmann::json::parse(kept, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("instance"))
-    return Error::Internal("the answer kept under an idempotency key does not read back");
-  if (j.value("digest", "") != digest)
+  auto answer = wire::DecodeKeptAnswer(kept);
+  if (!answer) return answer.error();
+  if (answer->digest != digest)
     return Error::Conflict("this Idempotency-Key was used within the last " +
                                std::to_string(kIdempotencyWindow.count()) + " h with another request body",
                            "Idempotency-Key");
-  auto instance = InstanceFromJson(j.at("instance"));
-  if (!instance) return instance.error();
-  return CreatedInstance{std::move(instance.value()), true};
+  return CreatedInstance{std::move(answer->instance), true};
 }
 
 }  // namespace
@@ -146,8 +134,8 @@ Result<CreatedInstance> InstanceService::CreateIdempotent(const InstanceDraft& d
   changes.events.push_back(d_.events.InstanceCreated(*instance));
   LabletInstance answered = *instance;
   answered.version = 1;
-  const nlohmann::json value = {{"digest", digest}, {"instance", ToJson(answered)}};
-  changes.processed.push_back(ports::ProcessedKey{source, key, now, now + kIdempotencyWindow, value.dump()});
+  changes.processed.push_back(
+      ports::ProcessedKey{source, key, now, now + kIdempotencyWindow, wire::EncodeKeptAnswer({digest, answered})});
   if (auto s = d_.store.Commit(changes); !s) {
     // A concurrent call with the same key won the race (the store may have found its key or
     // its reservation first): its answer is this one's.
@@ -275,8 +263,7 @@ Result<bool> InstanceService::AssignDuePod(const InstanceId& id, const PodBackof
   if (instance->worker_id)
     if (auto w = d_.store.GetWorker(*instance->worker_id)) worker = std::move(w.value());
   auto pod = worker ? pods_->ForInstance(*instance, *worker) : pods_->ForInstance(instance->id);
-  Status sent = pod ? engine_->AssignPod(instance->assessment->session_id, instance->assessment->part_id,
-                                         ToJson(*pod, Secrets::kShown).dump())
+  Status sent = pod ? engine_->AssignPod(instance->assessment->session_id, instance->assessment->part_id, *pod)
                     : Status(pod.error());
   // The engine's answer may quote the pod; what is kept (pod_error) and logged must not.
   if (!sent && pod) {
@@ -460,18 +447,18 @@ Result<Worker> WorkerService::Transition(const WorkerId& id, WorkerState to, con
       return Stale("worker", id.value, *expected_version, worker->version);
     auto change = worker->MoveTo(to, d_.clock.Now(), reason, actor);
     if (!change) return change.error();
-    nlohmann::json extra = nlohmann::json::object();
+    std::optional<Timestamp> drained_by;
     if (to == WorkerState::kDraining) {
       auto active = Instances(id);
       if (!active) return active.error();
       std::optional<Timestamp> last_end;
       for (const auto& i : *active)
         if (!last_end || i.timeslot_end > *last_end) last_end = i.timeslot_end;
-      extra["estimated_drain_completion"] = OptionalTime(last_end ? last_end : std::optional(change->at));
+      drained_by = last_end ? *last_end : change->at;
     }
     ports::Changes changes;
     changes.workers.push_back(*worker);
-    changes.events.push_back(d_.events.WorkerMoved(*worker, *change, extra));
+    changes.events.push_back(d_.events.WorkerMoved(*worker, *change, drained_by));
     if (auto s = d_.store.Commit(changes); !s) return s.error();
     ++worker->version;
     return worker;

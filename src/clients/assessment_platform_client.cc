@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "wire/pod.h"
+
 namespace ccm::clients {
 
 Status AssessmentPlatformClient::TriggerCollection(const ports::CollectionRequest& request) {
@@ -12,9 +14,9 @@ Status AssessmentPlatformClient::TriggerCollection(const ports::CollectionReques
 }
 
 Status GradingEngineClient::AssignPod(const std::string& session_id, const std::string& part_id,
-                                      const std::string& pod_json) {
+                                      const domain::Pod& pod) {
   return caller_.Post("/api/v1/sessions/" + UrlEscape(session_id) + "/parts/" + UrlEscape(part_id) + "/pod",
-                      pod_json);
+                      wire::EncodePodForGradingEngine(pod));
 }
 
 }  // namespace ccm::clients

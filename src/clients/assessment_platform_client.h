@@ -25,7 +25,7 @@ class GradingEngineClient final : public ports::GradingEngine {
  public:
   GradingEngineClient(RemoteOptions options, ports::Clock& clock, OidcTokenProvider* tokens = nullptr)
       : caller_("grading engine", std::move(options), clock, tokens) {}
-  Status AssignPod(const std::string& session_id, const std::string& part_id, const std::string& pod_json) override;
+  Status AssignPod(const std::string& session_id, const std::string& part_id, const domain::Pod& pod) override;
 
  private:
   AuthorizedCaller caller_;

@@ -2,13 +2,16 @@
 
 #include <charconv>
 
-#include "app/json_codec.h"
 #include "cloudevents/http_binding.h"
 #include "http/problem.h"
 #include "http/request_body.h"
 #include "ports/outbox.h"
 #include "ports/page.h"
 #include "ports/store.h"
+#include "wire/aggregates.h"
+#include "wire/grading_score.h"
+#include "wire/pod.h"
+#include "wire/receipt.h"
 
 namespace ccm::http {
 
@@ -29,13 +32,13 @@ Response Fail(const Error& e, const Request& req) { return ErrorResponse(e, req.
 template <typename T>
 Response Reply(const Result<T>& r, const Request& req, int status = 200) {
   if (!r) return Fail(r.error(), req);
-  return Json(status, app::ToJson(*r));
+  return Json(status, wire::ToJson(*r));
 }
 
 template <typename T>
 json PageJson(const ports::PageOf<T>& page) {
   json items = json::array();
-  for (const auto& item : page.items) items.push_back(app::ToJson(item));
+  for (const auto& item : page.items) items.push_back(wire::ToJson(item));
   return {{"items", std::move(items)}, {"next", page.next.empty() ? json(nullptr) : json(page.next)}};
 }
 
@@ -105,19 +108,19 @@ Resources ReadResources(FieldReader& r) {
 // Who may read device access as it is: definitions only a verified ccm.admin, pods a verified
 // ccm.operator (or admin); everyone else, and everyone without authentication, reads it
 // redacted. The Grading Engine always gets it (app::AssignDuePod).
-app::Secrets SecretsFor(const Request& req, auth::Role role) {
-  return req.principal && req.principal->Has(role) ? app::Secrets::kShown : app::Secrets::kRedacted;
+wire::Secrets SecretsFor(const Request& req, auth::Role role) {
+  return req.principal && req.principal->Has(role) ? wire::Secrets::kShown : wire::Secrets::kRedacted;
 }
 
 Response ReplyDefinition(const Result<LabletDefinition>& r, const Request& req, int status = 200) {
   if (!r) return Fail(r.error(), req);
-  return Json(status, app::ToJson(*r, SecretsFor(req, auth::Role::kAdmin)));
+  return Json(status, wire::ToJson(*r, SecretsFor(req, auth::Role::kAdmin)));
 }
 
 json DefinitionItems(const std::vector<LabletDefinition>& defs, const Request& req) {
-  const app::Secrets secrets = SecretsFor(req, auth::Role::kAdmin);
+  const wire::Secrets secrets = SecretsFor(req, auth::Role::kAdmin);
   json items = json::array();
-  for (const auto& d : defs) items.push_back(app::ToJson(d, secrets));
+  for (const auto& d : defs) items.push_back(wire::ToJson(d, secrets));
   return items;
 }
 
@@ -316,7 +319,7 @@ void AddInstanceRoutes(Router& router, app::InstanceService& instances) {
       if (!fresh) return Fail(fresh.error(), req);
       created.instance = std::move(fresh.value());
     }
-    Response resp = Json(201, app::ToJson(created.instance));
+    Response resp = Json(201, wire::ToJson(created.instance));
     resp.headers["Location"] = "/api/v1/instances/" + created.instance.id.value;
     if (created.replayed) resp.headers["Idempotent-Replayed"] = "true";
     return resp;
@@ -430,7 +433,7 @@ void AddWorkerRoutes(Router& router, app::WorkerService& workers) {
   router.Add("GET", "/api/v1/workers/{id}/capacity", [&workers](Request& req) {
     auto w = workers.Get(WorkerId{req.params["id"]});
     if (!w) return Fail(w.error(), req);
-    const json full = app::ToJson(*w);
+    const json full = wire::ToJson(*w);
     const Reservation used = w->Allocated();
     json free = {{"cpu_cores", w->capacity.cpu_cores - used.resources.cpu_cores},
                  {"memory_gb", w->capacity.memory_gb - used.resources.memory_gb},
@@ -447,7 +450,7 @@ void AddWorkerRoutes(Router& router, app::WorkerService& workers) {
   router.Add("GET", "/api/v1/workers/{id}/ports", [&workers](Request& req) {
     auto w = workers.Get(WorkerId{req.params["id"]});
     if (!w) return Fail(w.error(), req);
-    const json full = app::ToJson(*w);
+    const json full = wire::ToJson(*w);
     return Json(200, {{"worker_id", w->id.value},
                       {"port_range", full["port_range"]},
                       {"allocations", full["port_allocations"]},
@@ -457,7 +460,7 @@ void AddWorkerRoutes(Router& router, app::WorkerService& workers) {
     auto list = workers.Instances(WorkerId{req.params["id"]});
     if (!list) return Fail(list.error(), req);
     json items = json::array();
-    for (const auto& i : *list) items.push_back(app::ToJson(i));
+    for (const auto& i : *list) items.push_back(wire::ToJson(i));
     return Json(200, {{"items", std::move(items)}});
   });
   router.Add("POST", "/api/internal/workers/{id}/transition", [&workers](Request& req) {
@@ -483,8 +486,8 @@ json RecordJson(const ports::OutboxRecord& r) {
           {"state", ports::ToString(r.state)},
           {"attempts", r.attempts},
           {"next_attempt_at", r.state == ports::DeliveryState::kPending ? json(FormatRfc3339(r.next_attempt_at)) : json(nullptr)},
-          {"delivered_at", app::OptionalTime(r.delivered_at)},
-          {"dead_at", app::OptionalTime(r.dead_at)},
+          {"delivered_at", wire::OptionalTime(r.delivered_at)},
+          {"dead_at", wire::OptionalTime(r.dead_at)},
           {"last_error", r.last_error},
           {"event", std::move(event)}};
 }
@@ -525,18 +528,17 @@ int ReceiveStatus(const Error& e) {
   }
 }
 
-// One event's outcome: {id, status, outcome} or {id, status, title, detail, field}. Decode
-// refused any message with an element that is not a valid event, so every element has one.
-json ReceiveOne(app::EventReceiver& receiver, const cloudevents::DecodedEvent& d) {
+// One event's receipt. Decode refused any message with an element that is not a valid event,
+// so every element has one.
+wire::EventReceipt ReceiveOne(app::EventReceiver& receiver, const cloudevents::DecodedEvent& d) {
   auto r = receiver.Receive(*d.event);
-  if (r) return {{"id", d.event->id}, {"status", 202}, {"outcome", OutcomeName(*r)}};
+  if (r) return {.id = d.event->id, .status = 202, .outcome = OutcomeName(*r)};
   const int status = ReceiveStatus(r.error());
-  json out = {{"id", d.event->id},
-              {"status", status},
-              {"title", ProblemKindOf(status).title},
-              {"detail", r.error().message}};
-  if (!r.error().field.empty()) out["field"] = r.error().field;
-  return out;
+  return {.id = d.event->id,
+          .status = status,
+          .title = ProblemKindOf(status).title,
+          .detail = r.error().message,
+          .field = r.error().field};
 }
 
 void AddCollectionRoutes(Router& router, app::CollectionService& collection) {
@@ -563,19 +565,19 @@ void AddReceiverRoutes(Router& router, app::EventReceiver& receiver) {
       return ProblemResponse(400, decoded.error().message, req.path, decoded.error().field);
     }
     if (decoded->mode != cloudevents::Mode::kBatch) {
-      const json one = ReceiveOne(receiver, decoded->events.front());
-      const int status = one["status"];
-      if (status == 202) return Json(202, one);
-      return ProblemResponse(status, one["detail"], req.path, one.value("field", ""));
+      const wire::EventReceipt one = ReceiveOne(receiver, decoded->events.front());
+      if (one.accepted()) return Json(202, wire::ToJson(one));
+      return ProblemResponse(one.status, one.detail, req.path, one.field);
     }
-    json results = json::array();
+    std::vector<wire::EventReceipt> results;
+    results.reserve(decoded->events.size());
     bool all_accepted = true;
     for (const auto& d : decoded->events) {
       results.push_back(ReceiveOne(receiver, d));
-      all_accepted &= results.back()["status"] == 202;
+      all_accepted &= results.back().accepted();
     }
     // 207: the outcome of each event is in `results`, in the order of the batch.
-    return Json(all_accepted ? 202 : 207, {{"results", std::move(results)}});
+    return Json(all_accepted ? 202 : 207, wire::ToJson(results));
   });
   router.Add("POST", "/api/internal/instances/{id}/grading-result", [&receiver](Request& req) {
     auto body = ParseJsonObject(req);
@@ -583,7 +585,7 @@ void AddReceiverRoutes(Router& router, app::EventReceiver& receiver) {
     for (const auto& [key, _] : body->items())
       if (key != "score" && key != "passed")
         return Fail(Error::InvalidArgument(key + " is not a known field", key), req);
-    auto score = app::ParseGradingScore(*body);
+    auto score = wire::ParseGradingScore(*body);
     if (!score) {
       Error e = score.error();
       if (e.field.rfind("data.", 0) == 0) e.field = e.field.substr(5);
@@ -705,7 +707,7 @@ void AddApiRoutes(Router& router, ApiServices s) {
   router.Add("GET", "/api/v1/instances/{id}/pod", [&pods = s.pods](Request& req) {
     auto pod = pods.ForInstance(InstanceId{req.params["id"]});
     if (!pod) return Fail(pod.error(), req);
-    return Json(200, app::ToJson(*pod, SecretsFor(req, auth::Role::kOperator)));
+    return Json(200, wire::ToJson(*pod, SecretsFor(req, auth::Role::kOperator)));
   });
 }
 

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "domain/pod.h"
 #include "domain/result.h"
 
 namespace ccm::ports {
@@ -10,9 +11,10 @@ namespace ccm::ports {
 class GradingEngine {
  public:
   virtual ~GradingEngine() = default;
-  // POST /api/v1/sessions/{session_id}/parts/{part_id}/pod with the pod (JSON) as the body.
-  // Errors: unavailable, invalid_argument (refused, e.g. a pod that does not validate).
-  virtual Status AssignPod(const std::string& session_id, const std::string& part_id, const std::string& pod_json) = 0;
+  // POST /api/v1/sessions/{session_id}/parts/{part_id}/pod with `pod` as the body, secrets
+  // shown (the Grading Engine's Pod schema). Errors: unavailable, invalid_argument (refused,
+  // e.g. a pod that does not validate).
+  virtual Status AssignPod(const std::string& session_id, const std::string& part_id, const domain::Pod& pod) = 0;
 };
 
 }  // namespace ccm::ports

@@ -7,7 +7,6 @@
 #include <mutex>
 #include <vector>
 
-#include "app/json_codec.h"
 #include "clients/http_event_sink.h"
 #include "clients/http_post.h"
 #include "ports/event_sink.h"
@@ -19,6 +18,7 @@
 #include "support/stack.h"
 #include "support/world.h"
 #include "trace/trace_context.h"
+#include "wire/aggregates.h"
 
 namespace ccm {
 namespace {
@@ -183,9 +183,9 @@ TEST_F(Tracing, ALabletStoredBeforeTracesGetsANewTraceWhenNextWorkedOn) {
   // As stored before traces were kept: no traceparent member at all.
   auto stored = stack_.store->GetInstance(domain::InstanceId{id});
   ASSERT_TRUE(stored);
-  json old = app::ToJson(*stored);
+  json old = wire::ToJson(*stored);
   for (const char* key : {"trace_id", "traceparent", "tracestate"}) old.erase(key);
-  auto read = app::InstanceFromJson(old);
+  auto read = wire::InstanceFromJson(old);
   ASSERT_TRUE(read) << read.error().message;
   EXPECT_EQ(read->traceparent, "");
   EXPECT_EQ(read->tracestate, "");

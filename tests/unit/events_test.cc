@@ -41,10 +41,10 @@ class Events : public ::testing::Test {
     return *ce->data;
   }
 
-  json Move(InstanceState to, const json& extra = json::object()) {
+  json Move(InstanceState to, std::string_view collection_reason = "manual") {
     auto change = MoveInstance(instance_, &worker_, to, FromUnixMillis(5000), "because", "tester");
     EXPECT_TRUE(change) << ToString(to);
-    json data = Check(factory_.InstanceMoved(instance_, *change, &worker_, &def_, extra),
+    json data = Check(factory_.InstanceMoved(instance_, *change, &worker_, &def_, collection_reason),
                       std::string(EventTypeOnEntering(to)));
     for (const char* key : {"instance_id", "definition_id", "definition_version", "previous_state", "new_state",
                             "worker_id", "timestamp"})
@@ -85,7 +85,7 @@ TEST_F(Events, EveryInstanceStateHasItsTypeAndData) {
   EXPECT_EQ(running["pod_assigned"], false);
   EXPECT_TRUE(running["started_at"].is_string());
 
-  json collecting = Move(InstanceState::kCollecting, {{"collection_reason", "timeslot_end"}});
+  json collecting = Move(InstanceState::kCollecting, "timeslot_end");
   EXPECT_EQ(collecting["triggered_by"], "tester");
   EXPECT_EQ(collecting["collection_reason"], "timeslot_end");
 
@@ -169,30 +169,32 @@ TEST_F(Events, WorkerStatesAndDrainingData) {
   for (WorkerState to : {WorkerState::kDraining, WorkerState::kStopping, WorkerState::kStopped, WorkerState::kTerminated}) {
     auto change = w->MoveTo(to, FromUnixMillis(10), "scale down", "scaler");
     ASSERT_TRUE(change) << ToString(to);
-    json extra = to == WorkerState::kDraining ? json{{"estimated_drain_completion", "2026-12-01T10:00:00.000Z"}}
-                                              : json::object();
-    json data = Check(factory_.WorkerMoved(*w, *change, extra), std::string(EventTypeOnEntering(to)));
+    std::optional<Timestamp> drained_by;
+    if (to == WorkerState::kDraining) drained_by = ParseRfc3339("2026-12-01T10:00:00.000Z");
+    json data = Check(factory_.WorkerMoved(*w, *change, drained_by), std::string(EventTypeOnEntering(to)));
     EXPECT_EQ(data["worker_id"], "w2");
     EXPECT_EQ(data["reason"], "scale down");
     if (to == WorkerState::kDraining) {
       EXPECT_EQ(data["running_instances_count"], 0);
       EXPECT_EQ(data["estimated_drain_completion"], "2026-12-01T10:00:00.000Z");
+    } else {
+      EXPECT_FALSE(data.contains("estimated_drain_completion")) << ToString(to);
     }
   }
 }
 
 TEST_F(Events, ScalingDecisions) {
-  const std::pair<ScalingDecision, const char*> all[] = {
-      {ScalingDecision::kUpRequested, "ccm.scaling.up.requested"},
-      {ScalingDecision::kUpCompleted, "ccm.scaling.up.completed"},
-      {ScalingDecision::kDownRequested, "ccm.scaling.down.requested"},
-      {ScalingDecision::kDownCompleted, "ccm.scaling.down.completed"}};
-  for (const auto& [decision, type] : all) {
-    json data = Check(factory_.Scaling(decision, "cml-template-m5", FromUnixMillis(0),
-                                       {{"template", "cml-template-m5"}, {"reason", "3 pending instances fit no worker"}}),
-                      type);
-    EXPECT_EQ(data["template"], "cml-template-m5");
-    EXPECT_TRUE(data.contains("timestamp"));
+  const std::pair<wire::ScalingData, const char*> all[] = {
+      {wire::ScaleUpRequested{"w9", "cml-template-m5", "3 pending instances fit no running worker", 3},
+       "ccm.scaling.up.requested"},
+      {wire::ScaleUpCompleted{"w9", "cml-template-m5", "w9.example"}, "ccm.scaling.up.completed"},
+      {wire::ScaleDownRequested{"w9", "idle since then"}, "ccm.scaling.down.requested"},
+      {wire::ScaleDownCompleted{"w9"}, "ccm.scaling.down.completed"}};
+  for (const auto& [data, type] : all) {
+    EXPECT_EQ(EventType(DecisionOf(data)), type);
+    json sent = Check(factory_.Scaling(data, "w9", FromUnixMillis(0)), type);
+    EXPECT_EQ(sent["worker_id"], "w9");
+    EXPECT_EQ(sent["timestamp"], "1970-01-01T00:00:00.000Z");
   }
 }
 

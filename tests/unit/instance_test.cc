@@ -1,8 +1,8 @@
 #include <gtest/gtest.h>
 
-#include "app/json_codec.h"
 #include "domain/lifecycle.h"
 #include "support/fixtures.h"
+#include "wire/aggregates.h"
 
 namespace ccm::domain {
 namespace {
@@ -173,18 +173,18 @@ TEST(InstanceJson, ScoresEndingAndAPartialCollectionRoundTrip) {
   f.instance.AddScore(GradingScore{6, 10, false, {{"a", 6, 10}}}, "g-1", "event:/grading", FromUnixMillis(10));
   f.instance.AddScore(GradingScore{8, 10, true, {}}, "", "operator", FromUnixMillis(20));
   f.instance.ending = Ending{Outcome::kTimedOut, "grading", "grading_timeout", "grading timed out after 1 s"};
-  const auto j = app::ToJson(f.instance);
+  const auto j = wire::ToJson(f.instance);
   EXPECT_TRUE(j["collection"]["collection_id"].is_null());
   EXPECT_TRUE(j["scores"][1]["event_id"].is_null());  // an operator's
   EXPECT_EQ(j["ending"]["outcome"], "timed_out");
-  auto back = app::InstanceFromJson(j);
+  auto back = wire::InstanceFromJson(j);
   ASSERT_TRUE(back) << back.error().message;
   EXPECT_EQ(back->collection, f.instance.collection);
   EXPECT_EQ(back->scores, f.instance.scores);
   EXPECT_EQ(back->ending, f.instance.ending);
   auto bad = j;
   bad["ending"]["outcome"] = "fine";
-  EXPECT_FALSE(app::InstanceFromJson(bad));
+  EXPECT_FALSE(wire::InstanceFromJson(bad));
 }
 
 TEST(InstanceJson, AScoreStoredBeforeScoresWereKeptIsTheFirstRevision) {
@@ -194,10 +194,10 @@ TEST(InstanceJson, AScoreStoredBeforeScoresWereKeptIsTheFirstRevision) {
     ASSERT_TRUE(MoveInstance(f.instance, &f.worker, s, FromUnixMillis(6), "", "t"));
   f.instance.grading_score = GradingScore{7, 10, true, {}};
   ASSERT_TRUE(MoveInstance(f.instance, &f.worker, I::kStopping, FromUnixMillis(30), "graded", "t"));
-  auto j = app::ToJson(f.instance);
+  auto j = wire::ToJson(f.instance);
   j.erase("scores");  // as an older ccm wrote it
   j.erase("ending");
-  auto back = app::InstanceFromJson(j);
+  auto back = wire::InstanceFromJson(j);
   ASSERT_TRUE(back) << back.error().message;
   ASSERT_EQ(back->scores.size(), 1u);
   EXPECT_EQ(back->scores[0].revision, 1);

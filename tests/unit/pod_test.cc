@@ -8,6 +8,7 @@
 #include "app/pods.h"
 #include "support/json_schema.h"
 #include "support/temp_dir.h"
+#include "wire/pod.h"
 
 namespace ccm::domain {
 namespace {
@@ -48,7 +49,7 @@ TEST(Pod, FromTheSampleLab) {
   ASSERT_TRUE(lab);
   auto pod = BuildPod(*lab, {{"serial_1", 5041}, {"serial_2", 5042}, {"vnc_1", 5044}}, "203.0.113.10", "inst-1", "ccm");
   ASSERT_TRUE(pod) << pod.error().message;
-  const json j = app::ToJson(*pod, app::Secrets::kShown);
+  const json j = wire::ToJson(*pod, wire::Secrets::kShown);
   EXPECT_EQ(j, json::parse(R"({"id":"inst-1","devices":[
     {"label":"vmanage-mock","hostname":"vmanage-mock","collector":"ccm","interfaces":[
       {"name":"serial_1","protocol":"console","host":"203.0.113.10","port":5041}]},
@@ -63,7 +64,7 @@ TEST(Pod, TheRewrittenLabGivesTheSamePod) {
   auto from_template = BuildPod(*ParseLab(ccm::testing::ReadTestData("sample_lab_template.yaml")), ports, "h", "i", "ccm");
   auto from_rewritten = BuildPod(*ParseLab(ccm::testing::ReadTestData("sample_cml_lab.yaml")), ports, "h", "i", "ccm");
   ASSERT_TRUE(from_template && from_rewritten);
-  EXPECT_EQ(app::ToJson(*from_template, app::Secrets::kShown), app::ToJson(*from_rewritten, app::Secrets::kShown));
+  EXPECT_EQ(wire::ToJson(*from_template, wire::Secrets::kShown), wire::ToJson(*from_rewritten, wire::Secrets::kShown));
 }
 
 TEST(Pod, GeneratedLabsOfOneFiftyAndFiveHundredNodesValidate) {
@@ -78,7 +79,7 @@ TEST(Pod, GeneratedLabsOfOneFiftyAndFiveHundredNodesValidate) {
     EXPECT_EQ(pod->devices.size(), static_cast<size_t>(tagged)) << n;
     EXPECT_EQ(pod->devices[0].label, "Räuter 0");
     EXPECT_EQ(pod->devices[0].interfaces.size(), 2u);  // serial and vnc; group:core ignored
-    const auto errors = PodErrors(app::ToJson(*pod, app::Secrets::kShown));
+    const auto errors = PodErrors(wire::ToJson(*pod, wire::Secrets::kShown));
     EXPECT_TRUE(errors.empty()) << n << ": " << errors.front();
   }
 }
@@ -124,7 +125,7 @@ TEST(Pod, DeviceAccessTheDefaultForEveryDeviceANodesEntryForItsOwn) {
   access.nodes["ubuntu-desktop"] = Login("student", "pw");
   auto pod = BuildPod(*lab, ports, "203.0.113.10", "inst-1", "ccm", access);
   ASSERT_TRUE(pod) << pod.error().message;
-  const json j = app::ToJson(*pod, app::Secrets::kShown);
+  const json j = wire::ToJson(*pod, wire::Secrets::kShown);
   EXPECT_EQ(j, json::parse(R"({"id":"inst-1","devices":[
     {"label":"vmanage-mock","hostname":"vmanage-mock","collector":"ccm","interfaces":[
       {"name":"serial_1","protocol":"console","host":"203.0.113.10","port":5041,
@@ -148,14 +149,14 @@ TEST(Pod, DeviceAccessTheDefaultForEveryDeviceANodesEntryForItsOwn) {
     EXPECT_FALSE(iface.authentication);
     EXPECT_TRUE(iface.configuration.empty());
   }
-  const json pj = app::ToJson(*partial, app::Secrets::kShown);
+  const json pj = wire::ToJson(*partial, wire::Secrets::kShown);
   EXPECT_FALSE(pj["devices"][1]["interfaces"][0].contains("authentication"));
   EXPECT_EQ(PodErrors(pj), std::vector<std::string>{});
 
   // Without device access the pod is as it always was.
   auto none = BuildPod(*lab, ports, "h", "i", "ccm");
   ASSERT_TRUE(none);
-  EXPECT_FALSE(app::ToJson(*none, app::Secrets::kShown).dump().find("authentication") != std::string::npos);
+  EXPECT_FALSE(wire::ToJson(*none, wire::Secrets::kShown).dump().find("authentication") != std::string::npos);
 }
 
 TEST(Pod, DeviceAccessRedactedKeepsTheSchemeAndNamesAndStillValidates) {
@@ -164,7 +165,7 @@ TEST(Pod, DeviceAccessRedactedKeepsTheSchemeAndNamesAndStillValidates) {
   access.default_access = Login("cisco", "s3cret", R"({"line":"console","speed":{"baud":9600}})");
   auto pod = BuildPod(*lab, {{"serial_1", 1}, {"serial_2", 2}, {"vnc_1", 3}}, "h", "i", "ccm", access);
   ASSERT_TRUE(pod);
-  const json j = app::ToJson(*pod, app::Secrets::kRedacted);
+  const json j = wire::ToJson(*pod, wire::Secrets::kRedacted);
   EXPECT_EQ(j.dump().find("s3cret"), std::string::npos);
   EXPECT_EQ(j.dump().find("cisco"), std::string::npos);
   EXPECT_EQ(j.dump().find("9600"), std::string::npos);
@@ -185,8 +186,8 @@ TEST(Pod, GeneratedLabsWithDeviceAccessValidate) {
     access.nodes["Räuter 0"] = DeviceAccess{DeviceAuthentication{"ssh-key", {}}, ""};  // a scheme without properties
     auto pod = BuildPod(*lab, ports, "cml-7.example", "inst", "ccm", access);
     ASSERT_TRUE(pod);
-    for (auto secrets : {app::Secrets::kShown, app::Secrets::kRedacted}) {
-      const json j = app::ToJson(*pod, secrets);
+    for (auto secrets : {wire::Secrets::kShown, wire::Secrets::kRedacted}) {
+      const json j = wire::ToJson(*pod, secrets);
       const auto errors = PodErrors(j);
       EXPECT_TRUE(errors.empty()) << n << ": " << errors.front();
       EXPECT_EQ(j["devices"][0]["interfaces"][0]["authentication"]["scheme"], "ssh-key");

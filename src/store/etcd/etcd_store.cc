@@ -9,9 +9,9 @@
 #include <set>
 #include <thread>
 
-#include "app/json_codec.h"
 #include "cloudevents/json_parse.h"
 #include "store/shared.h"
+#include "wire/aggregates.h"
 
 namespace ccm::store {
 
@@ -247,7 +247,7 @@ Result<std::vector<LabletDefinition>> ReadVersions(etcd::Client& client, const s
   if (!r) return r.error();
   std::vector<LabletDefinition> out;
   for (const auto& kv : r->kvs) {
-    auto d = ParseAs<LabletDefinition>(kv, app::DefinitionFromJson);
+    auto d = ParseAs<LabletDefinition>(kv, wire::DefinitionFromJson);
     if (!d) return d.error();
     out.push_back(std::move(d.value()));
   }
@@ -284,7 +284,7 @@ Result<ports::PageOf<LabletDefinition>> EtcdStore::ListDefinitions(const ports::
   if (!r) return r.error();
   std::map<std::string, std::vector<LabletDefinition>> by_id;
   for (const auto& kv : r->kvs) {
-    auto d = ParseAs<LabletDefinition>(kv, app::DefinitionFromJson);
+    auto d = ParseAs<LabletDefinition>(kv, wire::DefinitionFromJson);
     if (!d) return d.error();
     by_id[d->id.value].push_back(std::move(d.value()));
   }
@@ -305,13 +305,13 @@ Result<ports::PageOf<LabletDefinition>> EtcdStore::ListDefinitions(const ports::
 }
 
 Result<LabletInstance> EtcdStore::ReadInstance(const KeyValue& kv) {
-  auto i = ParseAs<LabletInstance>(kv, app::InstanceFromJson);
+  auto i = ParseAs<LabletInstance>(kv, wire::InstanceFromJson);
   if (i) Remember(kv.key, {kv.mod_revision, kv.version, std::string(ToString(i->state)), {}});
   return i;
 }
 
 Result<Worker> EtcdStore::ReadWorker(const KeyValue& kv) {
-  auto w = ParseAs<Worker>(kv, app::WorkerFromJson);
+  auto w = ParseAs<Worker>(kv, wire::WorkerFromJson);
   if (w) Remember(kv.key, {kv.mod_revision, kv.version, {}, PortHolders(*w)});
   return w;
 }
@@ -813,7 +813,7 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
       return DefinitionVersionTaken(d.name, d.version);
     if (name.mod_revision != 0 && name.value != d.id.value)
       return NameTaken(d.name, name.value);
-    put(version.key, app::ToJson(d, app::Secrets::kShown).dump());
+    put(version.key, wire::ToJson(d, wire::Secrets::kShown).dump());
     put(name.key, d.id.value);
   }
   for (const auto& versions : deleted_versions)
@@ -850,7 +850,7 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     if (!before) return before.error();
     // etcd counts a key's writes since its creation: that is the instance's version.
     if (before->version != i.version) return StaleVersion("instance", i.id.value, i.version);
-    json body = app::ToJson(i);
+    json body = wire::ToJson(i);
     body["version"] = i.version + 1;
     put(key, body.dump());
     const std::string state(ToString(i.state));
@@ -874,14 +874,14 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
     const auto& w = ch.workers[n];
     const std::string key = Key("workers/" + KeyPart(w.id.value));
     auto before = known_or_read(workers_known[n], key, [](const KeyValue& kv, Known& k) -> Status {
-      auto old = ParseAs<Worker>(kv, app::WorkerFromJson);
+      auto old = ParseAs<Worker>(kv, wire::WorkerFromJson);
       if (!old) return old.error();
       k.ports = PortHolders(*old);
       return {};
     });
     if (!before) return before.error();
     if (before->version != w.version) return StaleVersion("worker", w.id.value, w.version);
-    json body = app::ToJson(w);
+    json body = wire::ToJson(w);
     body["version"] = w.version + 1;
     put(key, body.dump());
     const auto after = PortHolders(w);

@@ -14,8 +14,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "app/json_codec.h"
 #include "store/shared.h"
+#include "wire/aggregates.h"
 
 namespace ccm::store {
 
@@ -269,13 +269,13 @@ Result<T> ReadBody(Stmt& stmt, int col, Parse parse) {
 }
 
 std::string InstanceBody(const LabletInstance& i, std::int64_t version) {
-  json j = app::ToJson(i);
+  json j = wire::ToJson(i);
   j["version"] = version;
   return j.dump();
 }
 
 std::string WorkerBody(const Worker& w, std::int64_t version) {
-  json j = app::ToJson(w);
+  json j = wire::ToJson(w);
   j["version"] = version;
   return j.dump();
 }
@@ -406,7 +406,7 @@ Result<std::vector<LabletDefinition>> ReadVersions(SqliteStore::Connection& c, c
   std::vector<LabletDefinition> out;
   int rc;
   while ((rc = (*stmt)->Step()) == SQLITE_ROW) {
-    auto d = ReadBody<LabletDefinition>(**stmt, 0, app::DefinitionFromJson);
+    auto d = ReadBody<LabletDefinition>(**stmt, 0, wire::DefinitionFromJson);
     if (!d) return d.error();
     d->deleted = (*stmt)->Int(1) != 0;
     out.push_back(std::move(d.value()));
@@ -475,7 +475,7 @@ Result<LabletInstance> SqliteStore::GetInstance(const InstanceId& id) {
   if (!stmt) return stmt.error();
   (*stmt)->Bind(1, id.value);
   const int rc = (*stmt)->Step();
-  if (rc == SQLITE_ROW) return ReadBody<LabletInstance>(**stmt, 0, app::InstanceFromJson);
+  if (rc == SQLITE_ROW) return ReadBody<LabletInstance>(**stmt, 0, wire::InstanceFromJson);
   if (rc != SQLITE_DONE) return SqlError(c->db(), "read instance");
   return Error::NotFound("instance " + id.value + " not found");
 }
@@ -501,7 +501,7 @@ Result<ports::PageOf<LabletInstance>> SqliteStore::ListInstances(const ports::In
       out.next = out.items.back().id.value;
       break;
     }
-    auto i = ReadBody<LabletInstance>(**stmt, 0, app::InstanceFromJson);
+    auto i = ReadBody<LabletInstance>(**stmt, 0, wire::InstanceFromJson);
     if (!i) return i.error();
     out.items.push_back(std::move(i.value()));
   }
@@ -515,7 +515,7 @@ Result<Worker> SqliteStore::GetWorker(const WorkerId& id) {
   if (!stmt) return stmt.error();
   (*stmt)->Bind(1, id.value);
   const int rc = (*stmt)->Step();
-  if (rc == SQLITE_ROW) return ReadBody<Worker>(**stmt, 0, app::WorkerFromJson);
+  if (rc == SQLITE_ROW) return ReadBody<Worker>(**stmt, 0, wire::WorkerFromJson);
   if (rc != SQLITE_DONE) return SqlError(c->db(), "read worker");
   return Error::NotFound("worker " + id.value + " not found");
 }
@@ -532,7 +532,7 @@ Result<ports::PageOf<Worker>> SqliteStore::ListWorkers(const ports::Page& page) 
       out.next = out.items.back().id.value;
       break;
     }
-    auto w = ReadBody<Worker>(**stmt, 0, app::WorkerFromJson);
+    auto w = ReadBody<Worker>(**stmt, 0, wire::WorkerFromJson);
     if (!w) return w.error();
     out.items.push_back(std::move(w.value()));
   }
@@ -738,7 +738,7 @@ Status SqliteStore::Commit(const Changes& changes) {
   if (changes.empty()) return {};
   Encoded encoded;
   encoded.definitions.reserve(changes.new_definitions.size());
-  for (const auto& d : changes.new_definitions) encoded.definitions.push_back(app::ToJson(d, app::Secrets::kShown).dump());
+  for (const auto& d : changes.new_definitions) encoded.definitions.push_back(wire::ToJson(d, wire::Secrets::kShown).dump());
   encoded.instances.reserve(changes.instances.size());
   for (const auto& i : changes.instances) encoded.instances.push_back(InstanceBody(i, i.version + 1));
   encoded.workers.reserve(changes.workers.size());

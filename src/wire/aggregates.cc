@@ -1,8 +1,8 @@
-#include "app/json_codec.h"
+#include "wire/aggregates.h"
 
-#include "app/tracing.h"
+#include "trace/trace_context.h"
 
-namespace ccm::app {
+namespace ccm::wire {
 
 using nlohmann::json;
 using namespace ccm::domain;
@@ -115,6 +115,13 @@ DeviceAccessMap DeviceAccessFrom(const json& j) {
   if (j.contains("default")) m.default_access = AccessFrom(j.at("default"));
   for (const auto& [label, a] : j.at("nodes").items()) m.nodes[label] = AccessFrom(a);
   return m;
+}
+
+// The trace id of the trace recorded on `i` (derived: not read back).
+json TraceId(const LabletInstance& i) {
+  if (i.traceparent.empty()) return nullptr;
+  auto t = trace::Parse(i.traceparent, i.tracestate);
+  return t ? json(t->trace_id) : json(nullptr);
 }
 
 template <typename F>
@@ -239,7 +246,7 @@ json ToJson(const LabletInstance& i) {
           {"scheduled_at", OptionalTime(i.scheduled_at)},
           {"started_at", OptionalTime(i.started_at)},
           {"terminated_at", OptionalTime(i.terminated_at)},
-          {"trace_id", TraceOf(i) ? json(TraceOf(i)->trace_id) : json(nullptr)},
+          {"trace_id", TraceId(i)},
           {"traceparent", i.traceparent.empty() ? json(nullptr) : json(i.traceparent)},
           {"tracestate", i.tracestate.empty() ? json(nullptr) : json(i.tracestate)},
           {"version", i.version}};
@@ -418,4 +425,4 @@ Result<Worker> WorkerFromJson(const json& j) {
   });
 }
 
-}  // namespace ccm::app
+}  // namespace ccm::wire

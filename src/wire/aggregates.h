@@ -6,15 +6,11 @@
 #include "domain/instance.h"
 #include "domain/result.h"
 #include "domain/worker.h"
+#include "wire/secrets.h"
 
-namespace ccm::app {
-
-// Whether the secrets of device access are written as they are (for the store, for the
-// Grading Engine, for callers allowed to read them) or redacted: then every authentication
-// property's value and every configuration member's value is kRedactedValue, while the scheme
-// and the names stay, so a reader sees what is set but not what it is.
-enum class Secrets { kShown, kRedacted };
-inline constexpr const char* kRedactedValue = "***";
+// The storage format and the API's shapes of the aggregates: one JSON shape per aggregate,
+// written by the stores and by the API alike.
+namespace ccm::wire {
 
 // The JSON shape of each aggregate: what the API returns and what the store keeps. Derived
 // fields (a worker's `allocated`) are written but ignored when read back. A definition's
@@ -41,4 +37,4 @@ Result<domain::Worker> WorkerFromJson(const nlohmann::json& j);
 // null for an absent optional.
 nlohmann::json OptionalTime(const std::optional<Timestamp>& t);
 
-}  // namespace ccm::app
+}  // namespace ccm::wire

@@ -1,0 +1,256 @@
+// The wire formats: the typed decoding of the Assessment Platform's events (each type, each
+// field rule, both score shapes, extra fields ignored), the score shared with the operator's
+// route, what an idempotent create keeps, and the receipts of POST /api/v1/events.
+#include <gtest/gtest.h>
+
+#include "cloudevents/cloud_event.h"
+#include "support/fixtures.h"
+#include "wire/assessment_events.h"
+#include "wire/event_data.h"
+#include "wire/grading_score.h"
+#include "wire/idempotency.h"
+#include "wire/receipt.h"
+
+namespace ccm::wire {
+namespace {
+
+using namespace ccm::domain;
+using nlohmann::json;
+using T = AssessmentEventType;
+
+cloudevents::CloudEvent Event(const std::string& type, json data) {
+  cloudevents::CloudEvent e;
+  e.id = "evt-1";
+  e.source = "/assessment";
+  e.type = type;
+  e.data = std::move(data);
+  return e;
+}
+
+// The decoded data of an event of `type`, which must name its instance.
+Result<AssessmentData> Data(T type, json data) {
+  data["instance_id"] = "i-1";
+  auto decoded = DecodeAssessmentEvent(type, Event("ignored.by.decode", std::move(data)));
+  EXPECT_TRUE(decoded) << decoded.error().message;
+  if (!decoded) return decoded.error();
+  EXPECT_EQ(decoded->instance_id, "i-1");
+  return decoded->data;
+}
+
+// The field the first broken rule of `data` names.
+std::string FieldOf(T type, json data) {
+  auto d = Data(type, std::move(data));
+  EXPECT_FALSE(d);
+  if (d) return "";
+  EXPECT_EQ(d.error().code, ErrorCode::kInvalidArgument);
+  return d.error().field;
+}
+
+json Score() { return {{"total", 8}, {"max", 10}, {"breakdown", json::array({{{"criterion", "ospf"}, {"points", 8}, {"max", 10}}})}}; }
+
+TEST(AssessmentEventType, NamesTheFourTypesWithOrWithoutV1) {
+  const std::pair<const char*, T> all[] = {{"assessment.collection.completed", T::kCollectionCompleted},
+                                           {"assessment.collection.failed", T::kCollectionFailed},
+                                           {"assessment.grading.completed", T::kGradingCompleted},
+                                           {"assessment.grading.failed", T::kGradingFailed}};
+  for (const auto& [name, type] : all) {
+    EXPECT_EQ(AssessmentEventTypeOf(name), type) << name;
+    EXPECT_EQ(AssessmentEventTypeOf(std::string(name) + ".v1"), type) << name;
+  }
+  for (const char* other : {"assessment.collection.requested", "assessment.grading.completed.v2", "", ".v1",
+                            "ccm.lablet.instance.running"})
+    EXPECT_FALSE(AssessmentEventTypeOf(other)) << other;
+}
+
+TEST(DecodeAssessmentEvent, TheDataMustBeAnObjectNamingAnInstance) {
+  for (json data : {json(nullptr), json::array(), json("text"), json(3)}) {
+    auto d = DecodeAssessmentEvent(T::kGradingFailed, Event("assessment.grading.failed", data));
+    ASSERT_FALSE(d) << data;
+    EXPECT_EQ(d.error().field, "data");
+  }
+  cloudevents::CloudEvent no_data = Event("assessment.grading.failed", nullptr);
+  no_data.data.reset();
+  EXPECT_EQ(DecodeAssessmentEvent(T::kGradingFailed, no_data).error().field, "data");
+  for (json data : {json::object(), json{{"instance_id", ""}}, json{{"instance_id", 7}}, json{{"aggregate_id", nullptr}}}) {
+    auto d = DecodeAssessmentEvent(T::kGradingFailed, Event("assessment.grading.failed", data));
+    ASSERT_FALSE(d) << data;
+    EXPECT_EQ(d.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_EQ(d.error().field, "data.instance_id");
+  }
+  auto by_aggregate = DecodeAssessmentEvent(T::kGradingFailed, Event("x", {{"aggregate_id", "i-9"}}));
+  ASSERT_TRUE(by_aggregate);
+  EXPECT_EQ(by_aggregate->instance_id, "i-9");
+  // A bad field is kept apart: the instance is still named, so an unknown one is said first.
+  ASSERT_FALSE(by_aggregate->data);
+  EXPECT_EQ(by_aggregate->data.error().field, "data.error_code");
+}
+
+TEST(DecodeAssessmentEvent, CollectionCompletedIdsAreOptionalNonEmptyStrings) {
+  auto none = Data(T::kCollectionCompleted, json::object());
+  ASSERT_TRUE(none);
+  const auto& empty = std::get<CollectionCompleted>(*none);
+  EXPECT_FALSE(empty.collection_id);
+  EXPECT_FALSE(empty.artifacts_uri);
+  auto both = Data(T::kCollectionCompleted, {{"collection_id", "col-1"}, {"artifacts_uri", "s3://b/col-1"}, {"artifacts_uri_extra", 5}});
+  ASSERT_TRUE(both);
+  EXPECT_EQ(std::get<CollectionCompleted>(*both).collection_id, "col-1");
+  EXPECT_EQ(std::get<CollectionCompleted>(*both).artifacts_uri, "s3://b/col-1");
+  EXPECT_TRUE(Data(T::kCollectionCompleted, {{"collection_id", nullptr}}));  // null is absent
+  for (const char* key : {"collection_id", "artifacts_uri"})
+    for (json bad : {json(""), json(4), json::object()})
+      EXPECT_EQ(FieldOf(T::kCollectionCompleted, {{key, bad}}), std::string("data.") + key) << bad;
+}
+
+TEST(DecodeAssessmentEvent, CollectionFailedNeedsACodeAndTakesAMessageAndARetryFlag) {
+  auto d = Data(T::kCollectionFailed, {{"error_code", "timeout"}, {"error_message", "slow"}, {"retry_possible", true}});
+  ASSERT_TRUE(d);
+  const auto& f = std::get<CollectionFailed>(*d);
+  EXPECT_EQ(f.error_code, "timeout");
+  EXPECT_EQ(f.error_message, "slow");
+  EXPECT_TRUE(f.retry_possible);
+  auto bare = Data(T::kCollectionFailed, {{"error_code", "timeout"}, {"error_message", nullptr}});
+  ASSERT_TRUE(bare);
+  EXPECT_EQ(std::get<CollectionFailed>(*bare).error_message, "");
+  EXPECT_FALSE(std::get<CollectionFailed>(*bare).retry_possible);
+  EXPECT_EQ(FieldOf(T::kCollectionFailed, json::object()), "data.error_code");
+  EXPECT_EQ(FieldOf(T::kCollectionFailed, {{"error_code", ""}}), "data.error_code");
+  EXPECT_EQ(FieldOf(T::kCollectionFailed, {{"error_code", 500}}), "data.error_code");
+  EXPECT_EQ(FieldOf(T::kCollectionFailed, {{"error_code", "x"}, {"error_message", 1}}), "data.error_message");
+  EXPECT_EQ(FieldOf(T::kCollectionFailed, {{"error_code", "x"}, {"retry_possible", "yes"}}), "data.retry_possible");
+  EXPECT_EQ(FieldOf(T::kCollectionFailed, {{"error_code", "x"}, {"retry_possible", nullptr}}), "data.retry_possible");
+  // The rules apply in order: the code first.
+  EXPECT_EQ(FieldOf(T::kCollectionFailed, {{"error_message", 1}, {"retry_possible", "yes"}}), "data.error_code");
+}
+
+TEST(DecodeAssessmentEvent, GradingFailedNeedsACode) {
+  auto d = Data(T::kGradingFailed, {{"error_code", "engine_down"}, {"retry_possible", "ignored here"}});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(std::get<GradingFailed>(*d).error_code, "engine_down");
+  EXPECT_EQ(std::get<GradingFailed>(*d).error_message, "");
+  EXPECT_EQ(FieldOf(T::kGradingFailed, {{"error_code", nullptr}}), "data.error_code");
+  EXPECT_EQ(FieldOf(T::kGradingFailed, {{"error_code", "x"}, {"error_message", false}}), "data.error_message");
+}
+
+TEST(DecodeAssessmentEvent, GradingCompletedCarriesTheScoreAndKeepsOnlyUsableCollectionIds) {
+  auto d = Data(T::kGradingCompleted, {{"score", Score()}, {"collection_id", "col-2"}, {"artifacts_uri", ""}, {"note", "x"}});
+  ASSERT_TRUE(d);
+  const auto& g = std::get<GradingCompleted>(*d);
+  EXPECT_EQ(g.score, (GradingScore{8, 10, std::nullopt, {{"ospf", 8, 10}}}));
+  EXPECT_EQ(g.collection_id, "col-2");
+  EXPECT_FALSE(g.artifacts_uri);  // dropped, not refused: not the event's subject
+  auto odd = Data(T::kGradingCompleted, {{"score", Score()}, {"collection_id", 12}});
+  ASSERT_TRUE(odd);
+  EXPECT_FALSE(std::get<GradingCompleted>(*odd).collection_id);
+  EXPECT_EQ(FieldOf(T::kGradingCompleted, json::object()), "data.score");
+  EXPECT_EQ(FieldOf(T::kGradingCompleted, {{"score", "8/10"}}), "data.score");
+}
+
+TEST(ParseGradingScore, ReadsTheCurrentShape) {
+  json s = Score();
+  s["passed"] = true;
+  auto score = ParseGradingScore({{"score", s}});
+  ASSERT_TRUE(score) << score.error().message;
+  EXPECT_EQ(*score, (GradingScore{8, 10, true, {{"ospf", 8, 10}}}));
+  // `passed` may sit beside the score; the score's own wins.
+  EXPECT_EQ(ParseGradingScore({{"score", Score()}, {"passed", false}})->passed, false);
+  EXPECT_EQ(ParseGradingScore({{"score", s}, {"passed", false}})->passed, true);
+  EXPECT_FALSE(ParseGradingScore({{"score", {{"total", 1}, {"max", 2}}}})->passed);
+  EXPECT_TRUE(ParseGradingScore({{"score", {{"total", 1}, {"max", 2}, {"breakdown", nullptr}}}}));
+}
+
+TEST(ParseGradingScore, ReadsTheOlderShape) {
+  json older = {{"total_points_earned", 3},
+                {"total_points_possible", 4},
+                {"check_results", json::array({{{"check_name", "vlan"}, {"points_earned", 3}, {"points_possible", 4}}})}};
+  auto score = ParseGradingScore({{"score", older}, {"passed", true}});
+  ASSERT_TRUE(score) << score.error().message;
+  EXPECT_EQ(*score, (GradingScore{3, 4, true, {{"vlan", 3, 4}}}));
+}
+
+TEST(ParseGradingScore, NamesTheFieldAsTheEventSpellsIt) {
+  auto field = [](json data) {
+    auto s = ParseGradingScore(data);
+    EXPECT_FALSE(s) << data;
+    return s ? std::string() : s.error().field;
+  };
+  EXPECT_EQ(field(json::object()), "data.score");
+  EXPECT_EQ(field({{"score", {{"max", 10}}}}), "data.score.total");
+  EXPECT_EQ(field({{"score", {{"total", "8"}, {"max", 10}}}}), "data.score.total");
+  EXPECT_EQ(field({{"score", {{"total", 8}}}}), "data.score.max");
+  EXPECT_EQ(field({{"score", {{"total", 8}, {"max", 10}, {"breakdown", {{"a", 1}}}}}}), "data.score.breakdown");
+  EXPECT_EQ(field({{"score", {{"total", 8}, {"max", 10}, {"breakdown", json::array({1})}}}}), "data.score.breakdown[0]");
+  EXPECT_EQ(field({{"score", {{"total", 8}, {"max", 10}, {"breakdown", json::array({{{"points", 1}, {"max", 1}}})}}}}),
+            "data.score.breakdown[0].criterion");
+  EXPECT_EQ(field({{"score", {{"total", 8}, {"max", 10}, {"breakdown", json::array({{{"criterion", "a"}, {"max", 1}}})}}}}),
+            "data.score.breakdown[0].points");
+  EXPECT_EQ(field({{"score", {{"total", 8}, {"max", 10}, {"passed", "yes"}}}}), "data.passed");
+  EXPECT_EQ(field({{"score", {{"total", 8}, {"max", 10}}}, {"passed", 1}}), "data.passed");
+  // Rules of domain::Validate, renamed for the older shape.
+  EXPECT_EQ(field({{"score", {{"total", 11}, {"max", 10}}}}), "data.score.total");
+  EXPECT_EQ(field({{"score", {{"total_points_earned", 11}, {"total_points_possible", 10}}}}),
+            "data.score.total_points_earned");
+  EXPECT_EQ(field({{"score", {{"total_points_earned", 1}, {"total_points_possible", 10},
+                              {"check_results", json::array({{{"check_name", "a"}, {"points_earned", 5}, {"points_possible", 2}}})}}}}),
+            "data.score.check_results[0].points_earned");
+  EXPECT_EQ(field({{"score", {{"total_points_earned", 1}}}}), "data.score.total_points_possible");
+}
+
+TEST(KeptAnswer, ReadsBackWhatItWrote) {
+  LabletInstance i = ccm::testing::MakeInstance("i-7");
+  i.version = 1;
+  const std::string text = EncodeKeptAnswer({"sha256:abc", i});
+  auto back = DecodeKeptAnswer(text);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->digest, "sha256:abc");
+  EXPECT_EQ(back->instance.id, i.id);
+  EXPECT_EQ(back->instance.version, 1);
+  for (const char* bad : {"", "[]", "{\"digest\":\"x\"}", "{\"instance\":{}}"}) {
+    auto d = DecodeKeptAnswer(bad);
+    ASSERT_FALSE(d) << bad;
+    EXPECT_EQ(d.error().code, ErrorCode::kInternal) << bad;
+  }
+}
+
+TEST(CanonicalDraft, TellsDraftsApart) {
+  InstanceDraft a;
+  a.definition_id = {"def-1"};
+  a.owner_id = "o";
+  a.timeslot_start = FromUnixMillis(1000);
+  a.timeslot_end = FromUnixMillis(2000);
+  InstanceDraft b = a;
+  EXPECT_EQ(CanonicalDraft(a), CanonicalDraft(b));
+  // The text is what digests were taken of: it must not change with the code.
+  EXPECT_EQ(CanonicalDraft(a),
+            R"({"definition_id":"def-1","definition_version":null,"owner_id":"o","reservation_id":null,)"
+            R"("timeslot_end":2000,"timeslot_start":1000})");
+  b.assessment = AssessmentRef{"s", "p"};
+  EXPECT_NE(CanonicalDraft(a), CanonicalDraft(b));
+  b = a;
+  b.definition_version = "1.0.0";
+  EXPECT_NE(CanonicalDraft(a), CanonicalDraft(b));
+}
+
+TEST(EventReceipt, AcceptedOrRefused) {
+  EXPECT_EQ(ToJson(EventReceipt{.id = "e1", .status = 202, .outcome = "duplicate"}),
+            (json{{"id", "e1"}, {"status", 202}, {"outcome", "duplicate"}}));
+  EXPECT_EQ(ToJson(EventReceipt{.id = "e2", .status = 422, .title = "Unprocessable", .detail = "bad", .field = "data.x"}),
+            (json{{"id", "e2"}, {"status", 422}, {"title", "Unprocessable"}, {"detail", "bad"}, {"field", "data.x"}}));
+  EXPECT_FALSE(ToJson(EventReceipt{.id = "e3", .status = 409, .title = "Conflict", .detail = "no"}).contains("field"));
+  const json batch = ToJson(std::vector<EventReceipt>{{.id = "a", .outcome = "applied"}, {.id = "b", .status = 409}});
+  ASSERT_EQ(batch["results"].size(), 2u);
+  EXPECT_EQ(batch["results"][0]["id"], "a");
+  EXPECT_EQ(batch["results"][1]["status"], 409);
+}
+
+TEST(ScalingData, EachDecisionHasItsFields) {
+  const Timestamp at = FromUnixMillis(0);
+  EXPECT_EQ(ToJson(ScaleUpRequested{"w1", "m5", "2 pending", 2}, at),
+            (json{{"worker_id", "w1"}, {"template", "m5"}, {"reason", "2 pending"}, {"pending_instances", 2},
+                  {"timestamp", "1970-01-01T00:00:00.000Z"}}));
+  EXPECT_EQ(ToJson(ScaleUpCompleted{"w1", "m5", "h1"}, at)["hostname"], "h1");
+  EXPECT_EQ(ToJson(ScaleDownRequested{"w1", "idle"}, at)["reason"], "idle");
+  EXPECT_EQ(ToJson(ScaleDownCompleted{"w1"}, at).size(), 2u);
+}
+
+}  // namespace
+}  // namespace ccm::wire
