@@ -105,7 +105,17 @@ class SqliteStore final : public app::Store {
   Status Init();
   Status ProbeWrite();
   void ApplyBatch(const std::vector<Writer*>& batch);
+  // One commit, in three steps (sqlite_store.cc): read the rows it depends on, decide (no
+  // I/O) its refusal or what it writes, write that.
+  struct CommitReads;
+  struct CommitPlan;
+  class CommitDecision;
   Status ApplyOne(const app::Changes& changes, const Encoded& encoded);
+  Result<CommitReads> ReadForCommit(const app::Changes& changes);
+  Status ReadDeliveredRecords(const app::Changes& changes, CommitReads& reads);
+  Status WriteCommit(const app::Changes& changes, const Encoded& encoded, const CommitPlan& plan);
+  Status WriteInstance(const domain::LabletInstance& instance, const std::string& body);
+  Status WriteOutbox(const app::Changes& changes, const CommitPlan& plan);
   bool Checkpoint();
   static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
   ReadLease Lease();
