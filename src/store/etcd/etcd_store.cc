@@ -698,7 +698,8 @@ struct EtcdStore::CommitReads {
   void Add(std::vector<KeyValue> got) {
     for (auto& kv : got) {
       guards.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
-      by_key[kv.key] = &kvs.emplace_back(std::move(kv));
+      const KeyValue& kept = kvs.emplace_back(std::move(kv));
+      by_key[kept.key] = &kept;
     }
   }
 };
