@@ -10,6 +10,8 @@
 
 #include "domain/definition.h"
 #include "domain/result.h"
+#include "ports/outbox.h"
+#include "ports/store.h"
 
 namespace ccm::store {
 
@@ -68,6 +70,47 @@ inline Error ReservationHeld(const std::string& reservation, const std::string& 
 // A delivery update may not write `held`: the store decides it (DeliveryState's rule).
 inline Error HeldIsNotWritten() {
   return Error::InvalidArgument("store: held is decided by the store, not written", "state");
+}
+
+// The delivery rules every store keeps (ports/outbox.h, DeliveryState and DeliveryUpdate).
+
+// Whether `d` dead-letters or replays its event: then the held rule runs on its subject.
+inline bool TouchesSubject(const ports::DeliveryUpdate& d) {
+  return d.state == ports::DeliveryState::kDead || (d.state == ports::DeliveryState::kPending && d.attempts == 0);
+}
+
+// `r`'s bookkeeping after the delivery update `d`.
+inline void ApplyDelivery(ports::OutboxRecord& r, const ports::DeliveryUpdate& d) {
+  r.state = d.state;
+  r.attempts = d.attempts;
+  if (d.state == ports::DeliveryState::kPending) r.next_attempt_at = d.at;
+  if (d.state == ports::DeliveryState::kDelivered) r.delivered_at = d.at;
+  r.dead_at = d.state == ports::DeliveryState::kDead ? std::optional<Timestamp>(d.at) : std::nullopt;
+  r.last_error = d.error;
+}
+
+// The held rule on one subject's records, given in seq order: a record not delivered is held
+// exactly when an earlier one is dead. A released record starts afresh (attempt 0, due at
+// `release_at`). Calls `changed(n)` for each record `subject[n]` it moves; returns whether
+// the subject is left with a dead letter.
+template <typename Changed>
+bool KeepHeldRule(const std::vector<ports::OutboxRecord*>& subject, Timestamp release_at, Changed changed) {
+  bool behind_dead = false;
+  for (size_t n = 0; n < subject.size(); ++n) {
+    ports::OutboxRecord& r = *subject[n];
+    if (r.state == ports::DeliveryState::kDead) {
+      behind_dead = true;
+    } else if (r.state == ports::DeliveryState::kPending && behind_dead) {
+      r.state = ports::DeliveryState::kHeld;
+      changed(n);
+    } else if (r.state == ports::DeliveryState::kHeld && !behind_dead) {
+      r.state = ports::DeliveryState::kPending;
+      r.attempts = 0;
+      r.next_attempt_at = release_at;
+      changed(n);
+    }
+  }
+  return behind_dead;
 }
 
 }  // namespace ccm::store

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <deque>
 #include <map>
 #include <optional>
 #include <random>
@@ -103,44 +104,12 @@ std::optional<std::string> IndexOf(ports::DeliveryState state) {
   return std::nullopt;
 }
 
-void ApplyDelivery(ports::OutboxRecord& r, const ports::DeliveryUpdate& d) {
-  r.state = d.state;
-  r.attempts = d.attempts;
-  if (d.state == ports::DeliveryState::kPending) r.next_attempt_at = d.at;
-  if (d.state == ports::DeliveryState::kDelivered) r.delivered_at = d.at;
-  r.dead_at = d.state == ports::DeliveryState::kDead ? std::optional<Timestamp>(d.at) : std::nullopt;
-  r.last_error = d.error;
-}
-
 // A record a commit read and may write back: its state as read, and whether it changed.
 struct Touched {
   ports::OutboxRecord record;
   ports::DeliveryState was = ports::DeliveryState::kPending;
   bool dirty = false;
 };
-
-// The held rule on one subject's records: an event not delivered is held exactly when an
-// earlier one is dead. Released events start afresh, due at `release_at`. Returns whether
-// the subject is left with a dead letter.
-bool KeepHeldRule(std::vector<Touched*>& members, Timestamp release_at) {
-  std::sort(members.begin(), members.end(), [](const auto* a, const auto* b) { return a->record.seq < b->record.seq; });
-  bool blocked = false;
-  for (Touched* t : members) {
-    ports::OutboxRecord& r = t->record;
-    if (r.state == ports::DeliveryState::kDead) {
-      blocked = true;
-    } else if (r.state == ports::DeliveryState::kPending && blocked) {
-      r.state = ports::DeliveryState::kHeld;
-      t->dirty = true;
-    } else if (r.state == ports::DeliveryState::kHeld && !blocked) {
-      r.state = ports::DeliveryState::kPending;
-      r.attempts = 0;
-      r.next_attempt_at = release_at;
-      t->dirty = true;
-    }
-  }
-  return blocked;
-}
 
 // Records in seq order.
 Result<std::vector<ports::OutboxRecord>> ReadRecords(const std::vector<KeyValue>& kvs) {
@@ -628,12 +597,9 @@ Status EtcdStore::CommitFenced(const Changes& changes, const std::optional<Fence
   // An update that dead-letters or replays an event reads and guards every record of its
   // subject (the held rule): it goes alone, so that one round dead-lettering many subjects
   // does not make one transaction too large for etcd to take (and the round stuck on it).
-  const auto touches_subject = [](const ports::DeliveryUpdate& d) {
-    return d.state == ports::DeliveryState::kDead || (d.state == ports::DeliveryState::kPending && d.attempts == 0);
-  };
   if (deliveries_only && changes.deliveries.size() > 1 &&
       (changes.deliveries.size() > kDeliveriesPerTxn ||
-       std::any_of(changes.deliveries.begin(), changes.deliveries.end(), touches_subject))) {
+       std::any_of(changes.deliveries.begin(), changes.deliveries.end(), TouchesSubject))) {
     Changes part;
     const auto flush = [&]() -> Status {
       if (part.deliveries.empty()) return {};
@@ -642,10 +608,10 @@ Status EtcdStore::CommitFenced(const Changes& changes, const std::optional<Fence
       return s;
     };
     for (const auto& d : changes.deliveries) {
-      if (touches_subject(d) || part.deliveries.size() == kDeliveriesPerTxn)
+      if (TouchesSubject(d) || part.deliveries.size() == kDeliveriesPerTxn)
         if (auto s = flush(); !s) return s;
       part.deliveries.push_back(d);
-      if (touches_subject(d))
+      if (TouchesSubject(d))
         if (auto s = flush(); !s) return s;
     }
     return flush();
@@ -687,312 +653,441 @@ Status EtcdStore::SweepKeys(Timestamp expired_by) {
   return {};
 }
 
-// One attempt: read every key the commit depends on, decide, write guarded by what was
-// read. true: committed; false: a key changed in between (try again); an error: refused.
-Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>& fence, bool optimistic) {
+// ---- one commit attempt: read, decide, write -------------------------------------------------
+
+// The keys a commit names, under the store's prefix.
+struct EtcdStore::CommitKeys {
+  const EtcdStore& store;
+  std::string operator()(std::string_view area) const { return store.Key(area); }
+  std::string Version(const LabletDefinition& d) const {
+    return store.Key("definitions/" + KeyPart(d.id.value) + "/" + KeyPart(d.version));
+  }
+  std::string Name(const std::string& name) const { return store.Key("definition-names/" + KeyPart(name)); }
+  std::string Instance(const InstanceId& id) const { return store.Key("instances/" + KeyPart(id.value)); }
+  std::string Worker(const WorkerId& id) const { return store.Key("workers/" + KeyPart(id.value)); }
+  std::string Record(const std::string& event_id) const { return store.Key("outbox/events/" + KeyPart(event_id)); }
+  std::string Processed(const ports::ProcessedKey& k) const {
+    return store.Key("events/processed/" + KeyPart(k.source) + "/" + KeyPart(k.id));
+  }
+  std::string Blocked(const std::string& subject) const { return store.Key("outbox/blocked/" + KeyPart(subject)); }
+  std::string SubjectPrefix(const std::string& subject) const {
+    return store.Key("outbox/subjects/" + KeyPart(subject) + "/");
+  }
+  // The reservation a new instance takes, or a terminated one gives up (see Store::Commit).
+  std::optional<std::string> Reservation(const LabletInstance& i) const {
+    if (!i.reservation_id || (i.version != 0 && i.state != InstanceState::kTerminated)) return std::nullopt;
+    return store.Key("reservations/" + KeyPart(*i.reservation_id));
+  }
+};
+
+// What one attempt read: every key the commit depends on, and the guards that keep it true
+// until the write.
+struct EtcdStore::CommitReads {
+  std::deque<KeyValue> kvs;  // a deque: by_key points into it
+  std::unordered_map<std::string, const KeyValue*> by_key;
+  // Per instance and per worker of the commit: what it was, and whether that was recalled
+  // (then decide guards it) rather than read (then its read is guarded here).
+  std::vector<std::pair<Known, bool>> instances, workers;
+  std::map<std::string, std::vector<std::string>> rule_subjects;  // subject -> its record keys
+  std::vector<std::vector<KeyValue>> deleted_versions;           // per deleted definition
+  std::set<std::string> event_subjects;
+  json guards = json::array();
+  bool already_written = false;  // an earlier attempt was committed (its answer was lost)
+
+  const KeyValue& Get(const std::string& key) const { return *by_key.at(key); }
+  void Add(std::vector<KeyValue> got) {
+    for (auto& kv : got) {
+      guards.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
+      const KeyValue& kept = kvs.emplace_back(std::move(kv));
+      by_key[kept.key] = &kept;
+    }
+  }
+};
+
+// What one attempt writes: the guards and one operation per key (etcd refuses a transaction
+// that names a key twice: a later write of the same key, such as one name for several
+// versions, replaces the earlier). Dedup keys wait for their lease, which is found when writing.
+struct EtcdStore::CommitPlan {
+  struct LeasedPut {
+    std::string key;
+    std::string value;
+    Timestamp expires_at;
+  };
+  json compare = json::array();
+  std::map<std::string, json> writes;
+  std::vector<LeasedPut> leased;
+
+  void Put(const std::string& key, const std::string& value) { writes[key] = etcd::PutOp(key, value); }
+  void Delete(const std::string& key) { writes[key] = etcd::DeleteOp(key); }
+};
+
+// 1. Read: what the commit depends on, in one read (less what a recent read already told),
+// then what the held rule and deleted definitions need.
+Result<EtcdStore::CommitReads> EtcdStore::ReadForCommit(const Changes& ch, bool optimistic) {
   if (ch.events.size() > kMaxEventsPerCommit)
     return Error::InvalidArgument("store: at most " + std::to_string(kMaxEventsPerCommit) + " events per commit",
                                   "events");
-  const auto blocked_key = [this](const std::string& subject) { return Key("outbox/blocked/" + KeyPart(subject)); };
-  const auto subject_prefix = [this](const std::string& subject) {
-    return Key("outbox/subjects/" + KeyPart(subject) + "/");
-  };
-  // 1. What the commit depends on, in one read (less what a recent read already told).
-  std::vector<std::string> keys;
-  for (const auto& d : ch.new_definitions) {
-    keys.push_back(Key("definitions/" + KeyPart(d.id.value) + "/" + KeyPart(d.version)));
-    keys.push_back(Key("definition-names/" + KeyPart(d.name)));
-  }
-  std::vector<std::optional<Known>> instances_known, workers_known;
-  for (const auto& i : ch.instances) {
-    const std::string key = Key("instances/" + KeyPart(i.id.value));
-    instances_known.push_back(optimistic ? Recall(key, i.version) : std::nullopt);
-    if (!instances_known.back()) keys.push_back(key);
-  }
-  for (const auto& w : ch.workers) {
-    const std::string key = Key("workers/" + KeyPart(w.id.value));
-    workers_known.push_back(optimistic ? Recall(key, w.version) : std::nullopt);
-    if (!workers_known.back()) keys.push_back(key);
-  }
   for (const auto& d : ch.deliveries) {
     if (d.event_id.empty()) return Error::InvalidArgument("store: a delivery update names no event id", "event_id");
-    if (d.state == ports::DeliveryState::kHeld)
-      return HeldIsNotWritten();
-    keys.push_back(Key("outbox/events/" + KeyPart(d.event_id)));
+    if (d.state == ports::DeliveryState::kHeld) return HeldIsNotWritten();
   }
-  for (const auto& k : ch.processed) keys.push_back(Key("events/processed/" + KeyPart(k.source) + "/" + KeyPart(k.id)));
-  // The reservation a new instance takes, or a terminated one gives up (see Store::Commit).
-  const auto reservation_key = [this](const domain::LabletInstance& i) -> std::optional<std::string> {
-    if (!i.reservation_id || (i.version != 0 && i.state != InstanceState::kTerminated)) return std::nullopt;
-    return Key("reservations/" + KeyPart(*i.reservation_id));
+  const CommitKeys keys{*this};
+  CommitReads reads;
+  std::vector<std::string> wanted;
+  for (const auto& d : ch.new_definitions) {
+    wanted.push_back(keys.Version(d));
+    wanted.push_back(keys.Name(d.name));
+  }
+  const auto recall = [&](const std::string& key, std::int64_t version) {
+    std::optional<Known> known = optimistic ? Recall(key, version) : std::nullopt;
+    if (!known) wanted.push_back(key);
+    return std::pair<Known, bool>{known.value_or(Known{}), known.has_value()};
   };
+  for (const auto& i : ch.instances) reads.instances.push_back(recall(keys.Instance(i.id), i.version));
+  for (const auto& w : ch.workers) reads.workers.push_back(recall(keys.Worker(w.id), w.version));
+  for (const auto& d : ch.deliveries) wanted.push_back(keys.Record(d.event_id));
+  for (const auto& k : ch.processed) wanted.push_back(keys.Processed(k));
   for (const auto& i : ch.instances)
-    if (auto key = reservation_key(i)) keys.push_back(*key);
-  std::set<std::string> event_subjects;
-  for (const auto& e : ch.events) event_subjects.insert(e.subject);
+    if (auto key = keys.Reservation(i)) wanted.push_back(*key);
+  for (const auto& e : ch.events) reads.event_subjects.insert(e.subject);
   if (!optimistic) {
-    for (const auto& e : ch.events) keys.push_back(Key("outbox/events/" + KeyPart(e.id)));
-    for (const auto& subject : event_subjects) keys.push_back(blocked_key(subject));
+    for (const auto& e : ch.events) wanted.push_back(keys.Record(e.id));
+    for (const auto& subject : reads.event_subjects) wanted.push_back(keys.Blocked(subject));
   }
-  std::vector<KeyValue> read;
-  if (!keys.empty()) {
-    auto got = GetMany(keys);
+  if (!wanted.empty()) {
+    auto got = GetMany(wanted);
     if (!got) return got.error();
-    read = std::move(got.value());
+    reads.Add(std::move(got.value()));
   }
-  std::unordered_map<std::string, const KeyValue*> by_key;
-  for (const auto& kv : read) by_key[kv.key] = &kv;
-  const auto get = [&by_key](const std::string& key) -> const KeyValue& { return *by_key.at(key); };
   // An earlier attempt whose answer was lost (a timeout, a member dying mid-request, the
   // client then asking another member) may have been written. Event ids are new to each
   // commit, so finding this commit's first event means all of it is there: done.
-  if (!optimistic && !ch.events.empty() && get(Key("outbox/events/" + KeyPart(ch.events.front().id))).mod_revision != 0)
-    return true;
-  // The subjects where a delivery update dead-letters or replays an event: all their events
-  // (through outbox/subjects/), and whether they are blocked. A rare path: a round that only
-  // delivers or retries reads nothing more.
-  std::map<std::string, std::vector<std::string>> rule_subjects;  // subject -> its record keys
-  std::vector<KeyValue> subject_read;
-  json subject_guards = json::array();
-  for (const auto& d : ch.deliveries) {
-    const bool replay = d.state == ports::DeliveryState::kPending && d.attempts == 0;
-    if (d.state != ports::DeliveryState::kDead && !replay) continue;
-    const KeyValue& kv = get(Key("outbox/events/" + KeyPart(d.event_id)));
-    if (kv.mod_revision == 0) continue;  // reported as not found below
-    auto r = ReadRecord(kv);
-    if (!r) return r.error();
-    if (rule_subjects.count(r->event.subject)) continue;
-    const std::string prefix = subject_prefix(r->event.subject);
-    auto members = client_.Range(prefix, etcd::PrefixEnd(prefix));
-    if (!members) return members.error();
-    // A new event of the subject written after this read must make this commit decide again.
-    subject_guards.push_back(etcd::NothingChangedSince(prefix, members->revision));
-    auto& record_keys = rule_subjects[r->event.subject];
-    for (const auto& m : members->kvs) record_keys.push_back(Key("outbox/events/" + m.key.substr(prefix.size())));
+  if (!optimistic && !ch.events.empty() && reads.Get(keys.Record(ch.events.front().id)).mod_revision != 0) {
+    reads.already_written = true;
+    return reads;
   }
-  if (!rule_subjects.empty()) {
-    std::vector<std::string> more;
-    for (const auto& [subject, record_keys] : rule_subjects) {
-      more.push_back(blocked_key(subject));
-      for (const auto& k : record_keys) more.push_back(k);
-    }
-    std::sort(more.begin(), more.end());
-    more.erase(std::unique(more.begin(), more.end()), more.end());
-    std::erase_if(more, [&by_key](const std::string& k) { return by_key.count(k) > 0; });
-    auto got = GetMany(more);
-    if (!got) return got.error();
-    subject_read = std::move(got.value());
-    for (const auto& kv : subject_read) by_key[kv.key] = &kv;
-  }
-  std::vector<std::vector<KeyValue>> deleted_versions;
+  if (auto s = KnowWhatWasRead(ch, reads); !s) return s.error();
+  if (auto s = ReadRuleSubjects(ch, reads); !s) return s.error();
   for (const auto& id : ch.deleted_definitions) {
     const std::string prefix = Key("definitions/" + KeyPart(id.value) + "/");
     auto r = client_.Range(prefix, etcd::PrefixEnd(prefix));
     if (!r) return r.error();
     if (r->kvs.empty()) return Error::NotFound("definition " + id.value + " not found");
-    deleted_versions.push_back(std::move(r->kvs));
+    for (const auto& kv : r->kvs) reads.guards.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
+    reads.deleted_versions.push_back(std::move(r->kvs));
   }
+  return reads;
+}
 
-  // 2. Decide, and write down the guards and the operations.
-  json compare = json::array();
-  // One operation per key (etcd refuses a transaction that names a key twice): a later write
-  // of the same key, such as one name for several versions, replaces the earlier.
-  std::map<std::string, json> writes;
-  const auto put = [&writes](const std::string& key, const std::string& value, std::int64_t lease = 0) {
-    writes[key] = etcd::PutOp(key, value, lease);
-  };
-  const auto del = [&writes](const std::string& key) { writes[key] = etcd::DeleteOp(key); };
-  for (const auto& kv : read) compare.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
-  for (const auto& kv : subject_read) compare.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
-  for (auto& guard : subject_guards) compare.push_back(std::move(guard));
-
-  for (const auto& d : ch.new_definitions) {
-    const KeyValue& version = get(Key("definitions/" + KeyPart(d.id.value) + "/" + KeyPart(d.version)));
-    const KeyValue& name = get(Key("definition-names/" + KeyPart(d.name)));
-    if (version.mod_revision != 0)
-      return DefinitionVersionTaken(d.name, d.version);
-    if (name.mod_revision != 0 && name.value != d.id.value)
-      return NameTaken(d.name, name.value);
-    put(version.key, wire::ToJson(d, wire::Secrets::kShown).dump());
-    put(name.key, d.id.value);
-  }
-  for (const auto& versions : deleted_versions)
-    for (const auto& kv : versions) {
-      auto j = ParseValue(kv);
-      if (!j) return j.error();
-      (*j)["deleted"] = true;
-      compare.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
-      put(kv.key, j->dump());
-    }
-  // What a commit found of an aggregate: recalled (and guarded here), or read (and guarded above).
-  const auto known_or_read = [&](std::optional<Known>& known, const std::string& key, auto describe) -> Result<Known> {
-    if (known) {
-      compare.push_back(etcd::ModRevisionIs(key, known->mod_revision));
-      return *known;
-    }
-    const KeyValue& kv = get(key);
-    Known k{kv.mod_revision, kv.version, {}, {}};
-    if (kv.mod_revision != 0) {
-      if (auto s = describe(kv, k); !s) return s.error();
-      Remember(key, k);
-    }
-    return k;
+// The state of each instance and the ports of each worker just read, remembered for the
+// next commit on them.
+Status EtcdStore::KnowWhatWasRead(const Changes& ch, CommitReads& reads) {
+  const CommitKeys keys{*this};
+  const auto know = [&](std::pair<Known, bool>& before, const std::string& key, auto describe) -> Status {
+    if (before.second) return {};
+    const KeyValue& kv = reads.Get(key);
+    before.first = Known{kv.mod_revision, kv.version, {}, {}};
+    if (kv.mod_revision == 0) return {};
+    if (auto s = describe(kv, before.first); !s) return s;
+    Remember(key, before.first);
+    return {};
   };
   for (size_t n = 0; n < ch.instances.size(); ++n) {
-    const auto& i = ch.instances[n];
-    const std::string key = Key("instances/" + KeyPart(i.id.value));
-    auto before = known_or_read(instances_known[n], key, [](const KeyValue& kv, Known& k) -> Status {
+    auto s = know(reads.instances[n], keys.Instance(ch.instances[n].id), [](const KeyValue& kv, Known& k) -> Status {
       auto old = ParseValue(kv);
       if (!old) return old.error();
       k.state = old->value("state", "");
       return {};
     });
-    if (!before) return before.error();
-    // etcd counts a key's writes since its creation: that is the instance's version.
-    if (before->version != i.version) return StaleVersion("instance", i.id.value, i.version);
-    json body = wire::ToJson(i);
-    body["version"] = i.version + 1;
-    put(key, body.dump());
-    const std::string state(ToString(i.state));
-    if (before->state != state) {
-      if (!before->state.empty()) del(Key("instances-by-state/" + before->state + "/" + KeyPart(i.id.value)));
-      put(Key("instances-by-state/" + state + "/" + KeyPart(i.id.value)), "");
-    }
-    if (auto rkey = reservation_key(i)) {
-      const KeyValue& holder = get(*rkey);
-      const bool held_by_other = holder.mod_revision != 0 && holder.value != i.id.value;
-      if (i.state == InstanceState::kTerminated) {
-        if (holder.mod_revision != 0 && !held_by_other) del(*rkey);
-      } else if (held_by_other) {
-        return ReservationHeld(*i.reservation_id, holder.value);
-      } else {
-        put(*rkey, i.id.value);
-      }
-    }
+    if (!s) return s;
   }
   for (size_t n = 0; n < ch.workers.size(); ++n) {
-    const auto& w = ch.workers[n];
-    const std::string key = Key("workers/" + KeyPart(w.id.value));
-    auto before = known_or_read(workers_known[n], key, [](const KeyValue& kv, Known& k) -> Status {
+    auto s = know(reads.workers[n], keys.Worker(ch.workers[n].id), [](const KeyValue& kv, Known& k) -> Status {
       auto old = ParseAs<Worker>(kv, wire::WorkerFromJson);
       if (!old) return old.error();
       k.ports = PortHolders(*old);
       return {};
     });
-    if (!before) return before.error();
-    if (before->version != w.version) return StaleVersion("worker", w.id.value, w.version);
-    json body = wire::ToJson(w);
-    body["version"] = w.version + 1;
-    put(key, body.dump());
-    const auto after = PortHolders(w);
-    const std::string ports = Key("ports/" + KeyPart(w.id.value) + "/");
-    for (const auto& [port, holder] : before->ports)
-      if (!after.count(port)) del(ports + std::to_string(port));
-    for (const auto& [port, holder] : after) {
-      auto was = before->ports.find(port);
-      if (was != before->ports.end() && was->second == holder) continue;
-      // A port newly given out must be free: its key must not exist.
-      if (was == before->ports.end()) compare.push_back(etcd::ModRevisionIs(ports + std::to_string(port), 0));
-      put(ports + std::to_string(port), holder);
-    }
+    if (!s) return s;
   }
-  // Delivery updates on working copies of the records, then the held rule on the subjects
-  // that need it; each record changed is written once, with its index keys when its state
-  // moved (so that a delivery costs two operations and a retry one).
-  std::map<std::string, Touched> touched;  // by record key
-  const auto working = [&](const KeyValue& kv) -> Result<Touched*> {
-    auto it = touched.find(kv.key);
-    if (it == touched.end()) {
+  return {};
+}
+
+// The subjects where a delivery update dead-letters or replays an event: all their events
+// (through outbox/subjects/), and whether they are blocked. A rare path: a round that only
+// delivers or retries reads nothing more.
+Status EtcdStore::ReadRuleSubjects(const Changes& ch, CommitReads& reads) {
+  const CommitKeys keys{*this};
+  for (const auto& d : ch.deliveries) {
+    if (!TouchesSubject(d)) continue;
+    const KeyValue& kv = reads.Get(keys.Record(d.event_id));
+    if (kv.mod_revision == 0) continue;  // reported as not found by decide
+    auto r = ReadRecord(kv);
+    if (!r) return r.error();
+    if (reads.rule_subjects.count(r->event.subject)) continue;
+    const std::string prefix = keys.SubjectPrefix(r->event.subject);
+    auto members = client_.Range(prefix, etcd::PrefixEnd(prefix));
+    if (!members) return members.error();
+    // A new event of the subject written after this read must make this commit decide again.
+    reads.guards.push_back(etcd::NothingChangedSince(prefix, members->revision));
+    auto& record_keys = reads.rule_subjects[r->event.subject];
+    for (const auto& m : members->kvs) record_keys.push_back(keys.Record(m.key.substr(prefix.size())));
+  }
+  if (reads.rule_subjects.empty()) return {};
+  std::vector<std::string> more;
+  for (const auto& [subject, record_keys] : reads.rule_subjects) {
+    more.push_back(keys.Blocked(subject));
+    for (const auto& k : record_keys) more.push_back(k);
+  }
+  std::sort(more.begin(), more.end());
+  more.erase(std::unique(more.begin(), more.end()), more.end());
+  std::erase_if(more, [&reads](const std::string& k) { return reads.by_key.count(k) > 0; });
+  auto got = GetMany(more);
+  if (!got) return got.error();
+  reads.Add(std::move(got.value()));
+  return {};
+}
+
+// 2. Decide: from what was read, the guards and the operations, or the commit's refusal.
+// No I/O: everything it needs is in the reads.
+class EtcdStore::CommitDecision {
+ public:
+  CommitDecision(CommitKeys keys, const Changes& ch, const CommitReads& reads, bool optimistic)
+      : keys_(keys), ch_(ch), reads_(reads), optimistic_(optimistic) {}
+
+  Result<CommitPlan> Decide() {
+    plan_.compare = reads_.guards;
+    for (auto step : {&CommitDecision::Definitions, &CommitDecision::Instances, &CommitDecision::Workers,
+                      &CommitDecision::Deliveries, &CommitDecision::ProcessedKeys, &CommitDecision::NewEvents})
+      if (auto s = (this->*step)(); !s) return s.error();
+    return std::move(plan_);
+  }
+
+ private:
+  // A version exists once; a name belongs to one id. Deleting marks every version.
+  Status Definitions() {
+    for (const auto& d : ch_.new_definitions) {
+      const KeyValue& version = reads_.Get(keys_.Version(d));
+      const KeyValue& name = reads_.Get(keys_.Name(d.name));
+      if (version.mod_revision != 0) return DefinitionVersionTaken(d.name, d.version);
+      if (name.mod_revision != 0 && name.value != d.id.value) return NameTaken(d.name, name.value);
+      plan_.Put(version.key, wire::ToJson(d, wire::Secrets::kShown).dump());
+      plan_.Put(name.key, d.id.value);
+    }
+    for (const auto& versions : reads_.deleted_versions)
+      for (const auto& kv : versions) {
+        auto j = ParseValue(kv);
+        if (!j) return j.error();
+        (*j)["deleted"] = true;
+        plan_.Put(kv.key, j->dump());
+      }
+    return {};
+  }
+
+  // What a commit found of an aggregate; a recalled one is guarded here (a read one already is).
+  const Known& Before(const std::pair<Known, bool>& found, const std::string& key) {
+    if (found.second) plan_.compare.push_back(etcd::ModRevisionIs(key, found.first.mod_revision));
+    return found.first;
+  }
+
+  // Each instance at the version it was read at, with its state index; one instance not yet
+  // TERMINATED per reservation.
+  Status Instances() {
+    for (size_t n = 0; n < ch_.instances.size(); ++n) {
+      const auto& i = ch_.instances[n];
+      const std::string key = keys_.Instance(i.id);
+      const Known& before = Before(reads_.instances[n], key);
+      // etcd counts a key's writes since its creation: that is the instance's version.
+      if (before.version != i.version) return StaleVersion("instance", i.id.value, i.version);
+      json body = wire::ToJson(i);
+      body["version"] = i.version + 1;
+      plan_.Put(key, body.dump());
+      const std::string state(ToString(i.state));
+      if (before.state != state) {
+        if (!before.state.empty()) plan_.Delete(keys_("instances-by-state/" + before.state + "/" + KeyPart(i.id.value)));
+        plan_.Put(keys_("instances-by-state/" + state + "/" + KeyPart(i.id.value)), "");
+      }
+      if (auto rkey = keys_.Reservation(i)) {
+        const KeyValue& holder = reads_.Get(*rkey);
+        const bool held_by_other = holder.mod_revision != 0 && holder.value != i.id.value;
+        if (i.state == InstanceState::kTerminated) {
+          if (holder.mod_revision != 0 && !held_by_other) plan_.Delete(*rkey);
+        } else if (held_by_other) {
+          return ReservationHeld(*i.reservation_id, holder.value);
+        } else {
+          plan_.Put(*rkey, i.id.value);
+        }
+      }
+    }
+    return {};
+  }
+
+  // Each worker at the version it was read at; a port newly given out must be free.
+  Status Workers() {
+    for (size_t n = 0; n < ch_.workers.size(); ++n) {
+      const auto& w = ch_.workers[n];
+      const std::string key = keys_.Worker(w.id);
+      const Known& before = Before(reads_.workers[n], key);
+      if (before.version != w.version) return StaleVersion("worker", w.id.value, w.version);
+      json body = wire::ToJson(w);
+      body["version"] = w.version + 1;
+      plan_.Put(key, body.dump());
+      const auto after = PortHolders(w);
+      const std::string ports = keys_("ports/" + KeyPart(w.id.value) + "/");
+      for (const auto& [port, holder] : before.ports)
+        if (!after.count(port)) plan_.Delete(ports + std::to_string(port));
+      for (const auto& [port, holder] : after) {
+        auto was = before.ports.find(port);
+        if (was != before.ports.end() && was->second == holder) continue;
+        // Newly given out: its key must not exist.
+        if (was == before.ports.end()) plan_.compare.push_back(etcd::ModRevisionIs(ports + std::to_string(port), 0));
+        plan_.Put(ports + std::to_string(port), holder);
+      }
+    }
+    return {};
+  }
+
+  // The working copy of a record read, made on first use.
+  Result<Touched*> Working(const KeyValue& kv) {
+    auto it = touched_.find(kv.key);
+    if (it == touched_.end()) {
       auto r = ReadRecord(kv);
       if (!r) return r.error();
       const ports::DeliveryState was = r->state;
-      it = touched.emplace(kv.key, Touched{std::move(r.value()), was, false}).first;
+      it = touched_.emplace(kv.key, Touched{std::move(r.value()), was, false}).first;
     }
     return &it->second;
-  };
-  std::map<std::string, Timestamp> release_at;  // rule subject -> when released events are due
-  for (const auto& d : ch.deliveries) {
-    const KeyValue& kv = get(Key("outbox/events/" + KeyPart(d.event_id)));
-    const auto missing = [&] {
-      return Error::NotFound("outbox event " + d.event_id + " (seq " + std::to_string(d.seq) + ") not found");
-    };
-    if (kv.mod_revision == 0) return missing();
-    auto t = working(kv);
-    if (!t) return t.error();
-    if ((*t)->record.seq != d.seq) return missing();
-    ApplyDelivery((*t)->record, d);
-    (*t)->dirty = true;
-    release_at[(*t)->record.event.subject] = d.at;
   }
-  std::set<std::string> blocked_subjects;  // subjects left with a dead letter
-  for (const auto& [subject, record_keys] : rule_subjects) {
+
+  // Delivery updates on working copies of the records, then the held rule on the subjects
+  // that need it; each record changed is written once, with its index keys when its state
+  // moved (so that a delivery costs two operations and a retry one).
+  Status Deliveries() {
+    std::map<std::string, Timestamp> release_at;  // rule subject -> when released events are due
+    for (const auto& d : ch_.deliveries) {
+      const KeyValue& kv = reads_.Get(keys_.Record(d.event_id));
+      const auto missing = [&] {
+        return Error::NotFound("outbox event " + d.event_id + " (seq " + std::to_string(d.seq) + ") not found");
+      };
+      if (kv.mod_revision == 0) return missing();
+      auto t = Working(kv);
+      if (!t) return t.error();
+      if ((*t)->record.seq != d.seq) return missing();
+      ApplyDelivery((*t)->record, d);
+      (*t)->dirty = true;
+      release_at[(*t)->record.event.subject] = d.at;
+    }
+    for (const auto& [subject, record_keys] : reads_.rule_subjects)
+      if (auto s = HeldRule(subject, record_keys, release_at[subject]); !s) return s;
+    for (const auto& [key, t] : touched_) {
+      if (!t.dirty) continue;
+      plan_.Put(key, RecordToJson(t.record, t.record.seq & ((1 << kSeqIndexBits) - 1)).dump());
+      if (t.record.state == t.was) continue;
+      const std::string id = KeyPart(t.record.event.id);
+      if (auto index = IndexOf(t.was)) plan_.Delete(keys_(*index + id));
+      if (auto index = IndexOf(t.record.state)) plan_.Put(keys_(*index + id), "");
+    }
+    return {};
+  }
+
+  // The held rule on one subject's records, and its blocked marker.
+  Status HeldRule(const std::string& subject, const std::vector<std::string>& record_keys, Timestamp release_at) {
     std::vector<Touched*> members;
     for (const auto& key : record_keys) {
-      const KeyValue& kv = get(key);
+      const KeyValue& kv = reads_.Get(key);
       if (kv.mod_revision == 0) continue;
-      auto t = working(kv);
+      auto t = Working(kv);
       if (!t) return t.error();
       members.push_back(*t);
     }
-    if (KeepHeldRule(members, release_at[subject])) blocked_subjects.insert(subject);
-    const KeyValue& marker = get(blocked_key(subject));
-    if (blocked_subjects.count(subject) && marker.mod_revision == 0) put(marker.key, "");
-    if (!blocked_subjects.count(subject) && marker.mod_revision != 0) del(marker.key);
+    std::sort(members.begin(), members.end(), [](const auto* a, const auto* b) { return a->record.seq < b->record.seq; });
+    std::vector<ports::OutboxRecord*> records;
+    for (Touched* t : members) records.push_back(&t->record);
+    if (KeepHeldRule(records, release_at, [&members](size_t n) { members[n]->dirty = true; }))
+      blocked_subjects_.insert(subject);
+    const KeyValue& marker = reads_.Get(keys_.Blocked(subject));
+    if (blocked_subjects_.count(subject) && marker.mod_revision == 0) plan_.Put(marker.key, "");
+    if (!blocked_subjects_.count(subject) && marker.mod_revision != 0) plan_.Delete(marker.key);
+    return {};
   }
-  for (const auto& [key, t] : touched) {
-    if (!t.dirty) continue;
-    put(key, RecordToJson(t.record, t.record.seq & ((1 << kSeqIndexBits) - 1)).dump());
-    if (t.record.state == t.was) continue;
-    const std::string id = KeyPart(t.record.event.id);
-    if (auto index = IndexOf(t.was)) del(Key(*index + id));
-    if (auto index = IndexOf(t.record.state)) put(Key(*index + id), "");
-  }
-  for (const auto& k : ch.processed) {
-    const KeyValue& kv = get(Key("events/processed/" + KeyPart(k.source) + "/" + KeyPart(k.id)));
-    if (kv.mod_revision != 0) {
-      auto j = ParseValue(kv);
-      if (!j) return j.error();
-      // An expired key is taken over; a live one means the event was already applied.
-      if (j->value("expires_ms", std::int64_t{0}) > ToUnixMillis(k.processed_at))
-        return AlreadyProcessed(k.source, k.id);
-    }
-    auto lease = LeaseFor(k.expires_at);
-    if (!lease) return lease.error();
-    json value = {{"processed_ms", ToUnixMillis(k.processed_at)}, {"expires_ms", ToUnixMillis(k.expires_at)}};
-    if (!k.value.empty()) value["value"] = k.value;
-    put(kv.key, value.dump(), *lease);
-  }
-  // A new event is held when its subject has a dead letter. A first attempt guards that the
-  // subject has none (a held subject is rare); a retry reads the marker.
-  for (const auto& subject : event_subjects) {
-    if (rule_subjects.count(subject)) continue;  // decided above
-    if (optimistic) compare.push_back(etcd::ModRevisionIs(blocked_key(subject), 0));
-    else if (get(blocked_key(subject)).mod_revision != 0) blocked_subjects.insert(subject);
-  }
-  for (size_t n = 0; n < ch.events.size(); ++n) {
-    const auto& e = ch.events[n];
-    const std::string key = Key("outbox/events/" + KeyPart(e.id));
-    if (optimistic) compare.push_back(etcd::ModRevisionIs(key, 0));  // ids are unique; checked on a retry
-    else if (get(key).mod_revision != 0) return Error::Internal("store: outbox event " + e.id + " exists already");
-    ports::OutboxRecord r;
-    r.event = e;
-    r.state = blocked_subjects.count(e.subject) ? ports::DeliveryState::kHeld : ports::DeliveryState::kPending;
-    put(key, RecordToJson(r, static_cast<std::int64_t>(n)).dump());
-    put(Key(*IndexOf(r.state) + KeyPart(e.id)), "");
-    put(subject_prefix(e.subject) + KeyPart(e.id), "");
-  }
-  if (writes.empty()) return true;  // only a sweep
-  json ops = json::array();
-  for (auto& [_, op] : writes) ops.push_back(std::move(op));
 
-  // 3. Write, guarded by every revision read (and by the leader's term when fenced).
+  // An expired key is taken over; a live one means the event was already applied.
+  Status ProcessedKeys() {
+    for (const auto& k : ch_.processed) {
+      const KeyValue& kv = reads_.Get(keys_.Processed(k));
+      if (kv.mod_revision != 0) {
+        auto j = ParseValue(kv);
+        if (!j) return j.error();
+        if (j->value("expires_ms", std::int64_t{0}) > ToUnixMillis(k.processed_at))
+          return AlreadyProcessed(k.source, k.id);
+      }
+      json value = {{"processed_ms", ToUnixMillis(k.processed_at)}, {"expires_ms", ToUnixMillis(k.expires_at)}};
+      if (!k.value.empty()) value["value"] = k.value;
+      plan_.leased.push_back({kv.key, value.dump(), k.expires_at});
+    }
+    return {};
+  }
+
+  // A new event is held when its subject has a dead letter. A first attempt guards that the
+  // subject has none (a held subject is rare) and that the event is new; a retry reads both.
+  Status NewEvents() {
+    for (const auto& subject : reads_.event_subjects) {
+      if (reads_.rule_subjects.count(subject)) continue;  // decided by the held rule
+      if (optimistic_) plan_.compare.push_back(etcd::ModRevisionIs(keys_.Blocked(subject), 0));
+      else if (reads_.Get(keys_.Blocked(subject)).mod_revision != 0) blocked_subjects_.insert(subject);
+    }
+    for (size_t n = 0; n < ch_.events.size(); ++n) {
+      const auto& e = ch_.events[n];
+      const std::string key = keys_.Record(e.id);
+      if (optimistic_) plan_.compare.push_back(etcd::ModRevisionIs(key, 0));
+      else if (reads_.Get(key).mod_revision != 0) return Error::Internal("store: outbox event " + e.id + " exists already");
+      ports::OutboxRecord r;
+      r.event = e;
+      r.state = blocked_subjects_.count(e.subject) ? ports::DeliveryState::kHeld : ports::DeliveryState::kPending;
+      plan_.Put(key, RecordToJson(r, static_cast<std::int64_t>(n)).dump());
+      plan_.Put(keys_(*IndexOf(r.state) + KeyPart(e.id)), "");
+      plan_.Put(keys_.SubjectPrefix(e.subject) + KeyPart(e.id), "");
+    }
+    return {};
+  }
+
+  const CommitKeys keys_;
+  const Changes& ch_;
+  const CommitReads& reads_;
+  const bool optimistic_;
+  CommitPlan plan_;
+  std::map<std::string, Touched> touched_;   // records read and maybe written back, by key
+  std::set<std::string> blocked_subjects_;  // subjects left with a dead letter
+};
+
+// One attempt: read every key the commit depends on, decide, write guarded by what was
+// read. true: committed; false: a key changed in between (try again); an error: refused.
+Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>& fence, bool optimistic) {
+  auto reads = ReadForCommit(ch, optimistic);
+  if (!reads) return reads.error();
+  if (reads->already_written) return true;
+  auto plan = CommitDecision(CommitKeys{*this}, ch, *reads, optimistic).Decide();
+  if (!plan) return plan.error();
+  return WriteCommit(ch, std::move(plan.value()), fence);
+}
+
+// 3. Write, guarded by every revision read (and by the leader's term when fenced).
+Result<bool> EtcdStore::WriteCommit(const Changes& ch, CommitPlan plan, const std::optional<Fence>& fence) {
+  for (const auto& put : plan.leased) {
+    auto lease = LeaseFor(put.expires_at);
+    if (!lease) return lease.error();
+    plan.writes[put.key] = etcd::PutOp(put.key, put.value, *lease);
+  }
+  if (plan.writes.empty()) return true;  // only a sweep
+  json ops = json::array();
+  for (auto& [_, op] : plan.writes) ops.push_back(std::move(op));
   json failure = json::array();
   if (fence) {
-    compare.push_back(etcd::CreateRevisionIs(fence->key, fence->create_revision));
-    if (fence->lease != 0) compare.push_back(etcd::LeaseIs(fence->key, fence->lease));
+    plan.compare.push_back(etcd::CreateRevisionIs(fence->key, fence->create_revision));
+    if (fence->lease != 0) plan.compare.push_back(etcd::LeaseIs(fence->key, fence->lease));
     failure.push_back(etcd::GetOp(fence->key));
   }
-  auto t = client_.Txn(compare, ops, failure);
+  auto t = client_.Txn(plan.compare, ops, failure);
   if (!t) {
     // A dedup lease that expired under us: forget the leases and decide again.
     if (t.error().message.find("lease not found") != std::string::npos) {
@@ -1004,10 +1099,10 @@ Result<bool> EtcdStore::TryCommit(const Changes& ch, const std::optional<Fence>&
   }
   if (t->succeeded) {
     // What this commit wrote is what the next one on the same aggregates will find.
+    const CommitKeys keys{*this};
     for (const auto& i : ch.instances)
-      Remember(Key("instances/" + KeyPart(i.id.value)), {t->revision, i.version + 1, std::string(ToString(i.state)), {}});
-    for (const auto& w : ch.workers)
-      Remember(Key("workers/" + KeyPart(w.id.value)), {t->revision, w.version + 1, {}, PortHolders(w)});
+      Remember(keys.Instance(i.id), {t->revision, i.version + 1, std::string(ToString(i.state)), {}});
+    for (const auto& w : ch.workers) Remember(keys.Worker(w.id), {t->revision, w.version + 1, {}, PortHolders(w)});
     return true;
   }
   if (fence) {

@@ -114,9 +114,19 @@ class EtcdStore final : public ports::Store, public ports::Outbox {
   Result<domain::Worker> ReadWorker(const etcd::KeyValue& kv);
   std::optional<Known> Recall(const std::string& key, std::int64_t version);
 
+  // One commit attempt, in three steps (etcd_store.cc): read what the commit depends on, decide
+  // (no I/O) the guards and operations or the refusal, write them in one guarded transaction.
   // With `optimistic`, instances and workers read recently at the commit's versions are not
   // read again, and new outbox events are assumed absent; the guards catch anything else.
+  struct CommitKeys;
+  struct CommitReads;
+  struct CommitPlan;
+  class CommitDecision;
   Result<bool> TryCommit(const ports::Changes& changes, const std::optional<Fence>& fence, bool optimistic);
+  Result<CommitReads> ReadForCommit(const ports::Changes& changes, bool optimistic);
+  Status KnowWhatWasRead(const ports::Changes& changes, CommitReads& reads);
+  Status ReadRuleSubjects(const ports::Changes& changes, CommitReads& reads);
+  Result<bool> WriteCommit(const ports::Changes& changes, CommitPlan plan, const std::optional<Fence>& fence);
   Result<std::int64_t> LeaseFor(Timestamp expires_at);
   Result<std::vector<etcd::KeyValue>> GetMany(const std::vector<std::string>& keys);
   Status SweepKeys(Timestamp expired_by);

@@ -310,36 +310,19 @@ Status MemoryStore::Decide(const Changes& ch, Plan& plan) const {
     const OutboxRecord* before = record(d.seq);
     if (!before) return Error::NotFound("outbox event " + std::to_string(d.seq) + " not found");
     OutboxRecord& r = plan.records[d.seq] = *before;
-    r.state = d.state;
-    r.attempts = d.attempts;
-    if (d.state == DeliveryState::kPending) r.next_attempt_at = d.at;
-    if (d.state == DeliveryState::kDelivered) r.delivered_at = d.at;
-    r.dead_at = d.state == DeliveryState::kDead ? std::optional<Timestamp>(d.at) : std::nullopt;
-    r.last_error = d.error;
-    const bool replay = d.state == DeliveryState::kPending && d.attempts == 0;
-    if (d.state == DeliveryState::kDead || replay) rule_subjects[r.event.subject] = d.at;
+    ApplyDelivery(r, d);
+    if (TouchesSubject(d)) rule_subjects[r.event.subject] = d.at;
   }
   for (const auto& [subject, release_at] : rule_subjects) {
     std::set<std::int64_t> seqs;
     if (auto stored = subjects_.find(subject); stored != subjects_.end()) seqs = stored->second;
     for (const auto& [seq, r] : plan.records)
       if (r.event.subject == subject) seqs.insert(seq);
-    bool behind_dead = false;
-    for (std::int64_t seq : seqs) {
-      const OutboxRecord& r = *record(seq);
-      if (r.state == DeliveryState::kDead) {
-        behind_dead = true;
-      } else if (r.state == DeliveryState::kPending && behind_dead) {
-        plan.records[seq] = r;
-        plan.records[seq].state = DeliveryState::kHeld;
-      } else if (r.state == DeliveryState::kHeld && !behind_dead) {
-        OutboxRecord released = r;
-        released.state = DeliveryState::kPending;
-        released.attempts = 0;
-        released.next_attempt_at = release_at;
-        plan.records[seq] = std::move(released);
-      }
-    }
+    std::vector<OutboxRecord> working;  // the subject in seq order, as this commit leaves it so far
+    for (std::int64_t seq : seqs) working.push_back(*record(seq));
+    std::vector<OutboxRecord*> members;
+    for (auto& r : working) members.push_back(&r);
+    KeepHeldRule(members, release_at, [&](size_t n) { plan.records[working[n].seq] = working[n]; });
   }
 
   // Dedup keys: the sweep first, then each key, refused while a live one exists.

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -823,171 +824,381 @@ void SqliteStore::ApplyBatch(const std::vector<Writer*>& batch) {
   report(!out_of_space);
 }
 
+// ---- one commit: read, decide, write ---------------------------------------------------------
+
+// What a commit depends on, as its writer finds it inside the transaction (it is alone there,
+// so nothing changes between this read and the write).
+struct SqliteStore::CommitReads {
+  std::vector<std::optional<std::string>> name_owners;  // per new definition: another id with its name
+  std::vector<bool> versions_taken;                     // per new definition
+  std::vector<bool> definitions_found;                  // per deleted definition
+  std::vector<std::int64_t> instance_versions;          // per instance: its stored version, 0 when absent
+  // Per instance that takes a reservation: the other instances, not yet TERMINATED, holding it.
+  std::vector<std::vector<std::string>> reservation_holders;
+  std::vector<std::int64_t> worker_versions;  // per worker: 0 when absent
+  std::set<std::string> dead_subjects;        // the new events' subjects that have a dead letter
+  // The deliveries' records, and every record of a subject where one dead-letters or replays
+  // an event (the held rule's subjects, with their seqs in order).
+  std::map<std::int64_t, ports::OutboxRecord> records;
+  std::map<std::string, std::vector<std::int64_t>> rule_subjects;
+  std::vector<std::optional<std::int64_t>> processed_expiries;  // per processed key: expires_ms
+};
+
+// What a commit writes beyond its changes as given: each new event's delivery state, and the
+// records whose bookkeeping changes (by deliveries and the held rule), as they end.
+struct SqliteStore::CommitPlan {
+  std::vector<ports::OutboxRecord> new_events;  // per new event: state and next attempt
+  std::map<std::int64_t, ports::OutboxRecord> records;  // working copies of stored records, by seq
+  std::set<std::int64_t> changed;                     // the seqs among them to write back
+};
+
 namespace {
 
-// After a commit's delivery updates: in every subject where one dead-lettered or replayed an
-// event, an event not delivered is held exactly when an earlier event of the subject is dead.
-// Released events start afresh (attempt 0, due at the replay). The common update (delivered,
-// retried) touches nothing here. Each statement walks one subject through outbox_by_subject.
-Status KeepHeldRule(SqliteStore::Connection& c, const std::vector<ports::DeliveryUpdate>& deliveries) {
-  std::map<std::string, Timestamp> subjects;  // subject -> when its release is due
-  for (const auto& d : deliveries) {
-    const bool replay = d.state == ports::DeliveryState::kPending && d.attempts == 0;
-    if (d.state != ports::DeliveryState::kDead && !replay) continue;
-    auto subject = c.Prepare("SELECT subject FROM outbox WHERE seq = ?1");
-    if (!subject) return subject.error();
-    (*subject)->Bind(1, d.seq);
-    if ((*subject)->Step() != SQLITE_ROW) return SqlError(c.db(), "read subject");
-    subjects[std::string((*subject)->Text(0))] = d.at;
-  }
-  for (const auto& [subject, at] : subjects) {
-    auto hold = c.Prepare(
-        "UPDATE outbox SET state = 'held' WHERE subject = ?1 AND state = 'pending' AND EXISTS "
-        "(SELECT 1 FROM outbox d WHERE d.subject = ?1 AND d.state = 'dead' AND d.seq < outbox.seq)");
-    if (!hold) return hold.error();
-    (*hold)->Bind(1, subject);
-    if ((*hold)->Step() != SQLITE_DONE) return SqlError(c.db(), "hold events");
-    auto release = c.Prepare(
-        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?2 WHERE subject = ?1 AND "
-        "state = 'held' AND NOT EXISTS "
-        "(SELECT 1 FROM outbox d WHERE d.subject = ?1 AND d.state = 'dead' AND d.seq < outbox.seq)");
-    if (!release) return release.error();
-    (*release)->Bind(1, subject).Bind(2, ToUnixMillis(at));
-    if ((*release)->Step() != SQLITE_DONE) return SqlError(c.db(), "release held events");
-  }
+// Runs `stmt` (bound by `bind`) and hands each row to `row`. Errors: those of SQLite.
+template <typename Bind, typename Row>
+Status Query(SqliteStore::Connection& c, const std::string& sql, Bind bind, Row row) {
+  auto stmt = c.Prepare(sql);
+  if (!stmt) return stmt.error();
+  bind(**stmt);
+  int rc;
+  while ((rc = (*stmt)->Step()) == SQLITE_ROW) row(**stmt);
+  if (rc != SQLITE_DONE) return SqlError(c.db(), "read for commit");
+  return {};
+}
+
+// Runs `sql` (bound by `bind`), which returns no rows. Errors: those of SQLite, naming `what`.
+template <typename Bind>
+Status Execute(SqliteStore::Connection& c, const std::string& sql, std::string_view what, Bind bind) {
+  auto stmt = c.Prepare(sql);
+  if (!stmt) return stmt.error();
+  bind(**stmt);
+  if ((*stmt)->Step() != SQLITE_DONE) return SqlError(c.db(), what);
   return {};
 }
 
 }  // namespace
 
-Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
+// 1. Read: every row the commit depends on.
+Result<SqliteStore::CommitReads> SqliteStore::ReadForCommit(const Changes& ch) {
   Connection& c = *writer_conn_;
-  auto done = [&](Stmt& s, std::string_view what) -> Status {
-    if (s.Step() != SQLITE_DONE) return SqlError(c.db(), what);
-    return {};
-  };
-
-  for (size_t n = 0; n < ch.new_definitions.size(); ++n) {
-    const auto& d = ch.new_definitions[n];
-    auto owner = c.Prepare("SELECT id FROM definitions WHERE name = ?1 AND id <> ?2 LIMIT 1");
-    if (!owner) return owner.error();
-    (*owner)->Bind(1, d.name).Bind(2, d.id.value);
-    if ((*owner)->Step() == SQLITE_ROW)
-      return NameTaken(d.name, std::string((*owner)->Text(0)));
-    owner->reset();
-    auto exists = c.Prepare("SELECT 1 FROM definitions WHERE id = ?1 AND version = ?2");
-    if (!exists) return exists.error();
-    (*exists)->Bind(1, d.id.value).Bind(2, d.version);
-    if ((*exists)->Step() == SQLITE_ROW)
-      return DefinitionVersionTaken(d.name, d.version);
-    exists->reset();
-    auto ins = c.Prepare("INSERT INTO definitions (id, version, name, deleted, body) VALUES (?1, ?2, ?3, ?4, ?5)");
-    if (!ins) return ins.error();
-    (*ins)->Bind(1, d.id.value).Bind(2, d.version).Bind(3, d.name).Bind(4, std::int64_t{d.deleted}).Bind(
-        5, encoded.definitions[n]);
-    if (auto s = done(**ins, "insert definition"); !s) return s;
+  CommitReads r;
+  const auto flag = [](bool& out) { return [&out](Stmt&) { out = true; }; };
+  for (const auto& d : ch.new_definitions) {
+    auto& owner = r.name_owners.emplace_back();
+    bool taken = false;
+    auto s = Query(c, "SELECT id FROM definitions WHERE name = ?1 AND id <> ?2 LIMIT 1",
+                   [&](Stmt& st) { st.Bind(1, d.name).Bind(2, d.id.value); },
+                   [&](Stmt& st) { owner = std::string(st.Text(0)); });
+    if (s) s = Query(c, "SELECT 1 FROM definitions WHERE id = ?1 AND version = ?2",
+                     [&](Stmt& st) { st.Bind(1, d.id.value).Bind(2, d.version); }, flag(taken));
+    if (!s) return s.error();
+    r.versions_taken.push_back(taken);
   }
   for (const auto& id : ch.deleted_definitions) {
-    auto upd = c.Prepare("UPDATE definitions SET deleted = 1 WHERE id = ?1");
-    if (!upd) return upd.error();
-    (*upd)->Bind(1, id.value);
-    if (auto s = done(**upd, "delete definition"); !s) return s;
-    if (sqlite3_changes(c.db()) == 0) return Error::NotFound("definition " + id.value + " not found");
+    bool found = false;
+    auto s = Query(c, "SELECT 1 FROM definitions WHERE id = ?1 LIMIT 1", [&](Stmt& st) { st.Bind(1, id.value); },
+                   flag(found));
+    if (!s) return s.error();
+    r.definitions_found.push_back(found);
   }
-  for (size_t n = 0; n < ch.instances.size(); ++n) {
-    const auto& i = ch.instances[n];
-    const std::int64_t next = i.version + 1;
-    const std::string& body = encoded.instances[n];
-    const std::string state(ToString(i.state));
-    if (i.version == 0) {
-      // One instance not yet TERMINATED per reservation (the writer is alone in its
-      // transaction, so nothing can slip in between this read and the insert).
-      if (i.reservation_id && i.state != InstanceState::kTerminated) {
-        auto holder = c.Prepare(
-            "SELECT id FROM instances WHERE reservation_id = ?1 AND state <> 'TERMINATED' AND id <> ?2 LIMIT 1");
-        if (!holder) return holder.error();
-        (*holder)->Bind(1, *i.reservation_id).Bind(2, i.id.value);
-        if ((*holder)->Step() == SQLITE_ROW)
-          return ReservationHeld(*i.reservation_id, std::string((*holder)->Text(0)));
-        holder->reset();
-      }
-      auto ins = c.Prepare(
-          "INSERT INTO instances (id, state, worker_id, owner_id, version, body, reservation_id) "
-          "VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6) ON CONFLICT (id) DO NOTHING");
-      if (!ins) return ins.error();
-      (*ins)->Bind(1, i.id.value).Bind(2, state).Bind(4, i.owner_id).Bind(5, body);
-      if (i.worker_id) (*ins)->Bind(3, i.worker_id->value); else (*ins)->BindNull(3);
-      if (i.reservation_id) (*ins)->Bind(6, *i.reservation_id); else (*ins)->BindNull(6);
-      if (auto s = done(**ins, "insert instance"); !s) return s;
-    } else {
-      auto upd = c.Prepare(
-          "UPDATE instances SET state = ?2, worker_id = ?3, version = ?5, body = ?6 WHERE id = ?1 AND version = ?4");
-      if (!upd) return upd.error();
-      (*upd)->Bind(1, i.id.value).Bind(2, state).Bind(4, i.version).Bind(5, next).Bind(6, body);
-      if (i.worker_id) (*upd)->Bind(3, i.worker_id->value); else (*upd)->BindNull(3);
-      if (auto s = done(**upd, "update instance"); !s) return s;
-    }
-    if (sqlite3_changes(c.db()) == 0) return StaleVersion("instance", i.id.value, i.version);
+  for (const auto& i : ch.instances) {
+    auto& version = r.instance_versions.emplace_back(0);
+    auto& holders = r.reservation_holders.emplace_back();
+    auto s = Query(c, "SELECT version FROM instances WHERE id = ?1", [&](Stmt& st) { st.Bind(1, i.id.value); },
+                   [&](Stmt& st) { version = st.Int(0); });
+    if (s && i.version == 0 && i.reservation_id && i.state != InstanceState::kTerminated)
+      s = Query(c, "SELECT id FROM instances WHERE reservation_id = ?1 AND state <> 'TERMINATED' AND id <> ?2",
+                [&](Stmt& st) { st.Bind(1, *i.reservation_id).Bind(2, i.id.value); },
+                [&](Stmt& st) { holders.emplace_back(st.Text(0)); });
+    if (!s) return s.error();
   }
-  for (size_t n = 0; n < ch.workers.size(); ++n) {
-    const auto& w = ch.workers[n];
-    const std::int64_t next = w.version + 1;
-    const std::string& body = encoded.workers[n];
-    if (w.version == 0) {
-      auto ins = c.Prepare("INSERT INTO workers (id, version, body) VALUES (?1, 1, ?2) ON CONFLICT (id) DO NOTHING");
-      if (!ins) return ins.error();
-      (*ins)->Bind(1, w.id.value).Bind(2, body);
-      if (auto s = done(**ins, "insert worker"); !s) return s;
-    } else {
-      auto upd = c.Prepare("UPDATE workers SET version = ?3, body = ?4 WHERE id = ?1 AND version = ?2");
-      if (!upd) return upd.error();
-      (*upd)->Bind(1, w.id.value).Bind(2, w.version).Bind(3, next).Bind(4, body);
-      if (auto s = done(**upd, "update worker"); !s) return s;
-    }
-    if (sqlite3_changes(c.db()) == 0) return StaleVersion("worker", w.id.value, w.version);
+  for (const auto& w : ch.workers) {
+    auto& version = r.worker_versions.emplace_back(0);
+    auto s = Query(c, "SELECT version FROM workers WHERE id = ?1", [&](Stmt& st) { st.Bind(1, w.id.value); },
+                   [&](Stmt& st) { version = st.Int(0); });
+    if (!s) return s.error();
   }
   for (const auto& e : ch.events) {
-    // Behind a dead letter of its subject, a new event is held (outbox_by_subject finds it).
-    auto ins = c.Prepare(
-        "INSERT INTO outbox (id, subject, type, time_ms, event, state) VALUES (?1, ?2, ?3, ?4, ?5, "
-        "CASE WHEN EXISTS (SELECT 1 FROM outbox WHERE subject = ?2 AND state = 'dead') THEN 'held' ELSE 'pending' END)");
-    if (!ins) return ins.error();
-    (*ins)->Bind(1, e.id).Bind(2, e.subject).Bind(3, e.type).Bind(4, ToUnixMillis(e.time)).Bind(5, e.json);
-    if (auto s = done(**ins, "insert outbox event"); !s) return s;
+    if (r.dead_subjects.count(e.subject)) continue;
+    auto s = Query(c, "SELECT 1 FROM outbox WHERE subject = ?1 AND state = 'dead' LIMIT 1",
+                   [&](Stmt& st) { st.Bind(1, e.subject); }, [&](Stmt&) { r.dead_subjects.insert(e.subject); });
+    if (!s) return s.error();
   }
-  for (const auto& d : ch.deliveries) {
-    if (d.state == ports::DeliveryState::kHeld)
-      return HeldIsNotWritten();
-    auto upd = c.Prepare(
-        "UPDATE outbox SET state = ?2, attempts = ?3, "
-        "next_attempt_ms = CASE WHEN ?2 = 'pending' THEN ?4 ELSE next_attempt_ms END, "
-        "delivered_ms = CASE WHEN ?2 = 'delivered' THEN ?4 ELSE delivered_ms END, "
-        "dead_ms = CASE WHEN ?2 = 'dead' THEN ?4 ELSE NULL END, last_error = ?5 WHERE seq = ?1");
-    if (!upd) return upd.error();
-    (*upd)->Bind(1, d.seq).Bind(2, ports::ToString(d.state)).Bind(3, std::int64_t{d.attempts}).Bind(4, ToUnixMillis(d.at)).Bind(5, d.error);
-    if (auto st = done(**upd, "update delivery"); !st) return st;
-    if (sqlite3_changes(c.db()) == 0) return Error::NotFound("outbox event " + std::to_string(d.seq) + " not found");
-  }
-  if (auto st = KeepHeldRule(c, ch.deliveries); !st) return st;
-  if (ch.sweep_keys_expired_by) {
-    auto del = c.Prepare("DELETE FROM processed_events WHERE expires_ms <= ?1");
-    if (!del) return del.error();
-    (*del)->Bind(1, ToUnixMillis(*ch.sweep_keys_expired_by));
-    if (auto st = done(**del, "sweep processed events"); !st) return st;
-  }
+  if (auto s = ReadDeliveredRecords(ch, r); !s) return s.error();
   for (const auto& k : ch.processed) {
-    // An expired key is taken over; a live one means the event was already applied.
-    auto ins = c.Prepare(
-        "INSERT INTO processed_events (source, id, processed_ms, expires_ms, value) VALUES (?1, ?2, ?3, ?4, ?5) "
-        "ON CONFLICT (source, id) DO UPDATE SET processed_ms = excluded.processed_ms, expires_ms = "
-        "excluded.expires_ms, value = excluded.value WHERE processed_events.expires_ms <= excluded.processed_ms");
-    if (!ins) return ins.error();
-    (*ins)->Bind(1, k.source).Bind(2, k.id).Bind(3, ToUnixMillis(k.processed_at)).Bind(4, ToUnixMillis(k.expires_at)).Bind(
-        5, k.value);
-    if (auto s = done(**ins, "insert processed event"); !s) return s;
-    if (sqlite3_changes(c.db()) == 0)
-      return AlreadyProcessed(k.source, k.id);
+    auto& expiry = r.processed_expiries.emplace_back();
+    auto s = Query(c, "SELECT expires_ms FROM processed_events WHERE source = ?1 AND id = ?2",
+                   [&](Stmt& st) { st.Bind(1, k.source).Bind(2, k.id); }, [&](Stmt& st) { expiry = st.Int(0); });
+    if (!s) return s.error();
   }
+  return r;
+}
+
+// The records the deliveries name, then every record of the subjects where one dead-letters
+// or replays an event. The common update (delivered, retried) reads its own record alone.
+Status SqliteStore::ReadDeliveredRecords(const Changes& ch, CommitReads& r) {
+  Connection& c = *writer_conn_;
+  const auto keep = [&r](Stmt& st) {
+    ports::OutboxRecord record = ReadRecord(st);
+    r.records.emplace(record.seq, std::move(record));
+  };
+  std::set<std::string> subjects;
+  for (const auto& d : ch.deliveries) {
+    auto s = Query(c, std::string("SELECT ") + kOutboxColumns + " FROM outbox WHERE seq = ?1",
+                   [&](Stmt& st) { st.Bind(1, d.seq); }, keep);
+    if (!s) return s;
+    if (auto it = r.records.find(d.seq); it != r.records.end() && TouchesSubject(d)) subjects.insert(it->second.event.subject);
+  }
+  for (const auto& subject : subjects) {
+    auto& seqs = r.rule_subjects[subject];
+    auto s = Query(c, std::string("SELECT ") + kOutboxColumns + " FROM outbox WHERE subject = ?1 ORDER BY seq",
+                   [&](Stmt& st) { st.Bind(1, subject); },
+                   [&](Stmt& st) {
+                     seqs.push_back(st.Int(0));
+                     keep(st);
+                   });
+    if (!s) return s;
+  }
+  return {};
+}
+
+// 2. Decide: from what was read, the commit's refusal or what it writes. No I/O. Each part of
+// a commit sees what the earlier parts wrote, as it would inside the transaction.
+class SqliteStore::CommitDecision {
+ public:
+  CommitDecision(const Changes& ch, const CommitReads& reads) : ch_(ch), reads_(reads) {}
+
+  Result<CommitPlan> Decide() {
+    for (auto step : {&CommitDecision::Definitions, &CommitDecision::Instances, &CommitDecision::Workers,
+                      &CommitDecision::Deliveries, &CommitDecision::ProcessedKeys})
+      if (auto s = (this->*step)(); !s) return s.error();
+    return std::move(plan_);
+  }
+
+ private:
+  // A version exists once, a name belongs to one id; a deleted definition exists.
+  Status Definitions() {
+    std::map<std::string, std::string> names;           // staged name -> id
+    std::set<std::pair<std::string, std::string>> ids;  // staged (id, version)
+    for (size_t n = 0; n < ch_.new_definitions.size(); ++n) {
+      const auto& d = ch_.new_definitions[n];
+      if (reads_.name_owners[n]) return NameTaken(d.name, *reads_.name_owners[n]);
+      if (auto staged = names.find(d.name); staged != names.end() && staged->second != d.id.value)
+        return NameTaken(d.name, staged->second);
+      if (reads_.versions_taken[n] || ids.count({d.id.value, d.version})) return DefinitionVersionTaken(d.name, d.version);
+      names.emplace(d.name, d.id.value);
+      ids.insert({d.id.value, d.version});
+    }
+    for (size_t n = 0; n < ch_.deleted_definitions.size(); ++n) {
+      const auto& id = ch_.deleted_definitions[n];
+      const bool staged = std::any_of(ids.begin(), ids.end(), [&id](const auto& v) { return v.first == id.value; });
+      if (!reads_.definitions_found[n] && !staged) return Error::NotFound("definition " + id.value + " not found");
+    }
+    return {};
+  }
+
+  // Each written at the version it was read at; one instance not yet TERMINATED per
+  // reservation, counting those this commit writes.
+  Status Instances() {
+    struct Staged {
+      std::int64_t version;
+      InstanceState state;
+      std::optional<std::string> reservation;  // taken by an instance this commit inserts
+    };
+    std::map<std::string, Staged> staged;
+    for (size_t n = 0; n < ch_.instances.size(); ++n) {
+      const auto& i = ch_.instances[n];
+      auto before = staged.find(i.id.value);
+      if ((before != staged.end() ? before->second.version : reads_.instance_versions[n]) != i.version)
+        return StaleVersion("instance", i.id.value, i.version);
+      for (const auto& holder : reads_.reservation_holders[n]) {
+        auto s = staged.find(holder);
+        if (s == staged.end() || s->second.state != InstanceState::kTerminated) return ReservationHeld(*i.reservation_id, holder);
+      }
+      if (i.version == 0 && i.reservation_id && i.state != InstanceState::kTerminated)
+        for (const auto& [id, s] : staged)
+          if (id != i.id.value && s.reservation == i.reservation_id && s.state != InstanceState::kTerminated)
+            return ReservationHeld(*i.reservation_id, id);
+      staged[i.id.value] = {i.version + 1, i.state, i.version == 0 ? i.reservation_id : std::nullopt};
+    }
+    return {};
+  }
+
+  Status Workers() {
+    std::map<std::string, std::int64_t> staged;  // id -> version
+    for (size_t n = 0; n < ch_.workers.size(); ++n) {
+      const auto& w = ch_.workers[n];
+      auto before = staged.find(w.id.value);
+      if ((before != staged.end() ? before->second : reads_.worker_versions[n]) != w.version)
+        return StaleVersion("worker", w.id.value, w.version);
+      staged[w.id.value] = w.version + 1;
+    }
+    return {};
+  }
+
+  // New events, held behind a dead letter of their subject; delivery updates; then the held
+  // rule in each subject where one dead-lettered or replayed an event.
+  Status Deliveries() {
+    for (const auto& e : ch_.events) {
+      ports::OutboxRecord& r = plan_.new_events.emplace_back();
+      r.event.subject = e.subject;
+      r.state = reads_.dead_subjects.count(e.subject) ? ports::DeliveryState::kHeld : ports::DeliveryState::kPending;
+    }
+    std::map<std::string, Timestamp> release_at;  // rule subject -> when its released events are due
+    for (const auto& d : ch_.deliveries) {
+      if (d.state == ports::DeliveryState::kHeld) return HeldIsNotWritten();
+      ports::OutboxRecord* r = Record(d.seq);
+      if (!r) return Error::NotFound("outbox event " + std::to_string(d.seq) + " not found");
+      ApplyDelivery(*r, d);
+      plan_.changed.insert(d.seq);
+      if (TouchesSubject(d)) release_at[r->event.subject] = d.at;
+    }
+    for (const auto& [subject, seqs] : reads_.rule_subjects) {
+      std::vector<ports::OutboxRecord*> members;  // in seq order: the stored ones, then the new ones
+      for (std::int64_t seq : seqs) members.push_back(Record(seq));
+      for (auto& r : plan_.new_events)
+        if (r.event.subject == subject) members.push_back(&r);
+      KeepHeldRule(members, release_at.at(subject), [&](size_t n) {
+        if (n < seqs.size()) plan_.changed.insert(seqs[n]);
+      });
+    }
+    return {};
+  }
+
+  // The working copy of a stored record, made on first use; null when there is none.
+  ports::OutboxRecord* Record(std::int64_t seq) {
+    if (auto it = plan_.records.find(seq); it != plan_.records.end()) return &it->second;
+    auto stored = reads_.records.find(seq);
+    if (stored == reads_.records.end()) return nullptr;
+    return &plan_.records.emplace(seq, stored->second).first->second;
+  }
+
+  // The sweep first, then each key, refused while a live one exists (an expired one is taken over).
+  Status ProcessedKeys() {
+    std::map<std::pair<std::string, std::string>, std::int64_t> staged;  // key -> expires_ms
+    for (size_t n = 0; n < ch_.processed.size(); ++n) {
+      const auto& k = ch_.processed[n];
+      constexpr std::int64_t kNone = std::numeric_limits<std::int64_t>::min();
+      std::int64_t expires_ms = reads_.processed_expiries[n].value_or(kNone);
+      if (ch_.sweep_keys_expired_by && expires_ms <= ToUnixMillis(*ch_.sweep_keys_expired_by)) expires_ms = kNone;
+      if (auto s = staged.find({k.source, k.id}); s != staged.end()) expires_ms = s->second;
+      if (expires_ms > ToUnixMillis(k.processed_at)) return AlreadyProcessed(k.source, k.id);
+      staged[{k.source, k.id}] = ToUnixMillis(k.expires_at);
+    }
+    return {};
+  }
+
+  const Changes& ch_;
+  const CommitReads& reads_;
+  CommitPlan plan_;
+};
+
+Status SqliteStore::ApplyOne(const Changes& ch, const Encoded& encoded) {
+  auto reads = ReadForCommit(ch);
+  if (!reads) return reads.error();
+  auto plan = CommitDecision(ch, *reads).Decide();
+  if (!plan) return plan.error();
+  return WriteCommit(ch, encoded, *plan);
+}
+
+// 3. Write what was decided. The version guards only catch a decide gone wrong.
+Status SqliteStore::WriteCommit(const Changes& ch, const Encoded& encoded, const CommitPlan& plan) {
+  Connection& c = *writer_conn_;
+  const auto run = [&c](const std::string& sql, std::string_view what, auto bind) { return Execute(c, sql, what, bind); };
+  const auto one_row = [&c](std::string_view what) -> Status {
+    if (sqlite3_changes(c.db()) == 1) return {};
+    return Error::Internal("store: " + std::string(what) + " decided on a stale read");
+  };
+  Status s;
+  for (size_t n = 0; s && n < ch.new_definitions.size(); ++n) {
+    const auto& d = ch.new_definitions[n];
+    s = run("INSERT INTO definitions (id, version, name, deleted, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "insert definition", [&](Stmt& st) {
+              st.Bind(1, d.id.value).Bind(2, d.version).Bind(3, d.name).Bind(4, std::int64_t{d.deleted}).Bind(
+                  5, encoded.definitions[n]);
+            });
+  }
+  for (size_t n = 0; s && n < ch.deleted_definitions.size(); ++n)
+    s = run("UPDATE definitions SET deleted = 1 WHERE id = ?1", "delete definition",
+            [&](Stmt& st) { st.Bind(1, ch.deleted_definitions[n].value); });
+  for (size_t n = 0; s && n < ch.instances.size(); ++n) s = WriteInstance(ch.instances[n], encoded.instances[n]);
+  for (size_t n = 0; s && n < ch.workers.size(); ++n) {
+    const auto& w = ch.workers[n];
+    if (w.version == 0)
+      s = run("INSERT INTO workers (id, version, body) VALUES (?1, 1, ?2)", "insert worker",
+              [&](Stmt& st) { st.Bind(1, w.id.value).Bind(2, encoded.workers[n]); });
+    else
+      s = run("UPDATE workers SET version = ?3, body = ?4 WHERE id = ?1 AND version = ?2", "update worker",
+              [&](Stmt& st) { st.Bind(1, w.id.value).Bind(2, w.version).Bind(3, w.version + 1).Bind(4, encoded.workers[n]); });
+    if (s) s = one_row("worker " + w.id.value);
+  }
+  if (s) s = WriteOutbox(ch, plan);
+  if (s && ch.sweep_keys_expired_by)
+    s = run("DELETE FROM processed_events WHERE expires_ms <= ?1", "sweep processed events",
+            [&](Stmt& st) { st.Bind(1, ToUnixMillis(*ch.sweep_keys_expired_by)); });
+  for (size_t n = 0; s && n < ch.processed.size(); ++n) {
+    const auto& k = ch.processed[n];
+    s = run("INSERT INTO processed_events (source, id, processed_ms, expires_ms, value) VALUES (?1, ?2, ?3, ?4, ?5) "
+            "ON CONFLICT (source, id) DO UPDATE SET processed_ms = excluded.processed_ms, "
+            "expires_ms = excluded.expires_ms, value = excluded.value",
+            "insert processed event", [&](Stmt& st) {
+              st.Bind(1, k.source).Bind(2, k.id).Bind(3, ToUnixMillis(k.processed_at)).Bind(4, ToUnixMillis(k.expires_at));
+              st.Bind(5, k.value);
+            });
+  }
+  return s;
+}
+
+// The new events with the state decided for them, then the bookkeeping of the records that
+// changed.
+Status SqliteStore::WriteOutbox(const Changes& ch, const CommitPlan& plan) {
+  Connection& c = *writer_conn_;
+  const auto run = [&c](const std::string& sql, std::string_view what, auto bind) { return Execute(c, sql, what, bind); };
+  Status s;
+  for (size_t n = 0; s && n < ch.events.size(); ++n) {
+    const auto& e = ch.events[n];
+    const auto& r = plan.new_events[n];
+    s = run("INSERT INTO outbox (id, subject, type, time_ms, event, state, next_attempt_ms) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "insert outbox event", [&](Stmt& st) {
+              st.Bind(1, e.id).Bind(2, e.subject).Bind(3, e.type).Bind(4, ToUnixMillis(e.time)).Bind(5, e.json);
+              st.Bind(6, ports::ToString(r.state)).Bind(7, ToUnixMillis(r.next_attempt_at));
+            });
+  }
+  for (auto seq = plan.changed.begin(); s && seq != plan.changed.end(); ++seq) {
+    const ports::OutboxRecord& r = plan.records.at(*seq);
+    s = run("UPDATE outbox SET state = ?2, attempts = ?3, next_attempt_ms = ?4, delivered_ms = ?5, dead_ms = ?6, "
+            "last_error = ?7 WHERE seq = ?1",
+            "update delivery", [&](Stmt& st) {
+              st.Bind(1, r.seq).Bind(2, ports::ToString(r.state)).Bind(3, std::int64_t{r.attempts});
+              st.Bind(4, ToUnixMillis(r.next_attempt_at)).Bind(7, r.last_error);
+              if (r.delivered_at) st.Bind(5, ToUnixMillis(*r.delivered_at)); else st.BindNull(5);
+              if (r.dead_at) st.Bind(6, ToUnixMillis(*r.dead_at)); else st.BindNull(6);
+            });
+  }
+  return s;
+}
+
+// One instance, inserted when new (with the reservation it takes) or updated at its version.
+Status SqliteStore::WriteInstance(const LabletInstance& i, const std::string& body) {
+  Connection& c = *writer_conn_;
+  auto stmt = c.Prepare(i.version == 0
+                            ? "INSERT INTO instances (id, state, worker_id, owner_id, version, body, reservation_id) "
+                              "VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)"
+                            : "UPDATE instances SET state = ?2, worker_id = ?3, version = ?7, body = ?5 "
+                              "WHERE id = ?1 AND version = ?8");
+  if (!stmt) return stmt.error();
+  Stmt& st = **stmt;
+  st.Bind(1, i.id.value).Bind(2, ToString(i.state)).Bind(5, body);
+  if (i.worker_id) st.Bind(3, i.worker_id->value); else st.BindNull(3);
+  if (i.version == 0) {
+    st.Bind(4, i.owner_id);
+    if (i.reservation_id) st.Bind(6, *i.reservation_id); else st.BindNull(6);
+  } else {
+    st.Bind(7, i.version + 1).Bind(8, i.version);
+  }
+  if (st.Step() != SQLITE_DONE) return SqlError(c.db(), i.version == 0 ? "insert instance" : "update instance");
+  if (sqlite3_changes(c.db()) != 1) return Error::Internal("store: instance " + i.id.value + " decided on a stale read");
   return {};
 }
 

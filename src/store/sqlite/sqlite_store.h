@@ -107,7 +107,17 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
   Status Init();
   Status ProbeWrite();
   void ApplyBatch(const std::vector<Writer*>& batch);
+  // One commit, in three steps (sqlite_store.cc): read the rows it depends on, decide (no
+  // I/O) its refusal or what it writes, write that.
+  struct CommitReads;
+  struct CommitPlan;
+  class CommitDecision;
   Status ApplyOne(const ports::Changes& changes, const Encoded& encoded);
+  Result<CommitReads> ReadForCommit(const ports::Changes& changes);
+  Status ReadDeliveredRecords(const ports::Changes& changes, CommitReads& reads);
+  Status WriteCommit(const ports::Changes& changes, const Encoded& encoded, const CommitPlan& plan);
+  Status WriteInstance(const domain::LabletInstance& instance, const std::string& body);
+  Status WriteOutbox(const ports::Changes& changes, const CommitPlan& plan);
   bool Checkpoint();
   static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
   ReadLease Lease();
