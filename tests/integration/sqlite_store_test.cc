@@ -29,11 +29,8 @@ namespace {
 
 using namespace ccm::domain;
 using ports::Changes;
+using testing::MakeEvent;
 using testing::MakeInstance;
-
-ports::OutboxEvent Event(const std::string& id, const std::string& subject) {
-  return {id, subject, "ccm.test", FromUnixMillis(5), "{\"id\":\"" + id + "\"}"};
-}
 
 TEST(SqliteStore, ConcurrentCommitsShareTransactions) {
   testing::TempDir dir;
@@ -46,7 +43,7 @@ TEST(SqliteStore, ConcurrentCommitsShareTransactions) {
       for (int n = 0; n < kEach; ++n) {
         Changes c;
         c.instances = {MakeInstance("i-" + std::to_string(t) + "-" + std::to_string(n))};
-        c.events = {Event("e-" + std::to_string(t) + "-" + std::to_string(n), "s")};
+        c.events = {MakeEvent("e-" + std::to_string(t) + "-" + std::to_string(n), "s")};
         ASSERT_TRUE((*store)->Commit(c));
       }
     });
@@ -189,7 +186,7 @@ TEST(SqliteStoreCrash, EveryAcknowledgedCommitSurvivesKillNine) {
           Changes c;
           const std::string id = "i-" + std::to_string(t) + "-" + std::to_string(n);
           c.instances = {MakeInstance(id)};
-          c.events = {Event("e-" + id, id)};
+          c.events = {MakeEvent("e-" + id, id)};
           if (!(*store)->Commit(c)) _exit(3);
           const std::string line = id + "\n";
           // One write per line; lines are short, so each write is atomic on a pipe.

@@ -27,12 +27,9 @@ namespace {
 using namespace ccm::domain;
 using ports::Changes;
 using testing::MakeDefinition;
+using testing::MakeEvent;
 using testing::MakeInstance;
 using testing::MakeWorker;
-
-ports::OutboxEvent Event(const std::string& id, const std::string& subject) {
-  return {id, subject, "ccm.test", FromUnixMillis(5), "{\"id\":\"" + id + "\"}"};
-}
 
 // A store under test and, for a durable one, how to get it back after a restart.
 struct StoreUnderTest {
@@ -66,7 +63,7 @@ TEST_P(StoreContract, CommitsAndReadsBackEveryAggregate) {
                        MakeDefinition("def-1", "lab-a", "1.2.0")};
   c.workers = {MakeWorker("w1")};
   c.instances = {MakeInstance("i1")};
-  c.events = {Event("e1", "i1")};
+  c.events = {MakeEvent("e1", "i1")};
   ASSERT_TRUE(store().Commit(c));
 
   auto latest = store().GetDefinition({"def-1"}, std::nullopt);
@@ -149,7 +146,7 @@ TEST_P(StoreContract, PurgeRemovesOnlyWhatRetentionAllows) {
   };
   Changes c;
   c.instances = {terminated("t1", 10'000), terminated("t2", 50'000), MakeInstance("r1")};
-  c.events = {Event("e1", "t1"), Event("e2", "t1"), Event("e3", "t2"), Event("e4", "t2")};
+  c.events = {MakeEvent("e1", "t1"), MakeEvent("e2", "t1"), MakeEvent("e3", "t2"), MakeEvent("e4", "t2")};
   ASSERT_TRUE(store().Commit(c));
   auto due = outbox().DueEvents(FromUnixMillis(10), 10);
   ASSERT_TRUE(due);
@@ -222,7 +219,7 @@ TEST_P(StoreContract, AFailedCommitLeavesNothingBehind) {
   Changes c;
   c.instances = {MakeInstance("i-new")};
   c.workers = {MakeWorker("w1")};  // version 0: stale
-  c.events = {Event("e-new", "i-new")};
+  c.events = {MakeEvent("e-new", "i-new")};
   c.processed = {{"platform", "evt-1", FromUnixMillis(0), FromUnixMillis(1000)}};
   ASSERT_FALSE(store().Commit(c));
   EXPECT_EQ(store().GetInstance({"i-new"}).error().code, ErrorCode::kNotFound);
@@ -356,7 +353,7 @@ TEST_P(StoreContract, OneInstanceNotYetTerminatedPerReservation) {
   // A second instance for the reservation is refused, and nothing of its commit is written.
   Changes second;
   second.instances = {booking("i2", "r-1")};
-  second.events = {Event("e-i2", "i2")};
+  second.events = {MakeEvent("e-i2", "i2")};
   auto refused = store().Commit(second);
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
@@ -414,10 +411,10 @@ TEST_P(StoreContract, ConcurrentWritersOnOneAggregateNeverLoseAnUpdate) {
 
 TEST_P(StoreContract, OutboxKeepsCommitOrderAndDeliveryBookkeeping) {
   Changes c;
-  c.events = {Event("e1", "a"), Event("e2", "b"), Event("e3", "a")};
+  c.events = {MakeEvent("e1", "a"), MakeEvent("e2", "b"), MakeEvent("e3", "a")};
   ASSERT_TRUE(store().Commit(c));
   Changes more;
-  more.events = {Event("e4", "b")};
+  more.events = {MakeEvent("e4", "b")};
   ASSERT_TRUE(store().Commit(more));
   auto due = outbox().DueEvents(FromUnixMillis(10), 10);
   ASSERT_TRUE(due);
@@ -485,7 +482,7 @@ std::vector<std::string> Ids(const std::vector<ports::OutboxRecord>& records) {
 
 TEST_P(StoreContract, ADeadLetterHoldsItsSubjectUntilItIsReplayed) {
   Changes c;
-  c.events = {Event("a1", "a"), Event("a2", "a"), Event("b1", "b")};
+  c.events = {MakeEvent("a1", "a"), MakeEvent("a2", "a"), MakeEvent("b1", "b")};
   ASSERT_TRUE(store().Commit(c));
   auto due = outbox().DueEvents(FromUnixMillis(10), 10);
   ASSERT_EQ(Ids(*due), (std::vector<std::string>{"a1", "a2", "b1"}));
@@ -496,7 +493,7 @@ TEST_P(StoreContract, ADeadLetterHoldsItsSubjectUntilItIsReplayed) {
   ASSERT_TRUE(store().Commit(dead));
   EXPECT_EQ(outbox().GetEvent("a2")->state, ports::DeliveryState::kHeld);
   Changes later;
-  later.events = {Event("a3", "a"), Event("b2", "b")};
+  later.events = {MakeEvent("a3", "a"), MakeEvent("b2", "b")};
   ASSERT_TRUE(store().Commit(later));
   EXPECT_EQ(outbox().GetEvent("a3")->state, ports::DeliveryState::kHeld);
   EXPECT_EQ(Ids(*outbox().DueEvents(FromUnixMillis(30), 10)), (std::vector<std::string>{"b1", "b2"}));
@@ -516,7 +513,7 @@ TEST_P(StoreContract, ADeadLetterHoldsItsSubjectUntilItIsReplayed) {
   EXPECT_EQ(outbox().GetEvent("a3")->next_attempt_at, FromUnixMillis(40));
   EXPECT_EQ(outbox().GetOutboxStats()->held, 0);
   Changes after;
-  after.events = {Event("a4", "a")};
+  after.events = {MakeEvent("a4", "a")};
   ASSERT_TRUE(store().Commit(after));
   EXPECT_EQ(outbox().GetEvent("a4")->state, ports::DeliveryState::kPending);
   Changes hold;  // held is the store's to decide
@@ -526,7 +523,7 @@ TEST_P(StoreContract, ADeadLetterHoldsItsSubjectUntilItIsReplayed) {
 
 TEST_P(StoreContract, ReplayingALaterDeadLetterFirstLeavesItHeldBehindTheEarlierOne) {
   Changes c;
-  c.events = {Event("a1", "a"), Event("a2", "a"), Event("a3", "a")};
+  c.events = {MakeEvent("a1", "a"), MakeEvent("a2", "a"), MakeEvent("a3", "a")};
   ASSERT_TRUE(store().Commit(c));
   auto due = outbox().DueEvents(FromUnixMillis(10), 10);
   ASSERT_EQ(due->size(), 3u);
@@ -552,13 +549,13 @@ TEST_P(StoreContract, ReplayingALaterDeadLetterFirstLeavesItHeldBehindTheEarlier
 
 TEST_P(StoreContract, EventsWrittenWhileTheirSubjectIsDeadLetteredAreAllHeld) {
   Changes first;
-  first.events = {Event("a0", "a")};
+  first.events = {MakeEvent("a0", "a")};
   ASSERT_TRUE(store().Commit(first));
   const std::int64_t a0 = outbox().GetEvent("a0")->seq;
   std::thread writer([&] {
     for (int n = 1; n <= 30; ++n) {
       Changes c;
-      c.events = {Event("a" + std::to_string(n), "a")};
+      c.events = {MakeEvent("a" + std::to_string(n), "a")};
       ASSERT_TRUE(store().Commit(c));
     }
   });
@@ -579,7 +576,7 @@ TEST_P(StoreContract, ConcurrentCommitsGetIncreasingSeqsInCommitOrder) {
     threads.emplace_back([&, t] {
       for (int n = 0; n < kEach; ++n) {
         Changes c;
-        c.events = {Event("e-" + std::to_string(t) + "-" + std::to_string(n), "s" + std::to_string(t))};
+        c.events = {MakeEvent("e-" + std::to_string(t) + "-" + std::to_string(n), "s" + std::to_string(t))};
         ASSERT_TRUE(store().Commit(c));
       }
     });
@@ -599,7 +596,7 @@ TEST_P(StoreContract, ConcurrentCommitsGetIncreasingSeqsInCommitOrder) {
 
 TEST_P(StoreContract, ABatchOfDeliveryUpdatesOfAnySizeIsWritten) {
   Changes c;
-  for (int n = 0; n < 250; ++n) c.events.push_back(Event("e" + std::to_string(n), "s" + std::to_string(n % 7)));
+  for (int n = 0; n < 250; ++n) c.events.push_back(MakeEvent("e" + std::to_string(n), "s" + std::to_string(n % 7)));
   ASSERT_TRUE(store().Commit(c));
   auto due = outbox().DueEvents(FromUnixMillis(10), 500);
   ASSERT_EQ(due->size(), 250u);

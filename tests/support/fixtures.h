@@ -3,6 +3,7 @@
 #include <string>
 
 #include "domain/lifecycle.h"
+#include "ports/outbox.h"
 
 namespace ccm::testing {
 
@@ -63,6 +64,11 @@ inline domain::LabletInstance MakeInstance(const std::string& id, const std::str
   i.timeslot_end = FromUnixMillis(4'600'000);
   i.created_at = FromUnixMillis(1000);
   return i;
+}
+
+// An outbox event of type ccm.test about `subject`, whose whole JSON names its id.
+inline ports::OutboxEvent MakeEvent(const std::string& id, const std::string& subject) {
+  return {id, subject, "ccm.test", FromUnixMillis(5), "{\"id\":\"" + id + "\"}"};
 }
 
 }  // namespace ccm::testing
