@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -53,7 +54,10 @@ class CollectionService final : public runtime::BackgroundTask {
                                                                   ReconcileOnce();
                                                                   return false;
                                                                 },
-                                                                options.reconcile_interval) {}
+                                                                options.reconcile_interval,
+                                                                // every commit wakes it: at most one sweep per 100 ms
+                                                                std::min(options.reconcile_interval,
+                                                                         std::chrono::milliseconds(100))) {}
 
   // RUNNING -> COLLECTING (with collecting.started), committed with the request due at once;
   // returns then, without waiting for the platform. Errors: not_found, conflict (not RUNNING),

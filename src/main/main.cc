@@ -321,6 +321,11 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
                                  .sink = sink.get()},
                                 std::move(settings), &metrics.loops());
   composed = &services;
+  // Whichever way Serve returns, the store's commits stop reaching the use cases before they go.
+  struct Unwire {
+    std::atomic<compose::Composition*>& composed;
+    ~Unwire() { composed = nullptr; }
+  } unwire{composed};
   // The leader's work: delivery, collection requests, retention, the key sweep and the reconcilers.
   auto start_work = [&services] { services.background().Start(); };
   auto stop_work = [&services] {
@@ -436,7 +441,6 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
             stop_work();
           if (watch) watch->Stop();
         });
-  composed = nullptr;  // the store may outlive the use cases by a moment: its commits wake nothing now
   return 0;
 }
 

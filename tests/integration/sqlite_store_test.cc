@@ -76,6 +76,27 @@ TEST(SqliteStore, FailedCommitInABatchDoesNotUndoItsNeighbours) {
   EXPECT_EQ((*store)->ListInstances({}, {})->items.size(), 13u);
 }
 
+// SQLite lets one commit write an instance twice (its insert, then a move). The reservation
+// its insert took still counts against a third instance of the same commit.
+TEST(SqliteStore, AnInstanceWrittenTwiceInOneCommitKeepsItsReservation) {
+  testing::TempDir dir;
+  auto store = store::SqliteStore::Open({dir.File("ccm.db")});
+  ASSERT_TRUE(store);
+  auto first = MakeInstance("first");
+  first.reservation_id = "r-1";
+  auto moved = first;
+  moved.version = 1;
+  auto second = MakeInstance("second");
+  second.reservation_id = "r-1";
+  Changes c;
+  c.instances = {first, moved, second};
+  auto refused = (*store)->Commit(c);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kConflict);
+  EXPECT_EQ(refused.error().field, "reservation_id");
+  EXPECT_EQ((*store)->GetInstance({"first"}).error().code, ErrorCode::kNotFound);  // nothing of it written
+}
+
 TEST(SqliteStore, WritesWalWithFullSyncAndRecordsTheSchemaVersion) {
   testing::TempDir dir;
   ASSERT_TRUE(store::SqliteStore::Open({dir.File("ccm.db")}));

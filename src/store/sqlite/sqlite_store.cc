@@ -1019,7 +1019,10 @@ class SqliteStore::CommitDecision {
         for (const auto& [id, s] : staged)
           if (id != i.id.value && s.reservation == i.reservation_id && s.state != InstanceState::kTerminated)
             return ReservationHeld(*i.reservation_id, id);
-      staged[i.id.value] = {i.version + 1, i.state, i.version == 0 ? i.reservation_id : std::nullopt};
+      // An instance written twice in one commit keeps the reservation its insert took.
+      const std::optional<std::string> taken =
+          i.version == 0 ? i.reservation_id : before != staged.end() ? before->second.reservation : std::nullopt;
+      staged[i.id.value] = {i.version + 1, i.state, taken};
     }
     return {};
   }
