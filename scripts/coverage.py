@@ -15,7 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENTS = [
     ("CloudEvents publisher", 85, ["src/cloudevents/base64.cc", "src/cloudevents/cloud_event.cc",
                                    "src/cloudevents/http_binding.cc", "src/cloudevents/json_format.cc",
-                                   "src/app/dispatcher.cc", "src/clients/http_event_sink.cc"]),
+                                   "src/app/dispatcher.cc", "src/runtime/circuit_breaker.cc",
+                                   "src/clients/http_event_sink.cc"]),
     ("instance event publishing", 90, ["src/app/events.cc", "src/wire/event_data.cc"]),
     ("CloudEvent handler", 85, ["src/app/receiver.cc"]),
     ("assessment handlers", 90, ["src/app/assessment_handlers.cc", "src/wire/assessment_events.cc"]),
