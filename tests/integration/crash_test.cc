@@ -109,10 +109,10 @@ TEST(EventsCli, ListsDeadLettersAndReplays) {
   EXPECT_EQ(replay_rc, 0) << replayed;
   EXPECT_EQ(replayed, "replayed " + event_id + "\n");
   auto [missing_rc, missing] = testing::RunCcm("events replay nope" + url);
-  EXPECT_EQ(missing_rc, 1);
+  EXPECT_EQ(missing_rc, 3);  // not found
   EXPECT_NE(missing.find("not found"), std::string::npos);
   auto [bad_rc, bad] = testing::RunCcm("events list --state bogus" + url);
-  EXPECT_EQ(bad_rc, 1);
+  EXPECT_EQ(bad_rc, 5);  // invalid input
   EXPECT_NE(bad.find("state must be pending, delivered, dead or held"), std::string::npos) << bad;
   sink.Stop();
 }
