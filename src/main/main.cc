@@ -31,6 +31,7 @@
 #include "main/config.h"
 #include "main/api_client.h"
 #include "main/events_cli.h"
+#include "main/resources_cli.h"
 #include "metrics/metrics.h"
 #include "os/clock.h"
 #include "ports/outbox.h"
@@ -502,6 +503,7 @@ int main(int argc, char** argv) {
   backup->add_option("--store", backup_store, "The store to copy, as CCM_STORE spells it (sqlite:PATH)");
   backup->add_option("--to", backup_to, "The new file to write (never overwritten)")->required();
   main::AddEventsCommands(cli);
+  main::AddResourceCommands(cli);
   cli.footer(main::ExitCodesHelp());
   try {
     cli.parse(argc, argv);
