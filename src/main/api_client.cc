@@ -44,7 +44,7 @@ std::string ExitCodesHelp() {
          "  2  usage error (bad command line; nothing was sent)\n"
          "  3  not found (404)\n"
          "  4  refused: conflict or precondition (409, 412, 428)\n"
-         "  5  invalid input (400, 413, 415, 422)\n"
+         "  5  invalid input (400, 413, 415, 422), or a -f document that cannot be read or parsed\n"
          "  6  not authenticated or not allowed (401, 403)\n"
          "  7  cannot reach ccm (connection refused, unreachable, timed out)\n"
          "--url, --token and -o may come before or after the verb (ccm instances list --url U).\n"
