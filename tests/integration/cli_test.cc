@@ -205,6 +205,16 @@ TEST_F(CliCommands, WorkersCreateListDrainAndDelete) {
   EXPECT_EQ(again.out, "worker " + id + ": already STOPPING\n");
   const json history = http_.Get("/api/v1/workers/" + id).Json()["state_history"];
   EXPECT_EQ(history[history.size() - 2]["reason"], "maintenance") << history.dump();
+  // A STOPPED worker is released for good.
+  ASSERT_EQ(http_.PostJson("/api/internal/workers/" + id + "/transition", {{"to", "STOPPED"}}).status, 200);
+  const Ran released = Ccm("workers delete " + id + " -o json");
+  EXPECT_EQ(released.rc, 0) << released.err;
+  EXPECT_EQ(released.Json()["state"], "TERMINATED") << released.out;
+  EXPECT_EQ(Ccm("workers delete " + id).out, "worker " + id + ": already TERMINATED\n");
+  // Nothing but RUNNING drains.
+  const Ran stale = Ccm("workers drain " + id);
+  EXPECT_EQ(stale.rc, 4) << stale.err;
+  EXPECT_TRUE(Has(stale.err, "409 Conflict")) << stale.err;
 }
 
 TEST_F(CliCommands, AWorkerThatHoldsAnInstanceIsNotDeleted) {
