@@ -3,50 +3,24 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
-#include <functional>
 #include <iostream>
+#include <memory>
 
-#include "transport/http_connection.h"
+#include "main/api_client.h"
+#include "main/cli_format.h"
 
 namespace ccm::main {
 
 namespace {
 
 struct Options {
-  std::string url = "http://127.0.0.1:8080";
+  ClientOptions client;
   std::string subject, type, state, since, until;
   int limit = 50;
+  std::string after;
   bool all = false;
   std::string id;
-  std::string token;  // a bearer token (--token, or CCM_TOKEN)
 };
-
-// Sends the request and prints the answer; exit code 0 on 2xx, 1 otherwise.
-int Call(const std::string& method, const std::string& url, const std::string& token,
-         const std::function<void(const nlohmann::json&)>& print) {
-  transport::Headers headers;
-  if (!token.empty()) headers["Authorization"] = "Bearer " + token;
-  transport::Request request;
-  request.method = method;
-  request.headers = &headers;
-  request.total_timeout = std::chrono::seconds(30);
-  transport::Connection connection;
-  const transport::Response answer = connection.Send(url, request);
-  if (!answer.transport_error.empty()) {
-    std::cerr << "ccm events: " << url << ": " << answer.transport_error << "\n";
-    return 1;
-  }
-  const std::string& body = answer.body;
-  const long status = answer.status;
-  const auto j = nlohmann::json::parse(body, nullptr, false);
-  if (status < 200 || status >= 300 || j.is_discarded()) {
-    std::cerr << "ccm events: HTTP " << status << ": " << (j.is_object() ? j.value("detail", body) : body) << "\n";
-    return 1;
-  }
-  print(j);
-  return 0;
-}
 
 void PrintRecords(const nlohmann::json& page) {
   for (const auto& r : page["items"])
@@ -61,15 +35,31 @@ void PrintRecords(const nlohmann::json& page) {
                  "dead letter to release them, in order\n";
 }
 
+// Lists `path` with `query` and the paging options, printed as -o says (the table: one
+// tab-separated line per record).
+int ListRecords(const Options& o, const std::string& who, const std::string& path, Query query) {
+  query.emplace_back("limit", std::to_string(o.limit));
+  query.emplace_back("after", o.after);
+  ApiClient client(o.client, who, std::cerr);
+  const ApiResult page = client.List(path, std::move(query), o.all);
+  if (!page.ok()) return page.exit_code;
+  PrintDocument(std::cout, o.client.output, page.body, [&] { PrintRecords(page.body); });
+  return kExitOk;
+}
+
+void AddPaging(CLI::App* verb, Options& o) {
+  verb->add_option("--limit", o.limit, "Page size")->check(CLI::Range(1, 500))->capture_default_str();
+  verb->add_option("--after", o.after, "Start after this `next` of a previous page (a sequence number)");
+  verb->add_flag("--all", o.all, "Follow `next` to the last page");
+}
+
 }  // namespace
 
 void AddEventsCommands(CLI::App& cli) {
   auto options = std::make_shared<Options>();
   auto* events = cli.add_subcommand("events", "Read and replay a running ccm's outbox");
   events->require_subcommand(1);
-  events->add_option("--url", options->url, "Base URL of ccm")->capture_default_str();
-  events->add_option("--token", options->token, "Bearer token (ccm.viewer to read, ccm.admin to replay)")
-      ->envname("CCM_TOKEN");
+  AddClientOptions(*events, options->client);
 
   auto* list = events->add_subcommand(
       "list", "Published events: seq, id, state (pending, delivered, dead, held), attempts, type, subject, error");
@@ -79,22 +69,21 @@ void AddEventsCommands(CLI::App& cli) {
   list->add_option("--state", options->state, "pending, delivered, dead or held (behind a dead letter)");
   list->add_option("--since", options->since, "RFC 3339, inclusive");
   list->add_option("--until", options->until, "RFC 3339, exclusive");
-  list->add_option("--limit", options->limit, "Page size")->check(CLI::Range(1, 500));
+  AddPaging(list, *options);
   list->callback([options] {
-    std::string url = options->url + "/api/v1/events?limit=" + std::to_string(options->limit);
-    for (const auto& [key, value] : {std::pair{"subject", options->subject}, {"type", options->type},
-                                     {"state", options->state}, {"since", options->since}, {"until", options->until}})
-      if (!value.empty()) url += std::string("&") + key + "=" + transport::UrlEscape(value);
-    throw CLI::RuntimeError(Call("GET", url, options->token, PrintRecords));
+    throw CLI::RuntimeError(ListRecords(*options, "ccm events list", "/api/v1/events",
+                                        {{"subject", options->subject},
+                                         {"type", options->type},
+                                         {"state", options->state},
+                                         {"since", options->since},
+                                         {"until", options->until}}));
   });
 
   auto* dead = events->add_subcommand("dead-letters", "Events given up on");
   dead->fallthrough();
-  dead->add_option("--limit", options->limit, "Page size")->check(CLI::Range(1, 500));
+  AddPaging(dead, *options);
   dead->callback([options] {
-    throw CLI::RuntimeError(
-        Call("GET", options->url + "/api/v1/events/dead-letters?limit=" + std::to_string(options->limit),
-             options->token, PrintRecords));
+    throw CLI::RuntimeError(ListRecords(*options, "ccm events dead-letters", "/api/v1/events/dead-letters", {}));
   });
 
   auto* replay = events->add_subcommand(
@@ -104,12 +93,18 @@ void AddEventsCommands(CLI::App& cli) {
   replay->add_flag("--all", options->all, "Replay every dead letter");
   replay->callback([options] {
     if (options->all == !options->id.empty()) throw CLI::ValidationError("replay", "give an event id or --all");
-    if (options->all)
-      throw CLI::RuntimeError(Call("POST", options->url + "/api/v1/events/dead-letters/replay", options->token,
-                                   [](const nlohmann::json& j) { std::cout << "replayed " << j["replayed"] << "\n"; }));
-    throw CLI::RuntimeError(
-        Call("POST", options->url + "/api/v1/events/dead-letters/" + options->id + "/replay", options->token,
-             [](const nlohmann::json& j) { std::cout << "replayed " << j["id"].get<std::string>() << "\n"; }));
+    ApiClient client(options->client, "ccm events replay", std::cerr);
+    const std::string path = options->all ? "/api/v1/events/dead-letters/replay"
+                                          : "/api/v1/events/dead-letters/" + Segment(options->id) + "/replay";
+    const ApiResult done = client.Call("POST", path);
+    if (!done.ok()) throw CLI::RuntimeError(done.exit_code);
+    PrintDocument(std::cout, options->client.output, done.body, [&] {
+      if (options->all)
+        std::cout << "replayed " << done.body["replayed"] << "\n";
+      else
+        std::cout << "replayed " << done.body["id"].get<std::string>() << "\n";
+    });
+    throw CLI::RuntimeError(kExitOk);
   });
 }
 

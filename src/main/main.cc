@@ -29,7 +29,9 @@
 #include "http/server.h"
 #include "log/formatter.h"
 #include "main/config.h"
+#include "main/api_client.h"
 #include "main/events_cli.h"
+#include "main/resources_cli.h"
 #include "metrics/metrics.h"
 #include "os/clock.h"
 #include "ports/outbox.h"
@@ -501,7 +503,19 @@ int main(int argc, char** argv) {
   backup->add_option("--store", backup_store, "The store to copy, as CCM_STORE spells it (sqlite:PATH)");
   backup->add_option("--to", backup_to, "The new file to write (never overwritten)")->required();
   main::AddEventsCommands(cli);
-  CLI11_PARSE(cli, argc, argv);
+  main::AddResourceCommands(cli);
+  cli.footer(main::ExitCodesHelp());
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // The commands end by throwing their exit code (RuntimeError); help and the version
+    // exit 0; every other parse error is a usage error, exit 2, whatever CLI11 numbers it.
+    const int code = cli.exit(e);
+    const std::string name = e.get_name();
+    if (name == "RuntimeError" || name == "CallForHelp" || name == "CallForAllHelp" || name == "CallForVersion")
+      return code;
+    return main::kExitUsage;
+  }
   if (cli.got_subcommand("version")) {
     std::cout << "ccm " << CCM_VERSION << "\n";
     return 0;

@@ -102,6 +102,19 @@ TEST(EventsCli, ListsDeadLettersAndReplays) {
   EXPECT_NE(listed.find("\theld\t0\tccm.worker.running"), std::string::npos) << listed;
   EXPECT_NE(listed.find("# held: waiting behind a dead letter"), std::string::npos) << listed;
 
+  // The same records as the API's JSON, and as YAML.
+  auto [json_rc, as_json] = testing::RunCcm("events dead-letters -o json" + url);
+  EXPECT_EQ(json_rc, 0) << as_json;
+  const json page = json::parse(as_json, nullptr, false);
+  ASSERT_TRUE(page.is_object()) << as_json;
+  EXPECT_EQ(page["items"][0]["state"], "dead") << as_json;
+  EXPECT_EQ(page["items"][0]["subject"], wid) << as_json;
+  auto [yaml_rc, as_yaml] = testing::RunCcm("events list -o yaml --all --limit 1 --subject " + wid + url);
+  EXPECT_EQ(yaml_rc, 0) << as_yaml;
+  EXPECT_NE(as_yaml.find("type: ccm.worker.pending\n"), std::string::npos) << as_yaml;
+  EXPECT_NE(as_yaml.find("type: ccm.worker.running\n"), std::string::npos) << as_yaml;  // the second page
+  EXPECT_NE(as_yaml.find("state: held\n"), std::string::npos) << as_yaml;
+
   auto [dead_rc, dead] = testing::RunCcm("events dead-letters" + url);
   EXPECT_EQ(dead_rc, 0);
   const std::string event_id = dead.substr(dead.find('\t') + 1, 36);
@@ -109,10 +122,10 @@ TEST(EventsCli, ListsDeadLettersAndReplays) {
   EXPECT_EQ(replay_rc, 0) << replayed;
   EXPECT_EQ(replayed, "replayed " + event_id + "\n");
   auto [missing_rc, missing] = testing::RunCcm("events replay nope" + url);
-  EXPECT_EQ(missing_rc, 1);
+  EXPECT_EQ(missing_rc, 3);  // not found
   EXPECT_NE(missing.find("not found"), std::string::npos);
   auto [bad_rc, bad] = testing::RunCcm("events list --state bogus" + url);
-  EXPECT_EQ(bad_rc, 1);
+  EXPECT_EQ(bad_rc, 5);  // invalid input
   EXPECT_NE(bad.find("state must be pending, delivered, dead or held"), std::string::npos) << bad;
   sink.Stop();
 }
