@@ -56,14 +56,10 @@ Watcher::Watcher(WatchHub& hub, WatchFilter filter, std::int64_t after)
 Watcher::~Watcher() { Close(); }
 
 void Watcher::OnReady(std::function<void()> wake) {
-  bool ready = false;
-  {
-    std::lock_guard lock(mu_);
-    if (closed_) return;
-    wake_ = std::move(wake);
-    ready = !queue_.empty();
-  }
-  if (ready) wake_();
+  std::lock_guard lock(mu_);
+  if (closed_) return;
+  wake_ = std::move(wake);
+  if (!queue_.empty()) wake_();
 }
 
 void Watcher::Take(std::vector<WatchItem>& out, std::size_t max_bytes) {

@@ -386,7 +386,8 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
                  .orphans = &counters.orphans,
                  .retention = &counters.retention,
                  .clock = &clock,
-                 .leading = leading});
+                 .leading = leading,
+                 .watch = [&services] { return services.watch().counts(); }});
   http::AddApiRoutes(router, services.Api(leading, [&metrics] { return metrics.Text(); },
                                           [&draining] { return draining.load(); }));
   http::ServerOptions options;

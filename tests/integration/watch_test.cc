@@ -6,10 +6,14 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <charconv>
+#include <csignal>
+#include <fstream>
+#include <iterator>
 #include <chrono>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -341,6 +345,9 @@ TEST_F(WatchLimited, OneWatcherPastTheLimitGets429WithRetryAfter) {
   EXPECT_EQ(refused.ContentType(), "application/problem+json");
   EXPECT_FALSE(refused.headers["retry-after"].empty());
   EXPECT_NE(refused.Json()["detail"].get<std::string>().find("CCM_WATCH_MAX_WATCHERS=2"), std::string::npos);
+  const std::string metrics = http_.Get("/metrics").body;
+  EXPECT_NE(metrics.find("\nccm_watchers 2\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\nccm_watchers_refused_total 1\n"), std::string::npos);
 }
 
 TEST_F(WatchLimited, AWatcherThatEndsFreesItsPlace) {
@@ -399,6 +406,7 @@ TEST_F(WatchSmallBuffer, ASlowClientIsCutWithTheReasonAndSlowsNobody) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
   ASSERT_TRUE(fast.WaitRecords(1003)) << fast.Records().size();
   ASSERT_TRUE(testing::Eventually([&] { return stack_.composition->watch().counts().cut >= 1; }, 5s));
+  EXPECT_NE(http_.Get("/metrics").body.find("\nccm_watchers_cut_total 1\n"), std::string::npos);
 
   // The slow client reads at last: what it was given, then the cut, then the end.
   const std::string got = slow.ReadAll(5s);
@@ -480,6 +488,54 @@ TEST(WatchCli, PrintsEachChangeWithItsFiltersAndFailsOnABadOne) {
   EXPECT_EQ(brc, 1) << bad;
   EXPECT_NE(bad.find("HTTP 400"), std::string::npos) << bad;
   EXPECT_NE(bad.find("kind"), std::string::npos) << bad;
+}
+
+
+// The seqs `ccm watch` printed (its table lines), in order.
+std::vector<std::int64_t> PrintedSeqs(const std::string& file) {
+  std::vector<std::int64_t> out;
+  std::ifstream in(file);
+  for (std::string line; std::getline(in, line);) {
+    const auto tab = line.find('\t');
+    if (tab == std::string::npos || line.find_first_not_of("0123456789") != tab) continue;
+    out.push_back(std::stoll(line.substr(0, tab)));
+  }
+  return out;
+}
+
+TEST(WatchCli, ResumesAcrossADrainAndARestartWithoutLosingOrRepeatingAChange) {
+  testing::TempDir dir;
+  const std::string db = "sqlite:" + dir.File("ccm.db");
+  auto first = std::make_unique<testing::CcmProcess>(dir.path(), std::map<std::string, std::string>{{"CCM_STORE", db}});
+  const std::string base = first->BaseUrl();
+  const std::string port = base.substr(base.rfind(':') + 1);
+  const auto add_workers = [](const std::string& url, const std::string& prefix, int n) {
+    testing::HttpClient http(url);
+    for (int i = 0; i < n; ++i) {
+      auto r = http.PostJson("/api/v1/workers", testing::WorkerBody(prefix + std::to_string(i), "http://127.0.0.1:1", 8));
+      EXPECT_EQ(r.status, 201) << r.body;
+    }
+  };
+  add_workers(base, "a", 3);  // seqs 1 to 9
+  const std::string printed = dir.File("watch.out");
+  const int watch = testing::Spawn({CCM_BINARY, "watch", "--url", base, "--after", "0", "--until-idle", "6000"}, {},
+                                   printed);
+  ASSERT_TRUE(testing::Eventually([&] { return PrintedSeqs(printed).size() >= 9; }, 10s));
+  // A drain ends the stream with `shutdown`; the same ccm comes back on the same port.
+  first->Signal(SIGTERM);
+  ASSERT_EQ(first->WaitForExit(10s), 0);
+  first.reset();
+  testing::CcmProcess second(dir.path(), {{"CCM_STORE", db}, {"CCM_LISTEN", "127.0.0.1:" + port}});
+  add_workers(second.BaseUrl(), "b", 2);  // seqs 10 to 15
+  int status = 0;
+  ASSERT_TRUE(testing::Eventually([&] { return waitpid(watch, &status, WNOHANG) == watch; }, 30s));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  std::vector<std::int64_t> expected;
+  for (std::int64_t seq = 1; seq <= 15; ++seq) expected.push_back(seq);
+  EXPECT_EQ(PrintedSeqs(printed), expected);
+  std::ifstream in(printed);
+  const std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(all.find("the stream ended (shutdown); resuming after 9"), std::string::npos) << all;
 }
 
 }  // namespace

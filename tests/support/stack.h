@@ -93,8 +93,9 @@ struct Stack {
     receiver = &composition->receiver();
     collection = &composition->collection();
     pods = &composition->pods();
-    metrics.Watch(
-        {.outbox = [this] { return outbox->GetOutboxStats(); }, .receive = &composition->counters().receive});
+    metrics.Watch({.outbox = [this] { return outbox->GetOutboxStats(); },
+                   .receive = &composition->counters().receive,
+                   .watch = [this] { return composition->watch().counts(); }});
     http::AddApiRoutes(router, composition->Api({}, [this] { return metrics.Text(); }));
     if (authenticate) router.RequireAuthentication(std::move(authenticate));
     http::ServerOptions options;
