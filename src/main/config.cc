@@ -28,7 +28,8 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "CCM_PUBLIC_URL", "ORPHAN_LAB_GRACE_SECONDS", "CML_CA_FILE", "CML_URL_ALLOW",
                               "POD_HOST_ADDRESS", "CCM_ETCD_CA_FILE", "CCM_ETCD_CERT_FILE", "CCM_ETCD_KEY_FILE",
                               "CCM_ETCD_USERNAME", "CCM_ETCD_PASSWORD",
-                              "CCM_DRAIN_GRACE_MS", "CCM_DRAIN_TIMEOUT_MS", "CCM_LOG_FORMAT", "CCM_ACCESS_LOG"};
+                              "CCM_DRAIN_GRACE_MS", "CCM_DRAIN_TIMEOUT_MS", "CCM_LOG_FORMAT", "CCM_ACCESS_LOG",
+                              "CCM_WATCH_MAX_WATCHERS", "CCM_WATCH_BUFFER_EVENTS", "CCM_WATCH_HEARTBEAT_MS"};
 
 // The NAME_FILE setting of a secret NAME, or "" when `key` is none.
 std::string SecretOfFileSetting(const std::string& key) {
@@ -105,6 +106,9 @@ const IntSetting kInts[] = {
     {"CCM_LEADER_TTL_SECONDS", &Config::leader_ttl_seconds, 2, 600},
     {"CCM_DRAIN_GRACE_MS", &Config::drain_grace_ms, 0, 600'000},
     {"CCM_DRAIN_TIMEOUT_MS", &Config::drain_timeout_ms, 0, 3'600'000},
+    {"CCM_WATCH_MAX_WATCHERS", &Config::watch_max_watchers, 0, 100'000},
+    {"CCM_WATCH_BUFFER_EVENTS", &Config::watch_buffer_events, 1, 1'000'000},
+    {"CCM_WATCH_HEARTBEAT_MS", &Config::watch_heartbeat_ms, 100, 3'600'000},
 };
 
 Result<int> ParseInt(const std::string& key, const std::string& v, int min, int max) {

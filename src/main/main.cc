@@ -32,6 +32,7 @@
 #include "main/api_client.h"
 #include "main/events_cli.h"
 #include "main/resources_cli.h"
+#include "main/watch_cli.h"
 #include "metrics/metrics.h"
 #include "os/clock.h"
 #include "ports/outbox.h"
@@ -311,6 +312,9 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   settings.retention.events = std::chrono::hours(24 * config->event_retention_days);
   // etcd drops dedup keys with their hourly leases; SQLite needs the sweep.
   if (sqlite) settings.key_sweep = std::chrono::minutes(10);
+  settings.watch.max_watchers = static_cast<std::size_t>(config->watch_max_watchers);
+  settings.watch.buffer_events = static_cast<std::size_t>(config->watch_buffer_events);
+  settings.watch.heartbeat = std::chrono::milliseconds(config->watch_heartbeat_ms);
   compose::Composition services({.store = *store,
                                  .outbox = *outbox,
                                  .clock = clock,
@@ -384,7 +388,8 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
                  .orphans = &counters.orphans,
                  .retention = &counters.retention,
                  .clock = &clock,
-                 .leading = leading});
+                 .leading = leading,
+                 .watch = [&services] { return services.watch().counts(); }});
   http::AddApiRoutes(router, services.Api(leading, [&metrics] { return metrics.Text(); },
                                           [&draining] { return draining.load(); }));
   http::ServerOptions options;
@@ -504,6 +509,7 @@ int main(int argc, char** argv) {
   backup->add_option("--to", backup_to, "The new file to write (never overwritten)")->required();
   main::AddEventsCommands(cli);
   main::AddResourceCommands(cli);
+  main::AddWatchCommand(cli);
   cli.footer(main::ExitCodesHelp());
   try {
     cli.parse(argc, argv);

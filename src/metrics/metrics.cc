@@ -187,6 +187,15 @@ std::vector<prometheus::MetricFamily> AppFamilies(const AppSources& s, const std
                             {"rejected", Of(r->rejected)}}));
   out.push_back(One("ccm_leader", "1 on the replica that runs the background work, else 0.", MetricType::Gauge,
                     !s.leading || s.leading() ? 1 : 0));
+  if (s.watch) {
+    const app::WatchCounts w = s.watch();
+    out.push_back(One("ccm_watchers", "Open GET /api/v1/watch streams on this replica.", MetricType::Gauge,
+                      static_cast<double>(w.open)));
+    out.push_back(One("ccm_watchers_cut_total", "Watch streams cut off for falling CCM_WATCH_BUFFER_EVENTS behind.",
+                      MetricType::Counter, static_cast<double>(w.cut)));
+    out.push_back(One("ccm_watchers_refused_total", "Watch streams refused (429) at CCM_WATCH_MAX_WATCHERS.",
+                      MetricType::Counter, static_cast<double>(w.refused)));
+  }
   if (s.lifecycle) AddLifecycle(out, s, now);
   if (const auto* r = s.retention)
     out.push_back(Labelled("ccm_retention_removed_total", "Records removed past their retention.", MetricType::Counter,

@@ -21,6 +21,7 @@
 #include "app/receiver.h"
 #include "app/reconcilers.h"
 #include "app/retention.h"
+#include "app/watch.h"
 #include "domain/result.h"
 #include "http/message.h"
 #include "ports/clock.h"
@@ -106,6 +107,9 @@ struct AppSources {
   ports::Clock* clock = nullptr;                       // the ages' "now"; needed with `lifecycle`
   // ccm_leader: whether this replica runs the background work; empty: it always does.
   std::function<bool()> leading = {};
+  // ccm_watchers, ccm_watchers_cut_total, ccm_watchers_refused_total: the watch hub's
+  // counts (app::WatchHub::counts); empty: none.
+  std::function<app::WatchCounts()> watch = {};
 };
 
 // The families of `sources` as of `now`, with `outbox` (the store's statistics, read by the
