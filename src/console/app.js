@@ -55,7 +55,7 @@ function onRecord(record) {
 
 function setLive(text, live) {
   const el = document.getElementById("live");
-  el.textContent = live ? "live" : text;
+  el.textContent = text;
   el.classList.toggle("on", live);
 }
 

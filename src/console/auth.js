@@ -153,7 +153,7 @@ export function settings() {
 
 // Who is signed in and what they may do. Without authentication, everyone may do everything.
 export function user() {
-  if (!authRequired()) return { name: "anyone (authentication is off)", viewer: true, operator: true, admin: true };
+  if (!authRequired()) return { name: "authentication off", viewer: true, operator: true, admin: true };
   if (!tokens) return null;
   const claims = claimsOf(tokens.access_token);
   const roles = new Set(claims.resource_access?.[config.roles_client]?.roles || []);

@@ -47,7 +47,7 @@ export async function render(main, ctx) {
       card("Workers", String(active.length), `${active.filter((w) => w.state === "RUNNING").length} running`, "c-workers"),
       card("Outbox depth", depth === null ? "—" : String(depth), "events waiting for the sink", "c-outbox"),
       card("Dead letters", deadLetters === null ? "—" : String(deadLetters), h("a", { href: "#/events" }, "see and replay"), "c-dead"),
-      card("Sink breaker", breaker ? breaker.replace("_", "-") : "—", breaker === "open" ? "the sink is refused for now" : "deliveries flow", "c-breaker"),
+      card("Sink breaker", breaker ? breaker.replace("_", "-") : "—", !breaker ? "no sink to deliver to" : breaker === "open" ? "deliveries paused: the sink fails" : breaker === "half_open" ? "trying the sink again" : "deliveries flow", "c-breaker"),
       card("This replica", ready.error ? "not ready" : leader === 0 || ready.leader === false ? "follower" : "leader",
         ready.error || "the leader runs the reconcilers", "c-leader"),
     );

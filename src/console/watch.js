@@ -1,7 +1,8 @@
 // The live stream: GET /api/v1/watch read with a streamed fetch (the token goes in the
 // Authorization header, never in a URL), parsed as Server-Sent Events. After a drop, a cut
 // (the client fell behind) or a shutdown (the replica drains), it resumes after the last
-// sequence number it saw, with Last-Event-ID, after the server's `retry` time.
+// sequence number it saw, with Last-Event-ID, after the server's `retry` time. A ccm without
+// the stream (404) is followed by reading GET /api/v1/events after that number every 2 s.
 import * as api from "./api.js";
 
 export class Watch {
@@ -48,6 +49,7 @@ export class Watch {
     const headers = api.headers({ Accept: "text/event-stream" });
     if (this.lastId !== null) headers["Last-Event-ID"] = String(this.lastId);
     const response = await fetch("/api/v1/watch", { headers, signal: this.controller.signal, cache: "no-store" });
+    if (response.status === 404) return this.poll();
     if (!response.ok) {
       const problem = await response.json().catch(() => ({}));
       throw new api.ApiError(response.status, problem);
@@ -70,6 +72,31 @@ export class Watch {
         }
       }
     }
+  }
+
+  // Follows the outbox by paging GET /api/v1/events; returns when a call fails.
+  async poll() {
+    if (this.lastId === null) {
+      // From now on: skip what is there already.
+      let after = "";
+      for (;;) {
+        const page = await api.get(`/api/v1/events?limit=500${after ? `&after=${after}` : ""}`);
+        if (page.items.length) this.lastId = page.items[page.items.length - 1].seq;
+        if (!page.next) break;
+        after = page.next;
+      }
+      if (this.lastId === null) this.lastId = 0;
+    }
+    this.onStatus("live (polling)", true);
+    while (!this.stopped) {
+      const page = await api.get(`/api/v1/events?limit=500&after=${this.lastId}`);
+      for (const record of page.items) {
+        this.lastId = record.seq;
+        this.onRecord(record);
+      }
+      if (!page.next) await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+    return "stopped";
   }
 
   // Handles one SSE block; returns why the stream ends, or null.
