@@ -68,7 +68,9 @@ async function main() {
     "--client-secret", "ccm-secret", "--client", "tester:tester-secret:ccm.admin",
     "--client", "platform:platform-secret:ccm.events.publish",
     "--user", "viewer:viewer-pass:ccm.viewer", "--user", "operator:operator-pass:ccm.operator",
-    "--user", "admin:admin-pass:ccm.admin", "--public-client", "ccm-console"]);
+    "--user", "admin:admin-pass:ccm.admin", "--public-client", "ccm-console",
+    // Short-lived access tokens: the page refreshes them (30 s before they expire) while the test runs.
+    "--token-ttl-seconds", "40"]);
   const cml = await start("cml", [`${sims}/cml-sim`, "--cml-schema", `${dataDir}/cml-2.9.openapi.json`,
     "--password", "cml-secret", "--start-delay-ms", "1500"]);
   const ccmAddress = `127.0.0.1:${await freePort()}`;
@@ -115,8 +117,9 @@ async function main() {
     resource_requirements: { cpu_cores: 4, memory_gb: 8, storage_gb: 20 }, license_affinity: ["ENTERPRISE"],
     max_duration_minutes: 120, created_by: "console-test" });
   check(definition.status === 201, "a definition created");
-  const createLablet = async (owner) => {
-    const now = Date.now();
+  // A lablet whose timeslot starts in `lead` ms: it waits SCHEDULED until then.
+  const createLablet = async (owner, lead = 0) => {
+    const now = Date.now() + lead;
     const r = await call(base, "POST", "/api/v1/instances", admin, { definition_id: definition.body.id, owner_id: owner,
       assessment: { session_id: `session-${owner}`, part_id: "part-1" },
       timeslot_start: new Date(now).toISOString().replace(/\.\d+Z$/, "Z"),
@@ -166,13 +169,15 @@ async function main() {
 
   // The operator: the table gets a new lablet and its moves without a reload.
   const operator = await signIn("operator", "operator-pass");
+  const tokensOf = (page) => page.evaluate(() => JSON.parse(sessionStorage.getItem("ccm.console.tokens")));
+  const firstTokens = await tokensOf(operator);
   await operator.goto(`${base}/ui/#/lablets`);
   await operator.waitForSelector(`tr[data-id="${earlier}"]`);
   await operator.evaluate(() => { window.__notReloaded = true; });
-  const id = await createLablet("candidate-1");
+  const id = await createLablet("candidate-1", 5000);
   await operator.waitForSelector(`tr[data-id="${id}"]`, { timeout: 10000 });
   const seen = [await operator.$eval(`tr[data-id="${id}"]`, (r) => r.dataset.state)];
-  const deadline = Date.now() + 20000;
+  const deadline = Date.now() + 25000;
   while (!seen.includes("RUNNING") && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));
     const state = await operator.$eval(`tr[data-id="${id}"]`, (r) => r.dataset.state).catch(() => null);
@@ -198,7 +203,10 @@ async function main() {
     { timeout: 10000 });
   check(true, "collected: COLLECTING is on the timeline, live");
   await operator.screenshot({ path: path.join(outDir, "lablet-1280x800.png"), fullPage: true });
-  const operatorToken = await operator.evaluate(() => JSON.parse(sessionStorage.getItem("ccm.console.tokens")).access_token);
+  await operator.waitForFunction((first) => JSON.parse(sessionStorage.getItem("ccm.console.tokens")).refresh_token !== first,
+    { timeout: 15000 }, firstTokens.refresh_token);
+  const operatorToken = (await tokensOf(operator)).access_token;
+  check(operatorToken !== firstTokens.access_token, "the page refreshed its tokens before they expired");
   const replayAsOperator = await call(base, "POST", "/api/v1/events/dead-letters/replay", operatorToken, {});
   check(replayAsOperator.status === 403, "an operator may not replay dead letters (403)");
 
