@@ -46,8 +46,9 @@ export const get = (path, options) => request("GET", path, undefined, options);
 export const post = (path, body = {}) => request("POST", path, body);
 export const del = (path) => request("DELETE", path);
 
-// Every item of a paged list (`items`, `next`), up to `max` of them.
-export async function all(path, max = 2000) {
+// Every item of a paged list (`items`, `next`), up to `max` of them (a page more at most).
+export const MAX_ITEMS = 5000;
+export async function all(path, max = MAX_ITEMS) {
   const items = [];
   let after = "";
   const joiner = path.includes("?") ? "&" : "?";

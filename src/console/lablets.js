@@ -53,7 +53,8 @@ export async function render(main, ctx, _id, query) {
     const pages = Math.max(1, Math.ceil(rows.length / PAGE));
     filter.page = Math.min(filter.page, pages - 1);
     const shown = rows.slice(filter.page * PAGE, (filter.page + 1) * PAGE);
-    count.textContent = `${rows.length} of ${instances.size} lablets`;
+    count.textContent = `${rows.length} of ${instances.size} lablets` +
+      (instances.size >= api.MAX_ITEMS ? ` (the console reads the first ${api.MAX_ITEMS}; use the API for the rest)` : "");
     // A redraw keeps the keyboard focus on the pager button that had it.
     const focused = results.contains(document.activeElement) ? document.activeElement.id : "";
     replace(

@@ -1,7 +1,7 @@
 // Overview, live: lablets per state, lablets stuck past their time-outs, workers with capacity
 // and ports used, outbox depth, dead letters, sink breaker and which replica leads. The numbers
 // are read from the lists and from /metrics (which computes the outbox, breaker and leader
-// figures already), again whenever the stream says something changed, at most every 2 s.
+// figures already), again whenever the stream says something changed, at most every 3 s.
 import * as api from "./api.js";
 import * as auth from "./auth.js";
 import { h, replace, table, short, badge, duration } from "./dom.js";
@@ -80,7 +80,7 @@ export async function render(main, ctx) {
       timer = 0;
       last = Date.now();
       draw().catch((e) => ctx.notify(e.message));
-    }, Math.max(200, 2000 - (Date.now() - last)));
+    }, Math.max(200, 3000 - (Date.now() - last)));
   };
   const unsubscribe = ctx.subscribe(later);
   const poll = setInterval(later, 15000);
