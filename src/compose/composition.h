@@ -15,6 +15,7 @@
 #include "app/reconcilers.h"
 #include "app/retention.h"
 #include "app/services.h"
+#include "app/watch.h"
 #include "http/api.h"
 #include "ports/assessment_platform.h"
 #include "ports/clock.h"
@@ -62,6 +63,8 @@ struct Settings {
   // A store whose dedup keys do not expire on their own (SQLite) is swept this often; none:
   // the store expires them (etcd, with its leases).
   std::optional<std::chrono::milliseconds> key_sweep;
+  // GET /api/v1/watch: its limits (its frames are http::WatchFrame's).
+  app::WatchOptions watch;
 };
 
 // The counters of the use cases, for /metrics. Thread-safe.
@@ -100,8 +103,13 @@ class Composition {
   // What the leader runs: delivery (with a sink), collection requests, retention, the key
   // sweep (where the store needs it), and the reconcilers and the orphan sweep (with CML).
   runtime::BackgroundWork& background() { return background_; }
-  // A commit carried events: the background work looks again soon.
-  void Wake() { background_.Wake(); }
+  // A commit carried events: the background work and the watch hub look again soon.
+  void Wake() {
+    background_.Wake();
+    watch_->Wake();
+  }
+  // The outbox as a live feed, on every replica (not the leader's work).
+  app::WatchHub& watch() { return *watch_; }
 
   // The services of the REST API, with the replica's hooks (see http::ApiServices).
   http::ApiServices Api(std::function<bool()> leading = {}, std::function<Result<std::string>()> metrics = {},
@@ -126,6 +134,7 @@ class Composition {
   std::unique_ptr<app::Reconcilers> reconcilers_;
   std::unique_ptr<app::OrphanSweep> orphan_sweep_;
   runtime::BackgroundWork background_;
+  std::unique_ptr<app::WatchHub> watch_;
 };
 
 }  // namespace ccm::compose

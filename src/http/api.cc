@@ -596,6 +596,119 @@ void AddReceiverRoutes(Router& router, app::EventReceiver& receiver) {
   });
 }
 
+// ---- watch ---------------------------------------------------------------------------------
+
+// A watcher's queue as an event stream: `retry` first, then its records, heartbeats and cut,
+// or `shutdown` when the server drains.
+class WatchStream : public BodyStream {
+ public:
+  explicit WatchStream(std::shared_ptr<app::Watcher> watcher) : watcher_(std::move(watcher)) {}
+  void Start(std::function<void()> wake) override { watcher_->OnReady(std::move(wake)); }
+  bool Read(std::string& out) override {
+    Opening(out);
+    items_.clear();
+    watcher_->Take(items_, kReadBytes);
+    for (const auto& item : items_) {
+      switch (item.kind) {
+        case app::WatchItem::Kind::kRecord: out += *item.text; break;
+        case app::WatchItem::Kind::kHeartbeat: out += ": heartbeat\n\n"; break;
+        case app::WatchItem::Kind::kCut:
+          out += "event: cut\ndata: " +
+                 json{{"reason", item.reason}, {"resume_after", watcher_->last_taken()}}.dump() + "\n\n";
+          return false;
+      }
+    }
+    return true;
+  }
+  std::string Drain() override {
+    std::string out;
+    Opening(out);
+    return out + "event: shutdown\ndata: {}\n\n";
+  }
+  void Stop() override { watcher_->Close(); }
+
+ private:
+  // What one Read hands the server at most (then it writes, and reads again).
+  static constexpr std::size_t kReadBytes = 64 * 1024;
+  void Opening(std::string& out) {
+    if (opened_) return;
+    opened_ = true;
+    out += "retry: 2000\n\n";
+  }
+  std::shared_ptr<app::Watcher> watcher_;
+  std::vector<app::WatchItem> items_;
+  bool opened_ = false;  // Read and Drain run on the connection's strand, one at a time
+};
+
+// The watch query (and Last-Event-ID). Errors: invalid_argument naming the parameter.
+Result<std::pair<app::WatchFilter, std::optional<std::int64_t>>> WatchQuery(const Request& req) {
+  if (auto s = OnlyQuery(req, {"kind", "state", "worker", "lablet", "after"}); !s) return s.error();
+  app::WatchFilter filter;
+  if (auto kinds = Query(req, "kind")) {
+    std::string_view rest = *kinds;
+    for (;;) {
+      const auto comma = rest.find(',');
+      const std::string_view kind = rest.substr(0, comma);
+      if (kind == "instances") filter.instances = true;
+      else if (kind == "workers") filter.workers = true;
+      else if (kind == "events") filter.events = true;
+      else
+        return Error::InvalidArgument("kind must be a comma-separated list of instances, workers and events, not '" +
+                                          std::string(kind) + "'",
+                                      "kind");
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  for (const char* key : {"state", "worker", "lablet"}) {
+    auto v = Query(req, key);
+    if (v && v->empty()) return Error::InvalidArgument(std::string(key) + " must not be empty", key);
+  }
+  filter.state = Query(req, "state");
+  filter.worker = Query(req, "worker");
+  filter.lablet = Query(req, "lablet");
+  std::optional<std::int64_t> after;
+  const auto read_seq = [&after](std::string_view v, const char* field) -> Status {
+    std::int64_t n = 0;
+    const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (v.empty() || ec != std::errc() || p != v.data() + v.size() || n < 0)
+      return Error::InvalidArgument(std::string(field) + " must be a sequence number (a non-negative integer), not '" +
+                                        std::string(v) + "'",
+                                    field);
+    after = n;
+    return {};
+  };
+  if (req.headers.count("last-event-id")) {
+    if (auto s = read_seq(req.Header("last-event-id"), "Last-Event-ID"); !s) return s.error();
+  } else if (auto v = Query(req, "after")) {
+    if (auto s = read_seq(*v, "after"); !s) return s.error();
+  }
+  return std::pair{std::move(filter), after};
+}
+
+void AddWatchRoute(Router& router, app::WatchHub* hub) {
+  router.Add("GET", "/api/v1/watch", [hub](Request& req) {
+    auto query = WatchQuery(req);
+    if (!query) return Fail(query.error(), req);
+    if (!hub) return Fail(Error::Unavailable("this replica does not serve the watch stream"), req);
+    auto watcher = hub->Open(query->first, query->second);
+    if (!watcher) {
+      Response busy = ProblemResponse(429,
+                                      "too many watchers on this replica (CCM_WATCH_MAX_WATCHERS=" +
+                                          std::to_string(hub->options().max_watchers) + "); try again later",
+                                      req.path, "");
+      busy.headers["Retry-After"] = "5";
+      return busy;
+    }
+    Response r;
+    r.content_type = "text/event-stream";
+    r.headers["Cache-Control"] = "no-store";
+    r.headers["X-Accel-Buffering"] = "no";
+    r.stream = std::make_shared<WatchStream>(std::move(watcher));
+    return r;
+  });
+}
+
 void AddEventRoutes(Router& router, app::EventService& events, const std::function<Result<std::string>()>& metrics) {
   router.Add("GET", "/api/v1/events", [&events](Request& req) {
     if (auto s = OnlyQuery(req, {"subject", "type", "since", "until", "state", "limit", "after"}); !s)
@@ -649,6 +762,11 @@ void AddEventRoutes(Router& router, app::EventService& events, const std::functi
 
 }  // namespace
 
+std::string WatchFrame(const ports::OutboxRecord& record) {
+  return "id: " + std::to_string(record.seq) + "\nevent: " + record.event.type + "\ndata: " +
+         RecordJson(record).dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+}
+
 void AddApiRoutes(Router& router, ApiServices s) {
   router.Add("GET", "/health/live", [](Request&) { return Json(200, {{"status", "ok"}}); });
   router.Add("GET", "/health/ready", [&store = s.store, leading = s.leading, draining = s.draining](Request& req) {
@@ -691,6 +809,7 @@ void AddApiRoutes(Router& router, ApiServices s) {
   AddInstanceRoutes(router, s.instances);
   AddWorkerRoutes(router, s.workers);
   AddEventRoutes(router, s.events, s.metrics);
+  AddWatchRoute(router, s.watch);
   AddReceiverRoutes(router, s.receiver);
   AddCollectionRoutes(router, s.collection);
   router.Add("POST", "/api/v1/instances/{id}/pod/assign", [&instances = s.instances](Request& req) {

@@ -10,7 +10,9 @@
 #include "app/pods.h"
 #include "app/receiver.h"
 #include "app/services.h"
+#include "app/watch.h"
 #include "http/router.h"
+#include "ports/outbox.h"
 #include "ports/store.h"
 
 namespace ccm::http {
@@ -33,10 +35,16 @@ struct ApiServices {
   // Whether this replica is draining (stopping gracefully): readiness answers 503 from then
   // on, so that load balancers send it nothing new; none: never.
   std::function<bool()> draining = {};
+  // The outbox as a live feed (GET /api/v1/watch); none: the route answers 503.
+  app::WatchHub* watch = nullptr;
 };
 
 // Adds every route of the REST API (/api/v1, /api/internal, /health, /openapi.json).
 void AddApiRoutes(Router& router, ApiServices services);
+
+// One outbox record as GET /api/v1/watch sends it: a Server-Sent Event whose id is its seq,
+// whose event is its CloudEvent type and whose data is the record as GET /api/v1/events lists it.
+std::string WatchFrame(const ports::OutboxRecord& record);
 
 // The OpenAPI 3.1 document of those routes (src/http/openapi.json, built in).
 const std::string& OpenApiDocument();

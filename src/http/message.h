@@ -1,6 +1,8 @@
 #pragma once
 
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,11 +37,34 @@ struct Request {
   std::string_view Header(std::string_view name) const;
 };
 
+// A response body written as it is produced (Server-Sent Events), for as long as it lasts.
+// The server writes it chunked on the connection's I/O strand and closes the connection when
+// it ends. Implementations are thread-safe: Start and Read run on an I/O thread, Drain and
+// Stop on an I/O thread or the thread that stops the server.
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  // Called once before the first Read. `wake` is cheap, callable from any thread any number of
+  // times until Stop returns, and makes the server call Read again soon.
+  virtual void Start(std::function<void()> wake) = 0;
+  // Appends the body's next bytes to `out` (nothing when none are ready). Returns false once
+  // the body is complete: what `out` got is its end, and Read is not called again.
+  virtual bool Read(std::string& out) = 0;
+  // The server is draining: returns the body's last bytes; Read is not called again.
+  virtual std::string Drain() = 0;
+  // The connection ended, however it ended (body complete, client gone, write timeout,
+  // drain, server stopped): `wake` is never called once this returns. Idempotent.
+  virtual void Stop() = 0;
+};
+
 struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::map<std::string, std::string> headers;
   std::string body;
+  // When set, the body is this stream and `body` is ignored. The server calls its Stop once,
+  // whatever happens to the connection (also when it is never started, as for HEAD).
+  std::shared_ptr<BodyStream> stream = nullptr;
 };
 
 // Decodes %XX escapes (and '+' as space when `plus_as_space`). Malformed escapes are kept.

@@ -36,6 +36,7 @@ constexpr std::array kKinds = {
     ProblemKind{413, "urn:ccm:problem:body-too-large", "Content too large"},
     ProblemKind{415, "urn:ccm:problem:unsupported-media-type", "Unsupported media type"},
     ProblemKind{422, "urn:ccm:problem:unprocessable", "Unprocessable content"},
+    ProblemKind{429, "urn:ccm:problem:too-many-requests", "Too many requests"},
     ProblemKind{431, "urn:ccm:problem:header-fields-too-large", "Request header fields too large"},
     kInternal,
     ProblemKind{503, "urn:ccm:problem:unavailable", "Service unavailable"},

@@ -148,11 +148,17 @@ class Server::Impl {
     for (auto& t : threads_)
       if (t.joinable()) t.join();
     pool_.join();
+    // No I/O thread runs now. A streamed body's source may still wake its connection, which
+    // posts to ioc_: stop every one before ioc_ goes with the coroutines' frames.
+    std::lock_guard lock(connections_mu_);
+    for (auto& c : connections_)
+      if (c->body) c->body->Stop();
   }
 
   void BeginDrain() {
     if (draining_.exchange(true)) return;
     CloseIdleConnections();
+    EndStreams();
   }
 
   void CloseListener() {
@@ -235,6 +241,10 @@ class Server::Impl {
     asio::any_io_executor executor;  // the connection's strand
     beast::tcp_stream* stream;       // null once its coroutine has ended
     bool idle = false;               // waiting for the first byte of a next request
+    // While it writes a streamed body: the stream, and what makes its coroutine look again.
+    std::shared_ptr<BodyStream> body = nullptr;
+    std::function<void()> wake_body = nullptr;
+    bool writing_body = false;  // in a write of the streamed body
   };
 
   // Enters a connection in the set a drain goes through, and takes it out when its coroutine
@@ -248,6 +258,7 @@ class Server::Impl {
     }
     ~Registration() {
       connection_->stream = nullptr;
+      connection_->wake_body = nullptr;
       std::lock_guard lock(server_.connections_mu_);
       server_.connections_.erase(connection_);
     }
@@ -272,6 +283,23 @@ class Server::Impl {
     for (auto& c : all)
       asio::post(c->executor, [c] {
         if (c->stream && c->idle) c->stream->cancel();
+      });
+  }
+
+  // A drain ends every streamed body: each coroutine writes its body's last bytes and closes;
+  // one stuck in a write to a client that does not read is cut at once (it would not read
+  // the end either), so that a drain never waits for a watcher.
+  void EndStreams() {
+    std::vector<std::shared_ptr<Connection>> all;
+    {
+      std::lock_guard lock(connections_mu_);
+      all.assign(connections_.begin(), connections_.end());
+    }
+    for (auto& c : all)
+      asio::post(c->executor, [c] {
+        if (!c->stream || !c->body) return;
+        if (c->writing_body) c->stream->cancel();
+        if (c->wake_body) c->wake_body();
       });
   }
 
@@ -354,6 +382,11 @@ class Server::Impl {
             pool_, [this, &request]() -> awaitable<Response> { co_return Handle(request); }, use_awaitable);
       }
       response.headers["X-Request-Id"] = request.id;
+      // HEAD gets a stream's headers and no body: it is never started.
+      if (response.stream && request.method == "HEAD") {
+        response.stream->Stop();
+        response.stream = nullptr;
+      }
       {
         log::Scope scope({.request_id = request.id});
         if (options_.observe) options_.observe(request, response, std::chrono::steady_clock::now() - received);
@@ -361,6 +394,10 @@ class Server::Impl {
           spdlog::warn("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
         else if (response.status >= 400)
           spdlog::debug("{} {} -> {}: {}", request.method, request.path, response.status, response.body);
+      }
+      if (response.stream) {
+        co_await ReplyStream(stream, *connection, std::move(response), version);
+        break;
       }
       // Read once the answer is ready: an answer made while draining says `Connection: close`.
       const bool keep_alive = read.keep_alive && !draining_;
@@ -406,6 +443,88 @@ class Server::Impl {
     stream.expires_after(options_.read_timeout);
     co_await bhttp::async_write(stream, out, asio::redirect_error(use_awaitable, ec));
     co_return !ec;
+  }
+
+  // Writes a streamed body: the headers, then each piece as a chunk (HTTP/1.0: the raw bytes,
+  // the end of the body being the close) until the body ends, the client goes, a write takes
+  // longer than the read timeout, or a drain ends it; the connection is closed after it. The
+  // socket's send buffer is kept small, so that a client that stops reading holds little
+  // memory in the kernel and its source soon sees it behind (and cuts it).
+  awaitable<void> ReplyStream(beast::tcp_stream& stream, Connection& connection, Response response, unsigned version) {
+    std::shared_ptr<BodyStream> body = std::move(response.stream);
+    struct StopOnExit {
+      Connection& connection;
+      std::shared_ptr<BodyStream> body;
+      ~StopOnExit() {
+        body->Stop();
+        connection.body = nullptr;
+        connection.wake_body = nullptr;
+      }
+    } stop_on_exit{connection, body};
+    const bool chunked = version >= 11;
+    bhttp::response<bhttp::empty_body> head{static_cast<bhttp::status>(response.status), version};
+    head.set(bhttp::field::server, "ccm");
+    head.set(bhttp::field::content_type, response.content_type);
+    for (const auto& [k, v] : response.headers) head.set(k, v);
+    head.keep_alive(false);
+    if (chunked) head.chunked(true);
+    beast::error_code ec;
+    stream.socket().set_option(asio::socket_base::send_buffer_size(static_cast<int>(options_.stream_send_buffer)), ec);
+    bhttp::response_serializer<bhttp::empty_body> serializer{head};
+    stream.expires_after(options_.read_timeout);
+    co_await bhttp::async_write_header(stream, serializer, asio::redirect_error(use_awaitable, ec));
+    if (ec) co_return;
+
+    // Woken from any thread through the strand: `ready` says a Read may have something.
+    struct Wake {
+      explicit Wake(asio::any_io_executor executor) : timer(std::move(executor)) {}
+      asio::steady_timer timer;
+      bool ready = true;
+    };
+    const auto executor = co_await asio::this_coro::executor;
+    auto wake = std::make_shared<Wake>(executor);
+    connection.body = body;
+    connection.wake_body = [wake] {
+      wake->ready = true;
+      wake->timer.cancel();
+    };
+    body->Start([wake, executor] {
+      asio::post(executor, [wake] {
+        wake->ready = true;
+        wake->timer.cancel();
+      });
+    });
+    auto write = [&](const std::string& bytes) -> awaitable<bool> {
+      connection.writing_body = true;
+      stream.expires_after(options_.read_timeout);
+      if (chunked)
+        co_await asio::async_write(stream, bhttp::make_chunk(asio::buffer(bytes)), asio::redirect_error(use_awaitable, ec));
+      else
+        co_await asio::async_write(stream, asio::buffer(bytes), asio::redirect_error(use_awaitable, ec));
+      connection.writing_body = false;
+      co_return !ec;
+    };
+    for (;;) {
+      std::string out;
+      bool more = true;
+      if (draining_) {
+        out = body->Drain();
+        more = false;
+      } else {
+        wake->ready = false;
+        more = body->Read(out);
+      }
+      if (!out.empty() && !co_await write(out)) co_return;
+      if (!more) break;
+      if (!wake->ready) {
+        wake->timer.expires_at(asio::steady_timer::time_point::max());
+        co_await wake->timer.async_wait(asio::redirect_error(use_awaitable, ec));
+      }
+    }
+    if (chunked) {
+      stream.expires_after(options_.read_timeout);
+      co_await asio::async_write(stream, bhttp::make_chunk_last(), asio::redirect_error(use_awaitable, ec));
+    }
   }
 
   static constexpr std::size_t kReadChunk = 16 * 1024;

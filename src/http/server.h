@@ -22,9 +22,13 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{30'000};  // to read one request once it starts, or write one answer
   std::chrono::milliseconds idle_timeout{60'000};  // for the first byte of a request on an open connection
   std::size_t max_connections = 10'000;   // more get 503 (Retry-After: 1) and are closed
+  // The kernel's send buffer of a connection writing a streamed body (Response::stream): what
+  // a client that stops reading holds there at most.
+  std::size_t stream_send_buffer = 64 * 1024;
   // Called once per answered request, on an I/O thread once the handler's answer is ready and
   // before it is written, with the time from the complete request to that moment. Must be
-  // thread-safe.
+  // thread-safe. A streamed answer is observed once too, when it starts (its status and
+  // headers), not when it ends.
   std::function<void(const Request&, const Response&, std::chrono::nanoseconds)> observe = nullptr;
 };
 
@@ -45,9 +49,15 @@ struct ServerOptions {
 // 1 s) before the next one instead of spinning. All answers it makes itself are
 // problem+json. The handler must be thread-safe.
 //
-// A graceful stop drains: BeginDrain (answers from then on carry `Connection: close`, and
-// connections waiting for a next request are closed), CloseListener (new connections are
-// refused), AwaitConnections (the requests in flight are answered), then Stop.
+// A handler may answer with a streamed body (Response::stream, http/message.h): the server
+// writes it chunked as its source produces it, from the I/O threads without blocking them,
+// each write bounded by the read timeout, and closes the connection when it ends. A streaming
+// connection counts against the connection limit like any other.
+//
+// A graceful stop drains: BeginDrain (answers from then on carry `Connection: close`,
+// connections waiting for a next request are closed, and streamed bodies end with their
+// source's last bytes), CloseListener (new connections are refused), AwaitConnections (the
+// requests in flight are answered), then Stop.
 class Server {
  public:
   using HandlerFn = std::function<Response(Request&)>;

@@ -29,7 +29,8 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "POD_HOST_ADDRESS", "CCM_ETCD_CA_FILE", "CCM_ETCD_CERT_FILE", "CCM_ETCD_KEY_FILE",
                               "CCM_ETCD_USERNAME", "CCM_ETCD_PASSWORD",
                               "CCM_DRAIN_GRACE_MS", "CCM_DRAIN_TIMEOUT_MS", "CCM_LOG_FORMAT", "CCM_ACCESS_LOG",
-                              "CCM_CONSOLE_CLIENT_ID", "CCM_CONSOLE_AUTHORIZE_URL", "CCM_CONSOLE_TOKEN_URL"};
+                              "CCM_CONSOLE_CLIENT_ID", "CCM_CONSOLE_AUTHORIZE_URL", "CCM_CONSOLE_TOKEN_URL",
+                              "CCM_WATCH_MAX_WATCHERS", "CCM_WATCH_BUFFER_EVENTS", "CCM_WATCH_HEARTBEAT_MS"};
 
 // The NAME_FILE setting of a secret NAME, or "" when `key` is none.
 std::string SecretOfFileSetting(const std::string& key) {
@@ -106,6 +107,9 @@ const IntSetting kInts[] = {
     {"CCM_LEADER_TTL_SECONDS", &Config::leader_ttl_seconds, 2, 600},
     {"CCM_DRAIN_GRACE_MS", &Config::drain_grace_ms, 0, 600'000},
     {"CCM_DRAIN_TIMEOUT_MS", &Config::drain_timeout_ms, 0, 3'600'000},
+    {"CCM_WATCH_MAX_WATCHERS", &Config::watch_max_watchers, 0, 100'000},
+    {"CCM_WATCH_BUFFER_EVENTS", &Config::watch_buffer_events, 1, 1'000'000},
+    {"CCM_WATCH_HEARTBEAT_MS", &Config::watch_heartbeat_ms, 100, 3'600'000},
 };
 
 Result<int> ParseInt(const std::string& key, const std::string& v, int min, int max) {

@@ -31,6 +31,7 @@
 #include "log/formatter.h"
 #include "main/config.h"
 #include "main/events_cli.h"
+#include "main/watch_cli.h"
 #include "metrics/metrics.h"
 #include "os/clock.h"
 #include "ports/outbox.h"
@@ -310,6 +311,9 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   settings.retention.events = std::chrono::hours(24 * config->event_retention_days);
   // etcd drops dedup keys with their hourly leases; SQLite needs the sweep.
   if (sqlite) settings.key_sweep = std::chrono::minutes(10);
+  settings.watch.max_watchers = static_cast<std::size_t>(config->watch_max_watchers);
+  settings.watch.buffer_events = static_cast<std::size_t>(config->watch_buffer_events);
+  settings.watch.heartbeat = std::chrono::milliseconds(config->watch_heartbeat_ms);
   compose::Composition services({.store = *store,
                                  .outbox = *outbox,
                                  .clock = clock,
@@ -511,6 +515,7 @@ int main(int argc, char** argv) {
   backup->add_option("--store", backup_store, "The store to copy, as CCM_STORE spells it (sqlite:PATH)");
   backup->add_option("--to", backup_to, "The new file to write (never overwritten)")->required();
   main::AddEventsCommands(cli);
+  main::AddWatchCommand(cli);
   CLI11_PARSE(cli, argc, argv);
   if (cli.got_subcommand("version")) {
     std::cout << "ccm " << CCM_VERSION << "\n";

@@ -100,6 +100,16 @@ TEST_F(ProblemKinds, EachStatusHasOneTypeAndOneTitleWhereverItIsAnswered) {
                                 [] { return true; }});
   auto ready = ServerOver({}, [&draining](http::Request& r) { return draining.Dispatch(r); });
   add("draining (readiness)", testing::HttpClient(UrlOf(*ready)).Get("/health/ready"));
+  // A replica whose watch streams are all taken.
+  app::WatchOptions no_watchers;
+  no_watchers.max_watchers = 0;
+  app::WatchHub full_hub(*stack_.outbox, no_watchers);
+  http::Router watching;
+  http::AddApiRoutes(watching, {*stack_.definitions, *stack_.instances, *stack_.workers, *stack_.store,
+                                *stack_.event_service, *stack_.receiver, *stack_.collection, *stack_.pods, {}, {},
+                                {}, &full_hub});
+  auto watched = ServerOver({}, [&watching](http::Request& r) { return watching.Dispatch(r); });
+  add("watcher limit (watch)", testing::HttpClient(UrlOf(*watched)).Get("/api/v1/watch"));
   http::ServerOptions one;
   one.max_connections = 1;
   auto full = ServerOver(one, [&draining](http::Request& r) { return draining.Dispatch(r); });

@@ -58,10 +58,14 @@ struct Stack {
   // `platform` stands for the Assessment Platform; null gives one that is never reachable.
   // With `authenticate`, every route but the public ones needs a bearer token it accepts.
   explicit Stack(std::unique_ptr<ports::AssessmentPlatform> assessment_platform = nullptr,
-                 app::CollectionService::Options collection_options = {}, http::Authenticator authenticate = nullptr)
-      : Stack(StoreKind::kSqlite, std::move(assessment_platform), collection_options, std::move(authenticate)) {}
+                 app::CollectionService::Options collection_options = {}, http::Authenticator authenticate = nullptr,
+                 app::WatchOptions watch = {})
+      : Stack(StoreKind::kSqlite, std::move(assessment_platform), collection_options, std::move(authenticate),
+              std::move(watch)) {}
+  // `watch`: GET /api/v1/watch's limits (its render is the server's own).
   explicit Stack(StoreKind store_kind, std::unique_ptr<ports::AssessmentPlatform> assessment_platform = nullptr,
-                 app::CollectionService::Options collection_options = {}, http::Authenticator authenticate = nullptr)
+                 app::CollectionService::Options collection_options = {}, http::Authenticator authenticate = nullptr,
+                 app::WatchOptions watch = {})
       : kind(store_kind), platform(std::move(assessment_platform)) {
     if (kind == StoreKind::kMemory) {
       auto s = std::make_unique<store::MemoryStore>();
@@ -77,6 +81,7 @@ struct Stack {
     compose::Settings settings;
     settings.source = "ccm-test";
     settings.collection = collection_options;
+    settings.watch = std::move(watch);
     composition = std::make_unique<compose::Composition>(
         compose::Adapters{.store = *store, .outbox = *outbox, .clock = clock, .ids = ids, .platform = *platform},
         settings);

@@ -58,7 +58,8 @@ TEST(Config, BadValuesNameTheSetting) {
       {"POD_HOST_ADDRESS", "internal"}, {"POD_HOST_ADDRESS", ""}, {"POD_HOST_ADDRESS", "PUBLIC"},
       {"CCM_DRAIN_GRACE_MS", "-1"}, {"CCM_DRAIN_GRACE_MS", "600001"}, {"CCM_DRAIN_TIMEOUT_MS", "5s"},
       {"CCM_DRAIN_TIMEOUT_MS", "3600001"}, {"CCM_LOG_FORMAT", "JSON"}, {"CCM_LOG_FORMAT", ""},
-      {"CCM_ACCESS_LOG", "yes"}};
+      {"CCM_ACCESS_LOG", "yes"}, {"CCM_WATCH_MAX_WATCHERS", "-1"}, {"CCM_WATCH_MAX_WATCHERS", "many"},
+      {"CCM_WATCH_BUFFER_EVENTS", "0"}, {"CCM_WATCH_HEARTBEAT_MS", "99"}, {"CCM_WATCH_HEARTBEAT_MS", "3600001"}};
   for (const auto& [key, value] : cases) {
     auto c = LoadConfig(std::nullopt, {{key, value}});
     ASSERT_FALSE(c) << key << "=" << value;
@@ -352,6 +353,24 @@ TEST(Config, DrainSettings) {
   auto bad = LoadConfig(std::nullopt, {{"CCM_DRAIN_TIMEOUT_MS", "-5"}});
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("CCM_DRAIN_TIMEOUT_MS must be an integer from 0 to 3600000"), std::string::npos)
+      << bad.error().message;
+}
+
+TEST(Config, WatchSettings) {
+  auto defaults = LoadConfig(std::nullopt, {});
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->watch_max_watchers, 256);
+  EXPECT_EQ(defaults->watch_buffer_events, 1024);
+  EXPECT_EQ(defaults->watch_heartbeat_ms, 15'000);
+  auto set = LoadConfig(std::nullopt, {{"CCM_WATCH_MAX_WATCHERS", "0"}, {"CCM_WATCH_BUFFER_EVENTS", "16"},
+                                       {"CCM_WATCH_HEARTBEAT_MS", "500"}});
+  ASSERT_TRUE(set) << set.error().message;
+  EXPECT_EQ(set->watch_max_watchers, 0);
+  EXPECT_EQ(set->watch_buffer_events, 16);
+  EXPECT_EQ(set->watch_heartbeat_ms, 500);
+  auto bad = LoadConfig(std::nullopt, {{"CCM_WATCH_BUFFER_EVENTS", "0"}});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("CCM_WATCH_BUFFER_EVENTS must be an integer from 1 to 1000000"), std::string::npos)
       << bad.error().message;
 }
 
