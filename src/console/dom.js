@@ -57,6 +57,15 @@ export function time(iso) {
   return h("time", { datetime: iso, title: iso }, d.toLocaleString(undefined, { hour12: false }));
 }
 
+// A timeslot: the day once when both ends fall on it.
+export function slot(startIso, endIso) {
+  const start = new Date(startIso);
+  const end = new Date(endIso);
+  if (start.toDateString() !== end.toDateString()) return [time(startIso), " – ", time(endIso)];
+  const clock = end.toLocaleTimeString(undefined, { hour12: false });
+  return [time(startIso), " – ", h("time", { datetime: endIso, title: endIso }, clock)];
+}
+
 export function duration(ms) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return "—";
   const s = Math.max(0, Math.round(ms / 1000));

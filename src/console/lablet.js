@@ -2,7 +2,7 @@
 // scores and errors; an operator collects it, has its pod assigned again or deletes it.
 import * as api from "./api.js";
 import * as auth from "./auth.js";
-import { h, replace, table, time, short, badge, duration, confirmDialog } from "./dom.js";
+import { h, replace, table, time, slot, short, badge, duration, confirmDialog } from "./dom.js";
 import { stuck, portsText } from "./model.js";
 
 function facts(pairs) {
@@ -87,7 +87,7 @@ export async function render(main, ctx, id) {
           ["Owner", i.owner_id],
           ["Definition", `${i.definition_id} ${i.definition_version}`],
           ["Assessment", i.assessment ? `${i.assessment.session_id} / ${i.assessment.part_id}` : "none (practice)"],
-          ["Timeslot", [time(i.timeslot_start), " – ", time(i.timeslot_end)]],
+          ["Timeslot", slot(i.timeslot_start, i.timeslot_end)],
           ["Worker", i.worker_id ? h("a", { href: `#/lablets?worker=${i.worker_id}` }, i.worker_id) : null],
           ["Ports", portsText(i.allocated_ports)],
           ["CML lab", i.cml_lab_id],

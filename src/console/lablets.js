@@ -2,7 +2,7 @@
 // by id, paged, and kept current by the live stream (each changed lablet is read again).
 import * as api from "./api.js";
 import * as auth from "./auth.js";
-import { h, replace, table, time, short, badge, duration } from "./dom.js";
+import { h, replace, table, time, slot, short, badge, duration } from "./dom.js";
 import { INSTANCE_STATES, enteredAt, stuck, portsText } from "./model.js";
 
 const PAGE = 20;
@@ -67,7 +67,7 @@ export async function render(main, ctx, _id, query) {
           [badge(i.state), stuck(i, timeouts, now) ? h("span", { class: "badge stuck" }, "stuck") : null],
           i.owner_id,
           i.worker_id ? h("a", { href: `#/lablets?worker=${i.worker_id}`, title: i.worker_id }, short(i.worker_id)) : "—",
-          [time(i.timeslot_start), " – ", time(i.timeslot_end)],
+          slot(i.timeslot_start, i.timeslot_end),
           portsText(i.allocated_ports),
           duration(now - Date.parse(enteredAt(i))),
         ]),
