@@ -31,15 +31,18 @@ export class Watch {
   async loop() {
     while (!this.stopped) {
       let reason = "disconnected";
+      let wait = this.retryMs;
       try {
         reason = await this.once();
       } catch (e) {
         if (this.stopped) return;
         reason = e.status === 401 ? "not signed in" : e.message || "disconnected";
+        // 429: this replica serves as many streams as it may; it says when to try again.
+        if (e.retryAfter) wait = Math.max(wait, e.retryAfter * 1000);
       }
       if (this.stopped) return;
       this.onStatus(`reconnecting (${reason})`, false);
-      await new Promise((resolve) => setTimeout(resolve, this.retryMs));
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
 
@@ -52,7 +55,9 @@ export class Watch {
     if (response.status === 404) return this.poll();
     if (!response.ok) {
       const problem = await response.json().catch(() => ({}));
-      throw new api.ApiError(response.status, problem);
+      const error = new api.ApiError(response.status, problem);
+      error.retryAfter = Number(response.headers.get("Retry-After")) || 0;
+      throw error;
     }
     this.onStatus("live", true);
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
