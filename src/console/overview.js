@@ -42,7 +42,7 @@ export async function render(main, ctx) {
     const lablets = instances.filter((i) => i.state !== "TERMINATED").length;
     replace(
       cards,
-      card("Lablets", String(lablets), `${instances.length} in all, with those terminated`, "c-lablets"),
+      card("Lablets", String(lablets), `not terminated; ${instances.length} with those that are`, "c-lablets"),
       card("Stuck", String(stuckOnes.length), "past their state's time-out", "c-stuck"),
       card("Workers", String(active.length), `${active.filter((w) => w.state === "RUNNING").length} running`, "c-workers"),
       card("Outbox depth", depth === null ? "—" : String(depth), "events waiting for the sink", "c-outbox"),
