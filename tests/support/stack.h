@@ -5,6 +5,7 @@
 
 #include "compose/composition.h"
 #include "http/api.h"
+#include "http/console.h"
 #include "http/server.h"
 #include "metrics/metrics.h"
 #include "os/clock.h"
@@ -96,6 +97,7 @@ struct Stack {
     metrics.Watch(
         {.outbox = [this] { return outbox->GetOutboxStats(); }, .receive = &composition->counters().receive});
     http::AddApiRoutes(router, composition->Api({}, [this] { return metrics.Text(); }));
+    http::AddConsoleRoutes(router, {});  // as ccm serve: every route it serves is documented and checked
     if (authenticate) router.RequireAuthentication(std::move(authenticate));
     http::ServerOptions options;
     options.port = 0;
