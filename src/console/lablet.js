@@ -2,7 +2,7 @@
 // scores and errors; an operator collects it, has its pod assigned again or deletes it.
 import * as api from "./api.js";
 import * as auth from "./auth.js";
-import { h, replace, table, time, slot, short, badge, duration, confirmDialog } from "./dom.js";
+import { h, replace, table, time, slot, badge, duration, confirmDialog } from "./dom.js";
 import { stuck, portsText } from "./model.js";
 
 function facts(pairs) {
