@@ -20,6 +20,7 @@ function metric(samples, name, labels = {}) {
 export async function render(main, ctx) {
   const cards = h("div", { class: "cards", "aria-live": "polite", id: "overview-cards" });
   const details = h("div", { class: "overview-details" });
+  const workersRegion = h("div");
   const timeouts = auth.settings()?.timeouts;
 
   async function draw() {
@@ -42,7 +43,7 @@ export async function render(main, ctx) {
     const lablets = instances.filter((i) => i.state !== "TERMINATED").length;
     replace(
       cards,
-      card("Lablets", String(lablets), `not terminated; ${instances.length} with those that are`, "c-lablets"),
+      card("Lablets", String(lablets), `active; ${instances.length - lablets} terminated`, "c-lablets"),
       card("Stuck", String(stuckOnes.length), "past their state's time-out", "c-stuck"),
       card("Workers", String(active.length), `${active.filter((w) => w.state === "RUNNING").length} running`, "c-workers"),
       card("Outbox depth", depth === null ? "—" : String(depth), "events waiting for the sink", "c-outbox"),
@@ -58,6 +59,9 @@ export async function render(main, ctx) {
       table("Lablets stuck past their time-outs", ["Lablet", "State", "In state for", "Owner"],
         stuckOnes.map((i) => [h("a", { href: `#/lablets/${i.id}` }, short(i.id)), badge(i.state), duration(now - Date.parse(enteredAt(i))), i.owner_id]),
         { empty: "None stuck." }),
+    );
+    replace(
+      workersRegion,
       table("Workers: capacity and ports used", ["Worker", "State", "CPU cores", "Memory (GB)", "Ports"],
         active.map((w) => {
           let ports = 0;
@@ -70,7 +74,7 @@ export async function render(main, ctx) {
     );
   }
 
-  replace(main, h("h1", {}, "Overview"), cards, details);
+  replace(main, h("h1", {}, "Overview"), cards, details, workersRegion);
   await draw();
   let timer = 0;
   let last = 0;
