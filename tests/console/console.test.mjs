@@ -199,6 +199,9 @@ async function main() {
   await operator.waitForSelector("#collect:not([disabled])");
   const timeline = await operator.$$eval("section[aria-labelledby=s-timeline] tbody tr", (rows) => rows.map((r) => r.cells[0].textContent));
   check(timeline[0] === "PENDING" && timeline.includes("RUNNING"), `the timeline: ${timeline.join(", ")}`);
+  await operator.click("#assign-pod");
+  await operator.waitForFunction(() => document.querySelector("#notice")?.textContent.includes("Assign the pod again: done"));
+  check(true, "the pod is assigned again");
   await operator.click("#collect");
   await operator.waitForFunction(() => document.querySelector("#notice")?.textContent.includes("Collect: done"));
   await operator.waitForFunction(
@@ -223,6 +226,17 @@ async function main() {
   await operator.waitForSelector(`tr[data-id="${quiet}"]`, { timeout: 15000 });
   check((await operator.$eval("#live", (e) => e.textContent)) === "live",
     "after ccm restarted, the page resumed the stream and got what it missed");
+
+  // Delete asks first; Cancel is where the focus starts.
+  await operator.goto(`${base}/ui/#/lablets/${quiet}`);
+  await operator.waitForSelector("#delete:not([disabled])");
+  await operator.click("#delete");
+  await operator.waitForSelector("dialog[open]");
+  check(await operator.evaluate(() => document.activeElement.textContent === "Cancel"), "the delete dialog starts on Cancel");
+  await operator.click("#confirm-ok");
+  await operator.waitForFunction(() => document.querySelector("#notice")?.textContent.includes("Delete: done"));
+  const deleted = await call(base, "GET", `/api/v1/instances/${quiet}`, admin);
+  check(deleted.body.termination_requested === true || deleted.body.state === "TERMINATED", "a confirmed delete reaches the API");
 
   await operator.waitForFunction((first) => JSON.parse(sessionStorage.getItem("ccm.console.tokens")).refresh_token !== first,
     { timeout: 15000 }, firstTokens.refresh_token);
@@ -249,6 +263,11 @@ async function main() {
   await adminPage.goto(`${base}/ui/#/workers`);
   await adminPage.waitForSelector("#workers-table tbody tr");
   check((await adminPage.$$("#workers-table button")).length === 1, "the admin may drain the running worker");
+  await adminPage.click("#workers-table button");
+  await adminPage.click("#confirm-ok");
+  await adminPage.waitForFunction(() => document.querySelector("#notice")?.textContent.includes(": done"));
+  await adminPage.waitForFunction(() => document.querySelector("#workers-table tbody")?.textContent.includes("DRAINING"));
+  check(true, "the admin drained the worker");
   await adminPage.setViewport({ width: 1280, height: 800 });
   await adminPage.screenshot({ path: path.join(outDir, "workers-1280x800.png") });
 
