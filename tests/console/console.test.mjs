@@ -62,6 +62,13 @@ async function call(base, method, p, token, body) {
   return { status: r.status, body: text ? JSON.parse(text) : null, headers: r.headers };
 }
 
+// Clicks the element `selector` names inside the page, in one step: views redraw live, and a
+// redraw between finding a button and clicking it would leave a detached node.
+async function press(page, selector) {
+  await page.waitForSelector(selector);
+  await page.$eval(selector, (el) => el.click());
+}
+
 async function main() {
   const sims = path.join(buildDir, "sim");
   const oidc = await start("oidc", [`${sims}/oidc-sim`, "--issuer", "http://oidc-sim", "--client-id", "ccm",
@@ -199,10 +206,10 @@ async function main() {
   await operator.waitForSelector("#collect:not([disabled])");
   const timeline = await operator.$$eval("section[aria-labelledby=s-timeline] tbody tr", (rows) => rows.map((r) => r.cells[0].textContent));
   check(timeline[0] === "PENDING" && timeline.includes("RUNNING"), `the timeline: ${timeline.join(", ")}`);
-  await operator.click("#assign-pod");
+  await press(operator, "#assign-pod");
   await operator.waitForFunction(() => document.querySelector("#notice")?.textContent.includes("Assign the pod again: done"));
   check(true, "the pod is assigned again");
-  await operator.click("#collect");
+  await press(operator, "#collect");
   await operator.waitForFunction(() => document.querySelector("#notice")?.textContent.includes("Collect: done"));
   await operator.waitForFunction(
     () => [...document.querySelectorAll("section[aria-labelledby=s-timeline] tbody tr")].some((r) => r.cells[0].textContent === "COLLECTING"),
@@ -230,10 +237,10 @@ async function main() {
   // Delete asks first; Cancel is where the focus starts.
   await operator.goto(`${base}/ui/#/lablets/${quiet}`);
   await operator.waitForSelector("#delete:not([disabled])");
-  await operator.click("#delete");
+  await press(operator, "#delete");
   await operator.waitForSelector("dialog[open]");
   check(await operator.evaluate(() => document.activeElement.textContent === "Cancel"), "the delete dialog starts on Cancel");
-  await operator.click("#confirm-ok");
+  await press(operator, "#confirm-ok");
   await operator.waitForFunction(() => document.querySelector("#notice")?.textContent.includes("Delete: done"));
   const deleted = await call(base, "GET", `/api/v1/instances/${quiet}`, admin);
   check(deleted.body.termination_requested === true || deleted.body.state === "TERMINATED", "a confirmed delete reaches the API");
@@ -250,7 +257,7 @@ async function main() {
   await adminPage.goto(`${base}/ui/#/events`);
   await adminPage.waitForSelector("button.replay", { timeout: 15000 });
   const seq = await adminPage.$eval("button.replay", (b) => b.dataset.seq);
-  await adminPage.click("button.replay");
+  await press(adminPage, "button.replay");
   await adminPage.waitForFunction((s) => document.querySelector("#notice")?.textContent.includes(`Replay event ${s}: done`), {}, seq);
   check(true, `the admin replayed dead letter ${seq}`);
   await adminPage.screenshot({ path: path.join(outDir, "events-1280x800.png") });
@@ -263,8 +270,8 @@ async function main() {
   await adminPage.goto(`${base}/ui/#/workers`);
   await adminPage.waitForSelector("#workers-table tbody tr");
   check((await adminPage.$$("#workers-table button")).length === 1, "the admin may drain the running worker");
-  await adminPage.click("#workers-table button");
-  await adminPage.click("#confirm-ok");
+  await press(adminPage, "#workers-table button");
+  await press(adminPage, "#confirm-ok");
   await adminPage.waitForFunction(() => document.querySelector("#notice")?.textContent.includes(": done"));
   await adminPage.waitForFunction(() => document.querySelector("#workers-table tbody")?.textContent.includes("DRAINING"));
   check(true, "the admin drained the worker");
@@ -282,6 +289,22 @@ async function main() {
     const buttons = await viewer.$$eval("main button", (bs) => bs.map((b) => b.textContent).filter((t) => !/page$/.test(t)));
     check(buttons.length === 0, `a viewer sees no action button on ${view}`);
   }
+  // The keyboard: the first Tab reaches "Skip to content", Enter moves the focus to the main
+  // region, the sections' links follow the skip button, and Enter on one opens it.
+  await viewer.goto(`${base}/ui/#/overview`);
+  await viewer.reload();
+  await viewer.waitForSelector("#overview-cards .card");
+  await viewer.keyboard.press("Tab");
+  check(await viewer.evaluate(() => document.activeElement.id === "skip"), "the first Tab reaches Skip to content");
+  await viewer.keyboard.press("Enter");
+  check(await viewer.evaluate(() => document.activeElement.id === "main"), "Enter on it focuses the main region");
+  await viewer.evaluate(() => document.getElementById("skip").focus());
+  await viewer.keyboard.press("Tab");
+  await viewer.keyboard.press("Tab");
+  check(await viewer.evaluate(() => document.activeElement.getAttribute("href") === "#/lablets"), "Tab goes on to the sections");
+  await viewer.keyboard.press("Enter");
+  await viewer.waitForSelector("#lablet-table table");
+  check(viewer.url().endsWith("#/lablets"), "Enter opens the lablets");
   const viewerToken = await viewer.evaluate(() => JSON.parse(sessionStorage.getItem("ccm.console.tokens")).access_token);
   const refused = await call(base, "POST", `/api/v1/instances/${id}/collect`, viewerToken, { reason: "manual" });
   check(refused.status === 403 && String(refused.headers.get("content-type")).includes("problem+json"),
