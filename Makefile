@@ -37,8 +37,10 @@ endif
 coverage:
 	$(MAKE) test COVERAGE=1
 
+# `make demo KEEP=1` keeps ccm, the simulators and the console running after the summary, until
+# Ctrl-C (the console's address and users are printed first).
 demo: build
-	bash scripts/demo.sh $(BUILD)
+	KEEP=$(KEEP) bash scripts/demo.sh $(BUILD)
 
 # Three etcd members, two ccm replicas and the simulators on loopback, until Ctrl-C
 # (scripts/cluster.py).

@@ -14,6 +14,11 @@ is not assessed and stops at the end of its short timeslot; the stopper stops, a
 wipes and deletes the labs. The idle launched worker is then drained, released and
 terminated. Prints a summary, with how each lablet ended, and stops all it started.
 
+The operator console is at the address it prints first, with three users to sign in as
+(viewer, operator, admin; each one's password is its name). With KEEP=1 in the environment
+(`make demo KEEP=1`) everything keeps running after the summary, so that one can look, until
+Ctrl-C.
+
 Usage: demo.py BUILD_DIR"""
 import collections
 import datetime
@@ -32,6 +37,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, sys.argv[1] if len(sys.argv) > 1 else "build")
 DATA = os.path.join(ROOT, "tests", "data")
 INSTANCES = 5
+KEEP = os.environ.get("KEEP", "") not in ("", "0")
+# The console's users at oidc-sim: name, password, role.
+USERS = [("viewer", "viewer", "ccm.viewer"), ("operator", "operator", "ccm.operator"), ("admin", "admin", "ccm.admin")]
 children = []
 
 
@@ -103,7 +111,10 @@ def main():
     oidc = start("oidc-sim", [f"{sims}/oidc-sim", "--ready-file", f("oidc"), "--issuer", "http://oidc-sim",
                               "--client-id", "ccm", "--client-secret", "ccm-secret",
                               "--client", "demo:demo-secret:ccm.admin",
-                              "--client", "assessment-platform:ap-secret:ccm.events.publish"], ready=f("oidc"))
+                              "--client", "assessment-platform:ap-secret:ccm.events.publish",
+                              "--public-client", "ccm-console"] +
+                 [arg for name, password, role in USERS for arg in ("--user", f"{name}:{password}:{role}")],
+                 ready=f("oidc"))
     cml = start("cml-sim", [f"{sims}/cml-sim", "--ready-file", f("cml"), "--cml-schema",
                             f"{DATA}/cml-2.9.openapi.json", "--password", "cml-secret", "--start-delay-ms", "400",
                             "--provision-delay-ms", "800"], ready=f("cml"))
@@ -125,7 +136,9 @@ def main():
         "OIDC_TOKEN_URL": f"{oidc}/token", "OIDC_CLIENT_ID": "ccm", "OIDC_CLIENT_SECRET": "ccm-secret",
         "CML_USERNAME": "admin", "CML_PASSWORD": "cml-secret", "CLOUD_PROVIDER_URL": cml,
         "ARCHIVE_RETENTION_MINUTES": "0", "SCALE_DOWN_GRACE_MINUTES": "0", "RECONCILE_INTERVAL_MS": "200",
-        "INSTANTIATION_LEAD_SECONDS": "0", "AUTH_JWKS_URL": f"{oidc}/jwks", "AUTH_ISSUER": "http://oidc-sim"},
+        "INSTANTIATION_LEAD_SECONDS": "0", "AUTH_JWKS_URL": f"{oidc}/jwks", "AUTH_ISSUER": "http://oidc-sim",
+        # The simulated issuer's name is not where it listens: the console is told where to sign in.
+        "CCM_CONSOLE_AUTHORIZE_URL": f"{oidc}/authorize", "CCM_CONSOLE_TOKEN_URL": f"{oidc}/token"},
         ready=f("ccm"))
     TOKEN["base"] = base
     TOKEN["ccm"] = json.loads(urllib.request.urlopen(urllib.request.Request(
@@ -133,6 +146,7 @@ def main():
         method="POST")).read())["access_token"]
     say(f"ccm on {base} (bearer tokens required); CML and the cloud provider on {cml}; platform and grading "
         f"engine on {platform}; tokens from {oidc}; events to {sink}")
+    say(f"the console: {base}/ui/ (sign in as " + ", ".join(f"{n} / {p}" for n, p, _ in USERS) + ")")
     unauthenticated = urllib.request.Request(base + "/api/v1/instances")
     try:
         urllib.request.urlopen(unauthenticated)
@@ -232,6 +246,15 @@ def main():
                                    "ccm_pod_assignments_total", "ccm_instances_not_assessed_total",
                                    "ccm_lifecycle_timeouts_total", "ccm_workers_terminated_total"))))
     say("\ndemo done")
+    if KEEP:
+        say(f"\nKEEP=1: everything keeps running. The console: {base}/ui/ (sign in as " +
+            ", ".join(f"{n} / {p}" for n, p, _ in USERS) + "). Ctrl-C stops it all.")
+        try:
+            while all(p.poll() is None for p in children):
+                time.sleep(0.5)
+            say("demo: a process of the demo ended; stopping the rest")
+        except KeyboardInterrupt:
+            say("")
 
 
 def metrics(base):

@@ -9,7 +9,8 @@
 # start on loopback ports; openssl makes the certificates of the CML TLS tests; libsystemd-dev
 # gives `ccm serve` sd_notify (readiness, watchdog and stopping under a Type=notify unit);
 # prometheus brings promtool, which checks and tests the alerting rules; prometheus-cpp-dev is
-# the metrics registry and text exposition behind /metrics.
+# the metrics registry and text exposition behind /metrics; chromium is the browser the
+# console's test drives headless (tests/console).
 set -euo pipefail
 
 packages=(
@@ -23,6 +24,7 @@ packages=(
   etcd-server
   libsystemd-dev
   prometheus prometheus-cpp-dev
+  chromium
 )
 
 for extra in "$@"; do

@@ -63,7 +63,7 @@ std::optional<Error> NotUtf8(const Request& request) {
 std::optional<auth::Role> RequiredRole(const std::string& method, const std::string& pattern) {
   auto starts = [&](std::string_view prefix) { return pattern.rfind(prefix, 0) == 0; };
   if (starts("/health/") || pattern == "/openapi.json" || pattern == "/asyncapi.yaml" || pattern == "/schemas" ||
-      starts("/schemas/"))
+      starts("/schemas/") || pattern == "/ui" || starts("/ui/"))
     return std::nullopt;
   if (method == "POST" && pattern == "/api/v1/events") return auth::Role::kEventsPublish;
   if (starts("/api/internal/") || pattern.find("/replay") != std::string::npos) return auth::Role::kAdmin;

@@ -15,7 +15,7 @@ using Handler = std::function<Response(Request&)>;
 using Authenticator = std::function<Result<auth::Principal>(std::string_view token)>;
 
 // The role a route needs, or nullopt for the public ones (/health/*, /openapi.json,
-// /schemas, /schemas/*). POST /api/v1/events needs ccm.events.publish; /api/internal/* and replays
+// /schemas, /schemas/*, and the console's page: /ui, /ui/*). POST /api/v1/events needs ccm.events.publish; /api/internal/* and replays
 // ccm.admin; /metrics and other reads ccm.viewer; other writes ccm.operator.
 std::optional<auth::Role> RequiredRole(const std::string& method, const std::string& pattern);
 

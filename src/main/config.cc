@@ -29,6 +29,7 @@ const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUD
                               "POD_HOST_ADDRESS", "CCM_ETCD_CA_FILE", "CCM_ETCD_CERT_FILE", "CCM_ETCD_KEY_FILE",
                               "CCM_ETCD_USERNAME", "CCM_ETCD_PASSWORD",
                               "CCM_DRAIN_GRACE_MS", "CCM_DRAIN_TIMEOUT_MS", "CCM_LOG_FORMAT", "CCM_ACCESS_LOG",
+                              "CCM_CONSOLE_CLIENT_ID", "CCM_CONSOLE_AUTHORIZE_URL", "CCM_CONSOLE_TOKEN_URL",
                               "CCM_WATCH_MAX_WATCHERS", "CCM_WATCH_BUFFER_EVENTS", "CCM_WATCH_HEARTBEAT_MS"};
 
 // The NAME_FILE setting of a secret NAME, or "" when `key` is none.
@@ -234,6 +235,13 @@ Status Apply(Config& c, const std::string& key, const std::string& v) {
   } else if (key == "AUTH_REALM_ROLES") {
     if (v != "true" && v != "false") return Error::InvalidArgument("AUTH_REALM_ROLES must be true or false", key);
     c.auth_realm_roles = v == "true";
+  } else if (key == "CCM_CONSOLE_CLIENT_ID") {
+    if (v.empty()) return Error::InvalidArgument("CCM_CONSOLE_CLIENT_ID must not be empty", key);
+    c.console_client_id = v;
+  } else if (key == "CCM_CONSOLE_AUTHORIZE_URL" || key == "CCM_CONSOLE_TOKEN_URL") {
+    auto url = ParseUrl(key, v);
+    if (!url) return url.error();
+    (key == "CCM_CONSOLE_AUTHORIZE_URL" ? c.console_authorize_url : c.console_token_url) = *url;
   } else if (key == "CCM_PUBLIC_URL") {
     auto url = ParseUrl(key, v);
     if (!url) return url.error();
@@ -378,6 +386,13 @@ Result<Config> LoadConfig(const std::optional<std::string>& yaml_file, const std
   if (auto s = ApplySource(c, env); !s) return s.error();
   if (!c.auth_jwks_url.empty() && c.auth_issuer.empty())
     return Error::InvalidArgument("AUTH_ISSUER is required with AUTH_JWKS_URL", "AUTH_ISSUER");
+  // The console signs in at the issuer's endpoints where Keycloak has them, unless told others.
+  if (!c.auth_issuer.empty()) {
+    std::string issuer = c.auth_issuer;
+    while (!issuer.empty() && issuer.back() == '/') issuer.pop_back();
+    if (c.console_authorize_url.empty()) c.console_authorize_url = issuer + "/protocol/openid-connect/auth";
+    if (c.console_token_url.empty()) c.console_token_url = issuer + "/protocol/openid-connect/token";
+  }
   if (c.auth_jwks_max_stale_seconds < c.auth_jwks_refresh_seconds)
     return Error::InvalidArgument("AUTH_JWKS_MAX_STALE_SECONDS must be at least AUTH_JWKS_REFRESH_SECONDS",
                                   "AUTH_JWKS_MAX_STALE_SECONDS");

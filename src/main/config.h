@@ -55,6 +55,12 @@ struct Config {
   int auth_clock_skew_seconds = 60;       // AUTH_CLOCK_SKEW_SECONDS: tolerance on exp and nbf
   std::string auth_client_id = "ccm";     // AUTH_CLIENT_ID: roles are read from resource_access.<it>.roles
   bool auth_realm_roles = false;          // AUTH_REALM_ROLES: realm_access.roles count too
+  std::string console_client_id = "ccm-console";  // CCM_CONSOLE_CLIENT_ID: the console's public OIDC client
+  // CCM_CONSOLE_AUTHORIZE_URL, CCM_CONSOLE_TOKEN_URL: where the console signs in (authorization
+  // code + PKCE) and trades codes for tokens; default AUTH_ISSUER + /protocol/openid-connect/auth
+  // and /token, as Keycloak has them.
+  std::string console_authorize_url;
+  std::string console_token_url;
   int auth_jwks_refresh_seconds = 300;    // AUTH_JWKS_REFRESH_SECONDS: the JWKS is fetched again this often (jittered)
   int auth_jwks_max_stale_seconds = 3600; // AUTH_JWKS_MAX_STALE_SECONDS: the last good JWKS serves this long when the issuer is down
   int event_dedup_ttl_hours = 24;         // EVENT_DEDUP_TTL_HOURS: how long consumed event keys are kept

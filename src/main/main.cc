@@ -26,6 +26,7 @@
 #include "compose/composition.h"
 #include "http/access_log.h"
 #include "http/api.h"
+#include "http/console.h"
 #include "http/server.h"
 #include "log/formatter.h"
 #include "main/config.h"
@@ -392,6 +393,15 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
                  .watch = [&services] { return services.watch().counts(); }});
   http::AddApiRoutes(router, services.Api(leading, [&metrics] { return metrics.Text(); },
                                           [&draining] { return draining.load(); }));
+  http::AddConsoleRoutes(router, {.auth = !insecure_no_auth,
+                                  .client_id = config->console_client_id,
+                                  .authorize_url = config->console_authorize_url,
+                                  .token_url = config->console_token_url,
+                                  .roles_client = config->auth_client_id,
+                                  .realm_roles = config->auth_realm_roles,
+                                  .instantiation_timeout_seconds = config->instantiation_timeout_seconds,
+                                  .collecting_timeout_seconds = config->collecting_timeout_seconds,
+                                  .grading_timeout_seconds = config->grading_timeout_seconds});
   http::ServerOptions options;
   options.address = config->listen_host;
   options.port = static_cast<std::uint16_t>(config->listen_port);

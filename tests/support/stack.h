@@ -5,6 +5,7 @@
 
 #include "compose/composition.h"
 #include "http/api.h"
+#include "http/console.h"
 #include "http/server.h"
 #include "metrics/metrics.h"
 #include "os/clock.h"
@@ -97,6 +98,7 @@ struct Stack {
                    .receive = &composition->counters().receive,
                    .watch = [this] { return composition->watch().counts(); }});
     http::AddApiRoutes(router, composition->Api({}, [this] { return metrics.Text(); }));
+    http::AddConsoleRoutes(router, {});  // as ccm serve: every route it serves is documented and checked
     if (authenticate) router.RequireAuthentication(std::move(authenticate));
     http::ServerOptions options;
     options.port = 0;

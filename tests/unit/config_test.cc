@@ -161,6 +161,35 @@ TEST(Config, AuthenticationSettings) {
   for (const auto& env : bad) EXPECT_FALSE(LoadConfig(std::nullopt, env)) << env.begin()->first;
 }
 
+TEST(Config, TheConsoleSignsInAtTheIssuerTheKeycloakWay) {
+  auto none = LoadConfig(std::nullopt, {});
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->console_client_id, "ccm-console");
+  EXPECT_EQ(none->console_authorize_url, "");
+  EXPECT_EQ(none->console_token_url, "");
+  auto derived = LoadConfig(std::nullopt, {{"AUTH_JWKS_URL", "https://sso.example.com/realms/labs/certs"},
+                                           {"AUTH_ISSUER", "https://sso.example.com/realms/labs/"}});
+  ASSERT_TRUE(derived) << derived.error().message;
+  EXPECT_EQ(derived->console_authorize_url, "https://sso.example.com/realms/labs/protocol/openid-connect/auth");
+  EXPECT_EQ(derived->console_token_url, "https://sso.example.com/realms/labs/protocol/openid-connect/token");
+  auto told = LoadConfig(std::nullopt, {{"AUTH_ISSUER", "http://oidc-sim"},
+                                        {"CCM_CONSOLE_CLIENT_ID", "console"},
+                                        {"CCM_CONSOLE_AUTHORIZE_URL", "http://127.0.0.1:7000/authorize"},
+                                        {"CCM_CONSOLE_TOKEN_URL", "http://127.0.0.1:7000/token/"}});
+  ASSERT_TRUE(told) << told.error().message;
+  EXPECT_EQ(told->console_client_id, "console");
+  EXPECT_EQ(told->console_authorize_url, "http://127.0.0.1:7000/authorize");
+  EXPECT_EQ(told->console_token_url, "http://127.0.0.1:7000/token");
+  for (const char* key : {"CCM_CONSOLE_AUTHORIZE_URL", "CCM_CONSOLE_TOKEN_URL"}) {
+    auto bad = LoadConfig(std::nullopt, {{key, "ftp://sso/x"}});
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().field, key);
+  }
+  auto empty = LoadConfig(std::nullopt, {{"CCM_CONSOLE_CLIENT_ID", ""}});
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().field, "CCM_CONSOLE_CLIENT_ID");
+}
+
 TEST(Config, CmlTrustAndAllowList) {
   auto defaults = LoadConfig(std::nullopt, {});
   ASSERT_TRUE(defaults);
