@@ -10,6 +10,7 @@
 //   GET    /api/v0/labs/{id}                           -> the lab (LabResponse: lab_title,
 //          lab_description, created, ...); the description is the topology's lab.description
 //   DELETE /api/v0/labs/{id}                           -> 204 (400 while started)
+// A cml_url with a path is answered too (/w7/api/v0/... is /api/v0/...): one sim, many workers.
 // Every /api/v0 call but authenticate needs a valid bearer token (401 otherwise); tokens
 // expire after --token-ttl-ms. A started lab reports STARTED after --start-delay-ms.
 // Failures can be injected: the first --fail-imports imports, --fail-starts starts and
@@ -304,6 +305,7 @@ int main(int argc, char** argv) {
   Sim s;
   std::string ready_file, spec_file;
   int fail_imports = 0, fail_starts = 0, fail_stops = 0;
+  int handler_threads = 4;
   cli.add_option("--ready-file", ready_file, "Write host:port here once listening")->required();
   std::uint16_t listen_port = 0;
   cli.add_option("--port", listen_port, "Listen on this loopback port (default: any free one)");
@@ -317,6 +319,7 @@ int main(int argc, char** argv) {
   cli.add_option("--import-delay-ms", s.import_delay_ms, "Answer each import this late");
   cli.add_option("--fail-starts", fail_starts, "Answer 500 to this many starts");
   cli.add_option("--fail-stops", fail_stops, "Answer 500 to this many stops");
+  cli.add_option("--threads", handler_threads, "Requests handled at once")->capture_default_str()->check(CLI::Range(1, 256));
   CLI11_PARSE(cli, argc, argv);
   s.fail_imports = fail_imports;
   s.fail_starts = fail_starts;
@@ -338,8 +341,12 @@ int main(int argc, char** argv) {
 
   ccm::http::ServerOptions options;
   options.port = listen_port;
-  options.handler_threads = 4;
+  options.handler_threads = handler_threads;
   ccm::http::Server server(options, [&s](ccm::http::Request& r) {
+    // A worker's cml_url may end in a path (http://127.0.0.1:port/w7): the CML API under it is
+    // this one's, so that one sim stands for many workers, each with a URL of its own.
+    if (const auto at = r.path.find("/api/v0/"); at != std::string::npos && at > 0 && r.path[0] == '/')
+      r.path.erase(0, at);
     if (r.path.rfind("/api/v0/", 0) == 0) {
       json seen = {{"method", r.method}, {"path", r.path}};
       for (const char* name : {"traceparent", "tracestate"})
