@@ -108,8 +108,8 @@ def parse_time(s):
     return datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
-def list_all(client, query):
-    items, after = [], ""
+def list_all(base, query):
+    client, items, after = Client(base), [], ""
     while True:
         page = client.call("GET", f"/api/v1/instances?{query}&limit=500" + (f"&after={after}" if after else ""))
         items += page["items"]
@@ -188,7 +188,7 @@ def main():
     deadline = time.time() + a.timeout_s
     last_report = 0
     while True:
-        running = len(list_all(c, "state=RUNNING"))
+        running = len(list_all(base, "state=RUNNING"))
         if running >= a.instances:
             break
         if time.time() - last_report > 5:
@@ -198,7 +198,7 @@ def main():
             sys.exit(f"not all RUNNING: {running} of {a.instances}")
         time.sleep(0.5)
 
-    everything = list_all(c, "state=RUNNING")
+    everything = list_all(base, "state=RUNNING")
     last_booked = max(parse_time(i["created_at"]) for i in everything)
     first_running = min(parse_time(i["started_at"]) for i in everything)
     last_running = max(parse_time(i["started_at"]) for i in everything)
