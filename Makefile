@@ -12,7 +12,7 @@ CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=Debug -DCCM_WERROR=ON -DCCM_COVERAGE=ON
 DEPS_GROUPS := coverage
 endif
 
-.PHONY: all deps configure build test coverage demo bench fuzz test-sanitize chaos cluster package image check-package clean
+.PHONY: all deps configure build test coverage demo bench wave fuzz test-sanitize chaos cluster package image check-package clean
 
 all: build
 
@@ -49,6 +49,10 @@ cluster: build
 
 bench: build
 	bash bench/run.sh $(BUILD)
+
+# An exam wave (docs/benchmarks.md): WAVE_ARGS=--small for 500 lablets on 5 workers.
+wave: build
+	python3 bench/wave.py $(BUILD) $(WAVE_ARGS)
 
 # The chaos test at length: CHAOS_LABLETS lablets (default 300) for each of CHAOS_SEEDS seeds,
 # every fault drawn per lablet (the suite runs one seed of 50). A failure names its seed;

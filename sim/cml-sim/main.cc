@@ -10,6 +10,7 @@
 //   GET    /api/v0/labs/{id}                           -> the lab (LabResponse: lab_title,
 //          lab_description, created, ...); the description is the topology's lab.description
 //   DELETE /api/v0/labs/{id}                           -> 204 (400 while started)
+// A cml_url with a path is answered too (/w7/api/v0/... is /api/v0/...): one sim, many workers.
 // Every /api/v0 call but authenticate needs a valid bearer token (401 otherwise); tokens
 // expire after --token-ttl-ms. A started lab reports STARTED after --start-delay-ms.
 // Failures can be injected: the first --fail-imports imports, --fail-starts starts and
@@ -234,15 +235,22 @@ ccm::http::Response Cml(Sim& s, ccm::http::Request& r) {
   // A slow import answers late (outside the lock, so that nothing else waits for it).
   if (r.method == "POST" && path == "/import" && s.import_delay_ms > 0)
     std::this_thread::sleep_for(std::chrono::milliseconds(s.import_delay_ms));
+  // An import's topology is checked outside the lock too (the spec is never written): the
+  // check is the dearest part of an import, and a wave of imports would queue behind it.
+  std::vector<std::string> import_errors;
+  json topology;
+  if (r.method == "POST" && path == "/import") {
+    topology = json::parse(r.body, nullptr, false);
+    const json& spec = s.cml_spec;
+    import_errors = ccm::testing::ValidateSchema(spec, spec["components"]["schemas"]["Topology"],
+                                                 topology.is_discarded() ? json("") : topology);
+  }
   std::lock_guard lock(s.mu);
   auto token = auth.rfind("Bearer ", 0) == 0 ? s.tokens.find(auth.substr(7)) : s.tokens.end();
   if (token == s.tokens.end() || token->second < Clock::now())
     return CmlError(401, "No valid bearer token");
   if (r.method == "POST" && path == "/import") {
-    const json topology = json::parse(r.body, nullptr, false);
-    const auto errors = ccm::testing::ValidateSchema(
-        s.cml_spec, s.cml_spec["components"]["schemas"]["Topology"], topology.is_discarded() ? json("") : topology);
-    if (!errors.empty()) return CmlError(400, "Import failed: " + errors.front());
+    if (!import_errors.empty()) return CmlError(400, "Import failed: " + import_errors.front());
     if (s.fail_imports.fetch_sub(1) > 0) return CmlError(500, "injected import failure");
     Lab lab;
     lab.id = NewLabId();
@@ -304,6 +312,7 @@ int main(int argc, char** argv) {
   Sim s;
   std::string ready_file, spec_file;
   int fail_imports = 0, fail_starts = 0, fail_stops = 0;
+  int handler_threads = 4;
   cli.add_option("--ready-file", ready_file, "Write host:port here once listening")->required();
   std::uint16_t listen_port = 0;
   cli.add_option("--port", listen_port, "Listen on this loopback port (default: any free one)");
@@ -317,6 +326,7 @@ int main(int argc, char** argv) {
   cli.add_option("--import-delay-ms", s.import_delay_ms, "Answer each import this late");
   cli.add_option("--fail-starts", fail_starts, "Answer 500 to this many starts");
   cli.add_option("--fail-stops", fail_stops, "Answer 500 to this many stops");
+  cli.add_option("--threads", handler_threads, "Requests handled at once")->capture_default_str()->check(CLI::Range(1, 256));
   CLI11_PARSE(cli, argc, argv);
   s.fail_imports = fail_imports;
   s.fail_starts = fail_starts;
@@ -338,8 +348,12 @@ int main(int argc, char** argv) {
 
   ccm::http::ServerOptions options;
   options.port = listen_port;
-  options.handler_threads = 4;
+  options.handler_threads = handler_threads;
   ccm::http::Server server(options, [&s](ccm::http::Request& r) {
+    // A worker's cml_url may end in a path (http://127.0.0.1:port/w7): the CML API under it is
+    // this one's, so that one sim stands for many workers, each with a URL of its own.
+    if (const auto at = r.path.find("/api/v0/"); at != std::string::npos && at > 0 && r.path[0] == '/')
+      r.path.erase(0, at);
     if (r.path.rfind("/api/v0/", 0) == 0) {
       json seen = {{"method", r.method}, {"path", r.path}};
       for (const char* name : {"traceparent", "tracestate"})

@@ -207,11 +207,15 @@ int Reconcilers::ScheduleOnce() {
   if (pending.empty()) return 0;
   auto workers = AllWorkers();
   DefinitionCache defs;
-  int scheduled = 0;
+  // The placements are decided first, in timeslot order, each on the workers as the ones
+  // before it left them (reserved here, in memory); then committed, one worker's in order and
+  // the workers side by side, so that a wave's commits share the store's group commits. A
+  // placement that no longer fits when committed (the API placed something meanwhile) leaves
+  // its instance PENDING for the next sweep.
+  std::vector<std::pair<const LabletInstance*, WorkerId>> plan;
   bool shortage = false;
   for (const auto& i : pending) {
     if (stopping_) break;
-    log::Scope about(About(i));
     const LabletDefinition* def = DefinitionOf(i, defs);
     if (!def) continue;
     Worker* best = BestFit(workers, *def);
@@ -219,14 +223,24 @@ int Reconcilers::ScheduleOnce() {
       shortage = true;
       continue;
     }
-    auto done = instances_.Schedule(i.id, best->id, kScheduler);
+    if (!best->Allocate(i.id, *def)) continue;
+    plan.emplace_back(&i, best->id);
+  }
+  std::vector<std::string> keys;
+  keys.reserve(plan.size());
+  for (const auto& [_, worker] : plan) keys.push_back(worker.value);
+  std::atomic<int> scheduled{0};
+  RunConcurrentlyPerKey(keys, options_.instantiate_concurrency, 1, [&](size_t k) {
+    if (stopping_) return;
+    current_loop = kScheduler;
+    const auto& [i, worker] = plan[k];
+    log::Scope about(About(*i));
+    auto done = instances_.Schedule(i->id, worker, kScheduler);
     if (done) ++scheduled;
     else if (done.error().code != ErrorCode::kConflict)  // a conflict: it moved meanwhile
-      spdlog::info("scheduler: instance {} not scheduled on worker {}: {}", i.id.value, best->id.value,
+      spdlog::info("scheduler: instance {} not scheduled on worker {}: {}", i->id.value, worker.value,
                    done.error().message);
-    // What the worker holds now, for the next decision.
-    if (auto fresh = d_.store.GetWorker(best->id)) *best = std::move(fresh.value());
-  }
+  });
   if (shortage && cloud_) loops_[kScaleLoop]->Wake();
   return scheduled;
 }
@@ -247,22 +261,34 @@ Reconcilers::Demand Reconcilers::MeasureDemand() {
 
 int Reconcilers::InstantiateOnce() {
   const Timestamp now = d_.clock.Now();
-  int steps = 0;
-  for (const auto& i : InState(InstanceState::kScheduled)) {
-    if (stopping_) return steps;
-    if (i.timeslot_start - options_.instantiation_lead > now) continue;
+  // SCHEDULED instances whose lead has come (each moved to INSTANTIATING first), then the
+  // INSTANTIATING ones; an instance read in both is acted on once (next_poll_).
+  std::vector<LabletInstance> due;
+  for (auto& i : InState(InstanceState::kScheduled))
+    if (i.timeslot_start - options_.instantiation_lead <= now) due.push_back(std::move(i));
+  const size_t scheduled = due.size();
+  for (auto& i : InState(InstanceState::kInstantiating)) due.push_back(std::move(i));
+  std::vector<std::string> workers;
+  workers.reserve(due.size());
+  for (const auto& i : due) workers.push_back(i.worker_id ? i.worker_id->value : "");
+  std::atomic<int> steps{0};
+  // One slow CML call (an import, a start) must not hold the rest of a wave behind it, and no
+  // one worker's CML gets more than its share of calls at once.
+  RunConcurrentlyPerKey(workers, options_.instantiate_concurrency, options_.cml_calls_per_worker, [&](size_t k) {
+    if (stopping_) return;
+    current_loop = kInstantiator;
+    if (k >= scheduled) {
+      if (Instantiate(due[k], now)) ++steps;
+      return;
+    }
+    const LabletInstance& i = due[k];
     auto moved = instances_.Transition(i.id, InstanceState::kInstantiating,
                                        "timeslot starts at " + FormatRfc3339(i.timeslot_start), kInstantiator,
                                        std::nullopt);
-    if (moved) {
-      ++steps;
-      if (Instantiate(*moved, now)) ++steps;
-    }
-  }
-  for (const auto& i : InState(InstanceState::kInstantiating)) {
-    if (stopping_) return steps;
-    if (Instantiate(i, now)) ++steps;
-  }
+    if (!moved) return;
+    ++steps;
+    if (Instantiate(*moved, now)) ++steps;
+  });
   std::lock_guard lock(poll_mu_);
   std::erase_if(next_poll_, [&](const auto& e) { return e.second + std::chrono::minutes(10) < now; });
   return steps;

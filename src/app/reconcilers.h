@@ -60,6 +60,11 @@ struct ReconcilerOptions {
   std::chrono::milliseconds pod_max_backoff = std::chrono::minutes(5);
   // Calls to the Grading Engine made at once by one sweep.
   int max_concurrent_calls = 16;
+  // Instances one instantiator sweep acts on at once (each step: its commits and its CML
+  // calls), and of those at most `cml_calls_per_worker` on any one worker, so that a wave of
+  // thousands of labs is imported and started side by side without one CML taking them all.
+  int instantiate_concurrency = 32;
+  int cml_calls_per_worker = 4;
 };
 
 // What the reconcilers saw and did, for /metrics. Thread-safe.
@@ -90,9 +95,11 @@ struct LifecycleMetrics {
 };
 
 // The background work that moves instances and workers along their lifecycles:
-// - scheduler: PENDING -> SCHEDULED on the fullest RUNNING worker that fits;
+// - scheduler: PENDING -> SCHEDULED on the fullest RUNNING worker that fits (decided in
+//   timeslot order, then committed one at a time per worker, the workers side by side);
 // - instantiator: SCHEDULED -> INSTANTIATING -> RUNNING: the lab, with its ports, imported
-//   into the worker's CML and started; failures retried, then TERMINATED;
+//   into the worker's CML and started; failures retried, then TERMINATED; up to
+//   instantiate_concurrency instances at once, cml_calls_per_worker of them per worker;
 // - stopper: RUNNING past its timeslot -> collected (or STOPPING when it is not assessed: no
 //   assessment ids, or no platform); COLLECTING and GRADING past their time-outs ->
 //   STOPPING; STOPPING -> STOPPED -> ARCHIVED (lab stopped); ARCHIVED -> TERMINATED after the

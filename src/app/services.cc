@@ -8,6 +8,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
@@ -37,6 +41,52 @@ void RunConcurrently(size_t n, int max_threads, const std::function<void(size_t)
     for (size_t k = next++; k < n; k = next++) work(k);
   };
   const size_t extra = n == 0 ? 0 : std::min(n, static_cast<size_t>(std::max(1, max_threads))) - 1;
+  std::vector<std::thread> threads;
+  threads.reserve(extra);
+  for (size_t t = 0; t < extra; ++t) threads.emplace_back(drain);
+  drain();
+  for (auto& t : threads) t.join();
+}
+
+void RunConcurrentlyPerKey(const std::vector<std::string>& keys, int max_threads, int per_key,
+                           const std::function<void(size_t)>& work) {
+  struct Key {
+    std::deque<size_t> waiting;  // the calls not begun, in order
+    int running = 0;
+  };
+  std::map<std::string_view, Key> by_key;
+  for (size_t k = 0; k < keys.size(); ++k) by_key[keys[k]].waiting.push_back(k);
+  const int bound = std::max(1, per_key);
+  std::mutex mu;
+  std::condition_variable room;  // a call ended: its key may take another
+  auto drain = [&] {
+    std::unique_lock lock(mu);
+    for (;;) {
+      // Of the keys with calls waiting and room for one more, the one with the fewest running:
+      // the threads spread over the keys instead of filling the first key's bound.
+      Key* next = nullptr;
+      bool waiting = false;
+      for (auto& [_, key] : by_key) {
+        if (key.waiting.empty()) continue;
+        waiting = true;
+        if (key.running < bound && (!next || key.running < next->running)) next = &key;
+      }
+      if (!waiting) return;
+      if (!next) {
+        room.wait(lock);
+        continue;
+      }
+      const size_t k = next->waiting.front();
+      next->waiting.pop_front();
+      ++next->running;
+      lock.unlock();
+      work(k);
+      lock.lock();
+      --next->running;
+      room.notify_all();
+    }
+  };
+  const size_t extra = keys.empty() ? 0 : std::min(keys.size(), static_cast<size_t>(std::max(1, max_threads))) - 1;
   std::vector<std::thread> threads;
   threads.reserve(extra);
   for (size_t t = 0; t < extra; ++t) threads.emplace_back(drain);

@@ -4,6 +4,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "app/events.h"
 #include "domain/lifecycle.h"
@@ -30,6 +31,14 @@ void BackOffAfterConflict(int attempt);
 // among them), and returns when all are done: for calls to a remote that may be slow, so that
 // one slow call does not hold the others behind it.
 void RunConcurrently(size_t n, int max_threads, const std::function<void(size_t)>& work);
+
+// Calls `work(k)` for every k in [0, keys.size()), on up to `max_threads` threads at once
+// (this one among them), with at most `per_key` of the calls for any one key (keys[k]) at
+// once, and returns when all are done: for calls to many remotes, each of which should take
+// only so many at a time. While one key is at its bound the threads go on with the others';
+// each key's calls begin in their order. `max_threads` and `per_key` below 1 count as 1.
+void RunConcurrentlyPerKey(const std::vector<std::string>& keys, int max_threads, int per_key,
+                           const std::function<void(size_t)>& work);
 
 // Runs `attempt` again while it fails with a stale-version conflict (up to 64 times, with
 // jittered backoff), so that writers racing on one aggregate (a worker being scheduled

@@ -139,19 +139,35 @@ Result<json> LabYamlToTopology(std::string_view lab_yaml) {
 CmlClient::Worker& CmlClient::WorkerFor(const ports::CmlTarget& cml) {
   std::lock_guard lock(mu_);
   auto& w = workers_[cml.url + '\n' + cml.ca_pem];
-  if (!w) {
-    w = std::make_unique<Worker>();
-    w->http.SetTrust({options_.ca_file, cml.ca_pem});
-    w->http.SetTag(options_.tag);
-  }
+  if (!w) w = std::make_unique<Worker>();
   return *w;
 }
 
-Status CmlClient::Authenticate(const ports::CmlTarget& cml, Worker& w) {
+std::unique_ptr<HttpPoster> CmlClient::Take(const ports::CmlTarget& cml, Worker& w) {
+  {
+    std::lock_guard lock(w.mu);
+    if (!w.idle.empty()) {
+      auto http = std::move(w.idle.back());
+      w.idle.pop_back();
+      return http;
+    }
+  }
+  auto http = std::make_unique<HttpPoster>();
+  http->SetTrust({options_.ca_file, cml.ca_pem});
+  http->SetTag(options_.tag);
+  return http;
+}
+
+void CmlClient::Give(Worker& w, std::unique_ptr<HttpPoster> http) {
+  std::lock_guard lock(w.mu);
+  w.idle.push_back(std::move(http));
+}
+
+Status CmlClient::Authenticate(const ports::CmlTarget& cml, Worker& w, HttpPoster& http) {
   const std::string call = "CML " + cml.url + " POST /api/v0/authenticate";
-  const HttpAnswer a = w.http.Post(cml.url + "/api/v0/authenticate", {{"content-type", "application/json"}},
-                                   json{{"username", options_.username}, {"password", options_.password}}.dump(),
-                                   options_.connect_timeout, options_.total_timeout);
+  const HttpAnswer a = http.Post(cml.url + "/api/v0/authenticate", {{"content-type", "application/json"}},
+                                 json{{"username", options_.username}, {"password", options_.password}}.dump(),
+                                 options_.connect_timeout, options_.total_timeout);
   if (!a.transport_error.empty() || a.status != 200) {
     // The body of a refusal may echo what was sent; only the status is reported.
     return Error::Unavailable(call + ": " + (a.transport_error.empty() ? "HTTP " + std::to_string(a.status) : a.transport_error));
@@ -167,24 +183,35 @@ Result<std::string> CmlClient::Call(const ports::CmlTarget& cml, const std::stri
                                     const std::string& body) {
   const std::string call = "CML " + cml.url + " " + method + " /api/v0" + path;
   Worker& w = WorkerFor(cml);
-  std::lock_guard lock(w.mu);
+  // The worker's other calls go on meanwhile, each on its own connection.
+  std::unique_ptr<HttpPoster> http = Take(cml, w);
   HttpAnswer a;
   std::string token;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    if (w.token.empty())
-      if (auto s = Authenticate(cml, w); !s) return s.error();
-    std::map<std::string, std::string> headers = {{"authorization", "Bearer " + w.token},
+    {
+      // One sign-in per worker: the calls that find no token wait for the first one's.
+      std::lock_guard lock(w.mu);
+      if (w.token.empty())
+        if (auto s = Authenticate(cml, w, *http); !s) {
+          w.idle.push_back(std::move(http));
+          return s.error();
+        }
+      token = w.token;
+    }
+    std::map<std::string, std::string> headers = {{"authorization", "Bearer " + token},
                                                   {"accept", "application/json"}};
     if (!body.empty()) headers["content-type"] = "application/json";
-    token = w.token;
-    a = w.http.Send(method, cml.url + "/api/v0" + path, headers, body, options_.connect_timeout,
-                    options_.total_timeout);
+    a = http->Send(method, cml.url + "/api/v0" + path, headers, body, options_.connect_timeout,
+                   options_.total_timeout);
     if (a.transport_error.empty() && a.status == 401) {
-      w.token.clear();  // expired or revoked: authenticate again, once
+      // Expired or revoked: authenticate again, once (unless another call has already).
+      std::lock_guard lock(w.mu);
+      if (w.token == token) w.token.clear();
       continue;
     }
     break;
   }
+  Give(w, std::move(http));
   if (a.transport_error.empty() && a.status >= 200 && a.status < 300) return a.body;
   // CML's own rule on top of the shared one: a token refused even after signing in again (above).
   if (!a.transport_error.empty() || a.status == 401 || transport::IsRetryableStatus(a.status))

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "clients/http_post.h"
 #include "ports/cml.h"
@@ -36,8 +37,9 @@ struct CmlOptions {
 
 // The CML workers over HTTP(S). Over https the worker's certificate is verified with its
 // cml_ca_pem, else CmlOptions::ca_file, else the system's CA store; never skipped. Each worker
-// gets its own keep-alive connection and its own token (POST /api/v0/authenticate), fetched on first use; a 401 fetches a new one and
-// retries once. One attempt per call otherwise: the reconcilers retry with backoff. Errors
+// gets its own keep-alive connections (one per call in flight to it, kept for the next calls)
+// and its own token (POST /api/v0/authenticate), fetched on first use and shared by its calls;
+// a 401 fetches a new one and retries once. One attempt per call otherwise: the reconcilers retry with backoff. Errors
 // name the worker, the call and the status, never the password or the token. Thread-safe.
 class CmlClient final : public ports::CmlWorkers {
  public:
@@ -54,18 +56,21 @@ class CmlClient final : public ports::CmlWorkers {
 
  private:
   struct Worker {
-    std::mutex mu;
-    HttpPoster http;
+    std::mutex mu;  // guards idle and token; never held across a call, but for authenticate
+    std::vector<std::unique_ptr<HttpPoster>> idle;  // connections no call is using
     std::string token;
   };
-  // The connection and token for `cml`: one per URL and trust, so that a worker whose CA
-  // changes gets a new connection.
+  // The connections and token for `cml`: one set per URL and trust, so that a worker whose CA
+  // changes gets new connections.
   Worker& WorkerFor(const ports::CmlTarget& cml);
+  // An idle connection to `w`, else a new one; given back with Give once the call is over.
+  std::unique_ptr<HttpPoster> Take(const ports::CmlTarget& cml, Worker& w);
+  static void Give(Worker& w, std::unique_ptr<HttpPoster> http);
   // One call with the worker's token; the 2xx answer's body.
   Result<std::string> Call(const ports::CmlTarget& cml, const std::string& method, const std::string& path,
                            const std::string& body);
-  // POST /authenticate. Called with the worker's lock held.
-  Status Authenticate(const ports::CmlTarget& cml, Worker& w);
+  // POST /authenticate over `http`. Called with the worker's lock held.
+  Status Authenticate(const ports::CmlTarget& cml, Worker& w, HttpPoster& http);
 
   CmlOptions options_;
   std::mutex mu_;

@@ -4,7 +4,9 @@
 // written at import, and the listing of labs per the CML 2.9 contract.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
+#include <thread>
 
 #include "app/orphan_sweep.h"
 #include "clients/cml_client.h"
@@ -177,6 +179,28 @@ TEST(OrphanCml, LabListingAndDetailsFollowTheCml29Contract) {
   ASSERT_EQ(labs->size(), 2u);
   EXPECT_EQ((*labs)[1].title, "someone's lab");
   EXPECT_FALSE((*labs)[1].created);  // CML may leave it out
+}
+
+// Calls to one worker from many threads at once (the instantiator's) each get an answer, and
+// the worker is signed in to once, not once per call; two workers (one sim under two paths)
+// get a token each.
+TEST(OrphanCml, CallsFromManyThreadsShareOneSignInPerWorker) {
+  SweepWorld world;
+  const std::vector<std::string> urls = {world.Url() + "/w1", world.Url() + "/w2"};
+  std::vector<std::thread> threads;
+  std::atomic<int> answered{0};
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      const std::string url = urls[t % 2];
+      auto lab = world.cml.ImportLab(url, kLabYaml, "lablet " + std::to_string(t));
+      if (!lab) return;
+      if (world.cml.StartLab(url, *lab) && world.cml.LabState(url, *lab)) ++answered;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(answered.load(), 8);
+  testing::HttpClient http(world.Url());
+  EXPECT_EQ(http.Get("/sim/workers").Json()["authentications"], 2);
+  EXPECT_EQ(http.Get("/sim/labs").Json().size(), 8u);
 }
 
 TEST(OrphanCml, ListingAnUnreachableWorkerIsUnavailable) {

@@ -1,0 +1,198 @@
+// The instantiator's concurrency: the labs of one worker are imported side by side up to
+// cml_calls_per_worker and never more, every worker gets its share at once, and one slow or
+// failing lab does not hold the others. A fake CML holds each import until as many calls as
+// the test expects are in flight (or a generous safety limit passes, so that a wrong answer
+// fails instead of hanging): nothing here measures time.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "app/reconcilers.h"
+#include "support/fixtures.h"
+#include "support/scheduling.h"
+#include "support/stack.h"
+
+namespace ccm {
+namespace {
+
+using namespace ccm::domain;
+
+// CML whose imports wait at a gate: each waits until `open_at` imports are in flight at once
+// (then the gate stays open); a held import (Hold) waits until enough other labs started. It records the most
+// imports ever in flight, per worker URL and in all. Labs start at once.
+class GatedCml : public ports::CmlWorkers {
+ public:
+  int open_at = 1;
+  std::set<std::string> failing;  // titles whose import fails
+
+  Result<std::string> ImportLab(const ports::CmlTarget& cml, const std::string&, const std::string& title) override {
+    std::unique_lock lock(mu_);
+    ++in_flight_[cml.url];
+    ++total_;
+    max_[cml.url] = std::max(max_[cml.url], in_flight_[cml.url]);
+    max_total_ = std::max(max_total_, total_);
+    if (total_ >= open_at) open_ = true;
+    changed_.notify_all();
+    // A safety limit only: a gate that never opens is the failure the test reports.
+    const auto passes = [&] { return held_ == title ? released_ : open_; };
+    changed_.wait_for(lock, std::chrono::seconds(20), passes);
+    if (!passes()) gate_timed_out_ = true;
+    --in_flight_[cml.url];
+    --total_;
+    if (failing.count(title)) return Error::Unavailable("CML " + cml.url + " POST /api/v0/import: HTTP 500");
+    return "lab-" + title.substr(title.rfind(' ') + 1);
+  }
+  Status StartLab(const ports::CmlTarget&, const std::string& lab_id) override {
+    std::lock_guard lock(mu_);
+    started_.insert(lab_id);
+    if (held_ && started_.size() >= release_after_) released_ = true;
+    changed_.notify_all();
+    return {};
+  }
+  Result<ports::CmlLabState> LabState(const ports::CmlTarget&, const std::string&) override {
+    return ports::CmlLabState::kStarted;
+  }
+  Status StopLab(const ports::CmlTarget&, const std::string&) override { return {}; }
+  Status WipeLab(const ports::CmlTarget&, const std::string&) override { return {}; }
+  Status DeleteLab(const ports::CmlTarget&, const std::string&) override { return {}; }
+  Result<std::vector<ports::CmlLab>> ListLabs(const ports::CmlTarget&) override { return std::vector<ports::CmlLab>{}; }
+
+  // The import titled `title` waits, whatever open_at says, until `others` labs have started.
+  void Hold(const std::string& title, size_t others) {
+    held_ = title;
+    release_after_ = others;
+    open_at = 1;  // the others pass at once
+  }
+  int MaxInFlight(const std::string& url) {
+    std::lock_guard lock(mu_);
+    return max_[url];
+  }
+  int MaxTotal() {
+    std::lock_guard lock(mu_);
+    return max_total_;
+  }
+  bool GateTimedOut() {
+    std::lock_guard lock(mu_);
+    return gate_timed_out_;
+  }
+  bool Released() {
+    std::lock_guard lock(mu_);
+    return released_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::map<std::string, int> in_flight_, max_;
+  int total_ = 0, max_total_ = 0;
+  bool open_ = false, gate_timed_out_ = false, released_ = false;
+  std::optional<std::string> held_;
+  size_t release_after_ = 0;
+  std::set<std::string> started_;
+};
+
+class InstantiatorTest : public ::testing::Test {
+ protected:
+  InstantiatorTest() : deps_{*stack_.store, stack_.clock, stack_.ids, *stack_.events} {
+    def_ = stack_.definitions->Create(testing::TwoPortDraft(1)).value();
+  }
+
+  app::ReconcilerOptions Options(int concurrency, int per_worker) {
+    app::ReconcilerOptions o;
+    o.instantiate_concurrency = concurrency;
+    o.cml_calls_per_worker = per_worker;
+    o.cml_poll = std::chrono::milliseconds(0);
+    return o;
+  }
+  WorkerId AddWorker(const std::string& name) {
+    return stack_.workers->Register(testing::MakeWorkerDraft(name, {64, 1000, 0}, 1000), "test").value().id;
+  }
+  // An instance scheduled on `worker`, its timeslot starting now.
+  InstanceId AddScheduled(const WorkerId& worker) {
+    InstanceDraft d;
+    d.definition_id = def_.id;
+    d.owner_id = "candidate";
+    d.timeslot_start = stack_.clock.Now();
+    d.timeslot_end = d.timeslot_start + std::chrono::minutes(60);
+    const InstanceId id = stack_.instances->Create(d, "test").value().id;
+    EXPECT_TRUE(stack_.instances->Schedule(id, worker, "test"));
+    return id;
+  }
+  LabletInstance Get(const InstanceId& id) { return stack_.store->GetInstance(id).value(); }
+  std::string UrlOf(const WorkerId& w) { return stack_.store->GetWorker(w)->cml_url; }
+  static std::string Title(const InstanceId& id) { return "lablet " + id.value; }
+
+  testing::Stack stack_{testing::StoreKind::kMemory};
+  GatedCml cml_;
+  app::Deps deps_;
+  LabletDefinition def_;
+};
+
+TEST_F(InstantiatorTest, ImportsTheLabsOfOneWorkerSideBySideUpToTheBoundAndNeverMore) {
+  const WorkerId worker = AddWorker("w1");
+  std::vector<InstanceId> ids;
+  for (int n = 0; n < 7; ++n) ids.push_back(AddScheduled(worker));
+  cml_.open_at = 3;  // the first three imports wait for each other
+  app::Reconcilers reconcilers(deps_, *stack_.instances, *stack_.collection, cml_, nullptr, Options(16, 3));
+  reconcilers.InstantiateOnce();
+  EXPECT_FALSE(cml_.GateTimedOut()) << "three imports were never in flight at once";
+  EXPECT_EQ(cml_.MaxInFlight(UrlOf(worker)), 3);
+  for (const auto& id : ids) {
+    EXPECT_EQ(Get(id).state, InstanceState::kInstantiating);
+    EXPECT_EQ(Get(id).cml_lab_id, "lab-" + id.value);
+  }
+  // The next sweep finds every lab started.
+  reconcilers.InstantiateOnce();
+  for (const auto& id : ids) EXPECT_EQ(Get(id).state, InstanceState::kRunning);
+}
+
+TEST_F(InstantiatorTest, EveryWorkerGetsItsShareAtOnceWithinTheSweepsBound) {
+  const WorkerId a = AddWorker("a"), b = AddWorker("b"), c = AddWorker("c");
+  for (const auto& w : {a, b, c})
+    for (int n = 0; n < 4; ++n) AddScheduled(w);
+  cml_.open_at = 5;  // two on each of two workers and one on the third, or the bound is broken
+  app::Reconcilers reconcilers(deps_, *stack_.instances, *stack_.collection, cml_, nullptr, Options(5, 2));
+  reconcilers.InstantiateOnce();
+  EXPECT_FALSE(cml_.GateTimedOut()) << "five imports were never in flight at once";
+  EXPECT_EQ(cml_.MaxTotal(), 5);
+  for (const auto& w : {a, b, c}) EXPECT_LE(cml_.MaxInFlight(UrlOf(w)), 2);
+}
+
+TEST_F(InstantiatorTest, ASlowImportDoesNotHoldTheOtherLabsOfItsWorker) {
+  const WorkerId worker = AddWorker("w1");
+  const InstanceId slow = AddScheduled(worker);
+  std::vector<InstanceId> others;
+  for (int n = 0; n < 5; ++n) others.push_back(AddScheduled(worker));
+  cml_.Hold(Title(slow), others.size());  // released once the five others have started
+  app::Reconcilers reconcilers(deps_, *stack_.instances, *stack_.collection, cml_, nullptr, Options(4, 2));
+  reconcilers.InstantiateOnce();
+  EXPECT_FALSE(cml_.GateTimedOut()) << "the other labs waited for the slow import";
+  EXPECT_TRUE(cml_.Released());
+  for (const auto& id : others) EXPECT_TRUE(Get(id).cml_lab_id.has_value());
+  EXPECT_EQ(Get(slow).cml_lab_id, "lab-" + slow.value);
+}
+
+TEST_F(InstantiatorTest, AFailedImportIsRecordedOnItsInstanceAndTheOthersGoOn) {
+  const WorkerId worker = AddWorker("w1");
+  const InstanceId failing = AddScheduled(worker);
+  std::vector<InstanceId> others;
+  for (int n = 0; n < 4; ++n) others.push_back(AddScheduled(worker));
+  cml_.failing.insert(Title(failing));
+  cml_.open_at = 2;
+  app::Reconcilers reconcilers(deps_, *stack_.instances, *stack_.collection, cml_, nullptr, Options(8, 2));
+  reconcilers.InstantiateOnce();
+  const LabletInstance f = Get(failing);
+  EXPECT_EQ(f.state, InstanceState::kInstantiating);
+  EXPECT_FALSE(f.cml_lab_id.has_value());
+  EXPECT_EQ(f.cml_failures, 1);
+  EXPECT_NE(f.cml_error.find("HTTP 500"), std::string::npos) << f.cml_error;
+  EXPECT_TRUE(f.cml_retry_at.has_value());
+  reconcilers.InstantiateOnce();
+  for (const auto& id : others) EXPECT_EQ(Get(id).state, InstanceState::kRunning);
+}
+
+}  // namespace
+}  // namespace ccm
