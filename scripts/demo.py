@@ -112,7 +112,7 @@ def main():
                               "--client-id", "ccm", "--client-secret", "ccm-secret",
                               "--client", "demo:demo-secret:ccm.admin",
                               "--client", "assessment-platform:ap-secret:ccm.events.publish",
-                              "--public-client", "ccm-console"] +
+                              "--public-client", "ccm-operators"] +
                  [arg for name, password, role in USERS for arg in ("--user", f"{name}:{password}:{role}")],
                  ready=f("oidc"))
     cml = start("cml-sim", [f"{sims}/cml-sim", "--ready-file", f("cml"), "--cml-schema",

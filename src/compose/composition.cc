@@ -45,6 +45,11 @@ Composition::Composition(Adapters adapters, Settings settings, ports::LoopObserv
   counters_.lifecycle.loops = loops;
   settings.watch.render = http::WatchFrame;
   watch_ = std::make_unique<app::WatchHub>(adapters_.outbox, settings.watch);
+  overview_ = std::make_unique<app::OverviewService>(
+      store, adapters_.clock,
+      app::StuckTimeouts{.instantiation = settings.reconcile.instantiation_timeout,
+                         .collecting = settings.reconcile.collecting_timeout,
+                         .grading = settings.reconcile.grading_timeout});
   if (adapters_.cml) {
     settings.reconcile.cml_url_allow = settings.cml_url_allow;
     reconcilers_ = std::make_unique<app::Reconcilers>(leader_deps, *leader_instances_, *leader_collection_,
@@ -63,7 +68,7 @@ http::ApiServices Composition::Api(std::function<bool()> leading, std::function<
                                    std::function<bool()> draining) {
   return {*definitions_, *instances_,  *workers_,          adapters_.store,   *event_service_,
           *receiver_,    *collection_, *pods_,             std::move(leading), std::move(metrics),
-          std::move(draining),  watch_.get()};
+          std::move(draining),  watch_.get(),      overview_.get()};
 }
 
 }  // namespace ccm::compose

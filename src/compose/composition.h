@@ -10,6 +10,7 @@
 #include "app/dispatcher.h"
 #include "app/event_service.h"
 #include "app/orphan_sweep.h"
+#include "app/overview.h"
 #include "app/pods.h"
 #include "app/receiver.h"
 #include "app/reconcilers.h"
@@ -135,6 +136,7 @@ class Composition {
   std::unique_ptr<app::OrphanSweep> orphan_sweep_;
   runtime::BackgroundWork background_;
   std::unique_ptr<app::WatchHub> watch_;
+  std::unique_ptr<app::OverviewService> overview_;
 };
 
 }  // namespace ccm::compose

@@ -1,8 +1,9 @@
 // The live stream: GET /api/v1/watch read with a streamed fetch (the token goes in the
 // Authorization header, never in a URL), parsed as Server-Sent Events. After a drop, a cut
 // (the client fell behind) or a shutdown (the replica drains), it resumes after the last
-// sequence number it saw, with Last-Event-ID, after the server's `retry` time. A ccm without
-// the stream (404) is followed by reading GET /api/v1/events after that number every 2 s.
+// sequence number it saw, with Last-Event-ID, after the server's `retry` time. A 429 (the
+// replica serves as many streams as it may) pauses live updates: it tries again after
+// Retry-After, waiting twice as long each time it is refused again (at most a minute).
 import * as api from "./api.js";
 
 export class Watch {
@@ -13,6 +14,7 @@ export class Watch {
     this.onStatus = onStatus;
     this.lastId = null;
     this.retryMs = 2000;
+    this.refusals = 0;  // 429s in a row
     this.stopped = true;
     this.controller = null;
   }
@@ -30,18 +32,23 @@ export class Watch {
 
   async loop() {
     while (!this.stopped) {
-      let reason = "disconnected";
       let wait = this.retryMs;
+      let status = "reconnecting…";
       try {
-        reason = await this.once();
+        await this.once();
       } catch (e) {
         if (this.stopped) return;
-        reason = e.status === 401 ? "not signed in" : e.message || "disconnected";
-        // 429: this replica serves as many streams as it may; it says when to try again.
-        if (e.retryAfter) wait = Math.max(wait, e.retryAfter * 1000);
+        if (e.status === 429) {
+          this.refusals++;
+          const backoff = Math.min(60000, this.retryMs * 2 ** (this.refusals - 1));
+          wait = Math.max(backoff, (e.retryAfter || 0) * 1000);
+          status = "live updates paused: too many watchers, retrying";
+        } else if (e.status === 401) {
+          status = "reconnecting… (not signed in)";
+        }
       }
       if (this.stopped) return;
-      this.onStatus(`reconnecting (${reason})`, false);
+      this.onStatus(status, false);
       await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
@@ -52,13 +59,13 @@ export class Watch {
     const headers = api.headers({ Accept: "text/event-stream" });
     if (this.lastId !== null) headers["Last-Event-ID"] = String(this.lastId);
     const response = await fetch("/api/v1/watch", { headers, signal: this.controller.signal, cache: "no-store" });
-    if (response.status === 404) return this.poll();
     if (!response.ok) {
       const problem = await response.json().catch(() => ({}));
       const error = new api.ApiError(response.status, problem);
       error.retryAfter = Number(response.headers.get("Retry-After")) || 0;
       throw error;
     }
+    this.refusals = 0;
     this.onStatus("live", true);
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
@@ -77,31 +84,6 @@ export class Watch {
         }
       }
     }
-  }
-
-  // Follows the outbox by paging GET /api/v1/events; returns when a call fails.
-  async poll() {
-    if (this.lastId === null) {
-      // From now on: skip what is there already.
-      let after = "";
-      for (;;) {
-        const page = await api.get(`/api/v1/events?limit=500${after ? `&after=${after}` : ""}`);
-        if (page.items.length) this.lastId = page.items[page.items.length - 1].seq;
-        if (!page.next) break;
-        after = page.next;
-      }
-      if (this.lastId === null) this.lastId = 0;
-    }
-    this.onStatus("live (polling)", true);
-    while (!this.stopped) {
-      const page = await api.get(`/api/v1/events?limit=500&after=${this.lastId}`);
-      for (const record of page.items) {
-        this.lastId = record.seq;
-        this.onRecord(record);
-      }
-      if (!page.next) await new Promise((resolve) => setTimeout(resolve, 2000));
-    }
-    return "stopped";
   }
 
   // Handles one SSE block; returns why the stream ends, or null.

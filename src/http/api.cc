@@ -9,6 +9,7 @@
 #include "ports/page.h"
 #include "ports/store.h"
 #include "wire/aggregates.h"
+#include "wire/overview.h"
 #include "wire/grading_score.h"
 #include "wire/pod.h"
 #include "wire/receipt.h"
@@ -810,6 +811,13 @@ void AddApiRoutes(Router& router, ApiServices s) {
   AddWorkerRoutes(router, s.workers);
   AddEventRoutes(router, s.events, s.metrics);
   AddWatchRoute(router, s.watch);
+  router.Add("GET", "/api/v1/overview", [overview = s.overview](Request& req) {
+    if (auto ok = OnlyQuery(req, {}); !ok) return Fail(ok.error(), req);
+    if (!overview) return ErrorResponse(Error::Unavailable("the overview is not served by this replica"), req.path);
+    auto o = overview->Get();
+    if (!o) return Fail(o.error(), req);
+    return Json(200, wire::ToJson(*o));
+  });
   AddReceiverRoutes(router, s.receiver);
   AddCollectionRoutes(router, s.collection);
   router.Add("POST", "/api/v1/instances/{id}/pod/assign", [&instances = s.instances](Request& req) {

@@ -7,6 +7,7 @@
 
 #include "app/collection.h"
 #include "app/event_service.h"
+#include "app/overview.h"
 #include "app/pods.h"
 #include "app/receiver.h"
 #include "app/services.h"
@@ -37,6 +38,8 @@ struct ApiServices {
   std::function<bool()> draining = {};
   // The outbox as a live feed (GET /api/v1/watch); none: the route answers 503.
   app::WatchHub* watch = nullptr;
+  // GET /api/v1/overview; none: the route answers 503.
+  app::OverviewService* overview = nullptr;
 };
 
 // Adds every route of the REST API (/api/v1, /api/internal, /health, /openapi.json).

@@ -11,7 +11,7 @@ namespace ccm::http {
 struct ConsoleSettings {
   // Whether the API asks for bearer tokens; false (--insecure-no-auth): the page signs nobody in.
   bool auth = true;
-  std::string client_id = "ccm-console";  // the public OIDC client of the page (PKCE, no secret)
+  std::string client_id = "ccm-operators";  // the public OIDC client of the page (PKCE, no secret)
   std::string authorize_url;              // the issuer's authorization endpoint (a page the browser goes to)
   std::string token_url;                  // the issuer's token endpoint (the page calls it: CSP connect-src)
   // Where the access token holds the roles, as the API reads them (AUTH_CLIENT_ID,

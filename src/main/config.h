@@ -55,7 +55,7 @@ struct Config {
   int auth_clock_skew_seconds = 60;       // AUTH_CLOCK_SKEW_SECONDS: tolerance on exp and nbf
   std::string auth_client_id = "ccm";     // AUTH_CLIENT_ID: roles are read from resource_access.<it>.roles
   bool auth_realm_roles = false;          // AUTH_REALM_ROLES: realm_access.roles count too
-  std::string console_client_id = "ccm-console";  // CCM_CONSOLE_CLIENT_ID: the console's public OIDC client
+  std::string console_client_id = "ccm-operators";  // CCM_CONSOLE_CLIENT_ID: the console's public OIDC client
   // CCM_CONSOLE_AUTHORIZE_URL, CCM_CONSOLE_TOKEN_URL: where the console signs in (authorization
   // code + PKCE) and trades codes for tokens; default AUTH_ISSUER + /protocol/openid-connect/auth
   // and /token, as Keycloak has them.

@@ -75,7 +75,7 @@ async function main() {
     "--client-secret", "ccm-secret", "--client", "tester:tester-secret:ccm.admin",
     "--client", "platform:platform-secret:ccm.events.publish",
     "--user", "viewer:viewer-pass:ccm.viewer", "--user", "operator:operator-pass:ccm.operator",
-    "--user", "admin:admin-pass:ccm.admin", "--public-client", "ccm-console",
+    "--user", "admin:admin-pass:ccm.admin", "--public-client", "ccm-operators",
     // Short-lived access tokens: the page refreshes them (30 s before they expire) while the test runs.
     "--token-ttl-seconds", "40"]);
   const cml = await start("cml", [`${sims}/cml-sim`, "--cml-schema", `${dataDir}/cml-2.9.openapi.json`,
@@ -113,7 +113,7 @@ async function main() {
   check(js.headers.get("content-type").startsWith("text/javascript") && js.headers.get("cache-control") === "no-cache",
     "modules are JavaScript, revalidated");
   const config = await (await fetch(`${base}/ui/config.json`)).json();
-  check(config.auth === true && config.client_id === "ccm-console" && config.authorize_url === `${oidc}/authorize`,
+  check(config.auth === true && config.client_id === "ccm-operators" && config.authorize_url === `${oidc}/authorize`,
     "config.json names the sign-in");
   check((await fetch(`${base}/ui/nothing.js`)).status === 404, "an unknown file is 404");
 
@@ -144,11 +144,17 @@ async function main() {
     defaultViewport: { width: 1280, height: 800 },
   });
   const origins = new Set();
+  const requested = [];  // every path+query the pages asked ccm for
   async function signIn(name, password) {
     const context = await browser.createBrowserContext();
     const page = await context.newPage();
     // data: URLs (the empty favicon) are no request to anyone.
-    page.on("request", (r) => { if (!r.url().startsWith("data:")) origins.add(new URL(r.url()).origin); });
+    page.on("request", (r) => {
+      if (r.url().startsWith("data:")) return;
+      const u = new URL(r.url());
+      origins.add(u.origin);
+      requested.push(u.pathname + u.search);
+    });
     page.on("pageerror", (e) => log(`page error (${name}): ${e.message}`));
     await page.goto(`${base}/ui`, { waitUntil: "networkidle0" });
     await page.waitForSelector("#signin");
@@ -264,6 +270,11 @@ async function main() {
   await adminPage.goto(`${base}/ui/#/overview`);
   await adminPage.waitForSelector("#overview-cards .card");
   await adminPage.waitForFunction(() => document.querySelector("#c-dead")?.nextElementSibling?.textContent !== "—");
+  const figures = (await call(base, "GET", "/api/v1/overview", admin)).body;
+  const active = String(figures.total - figures.per_state.TERMINATED);
+  await adminPage.waitForFunction((n) => document.querySelector("#c-lablets")?.nextElementSibling?.textContent === n, {}, active);
+  check(requested.some((p) => p === "/api/v1/overview"),
+    `the overview shows GET /api/v1/overview's figures (${active} active lablets)`);
   await adminPage.screenshot({ path: path.join(outDir, "overview-1280x800.png") });
   await adminPage.setViewport({ width: 820, height: 1180 });
   await adminPage.screenshot({ path: path.join(outDir, "overview-820x1180.png") });
@@ -310,6 +321,27 @@ async function main() {
   check(refused.status === 403 && String(refused.headers.get("content-type")).includes("problem+json"),
     "the API refuses a viewer's collect (403 problem+json)");
   check((await call(base, "DELETE", `/api/v1/instances/${id}`, viewerToken)).status === 403, "and a viewer's delete");
+
+  // The table pages on the server: 21 lablets of one owner are a page of 20 and a page of 1.
+  for (let n = 0; n < 21; n++) await createLablet("pager", 3 * 3600_000);
+  await operator.setViewport({ width: 1280, height: 800 });
+  await operator.goto(`${base}/ui/#/lablets?owner=pager`);
+  const rowsShown = () => operator.$$eval("#lablet-table tbody tr[data-id]", (rs) => rs.length);
+  await operator.waitForFunction(() => document.querySelectorAll("#lablet-table tbody tr[data-id]").length === 20);
+  check(await operator.$eval("#prev-page", (b) => b.disabled) && !(await operator.$eval("#next-page", (b) => b.disabled)),
+    "page 1 of the owner's lablets: 20 rows, Next page enabled");
+  await press(operator, "#next-page");
+  await operator.waitForFunction(() => document.querySelectorAll("#lablet-table tbody tr[data-id]").length === 1);
+  check(await operator.$eval("#next-page", (b) => b.disabled) && !(await operator.$eval("#prev-page", (b) => b.disabled)),
+    "Next page: the 21st lablet, Previous page enabled");
+  await press(operator, "#prev-page");
+  await operator.waitForFunction(() => document.querySelectorAll("#lablet-table tbody tr[data-id]").length === 20);
+  check((await rowsShown()) === 20, "Previous page goes back to the first 20");
+  const pagerQueries = requested.filter((p) => p.startsWith("/api/v1/instances?") && p.includes("owner_id=pager"));
+  check(pagerQueries.length >= 3 && pagerQueries.every((p) => p.includes("limit=20")),
+    `the table asked the API for one page at a time (${pagerQueries.length} pages read)`);
+  check(!requested.some((p) => p.startsWith("/api/v1/instances?") && p.includes("limit=500")),
+    "no view read every lablet");
 
   // Sign-out forgets the tokens.
   await viewer.click("#signout");

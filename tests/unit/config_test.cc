@@ -164,7 +164,7 @@ TEST(Config, AuthenticationSettings) {
 TEST(Config, TheConsoleSignsInAtTheIssuerTheKeycloakWay) {
   auto none = LoadConfig(std::nullopt, {});
   ASSERT_TRUE(none);
-  EXPECT_EQ(none->console_client_id, "ccm-console");
+  EXPECT_EQ(none->console_client_id, "ccm-operators");  // the realm's public client (packaging/keycloak)
   EXPECT_EQ(none->console_authorize_url, "");
   EXPECT_EQ(none->console_token_url, "");
   auto derived = LoadConfig(std::nullopt, {{"AUTH_JWKS_URL", "https://sso.example.com/realms/labs/certs"},

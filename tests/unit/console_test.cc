@@ -72,7 +72,7 @@ TEST(Console, ConfigTellsThePageHowToSignIn) {
   EXPECT_EQ(resp.content_type, "application/json");
   const auto config = nlohmann::json::parse(resp.body);
   EXPECT_EQ(config["auth"], true);
-  EXPECT_EQ(config["client_id"], "ccm-console");
+  EXPECT_EQ(config["client_id"], "ccm-operators");
   EXPECT_EQ(config["authorize_url"], Keycloak().authorize_url);
   EXPECT_EQ(config["token_url"], Keycloak().token_url);
   EXPECT_EQ(config["roles_client"], "ccm");

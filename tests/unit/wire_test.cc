@@ -9,6 +9,7 @@
 #include "wire/event_data.h"
 #include "wire/grading_score.h"
 #include "wire/idempotency.h"
+#include "wire/overview.h"
 #include "wire/receipt.h"
 
 namespace ccm::wire {
@@ -252,5 +253,24 @@ TEST(ScalingData, EachDecisionHasItsFields) {
   EXPECT_EQ(ToJson(ScaleDownCompleted{"w1"}, at).size(), 2u);
 }
 
+TEST(Overview, NamesEveryStateAndANullWorkerForAStuckLabletWithoutOne) {
+  Overview o;
+  o.computed_at = FromUnixMillis(1'000);
+  o.total = 3;
+  o.per_state[domain::InstanceState::kScheduled] = 2;
+  o.per_state[domain::InstanceState::kPending] = 1;
+  o.stuck = {{"i1", domain::InstanceState::kScheduled, FromUnixMillis(0), "alice", ""}};
+  o.stuck_total = 4;
+  o.per_worker["w1"] = 2;
+  const auto j = ToJson(o);
+  EXPECT_EQ(j["computed_at"], "1970-01-01T00:00:01.000Z");
+  EXPECT_EQ(j["per_state"].size(), 10u);
+  EXPECT_EQ(j["per_state"]["SCHEDULED"], 2);
+  EXPECT_EQ(j["per_state"]["RUNNING"], 0);
+  EXPECT_EQ(j["stuck"]["total"], 4);
+  EXPECT_EQ(j["stuck"]["items"][0]["state"], "SCHEDULED");
+  EXPECT_TRUE(j["stuck"]["items"][0]["worker_id"].is_null());
+  EXPECT_EQ(j["workers"], nlohmann::json::parse(R"([{"worker_id":"w1","lablets":2}])"));
+}
 }  // namespace
 }  // namespace ccm::wire
