@@ -62,6 +62,11 @@ expect '--lab-yaml --license' ccm definitions create --l
 expect '--after --all' ccm instances --url http://x list --a
 expect '--idempotency-key' ccm instances create --id
 expect '' ccm instances list --owner-id ''
+expect 'watch' ccm wa
+expect '--until-idle' ccm watch --un
+expect 'DRAINING' ccm watch --state DR
+expect 'instances,workers' ccm watch --kind instances,w
+expect 'json' ccm watch -o j
 
 # -f completes file names.
 dir=$(mktemp -d)
@@ -73,10 +78,10 @@ touch "$dir/instance.yaml"
 for pair in "events list" "events dead-letters" "events replay" \
   "instances list" "instances get" "instances create" "instances delete" "instances collect" \
   "instances assign-pod" "workers list" "workers get" "workers create" "workers delete" "workers drain" \
-  "definitions list" "definitions get" "definitions create" "definitions delete"; do
+  "definitions list" "definitions get" "definitions create" "definitions delete" "watch"; do
   read -r noun verb <<<"$pair"
-  offered=" $(complete_words ccm "$noun" "$verb" --) "
-  for option in $("$ccm" "$noun" "$verb" --help | grep -oE '(^|[ ,])--[a-z][a-z-]*' | sed 's/^[ ,]//' | sort -u); do
+  offered=" $(complete_words ccm "$noun" ${verb:+"$verb"} --) "
+  for option in $("$ccm" "$noun" ${verb:+"$verb"} --help | grep -oE '(^|[ ,])--[a-z][a-z-]*' | sed 's/^[ ,]//' | sort -u); do
     if [[ $offered != *" $option "* ]]; then
       echo "FAIL: ccm $noun $verb: $option is not completed"
       failures=$((failures + 1))

@@ -168,19 +168,13 @@ bool WatchHub::Round() {
   const ports::EventFilter every;
   if (!synced_) {
     // Where the outbox ends now: a watcher without a cursor starts there.
-    for (int i = 0; i < kPagesPerRound * 4; ++i) {
-      auto page = outbox_.ListEvents(every, {ports::kMaxPageLimit, std::to_string(head_)});
-      if (!page) {
-        spdlog::warn("watch: cannot read the outbox: {}", page.error().message);
-        return false;
-      }
-      if (!page->items.empty()) head_ = page->items.back().seq;
-      if (page->next.empty()) {
-        synced_ = true;
-        break;
-      }
+    auto last = outbox_.LastSeq();
+    if (!last) {
+      spdlog::warn("watch: cannot read the outbox: {}", last.error().message);
+      return false;
     }
-    if (!synced_) return true;
+    head_ = std::max(head_, *last);
+    synced_ = true;
   }
   for (auto& w : ws)
     if (w->cursor_ < 0) {

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <thread>
 
+#include "main/api_client.h"
+#include "main/cli_format.h"
 #include "transport/http_connection.h"
 
 namespace ccm::main {
@@ -19,12 +21,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr const char* kWho = "ccm watch";
+
 struct Options {
-  std::string url = "http://127.0.0.1:8080";
-  std::string token;
+  ClientOptions client;  // --url, --token, -o
   std::string kind, state, worker, lablet;
   std::optional<std::int64_t> after;
-  std::string output = "table";
   int until_idle_ms = 0;  // 0: follow until interrupted
 };
 
@@ -73,7 +75,7 @@ class FrameReader {
 };
 
 std::string UrlOf(const Options& o, bool with_after) {
-  std::string url = o.url + "/api/v1/watch";
+  std::string url = o.client.url + "/api/v1/watch";
   char sep = '?';
   for (const auto& [key, value] :
        {std::pair{"kind", o.kind}, {"state", o.state}, {"worker", o.worker}, {"lablet", o.lablet}}) {
@@ -86,11 +88,16 @@ std::string UrlOf(const Options& o, bool with_after) {
 }
 
 void Print(const Options& o, const Frame& f) {
-  if (o.output == "json") {
+  if (o.client.output == "json") {
     std::cout << f.data << std::endl;
     return;
   }
   const auto r = nlohmann::json::parse(f.data, nullptr, false);
+  if (o.client.output == "yaml") {
+    // A stream of YAML documents, one per record.
+    std::cout << "---\n" << (r.is_object() ? ToYaml(r) : f.data + "\n") << std::flush;
+    return;
+  }
   if (!r.is_object()) {
     std::cout << f.id << '\t' << f.event << '\t' << f.data << std::endl;
     return;
@@ -107,14 +114,20 @@ void Print(const Options& o, const Frame& f) {
 
 // Follows the stream; returns the exit code. Each connection resumes after the last record
 // printed (Last-Event-ID), so a cut, a drain or a dropped connection loses and repeats nothing.
+// A refusal (401, 403, 404, 400, ...) ends it with its exit code whenever it comes; no answer
+// at all ends it on the first connection (exit 7: the URL or ccm is wrong), and is retried
+// once a stream has been open (ccm restarting, a replica draining). 429 (too many watchers)
+// and 503 (draining) ask the client to come back, so they are retried too.
 int Follow(Options o) {
+  while (!o.client.url.empty() && o.client.url.back() == '/') o.client.url.pop_back();
+  bool streamed = false;  // a connection has answered 200
   const auto idle = std::chrono::milliseconds(o.until_idle_ms);
   auto last_record = Clock::now();
   std::optional<std::int64_t> last_id = o.after;
   std::chrono::milliseconds backoff{0};
   for (;;) {
     transport::Headers headers;
-    if (!o.token.empty()) headers["Authorization"] = "Bearer " + o.token;
+    if (!o.client.token.empty()) headers["Authorization"] = "Bearer " + o.client.token;
     if (last_id) headers["Last-Event-ID"] = std::to_string(*last_id);
     headers["Accept"] = "text/event-stream";
     FrameReader reader;
@@ -148,23 +161,30 @@ int Follow(Options o) {
     };
     request.keep_going = [&] { return !idle_over(); };
     transport::Connection connection;
-    const transport::Response answer = connection.Send(UrlOf(o, !last_id), request);
-    if (idle_out) return 0;
+    const std::string url = UrlOf(o, !last_id);
+    const transport::Response answer = connection.Send(url, request);
+    if (idle_out) return kExitOk;
+    if (answer.status == 200) streamed = true;
     if (answer.status != 0 && answer.status != 200) {
-      const auto j = nlohmann::json::parse(problem, nullptr, false);
-      const std::string detail = j.is_object() ? j.value("detail", problem) : problem;
-      std::cerr << "ccm watch: HTTP " << answer.status << ": " << detail << "\n";
-      if (answer.status != 429 && answer.status != 503) return 1;
+      PrintProblem(std::cerr, kWho, answer.status, problem);
+      if (answer.status != 429 && answer.status != 503) {
+        const int code = ExitCodeForStatus(answer.status);
+        return code == kExitOk ? kExitFailed : code;  // another 2xx is no stream either
+      }
     } else if (!ended_by.empty()) {
-      std::cerr << "ccm watch: the stream ended (" << ended_by << "); resuming after "
+      std::cerr << kWho << ": the stream ended (" << ended_by << "); resuming after "
                 << (last_id ? std::to_string(*last_id) : std::string("now")) << "\n";
     } else if (!answer.transport_error.empty()) {
-      std::cerr << "ccm watch: " << o.url << ": " << answer.transport_error << "; reconnecting\n";
+      if (!streamed) {
+        std::cerr << kWho << ": GET " << url << ": " << answer.transport_error << "\n";
+        return ExitCodeForFailure(answer.failure);
+      }
+      std::cerr << kWho << ": " << o.client.url << ": " << answer.transport_error << "; reconnecting\n";
     }
     backoff = backoff.count() == 0 ? std::chrono::milliseconds(250) : std::min(backoff * 2, std::chrono::milliseconds(5000));
     // A stream that ended cleanly (cut, drain) is resumed at once; a failure waits.
     if (ended_by.empty() || backoff > std::chrono::milliseconds(250)) std::this_thread::sleep_for(backoff);
-    if (idle_over()) return 0;
+    if (idle_over()) return kExitOk;
   }
 }
 
@@ -174,16 +194,14 @@ void AddWatchCommand(CLI::App& cli) {
   auto options = std::make_shared<Options>();
   auto* watch = cli.add_subcommand(
       "watch", "Follow a running ccm's changes (GET /api/v1/watch): seq, time, type, subject, state, one line each");
-  watch->add_option("--url", options->url, "Base URL of ccm")->envname("CCM_URL")->capture_default_str();
-  watch->add_option("--token", options->token, "Bearer token (ccm.viewer)")->envname("CCM_TOKEN");
+  // -o json prints each record as GET /api/v1/events lists it, one per line; -o yaml, one
+  // YAML document each.
+  AddClientOptions(*watch, options->client);
   watch->add_option("--kind", options->kind, "instances, workers, events, or a comma-separated list (default all)");
   watch->add_option("--state", options->state, "Only changes to this state (RUNNING, DRAINING, ...)");
   watch->add_option("--worker", options->worker, "Only changes of this worker, or naming it");
   watch->add_option("--lablet", options->lablet, "Only changes of this lablet instance");
   watch->add_option("--after", options->after, "Start after this seq (default: from now on)")->check(CLI::NonNegativeNumber);
-  watch->add_option("-o,--output", options->output, "table or json (the record as GET /api/v1/events lists it)")
-      ->check(CLI::IsMember({"table", "json"}))
-      ->capture_default_str();
   watch->add_option("--until-idle", options->until_idle_ms,
                     "End (exit 0) after this many ms without a change (default: follow until interrupted)")
       ->check(CLI::NonNegativeNumber);

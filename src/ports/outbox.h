@@ -93,6 +93,10 @@ class Outbox {
   // Errors: not_found.
   virtual Result<OutboxRecord> GetEvent(const std::string& event_id) = 0;
   virtual Result<OutboxStats> GetOutboxStats() = 0;
+  // The seq of the newest event in the outbox, 0 when it holds none: every event committed
+  // after the call has a greater seq, so ListEvents after it lists only those. One small
+  // read, however long the outbox. Errors: unavailable when the store cannot be reached.
+  virtual Result<std::int64_t> LastSeq() = 0;
 };
 
 }  // namespace ccm::ports

@@ -594,6 +594,34 @@ TEST_P(StoreContract, ConcurrentCommitsGetIncreasingSeqsInCommitOrder) {
   }
 }
 
+TEST_P(StoreContract, LastSeqIsTheNewestEventsSeqAndNewEventsComeAfterIt) {
+  EXPECT_EQ(outbox().LastSeq().value(), 0);  // an empty outbox
+  Changes one;
+  one.events = {MakeEvent("e1", "a"), MakeEvent("e2", "b"), MakeEvent("e3", "a")};
+  ASSERT_TRUE(store().Commit(one));
+  auto all = outbox().ListEvents({}, {ports::kMaxPageLimit, ""});
+  ASSERT_EQ(all->items.size(), 3u);
+  const std::int64_t last = outbox().LastSeq().value();
+  EXPECT_EQ(last, all->items.back().seq);  // the last event of a commit of several, not its first
+
+  // A commit without events leaves it; the next event comes after it, and only that one is
+  // listed after it.
+  Changes no_events;
+  no_events.workers = {MakeWorker("w1")};
+  ASSERT_TRUE(store().Commit(no_events));
+  EXPECT_EQ(outbox().LastSeq().value(), last);
+  Changes next;
+  next.events = {MakeEvent("e4", "c")};
+  ASSERT_TRUE(store().Commit(next));
+  const std::int64_t newest = outbox().LastSeq().value();
+  EXPECT_GT(newest, last);
+  auto after = outbox().ListEvents({}, {ports::kMaxPageLimit, std::to_string(last)});
+  ASSERT_EQ(after->items.size(), 1u);
+  EXPECT_EQ(after->items[0].event.id, "e4");
+  EXPECT_EQ(after->items[0].seq, newest);
+  EXPECT_TRUE(outbox().ListEvents({}, {ports::kMaxPageLimit, std::to_string(newest)})->items.empty());
+}
+
 TEST_P(StoreContract, ABatchOfDeliveryUpdatesOfAnySizeIsWritten) {
   Changes c;
   for (int n = 0; n < 250; ++n) c.events.push_back(MakeEvent("e" + std::to_string(n), "s" + std::to_string(n % 7)));

@@ -27,6 +27,7 @@
 #include "support/signed_stack.h"
 #include "support/stack.h"
 #include "support/temp_dir.h"
+#include "support/test_sink.h"
 #include "support/wait.h"
 #include "transport/http_connection.h"
 
@@ -484,10 +485,42 @@ TEST(WatchCli, PrintsEachChangeWithItsFiltersAndFailsOnABadOne) {
   EXPECT_EQ(line["type"], "ccm.worker.draining");
   EXPECT_EQ(line["subject"], wid);
 
+  auto [yrc, yout] = testing::RunCcm("watch --after 0 --until-idle 1000 --kind workers --state draining -o yaml" + url);
+  EXPECT_EQ(yrc, 0) << yout;
+  EXPECT_EQ(yout.rfind("---\n", 0), 0u) << yout;
+  EXPECT_NE(yout.find("type: ccm.worker.draining\n"), std::string::npos) << yout;
+
+  // A refused parameter is invalid input (exit 5), printed from the problem+json body.
   auto [brc, bad] = testing::RunCcm("watch --kind lablets --until-idle 1000" + url);
-  EXPECT_EQ(brc, 1) << bad;
-  EXPECT_NE(bad.find("HTTP 400"), std::string::npos) << bad;
-  EXPECT_NE(bad.find("kind"), std::string::npos) << bad;
+  EXPECT_EQ(brc, 5) << bad;
+  EXPECT_NE(bad.find("ccm watch: 400 "), std::string::npos) << bad;
+  EXPECT_NE(bad.find("field: kind"), std::string::npos) << bad;
+  // Usage errors: nothing is sent.
+  EXPECT_EQ(testing::RunCcm("watch -o xml" + url).first, 2);
+  EXPECT_EQ(testing::RunCcm("watch --after -1" + url).first, 2);
+}
+
+TEST(WatchCli, ExitsWithTheDocumentedCodeWhenTheFirstConnectionFails) {
+  // Nothing listens there: exit 7 at once, not a reconnection loop (no --until-idle).
+  const std::string nowhere = "http://127.0.0.1:" + std::to_string(testing::FreePort());
+  const auto start = std::chrono::steady_clock::now();
+  auto [urc, unreachable] = testing::RunCcm("watch --url " + nowhere);
+  EXPECT_EQ(urc, 7) << unreachable;
+  EXPECT_NE(unreachable.find("ccm watch: GET " + nowhere + "/api/v1/watch"), std::string::npos) << unreachable;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+
+  // Authentication on: no token is 401, a token without ccm.viewer 403; both exit 6.
+  testing::SignedStack s;
+  auto [nrc, none] = testing::RunCcm("watch --url " + s.stack.BaseUrl());
+  EXPECT_EQ(nrc, 6) << none;
+  EXPECT_NE(none.find("ccm watch: 401 Unauthorized"), std::string::npos) << none;
+  auto [frc, forbidden] = testing::RunCcm("watch --url " + s.stack.BaseUrl() + " --token " + s.Token({}));
+  EXPECT_EQ(frc, 6) << forbidden;
+  EXPECT_NE(forbidden.find("ccm watch: 403 "), std::string::npos) << forbidden;
+  // With the role, the same ccm streams (and the command ends once idle).
+  auto [vrc, viewer] =
+      testing::RunCcm("watch --until-idle 300 --url " + s.stack.BaseUrl() + " --token " + s.Token({"ccm.viewer"}));
+  EXPECT_EQ(vrc, 0) << viewer;
 }
 
 

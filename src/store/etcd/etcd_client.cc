@@ -266,9 +266,9 @@ Result<RangeResult> Client::Range(const std::string& key, const std::string& ran
 }
 
 Result<RangeResult> Client::RangeByCreation(const std::string& prefix, std::int64_t min_create_revision,
-                                            std::int64_t limit) {
+                                            std::int64_t limit, bool newest_first) {
   json body = GetOp(prefix, PrefixEnd(prefix), limit)["request_range"];
-  body["sort_order"] = "ASCEND";
+  body["sort_order"] = newest_first ? "DESCEND" : "ASCEND";
   body["sort_target"] = "CREATE";
   if (min_create_revision > 0) body["min_create_revision"] = std::to_string(min_create_revision);
   auto j = Call("/v3/kv/range", body);

@@ -97,9 +97,9 @@ class Client {
   Result<RangeResult> Range(const std::string& key, const std::string& range_end = {}, std::int64_t limit = 0,
                             bool count_only = false);
   // The keys under `prefix` created at or after `min_create_revision`, in creation order (etcd
-  // sorts them; `limit` applies after the sort).
+  // sorts them; `limit` applies after the sort), the newest first when `newest_first`.
   Result<RangeResult> RangeByCreation(const std::string& prefix, std::int64_t min_create_revision,
-                                      std::int64_t limit);
+                                      std::int64_t limit, bool newest_first = false);
   Result<TxnResult> Txn(const nlohmann::json& compare, const nlohmann::json& success,
                         const nlohmann::json& failure = nlohmann::json::array());
   // A new lease; its id.

@@ -469,6 +469,25 @@ Result<ports::OutboxStats> EtcdStore::GetOutboxStats() {
   return stats;
 }
 
+Result<std::int64_t> EtcdStore::LastSeq() {
+  // Seqs come from revisions, with no counter key: the newest record names the last commit
+  // that wrote events, and the events of that one commit (at most kMaxEventsPerCommit) hold
+  // the greatest seq.
+  const std::string prefix = Key("outbox/events/");
+  auto newest = client_.RangeByCreation(prefix, 0, 1, true);
+  if (!newest) return newest.error();
+  if (newest->kvs.empty()) return std::int64_t{0};
+  auto first = ReadRecord(newest->kvs.front());
+  if (!first) return first.error();
+  auto last_commit = client_.RangeByCreation(prefix, newest->kvs.front().create_revision,
+                                             static_cast<std::int64_t>(kMaxEventsPerCommit) + 1);
+  if (!last_commit) return last_commit.error();
+  auto records = ReadRecords(last_commit->kvs);
+  if (!records) return records.error();
+  // Purged meanwhile, that commit's other events are gone: the one read first still bounds them.
+  return records->empty() ? first->seq : std::max(first->seq, records->back().seq);
+}
+
 Result<ports::PurgeCounts> EtcdStore::PurgeFenced(Timestamp terminated_before, Timestamp delivered_before, int limit,
                                                 const std::optional<Fence>& fence) {
   json fenced = json::array();

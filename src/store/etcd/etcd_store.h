@@ -73,6 +73,7 @@ class EtcdStore final : public ports::Store, public ports::Outbox {
   Result<ports::PageOf<ports::OutboxRecord>> ListEvents(const ports::EventFilter& filter, const ports::Page& page) override;
   Result<ports::OutboxRecord> GetEvent(const std::string& event_id) override;
   Result<ports::OutboxStats> GetOutboxStats() override;
+  Result<std::int64_t> LastSeq() override;
   Status Ping() override;
   Result<ports::PurgeCounts> Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) override {
     return PurgeFenced(terminated_before, delivered_before, limit, std::nullopt);

@@ -182,6 +182,11 @@ Result<ports::OutboxStats> MemoryStore::GetOutboxStats() {
   return ports::OutboxStats{last_seq_, static_cast<std::int64_t>(pending_.size()), dead_, held_};
 }
 
+Result<std::int64_t> MemoryStore::LastSeq() {
+  std::lock_guard lock(mu_);
+  return outbox_.empty() ? 0 : outbox_.rbegin()->first;
+}
+
 Status MemoryStore::Ping() { return {}; }
 
 Result<ports::PurgeCounts> MemoryStore::Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) {

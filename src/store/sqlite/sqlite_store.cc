@@ -654,6 +654,15 @@ Result<ports::OutboxStats> SqliteStore::GetOutboxStats() {
   return ports::OutboxStats{(*stmt)->Int(0), (*stmt)->Int(1), (*stmt)->Int(2), (*stmt)->Int(3)};
 }
 
+Result<std::int64_t> SqliteStore::LastSeq() {
+  auto c = Lease();
+  // seq is the rowid: its maximum is the last row of the table's b-tree, one page read.
+  auto stmt = c->Prepare("SELECT coalesce(max(seq), 0) FROM outbox");
+  if (!stmt) return stmt.error();
+  if ((*stmt)->Step() != SQLITE_ROW) return SqlError(c->db(), "last seq");
+  return (*stmt)->Int(0);
+}
+
 Result<ports::PurgeCounts> SqliteStore::Purge(Timestamp terminated_before, Timestamp delivered_before, int limit) {
   // A connection of its own: the group committer's belongs to the committing thread, and a
   // purge is rare and bounded, so it may wait its turn for the write lock.

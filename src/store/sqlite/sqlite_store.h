@@ -81,6 +81,7 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
   Result<ports::PageOf<ports::OutboxRecord>> ListEvents(const ports::EventFilter& filter, const ports::Page& page) override;
   Result<ports::OutboxRecord> GetEvent(const std::string& event_id) override;
   Result<ports::OutboxStats> GetOutboxStats() override;
+  Result<std::int64_t> LastSeq() override;
   // Succeeds when the store can be read and its latest write did not fail for lack of disk
   // space (SQLITE_FULL, ENOSPC, EDQUOT). While one has, at most once a second a tiny write is
   // tried, and the first write that succeeds, that one or a commit, clears the failure.
