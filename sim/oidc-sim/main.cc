@@ -129,11 +129,23 @@ std::optional<std::pair<std::string, std::pair<std::string, std::vector<std::str
                                                                        : SplitRoles(spec.substr(c2 + 1))}};
 }
 
-// A public client may send its users back to a loopback address only.
+// A public client may send its users back to a loopback address only: http, host exactly
+// 127.0.0.1 or localhost, an optional numeric port, no user information, no control
+// characters (the address goes into a Location header).
 bool LoopbackRedirect(const std::string& uri) {
-  for (const char* prefix : {"http://127.0.0.1:", "http://localhost:", "http://127.0.0.1/", "http://localhost/"})
-    if (uri.rfind(prefix, 0) == 0) return true;
-  return false;
+  constexpr std::string_view kScheme = "http://";
+  if (uri.rfind(kScheme, 0) != 0) return false;
+  for (unsigned char c : uri)
+    if (c < 0x21 || c == 0x7f) return false;
+  const std::string_view rest = std::string_view(uri).substr(kScheme.size());
+  const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  const auto colon = authority.find(':');
+  const std::string_view host = authority.substr(0, colon);
+  if (host != "127.0.0.1" && host != "localhost") return false;
+  if (colon == std::string_view::npos) return true;
+  const std::string_view port = authority.substr(colon + 1);
+  return !port.empty() && port.size() <= 5 &&
+         port.find_first_not_of("0123456789") == std::string_view::npos;
 }
 
 Response JsonAnswer(int status, const json& body) {

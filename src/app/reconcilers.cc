@@ -223,7 +223,10 @@ int Reconcilers::ScheduleOnce() {
       shortage = true;
       continue;
     }
-    if (!best->Allocate(i.id, *def)) continue;
+    if (!best->Allocate(i.id, *def)) {  // it fits, but its ports do not: the scaler is asked too
+      shortage = true;
+      continue;
+    }
     plan.emplace_back(&i, best->id);
   }
   std::vector<std::string> keys;

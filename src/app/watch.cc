@@ -63,18 +63,26 @@ void Watcher::OnReady(std::function<void()> wake) {
 }
 
 void Watcher::Take(std::vector<WatchItem>& out, std::size_t max_bytes) {
-  std::lock_guard lock(mu_);
-  std::size_t bytes = 0;
-  while (!queue_.empty() && bytes < max_bytes) {
-    WatchItem& item = queue_.front();
-    if (item.kind == WatchItem::Kind::kRecord) {
-      bytes += item.text->size();
-      last_taken_ = item.seq;
-      --queued_records_;
+  bool room_made = false;
+  {
+    std::lock_guard lock(mu_);
+    std::size_t bytes = 0;
+    while (!queue_.empty() && bytes < max_bytes) {
+      WatchItem& item = queue_.front();
+      if (item.kind == WatchItem::Kind::kRecord) {
+        bytes += item.text->size();
+        last_taken_ = item.seq;
+        --queued_records_;
+      }
+      out.push_back(std::move(item));
+      queue_.pop_front();
     }
-    out.push_back(std::move(item));
-    queue_.pop_front();
+    if (room_wanted_ > 0 && queued_records_ + room_wanted_ <= hub_.options_.buffer_events) {
+      room_wanted_ = 0;
+      room_made = true;
+    }
   }
+  if (room_made) hub_.Wake();  // outside this watcher's lock: the hub takes it under its own
 }
 
 std::int64_t Watcher::last_taken() const {
@@ -215,10 +223,10 @@ bool WatchHub::Round() {
       std::lock_guard lock(w->mu_);
       if (w->closed_ || w->cut_) continue;
       room = options_.buffer_events > w->queued_records_ ? options_.buffer_events - w->queued_records_ : 0;
-    }
-    if (room < std::max<std::size_t>(1, options_.buffer_events / 4)) {
-      more = true;  // looks again once the connection has taken some
-      continue;
+      if (const std::size_t wanted = std::max<std::size_t>(1, options_.buffer_events / 4); room < wanted) {
+        w->room_wanted_ = wanted;  // Take wakes the hub once the connection has taken some
+        continue;
+      }
     }
     const int limit = static_cast<int>(std::min<std::size_t>(room, ports::kMaxPageLimit));
     auto page = outbox_.ListEvents(every, {limit, std::to_string(w->cursor_)});

@@ -86,6 +86,9 @@ class Watcher {
   std::function<void()> wake_;
   bool closed_ = false;
   bool cut_ = false;
+  // The hub skipped this watcher's catch-up for want of room: Take wakes the hub once the
+  // connection has made room, instead of the hub looking again and again.
+  std::size_t room_wanted_ = 0;
   // The hub's own (its thread, under its lock): every record up to `cursor_` was considered.
   std::int64_t cursor_;
   std::chrono::steady_clock::time_point last_queued_;

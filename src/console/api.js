@@ -24,15 +24,22 @@ export async function request(method, path, body, { text = false } = {}) {
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store",
     });
+  const used = auth.accessToken();
   let response = await send();
-  // An access token that expired while the tab slept: one refresh, then once more.
+  // An access token that expired while the tab slept: one refresh (shared with the other
+  // calls that met it, and skipped when one of them already renewed the token), then once
+  // more. Only a refused refresh signs the user out.
   if (response.status === 401 && auth.authRequired()) {
-    try {
-      await auth.refresh();
-      response = await send();
-    } catch {
-      auth.signOut();
+    let renewed = auth.accessToken() !== used;
+    if (!renewed) {
+      try {
+        await auth.refresh();
+        renewed = true;
+      } catch {
+        auth.signOut();
+      }
     }
+    if (renewed) response = await send();
   }
   if (!response.ok) {
     const problem = await response.json().catch(() => ({ title: response.statusText }));

@@ -79,8 +79,18 @@ function schedule() {
 }
 
 // Trades the refresh token for a new pair (the old refresh token is spent). Errors: the
-// issuer's, after which the user is signed out.
-export async function refresh() {
+// issuer's, after which the user is signed out. Callers at the same moment (a view's
+// parallel reads that all met an expired token, the timer) share one exchange: the issuer
+// rotates refresh tokens, so a second exchange of the same one would be refused.
+let refreshing = null;
+export function refresh() {
+  refreshing ??= exchangeRefreshToken().finally(() => {
+    refreshing = null;
+  });
+  return refreshing;
+}
+
+async function exchangeRefreshToken() {
   if (!tokens || !tokens.refresh_token) throw new Error("no refresh token");
   save(await tokenCall({ grant_type: "refresh_token", refresh_token: tokens.refresh_token }));
 }

@@ -107,7 +107,7 @@ const IntSetting kInts[] = {
     {"CCM_LEADER_TTL_SECONDS", &Config::leader_ttl_seconds, 2, 600},
     {"CCM_DRAIN_GRACE_MS", &Config::drain_grace_ms, 0, 600'000},
     {"CCM_DRAIN_TIMEOUT_MS", &Config::drain_timeout_ms, 0, 3'600'000},
-    {"CCM_WATCH_MAX_WATCHERS", &Config::watch_max_watchers, 0, 100'000},
+    {"CCM_WATCH_MAX_WATCHERS", &Config::watch_max_watchers, 1, 100'000},
     {"CCM_WATCH_BUFFER_EVENTS", &Config::watch_buffer_events, 1, 1'000'000},
     {"CCM_WATCH_HEARTBEAT_MS", &Config::watch_heartbeat_ms, 100, 3'600'000},
 };

@@ -34,7 +34,7 @@ struct Config {
   int idle_timeout_ms = 60'000;           // CCM_IDLE_TIMEOUT_MS: a silent connection is closed after it
   int drain_grace_ms = 5'000;             // CCM_DRAIN_GRACE_MS: on SIGTERM, readiness 503 this long before the listener closes
   int drain_timeout_ms = 20'000;          // CCM_DRAIN_TIMEOUT_MS: then the longest wait for requests in flight
-  int watch_max_watchers = 256;           // CCM_WATCH_MAX_WATCHERS: open GET /api/v1/watch streams; more get 429 (0: none)
+  int watch_max_watchers = 256;           // CCM_WATCH_MAX_WATCHERS: open GET /api/v1/watch streams; more get 429 (at least 1)
   int watch_buffer_events = 1024;         // CCM_WATCH_BUFFER_EVENTS: records a watcher may fall behind before it is cut off
   int watch_heartbeat_ms = 15'000;        // CCM_WATCH_HEARTBEAT_MS: a heartbeat comment after this long with nothing sent
   std::string log_level = "info";         // CCM_LOG_LEVEL: trace, debug, info, warn, error

@@ -136,6 +136,12 @@ TEST_F(OidcCodeFlow, BadRequestsAreRefusedWhereTheyAreSafeToReport) {
   auto foreign = http.Get("/authorize?" + AuthorizeFields("ccm-console", "https://evil.example/cb"));
   EXPECT_EQ(foreign.status, 400);
   EXPECT_EQ(foreign.headers.count("location"), 0u);
+  for (const char* tricky : {"http://localhost:1@evil.example/cb", "http://127.0.0.1:@evil.example/",
+                             "http://127.0.0.1.evil.example/", "http://localhost:80x/", "http://localhost:8/\r\nX: y"}) {
+    auto r = http.Get("/authorize?" + AuthorizeFields("ccm-console", tricky));
+    EXPECT_EQ(r.status, 400) << tricky;
+    EXPECT_EQ(r.headers.count("location"), 0u) << tricky;
+  }
   // Without PKCE the client hears why through its redirect.
   auto plain = http.Get("/authorize?" + AuthorizeFields("ccm-console", kRedirect, ""));
   ASSERT_EQ(plain.status, 302);

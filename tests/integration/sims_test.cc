@@ -124,7 +124,11 @@ TEST(EndToEnd, EveryInstanceGoesFromPendingToTerminatedByTheRealFlows) {
     EXPECT_EQ(lab["topology"].dump().find("${PORT_"), std::string::npos);
   }
   const json first = world.Instance(ids[0]);
-  const json first_lab = labs[0]["id"] == first["cml_lab_id"] ? labs[0] : labs[1];
+  // Labs are imported side by side, so the first instance's lab may be any of them.
+  json first_lab;
+  for (const auto& lab : labs)
+    if (lab["id"] == first["cml_lab_id"]) first_lab = lab;
+  ASSERT_TRUE(first_lab.is_object()) << first["cml_lab_id"];
   EXPECT_NE(first_lab["topology"].dump().find("serial:" + std::to_string(first["allocated_ports"]["serial_1"].get<int>())),
             std::string::npos);
   const json sims = testing::HttpClient(world.cml->BaseUrl()).Get("/sim/workers").Json();

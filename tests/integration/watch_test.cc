@@ -21,6 +21,9 @@
 #include <thread>
 #include <vector>
 
+#include "app/watch.h"
+#include "store/memory/memory_store.h"
+#include "support/fixtures.h"
 #include "support/http_client.h"
 #include "support/lab_seed.h"
 #include "support/process.h"
@@ -446,6 +449,65 @@ TEST_F(Watch, ADrainEndsStreamsPromptlyWithShutdown) {
     EXPECT_EQ(frames.back().event, "shutdown") << w->Body();
     EXPECT_EQ(frames.back().data, "{}");
   }
+}
+
+// The outbox of a memory store, counting its reads.
+class CountingOutbox final : public ports::Outbox {
+ public:
+  explicit CountingOutbox(ports::Outbox& inner) : inner_(inner) {}
+  Result<std::vector<ports::OutboxRecord>> DueEvents(Timestamp now, int limit) override {
+    return inner_.DueEvents(now, limit);
+  }
+  Result<ports::PageOf<ports::OutboxRecord>> ListEvents(const ports::EventFilter& f, const ports::Page& p) override {
+    ++lists;
+    return inner_.ListEvents(f, p);
+  }
+  Result<ports::OutboxRecord> GetEvent(const std::string& id) override { return inner_.GetEvent(id); }
+  Result<ports::OutboxStats> GetOutboxStats() override { return inner_.GetOutboxStats(); }
+  Result<std::int64_t> LastSeq() override { return inner_.LastSeq(); }
+  std::atomic<int> lists{0};
+
+ private:
+  ports::Outbox& inner_;
+};
+
+// A watcher resuming far behind whose connection takes nothing yet: the hub fills its queue
+// and then waits for room, instead of reading the store again and again; once the connection
+// takes, the catch-up goes on to the end.
+TEST(WatchHub, AWatcherWithoutRoomCostsNoReadsUntilItTakes) {
+  store::MemoryStore memory;
+  for (int i = 0; i < 20; ++i) {
+    ports::Changes batch;
+    for (int j = 0; j < 50; ++j) batch.events.push_back(testing::MakeEvent("e" + std::to_string(i * 50 + j), "s"));
+    ASSERT_TRUE(memory.Commit(batch));
+  }
+  CountingOutbox outbox(memory);
+  app::WatchHub hub(outbox, {.buffer_events = 100, .heartbeat = 3'600'000ms, .poll = 50ms,
+                             .render = [](const ports::OutboxRecord& r) { return std::to_string(r.seq); }});
+  auto watcher = hub.Open({}, 0);
+  ASSERT_NE(watcher, nullptr);
+  std::atomic<int> wakes{0};
+  watcher->OnReady([&wakes] { ++wakes; });
+  ASSERT_TRUE(testing::Eventually([&] { return wakes.load() > 0; }, 5s));
+  std::this_thread::sleep_for(300ms);  // some 6 polls of the live feed, and nothing taken
+  const int reads = outbox.lists.load();
+  EXPECT_LT(reads, 40) << "the hub kept reading for a watcher with no room";
+
+  std::vector<app::WatchItem> items;
+  std::int64_t last = 0;
+  ASSERT_TRUE(testing::Eventually(
+      [&] {
+        items.clear();
+        watcher->Take(items, 1 << 20);
+        for (const auto& item : items)
+          if (item.kind == app::WatchItem::Kind::kRecord) {
+            EXPECT_EQ(item.seq, last + 1);
+            last = item.seq;
+          }
+        return last == 1000;
+      },
+      10s));
+  watcher->Close();
 }
 
 TEST(WatchRoles, AViewerMayWatchAndATokenWithoutRolesMayNot) {

@@ -362,12 +362,14 @@ TEST(Config, WatchSettings) {
   EXPECT_EQ(defaults->watch_max_watchers, 256);
   EXPECT_EQ(defaults->watch_buffer_events, 1024);
   EXPECT_EQ(defaults->watch_heartbeat_ms, 15'000);
-  auto set = LoadConfig(std::nullopt, {{"CCM_WATCH_MAX_WATCHERS", "0"}, {"CCM_WATCH_BUFFER_EVENTS", "16"},
+  auto set = LoadConfig(std::nullopt, {{"CCM_WATCH_MAX_WATCHERS", "1"}, {"CCM_WATCH_BUFFER_EVENTS", "16"},
                                        {"CCM_WATCH_HEARTBEAT_MS", "500"}});
   ASSERT_TRUE(set) << set.error().message;
-  EXPECT_EQ(set->watch_max_watchers, 0);
+  EXPECT_EQ(set->watch_max_watchers, 1);
   EXPECT_EQ(set->watch_buffer_events, 16);
   EXPECT_EQ(set->watch_heartbeat_ms, 500);
+  auto none = LoadConfig(std::nullopt, {{"CCM_WATCH_MAX_WATCHERS", "0"}});
+  ASSERT_FALSE(none);  // a watcher limit of 0 would refuse every watcher with a 429 to retry forever
   auto bad = LoadConfig(std::nullopt, {{"CCM_WATCH_BUFFER_EVENTS", "0"}});
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("CCM_WATCH_BUFFER_EVENTS must be an integer from 1 to 1000000"), std::string::npos)
