@@ -26,6 +26,13 @@ Timestamp EnteredAt(const domain::LabletInstance& i) {
   return i.state_history.empty() ? i.created_at : i.state_history.back().at;
 }
 
+// Since when the lablet is waiting on its state's time-out. A SCHEDULED lablet waits for its
+// timeslot by design (booked ahead), so it is late only once its timeslot has begun.
+Timestamp LateSince(const domain::LabletInstance& i) {
+  const Timestamp entered = EnteredAt(i);
+  return i.state == domain::InstanceState::kScheduled ? std::max(entered, i.timeslot_start) : entered;
+}
+
 }  // namespace
 
 OverviewService::OverviewService(ports::Store& store, ports::Clock& clock, StuckTimeouts timeouts,
@@ -56,7 +63,7 @@ Result<wire::Overview> OverviewService::Compute(Timestamp now) {
       ++o.per_state[i.state];
       if (i.worker_id && i.state != domain::InstanceState::kTerminated) ++o.per_worker[i.worker_id->value];
       const auto limit = TimeoutOf(i.state, timeouts_);
-      const Timestamp since = EnteredAt(i);
+      const Timestamp since = LateSince(i);
       if (limit.count() > 0 && now - since > limit)
         o.stuck.push_back({i.id.value, i.state, since, i.owner_id, i.worker_id ? i.worker_id->value : ""});
     }

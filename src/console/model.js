@@ -20,9 +20,13 @@ export function timeoutOf(state, timeouts) {
 }
 
 // Whether the instance is past its state's time-out (the reconcilers will end it).
+// A SCHEDULED lablet waits for its timeslot by design (booked ahead): it is late only once its
+// timeslot has begun, as GET /api/v1/overview counts it.
 export function stuck(instance, timeouts, now = Date.now()) {
   const limit = timeoutOf(instance.state, timeouts);
-  return limit > 0 && now - Date.parse(enteredAt(instance)) > limit;
+  let since = Date.parse(enteredAt(instance));
+  if (instance.state === "SCHEDULED") since = Math.max(since, Date.parse(instance.timeslot_start));
+  return limit > 0 && now - since > limit;
 }
 
 export function portsText(ports) {

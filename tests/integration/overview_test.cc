@@ -161,6 +161,30 @@ TEST(Overview, PagesThroughEveryInstanceAndListsAtMostFiftyStuckOnes) {
   EXPECT_EQ(o["workers"][0]["lablets"], 60);
 }
 
+// A lablet booked ahead waits in SCHEDULED by design: it is late only once its timeslot has
+// begun, and then counted from that moment.
+TEST(Overview, AScheduledLabletIsLateOnlyOnceItsTimeslotHasBegun) {
+  ClockedStack stack(testing::StoreKind::kMemory);
+  testing::HttpClient http(stack.BaseUrl());
+  const auto lab = testing::SeedLab(http, "nodes: [{id: n0, label: r1}]\n");
+  json body = InstanceBody(lab.definition_id, "frank");
+  const Timestamp start = stack.clock.Now() + std::chrono::minutes(10);
+  body["timeslot_start"] = FormatRfc3339(start);
+  body["timeslot_end"] = FormatRfc3339(start + std::chrono::hours(1));
+  auto created = http.PostJson("/api/v1/instances", body);
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string id = created.Json()["id"];
+  ASSERT_EQ(http.PostJson("/api/internal/instances/" + id + "/schedule", {{"worker_id", lab.worker_id}}).status, 200);
+
+  stack.clock.Advance(std::chrono::minutes(9));  // scheduled 9 min ago, the 60 s time-out long past
+  EXPECT_EQ(http.Get("/api/v1/overview").Json()["stuck"]["total"], 0);
+  stack.clock.Advance(std::chrono::seconds(61 + 60));  // its timeslot began 61 s ago
+  auto o = http.Get("/api/v1/overview").Json();
+  ASSERT_EQ(o["stuck"]["total"], 1);
+  EXPECT_EQ(o["stuck"]["items"][0]["id"], id);
+  EXPECT_EQ(o["stuck"]["items"][0]["since"], FormatRfc3339(start));
+}
+
 TEST(Overview, RefusesAnUnknownQueryParameterNamingIt) {
   ClockedStack stack(testing::StoreKind::kMemory);
   testing::HttpClient http(stack.BaseUrl());
