@@ -65,11 +65,14 @@ function parseRoute() {
   return { parts, query: new URLSearchParams(query || "") };
 }
 
+let shown = 0;  // how many times a view was shown: the turn of the current one
+
 async function show() {
   if (cleanup) cleanup();
   cleanup = null;
   listeners.clear();
   notify("");
+  const turn = ++shown;
   const { parts, query } = parseRoute();
   const name = parts[0] || "overview";
   for (const a of document.querySelectorAll("#nav a")) {
@@ -78,11 +81,18 @@ async function show() {
   }
   const view =
     name === "lablets" && parts[1] ? lablet : { overview, lablets, workers, events }[name] || overview;
-  replace(main, h("p", { class: "muted" }, "Loading…"));
+  // Each view draws into a container of its own: a view whose answer comes back after the
+  // user has moved on (a read in flight, a live refresh) draws into a container that is no
+  // longer on the page, never over the view that replaced it.
+  const container = h("div", { class: "view" });
+  replace(main, container);
+  replace(container, h("p", { class: "muted" }, "Loading…"));
   try {
-    cleanup = (await view.render(main, ctx, parts[1] ? decodeURIComponent(parts[1]) : null, query)) || null;
+    const done = (await view.render(container, ctx, parts[1] ? decodeURIComponent(parts[1]) : null, query)) || null;
+    if (turn === shown) cleanup = done;
+    else if (done) done();  // the user moved on while it loaded
   } catch (e) {
-    replace(main, h("h1", {}, "Something went wrong"), h("p", {}, e.message));
+    if (turn === shown) replace(container, h("h1", {}, "Something went wrong"), h("p", {}, e.message));
   }
 }
 

@@ -359,6 +359,15 @@ try {
 } catch (e) {
   failed = true;
   console.error(e.stack || String(e));
+  // What each open page showed when it failed, for whoever reads the CI log.
+  if (browser) {
+    const pages = (await Promise.all(browser.browserContexts().map((c) => c.pages().catch(() => [])))).flat();
+    for (const [n, page] of pages.entries()) {
+      const file = path.join(outDir, `failed-${n}.png`);
+      await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+      log(`failed: page ${n} at ${page.url()}, screenshot ${file}`);
+    }
+  }
 } finally {
   if (browser) await browser.close().catch(() => {});
   for (const c of children) c.kill("SIGTERM");
