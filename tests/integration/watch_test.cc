@@ -27,6 +27,7 @@
 #include "support/http_client.h"
 #include "support/lab_seed.h"
 #include "support/process.h"
+#include "support/raw_socket.h"
 #include "support/signed_stack.h"
 #include "support/stack.h"
 #include "support/temp_dir.h"
@@ -139,36 +140,14 @@ class Watching {
 // small, so that the server soon cannot write to it.
 class SlowClient {
  public:
-  explicit SlowClient(std::uint16_t port, const std::string& path) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
-    const int small = 4096;
-    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ADD_FAILURE() << "connect failed";
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: a\r\n\r\n";
-    send(fd_, request.data(), request.size(), MSG_NOSIGNAL);
+  explicit SlowClient(std::uint16_t port, const std::string& path) : socket_(port, /*receive_buffer=*/4096) {
+    socket_.Send("GET " + path + " HTTP/1.1\r\nHost: a\r\n\r\n");
   }
-  ~SlowClient() { close(fd_); }
   // Reads until the server closes or `wait` passes.
-  std::string ReadAll(std::chrono::milliseconds wait) {
-    std::string out;
-    const auto deadline = std::chrono::steady_clock::now() + wait;
-    for (;;) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-      pollfd p{fd_, POLLIN, 0};
-      if (left <= 0 || poll(&p, 1, static_cast<int>(left)) <= 0) return out;
-      char buf[16384];
-      const ssize_t n = recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) return out;
-      out.append(buf, static_cast<size_t>(n));
-    }
-  }
+  std::string ReadAll(std::chrono::milliseconds wait) { return socket_.ReadUntilClosed(wait); }
 
  private:
-  int fd_;
+  testing::RawSocket socket_;
 };
 
 app::WatchOptions Fast(std::size_t buffer = 1024, std::size_t max_watchers = 256) {

@@ -17,7 +17,11 @@ namespace ccm::testing {
 // malformed bytes, trickle, stay silent, hold a connection open.
 class RawSocket {
  public:
-  explicit RawSocket(std::uint16_t port) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+  // With `receive_buffer`, the socket's kernel receive buffer is that small (set before the
+  // connection, so that the window the server sees is small too): a client that stops reading
+  // soon stops the server's writes.
+  explicit RawSocket(std::uint16_t port, int receive_buffer = 0) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    if (receive_buffer > 0) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
