@@ -12,7 +12,7 @@ CMAKE_FLAGS := -DCMAKE_BUILD_TYPE=Debug -DCCM_WERROR=ON -DCCM_COVERAGE=ON
 DEPS_GROUPS := coverage
 endif
 
-.PHONY: all deps configure build test coverage demo bench wave fuzz test-sanitize chaos cluster package image check-package clean
+.PHONY: all deps configure build test coverage demo bench compare wave fuzz test-sanitize chaos cluster package image check-package clean
 
 all: build
 
@@ -49,6 +49,11 @@ cluster: build
 
 bench: build
 	bash bench/run.sh $(BUILD)
+
+# ccm beside a reference under the same load, pair by pair (bench/compare.sh):
+# `make compare PAIRS="sqlite etcd"` runs only those (receive, sqlite, etcd, delivery).
+compare: build
+	bash bench/compare.sh $(BUILD) $(PAIRS)
 
 # An exam wave (docs/benchmarks.md): WAVE_ARGS=--small for 500 lablets on 5 workers.
 wave: build

@@ -1,39 +1,165 @@
 #!/usr/bin/env bash
-# Side by side, in one run with the same load (wrk, CCM_BENCH_CONNECTIONS connections for
-# CCM_BENCH_SECONDS s, the same structured events of bench/events.lua): accepted CloudEvents
-# per second on ccm (each event's dedup key committed durably to SQLite with synchronous=FULL)
-# and on a Node receiver on the official CloudEvents SDK with in-memory dedup
-# (bench/reference_receiver.mjs). Prints both figures and the ratio ccm / reference.
-# Usage: bench/compare.sh BUILD_DIR (the Node packages come from tests/interop, as the
-# interop tests install them).
+# Side by side (issue #22): each pair runs ccm and a reference back to back with the same load
+# (wrk, CCM_BENCH_CONNECTIONS connections, default 64, for CCM_BENCH_SECONDS s, default 20, on
+# the same cores) and ends in one table of ccm's figure, the reference's, the ratio
+# ccm / reference, the aim and whether it is met. The pairs:
+#   receive   accepted CloudEvents/s (structured, unique ids, bench/events.lua): ccm, each
+#             event's dedup key durable in SQLite (synchronous=FULL), against a Node receiver
+#             on the official cloudevents SDK with in-memory dedup (bench/reference_receiver.mjs);
+#             aim 1.5;
+#   sqlite    durable transitions/s, steady state (bench/transitions.lua, 6,400 RUNNING
+#             instances on 64 workers): ccm on SQLite against one writer doing raw single-row
+#             transactions, WAL and synchronous=FULL, on rows the size of ccm's instances
+#             (bench/sqlite_reference.cc); aim 2.5;
+#   etcd      the same transitions on one etcd member (ccm's etcd store) against raw puts of
+#             one key each over the same JSON gateway (bench/etcd_put.lua); aim 0.4; also
+#             etcd requests per transition, from etcd's own gRPC counters;
+#   delivery  events/s delivered to a local sink, structured, one connection
+#             (build/bench/ccm_delivery_bench) against ccm's receive rate of the receive pair
+#             (measured alone if that pair is not run); aim 1.
+# Usage: bench/compare.sh BUILD_DIR [receive|sqlite|etcd|delivery ...] (all four by default).
+# CCM_BENCH_DELIVERY_ARGS: extra arguments for ccm_delivery_bench; its first line
+# "delivery, structured ... N events/s" is the figure. The Node packages come from
+# tests/interop, as the interop tests install them. CCM_BENCH_LOG_LEVEL: ccm's log level
+# (default warn).
 set -euo pipefail
+shopt -s lastpipe  # figures_of, at the end of a pipeline, sets this shell's variables
 build=${1:-build}
+shift || true
 root=$(cd "$(dirname "$0")/.." && pwd)
-seconds=${CCM_BENCH_SECONDS:-20}
-connections=${CCM_BENCH_CONNECTIONS:-64}
-source "$root/scripts/ccm-lib.sh"
-bash "$root/tests/interop/install.sh" "$root/$build/interop" >/dev/null
-cp "$root/bench/reference_receiver.mjs" "$root/tests/interop/serve_cloudevents.mjs" "$root/$build/interop/"
+source "$root/bench/lib.sh"
+pairs=("$@")
+[ ${#pairs[@]} -gt 0 ] || pairs=(receive sqlite etcd delivery)
+for p in "${pairs[@]}"; do
+  case $p in receive | sqlite | etcd | delivery) ;; *) echo "unknown pair '$p': receive, sqlite, etcd or delivery" >&2; exit 2 ;; esac
+done
+log_level=CCM_LOG_LEVEL=${CCM_BENCH_LOG_LEVEL:-warn}
 
-load() {  # load URL: events/s and p99 of one wrk run
-  CCM_IDS_FILE="$work/ids.txt" wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/events.lua" "$1" |
-    awk '/^ +99%/ {p99=$2} /^Requests\/sec/ {rps=$2} END {printf "%.0f %s\n", rps, p99}'
+rows=()  # one line per pair: name|figure|ccm|ccm p99|reference|reference p99|aim
+notes=()
+# report_pair NAME FIGURE CCM CCM_P99 REFERENCE REFERENCE_P99 AIM
+report_pair() { local IFS='|'; rows+=("$*"); }
+
+# figures_of LABEL: prints wrk's report from stdin under LABEL, and its figures into $figures.
+figures_of() {
+  tee "$work/wrk.txt" | sed "s/^/[$1] /" >&2
+  figures=$(wrk_figures <"$work/wrk.txt")
+  local errors=${figures##* }
+  if [ "$errors" != 0 ]; then notes+=("$1: $errors requests failed (wrk's report above)"); fi
 }
 
-"$root/$build/bench/ccm_bench_seed" --db "$work/ccm.db" --instances 6400 --ids "$work/ids.txt" \
-  --workers 64 --worker-ids "$work/workers.txt" --stopped >/dev/null
-start_ccm CCM_HTTP_THREADS=64 ${CCM_BENCH_LOG_LEVEL:+CCM_LOG_LEVEL=$CCM_BENCH_LOG_LEVEL}
-read -r ccm_rps ccm_p99 < <(load "$base")
-stop_ccm
+ccm_receive=""
+receive_ccm() {  # ccm's accepted CloudEvents/s; sets $ccm_receive and $ccm_receive_p99
+  seed 6400 64 --stopped >/dev/null
+  start_ccm CCM_HTTP_THREADS="$threads" "$log_level" >&2
+  events "$base" | figures_of "receive, ccm"
+  stop_ccm
+  read -r ccm_receive _ ccm_receive_p99 _ <<<"$figures"
+}
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-node "$root/$build/interop/reference_receiver.mjs" "$port" 2>/dev/null &
-node_pid=$!
-trap 'kill $node_pid 2>/dev/null || true; cleanup' EXIT
-for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
-read -r ref_rps ref_p99 < <(load "http://127.0.0.1:$port")
+pair_receive() {
+  echo "== receive: accepted CloudEvents/s, structured, $connections connections, ${seconds}s" >&2
+  bash "$root/tests/interop/install.sh" "$root/$build/interop" >/dev/null
+  cp "$root/bench/reference_receiver.mjs" "$root/tests/interop/serve_cloudevents.mjs" "$root/$build/interop/"
+  receive_ccm
+  local port
+  port=$(free_port)
+  node "$root/$build/interop/reference_receiver.mjs" "$port" 2>/dev/null &
+  local node_pid=$!
+  bench_pids+=("$node_pid")
+  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+  events "http://127.0.0.1:$port" | figures_of "receive, reference"
+  kill "$node_pid"
+  wait "$node_pid" 2>/dev/null || true
+  local ref ref_p99
+  read -r ref _ ref_p99 _ <<<"$figures"
+  report_pair receive "accepted CloudEvents/s (Node + cloudevents SDK)" \
+    "$ccm_receive" "$ccm_receive_p99" "$ref" "$ref_p99" 1.5
+}
 
-printf "%-58s %10s %10s\n" "accepted CloudEvents, structured, $connections connections" "events/s" "p99"
-printf "%-58s %10s %10s\n" "ccm (dedup key durable in SQLite, synchronous=FULL)" "$ccm_rps" "$ccm_p99"
-printf "%-58s %10s %10s\n" "Node + cloudevents SDK (dedup in memory, not durable)" "$ref_rps" "$ref_p99"
-awk -v a="$ccm_rps" -v b="$ref_rps" 'BEGIN {printf "ratio ccm / reference: %.2f\n", a / b}'
+pair_sqlite() {
+  echo "== sqlite: durable transitions/s, steady state, $connections connections, ${seconds}s" >&2
+  seed 6400 64 --running >/dev/null
+  start_ccm CCM_HTTP_THREADS="$threads" "$log_level" >&2
+  local before after
+  before=$(instance_bytes "$base")
+  transitions "$base" | figures_of "sqlite, ccm"
+  after=$(instance_bytes "$base")
+  stop_ccm
+  local ccm ccm_p99 bytes=$(((before + after) / 2))
+  read -r ccm _ ccm_p99 _ <<<"$figures"
+  local line ref ref_p99
+  line=$("$root/$build/bench/ccm_sqlite_reference" --db "$work/reference.db" --rows 6400 --row-bytes "$bytes" \
+    --seconds "$seconds")
+  echo "[sqlite, reference] $line" >&2
+  rm -f "$work"/reference.db*
+  ref=$(sed -E 's/.*: ([0-9]+) transactions\/s.*/\1/' <<<"$line")
+  ref_p99=$(sed -E 's/.*p99 ([0-9.]+) ms.*/\1ms/' <<<"$line")
+  notes+=("sqlite: reference rows of $bytes bytes (a seeded instance: $before before ccm's run, $after after)")
+  report_pair sqlite "durable transitions/s (raw SQLite, one writer)" "$ccm" "$ccm_p99" "$ref" "$ref_p99" 2.5
+}
+
+# etcd_requests: etcd's gRPC requests handled so far (the JSON gateway hands each one to gRPC).
+etcd_requests() {
+  curl -s "$etcd_url/metrics" | awk '/^grpc_server_handled_total\{/ && /grpc_type="unary"/ {s += $NF} END {printf "%.0f\n", s}'
+}
+
+pair_etcd() {
+  echo "== etcd: durable transitions/s on one etcd member, $connections connections, ${seconds}s" >&2
+  start_etcd
+  echo "etcd $(etcd --version | head -1 | cut -d' ' -f3), data in $work/etcd" >&2
+  seed_etcd 6400 64 --running >/dev/null
+  start_ccm CCM_STORE="etcd:$etcd_url" CCM_HTTP_THREADS="$threads" "$log_level" >&2
+  local before after requests_before requests_after
+  before=$(instance_bytes "$base")
+  requests_before=$(etcd_requests)
+  transitions "$base" | figures_of "etcd, ccm"
+  requests_after=$(etcd_requests)
+  after=$(instance_bytes "$base")
+  stop_ccm
+  local ccm ccm_p99 done_requests bytes=$(((before + after) / 2))
+  read -r ccm _ ccm_p99 done_requests _ <<<"$figures"
+  CCM_VALUE_BYTES=$bytes wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$root/bench/etcd_put.lua" "$etcd_url" |
+    figures_of "etcd, reference"
+  local ref ref_p99
+  read -r ref _ ref_p99 _ <<<"$figures"
+  kill "$etcd_pid"
+  wait "$etcd_pid" 2>/dev/null || true
+  rm -rf "$work/etcd"
+  notes+=("etcd: reference values of $bytes bytes (a seeded instance: $before before ccm's run, $after after)")
+  if [ "$requests_before" -gt 0 ] && [ "$done_requests" -gt 0 ]; then
+    notes+=("$(awk -v r=$((requests_after - requests_before)) -v t="$done_requests" \
+      'BEGIN {printf "etcd: %.2f etcd requests per ccm transition (%d gRPC requests for %d transitions, from etcd'"'"'s grpc_server_handled_total)", r / t, r, t}')")
+  fi
+  report_pair etcd "durable transitions/s (raw etcd put, one key)" "$ccm" "$ccm_p99" "$ref" "$ref_p99" 0.4
+}
+
+pair_delivery() {
+  echo "== delivery: events/s to a local sink, structured, one connection" >&2
+  local out rate
+  # shellcheck disable=SC2086  # the extra arguments are words
+  out=$("$root/$build/bench/ccm_delivery_bench" ${CCM_BENCH_DELIVERY_ARGS:-})
+  sed 's/^/[delivery] /' <<<"$out" >&2
+  rate=$(awk '/^delivery, structured/ {for (i = 2; i <= NF; i++) if ($i == "events/s") {print $(i - 1); exit}}' <<<"$out")
+  [ -n "$rate" ] || { echo "no structured delivery rate in ccm_delivery_bench's output" >&2; exit 1; }
+  if [ -z "$ccm_receive" ]; then
+    echo "== delivery: ccm's receive rate, measured alone (the receive pair did not run)" >&2
+    receive_ccm
+  fi
+  report_pair delivery "events/s delivered, structured, 1 connection (ccm's receive rate)" \
+    "$rate" "-" "$ccm_receive" "$ccm_receive_p99" 1
+}
+
+for p in "${pairs[@]}"; do "pair_$p"; done
+
+echo
+echo "Side by side: $connections connections, ${seconds}s per run, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf "%-9s %-66s %9s %9s %9s %9s %6s %5s %4s\n" pair figure ccm "ccm p99" reference "ref p99" ratio aim met
+for row in "${rows[@]}"; do
+  IFS='|' read -r name figure ccm ccm_p99 ref ref_p99 aim <<<"$row"
+  awk -v n="$name" -v f="$figure" -v a="$ccm" -v ap="$ccm_p99" -v b="$ref" -v bp="$ref_p99" -v aim="$aim" 'BEGIN {
+    r = b > 0 ? a / b : 0
+    printf "%-9s %-66s %9s %9s %9s %9s %6.2f %5s %4s\n", n, f, a, ap, b, bp, r, ">=" aim, (r >= aim ? "yes" : "no")
+  }'
+done
+for note in "${notes[@]}"; do echo "  $note"; done
