@@ -114,6 +114,7 @@ class Server::Impl {
         handler_(std::move(handler)),
         ioc_(options_.io_threads),
         pool_(static_cast<std::size_t>(std::max(1, options_.handler_threads))),
+        read_pool_(static_cast<std::size_t>(std::max(1, options_.read_threads))),
         strand_(asio::make_strand(ioc_)),
         acceptor_(strand_),
         accept_backoff_(strand_) {}
@@ -148,6 +149,7 @@ class Server::Impl {
     for (auto& t : threads_)
       if (t.joinable()) t.join();
     pool_.join();
+    read_pool_.join();
     // No I/O thread runs now. A streamed body's source may still wake its connection, which
     // posts to ioc_: stop every one before ioc_ goes with the coroutines' frames.
     std::lock_guard lock(connections_mu_);
@@ -371,15 +373,20 @@ class Server::Impl {
       Request request = std::move(read.request);
       request.id = RequestIdFor(request);
       const auto received = std::chrono::steady_clock::now();
-      // Reads never wait on a commit: they run here, on the I/O thread. Writes may wait for
-      // a group commit's fsync; they run on the handler pool, and this coroutine resumes on
-      // the I/O threads when the response is ready.
+      // No handler that may block runs here, on the I/O thread: reads run on the read pool,
+      // writes (which may wait for a group commit's fsync) on the handler pool, and this
+      // coroutine resumes on the I/O threads when the answer is ready.
       Response response;
-      if (request.method == "GET" || request.method == "HEAD") {
+      const bool read_only = request.method == "GET" || request.method == "HEAD";
+      if (read_only && IsInline(request.path)) {
         response = Handle(request);
       } else {
-        response = co_await asio::co_spawn(
-            pool_, [this, &request]() -> awaitable<Response> { co_return Handle(request); }, use_awaitable);
+        // (Two statements: g++ 12 miscompiles co_await inside a conditional expression.)
+        auto handle = [this, &request]() -> awaitable<Response> { co_return Handle(request); };
+        if (read_only)
+          response = co_await asio::co_spawn(read_pool_, handle, use_awaitable);
+        else
+          response = co_await asio::co_spawn(pool_, handle, use_awaitable);
       }
       response.headers["X-Request-Id"] = request.id;
       // HEAD gets a stream's headers and no body: it is never started.
@@ -406,6 +413,10 @@ class Server::Impl {
     }
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  bool IsInline(const std::string& path) const {
+    return std::find(options_.inline_paths.begin(), options_.inline_paths.end(), path) != options_.inline_paths.end();
   }
 
   // Runs the handler with the request's id in the log context of this thread (no suspension
@@ -536,7 +547,8 @@ class Server::Impl {
   std::mutex connections_mu_;
   std::set<std::shared_ptr<Connection>> connections_;
   asio::io_context ioc_;
-  asio::thread_pool pool_;
+  asio::thread_pool pool_;       // writes
+  asio::thread_pool read_pool_;  // GET and HEAD
   asio::strand<asio::io_context::executor_type> strand_;
   tcp::acceptor acceptor_;
   asio::steady_timer accept_backoff_;  // on strand_, like the acceptor

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "domain/result.h"
 #include "http/message.h"
@@ -15,7 +16,11 @@ struct ServerOptions {
   std::string address = "127.0.0.1";
   std::uint16_t port = 8080;  // 0 picks a free port (tests)
   int io_threads = 2;         // network I/O
-  int handler_threads = 32;   // run handlers, which may wait on a store commit
+  int handler_threads = 32;   // run the handlers of writes, which may wait on a store commit
+  int read_threads = 16;      // run the handlers of GET and HEAD, which may wait on a store read
+  // GET paths (exact) whose handlers never block: answered on the I/O thread that read the
+  // request, so that they answer while both pools are busy (a liveness probe).
+  std::vector<std::string> inline_paths = {};
   std::size_t body_limit = 1 << 20;       // larger bodies get 413
   std::size_t header_limit = 16 * 1024;   // larger header blocks (or chunk lines, trailers) get 431
   std::size_t max_header_count = 100;     // more header fields get 431
@@ -32,10 +37,13 @@ struct ServerOptions {
   std::function<void(const Request&, const Response&, std::chrono::nanoseconds)> observe = nullptr;
 };
 
-// An HTTP/1.1 server (Boost.Beast, C++20 coroutines) with keep-alive. Requests are read on
-// the I/O threads. GET and HEAD are handled there (reads do not wait); other methods run on
-// a bounded pool of handler threads, so that a handler that waits for a group commit holds
-// neither an I/O thread nor a thread per connection. Before the handler runs, a
+// An HTTP/1.1 server (Boost.Beast, C++20 coroutines) with keep-alive. Requests are read and
+// answers written on the I/O threads, which never run a handler that may block: GET and HEAD
+// run on a bounded pool of read threads, other methods on a bounded pool of handler threads,
+// so that neither a read waiting on a slow store (or an issuer's keys) nor a write waiting for
+// a group commit holds an I/O thread or a thread per connection, and reads do not queue behind
+// writes (or the other way round). Only the `inline_paths`, whose handlers answer without
+// waiting (a liveness probe), run on the I/O thread. Before the handler runs, a
 // RequestReader (http/request_framing.h, where the rules are listed) refuses what ccm does
 // not serve, each time followed by a close: bodies over the limit get 413, header blocks too
 // large or with too many fields 431, malformed framing 400 (a NUL byte, a bare LF or an

@@ -406,6 +406,10 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   options.address = config->listen_host;
   options.port = static_cast<std::uint16_t>(config->listen_port);
   options.handler_threads = config->http_threads;
+  options.read_threads = config->http_read_threads;
+  // Answers without touching the store or the issuer: a liveness probe answers while every
+  // read and write waits on a slow store.
+  options.inline_paths = {"/health/live"};
   options.body_limit = static_cast<std::size_t>(config->max_body_bytes);
   options.max_connections = static_cast<std::size_t>(max_connections);
   options.read_timeout = std::chrono::milliseconds(config->request_timeout_ms);

@@ -195,6 +195,14 @@ void EtcdCluster::Kill(int n) {
   pids_[n] = -1;
 }
 
+void EtcdCluster::Pause(int n) {
+  if (pids_[n] > 0) ::kill(pids_[n], SIGSTOP);
+}
+
+void EtcdCluster::Resume(int n) {
+  if (pids_[n] > 0) ::kill(pids_[n], SIGCONT);
+}
+
 int EtcdCluster::Leader() const {
   for (size_t n = 0; n < client_urls_.size(); ++n) {
     if (pids_[n] <= 0) continue;

@@ -50,6 +50,10 @@ class EtcdCluster {
   std::string StoreSetting() const;
   // Kills member `n` with SIGKILL.
   void Kill(int n);
+  // Stops member `n` with SIGSTOP, or lets it go on with SIGCONT: while stopped, its
+  // connections are accepted by the kernel and never answered (a member that hangs).
+  void Pause(int n);
+  void Resume(int n);
   // The leader member's index, or -1 when none answers (plain http:// clusters only).
   int Leader() const;
 

@@ -706,7 +706,7 @@ Status SqliteStore::Ping() {
   if (!out_of_space_.load()) return {};
   // Without a write, nothing would clear the failure: an instance taken out of service by
   // its readiness gets no requests, hence no commits.
-  // Readiness runs on an I/O thread: it never waits for a probe another one runs.
+  // Readiness is probed often: it never waits for a probe another one runs.
   if (std::unique_lock lock(probe_mu_, std::try_to_lock); lock.owns_lock()) {
     const auto now = std::chrono::steady_clock::now();
     if (now - last_probe_ >= std::chrono::seconds(1)) {

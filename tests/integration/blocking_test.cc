@@ -1,0 +1,186 @@
+// Nothing that waits holds the server's network threads: reads and writes run on pools of
+// their own, so a read stuck on a slow store (or an issuer's keys) holds neither the liveness
+// probe, nor the writes, nor the connections. Tested with handlers that block until the test
+// lets them go, and with a real `ccm serve` whose etcd member stops answering.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "http/server.h"
+#include "support/etcd_cluster.h"
+#include "support/http_client.h"
+#include "support/process.h"
+#include "support/temp_dir.h"
+#include "support/wait.h"
+
+namespace ccm {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Eventually;
+using testing::HttpClient;
+using testing::HttpResult;
+
+// A server whose handlers for /stuck wait until Release, counting those waiting; every other
+// path answers at once with its method and path.
+class StuckHandlers : public ::testing::Test {
+ protected:
+  void Start(int read_threads, int handler_threads) {
+    http::ServerOptions o;
+    o.port = 0;
+    o.io_threads = 2;
+    o.read_threads = read_threads;
+    o.handler_threads = handler_threads;
+    o.inline_paths = {"/live"};
+    server_ = std::make_unique<http::Server>(o, [this](http::Request& r) {
+      if (r.path == "/stuck") {
+        std::unique_lock lock(mu_);
+        ++waiting_;
+        released_cv_.wait(lock, [&] { return released_; });
+        --waiting_;
+      }
+      http::Response resp;
+      resp.body = "{\"answered\":\"" + r.method + " " + r.path + "\"}";
+      return resp;
+    });
+    ASSERT_TRUE(server_->Start());
+    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
+  }
+  void TearDown() override {
+    Release();
+    for (auto& f : stuck_) f.wait();
+    if (server_) server_->Stop();
+  }
+  // Sends `method` /stuck on a connection of its own.
+  void SendStuck(const std::string& method) {
+    stuck_.push_back(std::async(std::launch::async, [this, method] {
+      HttpClient c(base_);
+      return c.Send(method, "/stuck", "", {});
+    }));
+  }
+  int waiting() {
+    std::lock_guard lock(mu_);
+    return waiting_;
+  }
+  void Release() {
+    {
+      std::lock_guard lock(mu_);
+      released_ = true;
+    }
+    released_cv_.notify_all();
+  }
+  bool AnyStuckAnswered() {
+    for (auto& f : stuck_)
+      if (f.wait_for(0ms) == std::future_status::ready) return true;
+    return false;
+  }
+
+  std::string base_;
+  std::unique_ptr<http::Server> server_;
+  std::vector<std::future<HttpResult>> stuck_;
+  std::mutex mu_;
+  std::condition_variable released_cv_;
+  bool released_ = false;
+  int waiting_ = 0;
+};
+
+TEST_F(StuckHandlers, ReadsWaitingOnTheStoreHoldNeitherTheNetworkThreadsNorTheWrites) {
+  Start(/*read_threads=*/3, /*handler_threads=*/2);
+  // More stuck reads than network threads: each is in its handler at once. (With reads on the
+  // network threads, the first two would hold both and the third would never start.)
+  for (int n = 0; n < 3; ++n) SendStuck("GET");
+  ASSERT_TRUE(Eventually([&] { return waiting() == 3; }, 10s)) << waiting() << " of 3 reads started";
+
+  HttpClient client(base_);
+  const auto live = client.Get("/live");
+  EXPECT_EQ(live.status, 200);
+  EXPECT_EQ(live.Json()["answered"], "GET /live");
+  const auto write = client.Send("POST", "/write", "{}", {{"Content-Type", "application/json"}});
+  ASSERT_EQ(write.status, 200) << write.error;
+  EXPECT_EQ(write.Json()["answered"], "POST /write");
+  EXPECT_FALSE(AnyStuckAnswered()) << "the probe and the write were answered while every read pool thread waited";
+
+  Release();
+  for (auto& f : stuck_) EXPECT_EQ(f.get().status, 200);
+  stuck_.clear();
+}
+
+TEST_F(StuckHandlers, WritesWaitingForACommitHoldNeitherTheReadsNorTheProbe) {
+  Start(/*read_threads=*/2, /*handler_threads=*/2);
+  for (int n = 0; n < 2; ++n) SendStuck("POST");
+  ASSERT_TRUE(Eventually([&] { return waiting() == 2; }, 10s)) << waiting() << " of 2 writes started";
+
+  HttpClient client(base_);
+  for (int n = 0; n < 5; ++n) {
+    const auto read = client.Get("/api/v1/instances");
+    EXPECT_EQ(read.status, 200);
+    EXPECT_EQ(read.Json()["answered"], "GET /api/v1/instances");
+  }
+  EXPECT_EQ(client.Get("/live").status, 200);
+  EXPECT_FALSE(AnyStuckAnswered());
+
+  Release();
+  for (auto& f : stuck_) EXPECT_EQ(f.get().status, 200);
+  stuck_.clear();
+}
+
+TEST_F(StuckHandlers, OnlyTheNamedPathsRunOnTheNetworkThreads) {
+  Start(/*read_threads=*/1, /*handler_threads=*/1);
+  // The one read thread waits: another read queues behind it, the inline probe does not.
+  SendStuck("GET");
+  ASSERT_TRUE(Eventually([&] { return waiting() == 1; }, 10s));
+  auto queued = std::async(std::launch::async, [this] { return HttpClient(base_).Get("/other"); });
+  HttpClient client(base_);
+  EXPECT_EQ(client.Get("/live").status, 200);
+  EXPECT_EQ(queued.wait_for(0ms), std::future_status::timeout) << "a read that is not inline ran on another thread";
+  Release();
+  EXPECT_EQ(queued.get().status, 200);
+}
+
+// A real `ccm serve` on one etcd member that stops answering (SIGSTOP): its reads wait on the
+// store up to the store's request timeout, and meanwhile the liveness probe answers at once.
+TEST(SlowStore, AnEtcdThatDoesNotAnswerDelaysNeitherTheLivenessProbeNorTheServer) {
+  testing::TempDir dir;
+  testing::EtcdCluster etcd(dir.File("etcd"), 1);
+  testing::CcmProcess ccm(dir.path(), {{"CCM_STORE", etcd.StoreSetting()}, {"CCM_RECONCILERS", "false"}}, false,
+                          dir.File("ccm.log"));
+  HttpClient client(ccm.BaseUrl());
+  ASSERT_EQ(client.Get("/api/v1/workers").status, 200);
+
+  etcd.Pause(0);
+  // More reads than the server has network threads, each on a connection of its own.
+  std::vector<std::future<HttpResult>> reads;
+  for (int n = 0; n < 4; ++n)
+    reads.push_back(std::async(std::launch::async, [&] { return HttpClient(ccm.BaseUrl()).Get("/api/v1/workers"); }));
+  std::this_thread::sleep_for(300ms);  // the reads reach ccm and wait on etcd
+
+  for (int n = 0; n < 3; ++n) {
+    const auto live = client.Get("/health/live");
+    EXPECT_EQ(live.status, 200) << live.body;
+  }
+  int answered = 0;
+  for (auto& r : reads) answered += r.wait_for(0ms) == std::future_status::ready;
+  EXPECT_EQ(answered, 0) << "the liveness probe waited for reads stuck on etcd";
+
+  // The stuck reads end by the store's request timeout with a 503 that says to come back.
+  for (auto& r : reads) {
+    const auto got = r.get();
+    EXPECT_EQ(got.status, 503) << got.body;
+    EXPECT_EQ(got.ContentType(), "application/problem+json");
+    EXPECT_TRUE(got.headers.count("retry-after"));
+  }
+  etcd.Resume(0);
+  EXPECT_TRUE(Eventually([&] { return client.Get("/api/v1/workers").status == 200; }, 20s));
+  EXPECT_EQ(client.Get("/health/ready").status, 200);
+}
+
+}  // namespace
+}  // namespace ccm
