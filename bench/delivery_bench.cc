@@ -2,9 +2,19 @@
 //  1. what writing an event into the outbox adds to a durable state change (p50, p99 of
 //     single commits with and without the event);
 //  2. events per second the dispatcher delivers to a local sink in each mode (the sink
-//     answers 202 after reading the body, over loopback HTTP).
+//     answers 202 after reading the body, over loopback HTTP), with one lane (one request in
+//     flight at a time) and with several (DispatcherOptions::concurrency, the setting
+//     CLOUDEVENTS_SINK_CONCURRENCY).
+//
+// ccm_delivery_bench                    both figures; delivery with 1 lane and with 4
+// ccm_delivery_bench 1 2 4 8            delivery only, with each number of lanes given
+// ccm_delivery_bench --sink-ms=2 1 4 8  the same against a sink that answers after 2 ms
+//                                       (a sink across a network), a tenth of the events
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "app/dispatcher.h"
@@ -63,7 +73,7 @@ void PublishOverhead() {
   }
 }
 
-void Delivery(cloudevents::Mode mode, const char* name, int count) {
+void Delivery(cloudevents::Mode mode, const char* name, int count, int lanes, int sink_ms) {
   const std::string dir = TempDir();
   auto store = std::move(store::SqliteStore::Open({dir + "/ccm.db"}).value());
   os::SystemClock clock;
@@ -77,8 +87,9 @@ void Delivery(cloudevents::Mode mode, const char* name, int count) {
   }
   http::ServerOptions so;
   so.port = 0;
-  so.handler_threads = 2;
-  http::Server sink_server(so, [](http::Request&) {
+  so.handler_threads = std::max(2, lanes);  // the sink takes as many requests at once as are sent
+  http::Server sink_server(so, [sink_ms](http::Request&) {
+    if (sink_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sink_ms));
     http::Response r;
     r.status = 202;
     return r;
@@ -91,6 +102,7 @@ void Delivery(cloudevents::Mode mode, const char* name, int count) {
   clients::HttpEventSink sink(o);
   app::DispatcherOptions d;
   d.round_size = mode == cloudevents::Mode::kBatch ? 5000 : 1000;
+  d.concurrency = lanes;
   app::DispatchMetrics metrics;
   app::Dispatcher dispatcher(*store, *store, sink, clock, d, metrics);
   const auto start = Clock::now();
@@ -101,16 +113,39 @@ void Delivery(cloudevents::Mode mode, const char* name, int count) {
     delivered += *n;
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  std::printf("delivery, %-10s %7d events in %5.2f s: %8.0f events/s\n", name, count, seconds, count / seconds);
+  std::printf("delivery, %-10s %2d lane%s %7d events in %5.2f s: %8.0f events/s\n", name, lanes, lanes == 1 ? " " : "s",
+              count, seconds, count / seconds);
   sink_server.Stop();
 }
 
 }  // namespace
 
-int main() {
-  PublishOverhead();
-  Delivery(cloudevents::Mode::kStructured, "structured", 20000);
-  Delivery(cloudevents::Mode::kBinary, "binary", 20000);
-  Delivery(cloudevents::Mode::kBatch, "batch", 200000);
+int main(int argc, char** argv) {
+  std::vector<int> lanes;
+  int sink_ms = 0;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--sink-ms=", 0) == 0) {
+      sink_ms = std::atoi(arg.c_str() + 10);
+      continue;
+    }
+    const int n = std::atoi(argv[i]);
+    if (n < 1) {
+      std::fprintf(stderr, "usage: %s [--sink-ms=MS] [LANES...]  (each a number of lanes, at least 1)\n", argv[0]);
+      return 2;
+    }
+    lanes.push_back(n);
+  }
+  if (lanes.empty()) {
+    if (sink_ms == 0) PublishOverhead();
+    lanes = {1, 4};
+  }
+  const int scale = sink_ms > 0 ? 10 : 1;
+  if (sink_ms > 0) std::printf("a sink that answers after %d ms\n", sink_ms);
+  for (int n : lanes) {
+    Delivery(cloudevents::Mode::kStructured, "structured", 20000 / scale, n, sink_ms);
+    Delivery(cloudevents::Mode::kBinary, "binary", 20000 / scale, n, sink_ms);
+    Delivery(cloudevents::Mode::kBatch, "batch", 200000 / scale, n, sink_ms);
+  }
   return 0;
 }

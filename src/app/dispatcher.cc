@@ -1,7 +1,11 @@
 #include "app/dispatcher.h"
 
 #include <algorithm>
-#include <set>
+#include <functional>
+#include <iterator>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 
 namespace ccm::app {
 
@@ -24,6 +28,7 @@ Dispatcher::Dispatcher(ports::Store& store, ports::Outbox& outbox, ports::EventS
       options_(options),
       metrics_(metrics),
       breaker_(options.breaker_threshold, options.breaker_cooldown),
+      lanes_(options.concurrency),
       loop_([this] {
         auto delivered = RunOnce();
         return delivered && *delivered > 0;
@@ -59,42 +64,57 @@ ports::DeliveryUpdate Dispatcher::Failed(const ports::OutboxRecord& r, const por
   return {r.seq, ports::DeliveryState::kPending, attempts, std::min(now + wait, Deadline(r)), std::move(error), r.event.id};
 }
 
-Result<int> Dispatcher::RunOnce() {
-  const Timestamp now = clock_.Now();
-  if (!breaker_.Allow(now)) {
-    metrics_.breaker_state = static_cast<int>(breaker_.state());
-    return 0;
+std::vector<std::vector<const ports::OutboxRecord*>> Dispatcher::ShareOut(const std::vector<ports::OutboxRecord>& due,
+                                                                          int lanes) {
+  std::unordered_map<std::string_view, std::size_t> lane_of;  // subject -> events, then -> lane
+  for (const auto& r : due) ++lane_of[r.event.subject];
+  const std::size_t n = std::min(lane_of.size(), static_cast<std::size_t>(std::max(1, lanes)));
+  if (n <= 1) {
+    std::vector<std::vector<const ports::OutboxRecord*>> one(1);
+    for (const auto& r : due) one[0].push_back(&r);
+    return one;
   }
-  const bool probing = breaker_.state() == runtime::CircuitBreaker::State::kHalfOpen;
-  auto due = outbox_.DueEvents(now, probing ? 1 : options_.round_size);
-  if (!due) return due.error();
-  if (due->empty()) {
-    if (probing) breaker_.OnSuccess();  // nothing to probe with: try again normally
-    return 0;
+  // The busiest subjects first, each to the lane with the fewest events so far: the lanes
+  // end about together even when a few subjects hold most of the round.
+  std::vector<std::pair<std::size_t, std::string_view>> by_size;
+  by_size.reserve(lane_of.size());
+  for (const auto& [subject, count] : lane_of) by_size.emplace_back(count, subject);
+  std::sort(by_size.begin(), by_size.end(), std::greater<>());
+  std::vector<std::size_t> load(n, 0);
+  for (const auto& [count, subject] : by_size) {
+    const auto lane = static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[lane] += count;
+    lane_of[subject] = lane;
   }
+  std::vector<std::vector<const ports::OutboxRecord*>> out(n);
+  for (std::size_t k = 0; k < n; ++k) out[k].reserve(load[k]);
+  for (const auto& r : due) out[lane_of[r.event.subject]].push_back(&r);
+  return out;
+}
 
-  ports::Changes changes;
-  int delivered = 0;
+Dispatcher::LaneResult Dispatcher::RunLane(const std::vector<const ports::OutboxRecord*>& records, Timestamp now) {
+  LaneResult out;
   // Subjects that may not go on in this round: one of their events failed, so the later ones
-  // wait behind it (a retry) or are held behind it (a dead letter).
-  std::set<std::string> stopped_subjects;
-  bool sent = false;
+  // wait behind it (a retry) or are held behind it (a dead letter). A subject has one lane, so
+  // the lane's own set is the whole truth.
+  std::unordered_set<std::string_view> stopped_subjects;
   const size_t batch = static_cast<size_t>(std::max(1, sink_.MaxBatch()));
+  std::vector<const ports::OutboxRecord*> group;
   std::vector<ports::OutboxEvent> events;
-  for (size_t start = 0; start < due->size();) {
-    // Stopping (a graceful stop, or leadership lost): the deliveries made are recorded below,
-    // and the events not sent yet stay pending for the next round or the next leader; none
-    // is left half-way.
-    if (loop_.StopRequested()) break;
+  for (size_t start = 0; start < records.size();) {
+    // Stopping (a graceful stop, leadership lost, or the breaker opened on any lane): the
+    // deliveries made are recorded, and the events not sent yet stay pending for the next
+    // round or the next leader; none is left half-way.
+    if (loop_.StopRequested() || halted_.load()) break;
     // The next group: events whose subject has not stopped in this round, up to the batch.
     // An event that failed before and is past the age limit goes no further.
-    std::vector<const ports::OutboxRecord*> group;
+    group.clear();
     size_t next = start;
-    for (; next < due->size() && group.size() < batch; ++next) {
-      const ports::OutboxRecord& r = (*due)[next];
+    for (; next < records.size() && group.size() < batch; ++next) {
+      const ports::OutboxRecord& r = *records[next];
       if (stopped_subjects.count(r.event.subject)) continue;
       if (r.attempts > 0 && now >= Deadline(r)) {
-        changes.deliveries.push_back(DeadLetter(r, r.attempts, r.last_error + " (older than the age limit)", now));
+        out.deliveries.push_back(DeadLetter(r, r.attempts, r.last_error + " (older than the age limit)", now));
         stopped_subjects.insert(r.event.subject);
         continue;
       }
@@ -104,32 +124,82 @@ Result<int> Dispatcher::RunOnce() {
     if (group.empty()) continue;
     events.clear();
     for (const auto* r : group) events.push_back(r->event);
-    sent = true;
+    out.sent = true;
     const ports::DeliveryOutcome outcome = sink_.Send(events);
     const Timestamp at = clock_.Now();
     if (outcome.kind == ports::DeliveryOutcome::kDelivered) {
-      breaker_.OnSuccess();
+      {
+        // An answer that was in flight when another lane opened the breaker does not close it.
+        std::lock_guard lock(mu_);
+        if (!halted_.load()) breaker_.OnSuccess();
+      }
       for (const auto* r : group) {
-        changes.deliveries.push_back({r->seq, ports::DeliveryState::kDelivered, r->attempts + 1, at, "", r->event.id});
+        out.deliveries.push_back({r->seq, ports::DeliveryState::kDelivered, r->attempts + 1, at, "", r->event.id});
         metrics_.ObserveLatency(duration_cast<milliseconds>(at - r->event.time));
       }
-      delivered += static_cast<int>(group.size());
+      out.delivered += static_cast<int>(group.size());
       metrics_.delivered += group.size();
     } else {
-      for (const auto* r : group) {
-        changes.deliveries.push_back(Failed(*r, outcome, at));
-        stopped_subjects.insert(r->event.subject);
+      {
+        std::lock_guard lock(mu_);  // Failed draws the backoff from the shared generator
+        for (const auto* r : group) {
+          out.deliveries.push_back(Failed(*r, outcome, at));
+          stopped_subjects.insert(r->event.subject);
+        }
+        if (outcome.kind == ports::DeliveryOutcome::kRetry) {
+          breaker_.OnFailure(at);
+          if (breaker_.state() != runtime::CircuitBreaker::State::kClosed) halted_ = true;  // stop hammering
+        }
       }
-      if (outcome.kind == ports::DeliveryOutcome::kRetry) {
-        breaker_.OnFailure(at);
-        if (breaker_.state() != runtime::CircuitBreaker::State::kClosed) break;  // stop hammering
-      }
+      if (halted_.load()) break;
     }
   }
-  // A probe that only dead-lettered an event past its age never reached the sink: as with
-  // nothing to probe with, try again normally rather than wait for a probe's answer for ever.
-  if (probing && !sent) breaker_.OnSuccess();
-  metrics_.breaker_state = static_cast<int>(breaker_.state());
+  return out;
+}
+
+Result<int> Dispatcher::RunOnce() {
+  const Timestamp now = clock_.Now();
+  bool probing = false;
+  {
+    std::lock_guard lock(mu_);
+    if (!breaker_.Allow(now)) {
+      metrics_.breaker_state = static_cast<int>(breaker_.state());
+      return 0;
+    }
+    probing = breaker_.state() == runtime::CircuitBreaker::State::kHalfOpen;
+  }
+  auto due = outbox_.DueEvents(now, probing ? 1 : options_.round_size);
+  if (!due) return due.error();
+  if (due->empty()) {
+    std::lock_guard lock(mu_);
+    if (probing) breaker_.OnSuccess();  // nothing to probe with: try again normally
+    return 0;
+  }
+
+  halted_ = false;
+  const auto shares = ShareOut(*due, lanes_.size());
+  std::vector<LaneResult> results(shares.size());
+  lanes_.Run(shares.size(), [&](size_t k) { results[k] = RunLane(shares[k], now); });
+
+  // Every lane's outcomes in one commit, in the round's order (as one lane would have them).
+  ports::Changes changes;
+  int delivered = 0;
+  bool sent = false;
+  for (auto& r : results) {
+    delivered += r.delivered;
+    sent = sent || r.sent;
+    std::move(r.deliveries.begin(), r.deliveries.end(), std::back_inserter(changes.deliveries));
+  }
+  if (shares.size() > 1)
+    std::sort(changes.deliveries.begin(), changes.deliveries.end(),
+              [](const ports::DeliveryUpdate& a, const ports::DeliveryUpdate& b) { return a.seq < b.seq; });
+  {
+    std::lock_guard lock(mu_);
+    // A probe that only dead-lettered an event past its age never reached the sink: as with
+    // nothing to probe with, try again normally rather than wait for a probe's answer for ever.
+    if (probing && !sent) breaker_.OnSuccess();
+    metrics_.breaker_state = static_cast<int>(breaker_.state());
+  }
   if (auto s = store_.Commit(changes); !s) return s.error();
   return delivered;
 }

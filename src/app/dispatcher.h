@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <span>
@@ -15,6 +16,7 @@
 #include "runtime/background_loop.h"
 #include "runtime/background_work.h"
 #include "runtime/circuit_breaker.h"
+#include "runtime/lanes.h"
 
 namespace ccm::app {
 
@@ -28,6 +30,10 @@ struct DispatcherOptions {
   std::chrono::milliseconds max_backoff{5 * 60 * 1000};
   std::chrono::milliseconds max_retry_after{5 * 60 * 1000};  // a longer Retry-After counts as this
   int round_size = 500;                               // events fetched per round
+  // Lanes: requests in flight to the sink at once (CLOUDEVENTS_SINK_CONCURRENCY). A round's
+  // subjects are shared out among them, each subject to one lane, which sends its events in
+  // their order; below 1 counts as 1 (one request at a time).
+  int concurrency = 4;
   int breaker_threshold = 5;
   std::chrono::milliseconds breaker_cooldown{10'000};
   std::chrono::milliseconds idle_poll{250};           // sleep when nothing was due
@@ -53,6 +59,13 @@ struct DispatchMetrics {
 // breaker. A dead letter holds its subject's later events (the store keeps them held until
 // it is replayed), so a subject is never delivered out of order. Every outcome is recorded
 // in the store, so a restart resumes where it stopped.
+//
+// A round is sent on up to `concurrency` lanes at once, a fixed set of threads the
+// dispatcher owns: each subject of the round goes to one lane, which sends that subject's
+// events one request after the other in their order (in batch mode a lane's batches hold
+// its own subjects' events), so the order per subject is the same as with one lane. A failure
+// stops its own subject for the round; the breaker is shared, and once it opens every lane
+// stops before its next request. The sink must take calls from several threads at once.
 class Dispatcher final : public runtime::BackgroundTask {
  public:
   // Reads what is due from `outbox` and records the outcomes through `store`'s commits: the
@@ -61,8 +74,9 @@ class Dispatcher final : public runtime::BackgroundTask {
              DispatcherOptions options, DispatchMetrics& metrics);
   ~Dispatcher();  // stops
 
-  // One round: sends what is due and records the outcomes. Returns the number delivered.
-  // Errors: those of the store.
+  // One round: sends what is due and records the outcomes, in one commit. Returns the number
+  // delivered. Errors: those of the store. One caller at a time (the background thread, or a
+  // test that does not Start).
   Result<int> RunOnce();
 
   // Runs rounds on a background thread until Stop: at once while there is work, every
@@ -70,8 +84,8 @@ class Dispatcher final : public runtime::BackgroundTask {
   std::string_view name() const override { return "dispatcher"; }
   void Start() override;
   void RequestStop() override;
-  // Ends the round in progress after the send in flight (its answer is awaited, never cut
-  // off), records the outcomes of the sends made, and joins the thread. The events the round
+  // Ends the round in progress after the sends in flight (their answers are awaited, never
+  // cut off), records the outcomes of the sends made, and joins the thread. The events the round
   // had not sent yet stay pending, untouched. Call it while the store still takes this
   // process's commits (a leader before it resigns), or those outcomes are retried by the
   // next round or leader (delivered twice, never lost).
@@ -85,14 +99,33 @@ class Dispatcher final : public runtime::BackgroundTask {
   Timestamp Deadline(const ports::OutboxRecord& r) const { return r.event.time + options_.max_age; }
   ports::DeliveryUpdate DeadLetter(const ports::OutboxRecord& r, int attempts, std::string error, Timestamp now);
 
+  // What one lane did in a round.
+  struct LaneResult {
+    std::vector<ports::DeliveryUpdate> deliveries;
+    int delivered = 0;
+    bool sent = false;  // a request went out
+  };
+  // Sends `records` (one lane's share of the round, in seq order) in groups of up to the
+  // sink's batch, until they are done, the breaker opens or a stop is requested.
+  LaneResult RunLane(const std::vector<const ports::OutboxRecord*>& records, Timestamp now);
+  // The round's records shared out among at most `lanes` lanes, each subject to one lane
+  // (the busiest subjects first, each to the lane with the fewest events so far), each lane's
+  // records in the round's order.
+  static std::vector<std::vector<const ports::OutboxRecord*>> ShareOut(const std::vector<ports::OutboxRecord>& due,
+                                                                       int lanes);
+
   ports::Store& store_;
   ports::Outbox& outbox_;
   ports::EventSink& sink_;
   ports::Clock& clock_;
   DispatcherOptions options_;
   DispatchMetrics& metrics_;
+  std::mutex mu_;  // guards breaker_ and rng_, which the lanes share
   runtime::CircuitBreaker breaker_;
   std::mt19937_64 rng_{std::random_device{}()};
+  // Set when the breaker opens during a round: the lanes send nothing more in it.
+  std::atomic<bool> halted_{false};
+  runtime::Lanes lanes_;
 
   runtime::BackgroundLoop loop_;
 };

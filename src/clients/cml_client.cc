@@ -139,28 +139,12 @@ Result<json> LabYamlToTopology(std::string_view lab_yaml) {
 CmlClient::Worker& CmlClient::WorkerFor(const ports::CmlTarget& cml) {
   std::lock_guard lock(mu_);
   auto& w = workers_[cml.url + '\n' + cml.ca_pem];
-  if (!w) w = std::make_unique<Worker>();
+  if (!w)
+    w = std::make_unique<Worker>([trust = TlsTrust{options_.ca_file, cml.ca_pem}, tag = options_.tag](HttpPoster& http) {
+      http.SetTrust(trust);
+      http.SetTag(tag);
+    });
   return *w;
-}
-
-std::unique_ptr<HttpPoster> CmlClient::Take(const ports::CmlTarget& cml, Worker& w) {
-  {
-    std::lock_guard lock(w.mu);
-    if (!w.idle.empty()) {
-      auto http = std::move(w.idle.back());
-      w.idle.pop_back();
-      return http;
-    }
-  }
-  auto http = std::make_unique<HttpPoster>();
-  http->SetTrust({options_.ca_file, cml.ca_pem});
-  http->SetTag(options_.tag);
-  return http;
-}
-
-void CmlClient::Give(Worker& w, std::unique_ptr<HttpPoster> http) {
-  std::lock_guard lock(w.mu);
-  w.idle.push_back(std::move(http));
 }
 
 Status CmlClient::Authenticate(const ports::CmlTarget& cml, Worker& w, HttpPoster& http) {
@@ -184,7 +168,7 @@ Result<std::string> CmlClient::Call(const ports::CmlTarget& cml, const std::stri
   const std::string call = "CML " + cml.url + " " + method + " /api/v0" + path;
   Worker& w = WorkerFor(cml);
   // The worker's other calls go on meanwhile, each on its own connection.
-  std::unique_ptr<HttpPoster> http = Take(cml, w);
+  std::unique_ptr<HttpPoster> http = w.pool.Take();
   HttpAnswer a;
   std::string token;
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -193,7 +177,7 @@ Result<std::string> CmlClient::Call(const ports::CmlTarget& cml, const std::stri
       std::lock_guard lock(w.mu);
       if (w.token.empty())
         if (auto s = Authenticate(cml, w, *http); !s) {
-          w.idle.push_back(std::move(http));
+          w.pool.Give(std::move(http));
           return s.error();
         }
       token = w.token;
@@ -211,7 +195,7 @@ Result<std::string> CmlClient::Call(const ports::CmlTarget& cml, const std::stri
     }
     break;
   }
-  Give(w, std::move(http));
+  w.pool.Give(std::move(http));
   if (a.transport_error.empty() && a.status >= 200 && a.status < 300) return a.body;
   // CML's own rule on top of the shared one: a token refused even after signing in again (above).
   if (!a.transport_error.empty() || a.status == 401 || transport::IsRetryableStatus(a.status))

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -56,16 +57,14 @@ class CmlClient final : public ports::CmlWorkers {
 
  private:
   struct Worker {
-    std::mutex mu;  // guards idle and token; never held across a call, but for authenticate
-    std::vector<std::unique_ptr<HttpPoster>> idle;  // connections no call is using
+    explicit Worker(std::function<void(HttpPoster&)> setup) : pool(std::move(setup)) {}
+    HttpPosterPool pool;  // its connections, one per call in flight
+    std::mutex mu;        // guards token; never held across a call, but for authenticate
     std::string token;
   };
   // The connections and token for `cml`: one set per URL and trust, so that a worker whose CA
   // changes gets new connections.
   Worker& WorkerFor(const ports::CmlTarget& cml);
-  // An idle connection to `w`, else a new one; given back with Give once the call is over.
-  std::unique_ptr<HttpPoster> Take(const ports::CmlTarget& cml, Worker& w);
-  static void Give(Worker& w, std::unique_ptr<HttpPoster> http);
   // One call with the worker's token; the 2xx answer's body.
   Result<std::string> Call(const ports::CmlTarget& cml, const std::string& method, const std::string& path,
                            const std::string& body);

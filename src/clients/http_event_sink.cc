@@ -46,9 +46,8 @@ void AddTraceHeaders(const std::string& event_json, std::map<std::string, std::s
 
 }  // namespace
 
-HttpEventSink::HttpEventSink(HttpEventSinkOptions options) : options_(std::move(options)) {
-  poster_.SetTag(options_.tag);
-}
+HttpEventSink::HttpEventSink(HttpEventSinkOptions options)
+    : options_(std::move(options)), pool_([tag = options_.tag](HttpPoster& http) { http.SetTag(tag); }) {}
 HttpEventSink::~HttpEventSink() = default;
 
 int HttpEventSink::MaxBatch() const { return options_.mode == cloudevents::Mode::kBatch ? options_.batch_size : 1; }
@@ -78,9 +77,10 @@ ports::DeliveryOutcome HttpEventSink::Send(std::span<const ports::OutboxEvent> e
 
   if (options_.mode != cloudevents::Mode::kBatch) AddTraceHeaders(events.front().json, message.headers);
 
-  std::lock_guard lock(mu_);
+  std::unique_ptr<HttpPoster> http = pool_.Take();
   const HttpAnswer answer =
-      poster_.Post(options_.url, message.headers, message.body, options_.connect_timeout, options_.total_timeout);
+      http->Post(options_.url, message.headers, message.body, options_.connect_timeout, options_.total_timeout);
+  pool_.Give(std::move(http));
   if (!answer.transport_error.empty()) return {ports::DeliveryOutcome::kRetry, 0, answer.transport_error, {}};
   const long status = answer.status;
   ports::DeliveryOutcome out;

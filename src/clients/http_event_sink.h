@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "clients/http_post.h"
@@ -22,11 +21,12 @@ struct HttpEventSinkOptions {
   ports::RemoteTag tag = {};  // who counts each POST, under the remote's metric name ("sink")
 };
 
-// The EventSink over HTTP (libcurl), one keep-alive connection. Structured mode posts the
+// The EventSink over HTTP (libcurl): a keep-alive connection per request in flight (a pool,
+// as many connections as the dispatcher's lanes), each reused by the next request. Structured mode posts the
 // stored JSON event as it is; binary mode moves the attributes to ce- headers; batch mode
 // posts a JSON array. Classifies answers: 2xx delivered; connection errors, timeouts, 408,
 // 429 and 5xx retried (Retry-After read in seconds or as an HTTP date); other 4xx final.
-// Thread-safe (one request at a time).
+// Thread-safe: calls from several threads go out side by side, each on its own connection.
 class HttpEventSink final : public ports::EventSink {
  public:
   explicit HttpEventSink(HttpEventSinkOptions options);
@@ -36,8 +36,7 @@ class HttpEventSink final : public ports::EventSink {
 
  private:
   HttpEventSinkOptions options_;
-  std::mutex mu_;
-  HttpPoster poster_;
+  HttpPosterPool pool_;
 };
 
 // Parses a Retry-After value: delay-seconds or an IMF-fixdate, relative to `now`.

@@ -40,4 +40,29 @@ void HttpPoster::SetTag(ports::RemoteTag tag) {
   });
 }
 
+std::unique_ptr<HttpPoster> HttpPosterPool::Take() {
+  {
+    std::lock_guard lock(mu_);
+    if (!idle_.empty()) {
+      auto http = std::move(idle_.back());
+      idle_.pop_back();
+      return http;
+    }
+    ++made_;
+  }
+  auto http = std::make_unique<HttpPoster>();
+  if (setup_) setup_(*http);
+  return http;
+}
+
+void HttpPosterPool::Give(std::unique_ptr<HttpPoster> http) {
+  std::lock_guard lock(mu_);
+  idle_.push_back(std::move(http));
+}
+
+int HttpPosterPool::made() const {
+  std::lock_guard lock(mu_);
+  return made_;
+}
+
 }  // namespace ccm::clients

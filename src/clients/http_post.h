@@ -1,10 +1,14 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <initializer_list>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string_view>
 #include <string>
+#include <vector>
 
 #include "ports/observers.h"
 #include "transport/http_connection.h"
@@ -52,6 +56,28 @@ class HttpPoster {
 
  private:
   transport::Connection connection_;
+};
+
+// Keep-alive connections for calls made side by side to one remote: Take hands out an idle
+// connection (a new one, prepared by `setup`, when none is idle) and Give takes it back for
+// the next call. So there are as many connections as calls were ever in flight at once, each
+// used by one call at a time, and no lock is held across a request. Thread-safe.
+class HttpPosterPool {
+ public:
+  explicit HttpPosterPool(std::function<void(HttpPoster&)> setup = {}) : setup_(std::move(setup)) {}
+  HttpPosterPool(const HttpPosterPool&) = delete;
+  HttpPosterPool& operator=(const HttpPosterPool&) = delete;
+
+  std::unique_ptr<HttpPoster> Take();
+  void Give(std::unique_ptr<HttpPoster> http);
+  // Connections made so far (idle or in use).
+  int made() const;
+
+ private:
+  std::function<void(HttpPoster&)> setup_;
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<HttpPoster>> idle_;
+  int made_ = 0;
 };
 
 }  // namespace ccm::clients

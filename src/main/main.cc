@@ -295,6 +295,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   settings.pod_host = config->pod_host_address;
   settings.receive.dedup_ttl = std::chrono::hours(config->event_dedup_ttl_hours);
   settings.dispatch.max_attempts = config->outbox_max_attempts;
+  settings.dispatch.concurrency = config->sink_concurrency;
   settings.dispatch.max_retry_after = std::chrono::seconds(config->outbox_max_retry_after_seconds);
   app::ReconcilerOptions& reconcile = settings.reconcile;
   reconcile.interval = std::chrono::milliseconds(config->reconcile_interval_ms);

@@ -3,6 +3,7 @@
 // arrives, in order per subject, none dead-lettered.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <set>
@@ -191,6 +192,84 @@ TEST(DeliveryOverHttp, ASubjectWaitsBehindItsDeadLetterAndAReplayDeliversItInOrd
   EXPECT_EQ(std::vector<std::string>(received.begin() + 1, received.end()), worker_events);
   EXPECT_TRUE(http.Get("/api/v1/events?state=held").Json()["items"].empty());
   EXPECT_EQ(http.Get("/api/v1/events?subject=" + iid).Json()["items"][0]["state"], "delivered");
+}
+
+// A sink that counts the requests in flight; its first request waits (up to 4 s, under the
+// sink's 5 s timeout) for a second one to have come, so that requests which can overlap are
+// seen to.
+class CountsRequestsInFlight {
+ public:
+  CountsRequestsInFlight() : server_([this](http::Request& r) { return Handle(r); }) {}
+  std::string Url() const { return server_.Url() + "/events"; }
+  int MostInFlight() {
+    std::lock_guard lock(mu_);
+    return most_;
+  }
+  std::map<std::string, std::vector<std::string>> Arrivals() {
+    std::lock_guard lock(mu_);
+    return arrivals_;
+  }
+
+ private:
+  http::Response Handle(http::Request& r) {
+    http::Response resp;
+    resp.status = 202;
+    auto decoded = cloudevents::Decode(r.headers, r.body);
+    std::unique_lock lock(mu_);
+    most_ = std::max(most_, ++in_flight_);
+    changed_.notify_all();
+    if (requests_++ == 0) changed_.wait_for(lock, 4s, [&] { return most_ >= 2; });
+    if (decoded)
+      for (const auto& d : decoded->events)
+        if (d.event) arrivals_[d.event->subject.value_or("")].push_back(d.event->id);
+    --in_flight_;
+    return resp;
+  }
+
+  std::mutex mu_;
+  std::condition_variable changed_;
+  int in_flight_ = 0;
+  int most_ = 0;
+  int requests_ = 0;
+  std::map<std::string, std::vector<std::string>> arrivals_;
+  testing::FakeServer server_;
+};
+
+TEST(DeliveryOverHttp, SeveralRequestsInFlightNoMoreThanTheSettingInOrderPerSubject) {
+  testing::TempDir dir;
+  auto store = std::move(store::SqliteStore::Open({dir.File("ccm.db")}).value());
+  os::SystemClock clock;
+  std::map<std::string, std::vector<std::string>> published;
+  ports::Changes c;
+  for (int n = 0; n < 120; ++n) {
+    char id[16];
+    std::snprintf(id, sizeof id, "e%05d", n);
+    const std::string subject = "s" + std::to_string(n % 10);
+    c.events.push_back({id, subject, "ccm.test", clock.Now(),
+                        R"({"specversion":"1.0","id":")" + std::string(id) +
+                            R"(","source":"ccm","type":"ccm.test","subject":")" + subject + R"("})"});
+    published[subject].push_back(id);
+  }
+  ASSERT_TRUE(store->Commit(c));
+  CountsRequestsInFlight receiver;
+  clients::HttpEventSinkOptions so;
+  so.url = receiver.Url();
+  clients::HttpEventSink sink(so);
+  app::DispatcherOptions o;
+  o.concurrency = 2;  // below the fake server's handler threads, so the bound is the dispatcher's
+  o.round_size = 50;
+  app::DispatchMetrics metrics;
+  app::Dispatcher dispatcher(*store, *store, sink, clock, o, metrics);
+  int delivered = 0;
+  for (int round = 0; round < 10 && delivered < 120; ++round) {
+    auto n = dispatcher.RunOnce();
+    ASSERT_TRUE(n);
+    delivered += *n;
+  }
+  EXPECT_EQ(delivered, 120);
+  EXPECT_EQ(receiver.MostInFlight(), 2);
+  EXPECT_EQ(receiver.Arrivals(), published);
+  EXPECT_EQ(store->GetOutboxStats()->pending, 0);
 }
 
 TEST(RetryAfter, SecondsAndHttpDates) {

@@ -1,7 +1,12 @@
 // The dispatcher against a real SQLite outbox, with a scripted sink and a fake clock.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
 
 #include <prometheus/text_serializer.h>
 
@@ -59,6 +64,7 @@ class DispatcherTest : public ::testing::Test {
     options_.max_attempts = 4;
     options_.breaker_threshold = 3;
     options_.breaker_cooldown = 5000ms;
+    options_.concurrency = 1;  // the scripted sink answers in call order: one request at a time
   }
 
   void Publish(const std::string& id, const std::string& subject) {
@@ -322,6 +328,236 @@ TEST_F(DispatcherTest, BatchModeSendsManyPerRequest) {
   for (int n = 0; n < 10; ++n) Publish("e" + std::to_string(n), "s");
   EXPECT_EQ(*d.RunOnce(), 10);
   EXPECT_EQ(sink.calls, 3);  // 4 + 4 + 2
+}
+
+// A sink for several lanes: records every call (which thread, which events), counts the
+// requests in flight, and answers through `answer` (delivered when unset). The first call
+// waits (up to 10 s) for a second one to be in flight, so a test can tell that requests
+// overlap without relying on timing; `hold` keeps every call waiting until Release.
+class LaneSink : public ports::EventSink {
+ public:
+  explicit LaneSink(int batch = 1) : batch_(batch) {}
+  int MaxBatch() const override { return batch_; }
+  DeliveryOutcome Send(std::span<const ports::OutboxEvent> events) override {
+    std::unique_lock lock(mu_);
+    const int call = calls_++;
+    max_in_flight_ = std::max(max_in_flight_, ++in_flight_);
+    changed_.notify_all();
+    if (call == 0 && rendezvous) changed_.wait_for(lock, 10s, [&] { return max_in_flight_ >= 2; });
+    changed_.wait(lock, [&] { return !hold_; });
+    DeliveryOutcome o{DeliveryOutcome::kDelivered, 202, "", {}};
+    if (answer) o = answer(events);
+    std::vector<std::string> ids;
+    for (const auto& e : events) ids.push_back(e.id);
+    sent_.push_back({std::this_thread::get_id(), ids});
+    if (o.kind == DeliveryOutcome::kDelivered)
+      for (const auto& e : events) delivered_[e.subject].push_back(e.id);
+    --in_flight_;
+    changed_.notify_all();
+    return o;
+  }
+  void Hold() {
+    std::lock_guard lock(mu_);
+    hold_ = true;
+  }
+  void Release() {
+    std::lock_guard lock(mu_);
+    hold_ = false;
+    changed_.notify_all();
+  }
+  // Waits (up to 10 s) until `n` calls are in flight.
+  bool InFlight(int n) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, 10s, [&] { return in_flight_ >= n; });
+  }
+  int calls() {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+  int max_in_flight() {
+    std::lock_guard lock(mu_);
+    return max_in_flight_;
+  }
+  // Ids delivered, by subject, in the order the sink took them.
+  std::map<std::string, std::vector<std::string>> delivered() {
+    std::lock_guard lock(mu_);
+    return delivered_;
+  }
+  struct Call {
+    std::thread::id thread;
+    std::vector<std::string> ids;
+  };
+  std::vector<Call> sent() {
+    std::lock_guard lock(mu_);
+    return sent_;
+  }
+
+  bool rendezvous = true;
+  // Called under the sink's lock.
+  std::function<DeliveryOutcome(std::span<const ports::OutboxEvent>)> answer;
+
+ private:
+  int batch_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  bool hold_ = false;
+  int calls_ = 0;
+  int in_flight_ = 0;
+  int max_in_flight_ = 0;
+  std::map<std::string, std::vector<std::string>> delivered_;
+  std::vector<Call> sent_;
+};
+
+class ConcurrentDispatcherTest : public DispatcherTest {
+ protected:
+  // `n` events over `subjects` subjects, ids that sort in commit order.
+  std::map<std::string, std::vector<std::string>> PublishMany(int n, int subjects) {
+    std::map<std::string, std::vector<std::string>> by_subject;
+    for (int k = 0; k < n; ++k) {
+      char id[16];
+      std::snprintf(id, sizeof id, "e%05d", k);
+      const std::string subject = "s" + std::to_string(k % subjects);
+      Publish(id, subject);
+      by_subject[subject].push_back(id);
+    }
+    return by_subject;
+  }
+};
+
+TEST_F(ConcurrentDispatcherTest, SendsOnSeveralLanesAtOnceNeverMoreThanTheSettingInOrderPerSubject) {
+  LaneSink sink;
+  options_.concurrency = 3;
+  options_.round_size = 50;  // several rounds
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
+  const auto published = PublishMany(200, 17);
+  int delivered = 0;
+  for (int round = 0; round < 10 && delivered < 200; ++round) delivered += *d.RunOnce();
+  EXPECT_EQ(delivered, 200);
+  EXPECT_EQ(metrics_.delivered.load(), 200u);
+  EXPECT_GE(sink.max_in_flight(), 2);
+  EXPECT_LE(sink.max_in_flight(), 3);
+  EXPECT_EQ(sink.delivered(), published);  // each subject exactly once, in seq order
+  EXPECT_EQ(store_->GetOutboxStats()->pending, 0);
+  EXPECT_EQ(Record("e00199").state, DeliveryState::kDelivered);
+}
+
+TEST_F(ConcurrentDispatcherTest, OneLaneSendsOneRequestAtATime) {
+  LaneSink sink;
+  sink.rendezvous = false;
+  options_.concurrency = 1;
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
+  const auto published = PublishMany(60, 7);
+  EXPECT_EQ(*d.RunOnce(), 60);
+  EXPECT_EQ(sink.max_in_flight(), 1);
+  std::vector<std::string> order;
+  for (const auto& call : sink.sent()) order.insert(order.end(), call.ids.begin(), call.ids.end());
+  EXPECT_TRUE(std::is_sorted(order.begin(), order.end()));  // the round's order, as before lanes
+  EXPECT_EQ(sink.delivered(), published);
+}
+
+TEST_F(ConcurrentDispatcherTest, FailuresStopOnlyTheirSubjectAndRetriesKeepItsOrder) {
+  LaneSink sink;
+  options_.concurrency = 4;
+  options_.breaker_threshold = 1'000'000;  // about order, not the breaker
+  options_.max_attempts = 1000;
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
+  const auto published = PublishMany(300, 23);
+  // Every subject but s0 fails now and then (a fixed pattern of calls); s0 fails every time
+  // until the tenth round.
+  std::map<std::string, int> tries;
+  int round = 0;
+  sink.answer = [&](std::span<const ports::OutboxEvent> events) {
+    const auto& e = events.front();
+    const int n = ++tries[e.id];
+    if (e.subject == "s0" && round < 10) return Retry(503);
+    if ((std::hash<std::string>{}(e.id) + static_cast<size_t>(n)) % 4 == 0) return Retry(500);
+    return DeliveryOutcome{DeliveryOutcome::kDelivered, 202, "", {}};
+  };
+  int delivered = 0;
+  for (; round < 200 && delivered < 300; ++round) {
+    delivered += *d.RunOnce();
+    if (round == 0) {
+      EXPECT_GT(delivered, 0);  // the others went on while s0 failed
+      EXPECT_EQ(sink.delivered().count("s0"), 0u);
+    }
+    clock_.Advance(2000ms);  // past any backoff (1 s at most here)
+  }
+  EXPECT_EQ(delivered, 300);
+  EXPECT_GT(metrics_.retried.load(), 10u);
+  EXPECT_EQ(sink.delivered(), published);  // per subject: each once, in seq order, s0 too
+}
+
+TEST_F(ConcurrentDispatcherTest, TheBreakerOpeningStopsEveryLane) {
+  LaneSink sink;
+  sink.answer = [](std::span<const ports::OutboxEvent>) { return Retry(500); };
+  options_.concurrency = 4;
+  options_.breaker_threshold = 3;
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
+  PublishMany(100, 100);  // one event per subject: only the breaker stops them
+  EXPECT_EQ(*d.RunOnce(), 0);
+  // Three failures open it; the lanes' requests already out end, and no lane sends another.
+  EXPECT_GE(sink.calls(), 3);
+  EXPECT_LE(sink.calls(), 3 + options_.concurrency - 1);
+  EXPECT_EQ(metrics_.breaker_state.load(), 1);
+  int untried = 0;
+  for (int k = 0; k < 100; ++k) {
+    char id[16];
+    std::snprintf(id, sizeof id, "e%05d", k);
+    if (Record(id).attempts == 0) ++untried;
+  }
+  EXPECT_EQ(untried, 100 - sink.calls());
+  const int calls = sink.calls();
+  clock_.Advance(1000ms);
+  EXPECT_EQ(*d.RunOnce(), 0);  // open: nothing sent
+  EXPECT_EQ(sink.calls(), calls);
+}
+
+TEST_F(ConcurrentDispatcherTest, AStopEndsTheRoundAfterTheRequestsInFlightAndRecordsThem) {
+  LaneSink sink;
+  options_.concurrency = 4;
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
+  PublishMany(80, 8);
+  sink.Hold();
+  Result<int> delivered = 0;
+  std::thread round([&] { delivered = d.RunOnce(); });
+  ASSERT_TRUE(sink.InFlight(4));
+  d.RequestStop();
+  sink.Release();
+  round.join();
+  ASSERT_TRUE(delivered);
+  EXPECT_EQ(*delivered, 4);  // the four requests out when the stop came; no lane sent more
+  EXPECT_EQ(sink.calls(), 4);
+  size_t received = 0;
+  for (const auto& [subject, ids] : sink.delivered()) {
+    received += ids.size();
+    for (const auto& id : ids) EXPECT_EQ(Record(id).state, DeliveryState::kDelivered) << id;
+  }
+  EXPECT_EQ(received, 4u);
+  EXPECT_EQ(store_->GetOutboxStats()->pending, 76);  // the rest untouched, for the next round
+}
+
+TEST_F(ConcurrentDispatcherTest, BatchesFormPerLane) {
+  LaneSink sink(5);
+  options_.concurrency = 3;
+  options_.round_size = 1000;
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
+  const auto published = PublishMany(120, 10);
+  EXPECT_EQ(*d.RunOnce(), 120);  // one round
+  EXPECT_EQ(sink.delivered(), published);
+  // A subject's events all go from one lane: every batch that holds one comes from one thread.
+  std::map<std::string, std::set<std::thread::id>> threads_of;
+  std::map<std::string, std::string> subject_of;
+  for (const auto& [subject, ids] : published)
+    for (const auto& id : ids) subject_of[id] = subject;
+  for (const auto& call : sink.sent()) {
+    EXPECT_LE(call.ids.size(), 5u);
+    for (const auto& id : call.ids) threads_of[subject_of[id]].insert(call.thread);
+  }
+  for (const auto& [subject, threads] : threads_of) EXPECT_EQ(threads.size(), 1u) << subject;
+  std::set<std::thread::id> lanes;
+  for (const auto& call : sink.sent()) lanes.insert(call.thread);
+  EXPECT_GE(lanes.size(), 2u);
+  EXPECT_LE(lanes.size(), 3u);
 }
 
 TEST(CircuitBreaker, ClosedOpenHalfOpen) {

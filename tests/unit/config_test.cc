@@ -377,6 +377,25 @@ TEST(Config, WatchSettings) {
       << bad.error().message;
 }
 
+TEST(Config, SinkConcurrency) {
+  auto defaults = LoadConfig(std::nullopt, {});
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->sink_concurrency, 4);
+  auto one = LoadConfig(std::nullopt, {{"CLOUDEVENTS_SINK_CONCURRENCY", "1"}});
+  ASSERT_TRUE(one) << one.error().message;
+  EXPECT_EQ(one->sink_concurrency, 1);
+  auto most = LoadConfig(std::nullopt, {{"CLOUDEVENTS_SINK_CONCURRENCY", "64"}});
+  ASSERT_TRUE(most) << most.error().message;
+  EXPECT_EQ(most->sink_concurrency, 64);
+  for (const char* bad : {"0", "65", "-1", "four"}) {
+    auto c = LoadConfig(std::nullopt, {{"CLOUDEVENTS_SINK_CONCURRENCY", bad}});
+    ASSERT_FALSE(c) << bad;
+    EXPECT_EQ(c.error().field, "CLOUDEVENTS_SINK_CONCURRENCY");
+    EXPECT_NE(c.error().message.find("CLOUDEVENTS_SINK_CONCURRENCY must be an integer from 1 to 64"), std::string::npos)
+        << c.error().message;
+  }
+}
+
 TEST(Config, LogSettings) {
   auto defaults = LoadConfig(std::nullopt, {});
   ASSERT_TRUE(defaults);
