@@ -67,13 +67,15 @@ std::string Seconds(std::chrono::milliseconds d) {
 
 }  // namespace
 
-void LifecycleMetrics::Observe(InstanceState state, const std::vector<LabletInstance>& instances) {
-  StateGauge g;
-  g.count = static_cast<std::int64_t>(instances.size());
-  for (const auto& i : instances)
-    if (!g.oldest_entered_at || EnteredAt(i) < *g.oldest_entered_at) g.oldest_entered_at = EnteredAt(i);
+void LifecycleMetrics::Observe(const std::map<InstanceState, ports::StateCount>& counts) {
   std::lock_guard lock(mu_);
-  states_[state] = g;
+  for (const InstanceState state : kAllInstanceStates) {
+    if (state == InstanceState::kTerminated) continue;
+    StateGauge g;
+    g.count = 0;
+    if (auto it = counts.find(state); it != counts.end()) g = {it->second.count, it->second.oldest_entered_at};
+    states_[state] = g;
+  }
 }
 
 std::map<InstanceState, LifecycleMetrics::StateGauge> LifecycleMetrics::States() const {
@@ -90,7 +92,7 @@ Reconcilers::Reconcilers(Deps deps, InstanceService& instances, CollectionServic
       cloud_(cloud),
       options_(options),
       metrics_(metrics) {
-  auto loop = [this](const char* name, int (Reconcilers::*sweep)()) {
+  auto loop = [this](const char* name, int (Reconcilers::*sweep)(), std::chrono::milliseconds min_gap) {
     auto& errors = errors_[name];
     loops_.push_back(std::make_unique<runtime::BackgroundLoop>(
         [this, name, sweep, &errors] {
@@ -102,13 +104,17 @@ Reconcilers::Reconcilers(Deps deps, InstanceService& instances, CollectionServic
             metrics_->loops->Ran(name, steps, errors.load() - errors_before, std::chrono::steady_clock::now() - started);
           return false;
         },
-        options_.interval, std::min(options_.interval, std::chrono::milliseconds(100))));
+        options_.interval, min_gap));
   };
-  loop(kScheduler, &Reconcilers::ScheduleOnce);
-  loop(kInstantiator, &Reconcilers::InstantiateOnce);
-  loop(kStopper, &Reconcilers::StopOnce);
-  loop(kPodAssigner, &Reconcilers::AssignPodsOnce);
-  loop(kScaler, &Reconcilers::ScaleOnce);
+  const auto min_gap = std::min(options_.interval, std::chrono::milliseconds(100));
+  loop(kScheduler, &Reconcilers::ScheduleOnce, min_gap);
+  loop(kInstantiator, &Reconcilers::InstantiateOnce, min_gap);
+  loop(kStopper, &Reconcilers::StopOnce, min_gap);
+  loop(kPodAssigner, &Reconcilers::AssignPodsOnce, min_gap);
+  // A wave's commits wake every loop; the scaler reads every worker (each with its
+  // reservations), and a commit of one instance seldom gives it work: it sweeps at most once
+  // per interval, woken or not.
+  loop(kScaler, &Reconcilers::ScaleOnce, options_.interval);
 }
 
 Reconcilers::~Reconcilers() { Stop(); }
@@ -138,22 +144,24 @@ void Reconcilers::CountError(const char* loop) {
 }
 
 std::vector<LabletInstance> Reconcilers::InState(InstanceState s) {
-  std::vector<LabletInstance> out;
   ports::InstanceFilter filter;
   filter.state = s;
+  return Listed(filter);
+}
+
+std::vector<LabletInstance> Reconcilers::Listed(const ports::InstanceFilter& filter) {
+  std::vector<LabletInstance> out;
   ports::Page page{ports::kMaxPageLimit, ""};
   for (;;) {
     auto got = d_.store.ListInstances(filter, page);
     if (!got) {
       CountError(current_loop);
-      spdlog::warn("reconcilers: cannot list {} instances: {}", ToString(s), got.error().message);
+      spdlog::warn("reconcilers: cannot list {} instances: {}", filter.state ? ToString(*filter.state) : "all",
+                   got.error().message);
       break;
     }
     for (auto& i : got->items) out.push_back(std::move(i));
-    if (got->next.empty()) {
-      if (metrics_) metrics_->Observe(s, out);
-      break;
-    }
+    if (got->next.empty()) break;
     page.after = got->next;
   }
   return out;
@@ -179,8 +187,10 @@ std::vector<Worker> Reconcilers::AllWorkers() {
 // ---- scheduler -----------------------------------------------------------------------------
 
 std::vector<LabletInstance> Reconcilers::DuePending(Timestamp now) {
-  auto pending = InState(InstanceState::kPending);
-  std::erase_if(pending, [&](const LabletInstance& i) { return i.timeslot_start - options_.schedule_ahead > now; });
+  ports::InstanceFilter due;
+  due.state = InstanceState::kPending;
+  due.starts_by = now + options_.schedule_ahead;
+  auto pending = Listed(due);
   std::sort(pending.begin(), pending.end(), [](const auto& a, const auto& b) {
     return std::tie(a.timeslot_start, a.id) < std::tie(b.timeslot_start, b.id);
   });
@@ -266,14 +276,19 @@ int Reconcilers::InstantiateOnce() {
   const Timestamp now = d_.clock.Now();
   // SCHEDULED instances whose lead has come (each moved to INSTANTIATING first), then the
   // INSTANTIATING ones; an instance read in both is acted on once (next_poll_).
-  std::vector<LabletInstance> due;
-  for (auto& i : InState(InstanceState::kScheduled))
-    if (i.timeslot_start - options_.instantiation_lead <= now) due.push_back(std::move(i));
+  ports::InstanceFilter lead_come;
+  lead_come.state = InstanceState::kScheduled;
+  lead_come.starts_by = now + options_.instantiation_lead;
+  std::vector<LabletInstance> due = Listed(lead_come);
   const size_t scheduled = due.size();
   for (auto& i : InState(InstanceState::kInstantiating)) due.push_back(std::move(i));
   std::vector<std::string> workers;
   workers.reserve(due.size());
   for (const auto& i : due) workers.push_back(i.worker_id ? i.worker_id->value : "");
+  // The workers, read once for the sweep rather than once per instance and poll.
+  WorkerCache cache;
+  if (!due.empty())
+    for (auto& w : AllWorkers()) cache.emplace(w.id.value, std::move(w));
   std::atomic<int> steps{0};
   // One slow CML call (an import, a start) must not hold the rest of a wave behind it, and no
   // one worker's CML gets more than its share of calls at once.
@@ -281,7 +296,7 @@ int Reconcilers::InstantiateOnce() {
     if (stopping_) return;
     current_loop = kInstantiator;
     if (k >= scheduled) {
-      if (Instantiate(due[k], now)) ++steps;
+      if (Instantiate(due[k], now, cache)) ++steps;
       return;
     }
     const LabletInstance& i = due[k];
@@ -290,14 +305,15 @@ int Reconcilers::InstantiateOnce() {
                                        std::nullopt);
     if (!moved) return;
     ++steps;
-    if (Instantiate(*moved, now)) ++steps;
+    if (Instantiate(*moved, now, cache)) ++steps;
   });
   std::lock_guard lock(poll_mu_);
   std::erase_if(next_poll_, [&](const auto& e) { return e.second + std::chrono::minutes(10) < now; });
+  std::erase_if(start_sent_, [&](const auto& e) { return e.second + options_.instantiation_timeout < now; });
   return steps;
 }
 
-bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
+bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now, const WorkerCache& workers) {
   log::Scope about(About(i));
   if (i.cml_retry_at && *i.cml_retry_at > now) return false;
   trace::Scope scope(WorkTrace(i));  // its CML calls and its moves join the lablet's trace
@@ -307,7 +323,9 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
     next_poll_[i.id.value] = now + options_.cml_poll;
   }
   if (!i.worker_id) return false;
-  auto worker = d_.store.GetWorker(*i.worker_id);
+  // A worker missing from the sweep's read was added after it: read from the store.
+  const auto cached = workers.find(i.worker_id->value);
+  Result<Worker> worker = cached != workers.end() ? Result<Worker>(cached->second) : d_.store.GetWorker(*i.worker_id);
   if (!worker) return false;
   if (i.termination_requested && i.cml_lab_id) {
     // DELETE while the lab was starting: the lab goes first, then the instance.
@@ -372,17 +390,31 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
       (void)RemoveLab(*worker, *lab_id);
       return true;
     }
-    if (auto s = cml_.StartLab(ports::CmlTargetOf(*worker), *lab_id); !s) RecordCmlFailure(*recorded, s.error(), now);
+    SendStart(*recorded, *worker, *lab_id, now);
     return true;
   }
+  // One call per poll: the lab's state. A lab not STARTED yet is most often one still starting
+  // (CML reports it as it was until then), so the start is sent again only when this process
+  // has not sent it within cml_start_resend: after a restart or a new leader, after a failed
+  // start, or when a start seems lost.
   auto state = cml_.LabState(ports::CmlTargetOf(*worker), *i.cml_lab_id);
   if (!state) {
     RecordCmlFailure(i, state.error(), now);
     return true;
   }
   if (*state != ports::CmlLabState::kStarted) {
-    if (auto s = cml_.StartLab(ports::CmlTargetOf(*worker), *i.cml_lab_id); !s) RecordCmlFailure(i, s.error(), now);
+    bool resend;
+    {
+      std::lock_guard lock(poll_mu_);
+      auto it = start_sent_.find(i.id.value);
+      resend = it == start_sent_.end() || it->second + options_.cml_start_resend <= now;
+    }
+    if (resend) SendStart(i, *worker, *i.cml_lab_id, now);
     return false;
+  }
+  {
+    std::lock_guard lock(poll_mu_);
+    start_sent_.erase(i.id.value);
   }
   auto running = instances_.Transition(i.id, InstanceState::kRunning, "lab " + *i.cml_lab_id + " started on CML",
                                        kInstantiator, std::nullopt);
@@ -391,6 +423,15 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now) {
     spdlog::warn("instantiator: instance {} not moved to RUNNING: {}", i.id.value, running.error().message);
   }
   return running.has_value();
+}
+
+void Reconcilers::SendStart(const LabletInstance& i, const Worker& worker, const std::string& lab_id, Timestamp now) {
+  if (auto s = cml_.StartLab(ports::CmlTargetOf(worker), lab_id); !s) {
+    RecordCmlFailure(i, s.error(), now);
+    return;
+  }
+  std::lock_guard lock(poll_mu_);
+  start_sent_[i.id.value] = now;
 }
 
 void Reconcilers::RecordCmlFailure(const LabletInstance& i, const Error& e, Timestamp now, bool counted) {
@@ -433,9 +474,17 @@ Status Reconcilers::RemoveLab(const Worker& worker, const std::string& lab_id) {
 int Reconcilers::StopOnce() {
   const Timestamp now = d_.clock.Now();
   int steps = 0;
+  if (metrics_) {
+    // The gauges, from the store's counts: the sweeps below read only what they act on.
+    if (auto counts = d_.store.CountInstances()) metrics_->Observe(*counts);
+    else CountError(kStopper);
+  }
   // Each step ends before a stop is noticed; the steps not taken are the next leader's.
-  for (const auto& i : InState(InstanceState::kRunning))
-    if (!stopping_ && i.timeslot_end <= now && EndTimeslot(i)) ++steps;
+  ports::InstanceFilter ended;
+  ended.state = InstanceState::kRunning;
+  ended.ends_by = now;
+  for (const auto& i : Listed(ended))
+    if (!stopping_ && EndTimeslot(i)) ++steps;
   for (const auto s : {InstanceState::kCollecting, InstanceState::kGrading})
     for (const auto& i : InState(s))
       if (!stopping_ && TimeOut(i, now)) ++steps;
@@ -529,9 +578,11 @@ int Reconcilers::AssignPodsOnce() {
   const auto backoff = [this](int failures) {
     return runtime::Jittered(CollectionBackoff(failures, options_.pod_backoff, options_.pod_max_backoff));
   };
+  ports::InstanceFilter pod_due;
+  pod_due.state = InstanceState::kRunning;
+  pod_due.pod_due_by = now;
   std::vector<InstanceId> due;
-  for (const auto& i : InState(InstanceState::kRunning))
-    if (i.pod_due_at && *i.pod_due_at <= now) due.push_back(i.id);
+  for (const auto& i : Listed(pod_due)) due.push_back(i.id);
   std::atomic<int> steps{0};
   // A slow or failing engine must not hold every other pod behind one call.
   RunConcurrently(due.size(), options_.max_concurrent_calls, [&](size_t k) {

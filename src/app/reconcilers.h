@@ -17,6 +17,7 @@
 #include "ports/cml.h"
 #include "ports/observers.h"
 #include "ports/outbox.h"
+#include "ports/store.h"
 #include "runtime/background_loop.h"
 #include "runtime/background_work.h"
 
@@ -36,8 +37,11 @@ struct ReconcilerOptions {
   int cml_max_failures = 3;
   std::chrono::milliseconds cml_backoff{1000};  // doubled per failure
   std::chrono::milliseconds cml_max_backoff = std::chrono::minutes(5);
-  // How often the state of a starting lab is read.
+  // How often the state of a starting lab is read (one CML call per poll).
   std::chrono::milliseconds cml_poll{500};
+  // A lab not STARTED yet is sent its start again once this long has passed since this
+  // process last sent it (at once when it has not sent it: after a restart or a new leader).
+  std::chrono::milliseconds cml_start_resend = std::chrono::seconds(30);
   // An ARCHIVED instance is terminated this long after archiving (0: at once); at once when
   // its termination was requested.
   std::chrono::milliseconds archive_retention = std::chrono::minutes(60);
@@ -69,13 +73,14 @@ struct ReconcilerOptions {
 
 // What the reconcilers saw and did, for /metrics. Thread-safe.
 struct LifecycleMetrics {
-  // Instances per state, and when the one longest in that state entered it, as of the last
-  // sweep that listed the state (TERMINATED is not listed). Set by the leader only.
+  // Instances per state, and when the one longest in that state entered it, as of the
+  // stopper's last sweep (the store's counts; TERMINATED is not counted). Set by the leader only.
   struct StateGauge {
     std::int64_t count = -1;  // -1: not measured yet
     std::optional<Timestamp> oldest_entered_at;
   };
-  void Observe(domain::InstanceState state, const std::vector<domain::LabletInstance>& instances);
+  // Sets every state but TERMINATED: a state absent from `counts` has none.
+  void Observe(const std::map<domain::InstanceState, ports::StateCount>& counts);
   std::map<domain::InstanceState, StateGauge> States() const;
 
   std::atomic<std::uint64_t> pod_assigned{0};  // pods the Grading Engine took
@@ -110,8 +115,11 @@ struct LifecycleMetrics {
 //   drained and released; DRAINING -> STOPPING -> STOPPED for every worker; a released
 //   worker -> TERMINATED once the provider no longer runs it.
 // Each loop runs on its own thread, every `interval` and whenever Wake is called (on every
-// commit), but at most once per 100 ms (or per `interval`, if shorter): each sweep lists the
-// instances of its states, and under load commits come by the thousand per second. Each step re-reads what it changes and commits with the version it read, so the
+// commit), but at most once per 100 ms (or per `interval`, if shorter), and under load commits
+// come by the thousand per second: so each sweep reads only the instances it can act on where
+// the store can select them by an index (the PENDING ones due, the SCHEDULED ones whose lead
+// has come, the RUNNING ones whose timeslot ended or whose pod is due), and the gauges come from
+// the store's counts. Each step re-reads what it changes and commits with the version it read, so the
 // loops, the API and the events endpoint may act on one instance at once. Thread-safe.
 class Reconcilers final : public runtime::BackgroundTask {
  public:
@@ -144,8 +152,10 @@ class Reconcilers final : public runtime::BackgroundTask {
   void Wake() override;
 
  private:
-  // Each instance step: reads its worker and acts on CML, then commits.
-  bool Instantiate(const domain::LabletInstance& i, Timestamp now);
+  // Each instance step: acts on CML on its worker (from `workers`, read by the sweep, or else
+  // from the store), then commits.
+  using WorkerCache = std::map<std::string, domain::Worker, std::less<>>;
+  bool Instantiate(const domain::LabletInstance& i, Timestamp now, const WorkerCache& workers);
   bool StopInstance(const domain::LabletInstance& i, Timestamp now);
   bool TerminateArchived(const domain::LabletInstance& i, Timestamp now);
   // RUNNING past its timeslot: collected, or straight to STOPPING when it is not assessed.
@@ -171,6 +181,11 @@ class Reconcilers final : public runtime::BackgroundTask {
   // The fullest worker `def` fits on, or null.
   static domain::Worker* BestFit(std::vector<domain::Worker>& workers, const domain::LabletDefinition& def);
   std::vector<domain::LabletInstance> InState(domain::InstanceState s);
+  // Every instance that passes `filter`, page by page.
+  std::vector<domain::LabletInstance> Listed(const ports::InstanceFilter& filter);
+  // Sends the lab its start; a failure is recorded on the instance, a success in start_sent_.
+  void SendStart(const domain::LabletInstance& i, const domain::Worker& worker, const std::string& lab_id,
+                 Timestamp now);
   std::vector<domain::Worker> AllWorkers();
   // Counts an error met by `loop` (one of the loops' names; null or another name: nothing).
   void CountError(const char* loop);
@@ -184,6 +199,7 @@ class Reconcilers final : public runtime::BackgroundTask {
   LifecycleMetrics* metrics_;
   std::mutex poll_mu_;
   std::map<std::string, Timestamp> next_poll_;  // instance id -> next read of its lab's state
+  std::map<std::string, Timestamp> start_sent_;  // instance id -> when this process last sent its lab's start
   std::vector<std::unique_ptr<runtime::BackgroundLoop>> loops_;
   // Errors met per loop, for LifecycleMetrics::loops; the keys are set before the loops start.
   std::map<std::string_view, std::atomic<int>, std::less<>> errors_;

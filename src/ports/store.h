@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +25,20 @@ struct InstanceFilter {
   std::optional<domain::InstanceState> state;
   std::optional<std::string> worker_id;
   std::optional<std::string> owner_id;
+  // Time bounds, each inclusive, for the sweeps that act only on what is due: instances whose
+  // timeslot starts at or before `starts_by`, whose timeslot ends at or before `ends_by`, and
+  // whose pod assignment is due at or before `pod_due_by` (one with no pod due never matches).
+  // A store answers them from an index, not by reading every instance of the state.
+  std::optional<Timestamp> starts_by;
+  std::optional<Timestamp> ends_by;
+  std::optional<Timestamp> pod_due_by;
+};
+
+// How many instances are in one state, and when the one longest in it entered it (the last
+// entry of its state history; its created_at when it has none).
+struct StateCount {
+  std::int64_t count = 0;
+  std::optional<Timestamp> oldest_entered_at;
 };
 
 // The key of a consumed event, kept until `expires_at` so that a redelivery changes nothing.
@@ -86,6 +102,8 @@ class Store {
   virtual Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) = 0;
   // Ordered by id (ids are time-ordered, so this is creation order).
   virtual Result<PageOf<domain::LabletInstance>> ListInstances(const InstanceFilter& filter, const Page& page) = 0;
+  // Per state that has instances, but TERMINATED: their count and the oldest entry.
+  virtual Result<std::map<domain::InstanceState, StateCount>> CountInstances() = 0;
 
   // Errors: not_found.
   virtual Result<domain::Worker> GetWorker(const domain::WorkerId& id) = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <optional>
 #include <string>
@@ -16,6 +17,28 @@
 namespace ccm::store {
 
 // What every store does alike: the versions of one definition, the outbox's page cursor.
+
+// Whether `i` passes `filter` (every field of it), for the stores that filter in memory.
+inline bool Matches(const ports::InstanceFilter& filter, const domain::LabletInstance& i) {
+  return (!filter.state || i.state == *filter.state) &&
+         (!filter.worker_id || (i.worker_id && i.worker_id->value == *filter.worker_id)) &&
+         (!filter.owner_id || i.owner_id == *filter.owner_id) &&
+         (!filter.starts_by || i.timeslot_start <= *filter.starts_by) &&
+         (!filter.ends_by || i.timeslot_end <= *filter.ends_by) &&
+         (!filter.pod_due_by || (i.pod_due_at && *i.pod_due_at <= *filter.pod_due_by));
+}
+
+// When `i` entered its current state: the last entry of its history, else its creation.
+inline Timestamp EnteredAt(const domain::LabletInstance& i) {
+  return i.state_history.empty() ? i.created_at : i.state_history.back().at;
+}
+
+// Adds `i` to `counts` (Store::CountInstances).
+inline void Count(std::map<domain::InstanceState, ports::StateCount>& counts, const domain::LabletInstance& i) {
+  auto& c = counts[i.state];
+  ++c.count;
+  if (!c.oldest_entered_at || EnteredAt(i) < *c.oldest_entered_at) c.oldest_entered_at = EnteredAt(i);
+}
 
 // Oldest first, by semver precedence (1.10.0 after 1.2.0).
 inline void SortBySemVer(std::vector<domain::LabletDefinition>& versions) {

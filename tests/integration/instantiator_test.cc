@@ -11,6 +11,7 @@
 #include <set>
 
 #include "app/reconcilers.h"
+#include "support/fake_clock.h"
 #include "support/fixtures.h"
 #include "support/scheduling.h"
 #include "support/stack.h"
@@ -92,6 +93,31 @@ class GatedCml : public ports::CmlWorkers {
   std::optional<std::string> held_;
   size_t release_after_ = 0;
   std::set<std::string> started_;
+};
+
+// CML whose lab starts only when the test says so: until then it reports DEFINED_ON_CORE, as
+// CML reports a lab still starting. Counts the calls of each kind.
+class SlowStartCml : public ports::CmlWorkers {
+ public:
+  bool started = false;
+  int imports = 0, starts = 0, reads = 0;
+
+  Result<std::string> ImportLab(const ports::CmlTarget&, const std::string&, const std::string&) override {
+    ++imports;
+    return std::string("lab-1");
+  }
+  Status StartLab(const ports::CmlTarget&, const std::string&) override {
+    ++starts;
+    return {};
+  }
+  Result<ports::CmlLabState> LabState(const ports::CmlTarget&, const std::string&) override {
+    ++reads;
+    return started ? ports::CmlLabState::kStarted : ports::CmlLabState::kDefinedOnCore;
+  }
+  Status StopLab(const ports::CmlTarget&, const std::string&) override { return {}; }
+  Status WipeLab(const ports::CmlTarget&, const std::string&) override { return {}; }
+  Status DeleteLab(const ports::CmlTarget&, const std::string&) override { return {}; }
+  Result<std::vector<ports::CmlLab>> ListLabs(const ports::CmlTarget&) override { return std::vector<ports::CmlLab>{}; }
 };
 
 class InstantiatorTest : public ::testing::Test {
@@ -192,6 +218,79 @@ TEST_F(InstantiatorTest, AFailedImportIsRecordedOnItsInstanceAndTheOthersGoOn) {
   EXPECT_TRUE(f.cml_retry_at.has_value());
   reconcilers.InstantiateOnce();
   for (const auto& id : others) EXPECT_EQ(Get(id).state, InstanceState::kRunning);
+}
+
+TEST_F(InstantiatorTest, APollOfAStartingLabIsOneCallAndTheStartIsSentAgainOnlyAfterTheResendTime) {
+  const WorkerId worker = AddWorker("w1");
+  const InstanceId id = AddScheduled(worker);
+  SlowStartCml cml;
+  testing::FakeClock clock(stack_.clock.Now());
+  app::Deps deps{*stack_.store, clock, stack_.ids, *stack_.events};
+  app::ReconcilerOptions o = Options(4, 4);  // a poll every sweep
+  o.cml_start_resend = std::chrono::seconds(30);
+  app::Reconcilers reconcilers(deps, *stack_.instances, *stack_.collection, cml, nullptr, o);
+  reconcilers.InstantiateOnce();  // imported and started
+  EXPECT_EQ(cml.imports, 1);
+  EXPECT_EQ(cml.starts, 1);
+  for (int n = 0; n < 5; ++n) {
+    clock.Advance(std::chrono::seconds(5));
+    reconcilers.InstantiateOnce();
+  }
+  EXPECT_EQ(cml.reads, 5) << "each poll reads the lab's state";
+  EXPECT_EQ(cml.starts, 1) << "a lab still starting is not sent its start again within 30 s";
+  clock.Advance(std::chrono::seconds(5));  // 30 s since the start
+  reconcilers.InstantiateOnce();
+  EXPECT_EQ(cml.starts, 2) << "a start that seems lost is sent again";
+  cml.started = true;
+  clock.Advance(std::chrono::seconds(1));
+  reconcilers.InstantiateOnce();
+  EXPECT_EQ(Get(id).state, InstanceState::kRunning);
+  EXPECT_EQ(cml.starts, 2);
+  EXPECT_EQ(cml.reads, 7);
+}
+
+TEST_F(InstantiatorTest, ANewProcessSendsTheStartOfALabItFindsNotStartedAtItsFirstPoll) {
+  const WorkerId worker = AddWorker("w1");
+  AddScheduled(worker);
+  SlowStartCml cml;
+  app::ReconcilerOptions o = Options(4, 4);
+  o.cml_start_resend = std::chrono::minutes(10);
+  {
+    app::Reconcilers first(deps_, *stack_.instances, *stack_.collection, cml, nullptr, o);
+    first.InstantiateOnce();
+  }
+  EXPECT_EQ(cml.starts, 1);
+  // Another process (a restart, a new leader) does not know whether the start was sent.
+  app::Reconcilers second(deps_, *stack_.instances, *stack_.collection, cml, nullptr, o);
+  second.InstantiateOnce();
+  EXPECT_EQ(cml.reads, 1);
+  EXPECT_EQ(cml.starts, 2);
+  second.InstantiateOnce();
+  EXPECT_EQ(cml.reads, 2);
+  EXPECT_EQ(cml.starts, 2);
+}
+
+// The stopper's sweep reads only the RUNNING instances whose timeslot ended; the gauges still
+// count every live instance, the ones no sweep reads too (the store counts them).
+TEST_F(InstantiatorTest, TheGaugesCountTheInstancesNoSweepReads) {
+  const WorkerId worker = AddWorker("w1");
+  AddScheduled(worker);
+  InstanceDraft later;
+  later.definition_id = def_.id;
+  later.owner_id = "candidate";
+  later.timeslot_start = stack_.clock.Now() + std::chrono::hours(48);  // not due for days
+  later.timeslot_end = later.timeslot_start + std::chrono::minutes(60);
+  ASSERT_TRUE(stack_.instances->Create(later, "test"));
+  ASSERT_TRUE(stack_.instances->Create(later, "test"));
+  app::LifecycleMetrics metrics;
+  app::Reconcilers reconcilers(deps_, *stack_.instances, *stack_.collection, cml_, nullptr, Options(4, 4), &metrics);
+  EXPECT_EQ(reconcilers.ScheduleOnce(), 0);  // nothing due
+  EXPECT_EQ(reconcilers.StopOnce(), 0);
+  const auto states = metrics.States();
+  EXPECT_EQ(states.at(InstanceState::kPending).count, 2);
+  EXPECT_EQ(states.at(InstanceState::kScheduled).count, 1);
+  EXPECT_EQ(states.at(InstanceState::kRunning).count, 0);
+  EXPECT_EQ(states.count(InstanceState::kTerminated), 0u);
 }
 
 }  // namespace

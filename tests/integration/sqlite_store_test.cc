@@ -116,6 +116,58 @@ TEST(SqliteStore, WritesWalWithFullSyncAndRecordsTheSchemaVersion) {
   sqlite3_close(db);
 }
 
+// What migration 4 added (the sweeps' times and their indexes), undone: the schema before it.
+constexpr const char* kUndoSweepTimes =
+    "DROP INDEX instances_by_start; DROP INDEX instances_by_end; DROP INDEX instances_by_pod_due; "
+    "DROP INDEX instances_by_entered; ALTER TABLE instances DROP COLUMN timeslot_start_ms; "
+    "ALTER TABLE instances DROP COLUMN timeslot_end_ms; ALTER TABLE instances DROP COLUMN pod_due_ms; "
+    "ALTER TABLE instances DROP COLUMN entered_ms;";
+
+// A database written before the sweeps' times had columns: the migration reads them from the
+// stored instances, so that the sweeps' bounds and the counts see those instances too.
+TEST(SqliteStore, TheSweepTimesMigrationCoversInstancesWrittenBeforeIt) {
+  testing::TempDir dir;
+  {
+    auto store = store::SqliteStore::Open({dir.File("ccm.db")});
+    ASSERT_TRUE(store);
+    LabletInstance old = MakeInstance("i-old");
+    old.state = InstanceState::kRunning;
+    old.timeslot_end = FromUnixMillis(2'000'123);
+    old.pod_due_at = FromUnixMillis(1'500'007);
+    old.state_history.push_back({InstanceState::kInstantiating, InstanceState::kRunning, FromUnixMillis(1'200'999), "r", "t"});
+    Changes c;
+    c.instances = {old};
+    ASSERT_TRUE((*store)->Commit(c));
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.File("ccm.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, (std::string(kUndoSweepTimes) + "PRAGMA user_version=3;").c_str(), nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  auto store = store::SqliteStore::Open({dir.File("ccm.db")});
+  ASSERT_TRUE(store);
+  auto count = [&](ports::InstanceFilter f) { return (*store)->ListInstances(f, {})->items.size(); };
+  ports::InstanceFilter f;
+  f.state = InstanceState::kRunning;
+  f.ends_by = FromUnixMillis(2'000'123);  // to the millisecond
+  EXPECT_EQ(count(f), 1u);
+  f.ends_by = FromUnixMillis(2'000'122);
+  EXPECT_EQ(count(f), 0u);
+  f.ends_by.reset();
+  f.pod_due_by = FromUnixMillis(1'500'007);
+  EXPECT_EQ(count(f), 1u);
+  f.pod_due_by = FromUnixMillis(1'500'006);
+  EXPECT_EQ(count(f), 0u);
+  f.pod_due_by.reset();
+  f.starts_by = MakeInstance("x").timeslot_start;
+  EXPECT_EQ(count(f), 1u);
+  auto counts = (*store)->CountInstances();
+  ASSERT_TRUE(counts);
+  EXPECT_EQ(counts->at(InstanceState::kRunning).count, 1);
+  EXPECT_EQ(counts->at(InstanceState::kRunning).oldest_entered_at, FromUnixMillis(1'200'999));
+}
+
 // A database written before reservations were indexed: the migration finds the
 // reservations in the stored instances, so that the rule holds for them too.
 TEST(SqliteStore, TheReservationMigrationCoversInstancesWrittenBeforeIt) {
@@ -132,8 +184,10 @@ TEST(SqliteStore, TheReservationMigrationCoversInstancesWrittenBeforeIt) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(dir.File("ccm.db").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
-                         "DROP INDEX instances_by_reservation; ALTER TABLE instances DROP COLUMN reservation_id; "
-                         "ALTER TABLE processed_events DROP COLUMN value; PRAGMA user_version=2;",
+                         (std::string(kUndoSweepTimes) +
+                          "DROP INDEX instances_by_reservation; ALTER TABLE instances DROP COLUMN reservation_id; "
+                          "ALTER TABLE processed_events DROP COLUMN value; PRAGMA user_version=2;")
+                             .c_str(),
                          nullptr, nullptr, nullptr),
             SQLITE_OK)
       << sqlite3_errmsg(db);

@@ -299,6 +299,108 @@ TEST_P(StoreContract, ListsFilterAndPage) {
   EXPECT_EQ(store().ListInstances(by_worker, {})->items.size(), 3u);
 }
 
+// The ids of every instance that passes `filter`, read `limit` at a time.
+std::vector<std::string> Ids(ports::Store& store, const ports::InstanceFilter& filter, int limit = 100) {
+  std::vector<std::string> ids;
+  ports::Page page{limit, ""};
+  for (;;) {
+    auto p = store.ListInstances(filter, page);
+    if (!p) {
+      ADD_FAILURE() << p.error().message;
+      return ids;
+    }
+    for (auto& i : p->items) ids.push_back(i.id.value);
+    if (p->next.empty()) return ids;
+    page.after = p->next;
+  }
+}
+
+using IdList = std::vector<std::string>;
+
+TEST_P(StoreContract, TimeBoundsSelectTheInstancesDueByThemInclusively) {
+  auto make = [](const std::string& id, InstanceState state, std::int64_t start_s, std::int64_t end_s,
+                 std::optional<std::int64_t> pod_due_s) {
+    LabletInstance i = MakeInstance(id);
+    i.state = state;
+    i.timeslot_start = FromUnixMillis(start_s * 1000);
+    i.timeslot_end = FromUnixMillis(end_s * 1000);
+    if (pod_due_s) i.pod_due_at = FromUnixMillis(*pod_due_s * 1000);
+    return i;
+  };
+  Changes c;
+  c.instances = {make("a", InstanceState::kRunning, 1000, 2000, 1500), make("b", InstanceState::kRunning, 1000, 3000, {}),
+                 make("c", InstanceState::kRunning, 2000, 3000, 2500), make("d", InstanceState::kPending, 1000, 2000, {})};
+  ASSERT_TRUE(store().Commit(c));
+  const auto at = [](std::int64_t s) { return FromUnixMillis(s * 1000); };
+  ports::InstanceFilter ended;
+  ended.state = InstanceState::kRunning;
+  ended.ends_by = at(2000);
+  EXPECT_EQ(Ids(store(), ended), (IdList{"a"}));  // at the bound counts
+  ended.ends_by = at(2000) - std::chrono::milliseconds(1);
+  EXPECT_EQ(Ids(store(), ended), IdList{});
+  ended.ends_by = at(3000);
+  EXPECT_EQ(Ids(store(), ended, 1), (IdList{"a", "b", "c"}));  // paged, in id order
+  ports::InstanceFilter pods;
+  pods.state = InstanceState::kRunning;
+  pods.pod_due_by = at(2500);
+  EXPECT_EQ(Ids(store(), pods), (IdList{"a", "c"}));  // b has no pod due: never
+  pods.pod_due_by = at(2499);
+  EXPECT_EQ(Ids(store(), pods), (IdList{"a"}));
+  ports::InstanceFilter started;
+  started.starts_by = at(1000);
+  EXPECT_EQ(Ids(store(), started), (IdList{"a", "b", "d"}));  // no state: every state
+  started.state = InstanceState::kPending;
+  EXPECT_EQ(Ids(store(), started), (IdList{"d"}));
+  started.owner_id = "someone else";
+  EXPECT_EQ(Ids(store(), started), IdList{});  // with the other fields, all of them hold
+
+  // A write moves the instance within the bounds: the pod taken, the timeslot moved.
+  LabletInstance a = *store().GetInstance({"a"});
+  a.pod_due_at.reset();
+  a.timeslot_end = at(5000);
+  Changes update;
+  update.instances = {a};
+  ASSERT_TRUE(store().Commit(update));
+  pods.pod_due_by = at(2500);
+  EXPECT_EQ(Ids(store(), pods), (IdList{"c"}));
+  ended.ends_by = at(3000);
+  EXPECT_EQ(Ids(store(), ended), (IdList{"b", "c"}));
+}
+
+TEST_P(StoreContract, CountsEachLiveStateWithItsOldestEntry) {
+  auto make = [](const std::string& id, InstanceState state, std::optional<std::int64_t> entered_ms) {
+    LabletInstance i = MakeInstance(id);
+    i.state = state;
+    if (entered_ms) i.state_history.push_back({InstanceState::kPending, state, FromUnixMillis(*entered_ms), "r", "t"});
+    return i;
+  };
+  Changes c;
+  c.instances = {make("a", InstanceState::kRunning, 5000), make("b", InstanceState::kRunning, 3000),
+                 make("d", InstanceState::kPending, std::nullopt), make("t", InstanceState::kTerminated, 100)};
+  ASSERT_TRUE(store().Commit(c));
+  auto counts = store().CountInstances();
+  ASSERT_TRUE(counts);
+  ASSERT_EQ(counts->size(), 2u) << "TERMINATED is not counted, and a state without instances is absent";
+  EXPECT_EQ(counts->at(InstanceState::kRunning).count, 2);
+  EXPECT_EQ(counts->at(InstanceState::kRunning).oldest_entered_at, FromUnixMillis(3000));
+  EXPECT_EQ(counts->at(InstanceState::kPending).count, 1);
+  EXPECT_EQ(counts->at(InstanceState::kPending).oldest_entered_at, FromUnixMillis(1000));  // no history: created_at
+
+  // A move is counted in its new state, entered when it moved.
+  LabletInstance b = *store().GetInstance({"b"});
+  b.state = InstanceState::kStopping;
+  b.state_history.push_back({InstanceState::kRunning, InstanceState::kStopping, FromUnixMillis(9000), "r", "t"});
+  Changes update;
+  update.instances = {b};
+  ASSERT_TRUE(store().Commit(update));
+  counts = store().CountInstances();
+  ASSERT_TRUE(counts);
+  EXPECT_EQ(counts->at(InstanceState::kRunning).count, 1);
+  EXPECT_EQ(counts->at(InstanceState::kRunning).oldest_entered_at, FromUnixMillis(5000));
+  EXPECT_EQ(counts->at(InstanceState::kStopping).count, 1);
+  EXPECT_EQ(counts->at(InstanceState::kStopping).oldest_entered_at, FromUnixMillis(9000));
+}
+
 TEST_P(StoreContract, ProcessedKeysRefuseALiveDuplicateAndExpire) {
   Changes c;
   c.processed = {{"platform", "evt-1", FromUnixMillis(0), FromUnixMillis(1000)}};

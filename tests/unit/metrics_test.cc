@@ -139,11 +139,8 @@ TEST(AppFamilies, LeadershipReceiptsLifecycleAndRetentionBecomeTheirFamilies) {
   receive.rejected = 1;
   app::LifecycleMetrics lifecycle;
   const Timestamp now = Timestamp{} + 1000h;
-  domain::LabletInstance running;
-  running.state = domain::InstanceState::kRunning;
-  running.created_at = now - 90s;
-  lifecycle.Observe(domain::InstanceState::kRunning, {running});
-  lifecycle.Observe(domain::InstanceState::kPending, {});
+  // The store's counts name only the states that have instances: the others count 0.
+  lifecycle.Observe({{domain::InstanceState::kRunning, {1, now - 90s}}});
   lifecycle.grading_timeouts = 2;
   app::CollectionService::Metrics collection;
   collection.refused = 5;

@@ -296,9 +296,7 @@ Result<ports::PageOf<LabletInstance>> EtcdStore::ListInstances(const ports::Inst
   ports::PageOf<LabletInstance> out;
   bool full = false;
   auto take = [&](const LabletInstance& i) -> bool {
-    if (filter.state && i.state != *filter.state) return true;
-    if (filter.worker_id && (!i.worker_id || i.worker_id->value != *filter.worker_id)) return true;
-    if (filter.owner_id && i.owner_id != *filter.owner_id) return true;
+    if (!Matches(filter, i)) return true;
     if (static_cast<int>(out.items.size()) == page.limit) {
       out.next = out.items.back().id.value;
       full = true;
@@ -338,6 +336,25 @@ Result<ports::PageOf<LabletInstance>> EtcdStore::ListInstances(const ports::Inst
                 });
   if (!s) return s.error();
   return out;
+}
+
+Result<std::map<InstanceState, ports::StateCount>> EtcdStore::CountInstances() {
+  // Read through the state index, every live state in turn (no index of entry times here).
+  std::map<InstanceState, ports::StateCount> counts;
+  for (const InstanceState state : kAllInstanceStates) {
+    if (state == InstanceState::kTerminated) continue;
+    ports::InstanceFilter filter;
+    filter.state = state;
+    ports::Page page{ports::kMaxPageLimit, ""};
+    for (;;) {
+      auto got = ListInstances(filter, page);
+      if (!got) return got.error();
+      for (const auto& i : got->items) Count(counts, i);
+      if (got->next.empty()) break;
+      page.after = got->next;
+    }
+  }
+  return counts;
 }
 
 Result<Worker> EtcdStore::GetWorker(const WorkerId& id) {

@@ -64,6 +64,7 @@ class EtcdStore final : public ports::Store, public ports::Outbox {
   Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) override;
   Result<ports::PageOf<domain::LabletInstance>> ListInstances(const ports::InstanceFilter& filter,
                                                             const ports::Page& page) override;
+  Result<std::map<domain::InstanceState, ports::StateCount>> CountInstances() override;
   Result<domain::Worker> GetWorker(const domain::WorkerId& id) override;
   Result<ports::PageOf<domain::Worker>> ListWorkers(const ports::Page& page) override;
   Status Commit(const ports::Changes& changes) override;
@@ -170,6 +171,9 @@ class FencedStore final : public ports::Store {
   Result<ports::PageOf<domain::LabletInstance>> ListInstances(const ports::InstanceFilter& filter,
                                                             const ports::Page& page) override {
     return store_.ListInstances(filter, page);
+  }
+  Result<std::map<domain::InstanceState, ports::StateCount>> CountInstances() override {
+    return store_.CountInstances();
   }
   Result<domain::Worker> GetWorker(const domain::WorkerId& id) override { return store_.GetWorker(id); }
   Result<ports::PageOf<domain::Worker>> ListWorkers(const ports::Page& page) override { return store_.ListWorkers(page); }

@@ -105,11 +105,15 @@ Result<LabletInstance> MemoryStore::GetInstance(const InstanceId& id) {
 Result<ports::PageOf<LabletInstance>> MemoryStore::ListInstances(const ports::InstanceFilter& filter,
                                                                const ports::Page& page) {
   std::lock_guard lock(mu_);
-  return PageAfter(instances_, page, [&filter](const LabletInstance& i) {
-    return (!filter.state || i.state == *filter.state) &&
-           (!filter.worker_id || (i.worker_id && i.worker_id->value == *filter.worker_id)) &&
-           (!filter.owner_id || i.owner_id == *filter.owner_id);
-  });
+  return PageAfter(instances_, page, [&filter](const LabletInstance& i) { return Matches(filter, i); });
+}
+
+Result<std::map<InstanceState, ports::StateCount>> MemoryStore::CountInstances() {
+  std::lock_guard lock(mu_);
+  std::map<InstanceState, ports::StateCount> counts;
+  for (const auto& [_, i] : instances_)
+    if (i.state != InstanceState::kTerminated) Count(counts, i);
+  return counts;
 }
 
 Result<Worker> MemoryStore::GetWorker(const WorkerId& id) {

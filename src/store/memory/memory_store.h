@@ -43,6 +43,7 @@ class MemoryStore final : public ports::Store, public ports::Outbox {
   Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) override;
   Result<ports::PageOf<domain::LabletInstance>> ListInstances(const ports::InstanceFilter& filter,
                                                             const ports::Page& page) override;
+  Result<std::map<domain::InstanceState, ports::StateCount>> CountInstances() override;
   Result<domain::Worker> GetWorker(const domain::WorkerId& id) override;
   Result<ports::PageOf<domain::Worker>> ListWorkers(const ports::Page& page) override;
   Status Commit(const ports::Changes& changes) override;

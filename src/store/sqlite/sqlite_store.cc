@@ -94,6 +94,25 @@ const std::vector<const char*>& Migrations() {
       CREATE INDEX instances_by_reservation ON instances (reservation_id, state) WHERE reservation_id IS NOT NULL;
       ALTER TABLE processed_events ADD COLUMN value TEXT NOT NULL DEFAULT '';
       )sql",
+      // 4: the times the reconcilers' sweeps select by (Unix milliseconds), so that a sweep
+      // reads only the instances it can act on: the timeslot's start and end, when the pod
+      // assignment is due, and when the instance entered its state (for the gauges).
+      R"sql(
+      ALTER TABLE instances ADD COLUMN timeslot_start_ms INTEGER;
+      ALTER TABLE instances ADD COLUMN timeslot_end_ms INTEGER;
+      ALTER TABLE instances ADD COLUMN pod_due_ms INTEGER;
+      ALTER TABLE instances ADD COLUMN entered_ms INTEGER;
+      UPDATE instances SET
+        timeslot_start_ms = CAST(ROUND((julianday(json_extract(body, '$.timeslot_start')) - 2440587.5) * 86400000.0) AS INTEGER),
+        timeslot_end_ms = CAST(ROUND((julianday(json_extract(body, '$.timeslot_end')) - 2440587.5) * 86400000.0) AS INTEGER),
+        pod_due_ms = CAST(ROUND((julianday(json_extract(body, '$.pod_due_at')) - 2440587.5) * 86400000.0) AS INTEGER),
+        entered_ms = CAST(ROUND((julianday(COALESCE(json_extract(body, '$.state_history[#-1].at'),
+                                                    json_extract(body, '$.created_at'))) - 2440587.5) * 86400000.0) AS INTEGER);
+      CREATE INDEX instances_by_start ON instances (state, timeslot_start_ms);
+      CREATE INDEX instances_by_end ON instances (state, timeslot_end_ms);
+      CREATE INDEX instances_by_pod_due ON instances (state, pod_due_ms) WHERE pod_due_ms IS NOT NULL;
+      CREATE INDEX instances_by_entered ON instances (state, entered_ms);
+      )sql",
   };
   return kMigrations;
 }
@@ -484,10 +503,19 @@ Result<LabletInstance> SqliteStore::GetInstance(const InstanceId& id) {
 Result<ports::PageOf<LabletInstance>> SqliteStore::ListInstances(const ports::InstanceFilter& filter,
                                                                const ports::Page& page) {
   auto c = Lease();
-  std::string sql = "SELECT body FROM instances WHERE id > ?1";
+  std::string sql = "SELECT body FROM instances";
+  // A time bound names its index: it selects the few due instances of a state that may hold
+  // thousands, which the planner, without statistics, cannot know to prefer to (state, id).
+  if (filter.state && filter.ends_by) sql += " INDEXED BY instances_by_end";
+  else if (filter.state && filter.pod_due_by) sql += " INDEXED BY instances_by_pod_due";
+  else if (filter.state && filter.starts_by) sql += " INDEXED BY instances_by_start";
+  sql += " WHERE id > ?1";
   if (filter.state) sql += " AND state = ?2";
   if (filter.worker_id) sql += " AND worker_id = ?3";
   if (filter.owner_id) sql += " AND owner_id = ?4";
+  if (filter.starts_by) sql += " AND timeslot_start_ms <= ?6";
+  if (filter.ends_by) sql += " AND timeslot_end_ms <= ?7";
+  if (filter.pod_due_by) sql += " AND pod_due_ms IS NOT NULL AND pod_due_ms <= ?8";
   sql += " ORDER BY id LIMIT ?5";
   auto stmt = c->Prepare(sql);
   if (!stmt) return stmt.error();
@@ -495,6 +523,9 @@ Result<ports::PageOf<LabletInstance>> SqliteStore::ListInstances(const ports::In
   if (filter.state) (*stmt)->Bind(2, ToString(*filter.state));
   if (filter.worker_id) (*stmt)->Bind(3, *filter.worker_id);
   if (filter.owner_id) (*stmt)->Bind(4, *filter.owner_id);
+  if (filter.starts_by) (*stmt)->Bind(6, ToUnixMillis(*filter.starts_by));
+  if (filter.ends_by) (*stmt)->Bind(7, ToUnixMillis(*filter.ends_by));
+  if (filter.pod_due_by) (*stmt)->Bind(8, ToUnixMillis(*filter.pod_due_by));
   ports::PageOf<LabletInstance> out;
   int rc;
   while ((rc = (*stmt)->Step()) == SQLITE_ROW) {
@@ -507,6 +538,22 @@ Result<ports::PageOf<LabletInstance>> SqliteStore::ListInstances(const ports::In
     out.items.push_back(std::move(i.value()));
   }
   if (rc != SQLITE_DONE && rc != SQLITE_ROW) return SqlError(c->db(), "list instances");
+  return out;
+}
+
+Result<std::map<InstanceState, ports::StateCount>> SqliteStore::CountInstances() {
+  auto c = Lease();
+  // Each state's count and oldest entry come from the (state, entered_ms) index alone.
+  auto stmt = c->Prepare("SELECT state, COUNT(*), MIN(entered_ms) FROM instances WHERE state <> 'TERMINATED' GROUP BY state");
+  if (!stmt) return stmt.error();
+  std::map<InstanceState, ports::StateCount> out;
+  int rc;
+  while ((rc = (*stmt)->Step()) == SQLITE_ROW) {
+    auto state = ParseInstanceState((*stmt)->Text(0));
+    if (!state) return Error::Internal("store: an instance has the unknown state " + std::string((*stmt)->Text(0)));
+    out[*state] = {(*stmt)->Int(1), FromUnixMillis((*stmt)->Int(2))};
+  }
+  if (rc != SQLITE_DONE) return SqlError(c->db(), "count instances");
   return out;
 }
 
@@ -1195,14 +1242,18 @@ Status SqliteStore::WriteOutbox(const Changes& ch, const CommitPlan& plan) {
 Status SqliteStore::WriteInstance(const LabletInstance& i, const std::string& body) {
   Connection& c = *writer_conn_;
   auto stmt = c.Prepare(i.version == 0
-                            ? "INSERT INTO instances (id, state, worker_id, owner_id, version, body, reservation_id) "
-                              "VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)"
-                            : "UPDATE instances SET state = ?2, worker_id = ?3, version = ?7, body = ?5 "
+                            ? "INSERT INTO instances (id, state, worker_id, owner_id, version, body, reservation_id, "
+                              "timeslot_start_ms, timeslot_end_ms, pod_due_ms, entered_ms) "
+                              "VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?9, ?10, ?11, ?12)"
+                            : "UPDATE instances SET state = ?2, worker_id = ?3, version = ?7, body = ?5, "
+                              "timeslot_start_ms = ?9, timeslot_end_ms = ?10, pod_due_ms = ?11, entered_ms = ?12 "
                               "WHERE id = ?1 AND version = ?8");
   if (!stmt) return stmt.error();
   Stmt& st = **stmt;
   st.Bind(1, i.id.value).Bind(2, ToString(i.state)).Bind(5, body);
   if (i.worker_id) st.Bind(3, i.worker_id->value); else st.BindNull(3);
+  st.Bind(9, ToUnixMillis(i.timeslot_start)).Bind(10, ToUnixMillis(i.timeslot_end)).Bind(12, ToUnixMillis(EnteredAt(i)));
+  if (i.pod_due_at) st.Bind(11, ToUnixMillis(*i.pod_due_at)); else st.BindNull(11);
   if (i.version == 0) {
     st.Bind(4, i.owner_id);
     if (i.reservation_id) st.Bind(6, *i.reservation_id); else st.BindNull(6);
