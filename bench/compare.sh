@@ -14,11 +14,12 @@
 #   etcd      the same transitions on one etcd member (ccm's etcd store) against raw puts of
 #             one key each over the same JSON gateway (bench/etcd_put.lua); aim 0.4; also
 #             etcd requests per transition, from etcd's own gRPC counters;
-#   delivery  events/s delivered to a local sink, structured, one connection
-#             (build/bench/ccm_delivery_bench) against ccm's receive rate of the receive pair
+#   delivery  events/s delivered to a local sink, structured, on ccm's default 4 lanes
+#             (CLOUDEVENTS_SINK_CONCURRENCY; build/bench/ccm_delivery_bench 4) against ccm's
+#             receive rate of the receive pair
 #             (measured alone if that pair is not run); aim 1.
 # Usage: bench/compare.sh BUILD_DIR [receive|sqlite|etcd|delivery ...] (all four by default).
-# CCM_BENCH_DELIVERY_ARGS: extra arguments for ccm_delivery_bench; its first line
+# CCM_BENCH_DELIVERY_ARGS: the arguments of ccm_delivery_bench (default 4, the lanes); its first line
 # "delivery, structured ... N events/s" is the figure. The Node packages come from
 # tests/interop, as the interop tests install them. CCM_BENCH_LOG_LEVEL: ccm's log level
 # (default warn).
@@ -135,10 +136,10 @@ pair_etcd() {
 }
 
 pair_delivery() {
-  echo "== delivery: events/s to a local sink, structured, one connection" >&2
+  echo "== delivery: events/s to a local sink, structured, ${CCM_BENCH_DELIVERY_ARGS:-4} lanes" >&2
   local out rate
   # shellcheck disable=SC2086  # the extra arguments are words
-  out=$("$root/$build/bench/ccm_delivery_bench" ${CCM_BENCH_DELIVERY_ARGS:-})
+  out=$("$root/$build/bench/ccm_delivery_bench" ${CCM_BENCH_DELIVERY_ARGS:-4})
   sed 's/^/[delivery] /' <<<"$out" >&2
   rate=$(awk '/^delivery, structured/ {for (i = 2; i <= NF; i++) if ($i == "events/s") {print $(i - 1); exit}}' <<<"$out")
   [ -n "$rate" ] || { echo "no structured delivery rate in ccm_delivery_bench's output" >&2; exit 1; }
@@ -146,7 +147,7 @@ pair_delivery() {
     echo "== delivery: ccm's receive rate, measured alone (the receive pair did not run)" >&2
     receive_ccm
   fi
-  report_pair delivery "events/s delivered, structured, 1 connection (ccm's receive rate)" \
+  report_pair delivery "events/s delivered, structured, ${CCM_BENCH_DELIVERY_ARGS:-4} lanes (ccm's receive rate)" \
     "$rate" "-" "$ccm_receive" "$ccm_receive_p99" 1
 }
 
