@@ -70,8 +70,9 @@ pair_receive() {
   bench_pids+=("$node_pid")
   for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
   events "http://127.0.0.1:$port" | figures_of "receive, reference"
-  kill "$node_pid"
+  kill "$node_pid" 2>/dev/null || true
   wait "$node_pid" 2>/dev/null || true
+  forget_pid "$node_pid"
   local ref ref_p99
   read -r ref _ ref_p99 _ <<<"$figures"
   report_pair receive "accepted CloudEvents/s (Node + cloudevents SDK)" \
@@ -124,8 +125,9 @@ pair_etcd() {
     figures_of "etcd, reference"
   local ref ref_p99
   read -r ref _ ref_p99 _ <<<"$figures"
-  kill "$etcd_pid"
+  kill "$etcd_pid" 2>/dev/null || true
   wait "$etcd_pid" 2>/dev/null || true
+  forget_pid "$etcd_pid"
   rm -rf "$work/etcd"
   notes+=("etcd: reference values of $bytes bytes (a seeded instance: $before before ccm's run, $after after)")
   if [ "$requests_before" -gt 0 ] && [ "$done_requests" -gt 0 ]; then

@@ -16,6 +16,12 @@ bench_cleanup() {
   cleanup
 }
 trap bench_cleanup EXIT
+# Reaped already: the exit trap must not signal the pid, which another process may have by then.
+forget_pid() {
+  local keep=() p
+  for p in "${bench_pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  bench_pids=("${keep[@]}")
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 

@@ -147,8 +147,16 @@ Dispatcher::LaneResult Dispatcher::RunLane(const std::vector<const ports::Outbox
           stopped_subjects.insert(r->event.subject);
         }
         if (outcome.kind == ports::DeliveryOutcome::kRetry) {
-          breaker_.OnFailure(at);
-          if (breaker_.state() != runtime::CircuitBreaker::State::kClosed) halted_ = true;  // stop hammering
+          // Answers that were in flight when another lane opened the breaker do not push its
+          // cool-down further out.
+          if (!halted_.load()) {
+            breaker_.OnFailure(at);
+            if (breaker_.state() != runtime::CircuitBreaker::State::kClosed) halted_ = true;  // stop hammering
+          }
+        } else if (!halted_.load()) {
+          // A final refusal is an answer: the sink is up. A probe answered so closes the
+          // breaker rather than leave it waiting for a probe's answer for ever.
+          breaker_.OnSuccess();
         }
       }
       if (halted_.load()) break;
@@ -169,7 +177,14 @@ Result<int> Dispatcher::RunOnce() {
     probing = breaker_.state() == runtime::CircuitBreaker::State::kHalfOpen;
   }
   auto due = outbox_.DueEvents(now, probing ? 1 : options_.round_size);
-  if (!due) return due.error();
+  if (!due) {
+    // The probe never went out: open again, and probe after the cool-down.
+    if (probing) {
+      std::lock_guard lock(mu_);
+      breaker_.OnFailure(now);
+    }
+    return due.error();
+  }
   if (due->empty()) {
     std::lock_guard lock(mu_);
     if (probing) breaker_.OnSuccess();  // nothing to probe with: try again normally

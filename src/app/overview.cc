@@ -22,14 +22,10 @@ std::chrono::milliseconds TimeoutOf(domain::InstanceState s, const StuckTimeouts
   }
 }
 
-Timestamp EnteredAt(const domain::LabletInstance& i) {
-  return i.state_history.empty() ? i.created_at : i.state_history.back().at;
-}
-
 // Since when the lablet is waiting on its state's time-out. A SCHEDULED lablet waits for its
 // timeslot by design (booked ahead), so it is late only once its timeslot has begun.
 Timestamp LateSince(const domain::LabletInstance& i) {
-  const Timestamp entered = EnteredAt(i);
+  const Timestamp entered = i.EnteredAt();
   return i.state == domain::InstanceState::kScheduled ? std::max(entered, i.timeslot_start) : entered;
 }
 

@@ -40,10 +40,6 @@ double Fullness(const Worker& w) {
 }
 
 // When the instance entered its current state.
-Timestamp EnteredAt(const LabletInstance& i) {
-  return i.state_history.empty() ? i.created_at : i.state_history.back().at;
-}
-
 WorkerDraft DraftOf(const ports::CloudWorker& c) {
   WorkerDraft d;
   d.hostname = c.hostname;
@@ -121,6 +117,14 @@ Reconcilers::~Reconcilers() { Stop(); }
 
 void Reconcilers::Start() {
   stopping_ = false;
+  {
+    // Leading again: what this process sent before may not be what happened meanwhile (the
+    // other leader may never have sent a start), so every starting lab is read and its start
+    // sent again at its first poll.
+    std::lock_guard lock(poll_mu_);
+    start_sent_.clear();
+    next_poll_.clear();
+  }
   for (auto& l : loops_) l->Start();
 }
 void Reconcilers::RequestStop() {
@@ -339,7 +343,7 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now, const Work
                     Ending{domain::Outcome::kCancelled, "instantiation", "termination_requested", "termination requested"})
         .has_value();
   }
-  if (now - EnteredAt(i) > options_.instantiation_timeout) {
+  if (now - i.EnteredAt() > options_.instantiation_timeout) {
     RecordCmlFailure(i, Error::Unavailable("the lab did not start within the instantiation timeout"), now);
     return true;
   }
@@ -437,7 +441,7 @@ void Reconcilers::SendStart(const LabletInstance& i, const Worker& worker, const
 void Reconcilers::RecordCmlFailure(const LabletInstance& i, const Error& e, Timestamp now, bool counted) {
   const bool instantiating = i.state == InstanceState::kInstantiating;
   const int failures = i.cml_failures + (counted ? 0 : 1);
-  const bool timed_out = now - EnteredAt(i) > options_.instantiation_timeout;
+  const bool timed_out = now - i.EnteredAt() > options_.instantiation_timeout;
   const bool give_up = instantiating && (failures >= options_.cml_max_failures || timed_out);
   CountError(instantiating ? kInstantiator : kStopper);
   spdlog::warn("{}: instance {}: {}{}", instantiating ? kInstantiator : kStopper, i.id.value, e.message,
@@ -474,8 +478,11 @@ Status Reconcilers::RemoveLab(const Worker& worker, const std::string& lab_id) {
 int Reconcilers::StopOnce() {
   const Timestamp now = d_.clock.Now();
   int steps = 0;
-  if (metrics_) {
-    // The gauges, from the store's counts: the sweeps below read only what they act on.
+  if (metrics_ && (!counted_at_ || now - *counted_at_ >= options_.interval)) {
+    // The gauges, from the store's counts (the sweeps below read only what they act on), at
+    // most once per interval: a wave's commits wake this loop up to ten times a second, and
+    // on etcd a count reads the bodies of every lablet not yet TERMINATED.
+    counted_at_ = now;
     if (auto counts = d_.store.CountInstances()) metrics_->Observe(*counts);
     else CountError(kStopper);
   }
@@ -517,7 +524,7 @@ bool Reconcilers::TimeOut(const LabletInstance& i, Timestamp now) {
   log::Scope about(About(i));
   const bool collecting = i.state == InstanceState::kCollecting;
   const auto limit = collecting ? options_.collecting_timeout : options_.grading_timeout;
-  if (now - EnteredAt(i) < limit) return false;
+  if (now - i.EnteredAt() < limit) return false;
   std::string reason = std::string(collecting ? "collection" : "grading") + " timed out after " + Seconds(limit);
   if (collecting && i.collection_refused) reason += " (the platform refused the collection: " + i.collection_request_error + ")";
   else if (collecting && !i.collection_request_error.empty()) reason += " (last request: " + i.collection_request_error + ")";
@@ -555,7 +562,7 @@ bool Reconcilers::StopInstance(const LabletInstance& i, Timestamp now) {
 
 bool Reconcilers::TerminateArchived(const LabletInstance& i, Timestamp now) {
   log::Scope about(About(i));
-  if (!i.termination_requested && EnteredAt(i) + options_.archive_retention > now) return false;
+  if (!i.termination_requested && i.EnteredAt() + options_.archive_retention > now) return false;
   if (i.cml_retry_at && *i.cml_retry_at > now) return false;
   trace::Scope scope(WorkTrace(i));
   std::string reason = i.termination_requested ? "termination requested" : "archive retention over";

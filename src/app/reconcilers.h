@@ -199,7 +199,8 @@ class Reconcilers final : public runtime::BackgroundTask {
   LifecycleMetrics* metrics_;
   std::mutex poll_mu_;
   std::map<std::string, Timestamp> next_poll_;  // instance id -> next read of its lab's state
-  std::map<std::string, Timestamp> start_sent_;  // instance id -> when this process last sent its lab's start
+  std::map<std::string, Timestamp> start_sent_;
+  std::optional<Timestamp> counted_at_;  // the gauges' last count (the stopper's thread only)  // instance id -> when this process last sent its lab's start
   std::vector<std::unique_ptr<runtime::BackgroundLoop>> loops_;
   // Errors met per loop, for LifecycleMetrics::loops; the keys are set before the loops start.
   std::map<std::string_view, std::atomic<int>, std::less<>> errors_;

@@ -165,6 +165,9 @@ struct LabletInstance {
   // Keeps `score` as the next revision and makes it the instance's score. Validates nothing
   // (see Validate). Returns the record added.
   const ScoreRecord& AddScore(GradingScore score, std::string event_id, std::string actor, Timestamp at);
+
+  // When it entered its current state: the last entry of its history, else its creation.
+  Timestamp EnteredAt() const { return state_history.empty() ? created_at : state_history.back().at; }
 };
 
 // What a caller supplies to create an instance.

@@ -10,8 +10,8 @@
 namespace ccm::runtime {
 
 // Runs `work` on a thread of its own until Stop: again at once while it reports it had work
-// (returns true), otherwise after `idle` or when woken, but never sooner than `min_gap` after
-// the last run, so that a stream of wakes (one per commit under load) costs at most one run
+// (returns true), otherwise `idle` after the last run or when woken, but never sooner than
+// `min_gap` after the last run, so that a stream of wakes (one per commit under load) costs at most one run
 // per `min_gap`. Stop lets the run in progress finish (a loop whose runs are long checks
 // StopRequested between its steps) and joins the thread. Thread-safe.
 class BackgroundLoop {
@@ -36,8 +36,9 @@ class BackgroundLoop {
         lock.lock();
         if (busy) continue;
         // Wakes that come during the gap are kept (woken_) and served right after it.
+        // The idle wait counts the gap: unwoken, the loop runs every max(idle, min_gap).
         if (min_gap_.count() > 0) cv_.wait_for(lock, min_gap_, [&] { return stop_; });
-        cv_.wait_for(lock, idle_, [&] { return stop_ || woken_; });
+        if (idle_ > min_gap_) cv_.wait_for(lock, idle_ - min_gap_, [&] { return stop_ || woken_; });
         woken_ = false;
       }
     });

@@ -28,16 +28,11 @@ inline bool Matches(const ports::InstanceFilter& filter, const domain::LabletIns
          (!filter.pod_due_by || (i.pod_due_at && *i.pod_due_at <= *filter.pod_due_by));
 }
 
-// When `i` entered its current state: the last entry of its history, else its creation.
-inline Timestamp EnteredAt(const domain::LabletInstance& i) {
-  return i.state_history.empty() ? i.created_at : i.state_history.back().at;
-}
-
 // Adds `i` to `counts` (Store::CountInstances).
 inline void Count(std::map<domain::InstanceState, ports::StateCount>& counts, const domain::LabletInstance& i) {
   auto& c = counts[i.state];
   ++c.count;
-  if (!c.oldest_entered_at || EnteredAt(i) < *c.oldest_entered_at) c.oldest_entered_at = EnteredAt(i);
+  if (!c.oldest_entered_at || i.EnteredAt() < *c.oldest_entered_at) c.oldest_entered_at = i.EnteredAt();
 }
 
 // Oldest first, by semver precedence (1.10.0 after 1.2.0).

@@ -322,6 +322,26 @@ TEST_F(DispatcherTest, TheBreakerOpensStopsSendingAndProbesBeforeClosing) {
   EXPECT_EQ(*d.RunOnce(), 9);
 }
 
+TEST_F(DispatcherTest, AProbeAnsweredWithAFinalRefusalClosesTheBreaker) {
+  ScriptedSink sink;
+  options_.breaker_threshold = 1;
+  app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);
+  Publish("e1", "s1");
+  Publish("e2", "s2");
+  Publish("e3", "s3");
+  sink.script = {Retry(500)};
+  EXPECT_EQ(*d.RunOnce(), 0);  // the breaker opens
+  EXPECT_EQ(metrics_.breaker_state.load(), 1);
+  clock_.Advance(5000ms);
+  sink.script = {{DeliveryOutcome::kFinal, 400, "bad event", {}}};
+  EXPECT_EQ(*d.RunOnce(), 0);  // the probe: e1, refused for good; the sink answered, so it is up
+  EXPECT_EQ(sink.calls, 2);
+  EXPECT_EQ(Record("e1").state, DeliveryState::kDead);
+  EXPECT_EQ(metrics_.breaker_state.load(), 0);
+  EXPECT_EQ(*d.RunOnce(), 2);  // without the answer closing it, no probe would ever go out again
+  EXPECT_EQ(sink.calls, 4);
+}
+
 TEST_F(DispatcherTest, BatchModeSendsManyPerRequest) {
   ScriptedSink sink(4);
   app::Dispatcher d(*store_, *store_, sink, clock_, options_, metrics_);

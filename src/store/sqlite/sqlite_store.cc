@@ -543,8 +543,12 @@ Result<ports::PageOf<LabletInstance>> SqliteStore::ListInstances(const ports::In
 
 Result<std::map<InstanceState, ports::StateCount>> SqliteStore::CountInstances() {
   auto c = Lease();
-  // Each state's count and oldest entry come from the (state, entered_ms) index alone.
-  auto stmt = c->Prepare("SELECT state, COUNT(*), MIN(entered_ms) FROM instances WHERE state <> 'TERMINATED' GROUP BY state");
+  // Each state's count and oldest entry come from the (state, entered_ms) index alone. The
+  // states are named (not `state <> 'TERMINATED'`, which scans the whole index) so that the
+  // TERMINATED lablets kept until retention are never read.
+  auto stmt = c->Prepare(
+      "SELECT state, COUNT(*), MIN(entered_ms) FROM instances WHERE state IN ('PENDING', 'SCHEDULED', "
+      "'INSTANTIATING', 'RUNNING', 'COLLECTING', 'GRADING', 'STOPPING', 'STOPPED', 'ARCHIVED') GROUP BY state");
   if (!stmt) return stmt.error();
   std::map<InstanceState, ports::StateCount> out;
   int rc;
@@ -1252,7 +1256,7 @@ Status SqliteStore::WriteInstance(const LabletInstance& i, const std::string& bo
   Stmt& st = **stmt;
   st.Bind(1, i.id.value).Bind(2, ToString(i.state)).Bind(5, body);
   if (i.worker_id) st.Bind(3, i.worker_id->value); else st.BindNull(3);
-  st.Bind(9, ToUnixMillis(i.timeslot_start)).Bind(10, ToUnixMillis(i.timeslot_end)).Bind(12, ToUnixMillis(EnteredAt(i)));
+  st.Bind(9, ToUnixMillis(i.timeslot_start)).Bind(10, ToUnixMillis(i.timeslot_end)).Bind(12, ToUnixMillis(i.EnteredAt()));
   if (i.pod_due_at) st.Bind(11, ToUnixMillis(*i.pod_due_at)); else st.BindNull(11);
   if (i.version == 0) {
     st.Bind(4, i.owner_id);
