@@ -39,7 +39,6 @@ double Fullness(const Worker& w) {
   return std::max(share, nodes > 0 ? static_cast<double>(used.nodes) / nodes : 1);
 }
 
-// When the instance entered its current state.
 WorkerDraft DraftOf(const ports::CloudWorker& c) {
   WorkerDraft d;
   d.hostname = c.hostname;
