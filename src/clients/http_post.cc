@@ -48,7 +48,6 @@ std::unique_ptr<HttpPoster> HttpPosterPool::Take() {
       idle_.pop_back();
       return http;
     }
-    ++made_;
   }
   auto http = std::make_unique<HttpPoster>();
   if (setup_) setup_(*http);
@@ -58,11 +57,6 @@ std::unique_ptr<HttpPoster> HttpPosterPool::Take() {
 void HttpPosterPool::Give(std::unique_ptr<HttpPoster> http) {
   std::lock_guard lock(mu_);
   idle_.push_back(std::move(http));
-}
-
-int HttpPosterPool::made() const {
-  std::lock_guard lock(mu_);
-  return made_;
 }
 
 }  // namespace ccm::clients

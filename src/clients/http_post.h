@@ -70,14 +70,11 @@ class HttpPosterPool {
 
   std::unique_ptr<HttpPoster> Take();
   void Give(std::unique_ptr<HttpPoster> http);
-  // Connections made so far (idle or in use).
-  int made() const;
 
  private:
   std::function<void(HttpPoster&)> setup_;
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::vector<std::unique_ptr<HttpPoster>> idle_;
-  int made_ = 0;
 };
 
 }  // namespace ccm::clients
