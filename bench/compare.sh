@@ -13,7 +13,9 @@
 #             (bench/sqlite_reference.cc); aim 2.5;
 #   etcd      the same transitions on one etcd member (ccm's etcd store) against raw puts of
 #             one key each over the same JSON gateway (bench/etcd_put.lua); aim 0.4; also
-#             etcd requests per transition, from etcd's own gRPC counters;
+#             etcd requests per transition, from etcd's own gRPC counters, and raw 1 KiB
+#             puts over the gateway against the same over gRPC (etcdctl check perf, from
+#             Debian's etcd-client), to say whether the gateway is what costs;
 #   delivery  events/s delivered to a local sink, structured, on ccm's default 4 lanes
 #             (CLOUDEVENTS_SINK_CONCURRENCY; build/bench/ccm_delivery_bench 4) against ccm's
 #             receive rate of the receive pair
@@ -106,6 +108,25 @@ etcd_requests() {
   curl -s "$etcd_url/metrics" | awk '/^grpc_server_handled_total\{/ && /grpc_type="unary"/ {s += $NF} END {printf "%.0f\n", s}'
 }
 
+# gateway_or_grpc: whether etcd's JSON gateway is what costs. Raw puts of one key each, with
+# the key and value sizes etcdctl check perf writes (276 and 1,024 bytes), first over the
+# gateway (wrk, as the reference), then over gRPC with etcdctl check perf --load=xl (1,000 gRPC
+# clients for 60 s, its rate capped at 15,000 puts/s), on the same member.
+gateway_or_grpc() {
+  if ! command -v etcdctl >/dev/null; then
+    notes+=("etcd: no etcdctl (Debian etcd-client), so no gateway-against-gRPC figure")
+    return
+  fi
+  CCM_VALUE_BYTES=1024 CCM_KEY_BYTES=276 wrk -t2 -c"$connections" -d"${seconds}s" --latency \
+    -s "$root/bench/etcd_put.lua" "$etcd_url" | figures_of "etcd, gateway, 1 KiB puts"
+  local gateway grpc
+  read -r gateway _ <<<"$figures"
+  grpc=$(etcdctl --endpoints "$etcd_url" check perf --load=xl 2>/dev/null | tr '\r' '\n' |
+    sed -nE 's/.*Throughput (is|too low:) ([0-9]+) writes\/s.*/\2/p' | head -1)
+  echo "[etcd, gRPC, 1 KiB puts] ${grpc:-?} puts/s (etcdctl check perf --load=xl)" >&2
+  notes+=("etcd: raw 1 KiB puts: ${gateway}/s over the JSON gateway ($connections connections), ${grpc:-?}/s over gRPC (etcdctl check perf --load=xl: 1,000 clients, capped at 15,000/s)")
+}
+
 pair_etcd() {
   echo "== etcd: durable transitions/s on one etcd member, $connections connections, ${seconds}s" >&2
   start_etcd
@@ -125,6 +146,7 @@ pair_etcd() {
     figures_of "etcd, reference"
   local ref ref_p99
   read -r ref _ ref_p99 _ <<<"$figures"
+  gateway_or_grpc
   kill "$etcd_pid" 2>/dev/null || true
   wait "$etcd_pid" 2>/dev/null || true
   forget_pid "$etcd_pid"

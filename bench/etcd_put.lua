@@ -2,7 +2,9 @@
 -- put of one key per request over etcd's JSON gateway (POST /v3/kv/put, key and value in
 -- base64), the gateway ccm's etcd store speaks. Each thread cycles through CCM_KEYS keys
 -- (default 6400) of its own; each value is CCM_VALUE_BYTES bytes (default 1500: bench/
--- compare.sh passes the average size of a seeded instance as ccm stores it).
+-- compare.sh passes the average size of a seeded instance as ccm stores it). With CCM_KEY_BYTES,
+-- each key is padded to that many bytes (the gateway-against-gRPC probe writes keys and values
+-- the sizes etcdctl check perf writes).
 local counter = 0
 function setup(thread)
   thread:set("tid", counter)
@@ -31,7 +33,11 @@ end
 local keys, value, n = {}, nil, 0
 function init(args)
   local count = tonumber(os.getenv("CCM_KEYS") or "6400")
-  for k = 1, count do keys[k] = base64(string.format("/bench/raw/%d/%06d", tid, k)) end
+  local key_bytes = tonumber(os.getenv("CCM_KEY_BYTES") or "0")
+  for k = 1, count do
+    local key = string.format("/bench/raw/%d/%06d/", tid, k)
+    keys[k] = base64(key .. string.rep("k", math.max(0, key_bytes - #key)))
+  end
   local bytes = tonumber(os.getenv("CCM_VALUE_BYTES") or "1500")
   value = base64(string.rep("x", bytes))
 end

@@ -6,7 +6,8 @@
 # bash-completion to try the completion, docker-compose to check packaging/compose.yaml).
 # Idempotent: packages already present are left alone, and `apt-get update` runs at most
 # once, only when something is missing. etcd-server is the etcd the tests of the etcd store
-# start on loopback ports; openssl makes the certificates of the CML TLS tests; libsystemd-dev
+# start on loopback ports, and etcd-client's etcdctl is the gRPC load of the etcd benchmark
+# (bench/compare.sh); openssl makes the certificates of the CML TLS tests; libsystemd-dev
 # gives `ccm serve` sd_notify (readiness, watchdog and stopping under a Type=notify unit);
 # prometheus brings promtool, which checks and tests the alerting rules; prometheus-cpp-dev is
 # the metrics registry and text exposition behind /metrics; chromium is the browser the
@@ -21,7 +22,7 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   curl python3 python3-yaml wrk openssl
-  etcd-server
+  etcd-server etcd-client
   libsystemd-dev
   prometheus prometheus-cpp-dev
   chromium

@@ -4,6 +4,8 @@
 #include "app/tracing.h"
 #include "ports/store.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 namespace ccm::app {
@@ -62,7 +64,7 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
   auto result = RetryStale([&]() -> Result<Outcome> {
     // A concurrent delivery of the same event is caught by the key's uniqueness at commit.
     const Timestamp now = d_.clock.Now();
-    auto instance = d_.store.GetInstance(InstanceId{instance_id});
+    auto instance = d_.store.GetInstanceForUpdate(InstanceId{instance_id});
     if (!instance) {
       Error e = instance.error();
       if (e.code == ErrorCode::kNotFound) e.field = "data.instance_id";
@@ -72,11 +74,18 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
     trace::Scope work(WorkTrace(*instance));
     RecordTrace(*instance);
     ports::Changes changes;
+    const std::int64_t read_at = instance->version;
     auto outcome = std::visit([&](const auto& data) { return Apply(*instance, data, event.id, actor, changes); },
                               *decoded->data);
-    if (!outcome) return outcome;
-    if (*outcome == Outcome::kApplied && (changes.instances.empty() || changes.instances.back().id != instance->id))
+    if (outcome && *outcome == Outcome::kApplied &&
+        (changes.instances.empty() || changes.instances.back().id != instance->id))
       changes.instances.push_back(*instance);
+    // A refusal, or an outcome that leaves the instance as it was, is decided on a read that
+    // its commit does not guard: it must have been current.
+    if (!outcome || std::none_of(changes.instances.begin(), changes.instances.end(),
+                                 [&](const LabletInstance& i) { return i.id == instance->id; }))
+      if (auto current = ConfirmCurrent(d_.store, instance->id, read_at); !current) return current.error();
+    if (!outcome) return outcome;
     changes.processed.push_back({event.source, event.id, now, now + options_.dedup_ttl});
     auto committed = d_.store.Commit(changes);
     if (!committed) {

@@ -29,6 +29,14 @@ Error Stale(std::string_view what, const std::string& id, std::int64_t expected,
 
 }  // namespace
 
+Status ConfirmCurrent(ports::Store& store, const InstanceId& id, std::int64_t version) {
+  auto now = store.GetInstance(id);
+  if (now && now->version != version)
+    return Error::StaleVersion("instance " + id.value + " moved on to version " + std::to_string(now->version) +
+                               " while this change was decided on version " + std::to_string(version));
+  return {};
+}
+
 void BackOffAfterConflict(int attempt) {
   thread_local std::minstd_rand rng{std::random_device{}()};
   const int cap_us = 100 << std::min(attempt, 6);
@@ -428,11 +436,16 @@ Result<LabletInstance> InstanceService::Transition(const InstanceId& id, Instanc
   if (to == InstanceState::kScheduled)
     return Error::InvalidArgument("moving to SCHEDULED needs a worker: use the schedule call", "to");
   auto attempt = [&]() -> Result<LabletInstance> {
-    auto instance = d_.store.GetInstance(id);
+    // A caller's expected version is checked against the stored one, never a recalled one.
+    auto instance = expected_version ? d_.store.GetInstance(id) : d_.store.GetInstanceForUpdate(id);
     if (!instance) return instance;
     if (expected_version && *expected_version != instance->version)
       return Stale("instance", id.value, *expected_version, instance->version);
-    return CommitMove(std::move(instance.value()), to, reason, actor, ending);
+    const std::int64_t read_at = instance->version;
+    auto moved = CommitMove(std::move(instance.value()), to, reason, actor, ending);
+    if (!moved && !expected_version && !moved.error().Is(ErrorKind::kStaleVersion))
+      if (auto current = ConfirmCurrent(d_.store, id, read_at); !current) return current.error();
+    return moved;
   };
   return expected_version ? attempt() : RetryStale(attempt);
 }
@@ -440,11 +453,15 @@ Result<LabletInstance> InstanceService::Transition(const InstanceId& id, Instanc
 Result<LabletInstance> InstanceService::Record(const InstanceId& id,
                                                const std::function<Status(LabletInstance&)>& edit) {
   return RetryStale([&]() -> Result<LabletInstance> {
-    auto instance = d_.store.GetInstance(id);
+    auto instance = d_.store.GetInstanceForUpdate(id);
     if (!instance) return instance;
     trace::Scope scope(WorkTrace(*instance));
     RecordTrace(*instance);
-    if (auto s = edit(*instance); !s) return s.error();
+    const std::int64_t read_at = instance->version;
+    if (auto s = edit(*instance); !s) {
+      if (auto current = ConfirmCurrent(d_.store, id, read_at); !current) return current.error();
+      return s.error();
+    }
     ports::Changes changes;
     changes.instances.push_back(*instance);
     if (auto s = d_.store.Commit(changes); !s) return s.error();

@@ -27,6 +27,13 @@ struct Deps {
 // that lost a race on one aggregate do not meet again at once.
 void BackOffAfterConflict(int attempt);
 
+// Whether the instance `id` is still at `version`, as read by Store::GetInstanceForUpdate: a
+// use case that answers from such a read without committing the instance (a refusal, an event
+// ignored) confirms it first. Errors: StaleVersion when it has moved on (RetryStale then
+// decides again, on a fresh read). A read that fails confirms nothing and refutes nothing: it
+// succeeds, and the decision's own answer stands.
+Status ConfirmCurrent(ports::Store& store, const domain::InstanceId& id, std::int64_t version);
+
 // Calls `work(k)` for every k in [0, n), on up to `max_threads` threads at once (this one
 // among them), and returns when all are done: for calls to a remote that may be slow, so that
 // one slow call does not hold the others behind it.

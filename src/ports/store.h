@@ -100,6 +100,12 @@ class Store {
 
   // Errors: not_found.
   virtual Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) = 0;
+  // The instance as a change builds on it: what this process last committed or read of it
+  // when the store keeps that, else read. It may be behind another process's commit; a commit
+  // built on it then fails with StaleVersion, as its version guards it. So a use case that
+  // decides from it without committing the instance (a refusal, an event ignored) reads it
+  // with GetInstance first, to confirm it is current. By default, GetInstance. Errors: not_found.
+  virtual Result<domain::LabletInstance> GetInstanceForUpdate(const domain::InstanceId& id) { return GetInstance(id); }
   // Ordered by id (ids are time-ordered, so this is creation order).
   virtual Result<PageOf<domain::LabletInstance>> ListInstances(const InstanceFilter& filter, const Page& page) = 0;
   // Per state that has instances, but TERMINATED: their count and the oldest entry.

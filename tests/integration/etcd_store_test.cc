@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "app/collection.h"
+#include "app/receiver.h"
 #include "app/reconcilers.h"
 #include "app/services.h"
 #include "os/clock.h"
@@ -349,7 +350,8 @@ struct Replica {
         instances(deps),
         workers(deps),
         collection(deps, platform, {}),
-        reconcilers(deps, instances, collection, cml, nullptr, {}) {}
+        reconcilers(deps, instances, collection, cml, nullptr, {}),
+        receiver(deps, {}, received) {}
   std::unique_ptr<store::EtcdStore> store;
   os::SystemClock clock;
   os::UuidV7Generator ids;
@@ -362,7 +364,79 @@ struct Replica {
   app::CollectionService collection;
   testing::NoCml cml;
   app::Reconcilers reconcilers;
+  app::ReceiveMetrics received;
+  app::EventReceiver receiver;
 };
+
+// A lablet of `def` on `worker`, created by `r` and moved by it to `state` (at most RUNNING).
+InstanceId LabletIn(Replica& r, const DefinitionId& def, const WorkerId& worker, InstanceState state) {
+  InstanceDraft d;
+  d.definition_id = def;
+  d.owner_id = "candidate";
+  d.timeslot_start = r.clock.Now();
+  d.timeslot_end = d.timeslot_start + 60min;
+  const InstanceId id = r.instances.Create(d, "test").value().id;
+  EXPECT_TRUE(r.instances.Schedule(id, worker, "test"));
+  for (InstanceState to : {InstanceState::kInstantiating, InstanceState::kRunning}) {
+    if (r.store->GetInstance(id)->state == state) break;
+    EXPECT_TRUE(r.instances.Transition(id, to, "test", "test", std::nullopt, std::nullopt));
+  }
+  EXPECT_EQ(r.store->GetInstance(id)->state, state);
+  return id;
+}
+
+TEST_F(EtcdStoreTest, AMoveBuildsOnWhatThisReplicaWroteInOneRequestAndNeverOnAStaleRecall) {
+  Replica a(Open()), b(Open());
+  const auto def = a.definitions.Create(testing::TwoPortDraft(1)).value().id;
+  const auto w = a.workers.Register(testing::MakeWorkerDraft("w1", {1000, 1000, 0}, 1000), "test").value().id;
+  const InstanceId id = LabletIn(a, def, w, InstanceState::kRunning);
+
+  // What a wrote last is what its next move builds on: the move is its one guarded write.
+  for (InstanceState to : {InstanceState::kStopping, InstanceState::kStopped}) {
+    const auto calls = a.store->client().calls();
+    auto moved = a.instances.Transition(id, to, "test", "test", std::nullopt, std::nullopt);
+    ASSERT_TRUE(moved) << moved.error().message;
+    EXPECT_EQ(a.store->client().calls() - calls, 1u) << ToString(to);
+  }
+
+  // b moves it on (STOPPED -> RUNNING). From what a remembers (STOPPED), STOPPING would be
+  // refused; the refusal is checked against the store, and the move is decided again on it.
+  ASSERT_TRUE(b.instances.Transition(id, InstanceState::kRunning, "test", "test", std::nullopt, std::nullopt));
+  auto moved = a.instances.Transition(id, InstanceState::kStopping, "test", "test", std::nullopt, std::nullopt);
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_EQ(moved->state, InstanceState::kStopping);
+  EXPECT_EQ(b.store->GetInstance(id)->version, moved->version);
+
+  // b moves it on again (STOPPING -> STOPPED). From what a remembers (STOPPING), STOPPED is
+  // allowed, but the write is guarded by the version a read: it is refused, and decided
+  // again on the stored STOPPED, where it is a conflict. Nothing is written.
+  ASSERT_TRUE(b.instances.Transition(id, InstanceState::kStopped, "test", "test", std::nullopt, std::nullopt));
+  const std::int64_t stored = b.store->GetInstance(id)->version;
+  auto again = a.instances.Transition(id, InstanceState::kStopped, "test", "test", std::nullopt, std::nullopt);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::kConflict) << again.error().message;
+  EXPECT_EQ(b.store->GetInstance(id)->version, stored);
+}
+
+TEST_F(EtcdStoreTest, AnEventRefusedOnWhatThisReplicaRemembersIsDecidedAgainOnTheStoredLablet) {
+  Replica a(Open()), b(Open());
+  const auto def = a.definitions.Create(testing::TwoPortDraft(1)).value().id;
+  const auto w = a.workers.Register(testing::MakeWorkerDraft("w1", {1000, 1000, 0}, 1000), "test").value().id;
+  const InstanceId id = LabletIn(a, def, w, InstanceState::kRunning);  // a remembers RUNNING
+  ASSERT_TRUE(b.instances.Transition(id, InstanceState::kCollecting, "test", "test", std::nullopt, std::nullopt));
+
+  // From RUNNING a grading failure is refused; the stored lablet is COLLECTING, where it applies.
+  cloudevents::CloudEvent event;
+  event.id = "e1";
+  event.source = "/platform";
+  event.type = "assessment.grading.failed";
+  event.data = nlohmann::json{{"instance_id", id.value}, {"error_code", "ENGINE_DOWN"}};
+  auto outcome = a.receiver.Receive(event);
+  ASSERT_TRUE(outcome) << outcome.error().message;
+  EXPECT_EQ(*outcome, app::EventReceiver::Outcome::kApplied);
+  EXPECT_EQ(b.store->GetInstance(id)->state, InstanceState::kStopping);
+  EXPECT_EQ(a.received.rejected.load(), 0u);
+}
 
 TEST_F(EtcdStoreTest, TwoReplicasSchedulingAtOnceNeverHandOutAPortTwice) {
   Replica a(Open()), b(Open());

@@ -175,6 +175,7 @@ void Client::Return(std::unique_ptr<Handle> h) {
 }
 
 Result<json> Client::Call(const std::string& path, const json& body) {
+  ++calls_;
   const std::string payload = body.dump();
   auto token = Token();
   if (!token) return token.error();

@@ -119,6 +119,8 @@ class Client {
   Result<std::string> Token(const std::string& stale = {});
   // How many times the client tried to sign in (for tests and metrics).
   std::uint64_t authentications() const { return authentications_.load(); }
+  // How many calls the client was asked to make, sign-ins and retries not counted (for tests).
+  std::uint64_t calls() const { return calls_.load(); }
 
   const ClientOptions& options() const { return options_; }
 
@@ -135,6 +137,7 @@ class Client {
   std::mutex token_mu_;  // held while signing in, so that one thread does it
   std::string token_;
   std::atomic<std::uint64_t> authentications_{0};
+  std::atomic<std::uint64_t> calls_{0};
   std::atomic<size_t> preferred_{0};
   std::mutex mu_;
   std::vector<std::unique_ptr<Handle>> idle_;

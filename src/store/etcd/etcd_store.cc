@@ -175,8 +175,27 @@ Result<std::vector<KeyValue>> EtcdStore::GetMany(const std::vector<std::string>&
 
 void EtcdStore::Remember(const std::string& key, Known known) {
   std::lock_guard lock(known_mu_);
-  if (known_.size() >= 100'000) known_.clear();  // a bound, not a policy: misses only cost a read
-  known_[key] = std::move(known);
+  // Bounds, not a policy: a miss only costs a read.
+  if (known_.size() >= 100'000 || (known.instance && known_instances_ >= kInstancesKept)) {
+    known_.clear();
+    known_instances_ = 0;
+  }
+  Known& kept = known_[key];
+  // The same revision is the same value: a read that saw what is kept keeps its instance.
+  if (!known.instance && kept.instance && kept.mod_revision == known.mod_revision) known.instance = kept.instance;
+  known_instances_ += (known.instance ? 1 : 0) - (kept.instance ? 1 : 0);
+  kept = std::move(known);
+}
+
+void EtcdStore::KeepForUpdate(const std::string& key, const LabletInstance& i) {
+  std::lock_guard lock(known_mu_);
+  auto it = known_.find(key);
+  // Only over what the read itself remembered: a commit or read since then knows better.
+  if (it == known_.end() || it->second.version != i.version || it->second.instance ||
+      known_instances_ >= kInstancesKept)
+    return;
+  it->second.instance = std::make_shared<const LabletInstance>(i);
+  ++known_instances_;
 }
 
 std::optional<EtcdStore::Known> EtcdStore::Recall(const std::string& key, std::int64_t version) {
@@ -275,13 +294,13 @@ Result<ports::PageOf<LabletDefinition>> EtcdStore::ListDefinitions(const ports::
 
 Result<LabletInstance> EtcdStore::ReadInstance(const KeyValue& kv) {
   auto i = ParseAs<LabletInstance>(kv, wire::InstanceFromJson);
-  if (i) Remember(kv.key, {kv.mod_revision, kv.version, std::string(ToString(i->state)), {}});
+  if (i) Remember(kv.key, {kv.mod_revision, kv.version, std::string(ToString(i->state)), {}, nullptr});
   return i;
 }
 
 Result<Worker> EtcdStore::ReadWorker(const KeyValue& kv) {
   auto w = ParseAs<Worker>(kv, wire::WorkerFromJson);
-  if (w) Remember(kv.key, {kv.mod_revision, kv.version, {}, PortHolders(*w)});
+  if (w) Remember(kv.key, {kv.mod_revision, kv.version, {}, PortHolders(*w), nullptr});
   return w;
 }
 
@@ -290,6 +309,18 @@ Result<LabletInstance> EtcdStore::GetInstance(const InstanceId& id) {
   if (!r) return r.error();
   if (r->kvs.empty()) return Error::NotFound("instance " + id.value + " not found");
   return ReadInstance(r->kvs.front());
+}
+
+Result<LabletInstance> EtcdStore::GetInstanceForUpdate(const InstanceId& id) {
+  const std::string key = Key("instances/" + KeyPart(id.value));
+  {
+    std::lock_guard lock(known_mu_);
+    auto it = known_.find(key);
+    if (it != known_.end() && it->second.instance) return *it->second.instance;
+  }
+  auto i = GetInstance(id);
+  if (i) KeepForUpdate(key, *i);
+  return i;
 }
 
 Result<ports::PageOf<LabletInstance>> EtcdStore::ListInstances(const ports::InstanceFilter& filter, const ports::Page& page) {
@@ -561,7 +592,12 @@ Result<ports::PurgeCounts> EtcdStore::PurgeFenced(Timestamp terminated_before, T
     if (!*done) break;
     counts.instances += static_cast<int>(part.size());
     std::lock_guard lock(known_mu_);
-    for (const auto& [kv, _] : part) known_.erase(kv.key);
+    for (const auto& [kv, _] : part) {
+      auto it = known_.find(kv.key);
+      if (it == known_.end()) continue;
+      if (it->second.instance) --known_instances_;
+      known_.erase(it);
+    }
   }
 
   // Events: the oldest of the outbox (event ids are ordered by time), delivered long enough
@@ -752,6 +788,8 @@ struct EtcdStore::CommitPlan {
   json compare = json::array();
   std::map<std::string, json> writes;
   std::vector<LeasedPut> leased;
+  // Each instance of the commit as it is written, read back from its value, in order.
+  std::vector<std::shared_ptr<const LabletInstance>> instances;
 
   void Put(const std::string& key, const std::string& value) { writes[key] = etcd::PutOp(key, value); }
   void Delete(const std::string& key) { writes[key] = etcd::DeleteOp(key); }
@@ -822,7 +860,7 @@ Status EtcdStore::KnowWhatWasRead(const Changes& ch, CommitReads& reads) {
   const auto know = [&](std::pair<Known, bool>& before, const std::string& key, auto describe) -> Status {
     if (before.second) return {};
     const KeyValue& kv = reads.Get(key);
-    before.first = Known{kv.mod_revision, kv.version, {}, {}};
+    before.first = Known{kv.mod_revision, kv.version, {}, {}, nullptr};
     if (kv.mod_revision == 0) return {};
     if (auto s = describe(kv, before.first); !s) return s;
     Remember(key, before.first);
@@ -938,6 +976,10 @@ class EtcdStore::CommitDecision {
       json body = wire::ToJson(i);
       body["version"] = i.version + 1;
       plan_.Put(key, body.dump());
+      // What a read would give back (times at the stored precision), for the next change.
+      auto written = wire::InstanceFromJson(body);
+      if (!written) return written.error();
+      plan_.instances.push_back(std::make_shared<const LabletInstance>(std::move(written.value())));
       const std::string state(ToString(i.state));
       if (before.state != state) {
         if (!before.state.empty()) plan_.Delete(keys_("instances-by-state/" + before.state + "/" + KeyPart(i.id.value)));
@@ -1136,9 +1178,13 @@ Result<bool> EtcdStore::WriteCommit(const Changes& ch, CommitPlan plan, const st
   if (t->succeeded) {
     // What this commit wrote is what the next one on the same aggregates will find.
     const CommitKeys keys{*this};
-    for (const auto& i : ch.instances)
-      Remember(keys.Instance(i.id), {t->revision, i.version + 1, std::string(ToString(i.state)), {}});
-    for (const auto& w : ch.workers) Remember(keys.Worker(w.id), {t->revision, w.version + 1, {}, PortHolders(w)});
+    for (size_t n = 0; n < ch.instances.size(); ++n) {
+      const auto& i = ch.instances[n];
+      Remember(keys.Instance(i.id),
+               {t->revision, i.version + 1, std::string(ToString(i.state)), {}, plan.instances[n]});
+    }
+    for (const auto& w : ch.workers)
+      Remember(keys.Worker(w.id), {t->revision, w.version + 1, {}, PortHolders(w), nullptr});
     return true;
   }
   if (fence) {

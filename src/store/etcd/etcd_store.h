@@ -62,6 +62,10 @@ class EtcdStore final : public ports::Store, public ports::Outbox {
   Result<std::vector<domain::LabletDefinition>> ListDefinitionVersions(const domain::DefinitionId& id) override;
   Result<std::optional<domain::DefinitionId>> FindDefinitionByName(const std::string& name) override;
   Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) override;
+  // From what this process last committed or read for a change of it (at most
+  // kInstancesKept of them), else one read.
+  Result<domain::LabletInstance> GetInstanceForUpdate(const domain::InstanceId& id) override;
+  static constexpr size_t kInstancesKept = 8192;
   Result<ports::PageOf<domain::LabletInstance>> ListInstances(const ports::InstanceFilter& filter,
                                                             const ports::Page& page) override;
   Result<std::map<domain::InstanceState, ports::StateCount>> CountInstances() override;
@@ -109,8 +113,13 @@ class EtcdStore final : public ports::Store, public ports::Outbox {
     std::int64_t version = 0;
     std::string state;                 // an instance's
     std::map<int, std::string> ports;  // a worker's: port -> the instance holding it
+    // An instance's whole value, kept for GetInstanceForUpdate when this process committed
+    // it or read it for a change; null otherwise.
+    std::shared_ptr<const domain::LabletInstance> instance;
   };
   void Remember(const std::string& key, Known known);
+  // Keeps `i`, just read for a change, with what is known of its key at its version.
+  void KeepForUpdate(const std::string& key, const domain::LabletInstance& i);
   // The instance or worker stored at `kv`, remembered for the next commit on it.
   Result<domain::LabletInstance> ReadInstance(const etcd::KeyValue& kv);
   Result<domain::Worker> ReadWorker(const etcd::KeyValue& kv);
@@ -142,6 +151,7 @@ class EtcdStore final : public ports::Store, public ports::Outbox {
   std::atomic<std::uint64_t> retries_{0};
   std::mutex known_mu_;
   std::unordered_map<std::string, Known> known_;
+  size_t known_instances_ = 0;  // entries of known_ that hold an instance
 };
 
 // The store as the leader writes it: reads pass through, and every commit is fenced by the
@@ -168,6 +178,9 @@ class FencedStore final : public ports::Store {
     return store_.FindDefinitionByName(name);
   }
   Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) override { return store_.GetInstance(id); }
+  Result<domain::LabletInstance> GetInstanceForUpdate(const domain::InstanceId& id) override {
+    return store_.GetInstanceForUpdate(id);
+  }
   Result<ports::PageOf<domain::LabletInstance>> ListInstances(const ports::InstanceFilter& filter,
                                                             const ports::Page& page) override {
     return store_.ListInstances(filter, page);
