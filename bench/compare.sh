@@ -24,7 +24,9 @@
 # CCM_BENCH_DELIVERY_ARGS: the arguments of ccm_delivery_bench (default 4, the lanes); its first line
 # "delivery, structured ... N events/s" is the figure. The Node packages come from
 # tests/interop, as the interop tests install them. CCM_BENCH_LOG_LEVEL: ccm's log level
-# (default warn).
+# (default warn). CCM_BENCH_ETCD_INSTANCES: the instances the etcd pair moves in turn (default
+# 6400; at a few hundred moves a second, most moves of a run are then ccm's first of that
+# instance; fewer show the steady state of a replica moving what it moved before).
 set -euo pipefail
 shopt -s lastpipe  # figures_of, at the end of a pipeline, sets this shell's variables
 build=${1:-build}
@@ -37,6 +39,7 @@ for p in "${pairs[@]}"; do
   case $p in receive | sqlite | etcd | delivery) ;; *) echo "unknown pair '$p': receive, sqlite, etcd or delivery" >&2; exit 2 ;; esac
 done
 log_level=CCM_LOG_LEVEL=${CCM_BENCH_LOG_LEVEL:-warn}
+etcd_instances=${CCM_BENCH_ETCD_INSTANCES:-6400}
 
 rows=()  # one line per pair: name|figure|ccm|ccm p99|reference|reference p99|aim
 notes=()
@@ -108,6 +111,12 @@ etcd_requests() {
   curl -s "$etcd_url/metrics" | awk '/^grpc_server_handled_total\{/ && /grpc_type="unary"/ {s += $NF} END {printf "%.0f\n", s}'
 }
 
+# etcd_keys_written: the keys etcd has put or deleted so far (etcd_mvcc_put_total and
+# etcd_mvcc_delete_total).
+etcd_keys_written() {
+  curl -s "$etcd_url/metrics" | awk '/^etcd_mvcc_(put|delete)_total / {s += $NF} END {printf "%.0f\n", s}'
+}
+
 # gateway_or_grpc: whether etcd's JSON gateway is what costs. Raw puts of one key each, with
 # the key and value sizes etcdctl check perf writes (276 and 1,024 bytes), first over the
 # gateway (wrk, as the reference), then over gRPC with etcdctl check perf --load=xl (1,000 gRPC
@@ -122,7 +131,7 @@ gateway_or_grpc() {
   local gateway grpc
   read -r gateway _ <<<"$figures"
   grpc=$(etcdctl --endpoints "$etcd_url" check perf --load=xl 2>/dev/null | tr '\r' '\n' |
-    sed -nE 's/.*Throughput (is|too low:) ([0-9]+) writes\/s.*/\2/p' | head -1)
+    sed -nE 's/.*Throughput (is|too low:) ([0-9]+) writes\/s.*/\2/p' | head -1) || true  # FAIL: too low
   echo "[etcd, gRPC, 1 KiB puts] ${grpc:-?} puts/s (etcdctl check perf --load=xl)" >&2
   notes+=("etcd: raw 1 KiB puts: ${gateway}/s over the JSON gateway ($connections connections), ${grpc:-?}/s over gRPC (etcdctl check perf --load=xl: 1,000 clients, capped at 15,000/s)")
 }
@@ -131,13 +140,15 @@ pair_etcd() {
   echo "== etcd: durable transitions/s on one etcd member, $connections connections, ${seconds}s" >&2
   start_etcd
   echo "etcd $(etcd --version | head -1 | cut -d' ' -f3), data in $work/etcd" >&2
-  seed_etcd 6400 64 --running >/dev/null
+  seed_etcd "$etcd_instances" 64 --running >/dev/null
   start_ccm CCM_STORE="etcd:$etcd_url" CCM_HTTP_THREADS="$threads" "$log_level" >&2
-  local before after requests_before requests_after
+  local before after requests_before requests_after keys_before keys_after
   before=$(instance_bytes "$base")
   requests_before=$(etcd_requests)
+  keys_before=$(etcd_keys_written)
   transitions "$base" | figures_of "etcd, ccm"
   requests_after=$(etcd_requests)
+  keys_after=$(etcd_keys_written)
   after=$(instance_bytes "$base")
   stop_ccm
   local ccm ccm_p99 done_requests bytes=$(((before + after) / 2))
@@ -155,7 +166,10 @@ pair_etcd() {
   if [ "$requests_before" -gt 0 ] && [ "$done_requests" -gt 0 ]; then
     notes+=("$(awk -v r=$((requests_after - requests_before)) -v t="$done_requests" \
       'BEGIN {printf "etcd: %.2f etcd requests per ccm transition (%d gRPC requests for %d transitions, from etcd'"'"'s grpc_server_handled_total)", r / t, r, t}')")
+    notes+=("$(awk -v k=$((keys_after - keys_before)) -v t="$done_requests" \
+      'BEGIN {printf "etcd: %.2f keys put or deleted per ccm transition (etcd_mvcc_put_total and etcd_mvcc_delete_total)", k / t}')")
   fi
+  notes+=("etcd: $etcd_instances instances moved in turn (CCM_BENCH_ETCD_INSTANCES)")
   report_pair etcd "durable transitions/s (raw etcd put, one key)" "$ccm" "$ccm_p99" "$ref" "$ref_p99" 0.4
 }
 
