@@ -64,12 +64,12 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
   auto result = RetryStale([&]() -> Result<Outcome> {
     // A concurrent delivery of the same event is caught by the key's uniqueness at commit.
     const Timestamp now = d_.clock.Now();
-    auto instance = d_.store.GetInstanceForUpdate(InstanceId{instance_id});
-    if (!instance) {
-      Error e = instance.error();
+    const auto naming_the_field = [](Error e) {
       if (e.code == ErrorCode::kNotFound) e.field = "data.instance_id";
       return e;
-    }
+    };
+    auto instance = d_.store.GetInstanceForUpdate(InstanceId{instance_id});
+    if (!instance) return naming_the_field(instance.error());
     if (!decoded->data) return decoded->data.error();
     trace::Scope work(WorkTrace(*instance));
     RecordTrace(*instance);
@@ -84,7 +84,8 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
     // its commit does not guard: it must have been current.
     if (!outcome || std::none_of(changes.instances.begin(), changes.instances.end(),
                                  [&](const LabletInstance& i) { return i.id == instance->id; }))
-      if (auto current = ConfirmCurrent(d_.store, instance->id, read_at); !current) return current.error();
+      if (auto current = ConfirmCurrent(d_.store, instance->id, read_at); !current)
+        return naming_the_field(current.error());
     if (!outcome) return outcome;
     changes.processed.push_back({event.source, event.id, now, now + options_.dedup_ttl});
     auto committed = d_.store.Commit(changes);

@@ -31,7 +31,8 @@ Error Stale(std::string_view what, const std::string& id, std::int64_t expected,
 
 Status ConfirmCurrent(ports::Store& store, const InstanceId& id, std::int64_t version) {
   auto now = store.GetInstance(id);
-  if (now && now->version != version)
+  if (!now) return now.error();
+  if (now->version != version)
     return Error::StaleVersion("instance " + id.value + " moved on to version " + std::to_string(now->version) +
                                " while this change was decided on version " + std::to_string(version));
   return {};

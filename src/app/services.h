@@ -30,8 +30,8 @@ void BackOffAfterConflict(int attempt);
 // Whether the instance `id` is still at `version`, as read by Store::GetInstanceForUpdate: a
 // use case that answers from such a read without committing the instance (a refusal, an event
 // ignored) confirms it first. Errors: StaleVersion when it has moved on (RetryStale then
-// decides again, on a fresh read). A read that fails confirms nothing and refutes nothing: it
-// succeeds, and the decision's own answer stands.
+// decides again, on a fresh read); not_found when it is gone; the read's own error otherwise
+// (a decision on a copy that could not be confirmed is not given as an answer).
 Status ConfirmCurrent(ports::Store& store, const domain::InstanceId& id, std::int64_t version);
 
 // Calls `work(k)` for every k in [0, n), on up to `max_threads` threads at once (this one

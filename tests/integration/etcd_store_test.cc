@@ -418,6 +418,42 @@ TEST_F(EtcdStoreTest, AMoveBuildsOnWhatThisReplicaWroteInOneRequestAndNeverOnASt
   EXPECT_EQ(b.store->GetInstance(id)->version, stored);
 }
 
+TEST_F(EtcdStoreTest, ALabletPurgedByAnotherReplicaIsNotFoundThoughThisOneRemembersIt) {
+  Replica a(Open()), b(Open());
+  const auto def = a.definitions.Create(testing::TwoPortDraft(1)).value().id;
+  const auto w = a.workers.Register(testing::MakeWorkerDraft("w1", {1000, 1000, 0}, 1000), "test").value().id;
+  const InstanceId moved_id = LabletIn(a, def, w, InstanceState::kRunning);  // a remembers both RUNNING
+  const InstanceId event_id = LabletIn(a, def, w, InstanceState::kRunning);
+  // b ends both and purges them.
+  for (const auto& id : {moved_id, event_id}) {
+    LabletInstance ended = b.store->GetInstance(id).value();
+    ended.state = InstanceState::kTerminated;
+    ended.terminated_at = b.clock.Now() - 2h;
+    ports::Changes end;
+    end.instances = {ended};
+    ASSERT_TRUE(b.store->Commit(end));
+  }
+  auto purged = b.store->Purge(b.clock.Now() - 1h, b.clock.Now() - 1h, 10);
+  ASSERT_TRUE(purged) << purged.error().message;
+  ASSERT_EQ(purged->instances, 2);
+
+  // A move that what a remembers allows: its guarded write finds the key gone.
+  auto moved = a.instances.Transition(moved_id, InstanceState::kStopping, "test", "test", std::nullopt, std::nullopt);
+  ASSERT_FALSE(moved);
+  EXPECT_EQ(moved.error().code, ErrorCode::kNotFound) << moved.error().message;
+  // An event refused on what a remembers: the confirmation finds the lablet gone.
+  cloudevents::CloudEvent event;
+  event.id = "e1";
+  event.source = "/platform";
+  event.type = "assessment.grading.failed";
+  event.data = nlohmann::json{{"instance_id", event_id.value}, {"error_code", "ENGINE_DOWN"}};
+  auto outcome = a.receiver.Receive(event);
+  ASSERT_FALSE(outcome);
+  EXPECT_EQ(outcome.error().code, ErrorCode::kNotFound) << outcome.error().message;
+  EXPECT_EQ(outcome.error().field, "data.instance_id");
+  EXPECT_FALSE(*a.store->IsProcessed("/platform", "e1", a.clock.Now()));
+}
+
 TEST_F(EtcdStoreTest, AnEventRefusedOnWhatThisReplicaRemembersIsDecidedAgainOnTheStoredLablet) {
   Replica a(Open()), b(Open());
   const auto def = a.definitions.Create(testing::TwoPortDraft(1)).value().id;

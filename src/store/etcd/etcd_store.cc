@@ -187,6 +187,14 @@ void EtcdStore::Remember(const std::string& key, Known known) {
   kept = std::move(known);
 }
 
+void EtcdStore::Forget(const std::string& key) {
+  std::lock_guard lock(known_mu_);
+  auto it = known_.find(key);
+  if (it == known_.end()) return;
+  if (it->second.instance) --known_instances_;
+  known_.erase(it);
+}
+
 void EtcdStore::KeepForUpdate(const std::string& key, const LabletInstance& i) {
   std::lock_guard lock(known_mu_);
   auto it = known_.find(key);
@@ -305,19 +313,24 @@ Result<Worker> EtcdStore::ReadWorker(const KeyValue& kv) {
 }
 
 Result<LabletInstance> EtcdStore::GetInstance(const InstanceId& id) {
-  auto r = client_.Range(Key("instances/" + KeyPart(id.value)));
+  const std::string key = Key("instances/" + KeyPart(id.value));
+  auto r = client_.Range(key);
   if (!r) return r.error();
-  if (r->kvs.empty()) return Error::NotFound("instance " + id.value + " not found");
+  if (r->kvs.empty()) {
+    Forget(key);
+    return Error::NotFound("instance " + id.value + " not found");
+  }
   return ReadInstance(r->kvs.front());
 }
 
 Result<LabletInstance> EtcdStore::GetInstanceForUpdate(const InstanceId& id) {
   const std::string key = Key("instances/" + KeyPart(id.value));
+  std::shared_ptr<const LabletInstance> kept;
   {
     std::lock_guard lock(known_mu_);
-    auto it = known_.find(key);
-    if (it != known_.end() && it->second.instance) return *it->second.instance;
+    if (auto it = known_.find(key); it != known_.end()) kept = it->second.instance;
   }
+  if (kept) return *kept;  // copied outside the lock every read and commit takes
   auto i = GetInstance(id);
   if (i) KeepForUpdate(key, *i);
   return i;
@@ -591,13 +604,7 @@ Result<ports::PurgeCounts> EtcdStore::PurgeFenced(Timestamp terminated_before, T
     if (!done) return done.error();
     if (!*done) break;
     counts.instances += static_cast<int>(part.size());
-    std::lock_guard lock(known_mu_);
-    for (const auto& [kv, _] : part) {
-      auto it = known_.find(kv.key);
-      if (it == known_.end()) continue;
-      if (it->second.instance) --known_instances_;
-      known_.erase(it);
-    }
+    for (const auto& [kv, _] : part) Forget(kv.key);
   }
 
   // Events: the oldest of the outbox (event ids are ordered by time), delivered long enough
@@ -861,7 +868,10 @@ Status EtcdStore::KnowWhatWasRead(const Changes& ch, CommitReads& reads) {
     if (before.second) return {};
     const KeyValue& kv = reads.Get(key);
     before.first = Known{kv.mod_revision, kv.version, {}, {}, nullptr};
-    if (kv.mod_revision == 0) return {};
+    if (kv.mod_revision == 0) {
+      Forget(key);  // gone (purged by another replica): nothing of it may be recalled
+      return {};
+    }
     if (auto s = describe(kv, before.first); !s) return s;
     Remember(key, before.first);
     return {};

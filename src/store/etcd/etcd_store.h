@@ -118,6 +118,8 @@ class EtcdStore final : public ports::Store, public ports::Outbox {
     std::shared_ptr<const domain::LabletInstance> instance;
   };
   void Remember(const std::string& key, Known known);
+  // Drops what is known of `key`: it was found absent (purged, possibly by another replica).
+  void Forget(const std::string& key);
   // Keeps `i`, just read for a change, with what is known of its key at its version.
   void KeepForUpdate(const std::string& key, const domain::LabletInstance& i);
   // The instance or worker stored at `kv`, remembered for the next commit on it.
