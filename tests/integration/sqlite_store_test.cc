@@ -23,6 +23,7 @@
 #include "support/fake_clock.h"
 #include "support/fixtures.h"
 #include "support/temp_dir.h"
+#include "wire/aggregates.h"
 
 namespace ccm {
 namespace {
@@ -31,6 +32,78 @@ using namespace ccm::domain;
 using ports::Changes;
 using testing::MakeEvent;
 using testing::MakeInstance;
+
+// A store's file, opened beside it to look at (and, for the migration tests, rewrite) its rows.
+class Db {
+ public:
+  explicit Db(const std::string& path) { sqlite3_open(path.c_str(), &db_); }
+  ~Db() { sqlite3_close(db_); }
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  // Every row `sql` gives, with `params` bound to ?1, ?2, ...: its columns as text ("NULL"
+  // for null) joined by '|'. Empty, with the error recorded, when `sql` fails.
+  std::vector<std::string> Rows(const std::string& sql, const std::vector<std::string>& params = {}) {
+    sqlite3_stmt* s = nullptr;
+    std::vector<std::string> rows;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db_);
+      return rows;
+    }
+    for (size_t n = 0; n < params.size(); ++n)
+      sqlite3_bind_text(s, static_cast<int>(n + 1), params[n].c_str(), -1, SQLITE_TRANSIENT);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      std::string row;
+      for (int c = 0; c < sqlite3_column_count(s); ++c) {
+        const auto* t = sqlite3_column_text(s, c);
+        row += (c ? "|" : "") + std::string(t ? reinterpret_cast<const char*>(t) : "NULL");
+      }
+      rows.push_back(std::move(row));
+    }
+    if (rc != SQLITE_DONE) ADD_FAILURE() << sql << ": " << sqlite3_errmsg(db_);
+    sqlite3_finalize(s);
+    return rows;
+  }
+  std::string Scalar(const std::string& sql, const std::vector<std::string>& params = {}) {
+    auto rows = Rows(sql, params);
+    return rows.empty() ? std::string() : rows[0];
+  }
+  // Runs statements that return no rows. Errors: SQLite's message.
+  ::testing::AssertionResult Exec(const std::string& sql) {
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << sqlite3_errmsg(db_);
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+// Moves `i` to `to`, as the domain would, without its rules: the store keeps what it is given.
+void Move(LabletInstance& i, InstanceState to, std::int64_t at_ms, std::string reason = "r") {
+  i.state_history.push_back({i.state, to, FromUnixMillis(at_ms), std::move(reason), "t"});
+  i.state = to;
+}
+
+// Commits `i` at its version and bumps that as the store does.
+Status CommitInstance(ports::Store& store, LabletInstance& i) {
+  Changes c;
+  c.instances = {i};
+  auto s = store.Commit(c);
+  if (s) ++i.version;
+  return s;
+}
+
+// Each entry of `i`'s history as its row in instance_history holds it: "n|entry", the entry
+// as the instance's JSON shape writes it.
+std::vector<std::string> HistoryRows(const LabletInstance& i) {
+  std::vector<std::string> rows;
+  const auto history = wire::ToJson(i).at("state_history");
+  for (size_t n = 0; n < history.size(); ++n) rows.push_back(std::to_string(n) + "|" + history[n].dump());
+  return rows;
+}
+
+constexpr const char* kHistoryOf = "SELECT n, entry FROM instance_history WHERE instance_id = ?1 ORDER BY n";
 
 TEST(SqliteStore, ConcurrentCommitsShareTransactions) {
   testing::TempDir dir;
@@ -116,6 +189,13 @@ TEST(SqliteStore, WritesWalWithFullSyncAndRecordsTheSchemaVersion) {
   sqlite3_close(db);
 }
 
+// What migration 5 did (the history out of the rows), undone: the schema before it, with each
+// instance's history back in its body.
+constexpr const char* kUndoHistoryRows =
+    "UPDATE instances SET body = json_set(body, '$.state_history', (SELECT json_group_array(json(entry)) FROM "
+    "(SELECT entry FROM instance_history WHERE instance_id = instances.id ORDER BY n))); "
+    "DROP TABLE instance_history; ALTER TABLE instances DROP COLUMN history_len;";
+
 // What migration 4 added (the sweeps' times and their indexes), undone: the schema before it.
 constexpr const char* kUndoSweepTimes =
     "DROP INDEX instances_by_start; DROP INDEX instances_by_end; DROP INDEX instances_by_pod_due; "
@@ -141,7 +221,8 @@ TEST(SqliteStore, TheSweepTimesMigrationCoversInstancesWrittenBeforeIt) {
   }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(dir.File("ccm.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, (std::string(kUndoSweepTimes) + "PRAGMA user_version=3;").c_str(), nullptr, nullptr, nullptr),
+  ASSERT_EQ(sqlite3_exec(db, (std::string(kUndoHistoryRows) + kUndoSweepTimes + "PRAGMA user_version=3;").c_str(),
+                         nullptr, nullptr, nullptr),
             SQLITE_OK)
       << sqlite3_errmsg(db);
   sqlite3_close(db);
@@ -184,7 +265,7 @@ TEST(SqliteStore, TheReservationMigrationCoversInstancesWrittenBeforeIt) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(dir.File("ccm.db").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
-                         (std::string(kUndoSweepTimes) +
+                         (std::string(kUndoHistoryRows) + kUndoSweepTimes +
                           "DROP INDEX instances_by_reservation; ALTER TABLE instances DROP COLUMN reservation_id; "
                           "ALTER TABLE processed_events DROP COLUMN value; PRAGMA user_version=2;")
                              .c_str(),
@@ -201,6 +282,148 @@ TEST(SqliteStore, TheReservationMigrationCoversInstancesWrittenBeforeIt) {
   auto refused = (*store)->Commit(c);
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().field, "reservation_id");
+}
+
+// A database written before the history had rows of its own: the migration moves each
+// instance's entries out of its body, in order and as they were, and a later move appends
+// after them.
+TEST(SqliteStore, TheHistoryMigrationMovesEveryEntryOutOfTheRowsWrittenBeforeIt) {
+  testing::TempDir dir;
+  const std::string path = dir.File("ccm.db");
+  ASSERT_TRUE(store::SqliteStore::Open({path}));  // a new file, closed again
+  LabletInstance a = MakeInstance("a"), none = MakeInstance("none"), one = MakeInstance("one");
+  Move(a, InstanceState::kScheduled, 2000);
+  Move(a, InstanceState::kInstantiating, 3000, "lab \"l-1\" imported ü\n\\");
+  Move(a, InstanceState::kRunning, 4000);
+  Move(one, InstanceState::kTerminated, 2500, "deleted");
+  {
+    Db db(path);
+    ASSERT_TRUE(db.Exec(std::string(kUndoHistoryRows) + "PRAGMA user_version=4;"));
+    // Each row as a build of schema 4 wrote it: the whole instance in its body.
+    for (LabletInstance* i : {&a, &none, &one}) {
+      i->version = 1;
+      db.Rows("INSERT INTO instances (id, state, owner_id, version, body) VALUES (?1, ?2, ?3, 1, ?4)",
+              {i->id.value, std::string(ToString(i->state)), i->owner_id, wire::ToJson(*i).dump()});
+    }
+    ASSERT_EQ(db.Scalar("SELECT count(*) FROM instances WHERE json_type(body, '$.state_history') = 'array'"), "3");
+  }
+  auto store = store::SqliteStore::Open({path});
+  ASSERT_TRUE(store) << store.error().message;
+  Db db(path);
+  for (const LabletInstance* i : {&a, &none, &one}) {
+    EXPECT_EQ(db.Rows(kHistoryOf, {i->id.value}), HistoryRows(*i)) << i->id.value;
+    EXPECT_EQ(db.Scalar("SELECT history_len FROM instances WHERE id = ?1", {i->id.value}),
+              std::to_string(i->state_history.size()));
+    EXPECT_EQ(db.Scalar("SELECT json_type(body, '$.state_history') IS NULL FROM instances WHERE id = ?1", {i->id.value}), "1");
+    auto back = (*store)->GetInstance(i->id);
+    ASSERT_TRUE(back) << back.error().message;
+    EXPECT_EQ(wire::ToJson(*back), wire::ToJson(*i));
+  }
+  ASSERT_EQ(HistoryRows(a).size(), 3u);
+
+  Move(a, InstanceState::kStopping, 5000);
+  ASSERT_TRUE(CommitInstance(**store, a));
+  EXPECT_EQ(db.Rows(kHistoryOf, {"a"}), HistoryRows(a));
+  EXPECT_EQ(db.Scalar("SELECT n FROM instance_history WHERE instance_id = 'a' ORDER BY n DESC LIMIT 1"), "3");
+  EXPECT_EQ(wire::ToJson(*(*store)->GetInstance({"a"})), wire::ToJson(a));
+}
+
+// The point of keeping the history in rows of its own: a move adds one row and rewrites none.
+TEST(SqliteStore, AMoveWritesOneHistoryRowAndTheBodyHoldsNoHistory) {
+  testing::TempDir dir;
+  const std::string path = dir.File("ccm.db");
+  auto store = store::SqliteStore::Open({path});
+  ASSERT_TRUE(store);
+  LabletInstance i = MakeInstance("i1");
+  Move(i, InstanceState::kScheduled, 2000);
+  Move(i, InstanceState::kInstantiating, 3000);
+  ASSERT_TRUE(CommitInstance(**store, i));
+  Db db(path);
+  const auto before = db.Rows(kHistoryOf, {"i1"});
+  ASSERT_EQ(before, HistoryRows(i));
+  ASSERT_EQ(before.size(), 2u);
+
+  Move(i, InstanceState::kRunning, 4000);
+  ASSERT_TRUE(CommitInstance(**store, i));
+  const auto after = db.Rows(kHistoryOf, {"i1"});
+  ASSERT_EQ(after.size(), 3u);
+  EXPECT_EQ(std::vector<std::string>(after.begin(), after.begin() + 2), before);  // untouched
+  EXPECT_EQ(after, HistoryRows(i));
+  EXPECT_EQ(db.Scalar("SELECT history_len, version, json_type(body, '$.state_history') IS NULL, "
+                      "instr(body, 'state_history') FROM instances WHERE id = 'i1'"),
+            "3|2|1|0");
+}
+
+// One commit may write an instance twice (its insert, then a move): its history is
+// written once, each entry at its place.
+TEST(SqliteStore, AnInstanceWrittenTwiceInOneCommitWritesEachEntryOnce) {
+  testing::TempDir dir;
+  const std::string path = dir.File("ccm.db");
+  auto store = store::SqliteStore::Open({path});
+  ASSERT_TRUE(store);
+  LabletInstance created = MakeInstance("i1");
+  Move(created, InstanceState::kScheduled, 2000);
+  LabletInstance moved = created;
+  moved.version = 1;
+  Move(moved, InstanceState::kInstantiating, 3000);
+  Changes c;
+  c.instances = {created, moved};
+  ASSERT_TRUE((*store)->Commit(c));
+  moved.version = 2;
+  EXPECT_EQ(Db(path).Rows(kHistoryOf, {"i1"}), HistoryRows(moved));
+  EXPECT_EQ(wire::ToJson(*(*store)->GetInstance({"i1"})), wire::ToJson(moved));
+}
+
+// A history only grows: a commit that would drop stored entries is a bug, refused whole.
+TEST(SqliteStore, ACommitCarryingFewerHistoryEntriesThanStoredIsRefusedAndChangesNothing) {
+  testing::TempDir dir;
+  const std::string path = dir.File("ccm.db");
+  auto store = store::SqliteStore::Open({path});
+  ASSERT_TRUE(store);
+  LabletInstance i = MakeInstance("i1");
+  Move(i, InstanceState::kScheduled, 2000);
+  Move(i, InstanceState::kInstantiating, 3000);
+  ASSERT_TRUE(CommitInstance(**store, i));
+  const std::string before = testing::DbSnapshot(path);
+
+  LabletInstance shorter = i;
+  shorter.state_history.pop_back();
+  shorter.state = InstanceState::kScheduled;
+  Changes c;
+  c.instances = {shorter};
+  c.events = {MakeEvent("e1", "i1")};
+  auto refused = (*store)->Commit(c);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kInternal);
+  EXPECT_NE(refused.error().message.find("history"), std::string::npos) << refused.error().message;
+  EXPECT_EQ(testing::DbSnapshot(path), before);
+  EXPECT_EQ(wire::ToJson(*(*store)->GetInstance({"i1"})), wire::ToJson(i));
+  // The same length is no shrink: a write that adds no entry (a field changed) goes through.
+  i.owner_id = "owner-2";
+  EXPECT_TRUE(CommitInstance(**store, i));
+}
+
+// Retention removes an instance's history with it, and leaves the others'.
+TEST(SqliteStore, PurgeLeavesNoHistoryRowsBehind) {
+  testing::TempDir dir;
+  const std::string path = dir.File("ccm.db");
+  auto store = store::SqliteStore::Open({path});
+  ASSERT_TRUE(store);
+  LabletInstance gone = MakeInstance("gone"), kept = MakeInstance("kept");
+  Move(gone, InstanceState::kScheduled, 2000);
+  Move(gone, InstanceState::kTerminated, 3000);
+  gone.terminated_at = FromUnixMillis(3000);
+  Move(kept, InstanceState::kScheduled, 2000);
+  Changes c;
+  c.instances = {gone, kept};
+  ASSERT_TRUE((*store)->Commit(c));
+  Db db(path);
+  ASSERT_EQ(db.Scalar("SELECT count(*) FROM instance_history"), "3");
+  auto purged = (*store)->Purge(FromUnixMillis(10'000), FromUnixMillis(0), 100);
+  ASSERT_TRUE(purged) << purged.error().message;
+  EXPECT_EQ(purged->instances, 1);
+  EXPECT_EQ(db.Scalar("SELECT count(*) FROM instance_history WHERE instance_id = 'gone'"), "0");
+  EXPECT_EQ(db.Rows(kHistoryOf, {"kept"}), HistoryRows(kept));
 }
 
 TEST(SqliteStore, ANewDatabaseAndItsFilesAreReadableByTheirOwnerAlone) {

@@ -20,6 +20,7 @@
 #include "support/etcd_cluster.h"
 #include "support/fixtures.h"
 #include "support/temp_dir.h"
+#include "wire/aggregates.h"
 
 namespace ccm {
 namespace {
@@ -40,6 +41,24 @@ using StoreFactory = std::function<StoreUnderTest(const std::string& dir)>;
 
 // The implementations under test, by name.
 StoreFactory FactoryFor(const std::string& name);
+
+// Moves `i` to `to` as the domain does, without its rules: a store keeps what it is given.
+void Move(LabletInstance& i, InstanceState to, std::int64_t at_ms, std::string reason = "r") {
+  i.state_history.push_back({i.state, to, FromUnixMillis(at_ms), std::move(reason), "actor-" + std::to_string(at_ms)});
+  i.state = to;
+}
+
+// The whole instance, history included, in its one JSON shape: equal when the two are.
+nlohmann::json Whole(const LabletInstance& i) { return wire::ToJson(i); }
+
+// Commits `i` at its version and bumps that as the store does. Errors: the commit's.
+Status CommitInstance(ports::Store& store, LabletInstance& i) {
+  Changes c;
+  c.instances = {i};
+  auto s = store.Commit(c);
+  if (s) ++i.version;
+  return s;
+}
 
 class StoreContract : public ::testing::TestWithParam<std::string> {
  protected:
@@ -208,6 +227,33 @@ TEST_P(StoreContract, StaleVersionIsAConflictAndChangesNothing) {
   auto again = store().Commit(create);
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().kind, ErrorKind::kStaleVersion);
+}
+
+// Each move appends to the history; a read, of one or in a list, gives back the whole
+// instance as last written, its history in order (a reason in any characters included).
+TEST_P(StoreContract, AnInstanceReadsBackAsWrittenHistoryIncludedAfterSeveralMoves) {
+  LabletInstance i = MakeInstance("i1");
+  ASSERT_TRUE(CommitInstance(store(), i));
+  Move(i, InstanceState::kScheduled, 2000);
+  ASSERT_TRUE(CommitInstance(store(), i));
+  Move(i, InstanceState::kInstantiating, 3000, "lab \"l-1\" imported ü\n\\ \t\x01");
+  Move(i, InstanceState::kRunning, 4000);  // two entries in one commit
+  ASSERT_TRUE(CommitInstance(store(), i));
+  for (auto to : {InstanceState::kStopping, InstanceState::kStopped, InstanceState::kRunning}) {
+    Move(i, to, 5000 + static_cast<std::int64_t>(i.state_history.size()));
+    ASSERT_TRUE(CommitInstance(store(), i));
+  }
+
+  auto back = store().GetInstance({"i1"});
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back->version, 6);
+  ASSERT_EQ(back->state_history.size(), 6u);
+  EXPECT_EQ(back->state_history, i.state_history);
+  EXPECT_EQ(Whole(*back), Whole(i));
+  auto listed = store().ListInstances({}, {});
+  ASSERT_TRUE(listed);
+  ASSERT_EQ(listed->items.size(), 1u);
+  EXPECT_EQ(Whole(listed->items[0]), Whole(i));
 }
 
 TEST_P(StoreContract, AFailedCommitLeavesNothingBehind) {
@@ -813,6 +859,31 @@ TEST_P(DurableStoreContract, CommittedChangesSurviveARestart) {
   ASSERT_TRUE(store_);
   EXPECT_EQ(store().GetInstance({"i1"})->version, 1);
   EXPECT_TRUE(*store().IsProcessed("platform", "evt-1", FromUnixMillis(1)));
+}
+
+// The history is kept as the instance is: after a restart, a read gives back all of it, and
+// the next move appends to it.
+TEST_P(DurableStoreContract, AnInstancesWholeHistorySurvivesARestart) {
+  LabletInstance i = MakeInstance("i1");
+  Move(i, InstanceState::kScheduled, 2000);
+  ASSERT_TRUE(CommitInstance(store(), i));
+  Move(i, InstanceState::kInstantiating, 3000);
+  ASSERT_TRUE(CommitInstance(store(), i));
+  Move(i, InstanceState::kRunning, 4000);
+  ASSERT_TRUE(CommitInstance(store(), i));
+  store_.reset();
+  store_ = reopen_();
+  ASSERT_TRUE(store_);
+  auto back = store().GetInstance({"i1"});
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(Whole(*back), Whole(i));
+
+  Move(*back, InstanceState::kStopping, 5000);
+  ASSERT_TRUE(CommitInstance(store(), *back));
+  auto after = store().GetInstance({"i1"});
+  ASSERT_TRUE(after);
+  ASSERT_EQ(after->state_history.size(), 4u);
+  EXPECT_EQ(Whole(*after), Whole(*back));
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, DurableStoreContract, ::testing::Values("sqlite", "etcd"),

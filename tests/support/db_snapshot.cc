@@ -9,6 +9,7 @@ std::string DbSnapshot(const std::string& db_path) {
   sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
   std::string out;
   for (const char* sql : {"SELECT id, version, body FROM instances ORDER BY id",
+                          "SELECT instance_id, n, entry FROM instance_history ORDER BY instance_id, n",
                           "SELECT id, version, body FROM workers ORDER BY id",
                           "SELECT id, version, deleted FROM definitions ORDER BY id, version",
                           "SELECT seq, id, state FROM outbox ORDER BY seq",

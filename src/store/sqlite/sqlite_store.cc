@@ -113,9 +113,32 @@ const std::vector<const char*>& Migrations() {
       CREATE INDEX instances_by_pod_due ON instances (state, pod_due_ms) WHERE pod_due_ms IS NOT NULL;
       CREATE INDEX instances_by_entered ON instances (state, entered_ms);
       )sql",
+      // 5: an instance's state history out of its row, one row per entry (n counts from 0),
+      // so that a move appends an entry instead of rewriting the whole history with the body;
+      // history_len is how many entries the instance has. An entry is small (about 150
+      // bytes), well under the size where WITHOUT ROWID stops paying: an instance's entries
+      // lie side by side in the key's order, with no rowid b-tree beside them.
+      R"sql(
+      CREATE TABLE instance_history (
+        instance_id TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        entry TEXT NOT NULL,
+        PRIMARY KEY (instance_id, n)
+      ) WITHOUT ROWID;
+      ALTER TABLE instances ADD COLUMN history_len INTEGER NOT NULL DEFAULT 0;
+      INSERT INTO instance_history (instance_id, n, entry)
+        SELECT instances.id, h.key, h.value FROM instances, json_each(instances.body, '$.state_history') AS h;
+      UPDATE instances SET
+        history_len = COALESCE(json_array_length(body, '$.state_history'), 0),
+        body = json_remove(body, '$.state_history');
+      )sql",
   };
   return kMigrations;
 }
+
+// The key of an instance's history in wire::ToJson's shape: kept in instance_history, not in
+// the body (migration 5).
+constexpr const char* kHistoryKey = "state_history";
 
 Error SqlError(sqlite3* db, std::string_view what) {
   const int code = sqlite3_extended_errcode(db);
@@ -218,11 +241,32 @@ class SqliteStore::Connection {
   std::unordered_map<std::string, sqlite3_stmt*> cache_;
 };
 
+// An instance as stored: its body without `state_history`, and each entry of that history
+// (as the body would have held it), of which a commit writes those not yet stored.
+struct SqliteStore::EncodedInstance {
+  // wire::ToJson's storage shape at `version`, split: the history goes to rows of its own.
+  static EncodedInstance Encode(const LabletInstance& i, std::int64_t version) {
+    json j = wire::ToJson(i);
+    j["version"] = version;
+    EncodedInstance out;
+    if (auto h = j.find(kHistoryKey); h != j.end()) {
+      out.history.reserve(h->size());
+      for (const auto& entry : *h) out.history.push_back(entry.dump());
+      j.erase(h);
+    }
+    out.body = j.dump();
+    return out;
+  }
+
+  std::string body;
+  std::vector<std::string> history;
+};
+
 // The JSON bodies of a commit's aggregates, encoded by the committing thread before it
 // queues, so that the one thread that writes for a whole batch does no encoding.
 struct SqliteStore::Encoded {
   std::vector<std::string> definitions;
-  std::vector<std::string> instances;
+  std::vector<EncodedInstance> instances;
   std::vector<std::string> workers;
 };
 
@@ -286,12 +330,6 @@ Result<T> ReadBody(Stmt& stmt, int col, Parse parse) {
   json j = json::parse(stmt.Text(col), nullptr, false);
   if (j.is_discarded()) return Error::Internal("store: a stored body is not JSON");
   return parse(j);
-}
-
-std::string InstanceBody(const LabletInstance& i, std::int64_t version) {
-  json j = wire::ToJson(i);
-  j["version"] = version;
-  return j.dump();
 }
 
 std::string WorkerBody(const Worker& w, std::int64_t version) {
@@ -436,6 +474,31 @@ Result<std::vector<LabletDefinition>> ReadVersions(SqliteStore::Connection& c, c
   return out;
 }
 
+// The columns ReadInstance reads, in its order.
+constexpr const char* kInstanceColumns = "body, history_len, id";
+
+// An instance from its row (kInstanceColumns) and its history's rows. Called while the row's
+// statement is still stepping, so that both come from the same read transaction.
+Result<LabletInstance> ReadInstance(SqliteStore::Connection& c, Stmt& row) {
+  json j = json::parse(row.Text(0), nullptr, false);
+  if (j.is_discarded()) return Error::Internal("store: a stored body is not JSON");
+  auto stmt = c.Prepare("SELECT entry FROM instance_history WHERE instance_id = ?1 ORDER BY n");
+  if (!stmt) return stmt.error();
+  (*stmt)->Bind(1, row.Text(2));
+  json& history = j[kHistoryKey] = json::array();
+  int rc;
+  while ((rc = (*stmt)->Step()) == SQLITE_ROW) {
+    json entry = json::parse((*stmt)->Text(0), nullptr, false);
+    if (entry.is_discarded()) return Error::Internal("store: a stored history entry is not JSON");
+    history.push_back(std::move(entry));
+  }
+  if (rc != SQLITE_DONE) return SqlError(c.db(), "read instance history");
+  if (static_cast<std::int64_t>(history.size()) != row.Int(1))
+    return Error::Internal("store: instance " + std::string(row.Text(2)) + " has " + std::to_string(history.size()) +
+                           " history entries stored, not the " + std::to_string(row.Int(1)) + " its row counts");
+  return wire::InstanceFromJson(j);
+}
+
 }  // namespace
 
 Result<LabletDefinition> SqliteStore::GetDefinition(const DefinitionId& id, const std::optional<std::string>& version) {
@@ -491,11 +554,11 @@ Result<ports::PageOf<LabletDefinition>> SqliteStore::ListDefinitions(const ports
 
 Result<LabletInstance> SqliteStore::GetInstance(const InstanceId& id) {
   auto c = Lease();
-  auto stmt = c->Prepare("SELECT body FROM instances WHERE id = ?1");
+  auto stmt = c->Prepare(std::string("SELECT ") + kInstanceColumns + " FROM instances WHERE id = ?1");
   if (!stmt) return stmt.error();
   (*stmt)->Bind(1, id.value);
   const int rc = (*stmt)->Step();
-  if (rc == SQLITE_ROW) return ReadBody<LabletInstance>(**stmt, 0, wire::InstanceFromJson);
+  if (rc == SQLITE_ROW) return ReadInstance(*c.operator->(), **stmt);
   if (rc != SQLITE_DONE) return SqlError(c->db(), "read instance");
   return Error::NotFound("instance " + id.value + " not found");
 }
@@ -503,7 +566,7 @@ Result<LabletInstance> SqliteStore::GetInstance(const InstanceId& id) {
 Result<ports::PageOf<LabletInstance>> SqliteStore::ListInstances(const ports::InstanceFilter& filter,
                                                                const ports::Page& page) {
   auto c = Lease();
-  std::string sql = "SELECT body FROM instances";
+  std::string sql = std::string("SELECT ") + kInstanceColumns + " FROM instances";
   // A time bound names its index: it selects the few due instances of a state that may hold
   // thousands, which the planner, without statistics, cannot know to prefer to (state, id).
   if (filter.state && filter.ends_by) sql += " INDEXED BY instances_by_end";
@@ -533,7 +596,7 @@ Result<ports::PageOf<LabletInstance>> SqliteStore::ListInstances(const ports::In
       out.next = out.items.back().id.value;
       break;
     }
-    auto i = ReadBody<LabletInstance>(**stmt, 0, wire::InstanceFromJson);
+    auto i = ReadInstance(*c.operator->(), **stmt);
     if (!i) return i.error();
     out.items.push_back(std::move(i.value()));
   }
@@ -731,10 +794,15 @@ Result<ports::PurgeCounts> SqliteStore::Purge(Timestamp terminated_before, Times
     return {};
   };
   // The time an instance terminated is in its body; the state index finds the candidates.
-  Status s = run(
-      "DELETE FROM instances WHERE id IN (SELECT id FROM instances WHERE state = 'TERMINATED' "
-      "AND json_extract(body, '$.terminated_at') < ?1 ORDER BY id LIMIT ?2)",
-      [&](Stmt& st) { st.Bind(1, FormatRfc3339(terminated_before)).Bind(2, std::int64_t{limit}); }, counts.instances);
+  // Their history first, then the instances: both pick the same ones, being in one write
+  // transaction.
+  const std::string purged =
+      "SELECT id FROM instances WHERE state = 'TERMINATED' AND json_extract(body, '$.terminated_at') < ?1 "
+      "ORDER BY id LIMIT ?2";
+  const auto bind_purged = [&](Stmt& st) { st.Bind(1, FormatRfc3339(terminated_before)).Bind(2, std::int64_t{limit}); };
+  int history_rows = 0;
+  Status s = run("DELETE FROM instance_history WHERE instance_id IN (" + purged + ")", bind_purged, history_rows);
+  if (s) s = run("DELETE FROM instances WHERE id IN (" + purged + ")", bind_purged, counts.instances);
   if (s)
     s = run("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE state = 'delivered' "
             "AND delivered_ms < ?1 ORDER BY seq LIMIT ?2)",
@@ -801,7 +869,7 @@ Status SqliteStore::Commit(const Changes& changes) {
   encoded.definitions.reserve(changes.new_definitions.size());
   for (const auto& d : changes.new_definitions) encoded.definitions.push_back(wire::ToJson(d, wire::Secrets::kShown).dump());
   encoded.instances.reserve(changes.instances.size());
-  for (const auto& i : changes.instances) encoded.instances.push_back(InstanceBody(i, i.version + 1));
+  for (const auto& i : changes.instances) encoded.instances.push_back(EncodedInstance::Encode(i, i.version + 1));
   encoded.workers.reserve(changes.workers.size());
   for (const auto& w : changes.workers) encoded.workers.push_back(WorkerBody(w, w.version + 1));
   Writer w;
@@ -893,6 +961,7 @@ struct SqliteStore::CommitReads {
   std::vector<bool> versions_taken;                     // per new definition
   std::vector<bool> definitions_found;                  // per deleted definition
   std::vector<std::int64_t> instance_versions;          // per instance: its stored version, 0 when absent
+  std::vector<std::int64_t> history_lens;               // per instance: its stored history entries, 0 when absent
   // Per instance that takes a reservation: the other instances, not yet TERMINATED, holding it.
   std::vector<std::vector<std::string>> reservation_holders;
   std::vector<std::int64_t> worker_versions;  // per worker: 0 when absent
@@ -907,6 +976,7 @@ struct SqliteStore::CommitReads {
 // What a commit writes beyond its changes as given: each new event's delivery state, and the
 // records whose bookkeeping changes (by deliveries and the held rule), as they end.
 struct SqliteStore::CommitPlan {
+  std::vector<std::size_t> stored_history;      // per instance: its history entries stored before it
   std::vector<ports::OutboxRecord> new_events;  // per new event: state and next attempt
   std::map<std::int64_t, ports::OutboxRecord> records;  // working copies of stored records, by seq
   std::set<std::int64_t> changed;                     // the seqs among them to write back
@@ -963,9 +1033,14 @@ Result<SqliteStore::CommitReads> SqliteStore::ReadForCommit(const Changes& ch) {
   }
   for (const auto& i : ch.instances) {
     auto& version = r.instance_versions.emplace_back(0);
+    auto& history_len = r.history_lens.emplace_back(0);
     auto& holders = r.reservation_holders.emplace_back();
-    auto s = Query(c, "SELECT version FROM instances WHERE id = ?1", [&](Stmt& st) { st.Bind(1, i.id.value); },
-                   [&](Stmt& st) { version = st.Int(0); });
+    auto s = Query(c, "SELECT version, history_len FROM instances WHERE id = ?1",
+                   [&](Stmt& st) { st.Bind(1, i.id.value); },
+                   [&](Stmt& st) {
+                     version = st.Int(0);
+                     history_len = st.Int(1);
+                   });
     if (s && i.version == 0 && i.reservation_id && i.state != InstanceState::kTerminated)
       s = Query(c, "SELECT id FROM instances WHERE reservation_id = ?1 AND state <> 'TERMINATED' AND id <> ?2",
                 [&](Stmt& st) { st.Bind(1, *i.reservation_id).Bind(2, i.id.value); },
@@ -1057,11 +1132,13 @@ class SqliteStore::CommitDecision {
     return {};
   }
 
-  // Each written at the version it was read at; one instance not yet TERMINATED per
-  // reservation, counting those this commit writes.
+  // Each written at the version it was read at, with at least the history entries stored
+  // (history only grows: the store appends, never rewrites); one instance not yet
+  // TERMINATED per reservation, counting those this commit writes.
   Status Instances() {
     struct Staged {
       std::int64_t version;
+      std::size_t history_len;
       InstanceState state;
       std::optional<std::string> reservation;  // taken by an instance this commit inserts
     };
@@ -1071,6 +1148,13 @@ class SqliteStore::CommitDecision {
       auto before = staged.find(i.id.value);
       if ((before != staged.end() ? before->second.version : reads_.instance_versions[n]) != i.version)
         return StaleVersion("instance", i.id.value, i.version);
+      const std::size_t stored =
+          before != staged.end() ? before->second.history_len : static_cast<std::size_t>(reads_.history_lens[n]);
+      if (i.state_history.size() < stored)
+        return Error::Internal("store: instance " + i.id.value + " is written with " +
+                               std::to_string(i.state_history.size()) + " history entries, fewer than the " +
+                               std::to_string(stored) + " stored; a history only grows");
+      plan_.stored_history.push_back(stored);
       for (const auto& holder : reads_.reservation_holders[n]) {
         auto s = staged.find(holder);
         if (s == staged.end() || s->second.state != InstanceState::kTerminated) return ReservationHeld(*i.reservation_id, holder);
@@ -1082,7 +1166,7 @@ class SqliteStore::CommitDecision {
       // An instance written twice in one commit keeps the reservation its insert took.
       const std::optional<std::string> taken =
           i.version == 0 ? i.reservation_id : before != staged.end() ? before->second.reservation : std::nullopt;
-      staged[i.id.value] = {i.version + 1, i.state, taken};
+      staged[i.id.value] = {i.version + 1, i.state_history.size(), i.state, taken};
     }
     return {};
   }
@@ -1184,7 +1268,8 @@ Status SqliteStore::WriteCommit(const Changes& ch, const Encoded& encoded, const
   for (size_t n = 0; s && n < ch.deleted_definitions.size(); ++n)
     s = run("UPDATE definitions SET deleted = 1 WHERE id = ?1", "delete definition",
             [&](Stmt& st) { st.Bind(1, ch.deleted_definitions[n].value); });
-  for (size_t n = 0; s && n < ch.instances.size(); ++n) s = WriteInstance(ch.instances[n], encoded.instances[n]);
+  for (size_t n = 0; s && n < ch.instances.size(); ++n)
+    s = WriteInstance(ch.instances[n], encoded.instances[n], plan.stored_history[n]);
   for (size_t n = 0; s && n < ch.workers.size(); ++n) {
     const auto& w = ch.workers[n];
     if (w.version == 0)
@@ -1242,19 +1327,21 @@ Status SqliteStore::WriteOutbox(const Changes& ch, const CommitPlan& plan) {
   return s;
 }
 
-// One instance, inserted when new (with the reservation it takes) or updated at its version.
-Status SqliteStore::WriteInstance(const LabletInstance& i, const std::string& body) {
+// One instance, inserted when new (with the reservation it takes) or updated at its version,
+// and the entries of its history after the `stored` ones.
+Status SqliteStore::WriteInstance(const LabletInstance& i, const EncodedInstance& encoded, std::size_t stored) {
   Connection& c = *writer_conn_;
   auto stmt = c.Prepare(i.version == 0
                             ? "INSERT INTO instances (id, state, worker_id, owner_id, version, body, reservation_id, "
-                              "timeslot_start_ms, timeslot_end_ms, pod_due_ms, entered_ms) "
-                              "VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?9, ?10, ?11, ?12)"
+                              "timeslot_start_ms, timeslot_end_ms, pod_due_ms, entered_ms, history_len) "
+                              "VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?9, ?10, ?11, ?12, ?13)"
                             : "UPDATE instances SET state = ?2, worker_id = ?3, version = ?7, body = ?5, "
-                              "timeslot_start_ms = ?9, timeslot_end_ms = ?10, pod_due_ms = ?11, entered_ms = ?12 "
-                              "WHERE id = ?1 AND version = ?8");
+                              "timeslot_start_ms = ?9, timeslot_end_ms = ?10, pod_due_ms = ?11, entered_ms = ?12, "
+                              "history_len = ?13 WHERE id = ?1 AND version = ?8");
   if (!stmt) return stmt.error();
   Stmt& st = **stmt;
-  st.Bind(1, i.id.value).Bind(2, ToString(i.state)).Bind(5, body);
+  st.Bind(1, i.id.value).Bind(2, ToString(i.state)).Bind(5, encoded.body);
+  st.Bind(13, static_cast<std::int64_t>(encoded.history.size()));
   if (i.worker_id) st.Bind(3, i.worker_id->value); else st.BindNull(3);
   st.Bind(9, ToUnixMillis(i.timeslot_start)).Bind(10, ToUnixMillis(i.timeslot_end)).Bind(12, ToUnixMillis(i.EnteredAt()));
   if (i.pod_due_at) st.Bind(11, ToUnixMillis(*i.pod_due_at)); else st.BindNull(11);
@@ -1266,6 +1353,13 @@ Status SqliteStore::WriteInstance(const LabletInstance& i, const std::string& bo
   }
   if (st.Step() != SQLITE_DONE) return SqlError(c.db(), i.version == 0 ? "insert instance" : "update instance");
   if (sqlite3_changes(c.db()) != 1) return Error::Internal("store: instance " + i.id.value + " decided on a stale read");
+  for (std::size_t n = stored; n < encoded.history.size(); ++n) {
+    auto s = Execute(c, "INSERT INTO instance_history (instance_id, n, entry) VALUES (?1, ?2, ?3)",
+                     "insert instance history", [&](Stmt& h) {
+                       h.Bind(1, i.id.value).Bind(2, static_cast<std::int64_t>(n)).Bind(3, encoded.history[n]);
+                     });
+    if (!s) return s;
+  }
   return {};
 }
 

@@ -100,6 +100,7 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
   class Connection;  // a sqlite3 handle with its cached statements
 
  private:
+  struct EncodedInstance;
   struct Encoded;
   struct Writer;
   class ReadLease;
@@ -118,7 +119,9 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
   Result<CommitReads> ReadForCommit(const ports::Changes& changes);
   Status ReadDeliveredRecords(const ports::Changes& changes, CommitReads& reads);
   Status WriteCommit(const ports::Changes& changes, const Encoded& encoded, const CommitPlan& plan);
-  Status WriteInstance(const domain::LabletInstance& instance, const std::string& body);
+  // `stored_history`: how many of its history entries are stored already.
+  Status WriteInstance(const domain::LabletInstance& instance, const EncodedInstance& encoded,
+                       std::size_t stored_history);
   Status WriteOutbox(const ports::Changes& changes, const CommitPlan& plan);
   bool Checkpoint();
   static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
