@@ -374,6 +374,45 @@ TEST(SqliteStore, AnInstanceWrittenTwiceInOneCommitWritesEachEntryOnce) {
   EXPECT_EQ(wire::ToJson(*(*store)->GetInstance({"i1"})), wire::ToJson(moved));
 }
 
+// A move leaves worker_id (and its index) alone unless the worker changes; the stored worker
+// is always the last one written, also when one commit writes an instance twice.
+TEST(SqliteStore, AnInstancesWorkerIsTheLastOneWrittenWhetherOrNotAMoveChangesIt) {
+  testing::TempDir dir;
+  auto store = store::SqliteStore::Open({dir.File("ccm.db")});
+  ASSERT_TRUE(store);
+  const auto on = [&](const std::string& worker) {
+    ports::InstanceFilter f;
+    f.worker_id = worker;
+    auto page = (*store)->ListInstances(f, {});
+    std::vector<std::string> ids;
+    if (page)
+      for (const auto& i : page->items) ids.push_back(i.id.value);
+    return ids;
+  };
+  LabletInstance i = MakeInstance("i1");
+  ASSERT_TRUE(CommitInstance(**store, i));
+  i.worker_id = WorkerId{"w1"};
+  Move(i, InstanceState::kScheduled, 2000);
+  ASSERT_TRUE(CommitInstance(**store, i));
+  Move(i, InstanceState::kInstantiating, 3000);  // the worker unchanged
+  ASSERT_TRUE(CommitInstance(**store, i));
+  EXPECT_EQ(on("w1"), std::vector<std::string>{"i1"});
+  EXPECT_EQ((*store)->GetInstance({"i1"})->worker_id, WorkerId{"w1"});
+
+  // One commit: to w2, then back to w1 (against the row before the commit, the second write
+  // would look unchanged).
+  LabletInstance away = i, back = i;
+  away.worker_id = WorkerId{"w2"};
+  back.worker_id = WorkerId{"w1"};
+  back.version = i.version + 1;
+  Changes c;
+  c.instances = {away, back};
+  ASSERT_TRUE((*store)->Commit(c));
+  EXPECT_EQ(on("w1"), std::vector<std::string>{"i1"});
+  EXPECT_TRUE(on("w2").empty());
+  EXPECT_EQ((*store)->GetInstance({"i1"})->worker_id, WorkerId{"w1"});
+}
+
 // A history only grows: a commit that would drop stored entries is a bug, refused whole.
 TEST(SqliteStore, ACommitCarryingFewerHistoryEntriesThanStoredIsRefusedAndChangesNothing) {
   testing::TempDir dir;

@@ -198,6 +198,7 @@ class Stmt {
     return p ? std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(s_, col))) : std::string_view{};
   }
   std::int64_t Int(int col) { return sqlite3_column_int64(s_, col); }
+  bool IsNull(int col) { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
   sqlite3* db() const { return db_; }
 
  private:
@@ -962,6 +963,7 @@ struct SqliteStore::CommitReads {
   std::vector<bool> definitions_found;                  // per deleted definition
   std::vector<std::int64_t> instance_versions;          // per instance: its stored version, 0 when absent
   std::vector<std::int64_t> history_lens;               // per instance: its stored history entries, 0 when absent
+  std::vector<std::optional<std::string>> instance_workers;  // per instance: its stored worker_id
   // Per instance that takes a reservation: the other instances, not yet TERMINATED, holding it.
   std::vector<std::vector<std::string>> reservation_holders;
   std::vector<std::int64_t> worker_versions;  // per worker: 0 when absent
@@ -977,6 +979,9 @@ struct SqliteStore::CommitReads {
 // records whose bookkeeping changes (by deliveries and the held rule), as they end.
 struct SqliteStore::CommitPlan {
   std::vector<std::size_t> stored_history;      // per instance: its history entries stored before it
+  // Per instance: whether its worker_id differs from the one stored before it. An UPDATE that
+  // names worker_id rewrites its index entry even when the value is the same: a page per move.
+  std::vector<bool> worker_changed;
   std::vector<ports::OutboxRecord> new_events;  // per new event: state and next attempt
   std::map<std::int64_t, ports::OutboxRecord> records;  // working copies of stored records, by seq
   std::set<std::int64_t> changed;                     // the seqs among them to write back
@@ -1034,12 +1039,14 @@ Result<SqliteStore::CommitReads> SqliteStore::ReadForCommit(const Changes& ch) {
   for (const auto& i : ch.instances) {
     auto& version = r.instance_versions.emplace_back(0);
     auto& history_len = r.history_lens.emplace_back(0);
+    auto& worker = r.instance_workers.emplace_back();
     auto& holders = r.reservation_holders.emplace_back();
-    auto s = Query(c, "SELECT version, history_len FROM instances WHERE id = ?1",
+    auto s = Query(c, "SELECT version, history_len, worker_id FROM instances WHERE id = ?1",
                    [&](Stmt& st) { st.Bind(1, i.id.value); },
                    [&](Stmt& st) {
                      version = st.Int(0);
                      history_len = st.Int(1);
+                     if (!st.IsNull(2)) worker = std::string(st.Text(2));
                    });
     if (s && i.version == 0 && i.reservation_id && i.state != InstanceState::kTerminated)
       s = Query(c, "SELECT id FROM instances WHERE reservation_id = ?1 AND state <> 'TERMINATED' AND id <> ?2",
@@ -1139,6 +1146,7 @@ class SqliteStore::CommitDecision {
     struct Staged {
       std::int64_t version;
       std::size_t history_len;
+      std::optional<std::string> worker;
       InstanceState state;
       std::optional<std::string> reservation;  // taken by an instance this commit inserts
     };
@@ -1155,6 +1163,10 @@ class SqliteStore::CommitDecision {
                                std::to_string(i.state_history.size()) + " history entries, fewer than the " +
                                std::to_string(stored) + " stored; a history only grows");
       plan_.stored_history.push_back(stored);
+      std::optional<std::string> worker;
+      if (i.worker_id) worker = i.worker_id->value;
+      plan_.worker_changed.push_back(
+          worker != (before != staged.end() ? before->second.worker : reads_.instance_workers[n]));
       for (const auto& holder : reads_.reservation_holders[n]) {
         auto s = staged.find(holder);
         if (s == staged.end() || s->second.state != InstanceState::kTerminated) return ReservationHeld(*i.reservation_id, holder);
@@ -1166,7 +1178,7 @@ class SqliteStore::CommitDecision {
       // An instance written twice in one commit keeps the reservation its insert took.
       const std::optional<std::string> taken =
           i.version == 0 ? i.reservation_id : before != staged.end() ? before->second.reservation : std::nullopt;
-      staged[i.id.value] = {i.version + 1, i.state_history.size(), i.state, taken};
+      staged[i.id.value] = {i.version + 1, i.state_history.size(), std::move(worker), i.state, taken};
     }
     return {};
   }
@@ -1269,7 +1281,7 @@ Status SqliteStore::WriteCommit(const Changes& ch, const Encoded& encoded, const
     s = run("UPDATE definitions SET deleted = 1 WHERE id = ?1", "delete definition",
             [&](Stmt& st) { st.Bind(1, ch.deleted_definitions[n].value); });
   for (size_t n = 0; s && n < ch.instances.size(); ++n)
-    s = WriteInstance(ch.instances[n], encoded.instances[n], plan.stored_history[n]);
+    s = WriteInstance(ch.instances[n], encoded.instances[n], plan.stored_history[n], plan.worker_changed[n]);
   for (size_t n = 0; s && n < ch.workers.size(); ++n) {
     const auto& w = ch.workers[n];
     if (w.version == 0)
@@ -1329,20 +1341,30 @@ Status SqliteStore::WriteOutbox(const Changes& ch, const CommitPlan& plan) {
 
 // One instance, inserted when new (with the reservation it takes) or updated at its version,
 // and the entries of its history after the `stored` ones.
-Status SqliteStore::WriteInstance(const LabletInstance& i, const EncodedInstance& encoded, std::size_t stored) {
+Status SqliteStore::WriteInstance(const LabletInstance& i, const EncodedInstance& encoded, std::size_t stored,
+                                  bool worker_changed) {
   Connection& c = *writer_conn_;
-  auto stmt = c.Prepare(i.version == 0
-                            ? "INSERT INTO instances (id, state, worker_id, owner_id, version, body, reservation_id, "
-                              "timeslot_start_ms, timeslot_end_ms, pod_due_ms, entered_ms, history_len) "
-                              "VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?9, ?10, ?11, ?12, ?13)"
-                            : "UPDATE instances SET state = ?2, worker_id = ?3, version = ?7, body = ?5, "
-                              "timeslot_start_ms = ?9, timeslot_end_ms = ?10, pod_due_ms = ?11, entered_ms = ?12, "
-                              "history_len = ?13 WHERE id = ?1 AND version = ?8");
+  const char* sql = nullptr;
+  if (i.version == 0)
+    sql = "INSERT INTO instances (id, state, worker_id, owner_id, version, body, reservation_id, "
+          "timeslot_start_ms, timeslot_end_ms, pod_due_ms, entered_ms, history_len) "
+          "VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?9, ?10, ?11, ?12, ?13)";
+  else if (worker_changed)
+    sql = "UPDATE instances SET state = ?2, worker_id = ?3, version = ?7, body = ?5, "
+          "timeslot_start_ms = ?9, timeslot_end_ms = ?10, pod_due_ms = ?11, entered_ms = ?12, "
+          "history_len = ?13 WHERE id = ?1 AND version = ?8";
+  else  // the same, but worker_id and so its index left alone
+    sql = "UPDATE instances SET state = ?2, version = ?7, body = ?5, "
+          "timeslot_start_ms = ?9, timeslot_end_ms = ?10, pod_due_ms = ?11, entered_ms = ?12, "
+          "history_len = ?13 WHERE id = ?1 AND version = ?8";
+  auto stmt = c.Prepare(sql);
   if (!stmt) return stmt.error();
   Stmt& st = **stmt;
   st.Bind(1, i.id.value).Bind(2, ToString(i.state)).Bind(5, encoded.body);
   st.Bind(13, static_cast<std::int64_t>(encoded.history.size()));
-  if (i.worker_id) st.Bind(3, i.worker_id->value); else st.BindNull(3);
+  if (i.version == 0 || worker_changed) {
+    if (i.worker_id) st.Bind(3, i.worker_id->value); else st.BindNull(3);
+  }
   st.Bind(9, ToUnixMillis(i.timeslot_start)).Bind(10, ToUnixMillis(i.timeslot_end)).Bind(12, ToUnixMillis(i.EnteredAt()));
   if (i.pod_due_at) st.Bind(11, ToUnixMillis(*i.pod_due_at)); else st.BindNull(11);
   if (i.version == 0) {

@@ -119,9 +119,10 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
   Result<CommitReads> ReadForCommit(const ports::Changes& changes);
   Status ReadDeliveredRecords(const ports::Changes& changes, CommitReads& reads);
   Status WriteCommit(const ports::Changes& changes, const Encoded& encoded, const CommitPlan& plan);
-  // `stored_history`: how many of its history entries are stored already.
+  // `stored_history`: how many of its history entries are stored already; `worker_changed`:
+  // whether its worker_id differs from the stored one.
   Status WriteInstance(const domain::LabletInstance& instance, const EncodedInstance& encoded,
-                       std::size_t stored_history);
+                       std::size_t stored_history, bool worker_changed);
   Status WriteOutbox(const ports::Changes& changes, const CommitPlan& plan);
   bool Checkpoint();
   static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
