@@ -385,6 +385,16 @@ InstanceId LabletIn(Replica& r, const DefinitionId& def, const WorkerId& worker,
   return id;
 }
 
+// The platform's report that grading `id` failed, as event `event_id`.
+cloudevents::CloudEvent GradingFailed(const std::string& event_id, const InstanceId& id) {
+  cloudevents::CloudEvent event;
+  event.id = event_id;
+  event.source = "/platform";
+  event.type = "assessment.grading.failed";
+  event.data = nlohmann::json{{"instance_id", id.value}, {"error_code", "ENGINE_DOWN"}};
+  return event;
+}
+
 TEST_F(EtcdStoreTest, AMoveBuildsOnWhatThisReplicaWroteInOneRequestAndNeverOnAStaleRecall) {
   Replica a(Open()), b(Open());
   const auto def = a.definitions.Create(testing::TwoPortDraft(1)).value().id;
@@ -442,11 +452,7 @@ TEST_F(EtcdStoreTest, ALabletPurgedByAnotherReplicaIsNotFoundThoughThisOneRememb
   ASSERT_FALSE(moved);
   EXPECT_EQ(moved.error().code, ErrorCode::kNotFound) << moved.error().message;
   // An event refused on what a remembers: the confirmation finds the lablet gone.
-  cloudevents::CloudEvent event;
-  event.id = "e1";
-  event.source = "/platform";
-  event.type = "assessment.grading.failed";
-  event.data = nlohmann::json{{"instance_id", event_id.value}, {"error_code", "ENGINE_DOWN"}};
+  const cloudevents::CloudEvent event = GradingFailed("e1", event_id);
   auto outcome = a.receiver.Receive(event);
   ASSERT_FALSE(outcome);
   EXPECT_EQ(outcome.error().code, ErrorCode::kNotFound) << outcome.error().message;
@@ -462,11 +468,7 @@ TEST_F(EtcdStoreTest, AnEventRefusedOnWhatThisReplicaRemembersIsDecidedAgainOnTh
   ASSERT_TRUE(b.instances.Transition(id, InstanceState::kCollecting, "test", "test", std::nullopt, std::nullopt));
 
   // From RUNNING a grading failure is refused; the stored lablet is COLLECTING, where it applies.
-  cloudevents::CloudEvent event;
-  event.id = "e1";
-  event.source = "/platform";
-  event.type = "assessment.grading.failed";
-  event.data = nlohmann::json{{"instance_id", id.value}, {"error_code", "ENGINE_DOWN"}};
+  const cloudevents::CloudEvent event = GradingFailed("e1", id);
   auto outcome = a.receiver.Receive(event);
   ASSERT_TRUE(outcome) << outcome.error().message;
   EXPECT_EQ(*outcome, app::EventReceiver::Outcome::kApplied);

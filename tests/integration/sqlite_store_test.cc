@@ -85,14 +85,7 @@ void Move(LabletInstance& i, InstanceState to, std::int64_t at_ms, std::string r
   i.state = to;
 }
 
-// Commits `i` at its version and bumps that as the store does.
-Status CommitInstance(ports::Store& store, LabletInstance& i) {
-  Changes c;
-  c.instances = {i};
-  auto s = store.Commit(c);
-  if (s) ++i.version;
-  return s;
-}
+using testing::CommitInstance;
 
 // Each entry of `i`'s history as its row in instance_history holds it: "n|entry", the entry
 // as the instance's JSON shape writes it.

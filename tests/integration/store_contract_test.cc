@@ -51,14 +51,7 @@ void Move(LabletInstance& i, InstanceState to, std::int64_t at_ms, std::string r
 // The whole instance, history included, in its one JSON shape: equal when the two are.
 nlohmann::json Whole(const LabletInstance& i) { return wire::ToJson(i); }
 
-// Commits `i` at its version and bumps that as the store does. Errors: the commit's.
-Status CommitInstance(ports::Store& store, LabletInstance& i) {
-  Changes c;
-  c.instances = {i};
-  auto s = store.Commit(c);
-  if (s) ++i.version;
-  return s;
-}
+using testing::CommitInstance;
 
 class StoreContract : public ::testing::TestWithParam<std::string> {
  protected:

@@ -4,6 +4,7 @@
 
 #include "domain/lifecycle.h"
 #include "ports/outbox.h"
+#include "ports/store.h"
 
 namespace ccm::testing {
 
@@ -67,6 +68,15 @@ inline domain::LabletInstance MakeInstance(const std::string& id, const std::str
 }
 
 // An outbox event of type ccm.test about `subject`, whose whole JSON names its id.
+// Commits `i` at its version and bumps that as the store does. Errors: the commit's.
+inline Status CommitInstance(ports::Store& store, domain::LabletInstance& i) {
+  ports::Changes c;
+  c.instances = {i};
+  auto s = store.Commit(c);
+  if (s) ++i.version;
+  return s;
+}
+
 inline ports::OutboxEvent MakeEvent(const std::string& id, const std::string& subject) {
   return {id, subject, "ccm.test", FromUnixMillis(5), "{\"id\":\"" + id + "\"}"};
 }
