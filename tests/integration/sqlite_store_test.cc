@@ -87,6 +87,14 @@ void Move(LabletInstance& i, InstanceState to, std::int64_t at_ms, std::string r
 
 using testing::CommitInstance;
 
+// Lablet "i1" moved to SCHEDULED, then INSTANTIATING: a history of two entries.
+LabletInstance MovedTwice() {
+  LabletInstance i = MakeInstance("i1");
+  Move(i, InstanceState::kScheduled, 2000);
+  Move(i, InstanceState::kInstantiating, 3000);
+  return i;
+}
+
 // Each entry of `i`'s history as its row in instance_history holds it: "n|entry", the entry
 // as the instance's JSON shape writes it.
 std::vector<std::string> HistoryRows(const LabletInstance& i) {
@@ -327,9 +335,7 @@ TEST(SqliteStore, AMoveWritesOneHistoryRowAndTheBodyHoldsNoHistory) {
   const std::string path = dir.File("ccm.db");
   auto store = store::SqliteStore::Open({path});
   ASSERT_TRUE(store);
-  LabletInstance i = MakeInstance("i1");
-  Move(i, InstanceState::kScheduled, 2000);
-  Move(i, InstanceState::kInstantiating, 3000);
+  LabletInstance i = MovedTwice();
   ASSERT_TRUE(CommitInstance(**store, i));
   Db db(path);
   const auto before = db.Rows(kHistoryOf, {"i1"});
@@ -412,9 +418,7 @@ TEST(SqliteStore, ACommitCarryingFewerHistoryEntriesThanStoredIsRefusedAndChange
   const std::string path = dir.File("ccm.db");
   auto store = store::SqliteStore::Open({path});
   ASSERT_TRUE(store);
-  LabletInstance i = MakeInstance("i1");
-  Move(i, InstanceState::kScheduled, 2000);
-  Move(i, InstanceState::kInstantiating, 3000);
+  LabletInstance i = MovedTwice();
   ASSERT_TRUE(CommitInstance(**store, i));
   const std::string before = testing::DbSnapshot(path);
 
