@@ -1,6 +1,7 @@
 #include "app/reconcilers.h"
 
 #include <algorithm>
+#include <map>
 #include <spdlog/spdlog.h>
 
 #include "app/orphan_sweep.h"
@@ -242,20 +243,49 @@ int Reconcilers::ScheduleOnce() {
     }
     plan.emplace_back(&i, best->id);
   }
+  // One commit per batch of one worker's placements (in timeslot order): the worker is read
+  // and written once per batch rather than once per placement.
+  struct Batch {
+    WorkerId worker;
+    std::vector<InstanceId> ids;
+    std::vector<const LabletInstance*> instances;
+  };
+  std::vector<Batch> batches;
+  std::map<std::string, size_t> open;  // each worker's batch still taking placements
+  for (const auto& [i, worker] : plan) {
+    auto it = open.find(worker.value);
+    if (it == open.end() || batches[it->second].ids.size() >= options_.schedule_batch) {
+      batches.push_back(Batch{worker, {}, {}});
+      it = open.insert_or_assign(worker.value, batches.size() - 1).first;
+    }
+    batches[it->second].ids.push_back(i->id);
+    batches[it->second].instances.push_back(i);
+  }
   std::vector<std::string> keys;
-  keys.reserve(plan.size());
-  for (const auto& [_, worker] : plan) keys.push_back(worker.value);
+  keys.reserve(batches.size());
+  for (const auto& b : batches) keys.push_back(b.worker.value);
   std::atomic<int> scheduled{0};
   RunConcurrentlyPerKey(keys, options_.instantiate_concurrency, 1, [&](size_t k) {
     if (stopping_) return;
     current_loop = kScheduler;
-    const auto& [i, worker] = plan[k];
-    log::Scope about(About(*i));
-    auto done = instances_.Schedule(i->id, worker, kScheduler);
-    if (done) ++scheduled;
-    else if (done.error().code != ErrorCode::kConflict)  // a conflict: it moved meanwhile
-      spdlog::info("scheduler: instance {} not scheduled on worker {}: {}", i->id.value, worker.value,
+    const Batch& b = batches[k];
+    auto done = instances_.ScheduleBatch(b.ids, b.worker, kScheduler);
+    if (!done) {
+      CountError(kScheduler);
+      spdlog::warn("scheduler: {} instances not scheduled on worker {}: {}", b.ids.size(), b.worker.value,
                    done.error().message);
+      return;
+    }
+    for (size_t n = 0; n < done->size(); ++n) {
+      const auto& outcome = (*done)[n];
+      if (outcome) {
+        ++scheduled;
+      } else if (outcome.error().code != ErrorCode::kConflict) {  // a conflict: it moved meanwhile
+        log::Scope about(About(*b.instances[n]));
+        spdlog::info("scheduler: instance {} not scheduled on worker {}: {}", b.ids[n].value, b.worker.value,
+                     outcome.error().message);
+      }
+    }
   });
   if (shortage && cloud_) loops_[kScaleLoop]->Wake();
   return scheduled;
@@ -276,7 +306,9 @@ Reconcilers::Demand Reconcilers::MeasureDemand() {
 // ---- instantiator --------------------------------------------------------------------------
 
 int Reconcilers::InstantiateOnce() {
-  const Timestamp now = d_.clock.Now();
+  InstantiatorSweep sweep;
+  sweep.now = d_.clock.Now();
+  const Timestamp now = sweep.now;
   // SCHEDULED instances whose lead has come (each moved to INSTANTIATING first), then the
   // INSTANTIATING ones; an instance read in both is acted on once (next_poll_).
   ports::InstanceFilter lead_come;
@@ -289,9 +321,8 @@ int Reconcilers::InstantiateOnce() {
   workers.reserve(due.size());
   for (const auto& i : due) workers.push_back(i.worker_id ? i.worker_id->value : "");
   // The workers, read once for the sweep rather than once per instance and poll.
-  WorkerCache cache;
   if (!due.empty())
-    for (auto& w : AllWorkers()) cache.emplace(w.id.value, std::move(w));
+    for (auto& w : AllWorkers()) sweep.workers.emplace(w.id.value, std::move(w));
   std::atomic<int> steps{0};
   // One slow CML call (an import, a start) must not hold the rest of a wave behind it, and no
   // one worker's CML gets more than its share of calls at once.
@@ -299,16 +330,10 @@ int Reconcilers::InstantiateOnce() {
     if (stopping_) return;
     current_loop = kInstantiator;
     if (k >= scheduled) {
-      if (Instantiate(due[k], now, cache)) ++steps;
+      if (Instantiate(due[k], sweep)) ++steps;
       return;
     }
-    const LabletInstance& i = due[k];
-    auto moved = instances_.Transition(i.id, InstanceState::kInstantiating,
-                                       "timeslot starts at " + FormatRfc3339(i.timeslot_start), kInstantiator,
-                                       std::nullopt);
-    if (!moved) return;
-    ++steps;
-    if (Instantiate(*moved, now, cache)) ++steps;
+    steps += BeginInstantiation(due[k], sweep);
   });
   std::lock_guard lock(poll_mu_);
   std::erase_if(next_poll_, [&](const auto& e) { return e.second + std::chrono::minutes(10) < now; });
@@ -316,7 +341,52 @@ int Reconcilers::InstantiateOnce() {
   return steps;
 }
 
-bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now, const WorkerCache& workers) {
+Result<std::string> Reconcilers::LabOf(const LabletInstance& i, InstantiatorSweep& sweep) {
+  std::string yaml;
+  {
+    std::lock_guard lock(sweep.mu);
+    const LabletDefinition* def = DefinitionOf(i, sweep.definitions);
+    if (!def) return Error::Unavailable("definition " + i.definition_id.value + " not read");
+    yaml = def->lab_yaml;
+  }
+  return RewriteLab(yaml, i.allocated_ports);
+}
+
+void Reconcilers::MarkImporting(LabletInstance& i, Timestamp now) const {
+  ++i.cml_failures;
+  i.cml_error = "an import started and did not finish";
+  i.cml_retry_at = now + runtime::Jittered(CollectionBackoff(i.cml_failures, options_.cml_backoff, options_.cml_max_backoff));
+}
+
+int Reconcilers::BeginInstantiation(const LabletInstance& i, InstantiatorSweep& sweep) {
+  const Timestamp now = sweep.now;
+  const std::string reason = "timeslot starts at " + FormatRfc3339(i.timeslot_start);
+  const auto worker = i.worker_id ? sweep.workers.find(i.worker_id->value) : sweep.workers.end();
+  // The common case, in one commit: the move and the import's mark. Anything else (a
+  // termination asked, a worker added since the sweep's read, a lab that cannot be written)
+  // takes the path step by step, which records what went wrong.
+  Result<std::string> lab = Error::FailedPrecondition("not imported at once");
+  if (!i.termination_requested && worker != sweep.workers.end()) lab = LabOf(i, sweep);
+  if (!lab) {
+    auto moved = instances_.Transition(i.id, InstanceState::kInstantiating, reason, kInstantiator, std::nullopt);
+    if (!moved) return 0;
+    return Instantiate(*moved, sweep) ? 2 : 1;
+  }
+  log::Scope about(About(i));
+  trace::Scope scope(WorkTrace(i));
+  {
+    std::lock_guard lock(poll_mu_);
+    next_poll_[i.id.value] = now + options_.cml_poll;
+  }
+  auto marked = instances_.TransitionRecording(i.id, InstanceState::kInstantiating, reason, kInstantiator,
+                                               [&](LabletInstance& moved) { MarkImporting(moved, now); });
+  if (!marked) return 0;
+  ImportAndStart(*marked, 0, "", worker->second, *lab, now);
+  return 2;
+}
+
+bool Reconcilers::Instantiate(const LabletInstance& i, InstantiatorSweep& sweep) {
+  const Timestamp now = sweep.now;
   log::Scope about(About(i));
   if (i.cml_retry_at && *i.cml_retry_at > now) return false;
   trace::Scope scope(WorkTrace(i));  // its CML calls and its moves join the lablet's trace
@@ -327,8 +397,9 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now, const Work
   }
   if (!i.worker_id) return false;
   // A worker missing from the sweep's read was added after it: read from the store.
-  const auto cached = workers.find(i.worker_id->value);
-  Result<Worker> worker = cached != workers.end() ? Result<Worker>(cached->second) : d_.store.GetWorker(*i.worker_id);
+  const auto cached = sweep.workers.find(i.worker_id->value);
+  Result<Worker> worker =
+      cached != sweep.workers.end() ? Result<Worker>(cached->second) : d_.store.GetWorker(*i.worker_id);
   if (!worker) return false;
   if (i.termination_requested && i.cml_lab_id) {
     // DELETE while the lab was starting: the lab goes first, then the instance.
@@ -347,15 +418,12 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now, const Work
     return true;
   }
   if (!i.cml_lab_id) {
-    auto def = d_.store.GetDefinition(i.definition_id, i.definition_version);
-    if (!def) return false;
-    auto lab = RewriteLab(def->lab_yaml, i.allocated_ports);
+    auto lab = LabOf(i, sweep);
     if (!lab) {
+      if (lab.error().code == ErrorCode::kUnavailable) return false;  // the definition was not read
       RecordCmlFailure(i, lab.error(), now);
       return true;
     }
-    // The attempt counts as failed until its outcome is recorded: an import that takes the
-    // process down (whatever the cause) is not tried for ever by each restart or new leader.
     if (i.cml_failures >= options_.cml_max_failures) {
       RecordCmlFailure(i, Error::Unavailable(std::to_string(i.cml_failures) + " attempts to import the lab did not finish"),
                        now, /*counted=*/true);
@@ -364,36 +432,11 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now, const Work
     auto marked = instances_.Record(i.id, [&](LabletInstance& current) -> Status {
       if (current.state != InstanceState::kInstantiating || current.cml_lab_id)
         return Error::Conflict("instance moved before its lab was imported", "state");
-      ++current.cml_failures;
-      current.cml_error = "an import started and did not finish";
-      current.cml_retry_at =
-          now + runtime::Jittered(CollectionBackoff(current.cml_failures, options_.cml_backoff, options_.cml_max_backoff));
+      MarkImporting(current, now);
       return {};
     });
     if (!marked) return false;
-    auto lab_id = cml_.ImportLab(ports::CmlTargetOf(*worker), *lab, "lablet " + i.id.value);
-    if (!lab_id) {
-      RecordCmlFailure(*marked, lab_id.error(), now, /*counted=*/true);
-      return true;
-    }
-    // The lab id is durable before anything else happens to the lab, so that no lab is lost.
-    auto recorded = instances_.Record(i.id, [&](LabletInstance& current) -> Status {
-      if (current.state != InstanceState::kInstantiating || current.cml_lab_id)
-        return Error::Conflict("instance moved while its lab was imported", "state");
-      current.cml_lab_id = *lab_id;
-      current.cml_failures = i.cml_failures;  // the import finished: it did not fail
-      current.cml_error = i.cml_error;
-      current.cml_retry_at.reset();
-      return {};
-    });
-    if (!recorded) {
-      CountError(kInstantiator);
-      spdlog::warn("instantiator: instance {}: imported lab {} not recorded ({}); removing it", i.id.value,
-                   *lab_id, recorded.error().message);
-      (void)RemoveLab(*worker, *lab_id);
-      return true;
-    }
-    SendStart(*recorded, *worker, *lab_id, now);
+    ImportAndStart(*marked, i.cml_failures, i.cml_error, *worker, *lab, now);
     return true;
   }
   // One call per poll: the lab's state. A lab not STARTED yet is most often one still starting
@@ -426,6 +469,33 @@ bool Reconcilers::Instantiate(const LabletInstance& i, Timestamp now, const Work
     spdlog::warn("instantiator: instance {} not moved to RUNNING: {}", i.id.value, running.error().message);
   }
   return running.has_value();
+}
+
+void Reconcilers::ImportAndStart(const LabletInstance& marked, int failures_before, const std::string& error_before,
+                                 const Worker& worker, const std::string& lab, Timestamp now) {
+  auto lab_id = cml_.ImportLab(ports::CmlTargetOf(worker), lab, "lablet " + marked.id.value);
+  if (!lab_id) {
+    RecordCmlFailure(marked, lab_id.error(), now, /*counted=*/true);
+    return;
+  }
+  // The lab id is durable before anything else happens to the lab, so that no lab is lost.
+  auto recorded = instances_.Record(marked.id, [&](LabletInstance& current) -> Status {
+    if (current.state != InstanceState::kInstantiating || current.cml_lab_id)
+      return Error::Conflict("instance moved while its lab was imported", "state");
+    current.cml_lab_id = *lab_id;
+    current.cml_failures = failures_before;  // the import finished: it did not fail
+    current.cml_error = error_before;
+    current.cml_retry_at.reset();
+    return {};
+  });
+  if (!recorded) {
+    CountError(kInstantiator);
+    spdlog::warn("instantiator: instance {}: imported lab {} not recorded ({}); removing it", marked.id.value,
+                 *lab_id, recorded.error().message);
+    (void)RemoveLab(worker, *lab_id);
+    return;
+  }
+  SendStart(*recorded, worker, *lab_id, now);
 }
 
 void Reconcilers::SendStart(const LabletInstance& i, const Worker& worker, const std::string& lab_id, Timestamp now) {

@@ -69,6 +69,10 @@ struct ReconcilerOptions {
   // thousands of labs is imported and started side by side without one CML taking them all.
   int instantiate_concurrency = 32;
   int cml_calls_per_worker = 4;
+  // The placements on one worker that the scheduler commits together: the worker (its JSON
+  // with every reservation on it) is read and written once per batch. Each placement is a few
+  // etcd operations, so a batch stays well under --max-txn-ops.
+  size_t schedule_batch = 16;
 };
 
 // What the reconcilers saw and did, for /metrics. Thread-safe.
@@ -155,7 +159,28 @@ class Reconcilers final : public runtime::BackgroundTask {
   // Each instance step: acts on CML on its worker (from `workers`, read by the sweep, or else
   // from the store), then commits.
   using WorkerCache = std::map<std::string, domain::Worker, std::less<>>;
-  bool Instantiate(const domain::LabletInstance& i, Timestamp now, const WorkerCache& workers);
+  using DefinitionCache = std::map<std::pair<std::string, std::string>, domain::LabletDefinition>;
+  // What one instantiator sweep read once for all its steps (they run side by side).
+  struct InstantiatorSweep {
+    Timestamp now;
+    WorkerCache workers;  // read at the start of the sweep
+    std::mutex mu;
+    DefinitionCache definitions;  // read on first use, under mu
+  };
+  bool Instantiate(const domain::LabletInstance& i, InstantiatorSweep& sweep);
+  // A SCHEDULED instance whose lead has come: moved to INSTANTIATING and, when its lab can be
+  // imported at once, marked as importing in the same commit, then imported and started.
+  // Returns the steps taken.
+  int BeginInstantiation(const domain::LabletInstance& i, InstantiatorSweep& sweep);
+  // The lab of `i` as CML takes it: its definition's lab with the instance's ports.
+  Result<std::string> LabOf(const domain::LabletInstance& i, InstantiatorSweep& sweep);
+  // Imports `lab` for `marked` (marked as importing: MarkImporting), records its lab id, and
+  // sends the start. `before`: the instance's CML failures and error before the mark.
+  void ImportAndStart(const domain::LabletInstance& marked, int failures_before, const std::string& error_before,
+                      const domain::Worker& worker, const std::string& lab, Timestamp now);
+  // An import counts as failed until its outcome is recorded: one that takes the process down
+  // (whatever the cause) is not tried for ever by each restart or new leader.
+  void MarkImporting(domain::LabletInstance& i, Timestamp now) const;
   bool StopInstance(const domain::LabletInstance& i, Timestamp now);
   bool TerminateArchived(const domain::LabletInstance& i, Timestamp now);
   // RUNNING past its timeslot: collected, or straight to STOPPING when it is not assessed.
@@ -174,7 +199,6 @@ class Reconcilers final : public runtime::BackgroundTask {
   // Errors: invalid_argument naming the field; `w` is unchanged then.
   Status Provision(domain::Worker& w, const ports::CloudWorker& machine) const;
 
-  using DefinitionCache = std::map<std::pair<std::string, std::string>, domain::LabletDefinition>;
   // PENDING instances whose timeslot starts within schedule_ahead, earliest first.
   std::vector<domain::LabletInstance> DuePending(Timestamp now);
   const domain::LabletDefinition* DefinitionOf(const domain::LabletInstance& i, DefinitionCache& cache);

@@ -243,7 +243,8 @@ Result<ports::PageOf<LabletInstance>> InstanceService::List(const ports::Instanc
 
 Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, InstanceState to,
                                                    const std::string& reason, const std::string& actor,
-                                                   std::optional<Ending> ending) {
+                                                   std::optional<Ending> ending,
+                                                   const std::function<void(LabletInstance&)>& also) {
   trace::Scope scope(WorkTrace(instance));
   RecordTrace(instance);
   const InstanceState from = instance.state;
@@ -282,6 +283,7 @@ Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, Inst
     instance.collection_request_error.clear();
     instance.collection_refused = false;
   }
+  if (also) also(instance);
 
   ports::Changes changes;
   changes.events.push_back(d_.events.InstanceMoved(instance, *change, w, def ? &*def : nullptr));
@@ -408,25 +410,58 @@ Result<LabletInstance> InstanceService::RequestTermination(const InstanceId& id,
 
 Result<LabletInstance> InstanceService::Schedule(const InstanceId& id, const WorkerId& worker_id,
                                                  const std::string& actor) {
+  auto batch = ScheduleBatch({id}, worker_id, actor);
+  if (!batch) return batch.error();
+  return std::move(batch->front());
+}
+
+Result<std::vector<Result<LabletInstance>>> InstanceService::ScheduleBatch(const std::vector<InstanceId>& ids,
+                                                                           const WorkerId& worker_id,
+                                                                           const std::string& actor) {
+  using Outcomes = std::vector<Result<LabletInstance>>;
   if (worker_id.empty()) return Error::InvalidArgument("worker_id is required", "worker_id");
-  return RetryStale([&]() -> Result<LabletInstance> {
-    auto instance = d_.store.GetInstance(id);
-    if (!instance) return instance;
+  return RetryStale([&]() -> Result<Outcomes> {
     auto worker = d_.store.GetWorker(worker_id);
     if (!worker) return Error{worker.error().code, worker.error().message, "worker_id"};
-    auto def = d_.store.GetDefinition(instance->definition_id, instance->definition_version);
-    if (!def) return def.error();
-    trace::Scope scope(WorkTrace(*instance));
-    RecordTrace(*instance);
-    auto change = ScheduleInstance(*instance, *worker, *def, d_.clock.Now(), actor);
-    if (!change) return change.error();
+    std::map<std::pair<std::string, std::string>, LabletDefinition> defs;
+    Outcomes out;
+    out.reserve(ids.size());
     ports::Changes changes;
-    changes.events.push_back(d_.events.InstanceMoved(*instance, *change, &*worker, &*def));
-    changes.instances.push_back(*instance);
-    changes.workers.push_back(*worker);
+    std::vector<size_t> committed;  // the outcomes that the commit writes
+    const Timestamp now = d_.clock.Now();
+    for (const InstanceId& id : ids) {
+      auto instance = d_.store.GetInstance(id);
+      if (!instance) {
+        out.push_back(instance.error());
+        continue;
+      }
+      const auto key = std::make_pair(instance->definition_id.value, instance->definition_version);
+      auto def = defs.find(key);
+      if (def == defs.end()) {
+        auto got = d_.store.GetDefinition(instance->definition_id, instance->definition_version);
+        if (!got) {
+          out.push_back(got.error());
+          continue;
+        }
+        def = defs.emplace(key, std::move(got.value())).first;
+      }
+      trace::Scope scope(WorkTrace(*instance));
+      RecordTrace(*instance);
+      auto change = ScheduleInstance(*instance, *worker, def->second, now, actor);
+      if (!change) {
+        out.push_back(change.error());
+        continue;
+      }
+      changes.events.push_back(d_.events.InstanceMoved(*instance, *change, &*worker, &def->second));
+      changes.instances.push_back(*instance);
+      committed.push_back(out.size());
+      out.push_back(std::move(instance.value()));
+    }
+    if (committed.empty()) return out;
+    changes.workers.push_back(std::move(worker.value()));
     if (auto s = d_.store.Commit(changes); !s) return s.error();
-    ++instance->version;
-    return instance;
+    for (size_t n : committed) ++out[n]->version;
+    return out;
   });
 }
 
@@ -434,6 +469,19 @@ Result<LabletInstance> InstanceService::Transition(const InstanceId& id, Instanc
                                                    const std::string& actor,
                                                    std::optional<std::int64_t> expected_version,
                                                    std::optional<Ending> ending) {
+  return Move(id, to, reason, actor, expected_version, std::move(ending), nullptr);
+}
+
+Result<LabletInstance> InstanceService::TransitionRecording(const InstanceId& id, InstanceState to,
+                                                            const std::string& reason, const std::string& actor,
+                                                            const std::function<void(LabletInstance&)>& also) {
+  return Move(id, to, reason, actor, std::nullopt, std::nullopt, also);
+}
+
+Result<LabletInstance> InstanceService::Move(const InstanceId& id, InstanceState to, const std::string& reason,
+                                             const std::string& actor, std::optional<std::int64_t> expected_version,
+                                             std::optional<Ending> ending,
+                                             const std::function<void(LabletInstance&)>& also) {
   if (to == InstanceState::kScheduled)
     return Error::InvalidArgument("moving to SCHEDULED needs a worker: use the schedule call", "to");
   auto attempt = [&]() -> Result<LabletInstance> {
@@ -443,7 +491,7 @@ Result<LabletInstance> InstanceService::Transition(const InstanceId& id, Instanc
     if (expected_version && *expected_version != instance->version)
       return Stale("instance", id.value, *expected_version, instance->version);
     const std::int64_t read_at = instance->version;
-    auto moved = CommitMove(std::move(instance.value()), to, reason, actor, ending);
+    auto moved = CommitMove(std::move(instance.value()), to, reason, actor, ending, also);
     if (!moved && !expected_version && !moved.error().Is(ErrorKind::kStaleVersion))
       if (auto current = ConfirmCurrent(d_.store, id, read_at); !current) return current.error();
     return moved;

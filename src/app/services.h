@@ -127,6 +127,14 @@ class InstanceService {
   // failed_precondition (worker not RUNNING, licence, capacity, nodes or ports short).
   Result<domain::LabletInstance> Schedule(const domain::InstanceId& id, const domain::WorkerId& worker_id,
                                           const std::string& actor);
+  // Schedule for each of `ids` on one worker, in order, in one commit: each placement is
+  // decided on the worker as the ones before it left it. Each id has its own outcome (the
+  // errors of Schedule); the refused ones are not in the commit. The whole is decided again
+  // on fresh reads when anything it read has moved meanwhile. Errors of the whole: not_found
+  // (worker, field worker_id), invalid_argument (no worker id), those of the store.
+  Result<std::vector<Result<domain::LabletInstance>>> ScheduleBatch(const std::vector<domain::InstanceId>& ids,
+                                                                    const domain::WorkerId& worker_id,
+                                                                    const std::string& actor);
   // Any legal move but to SCHEDULED (which needs a worker: Schedule). With
   // `expected_version`, a stale read is a conflict instead of a retry. `ending` is why the
   // lablet ends, for a move to STOPPING or TERMINATED of an instance that has none recorded
@@ -136,6 +144,11 @@ class InstanceService {
                                             const std::string& reason, const std::string& actor,
                                             std::optional<std::int64_t> expected_version,
                                             std::optional<domain::Ending> ending = std::nullopt);
+  // Transition without an expected version, with `also` applied to the moved instance in the
+  // same commit (re-applied on each fresh read): bookkeeping that must be durable with the move.
+  Result<domain::LabletInstance> TransitionRecording(const domain::InstanceId& id, domain::InstanceState to,
+                                                     const std::string& reason, const std::string& actor,
+                                                     const std::function<void(domain::LabletInstance&)>& also);
   // Asks for the pod of a RUNNING instance to be assigned again on the Grading Engine (the
   // pod reconciler does it, at once): after a refusal, or when the engine lost it. Errors:
   // not_found, conflict (not RUNNING), failed_precondition (no assessment ids, or no engine).
@@ -160,9 +173,16 @@ class InstanceService {
   Result<domain::LabletInstance> Prepare(const domain::InstanceDraft& draft, const std::string& actor);
   // Moves `instance` (read at its version) to `to` and commits it with its worker and event;
   // `ending` as for Transition.
+  // `also` (if any) edits the moved instance before the commit.
   Result<domain::LabletInstance> CommitMove(domain::LabletInstance instance, domain::InstanceState to,
                                             const std::string& reason, const std::string& actor,
-                                            std::optional<domain::Ending> ending = std::nullopt);
+                                            std::optional<domain::Ending> ending = std::nullopt,
+                                            const std::function<void(domain::LabletInstance&)>& also = nullptr);
+  Result<domain::LabletInstance> Move(const domain::InstanceId& id, domain::InstanceState to,
+                                      const std::string& reason, const std::string& actor,
+                                      std::optional<std::int64_t> expected_version,
+                                      std::optional<domain::Ending> ending,
+                                      const std::function<void(domain::LabletInstance&)>& also);
   Deps d_;
   PodService* pods_ = nullptr;
   ports::GradingEngine* engine_ = nullptr;

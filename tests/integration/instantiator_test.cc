@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -268,6 +269,46 @@ TEST_F(InstantiatorTest, ANewProcessSendsTheStartOfALabItFindsNotStartedAtItsFir
   second.InstantiateOnce();
   EXPECT_EQ(cml.reads, 2);
   EXPECT_EQ(cml.starts, 2);
+}
+
+// CML that, at each import, reads what the store holds of the lablet being imported.
+class PeekingCml : public SlowStartCml {
+ public:
+  std::function<void(const std::string& title)> on_import;
+  Result<std::string> ImportLab(const ports::CmlTarget& cml, const std::string& lab, const std::string& title) override {
+    if (on_import) on_import(title);
+    return SlowStartCml::ImportLab(cml, lab, title);
+  }
+};
+
+TEST_F(InstantiatorTest, ALabletWhoseLeadHasComeIsMovedAndMarkedAsImportingInOneCommitBeforeCmlIsCalled) {
+  const WorkerId worker = AddWorker("w1");
+  const InstanceId id = AddScheduled(worker);
+  const std::int64_t scheduled_at = Get(id).version;
+  PeekingCml cml;
+  std::optional<LabletInstance> during;
+  cml.on_import = [&](const std::string&) { during = Get(id); };
+  app::Reconcilers reconcilers(deps_, *stack_.instances, *stack_.collection, cml, nullptr, Options(4, 4));
+  EXPECT_EQ(reconcilers.InstantiateOnce(), 2);
+  // What a crash during the import would leave: INSTANTIATING, the import counted as failed
+  // until its outcome is recorded, in the one commit of the move.
+  ASSERT_TRUE(during.has_value());
+  EXPECT_EQ(during->state, InstanceState::kInstantiating);
+  EXPECT_EQ(during->version, scheduled_at + 1);
+  EXPECT_EQ(during->cml_failures, 1);
+  EXPECT_EQ(during->cml_error, "an import started and did not finish");
+  EXPECT_TRUE(during->cml_retry_at.has_value());
+  EXPECT_FALSE(during->cml_lab_id.has_value());
+  // Then the lab id, with the mark taken back: two commits in all.
+  const LabletInstance after = Get(id);
+  EXPECT_EQ(after.version, scheduled_at + 2);
+  EXPECT_EQ(after.cml_lab_id, "lab-1");
+  EXPECT_EQ(after.cml_failures, 0);
+  EXPECT_EQ(after.cml_error, "");
+  EXPECT_FALSE(after.cml_retry_at.has_value());
+  EXPECT_EQ(cml.starts, 1);
+  ASSERT_FALSE(after.state_history.empty());
+  EXPECT_EQ(after.state_history.back().to, InstanceState::kInstantiating);
 }
 
 // The stopper's sweep reads only the RUNNING instances whose timeslot ended; the gauges still

@@ -74,6 +74,55 @@ TEST_F(SchedulerTest, LeavesFarOffTimeslotsAndWhatFitsNowherePending) {
   EXPECT_EQ(Get(no_room).state, InstanceState::kPending);
 }
 
+TEST_F(SchedulerTest, CommitsOneWorkersPlacementsTogetherInBatchesOfTheBound) {
+  const WorkerId w = AddWorker("w", 1000);
+  const std::int64_t version = stack_.store->GetWorker(w)->version;
+  std::vector<InstanceId> ids;
+  for (int n = 0; n < 5; ++n) ids.push_back(AddInstance());
+  app::ReconcilerOptions o;
+  o.schedule_batch = 2;
+  app::Reconcilers batched(deps_, *stack_.instances, *stack_.collection, cml_, nullptr, o);
+  EXPECT_EQ(batched.ScheduleOnce(), 5);
+  // Five placements in three commits (two, two, one): the worker was written three times.
+  const Worker after = stack_.store->GetWorker(w).value();
+  EXPECT_EQ(after.version, version + 3);
+  EXPECT_EQ(after.port_allocations.size(), 5u);
+  std::set<int> ports;
+  for (const auto& id : ids) {
+    const LabletInstance i = Get(id);
+    EXPECT_EQ(i.state, InstanceState::kScheduled);
+    for (const auto& [_, port] : i.allocated_ports) EXPECT_TRUE(ports.insert(port).second) << port;
+  }
+}
+
+TEST_F(SchedulerTest, ABatchSchedulesTheRestWhenOneOfItIsRefused) {
+  const WorkerId w = AddWorker("w", 1000);
+  const InstanceId a = AddInstance(), gone = AddInstance(), c = AddInstance();
+  ASSERT_TRUE(stack_.instances->RequestTermination(gone, "test"));
+  const LabletInstance gone_before = Get(gone);
+  auto done = stack_.instances->ScheduleBatch({a, gone, c, InstanceId{"no-such-instance"}}, w, "test");
+  ASSERT_TRUE(done) << done.error().message;
+  ASSERT_EQ(done->size(), 4u);
+  ASSERT_TRUE((*done)[0]);
+  EXPECT_EQ((*done)[0]->version, Get(a).version);
+  ASSERT_FALSE((*done)[1]);
+  EXPECT_EQ((*done)[1].error().code, ErrorCode::kConflict);
+  EXPECT_TRUE((*done)[2]);
+  ASSERT_FALSE((*done)[3]);
+  EXPECT_EQ((*done)[3].error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(Get(a).state, InstanceState::kScheduled);
+  EXPECT_EQ(Get(c).state, InstanceState::kScheduled);
+  EXPECT_EQ(Get(gone).version, gone_before.version);
+  const Worker after = stack_.store->GetWorker(w).value();
+  EXPECT_EQ(after.port_allocations.size(), 2u);
+  EXPECT_EQ(after.port_allocations.count(gone.value), 0u);
+  // A worker that does not exist refuses the whole batch, naming the field.
+  auto nowhere = stack_.instances->ScheduleBatch({AddInstance()}, WorkerId{"no-such-worker"}, "test");
+  ASSERT_FALSE(nowhere);
+  EXPECT_EQ(nowhere.error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(nowhere.error().field, "worker_id");
+}
+
 TEST_F(SchedulerTest, TwoSchedulersAtOnceNeverHandOutAPortTwice) {
   const WorkerId w = AddWorker("w", 1000);
   std::vector<InstanceId> ids;
