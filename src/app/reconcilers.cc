@@ -378,8 +378,9 @@ int Reconcilers::BeginInstantiation(const LabletInstance& i, InstantiatorSweep& 
     std::lock_guard lock(poll_mu_);
     next_poll_[i.id.value] = now + options_.cml_poll;
   }
-  auto marked = instances_.TransitionRecording(i.id, InstanceState::kInstantiating, reason, kInstantiator,
-                                               [&](LabletInstance& moved) { MarkImporting(moved, now); });
+  InstanceService::MoveContext mark;
+  mark.also = [&](LabletInstance& moved) { MarkImporting(moved, now); };
+  auto marked = instances_.TransitionWith(i.id, InstanceState::kInstantiating, reason, kInstantiator, mark);
   if (!marked) return 0;
   ImportAndStart(*marked, 0, "", worker->second, *lab, now);
   return 2;
@@ -397,10 +398,15 @@ bool Reconcilers::Instantiate(const LabletInstance& i, InstantiatorSweep& sweep)
   }
   if (!i.worker_id) return false;
   // A worker missing from the sweep's read was added after it: read from the store.
-  const auto cached = sweep.workers.find(i.worker_id->value);
-  Result<Worker> worker =
-      cached != sweep.workers.end() ? Result<Worker>(cached->second) : d_.store.GetWorker(*i.worker_id);
-  if (!worker) return false;
+  std::optional<Worker> added;
+  const Worker* worker = nullptr;
+  if (const auto cached = sweep.workers.find(i.worker_id->value); cached != sweep.workers.end()) {
+    worker = &cached->second;
+  } else {
+    auto read = d_.store.GetWorker(*i.worker_id);
+    if (!read) return false;
+    worker = &added.emplace(std::move(read.value()));
+  }
   if (i.termination_requested && i.cml_lab_id) {
     // DELETE while the lab was starting: the lab goes first, then the instance.
     if (auto s = RemoveLab(*worker, *i.cml_lab_id); !s) {
@@ -462,8 +468,10 @@ bool Reconcilers::Instantiate(const LabletInstance& i, InstantiatorSweep& sweep)
     std::lock_guard lock(poll_mu_);
     start_sent_.erase(i.id.value);
   }
-  auto running = instances_.Transition(i.id, InstanceState::kRunning, "lab " + *i.cml_lab_id + " started on CML",
-                                       kInstantiator, std::nullopt);
+  InstanceService::MoveContext read;
+  read.worker = worker;  // named by the event; a move to RUNNING gives nothing back to it
+  auto running = instances_.TransitionWith(i.id, InstanceState::kRunning, "lab " + *i.cml_lab_id + " started on CML",
+                                           kInstantiator, read);
   if (!running && running.error().code != ErrorCode::kConflict) {
     CountError(kInstantiator);
     spdlog::warn("instantiator: instance {} not moved to RUNNING: {}", i.id.value, running.error().message);

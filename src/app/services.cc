@@ -243,8 +243,7 @@ Result<ports::PageOf<LabletInstance>> InstanceService::List(const ports::Instanc
 
 Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, InstanceState to,
                                                    const std::string& reason, const std::string& actor,
-                                                   std::optional<Ending> ending,
-                                                   const std::function<void(LabletInstance&)>& also) {
+                                                   std::optional<Ending> ending, const MoveContext& context) {
   trace::Scope scope(WorkTrace(instance));
   RecordTrace(instance);
   const InstanceState from = instance.state;
@@ -255,7 +254,8 @@ Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, Inst
   // worker do not contend on its version for nothing.
   const bool releases = (HoldsCapacity(from) && !HoldsCapacity(to)) || (HoldsPorts(from) && !HoldsPorts(to));
   std::optional<Worker> worker;
-  if (instance.worker_id && (releases || to == InstanceState::kRunning)) {
+  const bool known = !releases && context.worker && instance.worker_id && context.worker->id == *instance.worker_id;
+  if (instance.worker_id && !known && (releases || to == InstanceState::kRunning)) {
     auto w = d_.store.GetWorker(*instance.worker_id);
     if (!w) return w.error();
     worker = std::move(w.value());
@@ -283,10 +283,11 @@ Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, Inst
     instance.collection_request_error.clear();
     instance.collection_refused = false;
   }
-  if (also) also(instance);
+  if (context.also) context.also(instance);
 
   ports::Changes changes;
-  changes.events.push_back(d_.events.InstanceMoved(instance, *change, w, def ? &*def : nullptr));
+  changes.events.push_back(
+      d_.events.InstanceMoved(instance, *change, known ? context.worker : w, def ? &*def : nullptr));
   changes.instances.push_back(instance);
   if (releases && w) changes.workers.push_back(*w);
   if (auto s = d_.store.Commit(changes); !s) return s.error();
@@ -390,7 +391,7 @@ Result<LabletInstance> InstanceService::RequestTermination(const InstanceId& id,
       case InstanceState::kCollecting:
       case InstanceState::kGrading:
         return CommitMove(std::move(instance.value()), *NextStepToTermination(instance->state),
-                          "termination requested", actor, std::move(cancelled));
+                          "termination requested", actor, std::move(cancelled), {});
       default:
         break;
     }
@@ -469,19 +470,17 @@ Result<LabletInstance> InstanceService::Transition(const InstanceId& id, Instanc
                                                    const std::string& actor,
                                                    std::optional<std::int64_t> expected_version,
                                                    std::optional<Ending> ending) {
-  return Move(id, to, reason, actor, expected_version, std::move(ending), nullptr);
+  return Move(id, to, reason, actor, expected_version, std::move(ending), {});
 }
 
-Result<LabletInstance> InstanceService::TransitionRecording(const InstanceId& id, InstanceState to,
-                                                            const std::string& reason, const std::string& actor,
-                                                            const std::function<void(LabletInstance&)>& also) {
-  return Move(id, to, reason, actor, std::nullopt, std::nullopt, also);
+Result<LabletInstance> InstanceService::TransitionWith(const InstanceId& id, InstanceState to, const std::string& reason,
+                                                       const std::string& actor, const MoveContext& context) {
+  return Move(id, to, reason, actor, std::nullopt, std::nullopt, context);
 }
 
 Result<LabletInstance> InstanceService::Move(const InstanceId& id, InstanceState to, const std::string& reason,
                                              const std::string& actor, std::optional<std::int64_t> expected_version,
-                                             std::optional<Ending> ending,
-                                             const std::function<void(LabletInstance&)>& also) {
+                                             std::optional<Ending> ending, const MoveContext& context) {
   if (to == InstanceState::kScheduled)
     return Error::InvalidArgument("moving to SCHEDULED needs a worker: use the schedule call", "to");
   auto attempt = [&]() -> Result<LabletInstance> {
@@ -491,7 +490,7 @@ Result<LabletInstance> InstanceService::Move(const InstanceId& id, InstanceState
     if (expected_version && *expected_version != instance->version)
       return Stale("instance", id.value, *expected_version, instance->version);
     const std::int64_t read_at = instance->version;
-    auto moved = CommitMove(std::move(instance.value()), to, reason, actor, ending, also);
+    auto moved = CommitMove(std::move(instance.value()), to, reason, actor, ending, context);
     if (!moved && !expected_version && !moved.error().Is(ErrorKind::kStaleVersion))
       if (auto current = ConfirmCurrent(d_.store, id, read_at); !current) return current.error();
     return moved;

@@ -144,11 +144,19 @@ class InstanceService {
                                             const std::string& reason, const std::string& actor,
                                             std::optional<std::int64_t> expected_version,
                                             std::optional<domain::Ending> ending = std::nullopt);
-  // Transition without an expected version, with `also` applied to the moved instance in the
-  // same commit (re-applied on each fresh read): bookkeeping that must be durable with the move.
-  Result<domain::LabletInstance> TransitionRecording(const domain::InstanceId& id, domain::InstanceState to,
-                                                     const std::string& reason, const std::string& actor,
-                                                     const std::function<void(domain::LabletInstance&)>& also);
+  // What a caller of TransitionWith brings to the move.
+  struct MoveContext {
+    // Applied to the moved instance in the same commit (again on each fresh read): bookkeeping
+    // that must be durable with the move.
+    std::function<void(domain::LabletInstance&)> also;
+    // The instance's worker as the caller read it: named by the move's event without reading
+    // it again, when the move gives nothing back to it (a move that does is read and written).
+    const domain::Worker* worker = nullptr;
+  };
+  // Transition without an expected version, with `context`.
+  Result<domain::LabletInstance> TransitionWith(const domain::InstanceId& id, domain::InstanceState to,
+                                                const std::string& reason, const std::string& actor,
+                                                const MoveContext& context);
   // Asks for the pod of a RUNNING instance to be assigned again on the Grading Engine (the
   // pod reconciler does it, at once): after a refusal, or when the engine lost it. Errors:
   // not_found, conflict (not RUNNING), failed_precondition (no assessment ids, or no engine).
@@ -172,17 +180,14 @@ class InstanceService {
   // A new PENDING instance from `draft`, checked against its definition; not yet stored.
   Result<domain::LabletInstance> Prepare(const domain::InstanceDraft& draft, const std::string& actor);
   // Moves `instance` (read at its version) to `to` and commits it with its worker and event;
-  // `ending` as for Transition.
-  // `also` (if any) edits the moved instance before the commit.
+  // `ending` as for Transition, `context` as for TransitionWith.
   Result<domain::LabletInstance> CommitMove(domain::LabletInstance instance, domain::InstanceState to,
                                             const std::string& reason, const std::string& actor,
-                                            std::optional<domain::Ending> ending = std::nullopt,
-                                            const std::function<void(domain::LabletInstance&)>& also = nullptr);
+                                            std::optional<domain::Ending> ending, const MoveContext& context);
   Result<domain::LabletInstance> Move(const domain::InstanceId& id, domain::InstanceState to,
                                       const std::string& reason, const std::string& actor,
                                       std::optional<std::int64_t> expected_version,
-                                      std::optional<domain::Ending> ending,
-                                      const std::function<void(domain::LabletInstance&)>& also);
+                                      std::optional<domain::Ending> ending, const MoveContext& context);
   Deps d_;
   PodService* pods_ = nullptr;
   ports::GradingEngine* engine_ = nullptr;
