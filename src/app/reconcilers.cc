@@ -341,15 +341,16 @@ int Reconcilers::InstantiateOnce() {
   return steps;
 }
 
-Result<std::string> Reconcilers::LabOf(const LabletInstance& i, InstantiatorSweep& sweep) {
-  std::string yaml;
+Result<ports::LabToImport> Reconcilers::LabOf(const LabletInstance& i, InstantiatorSweep& sweep) {
+  const LabletDefinition* def;  // kept by the sweep until it ends
   {
     std::lock_guard lock(sweep.mu);
-    const LabletDefinition* def = DefinitionOf(i, sweep.definitions);
-    if (!def) return Error::Unavailable("definition " + i.definition_id.value + " not read");
-    yaml = def->lab_yaml;
+    def = DefinitionOf(i, sweep.definitions);
   }
-  return RewriteLab(yaml, i.allocated_ports);
+  if (!def) return Error::Unavailable("definition " + i.definition_id.value + " not read");
+  auto yaml = RewriteLab(def->lab_yaml, i.allocated_ports);
+  if (!yaml) return yaml.error();
+  return ports::LabToImport{def->lab_yaml, i.allocated_ports, std::move(yaml.value())};
 }
 
 void Reconcilers::MarkImporting(LabletInstance& i, Timestamp now) const {
@@ -365,8 +366,8 @@ int Reconcilers::BeginInstantiation(const LabletInstance& i, InstantiatorSweep& 
   // The common case, in one commit: the move and the import's mark. Anything else (a
   // termination asked, a worker added since the sweep's read, a lab that cannot be written)
   // takes the path step by step, which records what went wrong.
-  Result<std::string> lab = Error::FailedPrecondition("not imported at once");
-  if (!i.termination_requested && worker != sweep.workers.end()) lab = LabOf(i, sweep);
+  const bool at_once = !i.termination_requested && worker != sweep.workers.end();
+  auto lab = at_once ? LabOf(i, sweep) : Result<ports::LabToImport>(Error::FailedPrecondition("not imported at once"));
   if (!lab) {
     auto moved = instances_.Transition(i.id, InstanceState::kInstantiating, reason, kInstantiator, std::nullopt);
     if (!moved) return 0;
@@ -480,8 +481,8 @@ bool Reconcilers::Instantiate(const LabletInstance& i, InstantiatorSweep& sweep)
 }
 
 void Reconcilers::ImportAndStart(const LabletInstance& marked, int failures_before, const std::string& error_before,
-                                 const Worker& worker, const std::string& lab, Timestamp now) {
-  auto lab_id = cml_.ImportLab(ports::CmlTargetOf(worker), lab, "lablet " + marked.id.value);
+                                 const Worker& worker, const ports::LabToImport& lab, Timestamp now) {
+  auto lab_id = cml_.ImportLabOf(ports::CmlTargetOf(worker), lab, "lablet " + marked.id.value);
   if (!lab_id) {
     RecordCmlFailure(marked, lab_id.error(), now, /*counted=*/true);
     return;

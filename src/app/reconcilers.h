@@ -172,12 +172,13 @@ class Reconcilers final : public runtime::BackgroundTask {
   // imported at once, marked as importing in the same commit, then imported and started.
   // Returns the steps taken.
   int BeginInstantiation(const domain::LabletInstance& i, InstantiatorSweep& sweep);
-  // The lab of `i` as CML takes it: its definition's lab with the instance's ports.
-  Result<std::string> LabOf(const domain::LabletInstance& i, InstantiatorSweep& sweep);
+  // The lab of `i` to import: its definition's lab, and that lab with the instance's ports
+  // (which refer to `i` and to the sweep's definitions).
+  Result<ports::LabToImport> LabOf(const domain::LabletInstance& i, InstantiatorSweep& sweep);
   // Imports `lab` for `marked` (marked as importing: MarkImporting), records its lab id, and
   // sends the start. `before`: the instance's CML failures and error before the mark.
   void ImportAndStart(const domain::LabletInstance& marked, int failures_before, const std::string& error_before,
-                      const domain::Worker& worker, const std::string& lab, Timestamp now);
+                      const domain::Worker& worker, const ports::LabToImport& lab, Timestamp now);
   // An import counts as failed until its outcome is recorded: one that takes the process down
   // (whatever the cause) is not tried for ever by each restart or new leader.
   void MarkImporting(domain::LabletInstance& i, Timestamp now) const;

@@ -16,9 +16,10 @@ using nlohmann::json;
 
 namespace {
 
-json Scalar(const YAML::Node& n) {
-  const std::string& v = n.Scalar();
-  if (n.Tag() != "?") return v;  // quoted, or explicitly tagged: a string
+// A scalar's JSON value: `plain` (neither quoted nor tagged) ones are typed by YAML 1.2's core
+// schema, the others stay strings.
+json TypedScalar(const std::string& v, bool plain) {
+  if (!plain) return v;
   static const std::regex kInt("[-+]?[0-9]+");
   static const std::regex kFloat("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
   if (v.empty() || v == "~" || v == "null" || v == "Null" || v == "NULL") return nullptr;
@@ -34,6 +35,9 @@ json Scalar(const YAML::Node& n) {
   if (std::regex_match(v, kFloat)) return std::stod(v);
   return v;
 }
+
+// Neither quoted nor explicitly tagged.
+bool IsPlain(const YAML::Node& n) { return n.Tag() == "?"; }
 
 // What a conversion may still produce. Without aliases a topology converts to at most about
 // one JSON value and one byte of text per byte of YAML; an alias copies what it names, so a
@@ -76,7 +80,7 @@ json ToJson(const YAML::Node& n, Budget& budget, int depth) {
     }
     case YAML::NodeType::Scalar:
       budget.Spend(n.Scalar().size());
-      return Scalar(n);
+      return TypedScalar(n.Scalar(), IsPlain(n));
     default:
       budget.Spend(0);
       return nullptr;
@@ -133,6 +137,105 @@ Result<json> LabYamlToTopology(std::string_view lab_yaml) {
     return ToJson(root, budget, 1);
   } catch (const std::exception& e) {  // found by fuzzing: a non-scalar key used to escape as a throw
     return Error::InvalidArgument(e.what(), "lab_yaml");
+  }
+}
+
+// A lab's YAML as parsed: what a topology is built from, without its ports.
+struct LabTemplates::Node {
+  YAML::NodeType::value type = YAML::NodeType::Null;
+  std::string text;  // a scalar's
+  bool plain = false;
+  std::vector<std::pair<std::string, Node>> members;  // a mapping's, in the YAML's order
+  std::vector<Node> items;                            // a sequence's
+};
+
+struct LabTemplates::Template {
+  Node root;
+  bool same = false;  // its first lab built from the tree was the same as from the text
+};
+
+namespace {
+
+// `text` with the lab's ports written in, as domain::RewriteLab writes them into the YAML.
+Result<std::string> WithPorts(const std::string& text, const domain::PortMap& ports) {
+  if (text.find("${") == std::string::npos) return text;
+  return domain::RewriteLab(text, ports);
+}
+
+}  // namespace
+
+Result<json> LabTemplates::Topology(const ports::LabToImport& lab) {
+  // The tree is built from a conversion that succeeded (so without keys that are not scalars,
+  // and within the conversion's bounds) and keeps its shape.
+  struct Build {
+    static Node From(const YAML::Node& n) {
+      Node out;
+      out.type = n.Type();
+      if (n.IsScalar()) {
+        out.text = n.Scalar();
+        out.plain = IsPlain(n);
+      } else if (n.IsMap()) {
+        for (const auto& kv : n) out.members.emplace_back(kv.first.Scalar(), From(kv.second));
+      } else if (n.IsSequence()) {
+        for (const auto& e : n) out.items.push_back(From(e));
+      }
+      return out;
+    }
+    static json Json(const Node& n, const domain::PortMap& ports) {
+      switch (n.type) {
+        case YAML::NodeType::Map: {
+          json out = json::object();
+          for (const auto& [key, value] : n.members) {
+            auto k = WithPorts(key, ports);
+            if (!k) throw std::invalid_argument(k.error().message);
+            out[*k] = Json(value, ports);
+          }
+          return out;
+        }
+        case YAML::NodeType::Sequence: {
+          json out = json::array();
+          for (const auto& e : n.items) out.push_back(Json(e, ports));
+          return out;
+        }
+        case YAML::NodeType::Scalar: {
+          auto v = WithPorts(n.text, ports);
+          if (!v) throw std::invalid_argument(v.error().message);
+          return TypedScalar(*v, n.plain);
+        }
+        default:
+          return nullptr;
+      }
+    }
+  };
+  std::shared_ptr<const Template> kept;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = kept_.find(lab.definition_yaml); it != kept_.end()) kept = it->second;
+  }
+  if (!kept) {
+    // The first lab of this definition: converted from its text, which is what it must be.
+    auto topology = LabYamlToTopology(lab.yaml);
+    if (!topology) return topology;
+    auto made = std::make_shared<Template>();
+    try {
+      made->root = Build::From(YAML::Load(std::string(lab.definition_yaml)));
+      made->same = Build::Json(made->root, lab.ports) == *topology;
+    } catch (const std::exception&) {  // a placeholder where the YAML's structure is
+      made->same = false;
+    }
+    if (!made->same) made->root = Node{};  // not kept: every lab of it goes by its text
+    std::lock_guard lock(mu_);
+    if (kept_.size() >= kKept) kept_.clear();
+    kept_.emplace(std::string(lab.definition_yaml), std::move(made));
+    return topology;
+  }
+  if (!kept->same) return LabYamlToTopology(lab.yaml);
+  try {
+    json topology = Build::Json(kept->root, lab.ports);
+    ++from_tree_;
+    return topology;
+  } catch (const std::exception&) {
+    return LabYamlToTopology(lab.yaml);  // its text has the error to report
   }
 }
 
@@ -208,8 +311,19 @@ Result<std::string> CmlClient::ImportLab(const ports::CmlTarget& cml, const std:
                                          const std::string& title) {
   auto topology = LabYamlToTopology(lab_yaml);
   if (!topology) return topology.error();
-  MarkTopology(*topology, ports::LabMark(title));
-  auto body = Call(cml, "POST", "/import?title=" + UrlEscape(title), topology->dump());
+  return Import(cml, std::move(topology.value()), title);
+}
+
+Result<std::string> CmlClient::ImportLabOf(const ports::CmlTarget& cml, const ports::LabToImport& lab,
+                                           const std::string& title) {
+  auto topology = templates_.Topology(lab);
+  if (!topology) return topology.error();
+  return Import(cml, std::move(topology.value()), title);
+}
+
+Result<std::string> CmlClient::Import(const ports::CmlTarget& cml, json topology, const std::string& title) {
+  MarkTopology(topology, ports::LabMark(title));
+  auto body = Call(cml, "POST", "/import?title=" + UrlEscape(title), topology.dump());
   if (!body) return body.error();
   const json answer = cloudevents::ParseJsonOrDiscarded(*body);
   if (!answer.is_object() || !answer.contains("id") || !answer["id"].is_string())

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -23,6 +24,29 @@ namespace ccm::clients {
 // or expands past those bounds through aliases (which definitions stored before ParseLab
 // refused them may hold).
 Result<nlohmann::json> LabYamlToTopology(std::string_view lab_yaml);
+
+// The topologies of many labs written from one definition's lab (ports::LabToImport), each
+// the same as LabYamlToTopology of its text, without parsing each lab's YAML: the definition's
+// lab is parsed once into a tree, and each lab's topology is built from that tree, the ports
+// written into each scalar and key as domain::RewriteLab writes them into the text. The first
+// lab of each definition is also converted from its text and the two compared: a definition
+// whose placeholders change the YAML's structure (one in a flow collection, or behind an escape)
+// has every lab converted from its text. Keeps at most kLabTemplatesKept definitions' trees.
+// Thread-safe.
+class LabTemplates {
+ public:
+  static constexpr std::size_t kKept = 16;
+  Result<nlohmann::json> Topology(const ports::LabToImport& lab);
+  // How many topologies were built from a tree, not from the lab's text (for tests).
+  std::size_t FromTree() const { return from_tree_.load(); }
+
+ private:
+  struct Node;
+  struct Template;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<const Template>, std::less<>> kept_;
+  std::atomic<std::size_t> from_tree_{0};
+};
 
 struct CmlOptions {
   std::string username;
@@ -48,6 +72,9 @@ class CmlClient final : public ports::CmlWorkers {
 
   Result<std::string> ImportLab(const ports::CmlTarget& cml, const std::string& lab_yaml,
                                 const std::string& title) override;
+  // ImportLab, the topology built by LabTemplates.
+  Result<std::string> ImportLabOf(const ports::CmlTarget& cml, const ports::LabToImport& lab,
+                                  const std::string& title) override;
   Result<std::vector<ports::CmlLab>> ListLabs(const ports::CmlTarget& cml) override;
   Status StartLab(const ports::CmlTarget& cml, const std::string& lab_id) override;
   Result<ports::CmlLabState> LabState(const ports::CmlTarget& cml, const std::string& lab_id) override;
@@ -70,8 +97,11 @@ class CmlClient final : public ports::CmlWorkers {
                            const std::string& body);
   // POST /authenticate over `http`. Called with the worker's lock held.
   Status Authenticate(const ports::CmlTarget& cml, Worker& w, HttpPoster& http);
+  // POST /import of `topology`, marked with `title`; the new lab's id.
+  Result<std::string> Import(const ports::CmlTarget& cml, nlohmann::json topology, const std::string& title);
 
   CmlOptions options_;
+  LabTemplates templates_;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<Worker>> workers_;
 };

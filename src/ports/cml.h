@@ -32,6 +32,14 @@ struct CmlLab {
 // starts with a mark was created by ccm; ccm removes no other lab on its own initiative.
 inline std::string LabMark(std::string_view title) { return "ccm " + std::string(title); }
 
+// A lab to import: the definition's lab, with its ${PORT_...} placeholders, and the same lab
+// with the instance's ports written in (domain::RewriteLab).
+struct LabToImport {
+  std::string_view definition_yaml;
+  const domain::PortMap& ports;
+  std::string yaml;
+};
+
 // A CML worker as its client reaches it: where, and which certificates verify it over https.
 struct CmlTarget {
   // A URL alone is verified with the client's own trust (CML_CA_FILE or the system's store).
@@ -56,6 +64,12 @@ class CmlWorkers {
   // topology's own description, if any, follows on the next lines).
   virtual Result<std::string> ImportLab(const CmlTarget& cml, const std::string& lab_yaml,
                                         const std::string& title) = 0;
+  // ImportLab of `lab.yaml`, a lab written from a definition's lab and an instance's ports. An
+  // adapter may convert the many labs of one definition faster from the definition's lab, to
+  // the same topology; by default, ImportLab.
+  virtual Result<std::string> ImportLabOf(const CmlTarget& cml, const LabToImport& lab, const std::string& title) {
+    return ImportLab(cml, lab.yaml, title);
+  }
   // GET /labs?show_all=true, then GET /labs/{id} for each: every lab of every user, in the
   // order CML lists them. A lab deleted between the two calls is left out; any other failure
   // of either call fails the whole listing.

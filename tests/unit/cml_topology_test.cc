@@ -94,5 +94,57 @@ TEST(CmlTopology, TheRewrittenSampleLabIsAValidCmlTopology) {
   EXPECT_FALSE(testing::ValidateSchema(spec, schema, broken).empty());
 }
 
+// Each lab of a definition, converted once from its own text and once through LabTemplates.
+struct Converted {
+  json from_text;
+  json from_template;
+};
+Converted Convert(clients::LabTemplates& templates, const std::string& definition, const domain::PortMap& ports) {
+  auto text = domain::RewriteLab(definition, ports);
+  EXPECT_TRUE(text) << text.error().message;
+  auto from_text = clients::LabYamlToTopology(*text);
+  EXPECT_TRUE(from_text) << from_text.error().message;
+  auto from_template = templates.Topology(ports::LabToImport{definition, ports, *text});
+  EXPECT_TRUE(from_template) << from_template.error().message;
+  return {*from_text, *from_template};
+}
+
+TEST(CmlTopology, TheLabsOfOneDefinitionAreBuiltFromItsTreeAndAreWhatTheirTextsConvertTo) {
+  clients::LabTemplates templates;
+  const std::string definition = testing::ReadTestData("sample_lab_template.yaml");
+  for (int n = 0; n < 3; ++n) {
+    const auto got = Convert(templates, definition, {{"serial_1", 2000 + n}, {"serial_2", 3000 + n}, {"vnc_1", 4 + n}});
+    EXPECT_EQ(got.from_template, got.from_text);
+    EXPECT_NE(got.from_template.dump().find("serial:" + std::to_string(2000 + n)), std::string::npos);
+  }
+  EXPECT_EQ(templates.FromTree(), 2u) << "the first lab is converted from its text, the next from the tree";
+  // Ports in keys, plain scalars that become numbers, quoted ones that stay text.
+  const std::string typed = "lab: {title: t}\nports:\n  p${PORT_A}: ${PORT_A}\n  q: '${PORT_B}'\n  r: ${PORT_A}.5\n";
+  for (int n = 0; n < 2; ++n) {
+    const auto got = Convert(templates, typed, {{"a", 10 + n}, {"b", 20 + n}});
+    EXPECT_EQ(got.from_template, got.from_text);
+    EXPECT_EQ(got.from_template["ports"]["p" + std::to_string(10 + n)], 10 + n);
+    EXPECT_EQ(got.from_template["ports"]["q"], std::to_string(20 + n));
+    EXPECT_EQ(got.from_template["ports"]["r"], 10.5 + n);
+  }
+  EXPECT_EQ(templates.FromTree(), 3u);
+}
+
+TEST(CmlTopology, ADefinitionWhosePlaceholdersChangeTheStructureIsConvertedFromEachLabsText) {
+  clients::LabTemplates templates;
+  // In a flow collection a placeholder's braces are YAML's own; behind an escape it is not a
+  // placeholder in the text, but it is one in the parsed scalar.
+  for (const std::string definition : {"lab: {title: t}\nports: [${PORT_A}, 1]\n",
+                                       "lab: {title: t}\nnote: \"\\x24{PORT_A} ${PORT_A}\"\n"}) {
+    for (int n = 0; n < 3; ++n) {
+      const auto got = Convert(templates, definition, {{"a", 10 + n}});
+      EXPECT_EQ(got.from_template, got.from_text) << definition;
+    }
+  }
+  EXPECT_EQ(templates.FromTree(), 0u);
+  const auto escaped = Convert(templates, "lab: {title: t}\nnote: \"\\x24{PORT_A} ${PORT_A}\"\n", {{"a", 7}});
+  EXPECT_EQ(escaped.from_template["note"], "${PORT_A} 7");
+}
+
 }  // namespace
 }  // namespace ccm
