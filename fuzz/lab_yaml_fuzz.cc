@@ -1,6 +1,7 @@
 // Fuzz target: the lab YAML parser, the port rewriter and the conversion to CML's JSON
 // topology. Invariants beyond "no crash": a lab that parses rewrites (with a port for each
-// placeholder) into YAML that parses again, without a placeholder left, with the same nodes.
+// placeholder) into YAML that parses again, without a placeholder left, with the same nodes;
+// and LabTemplates builds each lab's topology as its own text converts to.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -21,6 +22,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (rewritten->find("${PORT_") != std::string::npos) std::abort();
   auto again = ccm::domain::ParseLab(*rewritten);
   if (!again || again->nodes.size() != lab->nodes.size() || !again->port_template.empty()) std::abort();
-  (void)ccm::clients::LabYamlToTopology(*rewritten);
+  // Two labs of this definition through LabTemplates (the second built from the tree when the
+  // first matched): each is what its own text converts to.
+  ccm::clients::LabTemplates templates;
+  for (int offset : {0, 1000}) {
+    ccm::domain::PortMap these = ports;
+    for (auto& [_, port] : these) port += offset;
+    auto text = ccm::domain::RewriteLab(yaml, these);
+    if (!text) std::abort();
+    auto from_text = ccm::clients::LabYamlToTopology(*text);
+    auto from_template = templates.Topology(ccm::ports::LabToImport{yaml, these, *text});
+    if (from_text.has_value() != from_template.has_value() || (from_text && *from_text != *from_template)) std::abort();
+  }
   return 0;
 }

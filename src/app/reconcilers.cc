@@ -269,15 +269,23 @@ int Reconcilers::ScheduleOnce() {
     if (stopping_) return;
     current_loop = kScheduler;
     const Batch& b = batches[k];
-    auto done = instances_.ScheduleBatch(b.ids, b.worker, kScheduler);
-    if (!done) {
-      CountError(kScheduler);
-      spdlog::warn("scheduler: {} instances not scheduled on worker {}: {}", b.ids.size(), b.worker.value,
-                   done.error().message);
-      return;
+    std::vector<Result<LabletInstance>> outcomes;
+    if (auto done = instances_.ScheduleBatch(b.ids, b.worker, kScheduler)) {
+      outcomes = std::move(done.value());
+    } else if (b.ids.size() == 1) {
+      outcomes.push_back(done.error());
+    } else {
+      // A store may refuse a commit this large (etcd below --max-txn-ops=1024, with labs of
+      // many ports): then each placement is a commit of its own.
+      spdlog::warn("scheduler: {} placements on worker {} not committed together ({}); committing them one by one",
+                   b.ids.size(), b.worker.value, done.error().message);
+      for (const InstanceId& id : b.ids) {
+        if (stopping_) break;
+        outcomes.push_back(instances_.Schedule(id, b.worker, kScheduler));
+      }
     }
-    for (size_t n = 0; n < done->size(); ++n) {
-      const auto& outcome = (*done)[n];
+    for (size_t n = 0; n < outcomes.size(); ++n) {
+      const auto& outcome = outcomes[n];
       if (outcome) {
         ++scheduled;
       } else if (outcome.error().code != ErrorCode::kConflict) {  // a conflict: it moved meanwhile

@@ -516,5 +516,47 @@ TEST_F(EtcdStoreTest, TwoReplicasSchedulingAtOnceNeverHandOutAPortTwice) {
   EXPECT_EQ(keys, 60u);
 }
 
+// etcd's default bound on a transaction's operations (128) is below what 16 placements of a
+// lab with six ports take: such a batch is refused whole, and the scheduler then commits the
+// placements one by one.
+TEST_F(EtcdStoreTest, PlacementsTooManyForOneTransactionAreCommittedOneByOne) {
+  testing::TempDir dir;
+  testing::EtcdCluster bounded(dir.path(), testing::EtcdClusterOptions{1, std::nullopt, {"--max-txn-ops=128"}});
+  store::EtcdStore::Options options;
+  options.client.endpoints = bounded.ClientUrls();
+  options.prefix = prefix_;
+  auto opened = store::EtcdStore::Open(options);
+  ASSERT_TRUE(opened) << opened.error().message;
+  Replica r(std::move(opened.value()));
+  DefinitionDraft draft = testing::TwoPortDraft(1);
+  draft.lab_yaml = "nodes:\n  - id: n0\n    label: r1\n    tags: ['serial:${PORT_A}', 'serial:${PORT_B}', 'serial:${PORT_C}',"
+                   " 'vnc:${PORT_D}', 'vnc:${PORT_E}', 'vnc:${PORT_F}']\n";
+  const auto def = r.definitions.Create(draft).value();
+  const auto w = r.workers.Register(testing::MakeWorkerDraft("w", {1000, 1000, 0}, 1000), "test").value().id;
+  std::vector<InstanceId> ids;
+  for (int n = 0; n < 16; ++n) {
+    InstanceDraft d;
+    d.definition_id = def.id;
+    d.owner_id = "candidate-" + std::to_string(n);
+    d.timeslot_start = r.clock.Now();
+    d.timeslot_end = d.timeslot_start + 60min;
+    ids.push_back(r.instances.Create(d, "test").value().id);
+  }
+  const std::int64_t worker_version = r.store->GetWorker(w)->version;
+  auto together = r.instances.ScheduleBatch(ids, w, "test");
+  ASSERT_FALSE(together) << "this etcd took 16 placements of six ports in one transaction";
+  // Nothing of the refused batch was written.
+  EXPECT_EQ(r.store->GetWorker(w)->version, worker_version);
+  for (const auto& id : ids) EXPECT_EQ(r.store->GetInstance(id)->state, InstanceState::kPending);
+  EXPECT_EQ(r.reconcilers.ScheduleOnce(), 16);
+  std::set<int> ports;
+  for (const auto& id : ids) {
+    const LabletInstance i = r.store->GetInstance(id).value();
+    EXPECT_EQ(i.state, InstanceState::kScheduled);
+    for (const auto& [_, port] : i.allocated_ports) EXPECT_TRUE(ports.insert(port).second) << port;
+  }
+  EXPECT_EQ(ports.size(), 96u);
+}
+
 }  // namespace
 }  // namespace ccm
