@@ -23,13 +23,14 @@ namespace {
 
 constexpr const char* kScheduler = "scheduler";
 constexpr const char* kInstantiator = "instantiator";
+constexpr const char* kLabPoller = "lab-poller";
 constexpr const char* kStopper = "stopper";
 constexpr const char* kScaler = "scaler";
 constexpr const char* kPodAssigner = "pod-assigner";
 // The loop this thread runs (null on other threads): errors met by the shared reads count for it.
 thread_local const char* current_loop = nullptr;
 // The loops, in the order the constructor starts them.
-enum Loop : size_t { kScheduleLoop, kInstantiateLoop, kStopLoop, kPodLoop, kScaleLoop };
+enum Loop : size_t { kScheduleLoop, kInstantiateLoop, kPollLoop, kStopLoop, kPodLoop, kScaleLoop };
 
 // How full a worker is: the largest share of cpu, memory or nodes already reserved.
 double Fullness(const Worker& w) {
@@ -87,7 +88,8 @@ Reconcilers::Reconcilers(Deps deps, InstanceService& instances, CollectionServic
       cml_(cml),
       cloud_(cloud),
       options_(options),
-      metrics_(metrics) {
+      metrics_(metrics),
+      schedule_batch_(options.schedule_batch) {
   auto loop = [this](const char* name, int (Reconcilers::*sweep)(), std::chrono::milliseconds min_gap) {
     auto& errors = errors_[name];
     loops_.push_back(std::make_unique<runtime::BackgroundLoop>(
@@ -105,6 +107,7 @@ Reconcilers::Reconcilers(Deps deps, InstanceService& instances, CollectionServic
   const auto min_gap = std::min(options_.interval, std::chrono::milliseconds(100));
   loop(kScheduler, &Reconcilers::ScheduleOnce, min_gap);
   loop(kInstantiator, &Reconcilers::InstantiateOnce, min_gap);
+  loop(kLabPoller, &Reconcilers::PollLabsOnce, min_gap);
   loop(kStopper, &Reconcilers::StopOnce, min_gap);
   loop(kPodAssigner, &Reconcilers::AssignPodsOnce, min_gap);
   // A wave's commits wake every loop; the scaler reads every worker (each with its
@@ -252,9 +255,10 @@ int Reconcilers::ScheduleOnce() {
   };
   std::vector<Batch> batches;
   std::map<std::string, size_t> open;  // each worker's batch still taking placements
+  const size_t batch_size = std::max<size_t>(1, schedule_batch_.load());
   for (const auto& [i, worker] : plan) {
     auto it = open.find(worker.value);
-    if (it == open.end() || batches[it->second].ids.size() >= options_.schedule_batch) {
+    if (it == open.end() || batches[it->second].ids.size() >= batch_size) {
       batches.push_back(Batch{worker, {}, {}});
       it = open.insert_or_assign(worker.value, batches.size() - 1).first;
     }
@@ -269,16 +273,22 @@ int Reconcilers::ScheduleOnce() {
     if (stopping_) return;
     current_loop = kScheduler;
     const Batch& b = batches[k];
+    log::Scope about({.worker_id = b.worker.value});
     std::vector<Result<LabletInstance>> outcomes;
     if (auto done = instances_.ScheduleBatch(b.ids, b.worker, kScheduler)) {
       outcomes = std::move(done.value());
     } else if (b.ids.size() == 1) {
       outcomes.push_back(done.error());
     } else {
-      // A store may refuse a commit this large (etcd below --max-txn-ops=1024, with labs of
-      // many ports): then each placement is a commit of its own.
-      spdlog::warn("scheduler: {} placements on worker {} not committed together ({}); committing them one by one",
-                   b.ids.size(), b.worker.value, done.error().message);
+      // A store may refuse a commit this large (etcd below --max-txn-ops=1024, or labs of
+      // very many ports): each placement is then a commit of its own, and later batches are
+      // half the size.
+      const size_t halved = std::max<size_t>(1, b.ids.size() / 2);
+      size_t current = schedule_batch_.load();
+      while (current > halved && !schedule_batch_.compare_exchange_weak(current, halved)) {
+      }
+      spdlog::warn("scheduler: {} placements on worker {} not committed together ({}); batches of at most {} from now on",
+                   b.ids.size(), b.worker.value, done.error().message, schedule_batch_.load());
       for (const InstanceId& id : b.ids) {
         if (stopping_) break;
         outcomes.push_back(instances_.Schedule(id, b.worker, kScheduler));
@@ -314,17 +324,35 @@ Reconcilers::Demand Reconcilers::MeasureDemand() {
 // ---- instantiator --------------------------------------------------------------------------
 
 int Reconcilers::InstantiateOnce() {
+  // SCHEDULED instances whose lead has come (each moved to INSTANTIATING first), then the
+  // INSTANTIATING ones whose import is still to be done; an instance read in both is acted on
+  // once (next_poll_). Those with a lab on CML are the lab poller's.
+  ports::InstanceFilter lead_come;
+  lead_come.state = InstanceState::kScheduled;
+  lead_come.starts_by = d_.clock.Now() + options_.instantiation_lead;
+  std::vector<LabletInstance> due = Listed(lead_come);
+  for (auto& i : InState(InstanceState::kInstantiating))
+    if (!i.cml_lab_id) due.push_back(std::move(i));
+  return RunInstantiation(kInstantiator, due, [&](const LabletInstance& i, InstantiatorSweep& sweep) {
+    if (i.state == InstanceState::kScheduled) return BeginInstantiation(i, sweep);
+    return Instantiate(i, sweep) ? 1 : 0;
+  });
+}
+
+int Reconcilers::PollLabsOnce() {
+  std::vector<LabletInstance> due;
+  for (auto& i : InState(InstanceState::kInstantiating))
+    if (i.cml_lab_id) due.push_back(std::move(i));
+  return RunInstantiation(kLabPoller, due, [&](const LabletInstance& i, InstantiatorSweep& sweep) {
+    return Instantiate(i, sweep) ? 1 : 0;
+  });
+}
+
+int Reconcilers::RunInstantiation(const char* loop, const std::vector<LabletInstance>& due,
+                                  const std::function<int(const LabletInstance&, InstantiatorSweep&)>& step) {
   InstantiatorSweep sweep;
   sweep.now = d_.clock.Now();
   const Timestamp now = sweep.now;
-  // SCHEDULED instances whose lead has come (each moved to INSTANTIATING first), then the
-  // INSTANTIATING ones; an instance read in both is acted on once (next_poll_).
-  ports::InstanceFilter lead_come;
-  lead_come.state = InstanceState::kScheduled;
-  lead_come.starts_by = now + options_.instantiation_lead;
-  std::vector<LabletInstance> due = Listed(lead_come);
-  const size_t scheduled = due.size();
-  for (auto& i : InState(InstanceState::kInstantiating)) due.push_back(std::move(i));
   std::vector<std::string> workers;
   workers.reserve(due.size());
   for (const auto& i : due) workers.push_back(i.worker_id ? i.worker_id->value : "");
@@ -336,12 +364,8 @@ int Reconcilers::InstantiateOnce() {
   // one worker's CML gets more than its share of calls at once.
   RunConcurrentlyPerKey(workers, options_.instantiate_concurrency, options_.cml_calls_per_worker, [&](size_t k) {
     if (stopping_) return;
-    current_loop = kInstantiator;
-    if (k >= scheduled) {
-      if (Instantiate(due[k], sweep)) ++steps;
-      return;
-    }
-    steps += BeginInstantiation(due[k], sweep);
+    current_loop = loop;
+    steps += step(due[k], sweep);
   });
   std::lock_guard lock(poll_mu_);
   std::erase_if(next_poll_, [&](const auto& e) { return e.second + std::chrono::minutes(10) < now; });
@@ -482,7 +506,7 @@ bool Reconcilers::Instantiate(const LabletInstance& i, InstantiatorSweep& sweep)
   auto running = instances_.TransitionWith(i.id, InstanceState::kRunning, "lab " + *i.cml_lab_id + " started on CML",
                                            kInstantiator, read);
   if (!running && running.error().code != ErrorCode::kConflict) {
-    CountError(kInstantiator);
+    CountError(current_loop);
     spdlog::warn("instantiator: instance {} not moved to RUNNING: {}", i.id.value, running.error().message);
   }
   return running.has_value();
@@ -529,7 +553,7 @@ void Reconcilers::RecordCmlFailure(const LabletInstance& i, const Error& e, Time
   const int failures = i.cml_failures + (counted ? 0 : 1);
   const bool timed_out = now - i.EnteredAt() > options_.instantiation_timeout;
   const bool give_up = instantiating && (failures >= options_.cml_max_failures || timed_out);
-  CountError(instantiating ? kInstantiator : kStopper);
+  CountError(instantiating ? current_loop : kStopper);  // the instantiator's, or the lab poller's
   spdlog::warn("{}: instance {}: {}{}", instantiating ? kInstantiator : kStopper, i.id.value, e.message,
                give_up ? "; giving up" : "");
   if (give_up) {

@@ -70,8 +70,10 @@ struct ReconcilerOptions {
   int instantiate_concurrency = 32;
   int cml_calls_per_worker = 4;
   // The placements on one worker that the scheduler commits together: the worker (its JSON
-  // with every reservation on it) is read and written once per batch. Each placement is a few
-  // etcd operations, so a batch stays well under --max-txn-ops.
+  // with every reservation on it) is read and written once per batch. On etcd a placement is
+  // about seven operations and one more per port: a batch fits --max-txn-ops=1024 up to about
+  // 50 ports per lab. A batch the store refuses whole is committed placement by placement, and
+  // later batches are half its size.
   size_t schedule_batch = 16;
 };
 
@@ -94,8 +96,8 @@ struct LifecycleMetrics {
   std::atomic<std::uint64_t> grading_timeouts{0};
   std::atomic<std::uint64_t> not_assessed{0};  // RUNNING -> STOPPING at timeslot end, nothing to collect
   std::atomic<std::uint64_t> workers_terminated{0};
-  // Told of each sweep of each loop ("scheduler", "instantiator", "stopper", "pod-assigner",
-  // "scaler"): its steps, errors and duration. Null: nobody is. Not owned.
+  // Told of each sweep of each loop ("scheduler", "instantiator", "lab-poller", "stopper",
+  // "pod-assigner", "scaler"): its steps, errors and duration. Null: nobody is. Not owned.
   ports::LoopObserver* loops = nullptr;
 
  private:
@@ -105,10 +107,14 @@ struct LifecycleMetrics {
 
 // The background work that moves instances and workers along their lifecycles:
 // - scheduler: PENDING -> SCHEDULED on the fullest RUNNING worker that fits (decided in
-//   timeslot order, then committed one at a time per worker, the workers side by side);
-// - instantiator: SCHEDULED -> INSTANTIATING -> RUNNING: the lab, with its ports, imported
-//   into the worker's CML and started; failures retried, then TERMINATED; up to
-//   instantiate_concurrency instances at once, cml_calls_per_worker of them per worker;
+//   timeslot order, then committed in batches of schedule_batch per worker, the workers side
+//   by side);
+// - instantiator: SCHEDULED -> INSTANTIATING: the lab, with its ports, imported into the
+//   worker's CML and started; failures retried, then TERMINATED;
+// - lab poller: INSTANTIATING -> RUNNING once CML reports the lab started (the start sent
+//   again when it seems lost; the lab removed first when termination was asked meanwhile).
+//   Each of these two runs up to instantiate_concurrency instances at once, and
+//   cml_calls_per_worker of them per worker, so that polls never wait behind a wave's imports;
 // - stopper: RUNNING past its timeslot -> collected (or STOPPING when it is not assessed: no
 //   assessment ids, or no platform); COLLECTING and GRADING past their time-outs ->
 //   STOPPING; STOPPING -> STOPPED -> ARCHIVED (lab stopped); ARCHIVED -> TERMINATED after the
@@ -136,6 +142,7 @@ class Reconcilers final : public runtime::BackgroundTask {
   // One sweep of each; they return how many steps they took.
   int ScheduleOnce();
   int InstantiateOnce();
+  int PollLabsOnce();
   int StopOnce();
   int AssignPodsOnce();
   int ScaleOnce();
@@ -156,8 +163,8 @@ class Reconcilers final : public runtime::BackgroundTask {
   void Wake() override;
 
  private:
-  // Each instance step: acts on CML on its worker (from `workers`, read by the sweep, or else
-  // from the store), then commits.
+  // Each instance step: acts on CML on its worker (from `sweep.workers`, read by the sweep, or
+  // else from the store), then commits.
   using WorkerCache = std::map<std::string, domain::Worker, std::less<>>;
   using DefinitionCache = std::map<std::pair<std::string, std::string>, domain::LabletDefinition>;
   // What one instantiator sweep read once for all its steps (they run side by side).
@@ -168,6 +175,10 @@ class Reconcilers final : public runtime::BackgroundTask {
     DefinitionCache definitions;  // read on first use, under mu
   };
   bool Instantiate(const domain::LabletInstance& i, InstantiatorSweep& sweep);
+  // Runs `step` on each of `due` (instantiate_concurrency at once, cml_calls_per_worker per
+  // worker) with the workers read once; returns the steps taken.
+  int RunInstantiation(const char* loop, const std::vector<domain::LabletInstance>& due,
+                       const std::function<int(const domain::LabletInstance&, InstantiatorSweep&)>& step);
   // A SCHEDULED instance whose lead has come: moved to INSTANTIATING and, when its lab can be
   // imported at once, marked as importing in the same commit, then imported and started.
   // Returns the steps taken.
@@ -224,11 +235,12 @@ class Reconcilers final : public runtime::BackgroundTask {
   LifecycleMetrics* metrics_;
   std::mutex poll_mu_;
   std::map<std::string, Timestamp> next_poll_;  // instance id -> next read of its lab's state
-  std::map<std::string, Timestamp> start_sent_;
-  std::optional<Timestamp> counted_at_;  // the gauges' last count (the stopper's thread only)  // instance id -> when this process last sent its lab's start
+  std::map<std::string, Timestamp> start_sent_;  // instance id -> when this process last sent its lab's start
+  std::optional<Timestamp> counted_at_;  // the gauges' last count (the stopper's thread only)
   std::vector<std::unique_ptr<runtime::BackgroundLoop>> loops_;
   // Errors met per loop, for LifecycleMetrics::loops; the keys are set before the loops start.
   std::map<std::string_view, std::atomic<int>, std::less<>> errors_;
+  std::atomic<size_t> schedule_batch_;  // options_.schedule_batch, halved by each batch refused whole
   std::atomic<bool> stopping_{false};  // Stop was called: sweeps end after their current step
 };
 

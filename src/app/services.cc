@@ -422,41 +422,43 @@ Result<std::vector<Result<LabletInstance>>> InstanceService::ScheduleBatch(const
   using Outcomes = std::vector<Result<LabletInstance>>;
   if (worker_id.empty()) return Error::InvalidArgument("worker_id is required", "worker_id");
   return RetryStale([&]() -> Result<Outcomes> {
+    Outcomes out;
+    out.reserve(ids.size());
+    bool any = false;
+    for (const InstanceId& id : ids) {
+      out.push_back(d_.store.GetInstance(id));
+      any = any || out.back().has_value();
+    }
+    if (!any) return out;  // each one's own error, before any of the worker's
     auto worker = d_.store.GetWorker(worker_id);
     if (!worker) return Error{worker.error().code, worker.error().message, "worker_id"};
     std::map<std::pair<std::string, std::string>, LabletDefinition> defs;
-    Outcomes out;
-    out.reserve(ids.size());
     ports::Changes changes;
     std::vector<size_t> committed;  // the outcomes that the commit writes
     const Timestamp now = d_.clock.Now();
-    for (const InstanceId& id : ids) {
-      auto instance = d_.store.GetInstance(id);
-      if (!instance) {
-        out.push_back(instance.error());
-        continue;
-      }
-      const auto key = std::make_pair(instance->definition_id.value, instance->definition_version);
+    for (size_t n = 0; n < out.size(); ++n) {
+      if (!out[n]) continue;
+      LabletInstance& instance = *out[n];
+      const auto key = std::make_pair(instance.definition_id.value, instance.definition_version);
       auto def = defs.find(key);
       if (def == defs.end()) {
-        auto got = d_.store.GetDefinition(instance->definition_id, instance->definition_version);
+        auto got = d_.store.GetDefinition(instance.definition_id, instance.definition_version);
         if (!got) {
-          out.push_back(got.error());
+          out[n] = got.error();
           continue;
         }
         def = defs.emplace(key, std::move(got.value())).first;
       }
-      trace::Scope scope(WorkTrace(*instance));
-      RecordTrace(*instance);
-      auto change = ScheduleInstance(*instance, *worker, def->second, now, actor);
+      trace::Scope scope(WorkTrace(instance));
+      RecordTrace(instance);
+      auto change = ScheduleInstance(instance, *worker, def->second, now, actor);
       if (!change) {
-        out.push_back(change.error());
+        out[n] = change.error();
         continue;
       }
-      changes.events.push_back(d_.events.InstanceMoved(*instance, *change, &*worker, &def->second));
-      changes.instances.push_back(*instance);
-      committed.push_back(out.size());
-      out.push_back(std::move(instance.value()));
+      changes.events.push_back(d_.events.InstanceMoved(instance, *change, &*worker, &def->second));
+      changes.instances.push_back(instance);
+      committed.push_back(n);
     }
     if (committed.empty()) return out;
     changes.workers.push_back(std::move(worker.value()));

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <regex>
 #include <stdexcept>
 
@@ -210,7 +211,10 @@ Result<json> LabTemplates::Topology(const ports::LabToImport& lab) {
   std::shared_ptr<const Template> kept;
   {
     std::lock_guard lock(mu_);
-    if (auto it = kept_.find(lab.definition_yaml); it != kept_.end()) kept = it->second;
+    if (auto it = kept_.find(lab.definition_yaml); it != kept_.end()) {
+      it->second.used = ++tick_;
+      kept = it->second.tree;
+    }
   }
   if (!kept) {
     // The first lab of this definition: converted from its text, which is what it must be.
@@ -225,8 +229,11 @@ Result<json> LabTemplates::Topology(const ports::LabToImport& lab) {
     }
     if (!made->same) made->root = Node{};  // not kept: every lab of it goes by its text
     std::lock_guard lock(mu_);
-    if (kept_.size() >= kKept) kept_.clear();
-    kept_.emplace(std::string(lab.definition_yaml), std::move(made));
+    if (kept_.size() >= kKept)  // the one used least recently makes room
+      kept_.erase(std::min_element(kept_.begin(), kept_.end(), [](const auto& a, const auto& b) {
+        return a.second.used < b.second.used;
+      }));
+    kept_.emplace(std::string(lab.definition_yaml), Kept{std::move(made), ++tick_});
     return topology;
   }
   if (!kept->same) return LabYamlToTopology(lab.yaml);

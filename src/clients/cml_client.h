@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -31,11 +32,11 @@ Result<nlohmann::json> LabYamlToTopology(std::string_view lab_yaml);
 // written into each scalar and key as domain::RewriteLab writes them into the text. The first
 // lab of each definition is also converted from its text and the two compared: a definition
 // whose placeholders change the YAML's structure (one in a flow collection, or behind an escape)
-// has every lab converted from its text. Keeps at most kLabTemplatesKept definitions' trees.
+// has every lab converted from its text. Keeps the trees of the kKept definitions used last.
 // Thread-safe.
 class LabTemplates {
  public:
-  static constexpr std::size_t kKept = 16;
+  static constexpr std::size_t kKept = 64;
   Result<nlohmann::json> Topology(const ports::LabToImport& lab);
   // How many topologies were built from a tree, not from the lab's text (for tests).
   std::size_t FromTree() const { return from_tree_.load(); }
@@ -43,8 +44,13 @@ class LabTemplates {
  private:
   struct Node;
   struct Template;
+  struct Kept {
+    std::shared_ptr<const Template> tree;
+    std::uint64_t used;  // the tick of its last use
+  };
   std::mutex mu_;
-  std::map<std::string, std::shared_ptr<const Template>, std::less<>> kept_;
+  std::map<std::string, Kept, std::less<>> kept_;
+  std::uint64_t tick_ = 0;
   std::atomic<std::size_t> from_tree_{0};
 };
 

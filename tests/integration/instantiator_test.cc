@@ -10,12 +10,14 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "app/reconcilers.h"
 #include "support/fake_clock.h"
 #include "support/fixtures.h"
 #include "support/scheduling.h"
 #include "support/stack.h"
+#include "support/wait.h"
 
 namespace ccm {
 namespace {
@@ -83,6 +85,16 @@ class GatedCml : public ports::CmlWorkers {
   bool Released() {
     std::lock_guard lock(mu_);
     return released_;
+  }
+  // Lets the held import through.
+  void Release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    changed_.notify_all();
+  }
+  int InFlight() {
+    std::lock_guard lock(mu_);
+    return total_;
   }
 
  private:
@@ -171,8 +183,8 @@ TEST_F(InstantiatorTest, ImportsTheLabsOfOneWorkerSideBySideUpToTheBoundAndNever
     EXPECT_EQ(Get(id).state, InstanceState::kInstantiating);
     EXPECT_EQ(Get(id).cml_lab_id, "lab-" + id.value);
   }
-  // The next sweep finds every lab started.
-  reconcilers.InstantiateOnce();
+  // The lab poller's next sweep finds every lab started.
+  reconcilers.PollLabsOnce();
   for (const auto& id : ids) EXPECT_EQ(Get(id).state, InstanceState::kRunning);
 }
 
@@ -217,7 +229,7 @@ TEST_F(InstantiatorTest, AFailedImportIsRecordedOnItsInstanceAndTheOthersGoOn) {
   EXPECT_EQ(f.cml_failures, 1);
   EXPECT_NE(f.cml_error.find("HTTP 500"), std::string::npos) << f.cml_error;
   EXPECT_TRUE(f.cml_retry_at.has_value());
-  reconcilers.InstantiateOnce();
+  reconcilers.PollLabsOnce();
   for (const auto& id : others) EXPECT_EQ(Get(id).state, InstanceState::kRunning);
 }
 
@@ -235,16 +247,16 @@ TEST_F(InstantiatorTest, APollOfAStartingLabIsOneCallAndTheStartIsSentAgainOnlyA
   EXPECT_EQ(cml.starts, 1);
   for (int n = 0; n < 5; ++n) {
     clock.Advance(std::chrono::seconds(5));
-    reconcilers.InstantiateOnce();
+    reconcilers.PollLabsOnce();
   }
   EXPECT_EQ(cml.reads, 5) << "each poll reads the lab's state";
   EXPECT_EQ(cml.starts, 1) << "a lab still starting is not sent its start again within 30 s";
   clock.Advance(std::chrono::seconds(5));  // 30 s since the start
-  reconcilers.InstantiateOnce();
+  reconcilers.PollLabsOnce();
   EXPECT_EQ(cml.starts, 2) << "a start that seems lost is sent again";
   cml.started = true;
   clock.Advance(std::chrono::seconds(1));
-  reconcilers.InstantiateOnce();
+  reconcilers.PollLabsOnce();
   EXPECT_EQ(Get(id).state, InstanceState::kRunning);
   EXPECT_EQ(cml.starts, 2);
   EXPECT_EQ(cml.reads, 7);
@@ -263,12 +275,32 @@ TEST_F(InstantiatorTest, ANewProcessSendsTheStartOfALabItFindsNotStartedAtItsFir
   EXPECT_EQ(cml.starts, 1);
   // Another process (a restart, a new leader) does not know whether the start was sent.
   app::Reconcilers second(deps_, *stack_.instances, *stack_.collection, cml, nullptr, o);
-  second.InstantiateOnce();
+  second.PollLabsOnce();
   EXPECT_EQ(cml.reads, 1);
   EXPECT_EQ(cml.starts, 2);
-  second.InstantiateOnce();
+  second.PollLabsOnce();
   EXPECT_EQ(cml.reads, 2);
   EXPECT_EQ(cml.starts, 2);
+}
+
+TEST_F(InstantiatorTest, ALabStartedOnCmlIsMovedToRunningWhileAnImportIsHeld) {
+  const WorkerId worker = AddWorker("w1");
+  const InstanceId started = AddScheduled(worker);
+  app::Reconcilers reconcilers(deps_, *stack_.instances, *stack_.collection, cml_, nullptr, Options(4, 4));
+  reconcilers.InstantiateOnce();  // imported and started
+  ASSERT_TRUE(Get(started).cml_lab_id.has_value());
+  const InstanceId slow = AddScheduled(worker);
+  cml_.Hold(Title(slow), 1000);  // until Release
+  std::thread importing([&] { reconcilers.InstantiateOnce(); });
+  ASSERT_TRUE(testing::Eventually([&] { return cml_.InFlight() == 1; }));
+  // The lab poller does not wait for the instantiator's sweep to end.
+  EXPECT_EQ(reconcilers.PollLabsOnce(), 1);
+  EXPECT_EQ(Get(started).state, InstanceState::kRunning);
+  EXPECT_EQ(cml_.InFlight(), 1) << "the import was let through before the poll";
+  cml_.Release();
+  importing.join();
+  EXPECT_FALSE(cml_.GateTimedOut());
+  EXPECT_EQ(Get(slow).cml_lab_id, "lab-" + slow.value);
 }
 
 // CML that, at each import, reads what the store holds of the lablet being imported.

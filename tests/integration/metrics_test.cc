@@ -196,7 +196,7 @@ TEST(Metrics, CmlCallsAndReconcilerStepsAndErrorsAreCounted) {
   EXPECT_EQ(m.Value("ccm_reconciler_errors_total", {{"loop", "scheduler"}}), 0);
   EXPECT_GE(m.Value("ccm_reconciler_run_duration_seconds_count", {{"loop", "stopper"}}), 1);
   EXPECT_EQ(m.LabelValues("ccm_reconciler_steps_total", "loop"),
-            (std::set<std::string>{"instantiator", "pod-assigner", "scaler", "scheduler", "stopper"}));
+            (std::set<std::string>{"instantiator", "lab-poller", "pod-assigner", "scaler", "scheduler", "stopper"}));
 }
 
 TEST(Metrics, AnUnreachableSinkCountsTransportFailuresAndOpensTheBreakerAsALabel) {

@@ -130,6 +130,27 @@ TEST(CmlTopology, TheLabsOfOneDefinitionAreBuiltFromItsTreeAndAreWhatTheirTextsC
   EXPECT_EQ(templates.FromTree(), 3u);
 }
 
+TEST(CmlTopology, TheTreesOfTheDefinitionsUsedLastAreKept) {
+  clients::LabTemplates templates;
+  auto definition = [](size_t n) { return "lab: {title: t" + std::to_string(n) + "}\nport: ${PORT_A}\n"; };
+  auto use = [&](size_t n) {
+    const auto got = Convert(templates, definition(n), {{"a", 9999}});
+    EXPECT_EQ(got.from_template, got.from_text);
+  };
+  use(0);
+  use(0);
+  EXPECT_EQ(templates.FromTree(), 1u);
+  for (size_t n = 1; n < clients::LabTemplates::kKept; ++n) use(n);  // now full
+  use(0);  // the one used last, though kept first
+  EXPECT_EQ(templates.FromTree(), 2u);
+  use(clients::LabTemplates::kKept);  // makes room by dropping definition 1
+  use(1);
+  EXPECT_EQ(templates.FromTree(), 2u) << "definition 1 was dropped, and went by its text";
+  use(0);
+  use(clients::LabTemplates::kKept);
+  EXPECT_EQ(templates.FromTree(), 4u);
+}
+
 TEST(CmlTopology, ADefinitionWhosePlaceholdersChangeTheStructureIsConvertedFromEachLabsText) {
   clients::LabTemplates templates;
   // In a flow collection a placeholder's braces are YAML's own; behind an escape it is not a
