@@ -131,7 +131,8 @@ class InstanceService {
   // decided on the worker as the ones before it left it. Each id has its own outcome (the
   // errors of Schedule); the refused ones are not in the commit. The whole is decided again
   // on fresh reads when anything it read has moved meanwhile. Errors of the whole: not_found
-  // (worker, field worker_id), invalid_argument (no worker id), those of the store.
+  // (worker, field worker_id; read only when one of the instances was found),
+  // invalid_argument (no worker id), those of the store (a commit too large for it included).
   Result<std::vector<Result<domain::LabletInstance>>> ScheduleBatch(const std::vector<domain::InstanceId>& ids,
                                                                     const domain::WorkerId& worker_id,
                                                                     const std::string& actor);

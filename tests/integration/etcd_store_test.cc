@@ -368,14 +368,19 @@ struct Replica {
   app::EventReceiver receiver;
 };
 
-// A lablet of `def` on `worker`, created by `r` and moved by it to `state` (at most RUNNING).
-InstanceId LabletIn(Replica& r, const DefinitionId& def, const WorkerId& worker, InstanceState state) {
+// A PENDING lablet of `def` for `owner`, its hour starting now, created by `r`.
+InstanceId Booked(Replica& r, const DefinitionId& def, const std::string& owner = "candidate") {
   InstanceDraft d;
   d.definition_id = def;
-  d.owner_id = "candidate";
+  d.owner_id = owner;
   d.timeslot_start = r.clock.Now();
   d.timeslot_end = d.timeslot_start + 60min;
-  const InstanceId id = r.instances.Create(d, "test").value().id;
+  return r.instances.Create(d, "test").value().id;
+}
+
+// A lablet of `def` on `worker`, created by `r` and moved by it to `state` (at most RUNNING).
+InstanceId LabletIn(Replica& r, const DefinitionId& def, const WorkerId& worker, InstanceState state) {
+  const InstanceId id = Booked(r, def);
   EXPECT_TRUE(r.instances.Schedule(id, worker, "test"));
   for (InstanceState to : {InstanceState::kInstantiating, InstanceState::kRunning}) {
     if (r.store->GetInstance(id)->state == state) break;
@@ -482,14 +487,7 @@ TEST_F(EtcdStoreTest, TwoReplicasSchedulingAtOnceNeverHandOutAPortTwice) {
   const auto w1 = a.workers.Register(testing::MakeWorkerDraft("w1", {1000, 1000, 0}, 1000), "test").value().id;
   const auto w2 = b.workers.Register(testing::MakeWorkerDraft("w2", {1000, 1000, 0}, 1000), "test").value().id;
   std::vector<InstanceId> ids;
-  for (int n = 0; n < 30; ++n) {
-    InstanceDraft d;
-    d.definition_id = def.id;
-    d.owner_id = "candidate-" + std::to_string(n);
-    d.timeslot_start = a.clock.Now();
-    d.timeslot_end = d.timeslot_start + 60min;
-    ids.push_back((n % 2 ? a : b).instances.Create(d, "test").value().id);
-  }
+  for (int n = 0; n < 30; ++n) ids.push_back(Booked(n % 2 ? a : b, def.id, "candidate-" + std::to_string(n)));
   std::thread ta([&] { a.reconcilers.ScheduleOnce(); });
   std::thread tb([&] { b.reconcilers.ScheduleOnce(); });
   ta.join();
@@ -534,14 +532,7 @@ TEST_F(EtcdStoreTest, PlacementsTooManyForOneTransactionAreCommittedOneByOne) {
   const auto def = r.definitions.Create(draft).value();
   const auto w = r.workers.Register(testing::MakeWorkerDraft("w", {1000, 1000, 0}, 1000), "test").value().id;
   std::vector<InstanceId> ids;
-  for (int n = 0; n < 16; ++n) {
-    InstanceDraft d;
-    d.definition_id = def.id;
-    d.owner_id = "candidate-" + std::to_string(n);
-    d.timeslot_start = r.clock.Now();
-    d.timeslot_end = d.timeslot_start + 60min;
-    ids.push_back(r.instances.Create(d, "test").value().id);
-  }
+  for (int n = 0; n < 16; ++n) ids.push_back(Booked(r, def.id, "candidate-" + std::to_string(n)));
   const std::int64_t worker_version = r.store->GetWorker(w)->version;
   auto together = r.instances.ScheduleBatch(ids, w, "test");
   ASSERT_FALSE(together) << "this etcd took 16 placements of six ports in one transaction";
