@@ -557,16 +557,30 @@ void Reconcilers::RecordCmlFailure(const LabletInstance& i, const Error& e, Time
   spdlog::warn("{}: instance {}: {}{}", instantiating ? kInstantiator : kStopper, i.id.value, e.message,
                give_up ? "; giving up" : "");
   if (give_up) {
-    // Nothing of the failed lab stays on the worker; then everything is given back.
+    const Ending failed{domain::Outcome::kInstantiationFailed, "instantiation",
+                        timed_out ? "instantiation_timeout" : "cml_failed", e.message};
+    // Nothing of the failed lab stays on the worker; then everything is given back. A lab that
+    // cannot be removed now is removed by the next attempts, as for a termination asked while
+    // it was starting, and the lablet ends then: no lab is left behind on a reachable CML.
     if (i.cml_lab_id && i.worker_id)
       if (auto w = d_.store.GetWorker(*i.worker_id))
-        if (auto removed = RemoveLab(*w, *i.cml_lab_id); !removed)
-          spdlog::warn("instantiator: lab {} of instance {} not removed: {}", *i.cml_lab_id, i.id.value,
-                       removed.error().message);
+        if (auto removed = RemoveLab(*w, *i.cml_lab_id); !removed) {
+          spdlog::warn("instantiator: lab {} of instance {} not removed ({}); removing it again later",
+                       *i.cml_lab_id, i.id.value, removed.error().message);
+          (void)instances_.Record(i.id, [&](LabletInstance& current) -> Status {
+            if (current.state != i.state) return Error::Conflict("instance moved", "state");
+            current.termination_requested = true;
+            if (!current.ending) current.ending = failed;
+            current.cml_failures = failures;
+            current.cml_error = removed.error().message;
+            current.cml_retry_at =
+                now + runtime::Jittered(CollectionBackoff(failures, options_.cml_backoff, options_.cml_max_backoff));
+            return {};
+          });
+          return;
+        }
     (void)instances_.Transition(i.id, InstanceState::kTerminated, "instantiation failed: " + e.message, kInstantiator,
-                                std::nullopt,
-                                Ending{domain::Outcome::kInstantiationFailed, "instantiation",
-                                       timed_out ? "instantiation_timeout" : "cml_failed", e.message});
+                                std::nullopt, failed);
     return;
   }
   (void)instances_.Record(i.id, [&](LabletInstance& current) -> Status {

@@ -303,6 +303,61 @@ TEST_F(InstantiatorTest, ALabStartedOnCmlIsMovedToRunningWhileAnImportIsHeld) {
   EXPECT_EQ(Get(slow).cml_lab_id, "lab-" + slow.value);
 }
 
+// CML whose first `start_failures` starts and `stop_failures` stops fail; labs never start.
+class FailingCml : public SlowStartCml {
+ public:
+  int start_failures = 0, stop_failures = 0;
+  std::set<std::string> deleted;
+  Status StartLab(const ports::CmlTarget& cml, const std::string& lab_id) override {
+    if (start_failures > 0 && start_failures--) return Error::Unavailable("CML: start failed");
+    return SlowStartCml::StartLab(cml, lab_id);
+  }
+  Status StopLab(const ports::CmlTarget&, const std::string&) override {
+    if (stop_failures > 0 && stop_failures--) return Error::Unavailable("CML: stop failed");
+    return {};
+  }
+  Status DeleteLab(const ports::CmlTarget&, const std::string& lab_id) override {
+    deleted.insert(lab_id);
+    return {};
+  }
+};
+
+TEST_F(InstantiatorTest, ALabletGivenUpWhoseLabCannotBeRemovedEndsOnlyOnceItsLabIsGone) {
+  const WorkerId worker = AddWorker("w1");
+  const InstanceId id = AddScheduled(worker);
+  FailingCml cml;
+  cml.start_failures = 2;
+  cml.stop_failures = 1;
+  testing::FakeClock clock(stack_.clock.Now());
+  app::Deps deps{*stack_.store, clock, stack_.ids, *stack_.events};
+  app::ReconcilerOptions o = Options(4, 4);
+  o.cml_max_failures = 2;
+  o.cml_backoff = std::chrono::seconds(1);
+  o.cml_max_backoff = std::chrono::seconds(1);
+  app::Reconcilers reconcilers(deps, *stack_.instances, *stack_.collection, cml, nullptr, o);
+  reconcilers.InstantiateOnce();  // imported; its start fails
+  EXPECT_EQ(Get(id).cml_failures, 1);
+  clock.Advance(std::chrono::seconds(5));
+  reconcilers.PollLabsOnce();  // the start fails again: given up; the lab's stop fails
+  LabletInstance given_up = Get(id);
+  EXPECT_EQ(given_up.state, InstanceState::kInstantiating) << "ended with its lab still on CML";
+  EXPECT_TRUE(given_up.termination_requested);
+  ASSERT_TRUE(given_up.ending.has_value());
+  EXPECT_EQ(given_up.ending->outcome, domain::Outcome::kInstantiationFailed);
+  EXPECT_EQ(given_up.ending->code, "cml_failed");
+  EXPECT_NE(given_up.cml_error.find("stop failed"), std::string::npos) << given_up.cml_error;
+  EXPECT_TRUE(cml.deleted.empty());
+  EXPECT_EQ(stack_.store->GetWorker(worker)->port_allocations.count(id.value), 1u) << "the lab still holds its ports";
+  clock.Advance(std::chrono::seconds(5));
+  reconcilers.PollLabsOnce();  // CML answers: the lab goes, then the lablet
+  const LabletInstance ended = Get(id);
+  EXPECT_EQ(ended.state, InstanceState::kTerminated);
+  ASSERT_TRUE(ended.ending.has_value());
+  EXPECT_EQ(ended.ending->outcome, domain::Outcome::kInstantiationFailed) << "why it ended is kept";
+  EXPECT_EQ(cml.deleted, std::set<std::string>{"lab-1"});
+  EXPECT_EQ(stack_.store->GetWorker(worker)->port_allocations.count(id.value), 0u);
+}
+
 // CML that, at each import, reads what the store holds of the lablet being imported.
 class PeekingCml : public SlowStartCml {
  public:
