@@ -38,10 +38,11 @@ Dispatcher::Dispatcher(ports::Store& store, ports::Outbox& outbox, ports::EventS
 Dispatcher::~Dispatcher() { Stop(); }
 
 milliseconds Dispatcher::Backoff(int attempts) {
-  // Full jitter: uniform in [0, min(cap, base * 2^(attempts-1))].
+  // Full jitter: uniform in [1 ms, min(cap, base * 2^(attempts-1))]; never 0, so that a failed
+  // event is not due again in the instant it failed.
   const int shift = std::min(attempts - 1, 30);
   const auto ceiling = std::min<std::int64_t>(options_.max_backoff.count(), options_.base_backoff.count() << shift);
-  return milliseconds(std::uniform_int_distribution<std::int64_t>(0, std::max<std::int64_t>(ceiling, 1))(rng_));
+  return milliseconds(std::uniform_int_distribution<std::int64_t>(1, std::max<std::int64_t>(ceiling, 1))(rng_));
 }
 
 ports::DeliveryUpdate Dispatcher::DeadLetter(const ports::OutboxRecord& r, int attempts, std::string error, Timestamp now) {
