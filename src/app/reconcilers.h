@@ -200,8 +200,10 @@ class Reconcilers final : public runtime::BackgroundTask {
   // COLLECTING or GRADING past its time-out: STOPPING without a score.
   bool TimeOut(const domain::LabletInstance& i, Timestamp now);
   // Records a failed CML step on the instance, with the time of the next attempt; gives the
-  // instantiation up after cml_max_failures. `counted`: the failure is in i.cml_failures
-  // already (an import marked as failed until it finished).
+  // instantiation up after cml_max_failures (or its time-out): the lab is removed, then the
+  // instance TERMINATED; a removal CML refuses leaves it INSTANTIATING with its termination
+  // asked, for the next attempts. `counted`: the failure is in i.cml_failures already (an
+  // import marked as failed until it finished).
   void RecordCmlFailure(const domain::LabletInstance& i, const Error& e, Timestamp now, bool counted = false);
   // Stops, wipes and deletes the instance's lab (RemoveCmlLab).
   Status RemoveLab(const domain::Worker& worker, const std::string& lab_id);
