@@ -309,11 +309,17 @@ class FailingCml : public SlowStartCml {
   int start_failures = 0, stop_failures = 0;
   std::set<std::string> deleted;
   Status StartLab(const ports::CmlTarget& cml, const std::string& lab_id) override {
-    if (start_failures > 0 && start_failures--) return Error::Unavailable("CML: start failed");
+    if (start_failures > 0) {
+      --start_failures;
+      return Error::Unavailable("CML: start failed");
+    }
     return SlowStartCml::StartLab(cml, lab_id);
   }
   Status StopLab(const ports::CmlTarget&, const std::string&) override {
-    if (stop_failures > 0 && stop_failures--) return Error::Unavailable("CML: stop failed");
+    if (stop_failures > 0) {
+      --stop_failures;
+      return Error::Unavailable("CML: stop failed");
+    }
     return {};
   }
   Status DeleteLab(const ports::CmlTarget&, const std::string& lab_id) override {
