@@ -187,7 +187,8 @@ class Reconcilers final : public runtime::BackgroundTask {
   // (which refer to `i` and to the sweep's definitions).
   Result<ports::LabToImport> LabOf(const domain::LabletInstance& i, InstantiatorSweep& sweep);
   // Imports `lab` for `marked` (marked as importing: MarkImporting), records its lab id, and
-  // sends the start. `before`: the instance's CML failures and error before the mark.
+  // sends the start. `failures_before`, `error_before`: the instance's CML failures and error
+  // before the mark, which the recorded lab id puts back (the import did not fail).
   void ImportAndStart(const domain::LabletInstance& marked, int failures_before, const std::string& error_before,
                       const domain::Worker& worker, const ports::LabToImport& lab, Timestamp now);
   // An import counts as failed until its outcome is recorded: one that takes the process down
