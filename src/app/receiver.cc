@@ -35,68 +35,64 @@ std::optional<trace::TraceContext> EventTrace(const cloudevents::CloudEvent& eve
 
 }  // namespace
 
-Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEvent& event) {
+Result<EventReceiver::Decision> EventReceiver::Decide(const cloudevents::CloudEvent& event) {
   const auto type = wire::AssessmentEventTypeOf(event.type);
-  if (!type) {
-    metrics_.ignored++;
-    return Outcome::kIgnored;
-  }
-  auto fail = [this](Error e) -> Result<Outcome> {
-    metrics_.rejected++;
-    return e;
-  };
+  if (!type) return Decision{Outcome::kIgnored, {}};
   // A redelivery is recognized by its key alone, before its data is looked at.
   auto seen_before = d_.store.IsProcessed(event.source, event.id, d_.clock.Now());
-  if (!seen_before) return fail(seen_before.error());
-  if (*seen_before) {
-    metrics_.duplicate++;
-    return Outcome::kDuplicate;
-  }
+  if (!seen_before) return seen_before.error();
+  if (*seen_before) return Decision{Outcome::kDuplicate, {}};
   // Decoded once; an unknown instance is reported before bad fields.
   auto decoded = wire::DecodeAssessmentEvent(*type, event);
-  if (!decoded) return fail(decoded.error());
+  if (!decoded) return decoded.error();
   const std::string& instance_id = decoded->instance_id;
 
   const std::string actor = "event:" + event.source;
   // The event's trace parents what it causes; without one, the request's (a binary-mode
   // event's `traceparent` header) stays, else the lablet's own is used below.
   trace::Scope event_trace(EventTrace(event));
-  auto result = RetryStale([&]() -> Result<Outcome> {
-    // A concurrent delivery of the same event is caught by the key's uniqueness at commit.
-    const Timestamp now = d_.clock.Now();
-    const auto naming_the_field = [](Error e) {
-      if (e.code == ErrorCode::kNotFound) e.field = "data.instance_id";
-      return e;
-    };
-    auto instance = d_.store.GetInstanceForUpdate(InstanceId{instance_id});
-    if (!instance) return naming_the_field(instance.error());
-    if (!decoded->data) return decoded->data.error();
-    trace::Scope work(WorkTrace(*instance));
-    RecordTrace(*instance);
-    ports::Changes changes;
-    const std::int64_t read_at = instance->version;
-    auto outcome = std::visit([&](const auto& data) { return Apply(*instance, data, event.id, actor, changes); },
-                              *decoded->data);
-    if (outcome && *outcome == Outcome::kApplied &&
-        (changes.instances.empty() || changes.instances.back().id != instance->id))
-      changes.instances.push_back(*instance);
-    // A refusal, or an outcome that leaves the instance as it was, is decided on a read that
-    // its commit does not guard: it must have been current.
-    if (!outcome || std::none_of(changes.instances.begin(), changes.instances.end(),
-                                 [&](const LabletInstance& i) { return i.id == instance->id; }))
-      if (auto current = ConfirmCurrent(d_.store, instance->id, read_at); !current)
-        return naming_the_field(current.error());
-    if (!outcome) return outcome;
-    changes.processed.push_back({event.source, event.id, now, now + options_.dedup_ttl});
-    auto committed = d_.store.Commit(changes);
-    if (!committed) {
-      if (committed.error().Is(ErrorKind::kDuplicate))
-        return Outcome::kDuplicate;  // a concurrent delivery of the same event won
-      return committed.error();
-    }
-    return outcome;
-  });
-  if (!result) return fail(result.error());
+  // A concurrent delivery of the same event is caught by the key's uniqueness at commit.
+  const Timestamp now = d_.clock.Now();
+  const auto naming_the_field = [](Error e) {
+    if (e.code == ErrorCode::kNotFound) e.field = "data.instance_id";
+    return e;
+  };
+  auto instance = d_.store.GetInstanceForUpdate(InstanceId{instance_id});
+  if (!instance) return naming_the_field(instance.error());
+  if (!decoded->data) return decoded->data.error();
+  trace::Scope work(WorkTrace(*instance));
+  RecordTrace(*instance);
+  Decision decision{Outcome::kApplied, {}};
+  ports::Changes& changes = decision.changes;
+  const std::int64_t read_at = instance->version;
+  auto outcome = std::visit([&](const auto& data) { return Apply(*instance, data, event.id, actor, changes); },
+                            *decoded->data);
+  if (outcome && *outcome == Outcome::kApplied &&
+      (changes.instances.empty() || changes.instances.back().id != instance->id))
+    changes.instances.push_back(*instance);
+  // A refusal, or an outcome that leaves the instance as it was, is decided on a read that
+  // its commit does not guard: it must have been current.
+  if (!outcome || std::none_of(changes.instances.begin(), changes.instances.end(),
+                               [&](const LabletInstance& i) { return i.id == instance->id; }))
+    if (auto current = ConfirmCurrent(d_.store, instance->id, read_at); !current)
+      return naming_the_field(current.error());
+  if (!outcome) return outcome.error();
+  decision.outcome = *outcome;
+  changes.processed.push_back({event.source, event.id, now, now + options_.dedup_ttl});
+  return decision;
+}
+
+Result<EventReceiver::Outcome> EventReceiver::Committed(Outcome outcome, const Status& committed) {
+  if (committed) return outcome;
+  if (committed.error().Is(ErrorKind::kDuplicate)) return Outcome::kDuplicate;  // a concurrent delivery won
+  return committed.error();
+}
+
+Result<EventReceiver::Outcome> EventReceiver::Counted(Result<Outcome> result) {
+  if (!result) {
+    metrics_.rejected++;
+    return result;
+  }
   switch (*result) {
     case Outcome::kApplied: metrics_.applied++; break;
     case Outcome::kDuplicate: metrics_.duplicate++; break;
@@ -104,6 +100,31 @@ Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEv
     case Outcome::kIgnored: metrics_.ignored++; break;
   }
   return result;
+}
+
+Result<EventReceiver::Outcome> EventReceiver::Receive(const cloudevents::CloudEvent& event) {
+  return Counted(RetryStale([&]() -> Result<Outcome> {
+    auto decision = Decide(event);
+    if (!decision) return decision.error();
+    if (decision->changes.empty()) return decision->outcome;
+    return Committed(decision->outcome, d_.store.Commit(decision->changes));
+  }));
+}
+
+void EventReceiver::ReceiveThen(const cloudevents::CloudEvent& event, std::function<void(Result<Outcome>)> then) {
+  auto decision = Decide(event);
+  if (!decision) {
+    // A stale read is decided again by Receive, which counts it then.
+    if (decision.error().Is(ErrorKind::kStaleVersion)) return then(decision.error());
+    return then(Counted(decision.error()));
+  }
+  if (decision->changes.empty()) return then(Counted(decision->outcome));
+  d_.store.CommitThen(std::move(decision->changes),
+                      [this, outcome = decision->outcome, then = std::move(then)](Status committed) {
+                        auto result = Committed(outcome, committed);
+                        if (!result && result.error().Is(ErrorKind::kStaleVersion)) return then(result);
+                        then(Counted(std::move(result)));
+                      });
 }
 
 Status KeySweeper::SweepOnce() {

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 
 #include "app/events.h"
 #include "app/services.h"
@@ -47,6 +48,12 @@ class EventReceiver {
   // both answered 422; conflict when the instance's state does not allow the move (409);
   // unavailable.
   Result<Outcome> Receive(const cloudevents::CloudEvent& event);
+  // Receive, without holding this thread while the change commits: `then` gets Receive's
+  // result, on the thread that commits (Store::CommitThen), and must not block. One
+  // difference: a commit that lost a race with another writer of the instance gives `then`
+  // StaleVersion, where Receive decides again; the caller then calls Receive, on a thread
+  // that may block.
+  void ReceiveThen(const cloudevents::CloudEvent& event, std::function<void(Result<Outcome>)> then);
 
   // The operator's path to the same result as assessment.grading.completed: the first score
   // of a GRADING instance moves it to STOPPING; in any later state (until retention removes
@@ -56,6 +63,18 @@ class EventReceiver {
                                                      const std::string& actor);
 
  private:
+  // What an event does, decided on the instance as stored now: its outcome, and what to
+  // commit for it (nothing when the outcome is final without a commit: ignored, duplicate).
+  struct Decision {
+    Outcome outcome;
+    ports::Changes changes;
+  };
+  Result<Decision> Decide(const cloudevents::CloudEvent& event);
+  // The outcome once `committed` says how the decision's commit went (a concurrent delivery
+  // of the same event that won is a duplicate).
+  static Result<Outcome> Committed(Outcome outcome, const Status& committed);
+  // Counts a final result in the metrics, and returns it.
+  Result<Outcome> Counted(Result<Outcome> result);
   // Applies one event's data (decoded by wire/assessment_events.h) to the instance it names;
   // `event_id` is the event's id. One overload per event type.
   Result<Outcome> Apply(domain::LabletInstance&, const wire::CollectionCompleted&, const std::string& event_id,

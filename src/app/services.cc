@@ -30,10 +30,10 @@ Error Stale(std::string_view what, const std::string& id, std::int64_t expected,
 }  // namespace
 
 Status ConfirmCurrent(ports::Store& store, const InstanceId& id, std::int64_t version) {
-  auto now = store.GetInstance(id);
+  auto now = store.InstanceVersion(id);
   if (!now) return now.error();
-  if (now->version != version)
-    return Error::StaleVersion("instance " + id.value + " moved on to version " + std::to_string(now->version) +
+  if (*now != version)
+    return Error::StaleVersion("instance " + id.value + " moved on to version " + std::to_string(*now) +
                                " while this change was decided on version " + std::to_string(version));
   return {};
 }

@@ -529,17 +529,37 @@ int ReceiveStatus(const Error& e) {
   }
 }
 
-// One event's receipt. Decode refused any message with an element that is not a valid event,
-// so every element has one.
-wire::EventReceipt ReceiveOne(app::EventReceiver& receiver, const cloudevents::DecodedEvent& d) {
-  auto r = receiver.Receive(*d.event);
-  if (r) return {.id = d.event->id, .status = 202, .outcome = OutcomeName(*r)};
+// One event's receipt, from what the receiver made of it.
+wire::EventReceipt ReceiptOf(const cloudevents::CloudEvent& event, const Result<app::EventReceiver::Outcome>& r) {
+  if (r) return {.id = event.id, .status = 202, .outcome = OutcomeName(*r)};
   const int status = ReceiveStatus(r.error());
-  return {.id = d.event->id,
+  return {.id = event.id,
           .status = status,
           .title = ProblemKindOf(status).title,
           .detail = r.error().message,
           .field = r.error().field};
+}
+
+// The answer to a request that carried one event.
+Response AnswerOne(const wire::EventReceipt& one, const std::string& path) {
+  if (one.accepted()) return Json(202, wire::ToJson(one));
+  return ProblemResponse(one.status, one.detail, path, one.field);
+}
+
+// Answers one event once its change has committed, without holding a handler thread for the
+// commit. A commit that lost a race is decided again by Receive, on a handler thread.
+Response ReceiveDeferred(app::EventReceiver& receiver, cloudevents::CloudEvent event, const std::string& path) {
+  auto deferred = std::make_shared<Deferred>();
+  auto shared = std::make_shared<const cloudevents::CloudEvent>(std::move(event));
+  receiver.ReceiveThen(*shared, [&receiver, deferred, shared, path](Result<app::EventReceiver::Outcome> r) {
+    if (!r && r.error().Is(ErrorKind::kStaleVersion))
+      deferred->Continue([&receiver, shared, path] { return AnswerOne(ReceiptOf(*shared, receiver.Receive(*shared)), path); });
+    else
+      deferred->Complete(AnswerOne(ReceiptOf(*shared, r), path));
+  });
+  Response answer;
+  answer.deferred = std::move(deferred);
+  return answer;
 }
 
 void AddCollectionRoutes(Router& router, app::CollectionService& collection) {
@@ -565,16 +585,15 @@ void AddReceiverRoutes(Router& router, app::EventReceiver& receiver) {
       if (decoded.error().Is(ErrorKind::kUnsupportedMediaType)) return ErrorResponse(decoded.error(), req.path);
       return ProblemResponse(400, decoded.error().message, req.path, decoded.error().field);
     }
-    if (decoded->mode != cloudevents::Mode::kBatch) {
-      const wire::EventReceipt one = ReceiveOne(receiver, decoded->events.front());
-      if (one.accepted()) return Json(202, wire::ToJson(one));
-      return ProblemResponse(one.status, one.detail, req.path, one.field);
-    }
+    // Decode refused any message with an element that is not a valid event, so every
+    // element has one.
+    if (decoded->mode != cloudevents::Mode::kBatch)
+      return ReceiveDeferred(receiver, std::move(*decoded->events.front().event), req.path);
     std::vector<wire::EventReceipt> results;
     results.reserve(decoded->events.size());
     bool all_accepted = true;
     for (const auto& d : decoded->events) {
-      results.push_back(ReceiveOne(receiver, d));
+      results.push_back(ReceiptOf(*d.event, receiver.Receive(*d.event)));
       all_accepted &= results.back().accepted();
     }
     // 207: the outcome of each event is in `results`, in the order of the batch.

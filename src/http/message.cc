@@ -1,10 +1,43 @@
 #include "http/message.h"
 
+#include "http/problem.h"
+
 namespace ccm::http {
 
 std::string_view Request::Header(std::string_view name) const {
   const auto it = headers.find(std::string(name));
   return it == headers.end() ? std::string_view{} : std::string_view(it->second);
+}
+
+Deferred::~Deferred() {
+  if (!settled_ && then_)
+    then_(ProblemResponse(500, "the request's answer was lost before it was ready", "", ""));
+}
+
+void Deferred::Then(std::function<void(Outcome)> then) {
+  std::unique_lock lock(mu_);
+  if (!outcome_) {
+    then_ = std::move(then);
+    return;
+  }
+  Outcome outcome = std::move(*outcome_);
+  outcome_.reset();
+  lock.unlock();
+  then(std::move(outcome));
+}
+
+void Deferred::Settle(Outcome outcome) {
+  std::unique_lock lock(mu_);
+  if (settled_) return;
+  settled_ = true;
+  if (!then_) {
+    outcome_ = std::move(outcome);
+    return;
+  }
+  auto then = std::move(then_);
+  then_ = nullptr;
+  lock.unlock();
+  then(std::move(outcome));
 }
 
 namespace {

@@ -3,9 +3,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 
 #include "auth/jwt.h"
 
@@ -57,6 +59,8 @@ class BodyStream {
   virtual void Stop() = 0;
 };
 
+class Deferred;
+
 struct Response {
   int status = 200;
   std::string content_type = "application/json";
@@ -65,6 +69,39 @@ struct Response {
   // When set, the body is this stream and `body` is ignored. The server calls its Stop once,
   // whatever happens to the connection (also when it is never started, as for HEAD).
   std::shared_ptr<BodyStream> stream = nullptr;
+  // When set, the answer is not ready yet and every other member is ignored: the server sends
+  // what `deferred` is settled with, and holds no thread while it waits.
+  std::shared_ptr<Deferred> deferred = nullptr;
+};
+
+// An answer its handler gives later, from another thread (a store's committer). It is settled
+// once: with the answer (Complete), or with work the server runs on its handler threads and
+// whose answer it sends (Continue), for what must block, such as deciding again on a fresh
+// read. Dropped unsettled, it answers 500, so that no connection waits for it forever.
+// Thread-safe.
+class Deferred {
+ public:
+  using Work = std::function<Response()>;
+  using Outcome = std::variant<Response, Work>;
+
+  Deferred() = default;
+  ~Deferred();
+  Deferred(const Deferred&) = delete;
+  Deferred& operator=(const Deferred&) = delete;
+
+  void Complete(Response response) { Settle(std::move(response)); }
+  void Continue(Work work) { Settle(std::move(work)); }
+  // The server's side: `then` gets the outcome once, on the thread that settles it (this
+  // one, before Then returns, when it is settled already).
+  void Then(std::function<void(Outcome)> then);
+
+ private:
+  void Settle(Outcome outcome);
+
+  std::mutex mu_;
+  std::optional<Outcome> outcome_;
+  std::function<void(Outcome)> then_;
+  bool settled_ = false;
 };
 
 // Decodes %XX escapes (and '+' as space when `plus_as_space`). Malformed escapes are kept.

@@ -3,6 +3,7 @@
 
 #include "http/server.h"
 
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/detached.hpp>
@@ -30,6 +31,7 @@
 #include <set>
 #include <string_view>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "http/problem.h"
@@ -145,6 +147,9 @@ class Server::Impl {
   void Stop() {
     if (stopped_.exchange(true)) return;
     CloseListener();
+    // A deferred answer is settled by another thread (a commit's), which then posts here:
+    // wait for each while the I/O threads and the handler pool still run.
+    while (deferred_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     ioc_.stop();
     for (auto& t : threads_)
       if (t.joinable()) t.join();
@@ -376,18 +381,15 @@ class Server::Impl {
       // No handler that may block runs here, on the I/O thread: reads run on the read pool,
       // writes (which may wait for a group commit's fsync) on the handler pool, and this
       // coroutine resumes on the I/O threads when the answer is ready.
+      // A handler's deferred answer is waited for here too, without holding a pool thread.
       Response response;
       const bool read_only = request.method == "GET" || request.method == "HEAD";
-      if (read_only && IsInline(request.path)) {
+      if (read_only && IsInline(request.path))
         response = Handle(request);
-      } else {
-        // (Two statements: g++ 12 miscompiles co_await inside a conditional expression.)
-        auto handle = [this, &request]() -> awaitable<Response> { co_return Handle(request); };
-        if (read_only)
-          response = co_await asio::co_spawn(read_pool_, handle, use_awaitable);
-        else
-          response = co_await asio::co_spawn(pool_, handle, use_awaitable);
-      }
+      else if (read_only)
+        response = co_await RunHandler(request, read_pool_);
+      else
+        response = co_await RunHandler(request, pool_);
       response.headers["X-Request-Id"] = request.id;
       // HEAD gets a stream's headers and no body: it is never started.
       if (response.stream && request.method == "HEAD") {
@@ -415,16 +417,56 @@ class Server::Impl {
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
+  // Runs the handler on `pool` and resumes the connection's coroutine with its answer, on the
+  // connection's strand: once the handler returns, or, for a deferred answer, once it is
+  // settled.
+  awaitable<Response> RunHandler(Request& request, asio::thread_pool& pool) {
+    return asio::async_initiate<decltype(use_awaitable), void(Response)>(
+        [this, &request, &pool](auto handler) {
+          auto resume = std::make_shared<decltype(handler)>(std::move(handler));
+          asio::post(pool, [this, &request, resume] { Answer(Handle(request), request, resume); });
+        },
+        use_awaitable);
+  }
+
+  // Hands `response` to the connection's coroutine (`resume`), or, when it is deferred, waits
+  // for it: a deferred answer comes on the thread that settles it, and deferred work runs on
+  // the handler pool. `request` lives in the coroutine's frame until it resumes.
+  template <typename Resume>
+  void Answer(Response response, Request& request, const std::shared_ptr<Resume>& resume) {
+    if (!response.deferred) {
+      asio::post(asio::get_associated_executor(*resume),
+                 [resume, response = std::move(response)]() mutable { (*resume)(std::move(response)); });
+      return;
+    }
+    ++deferred_;
+    // Let go here: the deferred lives only as long as whoever is to settle it holds it.
+    const std::shared_ptr<Deferred> deferred = std::move(response.deferred);
+    deferred->Then([this, &request, resume](Deferred::Outcome outcome) {
+      if (auto* work = std::get_if<Deferred::Work>(&outcome))
+        asio::post(pool_, [this, &request, resume, work = std::move(*work)] {
+          Answer(Handle(request, work), request, resume);
+          --deferred_;
+        });
+      else {
+        Answer(std::get<Response>(std::move(outcome)), request, resume);
+        --deferred_;
+      }
+    });
+  }
+
   bool IsInline(const std::string& path) const {
     return std::find(options_.inline_paths.begin(), options_.inline_paths.end(), path) != options_.inline_paths.end();
   }
 
   // Runs the handler with the request's id in the log context of this thread (no suspension
   // inside: the scope ends on the thread it began).
-  Response Handle(Request& request) {
+  Response Handle(Request& request) { return Handle(request, [this, &request] { return handler_(request); }); }
+  // The same for a deferred answer's work.
+  Response Handle(Request& request, const std::function<Response()>& work) {
     log::Scope scope({.request_id = request.id});
     try {
-      return handler_(request);
+      return work();
     } catch (const std::exception& e) {
       spdlog::error("handler threw on {} {}: {}", request.method, request.path, e.what());
       return ProblemResponse(500, "the request could not be handled", request.path, "");
@@ -558,6 +600,7 @@ class Server::Impl {
   std::atomic<bool> draining_{false};
   std::atomic<bool> listener_closed_{false};
   std::atomic<std::size_t> open_connections_{0};
+  std::atomic<std::size_t> deferred_{0};  // deferred answers not settled and handed on yet
   std::uint16_t port_ = 0;
 };
 

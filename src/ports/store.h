@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -126,6 +127,20 @@ class Store {
   // is pending, or held when its subject has a dead letter; delivery updates keep the held
   // rule of DeliveryState (see DeliveryUpdate), touching only the subjects they name.
   virtual Status Commit(const Changes& changes) = 0;
+  // Commit without waiting: `then` is called once with what Commit would have returned, on
+  // the thread that commits (this one, before CommitThen returns, for a store that commits
+  // on the caller's thread). `then` must not block, nor call Commit or CommitThen: it hands
+  // the outcome on. For a caller that must not hold a thread while a commit waits for its
+  // fsync. By default, Commit on this thread.
+  virtual void CommitThen(Changes changes, std::function<void(Status)> then) { then(Commit(changes)); }
+  // The version of the instance `id` as stored now, without its body: what ConfirmCurrent
+  // needs to check that a decision was made on the current instance. By default, read from
+  // GetInstance. Errors: not_found.
+  virtual Result<std::int64_t> InstanceVersion(const domain::InstanceId& id) {
+    auto instance = GetInstance(id);
+    if (!instance) return instance.error();
+    return instance->version;
+  }
 
   // The value kept with (source, id), if it was processed and its key has not expired at `now`.
   virtual Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,

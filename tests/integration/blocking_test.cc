@@ -11,7 +11,9 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "http/server.h"
@@ -150,6 +152,73 @@ TEST_F(StuckHandlers, OnlyTheNamedPathsRunOnTheNetworkThreads) {
   EXPECT_EQ(queued.get().status, 200);
   std::lock_guard lock(mu_);
   EXPECT_FALSE(other_ran_before_release_) << "a read that is not inline ran while the one read thread was taken";
+}
+
+// Writes answered from a commit's thread (a deferred answer) hold no handler thread while they
+// wait: with one handler thread, four are in flight at once, and each gets what settled it.
+TEST(DeferredAnswers, WaitWithoutAHandlerThreadAndEachGetsWhatSettledIt) {
+  std::mutex mu;
+  std::vector<std::shared_ptr<http::Deferred>> waiting;
+  http::ServerOptions o;
+  o.port = 0;
+  o.io_threads = 1;
+  o.handler_threads = 1;
+  http::Server server(o, [&](http::Request& r) {
+    http::Response resp;
+    if (r.path == "/now") {
+      resp.body = "{\"answered\":\"now\"}";
+      return resp;
+    }
+    resp.deferred = std::make_shared<http::Deferred>();
+    std::lock_guard lock(mu);
+    waiting.push_back(resp.deferred);
+    return resp;
+  });
+  ASSERT_TRUE(server.Start());
+  const std::string base = "http://127.0.0.1:" + std::to_string(server.port());
+  std::vector<std::future<HttpResult>> answers;
+  for (int n = 0; n < 4; ++n)
+    answers.push_back(std::async(std::launch::async, [&base] { return HttpClient(base).Send("POST", "/later", "{}", {}); }));
+  const auto count = [&] {
+    std::lock_guard lock(mu);
+    return waiting.size();
+  };
+  ASSERT_TRUE(Eventually([&] { return count() == 4; }, 10s)) << count() << " of 4 handlers ran";
+  EXPECT_EQ(HttpClient(base).Send("POST", "/now", "{}", {}).status, 200) << "the one handler thread was held";
+  for (auto& a : answers) EXPECT_EQ(a.wait_for(0ms), std::future_status::timeout) << "answered before it was settled";
+
+  // Settled from threads of the test's own, as a store's committer would.
+  std::vector<std::shared_ptr<http::Deferred>> settle;
+  {
+    std::lock_guard lock(mu);
+    settle.swap(waiting);
+  }
+  const auto answer = [](int status, std::string body) {
+    http::Response r;
+    r.status = status;
+    r.body = std::move(body);
+    return r;
+  };
+  std::thread([&] { settle[0]->Complete(answer(202, "{\"n\":0}")); }).join();
+  settle[1]->Continue([&] { return answer(201, "{\"n\":1}"); });  // run on the handler pool
+  settle[2].reset();                                                // dropped unsettled: 500
+  settle[3]->Complete(answer(409, "{\"n\":3}"));
+  settle[3]->Complete(answer(200, "{\"n\":33}"));  // a second settling changes nothing
+
+  std::vector<HttpResult> got;
+  for (auto& a : answers) got.push_back(a.get());
+  std::multiset<long> statuses;
+  for (const auto& g : got) statuses.insert(g.status);
+  EXPECT_EQ(statuses, (std::multiset<long>{201, 202, 409, 500}));
+  for (const auto& g : got) {
+    if (g.status == 500) {
+      EXPECT_EQ(g.ContentType(), "application/problem+json");
+    }
+    if (g.status == 409) {
+      EXPECT_EQ(g.Json()["n"], 3);
+    }
+  }
+  server.Stop();
 }
 
 // A real `ccm serve` on one etcd member that stops answering (SIGSTOP): its reads wait on the

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "support/db_snapshot.h"
@@ -589,6 +590,42 @@ TEST_F(Receiver, ADuplicateStormAppliesOnce) {
   for (const auto& h : i["state_history"]) to_grading += h["to"] == "GRADING";
   EXPECT_EQ(to_grading, 1);
   EXPECT_EQ(Count("ccm.lablet.instance.grading.started"), 1);
+}
+
+// Distinct events racing on one instance: each commit that loses the race is decided again on
+// a fresh read (answered from a handler thread, not the commit's), so every one is applied
+// once, as its own revision.
+TEST_F(Receiver, DistinctEventsRacingOnOneInstanceAreEachAppliedOnce) {
+  const std::string id = InstanceIn("GRADING");
+  constexpr int kThreads = 8, kEach = 5;
+  std::atomic<int> applied{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      HttpClient client(stack_.BaseUrl());
+      for (int n = 0; n < kEach; ++n) {
+        const json event = Event("race-" + std::to_string(t) + "-" + std::to_string(n), "assessment.grading.completed",
+                                 {{"instance_id", id}, {"score", Score(t, 10)}});
+        HttpResult r = client.Post("/api/v1/events", event.dump(), kStructured);
+        if (r.status == 202 && r.Json()["outcome"] == "applied")
+          ++applied;
+        else
+          ++other;
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(applied.load(), kThreads * kEach);
+  const json i = Get(id);
+  ASSERT_EQ(i["scores"].size(), static_cast<size_t>(kThreads * kEach));
+  std::set<std::string> events;
+  for (size_t n = 0; n < i["scores"].size(); ++n) {
+    EXPECT_EQ(i["scores"][n]["revision"], n + 1);
+    events.insert(i["scores"][n]["event_id"].get<std::string>());
+  }
+  EXPECT_EQ(events.size(), static_cast<size_t>(kThreads * kEach));
+  EXPECT_EQ(Count("ccm.lablet.instance.grading.completed"), kThreads * kEach);
+  EXPECT_EQ(Count("ccm.lablet.instance.stopping"), 1);
 }
 
 }  // namespace

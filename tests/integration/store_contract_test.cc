@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <functional>
+#include <future>
 #include <map>
 #include <stdexcept>
 #include <thread>
@@ -837,6 +838,71 @@ StoreFactory FactoryFor(const std::string& name) {
 INSTANTIATE_TEST_SUITE_P(Stores, StoreContract, ::testing::Values("memory", "sqlite", "etcd"),
                          [](const auto& info) { return info.param; });
 
+// CommitThen commits as Commit does and tells its outcome once: a refusal writes nothing,
+// commits from many threads at once, waiting and not, all land, and the version read alone
+// follows each.
+TEST_P(StoreContract, CommitThenTellsEachOutcomeOnceAndWritesAsCommitDoes) {
+  Changes create;
+  create.instances = {MakeInstance("i1")};
+  std::promise<Status> created;
+  store().CommitThen(create, [&created](Status s) { created.set_value(s); });
+  ASSERT_TRUE(created.get_future().get());
+  EXPECT_EQ(*store().InstanceVersion({"i1"}), 1);
+
+  // Stale: refused, with nothing of it written (its event included).
+  LabletInstance stale = *store().GetInstance({"i1"});
+  stale.version = 0;
+  stale.owner_id = "stale";
+  Changes refused;
+  refused.instances = {stale};
+  refused.events = {MakeEvent("e-stale", "i1")};
+  std::promise<Status> told;
+  store().CommitThen(refused, [&told](Status s) { told.set_value(s); });
+  const Status outcome = told.get_future().get();
+  ASSERT_FALSE(outcome);
+  EXPECT_EQ(outcome.error().kind, ErrorKind::kStaleVersion);
+  EXPECT_EQ(store().GetInstance({"i1"})->owner_id, MakeInstance("i1").owner_id);
+  EXPECT_FALSE(outbox().GetEvent("e-stale"));
+
+  // A worker moved by threads that wait and threads that do not: no update is lost, and
+  // each callback runs once.
+  Changes worker;
+  worker.workers = {MakeWorker("w1")};
+  ASSERT_TRUE(store().Commit(worker));
+  constexpr int kThreads = 6, kEach = 20;
+  std::atomic<int> told_times{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int n = 0; n < kEach; ++n) {
+        for (;;) {
+          Worker w = *store().GetWorker({"w1"});
+          w.reservations["t" + std::to_string(t) + "-" + std::to_string(n)] = Reservation{{1, 1, 0}, 1};
+          Changes c;
+          c.workers = {w};
+          Status s;
+          if (t % 2 == 0) {
+            s = store().Commit(c);
+          } else {
+            std::promise<Status> done;
+            store().CommitThen(std::move(c), [&](Status st) {
+              ++told_times;
+              done.set_value(st);
+            });
+            s = done.get_future().get();
+          }
+          if (s) break;
+          ASSERT_EQ(s.error().kind, ErrorKind::kStaleVersion);
+        }
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_GE(told_times.load(), kThreads / 2 * kEach);
+  EXPECT_EQ(store().GetWorker({"w1"})->reservations.size(), static_cast<size_t>(kThreads * kEach));
+
+  EXPECT_EQ(store().InstanceVersion({"nope"}).error().code, ErrorCode::kNotFound);
+}
+
 // ---- durable stores only -------------------------------------------------------------------
 
 // What a store that keeps its data on disk or in a cluster promises beyond the contract.
@@ -852,6 +918,27 @@ TEST_P(DurableStoreContract, CommittedChangesSurviveARestart) {
   ASSERT_TRUE(store_);
   EXPECT_EQ(store().GetInstance({"i1"})->version, 1);
   EXPECT_TRUE(*store().IsProcessed("platform", "evt-1", FromUnixMillis(1)));
+}
+
+// A store destroyed with commits of CommitThen still queued commits each of them and tells
+// it before it goes: none is lost or left untold.
+TEST_P(DurableStoreContract, CommitsQueuedByCommitThenLandBeforeTheStoreCloses) {
+  constexpr int kCommits = 200;
+  std::atomic<int> committed{0}, told{0};
+  for (int n = 0; n < kCommits; ++n) {
+    Changes c;
+    c.instances = {MakeInstance("i" + std::to_string(n))};
+    store().CommitThen(std::move(c), [&](Status s) {
+      ++told;
+      if (s) ++committed;
+    });
+  }
+  store_.reset();
+  EXPECT_EQ(told.load(), kCommits);
+  EXPECT_EQ(committed.load(), kCommits);
+  store_ = reopen_();
+  ASSERT_TRUE(store_);
+  for (int n = 0; n < kCommits; ++n) EXPECT_EQ(*store().InstanceVersion({"i" + std::to_string(n)}), 1) << n;
 }
 
 // The history is kept as the instance is: after a restart, a read gives back all of it, and

@@ -271,12 +271,20 @@ struct SqliteStore::Encoded {
   std::vector<std::string> workers;
 };
 
+// A commit in the queue. A caller of Commit waits on `cv` (or leads); one of CommitThen owns
+// what it commits (`owned`) and is told by `then`, on the committer thread.
 struct SqliteStore::Writer {
   const Changes* changes;
   const Encoded* encoded;
   Status status;
   bool done = false;
   std::condition_variable cv;
+  std::function<void(Status)> then = nullptr;
+  struct Owned {
+    Changes changes;
+    Encoded encoded;
+  };
+  std::unique_ptr<Owned> owned = nullptr;
 };
 
 // A reader connection held for the length of one read.
@@ -343,6 +351,15 @@ std::string WorkerBody(const Worker& w, std::int64_t version) {
 
 SqliteStore::SqliteStore(Options options) : options_(std::move(options)) {}
 SqliteStore::~SqliteStore() {
+  // Every CommitThen queued is committed and told before the connections go.
+  if (committer_.joinable()) {
+    {
+      std::lock_guard lock(write_mu_);
+      stopping_ = true;
+    }
+    committer_cv_.notify_one();
+    committer_.join();
+  }
   if (writer_conn_) sqlite3_wal_hook(writer_conn_->db(), nullptr, nullptr);
   if (checkpointer_) checkpointer_->Stop();
 }
@@ -561,6 +578,17 @@ Result<LabletInstance> SqliteStore::GetInstance(const InstanceId& id) {
   const int rc = (*stmt)->Step();
   if (rc == SQLITE_ROW) return ReadInstance(*c.operator->(), **stmt);
   if (rc != SQLITE_DONE) return SqlError(c->db(), "read instance");
+  return Error::NotFound("instance " + id.value + " not found");
+}
+
+Result<std::int64_t> SqliteStore::InstanceVersion(const InstanceId& id) {
+  auto c = Lease();
+  auto stmt = c->Prepare("SELECT version FROM instances WHERE id = ?1");
+  if (!stmt) return stmt.error();
+  (*stmt)->Bind(1, id.value);
+  const int rc = (*stmt)->Step();
+  if (rc == SQLITE_ROW) return (*stmt)->Int(0);
+  if (rc != SQLITE_DONE) return SqlError(c->db(), "read instance version");
   return Error::NotFound("instance " + id.value + " not found");
 }
 
@@ -866,6 +894,39 @@ SqliteStore::CommitStats SqliteStore::Stats() {
 
 Status SqliteStore::Commit(const Changes& changes) {
   if (changes.empty()) return {};
+  const Encoded encoded = Encode(changes);
+  Writer w;
+  w.changes = &changes;
+  w.encoded = &encoded;
+  std::unique_lock lock(write_mu_);
+  writers_.push_back(&w);
+  w.cv.wait(lock, [&] { return w.done || (!leading_ && writers_.front() == &w); });
+  if (w.done) return w.status;
+  // This writer leads: it commits its own changes and those of every writer queued behind
+  // it, in one transaction and one fsync.
+  LeadBatch(lock, &w);
+  return w.status;
+}
+
+void SqliteStore::CommitThen(Changes changes, std::function<void(Status)> then) {
+  if (changes.empty()) {
+    then({});
+    return;
+  }
+  auto w = std::make_unique<Writer>();
+  w->owned = std::make_unique<Writer::Owned>();
+  w->owned->encoded = Encode(changes);
+  w->owned->changes = std::move(changes);
+  w->changes = &w->owned->changes;
+  w->encoded = &w->owned->encoded;
+  w->then = std::move(then);
+  std::lock_guard lock(write_mu_);
+  writers_.push_back(w.release());
+  if (!committer_.joinable()) committer_ = std::thread([this] { RunCommitter(); });
+  if (!leading_ && writers_.front()->then) committer_cv_.notify_one();
+}
+
+SqliteStore::Encoded SqliteStore::Encode(const Changes& changes) {
   Encoded encoded;
   encoded.definitions.reserve(changes.new_definitions.size());
   for (const auto& d : changes.new_definitions) encoded.definitions.push_back(wire::ToJson(d, wire::Secrets::kShown).dump());
@@ -873,16 +934,28 @@ Status SqliteStore::Commit(const Changes& changes) {
   for (const auto& i : changes.instances) encoded.instances.push_back(EncodedInstance::Encode(i, i.version + 1));
   encoded.workers.reserve(changes.workers.size());
   for (const auto& w : changes.workers) encoded.workers.push_back(WorkerBody(w, w.version + 1));
-  Writer w;
-  w.changes = &changes;
-  w.encoded = &encoded;
-  std::unique_lock lock(write_mu_);
-  writers_.push_back(&w);
-  w.cv.wait(lock, [&] { return w.done || writers_.front() == &w; });
-  if (w.done) return w.status;
+  return encoded;
+}
 
-  // This writer leads: it commits its own changes and those of every writer queued behind
-  // it, in one transaction and one fsync.
+// The thread that leads for CommitThen's writers: a batch whenever one of them is at the front
+// of the queue and nobody leads. Started by the first CommitThen; once the store is being
+// destroyed, it commits what is queued and ends.
+void SqliteStore::RunCommitter() {
+  std::unique_lock lock(write_mu_);
+  const auto ready = [&] { return !leading_ && !writers_.empty() && writers_.front()->then; };
+  for (;;) {
+    committer_cv_.wait(lock, [&] { return ready() || (stopping_ && writers_.empty()); });
+    if (!ready()) return;
+    LeadBatch(lock, nullptr);
+  }
+}
+
+// Commits the batch at the front of the queue (up to max_batch writers) in one transaction,
+// then hands the lead to the next writer: a waiting caller of Commit, or the committer thread
+// for one of CommitThen. `lock` holds write_mu_ on entry and on return; `self` is the caller's
+// own writer, which the batch includes (null for the committer thread).
+void SqliteStore::LeadBatch(std::unique_lock<std::mutex>& lock, Writer* self) {
+  leading_ = true;
   std::vector<Writer*> batch;
   for (Writer* q : writers_) {
     if (static_cast<int>(batch.size()) == options_.max_batch) break;
@@ -896,15 +969,34 @@ Status SqliteStore::Commit(const Changes& changes) {
   lock.lock();
   ++stats_.transactions;
   stats_.commits += batch.size();
+  std::vector<Writer*> told;  // CommitThen's, told once the lock is released
   for (Writer* q : batch) {
     writers_.pop_front();
     q->done = true;
-    if (q != &w) q->cv.notify_one();
+    if (q->then)
+      told.push_back(q);
+    else if (q != self)
+      q->cv.notify_one();
   }
-  if (!writers_.empty()) writers_.front()->cv.notify_one();
+  leading_ = false;
+  if (!writers_.empty()) {
+    if (writers_.front()->then)
+      committer_cv_.notify_one();
+    else
+      writers_.front()->cv.notify_one();
+  }
   lock.unlock();
+  for (Writer* q : told) {
+    const std::unique_ptr<Writer> owned(q);
+    // A callback that throws must not end the thread that commits for everyone.
+    try {
+      owned->then(owned->status);
+    } catch (const std::exception& e) {
+      spdlog::error("store: a commit's callback threw: {}", e.what());
+    }
+  }
   if (wrote_events && options_.on_events_committed) options_.on_events_committed();
-  return w.status;
+  lock.lock();
 }
 
 void SqliteStore::ApplyBatch(const std::vector<Writer*>& batch) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ports/outbox.h"
@@ -21,7 +22,8 @@ namespace ccm::store {
 
 // The embedded Store: one SQLite file in WAL mode, synchronous=FULL, so that a commit that
 // returned survives a crash or power cut. Concurrent commits share one transaction and one
-// fsync (group commit: the first waiting writer commits for all queued behind it). Reads
+// fsync (group commit: the first waiting writer commits for all queued behind it; a thread
+// of the store's own for CommitThen's, which do not wait). Reads
 // use a pool of connections and never wait for a writer. The WAL is checkpointed by a
 // background thread, not by the committing writer. One process at a time: the store holds an
 // exclusive lock (flock) on `<path>.lock`, next to the database, for its whole life. Thread-safe.
@@ -76,6 +78,10 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
   Result<domain::Worker> GetWorker(const domain::WorkerId& id) override;
   Result<ports::PageOf<domain::Worker>> ListWorkers(const ports::Page& page) override;
   Status Commit(const ports::Changes& changes) override;
+  // Queued with the callers of Commit, and committed in their batches; while no caller of
+  // Commit leads, a thread of the store's own does (started by the first CommitThen).
+  void CommitThen(ports::Changes changes, std::function<void(Status)> then) override;
+  Result<std::int64_t> InstanceVersion(const domain::InstanceId& id) override;
   Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
                                                     Timestamp now) override;
   Result<std::vector<ports::OutboxRecord>> DueEvents(Timestamp now, int limit) override;
@@ -109,6 +115,9 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
   Status Lock();
   Status Init();
   Status ProbeWrite();
+  static Encoded Encode(const ports::Changes& changes);
+  void LeadBatch(std::unique_lock<std::mutex>& lock, Writer* self);
+  void RunCommitter();
   void ApplyBatch(const std::vector<Writer*>& batch);
   // One commit, in three steps (sqlite_store.cc): read the rows it depends on, decide (no
   // I/O) its refusal or what it writes, write that.
@@ -146,7 +155,12 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
 
   std::mutex write_mu_;
   std::deque<Writer*> writers_;
+  bool leading_ = false;  // a batch is being committed
   CommitStats stats_;
+  // Leads for CommitThen's writers; under write_mu_: its wake-up and the store's end.
+  std::thread committer_;
+  std::condition_variable committer_cv_;
+  bool stopping_ = false;
 
   std::mutex read_mu_;
   std::condition_variable read_cv_;
