@@ -24,9 +24,9 @@ struct ReceiveMetrics {
   std::atomic<std::uint64_t> rejected{0};
 };
 
-// Applies the events the Assessment Platform sends. Each event is processed synchronously and
-// durably: the change it causes, the events ccm publishes about it and its dedup key
-// (source, id) are one commit, so a redelivery (even after a restart) changes nothing.
+// Applies the events the Assessment Platform sends. Each event is processed durably: the
+// change it causes, the events ccm publishes about it and its dedup key (source, id) are one
+// commit, answered once it is on disk, so a redelivery (even after a restart) changes nothing.
 // Thread-safe.
 class EventReceiver {
  public:

@@ -54,6 +54,28 @@ nlohmann::json Whole(const LabletInstance& i) { return wire::ToJson(i); }
 
 using testing::CommitInstance;
 
+// `threads` threads each add `each` reservations to worker w1, one commit each: read, add,
+// commit with `commit(thread, changes)`, and again while the commit is stale.
+void ReserveConcurrently(ports::Store& store, int threads, int each,
+                         const std::function<Status(int, Changes)>& commit) {
+  std::vector<std::thread> running;
+  for (int t = 0; t < threads; ++t)
+    running.emplace_back([&, t] {
+      for (int n = 0; n < each; ++n) {
+        for (;;) {
+          Worker w = *store.GetWorker({"w1"});
+          w.reservations["t" + std::to_string(t) + "-" + std::to_string(n)] = Reservation{{1, 1, 0}, 1};
+          Changes c;
+          c.workers = {w};
+          const Status s = commit(t, std::move(c));
+          if (s) break;
+          ASSERT_EQ(s.error().kind, ErrorKind::kStaleVersion);
+        }
+      }
+    });
+  for (auto& t : running) t.join();
+}
+
 class StoreContract : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -527,25 +549,7 @@ TEST_P(StoreContract, ConcurrentWritersOnOneAggregateNeverLoseAnUpdate) {
   create.workers = {MakeWorker("w1")};
   ASSERT_TRUE(store().Commit(create));
   constexpr int kThreads = 8, kEach = 25;
-  std::atomic<int> conflicts{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      for (int n = 0; n < kEach; ++n) {
-        for (;;) {
-          Worker w = *store().GetWorker({"w1"});
-          w.reservations["t" + std::to_string(t) + "-" + std::to_string(n)] = Reservation{{1, 1, 0}, 1};
-          Changes c;
-          c.workers = {w};
-          auto s = store().Commit(c);
-          if (s) break;
-          ASSERT_EQ(s.error().kind, ErrorKind::kStaleVersion);
-          ++conflicts;
-        }
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
+  ReserveConcurrently(store(), kThreads, kEach, [this](int, Changes c) { return store().Commit(c); });
   auto w = store().GetWorker({"w1"});
   EXPECT_EQ(w->reservations.size(), static_cast<size_t>(kThreads * kEach));
   EXPECT_EQ(w->version, 1 + kThreads * kEach);
@@ -870,34 +874,19 @@ TEST_P(StoreContract, CommitThenTellsEachOutcomeOnceAndWritesAsCommitDoes) {
   worker.workers = {MakeWorker("w1")};
   ASSERT_TRUE(store().Commit(worker));
   constexpr int kThreads = 6, kEach = 20;
-  std::atomic<int> told_times{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t)
-    threads.emplace_back([&, t] {
-      for (int n = 0; n < kEach; ++n) {
-        for (;;) {
-          Worker w = *store().GetWorker({"w1"});
-          w.reservations["t" + std::to_string(t) + "-" + std::to_string(n)] = Reservation{{1, 1, 0}, 1};
-          Changes c;
-          c.workers = {w};
-          Status s;
-          if (t % 2 == 0) {
-            s = store().Commit(c);
-          } else {
-            std::promise<Status> done;
-            store().CommitThen(std::move(c), [&](Status st) {
-              ++told_times;
-              done.set_value(st);
-            });
-            s = done.get_future().get();
-          }
-          if (s) break;
-          ASSERT_EQ(s.error().kind, ErrorKind::kStaleVersion);
-        }
-      }
+  std::atomic<int> calls{0}, told_times{0};
+  ReserveConcurrently(store(), kThreads, kEach, [&](int thread, Changes c) -> Status {
+    if (thread % 2 == 0) return store().Commit(c);
+    ++calls;
+    std::promise<Status> done;
+    store().CommitThen(std::move(c), [&](Status st) {
+      ++told_times;
+      done.set_value(st);
     });
-  for (auto& t : threads) t.join();
-  EXPECT_GE(told_times.load(), kThreads / 2 * kEach);
+    return done.get_future().get();
+  });
+  EXPECT_GE(calls.load(), kThreads / 2 * kEach);
+  EXPECT_EQ(told_times.load(), calls.load());
   EXPECT_EQ(store().GetWorker({"w1"})->reservations.size(), static_cast<size_t>(kThreads * kEach));
 
   EXPECT_EQ(store().InstanceVersion({"nope"}).error().code, ErrorCode::kNotFound);
