@@ -244,6 +244,17 @@ Result<ports::PageOf<LabletInstance>> InstanceService::List(const ports::Instanc
 Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, InstanceState to,
                                                    const std::string& reason, const std::string& actor,
                                                    std::optional<Ending> ending, const MoveContext& context) {
+  auto prepared = PrepareMove(std::move(instance), to, reason, actor, std::move(ending), context);
+  if (!prepared) return prepared.error();
+  if (auto s = d_.store.Commit(prepared->changes); !s) return s.error();
+  ++prepared->instance.version;
+  return std::move(prepared->instance);
+}
+
+Result<InstanceService::PreparedMove> InstanceService::PrepareMove(LabletInstance instance, InstanceState to,
+                                                                   const std::string& reason, const std::string& actor,
+                                                                   std::optional<Ending> ending,
+                                                                   const MoveContext& context) {
   trace::Scope scope(WorkTrace(instance));
   RecordTrace(instance);
   const InstanceState from = instance.state;
@@ -285,14 +296,14 @@ Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, Inst
   }
   if (context.also) context.also(instance);
 
-  ports::Changes changes;
+  PreparedMove prepared;
+  ports::Changes& changes = prepared.changes;
   changes.events.push_back(
       d_.events.InstanceMoved(instance, *change, known ? context.worker : w, def ? &*def : nullptr));
   changes.instances.push_back(instance);
   if (releases && w) changes.workers.push_back(*w);
-  if (auto s = d_.store.Commit(changes); !s) return s.error();
-  ++instance.version;
-  return instance;
+  prepared.instance = std::move(instance);
+  return prepared;
 }
 
 Result<LabletInstance> InstanceService::RequestPodAssignment(const InstanceId& id, const std::string& actor) {
@@ -480,24 +491,47 @@ Result<LabletInstance> InstanceService::TransitionWith(const InstanceId& id, Ins
   return Move(id, to, reason, actor, std::nullopt, std::nullopt, context);
 }
 
+Result<InstanceService::PreparedMove> InstanceService::PrepareTransition(
+    const InstanceId& id, InstanceState to, const std::string& reason, const std::string& actor,
+    std::optional<std::int64_t> expected_version, std::optional<Ending> ending, const MoveContext& context) {
+  if (to == InstanceState::kScheduled)
+    return Error::InvalidArgument("moving to SCHEDULED needs a worker: use the schedule call", "to");
+  // A caller's expected version is checked against the stored one, never a recalled one.
+  auto instance = expected_version ? d_.store.GetInstance(id) : d_.store.GetInstanceForUpdate(id);
+  if (!instance) return instance.error();
+  if (expected_version && *expected_version != instance->version)
+    return Stale("instance", id.value, *expected_version, instance->version);
+  const std::int64_t read_at = instance->version;
+  auto prepared = PrepareMove(std::move(instance.value()), to, reason, actor, std::move(ending), context);
+  if (!prepared && !expected_version && !prepared.error().Is(ErrorKind::kStaleVersion))
+    if (auto current = ConfirmCurrent(d_.store, id, read_at); !current) return current.error();
+  return prepared;
+}
+
 Result<LabletInstance> InstanceService::Move(const InstanceId& id, InstanceState to, const std::string& reason,
                                              const std::string& actor, std::optional<std::int64_t> expected_version,
                                              std::optional<Ending> ending, const MoveContext& context) {
-  if (to == InstanceState::kScheduled)
-    return Error::InvalidArgument("moving to SCHEDULED needs a worker: use the schedule call", "to");
   auto attempt = [&]() -> Result<LabletInstance> {
-    // A caller's expected version is checked against the stored one, never a recalled one.
-    auto instance = expected_version ? d_.store.GetInstance(id) : d_.store.GetInstanceForUpdate(id);
-    if (!instance) return instance;
-    if (expected_version && *expected_version != instance->version)
-      return Stale("instance", id.value, *expected_version, instance->version);
-    const std::int64_t read_at = instance->version;
-    auto moved = CommitMove(std::move(instance.value()), to, reason, actor, ending, context);
-    if (!moved && !expected_version && !moved.error().Is(ErrorKind::kStaleVersion))
-      if (auto current = ConfirmCurrent(d_.store, id, read_at); !current) return current.error();
-    return moved;
+    auto prepared = PrepareTransition(id, to, reason, actor, expected_version, ending, context);
+    if (!prepared) return prepared.error();
+    if (auto s = d_.store.Commit(prepared->changes); !s) return s.error();
+    ++prepared->instance.version;
+    return std::move(prepared->instance);
   };
   return expected_version ? attempt() : RetryStale(attempt);
+}
+
+void InstanceService::TransitionThen(const InstanceId& id, InstanceState to, const std::string& reason,
+                                     const std::string& actor, std::optional<std::int64_t> expected_version,
+                                     std::function<void(Result<LabletInstance>)> then) {
+  auto prepared = PrepareTransition(id, to, reason, actor, expected_version, std::nullopt, {});
+  if (!prepared) return then(prepared.error());
+  d_.store.CommitThen(std::move(prepared->changes),
+                      [instance = std::move(prepared->instance), then = std::move(then)](Status committed) mutable {
+                        if (!committed) return then(committed.error());
+                        ++instance.version;
+                        then(std::move(instance));
+                      });
 }
 
 Result<LabletInstance> InstanceService::Record(const InstanceId& id,

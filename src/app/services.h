@@ -154,6 +154,14 @@ class InstanceService {
     // it again, when the move gives nothing back to it (a move that does is read and written).
     const domain::Worker* worker = nullptr;
   };
+  // Transition (without an ending), without holding this thread while the move commits:
+  // `then` gets Transition's result on the thread that commits (Store::CommitThen), and must
+  // not block. One difference: without `expected_version`, a commit that lost a race with
+  // another writer gives `then` StaleVersion, where Transition decides again; the caller then
+  // calls Transition, on a thread that may block.
+  void TransitionThen(const domain::InstanceId& id, domain::InstanceState to, const std::string& reason,
+                      const std::string& actor, std::optional<std::int64_t> expected_version,
+                      std::function<void(Result<domain::LabletInstance>)> then);
   // Transition without an expected version, with `context`.
   Result<domain::LabletInstance> TransitionWith(const domain::InstanceId& id, domain::InstanceState to,
                                                 const std::string& reason, const std::string& actor,
@@ -180,11 +188,26 @@ class InstanceService {
  private:
   // A new PENDING instance from `draft`, checked against its definition; not yet stored.
   Result<domain::LabletInstance> Prepare(const domain::InstanceDraft& draft, const std::string& actor);
-  // Moves `instance` (read at its version) to `to` and commits it with its worker and event;
-  // `ending` as for Transition, `context` as for TransitionWith.
+  // A move decided and not yet committed: the instance as it will be, and what to commit.
+  struct PreparedMove {
+    domain::LabletInstance instance;  // at the version it was read at
+    ports::Changes changes;
+  };
+  // Moves `instance` (read at its version) to `to`, with its worker and event, ready to
+  // commit; `ending` as for Transition, `context` as for TransitionWith.
+  Result<PreparedMove> PrepareMove(domain::LabletInstance instance, domain::InstanceState to, const std::string& reason,
+                                   const std::string& actor, std::optional<domain::Ending> ending,
+                                   const MoveContext& context);
+  // PrepareMove, then its commit.
   Result<domain::LabletInstance> CommitMove(domain::LabletInstance instance, domain::InstanceState to,
                                             const std::string& reason, const std::string& actor,
                                             std::optional<domain::Ending> ending, const MoveContext& context);
+  // Reads the instance `id` and prepares its move (Move's one attempt, up to the commit). A
+  // move refused on a read its commit would not have guarded is confirmed current first.
+  Result<PreparedMove> PrepareTransition(const domain::InstanceId& id, domain::InstanceState to,
+                                         const std::string& reason, const std::string& actor,
+                                         std::optional<std::int64_t> expected_version,
+                                         std::optional<domain::Ending> ending, const MoveContext& context);
   Result<domain::LabletInstance> Move(const domain::InstanceId& id, domain::InstanceState to,
                                       const std::string& reason, const std::string& actor,
                                       std::optional<std::int64_t> expected_version,

@@ -8,6 +8,7 @@
 #include "ports/outbox.h"
 #include "ports/page.h"
 #include "ports/store.h"
+#include "trace/trace_context.h"
 #include "wire/aggregates.h"
 #include "wire/overview.h"
 #include "wire/grading_score.h"
@@ -34,6 +35,28 @@ template <typename T>
 Response Reply(const Result<T>& r, const Request& req, int status = 200) {
   if (!r) return Fail(r.error(), req);
   return Json(status, wire::ToJson(*r));
+}
+
+// The answer `deferred` will be settled with.
+Response Later(std::shared_ptr<Deferred> deferred) {
+  Response answer;
+  answer.deferred = std::move(deferred);
+  return answer;
+}
+
+// Settles `deferred` with `work` run on a handler thread, in the trace current here (the
+// request's): for a decision taken again after its commit lost a race.
+void ContinueLater(Deferred& deferred, std::function<Response()> work, std::optional<trace::TraceContext> trace) {
+  deferred.Continue([work = std::move(work), trace = std::move(trace)] {
+    trace::Scope scope(trace);
+    return work();
+  });
+}
+
+// The calling thread's current trace, to be taken to another thread.
+std::optional<trace::TraceContext> CurrentTrace() {
+  const trace::TraceContext* current = trace::Current();
+  return current ? std::optional<trace::TraceContext>(*current) : std::nullopt;
 }
 
 template <typename T>
@@ -361,9 +384,25 @@ void AddInstanceRoutes(Router& router, app::InstanceService& instances) {
     if (!move) return Fail(move.error(), req);
     const auto to = ParseInstanceState(move->to);
     if (!to) return Fail(Error::InvalidArgument("to must be an instance state such as STOPPING", "to"), req);
-    return Reply(instances.Transition(InstanceId{req.params["id"]}, *to, move->reason, ActorOf(req),
-                                      move->expected_version),
-                 req);
+    // Answered once the move has committed, without holding a handler thread for the commit.
+    // A commit that lost a race (without an expected version) is decided again on a handler
+    // thread. `req` lives until the answer is sent.
+    auto deferred = std::make_shared<Deferred>();
+    const InstanceId id{req.params["id"]};
+    const auto expected = move->expected_version;
+    instances.TransitionThen(id, *to, move->reason, ActorOf(req), expected,
+                             [&instances, &req, deferred, id, to = *to, reason = move->reason, expected,
+                              trace = CurrentTrace()](Result<LabletInstance> moved) {
+                               if (moved || expected || !moved.error().Is(ErrorKind::kStaleVersion))
+                                 return deferred->Complete(Reply(moved, req));
+                               ContinueLater(
+                                   *deferred,
+                                   [&instances, &req, id, to, reason] {
+                                     return Reply(instances.Transition(id, to, reason, ActorOf(req), std::nullopt), req);
+                                   },
+                                   trace);
+                             });
+    return Later(std::move(deferred));
   });
 }
 
@@ -551,15 +590,16 @@ Response AnswerOne(const wire::EventReceipt& one, const std::string& path) {
 Response ReceiveDeferred(app::EventReceiver& receiver, cloudevents::CloudEvent event, const std::string& path) {
   auto deferred = std::make_shared<Deferred>();
   auto shared = std::make_shared<const cloudevents::CloudEvent>(std::move(event));
-  receiver.ReceiveThen(*shared, [&receiver, deferred, shared, path](Result<app::EventReceiver::Outcome> r) {
+  receiver.ReceiveThen(*shared, [&receiver, deferred, shared, path,
+                                 trace = CurrentTrace()](Result<app::EventReceiver::Outcome> r) {
     if (!r && r.error().Is(ErrorKind::kStaleVersion))
-      deferred->Continue([&receiver, shared, path] { return AnswerOne(ReceiptOf(*shared, receiver.Receive(*shared)), path); });
+      ContinueLater(
+          *deferred, [&receiver, shared, path] { return AnswerOne(ReceiptOf(*shared, receiver.Receive(*shared)), path); },
+          trace);
     else
       deferred->Complete(AnswerOne(ReceiptOf(*shared, r), path));
   });
-  Response answer;
-  answer.deferred = std::move(deferred);
-  return answer;
+  return Later(std::move(deferred));
 }
 
 void AddCollectionRoutes(Router& router, app::CollectionService& collection) {

@@ -147,12 +147,17 @@ class Server::Impl {
   void Stop() {
     if (stopped_.exchange(true)) return;
     CloseListener();
-    // A deferred answer is settled by another thread (a commit's), which then posts here:
-    // wait for each while the I/O threads and the handler pool still run.
-    while (deferred_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     ioc_.stop();
     for (auto& t : threads_)
       if (t.joinable()) t.join();
+    // No request starts now. One in a handler, or with a deferred answer that another thread
+    // (a commit's) settles later, still refers to this server: wait for each while the pools
+    // run, so that deferred work runs too (an answer then goes nowhere: ioc_ is stopped).
+    for (auto waited = std::chrono::seconds(0); in_flight_.load() > 0; waited += std::chrono::seconds(1)) {
+      if (waited.count() > 0 && waited.count() % 10 == 0)
+        spdlog::warn("stopping: {} answers are still waited for, from the store's commits", in_flight_.load());
+      for (int n = 0; n < 1000 && in_flight_.load() > 0; ++n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     pool_.join();
     read_pool_.join();
     // No I/O thread runs now. A streamed body's source may still wake its connection, which
@@ -420,38 +425,57 @@ class Server::Impl {
   // Runs the handler on `pool` and resumes the connection's coroutine with its answer, on the
   // connection's strand: once the handler returns, or, for a deferred answer, once it is
   // settled.
+  // A request between its hand-over to a pool and its answer's hand-back to its connection:
+  // what resumes the connection's coroutine (moved out into the hand-back), and the count
+  // Stop waits on, taken back once the last copy goes.
+  template <typename Handler>
+  struct InFlight {
+    InFlight(Impl& server, Handler handler) : server(server), resume(std::move(handler)) { ++server.in_flight_; }
+    ~InFlight() {
+      resume.reset();
+      --server.in_flight_;
+    }
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+    Impl& server;
+    std::optional<Handler> resume;
+  };
+
   awaitable<Response> RunHandler(Request& request, asio::thread_pool& pool) {
     return asio::async_initiate<decltype(use_awaitable), void(Response)>(
         [this, &request, &pool](auto handler) {
-          auto resume = std::make_shared<decltype(handler)>(std::move(handler));
-          asio::post(pool, [this, &request, resume] { Answer(Handle(request), request, resume); });
+          auto flight = std::make_shared<InFlight<decltype(handler)>>(*this, std::move(handler));
+          asio::post(pool, [this, &request, flight] { Answer(Handle(request), request, flight); });
         },
         use_awaitable);
   }
 
-  // Hands `response` to the connection's coroutine (`resume`), or, when it is deferred, waits
-  // for it: a deferred answer comes on the thread that settles it, and deferred work runs on
-  // the handler pool. `request` lives in the coroutine's frame until it resumes.
-  template <typename Resume>
-  void Answer(Response response, Request& request, const std::shared_ptr<Resume>& resume) {
+  // Hands `response` to the connection's coroutine, or, when it is deferred, waits for it: a
+  // deferred answer comes on the thread that settles it, and deferred work runs on the
+  // handler pool. `request` lives in the coroutine's frame until it resumes.
+  template <typename Flight>
+  void Answer(Response response, Request& request, const std::shared_ptr<Flight>& flight) {
     if (!response.deferred) {
-      asio::post(asio::get_associated_executor(*resume),
-                 [resume, response = std::move(response)]() mutable { (*resume)(std::move(response)); });
+      // The hand-back owns the resumption: queued on a stopped server, it goes with ioc_,
+      // and the last copy of `flight` (here, or with whoever settled a deferred answer) then
+      // holds nothing of it.
+      auto resume = std::move(*flight->resume);
+      flight->resume.reset();
+      const auto executor = asio::get_associated_executor(resume);
+      asio::post(executor, [resume = std::move(resume), response = std::move(response)]() mutable {
+        resume(std::move(response));
+      });
       return;
     }
-    ++deferred_;
     // Let go here: the deferred lives only as long as whoever is to settle it holds it.
     const std::shared_ptr<Deferred> deferred = std::move(response.deferred);
-    deferred->Then([this, &request, resume](Deferred::Outcome outcome) {
+    deferred->Then([this, &request, flight](Deferred::Outcome outcome) {
       if (auto* work = std::get_if<Deferred::Work>(&outcome))
-        asio::post(pool_, [this, &request, resume, work = std::move(*work)] {
-          Answer(Handle(request, work), request, resume);
-          --deferred_;
+        asio::post(pool_, [this, &request, flight, work = std::move(*work)] {
+          Answer(Handle(request, work), request, flight);
         });
-      else {
-        Answer(std::get<Response>(std::move(outcome)), request, resume);
-        --deferred_;
-      }
+      else
+        Answer(std::get<Response>(std::move(outcome)), request, flight);
     });
   }
 
@@ -588,6 +612,7 @@ class Server::Impl {
   // takes itself out of the set then.
   std::mutex connections_mu_;
   std::set<std::shared_ptr<Connection>> connections_;
+  std::atomic<std::size_t> in_flight_{0};  // requests handed to a pool and not handed back yet
   asio::io_context ioc_;
   asio::thread_pool pool_;       // writes
   asio::thread_pool read_pool_;  // GET and HEAD
@@ -600,7 +625,6 @@ class Server::Impl {
   std::atomic<bool> draining_{false};
   std::atomic<bool> listener_closed_{false};
   std::atomic<std::size_t> open_connections_{0};
-  std::atomic<std::size_t> deferred_{0};  // deferred answers not settled and handed on yet
   std::uint16_t port_ = 0;
 };
 

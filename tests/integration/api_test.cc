@@ -1,5 +1,7 @@
 // The REST API over real HTTP on loopback, against a real SQLite file.
 #include <gtest/gtest.h>
+
+#include <thread>
 #include <sqlite3.h>
 
 #include <set>
@@ -206,6 +208,41 @@ TEST_F(Api, InstanceAndWorkerLifecycleWithEvents) {
   ASSERT_EQ(drain.status, 200);
   EXPECT_EQ(drain.Json()["state"], "DRAINING");
   EXPECT_EQ(OutboxCount("ccm.worker.draining"), 1);
+}
+
+// Moves that each give capacity back to one worker race on its version: a commit that loses
+// is decided again on a fresh read (on a handler thread, not the commit's), so every move
+// succeeds and the worker gets every instance's capacity back once.
+TEST_F(Api, MovesRacingOnOneWorkerAllSucceed) {
+  const std::string def = Created("/api/v1/definitions", DefinitionBody())["id"];
+  const std::string wid = Created("/api/v1/workers", WorkerBody())["id"];
+  constexpr int kInstances = 8;
+  std::vector<std::string> ids;
+  for (int n = 0; n < kInstances; ++n) {
+    const std::string iid = Created("/api/v1/instances", InstanceBody(def))["id"];
+    ASSERT_EQ(http_.PostJson("/api/internal/instances/" + iid + "/schedule", {{"worker_id", wid}}).status, 200);
+    for (const char* to : {"INSTANTIATING", "RUNNING", "STOPPING", "STOPPED"})
+      ASSERT_EQ(http_.PostJson("/api/internal/instances/" + iid + "/transition", {{"to", to}}).status, 200) << to;
+    ids.push_back(iid);
+  }
+  const int version_before = http_.Get("/api/v1/workers/" + wid).Json()["version"];
+  std::vector<HttpResult> moved(kInstances);
+  std::vector<std::thread> threads;
+  for (int n = 0; n < kInstances; ++n)
+    threads.emplace_back([&, n] {
+      moved[n] = HttpClient(stack_.BaseUrl()).PostJson("/api/internal/instances/" + ids[n] + "/transition", {{"to", "ARCHIVED"}});
+    });
+  for (auto& t : threads) t.join();
+  for (int n = 0; n < kInstances; ++n) {
+    ASSERT_EQ(moved[n].status, 200) << moved[n].body;
+    EXPECT_EQ(moved[n].Json()["id"], ids[n]);
+    EXPECT_EQ(moved[n].Json()["state"], "ARCHIVED");
+  }
+  const json worker = http_.Get("/api/v1/workers/" + wid).Json();
+  EXPECT_EQ(worker["version"], version_before + kInstances);
+  const json capacity = http_.Get("/api/v1/workers/" + wid + "/capacity").Json();
+  EXPECT_EQ(capacity["allocated"]["cpu_cores"], 0.0);
+  EXPECT_EQ(OutboxCount("ccm.lablet.instance.archived"), kInstances);
 }
 
 TEST_F(Api, DeleteFromPendingTerminatesAtOnce) {

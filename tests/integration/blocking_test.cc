@@ -157,12 +157,13 @@ TEST_F(StuckHandlers, OnlyTheNamedPathsRunOnTheNetworkThreads) {
 // Writes answered from a commit's thread (a deferred answer) hold no handler thread while they
 // wait: with one handler thread, four are in flight at once, and each gets what settled it.
 TEST(DeferredAnswers, WaitWithoutAHandlerThreadAndEachGetsWhatSettledIt) {
+  std::vector<std::future<HttpResult>> answers;
   std::mutex mu;
-  std::vector<std::shared_ptr<http::Deferred>> waiting;
   http::ServerOptions o;
   o.port = 0;
   o.io_threads = 1;
   o.handler_threads = 1;
+  std::vector<std::shared_ptr<http::Deferred>> waiting, settle;
   http::Server server(o, [&](http::Request& r) {
     http::Response resp;
     if (r.path == "/now") {
@@ -174,11 +175,22 @@ TEST(DeferredAnswers, WaitWithoutAHandlerThreadAndEachGetsWhatSettledIt) {
     waiting.push_back(resp.deferred);
     return resp;
   });
+  // Should the test stop early, what is unsettled is dropped (answering 500) before the
+  // server stops, which waits for every answer.
+  struct DropOnExit {
+    std::mutex& mu;
+    std::vector<std::shared_ptr<http::Deferred>>& waiting;
+    std::vector<std::shared_ptr<http::Deferred>>& settle;
+    ~DropOnExit() {
+      std::lock_guard lock(mu);
+      waiting.clear();
+      settle.clear();
+    }
+  } drop_on_exit{mu, waiting, settle};
   ASSERT_TRUE(server.Start());
   const std::string base = "http://127.0.0.1:" + std::to_string(server.port());
-  std::vector<std::future<HttpResult>> answers;
   for (int n = 0; n < 4; ++n)
-    answers.push_back(std::async(std::launch::async, [&base] { return HttpClient(base).Send("POST", "/later", "{}", {}); }));
+    answers.push_back(std::async(std::launch::async, [base] { return HttpClient(base).Send("POST", "/later", "{}", {}); }));
   const auto count = [&] {
     std::lock_guard lock(mu);
     return waiting.size();
@@ -188,7 +200,6 @@ TEST(DeferredAnswers, WaitWithoutAHandlerThreadAndEachGetsWhatSettledIt) {
   for (auto& a : answers) EXPECT_EQ(a.wait_for(0ms), std::future_status::timeout) << "answered before it was settled";
 
   // Settled from threads of the test's own, as a store's committer would.
-  std::vector<std::shared_ptr<http::Deferred>> settle;
   {
     std::lock_guard lock(mu);
     settle.swap(waiting);

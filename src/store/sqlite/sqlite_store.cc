@@ -919,10 +919,11 @@ void SqliteStore::CommitThen(Changes changes, std::function<void(Status)> then) 
   w->owned->changes = std::move(changes);
   w->changes = &w->owned->changes;
   w->encoded = &w->owned->encoded;
-  w->then = std::move(then);
+  // Never empty: an empty `then` would mark a writer that some thread waits for.
+  w->then = then ? std::move(then) : [](Status) {};
   std::lock_guard lock(write_mu_);
-  writers_.push_back(w.release());
   if (!committer_.joinable()) committer_ = std::thread([this] { RunCommitter(); });
+  writers_.push_back(w.release());
   if (!leading_ && writers_.front()->then) committer_cv_.notify_one();
 }
 
@@ -962,7 +963,15 @@ void SqliteStore::LeadBatch(std::unique_lock<std::mutex>& lock, Writer* self) {
     batch.push_back(q);
   }
   lock.unlock();
-  ApplyBatch(batch);
+  // Whatever happens, every writer of the batch is told and the lead passes on: a writer
+  // left behind would hold the queue for good.
+  try {
+    ApplyBatch(batch);
+  } catch (const std::exception& e) {
+    spdlog::error("store: a commit failed unexpectedly: {}", e.what());
+    (void)writer_conn_->Exec("ROLLBACK");  // nothing of the batch stays; the next one begins afresh
+    for (Writer* q : batch) q->status = Error::Internal(std::string("store: the commit failed: ") + e.what());
+  }
   // Read before the followers are released: their changes die with them.
   bool wrote_events = false;
   for (Writer* q : batch) wrote_events |= q->status.has_value() && !q->changes->events.empty();
@@ -993,6 +1002,8 @@ void SqliteStore::LeadBatch(std::unique_lock<std::mutex>& lock, Writer* self) {
       owned->then(owned->status);
     } catch (const std::exception& e) {
       spdlog::error("store: a commit's callback threw: {}", e.what());
+    } catch (...) {
+      spdlog::error("store: a commit's callback threw");
     }
   }
   if (wrote_events && options_.on_events_committed) options_.on_events_committed();
