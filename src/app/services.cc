@@ -523,14 +523,17 @@ Result<LabletInstance> InstanceService::Move(const InstanceId& id, InstanceState
 
 void InstanceService::TransitionThen(const InstanceId& id, InstanceState to, const std::string& reason,
                                      const std::string& actor, std::optional<std::int64_t> expected_version,
-                                     std::function<void(Result<LabletInstance>)> then) {
+                                     std::function<void(Result<LabletInstance>)> then,
+                                     const std::function<void(const LabletInstance&)>& ready) {
   auto prepared = PrepareTransition(id, to, reason, actor, expected_version, std::nullopt, {});
   if (!prepared) return then(prepared.error());
+  LabletInstance committed = std::move(prepared->instance);
+  ++committed.version;
+  if (ready) ready(committed);
   d_.store.CommitThen(std::move(prepared->changes),
-                      [instance = std::move(prepared->instance), then = std::move(then)](Status committed) mutable {
-                        if (!committed) return then(committed.error());
-                        ++instance.version;
-                        then(std::move(instance));
+                      [committed = std::move(committed), then = std::move(then)](Status s) mutable {
+                        if (!s) return then(s.error());
+                        then(std::move(committed));
                       });
 }
 

@@ -158,10 +158,13 @@ class InstanceService {
   // `then` gets Transition's result on the thread that commits (Store::CommitThen), and must
   // not block. One difference: without `expected_version`, a commit that lost a race with
   // another writer gives `then` StaleVersion, where Transition decides again; the caller then
-  // calls Transition, on a thread that may block.
+  // calls Transition, on a thread that may block. `ready`, when given, gets the instance as
+  // it will be once committed, on this thread before the commit is queued: for work that
+  // should not hold the commit's thread (what to answer).
   void TransitionThen(const domain::InstanceId& id, domain::InstanceState to, const std::string& reason,
                       const std::string& actor, std::optional<std::int64_t> expected_version,
-                      std::function<void(Result<domain::LabletInstance>)> then);
+                      std::function<void(Result<domain::LabletInstance>)> then,
+                      const std::function<void(const domain::LabletInstance&)>& ready = nullptr);
   // Transition without an expected version, with `context`.
   Result<domain::LabletInstance> TransitionWith(const domain::InstanceId& id, domain::InstanceState to,
                                                 const std::string& reason, const std::string& actor,

@@ -386,21 +386,28 @@ void AddInstanceRoutes(Router& router, app::InstanceService& instances) {
     if (!to) return Fail(Error::InvalidArgument("to must be an instance state such as STOPPING", "to"), req);
     // Answered once the move has committed, without holding a handler thread for the commit.
     // A commit that lost a race (without an expected version) is decided again on a handler
-    // thread. `req` lives until the answer is sent.
+    // thread. `req` lives until the answer is handed back: nothing touches it after the
+    // deferred is settled. The answer to a move that commits is made here, before the commit:
+    // the commit's thread only hands it on.
     auto deferred = std::make_shared<Deferred>();
+    auto answer = std::make_shared<Response>();
     const InstanceId id{req.params["id"]};
     const auto expected = move->expected_version;
     instances.TransitionThen(id, *to, move->reason, ActorOf(req), expected,
-                             [&instances, &req, deferred, id, to = *to, reason = move->reason, expected,
+                             [&instances, &req, deferred, answer, id, to = *to, reason = move->reason, expected,
                               trace = CurrentTrace()](Result<LabletInstance> moved) {
-                               if (moved || expected || !moved.error().Is(ErrorKind::kStaleVersion))
-                                 return deferred->Complete(Reply(moved, req));
+                               if (moved) return deferred->Complete(std::move(*answer));
+                               if (expected || !moved.error().Is(ErrorKind::kStaleVersion))
+                                 return deferred->Complete(Fail(moved.error(), req));
                                ContinueLater(
                                    *deferred,
                                    [&instances, &req, id, to, reason] {
                                      return Reply(instances.Transition(id, to, reason, ActorOf(req), std::nullopt), req);
                                    },
                                    trace);
+                             },
+                             [&answer = *answer](const LabletInstance& committed) {
+                               answer = Json(200, wire::ToJson(committed));
                              });
     return Later(std::move(deferred));
   });

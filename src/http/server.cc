@@ -155,7 +155,8 @@ class Server::Impl {
     // run, so that deferred work runs too (an answer then goes nowhere: ioc_ is stopped).
     for (auto waited = std::chrono::seconds(0); in_flight_.load() > 0; waited += std::chrono::seconds(1)) {
       if (waited.count() > 0 && waited.count() % 10 == 0)
-        spdlog::warn("stopping: {} answers are still waited for, from the store's commits", in_flight_.load());
+        spdlog::warn("stopping: {} requests are still being answered (in a handler, or waiting for a commit)",
+                     in_flight_.load());
       for (int n = 0; n < 1000 && in_flight_.load() > 0; ++n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     pool_.join();
@@ -609,10 +610,11 @@ class Server::Impl {
   ServerOptions options_;
   HandlerFn handler_;
   // Before ioc_, which outlives neither: a connection's coroutine left when ioc_ is destroyed
-  // takes itself out of the set then.
+  // takes itself out of the set and the counts then.
   std::mutex connections_mu_;
   std::set<std::shared_ptr<Connection>> connections_;
   std::atomic<std::size_t> in_flight_{0};  // requests handed to a pool and not handed back yet
+  std::atomic<std::size_t> open_connections_{0};
   asio::io_context ioc_;
   asio::thread_pool pool_;       // writes
   asio::thread_pool read_pool_;  // GET and HEAD
@@ -624,7 +626,6 @@ class Server::Impl {
   std::atomic<bool> stopped_{false};
   std::atomic<bool> draining_{false};
   std::atomic<bool> listener_closed_{false};
-  std::atomic<std::size_t> open_connections_{0};
   std::uint16_t port_ = 0;
 };
 

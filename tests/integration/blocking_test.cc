@@ -164,14 +164,15 @@ TEST(DeferredAnswers, WaitWithoutAHandlerThreadAndEachGetsWhatSettledIt) {
   o.io_threads = 1;
   o.handler_threads = 1;
   std::vector<std::shared_ptr<http::Deferred>> waiting, settle;
+  bool closing = false;  // the test is ending: answer at once
   http::Server server(o, [&](http::Request& r) {
     http::Response resp;
-    if (r.path == "/now") {
+    std::lock_guard lock(mu);
+    if (r.path == "/now" || closing) {
       resp.body = "{\"answered\":\"now\"}";
       return resp;
     }
     resp.deferred = std::make_shared<http::Deferred>();
-    std::lock_guard lock(mu);
     waiting.push_back(resp.deferred);
     return resp;
   });
@@ -179,14 +180,16 @@ TEST(DeferredAnswers, WaitWithoutAHandlerThreadAndEachGetsWhatSettledIt) {
   // server stops, which waits for every answer.
   struct DropOnExit {
     std::mutex& mu;
+    bool& closing;
     std::vector<std::shared_ptr<http::Deferred>>& waiting;
     std::vector<std::shared_ptr<http::Deferred>>& settle;
     ~DropOnExit() {
       std::lock_guard lock(mu);
+      closing = true;
       waiting.clear();
       settle.clear();
     }
-  } drop_on_exit{mu, waiting, settle};
+  } drop_on_exit{mu, closing, waiting, settle};
   ASSERT_TRUE(server.Start());
   const std::string base = "http://127.0.0.1:" + std::to_string(server.port());
   for (int n = 0; n < 4; ++n)

@@ -909,6 +909,8 @@ Status SqliteStore::Commit(const Changes& changes) {
 }
 
 void SqliteStore::CommitThen(Changes changes, std::function<void(Status)> then) {
+  // Never empty: an empty `then` would mark a writer that some thread waits for.
+  if (!then) then = [](Status) {};
   if (changes.empty()) {
     then({});
     return;
@@ -919,8 +921,7 @@ void SqliteStore::CommitThen(Changes changes, std::function<void(Status)> then) 
   w->owned->changes = std::move(changes);
   w->changes = &w->owned->changes;
   w->encoded = &w->owned->encoded;
-  // Never empty: an empty `then` would mark a writer that some thread waits for.
-  w->then = then ? std::move(then) : [](Status) {};
+  w->then = std::move(then);
   std::lock_guard lock(write_mu_);
   if (!committer_.joinable()) committer_ = std::thread([this] { RunCommitter(); });
   writers_.push_back(w.release());
@@ -965,12 +966,20 @@ void SqliteStore::LeadBatch(std::unique_lock<std::mutex>& lock, Writer* self) {
   lock.unlock();
   // Whatever happens, every writer of the batch is told and the lead passes on: a writer
   // left behind would hold the queue for good.
+  const auto failed = [&](const std::string& what) {
+    spdlog::error("store: a commit failed unexpectedly: {}", what);
+    // Nothing of the batch stays, and the next one begins outside any transaction.
+    if (!sqlite3_get_autocommit(writer_conn_->db()))
+      if (auto s = writer_conn_->Exec("ROLLBACK"); !s)
+        spdlog::error("store: the failed commit could not be rolled back: {}", s.error().message);
+    for (Writer* q : batch) q->status = Error::Internal("store: the commit failed: " + what);
+  };
   try {
     ApplyBatch(batch);
   } catch (const std::exception& e) {
-    spdlog::error("store: a commit failed unexpectedly: {}", e.what());
-    (void)writer_conn_->Exec("ROLLBACK");  // nothing of the batch stays; the next one begins afresh
-    for (Writer* q : batch) q->status = Error::Internal(std::string("store: the commit failed: ") + e.what());
+    failed(e.what());
+  } catch (...) {
+    failed("an unknown exception");
   }
   // Read before the followers are released: their changes die with them.
   bool wrote_events = false;
