@@ -423,9 +423,6 @@ class Server::Impl {
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
-  // Runs the handler on `pool` and resumes the connection's coroutine with its answer, on the
-  // connection's strand: once the handler returns, or, for a deferred answer, once it is
-  // settled.
   // A request between its hand-over to a pool and its answer's hand-back to its connection:
   // what resumes the connection's coroutine (moved out into the hand-back), and the count
   // Stop waits on, taken back once the last copy goes.
@@ -442,6 +439,9 @@ class Server::Impl {
     std::optional<Handler> resume;
   };
 
+  // Runs the handler on `pool` and resumes the connection's coroutine with its answer, on the
+  // connection's strand: once the handler returns, or, for a deferred answer, once it is
+  // settled.
   awaitable<Response> RunHandler(Request& request, asio::thread_pool& pool) {
     return asio::async_initiate<decltype(use_awaitable), void(Response)>(
         [this, &request, &pool](auto handler) {

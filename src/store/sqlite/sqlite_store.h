@@ -22,10 +22,10 @@ namespace ccm::store {
 
 // The embedded Store: one SQLite file in WAL mode, synchronous=FULL, so that a commit that
 // returned survives a crash or power cut. Concurrent commits share one transaction and one
-// fsync (group commit: the first waiting writer commits for all queued behind it; a thread
-// of the store's own for CommitThen's, which do not wait). Reads
-// use a pool of connections and never wait for a writer. The WAL is checkpointed by a
-// background thread, not by the committing writer. One process at a time: the store holds an
+// fsync (group commit: the first waiting writer commits for all queued behind it, or a thread
+// of the store's own when the first is a CommitThen's, which nobody waits for). Reads use a
+// pool of connections and never wait for a writer. The WAL is checkpointed by a background
+// thread, not by the committing writer. One process at a time: the store holds an
 // exclusive lock (flock) on `<path>.lock`, next to the database, for its whole life. Thread-safe.
 class SqliteStore final : public ports::Store, public ports::Outbox {
  public:
