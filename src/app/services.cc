@@ -27,6 +27,15 @@ Error Stale(std::string_view what, const std::string& id, std::int64_t expected,
                              ", not the expected " + std::to_string(expected));
 }
 
+// Commits a move PrepareMove made (InstanceService::PreparedMove), and gives the instance at
+// the version it was committed at.
+template <typename PreparedMove>
+Result<LabletInstance> CommitPrepared(ports::Store& store, PreparedMove prepared) {
+  if (auto s = store.Commit(prepared.changes); !s) return s.error();
+  ++prepared.instance.version;
+  return std::move(prepared.instance);
+}
+
 }  // namespace
 
 Status ConfirmCurrent(ports::Store& store, const InstanceId& id, std::int64_t version) {
@@ -246,9 +255,7 @@ Result<LabletInstance> InstanceService::CommitMove(LabletInstance instance, Inst
                                                    std::optional<Ending> ending, const MoveContext& context) {
   auto prepared = PrepareMove(std::move(instance), to, reason, actor, std::move(ending), context);
   if (!prepared) return prepared.error();
-  if (auto s = d_.store.Commit(prepared->changes); !s) return s.error();
-  ++prepared->instance.version;
-  return std::move(prepared->instance);
+  return CommitPrepared(d_.store, std::move(prepared.value()));
 }
 
 Result<InstanceService::PreparedMove> InstanceService::PrepareMove(LabletInstance instance, InstanceState to,
@@ -514,9 +521,7 @@ Result<LabletInstance> InstanceService::Move(const InstanceId& id, InstanceState
   auto attempt = [&]() -> Result<LabletInstance> {
     auto prepared = PrepareTransition(id, to, reason, actor, expected_version, ending, context);
     if (!prepared) return prepared.error();
-    if (auto s = d_.store.Commit(prepared->changes); !s) return s.error();
-    ++prepared->instance.version;
-    return std::move(prepared->instance);
+    return CommitPrepared(d_.store, std::move(prepared.value()));
   };
   return expected_version ? attempt() : RetryStale(attempt);
 }
