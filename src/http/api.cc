@@ -834,6 +834,16 @@ std::string WatchFrame(const ports::OutboxRecord& record) {
          RecordJson(record).dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
 }
 
+bool QueuesCommit(const Request& request) {
+  if (request.method != "POST") return false;
+  if (request.path == "/api/v1/events") return !cloudevents::IsBatch(request.headers);
+  constexpr std::string_view kPrefix = "/api/internal/instances/", kSuffix = "/transition";
+  const std::string_view path = request.path;
+  if (path.size() <= kPrefix.size() + kSuffix.size() || !path.starts_with(kPrefix) || !path.ends_with(kSuffix))
+    return false;
+  return path.substr(kPrefix.size(), path.size() - kPrefix.size() - kSuffix.size()).find('/') == std::string_view::npos;
+}
+
 void AddApiRoutes(Router& router, ApiServices s) {
   router.Add("GET", "/health/live", [](Request&) { return Json(200, {{"status", "ok"}}); });
   router.Add("GET", "/health/ready", [&store = s.store, leading = s.leading, draining = s.draining](Request& req) {

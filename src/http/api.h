@@ -45,6 +45,12 @@ struct ApiServices {
 // Adds every route of the REST API (/api/v1, /api/internal, /health, /openapi.json).
 void AddApiRoutes(Router& router, ApiServices services);
 
+// Whether `request` is a write whose handler queues its commit (Store::CommitThen) and answers
+// once it settles, holding no thread meanwhile: an event posted alone (POST /api/v1/events,
+// not a batch) and a move (POST /api/internal/instances/{id}/transition). For
+// ServerOptions::queues_commit, with a store that commits off the caller's thread.
+bool QueuesCommit(const Request& request);
+
 // One outbox record as GET /api/v1/watch sends it: a Server-Sent Event whose id is its seq,
 // whose event is its CloudEvent type and whose data is the record as GET /api/v1/events lists it.
 std::string WatchFrame(const ports::OutboxRecord& record);

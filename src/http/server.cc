@@ -117,6 +117,7 @@ class Server::Impl {
         ioc_(options_.io_threads),
         pool_(static_cast<std::size_t>(std::max(1, options_.handler_threads))),
         read_pool_(static_cast<std::size_t>(std::max(1, options_.read_threads))),
+        queueing_pool_(static_cast<std::size_t>(options_.queues_commit ? std::max(1, options_.queueing_threads) : 1)),
         strand_(asio::make_strand(ioc_)),
         acceptor_(strand_),
         accept_backoff_(strand_) {}
@@ -161,6 +162,7 @@ class Server::Impl {
     }
     pool_.join();
     read_pool_.join();
+    queueing_pool_.join();
     // No I/O thread runs now. A streamed body's source may still wake its connection, which
     // posts to ioc_: stop every one before ioc_ goes with the coroutines' frames.
     std::lock_guard lock(connections_mu_);
@@ -385,8 +387,9 @@ class Server::Impl {
       request.id = RequestIdFor(request);
       const auto received = std::chrono::steady_clock::now();
       // No handler that may block runs here, on the I/O thread: reads run on the read pool,
-      // writes (which may wait for a group commit's fsync) on the handler pool, and this
-      // coroutine resumes on the I/O threads when the answer is ready.
+      // writes (which may wait for a group commit's fsync) on the handler pool, those that
+      // queue their commit on the queueing pool, and this coroutine resumes on the I/O
+      // threads when the answer is ready.
       // A handler's deferred answer is waited for here too, without holding a pool thread.
       Response response;
       const bool read_only = request.method == "GET" || request.method == "HEAD";
@@ -394,6 +397,8 @@ class Server::Impl {
         response = Handle(request);
       else if (read_only)
         response = co_await RunHandler(request, read_pool_);
+      else if (options_.queues_commit && options_.queues_commit(request))
+        response = co_await RunHandler(request, queueing_pool_);
       else
         response = co_await RunHandler(request, pool_);
       response.headers["X-Request-Id"] = request.id;
@@ -616,8 +621,9 @@ class Server::Impl {
   std::atomic<std::size_t> in_flight_{0};  // requests handed to a pool and not handed back yet
   std::atomic<std::size_t> open_connections_{0};
   asio::io_context ioc_;
-  asio::thread_pool pool_;       // writes
-  asio::thread_pool read_pool_;  // GET and HEAD
+  asio::thread_pool pool_;           // writes
+  asio::thread_pool read_pool_;      // GET and HEAD
+  asio::thread_pool queueing_pool_;  // writes that queue their commit (ServerOptions::queues_commit)
   asio::strand<asio::io_context::executor_type> strand_;
   tcp::acceptor acceptor_;
   asio::steady_timer accept_backoff_;  // on strand_, like the acceptor

@@ -18,6 +18,14 @@ struct ServerOptions {
   int io_threads = 2;         // network I/O
   int handler_threads = 32;   // run the handlers of writes, which may wait on a store commit
   int read_threads = 16;      // run the handlers of GET and HEAD, which may wait on a store read
+  // Writes whose handler queues its commit and returns a deferred answer, settled by the
+  // commit, instead of waiting for it: they run on a pool of their own of `queueing_threads`,
+  // about one per core, so that each is decided by a thread already running rather than by a
+  // thread woken for it, as a large pool of mostly idle threads does. Their handlers must not
+  // wait on anything slower than a local store's read; a deferred answer's further work
+  // (Deferred::Continue), which may wait, runs on the handler pool. Null: there are none.
+  std::function<bool(const Request&)> queues_commit = nullptr;
+  int queueing_threads = 2;
   // GET paths (exact) whose handlers never block: answered on the I/O thread that read the
   // request, so that they answer while both pools are busy (a liveness probe).
   std::vector<std::string> inline_paths = {};

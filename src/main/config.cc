@@ -15,7 +15,7 @@ namespace {
 
 const char* const kKnown[] = {"CCM_LISTEN",           "CCM_STORE",        "CLOUDEVENTS_SOURCE",
                               "CCM_HTTP_THREADS",     "CCM_LOG_LEVEL",    "CLOUDEVENTS_SINK_URL",
-                              "CCM_HTTP_READ_THREADS",
+                              "CCM_HTTP_READ_THREADS", "CCM_HTTP_QUEUEING_THREADS",
                               "CLOUDEVENTS_MODE",     "CLOUDEVENTS_SINK_CONCURRENCY", "CCM_OUTBOX_MAX_ATTEMPTS", "CCM_OUTBOX_MAX_RETRY_AFTER_SECONDS", "EVENT_DEDUP_TTL_HOURS",
                               "ASSESSMENT_PLATFORM_URL", "GRADING_ENGINE_URL", "OIDC_TOKEN_URL", "OIDC_CLIENT_ID",
                               "OIDC_CLIENT_SECRET", "CML_USERNAME", "CML_PASSWORD", "CLOUD_PROVIDER_URL",
@@ -82,6 +82,7 @@ struct IntSetting {
 const IntSetting kInts[] = {
     {"CCM_HTTP_THREADS", &Config::http_threads, 1, 1024},
     {"CCM_HTTP_READ_THREADS", &Config::http_read_threads, 1, 1024},
+    {"CCM_HTTP_QUEUEING_THREADS", &Config::http_queueing_threads, 0, 1024},
     {"CLOUDEVENTS_SINK_CONCURRENCY", &Config::sink_concurrency, 1, 64},
     {"CCM_OUTBOX_MAX_ATTEMPTS", &Config::outbox_max_attempts, 1, 1000},
     {"CCM_OUTBOX_MAX_RETRY_AFTER_SECONDS", &Config::outbox_max_retry_after_seconds, 1, 24 * 3600},

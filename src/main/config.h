@@ -28,6 +28,7 @@ struct Config {
   std::string public_url;                 // CCM_PUBLIC_URL: how others reach ccm (dataschema URIs); empty: http://CCM_LISTEN
   int http_threads = 32;                  // CCM_HTTP_THREADS: handler pool size (writes)
   int http_read_threads = 16;             // CCM_HTTP_READ_THREADS: read pool size (GET, HEAD)
+  int http_queueing_threads = 0;          // CCM_HTTP_QUEUEING_THREADS: writes that queue their commit; 0: the cores
   int max_body_bytes = 1 << 20;           // CCM_MAX_BODY_BYTES: larger request bodies get 413
   int max_connections = 10'000;           // CCM_MAX_CONNECTIONS: more get 503 and are closed (see ConnectionLimit)
   int max_json_depth = 64;                // CCM_MAX_JSON_DEPTH: JSON nested deeper (bodies, events, remotes) is refused

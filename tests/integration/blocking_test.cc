@@ -31,27 +31,39 @@ using testing::Eventually;
 using testing::HttpClient;
 using testing::HttpResult;
 
-// A server whose handlers for /stuck wait until Release, counting those waiting; every other
-// path answers at once with its method and path.
+// A server whose handlers for /stuck and /queued/stuck wait until Release, counting those
+// waiting; /queued/continue answers with deferred work that waits the same way; every other
+// path answers at once with its method and path. With `queueing_threads`, the writes under
+// /queued run on the queueing pool.
 class StuckHandlers : public ::testing::Test {
  protected:
-  void Start(int read_threads, int handler_threads) {
+  void Start(int read_threads, int handler_threads, int queueing_threads = 0) {
     http::ServerOptions o;
     o.port = 0;
     o.io_threads = 2;
     o.read_threads = read_threads;
     o.handler_threads = handler_threads;
     o.inline_paths = {"/live"};
+    if (queueing_threads > 0) {
+      o.queueing_threads = queueing_threads;
+      o.queues_commit = [](const http::Request& r) { return r.method == "POST" && r.path.starts_with("/queued"); };
+    }
     server_ = std::make_unique<http::Server>(o, [this](http::Request& r) {
       if (r.path == "/other") {
         std::lock_guard lock(mu_);
         other_ran_before_release_ = !released_;
       }
-      if (r.path == "/stuck") {
-        std::unique_lock lock(mu_);
-        ++waiting_;
-        released_cv_.wait(lock, [&] { return released_; });
-        --waiting_;
+      if (r.path == "/stuck" || r.path == "/queued/stuck") Wait();
+      if (r.path == "/queued/continue") {
+        http::Response later;
+        later.deferred = std::make_shared<http::Deferred>();
+        later.deferred->Continue([this] {
+          Wait();
+          http::Response resp;
+          resp.body = "{\"answered\":\"continued\"}";
+          return resp;
+        });
+        return later;
       }
       http::Response resp;
       resp.body = "{\"answered\":\"" + r.method + " " + r.path + "\"}";
@@ -65,12 +77,19 @@ class StuckHandlers : public ::testing::Test {
     for (auto& f : stuck_) f.wait();
     if (server_) server_->Stop();
   }
-  // Sends `method` /stuck on a connection of its own.
-  void SendStuck(const std::string& method) {
-    stuck_.push_back(std::async(std::launch::async, [this, method] {
+  // Sends `method` `path` on a connection of its own.
+  void SendStuck(const std::string& method, const std::string& path = "/stuck") {
+    stuck_.push_back(std::async(std::launch::async, [this, method, path] {
       HttpClient c(base_);
-      return c.Send(method, "/stuck", "", {});
+      return c.Send(method, path, "", {});
     }));
+  }
+  // Waits until Release, counted in waiting().
+  void Wait() {
+    std::unique_lock lock(mu_);
+    ++waiting_;
+    released_cv_.wait(lock, [&] { return released_; });
+    --waiting_;
   }
   int waiting() {
     std::lock_guard lock(mu_);
@@ -152,6 +171,45 @@ TEST_F(StuckHandlers, OnlyTheNamedPathsRunOnTheNetworkThreads) {
   EXPECT_EQ(queued.get().status, 200);
   std::lock_guard lock(mu_);
   EXPECT_FALSE(other_ran_before_release_) << "a read that is not inline ran while the one read thread was taken";
+}
+
+TEST_F(StuckHandlers, WritesThatQueueTheirCommitRunOnAPoolOfTheirOwn) {
+  Start(/*read_threads=*/1, /*handler_threads=*/1, /*queueing_threads=*/1);
+  // The one handler thread waits: a write that queues its commit is still decided.
+  SendStuck("POST");
+  ASSERT_TRUE(Eventually([&] { return waiting() == 1; }, 10s));
+  HttpClient client(base_);
+  const auto queued = client.Send("POST", "/queued", "{}", {});
+  ASSERT_EQ(queued.status, 200) << queued.error;
+  EXPECT_EQ(queued.Json()["answered"], "POST /queued");
+  // The one queueing thread waits too: other writes wait for the handler thread, reads do not.
+  SendStuck("POST", "/queued/stuck");
+  ASSERT_TRUE(Eventually([&] { return waiting() == 2; }, 10s));
+  EXPECT_EQ(client.Get("/read").Json()["answered"], "GET /read");
+  EXPECT_FALSE(AnyStuckAnswered());
+  Release();
+  for (auto& f : stuck_) EXPECT_EQ(f.get().status, 200);
+  stuck_.clear();
+}
+
+TEST_F(StuckHandlers, TheDeferredWorkOfAQueuedWriteRunsOnTheHandlerPool) {
+  Start(/*read_threads=*/1, /*handler_threads=*/1, /*queueing_threads=*/1);
+  // The queued write's further work (a decision taken again, which may wait on a commit)
+  // waits on the handler thread and leaves the queueing thread to the next write.
+  SendStuck("POST", "/queued/continue");
+  ASSERT_TRUE(Eventually([&] { return waiting() == 1; }, 10s));
+  HttpClient client(base_);
+  const auto next = client.Send("POST", "/queued", "{}", {});
+  ASSERT_EQ(next.status, 200) << next.error;
+  EXPECT_EQ(next.Json()["answered"], "POST /queued");
+  EXPECT_FALSE(AnyStuckAnswered());
+  Release();
+  for (auto& f : stuck_) {
+    const auto continued = f.get();
+    EXPECT_EQ(continued.status, 200);
+    EXPECT_EQ(continued.Json()["answered"], "continued");
+  }
+  stuck_.clear();
 }
 
 // Writes answered from a commit's thread (a deferred answer) hold no handler thread while they

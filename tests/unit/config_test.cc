@@ -47,7 +47,8 @@ TEST(Config, BadValuesNameTheSetting) {
   const std::pair<std::string, std::string> cases[] = {
       {"CCM_LISTEN", "8080"}, {"CCM_LISTEN", "h:99999"}, {"CCM_STORE", "postgres://x"},
       {"CCM_STORE", "sqlite:"}, {"CCM_HTTP_THREADS", "0"}, {"CCM_HTTP_READ_THREADS", "0"},
-      {"CCM_HTTP_READ_THREADS", "1025"}, {"CCM_LOG_LEVEL", "loud"}, {"CLOUDEVENTS_SOURCE", ""},
+      {"CCM_HTTP_READ_THREADS", "1025"}, {"CCM_HTTP_QUEUEING_THREADS", "-1"}, {"CCM_HTTP_QUEUEING_THREADS", "1025"},
+      {"CCM_LOG_LEVEL", "loud"}, {"CLOUDEVENTS_SOURCE", ""},
       {"CLOUDEVENTS_SINK_URL", "ftp://sink"}, {"CLOUDEVENTS_MODE", "avro"}, {"CCM_OUTBOX_MAX_ATTEMPTS", "0"},
       {"EVENT_DEDUP_TTL_HOURS", "0"}, {"ASSESSMENT_PLATFORM_URL", "platform:8080"}, {"OIDC_TOKEN_URL", "kc/token"},
       {"CML_USERNAME", ""}, {"CLOUD_PROVIDER_URL", "cloud"}, {"SCALE_UP_TEMPLATE", ""},

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "http/api.h"
 #include "http/message.h"
 #include "http/problem.h"
 
@@ -61,6 +62,32 @@ TEST(Router, APathOrQueryThatIsNotUtf8Is400BeforeAnyHandler) {
   }
   Request fine{"GET", "/api/v1/things/caf\xC3\xA9", {{"q", "\xE2\x82\xAC"}}, {}, {}, "", ""};
   EXPECT_EQ(r.Dispatch(fine).body, "get caf\xC3\xA9");
+}
+
+// The writes that queue their commit, and run on the server's queueing pool: an event posted
+// alone and a move, nothing else.
+TEST(QueuesCommit, NamesAnEventPostedAloneAndAMoveOnly) {
+  const auto request = [](std::string method, std::string path, std::map<std::string, std::string> headers = {}) {
+    Request r;
+    r.method = std::move(method);
+    r.path = std::move(path);
+    r.headers = std::move(headers);
+    return r;
+  };
+  const std::map<std::string, std::string> structured = {{"content-type", "application/cloudevents+json"}};
+  const std::map<std::string, std::string> binary = {{"content-type", "application/json"}, {"ce-specversion", "1.0"}};
+  const std::map<std::string, std::string> batch = {{"content-type", "application/cloudevents-batch+json; charset=utf-8"}};
+  EXPECT_TRUE(QueuesCommit(request("POST", "/api/v1/events", structured)));
+  EXPECT_TRUE(QueuesCommit(request("POST", "/api/v1/events", binary)));
+  EXPECT_TRUE(QueuesCommit(request("POST", "/api/internal/instances/01JD2Q/transition")));
+  // A batch waits on its handler thread for each event's commit in turn.
+  EXPECT_FALSE(QueuesCommit(request("POST", "/api/v1/events", batch)));
+  EXPECT_FALSE(QueuesCommit(request("GET", "/api/v1/events", structured)));
+  EXPECT_FALSE(QueuesCommit(request("PUT", "/api/internal/instances/01JD2Q/transition")));
+  for (const char* path : {"/api/internal/instances/01JD2Q/collect", "/api/internal/instances//transition",
+                           "/api/internal/instances/a/b/transition", "/api/v1/instances/01JD2Q/transition",
+                           "/api/v1/events/replay", "/api/v1/instances"})
+    EXPECT_FALSE(QueuesCommit(request("POST", path, structured))) << path;
 }
 
 TEST(Message, QueryAndPercentDecoding) {
