@@ -21,9 +21,10 @@ struct ServerOptions {
   // Writes whose handler queues its commit and returns a deferred answer, settled by the
   // commit, instead of waiting for it: they run on a pool of their own of `queueing_threads`,
   // about one per core, so that each is decided by a thread already running rather than by a
-  // thread woken for it, as a large pool of mostly idle threads does. Their handlers must not
-  // wait on anything slower than a local store's read; a deferred answer's further work
-  // (Deferred::Continue), which may wait, runs on the handler pool. Null: there are none.
+  // thread woken for it, as a large pool of mostly idle threads does. Their handlers should
+  // wait for nothing but a local store's reads (and, rarely, an issuer's keys fetched for an
+  // unknown key id); a deferred answer's further work (Deferred::Continue), which may wait for
+  // a commit, runs on the handler pool. Null: there are none.
   std::function<bool(const Request&)> queues_commit = nullptr;
   int queueing_threads = 2;
   // GET paths (exact) whose handlers never block: answered on the I/O thread that read the
@@ -47,7 +48,8 @@ struct ServerOptions {
 
 // An HTTP/1.1 server (Boost.Beast, C++20 coroutines) with keep-alive. Requests are read and
 // answers written on the I/O threads, which never run a handler that may block: GET and HEAD
-// run on a bounded pool of read threads, other methods on a bounded pool of handler threads,
+// run on a bounded pool of read threads, other methods on a bounded pool of handler threads
+// (those ServerOptions::queues_commit names on a small pool of their own),
 // so that neither a read waiting on a slow store (or an issuer's keys) nor a write waiting for
 // a group commit holds an I/O thread or a thread per connection, and reads do not queue behind
 // writes (or the other way round). Only the `inline_paths`, whose handlers answer without

@@ -182,7 +182,7 @@ TEST_F(StuckHandlers, WritesThatQueueTheirCommitRunOnAPoolOfTheirOwn) {
   const auto queued = client.Send("POST", "/queued", "{}", {});
   ASSERT_EQ(queued.status, 200) << queued.error;
   EXPECT_EQ(queued.Json()["answered"], "POST /queued");
-  // The one queueing thread waits too: other writes wait for the handler thread, reads do not.
+  // The one queueing thread waits too: a read is still answered.
   SendStuck("POST", "/queued/stuck");
   ASSERT_TRUE(Eventually([&] { return waiting() == 2; }, 10s));
   EXPECT_EQ(client.Get("/read").Json()["answered"], "GET /read");
