@@ -177,10 +177,6 @@ HttpMessage EncodeBinary(const CloudEvent& e) {
   return m;
 }
 
-bool IsBatch(const std::map<std::string, std::string>& headers) {
-  return MediaType(Header(headers, "content-type")) == kBatchType;
-}
-
 Result<Decoded> Decode(const std::map<std::string, std::string>& headers, std::string_view body) {
   const std::string media = MediaType(Header(headers, "content-type"));
   Decoded out;

@@ -55,9 +55,6 @@ struct Decoded {
 // error names the first such element, field "[i]" or "[i].<attribute>", and says how many
 // elements are invalid.
 Result<Decoded> Decode(const std::map<std::string, std::string>& headers, std::string_view body);
-// Whether Decode reads a request with these headers as a batch (its Content-Type's media type
-// is application/cloudevents-batch+json).
-bool IsBatch(const std::map<std::string, std::string>& headers);
 
 // Percent-encodes a header value as the binding requires: bytes outside printable ASCII,
 // space, '"' and '%'.

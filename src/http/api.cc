@@ -410,7 +410,7 @@ void AddInstanceRoutes(Router& router, app::InstanceService& instances) {
                                answer = Json(200, wire::ToJson(committed));
                              });
     return Later(std::move(deferred));
-  });
+  }, Commits::kQueued);
 }
 
 // ---- workers -------------------------------------------------------------------------------
@@ -592,19 +592,50 @@ Response AnswerOne(const wire::EventReceipt& one, const std::string& path) {
   return ProblemResponse(one.status, one.detail, path, one.field);
 }
 
-// Answers one event once its change has committed, without holding a handler thread for the
-// commit. A commit that lost a race is decided again by Receive, on a handler thread.
-Response ReceiveDeferred(app::EventReceiver& receiver, cloudevents::CloudEvent event, const std::string& path) {
+// A request's events (one, or a batch's), received in turn: each once the one before it has
+// settled, so that a subject's events apply in the batch's order, and no thread waits while
+// a commit does.
+struct Receipts {
+  app::EventReceiver& receiver;
+  cloudevents::Decoded decoded;
+  std::string path;
+  std::optional<trace::TraceContext> trace;
+  std::vector<wire::EventReceipt> results = {};
+
+  bool done() const { return results.size() == decoded.events.size(); }
+  // Once every event has settled: a lone event's receipt (202) or its problem; a batch's 202,
+  // or 207 when one was not accepted, with each one's outcome in the batch's order.
+  Response Answer() const {
+    if (decoded.mode != cloudevents::Mode::kBatch) return AnswerOne(results.front(), path);
+    const bool all_accepted =
+        std::all_of(results.begin(), results.end(), [](const wire::EventReceipt& r) { return r.accepted(); });
+    return Json(all_accepted ? 202 : 207, wire::ToJson(results));
+  }
+};
+
+// Receives the next event of `receipts`, and answers once the last has settled. Each event of
+// a batch after the first is received on a handler thread, as is one decided again (by
+// Receive) because its commit lost a race.
+Response ReceiveRest(const std::shared_ptr<Receipts>& receipts) {
+  if (receipts->done()) return receipts->Answer();
+  // Decode refused any message with an element that is not a valid event, so every element
+  // has one.
+  const cloudevents::CloudEvent& event = *receipts->decoded.events[receipts->results.size()].event;
   auto deferred = std::make_shared<Deferred>();
-  auto shared = std::make_shared<const cloudevents::CloudEvent>(std::move(event));
-  receiver.ReceiveThen(*shared, [&receiver, deferred, shared, path,
-                                 trace = CurrentTrace()](Result<app::EventReceiver::Outcome> r) {
+  receipts->receiver.ReceiveThen(event, [receipts, deferred, &event](Result<app::EventReceiver::Outcome> r) {
     if (!r && r.error().Is(ErrorKind::kStaleVersion))
-      ContinueLater(
-          *deferred, [&receiver, shared, path] { return AnswerOne(ReceiptOf(*shared, receiver.Receive(*shared)), path); },
-          trace);
-    else
-      deferred->Complete(AnswerOne(ReceiptOf(*shared, r), path));
+      return ContinueLater(
+          *deferred,
+          [receipts, &event] {
+            receipts->results.push_back(ReceiptOf(event, receipts->receiver.Receive(event)));
+            return ReceiveRest(receipts);
+          },
+          receipts->trace);
+    receipts->results.push_back(ReceiptOf(event, r));
+    // A lone event's answer is small: made here. A batch's is made on a handler thread, which
+    // leaves the commit's thread to commit.
+    if (receipts->decoded.mode != cloudevents::Mode::kBatch) return deferred->Complete(receipts->Answer());
+    ContinueLater(*deferred, [receipts] { return ReceiveRest(receipts); }, receipts->trace);
   });
   return Later(std::move(deferred));
 }
@@ -632,20 +663,11 @@ void AddReceiverRoutes(Router& router, app::EventReceiver& receiver) {
       if (decoded.error().Is(ErrorKind::kUnsupportedMediaType)) return ErrorResponse(decoded.error(), req.path);
       return ProblemResponse(400, decoded.error().message, req.path, decoded.error().field);
     }
-    // Decode refused any message with an element that is not a valid event, so every
-    // element has one.
-    if (decoded->mode != cloudevents::Mode::kBatch)
-      return ReceiveDeferred(receiver, std::move(*decoded->events.front().event), req.path);
-    std::vector<wire::EventReceipt> results;
-    results.reserve(decoded->events.size());
-    bool all_accepted = true;
-    for (const auto& d : decoded->events) {
-      results.push_back(ReceiptOf(*d.event, receiver.Receive(*d.event)));
-      all_accepted &= results.back().accepted();
-    }
-    // 207: the outcome of each event is in `results`, in the order of the batch.
-    return Json(all_accepted ? 202 : 207, wire::ToJson(results));
-  });
+    auto receipts = std::make_shared<Receipts>(
+        Receipts{.receiver = receiver, .decoded = std::move(*decoded), .path = req.path, .trace = CurrentTrace()});
+    receipts->results.reserve(receipts->decoded.events.size());
+    return ReceiveRest(receipts);
+  }, Commits::kQueued);
   router.Add("POST", "/api/internal/instances/{id}/grading-result", [&receiver](Request& req) {
     auto body = ParseJsonObject(req);
     if (!body) return Fail(body.error(), req);
@@ -832,16 +854,6 @@ void AddEventRoutes(Router& router, app::EventService& events, const std::functi
 std::string WatchFrame(const ports::OutboxRecord& record) {
   return "id: " + std::to_string(record.seq) + "\nevent: " + record.event.type + "\ndata: " +
          RecordJson(record).dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
-}
-
-bool QueuesCommit(const Request& request) {
-  if (request.method != "POST") return false;
-  if (request.path == "/api/v1/events") return !cloudevents::IsBatch(request.headers);
-  constexpr std::string_view kPrefix = "/api/internal/instances/", kSuffix = "/transition";
-  const std::string_view path = request.path;
-  if (path.size() <= kPrefix.size() + kSuffix.size() || !path.starts_with(kPrefix) || !path.ends_with(kSuffix))
-    return false;
-  return path.substr(kPrefix.size(), path.size() - kPrefix.size() - kSuffix.size()).find('/') == std::string_view::npos;
 }
 
 void AddApiRoutes(Router& router, ApiServices s) {

@@ -42,14 +42,11 @@ struct ApiServices {
   app::OverviewService* overview = nullptr;
 };
 
-// Adds every route of the REST API (/api/v1, /api/internal, /health, /openapi.json).
+// Adds every route of the REST API (/api/v1, /api/internal, /health, /openapi.json). Two
+// queue their commits (Commits::kQueued) and answer once they settle, holding no thread
+// meanwhile: POST /api/v1/events (a batch's events one after the other) and a move (POST
+// /api/internal/instances/{id}/transition).
 void AddApiRoutes(Router& router, ApiServices services);
-
-// Whether `request` is a write whose handler queues its commit (Store::CommitThen) and answers
-// once it settles, holding no thread meanwhile: an event posted alone (POST /api/v1/events,
-// not a batch) and a move (POST /api/internal/instances/{id}/transition). For
-// ServerOptions::queues_commit, with a store that commits off the caller's thread.
-bool QueuesCommit(const Request& request);
 
 // One outbox record as GET /api/v1/watch sends it: a Server-Sent Event whose id is its seq,
 // whose event is its CloudEvent type and whose data is the record as GET /api/v1/events lists it.

@@ -100,8 +100,8 @@ std::optional<Response> Router::Refuse(Request& request, const Route& route) con
   return std::nullopt;
 }
 
-void Router::Add(std::string method, std::string pattern, Handler handler) {
-  Route r{std::move(method), std::move(pattern), {}, std::move(handler)};
+void Router::Add(std::string method, std::string pattern, Handler handler, Commits commits) {
+  Route r{std::move(method), std::move(pattern), {}, std::move(handler), commits};
   for (auto s : Split(r.pattern)) r.segments.emplace_back(s);
   routes_.push_back(std::move(r));
 }
@@ -123,28 +123,61 @@ std::optional<trace::TraceContext> RequestTrace(const Request& request) {
 
 }  // namespace
 
-Response Router::Dispatch(Request& request) const {
-  if (auto bad = NotUtf8(request)) return ErrorResponse(*bad, "");
-  // Segments are split on the path as sent, then decoded: /instances/a%2Fb names "a/b".
+namespace {
+
+// The path's segments, each percent-decoded: /instances/a%2Fb names "a/b".
+std::vector<std::string> Segments(const Request& request) {
+  // Split on the path as sent, then decoded.
   std::vector<std::string> decoded;
   for (auto part : Split(request.raw_path.empty() ? request.path : request.raw_path))
     decoded.push_back(request.raw_path.empty() ? std::string(part) : PercentDecode(part, false));
+  return decoded;
+}
+
+// HEAD is served by the GET route (the server sends its headers without the body).
+const std::string& RouteMethod(const Request& request) { return request.method == "HEAD" ? kGet : request.method; }
+
+}  // namespace
+
+const Router::Route* Router::Resolve(Request& request) const {
+  if (request.route_index > 0 && request.route_index <= routes_.size()) return &routes_[request.route_index - 1];
+  if (NotUtf8(request)) return nullptr;
+  const std::vector<std::string> decoded = Segments(request);
+  const std::vector<std::string_view> parts(decoded.begin(), decoded.end());
+  const std::string& method = RouteMethod(request);
+  for (std::size_t i = 0; i < routes_.size(); ++i) {
+    const Route& r = routes_[i];
+    if (r.method != method || !Match(r, parts, nullptr)) continue;
+    request.route = r.pattern;
+    request.params.clear();
+    Match(r, parts, &request.params);
+    request.route_index = i + 1;
+    return &r;
+  }
+  return nullptr;
+}
+
+bool Router::QueuesCommit(Request& request) const {
+  const Route* route = Resolve(request);
+  return route && route->commits == Commits::kQueued;
+}
+
+Response Router::Dispatch(Request& request) const {
+  if (auto bad = NotUtf8(request)) return ErrorResponse(*bad, "");
+  if (const Route* r = Resolve(request)) {
+    if (authenticate_)
+      if (auto refused = Refuse(request, *r)) return *refused;
+    // W3C Trace Context: a valid `traceparent` makes what the request does a span of the
+    // caller's trace (an invalid one is ignored, as the spec asks).
+    trace::Scope scope(RequestTrace(request));
+    return r->handler(request);
+  }
+  // No route for this method: 405 naming those the path has, or 404 when it has none.
+  const std::vector<std::string> decoded = Segments(request);
   const std::vector<std::string_view> parts(decoded.begin(), decoded.end());
   std::string allow;
-  // HEAD is served by the GET route (the server sends its headers without the body).
-  const std::string& method = request.method == "HEAD" ? kGet : request.method;
   for (const Route& r : routes_) {
     if (!Match(r, parts, nullptr)) continue;
-    if (r.method == method) {
-      request.route = r.pattern;
-      if (authenticate_)
-        if (auto refused = Refuse(request, r)) return *refused;
-      Match(r, parts, &request.params);
-      // W3C Trace Context: a valid `traceparent` makes what the request does a span of the
-      // caller's trace (an invalid one is ignored, as the spec asks).
-      trace::Scope scope(RequestTrace(request));
-      return r.handler(request);
-    }
     if (!allow.empty()) allow += ", ";
     allow += r.method;
     if (r.method == kGet) allow += ", HEAD";

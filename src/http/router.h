@@ -11,6 +11,12 @@
 namespace ccm::http {
 
 using Handler = std::function<Response(Request&)>;
+// How a route's handler waits for what it writes (ServerOptions::queues_commit).
+enum class Commits {
+  kWaits,   // it commits on its own thread and waits there, or writes nothing
+  kQueued,  // it queues its commit (Store::CommitThen) and answers once it settles, holding no
+            // thread meanwhile
+};
 // Checks a bearer token. Errors: unauthenticated (401), unavailable (503: no keys to check it).
 using Authenticator = std::function<Result<auth::Principal>(std::string_view token)>;
 
@@ -29,9 +35,10 @@ class Router {
     std::string pattern;
     std::vector<std::string> segments;
     Handler handler;
+    Commits commits;
   };
 
-  void Add(std::string method, std::string pattern, Handler handler);
+  void Add(std::string method, std::string pattern, Handler handler, Commits commits = Commits::kWaits);
   // From now on every route but the public ones needs a bearer token that `authenticate`
   // accepts and that grants the route's role (RequiredRole): 401 without one, 403 without the
   // role, both problem+json, before the handler runs. Not thread-safe: call before serving.
@@ -40,7 +47,16 @@ class Router {
   // parameter is not UTF-8 (field "path", "query" or the parameter's name), 404 when no
   // pattern matches the path, 405 (with Allow) when one does but not for this method; 401
   // or 403 when authentication refuses.
+  // A request already resolved (Resolve) runs the route found then, without matching again.
   Response Dispatch(Request& request) const;
+  // Finds the route of `request` (HEAD: the GET route) and fills in its `route` and `params`,
+  // as Dispatch does before it authenticates; null when none matches its path and method, or
+  // the path is not UTF-8 (Dispatch answers those). The route found is kept in the request
+  // (Request::route_index), so a second call, or Dispatch, does not match again.
+  const Route* Resolve(Request& request) const;
+  // Whether `request` goes to a route whose commits are queued: for
+  // ServerOptions::queues_commit. Resolves the request on the way.
+  bool QueuesCommit(Request& request) const;
   const std::vector<Route>& routes() const { return routes_; }
 
  private:

@@ -117,10 +117,11 @@ class Server::Impl {
         ioc_(options_.io_threads),
         pool_(static_cast<std::size_t>(std::max(1, options_.handler_threads))),
         read_pool_(static_cast<std::size_t>(std::max(1, options_.read_threads))),
-        queueing_pool_(static_cast<std::size_t>(options_.queues_commit ? std::max(1, options_.queueing_threads) : 1)),
         strand_(asio::make_strand(ioc_)),
         acceptor_(strand_),
-        accept_backoff_(strand_) {}
+        accept_backoff_(strand_) {
+    if (options_.queues_commit) queueing_pool_.emplace(static_cast<std::size_t>(std::max(1, options_.queueing_threads)));
+  }
 
   ~Impl() { Stop(); }
 
@@ -162,7 +163,7 @@ class Server::Impl {
     }
     pool_.join();
     read_pool_.join();
-    queueing_pool_.join();
+    if (queueing_pool_) queueing_pool_->join();
     // No I/O thread runs now. A streamed body's source may still wake its connection, which
     // posts to ioc_: stop every one before ioc_ goes with the coroutines' frames.
     std::lock_guard lock(connections_mu_);
@@ -398,7 +399,7 @@ class Server::Impl {
       else if (read_only)
         response = co_await RunHandler(request, read_pool_);
       else if (options_.queues_commit && options_.queues_commit(request))
-        response = co_await RunHandler(request, queueing_pool_);
+        response = co_await RunHandler(request, *queueing_pool_);
       else
         response = co_await RunHandler(request, pool_);
       response.headers["X-Request-Id"] = request.id;
@@ -623,7 +624,8 @@ class Server::Impl {
   asio::io_context ioc_;
   asio::thread_pool pool_;           // writes
   asio::thread_pool read_pool_;      // GET and HEAD
-  asio::thread_pool queueing_pool_;  // writes that queue their commit (ServerOptions::queues_commit)
+  // Writes that queue their commit (ServerOptions::queues_commit); none without them.
+  std::optional<asio::thread_pool> queueing_pool_;
   asio::strand<asio::io_context::executor_type> strand_;
   tcp::acceptor acceptor_;
   asio::steady_timer accept_backoff_;  // on strand_, like the acceptor

@@ -24,8 +24,10 @@ struct ServerOptions {
   // thread woken for it, as a large pool of mostly idle threads does. Their handlers should
   // wait for nothing but a local store's reads (and, rarely, an issuer's keys fetched for an
   // unknown key id); a deferred answer's further work (Deferred::Continue), which may wait for
-  // a commit, runs on the handler pool. Null: there are none.
-  std::function<bool(const Request&)> queues_commit = nullptr;
+  // a commit, runs on the handler pool. Called on an I/O thread before the handler runs; it may
+  // fill in what the handler reads of the request (Router::QueuesCommit resolves its route).
+  // Null: there are none.
+  std::function<bool(Request&)> queues_commit = nullptr;
   int queueing_threads = 2;
   // GET paths (exact) whose handlers never block: answered on the I/O thread that read the
   // request, so that they answer while both pools are busy (a liveness probe).

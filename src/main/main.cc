@@ -408,11 +408,11 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   options.port = static_cast<std::uint16_t>(config->listen_port);
   options.handler_threads = config->http_threads;
   options.read_threads = config->http_read_threads;
-  // On SQLite an event posted alone and a move queue their commit and hold no thread for it:
+  // On SQLite events and a move queue their commits and hold no thread for them:
   // a few threads decide them. On etcd every commit waits on the caller's thread (CommitThen
   // is Commit), so they stay with the other writes.
   if (!etcd) {
-    options.queues_commit = http::QueuesCommit;
+    options.queues_commit = [&router](http::Request& r) { return router.QueuesCommit(r); };
     options.queueing_threads = config->http_queueing_threads > 0
                                    ? config->http_queueing_threads
                                    : static_cast<int>(std::max(2U, std::thread::hardware_concurrency()));

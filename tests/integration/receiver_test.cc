@@ -435,6 +435,25 @@ TEST_F(Receiver, BinaryModeAndBatchWithOneOutcomePerEvent) {
   EXPECT_EQ(Get(b)["state"], "STOPPING");
 }
 
+// A batch's events are received one after the other, each once the one before it has
+// committed: a subject's events apply in the batch's order, and an event sent twice in one
+// batch is a duplicate the second time.
+TEST_F(Receiver, ABatchAppliesASubjectsEventsInItsOrder) {
+  const std::string a = InstanceIn("COLLECTING");
+  const json collected =
+      Event("o-1", "assessment.collection.completed", {{"instance_id", a}, {"collection_id", "c"}, {"artifacts_uri", "s3://a"}});
+  json batch = json::array(
+      {collected, Event("o-2", "assessment.grading.completed", {{"instance_id", a}, {"score", Score()}}), collected});
+  HttpResult r = http_.Post("/api/v1/events", batch.dump(), "application/cloudevents-batch+json");
+  ASSERT_EQ(r.status, 202) << r.body;
+  const json results = r.Json()["results"];
+  ASSERT_EQ(results.size(), 3u) << r.body;
+  EXPECT_EQ(results[0]["outcome"], "applied") << r.body;
+  EXPECT_EQ(results[1]["outcome"], "applied") << r.body;
+  EXPECT_EQ(results[2]["outcome"], "duplicate") << r.body;
+  EXPECT_EQ(Get(a)["state"], "STOPPING");
+}
+
 TEST_F(Receiver, BadInputGetsItsStatusAProblemAndNoWrite) {
   const std::string collecting = InstanceIn("COLLECTING");
   const std::string running = InstanceIn("RUNNING");

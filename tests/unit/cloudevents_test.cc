@@ -195,29 +195,6 @@ TEST(CloudEventHttp, ABatchWithAnInvalidElementIsRefusedWhole) {
   EXPECT_EQ(d.error().field, "[1].source");
 }
 
-// IsBatch tells from the headers alone what Decode reads as a batch, whatever the case of the
-// media type and its parameters.
-TEST(CloudEventHttp, IsBatchAgreesWithDecode) {
-  const std::string event = R"({"specversion":"1.0","id":"1","source":"s","type":"t"})";
-  const struct {
-    std::map<std::string, std::string> headers;
-    std::string body;
-  } cases[] = {
-      {{{"content-type", "application/cloudevents-batch+json"}}, "[" + event + "]"},
-      {{{"content-type", "Application/CloudEvents-Batch+JSON; charset=utf-8"}}, "[" + event + "]"},
-      {{{"content-type", "application/cloudevents+json"}}, event},
-      {{{"content-type", "application/json"}, {"ce-specversion", "1.0"}, {"ce-id", "1"}, {"ce-source", "s"},
-        {"ce-type", "t"}},
-       "{}"},
-  };
-  for (const auto& c : cases) {
-    auto d = Decode(c.headers, c.body);
-    ASSERT_TRUE(d) << c.headers.at("content-type") << ": " << d.error().message;
-    EXPECT_EQ(IsBatch(c.headers), d->mode == Mode::kBatch) << c.headers.at("content-type");
-  }
-  EXPECT_FALSE(IsBatch({}));
-}
-
 // ---- hostile input ------------------------------------------------------------------------
 
 std::string Nested(std::size_t depth, char open = '[', char close = ']') {

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "http/api.h"
 #include "http/message.h"
 #include "http/problem.h"
 
@@ -64,30 +63,67 @@ TEST(Router, APathOrQueryThatIsNotUtf8Is400BeforeAnyHandler) {
   EXPECT_EQ(r.Dispatch(fine).body, "get caf\xC3\xA9");
 }
 
-// The writes that queue their commit, and run on the server's queueing pool: an event posted
-// alone and a move, nothing else.
-TEST(QueuesCommit, NamesAnEventPostedAloneAndAMoveOnly) {
-  const auto request = [](std::string method, std::string path, std::map<std::string, std::string> headers = {}) {
-    Request r;
-    r.method = std::move(method);
-    r.path = std::move(path);
-    r.headers = std::move(headers);
-    return r;
+// A request resolved once (as the server does to pick its pool) is dispatched to the route found
+// then, without matching again; HEAD resolves to the GET route.
+TEST(Router, ResolveFindsTheRouteOnceAndDispatchRunsIt) {
+  Router r = MakeRouter();
+  Request req{"DELETE", "/api/v1/things/abc", {}, {}, {}, "", ""};
+  const Router::Route* found = r.Resolve(req);
+  ASSERT_NE(found, nullptr);
+  EXPECT_EQ(found->pattern, "/api/v1/things/{id}");
+  EXPECT_EQ(req.route, "/api/v1/things/{id}");
+  EXPECT_EQ(req.params["id"], "abc");
+  req.path = "/api/v1/nothing";  // not matched again
+  EXPECT_EQ(r.Resolve(req), found);
+  EXPECT_EQ(r.Dispatch(req).body, "delete abc");
+
+  Request head{"HEAD", "/api/v1/things/x", {}, {}, {}, "", ""};
+  ASSERT_NE(r.Resolve(head), nullptr);
+  EXPECT_EQ(r.Resolve(head)->method, "GET");
+  for (Request none : {Request{"GET", "/api/v1/nothing", {}, {}, {}, "", ""},
+                       Request{"POST", "/api/v1/things/abc", {}, {}, {}, "", ""},
+                       Request{"GET", "/api/v1/things/a\xC0\xAF", {}, {}, {}, "", ""}}) {
+    EXPECT_EQ(r.Resolve(none), nullptr) << none.method << " " << none.path;
+    EXPECT_EQ(none.route_index, 0U);
+  }
+}
+
+// Which requests queue their commit is marked on the route, so it is decided by the same match
+// as the dispatch: a trailing slash, or an id with a percent-encoded slash, reach the route and
+// its mark alike.
+TEST(Router, QueuesCommitAsTheRouteThatMatchesIsMarked) {
+  Router r;
+  r.Add(
+      "POST", "/queued/{id}/move",
+      [](Request& req) {
+        Response resp;
+        resp.body = req.params["id"];
+        return resp;
+      },
+      Commits::kQueued);
+  r.Add("POST", "/waits/{id}", [](Request&) { return Response{}; });
+  r.Add("PUT", "/queued/{id}/move", [](Request&) { return Response{}; }, Commits::kWaits);
+  const auto request = [](std::string method, std::string raw_path) {
+    Request req;
+    req.method = std::move(method);
+    req.path = PercentDecode(raw_path, false);
+    req.raw_path = std::move(raw_path);
+    return req;
   };
-  const std::map<std::string, std::string> structured = {{"content-type", "application/cloudevents+json"}};
-  const std::map<std::string, std::string> binary = {{"content-type", "application/json"}, {"ce-specversion", "1.0"}};
-  const std::map<std::string, std::string> batch = {{"content-type", "application/cloudevents-batch+json; charset=utf-8"}};
-  EXPECT_TRUE(QueuesCommit(request("POST", "/api/v1/events", structured)));
-  EXPECT_TRUE(QueuesCommit(request("POST", "/api/v1/events", binary)));
-  EXPECT_TRUE(QueuesCommit(request("POST", "/api/internal/instances/01JD2Q/transition")));
-  // A batch waits on its handler thread for each event's commit in turn.
-  EXPECT_FALSE(QueuesCommit(request("POST", "/api/v1/events", batch)));
-  EXPECT_FALSE(QueuesCommit(request("GET", "/api/v1/events", structured)));
-  EXPECT_FALSE(QueuesCommit(request("PUT", "/api/internal/instances/01JD2Q/transition")));
-  for (const char* path : {"/api/internal/instances/01JD2Q/collect", "/api/internal/instances//transition",
-                           "/api/internal/instances/a/b/transition", "/api/v1/instances/01JD2Q/transition",
-                           "/api/v1/events/replay", "/api/v1/instances"})
-    EXPECT_FALSE(QueuesCommit(request("POST", path, structured))) << path;
+  for (const char* path : {"/queued/01JD/move", "/queued/01JD/move/", "/queued/a%2Fb/move"}) {
+    Request req = request("POST", path);
+    EXPECT_TRUE(r.QueuesCommit(req)) << path;
+    EXPECT_EQ(req.route, "/queued/{id}/move");
+  }
+  Request slashed = request("POST", "/queued/a%2Fb/move");
+  ASSERT_TRUE(r.QueuesCommit(slashed));
+  EXPECT_EQ(r.Dispatch(slashed).body, "a/b");
+  for (const auto& [method, path] : {std::pair{"POST", "/waits/01JD"}, std::pair{"GET", "/queued/01JD/move"},
+                                     std::pair{"PUT", "/queued/01JD/move"}, std::pair{"POST", "/queued/a/b/move"},
+                                     std::pair{"POST", "/queued//move"}}) {
+    Request req = request(method, path);
+    EXPECT_FALSE(r.QueuesCommit(req)) << method << " " << path;
+  }
 }
 
 TEST(Message, QueryAndPercentDecoding) {
