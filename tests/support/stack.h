@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -30,6 +31,9 @@ enum class StoreKind {
   kSqlite,  // a SQLite file in the stack's temporary folder (DbPath), as `ccm serve` keeps it
   kMemory,  // a MemoryStore: faster, for tests that never read the file (no DbPath)
 };
+
+// Puts a store of a test's own in front of the one a Stack opened (it owns that one then).
+using StoreWrap = std::function<std::unique_ptr<ports::Store>(std::unique_ptr<ports::Store>)>;
 
 // The whole service in-process: a store (SQLite unless told otherwise), the use cases wired
 // as `ccm serve` wires them (compose::Composition, without background work) and the HTTP
@@ -63,10 +67,11 @@ struct Stack {
                  app::WatchOptions watch = {})
       : Stack(StoreKind::kSqlite, std::move(assessment_platform), collection_options, std::move(authenticate),
               std::move(watch)) {}
-  // `watch`: GET /api/v1/watch's limits (its render is the server's own).
+  // `watch`: GET /api/v1/watch's limits (its render is the server's own). `wrap`: what the
+  // use cases see of the store instead of it (the outbox stays the store's own).
   explicit Stack(StoreKind store_kind, std::unique_ptr<ports::AssessmentPlatform> assessment_platform = nullptr,
                  app::CollectionService::Options collection_options = {}, http::Authenticator authenticate = nullptr,
-                 app::WatchOptions watch = {})
+                 app::WatchOptions watch = {}, const StoreWrap& wrap = nullptr)
       : kind(store_kind), platform(std::move(assessment_platform)) {
     if (kind == StoreKind::kMemory) {
       auto s = std::make_unique<store::MemoryStore>();
@@ -78,6 +83,7 @@ struct Stack {
       outbox = s->get();
       store = std::move(s.value());
     }
+    if (wrap) store = wrap(std::move(store));
     if (!platform) platform = std::make_unique<Unreachable>();
     compose::Settings settings;
     settings.source = "ccm-test";
@@ -103,6 +109,8 @@ struct Stack {
     http::ServerOptions options;
     options.port = 0;
     options.handler_threads = 8;
+    // As ccm serve on a store that commits off the caller's thread.
+    options.queues_commit = [this](http::Request& r) { return router.QueuesCommit(r); };
     server = std::make_unique<http::Server>(options, [this](http::Request& r) { return router.Dispatch(r); });
     if (auto started = server->Start(); !started) throw std::runtime_error(started.error().message);
   }
