@@ -26,6 +26,18 @@ Error WrongState(const LabletInstance& i, std::string_view event, std::string_vi
 
 }  // namespace
 
+bool EventReceiver::IsPast(InstanceState state, const wire::CollectionCompleted&) {
+  return Past(state, InstanceState::kCollecting);
+}
+bool EventReceiver::IsPast(InstanceState state, const wire::CollectionFailed&) {
+  return Past(state, InstanceState::kCollecting);
+}
+// Every score is kept, also one that comes after the instance ended (RecordScore).
+bool EventReceiver::IsPast(InstanceState, const wire::GradingCompleted&) { return false; }
+bool EventReceiver::IsPast(InstanceState state, const wire::GradingFailed&) {
+  return Past(state, InstanceState::kGrading);
+}
+
 Status EventReceiver::Move(LabletInstance& i, InstanceState to, const std::string& reason, const std::string& actor,
                            ports::Changes& changes) {
   const bool releases = (HoldsCapacity(i.state) && !HoldsCapacity(to)) || (HoldsPorts(i.state) && !HoldsPorts(to));
@@ -69,7 +81,7 @@ Status EventReceiver::RecordScore(LabletInstance& i, const GradingScore& score, 
 
 Result<EventReceiver::Outcome> EventReceiver::Apply(LabletInstance& i, const wire::CollectionCompleted& data,
                                                      const std::string&, const std::string& actor, ports::Changes& changes) {
-  if (Past(i.state, InstanceState::kCollecting)) return Outcome::kStale;
+  if (IsPast(i.state, data)) return Outcome::kStale;
   if (i.state != InstanceState::kCollecting) return WrongState(i, "assessment.collection.completed", "COLLECTING");
   if (data.collection_id || data.artifacts_uri) i.collection = CollectionRef{data.collection_id, data.artifacts_uri};
   if (auto s = Move(i, InstanceState::kGrading, "collection completed", actor, changes); !s) return s.error();
@@ -96,7 +108,7 @@ Result<EventReceiver::Outcome> EventReceiver::Apply(LabletInstance& i, const wir
 
 Result<EventReceiver::Outcome> EventReceiver::Apply(LabletInstance& i, const wire::CollectionFailed& data,
                                                      const std::string&, const std::string& actor, ports::Changes& changes) {
-  if (Past(i.state, InstanceState::kCollecting)) return Outcome::kStale;
+  if (IsPast(i.state, data)) return Outcome::kStale;
   if (i.state != InstanceState::kCollecting) return WrongState(i, "assessment.collection.failed", "COLLECTING");
   i.last_failure = FailureRecord{"collection", data.error_code, data.error_message, data.retry_possible, d_.clock.Now()};
   ++i.collection_failures;
@@ -117,7 +129,7 @@ Result<EventReceiver::Outcome> EventReceiver::Apply(LabletInstance& i, const wir
 
 Result<EventReceiver::Outcome> EventReceiver::Apply(LabletInstance& i, const wire::GradingFailed& data,
                                                      const std::string&, const std::string& actor, ports::Changes& changes) {
-  if (Past(i.state, InstanceState::kGrading)) return Outcome::kStale;
+  if (IsPast(i.state, data)) return Outcome::kStale;
   if (i.state == InstanceState::kCollecting) {
     if (auto s = Move(i, InstanceState::kGrading, "grading reported before collection", actor, changes); !s)
       return s.error();

@@ -51,15 +51,27 @@ Result<EventReceiver::Decision> EventReceiver::Decide(const cloudevents::CloudEv
   // The event's trace parents what it causes; without one, the request's (a binary-mode
   // event's `traceparent` header) stays, else the lablet's own is used below.
   trace::Scope event_trace(EventTrace(event));
-  // A concurrent delivery of the same event is caught by the key's uniqueness at commit.
+  // Committed with whatever the event changes, so that a redelivery is a duplicate; a
+  // concurrent delivery of the same event is caught by the key's uniqueness at commit.
   const Timestamp now = d_.clock.Now();
+  const ports::ProcessedKey key{event.source, event.id, now, now + options_.dedup_ttl};
   const auto naming_the_field = [](Error e) {
     if (e.code == ErrorCode::kNotFound) e.field = "data.instance_id";
     return e;
   };
+  // An event the instance is already past is a stale no-op, decided on its state as stored now
+  // (so current, as a no-op's read must be): only the event's key is committed, and the rest
+  // of the instance is not read.
+  auto head = d_.store.GetInstanceHead(InstanceId{instance_id});
+  if (!head) return naming_the_field(head.error());
+  if (!decoded->data) return decoded->data.error();
+  if (std::visit([&](const auto& data) { return IsPast(head->state, data); }, *decoded->data)) {
+    Decision stale{Outcome::kStale, {}};
+    stale.changes.processed.push_back(key);
+    return stale;
+  }
   auto instance = d_.store.GetInstanceForUpdate(InstanceId{instance_id});
   if (!instance) return naming_the_field(instance.error());
-  if (!decoded->data) return decoded->data.error();
   trace::Scope work(WorkTrace(*instance));
   RecordTrace(*instance);
   Decision decision{Outcome::kApplied, {}};
@@ -78,7 +90,7 @@ Result<EventReceiver::Decision> EventReceiver::Decide(const cloudevents::CloudEv
       return naming_the_field(current.error());
   if (!outcome) return outcome.error();
   decision.outcome = *outcome;
-  changes.processed.push_back({event.source, event.id, now, now + options_.dedup_ttl});
+  changes.processed.push_back(key);
   return decision;
 }
 

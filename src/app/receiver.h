@@ -75,6 +75,12 @@ class EventReceiver {
   static Result<Outcome> Committed(Outcome outcome, const Status& committed);
   // Counts a final result in the metrics, and returns it.
   Result<Outcome> Counted(Result<Outcome> result);
+  // Whether an instance in `state` is already past what the event reports: the event is a
+  // stale no-op. One overload per event type.
+  static bool IsPast(domain::InstanceState state, const wire::CollectionCompleted&);
+  static bool IsPast(domain::InstanceState state, const wire::CollectionFailed&);
+  static bool IsPast(domain::InstanceState state, const wire::GradingCompleted&);
+  static bool IsPast(domain::InstanceState state, const wire::GradingFailed&);
   // Applies one event's data (decoded by wire/assessment_events.h) to the instance it names;
   // `event_id` is the event's id. One overload per event type.
   Result<Outcome> Apply(domain::LabletInstance&, const wire::CollectionCompleted&, const std::string& event_id,

@@ -39,10 +39,10 @@ Result<LabletInstance> CommitPrepared(ports::Store& store, PreparedMove prepared
 }  // namespace
 
 Status ConfirmCurrent(ports::Store& store, const InstanceId& id, std::int64_t version) {
-  auto now = store.InstanceVersion(id);
+  auto now = store.GetInstanceHead(id);
   if (!now) return now.error();
-  if (*now != version)
-    return Error::StaleVersion("instance " + id.value + " moved on to version " + std::to_string(*now) +
+  if (now->version != version)
+    return Error::StaleVersion("instance " + id.value + " moved on to version " + std::to_string(now->version) +
                                " while this change was decided on version " + std::to_string(version));
   return {};
 }

@@ -52,6 +52,12 @@ struct ProcessedKey {
 };
 
 // What one Store::Purge removed.
+// An instance's state and version as stored, without the rest of it.
+struct InstanceHead {
+  domain::InstanceState state = domain::InstanceState::kPending;
+  std::int64_t version = 0;
+};
+
 struct PurgeCounts {
   int instances = 0;
   int events = 0;
@@ -133,13 +139,14 @@ class Store {
   // the outcome on. For a caller that must not hold a thread while a commit waits for its
   // fsync. By default, Commit on this thread.
   virtual void CommitThen(Changes changes, std::function<void(Status)> then) { then(Commit(changes)); }
-  // The version of the instance `id` as stored now, without its body: what ConfirmCurrent
-  // needs to check that a decision was made on the current instance. By default, read from
+  // The state and version of the instance `id` as stored now, without its body: what a
+  // decision reads that needs no more of it (ConfirmCurrent, to check that a decision was made
+  // on the current instance; an event the instance is already past). By default, read from
   // GetInstance. Errors: not_found.
-  virtual Result<std::int64_t> InstanceVersion(const domain::InstanceId& id) {
+  virtual Result<InstanceHead> GetInstanceHead(const domain::InstanceId& id) {
     auto instance = GetInstance(id);
     if (!instance) return instance.error();
-    return instance->version;
+    return InstanceHead{instance->state, instance->version};
   }
 
   // The value kept with (source, id), if it was processed and its key has not expired at `now`.

@@ -161,6 +161,29 @@ TEST_F(Receiver, GradingBeforeCollectionAppliesBothAndTheLateCollectionIsStale) 
             "duplicate");
 }
 
+// Each report an instance is past (collection ones after COLLECTING, a grading failure after
+// GRADING) is a stale no-op that records its key; its data is still checked first.
+TEST_F(Receiver, AReportTheInstanceIsPastIsStaleOnceItsDataIsValid) {
+  const std::string id = InstanceIn("GRADING");
+  ASSERT_EQ(http_.PostJson("/api/internal/instances/" + id + "/transition", {{"to", "STOPPING"}}).status, 200);
+  const std::string before = testing::DbSnapshot(stack_.DbPath());
+  HttpResult bad = Send(Event("f-bad", "assessment.collection.failed", {{"instance_id", id}}));
+  ASSERT_EQ(bad.status, 422) << bad.body;
+  EXPECT_EQ(bad.Json()["field"], "data.error_code") << bad.body;
+  EXPECT_EQ(testing::DbSnapshot(stack_.DbPath()), before);
+  for (const auto& [event_id, type, data] :
+       {std::tuple{"p-1", "assessment.collection.completed", json{{"instance_id", id}}},
+        std::tuple{"p-2", "assessment.collection.failed", json{{"instance_id", id}, {"error_code", "E"}}},
+        std::tuple{"p-3", "assessment.grading.failed", json{{"instance_id", id}, {"error_code", "E"}}}}) {
+    HttpResult r = Send(Event(event_id, type, data));
+    ASSERT_EQ(r.status, 202) << type << ": " << r.body;
+    EXPECT_EQ(r.Json()["outcome"], "stale") << type;
+    EXPECT_EQ(Send(Event(event_id, type, data)).Json()["outcome"], "duplicate") << type;
+  }
+  EXPECT_EQ(Get(id)["state"], "STOPPING");
+  EXPECT_NE(http_.Get("/metrics").body.find("ccm_events_received_total{outcome=\"stale\"} 3"), std::string::npos);
+}
+
 TEST_F(Receiver, CollectionCompletedNeedsOnlyTheInstanceIdAndStoresWhatItGets) {
   const std::string bare = InstanceIn("COLLECTING");
   HttpResult r = Send(Event("c-bare", "assessment.collection.completed", {{"instance_id", bare}}));

@@ -272,6 +272,23 @@ TEST_P(StoreContract, AnInstanceReadsBackAsWrittenHistoryIncludedAfterSeveralMov
   EXPECT_EQ(Whole(listed->items[0]), Whole(i));
 }
 
+// An instance's head, its state and version read without the rest of it, is the instance's
+// as last committed.
+TEST_P(StoreContract, AnInstancesHeadIsItsStateAndVersionAsLastCommitted) {
+  LabletInstance i = MakeInstance("i1");
+  ASSERT_TRUE(CommitInstance(store(), i));
+  for (auto to : {InstanceState::kScheduled, InstanceState::kInstantiating, InstanceState::kRunning}) {
+    Move(i, to, 2000 + static_cast<std::int64_t>(i.state_history.size()));
+    ASSERT_TRUE(CommitInstance(store(), i));
+    auto head = store().GetInstanceHead({"i1"});
+    ASSERT_TRUE(head) << head.error().message;
+    EXPECT_EQ(head->state, to);
+    EXPECT_EQ(head->version, store().GetInstance({"i1"})->version);
+  }
+  EXPECT_EQ(store().GetInstanceHead({"i1"})->version, 4);
+  EXPECT_EQ(store().GetInstanceHead({"nope"}).error().code, ErrorCode::kNotFound);
+}
+
 TEST_P(StoreContract, AFailedCommitLeavesNothingBehind) {
   Changes create;
   create.workers = {MakeWorker("w1")};
@@ -851,7 +868,7 @@ TEST_P(StoreContract, CommitThenTellsEachOutcomeOnceAndWritesAsCommitDoes) {
   std::promise<Status> created;
   store().CommitThen(create, [&created](Status s) { created.set_value(s); });
   ASSERT_TRUE(created.get_future().get());
-  EXPECT_EQ(*store().InstanceVersion({"i1"}), 1);
+  EXPECT_EQ(store().GetInstanceHead({"i1"})->version, 1);
 
   // Stale: refused, with nothing of it written (its event included).
   LabletInstance stale = *store().GetInstance({"i1"});
@@ -889,7 +906,7 @@ TEST_P(StoreContract, CommitThenTellsEachOutcomeOnceAndWritesAsCommitDoes) {
   EXPECT_EQ(told_times.load(), calls.load());
   EXPECT_EQ(store().GetWorker({"w1"})->reservations.size(), static_cast<size_t>(kThreads * kEach));
 
-  EXPECT_EQ(store().InstanceVersion({"nope"}).error().code, ErrorCode::kNotFound);
+  EXPECT_EQ(store().GetInstanceHead({"nope"}).error().code, ErrorCode::kNotFound);
 }
 
 // ---- durable stores only -------------------------------------------------------------------
@@ -927,7 +944,7 @@ TEST_P(DurableStoreContract, CommitsQueuedByCommitThenLandBeforeTheStoreCloses) 
   EXPECT_EQ(committed.load(), kCommits);
   store_ = reopen_();
   ASSERT_TRUE(store_);
-  for (int n = 0; n < kCommits; ++n) EXPECT_EQ(*store().InstanceVersion({"i" + std::to_string(n)}), 1) << n;
+  for (int n = 0; n < kCommits; ++n) EXPECT_EQ(store().GetInstanceHead({"i" + std::to_string(n)})->version, 1) << n;
 }
 
 // The history is kept as the instance is: after a restart, a read gives back all of it, and

@@ -65,7 +65,9 @@ class StaleCommits final : public ports::Store {
     ++passed_;
     inner_->CommitThen(std::move(changes), std::move(then));
   }
-  Result<std::int64_t> InstanceVersion(const domain::InstanceId& id) override { return inner_->InstanceVersion(id); }
+  Result<ports::InstanceHead> GetInstanceHead(const domain::InstanceId& id) override {
+    return inner_->GetInstanceHead(id);
+  }
   Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
                                                     Timestamp now) override {
     return inner_->ProcessedValue(source, id, now);

@@ -581,14 +581,20 @@ Result<LabletInstance> SqliteStore::GetInstance(const InstanceId& id) {
   return Error::NotFound("instance " + id.value + " not found");
 }
 
-Result<std::int64_t> SqliteStore::InstanceVersion(const InstanceId& id) {
+Result<ports::InstanceHead> SqliteStore::GetInstanceHead(const InstanceId& id) {
   auto c = Lease();
-  auto stmt = c->Prepare("SELECT version FROM instances WHERE id = ?1");
+  auto stmt = c->Prepare("SELECT state, version FROM instances WHERE id = ?1");
   if (!stmt) return stmt.error();
   (*stmt)->Bind(1, id.value);
   const int rc = (*stmt)->Step();
-  if (rc == SQLITE_ROW) return (*stmt)->Int(0);
-  if (rc != SQLITE_DONE) return SqlError(c->db(), "read instance version");
+  if (rc == SQLITE_ROW) {
+    auto state = ParseInstanceState((*stmt)->Text(0));
+    if (!state)
+      return Error::Internal("store: instance " + id.value + " has the unknown state " +
+                             std::string((*stmt)->Text(0)));
+    return ports::InstanceHead{*state, (*stmt)->Int(1)};
+  }
+  if (rc != SQLITE_DONE) return SqlError(c->db(), "read instance state");
   return Error::NotFound("instance " + id.value + " not found");
 }
 

@@ -81,7 +81,7 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
   // Queued with the callers of Commit, and committed in their batches; while no caller of
   // Commit leads, a thread of the store's own does (started by the first CommitThen).
   void CommitThen(ports::Changes changes, std::function<void(Status)> then) override;
-  Result<std::int64_t> InstanceVersion(const domain::InstanceId& id) override;
+  Result<ports::InstanceHead> GetInstanceHead(const domain::InstanceId& id) override;
   Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
                                                     Timestamp now) override;
   Result<std::vector<ports::OutboxRecord>> DueEvents(Timestamp now, int limit) override;
