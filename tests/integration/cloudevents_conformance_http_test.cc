@@ -3,6 +3,7 @@
 // answered 400 and writes nothing.
 #include <gtest/gtest.h>
 
+#include "support/collection_event.h"
 #include "support/db_snapshot.h"
 #include "support/http_client.h"
 #include "support/lab_seed.h"
@@ -12,14 +13,9 @@ namespace ccm {
 namespace {
 
 using nlohmann::json;
+using testing::CollectionCompleted;
 using testing::HttpClient;
 using testing::HttpResult;
-
-json Completed(const std::string& id, const std::string& instance) {
-  return {{"specversion", "1.0"}, {"id", id}, {"source", "assessment"}, {"type", "assessment.collection.completed"},
-          {"datacontenttype", "application/json"},
-          {"data", {{"instance_id", instance}, {"collection_id", "c-" + id}, {"artifacts_uri", "s3://b/" + id}}}};
-}
 
 class CloudEventsConformanceHttp : public ::testing::Test {
  protected:
@@ -81,9 +77,10 @@ TEST_F(CloudEventsConformanceHttp, BinaryHeaderThatIsNotUtf8Is400AndStoresNothin
 TEST_F(CloudEventsConformanceHttp, BatchWithOneBadElementIs400AndAppliesNothing) {
   const std::string a = Collecting();
   const std::string b = Collecting();
-  json bad = Completed("batch-3", b);
+  json bad = CollectionCompleted("batch-3", b);
   bad.erase("type");
-  const json batch = json::array({Completed("batch-1", a), Completed("batch-2", b), json("not an event"), bad});
+  const json batch =
+      json::array({CollectionCompleted("batch-1", a), CollectionCompleted("batch-2", b), json("not an event"), bad});
   const std::string before = testing::DbSnapshot(stack_.DbPath());
   HttpResult r = http_.Post("/api/v1/events", batch.dump(), "application/cloudevents-batch+json");
   ASSERT_EQ(r.status, 400) << r.body;
@@ -95,8 +92,8 @@ TEST_F(CloudEventsConformanceHttp, BatchWithOneBadElementIs400AndAppliesNothing)
   EXPECT_EQ(State(b), "COLLECTING");
 
   // The valid ones were not recorded as processed: sent again, they are new and applied.
-  HttpResult again = http_.Post("/api/v1/events", json::array({Completed("batch-1", a), Completed("batch-2", b)}).dump(),
-                                "application/cloudevents-batch+json");
+  const json valid = json::array({CollectionCompleted("batch-1", a), CollectionCompleted("batch-2", b)});
+  HttpResult again = http_.Post("/api/v1/events", valid.dump(), "application/cloudevents-batch+json");
   ASSERT_EQ(again.status, 202) << again.body;
   const json results = again.Json()["results"];  // a copy: the parsed body is a temporary
   ASSERT_EQ(results.size(), 2u) << again.body;
@@ -109,13 +106,13 @@ TEST_F(CloudEventsConformanceHttp, BatchWithOneBadElementIs400AndAppliesNothing)
 // required attribute set to null is missing.
 TEST_F(CloudEventsConformanceHttp, StructuredNullSubjectIsAcceptedAndNullIdRefused) {
   const std::string id = Collecting();
-  json null_id = Completed("s-0", id);
+  json null_id = CollectionCompleted("s-0", id);
   null_id["id"] = nullptr;
   HttpResult refused = http_.Post("/api/v1/events", null_id.dump(), "application/cloudevents+json");
   ASSERT_EQ(refused.status, 400) << refused.body;
   EXPECT_EQ(refused.Json()["field"], "id");
 
-  json event = Completed("s-1", id);
+  json event = CollectionCompleted("s-1", id);
   event["subject"] = nullptr;
   event["datacontenttype"] = nullptr;
   event["myext"] = nullptr;

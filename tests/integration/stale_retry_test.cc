@@ -4,6 +4,7 @@
 // the version it expects is refused instead; one that keeps losing gets 503 and writes nothing.
 #include <gtest/gtest.h>
 
+#include "support/collection_event.h"
 #include "support/db_snapshot.h"
 #include "support/http_client.h"
 #include "support/lab_seed.h"
@@ -14,14 +15,9 @@ namespace ccm {
 namespace {
 
 using nlohmann::json;
+using testing::CollectionCompleted;
 using testing::HttpClient;
 using testing::HttpResult;
-
-json Completed(const std::string& id, const std::string& instance) {
-  return {{"specversion", "1.0"}, {"id", id}, {"source", "assessment"}, {"type", "assessment.collection.completed"},
-          {"datacontenttype", "application/json"},
-          {"data", {{"instance_id", instance}, {"collection_id", "c-" + id}, {"artifacts_uri", "s3://b/" + id}}}};
-}
 
 class StaleRetry : public ::testing::Test {
  protected:
@@ -48,6 +44,10 @@ class StaleRetry : public ::testing::Test {
       EXPECT_EQ(http_.PostJson("/api/internal/instances/" + id + "/transition", {{"to", to}}).status, 200) << to;
     return id;
   }
+  // One event, structured.
+  HttpResult Send(const json& event) {
+    return http_.Post("/api/v1/events", event.dump(), "application/cloudevents+json");
+  }
   json Get(const std::string& id) { return http_.Get("/api/v1/instances/" + id).Json(); }
   int Outbox(const std::string& type) { return testing::OutboxCount(stack_.DbPath(), type); }
   std::string Snapshot() { return testing::DbSnapshot(stack_.DbPath()); }
@@ -72,7 +72,7 @@ TEST_F(StaleRetry, AnEventWhoseCommitLosesIsDecidedAgainAndAppliedOnce) {
   const std::string id = Instance({"INSTANTIATING", "RUNNING", "COLLECTING"});
   const int grading_before = Outbox("ccm.lablet.instance.grading.started");
   store_->RefuseNext(1);
-  HttpResult r = http_.Post("/api/v1/events", Completed("e-1", id).dump(), "application/cloudevents+json");
+  HttpResult r = Send(CollectionCompleted("e-1", id));
   ASSERT_EQ(r.status, 202) << r.body;
   EXPECT_EQ(r.Json()["outcome"], "applied");
   EXPECT_EQ(store_->refused(), 1);
@@ -80,7 +80,7 @@ TEST_F(StaleRetry, AnEventWhoseCommitLosesIsDecidedAgainAndAppliedOnce) {
   EXPECT_EQ(Outbox("ccm.lablet.instance.grading.started"), grading_before + 1);
   EXPECT_EQ(Received("applied"), "1");
 
-  HttpResult again = http_.Post("/api/v1/events", Completed("e-1", id).dump(), "application/cloudevents+json");
+  HttpResult again = Send(CollectionCompleted("e-1", id));
   ASSERT_EQ(again.status, 202) << again.body;
   EXPECT_EQ(again.Json()["outcome"], "duplicate");
   EXPECT_EQ(Outbox("ccm.lablet.instance.grading.started"), grading_before + 1);
@@ -92,8 +92,8 @@ TEST_F(StaleRetry, ABatchedEventWhoseCommitLosesIsRetriedInItsTurn) {
   const std::string a = Instance({"INSTANTIATING", "RUNNING", "COLLECTING"});
   const std::string b = Instance({"INSTANTIATING", "RUNNING", "COLLECTING"});
   store_->RefuseNext(1);
-  HttpResult r = http_.Post("/api/v1/events", json::array({Completed("b-1", a), Completed("b-2", b)}).dump(),
-                            "application/cloudevents-batch+json");
+  const json batch = json::array({CollectionCompleted("b-1", a), CollectionCompleted("b-2", b)});
+  HttpResult r = http_.Post("/api/v1/events", batch.dump(), "application/cloudevents-batch+json");
   ASSERT_EQ(r.status, 202) << r.body;
   const json results = r.Json()["results"];
   ASSERT_EQ(results.size(), 2u) << r.body;
@@ -148,14 +148,14 @@ TEST_F(StaleRetry, AWriteThatKeepsLosingIs503AndWritesNothing) {
   ASSERT_EQ(move.status, 503) << move.body;
   EXPECT_EQ(move.ContentType(), "application/problem+json");
   EXPECT_EQ(store_->refused(), kQueuedAndRetries);
-  HttpResult event = http_.Post("/api/v1/events", Completed("k-1", collecting).dump(), "application/cloudevents+json");
+  HttpResult event = Send(CollectionCompleted("k-1", collecting));
   ASSERT_EQ(event.status, 503) << event.body;
   EXPECT_EQ(event.ContentType(), "application/problem+json");
   EXPECT_EQ(store_->refused(), 2 * kQueuedAndRetries);
   EXPECT_EQ(Snapshot(), before);
 
   store_->RefuseNext(0);
-  HttpResult later = http_.Post("/api/v1/events", Completed("k-1", collecting).dump(), "application/cloudevents+json");
+  HttpResult later = Send(CollectionCompleted("k-1", collecting));
   ASSERT_EQ(later.status, 202) << later.body;
   EXPECT_EQ(later.Json()["outcome"], "applied");
   EXPECT_EQ(Get(collecting)["state"], "GRADING");
