@@ -117,6 +117,126 @@ TEST_F(Api, EventsAndAMoveAreTheWritesThatQueueTheirCommit) {
   }
 }
 
+TEST_F(Api, DefinitionLifecycle) {
+  json v1 = Created("/api/v1/definitions", DefinitionBody());
+  const std::string id = v1["id"];
+  EXPECT_EQ(v1["node_count"], 2);
+  EXPECT_EQ(v1["port_template"].size(), 3u);
+  EXPECT_EQ(v1["lab_yaml_hash"].get<std::string>().rfind("sha256:", 0), 0u);
+  EXPECT_EQ(v1["lab_yaml_hash"].get<std::string>().size(), 7u + 64u);
+
+  json v2 = Created("/api/v1/definitions", DefinitionBody("devasc-2-5-1", "1.1.0"));
+  EXPECT_EQ(v2["id"], id);  // same name, same id
+  EXPECT_EQ(http_.Get("/api/v1/definitions/" + id).Json()["version"], "1.1.0");
+  EXPECT_EQ(http_.Get("/api/v1/definitions/" + id + "?version=1.0.0").Json()["version"], "1.0.0");
+  json versions = http_.Get("/api/v1/definitions/" + id + "/versions").Json();
+  ASSERT_EQ(versions["items"].size(), 2u);
+  EXPECT_EQ(versions["items"][0]["version"], "1.0.0");
+
+  Created("/api/v1/definitions", DefinitionBody("other", "0.1.0"));
+  json page = http_.Get("/api/v1/definitions?limit=1").Json();
+  ASSERT_EQ(page["items"].size(), 1u);
+  ASSERT_TRUE(page["next"].is_string());
+  json page2 = http_.Get("/api/v1/definitions?limit=1&after=" + page["next"].get<std::string>()).Json();
+  ASSERT_EQ(page2["items"].size(), 1u);
+  EXPECT_TRUE(page2["next"].is_null());
+  EXPECT_NE(page["items"][0]["id"], page2["items"][0]["id"]);
+  EXPECT_EQ(http_.Get("/api/v1/definitions?name=other").Json()["items"].size(), 1u);
+
+  HttpResult dup = http_.PostJson("/api/v1/definitions", DefinitionBody());
+  EXPECT_EQ(dup.status, 409);
+  EXPECT_EQ(dup.Json()["field"], "version");
+
+  HttpResult del = http_.Delete("/api/v1/definitions/" + id);
+  ASSERT_EQ(del.status, 200);
+  EXPECT_TRUE(del.Json()["deleted"].get<bool>());
+  EXPECT_EQ(http_.Get("/api/v1/definitions").Json()["items"].size(), 1u);
+  EXPECT_EQ(http_.Get("/api/v1/definitions?include_deleted=true").Json()["items"].size(), 2u);
+  HttpResult refused = http_.PostJson("/api/v1/instances", InstanceBody(id));
+  EXPECT_EQ(refused.status, 409);
+  EXPECT_EQ(refused.Json()["field"], "definition_id");
+}
+
+TEST_F(Api, InstanceAndWorkerLifecycleWithEvents) {
+  const std::string def = Created("/api/v1/definitions", DefinitionBody())["id"];
+  json worker = Created("/api/v1/workers", WorkerBody());
+  const std::string wid = worker["id"];
+  EXPECT_EQ(worker["state"], "RUNNING");
+  EXPECT_EQ(OutboxCount("ccm.worker.running"), 1);
+
+  HttpResult created = http_.PostJson("/api/v1/instances", InstanceBody(def));
+  ASSERT_EQ(created.status, 201);
+  json inst = created.Json();
+  const std::string iid = inst["id"];
+  EXPECT_EQ(created.headers["location"], "/api/v1/instances/" + iid);
+  EXPECT_EQ(inst["state"], "PENDING");
+  EXPECT_EQ(inst["definition_version"], "1.0.0");
+  EXPECT_EQ(OutboxCount("ccm.lablet.instance.pending"), 1);
+
+  json scheduled = http_.PostJson("/api/internal/instances/" + iid + "/schedule", {{"worker_id", wid}}).Json();
+  EXPECT_EQ(scheduled["state"], "SCHEDULED");
+  EXPECT_EQ(scheduled["allocated_ports"], json({{"serial_1", 2000}, {"serial_2", 2001}, {"vnc_1", 2002}}));
+  json ports = http_.Get("/api/v1/workers/" + wid + "/ports").Json();
+  EXPECT_EQ(ports["allocations"][iid], scheduled["allocated_ports"]);
+  EXPECT_EQ(ports["free_ports"], 8000 - 3);
+  json capacity = http_.Get("/api/v1/workers/" + wid + "/capacity").Json();
+  EXPECT_EQ(capacity["allocated"]["cpu_cores"], 4.0);
+  EXPECT_EQ(capacity["free"]["nodes"], 38);
+  EXPECT_EQ(http_.Get("/api/v1/workers/" + wid + "/instances").Json()["items"][0]["id"], iid);
+  EXPECT_EQ(http_.Get("/api/v1/instances?worker_id=" + wid).Json()["items"].size(), 1u);
+  EXPECT_EQ(http_.Get("/api/v1/instances?state=PENDING").Json()["items"].size(), 0u);
+
+  for (const char* to : {"INSTANTIATING", "RUNNING"}) {
+    HttpResult r = http_.PostJson("/api/internal/instances/" + iid + "/transition", {{"to", to}, {"reason", "test"}});
+    ASSERT_EQ(r.status, 200) << r.body;
+  }
+  // A stale expected_version is refused; the illegal move names the allowed ones.
+  HttpResult stale =
+      http_.PostJson("/api/internal/instances/" + iid + "/transition", {{"to", "STOPPING"}, {"expected_version", 2}});
+  EXPECT_EQ(stale.status, 409);
+  EXPECT_EQ(stale.Json()["field"], "version");
+  HttpResult illegal = http_.PostJson("/api/internal/instances/" + iid + "/transition", {{"to", "PENDING"}});
+  EXPECT_EQ(illegal.status, 409);
+  EXPECT_EQ(illegal.Json()["detail"], "instance is RUNNING and cannot move to PENDING; allowed: COLLECTING, STOPPING");
+
+  // DELETE from RUNNING: to STOPPING now, the rest by the stopper.
+  HttpResult del = http_.Delete("/api/v1/instances/" + iid);
+  ASSERT_EQ(del.status, 202);
+  EXPECT_EQ(del.Json()["state"], "STOPPING");
+  EXPECT_TRUE(del.Json()["termination_requested"].get<bool>());
+  for (const char* to : {"STOPPED", "ARCHIVED"})
+    ASSERT_EQ(http_.PostJson("/api/internal/instances/" + iid + "/transition", {{"to", to}}).status, 200);
+  EXPECT_EQ(http_.Get("/api/v1/workers/" + wid + "/capacity").Json()["allocated"]["cpu_cores"], 0.0);
+  EXPECT_EQ(http_.Get("/api/v1/workers/" + wid + "/ports").Json()["free_ports"], 8000 - 3);
+  ASSERT_EQ(http_.PostJson("/api/internal/instances/" + iid + "/transition", {{"to", "TERMINATED"}}).status, 200);
+  EXPECT_EQ(http_.Get("/api/v1/workers/" + wid + "/ports").Json()["free_ports"], 8000);
+
+  json final = http_.Get("/api/v1/instances/" + iid).Json();
+  EXPECT_EQ(final["state"], "TERMINATED");
+  std::vector<std::string> path;
+  for (const auto& h : final["state_history"]) path.push_back(h["to"]);
+  EXPECT_EQ(path, (std::vector<std::string>{"SCHEDULED", "INSTANTIATING", "RUNNING", "STOPPING", "STOPPED", "ARCHIVED",
+                                            "TERMINATED"}));
+  // One event per state entered.
+  for (const char* type : {"ccm.lablet.instance.scheduled", "ccm.lablet.instance.provisioning.started",
+                           "ccm.lablet.instance.running", "ccm.lablet.instance.stopping",
+                           "ccm.lablet.instance.stopped", "ccm.lablet.instance.archived",
+                           "ccm.lablet.instance.terminated"})
+    EXPECT_EQ(OutboxCount(type), 1) << type;
+  // Deleting again is harmless.
+  EXPECT_EQ(http_.Delete("/api/v1/instances/" + iid).status, 202);
+  EXPECT_EQ(OutboxCount("ccm.lablet.instance.terminated"), 1);
+
+  // Worker moves, and the drain rule.
+  HttpResult drain = http_.PostJson("/api/internal/workers/" + wid + "/transition", {{"to", "DRAINING"}});
+  ASSERT_EQ(drain.status, 200);
+  EXPECT_EQ(drain.Json()["state"], "DRAINING");
+  EXPECT_EQ(OutboxCount("ccm.worker.draining"), 1);
+}
+
+// Moves that each give capacity back to one worker race on its version: a commit that loses
+// is decided again on a fresh read (on a handler thread, not the commit's), so every move
+// succeeds and the worker gets every instance's capacity back once.
 TEST_F(Api, MovesRacingOnOneWorkerAllSucceed) {
   const std::string def = Created("/api/v1/definitions", DefinitionBody())["id"];
   const std::string wid = Created("/api/v1/workers", WorkerBody())["id"];
