@@ -51,13 +51,13 @@ struct ProcessedKey {
   std::string value = {};  // kept with the key: an idempotent request's first answer; empty for an event
 };
 
-// What one Store::Purge removed.
 // An instance's state and version as stored, without the rest of it.
 struct InstanceHead {
   domain::InstanceState state = domain::InstanceState::kPending;
   std::int64_t version = 0;
 };
 
+// What one Store::Purge removed.
 struct PurgeCounts {
   int instances = 0;
   int events = 0;

@@ -3,8 +3,10 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ports/store.h"
@@ -18,6 +20,11 @@ namespace ccm::testing {
 class StaleCommits final : public ports::Store {
  public:
   explicit StaleCommits(std::unique_ptr<ports::Store> inner) : inner_(std::move(inner)) {}
+  ~StaleCommits() override {
+    for (auto& t : tellers_) t.join();
+  }
+  StaleCommits(const StaleCommits&) = delete;
+  StaleCommits& operator=(const StaleCommits&) = delete;
 
   // The next `n` commits (Commit or CommitThen) are refused.
   void RefuseNext(int n) { to_refuse_ = n; }
@@ -61,7 +68,12 @@ class StaleCommits final : public ports::Store {
     return inner_->Commit(changes);
   }
   void CommitThen(ports::Changes changes, std::function<void(Status)> then) override {
-    if (auto refusal = Refusal()) return then(*refusal);
+    // Told on a thread of its own, as a store that commits off the caller's thread tells it.
+    if (auto refusal = Refusal()) {
+      std::lock_guard lock(mu_);
+      tellers_.emplace_back([then = std::move(then), refusal = *refusal] { then(refusal); });
+      return;
+    }
     ++passed_;
     inner_->CommitThen(std::move(changes), std::move(then));
   }
@@ -88,6 +100,8 @@ class StaleCommits final : public ports::Store {
   }
 
   std::unique_ptr<ports::Store> inner_;
+  std::mutex mu_;
+  std::vector<std::thread> tellers_;  // under mu_
   std::atomic<int> to_refuse_{0};
   std::atomic<int> refused_{0};
   std::atomic<int> passed_{0};

@@ -336,6 +336,13 @@ Result<LabletInstance> EtcdStore::GetInstanceForUpdate(const InstanceId& id) {
   return i;
 }
 
+Result<ports::InstanceHead> EtcdStore::GetInstanceHead(const InstanceId& id) {
+  auto i = GetInstance(id);
+  if (!i) return i.error();
+  KeepForUpdate(Key("instances/" + KeyPart(id.value)), *i);
+  return ports::InstanceHead{i->state, i->version};
+}
+
 Result<ports::PageOf<LabletInstance>> EtcdStore::ListInstances(const ports::InstanceFilter& filter, const ports::Page& page) {
   ports::PageOf<LabletInstance> out;
   bool full = false;

@@ -65,6 +65,9 @@ class EtcdStore final : public ports::Store, public ports::Outbox {
   // From what this process last committed or read for a change of it (at most
   // kInstancesKept of them), else one read.
   Result<domain::LabletInstance> GetInstanceForUpdate(const domain::InstanceId& id) override;
+  // One read of the whole instance, which is then kept for GetInstanceForUpdate: a decision
+  // that reads the head first and then the instance reads etcd once.
+  Result<ports::InstanceHead> GetInstanceHead(const domain::InstanceId& id) override;
   static constexpr size_t kInstancesKept = 8192;
   Result<ports::PageOf<domain::LabletInstance>> ListInstances(const ports::InstanceFilter& filter,
                                                             const ports::Page& page) override;
@@ -182,6 +185,9 @@ class FencedStore final : public ports::Store {
   Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) override { return store_.GetInstance(id); }
   Result<domain::LabletInstance> GetInstanceForUpdate(const domain::InstanceId& id) override {
     return store_.GetInstanceForUpdate(id);
+  }
+  Result<ports::InstanceHead> GetInstanceHead(const domain::InstanceId& id) override {
+    return store_.GetInstanceHead(id);
   }
   Result<ports::PageOf<domain::LabletInstance>> ListInstances(const ports::InstanceFilter& filter,
                                                             const ports::Page& page) override {
