@@ -31,7 +31,9 @@ struct Request {
   // The pattern of the route that matched ("/api/v1/instances/{id}"), set by the router;
   // empty when none did. Labels metrics and the access log without unbounded values.
   std::string route = {};
-  // 1 + the index of that route among the router's, once Router::Resolve found it; 0: not yet.
+  // 1 + the index of that route among the router's, once Router::Resolve found it; kNoRoute
+  // once it found none; 0: not looked for yet.
+  static constexpr std::size_t kNoRoute = static_cast<std::size_t>(-1);
   std::size_t route_index = 0;
   // This request's id: the client's X-Request-Id when it is a short token, else one the
   // server made. Sent back in X-Request-Id and named in the access log.

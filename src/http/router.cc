@@ -140,7 +140,11 @@ const std::string& RouteMethod(const Request& request) { return request.method =
 }  // namespace
 
 const Router::Route* Router::Resolve(Request& request) const {
+  if (request.route_index == Request::kNoRoute) return nullptr;
   if (request.route_index > 0 && request.route_index <= routes_.size()) return &routes_[request.route_index - 1];
+  // A miss is kept too: a request the server resolved to pick its pool, answered 404 or 405,
+  // is not matched again before Dispatch lists the methods its path has.
+  request.route_index = Request::kNoRoute;
   if (NotUtf8(request)) return nullptr;
   const std::vector<std::string> decoded = Segments(request);
   const std::vector<std::string_view> parts(decoded.begin(), decoded.end());

@@ -51,8 +51,8 @@ class Router {
   Response Dispatch(Request& request) const;
   // Finds the route of `request` (HEAD: the GET route) and fills in its `route` and `params`,
   // as Dispatch does before it authenticates; null when none matches its path and method, or
-  // the path is not UTF-8 (Dispatch answers those). The route found is kept in the request
-  // (Request::route_index), so a second call, or Dispatch, does not match again.
+  // the path is not UTF-8 (Dispatch answers those). The route found, or that none was, is kept
+  // in the request (Request::route_index), so a second call, or Dispatch, does not match again.
   const Route* Resolve(Request& request) const;
   // Whether `request` goes to a route whose commits are queued: for
   // ServerOptions::queues_commit. Resolves the request on the way.

@@ -80,11 +80,19 @@ TEST(Router, ResolveFindsTheRouteOnceAndDispatchRunsIt) {
   Request head{"HEAD", "/api/v1/things/x", {}, {}, {}, "", ""};
   ASSERT_NE(r.Resolve(head), nullptr);
   EXPECT_EQ(r.Resolve(head)->method, "GET");
-  for (Request none : {Request{"GET", "/api/v1/nothing", {}, {}, {}, "", ""},
-                       Request{"POST", "/api/v1/things/abc", {}, {}, {}, "", ""},
-                       Request{"GET", "/api/v1/things/a\xC0\xAF", {}, {}, {}, "", ""}}) {
+  // A miss is kept as well, and Dispatch still answers it with what the path has.
+  const std::vector<std::pair<Request, int>> misses = {{Request{"GET", "/api/v1/nothing", {}, {}, {}, "", ""}, 404},
+                                                       {Request{"POST", "/api/v1/things/abc", {}, {}, {}, "", ""}, 405},
+                                                       {Request{"GET", "/api/v1/things/a\xC0\xAF", {}, {}, {}, "", ""}, 400}};
+  for (auto [none, status] : misses) {
     EXPECT_EQ(r.Resolve(none), nullptr) << none.method << " " << none.path;
-    EXPECT_EQ(none.route_index, 0U);
+    EXPECT_EQ(none.route_index, Request::kNoRoute);
+    EXPECT_EQ(r.Resolve(none), nullptr);
+    const Response resp = r.Dispatch(none);
+    EXPECT_EQ(resp.status, status) << none.method << " " << none.path;
+    if (status == 405) {
+      EXPECT_EQ(resp.headers.at("Allow"), "GET, HEAD, DELETE");
+    }
   }
 }
 
