@@ -583,13 +583,14 @@ wire::EventReceipt ReceiptOf(const cloudevents::CloudEvent& event, const Result<
           .status = status,
           .title = ProblemKindOf(status).title,
           .detail = r.error().message,
-          .field = r.error().field};
+          .field = r.error().field,
+          .code = ToString(r.error().code)};
 }
 
 // The answer to a request that carried one event.
 Response AnswerOne(const wire::EventReceipt& one, const std::string& path) {
   if (one.accepted()) return Json(202, wire::ToJson(one));
-  return ProblemResponse(one.status, one.detail, path, one.field);
+  return ProblemResponse(one.status, one.detail, path, one.field, one.code);
 }
 
 // A request's events (one, or a batch's), received in turn: each once the one before it has
@@ -659,10 +660,7 @@ void AddCollectionRoutes(Router& router, app::CollectionService& collection) {
 void AddReceiverRoutes(Router& router, app::EventReceiver& receiver) {
   router.Add("POST", "/api/v1/events", [&receiver](Request& req) {
     auto decoded = cloudevents::Decode(req.headers, req.body);
-    if (!decoded) {
-      if (decoded.error().Is(ErrorKind::kUnsupportedMediaType)) return ErrorResponse(decoded.error(), req.path);
-      return ProblemResponse(400, decoded.error().message, req.path, decoded.error().field);
-    }
+    if (!decoded) return ErrorResponse(decoded.error(), req.path);  // 400, or 415 for a content type
     auto receipts = std::make_shared<Receipts>(
         Receipts{.receiver = receiver, .decoded = std::move(*decoded), .path = req.path, .trace = CurrentTrace()});
     receipts->results.reserve(receipts->decoded.events.size());

@@ -43,11 +43,12 @@ constexpr std::array kKinds = {
 };
 
 nlohmann::json ProblemBody(int status, const std::string& detail, const std::string& instance,
-                           const std::string& field) {
+                           const std::string& field, std::string_view code) {
   const ProblemKind& kind = ProblemKindOf(status);
   nlohmann::json body = {
       {"type", kind.type}, {"title", kind.title}, {"status", status}, {"detail", detail}, {"instance", instance}};
   if (!field.empty()) body["field"] = field;
+  if (!code.empty()) body["code"] = code;
   return body;
 }
 
@@ -70,18 +71,15 @@ const ProblemKind& ProblemKindOf(int status) {
 }
 
 Response ProblemResponse(int status, const std::string& detail, const std::string& instance,
-                         const std::string& field) {
-  return ToResponse(status, ProblemBody(status, detail, instance, field));
+                         const std::string& field, std::string_view code) {
+  return ToResponse(status, ProblemBody(status, detail, instance, field, code));
 }
 
 Response ErrorResponse(const Error& error, const std::string& instance) {
   // A body in a media type the call does not read: 415, which no ErrorCode names better.
   if (error.Is(ErrorKind::kUnsupportedMediaType)) return ProblemResponse(415, error.message, instance, error.field);
-  const int status = StatusFor(error.code);
-  auto body = ProblemBody(status, error.message, instance, error.field);
   // The code, with the field, tells a stale-version conflict ("field": "version") from an illegal move.
-  body["code"] = ToString(error.code);
-  return ToResponse(status, body);
+  return ProblemResponse(StatusFor(error.code), error.message, instance, error.field, ToString(error.code));
 }
 
 }  // namespace ccm::http

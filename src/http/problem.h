@@ -2,6 +2,7 @@
 
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "domain/result.h"
 #include "http/message.h"
@@ -28,10 +29,11 @@ std::span<const ProblemKind> ProblemKinds();
 const ProblemKind& ProblemKindOf(int status);
 
 // An RFC 9457 problem+json response: type and title from ProblemKindOf(status), status,
-// detail, instance, and the offending `field` when there is one. A 503 leaves with
-// Retry-After (the server adds 1 s to any that has none; a caller may set another).
+// detail, instance, the offending `field` and the error's `code` (ErrorCode's name) when there
+// are. A 503 leaves with Retry-After (the server adds 1 s to any that has none; a caller may
+// set another).
 Response ProblemResponse(int status, const std::string& detail, const std::string& instance,
-                         const std::string& field);
+                         const std::string& field, std::string_view code = {});
 // The same for an Error, with its status from StatusFor and its `code`; an error of kind
 // kUnsupportedMediaType is a 415 without a code.
 Response ErrorResponse(const Error& error, const std::string& instance);

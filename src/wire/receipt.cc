@@ -8,6 +8,7 @@ json ToJson(const EventReceipt& r) {
   if (r.accepted()) return {{"id", r.id}, {"status", r.status}, {"outcome", r.outcome}};
   json out = {{"id", r.id}, {"status", r.status}, {"title", r.title}, {"detail", r.detail}};
   if (!r.field.empty()) out["field"] = r.field;
+  if (!r.code.empty()) out["code"] = r.code;
   return out;
 }
 

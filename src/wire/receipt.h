@@ -15,12 +15,13 @@ struct EventReceipt {
   std::string outcome = {};  // when accepted: applied, duplicate, ignored or stale
   std::string title = {};    // when refused: the problem's title,
   std::string detail = {};   //   its detail,
-  std::string field = {};    //   and the field it names (empty: none)
+  std::string field = {};    //   the field it names (empty: none),
+  std::string code = {};     //   and the error's code (invalid_argument, not_found, conflict, ...)
 
   bool accepted() const { return status == 202; }
 };
 
-// {id, status, outcome} when accepted, else {id, status, title, detail, field?}.
+// {id, status, outcome} when accepted, else {id, status, title, detail, field?, code}.
 nlohmann::json ToJson(const EventReceipt& receipt);
 // A batch's answer: {"results": [receipt, ...]}, in the order of the batch.
 nlohmann::json ToJson(const std::vector<EventReceipt>& receipts);

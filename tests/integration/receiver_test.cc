@@ -453,6 +453,8 @@ TEST_F(Receiver, BinaryModeAndBatchWithOneOutcomePerEvent) {
   EXPECT_EQ(results[0]["status"], 202);
   EXPECT_EQ(results[1]["status"], 422);
   EXPECT_EQ(results[1]["field"], "data.instance_id");
+  EXPECT_EQ(results[1]["code"], "not_found");
+  EXPECT_FALSE(results[0].contains("code"));
   EXPECT_EQ(results[2]["status"], 202);
   EXPECT_EQ(results[2]["outcome"], "ignored");
   EXPECT_EQ(Get(b)["state"], "STOPPING");
@@ -536,12 +538,21 @@ TEST_F(Receiver, BadInputGetsItsStatusAProblemAndNoWrite) {
       {"illegal move", base({{"data", {{"instance_id", running}, {"collection_id", "c"}, {"artifacts_uri", "s"}}}}),
        kStructured, 409, "state"},
   };
+  // The error's code, as every route's problem carries it: what tells an unknown instance from
+  // bad data under one 422, and an illegal move under 409. A content type has none (415).
+  const auto code_of = [](const Case& c) -> std::string {
+    if (c.status == 415) return "";
+    if (c.name == std::string("unknown instance")) return "not_found";
+    if (c.status == 409) return "conflict";
+    return "invalid_argument";
+  };
   for (const auto& c : cases) {
     const std::string before = testing::DbSnapshot(stack_.DbPath());
     HttpResult r = http_.Post("/api/v1/events", c.body, c.content_type);
     EXPECT_EQ(r.status, c.status) << c.name << ": " << r.body;
     EXPECT_EQ(r.ContentType(), "application/problem+json") << c.name;
     EXPECT_EQ(r.Json().value("field", ""), c.field) << c.name << ": " << r.body;
+    EXPECT_EQ(r.Json().value("code", ""), code_of(c)) << c.name << ": " << r.body;
     EXPECT_FALSE(r.Json().value("detail", "").empty()) << c.name;
     EXPECT_EQ(testing::DbSnapshot(stack_.DbPath()), before) << c.name << " wrote something";
   }
