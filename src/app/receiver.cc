@@ -38,12 +38,23 @@ std::optional<trace::TraceContext> EventTrace(const cloudevents::CloudEvent& eve
 Result<EventReceiver::Decision> EventReceiver::Decide(const cloudevents::CloudEvent& event) {
   const auto type = wire::AssessmentEventTypeOf(event.type);
   if (!type) return Decision{Outcome::kIgnored, {}};
-  // A redelivery is recognized by its key alone, before its data is looked at.
+  // Every decision commits the event's key, and a commit fails as a duplicate when the key is
+  // there already: so a redelivery that would be taken again is caught by its commit, without
+  // a read of its key first. Only one that would be refused (its instance gone since, a move
+  // its state no longer allows, data a later check finds bad) reads its key, so that a
+  // redelivery is a duplicate whatever its data or its instance are now.
+  auto decision = DecideOn(*type, event);
+  if (decision || decision.error().Is(ErrorKind::kStaleVersion)) return decision;
   auto seen_before = d_.store.IsProcessed(event.source, event.id, d_.clock.Now());
   if (!seen_before) return seen_before.error();
   if (*seen_before) return Decision{Outcome::kDuplicate, {}};
+  return decision;
+}
+
+Result<EventReceiver::Decision> EventReceiver::DecideOn(wire::AssessmentEventType type,
+                                                        const cloudevents::CloudEvent& event) {
   // Decoded once; an unknown instance is reported before bad fields.
-  auto decoded = wire::DecodeAssessmentEvent(*type, event);
+  auto decoded = wire::DecodeAssessmentEvent(type, event);
   if (!decoded) return decoded.error();
   const std::string& instance_id = decoded->instance_id;
 

@@ -70,6 +70,8 @@ class EventReceiver {
     ports::Changes changes;
   };
   Result<Decision> Decide(const cloudevents::CloudEvent& event);
+  // Decide for an event of a known `type`, before its key is looked at.
+  Result<Decision> DecideOn(wire::AssessmentEventType type, const cloudevents::CloudEvent& event);
   // The outcome once `committed` says how the decision's commit went (a concurrent delivery
   // of the same event that won is a duplicate).
   static Result<Outcome> Committed(Outcome outcome, const Status& committed);

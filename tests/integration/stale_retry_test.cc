@@ -2,6 +2,7 @@
 // SQLite file: its commit is refused as stale (tests/support/stale_commits.h stands for the
 // other writer), the write is decided again on a fresh read and lands once; a move that named
 // the version it expects is refused instead; one that keeps losing gets 503 and writes nothing.
+// And what a redelivery costs: its commit, not a read of its key first.
 #include <gtest/gtest.h>
 
 #include "support/collection_event.h"
@@ -84,6 +85,46 @@ TEST_F(StaleRetry, AnEventWhoseCommitLosesIsDecidedAgainAndAppliedOnce) {
   ASSERT_EQ(again.status, 202) << again.body;
   EXPECT_EQ(again.Json()["outcome"], "duplicate");
   EXPECT_EQ(Outbox("ccm.lablet.instance.grading.started"), grading_before + 1);
+}
+
+// An event is decided without reading its key: every decision commits the key, and its commit
+// fails on a key there already, so a redelivery is a duplicate there and writes nothing. Only
+// an event that would be refused reads its key, so that a redelivery of one taken before is a
+// duplicate whatever its data or its instance are now.
+TEST_F(StaleRetry, OnlyAnEventThatWouldBeRefusedReadsItsKey) {
+  const std::string id = Instance({"INSTANTIATING", "RUNNING", "COLLECTING"});
+  const int reads_before = store_->key_reads();
+  HttpResult applied = Send(CollectionCompleted("k-1", id));
+  ASSERT_EQ(applied.status, 202) << applied.body;
+  EXPECT_EQ(applied.Json()["outcome"], "applied");
+  HttpResult stale = Send(CollectionCompleted("k-2", id));  // GRADING is past a collection
+  ASSERT_EQ(stale.status, 202) << stale.body;
+  EXPECT_EQ(stale.Json()["outcome"], "stale");
+  EXPECT_EQ(store_->key_reads(), reads_before);
+
+  // Both again: their commits find the keys, and nothing is written.
+  const std::string before = Snapshot();
+  for (const char* event_id : {"k-1", "k-2"}) {
+    HttpResult again = Send(CollectionCompleted(event_id, id));
+    ASSERT_EQ(again.status, 202) << again.body;
+    EXPECT_EQ(again.Json()["outcome"], "duplicate") << event_id;
+  }
+  EXPECT_EQ(store_->key_reads(), reads_before);
+  EXPECT_EQ(Snapshot(), before);
+  EXPECT_EQ(Received("duplicate"), "2");
+
+  // k-1 again, now naming an instance that does not exist: it would be refused, so its key is
+  // read, and it is a duplicate. A new event the same way is refused.
+  HttpResult redelivered = Send(CollectionCompleted("k-1", "no-such-instance"));
+  ASSERT_EQ(redelivered.status, 202) << redelivered.body;
+  EXPECT_EQ(redelivered.Json()["outcome"], "duplicate");
+  EXPECT_EQ(store_->key_reads(), reads_before + 1);
+  HttpResult refused = Send(CollectionCompleted("k-3", "no-such-instance"));
+  EXPECT_EQ(refused.status, 422) << refused.body;
+  EXPECT_EQ(refused.Json()["code"], "not_found");
+  EXPECT_EQ(refused.Json()["field"], "data.instance_id");
+  EXPECT_EQ(store_->key_reads(), reads_before + 2);
+  EXPECT_EQ(Snapshot(), before);
 }
 
 // A batch's events are received in turn: the one whose queued commit loses is decided again

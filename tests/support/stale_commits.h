@@ -17,6 +17,8 @@ namespace ccm::testing {
 // nothing), as the store refuses a commit when another write to the same aggregate landed
 // between the read a change was built on and its commit. Everything else goes to the store it
 // wraps, which it owns. For the retry a use case or a route makes after losing such a race.
+// It also counts the reads of processed keys, which a receiver makes only for what its commit
+// cannot decide.
 class StaleCommits final : public ports::Store {
  public:
   explicit StaleCommits(std::unique_ptr<ports::Store> inner) : inner_(std::move(inner)) {}
@@ -32,6 +34,8 @@ class StaleCommits final : public ports::Store {
   int refused() const { return refused_; }
   // How many commits went to the wrapped store (whatever it made of them).
   int passed() const { return passed_; }
+  // How many times a processed key was read (ProcessedValue, IsProcessed).
+  int key_reads() const { return key_reads_; }
 
   Result<domain::LabletDefinition> GetDefinition(const domain::DefinitionId& id,
                                                  const std::optional<std::string>& version) override {
@@ -82,6 +86,7 @@ class StaleCommits final : public ports::Store {
   }
   Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
                                                     Timestamp now) override {
+    ++key_reads_;
     return inner_->ProcessedValue(source, id, now);
   }
   Status Ping() override { return inner_->Ping(); }
@@ -105,6 +110,7 @@ class StaleCommits final : public ports::Store {
   std::atomic<int> to_refuse_{0};
   std::atomic<int> refused_{0};
   std::atomic<int> passed_{0};
+  std::atomic<int> key_reads_{0};
 };
 
 }  // namespace ccm::testing
