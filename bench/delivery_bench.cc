@@ -10,6 +10,8 @@
 // ccm_delivery_bench 1 2 4 8            delivery only, with each number of lanes given
 // ccm_delivery_bench --sink-ms=2 1 4 8  the same against a sink that answers after 2 ms
 //                                       (a sink across a network), a tenth of the events
+// ccm_delivery_bench --mode=structured 4  one mode only (structured, binary or batch), as
+//                                       for a profile of that mode's delivery
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -123,17 +125,24 @@ void Delivery(cloudevents::Mode mode, const char* name, int count, int lanes, in
 int main(int argc, char** argv) {
   std::vector<int> lanes;
   int sink_ms = 0;
+  std::string only;  // one mode's name, or every mode
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg.rfind("--sink-ms=", 0) == 0) {
       sink_ms = std::atoi(arg.c_str() + 10);
       continue;
     }
-    const int n = std::atoi(argv[i]);
-    if (n < 1) {
-      std::fprintf(stderr, "usage: %s [--sink-ms=MS] [LANES...]  (each a number of lanes, at least 1)\n", argv[0]);
+    const bool mode = arg.rfind("--mode=", 0) == 0;
+    if (mode) only = arg.substr(7);
+    const int n = mode ? 0 : std::atoi(argv[i]);
+    if (mode ? only != "structured" && only != "binary" && only != "batch" : n < 1) {
+      std::fprintf(stderr,
+                   "usage: %s [--sink-ms=MS] [--mode=structured|binary|batch] [LANES...]  (each a number of lanes, at "
+                   "least 1)\n",
+                   argv[0]);
       return 2;
     }
+    if (mode) continue;
     lanes.push_back(n);
   }
   if (lanes.empty()) {
@@ -143,9 +152,10 @@ int main(int argc, char** argv) {
   const int scale = sink_ms > 0 ? 10 : 1;
   if (sink_ms > 0) std::printf("a sink that answers after %d ms\n", sink_ms);
   for (int n : lanes) {
-    Delivery(cloudevents::Mode::kStructured, "structured", 20000 / scale, n, sink_ms);
-    Delivery(cloudevents::Mode::kBinary, "binary", 20000 / scale, n, sink_ms);
-    Delivery(cloudevents::Mode::kBatch, "batch", 200000 / scale, n, sink_ms);
+    if (only.empty() || only == "structured")
+      Delivery(cloudevents::Mode::kStructured, "structured", 20000 / scale, n, sink_ms);
+    if (only.empty() || only == "binary") Delivery(cloudevents::Mode::kBinary, "binary", 20000 / scale, n, sink_ms);
+    if (only.empty() || only == "batch") Delivery(cloudevents::Mode::kBatch, "batch", 200000 / scale, n, sink_ms);
   }
   return 0;
 }
