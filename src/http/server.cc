@@ -394,7 +394,7 @@ class Server::Impl {
       // A handler's deferred answer is waited for here too, without holding a pool thread.
       Response response;
       const bool read_only = request.method == "GET" || request.method == "HEAD";
-      if (read_only && IsInline(request.path))
+      if (IsInline(request.path))
         response = Handle(request);
       else if (read_only)
         response = co_await RunHandler(request, read_pool_);

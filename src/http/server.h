@@ -29,8 +29,9 @@ struct ServerOptions {
   // Null: there are none.
   std::function<bool(Request&)> queues_commit = nullptr;
   int queueing_threads = 2;
-  // GET paths (exact) whose handlers never block: answered on the I/O thread that read the
-  // request, so that they answer while both pools are busy (a liveness probe).
+  // Paths (exact) whose handlers never block, for every method: answered on the I/O thread
+  // that read the request, so that they answer while the pools are busy (a liveness probe),
+  // and without a hop to a pool and back (a receiver that only acknowledges).
   std::vector<std::string> inline_paths = {};
   std::size_t body_limit = 1 << 20;       // larger bodies get 413
   std::size_t header_limit = 16 * 1024;   // larger header blocks (or chunk lines, trailers) get 431

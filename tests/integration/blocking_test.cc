@@ -166,6 +166,12 @@ TEST_F(StuckHandlers, OnlyTheNamedPathsRunOnTheNetworkThreads) {
   auto queued = std::async(std::launch::async, [this] { return HttpClient(base_).Get("/other"); });
   HttpClient client(base_);
   EXPECT_EQ(client.Get("/live").status, 200);
+  // Any method: with the one handler thread waiting too, a write to the named path is answered.
+  SendStuck("POST");
+  ASSERT_TRUE(Eventually([&] { return waiting() == 2; }, 10s));
+  const auto write = client.Send("POST", "/live", "{}", {{"Content-Type", "application/json"}});
+  ASSERT_EQ(write.status, 200) << write.error;
+  EXPECT_EQ(write.Json()["answered"], "POST /live");
   std::this_thread::sleep_for(200ms);  // time for /other to reach the server
   Release();
   EXPECT_EQ(queued.get().status, 200);
