@@ -2,8 +2,9 @@
 //  1. what writing an event into the outbox adds to a durable state change (p50, p99 of
 //     single commits with and without the event);
 //  2. events per second the dispatcher delivers to a local sink in each mode (the sink
-//     answers 202 after reading the body, over loopback HTTP), with one lane (one request in
-//     flight at a time) and with several (DispatcherOptions::concurrency, the setting
+//     answers 202 after reading the body, over loopback HTTP, on its network thread): 60,000
+//     events in structured and binary mode, 200,000 in batch mode, with one lane (one request
+//     in flight at a time) and with several (DispatcherOptions::concurrency, the setting
 //     CLOUDEVENTS_SINK_CONCURRENCY).
 //
 // ccm_delivery_bench                    both figures; delivery with 1 lane and with 4
@@ -90,6 +91,10 @@ void Delivery(cloudevents::Mode mode, const char* name, int count, int lanes, in
   http::ServerOptions so;
   so.port = 0;
   so.handler_threads = std::max(2, lanes);  // the sink takes as many requests at once as are sent
+  // A sink that answers at once does so on the network thread that read the request, as a
+  // receiver that only acknowledges would, rather than through a handler pool and back: the
+  // figure is the dispatcher's, and the sink shares the two cores with it.
+  if (sink_ms == 0) so.inline_paths = {"/"};
   http::Server sink_server(so, [sink_ms](http::Request&) {
     if (sink_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sink_ms));
     http::Response r;
@@ -153,8 +158,8 @@ int main(int argc, char** argv) {
   if (sink_ms > 0) std::printf("a sink that answers after %d ms\n", sink_ms);
   for (int n : lanes) {
     if (only.empty() || only == "structured")
-      Delivery(cloudevents::Mode::kStructured, "structured", 20000 / scale, n, sink_ms);
-    if (only.empty() || only == "binary") Delivery(cloudevents::Mode::kBinary, "binary", 20000 / scale, n, sink_ms);
+      Delivery(cloudevents::Mode::kStructured, "structured", 60000 / scale, n, sink_ms);
+    if (only.empty() || only == "binary") Delivery(cloudevents::Mode::kBinary, "binary", 60000 / scale, n, sink_ms);
     if (only.empty() || only == "batch") Delivery(cloudevents::Mode::kBatch, "batch", 200000 / scale, n, sink_ms);
   }
   return 0;
