@@ -32,7 +32,8 @@ struct Request {
   // empty when none did. Labels metrics and the access log without unbounded values.
   std::string route = {};
   // 1 + the index of that route among the router's, once Router::Resolve found it; kNoRoute
-  // once it found none; 0: not looked for yet.
+  // once it found none; 0: not looked for yet. Set it back to 0 before changing `path` or
+  // `method` of a request resolved already.
   static constexpr std::size_t kNoRoute = static_cast<std::size_t>(-1);
   std::size_t route_index = 0;
   // This request's id: the client's X-Request-Id when it is a short token, else one the

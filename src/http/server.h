@@ -31,7 +31,8 @@ struct ServerOptions {
   int queueing_threads = 2;
   // Paths (exact) whose handlers never block, for every method: answered on the I/O thread
   // that read the request, so that they answer while the pools are busy (a liveness probe),
-  // and without a hop to a pool and back (a receiver that only acknowledges).
+  // and without a hop to a pool and back (a receiver that only acknowledges). Their handlers
+  // answer at once: no deferred answer, no stream.
   std::vector<std::string> inline_paths = {};
   std::size_t body_limit = 1 << 20;       // larger bodies get 413
   std::size_t header_limit = 16 * 1024;   // larger header blocks (or chunk lines, trailers) get 431

@@ -21,7 +21,7 @@ struct EventReceipt {
   bool accepted() const { return status == 202; }
 };
 
-// {id, status, outcome} when accepted, else {id, status, title, detail, field?, code}.
+// {id, status, outcome} when accepted, else {id, status, title, detail, field?, code?}.
 nlohmann::json ToJson(const EventReceipt& receipt);
 // A batch's answer: {"results": [receipt, ...]}, in the order of the batch.
 nlohmann::json ToJson(const std::vector<EventReceipt>& receipts);
