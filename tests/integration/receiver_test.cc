@@ -7,6 +7,7 @@
 #include <set>
 #include <thread>
 
+#include "http/api.h"
 #include "support/db_snapshot.h"
 #include "support/http_client.h"
 #include "support/json_schema.h"
@@ -455,6 +456,12 @@ TEST_F(Receiver, BinaryModeAndBatchWithOneOutcomePerEvent) {
   EXPECT_EQ(results[1]["field"], "data.instance_id");
   EXPECT_EQ(results[1]["code"], "not_found");
   EXPECT_FALSE(results[0].contains("code"));
+  // Each result as the OpenAPI document describes it.
+  const json spec = json::parse(http::OpenApiDocument());
+  for (const auto& result : results)
+    EXPECT_EQ(testing::ValidateSchema(spec, spec["components"]["schemas"]["ReceiveResult"], result),
+              std::vector<std::string>{})
+        << result;
   EXPECT_EQ(results[2]["status"], 202);
   EXPECT_EQ(results[2]["outcome"], "ignored");
   EXPECT_EQ(Get(b)["state"], "STOPPING");
@@ -540,6 +547,7 @@ TEST_F(Receiver, BadInputGetsItsStatusAProblemAndNoWrite) {
   };
   // The error's code, as every route's problem carries it: what tells an unknown instance from
   // bad data under one 422, and an illegal move under 409. A content type has none (415).
+  const json spec = json::parse(http::OpenApiDocument());
   const auto code_of = [](const Case& c) -> std::string {
     if (c.status == 415) return "";
     if (c.name == std::string("unknown instance")) return "not_found";
@@ -553,6 +561,9 @@ TEST_F(Receiver, BadInputGetsItsStatusAProblemAndNoWrite) {
     EXPECT_EQ(r.ContentType(), "application/problem+json") << c.name;
     EXPECT_EQ(r.Json().value("field", ""), c.field) << c.name << ": " << r.body;
     EXPECT_EQ(r.Json().value("code", ""), code_of(c)) << c.name << ": " << r.body;
+    EXPECT_EQ(testing::ValidateSchema(spec, spec["components"]["schemas"]["Problem"], r.Json()),
+              std::vector<std::string>{})
+        << c.name << ": " << r.body;
     EXPECT_FALSE(r.Json().value("detail", "").empty()) << c.name;
     EXPECT_EQ(testing::DbSnapshot(stack_.DbPath()), before) << c.name << " wrote something";
   }
