@@ -446,9 +446,13 @@ bool Reconcilers::Instantiate(const LabletInstance& i, InstantiatorSweep& sweep)
       RecordCmlFailure(i, s.error(), now);
       return true;
     }
+    // Asked by a DELETE, or left by a failed start whose lab could not be removed at once: the
+    // reason says which, as the ending kept from the failure does.
+    const bool failed = i.ending && i.ending->outcome == domain::Outcome::kInstantiationFailed;
+    const std::string why = failed ? "instantiation failed: " + i.ending->message : "termination requested";
     return instances_
-        .Transition(i.id, InstanceState::kTerminated,
-                    "termination requested; lab " + *i.cml_lab_id + " wiped and deleted", kInstantiator, std::nullopt,
+        .Transition(i.id, InstanceState::kTerminated, why + "; lab " + *i.cml_lab_id + " wiped and deleted",
+                    kInstantiator, std::nullopt,
                     Ending{domain::Outcome::kCancelled, "instantiation", "termination_requested", "termination requested"})
         .has_value();
   }
