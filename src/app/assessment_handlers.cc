@@ -50,7 +50,8 @@ Status EventReceiver::Move(LabletInstance& i, InstanceState to, const std::strin
   }
   auto change = MoveInstance(i, worker ? &*worker : nullptr, to, d_.clock.Now(), reason, actor);
   if (!change) return change.error();
-  changes.events.push_back(d_.events.InstanceMoved(i, *change, worker ? &*worker : nullptr, nullptr));
+  changes.events.push_back(
+      d_.events.InstanceMoved(i, *change, worker ? std::optional<std::string_view>(worker->hostname) : std::nullopt, nullptr));
   if (worker) changes.workers.push_back(*worker);
   return {};
 }

@@ -55,7 +55,7 @@ Result<LabletInstance> CollectionService::Collect(const InstanceId& id, const st
     instance->collection_request_error.clear();
     instance->collection_refused = false;
     ports::Changes changes;
-    changes.events.push_back(d_.events.InstanceMoved(*instance, *change, nullptr, nullptr, ToString(reason)));
+    changes.events.push_back(d_.events.InstanceMoved(*instance, *change, std::nullopt, nullptr, ToString(reason)));
     changes.instances.push_back(*instance);
     if (auto s = d_.store.Commit(changes); !s) return s.error();
     ++instance->version;

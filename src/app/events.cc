@@ -67,10 +67,11 @@ ports::OutboxEvent EventFactory::InstanceCreated(const LabletInstance& i) {
               wire::InstanceCreatedData(i), &i);
 }
 
-ports::OutboxEvent EventFactory::InstanceMoved(const LabletInstance& i, const InstanceChange& change, const Worker* worker,
-                                        const LabletDefinition* def, std::string_view collection_reason) {
+ports::OutboxEvent EventFactory::InstanceMoved(const LabletInstance& i, const InstanceChange& change,
+                                        std::optional<std::string_view> worker_hostname, const LabletDefinition* def,
+                                        std::string_view collection_reason) {
   return Make(ids_, source_, SchemaBase(), EventTypeOnEntering(change.to), i.id.value, change.at,
-              wire::InstanceMovedData(i, change, worker, def, collection_reason), &i);
+              wire::InstanceMovedData(i, change, worker_hostname, def, collection_reason), &i);
 }
 
 ports::OutboxEvent EventFactory::WorkerMoved(const Worker& w, const WorkerChange& change,

@@ -46,12 +46,13 @@ class EventFactory {
 
   // `ccm.lablet.instance.pending` for a new instance.
   ports::OutboxEvent InstanceCreated(const domain::LabletInstance& instance);
-  // The event of `change`, which `instance` (as it is after the move) just made. `worker` is
-  // the instance's worker if it has one; `def` its definition (needed for
-  // provisioning.started); `collection_reason` is what a move to COLLECTING says (manual,
-  // timeslot_end, assessment_request), its `triggered_by` being the change's actor.
+  // The event of `change`, which `instance` (as it is after the move) just made.
+  // `worker_hostname` is its worker's hostname if known (a move to RUNNING names it); `def` its
+  // definition (needed for provisioning.started); `collection_reason` is what a move to
+  // COLLECTING says (manual, timeslot_end, assessment_request), its `triggered_by` being the
+  // change's actor.
   ports::OutboxEvent InstanceMoved(const domain::LabletInstance& instance, const domain::InstanceChange& change,
-                            const domain::Worker* worker, const domain::LabletDefinition* def,
+                            std::optional<std::string_view> worker_hostname, const domain::LabletDefinition* def,
                             std::string_view collection_reason = "manual");
   // The event of each entry of a new worker's history, or `ccm.worker.pending` if it has none.
   std::vector<ports::OutboxEvent> WorkerCreated(const domain::Worker& worker);

@@ -267,16 +267,24 @@ Result<InstanceService::PreparedMove> InstanceService::PrepareMove(LabletInstanc
   const InstanceState from = instance.state;
   if (ending && !instance.ending && (to == InstanceState::kStopping || to == InstanceState::kTerminated))
     instance.ending = std::move(ending);
-  // The worker is read only when the move gives something back to it, or when the event
-  // names it; it is written only in the first case, so that moves of the instances on one
-  // worker do not contend on its version for nothing.
+  // The worker is read only when the move gives something back to it, then written in the
+  // same commit; when the event only names it (a move to RUNNING), its hostname alone is read,
+  // and moves of the instances on one worker do not contend on its version for nothing.
   const bool releases = (HoldsCapacity(from) && !HoldsCapacity(to)) || (HoldsPorts(from) && !HoldsPorts(to));
   std::optional<Worker> worker;
+  std::optional<std::string> hostname;
   const bool known = !releases && context.worker && instance.worker_id && context.worker->id == *instance.worker_id;
-  if (instance.worker_id && !known && (releases || to == InstanceState::kRunning)) {
+  if (known) {
+    hostname = context.worker->hostname;
+  } else if (instance.worker_id && releases) {
     auto w = d_.store.GetWorker(*instance.worker_id);
     if (!w) return w.error();
     worker = std::move(w.value());
+    hostname = worker->hostname;
+  } else if (instance.worker_id && to == InstanceState::kRunning) {
+    auto h = d_.store.GetWorkerHostname(*instance.worker_id);
+    if (!h) return h.error();
+    hostname = std::move(h.value());
   }
   std::optional<LabletDefinition> def;
   if (to == InstanceState::kInstantiating) {
@@ -306,7 +314,7 @@ Result<InstanceService::PreparedMove> InstanceService::PrepareMove(LabletInstanc
   PreparedMove prepared;
   ports::Changes& changes = prepared.changes;
   changes.events.push_back(
-      d_.events.InstanceMoved(instance, *change, known ? context.worker : w, def ? &*def : nullptr));
+      d_.events.InstanceMoved(instance, *change, hostname, def ? &*def : nullptr));
   changes.instances.push_back(instance);
   if (releases && w) changes.workers.push_back(*w);
   prepared.instance = std::move(instance);
@@ -474,7 +482,7 @@ Result<std::vector<Result<LabletInstance>>> InstanceService::ScheduleBatch(const
         out[n] = change.error();
         continue;
       }
-      changes.events.push_back(d_.events.InstanceMoved(instance, *change, &*worker, &def->second));
+      changes.events.push_back(d_.events.InstanceMoved(instance, *change, worker->hostname, &def->second));
       changes.instances.push_back(instance);
       committed.push_back(n);
     }

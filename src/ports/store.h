@@ -120,6 +120,14 @@ class Store {
 
   // Errors: not_found.
   virtual Result<domain::Worker> GetWorker(const domain::WorkerId& id) = 0;
+  // The worker's hostname alone: what an instance's move to RUNNING names of its worker, read
+  // without the worker's reservations, ports and history. By default, from GetWorker.
+  // Errors: not_found.
+  virtual Result<std::string> GetWorkerHostname(const domain::WorkerId& id) {
+    auto worker = GetWorker(id);
+    if (!worker) return worker.error();
+    return std::move(worker->hostname);
+  }
   virtual Result<PageOf<domain::Worker>> ListWorkers(const Page& page) = 0;
 
   // Writes `changes` atomically and durably: when it returns success the change survives a

@@ -42,7 +42,7 @@ json InstanceCreatedData(const LabletInstance& i) {
   return data;
 }
 
-json InstanceMovedData(const LabletInstance& i, const InstanceChange& change, const Worker* worker,
+json InstanceMovedData(const LabletInstance& i, const InstanceChange& change, std::optional<std::string_view> worker_hostname,
                        const LabletDefinition* def, std::string_view collection_reason) {
   json data = InstanceCommon(i, change.from, change.at);
   switch (change.to) {
@@ -54,7 +54,7 @@ json InstanceMovedData(const LabletInstance& i, const InstanceChange& change, co
       data["lab_yaml_hash"] = def ? json(def->lab_yaml_hash) : json(nullptr);
       break;
     case InstanceState::kRunning:
-      data["worker_hostname"] = worker ? json(worker->hostname) : json(nullptr);
+      data["worker_hostname"] = worker_hostname ? json(*worker_hostname) : json(nullptr);
       data["cml_lab_id"] = i.cml_lab_id ? json(*i.cml_lab_id) : json(nullptr);
       data["allocated_ports"] = ToJson(i.allocated_ports);
       data["started_at"] = OptionalTime(i.started_at);

@@ -17,13 +17,13 @@ namespace ccm::wire {
 
 // ccm.lablet.instance.pending, for a new instance.
 nlohmann::json InstanceCreatedData(const domain::LabletInstance& instance);
-// The data of `change`, which `instance` (as it is after the move) just made. `worker` is the
-// instance's worker if known (RUNNING names its hostname), `def` its definition (INSTANTIATING
-// names its lab_yaml_hash); either may be null, then those fields are null.
+// The data of `change`, which `instance` (as it is after the move) just made.
+// `worker_hostname` is its worker's hostname if known (RUNNING names it), `def` its definition
+// (INSTANTIATING names its lab_yaml_hash); either may be absent, then those fields are null.
 // `collection_reason` is what a move to COLLECTING says (its `triggered_by` is the change's
 // actor).
 nlohmann::json InstanceMovedData(const domain::LabletInstance& instance, const domain::InstanceChange& change,
-                                 const domain::Worker* worker, const domain::LabletDefinition* def,
+                                 std::optional<std::string_view> worker_hostname, const domain::LabletDefinition* def,
                                  std::string_view collection_reason = "manual");
 // ccm.lablet.instance.grading.completed, for `record`, a score the instance just received.
 nlohmann::json GradingCompletedData(const domain::LabletInstance& instance, const domain::ScoreRecord& record,

@@ -289,6 +289,27 @@ TEST_P(StoreContract, AnInstancesHeadIsItsStateAndVersionAsLastCommitted) {
   EXPECT_EQ(store().GetInstanceHead({"nope"}).error().code, ErrorCode::kNotFound);
 }
 
+// A worker's hostname, read alone, is the worker's as last committed, the reservations and
+// history around it left out.
+TEST_P(StoreContract, AWorkersHostnameIsReadAloneAsLastCommitted) {
+  Worker w = MakeWorker("w1");
+  w.reservations["i1"] = {{1, 4, 10}, 3};
+  Changes create;
+  create.workers = {w};
+  ASSERT_TRUE(store().Commit(create));
+  auto hostname = store().GetWorkerHostname({"w1"});
+  ASSERT_TRUE(hostname) << hostname.error().message;
+  EXPECT_EQ(*hostname, "w1.example");
+
+  w = *store().GetWorker({"w1"});
+  w.hostname = "cml-7.lab.example";
+  Changes renamed;
+  renamed.workers = {w};
+  ASSERT_TRUE(store().Commit(renamed));
+  EXPECT_EQ(*store().GetWorkerHostname({"w1"}), "cml-7.lab.example");
+  EXPECT_EQ(store().GetWorkerHostname({"nope"}).error().code, ErrorCode::kNotFound);
+}
+
 TEST_P(StoreContract, AFailedCommitLeavesNothingBehind) {
   Changes create;
   create.workers = {MakeWorker("w1")};

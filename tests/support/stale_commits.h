@@ -63,6 +63,7 @@ class StaleCommits final : public ports::Store {
     return inner_->CountInstances();
   }
   Result<domain::Worker> GetWorker(const domain::WorkerId& id) override { return inner_->GetWorker(id); }
+  Result<std::string> GetWorkerHostname(const domain::WorkerId& id) override { return inner_->GetWorkerHostname(id); }
   Result<ports::PageOf<domain::Worker>> ListWorkers(const ports::Page& page) override {
     return inner_->ListWorkers(page);
   }

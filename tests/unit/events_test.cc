@@ -44,7 +44,7 @@ class Events : public ::testing::Test {
   json Move(InstanceState to, std::string_view collection_reason = "manual") {
     auto change = MoveInstance(instance_, &worker_, to, FromUnixMillis(5000), "because", "tester");
     EXPECT_TRUE(change) << ToString(to);
-    json data = Check(factory_.InstanceMoved(instance_, *change, &worker_, &def_, collection_reason),
+    json data = Check(factory_.InstanceMoved(instance_, *change, worker_.hostname, &def_, collection_reason),
                       std::string(EventTypeOnEntering(to)));
     for (const char* key : {"instance_id", "definition_id", "definition_version", "previous_state", "new_state",
                             "worker_id", "timestamp"})
@@ -69,7 +69,7 @@ TEST_F(Events, EveryInstanceStateHasItsTypeAndData) {
   EXPECT_EQ(pending["reservation_id"], "r-9");
 
   ASSERT_TRUE(ScheduleInstance(instance_, worker_, def_, FromUnixMillis(4000), "scheduler"));
-  json scheduled = Check(factory_.InstanceMoved(instance_, instance_.state_history.back(), &worker_, &def_),
+  json scheduled = Check(factory_.InstanceMoved(instance_, instance_.state_history.back(), worker_.hostname, &def_),
                          "ccm.lablet.instance.scheduled");
   EXPECT_EQ(scheduled["allocated_ports"], json({{"serial_1", 2000}, {"serial_2", 2001}}));
   EXPECT_EQ(scheduled["worker_id"], "w1");
@@ -152,7 +152,7 @@ TEST_F(Events, DataschemaNamesTheVersionOfEachTypesData) {
   instance_.state = InstanceState::kRunning;
   auto change = MoveInstance(instance_, nullptr, InstanceState::kStopping, FromUnixMillis(5000), "stop", "op");
   ASSERT_TRUE(change);
-  ce = cloudevents::ParseEvent(with_base.InstanceMoved(instance_, *change, nullptr, nullptr).json);
+  ce = cloudevents::ParseEvent(with_base.InstanceMoved(instance_, *change, std::nullopt, nullptr).json);
   ASSERT_TRUE(ce);
   EXPECT_EQ(ce->dataschema, "https://ccm.example/schemas/ccm.lablet.instance.stopping.v2.json");
 }

@@ -197,6 +197,7 @@ class FencedStore final : public ports::Store {
     return store_.CountInstances();
   }
   Result<domain::Worker> GetWorker(const domain::WorkerId& id) override { return store_.GetWorker(id); }
+  Result<std::string> GetWorkerHostname(const domain::WorkerId& id) override { return store_.GetWorkerHostname(id); }
   Result<ports::PageOf<domain::Worker>> ListWorkers(const ports::Page& page) override { return store_.ListWorkers(page); }
   Status Commit(const ports::Changes& changes) override {
     auto fence = fence_();

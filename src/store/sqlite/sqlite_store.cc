@@ -670,6 +670,20 @@ Result<Worker> SqliteStore::GetWorker(const WorkerId& id) {
   return Error::NotFound("worker " + id.value + " not found");
 }
 
+Result<std::string> SqliteStore::GetWorkerHostname(const WorkerId& id) {
+  auto c = Lease();
+  auto stmt = c->Prepare("SELECT json_extract(body, '$.hostname') FROM workers WHERE id = ?1");
+  if (!stmt) return stmt.error();
+  (*stmt)->Bind(1, id.value);
+  const int rc = (*stmt)->Step();
+  if (rc == SQLITE_ROW) {
+    if ((*stmt)->IsNull(0)) return Error::Internal("store: worker " + id.value + " has no hostname");
+    return std::string((*stmt)->Text(0));
+  }
+  if (rc != SQLITE_DONE) return SqlError(c->db(), "read worker hostname");
+  return Error::NotFound("worker " + id.value + " not found");
+}
+
 Result<ports::PageOf<Worker>> SqliteStore::ListWorkers(const ports::Page& page) {
   auto c = Lease();
   auto stmt = c->Prepare("SELECT body FROM workers WHERE id > ?1 ORDER BY id LIMIT ?2");

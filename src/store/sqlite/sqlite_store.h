@@ -76,6 +76,7 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
                                                             const ports::Page& page) override;
   Result<std::map<domain::InstanceState, ports::StateCount>> CountInstances() override;
   Result<domain::Worker> GetWorker(const domain::WorkerId& id) override;
+  Result<std::string> GetWorkerHostname(const domain::WorkerId& id) override;
   Result<ports::PageOf<domain::Worker>> ListWorkers(const ports::Page& page) override;
   Status Commit(const ports::Changes& changes) override;
   // Queued with the callers of Commit, and committed in their batches; while no caller of
