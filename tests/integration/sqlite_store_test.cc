@@ -462,6 +462,74 @@ TEST(SqliteStore, PurgeLeavesNoHistoryRowsBehind) {
   EXPECT_EQ(db.Rows(kHistoryOf, {"kept"}), HistoryRows(kept));
 }
 
+// A change builds on the lablet as this store last committed it, without reading the file:
+// the row rewritten behind its back (as only another process could, which the lock forbids)
+// is not what a change reads, but what GetInstance reads.
+TEST(SqliteStore, AChangeBuildsOnWhatThisStoreLastCommittedWithoutReadingTheFile) {
+  testing::TempDir dir;
+  const std::string path = dir.File("ccm.db");
+  auto store = store::SqliteStore::Open({path});
+  ASSERT_TRUE(store);
+  LabletInstance i = MovedTwice();
+  ASSERT_TRUE(CommitInstance(**store, i));
+  Move(i, InstanceState::kRunning, 4000);
+  ASSERT_TRUE(CommitInstance(**store, i));
+  auto read = (*store)->GetInstance({"i1"});
+  ASSERT_TRUE(read);
+  ASSERT_EQ(read->version, 2);
+
+  Db db(path);
+  ASSERT_TRUE(db.Exec("UPDATE instances SET body = json_set(body, '$.owner_id', 'behind') WHERE id = 'i1'"));
+  EXPECT_EQ((*store)->GetInstance({"i1"})->owner_id, "behind");
+  auto kept = (*store)->GetInstanceForUpdate({"i1"});
+  ASSERT_TRUE(kept) << kept.error().message;
+  EXPECT_EQ(wire::ToJson(*kept), wire::ToJson(*read));  // the committed lablet, as a read gives it back
+  EXPECT_EQ((*store)->GetInstanceForUpdate({"nope"}).error().code, ErrorCode::kNotFound);
+}
+
+// Should the row change behind the store's back, the commit built on what it kept is refused
+// as stale, and the next change reads the file.
+TEST(SqliteStore, ACommitRefusedAsStaleSendsTheNextChangeToTheFile) {
+  testing::TempDir dir;
+  const std::string path = dir.File("ccm.db");
+  auto store = store::SqliteStore::Open({path});
+  ASSERT_TRUE(store);
+  LabletInstance i = MovedTwice();
+  ASSERT_TRUE(CommitInstance(**store, i));
+  Db db(path);
+  ASSERT_TRUE(db.Exec("UPDATE instances SET version = 2, body = json_set(body, '$.version', 2, '$.owner_id', 'behind') "
+                      "WHERE id = 'i1'"));
+  auto kept = (*store)->GetInstanceForUpdate({"i1"});
+  ASSERT_TRUE(kept);
+  ASSERT_EQ(kept->version, 1);
+  Move(*kept, InstanceState::kRunning, 4000);
+  auto refused = CommitInstance(**store, *kept);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().kind, ErrorKind::kStaleVersion);
+  auto fresh = (*store)->GetInstanceForUpdate({"i1"});
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(fresh->version, 2);
+  EXPECT_EQ(fresh->owner_id, "behind");
+  EXPECT_EQ(fresh->state, InstanceState::kInstantiating);
+}
+
+// A purged lablet is not found by a change, though the store committed it.
+TEST(SqliteStore, APurgedLabletIsNotFoundByAChange) {
+  testing::TempDir dir;
+  auto store = store::SqliteStore::Open({dir.File("ccm.db")});
+  ASSERT_TRUE(store);
+  LabletInstance gone = MakeInstance("gone");
+  Move(gone, InstanceState::kScheduled, 2000);
+  Move(gone, InstanceState::kTerminated, 3000);
+  gone.terminated_at = FromUnixMillis(3000);
+  ASSERT_TRUE(CommitInstance(**store, gone));
+  ASSERT_TRUE((*store)->GetInstanceForUpdate({"gone"}));
+  auto purged = (*store)->Purge(FromUnixMillis(10'000), FromUnixMillis(0), 100);
+  ASSERT_TRUE(purged) << purged.error().message;
+  ASSERT_EQ(purged->instances, 1);
+  EXPECT_EQ((*store)->GetInstanceForUpdate({"gone"}).error().code, ErrorCode::kNotFound);
+}
+
 TEST(SqliteStore, ANewDatabaseAndItsFilesAreReadableByTheirOwnerAlone) {
   testing::TempDir dir;
   const mode_t was = umask(022);  // the usual umask, which would leave them world-readable

@@ -243,13 +243,15 @@ class SqliteStore::Connection {
 };
 
 // An instance as stored: its body without `state_history`, and each entry of that history
-// (as the body would have held it), of which a commit writes those not yet stored.
+// (as the body would have held it), of which a commit writes those not yet stored; and the
+// instance as a read would give it back (times at the stored precision), kept once committed.
 struct SqliteStore::EncodedInstance {
   // wire::ToJson's storage shape at `version`, split: the history goes to rows of its own.
   static EncodedInstance Encode(const LabletInstance& i, std::int64_t version) {
     json j = wire::ToJson(i);
     j["version"] = version;
     EncodedInstance out;
+    if (auto read = wire::InstanceFromJson(j)) out.stored = std::make_shared<const LabletInstance>(std::move(read.value()));
     if (auto h = j.find(kHistoryKey); h != j.end()) {
       out.history.reserve(h->size());
       for (const auto& entry : *h) out.history.push_back(entry.dump());
@@ -261,6 +263,7 @@ struct SqliteStore::EncodedInstance {
 
   std::string body;
   std::vector<std::string> history;
+  std::shared_ptr<const LabletInstance> stored;  // null if it does not read back (never kept)
 };
 
 // The JSON bodies of a commit's aggregates, encoded by the committing thread before it
@@ -581,6 +584,44 @@ Result<LabletInstance> SqliteStore::GetInstance(const InstanceId& id) {
   return Error::NotFound("instance " + id.value + " not found");
 }
 
+Result<LabletInstance> SqliteStore::GetInstanceForUpdate(const InstanceId& id) {
+  std::shared_ptr<const LabletInstance> kept;
+  {
+    std::lock_guard lock(kept_mu_);
+    if (auto it = kept_.find(id.value); it != kept_.end()) kept = it->second;
+  }
+  if (kept) return *kept;  // copied outside the lock every commit takes
+  return GetInstance(id);
+}
+
+void SqliteStore::KeepCommitted(const std::vector<Writer*>& batch) {
+  std::lock_guard lock(kept_mu_);
+  for (Writer* w : batch) {
+    if (!w->status) {
+      // Never reached while this process is the file's only writer; if it is, the next read
+      // for a change goes to the file.
+      if (w->status.error().Is(ErrorKind::kStaleVersion))
+        for (const auto& i : w->changes->instances) kept_.erase(i.id.value);
+      continue;
+    }
+    // An instance may be written more than once in a commit: the last write is what is stored.
+    for (std::size_t n = 0; n < w->encoded->instances.size(); ++n) {
+      const auto& stored = w->encoded->instances[n].stored;
+      const std::string& id = w->changes->instances[n].id.value;
+      if (!stored) {
+        kept_.erase(id);
+        continue;
+      }
+      if (auto it = kept_.find(id); it != kept_.end()) {
+        it->second = stored;
+        continue;
+      }
+      if (kept_.size() >= kInstancesKept) kept_.clear();  // a bound, not a policy: a miss only costs a read
+      kept_.emplace(id, stored);
+    }
+  }
+}
+
 Result<ports::InstanceHead> SqliteStore::GetInstanceHead(const InstanceId& id) {
   auto c = Lease();
   auto stmt = c->Prepare("SELECT state, version FROM instances WHERE id = ?1");
@@ -861,6 +902,11 @@ Result<ports::PurgeCounts> SqliteStore::Purge(Timestamp terminated_before, Times
     (void)c.Exec("ROLLBACK");
     return s.error();
   }
+  if (counts.instances > 0) {
+    // Those purged were TERMINATED, and a TERMINATED lablet kept here may be one of them.
+    std::lock_guard lock(kept_mu_);
+    std::erase_if(kept_, [](const auto& kept) { return kept.second->state == InstanceState::kTerminated; });
+  }
   return counts;
 }
 
@@ -1001,6 +1047,7 @@ void SqliteStore::LeadBatch(std::unique_lock<std::mutex>& lock, Writer* self) {
   } catch (...) {
     failed("an unknown exception");
   }
+  KeepCommitted(batch);
   // Read before the followers are released: their changes die with them.
   bool wrote_events = false;
   for (Writer* q : batch) wrote_events |= q->status.has_value() && !q->changes->events.empty();

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "ports/outbox.h"
@@ -72,6 +73,11 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
   Result<std::vector<domain::LabletDefinition>> ListDefinitionVersions(const domain::DefinitionId& id) override;
   Result<std::optional<domain::DefinitionId>> FindDefinitionByName(const std::string& name) override;
   Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) override;
+  // The instance as this store last committed it, kept in memory (up to kInstancesKept of
+  // them): no other process writes the file (the lock above), so it is the stored one, and a
+  // move of a lablet this process moved before reads nothing. Else GetInstance.
+  Result<domain::LabletInstance> GetInstanceForUpdate(const domain::InstanceId& id) override;
+  static constexpr size_t kInstancesKept = 8192;
   Result<ports::PageOf<domain::LabletInstance>> ListInstances(const ports::InstanceFilter& filter,
                                                             const ports::Page& page) override;
   Result<std::map<domain::InstanceState, ports::StateCount>> CountInstances() override;
@@ -135,6 +141,9 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
                        std::size_t stored_history, bool worker_changed);
   Status WriteOutbox(const ports::Changes& changes, const CommitPlan& plan);
   bool Checkpoint();
+  // Keeps what `batch` committed for GetInstanceForUpdate, and forgets the instances of a
+  // commit refused as stale. Before the writers are told.
+  void KeepCommitted(const std::vector<Writer*>& batch);
   static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
   ReadLease Lease();
 
@@ -162,6 +171,10 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
   std::thread committer_;
   std::condition_variable committer_cv_;
   bool stopping_ = false;
+
+  // The instances as last committed, by id (KeepCommitted; Purge forgets the TERMINATED ones).
+  std::mutex kept_mu_;
+  std::unordered_map<std::string, std::shared_ptr<const domain::LabletInstance>> kept_;
 
   std::mutex read_mu_;
   std::condition_variable read_cv_;
