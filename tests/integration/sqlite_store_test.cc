@@ -329,6 +329,56 @@ TEST(SqliteStore, TheHistoryMigrationMovesEveryEntryOutOfTheRowsWrittenBeforeIt)
   EXPECT_EQ(wire::ToJson(*(*store)->GetInstance({"a"})), wire::ToJson(a));
 }
 
+// The timeslot indexes hold only the lablets of the states their sweeps read (migration 6),
+// those of a file written before it included, and a move out of those states leaves them.
+TEST(SqliteStore, TheTimeslotIndexesHoldOnlyTheStatesTheirSweepsRead) {
+  testing::TempDir dir;
+  const std::string path = dir.File("ccm.db");
+  {
+    auto store = store::SqliteStore::Open({path});
+    ASSERT_TRUE(store);
+    Changes c;
+    for (auto [id, state] : {std::pair{"p", InstanceState::kPending}, std::pair{"s", InstanceState::kScheduled},
+                             std::pair{"r", InstanceState::kRunning}, std::pair{"r2", InstanceState::kRunning},
+                             std::pair{"x", InstanceState::kStopping}, std::pair{"t", InstanceState::kTerminated}}) {
+      LabletInstance i = MakeInstance(id);
+      i.state = state;
+      c.instances.push_back(i);
+    }
+    ASSERT_TRUE((*store)->Commit(c));
+  }
+  {
+    Db db(path);  // back to schema 5: both indexes over every lablet
+    ASSERT_TRUE(db.Exec("DROP INDEX instances_by_start; DROP INDEX instances_by_end; "
+                        "CREATE INDEX instances_by_start ON instances (state, timeslot_start_ms); "
+                        "CREATE INDEX instances_by_end ON instances (state, timeslot_end_ms); PRAGMA user_version=5;"));
+  }
+  auto store = store::SqliteStore::Open({path});
+  ASSERT_TRUE(store) << store.error().message;
+  Db db(path);
+  // The first figure of an index's statistics is how many entries it holds.
+  const auto entries = [&db](const std::string& index) {
+    EXPECT_TRUE(db.Exec("ANALYZE"));
+    const std::string stat = db.Scalar("SELECT stat FROM sqlite_stat1 WHERE idx = ?1", {index});
+    return stat.substr(0, stat.find(' '));
+  };
+  EXPECT_EQ(entries("instances_by_start"), "2");
+  EXPECT_EQ(entries("instances_by_end"), "2");
+  EXPECT_EQ(entries("instances_by_state"), "6");
+
+  LabletInstance r = *(*store)->GetInstance({"r"});
+  Move(r, InstanceState::kStopping, 5000);
+  ASSERT_TRUE(CommitInstance(**store, r));
+  EXPECT_EQ(entries("instances_by_end"), "1");
+  ports::InstanceFilter ended;
+  ended.state = InstanceState::kRunning;
+  ended.ends_by = r.timeslot_end;
+  auto listed = (*store)->ListInstances(ended, {});
+  ASSERT_TRUE(listed) << listed.error().message;
+  ASSERT_EQ(listed->items.size(), 1u);
+  EXPECT_EQ(listed->items[0].id.value, "r2");
+}
+
 // The point of keeping the history in rows of its own: a move adds one row and rewrites none.
 TEST(SqliteStore, AMoveWritesOneHistoryRowAndTheBodyHoldsNoHistory) {
   testing::TempDir dir;

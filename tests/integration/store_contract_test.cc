@@ -453,6 +453,14 @@ TEST_P(StoreContract, TimeBoundsSelectTheInstancesDueByThemInclusively) {
   EXPECT_EQ(Ids(store(), started), (IdList{"d"}));
   started.owner_id = "someone else";
   EXPECT_EQ(Ids(store(), started), IdList{});  // with the other fields, all of them hold
+  // A bound with a state its sweep never reads selects all the same.
+  started.owner_id.reset();
+  started.state = InstanceState::kRunning;
+  EXPECT_EQ(Ids(store(), started), (IdList{"a", "b"}));
+  ports::InstanceFilter pending_ended;
+  pending_ended.state = InstanceState::kPending;
+  pending_ended.ends_by = at(2000);
+  EXPECT_EQ(Ids(store(), pending_ended), (IdList{"d"}));
 
   // A write moves the instance within the bounds: the pod taken, the timeslot moved.
   LabletInstance a = *store().GetInstance({"a"});

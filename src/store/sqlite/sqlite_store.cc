@@ -132,6 +132,16 @@ const std::vector<const char*>& Migrations() {
         history_len = COALESCE(json_array_length(body, '$.state_history'), 0),
         body = json_remove(body, '$.state_history');
       )sql",
+      // 6: the timeslot indexes hold only the states their sweeps read (the start: PENDING and
+      // SCHEDULED; the end: RUNNING), so that a move between other states leaves them alone
+      // (an UPDATE rewrites the entry of every index whose columns it names, and each move
+      // names the state). An OR, not an IN: the planner finds `state = 'PENDING'` implies it.
+      R"sql(
+      DROP INDEX instances_by_start;
+      DROP INDEX instances_by_end;
+      CREATE INDEX instances_by_start ON instances (state, timeslot_start_ms) WHERE state = 'PENDING' OR state = 'SCHEDULED';
+      CREATE INDEX instances_by_end ON instances (timeslot_end_ms) WHERE state = 'RUNNING';
+      )sql",
   };
   return kMigrations;
 }
@@ -645,11 +655,18 @@ Result<ports::PageOf<LabletInstance>> SqliteStore::ListInstances(const ports::In
   std::string sql = std::string("SELECT ") + kInstanceColumns + " FROM instances";
   // A time bound names its index: it selects the few due instances of a state that may hold
   // thousands, which the planner, without statistics, cannot know to prefer to (state, id).
-  if (filter.state && filter.ends_by) sql += " INDEXED BY instances_by_end";
-  else if (filter.state && filter.pod_due_by) sql += " INDEXED BY instances_by_pod_due";
-  else if (filter.state && filter.starts_by) sql += " INDEXED BY instances_by_start";
+  // The timeslot indexes hold some states only (migration 6): the state is then written in
+  // the statement, as the planner uses such an index only for a query that names one of them.
+  const auto state = filter.state;
+  const bool by_end = state == InstanceState::kRunning && filter.ends_by;
+  const bool by_start =
+      (state == InstanceState::kPending || state == InstanceState::kScheduled) && filter.starts_by;
+  if (by_end) sql += " INDEXED BY instances_by_end";
+  else if (state && filter.pod_due_by) sql += " INDEXED BY instances_by_pod_due";
+  else if (by_start) sql += " INDEXED BY instances_by_start";
   sql += " WHERE id > ?1";
-  if (filter.state) sql += " AND state = ?2";
+  if (by_end || by_start) sql += " AND state = '" + std::string(ToString(*state)) + "'";
+  else if (state) sql += " AND state = ?2";
   if (filter.worker_id) sql += " AND worker_id = ?3";
   if (filter.owner_id) sql += " AND owner_id = ?4";
   if (filter.starts_by) sql += " AND timeslot_start_ms <= ?6";
@@ -659,7 +676,7 @@ Result<ports::PageOf<LabletInstance>> SqliteStore::ListInstances(const ports::In
   auto stmt = c->Prepare(sql);
   if (!stmt) return stmt.error();
   (*stmt)->Bind(1, page.after).Bind(5, static_cast<std::int64_t>(page.limit) + 1);
-  if (filter.state) (*stmt)->Bind(2, ToString(*filter.state));
+  if (state && !by_end && !by_start) (*stmt)->Bind(2, ToString(*state));
   if (filter.worker_id) (*stmt)->Bind(3, *filter.worker_id);
   if (filter.owner_id) (*stmt)->Bind(4, *filter.owner_id);
   if (filter.starts_by) (*stmt)->Bind(6, ToUnixMillis(*filter.starts_by));
