@@ -563,6 +563,44 @@ TEST(SqliteStore, ACommitRefusedAsStaleSendsTheNextChangeToTheFile) {
   EXPECT_EQ(fresh->state, InstanceState::kInstantiating);
 }
 
+// What a commit writes last of a lablet is what a change begins with; a commit refused for
+// another reason than staleness keeps nothing of what it carried.
+TEST(SqliteStore, AChangeBeginsWithTheLastWriteOfACommitAndNothingOfARefusedOne) {
+  testing::TempDir dir;
+  auto store = store::SqliteStore::Open({dir.File("ccm.db")});
+  ASSERT_TRUE(store);
+  LabletInstance first = MakeInstance("i1");
+  LabletInstance moved = first;
+  moved.version = 1;
+  Move(moved, InstanceState::kScheduled, 2000);
+  Changes twice;
+  twice.instances = {first, moved};
+  ASSERT_TRUE((*store)->Commit(twice));
+  auto kept = (*store)->GetInstanceForUpdate({"i1"});
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(kept->version, 2);
+  EXPECT_EQ(kept->state, InstanceState::kScheduled);
+
+  // A lablet on a reservation another one holds: a conflict, with i1's move in the same commit.
+  LabletInstance holder = MakeInstance("i0");
+  holder.reservation_id = "r-1";
+  ASSERT_TRUE(CommitInstance(**store, holder));
+  LabletInstance other = MakeInstance("i2");
+  other.reservation_id = "r-1";
+  LabletInstance i1 = *kept;
+  Move(i1, InstanceState::kInstantiating, 3000);
+  Changes refused;
+  refused.instances = {i1, other};
+  auto outcome = (*store)->Commit(refused);
+  ASSERT_FALSE(outcome);
+  EXPECT_EQ(outcome.error().code, ErrorCode::kConflict);
+  auto after = (*store)->GetInstanceForUpdate({"i1"});
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->version, 2);
+  EXPECT_EQ(after->state, InstanceState::kScheduled);
+  EXPECT_EQ((*store)->GetInstanceForUpdate({"i2"}).error().code, ErrorCode::kNotFound);
+}
+
 // A purged lablet is not found by a change, though the store committed it.
 TEST(SqliteStore, APurgedLabletIsNotFoundByAChange) {
   testing::TempDir dir;

@@ -429,7 +429,8 @@ TEST_P(StoreContract, TimeBoundsSelectTheInstancesDueByThemInclusively) {
   };
   Changes c;
   c.instances = {make("a", InstanceState::kRunning, 1000, 2000, 1500), make("b", InstanceState::kRunning, 1000, 3000, {}),
-                 make("c", InstanceState::kRunning, 2000, 3000, 2500), make("d", InstanceState::kPending, 1000, 2000, {})};
+                 make("c", InstanceState::kRunning, 2000, 3000, 2500), make("d", InstanceState::kPending, 1000, 2000, {}),
+                 make("e", InstanceState::kScheduled, 1000, 2000, {})};
   ASSERT_TRUE(store().Commit(c));
   const auto at = [](std::int64_t s) { return FromUnixMillis(s * 1000); };
   ports::InstanceFilter ended;
@@ -448,9 +449,12 @@ TEST_P(StoreContract, TimeBoundsSelectTheInstancesDueByThemInclusively) {
   EXPECT_EQ(Ids(store(), pods), (IdList{"a"}));
   ports::InstanceFilter started;
   started.starts_by = at(1000);
-  EXPECT_EQ(Ids(store(), started), (IdList{"a", "b", "d"}));  // no state: every state
+  EXPECT_EQ(Ids(store(), started), (IdList{"a", "b", "d", "e"}));  // no state: every state
   started.state = InstanceState::kPending;
   EXPECT_EQ(Ids(store(), started), (IdList{"d"}));
+  started.state = InstanceState::kScheduled;
+  EXPECT_EQ(Ids(store(), started), (IdList{"e"}));
+  started.state = InstanceState::kPending;
   started.owner_id = "someone else";
   EXPECT_EQ(Ids(store(), started), IdList{});  // with the other fields, all of them hold
   // A bound with a state its sweep never reads selects all the same.

@@ -255,6 +255,8 @@ class SqliteStore::Connection {
 // An instance as stored: its body without `state_history`, and each entry of that history
 // (as the body would have held it), of which a commit writes those not yet stored; and the
 // instance as a read would give it back (times at the stored precision), kept once committed.
+// A change only appends to a history (the domain never rewrites an entry), so the stored
+// entries are those of `stored`.
 struct SqliteStore::EncodedInstance {
   // wire::ToJson's storage shape at `version`, split: the history goes to rows of its own.
   static EncodedInstance Encode(const LabletInstance& i, std::int64_t version) {
@@ -608,10 +610,12 @@ void SqliteStore::KeepCommitted(const std::vector<Writer*>& batch) {
   std::lock_guard lock(kept_mu_);
   for (Writer* w : batch) {
     if (!w->status) {
-      // Never reached while this process is the file's only writer; if it is, the next read
-      // for a change goes to the file.
+      // Refused as stale: it lost a race with another change of this process (whose commit
+      // kept a newer copy, left in place), or the file changed behind the store. A copy no
+      // newer than what it built on is dropped, so that the change is decided on the file.
       if (w->status.error().Is(ErrorKind::kStaleVersion))
-        for (const auto& i : w->changes->instances) kept_.erase(i.id.value);
+        for (const auto& i : w->changes->instances)
+          if (auto it = kept_.find(i.id.value); it != kept_.end() && it->second->version <= i.version) kept_.erase(it);
       continue;
     }
     // An instance may be written more than once in a commit: the last write is what is stored.
@@ -1064,7 +1068,13 @@ void SqliteStore::LeadBatch(std::unique_lock<std::mutex>& lock, Writer* self) {
   } catch (...) {
     failed("an unknown exception");
   }
-  KeepCommitted(batch);
+  try {
+    KeepCommitted(batch);
+  } catch (...) {
+    // Committed all the same: only what is kept is lost, and nothing kept may be stale.
+    std::lock_guard kept_lock(kept_mu_);
+    kept_.clear();
+  }
   // Read before the followers are released: their changes die with them.
   bool wrote_events = false;
   for (Writer* q : batch) wrote_events |= q->status.has_value() && !q->changes->events.empty();

@@ -141,8 +141,8 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
                        std::size_t stored_history, bool worker_changed);
   Status WriteOutbox(const ports::Changes& changes, const CommitPlan& plan);
   bool Checkpoint();
-  // Keeps what `batch` committed for GetInstanceForUpdate, and forgets the instances of a
-  // commit refused as stale. Before the writers are told.
+  // Keeps what `batch` committed for GetInstanceForUpdate, and drops what a commit refused as
+  // stale built on. Before the writers are told.
   void KeepCommitted(const std::vector<Writer*>& batch);
   static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
   ReadLease Lease();
