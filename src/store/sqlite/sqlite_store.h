@@ -75,7 +75,7 @@ class SqliteStore final : public ports::Store, public ports::Outbox {
   Result<domain::LabletInstance> GetInstance(const domain::InstanceId& id) override;
   // The instance as this store last committed it, kept in memory (up to kInstancesKept of
   // them): no other process writes the file (the lock above), so it is the stored one, and a
-  // move of a lablet this process moved before reads nothing. Else GetInstance.
+  // move of a lablet this process moved before does not read its row. Else GetInstance.
   Result<domain::LabletInstance> GetInstanceForUpdate(const domain::InstanceId& id) override;
   static constexpr size_t kInstancesKept = 8192;
   Result<ports::PageOf<domain::LabletInstance>> ListInstances(const ports::InstanceFilter& filter,
