@@ -33,20 +33,18 @@ std::optional<trace::TraceContext> EventTrace(const cloudevents::CloudEvent& eve
   return parent->Child();
 }
 
-// Whether `e` refuses the event for what it says (409, 422), rather than a read that lost a
-// race (decided again) or a store that failed.
-bool IsRefusal(const Error& e) {
-  if (e.Is(ErrorKind::kStaleVersion)) return false;
+}  // namespace
+
+std::optional<EventReceiver::Refusal> EventReceiver::RefusalOf(const Error& e) {
+  if (e.Is(ErrorKind::kStaleVersion)) return std::nullopt;
   switch (e.code) {
     case ErrorCode::kInvalidArgument:
-    case ErrorCode::kNotFound:
+    case ErrorCode::kNotFound: return Refusal::kUnprocessable;
     case ErrorCode::kConflict:
-    case ErrorCode::kFailedPrecondition: return true;
-    default: return false;
+    case ErrorCode::kFailedPrecondition: return Refusal::kIllegalMove;
+    default: return std::nullopt;
   }
 }
-
-}  // namespace
 
 Result<EventReceiver::Decision> EventReceiver::Decide(const cloudevents::CloudEvent& event) {
   const auto type = wire::AssessmentEventTypeOf(event.type);
@@ -57,7 +55,7 @@ Result<EventReceiver::Decision> EventReceiver::Decide(const cloudevents::CloudEv
   // its state no longer allows, data a later check finds bad) reads its key, so that a
   // redelivery is a duplicate whatever its data or its instance are now.
   auto decision = DecideOn(*type, event);
-  if (decision || !IsRefusal(decision.error())) return decision;
+  if (decision || !RefusalOf(decision.error())) return decision;
   auto seen_before = d_.store.IsProcessed(event.source, event.id, d_.clock.Now());
   if (!seen_before) return seen_before.error();
   if (*seen_before) return Decision{Outcome::kDuplicate, {}};

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <optional>
 
 #include "app/events.h"
 #include "app/services.h"
@@ -40,6 +41,14 @@ class EventReceiver {
     kIgnored,    // no handler for the type: nothing changed, nothing recorded
     kStale,      // the instance is already past what the event reports: only its key recorded
   };
+
+  // Why an event was refused for what it says, rather than failed by a store or a race.
+  enum class Refusal {
+    kUnprocessable,  // its data are invalid (field named) or its instance is unknown: 422
+    kIllegalMove,    // its instance's state does not allow what it reports: 409
+  };
+  // The refusal `e` is, if it is one. A stale-version conflict is none: it is decided again.
+  static std::optional<Refusal> RefusalOf(const Error& e);
 
   EventReceiver(Deps deps, Options options, ReceiveMetrics& metrics)
       : d_(deps), options_(options), metrics_(metrics) {}

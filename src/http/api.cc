@@ -564,15 +564,12 @@ const char* OutcomeName(app::EventReceiver::Outcome o) {
   return "applied";
 }
 
-// Errors of a consumed event: bad data and unknown instances are 422, illegal moves 409.
+// A consumed event's error: a refusal is 422 (bad data, unknown instance) or 409 (an illegal
+// move); any other error is the store's or the service's.
 int ReceiveStatus(const Error& e) {
-  switch (e.code) {
-    case ErrorCode::kInvalidArgument:
-    case ErrorCode::kNotFound: return 422;
-    case ErrorCode::kConflict:
-    case ErrorCode::kFailedPrecondition: return 409;
-    default: return StatusFor(e.code);
-  }
+  const auto refusal = app::EventReceiver::RefusalOf(e);
+  if (!refusal) return StatusFor(e.code);
+  return *refusal == app::EventReceiver::Refusal::kIllegalMove ? 409 : 422;
 }
 
 // One event's receipt, from what the receiver made of it.

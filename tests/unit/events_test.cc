@@ -1,5 +1,6 @@
 // The data of every event type, as SYSTEM.md lists it, built by the one event factory.
 #include "app/events.h"
+#include "app/receiver.h"
 
 #include <gtest/gtest.h>
 
@@ -202,6 +203,19 @@ TEST_F(Events, EachEventHasItsOwnId) {
   auto a = factory_.InstanceCreated(instance_);
   auto b = factory_.InstanceCreated(instance_);
   EXPECT_NE(a.id, b.id);
+}
+
+// An event is refused for what it says (its data, its instance, the move it reports), never
+// for a race another writer won or a store that failed: those are answered otherwise.
+TEST(EventRefusals, AreItsDataOrItsMoveNeverARaceOrAFailure) {
+  using Refusal = EventReceiver::Refusal;
+  EXPECT_EQ(EventReceiver::RefusalOf(Error::InvalidArgument("bad", "data.score")), Refusal::kUnprocessable);
+  EXPECT_EQ(EventReceiver::RefusalOf(Error::NotFound("no such instance")), Refusal::kUnprocessable);
+  EXPECT_EQ(EventReceiver::RefusalOf(Error::Conflict("not in COLLECTING")), Refusal::kIllegalMove);
+  EXPECT_EQ(EventReceiver::RefusalOf(Error::FailedPrecondition("not yet")), Refusal::kIllegalMove);
+  EXPECT_EQ(EventReceiver::RefusalOf(Error::StaleVersion("changed since read")), std::nullopt);
+  EXPECT_EQ(EventReceiver::RefusalOf(Error::Unavailable("store down")), std::nullopt);
+  EXPECT_EQ(EventReceiver::RefusalOf(Error::Internal("bug")), std::nullopt);
 }
 
 }  // namespace
