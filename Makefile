@@ -25,11 +25,16 @@ configure: deps
 build: configure
 	cmake --build $(BUILD)
 
+# The run's results as JUnit (relative to the build directory, and kept whole for a failed
+# test); after a failed run, scripts/test_failures.py prints why each test failed, last.
+CTEST_REPORT = --output-junit ctest-results.xml --test-output-size-failed 4194304 --test-output-truncation middle
+
 test: build
 ifeq ($(COVERAGE),1)
 	find $(BUILD) -name '*.gcda' -delete
 endif
-	ctest --test-dir $(BUILD) --output-on-failure -j2 --timeout 300
+	ctest --test-dir $(BUILD) --output-on-failure -j2 --timeout 300 $(CTEST_REPORT) \
+	  || { python3 scripts/test_failures.py $(BUILD)/ctest-results.xml; exit 1; }
 ifeq ($(COVERAGE),1)
 	python3 scripts/coverage.py $(BUILD)
 endif
@@ -83,7 +88,8 @@ test-sanitize: deps
 	cmake --build build-sanitize
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --test-dir build-sanitize --output-on-failure -j2 --timeout 600
+	  ctest --test-dir build-sanitize --output-on-failure -j2 --timeout 600 $(CTEST_REPORT) \
+	  || { python3 scripts/test_failures.py build-sanitize/ctest-results.xml; exit 1; }
 
 # The Debian packages ccm, ccm-sims and ccm-dbgsym (CPack DEB, packaging/install.cmake), in
 # $(BUILD)/packages/. Builds what they hold (ccm and the simulators, stripped), not the tests.
