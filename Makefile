@@ -25,14 +25,16 @@ configure: deps
 build: configure
 	cmake --build $(BUILD)
 
-# The run's results as JUnit (relative to the build directory, and kept whole for a failed
-# test); after a failed run, scripts/test_failures.py prints why each test failed, last.
+# The run's results as JUnit, in the build directory (a failed test's output kept up to 4 MiB,
+# cut in its middle beyond); after a failed run, scripts/test_failures.py prints why each test
+# failed, last. The file of an earlier run is removed first, so that it is never read as this one's.
 CTEST_REPORT = --output-junit ctest-results.xml --test-output-size-failed 4194304 --test-output-truncation middle
 
 test: build
 ifeq ($(COVERAGE),1)
 	find $(BUILD) -name '*.gcda' -delete
 endif
+	rm -f $(BUILD)/ctest-results.xml
 	ctest --test-dir $(BUILD) --output-on-failure -j2 --timeout 300 $(CTEST_REPORT) \
 	  || { python3 scripts/test_failures.py $(BUILD)/ctest-results.xml; exit 1; }
 ifeq ($(COVERAGE),1)
@@ -86,6 +88,7 @@ fuzz:
 test-sanitize: deps
 	cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCCM_WERROR=ON -DCCM_SANITIZE=ON
 	cmake --build build-sanitize
+	rm -f build-sanitize/ctest-results.xml
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir build-sanitize --output-on-failure -j2 --timeout 600 $(CTEST_REPORT) \

@@ -5,10 +5,11 @@
 
 `make test` and `make test-sanitize` print this after a failed run, so that the reasons come
 last, where a long log is read first, and not only amid the output of the tests that ran
-beside them. For each failed test it prints GoogleTest's failures (the "file:line: Failure"
-line and what follows it), any sanitizer report's headline and summary, or, when it finds
-neither (a script's test, a time-out), the output's last lines. Exits 0; prints nothing
-when no test failed.
+beside them. For each failed test it prints how long it ran, GoogleTest's
+failures (the "file:line: Failure" line and what follows it), the headline and summary
+lines of any sanitizer report, or, when it finds neither (a script's test, a time-out), the
+output's last lines; and each test ctest could not run, with its reason. Exits 0, or 2 on a
+wrong command line.
 """
 import re
 import sys
@@ -22,13 +23,20 @@ TAIL_LINES = 20          # the output's end, for a test without a recognised fai
 GTEST_FAILURE = re.compile(r"^\S.*:\d+: Failure$|^unknown file: Failure$")
 # The lines that end a failure's message: GoogleTest's own markers and ccm's log lines.
 MESSAGE_END = re.compile(r"^\[( RUN|  +OK|  FAILED|-{10}|={10}|\d{4}-\d\d-\d\d )")
-SANITIZER = re.compile(r"ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|^SUMMARY: ")
+SANITIZER = re.compile(r"(ERROR|WARNING): \w+Sanitizer|runtime error:|^SUMMARY: ")
+# A sanitizer's report, which ends a failure's message before it (its frames are left out).
+REPORT_START = re.compile(r"^=+$|^==\d+==")
 
 
 def cut(line):
     if len(line) <= LINE_CHARS:
         return line
     return line[:LINE_CHARS] + f" [... {len(line) - LINE_CHARS} more characters]"
+
+
+def ends_message(line):
+    return bool(GTEST_FAILURE.match(line) or MESSAGE_END.match(line) or REPORT_START.match(line)
+                or SANITIZER.search(line))
 
 
 def reasons(output):
@@ -40,11 +48,16 @@ def reasons(output):
         if GTEST_FAILURE.match(lines[i]):
             message = [lines[i]]
             i += 1
-            while i < len(lines) and not GTEST_FAILURE.match(lines[i]) and not MESSAGE_END.match(lines[i]):
+            dropped = 0
+            while i < len(lines) and not ends_message(lines[i]):
                 if len(message) < LINES_PER_FAILURE:
                     message.append(lines[i])
+                else:
+                    dropped += 1
                 i += 1
             found.extend(message)
+            if dropped:
+                found.append(f"[... {dropped} more lines of this failure]")
             continue
         if SANITIZER.search(lines[i]):
             found.append(lines[i])
@@ -57,12 +70,23 @@ def reasons(output):
     return [cut(line) for line in found]
 
 
+# What ctest says of a test it skipped on purpose, as against one it could not run.
+SKIPPED_ON_PURPOSE = re.compile(r"^(Disabled|SKIP_RETURN_CODE=|SKIP_REGULAR_EXPRESSION_MATCHED)")
+
+
 def failed_tests(junit_path):
+    """(name, verdict, seconds, output, ran) of each test that failed or could not run."""
     root = ET.parse(junit_path).getroot()
     for case in root.iter("testcase"):
-        if case.get("status") == "fail" or case.find("failure") is not None:
-            out = case.find("system-out")
-            yield case.get("name"), case.get("time"), (out.text or "") if out is not None else ""
+        out = case.find("system-out")
+        output = (out.text or "") if out is not None else ""
+        failure, skipped = case.find("failure"), case.find("skipped")
+        if case.get("status") == "fail" or failure is not None:
+            # ctest 3.25 leaves the failure's message empty; a later one may name it (Timeout, ...).
+            verdict = (failure.get("message") if failure is not None else "") or "failed"
+            yield case.get("name"), verdict, case.get("time"), output, True
+        elif skipped is not None and not SKIPPED_ON_PURPOSE.match(skipped.get("message", "")):
+            yield case.get("name"), skipped.get("message", "Not Run"), case.get("time"), output, False
 
 
 def main(argv):
@@ -75,10 +99,14 @@ def main(argv):
         print(f"test_failures: cannot read {argv[1]}: {e}", file=sys.stderr)
         return 0
     if not failed:
+        print(f"\n{argv[1]} names no test that failed or could not run; ctest's own output above says why it failed")
         return 0
-    print(f"\n{len(failed)} test(s) failed; why:")
-    for name, seconds, output in failed:
-        print(f"\n=== {name} (after {seconds} s)")
+    print(f"\n{len(failed)} test(s) failed or could not run; why:")
+    for name, verdict, seconds, output, ran in failed:
+        if not ran:
+            print(f"\n=== {name}: not run ({verdict})")
+            continue
+        print(f"\n=== {name}: {verdict} after {float(seconds or 0):.1f} s")
         for line in reasons(output):
             print(line)
     return 0

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""scripts/test_failures.py on a JUnit file as ctest writes it: a passed test, a GoogleTest
-failure amid log lines, a sanitizer report, and a script's test that fails without one."""
+"""scripts/test_failures.py on a JUnit file as ctest writes it: a passed test, GoogleTest
+failures amid log lines, a sanitizer report (alone, and after a failure), a script's test
+that fails without either, a test ctest could not run and one it skipped on purpose."""
 import os
 import subprocess
 import sys
@@ -10,9 +11,10 @@ from xml.sax.saxutils import escape
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts", "test_failures.py")
 
 
-def case(name, status, output):
+def case(name, status, output, verdict="", skipped=None):
     return (f'<testcase name="{name}" classname="{name}" time="1.5" status="{status}">'
-            + ('<failure message="Failed"/>' if status == "fail" else "")
+            + (f'<failure message="{verdict}"/>' if status == "fail" else "")
+            + (f'<skipped message="{skipped}"/>' if skipped else "")
             + f"<system-out>{escape(output)}</system-out></testcase>")
 
 
@@ -46,18 +48,45 @@ gtest = case("Chaos.Ends", "fail", "\n".join([
     "/work/tests/integration/chaos_test.cc:226: Failure",
     "Expected: (ways_out.size()) >= (3u), actual: 2 vs 3",
     "[  FAILED  ] Chaos.Ends (38720 ms)",
-]))
+    "[ RUN      ] Chaos.Throws",
+    "unknown file: Failure",
+    "C++ exception with description \"bad\" thrown in the test body.",
+    "[  FAILED  ] Chaos.Throws (1 ms)",
+    "/src/long_test.cc:5: Failure",
+] + [f"message line {n}" for n in range(40)] + [
+    "[  FAILED  ] Chaos.Long (1 ms)",
+    "/src/uaf_test.cc:9: Failure",
+    "Value of: store.Open()",
+    "=================================================================",
+    "==42==ERROR: AddressSanitizer: heap-use-after-free on address 0x2",
+    "    #0 0x2 in ~Store",
+    "SUMMARY: AddressSanitizer: heap-use-after-free /src/store.cc:7 in ~Store",
+]), verdict="Timeout")
 sanitizer = case("Api.Leaks", "fail", "noise\n==1==ERROR: AddressSanitizer: heap-use-after-free on address 0x1\n"
                  "#0 0x1 in f\nSUMMARY: AddressSanitizer: heap-use-after-free /src/x.cc:3 in f\n")
 script = case("console_in_a_browser", "fail", "\n".join(f"line {n}" for n in range(100)))
+not_run = case("cluster_check", "notrun", "", skipped="Unable to find executable: /build/ccm")
+disabled = case("Old.Disabled", "disabled", "", skipped="Disabled")
 
-out = run([passed])
-check(out == "", "nothing is printed when no test failed", out)
+out = run([passed, disabled])
+check("names no test that failed or could not run" in out and "Old.Disabled" not in out,
+      "a run without a failed test says so, and a test skipped on purpose is not one", out)
 
-out = run([passed, gtest, sanitizer, script])
-check("3 test(s) failed" in out, "the count of failed tests", out)
-check("Store.Passes" not in out and "not a failure" not in out, "a passed test is not shown", out)
-check("=== Chaos.Ends (after 1.5 s)" in out, "each failed test is named", out)
+out = run([passed, gtest, sanitizer, script, not_run, disabled])
+check("4 test(s) failed or could not run" in out, "the count of failed tests", out)
+check("Store.Passes" not in out and "not a failure" not in out and "Old.Disabled" not in out,
+      "a passed or disabled test is not shown", out)
+check("=== Chaos.Ends: Timeout after 1.5 s" in out and "=== Api.Leaks: failed after 1.5 s" in out,
+      "each failed test is named, with ctest's verdict when it gives one", out)
+check("=== cluster_check: not run (Unable to find executable: /build/ccm)" in out,
+      "a test ctest could not run, with why", out)
+check("unknown file: Failure\nC++ exception with description" in out and "Chaos.Throws" not in out,
+      "an exception's failure, ended by GoogleTest's marker", out)
+check("message line 28\n[... 11 more lines of this failure]" in out and "message line 29" not in out,
+      "a long message is cut after 30 lines, saying how many more", out)
+check("Value of: store.Open()\n=====" not in out and "Value of: store.Open()\n==42==ERROR: AddressSanitizer" in out
+      and "SUMMARY: AddressSanitizer: heap-use-after-free /src/store.cc:7" in out and "in ~Store\nSUMMARY" not in out,
+      "a sanitizer report ends the failure before it and shows its headline and summary", out)
 check("chaos_test.cc:173: Failure\nExpected equality of these values:\n  stopping\n" in out,
       "a failure's message follows its line", out)
 check("chaos_test.cc:226: Failure\nExpected: (ways_out.size()) >= (3u)" in out, "every failure is shown", out)

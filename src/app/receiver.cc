@@ -36,7 +36,7 @@ std::optional<trace::TraceContext> EventTrace(const cloudevents::CloudEvent& eve
 }  // namespace
 
 std::optional<EventReceiver::Refusal> EventReceiver::RefusalOf(const Error& e) {
-  if (e.Is(ErrorKind::kStaleVersion)) return std::nullopt;
+  if (e.Is(ErrorKind::kStaleVersion) || e.Is(ErrorKind::kDuplicate)) return std::nullopt;
   switch (e.code) {
     case ErrorCode::kInvalidArgument:
     case ErrorCode::kNotFound: return Refusal::kUnprocessable;

@@ -47,7 +47,8 @@ class EventReceiver {
     kUnprocessable,  // its data are invalid (field named) or its instance is unknown: 422
     kIllegalMove,    // its instance's state does not allow what it reports: 409
   };
-  // The refusal `e` is, if it is one. A stale-version conflict is none: it is decided again.
+  // The refusal `e` is, if it is one. A stale-version conflict is none (the event is decided
+  // again), nor is a duplicate key (the event was taken before: an outcome, not an error).
   static std::optional<Refusal> RefusalOf(const Error& e);
 
   EventReceiver(Deps deps, Options options, ReceiveMetrics& metrics)

@@ -109,6 +109,8 @@ TEST(Chaos, EveryLabletEndsWhateverTheOutsideWorldDoes) {
       << world.http->Get("/metrics").body << world.http->Get("/api/v1/events?state=pending&limit=5").body;
   const auto arrivals = sink.FirstArrivals();
   std::map<std::string, int> ways_out;
+  // Per collection fault: how many lablets drew it, and how many of them ended its own way.
+  std::map<std::string, int> drawn, own_way;
   for (const auto& id : ids) {
     const json i = world.Instance(id);
     const auto path = Column(i["state_history"], "to");
@@ -148,15 +150,17 @@ TEST(Chaos, EveryLabletEndsWhateverTheOutsideWorldDoes) {
       // While other lablets' 503s keep the platform client's shared breaker open (5 failures in
       // a row open it for 10 s; a failed half-open probe opens it again), a lablet's collection
       // request may not get through before its time-out, whatever its own fault would have
-      // been: it times out naming its last request's failure (the open breaker, a 503, or, on
-      // a loaded machine, the client's own 5 s time-out). A request the platform took after
-      // the client gave up on it gives a late grade; without a collection taken, there is no
-      // grade.
+      // been: it times out naming its last request's failure, which is the open breaker, the
+      // client's own 5 s time-out on a loaded machine, or, for a lablet drawn to answer 503 a
+      // few times, that 503 (its rounds spaced out by the open breaker). Nothing else. A
+      // request the platform took after the client gave up on it gives a late grade; without
+      // a collection taken, there is no grade.
       const bool timed_out_on_requests = StartsWith(stopping, "collection timed out after " +
                                                                   std::to_string(kCollectingTimeout) + " s (last request: ");
+      const auto says = [&](const char* what) { return stopping.find(what) != std::string::npos; };
       if (!faults.contains(id)) {
         // Every request for it was kept out by the breakers.
-        EXPECT_TRUE(timed_out_on_requests && stopping.find("circuit open") != std::string::npos)
+        EXPECT_TRUE(timed_out_on_requests && says("circuit open"))
             << "seed " << seed << ": the platform never heard of " << i;
         EXPECT_TRUE(i["grading_score"].is_null()) << i;
         ++ways_out["kept_out_until_timeout"];
@@ -164,8 +168,13 @@ TEST(Chaos, EveryLabletEndsWhateverTheOutsideWorldDoes) {
       }
       const std::string fault = faults[id]["collection"];
       way = fault;
+      ++drawn[fault];
+      if (!timed_out_on_requests) ++own_way[fault];
       if (timed_out_on_requests) {
         way = "kept_out_until_timeout";
+        EXPECT_TRUE(says("circuit open") || says("Timeout was reached") ||
+                    (fault == "unavailable_then_ok" && says("HTTP 503")))
+            << "seed " << seed << ", " << fault << ": its requests failed otherwise: " << i;
         // A late grade only for a collection the platform took; the full marks if any.
         if (!collected.contains(id)) {
           EXPECT_TRUE(i["grading_score"].is_null()) << i;
@@ -214,10 +223,15 @@ TEST(Chaos, EveryLabletEndsWhateverTheOutsideWorldDoes) {
   std::cout << "chaos: ways out:";
   for (const auto& [way, n] : ways_out) std::cout << " " << way << "=" << n;
   std::cout << "\n";
-  // The draw met more than one fault (a draw of 50 meets most), and the requests that did not
-  // get through (the shared breaker, others' 503s, the client's time-outs), however unlucky the
-  // timing, kept no more than half of the lablets from their own way out.
-  EXPECT_GE(ways_out.size(), 3u);
+  // The draw met more than one fault (a draw of 50 meets most), each fault drawn three times or
+  // more was met by at least one lablet that ended its own way, and the requests that did not
+  // get through, however unlucky the timing, kept no more than half of the lablets from theirs.
+  EXPECT_GE(own_way.size(), 3u) << "seed " << seed;
+  for (const auto& [fault, n] : drawn) {
+    if (n >= 3) {
+      EXPECT_GE(own_way[fault], 1) << "seed " << seed << ": every lablet drawn " << fault << " was kept out";
+    }
+  }
   EXPECT_LE(ways_out["kept_out_until_timeout"], lablets / 2) << "seed " << seed;
 }
 

@@ -1,4 +1,5 @@
-// The data of every event type, as SYSTEM.md lists it, built by the one event factory.
+// The data of every event type, as SYSTEM.md lists it, built by the one event factory; and
+// which errors refuse an event the receiver consumes.
 #include "app/events.h"
 #include "app/receiver.h"
 
@@ -205,15 +206,18 @@ TEST_F(Events, EachEventHasItsOwnId) {
   EXPECT_NE(a.id, b.id);
 }
 
-// An event is refused for what it says (its data, its instance, the move it reports), never
-// for a race another writer won or a store that failed: those are answered otherwise.
+// The receiver's refusals: an event is refused for what it says (its data, its instance, the
+// move it reports), never for a race another writer won, a key taken before or a store that
+// failed: those are answered otherwise.
 TEST(EventRefusals, AreItsDataOrItsMoveNeverARaceOrAFailure) {
   using Refusal = EventReceiver::Refusal;
   EXPECT_EQ(EventReceiver::RefusalOf(Error::InvalidArgument("bad", "data.score")), Refusal::kUnprocessable);
+  EXPECT_EQ(EventReceiver::RefusalOf(Error::UnsupportedMediaType("text/plain")), Refusal::kUnprocessable);
   EXPECT_EQ(EventReceiver::RefusalOf(Error::NotFound("no such instance")), Refusal::kUnprocessable);
   EXPECT_EQ(EventReceiver::RefusalOf(Error::Conflict("not in COLLECTING")), Refusal::kIllegalMove);
   EXPECT_EQ(EventReceiver::RefusalOf(Error::FailedPrecondition("not yet")), Refusal::kIllegalMove);
   EXPECT_EQ(EventReceiver::RefusalOf(Error::StaleVersion("changed since read")), std::nullopt);
+  EXPECT_EQ(EventReceiver::RefusalOf(Error::Duplicate("taken before")), std::nullopt);
   EXPECT_EQ(EventReceiver::RefusalOf(Error::Unavailable("store down")), std::nullopt);
   EXPECT_EQ(EventReceiver::RefusalOf(Error::Internal("bug")), std::nullopt);
 }
