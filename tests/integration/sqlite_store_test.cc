@@ -618,6 +618,82 @@ TEST(SqliteStore, APurgedLabletIsNotFoundByAChange) {
   EXPECT_EQ((*store)->GetInstanceForUpdate({"gone"}).error().code, ErrorCode::kNotFound);
 }
 
+// Counts the temporary files SQLite opens (statement and savepoint journals, temporary
+// databases) for the connections opened while it lives: it stands as the default VFS in front
+// of the one that was, and puts that one back when it goes.
+class TemporaryFileCount {
+ public:
+  TemporaryFileCount() {
+    base_ = sqlite3_vfs_find(nullptr);
+    counting_ = *base_;
+    counting_.zName = "ccm-test-temporary-file-count";
+    counting_.xOpen = &Open;
+    count_ = 0;
+    sqlite3_vfs_register(&counting_, 1);
+  }
+  ~TemporaryFileCount() {
+    sqlite3_vfs_unregister(&counting_);
+    sqlite3_vfs_register(base_, 1);
+  }
+  TemporaryFileCount(const TemporaryFileCount&) = delete;
+  TemporaryFileCount& operator=(const TemporaryFileCount&) = delete;
+
+  int opened() const { return count_; }
+
+ private:
+  static int Open(sqlite3_vfs*, const char* name, sqlite3_file* file, int flags, int* out) {
+    if (flags & (SQLITE_OPEN_SUBJOURNAL | SQLITE_OPEN_TEMP_JOURNAL | SQLITE_OPEN_TEMP_DB)) ++count_;
+    return base_->xOpen(base_, name, file, flags, out);
+  }
+  static inline sqlite3_vfs* base_ = nullptr;
+  static inline std::atomic<int> count_{0};
+  sqlite3_vfs counting_{};
+};
+
+// Each commit of a group runs in a savepoint, whose journal holds the pages it changes as they
+// were. Kept in memory, however many pages that is, it costs the committing thread no write.
+TEST(SqliteStore, ASavepointsJournalStaysInMemoryHoweverManyPagesACommitChanges) {
+  testing::TempDir dir;
+  TemporaryFileCount temporary;  // outlives the store's connections
+  constexpr int kLablets = 400;  // a few hundred pages of rows and index entries, well past 64 KiB
+  {
+    auto store = store::SqliteStore::Open({dir.File("ccm.db")});
+    ASSERT_TRUE(store);
+    std::vector<LabletInstance> lablets;
+    for (int n = 0; n < kLablets; ++n) lablets.push_back(MakeInstance("i-" + std::to_string(n)));
+    Changes create;
+    create.instances = lablets;
+    ASSERT_TRUE((*store)->Commit(create));
+    Changes move;
+    for (auto& i : lablets) {
+      ++i.version;
+      Move(i, InstanceState::kScheduled, 2000);
+      move.instances.push_back(i);
+      move.events.push_back(MakeEvent("moved-" + i.id.value, i.id.value));
+    }
+    ASSERT_TRUE((*store)->Commit(move));
+    EXPECT_EQ(Db(dir.File("ccm.db")).Scalar("SELECT count(*) FROM instances WHERE state = 'SCHEDULED'"),
+              std::to_string(kLablets));
+  }
+  EXPECT_EQ(temporary.opened(), 0);
+
+  // The same change of as many pages in a savepoint, on a connection left with SQLite's default
+  // temporary store, spills its journal to a file: the count sees such a file when there is one.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.File("plain.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);"
+                         "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 400) "
+                         "INSERT INTO t SELECT x, printf('%.1000c', 'a') FROM n;"
+                         "BEGIN IMMEDIATE; SAVEPOINT one; UPDATE t SET body = printf('%.1000c', 'b');"
+                         "RELEASE one; COMMIT;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  EXPECT_GT(temporary.opened(), 0);
+}
+
 TEST(SqliteStore, ANewDatabaseAndItsFilesAreReadableByTheirOwnerAlone) {
   testing::TempDir dir;
   const mode_t was = umask(022);  // the usual umask, which would leave them world-readable

@@ -343,7 +343,11 @@ Result<std::unique_ptr<SqliteStore::Connection>> OpenConnection(const std::strin
   sqlite3_busy_timeout(db, 5000);
   sqlite3_extended_result_codes(db, 1);
   // FULL: the WAL is synced at every commit, so a returned commit survives a power cut.
-  const char* pragmas = writer ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+  // temp_store=MEMORY: each commit of a group runs in a savepoint of its own, whose journal
+  // (the pages it changes, as they were) goes to a temporary file once it passes 64 KiB;
+  // in memory it costs no write, where on file it cost a fifth of the committing thread.
+  const char* pragmas = writer ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
+                                 "PRAGMA temp_store=MEMORY;"
                                : "PRAGMA query_only=ON;";
   if (auto s = conn->Exec(pragmas); !s) return s.error();
   return conn;
