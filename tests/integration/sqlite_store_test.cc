@@ -679,18 +679,14 @@ TEST(SqliteStore, ASavepointsJournalStaysInMemoryHoweverManyPagesACommitChanges)
 
   // The same change of as many pages in a savepoint, on a connection left with SQLite's default
   // temporary store, spills its journal to a file: the count sees such a file when there is one.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(dir.File("plain.db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);"
-                         "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 400) "
-                         "INSERT INTO t SELECT x, printf('%.1000c', 'a') FROM n;"
-                         "BEGIN IMMEDIATE; SAVEPOINT one; UPDATE t SET body = printf('%.1000c', 'b');"
-                         "RELEASE one; COMMIT;",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK)
-      << sqlite3_errmsg(db);
-  sqlite3_close(db);
+  {
+    Db plain(dir.File("plain.db"));  // closed before the count goes, whatever fails
+    ASSERT_TRUE(plain.Exec(
+        "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT);"
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 400) "
+        "INSERT INTO t SELECT x, printf('%.1000c', 'a') FROM n;"
+        "BEGIN IMMEDIATE; SAVEPOINT one; UPDATE t SET body = printf('%.1000c', 'b'); RELEASE one; COMMIT;"));
+  }
   EXPECT_GT(temporary.opened(), 0);
 }
 
