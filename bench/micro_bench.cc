@@ -93,6 +93,13 @@ void BM_InstanceJsonRoundTrip(benchmark::State& state) {
 }
 BENCHMARK(BM_InstanceJsonRoundTrip);
 
+// What a move's answer and its commit each do with the lablet: its JSON text.
+void BM_InstanceJsonText(benchmark::State& state) {
+  const LabletInstance i = RunningInstance();
+  for (auto _ : state) benchmark::DoNotOptimize(wire::ToJson(i).dump());
+}
+BENCHMARK(BM_InstanceJsonText);
+
 void BM_AllocatePorts(benchmark::State& state) {
   // A worker already holding `range(0)` instances of three ports each.
   Worker w;

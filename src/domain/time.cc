@@ -11,12 +11,29 @@ std::string FormatRfc3339(Timestamp t) {
   const auto day = floor<days>(t);
   const year_month_day ymd{day};
   const hh_mm_ss hms{t - day};
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<int>(ymd.year()),
-                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
-                static_cast<int>(hms.seconds().count()), static_cast<int>(hms.subseconds().count()));
-  return buf;
+  const int year = static_cast<int>(ymd.year());
+  if (year < 0 || year > 9999) {  // no such time is stored; written as snprintf writes it
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", year, static_cast<unsigned>(ymd.month()),
+                  static_cast<unsigned>(ymd.day()), static_cast<int>(hms.hours().count()),
+                  static_cast<int>(hms.minutes().count()), static_cast<int>(hms.seconds().count()),
+                  static_cast<int>(hms.subseconds().count()));
+    return buf;
+  }
+  // Digit by digit: every lablet written holds several times, and snprintf's reading of its
+  // format cost ten times this.
+  std::string out = "0000-00-00T00:00:00.000Z";
+  const auto put = [&out](std::size_t at, long value, int digits) {
+    for (int d = digits - 1; d >= 0; --d, value /= 10) out[at + d] = static_cast<char>('0' + value % 10);
+  };
+  put(0, year, 4);
+  put(5, static_cast<unsigned>(ymd.month()), 2);
+  put(8, static_cast<unsigned>(ymd.day()), 2);
+  put(11, hms.hours().count(), 2);
+  put(14, hms.minutes().count(), 2);
+  put(17, hms.seconds().count(), 2);
+  put(20, hms.subseconds().count(), 3);
+  return out;
 }
 
 namespace {

@@ -9,6 +9,23 @@ using namespace ccm::domain;
 
 namespace {
 
+// Builds a JSON object key by key, for the lablet and what it holds, which every move, answer
+// and listing writes. nlohmann's initializer-list form builds each pair as an array of two
+// first and then takes it apart: for a lablet, three quarters of the instructions of its JSON
+// tree.
+class ObjectWriter {
+ public:
+  template <typename V>
+  ObjectWriter& Add(const char* key, V&& value) {
+    object_.emplace(key, std::forward<V>(value));
+    return *this;
+  }
+  json Done() { return json(std::move(object_)); }
+
+ private:
+  json::object_t object_;
+};
+
 template <typename T>
 json Opt(const std::optional<T>& v) {
   return v ? json(*v) : json(nullptr);
@@ -25,12 +42,15 @@ Resources ResourcesFrom(const json& j) {
 template <typename State>
 json HistoryJson(const std::vector<StateChange<State>>& history) {
   json out = json::array();
+  out.get_ref<json::array_t&>().reserve(history.size());
   for (const auto& c : history)
-    out.push_back({{"from", ToString(c.from)},
-                   {"to", ToString(c.to)},
-                   {"at", FormatRfc3339(c.at)},
-                   {"reason", c.reason},
-                   {"actor", c.actor}});
+    out.push_back(ObjectWriter()
+                      .Add("from", ToString(c.from))
+                      .Add("to", ToString(c.to))
+                      .Add("at", FormatRfc3339(c.at))
+                      .Add("reason", c.reason)
+                      .Add("actor", c.actor)
+                      .Done());
   return out;
 }
 
@@ -181,75 +201,94 @@ json ToJson(const LabletDefinition& d, Secrets secrets) {
 json ToJson(const GradingScore& s) {
   json breakdown = json::array();
   for (const auto& c : s.breakdown)
-    breakdown.push_back({{"criterion", c.criterion}, {"points", c.points}, {"max", c.max}});
-  return {{"total", s.total}, {"max", s.max}, {"passed", Opt(s.passed)}, {"breakdown", std::move(breakdown)}};
+    breakdown.push_back(ObjectWriter().Add("criterion", c.criterion).Add("points", c.points).Add("max", c.max).Done());
+  return ObjectWriter()
+      .Add("total", s.total)
+      .Add("max", s.max)
+      .Add("passed", Opt(s.passed))
+      .Add("breakdown", std::move(breakdown))
+      .Done();
 }
 
 json ToJson(const ScoreRecord& r) {
-  return {{"revision", r.revision},
-          {"score", ToJson(r.score)},
-          {"event_id", r.event_id.empty() ? json(nullptr) : json(r.event_id)},
-          {"actor", r.actor},
-          {"at", FormatRfc3339(r.at)}};
+  return ObjectWriter()
+      .Add("revision", r.revision)
+      .Add("score", ToJson(r.score))
+      .Add("event_id", r.event_id.empty() ? json(nullptr) : json(r.event_id))
+      .Add("actor", r.actor)
+      .Add("at", FormatRfc3339(r.at))
+      .Done();
 }
 
 json ToJson(const Ending& e) {
-  return {{"outcome", ToString(e.outcome)}, {"stage", e.stage}, {"code", e.code}, {"message", e.message}};
+  return ObjectWriter()
+      .Add("outcome", ToString(e.outcome))
+      .Add("stage", e.stage)
+      .Add("code", e.code)
+      .Add("message", e.message)
+      .Done();
 }
 
 json ToJson(const LabletInstance& i) {
-  json assessment = nullptr;
-  if (i.assessment) assessment = {{"session_id", i.assessment->session_id}, {"part_id", i.assessment->part_id}};
-  json collection = nullptr;
-  if (i.collection)
-    collection = {{"collection_id", Opt(i.collection->collection_id)}, {"artifacts_uri", Opt(i.collection->artifacts_uri)}};
+  ObjectWriter out;
+  out.Add("id", i.id.value);
+  out.Add("definition_id", i.definition_id.value);
+  out.Add("definition_version", i.definition_version);
+  out.Add("owner_id", i.owner_id);
+  out.Add("reservation_id", Opt(i.reservation_id));
+  out.Add("assessment", i.assessment ? ObjectWriter()
+                                           .Add("session_id", i.assessment->session_id)
+                                           .Add("part_id", i.assessment->part_id)
+                                           .Done()
+                                     : json(nullptr));
+  out.Add("timeslot_start", FormatRfc3339(i.timeslot_start));
+  out.Add("timeslot_end", FormatRfc3339(i.timeslot_end));
+  out.Add("state", ToString(i.state));
+  out.Add("state_history", HistoryJson(i.state_history));
+  out.Add("worker_id", i.worker_id ? json(i.worker_id->value) : json(nullptr));
+  out.Add("allocated_ports", ToJson(i.allocated_ports));
+  out.Add("cml_lab_id", Opt(i.cml_lab_id));
+  out.Add("collection", i.collection ? ObjectWriter()
+                                           .Add("collection_id", Opt(i.collection->collection_id))
+                                           .Add("artifacts_uri", Opt(i.collection->artifacts_uri))
+                                           .Done()
+                                     : json(nullptr));
+  out.Add("grading_score", i.grading_score ? ToJson(*i.grading_score) : json(nullptr));
   json scores = json::array();
   for (const auto& r : i.scores) scores.push_back(ToJson(r));
-  return {{"id", i.id.value},
-          {"definition_id", i.definition_id.value},
-          {"definition_version", i.definition_version},
-          {"owner_id", i.owner_id},
-          {"reservation_id", Opt(i.reservation_id)},
-          {"assessment", std::move(assessment)},
-          {"timeslot_start", FormatRfc3339(i.timeslot_start)},
-          {"timeslot_end", FormatRfc3339(i.timeslot_end)},
-          {"state", ToString(i.state)},
-          {"state_history", HistoryJson(i.state_history)},
-          {"worker_id", i.worker_id ? json(i.worker_id->value) : json(nullptr)},
-          {"allocated_ports", ToJson(i.allocated_ports)},
-          {"cml_lab_id", Opt(i.cml_lab_id)},
-          {"collection", std::move(collection)},
-          {"grading_score", i.grading_score ? ToJson(*i.grading_score) : json(nullptr)},
-          {"scores", std::move(scores)},
-          {"ending", i.ending ? ToJson(*i.ending) : json(nullptr)},
-          {"pod_assigned", i.pod_assigned},
-          {"pod_error", i.pod_error},
-          {"pod_due_at", OptionalTime(i.pod_due_at)},
-          {"pod_failures", i.pod_failures},
-          {"last_failure", i.last_failure ? json{{"stage", i.last_failure->stage},
-                                                 {"error_code", i.last_failure->error_code},
-                                                 {"error_message", i.last_failure->error_message},
-                                                 {"retry_possible", i.last_failure->retry_possible},
-                                                 {"at", FormatRfc3339(i.last_failure->at)}}
-                                          : json(nullptr)},
-          {"collection_failures", i.collection_failures},
-          {"collection_due_at", OptionalTime(i.collection_due_at)},
-          {"collection_request_failures", i.collection_request_failures},
-          {"collection_request_error", i.collection_request_error},
-          {"collection_requested_at", OptionalTime(i.collection_requested_at)},
-          {"collection_refused", i.collection_refused},
-          {"termination_requested", i.termination_requested},
-          {"cml_failures", i.cml_failures},
-          {"cml_error", i.cml_error},
-          {"cml_retry_at", OptionalTime(i.cml_retry_at)},
-          {"created_at", FormatRfc3339(i.created_at)},
-          {"scheduled_at", OptionalTime(i.scheduled_at)},
-          {"started_at", OptionalTime(i.started_at)},
-          {"terminated_at", OptionalTime(i.terminated_at)},
-          {"trace_id", TraceId(i)},
-          {"traceparent", i.traceparent.empty() ? json(nullptr) : json(i.traceparent)},
-          {"tracestate", i.tracestate.empty() ? json(nullptr) : json(i.tracestate)},
-          {"version", i.version}};
+  out.Add("scores", std::move(scores));
+  out.Add("ending", i.ending ? ToJson(*i.ending) : json(nullptr));
+  out.Add("pod_assigned", i.pod_assigned);
+  out.Add("pod_error", i.pod_error);
+  out.Add("pod_due_at", OptionalTime(i.pod_due_at));
+  out.Add("pod_failures", i.pod_failures);
+  out.Add("last_failure", i.last_failure ? ObjectWriter()
+                                               .Add("stage", i.last_failure->stage)
+                                               .Add("error_code", i.last_failure->error_code)
+                                               .Add("error_message", i.last_failure->error_message)
+                                               .Add("retry_possible", i.last_failure->retry_possible)
+                                               .Add("at", FormatRfc3339(i.last_failure->at))
+                                               .Done()
+                                         : json(nullptr));
+  out.Add("collection_failures", i.collection_failures);
+  out.Add("collection_due_at", OptionalTime(i.collection_due_at));
+  out.Add("collection_request_failures", i.collection_request_failures);
+  out.Add("collection_request_error", i.collection_request_error);
+  out.Add("collection_requested_at", OptionalTime(i.collection_requested_at));
+  out.Add("collection_refused", i.collection_refused);
+  out.Add("termination_requested", i.termination_requested);
+  out.Add("cml_failures", i.cml_failures);
+  out.Add("cml_error", i.cml_error);
+  out.Add("cml_retry_at", OptionalTime(i.cml_retry_at));
+  out.Add("created_at", FormatRfc3339(i.created_at));
+  out.Add("scheduled_at", OptionalTime(i.scheduled_at));
+  out.Add("started_at", OptionalTime(i.started_at));
+  out.Add("terminated_at", OptionalTime(i.terminated_at));
+  out.Add("trace_id", TraceId(i));
+  out.Add("traceparent", i.traceparent.empty() ? json(nullptr) : json(i.traceparent));
+  out.Add("tracestate", i.tracestate.empty() ? json(nullptr) : json(i.tracestate));
+  out.Add("version", i.version);
+  return out.Done();
 }
 
 json ToJson(const Worker& w) {

@@ -8,6 +8,16 @@ namespace {
 TEST(Rfc3339, FormatsUtcWithMillis) {
   EXPECT_EQ(FormatRfc3339(FromUnixMillis(0)), "1970-01-01T00:00:00.000Z");
   EXPECT_EQ(FormatRfc3339(FromUnixMillis(1795743983123)), "2026-11-27T01:46:23.123Z");
+  EXPECT_EQ(FormatRfc3339(FromUnixMillis(-1)), "1969-12-31T23:59:59.999Z");
+  EXPECT_EQ(FormatRfc3339(FromUnixMillis(253402300799999)), "9999-12-31T23:59:59.999Z");
+  EXPECT_EQ(FormatRfc3339(FromUnixMillis(951782400007)), "2000-02-29T00:00:00.007Z");
+  EXPECT_EQ(FormatRfc3339(FromUnixMillis(253402300800000)), "10000-01-01T00:00:00.000Z");
+}
+
+// Every millisecond's text reads back as that millisecond, across days, months and years.
+TEST(Rfc3339, EveryFormattedTimeParsesBack) {
+  for (std::int64_t ms = -86'400'000LL * 400; ms < 86'400'000LL * 365 * 60; ms += 86'400'000LL * 3 + 3'601'007)
+    ASSERT_EQ(ParseRfc3339(FormatRfc3339(FromUnixMillis(ms))), FromUnixMillis(ms)) << FormatRfc3339(FromUnixMillis(ms));
 }
 
 TEST(Rfc3339, ParsesWhatItFormatsAndOffsets) {

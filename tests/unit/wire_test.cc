@@ -5,6 +5,7 @@
 
 #include "cloudevents/cloud_event.h"
 #include "support/fixtures.h"
+#include "wire/aggregates.h"
 #include "wire/assessment_events.h"
 #include "wire/event_data.h"
 #include "wire/grading_score.h"
@@ -48,6 +49,89 @@ std::string FieldOf(T type, json data) {
 }
 
 json Score() { return {{"total", 8}, {"max", 10}, {"breakdown", json::array({{{"criterion", "ospf"}, {"points", 8}, {"max", 10}}})}}; }
+
+// A lablet with every field set, and an entry in each of its lists.
+LabletInstance EveryFieldSet() {
+  LabletInstance i;
+  i.id = {"i-1"};
+  i.definition_id = {"d-1"};
+  i.definition_version = "1.2.0";
+  i.owner_id = "candidate-7";
+  i.reservation_id = "r-1";
+  i.assessment = AssessmentRef{"session-1", "part-2"};
+  i.timeslot_start = FromUnixMillis(1795743983123);
+  i.timeslot_end = FromUnixMillis(1795747583123);
+  i.state = InstanceState::kStopping;
+  i.state_history = {
+      {InstanceState::kPending, InstanceState::kScheduled, FromUnixMillis(1795743000001), "placed", "ccm"},
+      {InstanceState::kScheduled, InstanceState::kStopping, FromUnixMillis(1795743000002), "said \"stop\"", "op"}};
+  i.worker_id = WorkerId{"w-1"};
+  i.allocated_ports = {{"serial_1", 2000}, {"vnc_1", 2001}};
+  i.cml_lab_id = "lab-1";
+  i.collection = CollectionRef{"c-1", std::nullopt};
+  i.grading_score = GradingScore{8, 10, true, {{"ospf", 8, 10}}};
+  i.scores = {{1, *i.grading_score, "evt-9", "event:/platform", FromUnixMillis(1795743000003)}};
+  i.ending = Ending{Outcome::kTimedOut, "collection", "collection_timed_out", "no answer"};
+  i.pod_assigned = true;
+  i.pod_error = "pod refused";
+  i.pod_due_at = FromUnixMillis(1795743000004);
+  i.pod_failures = 2;
+  i.last_failure = FailureRecord{"grading", "E1", "broke", true, FromUnixMillis(1795743000005)};
+  i.collection_failures = 3;
+  i.collection_due_at = FromUnixMillis(1795743000006);
+  i.collection_request_failures = 4;
+  i.collection_request_error = "503";
+  i.collection_requested_at = FromUnixMillis(1795743000007);
+  i.collection_refused = true;
+  i.termination_requested = true;
+  i.cml_failures = 5;
+  i.cml_error = "CML said no";
+  i.cml_retry_at = FromUnixMillis(1795743000008);
+  i.created_at = FromUnixMillis(1795743000000);
+  i.scheduled_at = FromUnixMillis(1795743000009);
+  i.started_at = FromUnixMillis(1795743000010);
+  i.terminated_at = FromUnixMillis(1795743000011);
+  i.traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  i.tracestate = "ccm=1";
+  i.version = 6;
+  return i;
+}
+
+// Each field of a lablet under its key, as the API, the store and the console read it.
+TEST(InstanceJson, WritesEveryFieldUnderItsKey) {
+  // The text, key by key in the order it is written (sorted), as it was before objects were
+  // built key by key.
+  const std::string expected =
+      R"json({"allocated_ports":{"serial_1":2000,"vnc_1":2001},"assessment":{"part_id":"part-2",)json"
+      R"json("session_id":"session-1"},"cml_error":"CML said no","cml_failures":5,"cml_lab_id":"lab-1",)json"
+      R"json("cml_retry_at":"2026-11-27T01:30:00.008Z","collection":{"artifacts_uri":null,)json"
+      R"json("collection_id":"c-1"},"collection_due_at":"2026-11-27T01:30:00.006Z","collection_failures":3,)json"
+      R"json("collection_refused":true,"collection_request_error":"503","collection_request_failures":4,)json"
+      R"json("collection_requested_at":"2026-11-27T01:30:00.007Z","created_at":"2026-11-27T01:30:00.000Z",)json"
+      R"json("definition_id":"d-1","definition_version":"1.2.0","ending":{"code":"collection_timed_out",)json"
+      R"json("message":"no answer","outcome":"timed_out","stage":"collection"},)json"
+      R"json("grading_score":{"breakdown":[{"criterion":"ospf","max":10.0,"points":8.0}],"max":10.0,)json"
+      R"json("passed":true,"total":8.0},"id":"i-1","last_failure":{"at":"2026-11-27T01:30:00.005Z",)json"
+      R"json("error_code":"E1","error_message":"broke","retry_possible":true,"stage":"grading"},)json"
+      R"json("owner_id":"candidate-7","pod_assigned":true,"pod_due_at":"2026-11-27T01:30:00.004Z",)json"
+      R"json("pod_error":"pod refused","pod_failures":2,"reservation_id":"r-1",)json"
+      R"json("scheduled_at":"2026-11-27T01:30:00.009Z","scores":[{"actor":"event:/platform",)json"
+      R"json("at":"2026-11-27T01:30:00.003Z","event_id":"evt-9","revision":1,)json"
+      R"json("score":{"breakdown":[{"criterion":"ospf","max":10.0,"points":8.0}],"max":10.0,"passed":true,)json"
+      R"json("total":8.0}}],"started_at":"2026-11-27T01:30:00.010Z","state":"STOPPING",)json"
+      R"json("state_history":[{"actor":"ccm","at":"2026-11-27T01:30:00.001Z","from":"PENDING",)json"
+      R"json("reason":"placed","to":"SCHEDULED"},{"actor":"op","at":"2026-11-27T01:30:00.002Z",)json"
+      R"json("from":"SCHEDULED","reason":"said \"stop\"","to":"STOPPING"}],)json"
+      R"json("terminated_at":"2026-11-27T01:30:00.011Z","termination_requested":true,)json"
+      R"json("timeslot_end":"2026-11-27T02:46:23.123Z","timeslot_start":"2026-11-27T01:46:23.123Z",)json"
+      R"json("trace_id":"0af7651916cd43dd8448eb211c80319c",)json"
+      R"json("traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","tracestate":"ccm=1",)json"
+      R"json("version":6,"worker_id":"w-1"})json";
+  EXPECT_EQ(ToJson(EveryFieldSet()).dump(), expected);
+  auto read = InstanceFromJson(json::parse(expected));
+  ASSERT_TRUE(read) << read.error().message;
+  EXPECT_EQ(ToJson(*read).dump(), expected);
+}
 
 TEST(AssessmentEventType, NamesTheFourTypesWithOrWithoutV1) {
   const std::pair<const char*, T> all[] = {{"assessment.collection.completed", T::kCollectionCompleted},
