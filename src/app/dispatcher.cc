@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <future>
 #include <iterator>
 #include <string_view>
 #include <unordered_map>
@@ -98,7 +99,7 @@ Dispatcher::LaneResult Dispatcher::RunLane(const std::vector<const ports::Outbox
   // Subjects that may not go on in this round: one of their events failed, so the later ones
   // wait behind it (a retry) or are held behind it (a dead letter). A subject has one lane, so
   // the lane's own set is the whole truth.
-  std::unordered_set<std::string_view> stopped_subjects;
+  std::unordered_set<std::string_view>& stopped_subjects = out.stopped_subjects;
   const size_t batch = static_cast<size_t>(std::max(1, sink_.MaxBatch()));
   std::vector<const ports::OutboxRecord*> group;
   std::vector<ports::OutboxEvent> events;
@@ -166,8 +167,29 @@ Dispatcher::LaneResult Dispatcher::RunLane(const std::vector<const ports::Outbox
   return out;
 }
 
+Dispatcher::Round Dispatcher::SendRound(const std::vector<ports::OutboxRecord>& due, Timestamp now) {
+  halted_ = false;
+  const auto shares = ShareOut(due, lanes_.size());
+  std::vector<LaneResult> results(shares.size());
+  lanes_.Run(shares.size(), [&](size_t k) { results[k] = RunLane(shares[k], now); });
+
+  // Every lane's outcomes in one commit, in the round's order (as one lane would have them).
+  Round round;
+  for (auto& r : results) {
+    round.delivered += r.delivered;
+    round.sent = round.sent || r.sent;
+    std::move(r.deliveries.begin(), r.deliveries.end(), std::back_inserter(round.changes.deliveries));
+    for (const auto subject : r.stopped_subjects) round.stopped_subjects.emplace(subject);
+  }
+  if (shares.size() > 1)
+    std::sort(round.changes.deliveries.begin(), round.changes.deliveries.end(),
+              [](const ports::DeliveryUpdate& a, const ports::DeliveryUpdate& b) { return a.seq < b.seq; });
+  for (const auto& r : due) round.seqs.insert(r.seq);
+  return round;
+}
+
 Result<int> Dispatcher::RunOnce() {
-  const Timestamp now = clock_.Now();
+  Timestamp now = clock_.Now();
   bool probing = false;
   {
     std::lock_guard lock(mu_);
@@ -192,32 +214,43 @@ Result<int> Dispatcher::RunOnce() {
     return 0;
   }
 
-  halted_ = false;
-  const auto shares = ShareOut(*due, lanes_.size());
-  std::vector<LaneResult> results(shares.size());
-  lanes_.Run(shares.size(), [&](size_t k) { results[k] = RunLane(shares[k], now); });
-
-  // Every lane's outcomes in one commit, in the round's order (as one lane would have them).
-  ports::Changes changes;
   int delivered = 0;
-  bool sent = false;
-  for (auto& r : results) {
-    delivered += r.delivered;
-    sent = sent || r.sent;
-    std::move(r.deliveries.begin(), r.deliveries.end(), std::back_inserter(changes.deliveries));
+  std::future<Status> committing;  // the outcomes of the round before, while this one is sent
+  for (int n = 1;; ++n) {
+    Round round = SendRound(*due, now);
+    delivered += round.delivered;
+    {
+      std::lock_guard lock(mu_);
+      // A probe that only dead-lettered an event past its age never reached the sink: as with
+      // nothing to probe with, try again normally rather than wait for a probe's answer for ever.
+      if (probing && !round.sent) breaker_.OnSuccess();
+      metrics_.breaker_state = static_cast<int>(breaker_.state());
+    }
+    // This round's outcomes are committed only after the round before's: a failed commit is
+    // not followed by a later one, so every event of both is sent again, in order.
+    if (committing.valid())
+      if (auto s = committing.get(); !s) return s.error();
+    const bool full = static_cast<int>(due->size()) >= options_.round_size;
+    if (probing || !full || n == kRoundsPerRun || loop_.StopRequested() || halted_.load()) {
+      if (auto s = store_.Commit(round.changes); !s) return s.error();
+      return delivered;
+    }
+    committing = std::async(std::launch::async, [this, changes = std::move(round.changes)] { return store_.Commit(changes); });
+    // The next round, without the events this one took up or the subjects it stopped: the
+    // store has them pending until the commit above is over.
+    now = clock_.Now();
+    due = outbox_.DueEvents(now, options_.round_size + static_cast<int>(round.seqs.size()));
+    if (due)
+      std::erase_if(*due, [&](const ports::OutboxRecord& r) {
+        return round.seqs.count(r.seq) > 0 || round.stopped_subjects.count(r.event.subject) > 0;
+      });
+    if (!due || due->empty()) {
+      if (auto s = committing.get(); !s) return s.error();
+      if (!due) return due.error();
+      return delivered;
+    }
+    if (static_cast<int>(due->size()) > options_.round_size) due->resize(static_cast<std::size_t>(options_.round_size));
   }
-  if (shares.size() > 1)
-    std::sort(changes.deliveries.begin(), changes.deliveries.end(),
-              [](const ports::DeliveryUpdate& a, const ports::DeliveryUpdate& b) { return a.seq < b.seq; });
-  {
-    std::lock_guard lock(mu_);
-    // A probe that only dead-lettered an event past its age never reached the sink: as with
-    // nothing to probe with, try again normally rather than wait for a probe's answer for ever.
-    if (probing && !sent) breaker_.OnSuccess();
-    metrics_.breaker_state = static_cast<int>(breaker_.state());
-  }
-  if (auto s = store_.Commit(changes); !s) return s.error();
-  return delivered;
 }
 
 void Dispatcher::Start() { loop_.Start(); }

@@ -7,6 +7,8 @@
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "ports/clock.h"
@@ -74,10 +76,16 @@ class Dispatcher final : public runtime::BackgroundTask {
              DispatcherOptions options, DispatchMetrics& metrics);
   ~Dispatcher();  // stops
 
-  // One round: sends what is due and records the outcomes, in one commit. Returns the number
-  // delivered. Errors: those of the store. One caller at a time (the background thread, or a
-  // test that does not Start).
+  // One round: sends what is due and records the outcomes, in one commit. While rounds come
+  // full (round_size events), up to kRoundsPerRun of them follow one another, each sent while
+  // the outcomes of the one before are committed: the events and subjects of that round are
+  // left out of the next until its commit is over, so the order per subject is as with one
+  // round at a time. Every round's outcomes are committed, in the rounds' order, when it
+  // returns. Returns the number delivered. Errors: those of the store (a failed commit is not
+  // followed by the next round's, so what both sent is sent again, in order). One caller at a
+  // time (the background thread, or a test that does not Start).
   Result<int> RunOnce();
+  static constexpr int kRoundsPerRun = 8;
 
   // Runs rounds on a background thread until Stop: at once while there is work, every
   // idle_poll otherwise, or when woken.
@@ -104,7 +112,19 @@ class Dispatcher final : public runtime::BackgroundTask {
     std::vector<ports::DeliveryUpdate> deliveries;
     int delivered = 0;
     bool sent = false;  // a request went out
+    std::unordered_set<std::string_view> stopped_subjects;  // see RunLane
   };
+  // What a round did: its outcomes, and what the next round leaves alone while they are
+  // committed (until then the store still has those events pending).
+  struct Round {
+    ports::Changes changes;  // the outcomes, in seq order
+    int delivered = 0;
+    bool sent = false;
+    std::unordered_set<std::int64_t> seqs;             // every event the round took up
+    std::unordered_set<std::string> stopped_subjects;  // a failure or a dead letter stopped them
+  };
+  // Sends `due` on the lanes and gathers their outcomes.
+  Round SendRound(const std::vector<ports::OutboxRecord>& due, Timestamp now);
   // Sends `records` (one lane's share of the round, in seq order) in groups of up to the
   // sink's batch, until they are done, the breaker opens or a stop is requested.
   LaneResult RunLane(const std::vector<const ports::OutboxRecord*>& records, Timestamp now);

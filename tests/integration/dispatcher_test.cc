@@ -19,6 +19,8 @@
 #include "runtime/circuit_breaker.h"
 #include "store/memory/memory_store.h"
 #include "support/fake_clock.h"
+#include "support/stale_commits.h"
+#include "support/wait.h"
 
 namespace ccm {
 namespace {
@@ -578,6 +580,101 @@ TEST_F(ConcurrentDispatcherTest, BatchesFormPerLane) {
   for (const auto& call : sink.sent()) lanes.insert(call.thread);
   EXPECT_GE(lanes.size(), 2u);
   EXPECT_LE(lanes.size(), 3u);
+}
+
+// Full rounds follow one another, each sent while the one before's outcomes are committed.
+class PipelinedDispatcherTest : public ConcurrentDispatcherTest {
+ protected:
+  void SetUp() override {
+    ConcurrentDispatcherTest::SetUp();
+    options_.concurrency = 2;
+    options_.round_size = 10;
+    options_.breaker_threshold = 1'000'000;  // about rounds, not the breaker
+  }
+  // The store's commits from here on go through `gated_`, which wraps it; the dispatcher reads
+  // the outbox from the store itself (`memory_`).
+  void Gate() {
+    memory_ = store_.get();
+    gated_ = std::make_unique<testing::StaleCommits>(std::move(store_));
+  }
+  // The first commit of outcomes waits (up to 10 s) until the sink has been called more than
+  // `calls` times, that is, until the next round is out; says in `overlapped` whether it was.
+  void HoldFirstOutcomesUntilCalls(LaneSink& sink, int calls) {
+    gated_->before_commit = [this, &sink, calls](const ports::Changes& c) {
+      if (c.deliveries.empty() || outcome_commits_++ > 0) return;
+      overlapped_ = testing::Eventually([&] { return sink.calls() > calls; }, 10s);
+    };
+  }
+  ports::OutboxRecord MemoryRecord(const std::string& id) { return *memory_->GetEvent(id); }
+
+  store::MemoryStore* memory_ = nullptr;
+  std::unique_ptr<testing::StaleCommits> gated_;
+  std::atomic<int> outcome_commits_{0};
+  std::atomic<bool> overlapped_{false};
+};
+
+TEST_F(PipelinedDispatcherTest, AFullRoundIsSentWhileTheOneBeforeIsCommitted) {
+  LaneSink sink;
+  sink.rendezvous = false;
+  const auto published = PublishMany(35, 4);
+  Gate();
+  HoldFirstOutcomesUntilCalls(sink, 10);  // the first round is ten calls
+  app::Dispatcher d(*gated_, *memory_, sink, clock_, options_, metrics_);
+  EXPECT_EQ(*d.RunOnce(), 35);  // four rounds, the last one short
+  EXPECT_TRUE(overlapped_.load());
+  EXPECT_EQ(sink.calls(), 35);  // none twice: a round leaves out the one before's events
+  EXPECT_EQ(sink.delivered(), published);
+  EXPECT_EQ(outcome_commits_.load(), 4);  // every round's outcomes, recorded by the return
+  EXPECT_EQ(memory_->GetOutboxStats()->pending, 0);
+  EXPECT_EQ(MemoryRecord("e00034").state, DeliveryState::kDelivered);
+}
+
+TEST_F(PipelinedDispatcherTest, ASubjectStoppedInARoundIsLeftOutOfTheNextWhileItsOutcomesAreCommitted) {
+  LaneSink sink;
+  sink.rendezvous = false;
+  const auto published = PublishMany(40, 3);  // s1: e00001, e00004, e00007, e00010, ...
+  bool failed = false;  // e00001 fails once
+  sink.answer = [&failed](std::span<const ports::OutboxEvent> events) {
+    if (events.front().id == "e00001" && !std::exchange(failed, true)) return Retry(503);
+    return DeliveryOutcome{DeliveryOutcome::kDelivered, 202, "", {}};
+  };
+  Gate();
+  // The first round: e00000 to e00009 less s1's e00004 and e00007, which wait behind e00001.
+  HoldFirstOutcomesUntilCalls(sink, 8);
+  app::Dispatcher d(*gated_, *memory_, sink, clock_, options_, metrics_);
+  // Until e00001's failure is committed the store has it pending and due, so the second round
+  // leaves s1 out itself: of e00010 to e00019 it sends the six of s0 and s2, and being short,
+  // is the last.
+  EXPECT_EQ(*d.RunOnce(), 7 + 6);
+  EXPECT_TRUE(overlapped_.load());
+  EXPECT_EQ(sink.delivered().count("s1"), 0u);
+  EXPECT_EQ(MemoryRecord("e00001").attempts, 1);
+  EXPECT_EQ(MemoryRecord("e00004").state, DeliveryState::kPending);
+  clock_.Advance(2000ms);  // past the backoff
+  EXPECT_EQ(*d.RunOnce(), 40 - 13);
+  EXPECT_EQ(sink.delivered(), published);  // s1 in order, each once
+}
+
+TEST_F(PipelinedDispatcherTest, AFailedCommitIsNotFollowedByTheNextRoundsSoBothAreSentAgainInOrder) {
+  LaneSink sink;
+  sink.rendezvous = false;
+  PublishMany(20, 4);
+  Gate();
+  HoldFirstOutcomesUntilCalls(sink, 10);
+  gated_->RefuseNext(1);  // the first round's outcomes
+  app::Dispatcher d(*gated_, *memory_, sink, clock_, options_, metrics_);
+  EXPECT_FALSE(d.RunOnce());
+  EXPECT_TRUE(overlapped_.load());
+  EXPECT_EQ(sink.calls(), 20);  // the second round went out while the first was committed...
+  EXPECT_EQ(gated_->passed(), 0);  // ...but its outcomes were not committed after the refusal
+  EXPECT_EQ(memory_->GetOutboxStats()->pending, 20);
+  EXPECT_EQ(*d.RunOnce(), 20);  // everything again
+  for (const auto& [subject, ids] : sink.delivered()) {
+    ASSERT_EQ(ids.size(), 10u) << subject;  // the subject's five events, twice over, in order
+    for (size_t k = 0; k < 5; ++k) EXPECT_EQ(ids[k], ids[k + 5]) << subject;
+    EXPECT_TRUE(std::is_sorted(ids.begin(), ids.begin() + 5)) << subject;
+  }
+  EXPECT_EQ(memory_->GetOutboxStats()->pending, 0);
 }
 
 TEST(CircuitBreaker, ClosedOpenHalfOpen) {

@@ -18,7 +18,7 @@ namespace ccm::testing {
 // between the read a change was built on and its commit. Everything else goes to the store it
 // wraps, which it owns. For the retry a use case or a route makes after losing such a race.
 // It also counts the reads of processed keys, which a receiver makes only for what its commit
-// cannot decide.
+// cannot decide, and lets a test act before a commit goes on (`before_commit`).
 class StaleCommits final : public ports::Store {
  public:
   explicit StaleCommits(std::unique_ptr<ports::Store> inner) : inner_(std::move(inner)) {}
@@ -36,6 +36,9 @@ class StaleCommits final : public ports::Store {
   int passed() const { return passed_; }
   // How many times a processed key was read (ProcessedValue, IsProcessed).
   int key_reads() const { return key_reads_; }
+  // Called with every commit (Commit or CommitThen) before it is refused or goes on, on the
+  // committing thread: a test holds a commit back in it. Set it before the commits begin.
+  std::function<void(const ports::Changes&)> before_commit;
 
   Result<domain::LabletDefinition> GetDefinition(const domain::DefinitionId& id,
                                                  const std::optional<std::string>& version) override {
@@ -68,11 +71,13 @@ class StaleCommits final : public ports::Store {
     return inner_->ListWorkers(page);
   }
   Status Commit(const ports::Changes& changes) override {
+    if (before_commit) before_commit(changes);
     if (auto refusal = Refusal()) return *refusal;
     ++passed_;
     return inner_->Commit(changes);
   }
   void CommitThen(ports::Changes changes, std::function<void(Status)> then) override {
+    if (before_commit) before_commit(changes);
     // Told on a thread of its own, as a store that commits off the caller's thread tells it.
     if (auto refusal = Refusal()) {
       std::lock_guard lock(mu_);
