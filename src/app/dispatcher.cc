@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <functional>
 #include <future>
+#include <system_error>
 #include <iterator>
 #include <string_view>
 #include <unordered_map>
@@ -215,7 +216,9 @@ Result<int> Dispatcher::RunOnce() {
   }
 
   int delivered = 0;
-  std::future<Status> committing;  // the outcomes of the round before, while this one is sent
+  // The outcomes of the round before, while this one is sent, and their commit.
+  ports::Changes outcomes;
+  std::future<Status> committing;
   for (int n = 1;; ++n) {
     Round round = SendRound(*due, now);
     delivered += round.delivered;
@@ -227,7 +230,8 @@ Result<int> Dispatcher::RunOnce() {
       metrics_.breaker_state = static_cast<int>(breaker_.state());
     }
     // This round's outcomes are committed only after the round before's: a failed commit is
-    // not followed by a later one, so every event of both is sent again, in order.
+    // not followed by a later one, so every event of both whose outcome was not recorded is
+    // sent again, in order.
     if (committing.valid())
       if (auto s = committing.get(); !s) return s.error();
     const bool full = static_cast<int>(due->size()) >= options_.round_size;
@@ -235,9 +239,15 @@ Result<int> Dispatcher::RunOnce() {
       if (auto s = store_.Commit(round.changes); !s) return s.error();
       return delivered;
     }
-    committing = std::async(std::launch::async, [this, changes = std::move(round.changes)] { return store_.Commit(changes); });
+    outcomes = std::move(round.changes);  // the commit before is over: get() above
+    try {
+      committing = std::async(std::launch::async, [this, &outcomes] { return store_.Commit(outcomes); });
+    } catch (const std::system_error&) {  // no thread to be had: this round's commit, then the next round
+      if (auto s = store_.Commit(outcomes); !s) return s.error();
+    }
     // The next round, without the events this one took up or the subjects it stopped: the
-    // store has them pending until the commit above is over.
+    // store has them pending until the commit above is over, and on a store whose read is not
+    // one snapshot (etcd's, in chunks) some may read as committed and others not.
     now = clock_.Now();
     due = outbox_.DueEvents(now, options_.round_size + static_cast<int>(round.seqs.size()));
     if (due)
@@ -245,7 +255,8 @@ Result<int> Dispatcher::RunOnce() {
         return round.seqs.count(r.seq) > 0 || round.stopped_subjects.count(r.event.subject) > 0;
       });
     if (!due || due->empty()) {
-      if (auto s = committing.get(); !s) return s.error();
+      if (committing.valid())
+        if (auto s = committing.get(); !s) return s.error();
       if (!due) return due.error();
       return delivered;
     }

@@ -76,14 +76,16 @@ class Dispatcher final : public runtime::BackgroundTask {
              DispatcherOptions options, DispatchMetrics& metrics);
   ~Dispatcher();  // stops
 
-  // One round: sends what is due and records the outcomes, in one commit. While rounds come
-  // full (round_size events), up to kRoundsPerRun of them follow one another, each sent while
-  // the outcomes of the one before are committed: the events and subjects of that round are
-  // left out of the next until its commit is over, so the order per subject is as with one
-  // round at a time. Every round's outcomes are committed, in the rounds' order, when it
-  // returns. Returns the number delivered. Errors: those of the store (a failed commit is not
-  // followed by the next round's, so what both sent is sent again, in order). One caller at a
-  // time (the background thread, or a test that does not Start).
+  // One run: sends what is due and records the outcomes, a commit per round. While rounds
+  // come full (round_size events), up to kRoundsPerRun of them follow one another, each sent
+  // while the outcomes of the one before are committed: the events and subjects of that round
+  // are left out of the next until its commit is over, so the order per subject is as with
+  // one round at a time. A short round, the last of kRoundsPerRun, a probe, a stop or an open
+  // breaker ends the run; every round's outcomes are committed, in the rounds' order, before
+  // it returns. Returns the number delivered. Errors: those of the store (a failed commit is
+  // not followed by the next round's, so every event whose outcome was not recorded is sent
+  // again, in order). One caller at a time (the background thread, or a test that does not
+  // Start).
   Result<int> RunOnce();
   static constexpr int kRoundsPerRun = 8;
 

@@ -655,6 +655,29 @@ TEST_F(PipelinedDispatcherTest, ASubjectStoppedInARoundIsLeftOutOfTheNextWhileIt
   EXPECT_EQ(sink.delivered(), published);  // s1 in order, each once
 }
 
+TEST_F(PipelinedDispatcherTest, ASubjectDeadLetteredInARoundIsLeftOutOfTheNextAndHeldOnceCommitted) {
+  LaneSink sink;
+  sink.rendezvous = false;
+  PublishMany(40, 3);  // s1: e00001, e00004, e00007, e00010, ...
+  sink.answer = [](std::span<const ports::OutboxEvent> events) {
+    if (events.front().id == "e00001") return DeliveryOutcome{DeliveryOutcome::kFinal, 400, "", {}};
+    return DeliveryOutcome{DeliveryOutcome::kDelivered, 202, "", {}};
+  };
+  Gate();
+  HoldFirstOutcomesUntilCalls(sink, 8);
+  app::Dispatcher d(*gated_, *memory_, sink, clock_, options_, metrics_);
+  const auto delivered = d.RunOnce();
+  ASSERT_TRUE(delivered);
+  EXPECT_EQ(*delivered, 7 + 6);  // as with a retry: the second round sends only s0's and s2's
+  EXPECT_TRUE(overlapped_.load());
+  EXPECT_EQ(sink.delivered().count("s1"), 0u);
+  EXPECT_EQ(MemoryRecord("e00001").state, DeliveryState::kDead);
+  // Once the dead letter is committed, the store holds the subject's later events.
+  EXPECT_EQ(MemoryRecord("e00004").state, DeliveryState::kHeld);
+  EXPECT_EQ(MemoryRecord("e00010").state, DeliveryState::kHeld);
+  EXPECT_EQ(memory_->GetOutboxStats()->held, 12);
+}
+
 TEST_F(PipelinedDispatcherTest, AFailedCommitIsNotFollowedByTheNextRoundsSoBothAreSentAgainInOrder) {
   LaneSink sink;
   sink.rendezvous = false;

@@ -9,9 +9,12 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
+#include "app/dispatcher.h"
+#include "ports/event_sink.h"
 #include "ports/outbox.h"
 #include "ports/page.h"
 #include "ports/store.h"
@@ -19,6 +22,7 @@
 #include "store/memory/memory_store.h"
 #include "store/sqlite/sqlite_store.h"
 #include "support/etcd_cluster.h"
+#include "support/fake_clock.h"
 #include "support/fixtures.h"
 #include "support/temp_dir.h"
 #include "wire/aggregates.h"
@@ -831,6 +835,79 @@ TEST_P(StoreContract, ABatchOfDeliveryUpdatesOfAnySizeIsWritten) {
   EXPECT_TRUE(outbox().DueEvents(FromUnixMillis(12), 500)->empty());
   EXPECT_EQ(outbox().GetOutboxStats()->pending, 0);
   EXPECT_EQ(outbox().GetOutboxStats()->published, 250);
+}
+
+// Answers each event's first send as `first` says (delivered when it says nothing), later ones
+// delivered; records what it took, by subject. Thread-safe: the dispatcher's lanes share it.
+class FirstAnswers : public ports::EventSink {
+ public:
+  explicit FirstAnswers(std::map<std::string, ports::DeliveryOutcome> first) : first_(std::move(first)) {}
+  int MaxBatch() const override { return 1; }
+  ports::DeliveryOutcome Send(std::span<const ports::OutboxEvent> events) override {
+    std::lock_guard lock(mu_);
+    const auto& e = events.front();
+    if (auto it = first_.find(e.id); it != first_.end()) {
+      const auto answer = it->second;
+      first_.erase(it);
+      return answer;
+    }
+    taken_[e.subject].push_back(e.id);
+    return {ports::DeliveryOutcome::kDelivered, 202, "", {}};
+  }
+  std::map<std::string, std::vector<std::string>> taken() {
+    std::lock_guard lock(mu_);
+    return taken_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, ports::DeliveryOutcome> first_;
+  std::map<std::string, std::vector<std::string>> taken_;
+};
+
+// Full rounds go out back to back, each while the one before's outcomes are being committed:
+// whatever the store's reads see of that commit, each subject is delivered once, in order,
+// and nothing behind a dead letter goes out.
+TEST_P(StoreContract, TheDispatchersRoundsBackToBackKeepEachSubjectInOrder) {
+  std::map<std::string, std::vector<std::string>> published;
+  Changes c;
+  for (int n = 0; n < 240; ++n) {
+    char id[16];
+    std::snprintf(id, sizeof id, "e%05d", n);
+    const std::string subject = "s" + std::to_string(n % 7);
+    c.events.push_back(MakeEvent(id, subject));
+    published[subject].push_back(id);
+  }
+  ASSERT_TRUE(store().Commit(c));
+  // A retry in s1 and s2 (each delivered later), a final refusal in s3: s3 stops there.
+  FirstAnswers sink({{"e00008", {ports::DeliveryOutcome::kRetry, 503, "", {}}},
+                     {"e00072", {ports::DeliveryOutcome::kRetry, 500, "", {}}},
+                     {"e00045", {ports::DeliveryOutcome::kFinal, 400, "", {}}}});
+  testing::FakeClock clock(FromUnixMillis(1'000));
+  app::DispatcherOptions o;
+  o.round_size = 20;
+  o.concurrency = 3;
+  o.base_backoff = std::chrono::milliseconds(10);
+  o.max_backoff = std::chrono::milliseconds(10);
+  o.breaker_threshold = 1'000'000;
+  app::DispatchMetrics metrics;
+  app::Dispatcher d(store(), outbox(), sink, clock, o, metrics);
+  int delivered = 0;
+  for (int run = 0; run < 40 && delivered < 240 - 28; ++run) {
+    const auto n = d.RunOnce();
+    ASSERT_TRUE(n);
+    delivered += *n;
+    clock.Advance(std::chrono::milliseconds(20));  // past any backoff
+  }
+  EXPECT_EQ(delivered, 240 - 28);  // s3 from e00045 on: 28 events, the dead letter and 27 held
+  auto expected = published;
+  auto& s3 = expected["s3"];
+  s3.erase(std::find(s3.begin(), s3.end(), "e00045"), s3.end());
+  EXPECT_EQ(sink.taken(), expected);
+  const auto stats = outbox().GetOutboxStats();
+  EXPECT_EQ(stats->pending, 0);
+  EXPECT_EQ(stats->dead, 1);
+  EXPECT_EQ(stats->held, 27);
 }
 
 TEST_P(StoreContract, AWorkersPortsAreAllocatedOnceAndGivenBack) {

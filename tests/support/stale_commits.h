@@ -37,7 +37,8 @@ class StaleCommits final : public ports::Store {
   // How many times a processed key was read (ProcessedValue, IsProcessed).
   int key_reads() const { return key_reads_; }
   // Called with every commit (Commit or CommitThen) before it is refused or goes on, on the
-  // committing thread: a test holds a commit back in it. Set it before the commits begin.
+  // thread that calls Commit or CommitThen: a test holds a commit back in it. Set it before
+  // the commits begin.
   std::function<void(const ports::Changes&)> before_commit;
 
   Result<domain::LabletDefinition> GetDefinition(const domain::DefinitionId& id,
