@@ -3,6 +3,9 @@
 #include <cctype>
 #include <charconv>
 #include <ctime>
+#include <optional>
+
+#include <nlohmann/json.hpp>
 
 #include "cloudevents/json_format.h"
 #include "ports/outbox.h"
@@ -25,22 +28,69 @@ std::optional<std::chrono::milliseconds> ParseRetryAfter(std::string_view v, std
 
 namespace {
 
+// The top-level `traceparent` and `tracestate` members of an event's JSON, read through
+// nlohmann's SAX interface, without building the event's tree: nearly every stored event
+// carries a trace, and this runs for each one sent. As the tree would have it, a member
+// named twice counts by its last value, and a member whose value is not a string counts as
+// absent.
+class TraceMembers {
+ public:
+  using json = nlohmann::json;
+  std::optional<std::string> traceparent;
+  std::optional<std::string> tracestate;
+
+  bool null() { return Scalar(); }
+  bool boolean(bool) { return Scalar(); }
+  bool number_integer(json::number_integer_t) { return Scalar(); }
+  bool number_unsigned(json::number_unsigned_t) { return Scalar(); }
+  bool number_float(json::number_float_t, const json::string_t&) { return Scalar(); }
+  bool binary(json::binary_t&) { return Scalar(); }
+  bool string(json::string_t& value) {
+    if (member_) *member_ = std::move(value);
+    member_ = nullptr;
+    return true;
+  }
+  bool key(json::string_t& name) {
+    member_ = depth_ != 1 ? nullptr : name == "traceparent" ? &traceparent : name == "tracestate" ? &tracestate : nullptr;
+    return true;
+  }
+  bool start_object(std::size_t) { return Open(); }
+  bool start_array(std::size_t) { return Open(); }
+  bool end_object() { return Close(); }
+  bool end_array() { return Close(); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) { return false; }
+
+ private:
+  bool Scalar() {
+    if (member_) member_->reset();
+    member_ = nullptr;
+    return true;
+  }
+  bool Open() {
+    Scalar();
+    ++depth_;
+    return true;
+  }
+  bool Close() {
+    --depth_;
+    return true;
+  }
+  int depth_ = 0;                              // 1 inside the event's own object
+  std::optional<std::string>* member_ = nullptr;  // the member whose value comes next
+};
+
 // The Distributed Tracing extension of a stored event, as the W3C `traceparent` and
 // `tracestate` headers of the request that carries it alone: one hop, so the protocol's
 // tracing headers carry the same trace as the event (the extension's rule). A batch carries
 // several traces and gets none.
 void AddTraceHeaders(const std::string& event_json, std::map<std::string, std::string>& headers) {
   if (event_json.find("\"traceparent\"") == std::string::npos) return;  // an event stored before traces: no parse
-  const auto event = nlohmann::json::parse(event_json, nullptr, false);
-  if (!event.is_object()) return;
+  TraceMembers members;
+  if (!nlohmann::json::sax_parse(event_json, &members) || !members.traceparent) return;
   // Sent only when they read as W3C values (ccm wrote them; a store edited by hand may not hold).
-  const auto parent = event.find("traceparent");
-  if (parent == event.end() || !parent->is_string()) return;
-  const auto state = event.find("tracestate");
-  const std::string tracestate = state != event.end() && state->is_string() ? state->get<std::string>() : "";
-  const auto trace = trace::Parse(parent->get<std::string>(), tracestate);
+  const auto trace = trace::Parse(*members.traceparent, members.tracestate.value_or(""));
   if (!trace) return;
-  headers["traceparent"] = parent->get<std::string>();
+  headers["traceparent"] = *members.traceparent;
   if (!trace->state.empty()) headers["tracestate"] = trace->state;
 }
 

@@ -264,6 +264,29 @@ TEST(TracingCalls, TheSinkSendsTheEventsTraceAsTheTraceparentHeader) {
     EXPECT_EQ(sink.Last()["tracestate"], "congo=t61rcWkgMzE");
   }
   EXPECT_EQ(sink.Last()["ce-traceparent"], kCallerParent) << "binary mode: the attribute as well";
+  // Only the event's own members count: one in its data does not; one that is not a string,
+  // or is named again with a value that is not, is absent; an event that does not parse has none.
+  clients::HttpEventSink structured({sink.server.Url(), cloudevents::Mode::kStructured});
+  const auto headers_for = [&](const std::string& text) {
+    const ports::OutboxEvent e{"2", "i-1", "ccm.lablet.instance.pending", {}, text};
+    EXPECT_EQ(structured.Send(std::span(&e, 1)).kind, ports::DeliveryOutcome::kDelivered) << text;
+    return sink.Last();
+  };
+  json nested = event;
+  nested.erase("traceparent");
+  nested.erase("tracestate");
+  nested["data"] = {{"traceparent", kCallerParent}, {"list", {{{"traceparent", kCallerParent}}}}};
+  EXPECT_EQ(headers_for(nested.dump()).count("traceparent"), 0u);
+  json number = event;
+  number["traceparent"] = 7;
+  EXPECT_EQ(headers_for(number.dump()).count("traceparent"), 0u);
+  const std::string twice = R"({"id":"2","traceparent":")" + kCallerParent + R"(","traceparent":{"a":1}})";
+  EXPECT_EQ(headers_for(twice).count("traceparent"), 0u);
+  const std::string last = R"({"id":"2","traceparent":["x"],"tracestate":"rojo=00f067aa0ba902b7","traceparent":")" +
+                           kOtherParent + R"("})";
+  EXPECT_EQ(headers_for(last)["traceparent"], kOtherParent);
+  EXPECT_EQ(sink.Last()["tracestate"], "rojo=00f067aa0ba902b7");
+  EXPECT_EQ(headers_for(event.dump().substr(0, event.dump().size() - 1)).count("traceparent"), 0u);
   // A batch carries several traces: no header.
   clients::HttpEventSink batch({sink.server.Url(), cloudevents::Mode::kBatch});
   ASSERT_EQ(batch.Send(std::span(&stored, 1)).kind, ports::DeliveryOutcome::kDelivered);
