@@ -16,12 +16,13 @@
 #             etcd requests per transition, from etcd's own gRPC counters, and raw 1 KiB
 #             puts over the gateway against the same over gRPC (etcdctl check perf, from
 #             Debian's etcd-client), to say whether the gateway is what costs;
-#   delivery  events/s delivered to a local sink, structured, on ccm's default 4 lanes
-#             (CLOUDEVENTS_SINK_CONCURRENCY; build/bench/ccm_delivery_bench 4) against ccm's
-#             receive rate of the receive pair
-#             (measured alone if that pair is not run); aim 1.
+#   delivery  events/s delivered to a local sink, structured, on ccm's default 8 lanes
+#             (CLOUDEVENTS_SINK_CONCURRENCY; build/bench/ccm_delivery_bench 8) against ccm's
+#             receive rate, measured right after it (the machine's speed drifts over the
+#             minutes a full run takes; the receive pair's figure, when it ran, is noted
+#             beside it); aim 1.
 # Usage: bench/compare.sh BUILD_DIR [receive|sqlite|etcd|delivery ...] (all four by default).
-# CCM_BENCH_DELIVERY_ARGS: the arguments of ccm_delivery_bench (default 4, the lanes); its first line
+# CCM_BENCH_DELIVERY_ARGS: the arguments of ccm_delivery_bench (default 8, the lanes); its first line
 # "delivery, structured ... N events/s" is the figure. The Node packages come from
 # tests/interop, as the interop tests install them. CCM_BENCH_LOG_LEVEL: ccm's log level
 # (default warn). CCM_BENCH_ETCD_INSTANCES: the instances the etcd pair moves in turn (default
@@ -174,18 +175,20 @@ pair_etcd() {
 }
 
 pair_delivery() {
-  echo "== delivery: events/s to a local sink, structured, ${CCM_BENCH_DELIVERY_ARGS:-4} lanes" >&2
+  echo "== delivery: events/s to a local sink, structured, ${CCM_BENCH_DELIVERY_ARGS:-8} lanes" >&2
   local out rate
   # shellcheck disable=SC2086  # the extra arguments are words
-  out=$("$root/$build/bench/ccm_delivery_bench" ${CCM_BENCH_DELIVERY_ARGS:-4})
+  out=$("$root/$build/bench/ccm_delivery_bench" ${CCM_BENCH_DELIVERY_ARGS:-8})
   sed 's/^/[delivery] /' <<<"$out" >&2
   rate=$(awk '/^delivery, structured/ {for (i = 2; i <= NF; i++) if ($i == "events/s") {print $(i - 1); exit}}' <<<"$out")
   [ -n "$rate" ] || { echo "no structured delivery rate in ccm_delivery_bench's output" >&2; exit 1; }
-  if [ -z "$ccm_receive" ]; then
-    echo "== delivery: ccm's receive rate, measured alone (the receive pair did not run)" >&2
-    receive_ccm
+  local earlier=$ccm_receive
+  echo "== delivery: ccm's receive rate, measured right after it" >&2
+  receive_ccm
+  if [ -n "$earlier" ]; then
+    notes+=("delivery: against the receive pair's ccm figure of this run ($earlier/s, measured earlier), the ratio is $(awk -v a="$rate" -v b="$earlier" 'BEGIN {printf "%.2f", a / b}')")
   fi
-  report_pair delivery "events/s delivered, structured, ${CCM_BENCH_DELIVERY_ARGS:-4} lanes (ccm's receive rate)" \
+  report_pair delivery "events/s delivered, structured, ${CCM_BENCH_DELIVERY_ARGS:-8} lanes (ccm's receive rate)" \
     "$rate" "-" "$ccm_receive" "$ccm_receive_p99" 1
 }
 

@@ -8,7 +8,7 @@
 //     CLOUDEVENTS_SINK_CONCURRENCY). Each event carries a trace (the Distributed Tracing
 //     extension), as ccm's own do, and so each request the trace's headers.
 //
-// ccm_delivery_bench                    both figures; delivery with 1 lane and with 4
+// ccm_delivery_bench                    both figures; delivery with 1 lane and with 8 (the default)
 // ccm_delivery_bench 1 2 4 8            delivery only, with each number of lanes given
 // ccm_delivery_bench --sink-ms=2 1 4 8  the same against a sink that answers after 2 ms
 //                                       (a sink across a network), a tenth of the events
@@ -157,7 +157,7 @@ int main(int argc, char** argv) {
   }
   if (lanes.empty()) {
     if (sink_ms == 0) PublishOverhead();
-    lanes = {1, 4};
+    lanes = {1, 8};
   }
   const int scale = sink_ms > 0 ? 10 : 1;
   if (sink_ms > 0) std::printf("a sink that answers after %d ms\n", sink_ms);

@@ -35,7 +35,7 @@ struct DispatcherOptions {
   // Lanes: requests in flight to the sink at once (CLOUDEVENTS_SINK_CONCURRENCY). A round's
   // subjects are shared out among them, each subject to one lane, which sends its events in
   // their order; below 1 counts as 1 (one request at a time).
-  int concurrency = 4;
+  int concurrency = 8;
   int breaker_threshold = 5;
   std::chrono::milliseconds breaker_cooldown{10'000};
   std::chrono::milliseconds idle_poll{250};           // sleep when nothing was due

@@ -44,7 +44,7 @@ struct Config {
   bool access_log = true;                 // CCM_ACCESS_LOG: a line per answered request (logger "access")
   std::string sink_url;                   // CLOUDEVENTS_SINK_URL: empty keeps events for audit only
   std::string cloudevents_mode = "structured";  // CLOUDEVENTS_MODE: structured, binary, batch
-  int sink_concurrency = 4;               // CLOUDEVENTS_SINK_CONCURRENCY: requests in flight to the sink, order per subject kept
+  int sink_concurrency = 8;               // CLOUDEVENTS_SINK_CONCURRENCY: requests in flight to the sink, order per subject kept
   int outbox_max_attempts = 12;           // CCM_OUTBOX_MAX_ATTEMPTS: then dead-lettered
   int outbox_max_retry_after_seconds = 300;  // CCM_OUTBOX_MAX_RETRY_AFTER_SECONDS: a longer Retry-After counts as this
   std::string assessment_platform_url;    // ASSESSMENT_PLATFORM_URL

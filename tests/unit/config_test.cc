@@ -381,7 +381,7 @@ TEST(Config, WatchSettings) {
 TEST(Config, SinkConcurrency) {
   auto defaults = LoadConfig(std::nullopt, {});
   ASSERT_TRUE(defaults);
-  EXPECT_EQ(defaults->sink_concurrency, 4);
+  EXPECT_EQ(defaults->sink_concurrency, 8);
   auto one = LoadConfig(std::nullopt, {{"CLOUDEVENTS_SINK_CONCURRENCY", "1"}});
   ASSERT_TRUE(one) << one.error().message;
   EXPECT_EQ(one->sink_concurrency, 1);
