@@ -19,7 +19,7 @@
 #   delivery  events/s delivered to a local sink, structured, on ccm's default 8 lanes
 #             (CLOUDEVENTS_SINK_CONCURRENCY; build/bench/ccm_delivery_bench 8) against ccm's
 #             receive rate, measured right after it (the machine's speed drifts over the
-#             minutes a full run takes; the receive pair's figure, when it ran, is noted
+#             minutes a full run takes; the receive pair's figure, when it ran earlier, is noted
 #             beside it); aim 1.
 # Usage: bench/compare.sh BUILD_DIR [receive|sqlite|etcd|delivery ...] (all four by default).
 # CCM_BENCH_DELIVERY_ARGS: the arguments of ccm_delivery_bench (default 8, the lanes); its first line
@@ -186,7 +186,7 @@ pair_delivery() {
   echo "== delivery: ccm's receive rate, measured right after it" >&2
   receive_ccm
   if [ -n "$earlier" ]; then
-    notes+=("delivery: against the receive pair's ccm figure of this run ($earlier/s, measured earlier), the ratio is $(awk -v a="$rate" -v b="$earlier" 'BEGIN {printf "%.2f", a / b}')")
+    notes+=("delivery: against the receive pair's ccm figure of this run ($earlier/s, measured earlier), the ratio is $(awk -v a="$rate" -v b="$earlier" 'BEGIN {printf "%.2f", b > 0 ? a / b : 0}')")
   fi
   report_pair delivery "events/s delivered, structured, ${CCM_BENCH_DELIVERY_ARGS:-8} lanes (ccm's receive rate)" \
     "$rate" "-" "$ccm_receive" "$ccm_receive_p99" 1

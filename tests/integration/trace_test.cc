@@ -287,6 +287,8 @@ TEST(TracingCalls, TheSinkSendsTheEventsTraceAsTheTraceparentHeader) {
   EXPECT_EQ(headers_for(last)["traceparent"], kOtherParent);
   EXPECT_EQ(sink.Last()["tracestate"], "rojo=00f067aa0ba902b7");
   EXPECT_EQ(headers_for(event.dump().substr(0, event.dump().size() - 1)).count("traceparent"), 0u);
+  EXPECT_EQ(headers_for("[" + event.dump() + "]").count("traceparent"), 0u);  // not the event's own object
+  EXPECT_EQ(headers_for(R"({"id":"2","traceparent":[")" + kCallerParent + R"("]})").count("traceparent"), 0u);
   // A batch carries several traces: no header.
   clients::HttpEventSink batch({sink.server.Url(), cloudevents::Mode::kBatch});
   ASSERT_EQ(batch.Send(std::span(&stored, 1)).kind, ports::DeliveryOutcome::kDelivered);
