@@ -41,6 +41,7 @@ for p in "${pairs[@]}"; do
 done
 log_level=CCM_LOG_LEVEL=${CCM_BENCH_LOG_LEVEL:-warn}
 etcd_instances=${CCM_BENCH_ETCD_INSTANCES:-6400}
+delivery_args=${CCM_BENCH_DELIVERY_ARGS:-8}
 
 rows=()  # one line per pair: name|figure|ccm|ccm p99|reference|reference p99|aim
 notes=()
@@ -175,10 +176,10 @@ pair_etcd() {
 }
 
 pair_delivery() {
-  echo "== delivery: events/s to a local sink, structured, ${CCM_BENCH_DELIVERY_ARGS:-8} lanes" >&2
+  echo "== delivery: events/s to a local sink, structured, $delivery_args lanes" >&2
   local out rate
   # shellcheck disable=SC2086  # the extra arguments are words
-  out=$("$root/$build/bench/ccm_delivery_bench" ${CCM_BENCH_DELIVERY_ARGS:-8})
+  out=$("$root/$build/bench/ccm_delivery_bench" $delivery_args)
   sed 's/^/[delivery] /' <<<"$out" >&2
   rate=$(awk '/^delivery, structured/ {for (i = 2; i <= NF; i++) if ($i == "events/s") {print $(i - 1); exit}}' <<<"$out")
   [ -n "$rate" ] || { echo "no structured delivery rate in ccm_delivery_bench's output" >&2; exit 1; }
@@ -186,9 +187,9 @@ pair_delivery() {
   echo "== delivery: ccm's receive rate, measured right after it" >&2
   receive_ccm
   if [ -n "$earlier" ]; then
-    notes+=("delivery: against the receive pair's ccm figure of this run ($earlier/s, measured earlier), the ratio is $(awk -v a="$rate" -v b="$earlier" 'BEGIN {printf "%.2f", b > 0 ? a / b : 0}')")
+    notes+=("delivery: against the receive pair's ccm figure of this run ($earlier/s, measured earlier), the ratio is $(awk -v a="$rate" -v b="$earlier" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')")
   fi
-  report_pair delivery "events/s delivered, structured, ${CCM_BENCH_DELIVERY_ARGS:-8} lanes (ccm's receive rate)" \
+  report_pair delivery "events/s delivered, structured, $delivery_args lanes (ccm's receive rate)" \
     "$rate" "-" "$ccm_receive" "$ccm_receive_p99" 1
 }
 
