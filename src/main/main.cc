@@ -442,6 +442,9 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   if (etcd) {
     // Every replica serves; the one holding the leader key works. Changes made through the
     // other replicas reach the leader's loops through the watch (the periodic sweeps remain).
+    // It follows what wakes them on the replica that commits: new events, whose pending keys
+    // (empty values) are put in the commit that carries them. Not the whole prefix: there
+    // each change would come back with every key it wrote, values included.
     char host[256] = {};
     gethostname(host, sizeof host - 1);
     store::LeaderElection::Options election_options{etcd->prefix() + "/controller/leader",
@@ -450,7 +453,8 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
                                                     std::chrono::seconds(config->leader_ttl_seconds)};
     election = std::make_unique<store::LeaderElection>(etcd->client(), election_options, start_work, stop_work);
     elected = election.get();
-    watch = std::make_unique<store::etcd::Watch>(etcd->client().options(), etcd->prefix() + "/", wake);
+    watch = std::make_unique<store::etcd::Watch>(etcd->client().options(), etcd->PendingPrefix(), wake,
+                                                 store::etcd::WatchFor::kPuts);
     watch->Start();
     election->Start();
   } else {

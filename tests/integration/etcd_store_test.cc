@@ -340,6 +340,40 @@ TEST_F(EtcdStoreTest, AWatchSeesWhatAnotherReplicaCommits) {
   watch.Stop();
 }
 
+// What a replica watches: the pending index, puts only. A commit with events from another
+// replica wakes it; a commit without events and a delivery (which deletes the event's
+// pending key) do not.
+TEST_F(EtcdStoreTest, AWatchOnThePendingIndexWakesForAnotherReplicasEventsOnly) {
+  auto mine = Open();
+  auto theirs = Open();
+  store::etcd::Watch watch(mine->client().options(), mine->PendingPrefix(), [] {}, store::etcd::WatchFor::kPuts);
+  watch.Start();
+  const auto deadline = std::chrono::steady_clock::now() + 3s;
+  while (watch.batches() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(watch.batches(), 1u) << "the watch was not created";
+
+  ports::Changes quiet;
+  quiet.instances = {testing::MakeInstance("no-events")};
+  ASSERT_TRUE(theirs->Commit(quiet));
+  ports::Changes loud;
+  loud.instances = {testing::MakeInstance("with-an-event")};
+  loud.events = {{"e1", "with-an-event", "ccm.test", FromUnixMillis(1), "{}"}};
+  ASSERT_TRUE(theirs->Commit(loud));
+  while (watch.batches() == 1 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(watch.batches(), 2u);  // the event's commit, not the quiet one before it
+
+  auto due = theirs->DueEvents(FromUnixMillis(2), 10);
+  ASSERT_TRUE(due);
+  ASSERT_EQ(due->size(), 1u);
+  ports::Changes delivered;
+  delivered.deliveries = {{due->front().seq, ports::DeliveryState::kDelivered, 1, FromUnixMillis(3), "", "e1"}};
+  ASSERT_TRUE(theirs->Commit(delivered));
+  ASSERT_EQ(theirs->GetOutboxStats()->pending, 0);
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(watch.batches(), 2u);  // the pending key's deletion is not reported
+  watch.Stop();
+}
+
 // One replica's use cases and reconcilers over its own connection to the shared store.
 struct Replica {
   explicit Replica(std::unique_ptr<store::EtcdStore> s)

@@ -315,8 +315,12 @@ Status Client::Revoke(std::int64_t lease) {
 
 // ---- watch ---------------------------------------------------------------------------------
 
-Watch::Watch(ClientOptions options, std::string prefix, std::function<void()> on_change)
-    : options_(std::move(options)), auth_(options_), prefix_(std::move(prefix)), on_change_(std::move(on_change)) {}
+Watch::Watch(ClientOptions options, std::string prefix, std::function<void()> on_change, WatchFor changes)
+    : options_(std::move(options)),
+      auth_(options_),
+      prefix_(std::move(prefix)),
+      on_change_(std::move(on_change)),
+      changes_(changes) {}
 
 Watch::~Watch() { Stop(); }
 
@@ -335,7 +339,9 @@ void Watch::Run() {
   // One stream at a time, on the transport's streaming mode: no total timeout, lines
   // handed over as they arrive, aborted by Stop within about a second.
   transport::Connection connection(ConnectionOptionsOf(options_));
-  const json request = {{"create_request", {{"key", Encode(prefix_)}, {"range_end", Encode(PrefixEnd(prefix_))}}}};
+  json create = {{"key", Encode(prefix_)}, {"range_end", Encode(PrefixEnd(prefix_))}};
+  if (changes_ == WatchFor::kPuts) create["filters"] = json::array({"NODELETE"});
+  const json request = {{"create_request", std::move(create)}};
   const std::string payload = request.dump();
   size_t at = 0;
   std::string stale;  // the token etcd refused last, so that the next stream gets a new one

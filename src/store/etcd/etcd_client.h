@@ -143,14 +143,19 @@ class Client {
   std::vector<std::unique_ptr<Handle>> idle_;
 };
 
-// Follows every change under `prefix` through the gateway's streaming watch and calls
+// What a Watch reports: every change under its prefix, or only puts (etcd leaves the
+// deletes out of the stream, so they cost no batch and no wake-up).
+enum class WatchFor { kEveryChange, kPuts };
+
+// Follows the changes under `prefix` through the gateway's streaming watch and calls
 // `on_change` (on its own thread) after each batch of events. Reconnects, moving from member
 // to member, when the stream breaks or etcd cancels the watch (with a new token when it was
 // refused for its token). Uses the TLS files and credentials of `options`. Start and Stop
 // are not thread-safe with each other.
 class Watch {
  public:
-  Watch(ClientOptions options, std::string prefix, std::function<void()> on_change);
+  Watch(ClientOptions options, std::string prefix, std::function<void()> on_change,
+        WatchFor changes = WatchFor::kEveryChange);
   ~Watch();
   Watch(const Watch&) = delete;
   Watch& operator=(const Watch&) = delete;
@@ -166,6 +171,7 @@ class Watch {
   Client auth_;  // signs in for the stream
   std::string prefix_;
   std::function<void()> on_change_;
+  WatchFor changes_;
   std::atomic<bool> stop_{false};
   std::atomic<std::uint64_t> batches_{0};
   std::thread thread_;

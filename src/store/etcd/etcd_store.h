@@ -103,6 +103,9 @@ class EtcdStore final : public ports::Store, public ports::Outbox {
 
   etcd::Client& client() { return client_; }
   const std::string& prefix() const { return options_.prefix; }
+  // Where a commit puts a key (with an empty value) for each new event it makes deliverable:
+  // what a replica watches to learn that another one committed events.
+  std::string PendingPrefix() const { return Key("outbox/pending/"); }
 
   // Commits retried because a key changed between their read and their write.
   std::uint64_t retries() const { return retries_.load(); }
