@@ -4,6 +4,7 @@
 #include <charconv>
 #include <ctime>
 #include <optional>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -83,15 +84,32 @@ class TraceMembers {
 // `tracestate` headers of the request that carries it alone: one hop, so the protocol's
 // tracing headers carry the same trace as the event (the extension's rule). A batch carries
 // several traces and gets none.
-void AddTraceHeaders(const std::string& event_json, std::map<std::string, std::string>& headers) {
-  if (event_json.find("\"traceparent\"") == std::string::npos) return;  // an event stored before traces: no parse
-  TraceMembers members;
-  if (!nlohmann::json::sax_parse(event_json, &members) || !members.traceparent) return;
+void AddTraceHeaders(const TraceMembers& members, std::map<std::string, std::string>& headers) {
+  if (!members.traceparent) return;
   // Sent only when they read as W3C values (ccm wrote them; a store edited by hand may not hold).
   const auto trace = trace::Parse(*members.traceparent, members.tracestate.value_or(""));
   if (!trace) return;
   headers["traceparent"] = *members.traceparent;
   if (!trace->state.empty()) headers["tracestate"] = trace->state;
+}
+
+// The trace members of an event sent as it is stored (structured mode), read from its text.
+TraceMembers TraceOf(const std::string& event_json) {
+  TraceMembers members;
+  if (event_json.find("\"traceparent\"") == std::string::npos) return members;  // stored before traces: no parse
+  if (!nlohmann::json::sax_parse(event_json, &members)) return {};
+  return members;
+}
+
+// The trace members of an event already parsed (binary mode): its extension attributes, by
+// the same rules (a value that is not a string is absent).
+TraceMembers TraceOf(const cloudevents::CloudEvent& event) {
+  TraceMembers members;
+  for (auto [name, member] : {std::pair{"traceparent", &members.traceparent}, {"tracestate", &members.tracestate}}) {
+    const auto found = event.extensions.find(name);
+    if (found != event.extensions.end() && found->second.is_string()) *member = found->second.get<std::string>();
+  }
+  return members;
 }
 
 }  // namespace
@@ -119,13 +137,13 @@ ports::DeliveryOutcome HttpEventSink::Send(std::span<const ports::OutboxEvent> e
   } else if (options_.mode == cloudevents::Mode::kStructured) {
     message.headers["content-type"] = std::string(cloudevents::kStructuredType);
     message.body = events.front().json;
+    AddTraceHeaders(TraceOf(events.front().json), message.headers);
   } else {
     auto event = cloudevents::ParseEvent(events.front().json);
     if (!event) return {ports::DeliveryOutcome::kFinal, 0, "stored event does not parse: " + event.error().message, {}};
     message = cloudevents::EncodeBinary(*event);
+    AddTraceHeaders(TraceOf(*event), message.headers);
   }
-
-  if (options_.mode != cloudevents::Mode::kBatch) AddTraceHeaders(events.front().json, message.headers);
 
   std::unique_ptr<HttpPoster> http = pool_.Take();
   const HttpAnswer answer =

@@ -289,6 +289,19 @@ TEST(TracingCalls, TheSinkSendsTheEventsTraceAsTheTraceparentHeader) {
   EXPECT_EQ(headers_for(event.dump().substr(0, event.dump().size() - 1)).count("traceparent"), 0u);
   EXPECT_EQ(headers_for("[" + event.dump() + "]").count("traceparent"), 0u);  // not the event's own object
   EXPECT_EQ(headers_for(R"({"id":"2","traceparent":[")" + kCallerParent + R"("]})").count("traceparent"), 0u);
+  // Binary mode reads them from the parsed event's attributes, by the same rules.
+  clients::HttpEventSink binary({sink.server.Url(), cloudevents::Mode::kBinary});
+  const auto binary_headers_for = [&](const json& e) {
+    const ports::OutboxEvent stored_event{"2", "i-1", "ccm.lablet.instance.pending", {}, e.dump()};
+    EXPECT_EQ(binary.Send(std::span(&stored_event, 1)).kind, ports::DeliveryOutcome::kDelivered) << e.dump();
+    return sink.Last();
+  };
+  EXPECT_EQ(binary_headers_for(number).count("traceparent"), 0u);
+  EXPECT_EQ(sink.Last()["ce-traceparent"], "7");
+  json state_only = event;
+  state_only.erase("traceparent");
+  EXPECT_EQ(binary_headers_for(state_only).count("traceparent"), 0u);
+  EXPECT_EQ(binary_headers_for(event)["tracestate"], "congo=t61rcWkgMzE");
   // A batch carries several traces: no header.
   clients::HttpEventSink batch({sink.server.Url(), cloudevents::Mode::kBatch});
   ASSERT_EQ(batch.Send(std::span(&stored, 1)).kind, ports::DeliveryOutcome::kDelivered);
