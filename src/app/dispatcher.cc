@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <functional>
 #include <future>
-#include <system_error>
 #include <iterator>
 #include <string_view>
+#include <system_error>
 #include <unordered_map>
 #include <unordered_set>
 
