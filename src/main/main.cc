@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <thread>
+#include <vector>
 
 #include "clients/assessment_platform_client.h"
 #include "clients/cloud_provider_client.h"
@@ -438,12 +439,13 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
   const std::string where = config->listen_host + ":" + std::to_string(server.port());
   if (public_url.empty()) services.events().SetSchemaBase("http://" + where);
   spdlog::info("ccm serving on http://{} with store {}", where, config->store);
-  std::unique_ptr<store::etcd::Watch> watch;
+  std::vector<std::unique_ptr<store::etcd::Watch>> watches;
   if (etcd) {
-    // Every replica serves; the one holding the leader key works. Changes made through the
-    // other replicas reach the leader's loops through the watch (the periodic sweeps remain).
-    // It follows what wakes them on the replica that commits: new events, whose pending keys
-    // (empty values) are put in the commit that carries them. Not the whole prefix: there
+    // Every replica serves; the one holding the leader key works. Commits with events made
+    // through the other replicas reach the leader's loops through watches (the periodic
+    // sweeps remain): what wakes them on the replica that commits is a commit with events,
+    // and each new event puts a key with an empty value under the pending index (or the held
+    // index, behind a dead letter) in the commit that carries it. Not the whole prefix: there
     // each change would come back with every key it wrote, values included.
     char host[256] = {};
     gethostname(host, sizeof host - 1);
@@ -453,9 +455,10 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
                                                     std::chrono::seconds(config->leader_ttl_seconds)};
     election = std::make_unique<store::LeaderElection>(etcd->client(), election_options, start_work, stop_work);
     elected = election.get();
-    watch = std::make_unique<store::etcd::Watch>(etcd->client().options(), etcd->PendingPrefix(), wake,
-                                                 store::etcd::WatchFor::kPuts);
-    watch->Start();
+    for (const auto& prefix : etcd->EventIndexPrefixes())
+      watches.push_back(std::make_unique<store::etcd::Watch>(etcd->client().options(), prefix, wake,
+                                                             store::etcd::WatchFor::kPuts));
+    for (auto& w : watches) w->Start();
     election->Start();
   } else {
     start_work();
@@ -474,7 +477,7 @@ int Serve(const std::optional<std::string>& config_file, const std::optional<std
             election->Stop();
           else
             stop_work();
-          if (watch) watch->Stop();
+          for (auto& w : watches) w->Stop();
         });
   return 0;
 }

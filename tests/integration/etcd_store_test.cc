@@ -340,38 +340,67 @@ TEST_F(EtcdStoreTest, AWatchSeesWhatAnotherReplicaCommits) {
   watch.Stop();
 }
 
-// What a replica watches: the pending index, puts only. A commit with events from another
-// replica wakes it; a commit without events and a delivery (which deletes the event's
-// pending key) do not.
-TEST_F(EtcdStoreTest, AWatchOnThePendingIndexWakesForAnotherReplicasEventsOnly) {
+// What a replica watches: the pending and held indexes, puts only. A commit with events from
+// another replica wakes it, an event held behind a dead letter included; a commit without
+// events, a delivery (which deletes the event's pending key) and a dead letter do not.
+TEST_F(EtcdStoreTest, WatchesOnTheEventIndexesWakeForAnotherReplicasEventsOnly) {
   auto mine = Open();
   auto theirs = Open();
-  store::etcd::Watch watch(mine->client().options(), mine->PendingPrefix(), [] {}, store::etcd::WatchFor::kPuts);
-  watch.Start();
-  const auto deadline = std::chrono::steady_clock::now() + 3s;
-  while (watch.batches() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
-  ASSERT_EQ(watch.batches(), 1u) << "the watch was not created";
+  std::vector<std::unique_ptr<store::etcd::Watch>> watches;
+  for (const auto& prefix : mine->EventIndexPrefixes())
+    watches.push_back(std::make_unique<store::etcd::Watch>(mine->client().options(), prefix, [] {},
+                                                           store::etcd::WatchFor::kPuts));
+  const auto batches = [&] {
+    std::uint64_t n = 0;
+    for (const auto& w : watches) n += w->batches();
+    return n;
+  };
+  // Waits for `n` batches, then a little longer, so that one too many shows.
+  const auto settled_at = [&](std::uint64_t n) {
+    const auto deadline = std::chrono::steady_clock::now() + 3s;
+    while (batches() < n && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    std::this_thread::sleep_for(300ms);
+    return batches();
+  };
+  for (auto& w : watches) w->Start();
+  ASSERT_EQ(settled_at(2), 2u) << "each watch reports its creation once";
 
   ports::Changes quiet;
   quiet.instances = {testing::MakeInstance("no-events")};
   ASSERT_TRUE(theirs->Commit(quiet));
+  EXPECT_EQ(settled_at(2), 2u) << "a commit without events";
+
   ports::Changes loud;
   loud.instances = {testing::MakeInstance("with-an-event")};
   loud.events = {{"e1", "with-an-event", "ccm.test", FromUnixMillis(1), "{}"}};
   ASSERT_TRUE(theirs->Commit(loud));
-  while (watch.batches() == 1 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
-  EXPECT_EQ(watch.batches(), 2u);  // the event's commit, not the quiet one before it
+  EXPECT_EQ(settled_at(3), 3u) << "a commit with an event";
 
-  auto due = theirs->DueEvents(FromUnixMillis(2), 10);
-  ASSERT_TRUE(due);
-  ASSERT_EQ(due->size(), 1u);
-  ports::Changes delivered;
-  delivered.deliveries = {{due->front().seq, ports::DeliveryState::kDelivered, 1, FromUnixMillis(3), "", "e1"}};
-  ASSERT_TRUE(theirs->Commit(delivered));
-  ASSERT_EQ(theirs->GetOutboxStats()->pending, 0);
-  std::this_thread::sleep_for(500ms);
-  EXPECT_EQ(watch.batches(), 2u);  // the pending key's deletion is not reported
-  watch.Stop();
+  const auto deliver = [&](const std::string& id, ports::DeliveryState state) {
+    auto due = theirs->DueEvents(FromUnixMillis(10), 10);
+    ASSERT_TRUE(due);
+    ASSERT_EQ(due->size(), 1u);
+    ASSERT_EQ(due->front().event.id, id);
+    ports::Changes c;
+    c.deliveries = {{due->front().seq, state, 1, FromUnixMillis(3), state == ports::DeliveryState::kDead ? "refused" : "", id}};
+    ASSERT_TRUE(theirs->Commit(c));
+  };
+  deliver("e1", ports::DeliveryState::kDelivered);
+  EXPECT_EQ(settled_at(3), 3u) << "a delivery";
+
+  ports::Changes doomed;
+  doomed.events = {{"e2", "with-an-event", "ccm.test", FromUnixMillis(2), "{}"}};
+  ASSERT_TRUE(theirs->Commit(doomed));
+  EXPECT_EQ(settled_at(4), 4u) << "a second event";
+  deliver("e2", ports::DeliveryState::kDead);
+  EXPECT_EQ(settled_at(4), 4u) << "a dead letter";
+
+  ports::Changes behind;
+  behind.events = {{"e3", "with-an-event", "ccm.test", FromUnixMillis(3), "{}"}};
+  ASSERT_TRUE(theirs->Commit(behind));
+  ASSERT_EQ(theirs->GetOutboxStats()->pending, 0) << "e3 is held behind e2's dead letter";
+  EXPECT_EQ(settled_at(5), 5u) << "an event held behind a dead letter";
+  for (auto& w : watches) w->Stop();
 }
 
 // One replica's use cases and reconcilers over its own connection to the shared store.

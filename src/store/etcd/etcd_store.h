@@ -103,9 +103,10 @@ class EtcdStore final : public ports::Store, public ports::Outbox {
 
   etcd::Client& client() { return client_; }
   const std::string& prefix() const { return options_.prefix; }
-  // Where a commit puts a key (with an empty value) for each new event it makes deliverable:
-  // what a replica watches to learn that another one committed events.
-  std::string PendingPrefix() const { return Key("outbox/pending/"); }
+  // Where a commit puts a key (with an empty value) for each new event: the pending index,
+  // or the held index when the event's subject has a dead letter. What a replica watches to
+  // learn that another one committed events.
+  std::vector<std::string> EventIndexPrefixes() const { return {Key("outbox/pending/"), Key("outbox/held/")}; }
 
   // Commits retried because a key changed between their read and their write.
   std::uint64_t retries() const { return retries_.load(); }
