@@ -157,6 +157,10 @@ Status EtcdStore::Ping() {
   return {};
 }
 
+std::vector<std::string> EtcdStore::EventIndexPrefixes() const {
+  return {Key(*IndexOf(ports::DeliveryState::kPending)), Key(*IndexOf(ports::DeliveryState::kHeld))};
+}
+
 Result<std::vector<KeyValue>> EtcdStore::GetMany(const std::vector<std::string>& keys) {
   std::vector<KeyValue> out;
   out.reserve(keys.size());

@@ -106,7 +106,7 @@ class EtcdStore final : public ports::Store, public ports::Outbox {
   // Where a commit puts a key (with an empty value) for each new event: the pending index,
   // or the held index when the event's subject has a dead letter. What a replica watches to
   // learn that another one committed events.
-  std::vector<std::string> EventIndexPrefixes() const { return {Key("outbox/pending/"), Key("outbox/held/")}; }
+  std::vector<std::string> EventIndexPrefixes() const;
 
   // Commits retried because a key changed between their read and their write.
   std::uint64_t retries() const { return retries_.load(); }
