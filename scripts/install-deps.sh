@@ -6,9 +6,12 @@
 # bash-completion to try the completion, docker-compose to check packaging/compose.yaml).
 # Idempotent: packages already present are left alone, and `apt-get update` runs at most
 # once, only when something is missing. etcd-server is the etcd the tests of the etcd store
-# start on loopback ports, and etcd-client's etcdctl is the gRPC load of the etcd benchmark
-# (bench/compare.sh); openssl makes the certificates of the CML TLS tests; libsystemd-dev
-# gives `ccm serve` sd_notify (readiness, watchdog and stopping under a Type=notify unit);
+# start on loopback ports, and etcd-client's etcdctl creates their users and roles and is the
+# gRPC load of the etcd benchmark (bench/compare.sh); gRPC and protobuf are how ccm speaks to
+# etcd, from etcd's own .proto files (and the gogoproto and Google API annotations they
+# import), which Debian ships in the Go source packages of etcd, gogo-protobuf and
+# grpc-gateway and the build turns into C++; openssl makes the certificates of the CML TLS
+# tests; libsystemd-dev gives `ccm serve` sd_notify (readiness, watchdog and stopping under a Type=notify unit);
 # prometheus brings promtool, which checks and tests the alerting rules; prometheus-cpp-dev is
 # the metrics registry and text exposition behind /metrics; chromium is the browser the
 # console's test drives headless (tests/console).
@@ -18,6 +21,8 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libboost-dev libboost-system-dev
   libcurl4-openssl-dev libssl-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  golang-etcd-server-dev golang-github-gogo-protobuf-dev golang-github-grpc-ecosystem-grpc-gateway-dev
   nlohmann-json3-dev libyaml-cpp-dev libsqlite3-dev
   libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
