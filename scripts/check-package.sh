@@ -107,7 +107,7 @@ for p in ccm ccm-sims ccm-dbgsym; do
 done
 depends=$(dpkg-deb -f "$(deb ccm)" Depends)
 echo "   ccm Depends: $depends"
-for d in libc6 libstdc++6 libcurl4 libsqlite3-0 libyaml-cpp0.7 libprometheus-cpp-core1.0 adduser; do
+for d in libc6 libstdc++6 libcurl4 libsqlite3-0 libyaml-cpp0.7 libprometheus-cpp-core1.0 libgrpc++1.51 libprotobuf32 adduser; do
   grep -q "\b$d\b" <<<"$depends" || fail "ccm's Depends lacks $d: $depends"
 done
 grep -q "\blibcurl4\b" <<<"$(dpkg-deb -f "$(deb ccm-sims)" Depends)" || fail "ccm-sims's Depends lacks libcurl4"

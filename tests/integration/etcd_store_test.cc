@@ -1,6 +1,7 @@
 // What only the etcd store promises, against a real etcd: dedup keys on hourly leases, commits
 // fenced by the leader's term, one leader at a time with failover, watches, and two replicas'
 // schedulers racing for ports. (The Store contract runs in sqlite_store_test.cc for both.)
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -8,6 +9,7 @@
 #include <thread>
 
 #include "app/collection.h"
+#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 #include "app/receiver.h"
 #include "app/reconcilers.h"
 #include "app/services.h"
@@ -16,9 +18,7 @@
 #include "store/etcd/etcd_store.h"
 #include "store/etcd/leader_election.h"
 #include "support/etcd_cluster.h"
-#include "support/fake_server.h"
 #include "support/fixtures.h"
-#include "support/http_client.h"
 #include "support/scheduling.h"
 #include "support/stack.h"
 #include "support/temp_dir.h"
@@ -28,6 +28,56 @@ namespace {
 
 using namespace ccm::domain;
 using namespace std::chrono_literals;
+
+namespace pb = etcdserverpb;
+
+// A member in front of a real one (KV and Lease, through to it) that applies the first write
+// transaction it is given and then answers UNAVAILABLE, as a member dying mid-request might.
+class LosingMember {
+ public:
+  explicit LosingMember(const std::string& real_url) {
+    auto channel = grpc::CreateChannel(real_url.substr(real_url.find("//") + 2), grpc::InsecureChannelCredentials());
+    kv_.real = pb::KV::NewStub(channel);
+    lease_.real = pb::Lease::NewStub(channel);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&kv_);
+    builder.RegisterService(&lease_);
+    server_ = builder.BuildAndStart();
+  }
+  ~LosingMember() { server_->Shutdown(); }
+  std::string Url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  int lost() const { return kv_.lost.load(); }
+
+ private:
+  struct Kv final : pb::KV::Service {
+    grpc::Status Range(grpc::ServerContext*, const pb::RangeRequest* in, pb::RangeResponse* out) override {
+      grpc::ClientContext context;
+      return real->Range(&context, *in, out);
+    }
+    grpc::Status Txn(grpc::ServerContext*, const pb::TxnRequest* in, pb::TxnResponse* out) override {
+      grpc::ClientContext context;
+      grpc::Status s = real->Txn(&context, *in, out);
+      const bool writes = std::any_of(in->success().begin(), in->success().end(),
+                                      [](const pb::RequestOp& op) { return op.has_request_put(); });
+      if (s.ok() && writes && lost++ == 0) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the answer was lost");
+      return s;
+    }
+    std::unique_ptr<pb::KV::Stub> real;
+    std::atomic<int> lost{0};
+  };
+  struct Lease final : pb::Lease::Service {
+    grpc::Status LeaseGrant(grpc::ServerContext*, const pb::LeaseGrantRequest* in, pb::LeaseGrantResponse* out) override {
+      grpc::ClientContext context;
+      return real->LeaseGrant(&context, *in, out);
+    }
+    std::unique_ptr<pb::Lease::Stub> real;
+  };
+  Kv kv_;
+  Lease lease_;
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
 
 class EtcdStoreTest : public ::testing::Test {
  protected:
@@ -70,7 +120,7 @@ TEST_F(EtcdStoreTest, TheClientRoundTripsAnyBytesAndMovesPastADeadMember) {
   const std::vector<std::string> values = {"", "a", "ab", "abc", "abcd", all_bytes, std::string("\0\xff\0", 3)};
   for (size_t n = 0; n < values.size(); ++n) {
     const std::string key = prefix_ + "/bytes/" + std::to_string(n);
-    ASSERT_TRUE(client.Txn(nlohmann::json::array(), nlohmann::json::array({store::etcd::PutOp(key, values[n])})));
+    ASSERT_TRUE(client.Txn({}, {store::etcd::PutOp(key, values[n])}));
     auto got = client.Range(key);
     ASSERT_TRUE(got) << got.error().message;
     ASSERT_EQ(got->kvs.size(), 1u);
@@ -89,23 +139,10 @@ TEST_F(EtcdStoreTest, TheClientRoundTripsAnyBytesAndMovesPastADeadMember) {
 }
 
 TEST_F(EtcdStoreTest, ACommitWrittenWhoseAnswerWasLostIsReportedAsWritten) {
-  // A member that applies the first write it is given and then answers 503, as one dying
-  // mid-request might: the client asks the next member, whose guards now fail.
-  std::atomic<int> lost{0};
+  // The first member applies the first write it is given and loses its answer: the client
+  // asks the next member, whose guards now fail.
   const std::string real = cluster_->ClientUrls().front();
-  testing::FakeServer flaky([&](http::Request& r) {
-    testing::HttpClient etcd(real);
-    auto answer = etcd.Post(r.path, r.body);
-    http::Response out;
-    if (r.path == "/v3/kv/txn" && r.body.find("request_put") != std::string::npos && lost++ == 0) {
-      out.status = 503;
-      out.body = R"({"code": 14, "message": "the answer was lost"})";
-      return out;
-    }
-    out.status = static_cast<int>(answer.status);
-    out.body = answer.body;
-    return out;
-  });
+  LosingMember flaky(real);
   store::EtcdStore::Options options;
   options.client.endpoints = {flaky.Url(), real};
   options.prefix = prefix_;
@@ -116,7 +153,7 @@ TEST_F(EtcdStoreTest, ACommitWrittenWhoseAnswerWasLostIsReportedAsWritten) {
   c.processed = {{"platform", "evt-1", FromUnixMillis(0), FromUnixMillis(1000)}};
   auto s = store->Commit(c);
   EXPECT_TRUE(s) << s.error().message;
-  EXPECT_EQ(lost.load(), 1);          // written there, answer lost
+  EXPECT_EQ(flaky.lost(), 1);        // written there, answer lost
   EXPECT_GE(store->retries(), 1u);   // sent again elsewhere, refused by its guards, read again
   EXPECT_EQ(store->GetInstance({"i1"})->version, 1);
   EXPECT_EQ(store->GetOutboxStats()->published, 1);
@@ -142,13 +179,12 @@ TEST_F(EtcdStoreTest, DedupKeysShareOneLeasePerHourOfExpiry) {
   EXPECT_EQ(leases.size(), 1u) << "twenty keys of one hour, one lease";
   EXPECT_FALSE(leases.count(lease_of_b)) << "another hour, another lease";
   // The lease lives until its hour is over, not for ever.
-  auto ttl = store->client().Call("/v3/lease/timetolive", {{"ID", std::to_string(*leases.begin())}});
-  ASSERT_TRUE(ttl);
-  const auto granted = std::stoll(ttl->value("grantedTTL", "0"));
+  auto ttl = store->client().TimeToLive(*leases.begin());
+  ASSERT_TRUE(ttl) << ttl.error().message;
   const auto until_hour_end =
       std::chrono::duration_cast<std::chrono::seconds>(hour + 60min - std::chrono::system_clock::now()).count();
-  EXPECT_GE(granted, until_hour_end);
-  EXPECT_LE(granted, until_hour_end + 120);
+  EXPECT_GE(*ttl, until_hour_end - 5);
+  EXPECT_LE(*ttl, until_hour_end + 120);
 }
 
 TEST_F(EtcdStoreTest, AKeyWhoseLeaseEndedIsGoneAndTheEventIsNewAgain) {
@@ -176,8 +212,8 @@ TEST_F(EtcdStoreTest, AFencedCommitFailsOnceTheTermIsOverAndWritesNothing) {
   const std::string leader = prefix_ + "/controller/leader";
   auto lease = client.GrantLease(5s);
   ASSERT_TRUE(lease);
-  auto won = client.Txn(nlohmann::json::array({store::etcd::CreateRevisionIs(leader, 0)}),
-                        nlohmann::json::array({store::etcd::PutOp(leader, "me", *lease), store::etcd::GetOp(leader)}));
+  auto won = client.Txn({store::etcd::CreateRevisionIs(leader, 0)},
+                        {store::etcd::PutOp(leader, "me", *lease), store::etcd::GetOp(leader)});
   ASSERT_TRUE(won && won->succeeded);
   const store::EtcdStore::Fence term{leader, won->ranges[1].kvs.front().create_revision, *lease};
 
@@ -188,17 +224,17 @@ TEST_F(EtcdStoreTest, AFencedCommitFailsOnceTheTermIsOverAndWritesNothing) {
 
   // The key moved to another lease (same term): the fence holds the lease too.
   auto other_lease = client.GrantLease(5s);
-  ASSERT_TRUE(client.Txn(nlohmann::json::array(), nlohmann::json::array({store::etcd::PutOp(leader, "me", *other_lease)})));
+  ASSERT_TRUE(client.Txn({}, {store::etcd::PutOp(leader, "me", *other_lease)}));
   ports::Changes moved;
   moved.instances = {testing::MakeInstance("i-moved")};
   EXPECT_EQ(store->CommitFenced(moved, term).error().code, ErrorCode::kUnavailable);
   EXPECT_EQ(store->GetInstance({"i-moved"}).error().code, ErrorCode::kNotFound);
-  ASSERT_TRUE(client.Txn(nlohmann::json::array(), nlohmann::json::array({store::etcd::PutOp(leader, "me", *lease)})));
+  ASSERT_TRUE(client.Txn({}, {store::etcd::PutOp(leader, "me", *lease)}));
 
   // The lease ends (as when the leader stops renewing it); another replica takes the key.
   ASSERT_TRUE(client.Revoke(*lease));
-  ASSERT_TRUE(client.Txn(nlohmann::json::array({store::etcd::CreateRevisionIs(leader, 0)}),
-                         nlohmann::json::array({store::etcd::PutOp(leader, "other")}))->succeeded);
+  ASSERT_TRUE(client.Txn({store::etcd::CreateRevisionIs(leader, 0)},
+                         {store::etcd::PutOp(leader, "other")})->succeeded);
   ports::Changes late;
   late.instances = {testing::MakeInstance("i2")};
   late.events = {{"e2", "i2", "ccm.test", FromUnixMillis(2), "{}"}};

@@ -1,96 +1,168 @@
 #include "store/etcd/etcd_client.h"
 
-#include <openssl/evp.h>
+#include <fstream>
+#include <iterator>
 
-#include "cloudevents/json_parse.h"
-#include "transport/http_connection.h"
+#include <grpc/support/log.h>
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
 
 namespace ccm::store::etcd {
 
-using nlohmann::json;
+namespace pb = etcdserverpb;
 
 namespace {
 
-std::string Encode(const std::string& bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3), '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(n));
-  return out;
-}
+// Channels per member. One HTTP/2 connection carries every concurrent call, but one
+// connection's frames are written and read by one thread at a time on each side: a few let
+// the calls of many threads go out and come back in parallel.
+constexpr int kChannelsPerMember = 4;
 
-std::string Decode(const std::string& text) {
-  if (text.empty()) return {};
-  std::string out(3 * (text.size() / 4) + 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(text.data()), static_cast<int>(text.size()));
-  if (n < 0) return {};
-  size_t len = static_cast<size_t>(n);
-  // EVP_DecodeBlock counts the padding as zero bytes.
-  if (text.size() >= 1 && text[text.size() - 1] == '=') --len;
-  if (text.size() >= 2 && text[text.size() - 2] == '=') --len;
-  out.resize(len);
-  return out;
-}
-
-// The gateway writes int64 fields as strings and leaves out those that are zero.
-std::int64_t Int(const json& j, const char* field) {
-  auto it = j.find(field);
-  if (it == j.end()) return 0;
-  if (it->is_string()) return std::stoll(it->get<std::string>());
-  if (it->is_number()) return it->get<std::int64_t>();
-  return 0;
-}
-
-RangeResult ReadRange(const json& j) {
-  RangeResult r;
-  if (auto h = j.find("header"); h != j.end()) r.revision = Int(*h, "revision");
-  r.more = j.value("more", false);
-  r.count = Int(j, "count");
-  if (auto kvs = j.find("kvs"); kvs != j.end())
-    for (const auto& kv : *kvs)
-      r.kvs.push_back({Decode(kv.value("key", "")), Decode(kv.value("value", "")), Int(kv, "create_revision"),
-                       Int(kv, "mod_revision"), Int(kv, "version"), Int(kv, "lease")});
-  return r;
-}
-
-// What every connection to a member shares: HTTP/1.1 (the gateway's JSON, not gRPC over h2)
-// and the TLS files. Verification stays on (the transport never turns it off). No trace
-// context: etcd does not take part in ccm's traces.
-transport::ConnectionOptions ConnectionOptionsOf(const ClientOptions& o) {
-  transport::ConnectionOptions c;
-  c.tls.ca_file = o.ca_file;
-  c.tls.cert_file = o.cert_file;
-  c.tls.key_file = o.key_file;
-  c.http1_only = true;
-  c.propagate_trace = false;
-  return c;
-}
-
-// The transport's reason for a failed transfer (with libcurl's detail: for TLS, which
-// certificate was refused, or the member's alert), and what an operator can do about it.
-std::string TransferError(const transport::Response& r) {
-  std::string out = r.transport_error;
-  switch (r.failure) {
-    case transport::Failure::kTlsPeerUnverified:
-      out += ": the member's certificate is not signed by the CA of CCM_ETCD_CA_FILE, or does not name its host";
-      break;
-    case transport::Failure::kTlsLocalFiles:
-      out += ": check CCM_ETCD_CA_FILE, CCM_ETCD_CERT_FILE and CCM_ETCD_KEY_FILE";
-      break;
-    default:
-      if (std::string_view(out).find("alert") != std::string_view::npos)
-        out += ": the member refused the TLS handshake (does it require a client certificate, CCM_ETCD_CERT_FILE?)";
-  }
-  return out;
+// gRPC's own log lines (a refused handshake, a connection lost) go to ccm's log, at debug:
+// what matters of them reaches the caller in the call's status.
+void RouteGrpcLog() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    gpr_set_log_function([](gpr_log_func_args* args) { spdlog::debug("etcd: grpc: {}", args->message); });
+  });
 }
 
 // etcd refused the call for its token alone: it expired (simple tokens live --auth-token-ttl
 // after their last use), the auth store changed since it was issued, or none was sent.
-bool TokenRefused(long status, int code, const std::string& message) {
-  return status == 401 || code == 16 || message.find("invalid auth token") != std::string::npos ||
+bool TokenRefused(const grpc::Status& s) {
+  const std::string& message = s.error_message();
+  return s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+         message.find("invalid auth token") != std::string::npos ||
          message.find("revision of auth store is old") != std::string::npos ||
          message.find("user name is empty") != std::string::npos;
+}
+
+// Another member may serve the call: this one cannot be reached, has no leader, is stopping,
+// or did not answer in time.
+bool TryAnotherMember(const grpc::Status& s) {
+  return s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+}
+
+ports::RemoteOutcome OutcomeOf(const grpc::Status& s) {
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK:
+      return ports::RemoteOutcome::kOk;
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return ports::RemoteOutcome::kTransport;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return ports::RemoteOutcome::kHttp4xx;
+    default:
+      return ports::RemoteOutcome::kHttp5xx;
+  }
+}
+
+// Why a member could not be reached, and what an operator can do about it.
+std::string Unreachable(const grpc::Status& s, bool tls, const ClientOptions& o) {
+  std::string out = s.error_message();
+  if (!tls) return out;
+  const auto has = [&out](const char* what) { return out.find(what) != std::string::npos; };
+  if (has("CERTIFICATE_VERIFY_FAILED") || has("certificate verify failed"))
+    out += ": the member's certificate is not signed by the CA of CCM_ETCD_CA_FILE, or does not name its host";
+  else if (has("alert") || has("andshake") || has("Endpoint read failed") || has("Socket closed") ||
+           has("Connection reset"))
+    out += o.cert_file.empty()
+               ? ": the member refused the connection (does it require a client certificate, CCM_ETCD_CERT_FILE?)"
+               : ": the member refused the connection (is CCM_ETCD_CERT_FILE signed by a CA the member trusts?)";
+  return out;
+}
+
+Result<std::string> ReadPem(const std::string& path, const char* setting) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error::Unavailable(std::string("etcd: cannot read ") + setting + " (" + path + ")");
+  std::string text{std::istreambuf_iterator<char>(in), {}};
+  if (text.find("-----BEGIN") == std::string::npos)
+    return Error::Unavailable(std::string("etcd: ") + setting + " (" + path + ") holds no PEM block");
+  return text;
+}
+
+// The credentials of the member's URL: TLS for https://, with the CA and client certificate
+// of `o`; none for http://.
+Result<std::shared_ptr<grpc::ChannelCredentials>> CredentialsFor(bool tls, const ClientOptions& o) {
+  if (!tls) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  if (!o.ca_file.empty()) {
+    auto ca = ReadPem(o.ca_file, "CCM_ETCD_CA_FILE");
+    if (!ca) return ca.error();
+    ssl.pem_root_certs = std::move(*ca);
+  }
+  if (o.cert_file.empty() != o.key_file.empty())
+    return Error::Unavailable("etcd: CCM_ETCD_CERT_FILE and CCM_ETCD_KEY_FILE go together");
+  if (!o.cert_file.empty()) {
+    auto cert = ReadPem(o.cert_file, "CCM_ETCD_CERT_FILE");
+    if (!cert) return cert.error();
+    auto key = ReadPem(o.key_file, "CCM_ETCD_KEY_FILE");
+    if (!key) return key.error();
+    ssl.pem_cert_chain = std::move(*cert);
+    ssl.pem_private_key = std::move(*key);
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+RangeResult ReadRange(pb::RangeResponse& r) {
+  RangeResult out;
+  out.revision = r.header().revision();
+  out.more = r.more();
+  out.count = r.count();
+  out.kvs.reserve(static_cast<size_t>(r.kvs_size()));
+  for (auto& kv : *r.mutable_kvs())
+    out.kvs.push_back({std::move(*kv.mutable_key()), std::move(*kv.mutable_value()), kv.create_revision(),
+                       kv.mod_revision(), kv.version(), kv.lease()});
+  return out;
+}
+
+void Fill(pb::RequestOp& to, Op&& op) {
+  switch (op.kind) {
+    case Op::Kind::kPut: {
+      auto* put = to.mutable_request_put();
+      put->set_key(std::move(op.key));
+      put->set_value(std::move(op.value));
+      put->set_lease(op.lease);
+      break;
+    }
+    case Op::Kind::kDelete:
+      to.mutable_request_delete_range()->set_key(std::move(op.key));
+      break;
+    case Op::Kind::kGet: {
+      auto* get = to.mutable_request_range();
+      get->set_key(std::move(op.key));
+      get->set_range_end(std::move(op.range_end));
+      get->set_limit(op.limit);
+      break;
+    }
+  }
+}
+
+void Fill(pb::Compare& to, Compare&& c) {
+  to.set_key(std::move(c.key));
+  to.set_range_end(std::move(c.range_end));
+  to.set_result(c.relation == Compare::Relation::kEqual ? pb::Compare::EQUAL : pb::Compare::LESS);
+  switch (c.target) {
+    case Compare::Target::kMod:
+      to.set_target(pb::Compare::MOD);
+      to.set_mod_revision(c.value);
+      break;
+    case Compare::Target::kCreate:
+      to.set_target(pb::Compare::CREATE);
+      to.set_create_revision(c.value);
+      break;
+    case Compare::Target::kLease:
+      to.set_target(pb::Compare::LEASE);
+      to.set_lease(c.value);
+      break;
+  }
 }
 
 }  // namespace
@@ -107,220 +179,276 @@ std::string PrefixEnd(const std::string& prefix) {
   return std::string(1, '\0');  // every key
 }
 
-json PutOp(const std::string& key, const std::string& value, std::int64_t lease) {
-  json put = {{"key", Encode(key)}, {"value", Encode(value)}};
-  if (lease != 0) put["lease"] = std::to_string(lease);
-  return {{"request_put", put}};
+Op PutOp(std::string key, std::string value, std::int64_t lease) {
+  return {Op::Kind::kPut, std::move(key), std::move(value), {}, lease, 0};
 }
 
-json DeleteOp(const std::string& key) { return {{"request_delete_range", {{"key", Encode(key)}}}}; }
+Op DeleteOp(std::string key) { return {Op::Kind::kDelete, std::move(key)}; }
 
-json GetOp(const std::string& key, const std::string& range_end, std::int64_t limit) {
-  json get = {{"key", Encode(key)}};
-  if (!range_end.empty()) get["range_end"] = Encode(range_end);
-  if (limit > 0) get["limit"] = std::to_string(limit);
-  return {{"request_range", get}};
+Op GetOp(std::string key, std::string range_end, std::int64_t limit) {
+  return {Op::Kind::kGet, std::move(key), {}, std::move(range_end), 0, limit};
 }
 
-json ModRevisionIs(const std::string& key, std::int64_t revision) {
-  return {{"key", Encode(key)}, {"target", "MOD"}, {"result", "EQUAL"}, {"mod_revision", std::to_string(revision)}};
+Compare ModRevisionIs(std::string key, std::int64_t revision) {
+  return {std::move(key), {}, Compare::Target::kMod, Compare::Relation::kEqual, revision};
 }
 
-json NothingChangedSince(const std::string& prefix, std::int64_t revision) {
-  return {{"key", Encode(prefix)},
-          {"range_end", Encode(PrefixEnd(prefix))},
-          {"target", "MOD"},
-          {"result", "LESS"},
-          {"mod_revision", std::to_string(revision + 1)}};
+Compare NothingChangedSince(const std::string& prefix, std::int64_t revision) {
+  return {prefix, PrefixEnd(prefix), Compare::Target::kMod, Compare::Relation::kLess, revision + 1};
 }
 
-json CreateRevisionIs(const std::string& key, std::int64_t revision) {
-  return {{"key", Encode(key)},
-          {"target", "CREATE"},
-          {"result", "EQUAL"},
-          {"create_revision", std::to_string(revision)}};
+Compare CreateRevisionIs(std::string key, std::int64_t revision) {
+  return {std::move(key), {}, Compare::Target::kCreate, Compare::Relation::kEqual, revision};
 }
 
-json LeaseIs(const std::string& key, std::int64_t lease) {
-  return {{"key", Encode(key)}, {"target", "LEASE"}, {"result", "EQUAL"}, {"lease", std::to_string(lease)}};
+Compare LeaseIs(std::string key, std::int64_t lease) {
+  return {std::move(key), {}, Compare::Target::kLease, Compare::Relation::kEqual, lease};
 }
 
-struct Client::Handle {
-  explicit Handle(transport::ConnectionOptions options) : connection(std::move(options)) {}
-  transport::Connection connection;
-};
+// ---- members -------------------------------------------------------------------------------
 
-Client::Client(ClientOptions options) : options_(std::move(options)) {}
-Client::~Client() = default;
+struct Client::Member {
+  std::string url;    // as configured, for errors
+  bool tls = false;   // https://
+  Status usable{};    // why the member cannot be used (a TLS file that cannot be read)
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  std::vector<std::unique_ptr<pb::KV::Stub>> kv;
+  std::vector<std::unique_ptr<pb::Lease::Stub>> lease;
+  std::vector<std::unique_ptr<pb::Auth::Stub>> auth;
+  std::unique_ptr<pb::Watch::Stub> watch;
+  std::atomic<size_t> next{0};
 
-std::unique_ptr<Client::Handle> Client::Borrow() {
-  {
-    std::lock_guard lock(mu_);
-    if (!idle_.empty()) {
-      auto h = std::move(idle_.back());
-      idle_.pop_back();
-      return h;
+  Member(const std::string& endpoint, const ClientOptions& o) : url(endpoint) {
+    std::string target = endpoint;
+    if (target.starts_with("https://")) {
+      tls = true;
+      target.erase(0, 8);
+    } else if (target.starts_with("http://")) {
+      target.erase(0, 7);
+    }
+    while (!target.empty() && target.back() == '/') target.pop_back();
+    auto credentials = CredentialsFor(tls, o);
+    if (!credentials) {
+      usable = credentials.error();
+      return;
+    }
+    for (int n = 0; n < kChannelsPerMember; ++n) {
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection of its own
+      args.SetMaxReceiveMessageSize(-1);                    // ranges as large as etcd sends
+      // Back at a restarted member within a second; a connection attempt lasts connect_timeout.
+      args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+      args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+      args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(o.connect_timeout.count()));
+      // A member gone silent (its host lost, a partition) ends the streams within 15 s.
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+      args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+      auto channel = grpc::CreateCustomChannel(target, *credentials, args);
+      kv.push_back(pb::KV::NewStub(channel));
+      lease.push_back(pb::Lease::NewStub(channel));
+      auth.push_back(pb::Auth::NewStub(channel));
+      if (!watch) watch = pb::Watch::NewStub(channel);
+      channels.push_back(std::move(channel));
     }
   }
-  transport::ConnectionOptions o = ConnectionOptionsOf(options_);
-  o.observer = [this](long status, bool transport_failed, std::chrono::nanoseconds took) {
-    options_.tag.Observe(ports::RemoteOutcomeOf(status, transport_failed), took);
-  };
-  return std::make_unique<Handle>(std::move(o));
+
+  size_t Pick() { return next.fetch_add(1, std::memory_order_relaxed) % channels.size(); }
+};
+
+Client::Client(ClientOptions options) : options_(std::move(options)) {
+  RouteGrpcLog();
+  for (const auto& endpoint : options_.endpoints) members_.push_back(std::make_unique<Member>(endpoint, options_));
 }
 
-void Client::Return(std::unique_ptr<Handle> h) {
-  std::lock_guard lock(mu_);
-  idle_.push_back(std::move(h));
-}
+Client::~Client() = default;
 
-Result<json> Client::Call(const std::string& path, const json& body) {
+template <typename Reply, typename Send>
+Result<Reply> Client::Call(const char* what, Send send) {
   ++calls_;
-  const std::string payload = body.dump();
   auto token = Token();
   if (!token) return token.error();
   bool refused = false;
-  auto answer = CallOnce(path, payload, *token, refused);
+  auto answer = CallOnce<Reply>(what, *token, refused, send);
   if (!refused) return answer;
   // Once more with a new token: the caller sees no expiry.
   token = Token(*token);
   if (!token) return token.error();
-  return CallOnce(path, payload, *token, refused);
+  return CallOnce<Reply>(what, *token, refused, send);
+}
+
+template <typename Reply, typename Send>
+Result<Reply> Client::CallOnce(const char* what, const std::string& token, bool& token_refused, Send& send) {
+  token_refused = false;
+  if (members_.empty()) return Error::Unavailable("etcd: no endpoints");
+  std::string last_error;
+  const size_t n = members_.size();
+  const size_t first = preferred_.load();
+  for (size_t attempt = 0; attempt < n; ++attempt) {
+    const size_t at = (first + attempt) % n;
+    Member& member = *members_[at];
+    if (!member.usable) {
+      last_error = member.url + ": " + member.usable.error().message;
+      continue;
+    }
+    const size_t channel = member.Pick();
+    grpc::ClientContext context;
+    const auto started = std::chrono::steady_clock::now();
+    context.set_deadline(std::chrono::system_clock::now() + options_.request_timeout);
+    if (!token.empty()) context.AddMetadata("token", token);
+    Reply reply;
+    const grpc::Status status = send(member, channel, context, reply);
+    options_.tag.Observe(OutcomeOf(status), std::chrono::steady_clock::now() - started);
+    if (status.ok()) {
+      if (at != first) preferred_.store(at);
+      return reply;
+    }
+    if (TryAnotherMember(status)) {
+      last_error = member.url + ": " + Unreachable(status, member.tls, options_);
+      continue;
+    }
+    token_refused = !token.empty() && TokenRefused(status);
+    return Error::Internal("etcd: " + member.url + " refused " + what + ": " + status.error_message());
+  }
+  return Error::Unavailable(std::string("etcd: no member answered ") + what + " (last: " + last_error + ")");
 }
 
 Result<std::string> Client::Token(const std::string& stale) {
   if (options_.username.empty()) return std::string();
   std::lock_guard lock(token_mu_);
   if (!token_.empty() && token_ != stale) return token_;
+  pb::AuthenticateRequest request;
+  request.set_name(options_.username);
+  request.set_password(options_.password);
+  auto send = [&request](Member& m, size_t c, grpc::ClientContext& context, pb::AuthenticateResponse& reply) {
+    return m.auth[c]->Authenticate(&context, request, &reply);
+  };
   bool refused = false;
-  auto j = CallOnce("/v3/auth/authenticate", json{{"name", options_.username}, {"password", options_.password}}.dump(),
-                    {}, refused);
+  auto answer = CallOnce<pb::AuthenticateResponse>("Authenticate", {}, refused, send);
   ++authentications_;
   // Unavailable, not unauthenticated: the store cannot be used (a password rotated under a
   // running replica), which says nothing about the credentials of ccm's own callers.
-  if (!j) {
-    if (j.error().code == ErrorCode::kUnavailable) return j.error();
-    return Error::Unavailable("etcd: signing in as user '" + options_.username + "' failed: " + j.error().message);
+  if (!answer) {
+    if (answer.error().code == ErrorCode::kUnavailable) return answer.error();
+    return Error::Unavailable("etcd: signing in as user '" + options_.username + "' failed: " + answer.error().message);
   }
-  auto t = j->find("token");
-  if (t == j->end() || !t->is_string() || t->get<std::string>().empty())
+  if (answer->token().empty())
     return Error::Unavailable("etcd: signing in as user '" + options_.username +
                               "' gave no token (is authentication enabled on etcd?)");
-  token_ = t->get<std::string>();
+  token_ = answer->token();
   return token_;
-}
-
-Result<json> Client::CallOnce(const std::string& path, const std::string& payload, const std::string& token,
-                              bool& token_refused) {
-  token_refused = false;
-  if (options_.endpoints.empty()) return Error::Unavailable("etcd: no endpoints");
-  auto handle = Borrow();
-  transport::Headers headers;
-  if (!token.empty()) headers.emplace("Authorization", token);
-  transport::Request request;
-  request.headers = &headers;
-  request.body = payload;
-  request.connect_timeout = options_.connect_timeout;
-  request.total_timeout = options_.request_timeout;
-  std::string last_error;
-  const size_t n = options_.endpoints.size();
-  const size_t first = preferred_.load();
-  auto done = [&](Result<json> r) {
-    Return(std::move(handle));
-    return r;
-  };
-  for (size_t attempt = 0; attempt < n; ++attempt) {
-    const size_t at = (first + attempt) % n;
-    const transport::Response r = handle->connection.Send(options_.endpoints[at] + path, request);
-    if (!r.transport_error.empty()) {
-      last_error = options_.endpoints[at] + ": " + TransferError(r);
-      continue;
-    }
-    const std::string& answer = r.body;
-    const long status = r.status;
-    json j = cloudevents::ParseJsonOrDiscarded(answer);
-    if (status == 200 && !j.is_discarded()) {
-      if (at != first) preferred_.store(at);
-      return done(std::move(j));
-    }
-    std::string message = j.is_object() ? j.value("message", j.value("error", answer)) : answer;
-    const int code = j.is_object() ? j.value("code", 0) : 0;
-    last_error = options_.endpoints[at] + " answered " + std::to_string(status) + ": " + message;
-    if (message.find("CommonName of client") != std::string::npos)
-      last_error += " (with --client-cert-auth and authentication on, etcd's gateway refuses a client certificate "
-                    "that has a CommonName: CCM_ETCD_CERT_FILE needs one whose subject has no CN)";
-    // 14 unavailable (no leader, stopping), 4 deadline exceeded: another member may serve.
-    if (status >= 500 && (code == 14 || code == 4 || code == 0)) continue;
-    token_refused = !token.empty() && TokenRefused(status, code, message);
-    return done(Error::Internal("etcd: " + last_error));
-  }
-  return done(Error::Unavailable("etcd: no member answered " + path + " (last: " + last_error + ")"));
 }
 
 Result<RangeResult> Client::Range(const std::string& key, const std::string& range_end, std::int64_t limit,
                                   bool count_only) {
-  json body = GetOp(key, range_end, limit)["request_range"];
-  if (count_only) body["count_only"] = true;
-  auto j = Call("/v3/kv/range", body);
-  if (!j) return j.error();
-  return ReadRange(*j);
+  pb::RangeRequest request;
+  request.set_key(key);
+  request.set_range_end(range_end);
+  request.set_limit(limit);
+  request.set_count_only(count_only);
+  auto r = Call<pb::RangeResponse>("Range", [&request](Member& m, size_t c, grpc::ClientContext& context,
+                                                       pb::RangeResponse& reply) {
+    return m.kv[c]->Range(&context, request, &reply);
+  });
+  if (!r) return r.error();
+  return ReadRange(*r);
 }
 
 Result<RangeResult> Client::RangeByCreation(const std::string& prefix, std::int64_t min_create_revision,
                                             std::int64_t limit, bool newest_first) {
-  json body = GetOp(prefix, PrefixEnd(prefix), limit)["request_range"];
-  body["sort_order"] = newest_first ? "DESCEND" : "ASCEND";
-  body["sort_target"] = "CREATE";
-  if (min_create_revision > 0) body["min_create_revision"] = std::to_string(min_create_revision);
-  auto j = Call("/v3/kv/range", body);
-  if (!j) return j.error();
-  return ReadRange(*j);
+  pb::RangeRequest request;
+  request.set_key(prefix);
+  request.set_range_end(PrefixEnd(prefix));
+  request.set_limit(limit);
+  request.set_sort_order(newest_first ? pb::RangeRequest::DESCEND : pb::RangeRequest::ASCEND);
+  request.set_sort_target(pb::RangeRequest::CREATE);
+  request.set_min_create_revision(min_create_revision);
+  auto r = Call<pb::RangeResponse>("Range", [&request](Member& m, size_t c, grpc::ClientContext& context,
+                                                       pb::RangeResponse& reply) {
+    return m.kv[c]->Range(&context, request, &reply);
+  });
+  if (!r) return r.error();
+  return ReadRange(*r);
 }
 
-Result<TxnResult> Client::Txn(const json& compare, const json& success, const json& failure) {
-  auto j = Call("/v3/kv/txn", {{"compare", compare}, {"success", success}, {"failure", failure}});
-  if (!j) return j.error();
+Result<TxnResult> Client::Txn(std::vector<Compare> compare, std::vector<Op> success, std::vector<Op> failure) {
+  pb::TxnRequest request;
+  request.mutable_compare()->Reserve(static_cast<int>(compare.size()));
+  for (auto& c : compare) Fill(*request.add_compare(), std::move(c));
+  request.mutable_success()->Reserve(static_cast<int>(success.size()));
+  for (auto& op : success) Fill(*request.add_success(), std::move(op));
+  for (auto& op : failure) Fill(*request.add_failure(), std::move(op));
+  auto r = Call<pb::TxnResponse>("Txn", [&request](Member& m, size_t c, grpc::ClientContext& context,
+                                                   pb::TxnResponse& reply) {
+    return m.kv[c]->Txn(&context, request, &reply);
+  });
+  if (!r) return r.error();
   TxnResult t;
-  t.succeeded = j->value("succeeded", false);
-  if (auto h = j->find("header"); h != j->end()) t.revision = Int(*h, "revision");
-  if (auto rs = j->find("responses"); rs != j->end())
-    for (const auto& r : *rs) {
-      auto range = r.find("response_range");
-      t.ranges.push_back(range != r.end() ? ReadRange(*range) : RangeResult{});
-    }
+  t.succeeded = r->succeeded();
+  t.revision = r->header().revision();
+  t.ranges.reserve(static_cast<size_t>(r->responses_size()));
+  for (auto& op : *r->mutable_responses())
+    t.ranges.push_back(op.has_response_range() ? ReadRange(*op.mutable_response_range()) : RangeResult{});
   return t;
 }
 
 Result<std::int64_t> Client::GrantLease(std::chrono::seconds ttl) {
-  auto j = Call("/v3/lease/grant", {{"TTL", std::to_string(ttl.count())}});
-  if (!j) return j.error();
-  const std::int64_t id = Int(*j, "ID");
-  if (id == 0) return Error::Internal("etcd: lease grant returned no id: " + j->value("error", j->dump()));
-  return id;
+  pb::LeaseGrantRequest request;
+  request.set_ttl(ttl.count());
+  auto r = Call<pb::LeaseGrantResponse>("LeaseGrant", [&request](Member& m, size_t c, grpc::ClientContext& context,
+                                                                 pb::LeaseGrantResponse& reply) {
+    return m.lease[c]->LeaseGrant(&context, request, &reply);
+  });
+  if (!r) return r.error();
+  if (r->id() == 0) return Error::Internal("etcd: lease grant returned no id: " + r->error());
+  return r->id();
 }
 
 Result<std::int64_t> Client::KeepAlive(std::int64_t lease) {
-  auto j = Call("/v3/lease/keepalive", {{"ID", std::to_string(lease)}});
-  if (!j) return j.error();
-  auto result = j->find("result");
-  if (result == j->end()) return Error::Unavailable("etcd: keepalive had no result: " + j->dump());
-  return Int(*result, "TTL");
+  // LeaseKeepAlive is a stream; one renewal is one request and its answer on a stream of its own.
+  auto r = Call<pb::LeaseKeepAliveResponse>("LeaseKeepAlive", [lease](Member& m, size_t c,
+                                                                      grpc::ClientContext& context,
+                                                                      pb::LeaseKeepAliveResponse& reply) {
+    auto stream = m.lease[c]->LeaseKeepAlive(&context);
+    pb::LeaseKeepAliveRequest request;
+    request.set_id(lease);
+    const bool answered = stream->Write(request) && stream->WritesDone() && stream->Read(&reply);
+    if (!answered) context.TryCancel();
+    grpc::Status status = stream->Finish();
+    if (answered) return grpc::Status::OK;
+    if (status.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the keepalive stream ended unanswered");
+    return status;
+  });
+  if (!r) return r.error();
+  return r->ttl();
+}
+
+Result<std::int64_t> Client::TimeToLive(std::int64_t lease) {
+  pb::LeaseTimeToLiveRequest request;
+  request.set_id(lease);
+  auto r = Call<pb::LeaseTimeToLiveResponse>("LeaseTimeToLive", [&request](Member& m, size_t c,
+                                                                           grpc::ClientContext& context,
+                                                                           pb::LeaseTimeToLiveResponse& reply) {
+    return m.lease[c]->LeaseTimeToLive(&context, request, &reply);
+  });
+  if (!r) return r.error();
+  return r->ttl();
 }
 
 Status Client::Revoke(std::int64_t lease) {
-  auto j = Call("/v3/lease/revoke", {{"ID", std::to_string(lease)}});
-  if (!j) return j.error();
+  pb::LeaseRevokeRequest request;
+  request.set_id(lease);
+  auto r = Call<pb::LeaseRevokeResponse>("LeaseRevoke", [&request](Member& m, size_t c, grpc::ClientContext& context,
+                                                                   pb::LeaseRevokeResponse& reply) {
+    return m.lease[c]->LeaseRevoke(&context, request, &reply);
+  });
+  if (!r) return r.error();
   return {};
 }
 
 // ---- watch ---------------------------------------------------------------------------------
 
 Watch::Watch(ClientOptions options, std::string prefix, std::function<void()> on_change, WatchFor changes)
-    : options_(std::move(options)),
-      auth_(options_),
-      prefix_(std::move(prefix)),
-      on_change_(std::move(on_change)),
-      changes_(changes) {}
+    : client_(std::move(options)), prefix_(std::move(prefix)), on_change_(std::move(on_change)), changes_(changes) {}
 
 Watch::~Watch() { Stop(); }
 
@@ -332,67 +460,57 @@ void Watch::Start() {
 
 void Watch::Stop() {
   stop_ = true;
+  {
+    std::lock_guard lock(stream_mu_);
+    if (stream_) stream_->TryCancel();
+  }
   if (thread_.joinable()) thread_.join();
 }
 
 void Watch::Run() {
-  // One stream at a time, on the transport's streaming mode: no total timeout, lines
-  // handed over as they arrive, aborted by Stop within about a second.
-  transport::Connection connection(ConnectionOptionsOf(options_));
-  json create = {{"key", Encode(prefix_)}, {"range_end", Encode(PrefixEnd(prefix_))}};
-  if (changes_ == WatchFor::kPuts) create["filters"] = json::array({"NODELETE"});
-  const json request = {{"create_request", std::move(create)}};
-  const std::string payload = request.dump();
+  pb::WatchRequest create;
+  create.mutable_create_request()->set_key(prefix_);
+  create.mutable_create_request()->set_range_end(PrefixEnd(prefix_));
+  if (changes_ == WatchFor::kPuts) create.mutable_create_request()->add_filters(pb::WatchCreateRequest::NODELETE);
   size_t at = 0;
   std::string stale;  // the token etcd refused last, so that the next stream gets a new one
-  while (!stop_) {
-    std::string buffer;      // what arrived after the last complete line
-    bool ended = false;      // etcd cancelled the watch or answered an error: reconnect
+  while (!stop_ && !client_.members_.empty()) {
     bool refused = false;
-    auto on_line = [this, &ended, &refused](std::string_view line) {
-      json j = cloudevents::ParseJsonOrDiscarded(line);
-      if (j.is_discarded() || !j.is_object()) return;
-      if (auto e = j.find("error"); e != j.end()) {
-        // The gateway ends a refused stream with {"error": {grpc_code, message, ...}}.
-        const std::string message = e->is_object() ? e->value("message", "") : e->dump();
-        const int code = e->is_object() ? e->value("grpc_code", 0) : 0;
-        refused = TokenRefused(e->is_object() ? e->value("http_code", 0L) : 0L, code, message);
-        ended = true;
-        return;
+    auto token = client_.Token(stale);
+    Client::Member& member = *client_.members_[at % client_.members_.size()];
+    if (token && member.usable) {
+      // One stream at a time, with no deadline; Stop cancels it.
+      grpc::ClientContext context;
+      if (!token->empty()) context.AddMetadata("token", *token);
+      {
+        std::lock_guard lock(stream_mu_);
+        stream_ = &context;
       }
-      const json& result = j.contains("result") ? j["result"] : j;
-      if (result.value("canceled", false)) {
-        // Refused at creation (a token that expired between signing in and the stream counts
-        // as "permission denied" there), or compacted: start over.
-        refused = true;
-        ended = true;
-        return;
+      if (stop_) context.TryCancel();
+      auto stream = member.watch->Watch(&context);
+      if (stream->Write(create)) {
+        pb::WatchResponse response;
+        while (stream->Read(&response)) {
+          if (response.canceled()) {
+            // Refused at creation (a token that expired between signing in and the stream
+            // counts as "permission denied" there), or compacted: start over.
+            refused = true;
+            break;
+          }
+          // After (re)creating the stream, changes may have been missed: report one as well.
+          if (response.created() || response.events_size() > 0) {
+            ++batches_;
+            on_change_();
+          }
+        }
       }
-      // After (re)creating the stream, changes may have been missed: report one as well.
-      if (result.value("created", false) || result.contains("events")) {
-        ++batches_;
-        on_change_();
+      context.TryCancel();
+      const grpc::Status status = stream->Finish();
+      refused = refused || TokenRefused(status);
+      {
+        std::lock_guard lock(stream_mu_);
+        stream_ = nullptr;
       }
-    };
-    auto token = auth_.Token(stale);
-    if (token) {
-      transport::Headers headers;
-      if (!token->empty()) headers.emplace("Authorization", *token);
-      transport::Request watch;
-      watch.headers = &headers;
-      watch.body = payload;
-      watch.connect_timeout = options_.connect_timeout;
-      watch.on_chunk = [&](std::string_view chunk) {
-        buffer.append(chunk);
-        size_t from = 0;
-        for (size_t nl; !ended && (nl = buffer.find('\n', from)) != std::string::npos; from = nl + 1)
-          on_line(std::string_view(buffer).substr(from, nl - from));
-        buffer.erase(0, from);
-        return !ended && !stop_;
-      };
-      watch.keep_going = [&] { return !ended && !stop_; };
-      // Returns when the stream breaks, etcd ends it, or Stop aborts it.
-      (void)connection.Send(options_.endpoints[at % options_.endpoints.size()] + "/v3/watch", watch);
       stale = refused ? *token : std::string();
     }
     if (stop_) break;

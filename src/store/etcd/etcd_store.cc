@@ -165,9 +165,9 @@ Result<std::vector<KeyValue>> EtcdStore::GetMany(const std::vector<std::string>&
   std::vector<KeyValue> out;
   out.reserve(keys.size());
   for (size_t from = 0; from < keys.size(); from += kOpsPerRead) {
-    json ops = json::array();
+    std::vector<etcd::Op> ops;
     for (size_t n = from; n < std::min(keys.size(), from + kOpsPerRead); ++n) ops.push_back(etcd::GetOp(keys[n]));
-    auto t = client_.Txn(json::array(), ops);
+    auto t = client_.Txn({}, std::move(ops));
     if (!t) return t.error();
     for (size_t n = 0; n < t->ranges.size(); ++n) {
       if (t->ranges[n].kvs.empty()) out.push_back({keys[from + n], {}, 0, 0, 0, 0});
@@ -562,7 +562,7 @@ Result<std::int64_t> EtcdStore::LastSeq() {
 
 Result<ports::PurgeCounts> EtcdStore::PurgeFenced(Timestamp terminated_before, Timestamp delivered_before, int limit,
                                                 const std::optional<Fence>& fence) {
-  json fenced = json::array();
+  std::vector<etcd::Compare> fenced;
   if (fence) {
     fenced.push_back(etcd::CreateRevisionIs(fence->key, fence->create_revision));
     if (fence->lease != 0) fenced.push_back(etcd::LeaseIs(fence->key, fence->lease));
@@ -571,17 +571,18 @@ Result<ports::PurgeCounts> EtcdStore::PurgeFenced(Timestamp terminated_before, T
   // operations under `extra_compare`, in one transaction; false when something changed
   // meanwhile (the next purge looks again).
   using Doomed = std::vector<std::pair<KeyValue, std::string>>;  // record, index key
-  auto remove = [&](const Doomed& doomed, const json& extra_compare, const json& extra) -> Result<bool> {
-    json compare = fenced;
-    json ops = json::array();
-    for (const auto& c : extra_compare) compare.push_back(c);
+  auto remove = [&](const Doomed& doomed, std::vector<etcd::Compare> extra_compare,
+                    std::vector<etcd::Op> extra) -> Result<bool> {
+    std::vector<etcd::Compare> compare = fenced;
+    std::vector<etcd::Op> ops;
+    for (auto& c : extra_compare) compare.push_back(std::move(c));
     for (const auto& [kv, index_key] : doomed) {
       compare.push_back(etcd::ModRevisionIs(kv.key, kv.mod_revision));
       ops.push_back(etcd::DeleteOp(kv.key));
       ops.push_back(etcd::DeleteOp(index_key));
     }
-    for (const auto& op : extra) ops.push_back(op);
-    auto t = client_.Txn(compare, ops);
+    for (auto& op : extra) ops.push_back(std::move(op));
+    auto t = client_.Txn(std::move(compare), std::move(ops));
     if (!t) return t.error();
     return t->succeeded;
   };
@@ -611,7 +612,7 @@ Result<ports::PurgeCounts> EtcdStore::PurgeFenced(Timestamp terminated_before, T
   }
   for (size_t from = 0; from < instances.size(); from += kPerTxn) {
     const Doomed part = chunks(instances, from);
-    auto done = remove(part, json::array(), json::array());
+    auto done = remove(part, {}, {});
     if (!done) return done.error();
     if (!*done) break;
     counts.instances += static_cast<int>(part.size());
@@ -642,8 +643,8 @@ Result<ports::PurgeCounts> EtcdStore::PurgeFenced(Timestamp terminated_before, T
       std::from_chars(v.data(), v.data() + v.size(), before);
       revision = purged->kvs.front().mod_revision;
     }
-    auto done = remove(part, json::array({etcd::ModRevisionIs(purged_key, revision)}),
-                       json::array({etcd::PutOp(purged_key, std::to_string(before + static_cast<std::int64_t>(part.size())))}));
+    auto done = remove(part, {etcd::ModRevisionIs(purged_key, revision)},
+                       {etcd::PutOp(purged_key, std::to_string(before + static_cast<std::int64_t>(part.size())))});
     if (!done) return done.error();
     if (!*done) break;
     counts.events += static_cast<int>(part.size());
@@ -736,9 +737,9 @@ Status EtcdStore::SweepKeys(Timestamp expired_by) {
   });
   if (!s) return s;
   for (size_t from = 0; from < expired.size(); from += kOpsPerRead) {
-    json ops = json::array();
+    std::vector<etcd::Op> ops;
     for (size_t n = from; n < std::min(expired.size(), from + kOpsPerRead); ++n) ops.push_back(etcd::DeleteOp(expired[n]));
-    if (auto t = client_.Txn(json::array(), ops); !t) return t.error();
+    if (auto t = client_.Txn({}, std::move(ops)); !t) return t.error();
   }
   return {};
 }
@@ -781,7 +782,7 @@ struct EtcdStore::CommitReads {
   std::map<std::string, std::vector<std::string>> rule_subjects;  // subject -> its record keys
   std::vector<std::vector<KeyValue>> deleted_versions;           // per deleted definition
   std::set<std::string> event_subjects;
-  json guards = json::array();
+  std::vector<etcd::Compare> guards;
   bool already_written = false;  // an earlier attempt was committed (its answer was lost)
 
   const KeyValue& Get(const std::string& key) const { return *by_key.at(key); }
@@ -803,8 +804,8 @@ struct EtcdStore::CommitPlan {
     std::string value;
     Timestamp expires_at;
   };
-  json compare = json::array();
-  std::map<std::string, json> writes;
+  std::vector<etcd::Compare> compare;
+  std::map<std::string, etcd::Op> writes;
   std::vector<LeasedPut> leased;
   // Each instance of the commit as it is written, read back from its value, in order.
   std::vector<std::shared_ptr<const LabletInstance>> instances;
@@ -1178,15 +1179,16 @@ Result<bool> EtcdStore::WriteCommit(const Changes& ch, CommitPlan plan, const st
     plan.writes[put.key] = etcd::PutOp(put.key, put.value, *lease);
   }
   if (plan.writes.empty()) return true;  // only a sweep
-  json ops = json::array();
+  std::vector<etcd::Op> ops;
+  ops.reserve(plan.writes.size());
   for (auto& [_, op] : plan.writes) ops.push_back(std::move(op));
-  json failure = json::array();
+  std::vector<etcd::Op> failure;
   if (fence) {
     plan.compare.push_back(etcd::CreateRevisionIs(fence->key, fence->create_revision));
     if (fence->lease != 0) plan.compare.push_back(etcd::LeaseIs(fence->key, fence->lease));
     failure.push_back(etcd::GetOp(fence->key));
   }
-  auto t = client_.Txn(plan.compare, ops, failure);
+  auto t = client_.Txn(std::move(plan.compare), std::move(ops), std::move(failure));
   if (!t) {
     // A dedup lease that expired under us: forget the leases and decide again.
     if (t.error().message.find("lease not found") != std::string::npos) {

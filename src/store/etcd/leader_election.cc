@@ -4,7 +4,6 @@
 
 namespace ccm::store {
 
-using nlohmann::json;
 
 namespace {
 std::int64_t SteadyNanos() {
@@ -113,9 +112,9 @@ bool LeaderElection::Round() {
     }
     lease_ = *lease;
   }
-  auto t = client_.Txn(json::array({etcd::CreateRevisionIs(options_.key, 0)}),
-                       json::array({etcd::PutOp(options_.key, options_.holder, lease_), etcd::GetOp(options_.key)}),
-                       json::array({etcd::GetOp(options_.key)}));
+  auto t = client_.Txn({etcd::CreateRevisionIs(options_.key, 0)},
+                       {etcd::PutOp(options_.key, options_.holder, lease_), etcd::GetOp(options_.key)},
+                       {etcd::GetOp(options_.key)});
   if (!t) {
     spdlog::debug("leader election: {}", t.error().message);
     return false;
