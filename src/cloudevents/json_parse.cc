@@ -127,6 +127,52 @@ class SurrogateLocator final : public nlohmann::json_sax<nlohmann::json> {
   std::optional<std::string> path_;
 };
 
+// Stops the parse at the string member it looks for, at the top level of an object.
+class TopLevelStringFinder final : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  explicit TopLevelStringFinder(std::string_view name) : name_(name) {}
+  std::optional<std::string> found;
+
+  bool null() override { return Other(); }
+  bool boolean(bool) override { return Other(); }
+  bool number_integer(number_integer_t) override { return Other(); }
+  bool number_unsigned(number_unsigned_t) override { return Other(); }
+  bool number_float(number_float_t, const string_t&) override { return Other(); }
+  bool binary(binary_t&) override { return Other(); }
+  bool string(string_t& value) override {
+    if (!at_name_) return true;
+    found = std::move(value);
+    return false;  // found: stop
+  }
+  bool start_object(std::size_t) override { return Open(); }
+  bool start_array(std::size_t) override { return Open(); }
+  bool end_object() override { return Close(); }
+  bool end_array() override { return Close(); }
+  bool key(string_t& key) override {
+    at_name_ = depth_ == 1 && key == name_;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+
+ private:
+  bool Other() { return !at_name_; }  // the member is there but not a string: stop
+  bool Open() {
+    if (at_name_ || (depth_ == 0 && object_seen_)) return false;
+    object_seen_ = true;
+    ++depth_;
+    return true;
+  }
+  bool Close() {
+    --depth_;
+    return depth_ > 0;  // the top-level value ended without the member: stop
+  }
+
+  std::string_view name_;
+  int depth_ = 0;
+  bool at_name_ = false;
+  bool object_seen_ = false;
+};
+
 }  // namespace
 
 void SetMaxJsonDepth(int depth) {
@@ -214,6 +260,13 @@ Result<nlohmann::json> ParseJsonBounded(std::string_view text, std::string_view 
 nlohmann::json ParseJsonOrDiscarded(std::string_view text) {
   if (FindJsonDepthExcess(text, MaxJsonDepth())) return nlohmann::json(nlohmann::json::value_t::discarded);
   return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
+std::optional<std::string> FindTopLevelString(std::string_view text, std::string_view name) {
+  if (FindJsonDepthExcess(text, MaxJsonDepth())) return std::nullopt;
+  TopLevelStringFinder finder(name);
+  nlohmann::json::sax_parse(text, &finder, nlohmann::json::input_format_t::json, /*strict=*/false);
+  return std::move(finder.found);
 }
 
 }  // namespace ccm::cloudevents

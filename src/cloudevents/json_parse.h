@@ -73,4 +73,9 @@ Result<nlohmann::json> ParseJsonBounded(std::string_view text, std::string_view 
 // than MaxJsonDepth(), as nlohmann::json::parse(text, nullptr, false) gives for bad syntax.
 nlohmann::json ParseJsonOrDiscarded(std::string_view text);
 
+// The string member `name` of the JSON object `text`, read without building the document: the
+// parse stops at it, so that members after it cost no allocation. nullopt when `text` is not
+// an object (or not JSON up to the member), has no such member, or its value is not a string.
+std::optional<std::string> FindTopLevelString(std::string_view text, std::string_view name);
+
 }  // namespace ccm::cloudevents

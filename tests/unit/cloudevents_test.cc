@@ -201,6 +201,28 @@ std::string Nested(std::size_t depth, char open = '[', char close = ']') {
   return std::string(depth, open) + std::string(depth, close);
 }
 
+TEST(JsonParse, FindTopLevelStringStopsAtTheMemberAndLooksNowhereElse) {
+  using cloudevents::FindTopLevelString;
+  EXPECT_EQ(FindTopLevelString(R"({"a": {"hostname": "inner"}, "hostname": "w1", "z": [1, 2]})", "hostname"), "w1");
+  EXPECT_EQ(FindTopLevelString(R"({"hostname": ""})", "hostname"), "");
+  EXPECT_EQ(FindTopLevelString(R"({"hostname": "h\u00e9"})", "hostname"), "h\xc3\xa9");
+  // Only the top level counts, and only a string.
+  EXPECT_FALSE(FindTopLevelString(R"({"a": {"hostname": "inner"}})", "hostname"));
+  EXPECT_FALSE(FindTopLevelString(R"({"hostname": 7})", "hostname"));
+  EXPECT_FALSE(FindTopLevelString(R"({"hostname": null})", "hostname"));
+  EXPECT_FALSE(FindTopLevelString(R"({"hostname": ["w1"]})", "hostname"));
+  EXPECT_FALSE(FindTopLevelString(R"(["hostname", "w1"])", "hostname"));
+  EXPECT_FALSE(FindTopLevelString(R"("hostname")", "hostname"));
+  EXPECT_FALSE(FindTopLevelString("", "hostname"));
+  // What comes after the member is never read: the parse has stopped.
+  EXPECT_EQ(FindTopLevelString(R"({"hostname": "w1", "rest": not json at all)", "hostname"), "w1");
+  // Before it, bad JSON ends the search.
+  EXPECT_FALSE(FindTopLevelString(R"({"a": nope, "hostname": "w1"})", "hostname"));
+  // As deep as ParseJson allows, no deeper.
+  const std::string deep = "{\"a\": " + std::string(100, '[') + std::string(100, ']') + ", \"hostname\": \"w1\"}";
+  EXPECT_FALSE(FindTopLevelString(deep, "hostname"));
+}
+
 TEST(JsonDepth, TheScanCountsBracketsOutsideStringsOnly) {
   EXPECT_FALSE(FindJsonDepthExcess("", 1));
   EXPECT_FALSE(FindJsonDepthExcess("1", 0));

@@ -419,6 +419,15 @@ Result<Worker> EtcdStore::GetWorker(const WorkerId& id) {
   return ReadWorker(r->kvs.front());
 }
 
+Result<std::string> EtcdStore::GetWorkerHostname(const WorkerId& id) {
+  auto r = client_.Range(Key("workers/" + KeyPart(id.value)));
+  if (!r) return r.error();
+  if (r->kvs.empty()) return Error::NotFound("worker " + id.value + " not found");
+  auto hostname = cloudevents::FindTopLevelString(r->kvs.front().value, "hostname");
+  if (!hostname) return Error::Internal("store: worker " + id.value + " has no hostname");
+  return std::move(*hostname);
+}
+
 Result<ports::PageOf<Worker>> EtcdStore::ListWorkers(const ports::Page& page) {
   const std::string prefix = Key("workers/");
   auto r = client_.Range(page.after.empty() ? prefix : prefix + KeyPart(page.after) + '\0', etcd::PrefixEnd(prefix),

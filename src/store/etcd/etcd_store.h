@@ -73,6 +73,9 @@ class EtcdStore final : public ports::Store, public ports::Outbox {
                                                             const ports::Page& page) override;
   Result<std::map<domain::InstanceState, ports::StateCount>> CountInstances() override;
   Result<domain::Worker> GetWorker(const domain::WorkerId& id) override;
+  // One read of the worker's value, parsed only as far as its hostname (a move to RUNNING
+  // names it; the reservations and ports after it are not built).
+  Result<std::string> GetWorkerHostname(const domain::WorkerId& id) override;
   Result<ports::PageOf<domain::Worker>> ListWorkers(const ports::Page& page) override;
   Status Commit(const ports::Changes& changes) override;
   Result<std::optional<std::string>> ProcessedValue(const std::string& source, const std::string& id,
