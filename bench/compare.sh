@@ -11,9 +11,10 @@
 #             instances on 64 workers): ccm on SQLite against one writer doing raw single-row
 #             transactions, WAL and synchronous=FULL, on rows the size of ccm's instances
 #             (bench/sqlite_reference.cc); aim 2.5;
-#   etcd      the same transitions on one etcd member (ccm's etcd store) against raw puts of
-#             one key each over the same JSON gateway (bench/etcd_put.lua); aim 0.4; also
-#             etcd requests per transition, from etcd's own gRPC counters, and raw 1 KiB
+#   etcd      the same transitions on one etcd member (ccm's etcd store, over gRPC) against
+#             raw puts of one key each over the member's JSON gateway (bench/etcd_put.lua);
+#             aim 0.4; also etcd requests per transition, in all and per gRPC method, from
+#             etcd's own gRPC counters, and raw 1 KiB
 #             puts over the gateway against the same over gRPC (etcdctl check perf, from
 #             Debian's etcd-client), to say whether the gateway is what costs;
 #   delivery  events/s delivered to a local sink, structured, on ccm's default 8 lanes
@@ -108,9 +109,17 @@ pair_sqlite() {
   report_pair sqlite "durable transitions/s (raw SQLite, one writer)" "$ccm" "$ccm_p99" "$ref" "$ref_p99" 2.5
 }
 
-# etcd_requests: etcd's gRPC requests handled so far (the JSON gateway hands each one to gRPC).
+# etcd_requests_by_method: etcd's unary gRPC requests handled so far (the JSON gateway hands
+# each of its requests to gRPC too), one "method count" line per method.
+etcd_requests_by_method() {
+  curl -s "$etcd_url/metrics" | awk '/^grpc_server_handled_total\{/ && /grpc_type="unary"/ {
+      match($0, /grpc_method="[^"]+"/); s[substr($0, RSTART + 13, RLENGTH - 14)] += $NF }
+    END {for (m in s) printf "%s %.0f\n", m, s[m]}'
+}
+
+# etcd_requests: all of them.
 etcd_requests() {
-  curl -s "$etcd_url/metrics" | awk '/^grpc_server_handled_total\{/ && /grpc_type="unary"/ {s += $NF} END {printf "%.0f\n", s}'
+  etcd_requests_by_method | awk '{s += $2} END {printf "%.0f\n", s}'
 }
 
 # etcd_keys_written: the keys etcd has put or deleted so far (etcd_mvcc_put_total and
@@ -146,9 +155,11 @@ pair_etcd() {
   start_ccm CCM_STORE="etcd:$etcd_url" CCM_HTTP_THREADS="$threads" "$log_level" >&2
   local before after requests_before requests_after keys_before keys_after
   before=$(instance_bytes "$base")
+  etcd_requests_by_method >"$work/requests.before"
   requests_before=$(etcd_requests)
   keys_before=$(etcd_keys_written)
   transitions "$base" | figures_of "etcd, ccm"
+  etcd_requests_by_method >"$work/requests.after"
   requests_after=$(etcd_requests)
   keys_after=$(etcd_keys_written)
   after=$(instance_bytes "$base")
@@ -168,6 +179,10 @@ pair_etcd() {
   if [ "$requests_before" -gt 0 ] && [ "$done_requests" -gt 0 ]; then
     notes+=("$(awk -v r=$((requests_after - requests_before)) -v t="$done_requests" \
       'BEGIN {printf "etcd: %.2f etcd requests per ccm transition (%d gRPC requests for %d transitions, from etcd'"'"'s grpc_server_handled_total)", r / t, r, t}')")
+    # Per method, the most frequent first: what a transition costs etcd, request by request.
+    notes+=("etcd: per ccm transition: $(awk -v t="$done_requests" 'NR == FNR {b[$1] = $2; next}
+        $2 > b[$1] {printf "%.0f %s %.2f\n", $2 - b[$1], $1, ($2 - b[$1]) / t}' "$work/requests.before" "$work/requests.after" |
+      sort -rn | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $3}')")
     notes+=("$(awk -v k=$((keys_after - keys_before)) -v t="$done_requests" \
       'BEGIN {printf "etcd: %.2f keys put or deleted per ccm transition (etcd_mvcc_put_total and etcd_mvcc_delete_total)", k / t}')")
   fi
