@@ -345,12 +345,7 @@ Result<RangeResult> Client::Range(const std::string& key, const std::string& ran
   request.set_range_end(range_end);
   request.set_limit(limit);
   request.set_count_only(count_only);
-  auto r = Call<pb::RangeResponse>("Range", [&request](Member& m, size_t c, grpc::ClientContext& context,
-                                                       pb::RangeResponse& reply) {
-    return m.kv[c]->Range(&context, request, &reply);
-  });
-  if (!r) return r.error();
-  return ReadRange(*r);
+  return RangeOf(request);
 }
 
 Result<RangeResult> Client::RangeByCreation(const std::string& prefix, std::int64_t min_create_revision,
@@ -362,6 +357,10 @@ Result<RangeResult> Client::RangeByCreation(const std::string& prefix, std::int6
   request.set_sort_order(newest_first ? pb::RangeRequest::DESCEND : pb::RangeRequest::ASCEND);
   request.set_sort_target(pb::RangeRequest::CREATE);
   request.set_min_create_revision(min_create_revision);
+  return RangeOf(request);
+}
+
+Result<RangeResult> Client::RangeOf(const pb::RangeRequest& request) {
   auto r = Call<pb::RangeResponse>("Range", [&request](Member& m, size_t c, grpc::ClientContext& context,
                                                        pb::RangeResponse& reply) {
     return m.kv[c]->Range(&context, request, &reply);

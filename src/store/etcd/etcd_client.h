@@ -16,6 +16,9 @@
 namespace grpc {
 class ClientContext;
 }
+namespace etcdserverpb {
+class RangeRequest;
+}
 
 namespace ccm::store::etcd {
 
@@ -158,6 +161,7 @@ class Client {
   Result<Reply> Call(const char* what, Send send);
   template <typename Reply, typename Send>
   Result<Reply> CallOnce(const char* what, const std::string& token, bool& token_refused, Send& send);
+  Result<RangeResult> RangeOf(const etcdserverpb::RangeRequest& request);
 
   ClientOptions options_;
   std::vector<std::unique_ptr<Member>> members_;
