@@ -59,8 +59,8 @@ void LeaderElection::Stop() {
     (void)client_.Revoke(lease_);
   }
   lease_ = 0;
-  // The key watch is left to the destructor: ending its stream can take a second, and the
-  // resignation is done (a wake of the stopped loop does nothing).
+  // The key watch is left to the destructor: the resignation is done (a wake of the stopped
+  // loop does nothing).
 }
 
 std::optional<EtcdStore::Fence> LeaderElection::Fence() const {
@@ -119,10 +119,17 @@ bool LeaderElection::Round() {
     spdlog::debug("leader election: {}", t.error().message);
     return false;
   }
-  if (!t->succeeded || t->ranges.size() < 2 || t->ranges[1].kvs.empty()) return false;
+  // The key as it stands after the transaction, written or found by it. Ours either way when
+  // it carries this replica's name and lease: a campaign whose answer was lost (written by a
+  // member that then failed, or answered too late) and that was sent again finds its own key,
+  // which its lease, renewed by every round, would otherwise hold for ever.
+  const size_t at = t->succeeded ? 1 : 0;
+  if (t->ranges.size() <= at || t->ranges[at].kvs.empty()) return false;
+  const etcd::KeyValue& held = t->ranges[at].kvs.front();
+  if (held.value != options_.holder || held.lease != lease_) return false;
   renewed_at_ = round_start;  // the lease was renewed or granted during this round
   term_lease_ = lease_;
-  term_ = t->ranges[1].kvs.front().create_revision;
+  term_ = held.create_revision;
   ++terms_;
   spdlog::info("elected leader ({} = {}, term {})", options_.key, options_.holder, term_.load());
   on_elected_();
