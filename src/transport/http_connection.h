@@ -81,9 +81,6 @@ using Observer = std::function<void(long status, bool transport_failed, std::chr
 // Settings of a connection that hold for all its requests.
 struct ConnectionOptions {
   TlsOptions tls{};
-  // HTTP/1.1 even where TLS negotiation would choose HTTP/2 (etcd's JSON gateway shares its
-  // port with gRPC over h2).
-  bool http1_only = false;
   // Sends the calling thread's trace (trace::Current()) as a child span in `traceparent` and
   // `tracestate`, unless the request sets `traceparent` itself.
   bool propagate_trace = true;
