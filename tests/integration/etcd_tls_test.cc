@@ -198,16 +198,22 @@ TEST_F(EtcdTls, WithoutAClientCertificateTheMemberRefusesTheConnection) {
 }
 
 TEST_F(EtcdTls, AClientCertificateWithACommonNameServesWithThePasswordAndAloneAsItsUser) {
-  // With a password, the token decides who calls, whatever the certificate's CN.
+  // With a password, the token decides who calls, whatever the certificate's CN: signed in as
+  // ccm with a certificate naming root, the keys of ccm and no others.
   auto options = ClientOptions("ccm");
-  options.cert_file = certs_->named_client_cert;
-  options.key_file = certs_->named_client_key;
+  options.cert_file = certs_->root_client_cert;
+  options.key_file = certs_->root_client_key;
   store::etcd::Client signed_in(options);
   auto put = signed_in.Txn({}, {store::etcd::PutOp("/ccm/named/a", "1")});
   ASSERT_TRUE(put) << put.error().message;
   EXPECT_EQ(signed_in.authentications(), 1u);
+  auto not_root = signed_in.Txn({}, {store::etcd::PutOp("/other/a", "1")});
+  ASSERT_FALSE(not_root);
+  EXPECT_NE(not_root.error().message.find("permission denied"), std::string::npos) << not_root.error().message;
 
   // Without a user, etcd takes the CN (ccm) as the user: the same keys, and no others.
+  options.cert_file = certs_->named_client_cert;
+  options.key_file = certs_->named_client_key;
   options.username.clear();
   options.password.clear();
   store::etcd::Client by_certificate(options);
@@ -219,6 +225,28 @@ TEST_F(EtcdTls, AClientCertificateWithACommonNameServesWithThePasswordAndAloneAs
   auto outside = by_certificate.Range("/other/a");
   ASSERT_FALSE(outside);
   EXPECT_NE(outside.error().message.find("permission denied"), std::string::npos) << outside.error().message;
+}
+
+TEST_F(EtcdTls, AKeyThatIsNotTheCertificatesIsNamedBeforeAnyHandshake) {
+  auto options = ClientOptions("ccm");
+  options.key_file = certs_->named_client_key;  // another certificate's key
+  store::etcd::Client client(options);
+  auto r = client.Range("/ccm/x");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(r.error().message.find("CCM_ETCD_KEY_FILE (" + certs_->named_client_key + ") is not the key of "
+                                   "CCM_ETCD_CERT_FILE"),
+            std::string::npos)
+      << r.error().message;
+  // A certificate file without a certificate is named too.
+  options.key_file = certs_->client_key;
+  options.cert_file = certs_->client_key;
+  store::etcd::Client no_certificate(options);
+  auto refused = no_certificate.Range("/ccm/x");
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("CCM_ETCD_CERT_FILE (" + certs_->client_key + ") holds no certificate"),
+            std::string::npos)
+      << refused.error().message;
 }
 
 TEST_F(EtcdTls, WithoutAUserEtcdRefusesAndWithOneTheExpiredTokenIsRenewed) {

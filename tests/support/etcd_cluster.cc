@@ -98,6 +98,10 @@ TestCertificates::TestCertificates(const std::string& dir) {
                     "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n");
   named_client_cert = dir + "/named-client.crt";
   named_client_key = dir + "/named-client.key";
+  SignedCertificate(dir, "root-client", "/CN=root", dir + "/ca",
+                    "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n");
+  root_client_cert = dir + "/root-client.crt";
+  root_client_key = dir + "/root-client.key";
   ca_file = dir + "/ca.crt";
   other_ca_file = dir + "/other-ca.crt";
   member_cert = dir + "/member.crt";

@@ -8,13 +8,13 @@ namespace ccm::testing {
 
 // PEM files made in `dir` with the openssl command: a CA, a member certificate for 127.0.0.1
 // and localhost signed by it (server and client use: etcd's gateway presents it to its own
-// gRPC server), a client certificate signed by it (subject O=ccm and no CN), a client
-// certificate whose CN is the user `ccm` (named_client_*), and a second CA that signed none
-// of them. Throws when openssl fails.
+// gRPC server), a client certificate signed by it (subject O=ccm and no CN), client
+// certificates whose CN is the user `ccm` (named_client_*) and the user `root`
+// (root_client_*), and a second CA that signed none of them. Throws when openssl fails.
 struct TestCertificates {
   explicit TestCertificates(const std::string& dir);
   std::string ca_file, member_cert, member_key, client_cert, client_key, named_client_cert, named_client_key,
-      other_ca_file;
+      root_client_cert, root_client_key, other_ca_file;
 };
 
 // How a cluster serves its clients: TLS with a required client certificate, when set.

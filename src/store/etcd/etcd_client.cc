@@ -1,9 +1,12 @@
 #include "store/etcd/etcd_client.h"
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 
 #include <grpc/support/log.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
@@ -15,9 +18,9 @@ namespace pb = etcdserverpb;
 
 namespace {
 
-// Channels per member. One HTTP/2 connection carries every concurrent call, but one
-// connection's frames are written and read by one thread at a time on each side: a few let
-// the calls of many threads go out and come back in parallel.
+// Channels (HTTP/2 connections) per member, which every thread shares. One carries any number
+// of concurrent calls; one, four and sixteen gave the same rates under ccm's moves
+// (docs/benchmarks.md, "etcd over gRPC"); a few keep one slow connection from holding all.
 constexpr int kChannelsPerMember = 4;
 
 // gRPC's own log lines (a refused handshake, a connection lost) go to ccm's log, at debug:
@@ -49,14 +52,21 @@ ports::RemoteOutcome OutcomeOf(const grpc::Status& s) {
   switch (s.error_code()) {
     case grpc::StatusCode::OK:
       return ports::RemoteOutcome::kOk;
+    // No answer from this member (unreachable, no leader, stopping, too slow): counted as a
+    // transport failure, as the call then moves on to the next member.
     case grpc::StatusCode::UNAVAILABLE:
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return ports::RemoteOutcome::kTransport;
+    // What etcd's gateway answered 4xx for (400, 401, 403, 404, 408, 409, 429).
+    case grpc::StatusCode::CANCELLED:
     case grpc::StatusCode::INVALID_ARGUMENT:
     case grpc::StatusCode::NOT_FOUND:
-    case grpc::StatusCode::FAILED_PRECONDITION:
-    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::ALREADY_EXISTS:
     case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::OUT_OF_RANGE:
     case grpc::StatusCode::UNAUTHENTICATED:
       return ports::RemoteOutcome::kHttp4xx;
     default:
@@ -69,13 +79,17 @@ std::string Unreachable(const grpc::Status& s, bool tls, const ClientOptions& o)
   std::string out = s.error_message();
   if (!tls) return out;
   const auto has = [&out](const char* what) { return out.find(what) != std::string::npos; };
-  if (has("CERTIFICATE_VERIFY_FAILED") || has("certificate verify failed"))
+  if (has("CERTIFICATE_VERIFY_FAILED") || has("certificate verify failed") || has("Peer name") ||
+      has("not in peer certificate"))
     out += ": the member's certificate is not signed by the CA of CCM_ETCD_CA_FILE, or does not name its host";
-  else if (has("alert") || has("andshake") || has("Endpoint read failed") || has("Socket closed") ||
-           has("Connection reset"))
+  else if (has("alert") || has("andshake"))
     out += o.cert_file.empty()
-               ? ": the member refused the connection (does it require a client certificate, CCM_ETCD_CERT_FILE?)"
-               : ": the member refused the connection (is CCM_ETCD_CERT_FILE signed by a CA the member trusts?)";
+               ? ": the member refused the TLS handshake (does it require a client certificate, CCM_ETCD_CERT_FILE?)"
+               : ": the member refused the TLS handshake (is CCM_ETCD_CERT_FILE signed by a CA the member trusts?)";
+  else if (o.cert_file.empty() && (has("Endpoint read failed") || has("Socket closed") || has("Connection reset")))
+    // Under TLS 1.3 a member that wants a certificate closes the connection after the
+    // handshake; a member that stopped does the same.
+    out += ": the member closed the connection (stopped, or does it require a client certificate, CCM_ETCD_CERT_FILE?)";
   return out;
 }
 
@@ -86,6 +100,28 @@ Result<std::string> ReadPem(const std::string& path, const char* setting) {
   if (text.find("-----BEGIN") == std::string::npos)
     return Error::Unavailable(std::string("etcd: ") + setting + " (" + path + ") holds no PEM block");
   return text;
+}
+
+// The client certificate and its key as OpenSSL reads them, and whether they belong
+// together: a mistake is named here, at start-up, rather than as a handshake that fails.
+Status CheckKeyPair(const std::string& cert_pem, const std::string& key_pem, const ClientOptions& o) {
+  using Bio = std::unique_ptr<BIO, decltype(&BIO_free)>;
+  Bio cert_bio(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())), BIO_free);
+  std::unique_ptr<X509, decltype(&X509_free)> cert(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr),
+                                                   X509_free);
+  if (!cert) return Error::Unavailable("etcd: CCM_ETCD_CERT_FILE (" + o.cert_file + ") holds no certificate");
+  Bio key_bio(BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), BIO_free);
+  // No passphrase is asked for (nor read from a terminal): an encrypted key is refused.
+  auto no_passphrase = [](char*, int, int, void*) { return 0; };
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, no_passphrase, nullptr), EVP_PKEY_free);
+  if (!key)
+    return Error::Unavailable("etcd: CCM_ETCD_KEY_FILE (" + o.key_file +
+                              ") holds no private key that can be read without a passphrase");
+  if (X509_check_private_key(cert.get(), key.get()) != 1)
+    return Error::Unavailable("etcd: CCM_ETCD_KEY_FILE (" + o.key_file + ") is not the key of CCM_ETCD_CERT_FILE (" +
+                              o.cert_file + ")");
+  return {};
 }
 
 // The credentials of the member's URL: TLS for https://, with the CA and client certificate
@@ -105,6 +141,7 @@ Result<std::shared_ptr<grpc::ChannelCredentials>> CredentialsFor(bool tls, const
     if (!cert) return cert.error();
     auto key = ReadPem(o.key_file, "CCM_ETCD_KEY_FILE");
     if (!key) return key.error();
+    if (auto pair = CheckKeyPair(*cert, *key, o); !pair) return pair.error();
     ssl.pem_cert_chain = std::move(*cert);
     ssl.pem_private_key = std::move(*key);
   }
@@ -240,9 +277,12 @@ struct Client::Member {
       args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
       args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
       args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(o.connect_timeout.count()));
-      // A member gone silent (its host lost, a partition) ends the streams within 15 s.
+      // A member gone silent (its host lost, a partition) ends the calls and streams on it
+      // within 15 s: pings every 10 s, also on a watch that sends nothing after its request
+      // (gRPC stops pinging after two pings without data unless told otherwise).
       args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
       args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+      args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
       auto channel = grpc::CreateCustomChannel(target, *credentials, args);
       kv.push_back(pb::KV::NewStub(channel));
       lease.push_back(pb::Lease::NewStub(channel));
@@ -410,8 +450,9 @@ Result<std::int64_t> Client::KeepAlive(std::int64_t lease) {
     auto stream = m.lease[c]->LeaseKeepAlive(&context);
     pb::LeaseKeepAliveRequest request;
     request.set_id(lease);
+    // Finish without a cancel: it gives the stream's own status (a cancel would turn every
+    // failure into CANCELLED, which no other member is tried for). The deadline bounds it.
     const bool answered = stream->Write(request) && stream->WritesDone() && stream->Read(&reply);
-    if (!answered) context.TryCancel();
     grpc::Status status = stream->Finish();
     if (answered) return grpc::Status::OK;
     if (status.ok()) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the keepalive stream ended unanswered");
@@ -473,6 +514,7 @@ void Watch::Run() {
   if (changes_ == WatchFor::kPuts) create.mutable_create_request()->add_filters(pb::WatchCreateRequest::NODELETE);
   size_t at = 0;
   std::string stale;  // the token etcd refused last, so that the next stream gets a new one
+  int refusals = 0;   // in a row
   while (!stop_ && !client_.members_.empty()) {
     bool refused = false;
     auto token = client_.Token(stale);
@@ -481,6 +523,9 @@ void Watch::Run() {
       // One stream at a time, with no deadline; Stop cancels it.
       grpc::ClientContext context;
       if (!token->empty()) context.AddMetadata("token", *token);
+      // A member that loses its leader ends the stream (as etcd's own client asks), so that
+      // the watch moves to a member that still sees the cluster's changes.
+      context.AddMetadata("hasleader", "true");
       {
         std::lock_guard lock(stream_mu_);
         stream_ = &context;
@@ -503,7 +548,8 @@ void Watch::Run() {
           }
         }
       }
-      context.TryCancel();
+      // An open stream is cancelled before Finish; one that ended keeps its own status.
+      if (refused) context.TryCancel();
       const grpc::Status status = stream->Finish();
       refused = refused || TokenRefused(status);
       {
@@ -514,7 +560,12 @@ void Watch::Run() {
     }
     if (stop_) break;
     if (!refused) ++at;  // try the next member
-    for (int i = 0; i < 5 && !stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // Half a second between streams; while refusals repeat (a role that may not read the
+    // prefix, signing in each time), doubling up to 30 s.
+    refusals = refused ? refusals + 1 : 0;
+    const int pause_ms = std::min(30000, 500 << std::min(std::max(refusals - 1, 0), 6));
+    for (int waited = 0; waited < pause_ms && !stop_; waited += 100)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
 
