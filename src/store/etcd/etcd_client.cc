@@ -5,9 +5,10 @@
 #include <iterator>
 
 #include <grpc/support/log.h>
+#include <grpcpp/grpcpp.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
 #include "etcd/etcdserver/etcdserverpb/rpc.grpc.pb.h"
@@ -105,6 +106,10 @@ Result<std::string> ReadPem(const std::string& path, const char* setting) {
 // The client certificate and its key as OpenSSL reads them, and whether they belong
 // together: a mistake is named here, at start-up, rather than as a handshake that fails.
 Status CheckKeyPair(const std::string& cert_pem, const std::string& key_pem, const ClientOptions& o) {
+  // OpenSSL's reasons stay off this thread's error queue, where a later TLS call would find them.
+  struct ClearErrors {
+    ~ClearErrors() { ERR_clear_error(); }
+  } clear_errors;
   using Bio = std::unique_ptr<BIO, decltype(&BIO_free)>;
   Bio cert_bio(BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())), BIO_free);
   std::unique_ptr<X509, decltype(&X509_free)> cert(PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr),
