@@ -8,8 +8,8 @@
 #include <utility>
 #include <vector>
 
-// The one HTTP client of ccm, over libcurl: the clients, the etcd store, the CLI and the
-// tests send their requests through a Connection. Nothing else includes libcurl.
+// The one HTTP client of ccm, over libcurl: the clients, the CLI and the tests send their
+// requests through a Connection (the etcd store speaks gRPC). Nothing else includes libcurl.
 namespace ccm::transport {
 
 // Percent-encodes `v` for a URL path segment or a form value (libcurl's escaping).
